@@ -1,0 +1,43 @@
+/* fs.h - the FUSE low-level filesystem: translates requests into store reads
+ * and node proposals (DESIGN §2-3). Runs on the node's loop thread: the FUSE
+ * fd is polled on the loop, so handlers never block; a handler either replies
+ * at once or keeps its fuse_req_t until its proposal's callback runs.
+ * Kernel cache invalidations are queued to a notifier thread (fs/notify.c),
+ * never sent from the loop (a notify can wait on a directory lock held by a
+ * request that is waiting for us).
+ */
+#ifndef QFS_FS_H
+#define QFS_FS_H
+
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+
+#include "../store/store.h"
+#include "node.h"
+
+struct fs_options {
+    bool linearizable;      /* ReadIndex barrier on lookup/open */
+    double entry_timeout_s; /* kernel dentry cache; default 3600 (we
+                               invalidate on every change) */
+    double attr_timeout_s;  /* default 3600 */
+    uint64_t file_size_max; /* EFBIG; default 1 MiB */
+};
+void fs_options_default(struct fs_options *o);
+
+struct fs;
+
+/* n is borrowed and must outlive the fs. */
+struct fs *fs_new(struct node *n, const struct fs_options *o);
+/* Start the notifier thread on se (call after the session is mounted). */
+int fs_start_notifier(struct fs *f, struct fuse_session *se);
+/* Stop the notifier thread; drop open-file state; free. */
+void fs_free(struct fs *f);
+
+/* The request table; pass `f` as the session's userdata. */
+const struct fuse_lowlevel_ops *fs_lowlevel_ops(void);
+
+/* store_change_cb for node_options.on_change (data = struct fs *). */
+void fs_on_change(void *data, const struct store_change *c);
+
+#endif /* QFS_FS_H */

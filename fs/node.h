@@ -1,0 +1,83 @@
+/* node.h - one quorumfs node: the libuv loop that owns the raft core, the
+ * on-disk log, the store and (for clusters) the peer transport.
+ *
+ * Threads: every function here runs on the loop thread. Disk work (log
+ * append + fdatasync, db frame writes) runs on the node's I/O thread and
+ * reports back through a uv_async; the caller never blocks.
+ *
+ * The write path (DESIGN §3): node_propose() encodes the command and steps it
+ * into raft (a follower's core forwards it to the leader). When the entry is
+ * committed, persisted and applied here, cb runs with the store's result.
+ * If it is not applied within the proposal timeout, cb runs with -EIO; the
+ * entry is then either never applied or applied exactly once (proposal ids
+ * (origin, seq) are deduplicated by the store).
+ */
+#ifndef QFS_NODE_H
+#define QFS_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../raft/raft.h"
+#include "../store/store.h"
+
+struct node;
+
+struct node_peer {
+    char name[RAFT_NAME_MAX];
+    char addr[RAFT_ADDR_MAX];
+};
+
+struct node_options {
+    const char *data_dir;
+    const char *name;               /* default "default" */
+    const char *listen_peer;        /* NULL: single node, no transport */
+    unsigned n_initial;             /* --initial-cluster members */
+    struct node_peer initial[RAFT_SERVERS_MAX];
+    bool cluster_existing;          /* --initial-cluster-state existing */
+    unsigned heartbeat_ms;          /* default 100 */
+    unsigned election_ms;           /* default 1000 */
+    unsigned proposal_timeout_ms;   /* default 5 * election_ms */
+    uint64_t snapshot_entries;      /* compact the log every N applied */
+    struct store_options store;
+    store_change_cb on_change;      /* every applied change (invalidation) */
+    void *on_change_data;
+    int log_level;                  /* RAFT_TRACE_* */
+};
+void node_options_default(struct node_options *o);
+
+/* Open the data dir (lock, log, db), replay, and start the core and the
+ * transport on loop. Errors: -EBUSY (data dir locked by another process),
+ * -EINVAL with a message logged (name not in the cluster, cluster id
+ * mismatch), or an errno from disk. */
+int node_start(uv_loop_t *loop, const struct node_options *o,
+               struct node **out);
+/* Fail pending proposals with -ESHUTDOWN, flush and sync the log and the
+ * db, close handles; cb runs when everything is closed (then n is freed). */
+void node_stop(struct node *n, void (*cb)(void *data), void *data);
+
+typedef void (*node_done_cb)(void *data, const struct store_result *res);
+
+/* Propose a command. Fills c->origin, c->seq and c->now_ns. cb runs exactly
+ * once (later, never from inside this call) unless an error is returned:
+ * -ENAMETOOLONG / -EFBIG / -EINVAL for a command that breaks a limit,
+ * -EROFS when the store has a sticky I/O error. */
+int node_propose(struct node *n, struct store_cmd *c, node_done_cb cb,
+                 void *data);
+
+/* Linearizable read barrier (ReadIndex): cb(data, 0) once the local store
+ * has applied everything committed before this call, or cb(data, -EIO)
+ * after the proposal timeout. Runs cb exactly once, never inside the call. */
+typedef void (*node_read_cb)(void *data, int err);
+int node_read_barrier(struct node *n, node_read_cb cb, void *data);
+
+struct store *node_store(struct node *n);
+
+/* Text for /.cluster/ files and the control socket, into a malloc'd buffer
+ * (*out, *len). JSON fields per DESIGN §7. */
+int node_status_json(struct node *n, char **out, size_t *len);
+int node_members_text(struct node *n, char **out, size_t *len);
+int node_leader_text(struct node *n, char **out, size_t *len);
+
+#endif /* QFS_NODE_H */

@@ -1,0 +1,69 @@
+/* transport.h - raft messages between nodes over TCP, on libuv.
+ *
+ * Frames (docs/format.md): u32 magic "QFSP", u16 version, u16 kind,
+ * u32 body length, u32 checksum (xxh32 of the body), body. The first frame
+ * on a connection, in each direction, is a HELLO carrying the cluster id and
+ * the sender's node id; a peer with another cluster id or an id not in the
+ * peer table is logged and dropped. After that every frame carries one raft
+ * message encoded by codec.h. A malformed frame closes that connection only.
+ *
+ * Each node keeps one outgoing connection per peer (bound to the node's own
+ * listen address, so partition tests can filter by source address), with a
+ * bounded send queue (transport_options.queue_bytes_max; when full, new
+ * messages to that peer are dropped and counted: raft retransmits), and
+ * reconnects with exponential backoff (50 ms doubling to 2 s). Incoming
+ * connections deliver messages to on_message.
+ *
+ * All functions run on the loop thread.
+ */
+#ifndef QFS_RAFT_TRANSPORT_H
+#define QFS_RAFT_TRANSPORT_H
+
+#include <uv.h>
+
+#include "raft.h"
+
+struct transport;
+
+typedef void (*transport_message_cb)(void *data, const struct raft_message *m);
+
+struct transport_options {
+    raft_id self;
+    uint64_t cluster_id;
+    const char *listen_addr; /* "IP:PORT"; also the source of outgoing
+                                connections */
+    size_t queue_bytes_max;  /* per peer; default 64 MiB when 0 */
+    transport_message_cb on_message; /* message borrowed for the call */
+    void *data;
+    struct raft_tracer tracer;
+};
+
+struct transport_stats {
+    uint64_t frames_in, frames_out, bytes_in, bytes_out;
+    uint64_t dropped_queue_full; /* messages dropped: peer queue full */
+    uint64_t rejected_frames;    /* malformed / bad checksum / foreign */
+    uint64_t connects, disconnects;
+};
+
+/* Create and start listening. Returns 0 or a negative errno (-EADDRINUSE,
+ * -EINVAL for a bad address). *out is valid until transport_close's cb. */
+int transport_start(uv_loop_t *loop, const struct transport_options *o,
+                    struct transport **out);
+
+/* Add or update a peer's address (from the raft configuration). Removing a
+ * peer closes its connections. */
+int transport_set_peer(struct transport *t, raft_id id, const char *addr);
+void transport_remove_peer(struct transport *t, raft_id id);
+
+/* Encode and queue m for m->to. Never blocks; returns 0, -ENOENT (unknown
+ * peer), -ENOBUFS (queue full, message dropped). m is borrowed. */
+int transport_send(struct transport *t, const struct raft_message *m);
+
+/* Whether a connection to id is currently established. */
+bool transport_connected(const struct transport *t, raft_id id);
+void transport_get_stats(const struct transport *t, struct transport_stats *s);
+
+/* Close everything; cb runs once all handles are closed (then t is freed). */
+void transport_close(struct transport *t, void (*cb)(void *data), void *data);
+
+#endif /* QFS_RAFT_TRANSPORT_H */
