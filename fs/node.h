@@ -41,7 +41,10 @@ struct node_options {
     unsigned proposal_timeout_ms;   /* default 5 * election_ms */
     uint64_t snapshot_entries;      /* compact the log every N applied */
     struct store_options store;
-    store_change_cb on_change;      /* every applied change (invalidation) */
+    store_change_cb on_change;      /* every applied change (invalidation);
+                                       a change with ino == 0 and
+                                       parent == 0 means the whole tree was
+                                       replaced (snapshot installed) */
     void *on_change_data;
     int log_level;                  /* RAFT_TRACE_* */
 };
@@ -77,6 +80,7 @@ struct store *node_store(struct node *n);
 /* Text for /.cluster/ files and the control socket, into a malloc'd buffer
  * (*out, *len). JSON fields per DESIGN §7. */
 int node_status_json(struct node *n, char **out, size_t *len);
+int node_status_text(struct node *n, char **out, size_t *len);
 int node_members_text(struct node *n, char **out, size_t *len);
 int node_leader_text(struct node *n, char **out, size_t *len);
 

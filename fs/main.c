@@ -1,0 +1,576 @@
+/* main.c - the quorumfs command: `quorumfs mount` runs a node and its FUSE
+ * mount; other subcommands talk to a running node (fs/ctl.c).
+ *
+ * Start-up order: check the mountpoint -> fork (unless -f) -> node_start
+ * (lock, log, db, replay, raft, transport) -> FUSE session mount -> the
+ * notifier thread -> poll the FUSE fd on the loop -> tell the parent
+ * "ready" (the parent exits 0) -> from then on log to DATA_DIR/quorumfs.log.
+ * Shutdown (SIGTERM/SIGINT, or the mount going away): stop reading FUSE
+ * requests, node_stop (pending operations fail, log and db are synced),
+ * unmount, exit 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "fs.h"
+#include "node.h"
+#include "node_internal.h"
+
+#define QFS_VERSION "0.1.0"
+
+/* FUSE requests handled per poll callback before yielding to the loop. */
+enum { FUSE_REQUESTS_PER_POLL = 64 };
+
+struct mount_opts {
+    const char *mountpoint;
+    const char *fuse_opts; /* extra -o options */
+    bool foreground;
+    bool linearizable;
+    struct node_options node;
+    char data_dir[PATH_MAX];
+};
+
+struct app {
+    uv_loop_t loop;
+    struct mount_opts *mo;
+    struct node *node;
+    struct fs *fs;
+    struct fuse_session *se;
+    struct ctl *ctl;
+    struct fuse_buf buf;
+    uv_poll_t fuse_poll;
+    uv_signal_t sigterm, sigint;
+    int ready_fd; /* pipe to the waiting parent, -1 when none */
+    bool shutting_down;
+    bool mounted;
+    int exit_code;
+};
+
+static void usage_main(FILE *out)
+{
+    fprintf(out,
+        "quorumfs " QFS_VERSION " - a replicated configuration filesystem\n"
+        "\n"
+        "Usage:\n"
+        "  quorumfs mount MOUNTPOINT [options]   run a node and mount it\n"
+        "  quorumfs status [--json] [--data-dir D]\n"
+        "                                       state of a running node\n"
+        "  quorumfs --help | --version\n"
+        "\n"
+        "Run `quorumfs mount --help` for the mount options.\n");
+}
+
+static void usage_mount(FILE *out)
+{
+    fprintf(out,
+        "Usage: quorumfs mount MOUNTPOINT [options]\n"
+        "\n"
+        "Runs a quorumfs node and mounts its tree on MOUNTPOINT (an existing\n"
+        "empty directory). Returns once the mount is ready, unless -f.\n"
+        "With no cluster options the node is a single-node cluster.\n"
+        "\n"
+        "Node:\n"
+        "  --name N                   node name (default: default)\n"
+        "  --data-dir D               data directory (default:\n"
+        "                             /var/lib/quorumfs/NAME); created if\n"
+        "                             missing; one node per data dir\n"
+        "  -f, --foreground           stay in the foreground, log to stderr\n"
+        "                             (otherwise log to D/quorumfs.log)\n"
+        "  --log-level L              debug|info|warn|error (default info)\n"
+        "\n"
+        "Cluster (etcd's names):\n"
+        "  --listen-peer ADDR:PORT    peer address of this node\n"
+        "  --initial-cluster LIST     n1=ADDR:PORT,n2=ADDR:PORT,...\n"
+        "  --initial-cluster-state S  new (default) or existing (restart, or\n"
+        "                             rejoin with an empty data dir)\n"
+        "  --heartbeat-ms MS          leader heartbeat (default 100)\n"
+        "  --election-ms MS           election timeout base (default 1000)\n"
+        "  --proposal-timeout-ms MS   a write waits this long for a quorum,\n"
+        "                             then fails with EIO (default 5 x\n"
+        "                             election)\n"
+        "  --snapshot-entries N       compact the raft log every N applied\n"
+        "                             entries (default 10000)\n"
+        "\n"
+        "Filesystem:\n"
+        "  -o OPT[,OPT...]            FUSE mount options, e.g. allow_other\n"
+        "                             (default_permissions is always on)\n"
+        "  --consistency C            serializable (default): reads from the\n"
+        "                             local applied state; linearizable:\n"
+        "                             lookups/opens confirm with the leader\n"
+        "  --file-size-max BYTES      largest file (default 1048576): EFBIG\n"
+        "  --quota-bytes BYTES        total live bytes (default 2 GiB): ENOSPC\n"
+        "\n"
+        "Stop with `fusermount3 -u MOUNTPOINT`, `umount MOUNTPOINT` or SIGTERM.\n");
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0') {
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_cluster(const char *list, struct node_options *o)
+{
+    char buf[4096];
+    char *save = NULL;
+
+    if (strlen(list) >= sizeof(buf)) {
+        return -ENAMETOOLONG;
+    }
+    strcpy(buf, list);
+    o->n_initial = 0;
+    for (char *tok = strtok_r(buf, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq == NULL || eq == tok || eq[1] == '\0' ||
+            o->n_initial >= RAFT_SERVERS_MAX) {
+            return -EINVAL;
+        }
+        *eq = '\0';
+        struct node_peer *p = &o->initial[o->n_initial++];
+        if (strlen(tok) >= sizeof(p->name) ||
+            strlen(eq + 1) >= sizeof(p->addr)) {
+            return -ENAMETOOLONG;
+        }
+        strcpy(p->name, tok);
+        strcpy(p->addr, eq + 1);
+    }
+    return o->n_initial > 0 ? 0 : -EINVAL;
+}
+
+enum {
+    OPT_NAME = 1000, OPT_DATA_DIR, OPT_LOG_LEVEL, OPT_LISTEN_PEER,
+    OPT_INITIAL_CLUSTER, OPT_CLUSTER_STATE, OPT_HEARTBEAT, OPT_ELECTION,
+    OPT_PROPOSAL_TIMEOUT, OPT_SNAPSHOT_ENTRIES, OPT_CONSISTENCY,
+    OPT_FILE_SIZE_MAX, OPT_QUOTA,
+};
+
+static const struct option mount_long[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"foreground", no_argument, NULL, 'f'},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"listen-peer", required_argument, NULL, OPT_LISTEN_PEER},
+    {"initial-cluster", required_argument, NULL, OPT_INITIAL_CLUSTER},
+    {"initial-cluster-state", required_argument, NULL, OPT_CLUSTER_STATE},
+    {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
+    {"election-ms", required_argument, NULL, OPT_ELECTION},
+    {"proposal-timeout-ms", required_argument, NULL, OPT_PROPOSAL_TIMEOUT},
+    {"snapshot-entries", required_argument, NULL, OPT_SNAPSHOT_ENTRIES},
+    {"consistency", required_argument, NULL, OPT_CONSISTENCY},
+    {"file-size-max", required_argument, NULL, OPT_FILE_SIZE_MAX},
+    {"quota-bytes", required_argument, NULL, OPT_QUOTA},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_level(const char *s)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Returns 0, or 1 with a message printed (exit status 2: usage). */
+static int parse_one(struct mount_opts *mo, int c, const char *arg)
+{
+    struct node_options *o = &mo->node;
+    uint64_t v = 0;
+
+    switch (c) {
+    case 'f': mo->foreground = true; return 0;
+    case 'o': mo->fuse_opts = arg; return 0;
+    case OPT_NAME: o->name = arg; return strlen(arg) < RAFT_NAME_MAX ? 0 : 1;
+    case OPT_DATA_DIR: o->data_dir = arg; return 0;
+    case OPT_LISTEN_PEER: o->listen_peer = arg; return 0;
+    case OPT_LOG_LEVEL:
+        o->log_level = parse_level(arg);
+        return o->log_level < 0;
+    case OPT_INITIAL_CLUSTER: return parse_cluster(arg, o) != 0;
+    case OPT_CLUSTER_STATE:
+        o->cluster_existing = strcmp(arg, "existing") == 0;
+        return !(o->cluster_existing || strcmp(arg, "new") == 0);
+    case OPT_CONSISTENCY:
+        mo->linearizable = strcmp(arg, "linearizable") == 0;
+        return !(mo->linearizable || strcmp(arg, "serializable") == 0);
+    default:
+        break;
+    }
+    if (parse_u64(arg, &v) != 0 || v == 0) {
+        return 1;
+    }
+    switch (c) {
+    case OPT_HEARTBEAT: o->heartbeat_ms = (unsigned)v; break;
+    case OPT_ELECTION: o->election_ms = (unsigned)v; break;
+    case OPT_PROPOSAL_TIMEOUT: o->proposal_timeout_ms = (unsigned)v; break;
+    case OPT_SNAPSHOT_ENTRIES: o->snapshot_entries = v; break;
+    case OPT_FILE_SIZE_MAX: o->store.file_size_max = v; break;
+    case OPT_QUOTA: o->store.quota_bytes = v; break;
+    default: return 1;
+    }
+    return 0;
+}
+
+static int parse_mount(int argc, char **argv, struct mount_opts *mo)
+{
+    int c;
+
+    node_options_default(&mo->node);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hfo:", mount_long, NULL)) != -1) {
+        if (c == 'h') {
+            usage_mount(stdout);
+            exit(0);
+        }
+        if (c == '?' || parse_one(mo, c, optarg) != 0) {
+            if (c != '?') {
+                fprintf(stderr, "quorumfs mount: bad value '%s' for %s\n",
+                        optarg, argv[optind - 1]);
+            }
+            fprintf(stderr, "Try `quorumfs mount --help`.\n");
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "quorumfs mount: expected exactly one MOUNTPOINT\n"
+                        "Try `quorumfs mount --help`.\n");
+        return 2;
+    }
+    mo->mountpoint = argv[optind];
+    if (mo->node.n_initial > 0 && mo->node.listen_peer == NULL) {
+        fprintf(stderr, "quorumfs mount: --initial-cluster needs "
+                        "--listen-peer\n");
+        return 2;
+    }
+    if (mo->node.data_dir == NULL) {
+        snprintf(mo->data_dir, sizeof(mo->data_dir), "/var/lib/quorumfs/%s",
+                 mo->node.name);
+        mo->node.data_dir = mo->data_dir;
+    }
+    return 0;
+}
+
+static int check_mountpoint(const char *mnt)
+{
+    struct stat st;
+    if (stat(mnt, &st) != 0) {
+        fprintf(stderr, "quorumfs: mountpoint %s: %s\n", mnt, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "quorumfs: mountpoint %s is not a directory\n", mnt);
+        return -1;
+    }
+    DIR *d = opendir(mnt);
+    if (d == NULL) {
+        fprintf(stderr, "quorumfs: mountpoint %s: %s\n", mnt, strerror(errno));
+        return -1;
+    }
+    struct dirent *e;
+    bool empty = true;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            empty = false;
+            break;
+        }
+    }
+    closedir(d);
+    if (!empty) {
+        fprintf(stderr, "quorumfs: mountpoint %s is not empty\n", mnt);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- running ---- */
+
+static void begin_shutdown(struct app *a, const char *why);
+
+static void fuse_poll_cb(uv_poll_t *p, int status, int events)
+{
+    struct app *a = p->data;
+
+    for (int i = 0; i < FUSE_REQUESTS_PER_POLL && !a->shutting_down; i++) {
+        int res = fuse_session_receive_buf(a->se, &a->buf);
+        if (res == -EINTR) {
+            continue;
+        }
+        if (res == -EAGAIN) {
+            return;
+        }
+        if (res <= 0 || fuse_session_exited(a->se)) {
+            a->mounted = res == 0 ? false : a->mounted;
+            begin_shutdown(a, res == 0 ? "unmounted" : strerror(-res));
+            return;
+        }
+        fuse_session_process_buf(a->se, &a->buf);
+    }
+}
+
+static void node_stopped_cb(void *data)
+{
+    struct app *a = data;
+    a->node = NULL;
+    uv_stop(&a->loop);
+}
+
+static void begin_shutdown(struct app *a, const char *why)
+{
+    if (a->shutting_down) {
+        return;
+    }
+    a->shutting_down = true;
+    node__log(RAFT_TRACE_INFO, "shutting down (%s)", why);
+    uv_poll_stop(&a->fuse_poll);
+    uv_signal_stop(&a->sigterm);
+    uv_signal_stop(&a->sigint);
+    if (a->ctl != NULL) {
+        ctl_close(a->ctl);
+        a->ctl = NULL;
+    }
+    node_stop(a->node, node_stopped_cb, a);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    begin_shutdown(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int mount_fuse(struct app *a)
+{
+    char opts[1024];
+    snprintf(opts, sizeof(opts),
+             "default_permissions,fsname=quorumfs,subtype=quorumfs%s%s",
+             a->mo->fuse_opts != NULL ? "," : "",
+             a->mo->fuse_opts != NULL ? a->mo->fuse_opts : "");
+    char *argv[] = {"quorumfs", "-o", opts, NULL};
+    struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+
+    a->se = fuse_session_new(&args, fs_lowlevel_ops(),
+                             sizeof(struct fuse_lowlevel_ops), a->fs);
+    if (a->se == NULL) {
+        fprintf(stderr, "quorumfs: cannot create the FUSE session (options "
+                        "'%s')\n", opts);
+        return -EINVAL;
+    }
+    if (fuse_session_mount(a->se, a->mo->mountpoint) != 0) {
+        fprintf(stderr, "quorumfs: cannot mount on %s\n", a->mo->mountpoint);
+        fuse_session_destroy(a->se);
+        a->se = NULL;
+        return -EIO;
+    }
+    a->mounted = true;
+    int fd = fuse_session_fd(a->se);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int rv = fs_start_notifier(a->fs, a->se);
+    if (rv == 0) {
+        rv = uv_poll_init(&a->loop, &a->fuse_poll, fd);
+    }
+    if (rv == 0) {
+        a->fuse_poll.data = a;
+        rv = uv_poll_start(&a->fuse_poll, UV_READABLE, fuse_poll_cb);
+    }
+    return rv;
+}
+
+static void tell_parent(struct app *a, char status)
+{
+    if (a->ready_fd >= 0) {
+        if (write(a->ready_fd, &status, 1) != 1) {
+            /* the parent is gone: nothing to tell */
+        }
+        close(a->ready_fd);
+        a->ready_fd = -1;
+    }
+}
+
+static void log_to_file(struct app *a)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/quorumfs.log", a->mo->node.data_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+    }
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        close(null);
+    }
+}
+
+static void app_on_change(void *data, const struct store_change *c)
+{
+    struct app *a = data;
+    if (a->fs != NULL) {
+        fs_on_change(a->fs, c);
+    }
+}
+
+static int run_node(struct app *a)
+{
+    struct fs_options fo;
+    int rv;
+
+    uv_loop_init(&a->loop);
+    fs_options_default(&fo);
+    fo.linearizable = a->mo->linearizable;
+    if (a->mo->node.store.file_size_max != 0) {
+        fo.file_size_max = a->mo->node.store.file_size_max;
+    } else {
+        a->mo->node.store.file_size_max = fo.file_size_max;
+    }
+    /* The node replays its log inside node_start, before the fs exists:
+     * changes are forwarded to the fs once it does (the kernel has cached
+     * nothing before the mount anyway). */
+    a->mo->node.on_change = app_on_change;
+    a->mo->node.on_change_data = a;
+    rv = node_start(&a->loop, &a->mo->node, &a->node);
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs: cannot start the node: %s\n",
+                rv == -EBUSY ? "data dir in use by another node"
+                             : strerror(-rv));
+        return 1;
+    }
+    a->fs = fs_new(a->node, &fo);
+    if (a->fs == NULL) {
+        fprintf(stderr, "quorumfs: out of memory\n");
+        node_stop(a->node, node_stopped_cb, a);
+        uv_run(&a->loop, UV_RUN_DEFAULT);
+        return 1;
+    }
+    if (mount_fuse(a) != 0) {
+        node_stop(a->node, node_stopped_cb, a);
+        uv_run(&a->loop, UV_RUN_DEFAULT);
+        return 1;
+    }
+    a->ctl = ctl_start(&a->loop, a->node, a->mo->node.data_dir);
+    uv_signal_init(&a->loop, &a->sigterm);
+    uv_signal_init(&a->loop, &a->sigint);
+    a->sigterm.data = a->sigint.data = a;
+    uv_signal_start(&a->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&a->sigint, signal_cb, SIGINT);
+    node__log(RAFT_TRACE_INFO, "quorumfs %s mounted on %s (data dir %s)",
+              a->mo->node.name, a->mo->mountpoint, a->mo->node.data_dir);
+    if (!a->mo->foreground) {
+        log_to_file(a);
+        node__log(RAFT_TRACE_INFO, "node %s started, mounted on %s",
+                  a->mo->node.name, a->mo->mountpoint);
+    }
+    tell_parent(a, 'R');
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    if (a->mounted) {
+        fuse_session_unmount(a->se);
+    }
+    fs_free(a->fs);
+    fuse_session_destroy(a->se);
+    free(a->buf.mem);
+    uv_walk(&a->loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&a->loop);
+    return 0;
+}
+
+/* Without -f: fork; the parent waits until the child says the mount is
+ * ready (exit 0) or the child fails (exit 1, its message already printed). */
+static int daemonize(struct app *a)
+{
+    int p[2];
+    if (pipe(p) != 0) {
+        perror("quorumfs: pipe");
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("quorumfs: fork");
+        return -1;
+    }
+    if (pid > 0) {
+        char c = 0;
+        close(p[1]);
+        ssize_t r;
+        do {
+            r = read(p[0], &c, 1);
+        } while (r < 0 && errno == EINTR);
+        if (r == 1 && c == 'R') {
+            exit(0);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        exit(1);
+    }
+    close(p[0]);
+    setsid();
+    a->ready_fd = p[1];
+    return 0;
+}
+
+static int cmd_mount(int argc, char **argv)
+{
+    static struct mount_opts mo;
+    static struct app a;
+    int rv = parse_mount(argc, argv, &mo);
+
+    if (rv != 0) {
+        return rv;
+    }
+    if (check_mountpoint(mo.mountpoint) != 0) {
+        return 1;
+    }
+    a.mo = &mo;
+    a.ready_fd = -1;
+    signal(SIGPIPE, SIG_IGN);
+    if (!mo.foreground && daemonize(&a) != 0) {
+        return 1;
+    }
+    rv = run_node(&a);
+    tell_parent(&a, 'F');
+    return rv;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        usage_main(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("quorumfs " QFS_VERSION "\n");
+        return 0;
+    }
+    if (strcmp(argv[1], "mount") == 0) {
+        return cmd_mount(argc - 1, argv + 1);
+    }
+    int rv = ctl_command(argc - 1, argv + 1);
+    if (rv == -ENOSYS) {
+        fprintf(stderr, "quorumfs: unknown command '%s'\n", argv[1]);
+        usage_main(stderr);
+        return 2;
+    }
+    return rv;
+}

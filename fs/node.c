@@ -1,0 +1,997 @@
+/* node.c - one quorumfs node: wires the raft core, the disk log, the store
+ * and the transport on one libuv loop (DESIGN §1, §3, §4).
+ *
+ * Every raft_step produces one update, handled by handle_update() in the
+ * order the core's contract demands:
+ *   1. persist: entries + hard state go to the I/O thread as one job (group
+ *      commit happens there); a received snapshot is installed first;
+ *   2. send: the job's messages are sent when the job comes back durable,
+ *      and RAFT_EV_PERSISTED is stepped then; an update with nothing to
+ *      persist sends at once unless an earlier job is still in flight
+ *      (messages never overtake an earlier persist);
+ *   3. apply committed entries to the store (they are durable locally);
+ *   4. complete proposals and reads.
+ * Callbacks of completed proposals run after the update has been fully
+ * handled (the core's borrowed pointers are dead by then), never from inside
+ * node_propose() for the proposal being made.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node_internal.h"
+#include "node_priv.h"
+
+/* ---- small helpers ---- */
+
+static uint64_t now_ms(struct node *n)
+{
+    uv_update_time(n->loop);
+    return uv_now(n->loop);
+}
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+uint64_t node__hash(const void *p, size_t len, uint64_t h)
+{
+    /* FNV-1a 64: stable ids from names (never 0). */
+    const unsigned char *b = p;
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h != 0 ? h : 1;
+}
+
+static int errno_of_raft(int rv)
+{
+    switch (rv) {
+    case RAFT_ETOOBIG:
+        return -EFBIG;
+    case RAFT_EBUSY:
+        return -EAGAIN;
+    case RAFT_ECONFBUSY:
+        return -EBUSY;
+    case RAFT_EBADCONF:
+        return -EINVAL;
+    default:
+        return rv <= -1000 ? -EIO : rv;
+    }
+}
+
+static bool raft_retryable(int rv)
+{
+    return rv == RAFT_ENOTLEADER || rv == RAFT_ETRANSFER ||
+           rv == RAFT_ELEADERLOST;
+}
+
+/* ---- waiters ---- */
+
+static unsigned wbucket(uint64_t seq)
+{
+    return (unsigned)(seq % NODE_WAITER_BUCKETS);
+}
+
+static struct waiter *waiter_find(struct node *n, uint64_t seq)
+{
+    for (struct waiter *w = n->wtable[wbucket(seq)]; w != NULL;
+         w = w->hnext) {
+        if (w->seq == seq) {
+            return w;
+        }
+    }
+    return NULL;
+}
+
+static void waiter_link(struct node *n, struct waiter *w)
+{
+    unsigned b = wbucket(w->seq);
+    w->hnext = n->wtable[b];
+    n->wtable[b] = w;
+    /* Deadlines are monotonic (constant timeout): append keeps order. */
+    w->prev = n->wtail;
+    w->next = NULL;
+    if (n->wtail != NULL) {
+        n->wtail->next = w;
+    } else {
+        n->whead = w;
+    }
+    n->wtail = w;
+    n->n_waiters++;
+}
+
+static void waiter_unlink(struct node *n, struct waiter *w)
+{
+    struct waiter **pp = &n->wtable[wbucket(w->seq)];
+    while (*pp != w) {
+        pp = &(*pp)->hnext;
+    }
+    *pp = w->hnext;
+    if (w->prev != NULL) {
+        w->prev->next = w->next;
+    } else {
+        n->whead = w->next;
+    }
+    if (w->next != NULL) {
+        w->next->prev = w->prev;
+    } else {
+        n->wtail = w->prev;
+    }
+    n->n_waiters--;
+}
+
+/* Queue a completion; callbacks run from drain_completions(). */
+static void complete_waiter(struct node *n, struct waiter *w,
+                            const struct store_result *res)
+{
+    waiter_unlink(n, w);
+    w->res = *res;
+    w->next = NULL;
+    if (n->done_tail != NULL) {
+        n->done_tail->next = w;
+    } else {
+        n->done_head = w;
+    }
+    n->done_tail = w;
+}
+
+static void fail_waiter(struct node *n, struct waiter *w, int err)
+{
+    struct store_result res = {.err = err};
+    complete_waiter(n, w, &res);
+}
+
+static void complete_read(struct node *n, struct read_waiter *r, int err)
+{
+    /* unlink from the read list */
+    struct read_waiter **pp = &n->reads;
+    while (*pp != r) {
+        pp = &(*pp)->next;
+    }
+    *pp = r->next;
+    r->err = err;
+    r->next = n->reads_done;
+    n->reads_done = r;
+}
+
+static void drain_completions(struct node *n)
+{
+    while (n->done_head != NULL || n->reads_done != NULL) {
+        struct waiter *w = n->done_head;
+        n->done_head = n->done_tail = NULL;
+        struct read_waiter *r = n->reads_done;
+        n->reads_done = NULL;
+        while (w != NULL) {
+            struct waiter *next = w->next;
+            w->cb(w->data, &w->res);
+            free(w->cmd);
+            free(w);
+            w = next;
+        }
+        while (r != NULL) {
+            struct read_waiter *next = r->next;
+            r->cb(r->data, r->err);
+            free(r);
+            r = next;
+        }
+    }
+}
+
+/* ---- stepping ---- */
+
+static void handle_update(struct node *n, const struct raft_update *u);
+
+int node__step(struct node *n, struct raft_event *ev)
+{
+    struct raft_update u;
+    int rv;
+
+    ev->now_ms = now_ms(n);
+    n->depth++;
+    rv = raft_step(n->raft, ev, &u);
+    handle_update(n, &u);
+    n->depth--;
+    if (n->depth == 0) {
+        if (n->retry_pending && !n->stopping) {
+            n->retry_pending = false;
+            node__retry_parked(n);
+        }
+        drain_completions(n);
+    }
+    return rv;
+}
+
+static int step(struct node *n, struct raft_event *ev)
+{
+    return node__step(n, ev);
+}
+
+static void send_msgs(struct node *n, const struct raft_message *msgs,
+                      unsigned count)
+{
+    if (n->transport == NULL) {
+        return;
+    }
+    for (unsigned i = 0; i < count; i++) {
+        int rv = transport_send(n->transport, &msgs[i]);
+        if (rv != 0 && rv != -ENOBUFS) {
+            node__log(RAFT_TRACE_DEBUG, "send %s to %" PRIx64 ": %s",
+                      raft_msg_type_name(msgs[i].type), msgs[i].to,
+                      strerror(-rv));
+        }
+    }
+}
+
+static struct io_job *batch_job(const struct raft_update *u)
+{
+    struct io_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        return NULL;
+    }
+    job->type = IO_JOB_BATCH;
+    job->truncate_from = u->truncate_from;
+    job->has_hs = u->hard_state_changed;
+    job->hs = u->hard_state;
+    job->persist_index = u->persist_index;
+    job->persist_term = u->persist_term;
+    job->entries = calloc(u->n_entries + 1, sizeof(*job->entries));
+    job->msgs = calloc(u->n_msgs + 1, sizeof(*job->msgs));
+    if (job->entries == NULL || job->msgs == NULL) {
+        goto err;
+    }
+    for (unsigned i = 0; i < u->n_entries; i++) {
+        struct raft_entry *e = &job->entries[i];
+        *e = u->entries[i];
+        e->data.base = malloc(e->data.len + 1);
+        if (e->data.base == NULL) {
+            goto err;
+        }
+        memcpy((void *)e->data.base, u->entries[i].data.base, e->data.len);
+        job->n_entries++;
+    }
+    for (unsigned i = 0; i < u->n_msgs; i++) {
+        if (node__msg_clone(&job->msgs[i], &u->msgs[i]) != 0) {
+            goto err;
+        }
+        job->n_msgs++;
+    }
+    return job;
+err:
+    node__io_job_free(job);
+    return NULL;
+}
+
+static void persist_and_send(struct node *n, const struct raft_update *u)
+{
+    bool persist =
+        u->truncate_from != 0 || u->n_entries > 0 || u->hard_state_changed;
+
+    if (!persist && (u->n_msgs == 0 || n->batches_inflight == 0)) {
+        send_msgs(n, u->msgs, u->n_msgs);
+        return;
+    }
+    struct io_job *job = batch_job(u);
+    if (job == NULL) {
+        /* Out of memory: we cannot honour the persist contract. Stop. */
+        node__log(RAFT_TRACE_ERROR, "out of memory queuing a log batch");
+        abort();
+    }
+    n->batches_inflight++;
+    node__io_submit(&n->io, job);
+}
+
+static void apply_committed(struct node *n, const struct raft_entry *es,
+                            unsigned count);
+static void install_snapshot(struct node *n, const struct raft_update *u);
+
+static void handle_reads(struct node *n, const struct raft_update *u)
+{
+    for (unsigned i = 0; i < u->n_reads; i++) {
+        for (struct read_waiter *r = n->reads; r != NULL; r = r->next) {
+            if (r->ctx == u->reads[i].ctx) {
+                r->index = u->reads[i].index;
+                r->has_index = true;
+                break;
+            }
+        }
+    }
+    for (unsigned i = 0; i < u->n_failed_reads; i++) {
+        for (struct read_waiter *r = n->reads; r != NULL; r = r->next) {
+            if (r->ctx == u->failed_reads[i].ctx) {
+                r->parked = true; /* retried when a leader is known */
+                break;
+            }
+        }
+    }
+    node__reads_check(n);
+}
+
+void node__reads_check(struct node *n)
+{
+    raft_index applied = store_applied_index(n->store);
+    struct read_waiter *r = n->reads;
+    while (r != NULL) {
+        struct read_waiter *next = r->next;
+        if (r->has_index && r->index <= applied) {
+            complete_read(n, r, 0);
+        }
+        r = next;
+    }
+}
+
+static void handle_failed_proposals(struct node *n,
+                                    const struct raft_update *u)
+{
+    for (unsigned i = 0; i < u->n_failed_proposals; i++) {
+        struct waiter *w = waiter_find(n, u->failed_proposals[i].ctx);
+        if (w == NULL) {
+            continue;
+        }
+        if (raft_retryable(u->failed_proposals[i].err)) {
+            w->parked = true; /* re-proposed when a leader is known */
+        } else {
+            fail_waiter(n, w, errno_of_raft(u->failed_proposals[i].err));
+        }
+    }
+}
+
+static void rearm_tick(struct node *n, uint64_t next_ms)
+{
+    uint64_t now = uv_now(n->loop);
+    uint64_t delay = next_ms > now ? next_ms - now : 0;
+    if (delay > 60000) {
+        delay = 60000;
+    }
+    uv_timer_start(&n->tick_timer, node__tick_cb, delay, 0);
+}
+
+static void handle_update(struct node *n, const struct raft_update *u)
+{
+    if (u->snapshot_install) {
+        install_snapshot(n, u);
+    }
+    persist_and_send(n, u);
+    if (u->n_committed > 0) {
+        apply_committed(n, u->committed, u->n_committed);
+    }
+    handle_reads(n, u);
+    handle_failed_proposals(n, u);
+    if (u->conf_changed) {
+        node__sync_peers(n);
+    }
+    if (u->role_changed) {
+        node__role_changed(n);
+    }
+    rearm_tick(n, u->next_timeout_ms);
+}
+
+void node__tick_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    struct raft_event ev = {.type = RAFT_EV_TICK};
+    step(n, &ev);
+}
+
+/* ---- proposals ---- */
+
+static int propose_waiter(struct node *n, struct waiter *w)
+{
+    struct raft_proposal p = {
+        .ctx = w->seq,
+        .type = RAFT_ENTRY_NORMAL,
+        .data = {w->cmd, w->cmd_len},
+    };
+    struct raft_event ev = {.type = RAFT_EV_PROPOSE};
+    ev.propose.n = 1;
+    ev.propose.props = &p;
+    int rv = step(n, &ev);
+    w->parked = raft_retryable(rv);
+    return raft_retryable(rv) ? 0 : rv;
+}
+
+int node_propose(struct node *n, struct store_cmd *c, node_done_cb cb,
+                 void *data)
+{
+    struct waiter *w;
+    long len;
+    int rv;
+
+    if (n->stopping) {
+        return -ESHUTDOWN;
+    }
+    if (n->sticky_err != 0) {
+        return -EROFS;
+    }
+    if (c->op == STORE_OP_WRITE &&
+        c->data_len > n->opts.store.file_size_max) {
+        return -EFBIG;
+    }
+    c->origin = n->id;
+    c->seq = ++n->next_seq;
+    c->now_ns = wall_ns();
+    size_t size = store_cmd_encoded_size(c);
+    if (size > RAFT_ENTRY_DATA_MAX) {
+        return -EFBIG;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return -ENOMEM;
+    }
+    w->cmd = malloc(size);
+    if (w->cmd == NULL) {
+        free(w);
+        return -ENOMEM;
+    }
+    len = store_cmd_encode(c, w->cmd, size);
+    if (len < 0) {
+        free(w->cmd);
+        free(w);
+        return (int)len;
+    }
+    w->cmd_len = (size_t)len;
+    w->seq = c->seq;
+    w->cb = cb;
+    w->data = data;
+    w->deadline_ms = now_ms(n) + n->opts.proposal_timeout_ms;
+    waiter_link(n, w);
+    n->proposals++;
+    rv = propose_waiter(n, w);
+    if (rv != 0) {
+        waiter_unlink(n, w);
+        free(w->cmd);
+        free(w);
+        return errno_of_raft(rv);
+    }
+    return 0;
+}
+
+static int read_index_step(struct node *n, struct read_waiter *r)
+{
+    struct raft_event ev = {.type = RAFT_EV_READ_INDEX};
+    ev.read.ctx = r->ctx;
+    int rv = step(n, &ev);
+    r->parked = raft_retryable(rv);
+    return raft_retryable(rv) ? 0 : rv;
+}
+
+int node_read_barrier(struct node *n, node_read_cb cb, void *data)
+{
+    if (n->stopping) {
+        return -ESHUTDOWN;
+    }
+    struct read_waiter *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    r->ctx = ++n->next_read_ctx;
+    r->cb = cb;
+    r->data = data;
+    r->deadline_ms = now_ms(n) + n->opts.proposal_timeout_ms;
+    r->next = n->reads;
+    n->reads = r;
+    int rv = read_index_step(n, r);
+    if (rv != 0) {
+        complete_read(n, r, errno_of_raft(rv));
+    }
+    return 0;
+}
+
+/* A leader became known (or changed): proposals and reads that were refused
+ * for want of one are tried again. Re-proposing an entry that did reach a
+ * log is harmless: the store applies (origin, seq) at most once. */
+void node__retry_parked(struct node *n)
+{
+    if (raft_leader(n->raft) == 0) {
+        return;
+    }
+    bool all = n->leader_changed_since_propose;
+    n->leader_changed_since_propose = false;
+    /* Collect first: re-proposing steps the core, which may complete (and
+     * unlink) other waiters while we walk. */
+    uint64_t count = 0;
+    for (struct waiter *w = n->whead; w != NULL; w = w->next) {
+        count += (all || w->parked) ? 1 : 0;
+    }
+    uint64_t *seqs = count > 0 ? malloc(count * sizeof(*seqs)) : NULL;
+    uint64_t k = 0;
+    for (struct waiter *w = n->whead; w != NULL && seqs != NULL;
+         w = w->next) {
+        if (all || w->parked) {
+            seqs[k++] = w->seq;
+        }
+    }
+    for (uint64_t i = 0; i < k; i++) {
+        struct waiter *w = waiter_find(n, seqs[i]);
+        if (w == NULL) {
+            continue;
+        }
+        int rv = propose_waiter(n, w);
+        if (rv != 0) {
+            fail_waiter(n, w, errno_of_raft(rv));
+        }
+    }
+    free(seqs);
+    uint64_t ctxs[64];
+    unsigned nr = 0;
+    for (struct read_waiter *r = n->reads; r != NULL && nr < 64;
+         r = r->next) {
+        if (r->parked) {
+            ctxs[nr++] = r->ctx;
+        }
+    }
+    for (unsigned i = 0; i < nr; i++) {
+        for (struct read_waiter *r = n->reads; r != NULL; r = r->next) {
+            if (r->ctx == ctxs[i]) {
+                int rv = read_index_step(n, r);
+                if (rv != 0) {
+                    complete_read(n, r, errno_of_raft(rv));
+                }
+                break;
+            }
+        }
+    }
+}
+
+static void sweep_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    uint64_t now = now_ms(n);
+
+    n->depth++;
+    while (n->whead != NULL && n->whead->deadline_ms <= now) {
+        n->timeouts++;
+        fail_waiter(n, n->whead, -EIO);
+    }
+    for (struct read_waiter *r = n->reads; r != NULL;) {
+        struct read_waiter *next = r->next;
+        if (r->deadline_ms <= now) {
+            complete_read(n, r, -EIO);
+        }
+        r = next;
+    }
+    if (n->retry_pending) {
+        n->retry_pending = false;
+        node__retry_parked(n);
+    }
+    n->depth--;
+    if (n->depth == 0) {
+        drain_completions(n);
+    }
+}
+
+/* ---- apply ---- */
+
+static void on_applied_cmd(struct node *n, const struct raft_entry *e,
+                           const struct store_result *res)
+{
+    struct store_cmd c;
+    if (store_cmd_decode(&c, e->data.base, e->data.len) != 0 ||
+        c.origin != n->id) {
+        return;
+    }
+    struct waiter *w = waiter_find(n, c.seq);
+    if (w == NULL) {
+        return;
+    }
+    if (res->duplicate) {
+        /* Not applied by this entry; if it had been applied before, the
+         * waiter would be gone: it was refused as too old. */
+        fail_waiter(n, w, -EIO);
+        return;
+    }
+    complete_waiter(n, w, res);
+}
+
+static void apply_one(struct node *n, const struct raft_entry *e)
+{
+    struct store_result res;
+    int rv = 0;
+
+    if (e->index <= store_applied_index(n->store)) {
+        /* Replay after a restart: the db file already has it. */
+        n->applied_term = e->term;
+        if (e->type == RAFT_ENTRY_CONF) {
+            node__conf_applied(n, e);
+        }
+        return;
+    }
+    switch (e->type) {
+    case RAFT_ENTRY_NORMAL:
+        rv = store_apply(n->store, e->index, e->data.base, e->data.len,
+                         n->opts.on_change, n->opts.on_change_data, &res);
+        if (rv == 0) {
+            on_applied_cmd(n, e, &res);
+        }
+        break;
+    case RAFT_ENTRY_CONF:
+        node__conf_applied(n, e);
+        rv = store_apply_index(n->store, e->index);
+        break;
+    default:
+        rv = store_apply_index(n->store, e->index);
+        break;
+    }
+    if (rv != 0 && n->sticky_err == 0) {
+        n->sticky_err = rv;
+        node__log(RAFT_TRACE_ERROR, "store apply failed at index %" PRIu64
+                  ": %s; refusing writes", e->index, strerror(-rv));
+    }
+    n->applied_term = e->term;
+}
+
+static void apply_committed(struct node *n, const struct raft_entry *es,
+                            unsigned count)
+{
+    for (unsigned i = 0; i < count; i++) {
+        apply_one(n, &es[i]);
+    }
+    node__frame_schedule(n);
+    node__maybe_compact(n);
+}
+
+/* ---- snapshots ---- */
+
+static void install_snapshot(struct node *n, const struct raft_update *u)
+{
+    const struct raft_snapshot_meta *m = &u->snapshot_meta;
+    int rv = store_image_install(n->store, u->snapshot_image.base,
+                                 u->snapshot_image.len);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR,
+                  "installing snapshot at index %" PRIu64 " failed: %s", m->index,
+                  strerror(-rv));
+        n->sticky_err = rv;
+        return;
+    }
+    node__log(RAFT_TRACE_INFO,
+              "installed snapshot at index %" PRIu64 " term %" PRIu64
+              " (%zu bytes)", m->index, m->term, u->snapshot_image.len);
+    n->applied_term = m->term;
+    n->applied_conf = m->conf;
+    n->applied_conf_index = m->conf_index;
+    n->last_compact_index = m->index;
+    if (n->opts.on_change != NULL) {
+        /* ino 0 and parent 0: the whole tree may have changed. */
+        struct store_change c = {.ino = 0, .parent = 0};
+        n->opts.on_change(n->opts.on_change_data, &c);
+    }
+    struct io_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        abort();
+    }
+    job->type = IO_JOB_RESET;
+    job->snap = *m;
+    n->batches_inflight++;
+    node__io_submit(&n->io, job);
+}
+
+static void io_done_cb(uv_async_t *a)
+{
+    struct node *n = a->data;
+    struct io_job *j = node__io_take_done(&n->io);
+
+    n->depth++;
+    while (j != NULL) {
+        struct io_job *next = j->next;
+        node__io_job_finished(n, j);
+        j = next;
+    }
+    n->depth--;
+    if (n->depth == 0) {
+        drain_completions(n);
+    }
+    if (n->stopping) {
+        node__stop_continue(n);
+    }
+}
+
+void node__io_job_finished(struct node *n, struct io_job *j)
+{
+    if (j->err != 0 && n->sticky_err == 0) {
+        n->sticky_err = j->err;
+        node__log(RAFT_TRACE_ERROR, "disk error: %s; node refuses writes",
+                  strerror(-j->err));
+    }
+    switch (j->type) {
+    case IO_JOB_BATCH:
+        n->batches_inflight--;
+        if (j->err == 0) {
+            send_msgs(n, j->msgs, j->n_msgs);
+            if (j->n_entries > 0) {
+                struct raft_event ev = {.type = RAFT_EV_PERSISTED};
+                ev.persisted.index = j->persist_index;
+                ev.persisted.term = j->persist_term;
+                step(n, &ev);
+            }
+        }
+        break;
+    case IO_JOB_FRAME:
+        store_frame_done(n->store, j->frame, j->err);
+        j->frame = NULL;
+        n->frames_inflight--;
+        break;
+    case IO_JOB_RESET:
+        n->batches_inflight--;
+        if (j->err == 0) {
+            struct raft_event ev = {.type = RAFT_EV_SNAPSHOT_INSTALLED};
+            ev.installed.meta = j->snap;
+            step(n, &ev);
+        }
+        break;
+    default:
+        break;
+    }
+    node__io_job_free(j);
+}
+
+/* Seal queued store records into a frame soon (the raft log is the durable
+ * copy meanwhile; frames are batched to spare fsyncs). */
+static void frame_timer_cb(uv_timer_t *t)
+{
+    node__frame_flush(t->data);
+}
+
+void node__frame_flush(struct node *n)
+{
+    struct store_frame *f = NULL;
+    int rv = store_frame_seal(n->store, &f);
+    if (rv != 0) {
+        if (n->sticky_err == 0) {
+            n->sticky_err = rv;
+        }
+        return;
+    }
+    if (f == NULL) {
+        return;
+    }
+    struct io_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        abort();
+    }
+    job->type = IO_JOB_FRAME;
+    job->frame = f;
+    n->frames_inflight++;
+    node__io_submit(&n->io, job);
+}
+
+void node__frame_schedule(struct node *n)
+{
+    if (!uv_is_active((uv_handle_t *)&n->frame_timer)) {
+        uv_timer_start(&n->frame_timer, frame_timer_cb, NODE_FRAME_DELAY_MS,
+                       0);
+    }
+}
+
+void node__maybe_compact(struct node *n)
+{
+    raft_index applied = store_applied_index(n->store);
+    bool due = n->opts.snapshot_entries > 0 &&
+               applied >= n->last_compact_index + n->opts.snapshot_entries;
+    if (!(due || (n->need_image && applied >= n->restored_commit)) ||
+        applied == 0 || n->sticky_err != 0) {
+        return;
+    }
+    void *img = NULL;
+    size_t len = 0;
+    int rv = store_image_build(n->store, &img, &len);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_WARN, "snapshot image: %s", strerror(-rv));
+        return;
+    }
+    /* The db file must hold everything up to `applied` before the log
+     * drops it: the frame job precedes the compact job in the queue. */
+    node__frame_flush(n);
+    struct raft_snapshot_meta meta = {
+        .index = applied,
+        .term = n->applied_term,
+        .conf_index = n->applied_conf_index,
+        .conf = n->applied_conf,
+    };
+    uint64_t keep = n->opts.snapshot_entries;
+    raft_index keep_from = applied + 1 > keep ? applied + 1 - keep : 1;
+    struct raft_event ev = {.type = RAFT_EV_COMPACT};
+    ev.compact.meta = meta;
+    ev.compact.image.base = img;
+    ev.compact.image.len = len;
+    ev.compact.keep_from = keep_from;
+    void *old = n->image;
+    n->image = img;
+    n->last_compact_index = applied;
+    n->need_image = false;
+    step(n, &ev);
+    free(old); /* the core released it when it took the new one */
+    struct io_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        abort();
+    }
+    job->type = IO_JOB_COMPACT;
+    job->snap = meta;
+    job->keep_from = keep_from;
+    node__io_submit(&n->io, job);
+    node__log(RAFT_TRACE_INFO,
+              "snapshot at index %" PRIu64 " (%zu bytes); log kept from %" PRIu64,
+              applied, len, keep_from);
+}
+
+void node__conf_applied(struct node *n, const struct raft_entry *e)
+{
+    struct raft_conf c;
+    if (raft_conf_decode(&c, e->data.base, e->data.len) == 0) {
+        n->applied_conf = c;
+        n->applied_conf_index = e->index;
+    }
+}
+
+/* ---- lifecycle ---- */
+
+void node_options_default(struct node_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->name = "default";
+    o->heartbeat_ms = 100;
+    o->election_ms = 1000;
+    o->snapshot_entries = 10000;
+    store_options_default(&o->store);
+    o->log_level = RAFT_TRACE_INFO;
+}
+
+struct store *node_store(struct node *n)
+{
+    return n->store;
+}
+
+static int start_timers(struct node *n)
+{
+    uv_timer_init(n->loop, &n->tick_timer);
+    uv_timer_init(n->loop, &n->sweep_timer);
+    uv_timer_init(n->loop, &n->frame_timer);
+    n->tick_timer.data = n->sweep_timer.data = n->frame_timer.data = n;
+    return uv_timer_start(&n->sweep_timer, sweep_cb, 50, 50);
+}
+
+int node_start(uv_loop_t *loop, const struct node_options *o,
+               struct node **out)
+{
+    struct node *n = calloc(1, sizeof(*n));
+    int rv;
+
+    if (n == NULL) {
+        return -ENOMEM;
+    }
+    n->loop = loop;
+    n->opts = *o;
+    if (n->opts.proposal_timeout_ms == 0) {
+        n->opts.proposal_timeout_ms = 5 * n->opts.election_ms;
+    }
+    node__set_log_level(o->log_level);
+    rv = node__open_disk(n);
+    if (rv != 0) {
+        goto err_after_alloc;
+    }
+    rv = node__start_raft(n);
+    if (rv != 0) {
+        goto err_after_disk;
+    }
+    rv = node__io_start(&n->io, loop, n->log, n->store, io_done_cb, n);
+    if (rv != 0) {
+        goto err_after_raft;
+    }
+    rv = start_timers(n);
+    if (rv != 0) {
+        goto err_after_io;
+    }
+    rv = node__start_transport(n);
+    if (rv != 0) {
+        goto err_after_io;
+    }
+    /* First tick: a single voter elects itself, replay is emitted. */
+    struct raft_event ev = {.type = RAFT_EV_TICK};
+    step(n, &ev);
+    *out = n;
+    return 0;
+
+err_after_io:
+    node__io_stop(&n->io);
+    uv_close((uv_handle_t *)&n->io.done_async, NULL);
+err_after_raft:
+    raft_free(n->raft);
+err_after_disk:
+    node__close_disk(n);
+err_after_alloc:
+    free(n);
+    return rv;
+}
+
+static void fail_everything(struct node *n, int err)
+{
+    n->depth++;
+    while (n->whead != NULL) {
+        fail_waiter(n, n->whead, err);
+    }
+    while (n->reads != NULL) {
+        complete_read(n, n->reads, err);
+    }
+    n->depth--;
+    drain_completions(n);
+}
+
+void node_stop(struct node *n, void (*cb)(void *data), void *data)
+{
+    if (n->stopping) {
+        return;
+    }
+    n->stopping = true;
+    n->stop_cb = cb;
+    n->stop_data = data;
+    fail_everything(n, -ESHUTDOWN);
+    uv_timer_stop(&n->tick_timer);
+    uv_timer_stop(&n->sweep_timer);
+    uv_timer_stop(&n->frame_timer);
+    node__frame_flush(n);
+    node__stop_continue(n);
+}
+
+static void closed_cb(uv_handle_t *h)
+{
+    struct node *n = h->data;
+    if (--n->handles_open == 0) {
+        void (*cb)(void *) = n->stop_cb;
+        void *data = n->stop_data;
+        free(n->image);
+        free(n);
+        if (cb != NULL) {
+            cb(data);
+        }
+    }
+}
+
+static void transport_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->transport = NULL;
+    node__stop_continue(n);
+}
+
+/* Called again whenever I/O completes: finishes once the disk is idle. */
+void node__stop_continue(struct node *n)
+{
+    if (n->closing || n->batches_inflight > 0 || n->frames_inflight > 0 ||
+        !node__io_idle(&n->io)) {
+        return;
+    }
+    if (n->transport != NULL) {
+        if (!n->transport_closing) {
+            n->transport_closing = true;
+            transport_close(n->transport, transport_closed_cb, n);
+        }
+        return;
+    }
+    n->closing = true;
+    node__io_stop(&n->io);
+    raft_free(n->raft);
+    n->raft = NULL;
+    node__close_disk(n);
+    node__log(RAFT_TRACE_INFO, "node stopped cleanly");
+    uv_handle_t *hs[] = {(uv_handle_t *)&n->tick_timer,
+                         (uv_handle_t *)&n->sweep_timer,
+                         (uv_handle_t *)&n->frame_timer,
+                         (uv_handle_t *)&n->io.done_async};
+    n->handles_open = 4;
+    for (unsigned i = 0; i < 4; i++) {
+        hs[i]->data = n;
+        uv_close(hs[i], closed_cb);
+    }
+}

@@ -1,0 +1,426 @@
+/* node_boot.c - opening a node's data dir (lock, identity, log, db),
+ * starting the raft core and the transport, following membership.
+ *
+ * Data dir layout (docs/architecture.md):
+ *   LOCK          flock()ed by the running node; holds its pid
+ *   identity      name, node id, cluster id, initial members (text)
+ *   log/          raft log segments + meta (raft/log.c)
+ *   db            the store's append-only db file (store/)
+ *   ctl.sock      control socket (mode 0600)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node_priv.h"
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+
+    if (len == 0 || len >= sizeof(buf)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, mode) != 0 && errno != EEXIST) {
+                return -errno;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, mode) != 0 && errno != EEXIST) {
+        return -errno;
+    }
+    struct stat st;
+    if (stat(buf, &st) != 0) {
+        return -errno;
+    }
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static int take_lock(struct node *n)
+{
+    char path[PATH_MAX + 8];
+    char pid[32];
+
+    snprintf(path, sizeof(path), "%s/LOCK", n->data_dir);
+    n->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (n->lock_fd < 0) {
+        int err = -errno;
+        node__log(RAFT_TRACE_ERROR, "cannot open %s: %s", path,
+                  strerror(-err));
+        return err;
+    }
+    if (flock(n->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        ssize_t r = pread(n->lock_fd, pid, sizeof(pid) - 1, 0);
+        pid[r > 0 ? r : 0] = '\0';
+        node__log(RAFT_TRACE_ERROR,
+                  "data dir %s is in use by another quorumfs node (pid %s)",
+                  n->data_dir, r > 0 ? pid : "unknown");
+        close(n->lock_fd);
+        n->lock_fd = -1;
+        return -EBUSY;
+    }
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(n->lock_fd, 0) != 0 ||
+        pwrite(n->lock_fd, pid, (size_t)len, 0) != len) {
+        node__log(RAFT_TRACE_WARN, "cannot write pid to %s", path);
+    }
+    return 0;
+}
+
+/* The configuration a brand-new cluster starts with (also the fallback for
+ * a log that holds no configuration yet). */
+static void initial_conf(struct node *n, struct raft_conf *c)
+{
+    memset(c, 0, sizeof(*c));
+    if (n->opts.n_initial == 0) {
+        c->n = 1;
+        c->servers[0].id = n->id;
+        c->servers[0].role = RAFT_VOTER;
+        snprintf(c->servers[0].name, RAFT_NAME_MAX, "%s", n->name);
+        return;
+    }
+    for (unsigned i = 0; i < n->opts.n_initial; i++) {
+        struct raft_server *s = &c->servers[c->n++];
+        const char *nm = n->opts.initial[i].name;
+        s->id = node__hash(nm, strlen(nm), NODE_HASH_SEED);
+        s->role = RAFT_VOTER;
+        snprintf(s->name, RAFT_NAME_MAX, "%s", nm);
+        snprintf(s->addr, RAFT_ADDR_MAX, "%s", n->opts.initial[i].addr);
+    }
+}
+
+static uint64_t cluster_id_of(struct node *n)
+{
+    uint64_t h = NODE_HASH_SEED;
+    if (n->opts.n_initial == 0) {
+        h = node__hash("single:", 7, h);
+        return node__hash(n->name, strlen(n->name), h);
+    }
+    for (unsigned i = 0; i < n->opts.n_initial; i++) {
+        const struct node_peer *p = &n->opts.initial[i];
+        h = node__hash(p->name, strlen(p->name), h);
+        h = node__hash("=", 1, h);
+        h = node__hash(p->addr, strlen(p->addr), h);
+        h = node__hash(",", 1, h);
+    }
+    return h;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rv;
+}
+
+/* Write order: identity.tmp -> fsync -> rename -> fsync(dir). */
+static int write_identity(struct node *n, const char *path)
+{
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        return -errno;
+    }
+    fprintf(f, "quorumfs-identity 1\nname=%s\nid=%016" PRIx64
+               "\ncluster=%016" PRIx64 "\n",
+            n->name, n->id, n->cluster_id);
+    int rv = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
+    fclose(f);
+    if (rv == 0 && rename(tmp, path) != 0) {
+        rv = -errno;
+    }
+    return rv != 0 ? rv : fsync_dir(n->data_dir);
+}
+
+static int check_identity(struct node *n)
+{
+    char path[PATH_MAX + 16];
+    char name[256] = "";
+    uint64_t id = 0, cluster = 0;
+
+    snprintf(path, sizeof(path), "%s/identity", n->data_dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        if (errno != ENOENT) {
+            return -errno;
+        }
+        return write_identity(n, path);
+    }
+    char line[256];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "name=", 5) == 0) {
+            snprintf(name, sizeof(name), "%s", line + 5);
+        } else if (strncmp(line, "id=", 3) == 0) {
+            id = strtoull(line + 3, NULL, 16);
+        } else if (strncmp(line, "cluster=", 8) == 0) {
+            cluster = strtoull(line + 8, NULL, 16);
+        }
+    }
+    fclose(f);
+    if (strcmp(name, n->name) != 0 || id != n->id) {
+        node__log(RAFT_TRACE_ERROR,
+                  "data dir %s belongs to node '%s', not '%s': refusing to "
+                  "start", n->data_dir, name, n->name);
+        return -EINVAL;
+    }
+    if (cluster != n->cluster_id) {
+        node__log(RAFT_TRACE_ERROR,
+                  "data dir %s belongs to another cluster (id %016" PRIx64
+                  ", this configuration gives %016" PRIx64
+                  "): refusing to start", n->data_dir, cluster,
+                  n->cluster_id);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int check_name_in_cluster(struct node *n)
+{
+    if (n->opts.n_initial == 0) {
+        return 0;
+    }
+    for (unsigned i = 0; i < n->opts.n_initial; i++) {
+        if (strcmp(n->opts.initial[i].name, n->name) == 0) {
+            return 0;
+        }
+    }
+    node__log(RAFT_TRACE_ERROR,
+              "name '%s' is not in --initial-cluster: refusing to start",
+              n->name);
+    return -EINVAL;
+}
+
+static struct rlog_loaded loaded; /* valid until the first log change */
+
+int node__open_disk(struct node *n)
+{
+    char path[PATH_MAX + 16];
+    struct store_recovery rec;
+    struct rlog_options lo = {.segment_bytes_max = 64u << 20};
+    int rv;
+
+    n->lock_fd = -1;
+    snprintf(n->data_dir, sizeof(n->data_dir), "%s", n->opts.data_dir);
+    snprintf(n->name, sizeof(n->name), "%s", n->opts.name);
+    n->id = node__hash(n->name, strlen(n->name), NODE_HASH_SEED);
+    n->cluster_id = cluster_id_of(n);
+    rv = check_name_in_cluster(n);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = mkdir_p(n->data_dir, 0700);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR, "cannot create data dir %s: %s",
+                  n->data_dir, strerror(-rv));
+        return rv;
+    }
+    rv = take_lock(n);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = check_identity(n);
+    if (rv != 0) {
+        goto err_after_lock;
+    }
+    n->opts.store.tracer = (struct raft_tracer){
+        .data = "store: ", .emit = node__tracer_emit, .level = n->opts.log_level};
+    snprintf(path, sizeof(path), "%s/db", n->data_dir);
+    memset(&rec, 0, sizeof(rec));
+    rv = store_open(path, &n->opts.store, &n->store, &rec);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR, "cannot open db %s: %s", path,
+                  strerror(-rv));
+        goto err_after_lock;
+    }
+    if (rec.torn_bytes > 0) {
+        node__log(RAFT_TRACE_WARN,
+                  "db %s: dropped a torn tail of %" PRIu64 " bytes (%s)", path,
+                  rec.torn_bytes, rec.torn_reason);
+    }
+    lo.tracer = (struct raft_tracer){
+        .data = "log: ", .emit = node__tracer_emit, .level = n->opts.log_level};
+    snprintf(path, sizeof(path), "%s/log", n->data_dir);
+    rv = rlog_open(path, &lo, &n->log, &loaded);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR, "cannot open raft log %s: %s", path,
+                  strerror(-rv));
+        goto err_after_store;
+    }
+    if (loaded.torn_bytes > 0) {
+        node__log(RAFT_TRACE_WARN,
+                  "raft log %s: dropped a torn tail of %" PRIu64 " bytes",
+                  path, loaded.torn_bytes);
+    }
+    return 0;
+
+err_after_store:
+    store_close(n->store);
+    n->store = NULL;
+err_after_lock:
+    close(n->lock_fd);
+    n->lock_fd = -1;
+    return rv;
+}
+
+void node__close_disk(struct node *n)
+{
+    if (n->log != NULL) {
+        rlog_close(n->log);
+        n->log = NULL;
+    }
+    if (n->store != NULL) {
+        store_close(n->store);
+        n->store = NULL;
+    }
+    if (n->lock_fd >= 0) {
+        close(n->lock_fd); /* releases the flock */
+        n->lock_fd = -1;
+    }
+}
+
+int node__start_raft(struct node *n)
+{
+    struct raft_options ro;
+    struct raft_conf conf;
+    struct timespec ts;
+    int rv;
+
+    raft_options_default(&ro);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ro.id = n->id;
+    ro.seed = n->id ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+    ro.heartbeat_ms = n->opts.heartbeat_ms;
+    ro.election_ms = n->opts.election_ms;
+    ro.tracer = (struct raft_tracer){
+        .data = "raft: ", .emit = node__tracer_emit, .level = n->opts.log_level};
+    n->raft = raft_new(&ro);
+    if (n->raft == NULL) {
+        return -ENOMEM;
+    }
+    initial_conf(n, &conf);
+    uv_update_time(n->loop);
+    if (loaded.fresh && !n->opts.cluster_existing) {
+        rv = raft_bootstrap(n->raft, &conf, uv_now(n->loop));
+        n->applied_conf = conf;
+    } else {
+        struct raft_snapshot_meta snap = loaded.snap;
+        if (snap.conf.n == 0 && snap.index == 0) {
+            snap.conf = conf; /* the log has no configuration of its own */
+        }
+        rv = raft_restore(n->raft, &loaded.hs, &snap, loaded.entries,
+                          loaded.n_entries, uv_now(n->loop));
+        n->applied_term = snap.term;
+        n->applied_conf = snap.conf;
+        n->applied_conf_index = snap.conf_index;
+        n->last_compact_index = snap.index;
+        n->need_image = snap.index > 0;
+        n->restored_commit =
+            loaded.hs.commit > snap.index ? loaded.hs.commit : snap.index;
+        node__log(RAFT_TRACE_INFO,
+                  "restored term %" PRIu64 ", commit %" PRIu64
+                  ", snapshot %" PRIu64 ", %u log entries, db applied %" PRIu64,
+                  loaded.hs.term, loaded.hs.commit, snap.index,
+                  loaded.n_entries, store_applied_index(n->store));
+    }
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR, "raft start: %s", raft_strerror(rv));
+        raft_free(n->raft);
+        n->raft = NULL;
+        return -EINVAL;
+    }
+    if (store_applied_index(n->store) > 0 &&
+        store_applied_index(n->store) > raft_last_index(n->raft)) {
+        node__log(RAFT_TRACE_ERROR,
+                  "db has index %" PRIu64 " but the raft log ends at %" PRIu64
+                  ": the data dir is inconsistent",
+                  store_applied_index(n->store), raft_last_index(n->raft));
+    }
+    return 0;
+}
+
+static void on_peer_message(void *data, const struct raft_message *m)
+{
+    struct node *n = data;
+    if (n->stopping || n->raft == NULL) {
+        return;
+    }
+    struct raft_event ev = {.type = RAFT_EV_RECEIVE};
+    ev.msg = m;
+    node__step(n, &ev);
+}
+
+int node__start_transport(struct node *n)
+{
+    if (n->opts.listen_peer == NULL) {
+        return 0;
+    }
+    struct transport_options to = {
+        .self = n->id,
+        .cluster_id = n->cluster_id,
+        .listen_addr = n->opts.listen_peer,
+        .on_message = on_peer_message,
+        .data = n,
+        .tracer = {.data = "transport: ",
+                   .emit = node__tracer_emit,
+                   .level = n->opts.log_level},
+    };
+    int rv = transport_start(n->loop, &to, &n->transport);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR, "cannot listen on %s: %s",
+                  n->opts.listen_peer, strerror(-rv));
+        return rv;
+    }
+    node__sync_peers(n);
+    return 0;
+}
+
+void node__sync_peers(struct node *n)
+{
+    if (n->transport == NULL) {
+        return;
+    }
+    const struct raft_conf *c = raft_conf_current(n->raft);
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id != n->id && c->servers[i].addr[0] != '\0') {
+            transport_set_peer(n->transport, c->servers[i].id,
+                               c->servers[i].addr);
+        }
+    }
+}
+
+void node__role_changed(struct node *n)
+{
+    raft_id leader = raft_leader(n->raft);
+    if (leader != n->last_leader) {
+        const struct raft_server *s =
+            raft_conf_get(raft_conf_current(n->raft), leader);
+        node__log(RAFT_TRACE_INFO, "term %" PRIu64 ": %s, leader %s",
+                  raft_current_term(n->raft),
+                  raft_role_name(raft_role(n->raft)),
+                  leader == 0 ? "unknown" : (s != NULL ? s->name : "?"));
+        n->last_leader = leader;
+        n->leader_changed_since_propose = true;
+    }
+    if (leader != 0) {
+        n->retry_pending = true; /* run by step() once the update is done */
+    }
+}

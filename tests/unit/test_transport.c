@@ -1,0 +1,842 @@
+/* test_transport.c - the TCP transport on one uv loop over 127.0.0.1/2/3:
+ * every message type (large append batches and snapshot chunks included)
+ * arrives intact and in order; a foreign cluster id, a garbage frame, a bad
+ * checksum or an oversized length prefix closes only that connection (and is
+ * counted); a peer that is down keeps the queue bounded and is reconnected
+ * when it comes up; outgoing connections come from the listen address. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+#include <xxhash.h>
+
+#include "check.h"
+#include "codec.h"
+#include "transport.h"
+
+#define CLUSTER 0xc1c1c1c1u
+#define RECV_MAX 4096
+#define WAIT_MS 5000
+
+static uv_loop_t loop;
+
+/* ---- a node: a transport plus the messages it received ---- */
+
+struct node {
+    raft_id id;
+    char addr[RAFT_ADDR_MAX];
+    struct transport* t;
+    unsigned n_recv;
+    uint8_t* recv[RECV_MAX]; /* each received message, re-encoded */
+    size_t recv_len[RECV_MAX];
+    bool echo;        /* answer VOTE with VOTE_RESP from the callback */
+    bool close_on_rx; /* transport_close from the callback */
+    bool closed;
+};
+
+static void on_message(void* data, const struct raft_message* m)
+{
+    struct node* n = data;
+    CHECK(n->n_recv < RECV_MAX);
+    CHECK_EQ(m->to, n->id);
+    size_t len = raft_msg_encoded_size(m);
+    uint8_t* buf = malloc(len);
+    CHECK(buf != NULL);
+    CHECK_EQ(raft_msg_encode(m, buf, len), (long)len);
+    n->recv[n->n_recv] = buf;
+    n->recv_len[n->n_recv++] = len;
+    if (n->echo && m->type == RAFT_MSG_VOTE) {
+        struct raft_message r = {.type = RAFT_MSG_VOTE_RESP,
+                                 .from = n->id,
+                                 .to = m->from,
+                                 .term = m->term};
+        r.vote_resp.granted = true;
+        CHECK_EQ(transport_send(n->t, &r), 0); /* re-entrant send */
+    }
+    if (n->close_on_rx && !n->closed) {
+        n->closed = true;
+        transport_close(n->t, NULL, NULL);
+    }
+}
+
+static void closed_cb(void* data)
+{
+    struct node* n = data;
+    n->t = NULL;
+}
+
+/* A free TCP port on ip (bound, read back, closed). */
+static int free_port(const char* ip)
+{
+    uv_tcp_t tcp;
+    struct sockaddr_in sa;
+    CHECK_EQ(uv_ip4_addr(ip, 0, &sa), 0);
+    CHECK_EQ(uv_tcp_init(&loop, &tcp), 0);
+    CHECK_EQ(uv_tcp_bind(&tcp, (struct sockaddr*)&sa, 0), 0);
+    int len = sizeof(sa);
+    CHECK_EQ(uv_tcp_getsockname(&tcp, (struct sockaddr*)&sa, &len), 0);
+    uv_close((uv_handle_t*)&tcp, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    return ntohs(sa.sin_port);
+}
+
+static void node_init(struct node* n, raft_id id, const char* ip)
+{
+    memset(n, 0, sizeof(*n));
+    n->id = id;
+    snprintf(n->addr, sizeof(n->addr), "%s:%d", ip, free_port(ip));
+}
+
+static void node_start(struct node* n, uint64_t cluster, size_t queue_max)
+{
+    struct transport_options o = {.self = n->id,
+                                  .cluster_id = cluster,
+                                  .listen_addr = n->addr,
+                                  .queue_bytes_max = queue_max,
+                                  .on_message = on_message,
+                                  .data = n};
+    CHECK_EQ(transport_start(&loop, &o, &n->t), 0);
+    n->closed = false;
+}
+
+static void node_free_recv(struct node* n)
+{
+    for (unsigned i = 0; i < n->n_recv; i++) {
+        free(n->recv[i]);
+    }
+    n->n_recv = 0;
+}
+
+/* ---- running the loop ---- */
+
+static void wake_cb(uv_timer_t* t)
+{
+    (void)t;
+}
+
+/* Run the loop until pred(arg) holds; false after timeout_ms. */
+static bool run_until(bool (*pred)(void*), void* arg, unsigned timeout_ms)
+{
+    uv_timer_t wake;
+    uv_timer_init(&loop, &wake);
+    uv_timer_start(&wake, wake_cb, 5, 5);
+    uv_update_time(&loop);
+    uint64_t deadline = uv_now(&loop) + timeout_ms;
+    bool ok = pred(arg);
+    while (!ok && uv_now(&loop) < deadline) {
+        uv_run(&loop, UV_RUN_ONCE);
+        ok = pred(arg);
+    }
+    uv_close((uv_handle_t*)&wake, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+static bool never(void* arg)
+{
+    (void)arg;
+    return false;
+}
+
+static void run_for(unsigned ms)
+{
+    run_until(never, NULL, ms);
+}
+
+struct want {
+    struct node* n;
+    unsigned count;
+};
+
+static bool has_count(void* arg)
+{
+    struct want* w = arg;
+    return w->n->n_recv >= w->count;
+}
+
+static void wait_recv(struct node* n, unsigned count)
+{
+    struct want w = {n, count};
+    if (!run_until(has_count, &w, WAIT_MS)) {
+        fprintf(stderr, "node %llu received %u of %u\n",
+                (unsigned long long)n->id, n->n_recv, count);
+        CHECK(false);
+    }
+}
+
+struct link {
+    struct node* from;
+    raft_id to;
+};
+
+static bool is_connected(void* arg)
+{
+    struct link* l = arg;
+    return transport_connected(l->from->t, l->to);
+}
+
+static bool all_closed(void* arg)
+{
+    struct node** ns = arg;
+    for (unsigned i = 0; ns[i] != NULL; i++) {
+        if (ns[i]->t != NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Close the nodes' transports and wait for the close callbacks. */
+static void close_nodes(struct node** ns)
+{
+    for (unsigned i = 0; ns[i] != NULL; i++) {
+        if (ns[i]->t != NULL) {
+            transport_close(ns[i]->t, closed_cb, ns[i]);
+        }
+    }
+    CHECK(run_until(all_closed, ns, WAIT_MS));
+    for (unsigned i = 0; ns[i] != NULL; i++) {
+        node_free_recv(ns[i]);
+    }
+}
+
+static struct transport_stats stats(struct node* n)
+{
+    struct transport_stats s;
+    transport_get_stats(n->t, &s);
+    return s;
+}
+
+/* Send m from n and remember its encoding to compare with what arrives. */
+static void send_check(struct node* n,
+                       const struct raft_message* m,
+                       uint8_t** sent,
+                       size_t* sent_len,
+                       unsigned* n_sent)
+{
+    CHECK_EQ(transport_send(n->t, m), 0);
+    size_t len = raft_msg_encoded_size(m);
+    sent[*n_sent] = malloc(len);
+    CHECK(sent[*n_sent] != NULL);
+    CHECK_EQ(raft_msg_encode(m, sent[*n_sent], len), (long)len);
+    sent_len[(*n_sent)++] = len;
+}
+
+/* ---- tests ---- */
+
+static void test_bad_options(void)
+{
+    struct node a;
+    node_init(&a, 1, "127.0.0.1");
+    struct transport* t = NULL;
+    const char* bad[] = {"127.0.0.1",       "127.0.0.1:", "localhost:80",
+                         "127.0.0.1:99999", "[::1:80",    ""};
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct transport_options o = {.self = 1,
+                                      .listen_addr = bad[i],
+                                      .on_message = on_message,
+                                      .data = &a};
+        CHECK_EQ(transport_start(&loop, &o, &t), -EINVAL);
+    }
+    node_start(&a, CLUSTER, 0);
+    struct transport_options o = {
+        .self = 2, .listen_addr = a.addr, .on_message = on_message, .data = &a};
+    CHECK_EQ(transport_start(&loop, &o, &t), -EADDRINUSE);
+    CHECK_EQ(transport_set_peer(a.t, 2, "nowhere"), -EINVAL);
+    CHECK_EQ(transport_set_peer(a.t, 2, "127.0.0.2:0"), -EINVAL);
+    struct raft_message m = {.type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 2};
+    CHECK_EQ(transport_send(a.t, &m), -ENOENT);
+    struct node* ns[] = {&a, NULL};
+    close_nodes(ns);
+}
+
+/* Every message type between three nodes, with maximal payloads. */
+static void test_exchange(void)
+{
+    struct node a, b, c;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&b, 2, "127.0.0.2");
+    node_init(&c, 3, "127.0.0.3");
+    struct node* all[] = {&a, &b, &c, NULL};
+    for (unsigned i = 0; i < 3; i++) {
+        node_start(all[i], CLUSTER, 0);
+    }
+    for (unsigned i = 0; i < 3; i++) {
+        for (unsigned j = 0; j < 3; j++) {
+            CHECK_EQ(transport_set_peer(all[i]->t, all[j]->id, all[j]->addr),
+                     0);
+        }
+    }
+    b.echo = true;
+
+    static uint8_t* sent[64];
+    static size_t sent_len[64];
+    unsigned n_sent = 0;
+    uint8_t* big = malloc(RAFT_ENTRY_DATA_MAX);
+    CHECK(big != NULL);
+    for (size_t i = 0; i < RAFT_ENTRY_DATA_MAX; i++) {
+        big[i] = (uint8_t)(i * 2654435761u >> 13);
+    }
+    struct raft_entry* es = calloc(RAFT_APPEND_ENTRIES_MAX, sizeof(*es));
+    CHECK(es != NULL);
+    /* 511 entries of 2 KiB (just under RAFT_APPEND_BYTES_MAX) + one 4 MiB. */
+    for (unsigned i = 0; i < RAFT_APPEND_ENTRIES_MAX; i++) {
+        es[i] = (struct raft_entry){.term = 7,
+                                    .index = 101 + i,
+                                    .type = RAFT_ENTRY_NORMAL,
+                                    .data = {big + i, 2048}};
+    }
+    es[RAFT_APPEND_ENTRIES_MAX - 1].data.len = RAFT_ENTRY_DATA_MAX;
+    es[RAFT_APPEND_ENTRIES_MAX - 1].data.base = big;
+
+    struct raft_message m = {.from = 1, .to = 2, .term = 7};
+    m.type = RAFT_MSG_APPEND;
+    m.append = (struct raft_msg_append){.prev_index = 100,
+                                        .prev_term = 6,
+                                        .commit = 99,
+                                        .read_seq = 4,
+                                        .n_entries = RAFT_APPEND_ENTRIES_MAX,
+                                        .entries = es};
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    m.append.n_entries = 0; /* heartbeat */
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    m.type = RAFT_MSG_APPEND_RESP;
+    m.append_resp = (struct raft_msg_append_resp){.reject = true,
+                                                  .index = 5,
+                                                  .last_index = 4,
+                                                  .conflict_term = 3,
+                                                  .conflict_index = 2,
+                                                  .read_seq = 1};
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    m.type = RAFT_MSG_PREVOTE;
+    m.vote = (struct raft_msg_vote){.last_index = 9, .last_term = 2};
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    m.type = RAFT_MSG_VOTE_RESP;
+    m.vote_resp.granted = true;
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    m.type = RAFT_MSG_PREVOTE_RESP;
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    /* A whole 2 MiB snapshot in 256 KiB chunks. */
+    const size_t total = 8 * (size_t)RAFT_SNAPSHOT_CHUNK;
+    for (size_t off = 0; off < total; off += RAFT_SNAPSHOT_CHUNK) {
+        m.type = RAFT_MSG_SNAPSHOT;
+        memset(&m.snapshot, 0, sizeof(m.snapshot));
+        m.snapshot.meta.index = 1000;
+        m.snapshot.meta.term = 6;
+        m.snapshot.meta.conf_index = 1;
+        m.snapshot.meta.conf.n = 3;
+        for (unsigned i = 0; i < 3; i++) {
+            m.snapshot.meta.conf.servers[i].id = all[i]->id;
+            m.snapshot.meta.conf.servers[i].role = RAFT_VOTER;
+            snprintf(m.snapshot.meta.conf.servers[i].addr, RAFT_ADDR_MAX, "%s",
+                     all[i]->addr);
+        }
+        m.snapshot.total = total;
+        m.snapshot.offset = off;
+        m.snapshot.chunk = (struct raft_buf){big + off, RAFT_SNAPSHOT_CHUNK};
+        send_check(&a, &m, sent, sent_len, &n_sent);
+    }
+    m.type = RAFT_MSG_SNAPSHOT_RESP;
+    m.snapshot_resp = (struct raft_msg_snapshot_resp){
+        .index = 1000, .next_offset = total, .done = true};
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    m.type = RAFT_MSG_TIMEOUT_NOW;
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    struct raft_proposal props[2] = {
+        {.ctx = 1, .type = RAFT_ENTRY_NORMAL, .data = {big, 100}},
+        {.ctx = 2,
+         .type = RAFT_ENTRY_NORMAL,
+         .data = {big, RAFT_ENTRY_DATA_MAX}},
+    };
+    m.type = RAFT_MSG_PROPOSE;
+    m.propose = (struct raft_msg_propose){.n = 2, .props = props};
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    uint64_t ctxs[3] = {1, 2, 3};
+    m.type = RAFT_MSG_PROPOSE_RESP;
+    m.propose_resp = (struct raft_msg_propose_resp){
+        .err = RAFT_ENOTLEADER, .n = 3, .ctxs = ctxs};
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    m.type = RAFT_MSG_READ_INDEX;
+    m.read_index.ctx = 77;
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    m.type = RAFT_MSG_READ_INDEX_RESP;
+    m.read_index_resp =
+        (struct raft_msg_read_index_resp){.ctx = 77, .index = 1000, .err = 0};
+    send_check(&a, &m, sent, sent_len, &n_sent);
+    m.type = RAFT_MSG_VOTE; /* last: b echoes a VOTE_RESP from its callback */
+    m.vote = (struct raft_msg_vote){
+        .last_index = 9, .last_term = 2, .transfer = true};
+    send_check(&a, &m, sent, sent_len, &n_sent);
+
+    /* The same large batch to c as well, concurrently. */
+    struct raft_message mc = {
+        .type = RAFT_MSG_APPEND, .from = 1, .to = 3, .term = 7};
+    mc.append = (struct raft_msg_append){
+        .prev_index = 100, .n_entries = RAFT_APPEND_ENTRIES_MAX, .entries = es};
+    CHECK_EQ(transport_send(a.t, &mc), 0);
+
+    wait_recv(&b, n_sent);
+    CHECK_EQ(b.n_recv, n_sent);
+    for (unsigned i = 0; i < n_sent; i++) {
+        CHECK_EQ(b.recv_len[i], sent_len[i]);
+        CHECK_MEM(b.recv[i], sent[i], sent_len[i]);
+    }
+    wait_recv(&c, 1);
+    CHECK_EQ(c.recv_len[0], raft_msg_encoded_size(&mc));
+    wait_recv(&a, 1); /* the echoed VOTE_RESP */
+    struct raft_message r;
+    struct raft_msg_arena arena;
+    CHECK_EQ(raft_msg_decode(&r, &arena, a.recv[0], a.recv_len[0]), 0);
+    CHECK_EQ(r.type, RAFT_MSG_VOTE_RESP);
+    CHECK_EQ(r.from, 2);
+    CHECK(r.vote_resp.granted);
+    raft_msg_arena_free(&arena);
+
+    struct transport_stats sa = stats(&a), sb = stats(&b);
+    CHECK(sa.frames_out >= n_sent + 1);
+    CHECK(sb.frames_in >= n_sent);
+    CHECK(sa.bytes_out > 2 * (uint64_t)RAFT_ENTRY_DATA_MAX);
+    CHECK_EQ(sa.rejected_frames + sb.rejected_frames, 0);
+    CHECK_EQ(sa.dropped_queue_full, 0);
+    CHECK(sa.connects >= 2);
+    fprintf(stderr, "   a: frames out %llu, bytes out %llu\n",
+            (unsigned long long)sa.frames_out,
+            (unsigned long long)sa.bytes_out);
+    for (unsigned i = 0; i < n_sent; i++) {
+        free(sent[i]);
+    }
+    free(es);
+    free(big);
+
+    /* Removing a peer closes its connection; sends then fail. */
+    struct link l = {&a, 2};
+    CHECK(transport_connected(a.t, 2));
+    transport_remove_peer(a.t, 2);
+    CHECK(!run_until(is_connected, &l, 50));
+    struct raft_message hb = {.type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 2};
+    CHECK_EQ(transport_send(a.t, &hb), -ENOENT);
+    close_nodes(all);
+}
+
+/* A node with another cluster id is refused and counted; nothing from it
+ * is delivered. */
+static void test_foreign_cluster(void)
+{
+    struct node a, d;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&d, 4, "127.0.0.3");
+    node_start(&a, CLUSTER, 0);
+    node_start(&d, CLUSTER + 1, 0);
+    CHECK_EQ(transport_set_peer(a.t, 4, d.addr), 0);
+    CHECK_EQ(transport_set_peer(d.t, 1, a.addr), 0);
+    struct raft_message m = {
+        .type = RAFT_MSG_VOTE, .from = 4, .to = 1, .term = 1};
+    CHECK_EQ(transport_send(d.t, &m), 0);
+    m.from = 1;
+    m.to = 4;
+    CHECK_EQ(transport_send(a.t, &m), 0);
+    run_for(400); /* several reconnect attempts each way */
+    struct transport_stats sa = stats(&a), sd = stats(&d);
+    CHECK(sa.rejected_frames >= 1);
+    CHECK(sd.rejected_frames >= 1);
+    CHECK_EQ(sa.connects, 0);
+    CHECK_EQ(sd.connects, 0);
+    CHECK_EQ(a.n_recv, 0);
+    CHECK_EQ(d.n_recv, 0);
+    CHECK(!transport_connected(a.t, 4));
+    CHECK(!transport_connected(d.t, 1));
+    struct node* ns[] = {&a, &d, NULL};
+    close_nodes(ns);
+}
+
+/* ---- a raw TCP client, to send hand-made bytes ---- */
+
+struct raw {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uint8_t out[256];
+    size_t out_len;
+    bool connected, eof, closed;
+    size_t n_in;
+};
+
+static void raw_alloc(uv_handle_t* h, size_t size, uv_buf_t* buf)
+{
+    static char scratch[4096];
+    (void)h;
+    (void)size;
+    *buf = uv_buf_init(scratch, sizeof(scratch));
+}
+
+static void raw_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf)
+{
+    struct raw* r = s->data;
+    (void)buf;
+    if (n < 0) {
+        r->eof = true;
+    } else {
+        r->n_in += (size_t)n;
+    }
+}
+
+static void raw_written(uv_write_t* req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
+static void raw_connected(uv_connect_t* req, int status)
+{
+    struct raw* r = req->data;
+    CHECK_EQ(status, 0);
+    r->connected = true;
+    CHECK_EQ(uv_read_start((uv_stream_t*)&r->tcp, raw_alloc, raw_read), 0);
+    uv_buf_t b = uv_buf_init((char*)r->out, (unsigned)r->out_len);
+    CHECK_EQ(uv_write(&r->wreq, (uv_stream_t*)&r->tcp, &b, 1, raw_written), 0);
+}
+
+static void raw_closed(uv_handle_t* h)
+{
+    struct raw* r = h->data;
+    r->closed = true;
+}
+
+static bool raw_done(void* arg)
+{
+    struct raw* r = arg;
+    return r->eof;
+}
+
+static bool raw_is_closed(void* arg)
+{
+    struct raw* r = arg;
+    return r->closed;
+}
+
+static void put_le(uint8_t* p, uint64_t v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+/* Frame header + body into out (docs/format-wire.md). */
+static size_t make_frame(uint8_t* out,
+                         unsigned kind,
+                         const void* body,
+                         size_t len)
+{
+    memcpy(out, "QFSP", 4);
+    put_le(out + 4, 1, 2);
+    put_le(out + 6, kind, 2);
+    put_le(out + 8, len, 4);
+    put_le(out + 12, XXH32(body, len, 0), 4);
+    memcpy(out + 16, body, len);
+    return 16 + len;
+}
+
+static size_t make_hello(uint8_t* out, uint64_t cluster, raft_id id)
+{
+    uint8_t body[16];
+    put_le(body, cluster, 8);
+    put_le(body + 8, id, 8);
+    return make_frame(out, 1, body, sizeof(body));
+}
+
+/* Connect to n, send r->out, and wait until n closes the connection. */
+static void raw_expect_closed(struct node* n, struct raw* r, const char* what)
+{
+    struct sockaddr_in sa;
+    char ip[32];
+    int port;
+    CHECK_EQ(sscanf(n->addr, "%31[^:]:%d", ip, &port), 2);
+    CHECK_EQ(uv_ip4_addr(ip, port, &sa), 0);
+    uint64_t rejected = stats(n).rejected_frames;
+    CHECK_EQ(uv_tcp_init(&loop, &r->tcp), 0);
+    r->tcp.data = r;
+    r->creq.data = r;
+    CHECK_EQ(
+        uv_tcp_connect(&r->creq, &r->tcp, (struct sockaddr*)&sa, raw_connected),
+        0);
+    if (!run_until(raw_done, r, WAIT_MS)) {
+        fprintf(stderr, "connection not closed after %s\n", what);
+        CHECK(false);
+    }
+    CHECK_EQ(stats(n).rejected_frames, rejected + 1);
+    uv_close((uv_handle_t*)&r->tcp, raw_closed);
+    CHECK(run_until(raw_is_closed, r, WAIT_MS));
+}
+
+/* Garbage, a bad checksum, an oversized length, an unknown node and a
+ * message from the wrong sender each close only their own connection. */
+static void test_garbage(void)
+{
+    struct node a, b;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&b, 2, "127.0.0.2");
+    node_start(&a, CLUSTER, 0);
+    node_start(&b, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, b.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    /* Raw connections below speak as node 3 (nobody listens there). */
+    char addr3[RAFT_ADDR_MAX];
+    snprintf(addr3, sizeof(addr3), "127.0.0.3:%d", free_port("127.0.0.3"));
+    CHECK_EQ(transport_set_peer(a.t, 3, addr3), 0);
+    struct link l = {&b, 1};
+    CHECK(run_until(is_connected, &l, WAIT_MS));
+
+    struct raw r;
+    memset(&r, 0, sizeof(r));
+    memset(r.out, 0xab, 64);
+    r.out_len = 64;
+    raw_expect_closed(&a, &r, "garbage");
+
+    memset(&r, 0, sizeof(r)); /* good HELLO, then a corrupted checksum */
+    r.out_len = make_hello(r.out, CLUSTER, 3);
+    struct raft_message m = {.type = RAFT_MSG_TIMEOUT_NOW, .from = 3, .to = 1};
+    uint8_t body[64];
+    long blen = raft_msg_encode(&m, body, sizeof(body));
+    CHECK(blen > 0);
+    size_t flen = make_frame(r.out + r.out_len, 2, body, (size_t)blen);
+    r.out[r.out_len + 12] ^= 1;
+    r.out_len += flen;
+    raw_expect_closed(&a, &r, "bad checksum");
+    CHECK(r.n_in > 0); /* a answered the HELLO first */
+
+    memset(&r, 0, sizeof(r)); /* a length prefix over the maximum: refused
+                                 from the header alone, no body sent */
+    r.out_len = make_hello(r.out, CLUSTER, 3);
+    make_frame(r.out + r.out_len, 2, body, 0);
+    put_le(r.out + r.out_len + 8, 64u << 20, 4);
+    r.out_len += 16;
+    raw_expect_closed(&a, &r, "oversized length");
+
+    memset(&r, 0, sizeof(r)); /* a valid frame from the wrong node id */
+    r.out_len = make_hello(r.out, CLUSTER, 3);
+    m.from = 2;
+    blen = raft_msg_encode(&m, body, sizeof(body));
+    r.out_len += make_frame(r.out + r.out_len, 2, body, (size_t)blen);
+    raw_expect_closed(&a, &r, "wrong sender");
+
+    memset(&r, 0, sizeof(r)); /* a node id not in the peer table */
+    r.out_len = make_hello(r.out, CLUSTER, 9);
+    raw_expect_closed(&a, &r, "unknown node");
+
+    memset(&r, 0, sizeof(r)); /* an undecodable message body */
+    r.out_len = make_hello(r.out, CLUSTER, 3);
+    memset(body, 0x5a, 40);
+    r.out_len += make_frame(r.out + r.out_len, 2, body, 40);
+    raw_expect_closed(&a, &r, "malformed message");
+    CHECK_EQ(a.n_recv, 0);
+
+    /* b's own connection was never disturbed: messages still flow. */
+    CHECK(transport_connected(b.t, 1));
+    m.from = 2;
+    CHECK_EQ(transport_send(b.t, &m), 0);
+    wait_recv(&a, 1);
+    CHECK_EQ(stats(&b).disconnects, 0);
+    struct node* ns[] = {&a, &b, NULL};
+    close_nodes(ns);
+}
+
+/* A peer that is down: its queue is bounded (drops counted); when it comes
+ * up the connection is made (backoff) and the queued messages arrive. */
+static void test_peer_down(void)
+{
+    struct node a, b;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&b, 2, "127.0.0.2");
+    const size_t queue_max = 64u << 10;
+    node_start(&a, CLUSTER, queue_max);
+    CHECK_EQ(transport_set_peer(a.t, 2, b.addr), 0);
+    static uint8_t data[1000];
+    struct raft_entry e = {.term = 1,
+                           .index = 1,
+                           .type = RAFT_ENTRY_NORMAL,
+                           .data = {data, sizeof(data)}};
+    struct raft_message m = {
+        .type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 1};
+    m.append = (struct raft_msg_append){.n_entries = 1, .entries = &e};
+    unsigned ok = 0, dropped = 0;
+    for (unsigned i = 0; i < 200; i++) {
+        e.term = i; /* tags the order */
+        int rv = transport_send(a.t, &m);
+        CHECK(rv == 0 || rv == -ENOBUFS);
+        ok += rv == 0;
+        dropped += rv == -ENOBUFS;
+    }
+    CHECK(ok > 0 && dropped > 0);
+    CHECK(ok * (16 + raft_msg_encoded_size(&m)) <= queue_max);
+    CHECK_EQ(stats(&a).dropped_queue_full, dropped);
+    run_for(700); /* failing attempts: 0, 50, 100, 200, 400 ms */
+    CHECK(!transport_connected(a.t, 2));
+    CHECK_EQ(b.n_recv, 0);
+
+    node_start(&b, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    uv_update_time(&loop);
+    uint64_t t0 = uv_now(&loop);
+    struct link l = {&a, 2};
+    CHECK(run_until(is_connected, &l, 3000)); /* backoff is capped at 2 s */
+    fprintf(stderr, "   reconnected after %llu ms\n",
+            (unsigned long long)(uv_now(&loop) - t0));
+    wait_recv(&b, ok);
+    run_for(50);
+    CHECK_EQ(b.n_recv, ok);
+    for (unsigned i = 0; i < ok; i++) { /* in order */
+        struct raft_message r;
+        struct raft_msg_arena arena;
+        CHECK_EQ(raft_msg_decode(&r, &arena, b.recv[i], b.recv_len[i]), 0);
+        CHECK_EQ(r.append.entries[0].term, i);
+        raft_msg_arena_free(&arena);
+    }
+
+    /* b goes down again and comes back on the same address. */
+    struct node* nb[] = {&b, NULL};
+    close_nodes(nb);
+    CHECK(!run_until(is_connected, &l, 100));
+    node_start(&b, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    CHECK(run_until(is_connected, &l, 3000));
+    CHECK_EQ(transport_send(a.t, &m), 0);
+    wait_recv(&b, 1);
+    CHECK(stats(&a).connects >= 2 && stats(&a).disconnects >= 1);
+    struct node* ns[] = {&a, &b, NULL};
+    close_nodes(ns);
+}
+
+/* ---- a raw server, to see what a dialing transport sends ---- */
+
+struct rawsrv {
+    uv_tcp_t listener;
+    uv_tcp_t conn;
+    bool accepted;
+    char peer_ip[64];
+    uint8_t in[64];
+    size_t n_in;
+    int closed;
+};
+
+static void srv_alloc(uv_handle_t* h, size_t size, uv_buf_t* buf)
+{
+    struct rawsrv* s = h->data;
+    (void)size;
+    *buf = uv_buf_init((char*)s->in + s->n_in,
+                       (unsigned)(sizeof(s->in) - s->n_in));
+}
+
+static void srv_read(uv_stream_t* st, ssize_t n, const uv_buf_t* buf)
+{
+    struct rawsrv* s = st->data;
+    (void)buf;
+    if (n > 0) {
+        s->n_in += (size_t)n;
+    }
+}
+
+static void srv_connection(uv_stream_t* l, int status)
+{
+    struct rawsrv* s = l->data;
+    CHECK_EQ(status, 0);
+    CHECK(!s->accepted);
+    CHECK_EQ(uv_tcp_init(&loop, &s->conn), 0);
+    s->conn.data = s;
+    CHECK_EQ(uv_accept(l, (uv_stream_t*)&s->conn), 0);
+    s->accepted = true;
+    struct sockaddr_in sa;
+    int len = sizeof(sa);
+    CHECK_EQ(uv_tcp_getpeername(&s->conn, (struct sockaddr*)&sa, &len), 0);
+    uv_ip4_name(&sa, s->peer_ip, sizeof(s->peer_ip));
+    CHECK_EQ(uv_read_start((uv_stream_t*)&s->conn, srv_alloc, srv_read), 0);
+}
+
+static bool srv_has_hello(void* arg)
+{
+    struct rawsrv* s = arg;
+    return s->n_in >= 32;
+}
+
+static void srv_closed(uv_handle_t* h)
+{
+    struct rawsrv* s = h->data;
+    s->closed++;
+}
+
+static bool srv_all_closed(void* arg)
+{
+    struct rawsrv* s = arg;
+    return s->closed == 2;
+}
+
+/* The dialer binds to its listen IP and opens with a HELLO. */
+static void test_source_addr_and_hello(void)
+{
+    struct node a;
+    node_init(&a, 5, "127.0.0.2");
+    node_start(&a, CLUSTER, 0);
+    struct rawsrv s;
+    memset(&s, 0, sizeof(s));
+    int port = free_port("127.0.0.3");
+    struct sockaddr_in sa;
+    CHECK_EQ(uv_ip4_addr("127.0.0.3", port, &sa), 0);
+    CHECK_EQ(uv_tcp_init(&loop, &s.listener), 0);
+    s.listener.data = &s;
+    CHECK_EQ(uv_tcp_bind(&s.listener, (struct sockaddr*)&sa, 0), 0);
+    CHECK_EQ(uv_listen((uv_stream_t*)&s.listener, 4, srv_connection), 0);
+    char addr[RAFT_ADDR_MAX];
+    snprintf(addr, sizeof(addr), "127.0.0.3:%d", port);
+    CHECK_EQ(transport_set_peer(a.t, 9, addr), 0);
+    CHECK(run_until(srv_has_hello, &s, WAIT_MS));
+    CHECK(strcmp(s.peer_ip, "127.0.0.2") == 0);
+    CHECK_EQ(s.n_in, 32);
+    uint8_t want[32];
+    CHECK_EQ(make_hello(want, CLUSTER, 5), 32);
+    CHECK_MEM(s.in, want, 32);
+    CHECK(!transport_connected(a.t, 9)); /* no HELLO back yet */
+    uv_close((uv_handle_t*)&s.conn, srv_closed);
+    uv_close((uv_handle_t*)&s.listener, srv_closed);
+    CHECK(run_until(srv_all_closed, &s, WAIT_MS));
+    struct node* ns[] = {&a, NULL};
+    close_nodes(ns);
+}
+
+/* transport_close from inside on_message: later frames are not delivered
+ * and the close completes. */
+static void test_close_in_callback(void)
+{
+    struct node a, b;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&b, 2, "127.0.0.2");
+    node_start(&a, CLUSTER, 0);
+    node_start(&b, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, b.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    b.close_on_rx = true;
+    struct raft_message m = {.type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 2};
+    for (unsigned i = 0; i < 10; i++) {
+        CHECK_EQ(transport_send(a.t, &m), 0);
+    }
+    wait_recv(&b, 1);
+    CHECK(b.closed);
+    run_for(200);
+    CHECK_EQ(b.n_recv, 1);
+    b.t = NULL; /* closed with no callback: freed by the transport */
+    struct node* ns[] = {&a, &b, NULL};
+    close_nodes(ns);
+}
+
+int main(void)
+{
+    CHECK_EQ(uv_loop_init(&loop), 0);
+    RUN(test_bad_options);
+    RUN(test_exchange);
+    RUN(test_foreign_cluster);
+    RUN(test_garbage);
+    RUN(test_peer_down);
+    RUN(test_source_addr_and_hello);
+    RUN(test_close_in_callback);
+    CHECK_EQ(uv_loop_close(&loop), 0);
+    return 0;
+}
