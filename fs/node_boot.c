@@ -326,7 +326,17 @@ int node__start_raft(struct node *n)
         if (snap.conf.n == 0 && snap.index == 0) {
             snap.conf = conf; /* the log has no configuration of its own */
         }
-        rv = raft_restore(n->raft, &loaded.hs, &snap, loaded.entries,
+        /* The recorded commit may lag (it is written lazily) or, after a
+         * torn tail, point past what survived: clamp it to what we have. */
+        struct raft_hard_state hs = loaded.hs;
+        raft_index last = snap.index + loaded.n_entries;
+        if (hs.commit < snap.index) {
+            hs.commit = snap.index;
+        }
+        if (hs.commit > last) {
+            hs.commit = last;
+        }
+        rv = raft_restore(n->raft, &hs, &snap, loaded.entries,
                           loaded.n_entries, uv_now(n->loop));
         n->applied_term = snap.term;
         n->applied_conf = snap.conf;
