@@ -1,0 +1,521 @@
+/* replication.c - log replication (thesis 3.5, 10.2): per-follower progress
+ * with probe/replicate/snapshot states and a bounded inflight window, fast
+ * backtracking with conflict hints, heartbeats and the commit rule
+ * (Figure 8: only entries of the current term are committed by counting).
+ */
+#include "core_internal.h"
+
+/* ---- progress and the inflight window ---- */
+
+struct raft__progress* raft__progress_get(struct raft* r, raft_id id)
+{
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        if (r->progress[i].id == id) {
+            return &r->progress[i];
+        }
+    }
+    return NULL;
+}
+
+void raft__progress_reset(struct raft__progress* p, raft_id id, raft_index next)
+{
+    memset(p, 0, sizeof(*p));
+    p->id = id;
+    p->next = next;
+    p->state = PROGRESS_PROBE;
+    p->recent_active = true;
+}
+
+static bool inflight_full(const struct raft* r, const struct raft__progress* p)
+{
+    return p->inflight_count >= r->opt.inflight_max;
+}
+
+static void inflight_add(struct raft__progress* p, raft_index last)
+{
+    assert(p->inflight_count < RAFT_INFLIGHT_MAX);
+    unsigned at = (p->inflight_start + p->inflight_count) % RAFT_INFLIGHT_MAX;
+    p->inflight[at] = last;
+    p->inflight_count++;
+}
+
+static void inflight_free_to(struct raft__progress* p, raft_index index)
+{
+    while (p->inflight_count > 0 && p->inflight[p->inflight_start] <= index) {
+        p->inflight_start = (p->inflight_start + 1) % RAFT_INFLIGHT_MAX;
+        p->inflight_count--;
+    }
+}
+
+static void inflight_free_first(struct raft__progress* p)
+{
+    if (p->inflight_count > 0) {
+        p->inflight_start = (p->inflight_start + 1) % RAFT_INFLIGHT_MAX;
+        p->inflight_count--;
+    }
+}
+
+static void progress_to(struct raft__progress* p, int state, raft_index next)
+{
+    p->state = (uint8_t)state;
+    p->next = next;
+    p->probe_sent = false;
+    p->inflight_start = 0;
+    p->inflight_count = 0;
+    p->snap_inflight = false;
+}
+
+/* ---- sending ---- */
+
+/* Entries [from, ...] that fit in one append (codec rule: the data of all
+ * but the last entry sums to <= RAFT_APPEND_BYTES_MAX). */
+static unsigned append_batch(const struct raft* r, raft_index from)
+{
+    raft_index last = raft__last_index(r);
+    unsigned n = 0;
+    size_t bytes = 0;
+    while (from + n <= last && n < RAFT_APPEND_ENTRIES_MAX) {
+        size_t len = raft__entry(r, from + n)->data.len;
+        if (n > 0 && bytes + len > RAFT_APPEND_BYTES_MAX) {
+            break;
+        }
+        bytes += len;
+        n++;
+    }
+    return n;
+}
+
+static void start_snapshot(struct raft* r, struct raft__progress* p)
+{
+    if (!r->have_image) {
+        raft__trace(r, RAFT_TRACE_WARN,
+                    "peer %llu needs index %llu, compacted, and no image",
+                    (unsigned long long)p->id, (unsigned long long)p->next);
+        return;
+    }
+    progress_to(p, PROGRESS_SNAPSHOT, p->next);
+    p->snap_index = r->image_meta.index;
+    p->snap_offset = 0;
+    raft__trace(r, RAFT_TRACE_INFO, "sending snapshot %llu to %llu",
+                (unsigned long long)p->snap_index, (unsigned long long)p->id);
+    raft__send_snapshot(r, p);
+}
+
+/* Sends one append to p if its state allows; returns true if sent. */
+static bool send_one(struct raft* r, struct raft__progress* p, bool if_empty)
+{
+    if (p->state == PROGRESS_SNAPSHOT) {
+        if (!p->snap_inflight) {
+            raft__send_snapshot(r, p);
+        }
+        return false;
+    }
+    if ((p->state == PROGRESS_PROBE && p->probe_sent) ||
+        (p->state == PROGRESS_REPLICATE && inflight_full(r, p))) {
+        return false;
+    }
+    raft_index prev = p->next - 1;
+    raft_term prev_term;
+    if (!raft__term_at(r, prev, &prev_term)) {
+        start_snapshot(r, p);
+        return false;
+    }
+    unsigned n = append_batch(r, p->next);
+    if (n == 0 && !if_empty && p->state == PROGRESS_REPLICATE) {
+        return false;
+    }
+    struct raft_entry* ents = NULL;
+    if (n > 0) {
+        ents = raft__scratch(r, n * sizeof(*ents));
+        if (ents == NULL) {
+            return false;
+        }
+        memcpy(ents, raft__entry(r, p->next), n * sizeof(*ents));
+    }
+    struct raft_message* m = raft__msg(r, RAFT_MSG_APPEND, p->id);
+    if (m == NULL) {
+        return false;
+    }
+    m->append.prev_index = prev;
+    m->append.prev_term = prev_term;
+    m->append.commit = r->commit;
+    m->append.read_seq = r->read_seq;
+    m->append.n_entries = n;
+    m->append.entries = ents;
+    if (p->state == PROGRESS_REPLICATE && n > 0) {
+        p->next += n;
+        inflight_add(p, p->next - 1);
+    } else if (p->state == PROGRESS_PROBE) {
+        p->probe_sent = true;
+    }
+    return n > 0;
+}
+
+void raft__send_append(struct raft* r, struct raft__progress* p)
+{
+    /* Fill the window: bounded by inflight_max sends. */
+    for (unsigned i = 0; i < r->opt.inflight_max; i++) {
+        if (!send_one(r, p, false) || p->state != PROGRESS_REPLICATE) {
+            return;
+        }
+    }
+}
+
+void raft__send_heartbeat(struct raft* r, struct raft__progress* p)
+{
+    raft_index prev = p->match;
+    raft_term prev_term;
+    if (!raft__term_at(r, prev, &prev_term)) {
+        prev = 0; /* compacted: the follower answers with its commit */
+        prev_term = 0;
+    }
+    struct raft_message* m = raft__msg(r, RAFT_MSG_APPEND, p->id);
+    if (m == NULL) {
+        return;
+    }
+    m->append.prev_index = prev;
+    m->append.prev_term = prev_term;
+    m->append.commit = r->commit < p->match ? r->commit : p->match;
+    m->append.read_seq = r->read_seq;
+}
+
+void raft__bcast_append(struct raft* r)
+{
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        raft__send_append(r, &r->progress[i]);
+    }
+}
+
+void raft__bcast_heartbeat(struct raft* r)
+{
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        raft__send_heartbeat(r, &r->progress[i]);
+    }
+    r->heartbeat_deadline_ms = r->now_ms + r->opt.heartbeat_ms;
+    r->read_bcast = false;
+    r->commit_bcast = false;
+}
+
+/* ---- follower: receiving appends ---- */
+
+static bool append_valid(const struct raft_message* m)
+{
+    const struct raft_msg_append* a = &m->append;
+    if (a->n_entries > RAFT_APPEND_ENTRIES_MAX ||
+        (a->n_entries > 0 && a->entries == NULL)) {
+        return false;
+    }
+    raft_term prev_term = a->prev_term;
+    for (unsigned i = 0; i < a->n_entries; i++) {
+        const struct raft_entry* e = &a->entries[i];
+        if (e->index != a->prev_index + 1 + i || e->term < prev_term ||
+            e->term > m->term || e->data.len > RAFT_ENTRY_DATA_MAX ||
+            (e->data.len > 0 && e->data.base == NULL) ||
+            e->type < RAFT_ENTRY_NORMAL || e->type > RAFT_ENTRY_CONF) {
+            return false;
+        }
+        prev_term = e->term;
+    }
+    return true;
+}
+
+/* First index of `term` at or before `index` (terms never decrease along
+ * the log, so a binary search). */
+static raft_index first_of_term(const struct raft* r,
+                                raft_index index,
+                                raft_term term)
+{
+    raft_index lo = r->first_index, hi = index;
+    while (lo < hi) {
+        raft_index mid = lo + (hi - lo) / 2;
+        raft_term t;
+        raft__term_at(r, mid, &t);
+        if (t >= term) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return lo;
+}
+
+static void reject_append(struct raft* r,
+                          const struct raft_message* m,
+                          struct raft_message* out)
+{
+    raft_index prev = m->append.prev_index;
+    raft_index last = raft__last_index(r);
+    out->append_resp.reject = true;
+    out->append_resp.index = prev;
+    if (prev > last) {
+        out->append_resp.conflict_term = 0;
+        out->append_resp.conflict_index = last + 1;
+        return;
+    }
+    raft_term t;
+    raft__term_at(r, prev, &t);
+    out->append_resp.conflict_term = t;
+    out->append_resp.conflict_index =
+        prev < r->first_index ? prev : first_of_term(r, prev, t);
+}
+
+/* Appends the new part of m's entries; returns the last index known to
+ * match the leader's log. */
+static raft_index append_entries(struct raft* r, const struct raft_message* m)
+{
+    const struct raft_msg_append* a = &m->append;
+    raft_index matched = a->prev_index;
+    for (unsigned i = 0; i < a->n_entries; i++) {
+        const struct raft_entry* e = &a->entries[i];
+        raft_term t;
+        if (raft__term_at(r, e->index, &t)) {
+            if (t == e->term) {
+                matched = e->index;
+                continue;
+            }
+            if (e->index <= r->commit) {
+                raft__trace(r, RAFT_TRACE_ERROR,
+                            "leader %llu conflicts at committed %llu",
+                            (unsigned long long)m->from,
+                            (unsigned long long)e->index);
+                return matched;
+            }
+            raft__trace(r, RAFT_TRACE_INFO, "truncating log from %llu",
+                        (unsigned long long)e->index);
+            raft__log_truncate(r, e->index);
+        }
+        if (raft__log_append(r, e->term, e->type, e->data.base, e->data.len) !=
+            0) {
+            return matched;
+        }
+        matched = e->index;
+    }
+    return matched;
+}
+
+void raft__recv_append(struct raft* r, const struct raft_message* m)
+{
+    if (r->role == RAFT_LEADER) {
+        raft__trace(r, RAFT_TRACE_ERROR, "second leader %llu at term %llu",
+                    (unsigned long long)m->from, (unsigned long long)r->term);
+        return;
+    }
+    if (r->role != RAFT_FOLLOWER) {
+        raft__become_follower(r, m->term, m->from);
+    }
+    raft__set_leader(r, m->from);
+    r->leader_contact = true;
+    r->leader_contact_ms = r->now_ms;
+    raft__reset_election_timer(r);
+    if (!append_valid(m)) {
+        raft__trace(r, RAFT_TRACE_WARN, "malformed append from %llu",
+                    (unsigned long long)m->from);
+        return;
+    }
+    if (r->rx_installing && m->append.n_entries > 0) {
+        return; /* the log is being replaced by a snapshot */
+    }
+    struct raft_message* out = raft__msg(r, RAFT_MSG_APPEND_RESP, m->from);
+    if (out == NULL) {
+        return;
+    }
+    out->append_resp.read_seq = m->append.read_seq;
+    raft_index prev = m->append.prev_index;
+    raft_term t;
+    if (prev + 1 < r->first_index) {
+        /* Below our snapshot: everything up to commit matches. */
+        out->append_resp.index = r->commit;
+    } else if (!raft__term_at(r, prev, &t) || t != m->append.prev_term) {
+        reject_append(r, m, out);
+    } else {
+        raft_index matched = append_entries(r, m);
+        raft_index c = m->append.commit < matched ? m->append.commit : matched;
+        if (c > r->commit) {
+            r->commit = c;
+        }
+        out->append_resp.index = matched;
+    }
+    out->append_resp.last_index = raft__last_index(r);
+}
+
+/* ---- leader: append responses and commit ---- */
+
+/* Largest index <= index whose term is <= term (etcd findConflictByTerm). */
+static raft_index last_of_term(const struct raft* r,
+                               raft_index index,
+                               raft_term term)
+{
+    raft_index lo = r->first_index - 1, hi = index;
+    while (lo < hi) {
+        raft_index mid = hi - (hi - lo) / 2;
+        raft_term t;
+        raft__term_at(r, mid, &t);
+        if (t <= term) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return lo;
+}
+
+static void handle_reject(struct raft* r,
+                          struct raft__progress* p,
+                          const struct raft_message* m)
+{
+    const struct raft_msg_append_resp* a = &m->append_resp;
+    raft_index rejected = a->index;
+    if (p->state == PROGRESS_REPLICATE) {
+        if (rejected <= p->match) {
+            return; /* stale */
+        }
+    } else if (p->state != PROGRESS_PROBE || rejected != p->next - 1) {
+        return; /* stale, or a snapshot is under way */
+    }
+    raft_index next = a->conflict_index;
+    if (a->conflict_term != 0 && rejected > 0 &&
+        rejected <= raft__last_index(r) + 1 && rejected >= r->first_index) {
+        raft_index i = last_of_term(r, rejected - 1, a->conflict_term);
+        raft_term t;
+        if (raft__term_at(r, i, &t) && t == a->conflict_term) {
+            next = i + 1;
+        }
+    }
+    next = next < rejected ? next : rejected;
+    next = next > p->match + 1 ? next : p->match + 1;
+    raft__trace(r, RAFT_TRACE_DEBUG, "peer %llu rejected %llu, next %llu",
+                (unsigned long long)p->id, (unsigned long long)rejected,
+                (unsigned long long)next);
+    progress_to(p, PROGRESS_PROBE, next);
+    raft__send_append(r, p);
+}
+
+static void handle_accept(struct raft* r,
+                          struct raft__progress* p,
+                          const struct raft_message* m)
+{
+    raft_index index = m->append_resp.index;
+    bool progressed = index > p->match;
+    if (p->state == PROGRESS_PROBE) {
+        p->probe_sent = false;
+    }
+    if (progressed) {
+        p->match = index;
+        if (p->state != PROGRESS_REPLICATE) {
+            progress_to(p, PROGRESS_REPLICATE, index + 1);
+        } else if (p->next <= index) {
+            p->next = index + 1;
+        }
+        inflight_free_to(p, index);
+        raft__maybe_commit(r);
+        raft__transfer_check(r, p);
+        if (r->role != RAFT_LEADER) {
+            return; /* stepped down after committing its removal */
+        }
+    } else if (p->state == PROGRESS_REPLICATE && inflight_full(r, p)) {
+        inflight_free_first(p); /* a heartbeat answer: unstick after loss */
+    }
+    if (!progressed && p->match < raft__last_index(r) &&
+        p->state == PROGRESS_REPLICATE) {
+        send_one(r, p, true); /* lost appends show up as a reject */
+    }
+    raft__send_append(r, p);
+}
+
+void raft__recv_append_resp(struct raft* r, const struct raft_message* m)
+{
+    if (r->role != RAFT_LEADER) {
+        return;
+    }
+    struct raft__progress* p = raft__progress_get(r, m->from);
+    if (p == NULL) {
+        return;
+    }
+    p->recent_active = true;
+    p->last_recv_ms = r->now_ms;
+    if (m->append_resp.read_seq > p->read_ack &&
+        m->append_resp.read_seq <= r->read_seq) {
+        p->read_ack = m->append_resp.read_seq;
+        raft__reads_advance(r);
+    }
+    if (m->append_resp.reject) {
+        handle_reject(r, p, m);
+    } else {
+        handle_accept(r, p, m);
+    }
+}
+
+void raft__maybe_commit(struct raft* r)
+{
+    assert(r->role == RAFT_LEADER);
+    raft_index m[RAFT_SERVERS_MAX];
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->conf.n; i++) {
+        const struct raft_server* s = &r->conf.servers[i];
+        if (s->role != RAFT_VOTER) {
+            continue;
+        }
+        const struct raft__progress* p = raft__progress_get(r, s->id);
+        m[n++] = s->id == r->opt.id ? r->persisted : (p ? p->match : 0);
+    }
+    if (n == 0) {
+        return;
+    }
+    for (unsigned i = 1; i < n; i++) { /* insertion sort, descending */
+        for (unsigned j = i; j > 0 && m[j - 1] < m[j]; j--) {
+            raft_index tmp = m[j];
+            m[j] = m[j - 1];
+            m[j - 1] = tmp;
+        }
+    }
+    raft_index idx = m[raft__quorum(r) - 1];
+    raft_term t;
+    if (idx <= r->commit || !raft__term_at(r, idx, &t)) {
+        return;
+    }
+    if (t != r->term && !r->opt.bug_commit_old_term) {
+        return; /* Figure 8: never commit an old term by counting */
+    }
+    r->commit = idx;
+    r->commit_bcast = true;
+    raft__reads_advance(r);
+    raft__conf_check_removed_leader(r);
+}
+
+void raft__tick_leader(struct raft* r)
+{
+    assert(r->role == RAFT_LEADER);
+    if (r->now_ms >= r->heartbeat_deadline_ms) {
+        raft__bcast_heartbeat(r);
+        for (unsigned i = 0; i < r->n_progress; i++) {
+            struct raft__progress* p = &r->progress[i];
+            if (p->state == PROGRESS_SNAPSHOT && p->snap_inflight &&
+                r->now_ms >= p->snap_sent_ms + r->opt.election_ms) {
+                p->snap_inflight = false; /* lost: resend the chunk */
+                raft__send_snapshot(r, p);
+            }
+        }
+    }
+    if (r->transfer_to != 0 && r->now_ms >= r->transfer_deadline_ms) {
+        raft__trace(r, RAFT_TRACE_WARN, "transfer to %llu timed out",
+                    (unsigned long long)r->transfer_to);
+        r->transfer_to = 0;
+    }
+    if (!r->opt.check_quorum || r->now_ms < r->quorum_deadline_ms) {
+        return;
+    }
+    unsigned active = raft__is_voter(r, r->opt.id) ? 1 : 0;
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        struct raft__progress* p = &r->progress[i];
+        if (p->recent_active && raft__is_voter(r, p->id)) {
+            active++;
+        }
+        p->recent_active = false;
+    }
+    r->quorum_deadline_ms = r->now_ms + r->opt.election_ms;
+    if (active < raft__quorum(r)) {
+        raft__trace(r, RAFT_TRACE_WARN, "check-quorum failed (%u active)",
+                    active);
+        raft__become_follower(r, r->term, 0);
+    }
+}

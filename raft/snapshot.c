@@ -1,0 +1,280 @@
+/* snapshot.c - log compaction and InstallSnapshot in chunks (thesis 5).
+ *
+ * The leader streams the image the app gave with RAFT_EV_COMPACT, one chunk
+ * of RAFT_SNAPSHOT_CHUNK bytes in flight per follower, resuming from the
+ * follower's next_offset and restarting at 0 when the image changed or the
+ * follower rejected. The follower collects chunks in memory (at most
+ * RAFT_SNAPSHOT_BYTES_MAX), hands the complete image to the app with
+ * update.snapshot_install and answers done after RAFT_EV_SNAPSHOT_INSTALLED.
+ * An installed image is kept and served if this node becomes leader.
+ */
+#include <errno.h>
+
+#include "core_internal.h"
+
+static void restart_snapshots(struct raft* r)
+{
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        struct raft__progress* p = &r->progress[i];
+        if (p->state == PROGRESS_SNAPSHOT &&
+            p->snap_index != r->image_meta.index) {
+            p->snap_index = r->image_meta.index;
+            p->snap_offset = 0;
+            p->snap_inflight = false;
+            raft__send_snapshot(r, p);
+        }
+    }
+}
+
+static void set_image(struct raft* r,
+                      const struct raft_snapshot_meta* meta,
+                      struct raft_buf image,
+                      void* owned)
+{
+    if (r->own_image != NULL && r->own_image != owned) {
+        raft__defer_free(r, r->own_image);
+    }
+    r->own_image = owned;
+    r->have_image = true;
+    r->image_meta = *meta;
+    r->image = image;
+}
+
+int raft__compact(struct raft* r,
+                  const struct raft_snapshot_meta* meta,
+                  struct raft_buf image,
+                  raft_index keep_from)
+{
+    raft_term t;
+    if (meta->index > r->applied || meta->conf.n > RAFT_SERVERS_MAX ||
+        (image.len > 0 && image.base == NULL)) {
+        return -EINVAL;
+    }
+    if (image.len > RAFT_SNAPSHOT_BYTES_MAX) {
+        return -EFBIG;
+    }
+    if (!raft__term_at(r, meta->index, &t) || t != meta->term) {
+        return -EINVAL; /* already compacted past it, or a wrong term */
+    }
+    set_image(r, meta, image, NULL);
+    raft_index keep = meta->index + 1;
+    if (keep_from != 0 && keep_from < keep) {
+        keep = keep_from;
+    }
+    if (keep > r->first_index) {
+        raft__term_at(r, keep - 1, &t);
+        raft__conf_compact(r, keep);
+        size_t drop = keep - r->first_index;
+        for (size_t i = 0; i < drop; i++) {
+            raft__defer_free(r, (void*)r->entries[i].data.base);
+        }
+        memmove(r->entries, r->entries + drop,
+                (r->n_entries - drop) * sizeof(*r->entries));
+        r->n_entries -= drop;
+        r->first_index = keep;
+        r->base_term = t;
+    }
+    raft__trace(r, RAFT_TRACE_INFO, "compacted: image %llu, log from %llu",
+                (unsigned long long)meta->index,
+                (unsigned long long)r->first_index);
+    restart_snapshots(r);
+    return 0;
+}
+
+void raft__send_snapshot(struct raft* r, struct raft__progress* p)
+{
+    assert(p->state == PROGRESS_SNAPSHOT);
+    if (!r->have_image) {
+        return;
+    }
+    if (p->snap_index != r->image_meta.index || p->snap_offset > r->image.len) {
+        p->snap_index = r->image_meta.index;
+        p->snap_offset = 0;
+    }
+    uint64_t left = r->image.len - p->snap_offset;
+    struct raft_message* m = raft__msg(r, RAFT_MSG_SNAPSHOT, p->id);
+    if (m == NULL) {
+        return;
+    }
+    m->snapshot.meta = r->image_meta;
+    m->snapshot.total = r->image.len;
+    m->snapshot.offset = p->snap_offset;
+    m->snapshot.chunk.base = (const uint8_t*)r->image.base + p->snap_offset;
+    m->snapshot.chunk.len =
+        left < RAFT_SNAPSHOT_CHUNK ? left : RAFT_SNAPSHOT_CHUNK;
+    p->snap_inflight = true;
+    p->snap_sent_ms = r->now_ms;
+}
+
+static bool chunk_valid(const struct raft_msg_snapshot* s)
+{
+    return s->total <= RAFT_SNAPSHOT_BYTES_MAX &&
+           s->chunk.len <= RAFT_SNAPSHOT_CHUNK && s->offset <= s->total &&
+           s->chunk.len <= s->total - s->offset &&
+           (s->chunk.len == 0 || s->chunk.base != NULL) &&
+           s->meta.conf.n <= RAFT_SERVERS_MAX && s->meta.index > 0;
+}
+
+static bool log_has(const struct raft* r, const struct raft_snapshot_meta* m)
+{
+    raft_term t;
+    return raft__term_at(r, m->index, &t) && t == m->term;
+}
+
+/* Starts collecting a new image; false if it cannot be held. */
+static bool rx_start(struct raft* r, const struct raft_message* m)
+{
+    free(r->rx_buf);
+    r->rx_buf = malloc(m->snapshot.total ? m->snapshot.total : 1);
+    r->rx_active = r->rx_buf != NULL;
+    r->rx_meta = m->snapshot.meta;
+    r->rx_total = m->snapshot.total;
+    r->rx_received = 0;
+    return r->rx_active;
+}
+
+/* Takes one chunk; returns false when the answer must wait for install. */
+static bool rx_chunk(struct raft* r,
+                     const struct raft_message* m,
+                     struct raft_msg_snapshot_resp* resp)
+{
+    const struct raft_msg_snapshot* s = &m->snapshot;
+    bool same = r->rx_active && r->rx_meta.index == s->meta.index &&
+                r->rx_meta.term == s->meta.term && r->rx_total == s->total;
+    if (!same && (s->offset != 0 || !rx_start(r, m))) {
+        resp->reject = true;
+        return true;
+    }
+    if (s->offset != r->rx_received) {
+        resp->next_offset = r->rx_received; /* duplicate or gap: resume */
+        return true;
+    }
+    if (s->chunk.len > 0) {
+        memcpy(r->rx_buf + r->rx_received, s->chunk.base, s->chunk.len);
+    }
+    r->rx_received += s->chunk.len;
+    r->rx_from = m->from;
+    resp->next_offset = r->rx_received;
+    if (r->rx_received < r->rx_total) {
+        return true;
+    }
+    raft__trace(r, RAFT_TRACE_INFO, "snapshot %llu received (%llu bytes)",
+                (unsigned long long)s->meta.index,
+                (unsigned long long)r->rx_total);
+    r->rx_installing = true;
+    r->snapshot_install = true;
+    return false;
+}
+
+void raft__recv_snapshot(struct raft* r, const struct raft_message* m)
+{
+    if (r->role == RAFT_LEADER) {
+        return;
+    }
+    if (r->role != RAFT_FOLLOWER) {
+        raft__become_follower(r, m->term, m->from);
+    }
+    raft__set_leader(r, m->from);
+    r->leader_contact = true;
+    r->leader_contact_ms = r->now_ms;
+    raft__reset_election_timer(r);
+    const struct raft_msg_snapshot* s = &m->snapshot;
+    struct raft_msg_snapshot_resp resp = {s->meta.index, 0, false, false};
+    if (!chunk_valid(s)) {
+        resp.reject = true;
+    } else if (s->meta.index <= r->commit || log_has(r, &s->meta)) {
+        /* Stale, or a prefix of our log (thesis 5.1.1: keep the entries
+         * after it, they may be counted replicas of committed entries). */
+        if (s->meta.index > r->commit) {
+            r->commit = s->meta.index;
+        }
+        resp.done = true;
+        resp.next_offset = s->total;
+    } else if (r->rx_installing || !rx_chunk(r, m, &resp)) {
+        return; /* answered after RAFT_EV_SNAPSHOT_INSTALLED */
+    }
+    struct raft_message* out = raft__msg(r, RAFT_MSG_SNAPSHOT_RESP, m->from);
+    if (out != NULL) {
+        out->snapshot_resp = resp;
+    }
+}
+
+int raft__snapshot_installed(struct raft* r,
+                             const struct raft_snapshot_meta* meta)
+{
+    if (!r->rx_installing || meta->index != r->rx_meta.index) {
+        return -EINVAL;
+    }
+    const struct raft_snapshot_meta* sm = &r->rx_meta;
+    raft__log_reset(r, sm->index, sm->term);
+    r->commit = r->commit > sm->index ? r->commit : sm->index;
+    r->applied = sm->index;
+    r->persisted = sm->index;
+    r->base_conf = sm->conf;
+    r->base_conf_index = sm->conf_index;
+    r->conf = sm->conf;
+    r->conf_index = sm->conf_index;
+    r->conf_changed = true;
+    struct raft_buf image = {r->rx_buf, r->rx_total};
+    set_image(r, sm, image, r->rx_buf);
+    r->rx_buf = NULL;
+    r->rx_active = false;
+    r->rx_installing = false;
+    raft__trace(r, RAFT_TRACE_INFO, "snapshot %llu installed",
+                (unsigned long long)sm->index);
+    if (r->rx_from != 0 && r->rx_from != r->opt.id) {
+        struct raft_message* out =
+            raft__msg(r, RAFT_MSG_SNAPSHOT_RESP, r->rx_from);
+        if (out != NULL) {
+            out->snapshot_resp.index = sm->index;
+            out->snapshot_resp.next_offset = r->rx_total;
+            out->snapshot_resp.done = true;
+        }
+    }
+    return 0;
+}
+
+void raft__recv_snapshot_resp(struct raft* r, const struct raft_message* m)
+{
+    if (r->role != RAFT_LEADER) {
+        return;
+    }
+    struct raft__progress* p = raft__progress_get(r, m->from);
+    if (p == NULL) {
+        return;
+    }
+    const struct raft_msg_snapshot_resp* a = &m->snapshot_resp;
+    p->recent_active = true;
+    p->last_recv_ms = r->now_ms;
+    if (a->done) {
+        if (a->index > p->match) {
+            p->match = a->index;
+        }
+        if (p->state == PROGRESS_SNAPSHOT) {
+            p->state = PROGRESS_PROBE;
+            p->next = p->match + 1;
+            p->probe_sent = false;
+            p->snap_inflight = false;
+        }
+        raft__maybe_commit(r);
+        if (r->role == RAFT_LEADER) {
+            raft__send_append(r, p);
+        }
+        return;
+    }
+    if (p->state != PROGRESS_SNAPSHOT || a->index != p->snap_index) {
+        return; /* stale, or for an image we no longer send */
+    }
+    p->snap_offset = a->reject ? 0 : a->next_offset;
+    p->snap_inflight = false;
+    raft__send_snapshot(r, p);
+}
+
+void raft__rx_reset(struct raft* r)
+{
+    if (!r->rx_installing) {
+        free(r->rx_buf);
+        r->rx_buf = NULL;
+        r->rx_active = false;
+    }
+}
