@@ -17,12 +17,12 @@ struct ctl;
 
 /* Listen on data_dir/ctl.sock (a stale socket file is replaced). Returns
  * NULL (logged) when the socket cannot be created: the node runs without. */
-struct ctl *ctl_start(uv_loop_t *loop, struct node *n, const char *data_dir);
+struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir);
 /* Close the listener and every client; frees ctl once closed. */
-void ctl_close(struct ctl *c);
+void ctl_close(struct ctl* c);
 
 /* Run a client subcommand (argv[0] is its name). Returns the exit status,
  * or -ENOSYS for an unknown subcommand. */
-int ctl_command(int argc, char **argv);
+int ctl_command(int argc, char** argv);
 
 #endif /* QFS_CTL_H */

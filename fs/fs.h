@@ -23,21 +23,21 @@ struct fs_options {
     double attr_timeout_s;  /* default 3600 */
     uint64_t file_size_max; /* EFBIG; default 1 MiB */
 };
-void fs_options_default(struct fs_options *o);
+void fs_options_default(struct fs_options* o);
 
 struct fs;
 
 /* n is borrowed and must outlive the fs. */
-struct fs *fs_new(struct node *n, const struct fs_options *o);
+struct fs* fs_new(struct node* n, const struct fs_options* o);
 /* Start the notifier thread on se (call after the session is mounted). */
-int fs_start_notifier(struct fs *f, struct fuse_session *se);
+int fs_start_notifier(struct fs* f, struct fuse_session* se);
 /* Stop the notifier thread; drop open-file state; free. */
-void fs_free(struct fs *f);
+void fs_free(struct fs* f);
 
 /* The request table; pass `f` as the session's userdata. */
-const struct fuse_lowlevel_ops *fs_lowlevel_ops(void);
+const struct fuse_lowlevel_ops* fs_lowlevel_ops(void);
 
 /* store_change_cb for node_options.on_change (data = struct fs *). */
-void fs_on_change(void *data, const struct store_change *c);
+void fs_on_change(void* data, const struct store_change* c);
 
 #endif /* QFS_FS_H */

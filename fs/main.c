@@ -34,8 +34,8 @@
 enum { FUSE_REQUESTS_PER_POLL = 64 };
 
 struct mount_opts {
-    const char *mountpoint;
-    const char *fuse_opts; /* extra -o options */
+    const char* mountpoint;
+    const char* fuse_opts; /* extra -o options */
     bool foreground;
     bool linearizable;
     struct node_options node;
@@ -44,11 +44,11 @@ struct mount_opts {
 
 struct app {
     uv_loop_t loop;
-    struct mount_opts *mo;
-    struct node *node;
-    struct fs *fs;
-    struct fuse_session *se;
-    struct ctl *ctl;
+    struct mount_opts* mo;
+    struct node* node;
+    struct fs* fs;
+    struct fuse_session* se;
+    struct ctl* ctl;
     struct fuse_buf buf;
     uv_poll_t fuse_poll;
     uv_signal_t sigterm, sigint;
@@ -58,23 +58,25 @@ struct app {
     int exit_code;
 };
 
-static void usage_main(FILE *out)
+static void usage_main(FILE* out)
 {
     fprintf(out,
-        "quorumfs " QFS_VERSION " - a replicated configuration filesystem\n"
-        "\n"
-        "Usage:\n"
-        "  quorumfs mount MOUNTPOINT [options]   run a node and mount it\n"
-        "  quorumfs status [--json] [--data-dir D]\n"
-        "                                       state of a running node\n"
-        "  quorumfs --help | --version\n"
-        "\n"
-        "Run `quorumfs mount --help` for the mount options.\n");
+            "quorumfs " QFS_VERSION
+            " - a replicated configuration filesystem\n"
+            "\n"
+            "Usage:\n"
+            "  quorumfs mount MOUNTPOINT [options]   run a node and mount it\n"
+            "  quorumfs status [--json] [--data-dir D]\n"
+            "                                       state of a running node\n"
+            "  quorumfs --help | --version\n"
+            "\n"
+            "Run `quorumfs mount --help` for the mount options.\n");
 }
 
-static void usage_mount(FILE *out)
+static void usage_mount(FILE* out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "Usage: quorumfs mount MOUNTPOINT [options]\n"
         "\n"
         "Runs a quorumfs node and mounts its tree on MOUNTPOINT (an existing\n"
@@ -110,14 +112,16 @@ static void usage_mount(FILE *out)
         "                             local applied state; linearizable:\n"
         "                             lookups/opens confirm with the leader\n"
         "  --file-size-max BYTES      largest file (default 1048576): EFBIG\n"
-        "  --quota-bytes BYTES        total live bytes (default 2 GiB): ENOSPC\n"
+        "  --quota-bytes BYTES        total live bytes (default 2 GiB): "
+        "ENOSPC\n"
         "\n"
-        "Stop with `fusermount3 -u MOUNTPOINT`, `umount MOUNTPOINT` or SIGTERM.\n");
+        "Stop with `fusermount3 -u MOUNTPOINT`, `umount MOUNTPOINT` or "
+        "SIGTERM.\n");
 }
 
-static int parse_u64(const char *s, uint64_t *out)
+static int parse_u64(const char* s, uint64_t* out)
 {
-    char *end;
+    char* end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0') {
@@ -127,25 +131,25 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-static int parse_cluster(const char *list, struct node_options *o)
+static int parse_cluster(const char* list, struct node_options* o)
 {
     char buf[4096];
-    char *save = NULL;
+    char* save = NULL;
 
     if (strlen(list) >= sizeof(buf)) {
         return -ENAMETOOLONG;
     }
     strcpy(buf, list);
     o->n_initial = 0;
-    for (char *tok = strtok_r(buf, ",", &save); tok != NULL;
+    for (char* tok = strtok_r(buf, ",", &save); tok != NULL;
          tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
+        char* eq = strchr(tok, '=');
         if (eq == NULL || eq == tok || eq[1] == '\0' ||
             o->n_initial >= RAFT_SERVERS_MAX) {
             return -EINVAL;
         }
         *eq = '\0';
-        struct node_peer *p = &o->initial[o->n_initial++];
+        struct node_peer* p = &o->initial[o->n_initial++];
         if (strlen(tok) >= sizeof(p->name) ||
             strlen(eq + 1) >= sizeof(p->addr)) {
             return -ENAMETOOLONG;
@@ -157,10 +161,19 @@ static int parse_cluster(const char *list, struct node_options *o)
 }
 
 enum {
-    OPT_NAME = 1000, OPT_DATA_DIR, OPT_LOG_LEVEL, OPT_LISTEN_PEER,
-    OPT_INITIAL_CLUSTER, OPT_CLUSTER_STATE, OPT_HEARTBEAT, OPT_ELECTION,
-    OPT_PROPOSAL_TIMEOUT, OPT_SNAPSHOT_ENTRIES, OPT_CONSISTENCY,
-    OPT_FILE_SIZE_MAX, OPT_QUOTA,
+    OPT_NAME = 1000,
+    OPT_DATA_DIR,
+    OPT_LOG_LEVEL,
+    OPT_LISTEN_PEER,
+    OPT_INITIAL_CLUSTER,
+    OPT_CLUSTER_STATE,
+    OPT_HEARTBEAT,
+    OPT_ELECTION,
+    OPT_PROPOSAL_TIMEOUT,
+    OPT_SNAPSHOT_ENTRIES,
+    OPT_CONSISTENCY,
+    OPT_FILE_SIZE_MAX,
+    OPT_QUOTA,
 };
 
 static const struct option mount_long[] = {
@@ -182,9 +195,9 @@ static const struct option mount_long[] = {
     {NULL, 0, NULL, 0},
 };
 
-static int parse_level(const char *s)
+static int parse_level(const char* s)
 {
-    static const char *names[] = {"debug", "info", "warn", "error"};
+    static const char* names[] = {"debug", "info", "warn", "error"};
     for (int i = 0; i < 4; i++) {
         if (strcmp(s, names[i]) == 0) {
             return i;
@@ -194,21 +207,32 @@ static int parse_level(const char *s)
 }
 
 /* Returns 0, or 1 with a message printed (exit status 2: usage). */
-static int parse_one(struct mount_opts *mo, int c, const char *arg)
+static int parse_one(struct mount_opts* mo, int c, const char* arg)
 {
-    struct node_options *o = &mo->node;
+    struct node_options* o = &mo->node;
     uint64_t v = 0;
 
     switch (c) {
-    case 'f': mo->foreground = true; return 0;
-    case 'o': mo->fuse_opts = arg; return 0;
-    case OPT_NAME: o->name = arg; return strlen(arg) < RAFT_NAME_MAX ? 0 : 1;
-    case OPT_DATA_DIR: o->data_dir = arg; return 0;
-    case OPT_LISTEN_PEER: o->listen_peer = arg; return 0;
+    case 'f':
+        mo->foreground = true;
+        return 0;
+    case 'o':
+        mo->fuse_opts = arg;
+        return 0;
+    case OPT_NAME:
+        o->name = arg;
+        return strlen(arg) < RAFT_NAME_MAX ? 0 : 1;
+    case OPT_DATA_DIR:
+        o->data_dir = arg;
+        return 0;
+    case OPT_LISTEN_PEER:
+        o->listen_peer = arg;
+        return 0;
     case OPT_LOG_LEVEL:
         o->log_level = parse_level(arg);
         return o->log_level < 0;
-    case OPT_INITIAL_CLUSTER: return parse_cluster(arg, o) != 0;
+    case OPT_INITIAL_CLUSTER:
+        return parse_cluster(arg, o) != 0;
     case OPT_CLUSTER_STATE:
         o->cluster_existing = strcmp(arg, "existing") == 0;
         return !(o->cluster_existing || strcmp(arg, "new") == 0);
@@ -222,18 +246,31 @@ static int parse_one(struct mount_opts *mo, int c, const char *arg)
         return 1;
     }
     switch (c) {
-    case OPT_HEARTBEAT: o->heartbeat_ms = (unsigned)v; break;
-    case OPT_ELECTION: o->election_ms = (unsigned)v; break;
-    case OPT_PROPOSAL_TIMEOUT: o->proposal_timeout_ms = (unsigned)v; break;
-    case OPT_SNAPSHOT_ENTRIES: o->snapshot_entries = v; break;
-    case OPT_FILE_SIZE_MAX: o->store.file_size_max = v; break;
-    case OPT_QUOTA: o->store.quota_bytes = v; break;
-    default: return 1;
+    case OPT_HEARTBEAT:
+        o->heartbeat_ms = (unsigned)v;
+        break;
+    case OPT_ELECTION:
+        o->election_ms = (unsigned)v;
+        break;
+    case OPT_PROPOSAL_TIMEOUT:
+        o->proposal_timeout_ms = (unsigned)v;
+        break;
+    case OPT_SNAPSHOT_ENTRIES:
+        o->snapshot_entries = v;
+        break;
+    case OPT_FILE_SIZE_MAX:
+        o->store.file_size_max = v;
+        break;
+    case OPT_QUOTA:
+        o->store.quota_bytes = v;
+        break;
+    default:
+        return 1;
     }
     return 0;
 }
 
-static int parse_mount(int argc, char **argv, struct mount_opts *mo)
+static int parse_mount(int argc, char** argv, struct mount_opts* mo)
 {
     int c;
 
@@ -254,14 +291,16 @@ static int parse_mount(int argc, char **argv, struct mount_opts *mo)
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "quorumfs mount: expected exactly one MOUNTPOINT\n"
-                        "Try `quorumfs mount --help`.\n");
+        fprintf(stderr,
+                "quorumfs mount: expected exactly one MOUNTPOINT\n"
+                "Try `quorumfs mount --help`.\n");
         return 2;
     }
     mo->mountpoint = argv[optind];
     if (mo->node.n_initial > 0 && mo->node.listen_peer == NULL) {
-        fprintf(stderr, "quorumfs mount: --initial-cluster needs "
-                        "--listen-peer\n");
+        fprintf(stderr,
+                "quorumfs mount: --initial-cluster needs "
+                "--listen-peer\n");
         return 2;
     }
     if (mo->node.data_dir == NULL) {
@@ -272,7 +311,7 @@ static int parse_mount(int argc, char **argv, struct mount_opts *mo)
     return 0;
 }
 
-static int check_mountpoint(const char *mnt)
+static int check_mountpoint(const char* mnt)
 {
     struct stat st;
     if (stat(mnt, &st) != 0) {
@@ -283,12 +322,12 @@ static int check_mountpoint(const char *mnt)
         fprintf(stderr, "quorumfs: mountpoint %s is not a directory\n", mnt);
         return -1;
     }
-    DIR *d = opendir(mnt);
+    DIR* d = opendir(mnt);
     if (d == NULL) {
         fprintf(stderr, "quorumfs: mountpoint %s: %s\n", mnt, strerror(errno));
         return -1;
     }
-    struct dirent *e;
+    struct dirent* e;
     bool empty = true;
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
@@ -306,11 +345,11 @@ static int check_mountpoint(const char *mnt)
 
 /* ---- running ---- */
 
-static void begin_shutdown(struct app *a, const char *why);
+static void begin_shutdown(struct app* a, const char* why);
 
-static void fuse_poll_cb(uv_poll_t *p, int status, int events)
+static void fuse_poll_cb(uv_poll_t* p, int status, int events)
 {
-    struct app *a = p->data;
+    struct app* a = p->data;
 
     for (int i = 0; i < FUSE_REQUESTS_PER_POLL && !a->shutting_down; i++) {
         int res = fuse_session_receive_buf(a->se, &a->buf);
@@ -329,14 +368,14 @@ static void fuse_poll_cb(uv_poll_t *p, int status, int events)
     }
 }
 
-static void node_stopped_cb(void *data)
+static void node_stopped_cb(void* data)
 {
-    struct app *a = data;
+    struct app* a = data;
     a->node = NULL;
     uv_stop(&a->loop);
 }
 
-static void begin_shutdown(struct app *a, const char *why)
+static void begin_shutdown(struct app* a, const char* why)
 {
     if (a->shutting_down) {
         return;
@@ -353,26 +392,29 @@ static void begin_shutdown(struct app *a, const char *why)
     node_stop(a->node, node_stopped_cb, a);
 }
 
-static void signal_cb(uv_signal_t *s, int signum)
+static void signal_cb(uv_signal_t* s, int signum)
 {
     begin_shutdown(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static int mount_fuse(struct app *a)
+static int mount_fuse(struct app* a)
 {
     char opts[1024];
     snprintf(opts, sizeof(opts),
              "default_permissions,fsname=quorumfs,subtype=quorumfs%s%s",
              a->mo->fuse_opts != NULL ? "," : "",
              a->mo->fuse_opts != NULL ? a->mo->fuse_opts : "");
-    char *argv[] = {"quorumfs", "-o", opts, NULL};
+    char* argv[] = {"quorumfs", "-o", opts, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 
     a->se = fuse_session_new(&args, fs_lowlevel_ops(),
                              sizeof(struct fuse_lowlevel_ops), a->fs);
+    fuse_opt_free_args(&args);
     if (a->se == NULL) {
-        fprintf(stderr, "quorumfs: cannot create the FUSE session (options "
-                        "'%s')\n", opts);
+        fprintf(stderr,
+                "quorumfs: cannot create the FUSE session (options "
+                "'%s')\n",
+                opts);
         return -EINVAL;
     }
     if (fuse_session_mount(a->se, a->mo->mountpoint) != 0) {
@@ -395,7 +437,7 @@ static int mount_fuse(struct app *a)
     return rv;
 }
 
-static void tell_parent(struct app *a, char status)
+static void tell_parent(struct app* a, char status)
 {
     if (a->ready_fd >= 0) {
         if (write(a->ready_fd, &status, 1) != 1) {
@@ -406,7 +448,7 @@ static void tell_parent(struct app *a, char status)
     }
 }
 
-static void log_to_file(struct app *a)
+static void log_to_file(struct app* a)
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/quorumfs.log", a->mo->node.data_dir);
@@ -423,15 +465,15 @@ static void log_to_file(struct app *a)
     }
 }
 
-static void app_on_change(void *data, const struct store_change *c)
+static void app_on_change(void* data, const struct store_change* c)
 {
-    struct app *a = data;
+    struct app* a = data;
     if (a->fs != NULL) {
         fs_on_change(a->fs, c);
     }
 }
 
-static int run_node(struct app *a)
+static int run_node(struct app* a)
 {
     struct fs_options fo;
     int rv;
@@ -451,9 +493,9 @@ static int run_node(struct app *a)
     a->mo->node.on_change_data = a;
     rv = node_start(&a->loop, &a->mo->node, &a->node);
     if (rv != 0) {
-        fprintf(stderr, "quorumfs: cannot start the node: %s\n",
-                rv == -EBUSY ? "data dir in use by another node"
-                             : strerror(-rv));
+        fprintf(
+            stderr, "quorumfs: cannot start the node: %s\n",
+            rv == -EBUSY ? "data dir in use by another node" : strerror(-rv));
         return 1;
     }
     a->fs = fs_new(a->node, &fo);
@@ -497,7 +539,7 @@ static int run_node(struct app *a)
 
 /* Without -f: fork; the parent waits until the child says the mount is
  * ready (exit 0) or the child fails (exit 1, its message already printed). */
-static int daemonize(struct app *a)
+static int daemonize(struct app* a)
 {
     int p[2];
     if (pipe(p) != 0) {
@@ -529,7 +571,7 @@ static int daemonize(struct app *a)
     return 0;
 }
 
-static int cmd_mount(int argc, char **argv)
+static int cmd_mount(int argc, char** argv)
 {
     static struct mount_opts mo;
     static struct app a;
@@ -552,7 +594,7 @@ static int cmd_mount(int argc, char **argv)
     return rv;
 }
 
-int main(int argc, char **argv)
+int main(int argc, char** argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {

@@ -32,7 +32,7 @@
 
 /* ---- small helpers ---- */
 
-static uint64_t now_ms(struct node *n)
+static uint64_t now_ms(struct node* n)
 {
     uv_update_time(n->loop);
     return uv_now(n->loop);
@@ -45,10 +45,10 @@ static int64_t wall_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-uint64_t node__hash(const void *p, size_t len, uint64_t h)
+uint64_t node__hash(const void* p, size_t len, uint64_t h)
 {
     /* FNV-1a 64: stable ids from names (never 0). */
-    const unsigned char *b = p;
+    const unsigned char* b = p;
     for (size_t i = 0; i < len; i++) {
         h ^= b[i];
         h *= 1099511628211ULL;
@@ -85,10 +85,9 @@ static unsigned wbucket(uint64_t seq)
     return (unsigned)(seq % NODE_WAITER_BUCKETS);
 }
 
-static struct waiter *waiter_find(struct node *n, uint64_t seq)
+static struct waiter* waiter_find(struct node* n, uint64_t seq)
 {
-    for (struct waiter *w = n->wtable[wbucket(seq)]; w != NULL;
-         w = w->hnext) {
+    for (struct waiter* w = n->wtable[wbucket(seq)]; w != NULL; w = w->hnext) {
         if (w->seq == seq) {
             return w;
         }
@@ -96,7 +95,7 @@ static struct waiter *waiter_find(struct node *n, uint64_t seq)
     return NULL;
 }
 
-static void waiter_link(struct node *n, struct waiter *w)
+static void waiter_link(struct node* n, struct waiter* w)
 {
     unsigned b = wbucket(w->seq);
     w->hnext = n->wtable[b];
@@ -113,9 +112,9 @@ static void waiter_link(struct node *n, struct waiter *w)
     n->n_waiters++;
 }
 
-static void waiter_unlink(struct node *n, struct waiter *w)
+static void waiter_unlink(struct node* n, struct waiter* w)
 {
-    struct waiter **pp = &n->wtable[wbucket(w->seq)];
+    struct waiter** pp = &n->wtable[wbucket(w->seq)];
     while (*pp != w) {
         pp = &(*pp)->hnext;
     }
@@ -134,8 +133,9 @@ static void waiter_unlink(struct node *n, struct waiter *w)
 }
 
 /* Queue a completion; callbacks run from drain_completions(). */
-static void complete_waiter(struct node *n, struct waiter *w,
-                            const struct store_result *res)
+static void complete_waiter(struct node* n,
+                            struct waiter* w,
+                            const struct store_result* res)
 {
     waiter_unlink(n, w);
     w->res = *res;
@@ -148,16 +148,16 @@ static void complete_waiter(struct node *n, struct waiter *w,
     n->done_tail = w;
 }
 
-static void fail_waiter(struct node *n, struct waiter *w, int err)
+static void fail_waiter(struct node* n, struct waiter* w, int err)
 {
     struct store_result res = {.err = err};
     complete_waiter(n, w, &res);
 }
 
-static void complete_read(struct node *n, struct read_waiter *r, int err)
+static void complete_read(struct node* n, struct read_waiter* r, int err)
 {
     /* unlink from the read list */
-    struct read_waiter **pp = &n->reads;
+    struct read_waiter** pp = &n->reads;
     while (*pp != r) {
         pp = &(*pp)->next;
     }
@@ -167,22 +167,22 @@ static void complete_read(struct node *n, struct read_waiter *r, int err)
     n->reads_done = r;
 }
 
-static void drain_completions(struct node *n)
+static void drain_completions(struct node* n)
 {
     while (n->done_head != NULL || n->reads_done != NULL) {
-        struct waiter *w = n->done_head;
+        struct waiter* w = n->done_head;
         n->done_head = n->done_tail = NULL;
-        struct read_waiter *r = n->reads_done;
+        struct read_waiter* r = n->reads_done;
         n->reads_done = NULL;
         while (w != NULL) {
-            struct waiter *next = w->next;
+            struct waiter* next = w->next;
             w->cb(w->data, &w->res);
             free(w->cmd);
             free(w);
             w = next;
         }
         while (r != NULL) {
-            struct read_waiter *next = r->next;
+            struct read_waiter* next = r->next;
             r->cb(r->data, r->err);
             free(r);
             r = next;
@@ -192,9 +192,9 @@ static void drain_completions(struct node *n)
 
 /* ---- stepping ---- */
 
-static void handle_update(struct node *n, const struct raft_update *u);
+static void handle_update(struct node* n, const struct raft_update* u);
 
-int node__step(struct node *n, struct raft_event *ev)
+int node__step(struct node* n, struct raft_event* ev)
 {
     struct raft_update u;
     int rv;
@@ -214,12 +214,13 @@ int node__step(struct node *n, struct raft_event *ev)
     return rv;
 }
 
-static int step(struct node *n, struct raft_event *ev)
+static int step(struct node* n, struct raft_event* ev)
 {
     return node__step(n, ev);
 }
 
-static void send_msgs(struct node *n, const struct raft_message *msgs,
+static void send_msgs(struct node* n,
+                      const struct raft_message* msgs,
                       unsigned count)
 {
     if (n->transport == NULL) {
@@ -235,9 +236,9 @@ static void send_msgs(struct node *n, const struct raft_message *msgs,
     }
 }
 
-static struct io_job *batch_job(const struct raft_update *u)
+static struct io_job* batch_job(const struct raft_update* u)
 {
-    struct io_job *job = calloc(1, sizeof(*job));
+    struct io_job* job = calloc(1, sizeof(*job));
     if (job == NULL) {
         return NULL;
     }
@@ -253,13 +254,13 @@ static struct io_job *batch_job(const struct raft_update *u)
         goto err;
     }
     for (unsigned i = 0; i < u->n_entries; i++) {
-        struct raft_entry *e = &job->entries[i];
+        struct raft_entry* e = &job->entries[i];
         *e = u->entries[i];
         e->data.base = malloc(e->data.len + 1);
         if (e->data.base == NULL) {
             goto err;
         }
-        memcpy((void *)e->data.base, u->entries[i].data.base, e->data.len);
+        memcpy((void*)e->data.base, u->entries[i].data.base, e->data.len);
         job->n_entries++;
     }
     for (unsigned i = 0; i < u->n_msgs; i++) {
@@ -274,7 +275,7 @@ err:
     return NULL;
 }
 
-static void persist_and_send(struct node *n, const struct raft_update *u)
+static void persist_and_send(struct node* n, const struct raft_update* u)
 {
     bool persist =
         u->truncate_from != 0 || u->n_entries > 0 || u->hard_state_changed;
@@ -283,7 +284,7 @@ static void persist_and_send(struct node *n, const struct raft_update *u)
         send_msgs(n, u->msgs, u->n_msgs);
         return;
     }
-    struct io_job *job = batch_job(u);
+    struct io_job* job = batch_job(u);
     if (job == NULL) {
         /* Out of memory: we cannot honour the persist contract. Stop. */
         node__log(RAFT_TRACE_ERROR, "out of memory queuing a log batch");
@@ -293,14 +294,15 @@ static void persist_and_send(struct node *n, const struct raft_update *u)
     node__io_submit(&n->io, job);
 }
 
-static void apply_committed(struct node *n, const struct raft_entry *es,
+static void apply_committed(struct node* n,
+                            const struct raft_entry* es,
                             unsigned count);
-static void install_snapshot(struct node *n, const struct raft_update *u);
+static void install_snapshot(struct node* n, const struct raft_update* u);
 
-static void handle_reads(struct node *n, const struct raft_update *u)
+static void handle_reads(struct node* n, const struct raft_update* u)
 {
     for (unsigned i = 0; i < u->n_reads; i++) {
-        for (struct read_waiter *r = n->reads; r != NULL; r = r->next) {
+        for (struct read_waiter* r = n->reads; r != NULL; r = r->next) {
             if (r->ctx == u->reads[i].ctx) {
                 r->index = u->reads[i].index;
                 r->has_index = true;
@@ -309,7 +311,7 @@ static void handle_reads(struct node *n, const struct raft_update *u)
         }
     }
     for (unsigned i = 0; i < u->n_failed_reads; i++) {
-        for (struct read_waiter *r = n->reads; r != NULL; r = r->next) {
+        for (struct read_waiter* r = n->reads; r != NULL; r = r->next) {
             if (r->ctx == u->failed_reads[i].ctx) {
                 r->parked = true; /* retried when a leader is known */
                 break;
@@ -319,12 +321,12 @@ static void handle_reads(struct node *n, const struct raft_update *u)
     node__reads_check(n);
 }
 
-void node__reads_check(struct node *n)
+void node__reads_check(struct node* n)
 {
     raft_index applied = store_applied_index(n->store);
-    struct read_waiter *r = n->reads;
+    struct read_waiter* r = n->reads;
     while (r != NULL) {
-        struct read_waiter *next = r->next;
+        struct read_waiter* next = r->next;
         if (r->has_index && r->index <= applied) {
             complete_read(n, r, 0);
         }
@@ -332,11 +334,10 @@ void node__reads_check(struct node *n)
     }
 }
 
-static void handle_failed_proposals(struct node *n,
-                                    const struct raft_update *u)
+static void handle_failed_proposals(struct node* n, const struct raft_update* u)
 {
     for (unsigned i = 0; i < u->n_failed_proposals; i++) {
-        struct waiter *w = waiter_find(n, u->failed_proposals[i].ctx);
+        struct waiter* w = waiter_find(n, u->failed_proposals[i].ctx);
         if (w == NULL) {
             continue;
         }
@@ -348,7 +349,7 @@ static void handle_failed_proposals(struct node *n,
     }
 }
 
-static void rearm_tick(struct node *n, uint64_t next_ms)
+static void rearm_tick(struct node* n, uint64_t next_ms)
 {
     uint64_t now = uv_now(n->loop);
     uint64_t delay = next_ms > now ? next_ms - now : 0;
@@ -358,7 +359,7 @@ static void rearm_tick(struct node *n, uint64_t next_ms)
     uv_timer_start(&n->tick_timer, node__tick_cb, delay, 0);
 }
 
-static void handle_update(struct node *n, const struct raft_update *u)
+static void handle_update(struct node* n, const struct raft_update* u)
 {
     if (u->snapshot_install) {
         install_snapshot(n, u);
@@ -378,16 +379,16 @@ static void handle_update(struct node *n, const struct raft_update *u)
     rearm_tick(n, u->next_timeout_ms);
 }
 
-void node__tick_cb(uv_timer_t *t)
+void node__tick_cb(uv_timer_t* t)
 {
-    struct node *n = t->data;
+    struct node* n = t->data;
     struct raft_event ev = {.type = RAFT_EV_TICK};
     step(n, &ev);
 }
 
 /* ---- proposals ---- */
 
-static int propose_waiter(struct node *n, struct waiter *w)
+static int propose_waiter(struct node* n, struct waiter* w)
 {
     struct raft_proposal p = {
         .ctx = w->seq,
@@ -402,10 +403,12 @@ static int propose_waiter(struct node *n, struct waiter *w)
     return raft_retryable(rv) ? 0 : rv;
 }
 
-int node_propose(struct node *n, struct store_cmd *c, node_done_cb cb,
-                 void *data)
+int node_propose(struct node* n,
+                 struct store_cmd* c,
+                 node_done_cb cb,
+                 void* data)
 {
-    struct waiter *w;
+    struct waiter* w;
     long len;
     int rv;
 
@@ -415,8 +418,7 @@ int node_propose(struct node *n, struct store_cmd *c, node_done_cb cb,
     if (n->sticky_err != 0) {
         return -EROFS;
     }
-    if (c->op == STORE_OP_WRITE &&
-        c->data_len > n->opts.store.file_size_max) {
+    if (c->op == STORE_OP_WRITE && c->data_len > n->opts.store.file_size_max) {
         return -EFBIG;
     }
     c->origin = n->id;
@@ -458,7 +460,7 @@ int node_propose(struct node *n, struct store_cmd *c, node_done_cb cb,
     return 0;
 }
 
-static int read_index_step(struct node *n, struct read_waiter *r)
+static int read_index_step(struct node* n, struct read_waiter* r)
 {
     struct raft_event ev = {.type = RAFT_EV_READ_INDEX};
     ev.read.ctx = r->ctx;
@@ -467,12 +469,12 @@ static int read_index_step(struct node *n, struct read_waiter *r)
     return raft_retryable(rv) ? 0 : rv;
 }
 
-int node_read_barrier(struct node *n, node_read_cb cb, void *data)
+int node_read_barrier(struct node* n, node_read_cb cb, void* data)
 {
     if (n->stopping) {
         return -ESHUTDOWN;
     }
-    struct read_waiter *r = calloc(1, sizeof(*r));
+    struct read_waiter* r = calloc(1, sizeof(*r));
     if (r == NULL) {
         return -ENOMEM;
     }
@@ -492,7 +494,7 @@ int node_read_barrier(struct node *n, node_read_cb cb, void *data)
 /* A leader became known (or changed): proposals and reads that were refused
  * for want of one are tried again. Re-proposing an entry that did reach a
  * log is harmless: the store applies (origin, seq) at most once. */
-void node__retry_parked(struct node *n)
+void node__retry_parked(struct node* n)
 {
     if (raft_leader(n->raft) == 0) {
         return;
@@ -502,19 +504,18 @@ void node__retry_parked(struct node *n)
     /* Collect first: re-proposing steps the core, which may complete (and
      * unlink) other waiters while we walk. */
     uint64_t count = 0;
-    for (struct waiter *w = n->whead; w != NULL; w = w->next) {
+    for (struct waiter* w = n->whead; w != NULL; w = w->next) {
         count += (all || w->parked) ? 1 : 0;
     }
-    uint64_t *seqs = count > 0 ? malloc(count * sizeof(*seqs)) : NULL;
+    uint64_t* seqs = count > 0 ? malloc(count * sizeof(*seqs)) : NULL;
     uint64_t k = 0;
-    for (struct waiter *w = n->whead; w != NULL && seqs != NULL;
-         w = w->next) {
+    for (struct waiter* w = n->whead; w != NULL && seqs != NULL; w = w->next) {
         if (all || w->parked) {
             seqs[k++] = w->seq;
         }
     }
     for (uint64_t i = 0; i < k; i++) {
-        struct waiter *w = waiter_find(n, seqs[i]);
+        struct waiter* w = waiter_find(n, seqs[i]);
         if (w == NULL) {
             continue;
         }
@@ -526,14 +527,13 @@ void node__retry_parked(struct node *n)
     free(seqs);
     uint64_t ctxs[64];
     unsigned nr = 0;
-    for (struct read_waiter *r = n->reads; r != NULL && nr < 64;
-         r = r->next) {
+    for (struct read_waiter* r = n->reads; r != NULL && nr < 64; r = r->next) {
         if (r->parked) {
             ctxs[nr++] = r->ctx;
         }
     }
     for (unsigned i = 0; i < nr; i++) {
-        for (struct read_waiter *r = n->reads; r != NULL; r = r->next) {
+        for (struct read_waiter* r = n->reads; r != NULL; r = r->next) {
             if (r->ctx == ctxs[i]) {
                 int rv = read_index_step(n, r);
                 if (rv != 0) {
@@ -545,9 +545,9 @@ void node__retry_parked(struct node *n)
     }
 }
 
-static void sweep_cb(uv_timer_t *t)
+static void sweep_cb(uv_timer_t* t)
 {
-    struct node *n = t->data;
+    struct node* n = t->data;
     uint64_t now = now_ms(n);
 
     n->depth++;
@@ -555,8 +555,8 @@ static void sweep_cb(uv_timer_t *t)
         n->timeouts++;
         fail_waiter(n, n->whead, -EIO);
     }
-    for (struct read_waiter *r = n->reads; r != NULL;) {
-        struct read_waiter *next = r->next;
+    for (struct read_waiter* r = n->reads; r != NULL;) {
+        struct read_waiter* next = r->next;
         if (r->deadline_ms <= now) {
             complete_read(n, r, -EIO);
         }
@@ -574,15 +574,16 @@ static void sweep_cb(uv_timer_t *t)
 
 /* ---- apply ---- */
 
-static void on_applied_cmd(struct node *n, const struct raft_entry *e,
-                           const struct store_result *res)
+static void on_applied_cmd(struct node* n,
+                           const struct raft_entry* e,
+                           const struct store_result* res)
 {
     struct store_cmd c;
     if (store_cmd_decode(&c, e->data.base, e->data.len) != 0 ||
         c.origin != n->id) {
         return;
     }
-    struct waiter *w = waiter_find(n, c.seq);
+    struct waiter* w = waiter_find(n, c.seq);
     if (w == NULL) {
         return;
     }
@@ -595,7 +596,7 @@ static void on_applied_cmd(struct node *n, const struct raft_entry *e,
     complete_waiter(n, w, res);
 }
 
-static void apply_one(struct node *n, const struct raft_entry *e)
+static void apply_one(struct node* n, const struct raft_entry* e)
 {
     struct store_result res;
     int rv = 0;
@@ -626,13 +627,16 @@ static void apply_one(struct node *n, const struct raft_entry *e)
     }
     if (rv != 0 && n->sticky_err == 0) {
         n->sticky_err = rv;
-        node__log(RAFT_TRACE_ERROR, "store apply failed at index %" PRIu64
-                  ": %s; refusing writes", e->index, strerror(-rv));
+        node__log(RAFT_TRACE_ERROR,
+                  "store apply failed at index %" PRIu64
+                  ": %s; refusing writes",
+                  e->index, strerror(-rv));
     }
     n->applied_term = e->term;
 }
 
-static void apply_committed(struct node *n, const struct raft_entry *es,
+static void apply_committed(struct node* n,
+                            const struct raft_entry* es,
                             unsigned count)
 {
     for (unsigned i = 0; i < count; i++) {
@@ -644,21 +648,56 @@ static void apply_committed(struct node *n, const struct raft_entry *es,
 
 /* ---- snapshots ---- */
 
-static void install_snapshot(struct node *n, const struct raft_update *u)
+/* The store refuses to install while a sealed frame is in flight: wait for
+ * the I/O thread (installing blocks on fsyncs anyway), finish the frame
+ * jobs now and keep every other finished job, in order, for io_done_cb
+ * (they step the core, which must not happen inside handle_update). */
+static void drain_frames(struct node* n)
 {
-    const struct raft_snapshot_meta *m = &u->snapshot_meta;
+    node__io_drain(&n->io);
+    struct io_job* j = node__io_take_done(&n->io);
+    struct io_job** tail = &n->deferred_done;
+    while (*tail != NULL) {
+        tail = &(*tail)->next;
+    }
+    while (j != NULL) {
+        struct io_job* next = j->next;
+        j->next = NULL;
+        if (j->type == IO_JOB_FRAME) {
+            store_frame_done(n->store, j->frame, j->err);
+            n->frames_inflight--;
+            j->frame = NULL;
+            node__io_job_free(j);
+        } else {
+            *tail = j;
+            tail = &j->next;
+        }
+        j = next;
+    }
+    if (n->deferred_done != NULL) {
+        uv_async_send(&n->io.done_async);
+    }
+}
+
+static void install_snapshot(struct node* n, const struct raft_update* u)
+{
+    const struct raft_snapshot_meta* m = &u->snapshot_meta;
+    uv_timer_stop(&n->frame_timer);
+    node__frame_flush(n);
+    drain_frames(n);
     int rv = store_image_install(n->store, u->snapshot_image.base,
                                  u->snapshot_image.len);
     if (rv != 0) {
         node__log(RAFT_TRACE_ERROR,
-                  "installing snapshot at index %" PRIu64 " failed: %s", m->index,
-                  strerror(-rv));
+                  "installing snapshot at index %" PRIu64 " failed: %s",
+                  m->index, strerror(-rv));
         n->sticky_err = rv;
         return;
     }
     node__log(RAFT_TRACE_INFO,
               "installed snapshot at index %" PRIu64 " term %" PRIu64
-              " (%zu bytes)", m->index, m->term, u->snapshot_image.len);
+              " (%zu bytes)",
+              m->index, m->term, u->snapshot_image.len);
     n->applied_term = m->term;
     n->applied_conf = m->conf;
     n->applied_conf_index = m->conf_index;
@@ -668,7 +707,7 @@ static void install_snapshot(struct node *n, const struct raft_update *u)
         struct store_change c = {.ino = 0, .parent = 0};
         n->opts.on_change(n->opts.on_change_data, &c);
     }
-    struct io_job *job = calloc(1, sizeof(*job));
+    struct io_job* job = calloc(1, sizeof(*job));
     if (job == NULL) {
         abort();
     }
@@ -678,14 +717,24 @@ static void install_snapshot(struct node *n, const struct raft_update *u)
     node__io_submit(&n->io, job);
 }
 
-static void io_done_cb(uv_async_t *a)
+static void io_done_cb(uv_async_t* a)
 {
-    struct node *n = a->data;
-    struct io_job *j = node__io_take_done(&n->io);
+    struct node* n = a->data;
+    struct io_job* j = n->deferred_done;
+    n->deferred_done = NULL;
+    if (j != NULL) {
+        struct io_job* tail = j;
+        while (tail->next != NULL) {
+            tail = tail->next;
+        }
+        tail->next = node__io_take_done(&n->io);
+    } else {
+        j = node__io_take_done(&n->io);
+    }
 
     n->depth++;
     while (j != NULL) {
-        struct io_job *next = j->next;
+        struct io_job* next = j->next;
         node__io_job_finished(n, j);
         j = next;
     }
@@ -698,7 +747,7 @@ static void io_done_cb(uv_async_t *a)
     }
 }
 
-void node__io_job_finished(struct node *n, struct io_job *j)
+void node__io_job_finished(struct node* n, struct io_job* j)
 {
     if (j->err != 0 && n->sticky_err == 0) {
         n->sticky_err = j->err;
@@ -739,14 +788,14 @@ void node__io_job_finished(struct node *n, struct io_job *j)
 
 /* Seal queued store records into a frame soon (the raft log is the durable
  * copy meanwhile; frames are batched to spare fsyncs). */
-static void frame_timer_cb(uv_timer_t *t)
+static void frame_timer_cb(uv_timer_t* t)
 {
     node__frame_flush(t->data);
 }
 
-void node__frame_flush(struct node *n)
+void node__frame_flush(struct node* n)
 {
-    struct store_frame *f = NULL;
+    struct store_frame* f = NULL;
     int rv = store_frame_seal(n->store, &f);
     if (rv != 0) {
         if (n->sticky_err == 0) {
@@ -757,7 +806,7 @@ void node__frame_flush(struct node *n)
     if (f == NULL) {
         return;
     }
-    struct io_job *job = calloc(1, sizeof(*job));
+    struct io_job* job = calloc(1, sizeof(*job));
     if (job == NULL) {
         abort();
     }
@@ -767,15 +816,14 @@ void node__frame_flush(struct node *n)
     node__io_submit(&n->io, job);
 }
 
-void node__frame_schedule(struct node *n)
+void node__frame_schedule(struct node* n)
 {
-    if (!uv_is_active((uv_handle_t *)&n->frame_timer)) {
-        uv_timer_start(&n->frame_timer, frame_timer_cb, NODE_FRAME_DELAY_MS,
-                       0);
+    if (!uv_is_active((uv_handle_t*)&n->frame_timer)) {
+        uv_timer_start(&n->frame_timer, frame_timer_cb, NODE_FRAME_DELAY_MS, 0);
     }
 }
 
-void node__maybe_compact(struct node *n)
+void node__maybe_compact(struct node* n)
 {
     raft_index applied = store_applied_index(n->store);
     bool due = n->opts.snapshot_entries > 0 &&
@@ -784,7 +832,7 @@ void node__maybe_compact(struct node *n)
         applied == 0 || n->sticky_err != 0) {
         return;
     }
-    void *img = NULL;
+    void* img = NULL;
     size_t len = 0;
     int rv = store_image_build(n->store, &img, &len);
     if (rv != 0) {
@@ -807,13 +855,13 @@ void node__maybe_compact(struct node *n)
     ev.compact.image.base = img;
     ev.compact.image.len = len;
     ev.compact.keep_from = keep_from;
-    void *old = n->image;
+    void* old = n->image;
     n->image = img;
     n->last_compact_index = applied;
     n->need_image = false;
     step(n, &ev);
     free(old); /* the core released it when it took the new one */
-    struct io_job *job = calloc(1, sizeof(*job));
+    struct io_job* job = calloc(1, sizeof(*job));
     if (job == NULL) {
         abort();
     }
@@ -822,11 +870,12 @@ void node__maybe_compact(struct node *n)
     job->keep_from = keep_from;
     node__io_submit(&n->io, job);
     node__log(RAFT_TRACE_INFO,
-              "snapshot at index %" PRIu64 " (%zu bytes); log kept from %" PRIu64,
+              "snapshot at index %" PRIu64
+              " (%zu bytes); log kept from %" PRIu64,
               applied, len, keep_from);
 }
 
-void node__conf_applied(struct node *n, const struct raft_entry *e)
+void node__conf_applied(struct node* n, const struct raft_entry* e)
 {
     struct raft_conf c;
     if (raft_conf_decode(&c, e->data.base, e->data.len) == 0) {
@@ -837,7 +886,7 @@ void node__conf_applied(struct node *n, const struct raft_entry *e)
 
 /* ---- lifecycle ---- */
 
-void node_options_default(struct node_options *o)
+void node_options_default(struct node_options* o)
 {
     memset(o, 0, sizeof(*o));
     o->name = "default";
@@ -848,12 +897,12 @@ void node_options_default(struct node_options *o)
     o->log_level = RAFT_TRACE_INFO;
 }
 
-struct store *node_store(struct node *n)
+struct store* node_store(struct node* n)
 {
     return n->store;
 }
 
-static int start_timers(struct node *n)
+static int start_timers(struct node* n)
 {
     uv_timer_init(n->loop, &n->tick_timer);
     uv_timer_init(n->loop, &n->sweep_timer);
@@ -862,10 +911,9 @@ static int start_timers(struct node *n)
     return uv_timer_start(&n->sweep_timer, sweep_cb, 50, 50);
 }
 
-int node_start(uv_loop_t *loop, const struct node_options *o,
-               struct node **out)
+int node_start(uv_loop_t* loop, const struct node_options* o, struct node** out)
 {
-    struct node *n = calloc(1, sizeof(*n));
+    struct node* n = calloc(1, sizeof(*n));
     int rv;
 
     if (n == NULL) {
@@ -873,6 +921,9 @@ int node_start(uv_loop_t *loop, const struct node_options *o,
     }
     n->loop = loop;
     n->opts = *o;
+    /* Proposal ids must never repeat across restarts (the store applies an
+     * (origin, seq) at most once): start from the wall clock in ns. */
+    n->next_seq = (uint64_t)wall_ns();
     if (n->opts.proposal_timeout_ms == 0) {
         n->opts.proposal_timeout_ms = 5 * n->opts.election_ms;
     }
@@ -905,7 +956,7 @@ int node_start(uv_loop_t *loop, const struct node_options *o,
 
 err_after_io:
     node__io_stop(&n->io);
-    uv_close((uv_handle_t *)&n->io.done_async, NULL);
+    uv_close((uv_handle_t*)&n->io.done_async, NULL);
 err_after_raft:
     raft_free(n->raft);
 err_after_disk:
@@ -915,7 +966,7 @@ err_after_alloc:
     return rv;
 }
 
-static void fail_everything(struct node *n, int err)
+static void fail_everything(struct node* n, int err)
 {
     n->depth++;
     while (n->whead != NULL) {
@@ -928,7 +979,7 @@ static void fail_everything(struct node *n, int err)
     drain_completions(n);
 }
 
-void node_stop(struct node *n, void (*cb)(void *data), void *data)
+void node_stop(struct node* n, void (*cb)(void* data), void* data)
 {
     if (n->stopping) {
         return;
@@ -944,12 +995,12 @@ void node_stop(struct node *n, void (*cb)(void *data), void *data)
     node__stop_continue(n);
 }
 
-static void closed_cb(uv_handle_t *h)
+static void closed_cb(uv_handle_t* h)
 {
-    struct node *n = h->data;
+    struct node* n = h->data;
     if (--n->handles_open == 0) {
-        void (*cb)(void *) = n->stop_cb;
-        void *data = n->stop_data;
+        void (*cb)(void*) = n->stop_cb;
+        void* data = n->stop_data;
         free(n->image);
         free(n);
         if (cb != NULL) {
@@ -958,15 +1009,15 @@ static void closed_cb(uv_handle_t *h)
     }
 }
 
-static void transport_closed_cb(void *data)
+static void transport_closed_cb(void* data)
 {
-    struct node *n = data;
+    struct node* n = data;
     n->transport = NULL;
     node__stop_continue(n);
 }
 
 /* Called again whenever I/O completes: finishes once the disk is idle. */
-void node__stop_continue(struct node *n)
+void node__stop_continue(struct node* n)
 {
     if (n->closing || n->batches_inflight > 0 || n->frames_inflight > 0 ||
         !node__io_idle(&n->io)) {
@@ -985,10 +1036,9 @@ void node__stop_continue(struct node *n)
     n->raft = NULL;
     node__close_disk(n);
     node__log(RAFT_TRACE_INFO, "node stopped cleanly");
-    uv_handle_t *hs[] = {(uv_handle_t *)&n->tick_timer,
-                         (uv_handle_t *)&n->sweep_timer,
-                         (uv_handle_t *)&n->frame_timer,
-                         (uv_handle_t *)&n->io.done_async};
+    uv_handle_t* hs[] = {
+        (uv_handle_t*)&n->tick_timer, (uv_handle_t*)&n->sweep_timer,
+        (uv_handle_t*)&n->frame_timer, (uv_handle_t*)&n->io.done_async};
     n->handles_open = 4;
     for (unsigned i = 0; i < 4; i++) {
         hs[i]->data = n;

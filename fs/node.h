@@ -30,58 +30,61 @@ struct node_peer {
 };
 
 struct node_options {
-    const char *data_dir;
-    const char *name;               /* default "default" */
-    const char *listen_peer;        /* NULL: single node, no transport */
-    unsigned n_initial;             /* --initial-cluster members */
+    const char* data_dir;
+    const char* name;        /* default "default" */
+    const char* listen_peer; /* NULL: single node, no transport */
+    unsigned n_initial;      /* --initial-cluster members */
     struct node_peer initial[RAFT_SERVERS_MAX];
-    bool cluster_existing;          /* --initial-cluster-state existing */
-    unsigned heartbeat_ms;          /* default 100 */
-    unsigned election_ms;           /* default 1000 */
-    unsigned proposal_timeout_ms;   /* default 5 * election_ms */
-    uint64_t snapshot_entries;      /* compact the log every N applied */
+    bool cluster_existing;        /* --initial-cluster-state existing */
+    unsigned heartbeat_ms;        /* default 100 */
+    unsigned election_ms;         /* default 1000 */
+    unsigned proposal_timeout_ms; /* default 5 * election_ms */
+    uint64_t snapshot_entries;    /* compact the log every N applied */
     struct store_options store;
-    store_change_cb on_change;      /* every applied change (invalidation);
-                                       a change with ino == 0 and
-                                       parent == 0 means the whole tree was
-                                       replaced (snapshot installed) */
-    void *on_change_data;
-    int log_level;                  /* RAFT_TRACE_* */
+    store_change_cb on_change; /* every applied change (invalidation);
+                                  a change with ino == 0 and
+                                  parent == 0 means the whole tree was
+                                  replaced (snapshot installed) */
+    void* on_change_data;
+    int log_level; /* RAFT_TRACE_* */
 };
-void node_options_default(struct node_options *o);
+void node_options_default(struct node_options* o);
 
 /* Open the data dir (lock, log, db), replay, and start the core and the
  * transport on loop. Errors: -EBUSY (data dir locked by another process),
  * -EINVAL with a message logged (name not in the cluster, cluster id
  * mismatch), or an errno from disk. */
-int node_start(uv_loop_t *loop, const struct node_options *o,
-               struct node **out);
+int node_start(uv_loop_t* loop,
+               const struct node_options* o,
+               struct node** out);
 /* Fail pending proposals with -ESHUTDOWN, flush and sync the log and the
  * db, close handles; cb runs when everything is closed (then n is freed). */
-void node_stop(struct node *n, void (*cb)(void *data), void *data);
+void node_stop(struct node* n, void (*cb)(void* data), void* data);
 
-typedef void (*node_done_cb)(void *data, const struct store_result *res);
+typedef void (*node_done_cb)(void* data, const struct store_result* res);
 
 /* Propose a command. Fills c->origin, c->seq and c->now_ns. cb runs exactly
  * once (later, never from inside this call) unless an error is returned:
  * -ENAMETOOLONG / -EFBIG / -EINVAL for a command that breaks a limit,
  * -EROFS when the store has a sticky I/O error. */
-int node_propose(struct node *n, struct store_cmd *c, node_done_cb cb,
-                 void *data);
+int node_propose(struct node* n,
+                 struct store_cmd* c,
+                 node_done_cb cb,
+                 void* data);
 
 /* Linearizable read barrier (ReadIndex): cb(data, 0) once the local store
  * has applied everything committed before this call, or cb(data, -EIO)
  * after the proposal timeout. Runs cb exactly once, never inside the call. */
-typedef void (*node_read_cb)(void *data, int err);
-int node_read_barrier(struct node *n, node_read_cb cb, void *data);
+typedef void (*node_read_cb)(void* data, int err);
+int node_read_barrier(struct node* n, node_read_cb cb, void* data);
 
-struct store *node_store(struct node *n);
+struct store* node_store(struct node* n);
 
 /* Text for /.cluster/ files and the control socket, into a malloc'd buffer
  * (*out, *len). JSON fields per DESIGN §7. */
-int node_status_json(struct node *n, char **out, size_t *len);
-int node_status_text(struct node *n, char **out, size_t *len);
-int node_members_text(struct node *n, char **out, size_t *len);
-int node_leader_text(struct node *n, char **out, size_t *len);
+int node_status_json(struct node* n, char** out, size_t* len);
+int node_status_text(struct node* n, char** out, size_t* len);
+int node_members_text(struct node* n, char** out, size_t* len);
+int node_leader_text(struct node* n, char** out, size_t* len);
 
 #endif /* QFS_NODE_H */

@@ -21,7 +21,7 @@
 
 #include "node_priv.h"
 
-static int mkdir_p(const char *path, mode_t mode)
+static int mkdir_p(const char* path, mode_t mode)
 {
     char buf[PATH_MAX];
     size_t len = strlen(path);
@@ -30,7 +30,7 @@ static int mkdir_p(const char *path, mode_t mode)
         return -ENAMETOOLONG;
     }
     memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; *p != '\0'; p++) {
+    for (char* p = buf + 1; *p != '\0'; p++) {
         if (*p == '/') {
             *p = '\0';
             if (mkdir(buf, mode) != 0 && errno != EEXIST) {
@@ -49,7 +49,7 @@ static int mkdir_p(const char *path, mode_t mode)
     return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-static int take_lock(struct node *n)
+static int take_lock(struct node* n)
 {
     char path[PATH_MAX + 8];
     char pid[32];
@@ -58,8 +58,7 @@ static int take_lock(struct node *n)
     n->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (n->lock_fd < 0) {
         int err = -errno;
-        node__log(RAFT_TRACE_ERROR, "cannot open %s: %s", path,
-                  strerror(-err));
+        node__log(RAFT_TRACE_ERROR, "cannot open %s: %s", path, strerror(-err));
         return err;
     }
     if (flock(n->lock_fd, LOCK_EX | LOCK_NB) != 0) {
@@ -82,7 +81,7 @@ static int take_lock(struct node *n)
 
 /* The configuration a brand-new cluster starts with (also the fallback for
  * a log that holds no configuration yet). */
-static void initial_conf(struct node *n, struct raft_conf *c)
+static void initial_conf(struct node* n, struct raft_conf* c)
 {
     memset(c, 0, sizeof(*c));
     if (n->opts.n_initial == 0) {
@@ -93,8 +92,8 @@ static void initial_conf(struct node *n, struct raft_conf *c)
         return;
     }
     for (unsigned i = 0; i < n->opts.n_initial; i++) {
-        struct raft_server *s = &c->servers[c->n++];
-        const char *nm = n->opts.initial[i].name;
+        struct raft_server* s = &c->servers[c->n++];
+        const char* nm = n->opts.initial[i].name;
         s->id = node__hash(nm, strlen(nm), NODE_HASH_SEED);
         s->role = RAFT_VOTER;
         snprintf(s->name, RAFT_NAME_MAX, "%s", nm);
@@ -102,7 +101,7 @@ static void initial_conf(struct node *n, struct raft_conf *c)
     }
 }
 
-static uint64_t cluster_id_of(struct node *n)
+static uint64_t cluster_id_of(struct node* n)
 {
     uint64_t h = NODE_HASH_SEED;
     if (n->opts.n_initial == 0) {
@@ -110,7 +109,7 @@ static uint64_t cluster_id_of(struct node *n)
         return node__hash(n->name, strlen(n->name), h);
     }
     for (unsigned i = 0; i < n->opts.n_initial; i++) {
-        const struct node_peer *p = &n->opts.initial[i];
+        const struct node_peer* p = &n->opts.initial[i];
         h = node__hash(p->name, strlen(p->name), h);
         h = node__hash("=", 1, h);
         h = node__hash(p->addr, strlen(p->addr), h);
@@ -119,7 +118,7 @@ static uint64_t cluster_id_of(struct node *n)
     return h;
 }
 
-static int fsync_dir(const char *dir)
+static int fsync_dir(const char* dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
@@ -131,16 +130,17 @@ static int fsync_dir(const char *dir)
 }
 
 /* Write order: identity.tmp -> fsync -> rename -> fsync(dir). */
-static int write_identity(struct node *n, const char *path)
+static int write_identity(struct node* n, const char* path)
 {
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
+    FILE* f = fopen(tmp, "w");
     if (f == NULL) {
         return -errno;
     }
-    fprintf(f, "quorumfs-identity 1\nname=%s\nid=%016" PRIx64
-               "\ncluster=%016" PRIx64 "\n",
+    fprintf(f,
+            "quorumfs-identity 1\nname=%s\nid=%016" PRIx64
+            "\ncluster=%016" PRIx64 "\n",
             n->name, n->id, n->cluster_id);
     int rv = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
     fclose(f);
@@ -150,14 +150,14 @@ static int write_identity(struct node *n, const char *path)
     return rv != 0 ? rv : fsync_dir(n->data_dir);
 }
 
-static int check_identity(struct node *n)
+static int check_identity(struct node* n)
 {
     char path[PATH_MAX + 16];
     char name[256] = "";
     uint64_t id = 0, cluster = 0;
 
     snprintf(path, sizeof(path), "%s/identity", n->data_dir);
-    FILE *f = fopen(path, "r");
+    FILE* f = fopen(path, "r");
     if (f == NULL) {
         if (errno != ENOENT) {
             return -errno;
@@ -179,21 +179,22 @@ static int check_identity(struct node *n)
     if (strcmp(name, n->name) != 0 || id != n->id) {
         node__log(RAFT_TRACE_ERROR,
                   "data dir %s belongs to node '%s', not '%s': refusing to "
-                  "start", n->data_dir, name, n->name);
+                  "start",
+                  n->data_dir, name, n->name);
         return -EINVAL;
     }
     if (cluster != n->cluster_id) {
         node__log(RAFT_TRACE_ERROR,
                   "data dir %s belongs to another cluster (id %016" PRIx64
                   ", this configuration gives %016" PRIx64
-                  "): refusing to start", n->data_dir, cluster,
-                  n->cluster_id);
+                  "): refusing to start",
+                  n->data_dir, cluster, n->cluster_id);
         return -EINVAL;
     }
     return 0;
 }
 
-static int check_name_in_cluster(struct node *n)
+static int check_name_in_cluster(struct node* n)
 {
     if (n->opts.n_initial == 0) {
         return 0;
@@ -211,7 +212,7 @@ static int check_name_in_cluster(struct node *n)
 
 static struct rlog_loaded loaded; /* valid until the first log change */
 
-int node__open_disk(struct node *n)
+int node__open_disk(struct node* n)
 {
     char path[PATH_MAX + 16];
     struct store_recovery rec;
@@ -241,8 +242,9 @@ int node__open_disk(struct node *n)
     if (rv != 0) {
         goto err_after_lock;
     }
-    n->opts.store.tracer = (struct raft_tracer){
-        .data = "store: ", .emit = node__tracer_emit, .level = n->opts.log_level};
+    n->opts.store.tracer = (struct raft_tracer){.data = "store: ",
+                                                .emit = node__tracer_emit,
+                                                .level = n->opts.log_level};
     snprintf(path, sizeof(path), "%s/db", n->data_dir);
     memset(&rec, 0, sizeof(rec));
     rv = store_open(path, &n->opts.store, &n->store, &rec);
@@ -267,8 +269,8 @@ int node__open_disk(struct node *n)
     }
     if (loaded.torn_bytes > 0) {
         node__log(RAFT_TRACE_WARN,
-                  "raft log %s: dropped a torn tail of %" PRIu64 " bytes",
-                  path, loaded.torn_bytes);
+                  "raft log %s: dropped a torn tail of %" PRIu64 " bytes", path,
+                  loaded.torn_bytes);
     }
     return 0;
 
@@ -281,7 +283,7 @@ err_after_lock:
     return rv;
 }
 
-void node__close_disk(struct node *n)
+void node__close_disk(struct node* n)
 {
     if (n->log != NULL) {
         rlog_close(n->log);
@@ -297,7 +299,7 @@ void node__close_disk(struct node *n)
     }
 }
 
-int node__start_raft(struct node *n)
+int node__start_raft(struct node* n)
 {
     struct raft_options ro;
     struct raft_conf conf;
@@ -310,8 +312,9 @@ int node__start_raft(struct node *n)
     ro.seed = n->id ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
     ro.heartbeat_ms = n->opts.heartbeat_ms;
     ro.election_ms = n->opts.election_ms;
-    ro.tracer = (struct raft_tracer){
-        .data = "raft: ", .emit = node__tracer_emit, .level = n->opts.log_level};
+    ro.tracer = (struct raft_tracer){.data = "raft: ",
+                                     .emit = node__tracer_emit,
+                                     .level = n->opts.log_level};
     n->raft = raft_new(&ro);
     if (n->raft == NULL) {
         return -ENOMEM;
@@ -336,8 +339,8 @@ int node__start_raft(struct node *n)
         if (hs.commit > last) {
             hs.commit = last;
         }
-        rv = raft_restore(n->raft, &hs, &snap, loaded.entries,
-                          loaded.n_entries, uv_now(n->loop));
+        rv = raft_restore(n->raft, &hs, &snap, loaded.entries, loaded.n_entries,
+                          uv_now(n->loop));
         n->applied_term = snap.term;
         n->applied_conf = snap.conf;
         n->applied_conf_index = snap.conf_index;
@@ -367,9 +370,9 @@ int node__start_raft(struct node *n)
     return 0;
 }
 
-static void on_peer_message(void *data, const struct raft_message *m)
+static void on_peer_message(void* data, const struct raft_message* m)
 {
-    struct node *n = data;
+    struct node* n = data;
     if (n->stopping || n->raft == NULL) {
         return;
     }
@@ -378,7 +381,7 @@ static void on_peer_message(void *data, const struct raft_message *m)
     node__step(n, &ev);
 }
 
-int node__start_transport(struct node *n)
+int node__start_transport(struct node* n)
 {
     if (n->opts.listen_peer == NULL) {
         return 0;
@@ -403,12 +406,12 @@ int node__start_transport(struct node *n)
     return 0;
 }
 
-void node__sync_peers(struct node *n)
+void node__sync_peers(struct node* n)
 {
     if (n->transport == NULL) {
         return;
     }
-    const struct raft_conf *c = raft_conf_current(n->raft);
+    const struct raft_conf* c = raft_conf_current(n->raft);
     for (unsigned i = 0; i < c->n; i++) {
         if (c->servers[i].id != n->id && c->servers[i].addr[0] != '\0') {
             transport_set_peer(n->transport, c->servers[i].id,
@@ -417,11 +420,11 @@ void node__sync_peers(struct node *n)
     }
 }
 
-void node__role_changed(struct node *n)
+void node__role_changed(struct node* n)
 {
     raft_id leader = raft_leader(n->raft);
     if (leader != n->last_leader) {
-        const struct raft_server *s =
+        const struct raft_server* s =
             raft_conf_get(raft_conf_current(n->raft), leader);
         node__log(RAFT_TRACE_INFO, "term %" PRIu64 ": %s, leader %s",
                   raft_current_term(n->raft),

@@ -21,21 +21,21 @@ enum io_job_type {
 /* One unit of disk work, created on the loop, executed in FIFO order on the
  * I/O thread, handed back to the loop when durable. */
 struct io_job {
-    struct io_job *next;
+    struct io_job* next;
     uint8_t type;
     int err; /* result, set by the I/O thread */
     /* BATCH */
     raft_index truncate_from;
     unsigned n_entries;
-    struct raft_entry *entries; /* deep copies */
+    struct raft_entry* entries; /* deep copies */
     raft_index persist_index;
     raft_term persist_term;
     bool has_hs;
     struct raft_hard_state hs;
     unsigned n_msgs;
-    struct raft_message *msgs; /* deep copies, sent once durable */
+    struct raft_message* msgs; /* deep copies, sent once durable */
     /* FRAME */
-    struct store_frame *frame;
+    struct store_frame* frame;
     /* COMPACT / RESET */
     struct raft_snapshot_meta snap;
     raft_index keep_from;
@@ -53,33 +53,42 @@ struct node_io {
     struct io_job *done_head, *done_tail;   /* I/O thread -> loop */
     bool stop;
     bool started;
+    bool busy; /* a round is running */
+    pthread_cond_t idle_cond;
     int sticky_err;
     uv_async_t done_async;
-    struct rlog *log;
-    struct store *store;
+    struct rlog* log;
+    struct store* store;
     uint64_t rounds, syncs, jobs; /* stats */
 };
 
-int node__io_start(struct node_io *io, uv_loop_t *loop, struct rlog *log,
-                   struct store *store, uv_async_cb done_cb, void *data);
+int node__io_start(struct node_io* io,
+                   uv_loop_t* loop,
+                   struct rlog* log,
+                   struct store* store,
+                   uv_async_cb done_cb,
+                   void* data);
 /* Queue a job (takes ownership). */
-void node__io_submit(struct node_io *io, struct io_job *job);
+void node__io_submit(struct node_io* io, struct io_job* job);
 /* Take every finished job, in submission order. */
-struct io_job *node__io_take_done(struct node_io *io);
+struct io_job* node__io_take_done(struct node_io* io);
 /* Stop the thread after it finished every queued job. */
-void node__io_stop(struct node_io *io);
-void node__io_job_free(struct io_job *job);
-bool node__io_idle(struct node_io *io);
+void node__io_stop(struct node_io* io);
+void node__io_job_free(struct io_job* job);
+bool node__io_idle(struct node_io* io);
+/* Block until every queued job has run (finished jobs wait in the done
+ * list). Only for rare, already-blocking paths (snapshot install). */
+void node__io_drain(struct node_io* io);
 
 /* ---- messages ---- */
 /* Deep copy of a message (entries, payloads, arrays). Returns 0/-ENOMEM. */
-int node__msg_clone(struct raft_message *dst, const struct raft_message *src);
-void node__msg_free(struct raft_message *m);
+int node__msg_clone(struct raft_message* dst, const struct raft_message* src);
+void node__msg_free(struct raft_message* m);
 
 /* ---- logging ---- */
-void node__log(int level, const char *fmt, ...)
+void node__log(int level, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void node__tracer_emit(void *data, int level, raft_id id, const char *msg);
+void node__tracer_emit(void* data, int level, raft_id id, const char* msg);
 void node__set_log_level(int level);
 
 #endif /* QFS_NODE_INTERNAL_H */

@@ -33,10 +33,17 @@ void node__set_log_level(int level)
     log_level = level;
 }
 
-static void log_vemit(int level, const char *prefix, const char *fmt,
+static void log_vemit(int level,
+                      const char* prefix,
+                      const char* fmt,
+                      va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void log_vemit(int level,
+                      const char* prefix,
+                      const char* fmt,
                       va_list ap)
 {
-    static const char *names[] = {"debug", "info", "warn", "error"};
+    static const char* names[] = {"debug", "info", "warn", "error"};
     struct timespec ts;
     struct tm tm;
     char msg[1024];
@@ -48,12 +55,12 @@ static void log_vemit(int level, const char *prefix, const char *fmt,
     gmtime_r(&ts.tv_sec, &tm);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s%s\n",
-            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-            tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+            tm.tm_sec, ts.tv_nsec / 1000000,
             names[level < 0 ? 0 : (level > 3 ? 3 : level)], prefix, msg);
 }
 
-void node__log(int level, const char *fmt, ...)
+void node__log(int level, const char* fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -61,7 +68,10 @@ void node__log(int level, const char *fmt, ...)
     va_end(ap);
 }
 
-static void log_plain(int level, const char *prefix, const char *fmt, ...)
+static void log_plain(int level, const char* prefix, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void log_plain(int level, const char* prefix, const char* fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -69,29 +79,29 @@ static void log_plain(int level, const char *prefix, const char *fmt, ...)
     va_end(ap);
 }
 
-void node__tracer_emit(void *data, int level, raft_id id, const char *msg)
+void node__tracer_emit(void* data, int level, raft_id id, const char* msg)
 {
-    const char *prefix = data != NULL ? data : "";
+    const char* prefix = data != NULL ? data : "";
     (void)id;
     log_plain(level, prefix, "%s", msg);
 }
 
 /* ---- message copies ---- */
 
-static void *dup_bytes(const void *p, size_t n)
+static void* dup_bytes(const void* p, size_t n)
 {
-    void *q = malloc(n > 0 ? n : 1);
+    void* q = malloc(n > 0 ? n : 1);
     if (q != NULL && n > 0) {
         memcpy(q, p, n);
     }
     return q;
 }
 
-static int clone_entries(struct raft_message *dst,
-                         const struct raft_message *src)
+static int clone_entries(struct raft_message* dst,
+                         const struct raft_message* src)
 {
     unsigned n = src->append.n_entries;
-    struct raft_entry *es = calloc(n > 0 ? n : 1, sizeof(*es));
+    struct raft_entry* es = calloc(n > 0 ? n : 1, sizeof(*es));
     if (es == NULL) {
         return -ENOMEM;
     }
@@ -101,7 +111,7 @@ static int clone_entries(struct raft_message *dst,
                                     src->append.entries[i].data.len);
         if (es[i].data.base == NULL) {
             for (unsigned j = 0; j < i; j++) {
-                free((void *)es[j].data.base);
+                free((void*)es[j].data.base);
             }
             free(es);
             return -ENOMEM;
@@ -111,11 +121,10 @@ static int clone_entries(struct raft_message *dst,
     return 0;
 }
 
-static int clone_props(struct raft_message *dst,
-                       const struct raft_message *src)
+static int clone_props(struct raft_message* dst, const struct raft_message* src)
 {
     unsigned n = src->propose.n;
-    struct raft_proposal *ps = calloc(n > 0 ? n : 1, sizeof(*ps));
+    struct raft_proposal* ps = calloc(n > 0 ? n : 1, sizeof(*ps));
     if (ps == NULL) {
         return -ENOMEM;
     }
@@ -125,7 +134,7 @@ static int clone_props(struct raft_message *dst,
                                     src->propose.props[i].data.len);
         if (ps[i].data.base == NULL) {
             for (unsigned j = 0; j < i; j++) {
-                free((void *)ps[j].data.base);
+                free((void*)ps[j].data.base);
             }
             free(ps);
             return -ENOMEM;
@@ -135,7 +144,7 @@ static int clone_props(struct raft_message *dst,
     return 0;
 }
 
-int node__msg_clone(struct raft_message *dst, const struct raft_message *src)
+int node__msg_clone(struct raft_message* dst, const struct raft_message* src)
 {
     *dst = *src;
     switch (src->type) {
@@ -148,45 +157,44 @@ int node__msg_clone(struct raft_message *dst, const struct raft_message *src)
     case RAFT_MSG_PROPOSE:
         return clone_props(dst, src);
     case RAFT_MSG_PROPOSE_RESP:
-        dst->propose_resp.ctxs =
-            dup_bytes(src->propose_resp.ctxs,
-                      src->propose_resp.n * sizeof(uint64_t));
+        dst->propose_resp.ctxs = dup_bytes(
+            src->propose_resp.ctxs, src->propose_resp.n * sizeof(uint64_t));
         return dst->propose_resp.ctxs != NULL ? 0 : -ENOMEM;
     default:
         return 0;
     }
 }
 
-void node__msg_free(struct raft_message *m)
+void node__msg_free(struct raft_message* m)
 {
     switch (m->type) {
     case RAFT_MSG_APPEND:
         for (unsigned i = 0; i < m->append.n_entries; i++) {
-            free((void *)m->append.entries[i].data.base);
+            free((void*)m->append.entries[i].data.base);
         }
-        free((void *)m->append.entries);
+        free((void*)m->append.entries);
         break;
     case RAFT_MSG_SNAPSHOT:
-        free((void *)m->snapshot.chunk.base);
+        free((void*)m->snapshot.chunk.base);
         break;
     case RAFT_MSG_PROPOSE:
         for (unsigned i = 0; i < m->propose.n; i++) {
-            free((void *)m->propose.props[i].data.base);
+            free((void*)m->propose.props[i].data.base);
         }
-        free((void *)m->propose.props);
+        free((void*)m->propose.props);
         break;
     case RAFT_MSG_PROPOSE_RESP:
-        free((void *)m->propose_resp.ctxs);
+        free((void*)m->propose_resp.ctxs);
         break;
     default:
         break;
     }
 }
 
-void node__io_job_free(struct io_job *job)
+void node__io_job_free(struct io_job* job)
 {
     for (unsigned i = 0; i < job->n_entries; i++) {
-        free((void *)job->entries[i].data.base);
+        free((void*)job->entries[i].data.base);
     }
     free(job->entries);
     for (unsigned i = 0; i < job->n_msgs; i++) {
@@ -198,7 +206,7 @@ void node__io_job_free(struct io_job *job)
 
 /* ---- the thread ---- */
 
-static int run_job(struct node_io *io, struct io_job *job, bool *need_sync)
+static int run_job(struct node_io* io, struct io_job* job, bool* need_sync)
 {
     int rv = 0;
 
@@ -238,7 +246,7 @@ static int run_job(struct node_io *io, struct io_job *job, bool *need_sync)
     }
 }
 
-static struct io_job *take_round(struct node_io *io)
+static struct io_job* take_round(struct node_io* io)
 {
     struct io_job *head = io->queue_head, *tail = head;
     unsigned n = 1;
@@ -255,9 +263,9 @@ static struct io_job *take_round(struct node_io *io)
     return head;
 }
 
-static void finish_round(struct node_io *io, struct io_job *head)
+static void finish_round(struct node_io* io, struct io_job* head)
 {
-    struct io_job *tail = head;
+    struct io_job* tail = head;
     while (tail->next != NULL) {
         tail = tail->next;
     }
@@ -272,9 +280,9 @@ static void finish_round(struct node_io *io, struct io_job *head)
     uv_async_send(&io->done_async);
 }
 
-static void *io_main(void *arg)
+static void* io_main(void* arg)
 {
-    struct node_io *io = arg;
+    struct node_io* io = arg;
 
     pthread_mutex_lock(&io->mu);
     for (;;) {
@@ -284,12 +292,13 @@ static void *io_main(void *arg)
         if (io->queue_head == NULL && io->stop) {
             break;
         }
-        struct io_job *round = take_round(io);
+        struct io_job* round = take_round(io);
         int err = io->sticky_err;
+        io->busy = true;
         pthread_mutex_unlock(&io->mu);
 
         bool need_sync = false;
-        for (struct io_job *j = round; j != NULL; j = j->next) {
+        for (struct io_job* j = round; j != NULL; j = j->next) {
             j->err = err != 0 ? err : run_job(io, j, &need_sync);
             if (j->err != 0 && err == 0) {
                 err = j->err;
@@ -305,7 +314,7 @@ static void *io_main(void *arg)
             if (err != 0) {
                 node__log(RAFT_TRACE_ERROR, "disk: log sync failed: %s",
                           strerror(-err));
-                for (struct io_job *j = round; j != NULL; j = j->next) {
+                for (struct io_job* j = round; j != NULL; j = j->next) {
                     if (j->err == 0 && j->type == IO_JOB_BATCH) {
                         j->err = err;
                     }
@@ -318,13 +327,19 @@ static void *io_main(void *arg)
         if (err != 0) {
             io->sticky_err = err;
         }
+        io->busy = false;
+        pthread_cond_broadcast(&io->idle_cond);
     }
     pthread_mutex_unlock(&io->mu);
     return NULL;
 }
 
-int node__io_start(struct node_io *io, uv_loop_t *loop, struct rlog *log,
-                   struct store *store, uv_async_cb done_cb, void *data)
+int node__io_start(struct node_io* io,
+                   uv_loop_t* loop,
+                   struct rlog* log,
+                   struct store* store,
+                   uv_async_cb done_cb,
+                   void* data)
 {
     int rv;
 
@@ -333,6 +348,7 @@ int node__io_start(struct node_io *io, uv_loop_t *loop, struct rlog *log,
     io->store = store;
     pthread_mutex_init(&io->mu, NULL);
     pthread_cond_init(&io->cond, NULL);
+    pthread_cond_init(&io->idle_cond, NULL);
     rv = uv_async_init(loop, &io->done_async, done_cb);
     if (rv != 0) {
         return rv;
@@ -346,7 +362,7 @@ int node__io_start(struct node_io *io, uv_loop_t *loop, struct rlog *log,
     return 0;
 }
 
-void node__io_submit(struct node_io *io, struct io_job *job)
+void node__io_submit(struct node_io* io, struct io_job* job)
 {
     job->next = NULL;
     pthread_mutex_lock(&io->mu);
@@ -360,24 +376,33 @@ void node__io_submit(struct node_io *io, struct io_job *job)
     pthread_mutex_unlock(&io->mu);
 }
 
-struct io_job *node__io_take_done(struct node_io *io)
+struct io_job* node__io_take_done(struct node_io* io)
 {
     pthread_mutex_lock(&io->mu);
-    struct io_job *head = io->done_head;
+    struct io_job* head = io->done_head;
     io->done_head = io->done_tail = NULL;
     pthread_mutex_unlock(&io->mu);
     return head;
 }
 
-bool node__io_idle(struct node_io *io)
+void node__io_drain(struct node_io* io)
 {
     pthread_mutex_lock(&io->mu);
-    bool idle = io->queue_head == NULL;
+    while (io->queue_head != NULL || io->busy) {
+        pthread_cond_wait(&io->idle_cond, &io->mu);
+    }
+    pthread_mutex_unlock(&io->mu);
+}
+
+bool node__io_idle(struct node_io* io)
+{
+    pthread_mutex_lock(&io->mu);
+    bool idle = io->queue_head == NULL && !io->busy;
     pthread_mutex_unlock(&io->mu);
     return idle;
 }
 
-void node__io_stop(struct node_io *io)
+void node__io_stop(struct node_io* io)
 {
     if (!io->started) {
         return;

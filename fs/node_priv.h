@@ -13,20 +13,20 @@ enum {
 
 /* A proposal made on this node, waiting for its entry to be applied. */
 struct waiter {
-    struct waiter *hnext;       /* hash chain by seq */
+    struct waiter* hnext;       /* hash chain by seq */
     struct waiter *prev, *next; /* by deadline; then the completion list */
     uint64_t seq;
     uint64_t deadline_ms;
     node_done_cb cb;
-    void *data;
-    void *cmd; /* encoded command, kept for re-proposal */
+    void* data;
+    void* cmd; /* encoded command, kept for re-proposal */
     size_t cmd_len;
     bool parked; /* refused for want of a leader: retry when one is known */
     struct store_result res;
 };
 
 struct read_waiter {
-    struct read_waiter *next;
+    struct read_waiter* next;
     uint64_t ctx;
     uint64_t deadline_ms;
     raft_index index;
@@ -34,11 +34,11 @@ struct read_waiter {
     bool parked;
     int err;
     node_read_cb cb;
-    void *data;
+    void* data;
 };
 
 struct node {
-    uv_loop_t *loop;
+    uv_loop_t* loop;
     struct node_options opts;
     char data_dir[PATH_MAX];
     char name[RAFT_NAME_MAX];
@@ -46,16 +46,16 @@ struct node {
     uint64_t cluster_id;
     int lock_fd;
 
-    struct raft *raft;
-    struct rlog *log;
-    struct store *store;
-    struct transport *transport;
+    struct raft* raft;
+    struct rlog* log;
+    struct store* store;
+    struct transport* transport;
     struct node_io io;
 
     uv_timer_t tick_timer, sweep_timer, frame_timer;
 
     /* proposals */
-    struct waiter *wtable[NODE_WAITER_BUCKETS];
+    struct waiter* wtable[NODE_WAITER_BUCKETS];
     struct waiter *whead, *wtail;
     struct waiter *done_head, *done_tail;
     uint64_t n_waiters;
@@ -73,8 +73,10 @@ struct node {
     raft_index last_compact_index;
     raft_index restored_commit;
     bool need_image;
-    void *image; /* last image given to the core */
+    void* image; /* last image given to the core */
 
+    struct io_job* deferred_done; /* finished jobs set aside by
+                                     drain_frames(), handled first */
     unsigned depth; /* nesting of step(): completions drain at 0 */
     unsigned batches_inflight, frames_inflight;
     raft_id last_leader;
@@ -86,30 +88,30 @@ struct node {
     /* shutdown */
     bool stopping, closing, transport_closing;
     unsigned handles_open;
-    void (*stop_cb)(void *data);
-    void *stop_data;
+    void (*stop_cb)(void* data);
+    void* stop_data;
 };
 
-uint64_t node__hash(const void *p, size_t len, uint64_t h);
+uint64_t node__hash(const void* p, size_t len, uint64_t h);
 #define NODE_HASH_SEED 14695981039346656037ULL
 
-int node__step(struct node *n, struct raft_event *ev);
-void node__tick_cb(uv_timer_t *t);
-void node__reads_check(struct node *n);
-void node__retry_parked(struct node *n);
-void node__io_job_finished(struct node *n, struct io_job *j);
-void node__frame_flush(struct node *n);
-void node__frame_schedule(struct node *n);
-void node__maybe_compact(struct node *n);
-void node__conf_applied(struct node *n, const struct raft_entry *e);
-void node__stop_continue(struct node *n);
+int node__step(struct node* n, struct raft_event* ev);
+void node__tick_cb(uv_timer_t* t);
+void node__reads_check(struct node* n);
+void node__retry_parked(struct node* n);
+void node__io_job_finished(struct node* n, struct io_job* j);
+void node__frame_flush(struct node* n);
+void node__frame_schedule(struct node* n);
+void node__maybe_compact(struct node* n);
+void node__conf_applied(struct node* n, const struct raft_entry* e);
+void node__stop_continue(struct node* n);
 
 /* node_boot.c */
-int node__open_disk(struct node *n);
-void node__close_disk(struct node *n);
-int node__start_raft(struct node *n);
-int node__start_transport(struct node *n);
-void node__sync_peers(struct node *n);
-void node__role_changed(struct node *n);
+int node__open_disk(struct node* n);
+void node__close_disk(struct node* n);
+int node__start_raft(struct node* n);
+int node__start_transport(struct node* n);
+void node__sync_peers(struct node* n);
+void node__role_changed(struct node* n);
 
 #endif /* QFS_NODE_PRIV_H */

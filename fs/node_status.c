@@ -13,15 +13,15 @@
 enum { NODE_TEXT_MAX = 1u << 20 };
 
 struct text {
-    char *buf;
+    char* buf;
     size_t len, cap;
     int err;
 };
 
-static void tprintf(struct text *t, const char *fmt, ...)
+static void tprintf(struct text* t, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-static void tprintf(struct text *t, const char *fmt, ...)
+static void tprintf(struct text* t, const char* fmt, ...)
 {
     va_list ap;
     if (t->err != 0) {
@@ -44,7 +44,7 @@ static void tprintf(struct text *t, const char *fmt, ...)
             t->err = -E2BIG;
             return;
         }
-        char *b = realloc(t->buf, cap);
+        char* b = realloc(t->buf, cap);
         if (b == NULL) {
             t->err = -ENOMEM;
             return;
@@ -54,7 +54,7 @@ static void tprintf(struct text *t, const char *fmt, ...)
     }
 }
 
-static int text_begin(struct text *t)
+static int text_begin(struct text* t)
 {
     t->cap = 1024;
     t->len = 0;
@@ -63,7 +63,7 @@ static int text_begin(struct text *t)
     return t->buf != NULL ? 0 : -ENOMEM;
 }
 
-static int text_end(struct text *t, char **out, size_t *len)
+static int text_end(struct text* t, char** out, size_t* len)
 {
     if (t->err != 0) {
         free(t->buf);
@@ -74,9 +74,9 @@ static int text_end(struct text *t, char **out, size_t *len)
     return 0;
 }
 
-static const char *role_of(struct node *n)
+static const char* role_of(struct node* n)
 {
-    const struct raft_server *s =
+    const struct raft_server* s =
         raft_conf_get(raft_conf_current(n->raft), n->id);
     if (s != NULL && s->role == RAFT_LEARNER) {
         return "learner";
@@ -92,16 +92,17 @@ static const char *role_of(struct node *n)
     }
 }
 
-static const char *leader_name(struct node *n)
+static const char* leader_name(struct node* n)
 {
     raft_id l = raft_leader(n->raft);
-    const struct raft_server *s =
+    const struct raft_server* s =
         l != 0 ? raft_conf_get(raft_conf_current(n->raft), l) : NULL;
     return s != NULL ? s->name : NULL;
 }
 
-static void member_json(struct node *n, struct text *t,
-                        const struct raft_server *s)
+static void member_json(struct node* n,
+                        struct text* t,
+                        const struct raft_server* s)
 {
     raft_index match = 0;
     bool recent = false;
@@ -119,17 +120,16 @@ static void member_json(struct node *n, struct text *t,
             "{\"name\": \"%s\", \"id\": \"%016" PRIx64
             "\", \"addr\": \"%s\", \"voter\": %s, \"reachable\": %s, "
             "\"match_index\": %" PRIu64 "}",
-            s->name, s->id, s->addr,
-            s->role == RAFT_VOTER ? "true" : "false",
+            s->name, s->id, s->addr, s->role == RAFT_VOTER ? "true" : "false",
             recent ? "true" : "false", match);
 }
 
-int node_status_json(struct node *n, char **out, size_t *len)
+int node_status_json(struct node* n, char** out, size_t* len)
 {
     struct text t;
     struct store_stats ss;
-    const struct raft_conf *c = raft_conf_current(n->raft);
-    const char *leader = leader_name(n);
+    const struct raft_conf* c = raft_conf_current(n->raft);
+    const char* leader = leader_name(n);
 
     if (text_begin(&t) != 0) {
         return -ENOMEM;
@@ -138,8 +138,8 @@ int node_status_json(struct node *n, char **out, size_t *len)
     tprintf(&t, "{\n  \"name\": \"%s\",\n  \"id\": \"%016" PRIx64 "\",\n",
             n->name, n->id);
     tprintf(&t, "  \"cluster_id\": \"%016" PRIx64 "\",\n", n->cluster_id);
-    tprintf(&t, "  \"role\": \"%s\",\n  \"term\": %" PRIu64 ",\n",
-            role_of(n), raft_current_term(n->raft));
+    tprintf(&t, "  \"role\": \"%s\",\n  \"term\": %" PRIu64 ",\n", role_of(n),
+            raft_current_term(n->raft));
     if (leader != NULL) {
         tprintf(&t, "  \"leader\": \"%s\",\n", leader);
     } else {
@@ -171,17 +171,17 @@ int node_status_json(struct node *n, char **out, size_t *len)
     return text_end(&t, out, len);
 }
 
-int node_members_text(struct node *n, char **out, size_t *len)
+int node_members_text(struct node* n, char** out, size_t* len)
 {
     struct text t;
-    const struct raft_conf *c = raft_conf_current(n->raft);
+    const struct raft_conf* c = raft_conf_current(n->raft);
     raft_id leader = raft_leader(n->raft);
 
     if (text_begin(&t) != 0) {
         return -ENOMEM;
     }
     for (unsigned i = 0; i < c->n; i++) {
-        const struct raft_server *s = &c->servers[i];
+        const struct raft_server* s = &c->servers[i];
         tprintf(&t, "%s %016" PRIx64 " %s %s%s\n", s->name, s->id,
                 s->addr[0] != '\0' ? s->addr : "-",
                 s->role == RAFT_VOTER ? "voter" : "learner",
@@ -190,10 +190,10 @@ int node_members_text(struct node *n, char **out, size_t *len)
     return text_end(&t, out, len);
 }
 
-int node_leader_text(struct node *n, char **out, size_t *len)
+int node_leader_text(struct node* n, char** out, size_t* len)
 {
     struct text t;
-    const char *leader = leader_name(n);
+    const char* leader = leader_name(n);
 
     if (text_begin(&t) != 0) {
         return -ENOMEM;
@@ -202,30 +202,31 @@ int node_leader_text(struct node *n, char **out, size_t *len)
     return text_end(&t, out, len);
 }
 
-int node_status_text(struct node *n, char **out, size_t *len)
+int node_status_text(struct node* n, char** out, size_t* len)
 {
     struct text t;
     struct store_stats ss;
-    const struct raft_conf *c = raft_conf_current(n->raft);
-    const char *leader = leader_name(n);
+    const struct raft_conf* c = raft_conf_current(n->raft);
+    const char* leader = leader_name(n);
 
     if (text_begin(&t) != 0) {
         return -ENOMEM;
     }
     store_get_stats(n->store, &ss);
-    tprintf(&t, "name:        %s\nrole:        %s\nterm:        %" PRIu64
-                "\nleader:      %s\n",
+    tprintf(&t,
+            "name:        %s\nrole:        %s\nterm:        %" PRIu64
+            "\nleader:      %s\n",
             n->name, role_of(n), raft_current_term(n->raft),
             leader != NULL ? leader : "(none)");
-    tprintf(&t, "commit:      %" PRIu64 "\napplied:     %" PRIu64
-                "\nrevision:    %" PRIu64 "\nkeys:        %" PRIu64
-                "\ndb bytes:    %" PRIu64 "\nquorum:      %u of %u voters\n",
-            raft_commit_index(n->raft), ss.applied_index, ss.revision,
-            ss.keys, ss.db_bytes, raft_conf_voters(c) / 2 + 1,
-            raft_conf_voters(c));
+    tprintf(&t,
+            "commit:      %" PRIu64 "\napplied:     %" PRIu64
+            "\nrevision:    %" PRIu64 "\nkeys:        %" PRIu64
+            "\ndb bytes:    %" PRIu64 "\nquorum:      %u of %u voters\n",
+            raft_commit_index(n->raft), ss.applied_index, ss.revision, ss.keys,
+            ss.db_bytes, raft_conf_voters(c) / 2 + 1, raft_conf_voters(c));
     tprintf(&t, "members:\n");
     for (unsigned i = 0; i < c->n; i++) {
-        const struct raft_server *s = &c->servers[i];
+        const struct raft_server* s = &c->servers[i];
         tprintf(&t, "  %-12s %-22s %-7s%s\n", s->name,
                 s->addr[0] != '\0' ? s->addr : "-",
                 s->role == RAFT_VOTER ? "voter" : "learner",

@@ -15,18 +15,18 @@
 #define RAFT_CODEC_VERSION 1
 
 /* Exact encoded size of m. */
-size_t raft_msg_encoded_size(const struct raft_message *m);
+size_t raft_msg_encoded_size(const struct raft_message* m);
 
 /* Encode m into buf. Returns the number of bytes written, or -ENOSPC if cap
  * is smaller than raft_msg_encoded_size(m), or RAFT_ETOOBIG/RAFT_EMALFORMED if
  * m breaks a limit (the encoder refuses what the decoder would refuse). */
-long raft_msg_encode(const struct raft_message *m, void *buf, size_t cap);
+long raft_msg_encode(const struct raft_message* m, void* buf, size_t cap);
 
 /* Storage a decoded message points into besides the input bytes. */
 struct raft_msg_arena {
-    struct raft_entry *entries; /* malloc'd, n_entries long */
-    struct raft_proposal *props;
-    uint64_t *ctxs;
+    struct raft_entry* entries; /* malloc'd, n_entries long */
+    struct raft_proposal* props;
+    uint64_t* ctxs;
 };
 
 /* Decode buf[0..len) into *m. Payloads (entry data, snapshot chunk,
@@ -34,8 +34,10 @@ struct raft_msg_arena {
  * malloc'd into *arena and released with raft_msg_arena_free() (also safe
  * after a failed decode). Returns 0, RAFT_EMALFORMED (with nothing leaked),
  * RAFT_EVERSION, or RAFT_ENOMEM. */
-int raft_msg_decode(struct raft_message *m, struct raft_msg_arena *arena,
-                    const void *buf, size_t len);
-void raft_msg_arena_free(struct raft_msg_arena *arena);
+int raft_msg_decode(struct raft_message* m,
+                    struct raft_msg_arena* arena,
+                    const void* buf,
+                    size_t len);
+void raft_msg_arena_free(struct raft_msg_arena* arena);
 
 #endif /* QFS_RAFT_CODEC_H */

@@ -22,7 +22,8 @@
 struct rlog;
 
 struct rlog_options {
-    uint64_t segment_bytes_max; /* roll to a new segment past this; def 64 MiB */
+    uint64_t
+        segment_bytes_max; /* roll to a new segment past this; def 64 MiB */
     struct raft_tracer tracer;
 };
 
@@ -32,37 +33,40 @@ struct rlog_loaded {
     struct raft_hard_state hs;
     struct raft_snapshot_meta snap; /* index 0: none */
     unsigned n_entries;             /* contiguous from snap.index + 1 */
-    const struct raft_entry *entries;
-    uint64_t torn_bytes;            /* truncated from a torn tail at open */
-    bool fresh;                     /* the directory held no log */
+    const struct raft_entry* entries;
+    uint64_t torn_bytes; /* truncated from a torn tail at open */
+    bool fresh;          /* the directory held no log */
 };
 
 /* Open (creating the directory if needed) and load. A torn or corrupt tail
  * of the last segment is truncated and logged via the tracer with the byte
  * count; corruption anywhere else is -EUCLEAN with a message naming the file
  * and offset (never silently dropped). */
-int rlog_open(const char *dir, const struct rlog_options *o, struct rlog **out,
-              struct rlog_loaded *loaded);
-void rlog_close(struct rlog *l);
+int rlog_open(const char* dir,
+              const struct rlog_options* o,
+              struct rlog** out,
+              struct rlog_loaded* loaded);
+void rlog_close(struct rlog* l);
 
 /* Append entries (contiguous, following the last index, or following a
  * prior rlog_truncate). Not durable until rlog_sync. */
-int rlog_append(struct rlog *l, const struct raft_entry *e, unsigned n);
+int rlog_append(struct rlog* l, const struct raft_entry* e, unsigned n);
 /* Drop entries >= from (conflict resolution). */
-int rlog_truncate(struct rlog *l, raft_index from);
+int rlog_truncate(struct rlog* l, raft_index from);
 /* Record the hard state; durable at the next rlog_sync. */
-int rlog_set_hard_state(struct rlog *l, const struct raft_hard_state *hs);
+int rlog_set_hard_state(struct rlog* l, const struct raft_hard_state* hs);
 /* Make everything above durable. */
-int rlog_sync(struct rlog *l);
+int rlog_sync(struct rlog* l);
 
 /* Record a snapshot's meta durably (the image itself lives in the store) and
  * drop the whole segments whose entries are all < keep_from. */
-int rlog_compact(struct rlog *l, const struct raft_snapshot_meta *snap,
+int rlog_compact(struct rlog* l,
+                 const struct raft_snapshot_meta* snap,
                  raft_index keep_from);
 /* After installing a snapshot from the leader: drop every entry and restart
  * the log after snap->index, durably. */
-int rlog_reset(struct rlog *l, const struct raft_snapshot_meta *snap);
+int rlog_reset(struct rlog* l, const struct raft_snapshot_meta* snap);
 
-raft_index rlog_last_index(const struct rlog *l);
+raft_index rlog_last_index(const struct rlog* l);
 
 #endif /* QFS_RAFT_LOG_H */

@@ -12,9 +12,10 @@
  *
  * Contract for an update (the order is the safety argument, thesis 3.8):
  *   1. persist: if u.truncate_from != 0, drop log entries >= truncate_from;
- *      append u.entries[0..n_entries); write u.hard_state if u.hard_state_changed.
- *      If u.snapshot_install is set, install the snapshot image (store and log)
- *      BEFORE appending entries, then report RAFT_EV_SNAPSHOT_INSTALLED.
+ *      append u.entries[0..n_entries); write u.hard_state if
+ * u.hard_state_changed. If u.snapshot_install is set, install the snapshot
+ * image (store and log) BEFORE appending entries, then report
+ * RAFT_EV_SNAPSHOT_INSTALLED.
  *   2. after that is durable: send u.msgs[0..n_msgs), then report
  *      RAFT_EV_PERSISTED with u.persist_index / u.persist_term (only when
  *      u.n_entries > 0; hard state alone needs no event).
@@ -50,31 +51,31 @@ typedef uint64_t raft_term;
 
 /* Limits (named maxima, STYLE: a limit on everything). */
 enum {
-    RAFT_SERVERS_MAX = 9,            /* voters + learners in a configuration */
-    RAFT_NAME_MAX = 32,              /* incl. NUL */
-    RAFT_ADDR_MAX = 64,              /* "host:port", incl. NUL */
-    RAFT_ENTRY_DATA_MAX = 4u << 20,  /* one entry's payload */
-    RAFT_APPEND_ENTRIES_MAX = 512,   /* entries in one append message */
+    RAFT_SERVERS_MAX = 9,             /* voters + learners in a configuration */
+    RAFT_NAME_MAX = 32,               /* incl. NUL */
+    RAFT_ADDR_MAX = 64,               /* "host:port", incl. NUL */
+    RAFT_ENTRY_DATA_MAX = 4u << 20,   /* one entry's payload */
+    RAFT_APPEND_ENTRIES_MAX = 512,    /* entries in one append message */
     RAFT_APPEND_BYTES_MAX = 1u << 20, /* payload bytes in one append msg */
-    RAFT_INFLIGHT_MAX = 64,          /* pipelined appends per follower */
+    RAFT_INFLIGHT_MAX = 64,           /* pipelined appends per follower */
     RAFT_SNAPSHOT_CHUNK = 256u << 10, /* bytes per snapshot chunk */
     RAFT_SNAPSHOT_BYTES_MAX = 1u << 30,
-    RAFT_PROPOSE_BATCH_MAX = 256,    /* proposals in one forward message */
-    RAFT_READS_MAX = 4096,           /* pending ReadIndex requests */
+    RAFT_PROPOSE_BATCH_MAX = 256, /* proposals in one forward message */
+    RAFT_READS_MAX = 4096,        /* pending ReadIndex requests */
 };
 
 /* Error codes: a reserved range below -1000, one table in raft_strerror. */
-#define RAFT_ERRORS(X)                                                     \
-    X(RAFT_ENOTLEADER, -1001, "not the leader and no leader known")        \
-    X(RAFT_ETRANSFER, -1002, "leadership transfer in progress")            \
-    X(RAFT_ECONFBUSY, -1003, "a configuration change is already in flight") \
+#define RAFT_ERRORS(X)                                                         \
+    X(RAFT_ENOTLEADER, -1001, "not the leader and no leader known")            \
+    X(RAFT_ETRANSFER, -1002, "leadership transfer in progress")                \
+    X(RAFT_ECONFBUSY, -1003, "a configuration change is already in flight")    \
     X(RAFT_ELEADERLOST, -1004, "leadership lost before the request completed") \
-    X(RAFT_ETOOBIG, -1005, "entry larger than RAFT_ENTRY_DATA_MAX")        \
-    X(RAFT_EBADCONF, -1006, "invalid configuration change")                \
-    X(RAFT_EBUSY, -1007, "too many pending requests")                      \
-    X(RAFT_EMALFORMED, -1008, "malformed message or entry")                \
-    X(RAFT_ECOMPACTED, -1009, "index is compacted")                        \
-    X(RAFT_EVERSION, -1010, "unsupported format version")                  \
+    X(RAFT_ETOOBIG, -1005, "entry larger than RAFT_ENTRY_DATA_MAX")            \
+    X(RAFT_EBADCONF, -1006, "invalid configuration change")                    \
+    X(RAFT_EBUSY, -1007, "too many pending requests")                          \
+    X(RAFT_EMALFORMED, -1008, "malformed message or entry")                    \
+    X(RAFT_ECOMPACTED, -1009, "index is compacted")                            \
+    X(RAFT_EVERSION, -1010, "unsupported format version")                      \
     X(RAFT_ENOMEM, -1011, "out of memory")
 
 enum raft_error {
@@ -84,8 +85,8 @@ enum raft_error {
 };
 
 /* Name and message of a RAFT_E* code, or strerror(-code) for an errno. */
-const char *raft_strerror(int code);
-const char *raft_errname(int code);
+const char* raft_strerror(int code);
+const char* raft_errname(int code);
 
 enum raft_role {
     RAFT_FOLLOWER = 1,
@@ -93,7 +94,7 @@ enum raft_role {
     RAFT_CANDIDATE = 3,
     RAFT_LEADER = 4,
 };
-const char *raft_role_name(int role);
+const char* raft_role_name(int role);
 
 /* ---- log entries and configurations ---- */
 
@@ -104,7 +105,7 @@ enum raft_entry_type {
 };
 
 struct raft_buf {
-    const void *base;
+    const void* base;
     size_t len;
 };
 
@@ -136,11 +137,11 @@ struct raft_conf {
  * versioned and bound-checked; decode returns RAFT_EMALFORMED/RAFT_EVERSION on
  * bad input and never reads past len. encode returns the bytes written or
  * -ENOSPC if cap is too small. */
-size_t raft_conf_encoded_size(const struct raft_conf *c);
-int raft_conf_encode(const struct raft_conf *c, void *buf, size_t cap);
-int raft_conf_decode(struct raft_conf *c, const void *buf, size_t len);
-const struct raft_server *raft_conf_get(const struct raft_conf *c, raft_id id);
-unsigned raft_conf_voters(const struct raft_conf *c);
+size_t raft_conf_encoded_size(const struct raft_conf* c);
+int raft_conf_encode(const struct raft_conf* c, void* buf, size_t cap);
+int raft_conf_decode(struct raft_conf* c, const void* buf, size_t len);
+const struct raft_server* raft_conf_get(const struct raft_conf* c, raft_id id);
+unsigned raft_conf_voters(const struct raft_conf* c);
 
 /* Persistent state (thesis Figure 3.1): written before messages go out. */
 struct raft_hard_state {
@@ -168,33 +169,33 @@ enum raft_msg_type {
     RAFT_MSG_PREVOTE_RESP = 6,
     RAFT_MSG_SNAPSHOT = 7, /* one InstallSnapshot chunk */
     RAFT_MSG_SNAPSHOT_RESP = 8,
-    RAFT_MSG_TIMEOUT_NOW = 9, /* leadership transfer: campaign now */
-    RAFT_MSG_PROPOSE = 10,    /* follower forwards proposals to the leader */
+    RAFT_MSG_TIMEOUT_NOW = 9,   /* leadership transfer: campaign now */
+    RAFT_MSG_PROPOSE = 10,      /* follower forwards proposals to the leader */
     RAFT_MSG_PROPOSE_RESP = 11, /* leader refuses forwarded proposals */
     RAFT_MSG_READ_INDEX = 12,   /* follower asks the leader for a read index */
     RAFT_MSG_READ_INDEX_RESP = 13,
     RAFT_MSG_TYPE_MAX = 13,
 };
-const char *raft_msg_type_name(int type);
+const char* raft_msg_type_name(int type);
 
 struct raft_msg_append {
     raft_index prev_index;
     raft_term prev_term;
     raft_index commit;
-    uint64_t read_seq; /* ReadIndex round this message confirms (0: none) */
+    uint64_t read_seq;  /* ReadIndex round this message confirms (0: none) */
     unsigned n_entries; /* <= RAFT_APPEND_ENTRIES_MAX */
-    const struct raft_entry *entries;
+    const struct raft_entry* entries;
 };
 
 struct raft_msg_append_resp {
     bool reject;
-    raft_index index;         /* accepted: last index matched; reject: the
-                                 prev_index that was rejected */
-    raft_index last_index;    /* follower's last log index */
-    raft_term conflict_term;  /* reject: term at prev_index (0: no entry) */
+    raft_index index;          /* accepted: last index matched; reject: the
+                                  prev_index that was rejected */
+    raft_index last_index;     /* follower's last log index */
+    raft_term conflict_term;   /* reject: term at prev_index (0: no entry) */
     raft_index conflict_index; /* reject: first index of conflict_term, or
                                   last_index + 1 when the log is short */
-    uint64_t read_seq;        /* echo of the append's read_seq */
+    uint64_t read_seq;         /* echo of the append's read_seq */
 };
 
 struct raft_msg_vote {
@@ -209,8 +210,8 @@ struct raft_msg_vote_resp {
 
 struct raft_msg_snapshot {
     struct raft_snapshot_meta meta;
-    uint64_t total;  /* image size in bytes */
-    uint64_t offset; /* of this chunk */
+    uint64_t total;        /* image size in bytes */
+    uint64_t offset;       /* of this chunk */
     struct raft_buf chunk; /* <= RAFT_SNAPSHOT_CHUNK */
 };
 
@@ -229,13 +230,13 @@ struct raft_proposal {
 
 struct raft_msg_propose {
     unsigned n; /* <= RAFT_PROPOSE_BATCH_MAX */
-    const struct raft_proposal *props;
+    const struct raft_proposal* props;
 };
 
 struct raft_msg_propose_resp {
-    int err;      /* why the leader refused */
+    int err; /* why the leader refused */
     unsigned n;
-    const uint64_t *ctxs;
+    const uint64_t* ctxs;
 };
 
 struct raft_msg_read_index {
@@ -277,11 +278,11 @@ enum raft_event_type {
                                forwards, otherwise refused synchronously) */
     RAFT_EV_READ_INDEX = 5, /* ask for a linearizable read point */
     RAFT_EV_CONF_CHANGE = 6,
-    RAFT_EV_TRANSFER = 7,   /* transfer leadership to `transfer.to` (0: best) */
+    RAFT_EV_TRANSFER = 7, /* transfer leadership to `transfer.to` (0: best) */
     RAFT_EV_SNAPSHOT_INSTALLED = 8, /* the image from u.snapshot_install is in
                                        place (store replaced, log reset) */
-    RAFT_EV_COMPACT = 9,    /* the app took a snapshot image at an applied
-                               index: the log before it may be dropped */
+    RAFT_EV_COMPACT = 9, /* the app took a snapshot image at an applied
+                            index: the log before it may be dropped */
 };
 
 enum raft_conf_op {
@@ -291,23 +292,23 @@ enum raft_conf_op {
 };
 
 struct raft_event {
-    uint8_t type; /* enum raft_event_type */
+    uint8_t type;    /* enum raft_event_type */
     uint64_t now_ms; /* monotonic; must never go backwards */
     union {
-        const struct raft_message *msg; /* RECEIVE */
+        const struct raft_message* msg; /* RECEIVE */
         struct {
             raft_index index;
             raft_term term;
         } persisted;
         struct {
             unsigned n;
-            const struct raft_proposal *props;
+            const struct raft_proposal* props;
         } propose;
         struct {
             uint64_t ctx;
         } read;
         struct {
-            uint8_t op; /* enum raft_conf_op */
+            uint8_t op;                /* enum raft_conf_op */
             struct raft_server server; /* id (+ name/addr for ADD_LEARNER) */
         } conf;
         struct {
@@ -346,7 +347,7 @@ struct raft_update {
     /* 1. persist */
     raft_index truncate_from; /* 0: nothing to truncate */
     unsigned n_entries;
-    const struct raft_entry *entries;
+    const struct raft_entry* entries;
     raft_index persist_index; /* last of entries (valid if n_entries) */
     raft_term persist_term;
     bool hard_state_changed;
@@ -360,75 +361,82 @@ struct raft_update {
 
     /* 2. send (after 1 is durable) */
     unsigned n_msgs;
-    const struct raft_message *msgs;
+    const struct raft_message* msgs;
 
     /* 3. apply, in order */
     unsigned n_committed;
-    const struct raft_entry *committed;
+    const struct raft_entry* committed;
 
     /* 4. results */
     unsigned n_reads;
-    const struct raft_read *reads;
+    const struct raft_read* reads;
     unsigned n_failed_reads;
-    const struct raft_failure *failed_reads;
+    const struct raft_failure* failed_reads;
     unsigned n_failed_proposals;
-    const struct raft_failure *failed_proposals;
+    const struct raft_failure* failed_proposals;
 
     /* Informational. */
-    bool role_changed;   /* role, leader or term changed in this step */
-    bool conf_changed;   /* raft_conf_current() changed (appended or
-                            rolled back) */
+    bool role_changed;        /* role, leader or term changed in this step */
+    bool conf_changed;        /* raft_conf_current() changed (appended or
+                                 rolled back) */
     uint64_t next_timeout_ms; /* call RAFT_EV_TICK at this time */
 };
 
 /* ---- lifecycle ---- */
 
-enum raft_trace_level { RAFT_TRACE_DEBUG = 0, RAFT_TRACE_INFO = 1,
-                        RAFT_TRACE_WARN = 2, RAFT_TRACE_ERROR = 3 };
+enum raft_trace_level {
+    RAFT_TRACE_DEBUG = 0,
+    RAFT_TRACE_INFO = 1,
+    RAFT_TRACE_WARN = 2,
+    RAFT_TRACE_ERROR = 3
+};
 
 struct raft_tracer {
-    void *data;
-    void (*emit)(void *data, int level, raft_id node, const char *msg);
+    void* data;
+    void (*emit)(void* data, int level, raft_id node, const char* msg);
     int level; /* minimum level emitted */
 };
 
 struct raft_options {
     raft_id id;
-    uint64_t seed;              /* election timeout randomization */
-    unsigned heartbeat_ms;      /* default 100 */
-    unsigned election_ms;       /* base; actual in [base, 2*base), def 1000 */
-    bool pre_vote;              /* default true */
-    bool check_quorum;          /* default true */
-    unsigned inflight_max;      /* <= RAFT_INFLIGHT_MAX, default 64 */
-    struct raft_tracer tracer;  /* emit may be NULL */
+    uint64_t seed;             /* election timeout randomization */
+    unsigned heartbeat_ms;     /* default 100 */
+    unsigned election_ms;      /* base; actual in [base, 2*base), def 1000 */
+    bool pre_vote;             /* default true */
+    bool check_quorum;         /* default true */
+    unsigned inflight_max;     /* <= RAFT_INFLIGHT_MAX, default 64 */
+    struct raft_tracer tracer; /* emit may be NULL */
     /* Testing only: plant a known safety bug so the checker can be shown to
      * catch it (commit an old-term entry by counting replicas, Figure 8). */
     bool bug_commit_old_term;
 };
 
 /* Fill defaults; id must be set by the caller afterwards. */
-void raft_options_default(struct raft_options *o);
+void raft_options_default(struct raft_options* o);
 
 struct raft; /* opaque */
 
 /* Allocate a core. Returns NULL on allocation failure. */
-struct raft *raft_new(const struct raft_options *o);
-void raft_free(struct raft *r);
+struct raft* raft_new(const struct raft_options* o);
+void raft_free(struct raft* r);
 
 /* Load persistent state from disk before the first raft_step: the hard state,
  * the last snapshot's meta (index 0 if none) and the entries after it
  * (contiguous from snap->index + 1). Copies everything. The configuration is
  * the latest CONF entry in `entries`, else snap->conf. */
-int raft_restore(struct raft *r, const struct raft_hard_state *hs,
-                 const struct raft_snapshot_meta *snap,
-                 const struct raft_entry *entries, unsigned n_entries,
+int raft_restore(struct raft* r,
+                 const struct raft_hard_state* hs,
+                 const struct raft_snapshot_meta* snap,
+                 const struct raft_entry* entries,
+                 unsigned n_entries,
                  uint64_t now_ms);
 
 /* Start a brand-new cluster: as raft_restore of an empty disk whose initial
  * configuration is `conf` (index 0 snapshot meta with term 0). Every member
  * of a new cluster bootstraps with the same conf. A single-voter conf elects
  * itself at the first tick. */
-int raft_bootstrap(struct raft *r, const struct raft_conf *conf,
+int raft_bootstrap(struct raft* r,
+                   const struct raft_conf* conf,
                    uint64_t now_ms);
 
 /* Feed one event; fills *u (see the contract above). Returns 0, or a RAFT_E*
@@ -436,22 +444,25 @@ int raft_bootstrap(struct raft *r, const struct raft_conf *conf,
  * during a transfer, or too big; CONF_CHANGE when not leader/busy/invalid;
  * TRANSFER when not leader). On error *u is still valid and must be
  * processed (it may carry messages produced before the refusal). */
-int raft_step(struct raft *r, const struct raft_event *ev,
-              struct raft_update *u);
+int raft_step(struct raft* r,
+              const struct raft_event* ev,
+              struct raft_update* u);
 
 /* ---- queries (cheap, no side effects) ---- */
-int raft_role(const struct raft *r);
-raft_id raft_id_self(const struct raft *r);
-raft_term raft_current_term(const struct raft *r);
-raft_id raft_leader(const struct raft *r); /* 0 when unknown */
-raft_index raft_commit_index(const struct raft *r);
-raft_index raft_applied_index(const struct raft *r); /* emitted to apply */
-raft_index raft_last_index(const struct raft *r);
-raft_index raft_first_index(const struct raft *r); /* first in memory log */
-const struct raft_conf *raft_conf_current(const struct raft *r);
+int raft_role(const struct raft* r);
+raft_id raft_id_self(const struct raft* r);
+raft_term raft_current_term(const struct raft* r);
+raft_id raft_leader(const struct raft* r); /* 0 when unknown */
+raft_index raft_commit_index(const struct raft* r);
+raft_index raft_applied_index(const struct raft* r); /* emitted to apply */
+raft_index raft_last_index(const struct raft* r);
+raft_index raft_first_index(const struct raft* r); /* first in memory log */
+const struct raft_conf* raft_conf_current(const struct raft* r);
 /* Leader's view of a peer: match index and whether it answered within the
  * last election timeout. Returns -ENOENT when not leader or unknown id. */
-int raft_peer_progress(const struct raft *r, raft_id id, raft_index *match,
-                       bool *recent);
+int raft_peer_progress(const struct raft* r,
+                       raft_id id,
+                       raft_index* match,
+                       bool* recent);
 
 #endif /* QFS_RAFT_H */

@@ -25,16 +25,16 @@
 
 struct transport;
 
-typedef void (*transport_message_cb)(void *data, const struct raft_message *m);
+typedef void (*transport_message_cb)(void* data, const struct raft_message* m);
 
 struct transport_options {
     raft_id self;
     uint64_t cluster_id;
-    const char *listen_addr; /* "IP:PORT"; also the source of outgoing
-                                connections */
-    size_t queue_bytes_max;  /* per peer; default 64 MiB when 0 */
+    const char* listen_addr;         /* "IP:PORT"; also the source of outgoing
+                                        connections */
+    size_t queue_bytes_max;          /* per peer; default 64 MiB when 0 */
     transport_message_cb on_message; /* message borrowed for the call */
-    void *data;
+    void* data;
     struct raft_tracer tracer;
 };
 
@@ -47,23 +47,24 @@ struct transport_stats {
 
 /* Create and start listening. Returns 0 or a negative errno (-EADDRINUSE,
  * -EINVAL for a bad address). *out is valid until transport_close's cb. */
-int transport_start(uv_loop_t *loop, const struct transport_options *o,
-                    struct transport **out);
+int transport_start(uv_loop_t* loop,
+                    const struct transport_options* o,
+                    struct transport** out);
 
 /* Add or update a peer's address (from the raft configuration). Removing a
  * peer closes its connections. */
-int transport_set_peer(struct transport *t, raft_id id, const char *addr);
-void transport_remove_peer(struct transport *t, raft_id id);
+int transport_set_peer(struct transport* t, raft_id id, const char* addr);
+void transport_remove_peer(struct transport* t, raft_id id);
 
 /* Encode and queue m for m->to. Never blocks; returns 0, -ENOENT (unknown
  * peer), -ENOBUFS (queue full, message dropped). m is borrowed. */
-int transport_send(struct transport *t, const struct raft_message *m);
+int transport_send(struct transport* t, const struct raft_message* m);
 
 /* Whether a connection to id is currently established. */
-bool transport_connected(const struct transport *t, raft_id id);
-void transport_get_stats(const struct transport *t, struct transport_stats *s);
+bool transport_connected(const struct transport* t, raft_id id);
+void transport_get_stats(const struct transport* t, struct transport_stats* s);
 
 /* Close everything; cb runs once all handles are closed (then t is freed). */
-void transport_close(struct transport *t, void (*cb)(void *data), void *data);
+void transport_close(struct transport* t, void (*cb)(void* data), void* data);
 
 #endif /* QFS_RAFT_TRANSPORT_H */

@@ -56,75 +56,99 @@ struct store_attr {
 };
 
 struct store_options {
-    uint64_t file_size_max;   /* EFBIG past this; default 1 MiB */
-    uint64_t quota_bytes;     /* live bytes; ENOSPC past this; def 2 GiB */
-    uint32_t name_max;        /* default 255 */
-    uint32_t path_max;        /* default 4096 */
+    uint64_t file_size_max;     /* EFBIG past this; default 1 MiB */
+    uint64_t quota_bytes;       /* live bytes; ENOSPC past this; def 2 GiB */
+    uint32_t name_max;          /* default 255 */
+    uint32_t path_max;          /* default 4096 */
     uint64_t frame_cache_bytes; /* decompressed frames cached; def 64 MiB */
     struct raft_tracer tracer;
 };
-void store_options_default(struct store_options *o);
+void store_options_default(struct store_options* o);
 
 struct store_recovery {
-    uint64_t frames;        /* valid frames read */
-    uint64_t torn_bytes;    /* bytes truncated from a torn/corrupt tail */
-    char torn_reason[128];  /* what was wrong with the dropped tail */
+    uint64_t frames;       /* valid frames read */
+    uint64_t torn_bytes;   /* bytes truncated from a torn/corrupt tail */
+    char torn_reason[128]; /* what was wrong with the dropped tail */
 };
 
 struct store;
 
 /* Open or create the db file at path and rebuild the index. A torn or
- * corrupt tail is truncated (reported in *rec and via the tracer). */
-int store_open(const char *path, const struct store_options *o,
-               struct store **out, struct store_recovery *rec);
-void store_close(struct store *st);
+ * corrupt tail is truncated (reported in *rec and via the tracer). A bad
+ * frame followed by a valid one is corruption: -EUCLEAN, the file is left
+ * alone, and rec->torn_reason names the frame and offset. rec may be NULL. */
+int store_open(const char* path,
+               const struct store_options* o,
+               struct store** out,
+               struct store_recovery* rec);
+void store_close(struct store* st);
 
 /* ---- reads of the current state (loop thread) ---- */
 
-int store_getattr(struct store *st, uint64_t ino, struct store_attr *a);
+int store_getattr(struct store* st, uint64_t ino, struct store_attr* a);
 /* -ENOENT, -ENOTDIR (parent not a dir), -ENAMETOOLONG. */
-int store_lookup(struct store *st, uint64_t parent, const char *name,
-                 struct store_attr *a);
+int store_lookup(struct store* st,
+                 uint64_t parent,
+                 const char* name,
+                 struct store_attr* a);
 /* Content of a file or a symlink's target. *data is borrowed until the next
  * store_apply / store_image_install. -EISDIR for a directory. */
-int store_read(struct store *st, uint64_t ino, const void **data,
-               size_t *len);
+int store_read(struct store* st, uint64_t ino, const void** data, size_t* len);
 /* Children of a directory in name order, starting after `after` (NULL or ""
  * for the beginning). cb returns non-zero to stop (that value is returned).
  * name and attr are borrowed for the call. */
-typedef int (*store_readdir_cb)(void *data, const char *name,
-                                const struct store_attr *a);
-int store_readdir(struct store *st, uint64_t dir, const char *after,
-                  store_readdir_cb cb, void *data);
+typedef int (*store_readdir_cb)(void* data,
+                                const char* name,
+                                const struct store_attr* a);
+int store_readdir(struct store* st,
+                  uint64_t dir,
+                  const char* after,
+                  store_readdir_cb cb,
+                  void* data);
+/* History (added): the attributes and content of live `ino` as of revision
+ * `rev`, read back through the db file and the frame cache. *data is
+ * malloc'd (caller frees; NULL for a directory). -ENOENT if ino did not
+ * exist at rev (or is not live now), -EAGAIN if the needed frame is not
+ * durable yet, -EUCLEAN on a bad record. */
+int store_read_at(struct store* st,
+                  uint64_t ino,
+                  uint64_t rev,
+                  struct store_attr* a,
+                  void** data,
+                  size_t* len);
 /* Absolute path of a live ino into buf. -ENOENT, -ENAMETOOLONG. */
-int store_path(struct store *st, uint64_t ino, char *buf, size_t cap);
+int store_path(struct store* st, uint64_t ino, char* buf, size_t cap);
 
 struct store_stats {
-    uint64_t revision;        /* last revision */
+    uint64_t revision;         /* last revision */
     uint64_t compact_revision; /* oldest revision still retained */
     raft_index applied_index;
     raft_index durable_index;
-    uint64_t keys;            /* live entries */
-    uint64_t live_bytes;      /* content bytes of live entries */
+    uint64_t keys;       /* live entries */
+    uint64_t live_bytes; /* content bytes of live entries */
     uint64_t quota_bytes;
-    uint64_t db_bytes;        /* size of the db file */
+    uint64_t db_bytes; /* size of the db file */
     uint64_t frames;
+    /* added by the store engineer: */
+    uint64_t payload_raw_bytes;    /* records before lz4, over all frames */
+    uint64_t payload_stored_bytes; /* frames on disk (headers included) */
+    uint64_t origins;              /* entries in the dedup table */
 };
-void store_get_stats(const struct store *st, struct store_stats *s);
-raft_index store_applied_index(const struct store *st);
-raft_index store_durable_index(const struct store *st);
+void store_get_stats(const struct store* st, struct store_stats* s);
+raft_index store_applied_index(const struct store* st);
+raft_index store_durable_index(const struct store* st);
 
 /* ---- commands (what a proposal carries) ---- */
 
 enum store_op {
-    STORE_OP_CREATE = 1,  /* regular file; flags STORE_EXCL */
+    STORE_OP_CREATE = 1, /* regular file; flags STORE_EXCL */
     STORE_OP_MKDIR = 2,
     STORE_OP_SYMLINK = 3, /* data = target */
     STORE_OP_WRITE = 4,   /* replace ino's whole content with data */
     STORE_OP_SETATTR = 5, /* set_mask selects fields */
     STORE_OP_UNLINK = 6,
     STORE_OP_RMDIR = 7,
-    STORE_OP_RENAME = 8,  /* flags STORE_NOREPLACE | STORE_EXCHANGE */
+    STORE_OP_RENAME = 8, /* flags STORE_NOREPLACE | STORE_EXCHANGE */
 };
 
 enum store_cmd_flags {
@@ -153,40 +177,40 @@ struct store_cmd {
                             at most once */
     int64_t now_ns;      /* proposer's wall clock: ctime/mtime of the change */
     uint64_t parent;     /* CREATE/MKDIR/SYMLINK/UNLINK/RMDIR/RENAME source */
-    const char *name;    /* NUL-terminated, <= name_max */
+    const char* name;    /* NUL-terminated, <= name_max */
     uint64_t new_parent; /* RENAME */
-    const char *new_name;
-    uint64_t ino;        /* WRITE / SETATTR target */
+    const char* new_name;
+    uint64_t ino; /* WRITE / SETATTR target */
     uint32_t mode, uid, gid;
-    uint32_t set_mask;   /* SETATTR: enum store_set */
+    uint32_t set_mask; /* SETATTR: enum store_set */
     uint64_t size;
     int64_t atime_ns, mtime_ns;
-    const void *data;    /* WRITE content, SYMLINK target */
+    const void* data; /* WRITE content, SYMLINK target */
     size_t data_len;
 };
 
 /* Encoded size, encode (returns bytes written or -ENOSPC), decode (strict
  * bounds checks; -EBADMSG on malformed input, never over-reads). */
-size_t store_cmd_encoded_size(const struct store_cmd *c);
-long store_cmd_encode(const struct store_cmd *c, void *buf, size_t cap);
-int store_cmd_decode(struct store_cmd *c, const void *buf, size_t len);
+size_t store_cmd_encoded_size(const struct store_cmd* c);
+long store_cmd_encode(const struct store_cmd* c, void* buf, size_t cap);
+int store_cmd_decode(struct store_cmd* c, const void* buf, size_t len);
 
 /* ---- apply (loop thread) ---- */
 
 /* What one applied command touched: for kernel cache invalidation. */
 struct store_change {
-    uint64_t ino;       /* entry whose attrs/content changed (0: none) */
-    uint64_t parent;    /* directory whose entry `name` changed (0: none) */
-    const char *name;   /* borrowed for the callback */
-    bool removed;       /* the name no longer refers to ino */
+    uint64_t ino;     /* entry whose attrs/content changed (0: none) */
+    uint64_t parent;  /* directory whose entry `name` changed (0: none) */
+    const char* name; /* borrowed for the callback */
+    bool removed;     /* the name no longer refers to ino */
 };
-typedef void (*store_change_cb)(void *data, const struct store_change *c);
+typedef void (*store_change_cb)(void* data, const struct store_change* c);
 
 struct store_result {
-    int err;          /* the command's result: 0 or -errno */
-    uint64_t ino;     /* created / written entry */
+    int err;           /* the command's result: 0 or -errno */
+    uint64_t ino;      /* created / written entry */
     uint64_t revision; /* revision of the change (unchanged on error) */
-    bool duplicate;   /* (origin, seq) was already applied: nothing done */
+    bool duplicate;    /* (origin, seq) was already applied: nothing done */
 };
 
 /* Apply the command carried by raft entry `index` (data/len from a
@@ -195,32 +219,37 @@ struct store_result {
  * store_apply_index). Malformed command bytes are an error result
  * (-EBADMSG), identical on every replica. cb (may be NULL) is called for
  * each change. Returns 0 unless the store is unusable (sticky I/O error). */
-int store_apply(struct store *st, raft_index index, const void *cmd,
-                size_t len, store_change_cb cb, void *cb_data,
-                struct store_result *res);
+int store_apply(struct store* st,
+                raft_index index,
+                const void* cmd,
+                size_t len,
+                store_change_cb cb,
+                void* cb_data,
+                struct store_result* res);
 /* Advance the applied index over a NOOP/CONF entry. */
-int store_apply_index(struct store *st, raft_index index);
+int store_apply_index(struct store* st, raft_index index);
 
 /* ---- durability (frames) ---- */
 
 struct store_frame; /* sealed, compressed, with its file offset assigned */
 
 /* Loop: seal queued records into *out (NULL when nothing is queued). */
-int store_frame_seal(struct store *st, struct store_frame **out);
+int store_frame_seal(struct store* st, struct store_frame** out);
 /* I/O thread: pwrite the frame at its offset and fdatasync the db file. */
-int store_frame_write(struct store *st, struct store_frame *f);
+int store_frame_write(struct store* st, struct store_frame* f);
 /* Loop: the write finished with `err`; frees f. A non-zero err makes the
  * store refuse further applies (sticky). */
-void store_frame_done(struct store *st, struct store_frame *f, int err);
+void store_frame_done(struct store* st, struct store_frame* f, int err);
 
 /* ---- images: the store at one applied index, self-contained ---- */
 
 /* Serialize the current state (live entries, revision, applied index, dedup
  * table, ino counter) into a malloc'd, checksummed buffer. */
-int store_image_build(struct store *st, void **out, size_t *len);
+int store_image_build(struct store* st, void** out, size_t* len);
 /* Replace the whole state with an image: writes a new db file (tmp, fsync,
  * rename, fsync dir) and rebuilds the index. -EBADMSG on a corrupt image
- * (state untouched). */
-int store_image_install(struct store *st, const void *img, size_t len);
+ * (state untouched). -EBUSY while a sealed frame is not done yet (drain the
+ * I/O thread first); queued, unsealed records are dropped (superseded). */
+int store_image_install(struct store* st, const void* img, size_t len);
 
 #endif /* QFS_STORE_H */

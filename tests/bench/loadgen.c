@@ -31,7 +31,7 @@ struct worker {
     pthread_t th;
     int idx;
     uint64_t ops, errors;
-    uint32_t *lat_us; /* first LAT_MAX latencies */
+    uint32_t* lat_us; /* first LAT_MAX latencies */
     uint64_t n_lat;
     int first_errno;
 };
@@ -41,7 +41,7 @@ static int threads = 1, keys = 100;
 static double seconds = 5;
 static size_t size = 100;
 static volatile bool stop;
-static char *payload;
+static char* payload;
 
 static uint64_t now_ns(void)
 {
@@ -50,7 +50,7 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int write_file(const char *path)
+static int write_file(const char* path)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
@@ -64,7 +64,7 @@ static int write_file(const char *path)
     return err;
 }
 
-static int read_file(const char *path)
+static int read_file(const char* path)
 {
     char buf[65536];
     int fd = open(path, O_RDONLY);
@@ -77,7 +77,7 @@ static int read_file(const char *path)
     return err;
 }
 
-static int one_op(struct worker *w, uint64_t i)
+static int one_op(struct worker* w, uint64_t i)
 {
     char path[PATH_LEN], tmp[PATH_LEN];
     struct stat st;
@@ -101,9 +101,9 @@ static int one_op(struct worker *w, uint64_t i)
     return err;
 }
 
-static void *worker_main(void *arg)
+static void* worker_main(void* arg)
 {
-    struct worker *w = arg;
+    struct worker* w = arg;
     for (uint64_t i = 0; !stop; i++) {
         uint64_t t0 = now_ns();
         int err = one_op(w, i);
@@ -146,13 +146,13 @@ static int setup(void)
     return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
+static int cmp_u32(const void* a, const void* b)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    uint32_t x = *(const uint32_t*)a, y = *(const uint32_t*)b;
     return x < y ? -1 : x > y;
 }
 
-static uint32_t pct(const uint32_t *v, uint64_t n, double p)
+static uint32_t pct(const uint32_t* v, uint64_t n, double p)
 {
     if (n == 0) {
         return 0;
@@ -163,12 +163,13 @@ static uint32_t pct(const uint32_t *v, uint64_t n, double p)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: loadgen write|read|stat|rename DIR [-t THREADS] "
-                    "[-d SECONDS] [-s BYTES] [-k KEYS]\n");
+    fprintf(stderr,
+            "usage: loadgen write|read|stat|rename DIR [-t THREADS] "
+            "[-d SECONDS] [-s BYTES] [-k KEYS]\n");
     exit(2);
 }
 
-int main(int argc, char **argv)
+int main(int argc, char** argv)
 {
     if (argc < 3) {
         usage();
@@ -183,11 +184,20 @@ int main(int argc, char **argv)
     optind = 3;
     while ((c = getopt(argc, argv, "t:d:s:k:")) != -1) {
         switch (c) {
-        case 't': threads = atoi(optarg); break;
-        case 'd': seconds = atof(optarg); break;
-        case 's': size = (size_t)atol(optarg); break;
-        case 'k': keys = atoi(optarg); break;
-        default: usage();
+        case 't':
+            threads = atoi(optarg);
+            break;
+        case 'd':
+            seconds = atof(optarg);
+            break;
+        case 's':
+            size = (size_t)atol(optarg);
+            break;
+        case 'k':
+            keys = atoi(optarg);
+            break;
+        default:
+            usage();
         }
     }
     if (threads < 1 || threads > THREADS_MAX || keys < 1 || seconds <= 0 ||
@@ -204,7 +214,7 @@ int main(int argc, char **argv)
     if (setup() != 0) {
         return 1;
     }
-    struct worker *ws = calloc((size_t)threads, sizeof(*ws));
+    struct worker* ws = calloc((size_t)threads, sizeof(*ws));
     for (int t = 0; t < threads; t++) {
         ws[t].idx = t;
         ws[t].lat_us = malloc(LAT_MAX * sizeof(uint32_t));
@@ -227,20 +237,20 @@ int main(int argc, char **argv)
         }
     }
     double elapsed = (double)(now_ns() - t0) / 1e9;
-    uint32_t *all = malloc((n_lat + 1) * sizeof(uint32_t));
+    uint32_t* all = malloc((n_lat + 1) * sizeof(uint32_t));
     uint64_t k = 0;
     for (int t = 0; t < threads; t++) {
         memcpy(all + k, ws[t].lat_us, ws[t].n_lat * sizeof(uint32_t));
         k += ws[t].n_lat;
     }
     qsort(all, n_lat, sizeof(uint32_t), cmp_u32);
-    printf("{\"mode\":\"%s\",\"threads\":%d,\"seconds\":%.2f,\"ops\":%llu,"
-           "\"ops_per_s\":%.0f,\"errors\":%llu,\"first_error\":\"%s\","
-           "\"p50_us\":%u,\"p99_us\":%u,\"p999_us\":%u}\n",
-           mode, threads, elapsed, (unsigned long long)ops,
-           (double)ops / elapsed, (unsigned long long)errors,
-           first_errno != 0 ? strerror(first_errno) : "",
-           pct(all, n_lat, 0.50), pct(all, n_lat, 0.99),
-           pct(all, n_lat, 0.999));
+    printf(
+        "{\"mode\":\"%s\",\"threads\":%d,\"seconds\":%.2f,\"ops\":%llu,"
+        "\"ops_per_s\":%.0f,\"errors\":%llu,\"first_error\":\"%s\","
+        "\"p50_us\":%u,\"p99_us\":%u,\"p999_us\":%u}\n",
+        mode, threads, elapsed, (unsigned long long)ops, (double)ops / elapsed,
+        (unsigned long long)errors,
+        first_errno != 0 ? strerror(first_errno) : "", pct(all, n_lat, 0.50),
+        pct(all, n_lat, 0.99), pct(all, n_lat, 0.999));
     return errors > 0 && ops == 0 ? 1 : 0;
 }

@@ -1,0 +1,434 @@
+/* fs.c - the fs object, the request table, lookup/getattr/statfs, and the
+ * pending-request machinery shared by the other fs files (fs_internal.h).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "fs_internal.h"
+
+void fs_options_default(struct fs_options* o)
+{
+    assert(o != NULL);
+    memset(o, 0, sizeof(*o));
+    o->linearizable = false;
+    o->entry_timeout_s = 3600.0;
+    o->attr_timeout_s = 3600.0;
+    o->file_size_max = 1u << 20;
+}
+
+struct fs* fs_new(struct node* n, const struct fs_options* o)
+{
+    struct fs* f;
+
+    assert(n != NULL);
+    f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        return NULL;
+    }
+    f->node = n;
+    if (o != NULL) {
+        f->o = *o;
+    } else {
+        fs_options_default(&f->o);
+    }
+    if (f->o.file_size_max == 0) {
+        f->o.file_size_max = 1u << 20;
+    }
+    f->pending.next = f->pending.prev = &f->pending;
+    f->files.next = f->files.prev = &f->files;
+    fs__notify_init(&f->notify);
+    return f;
+}
+
+int fs_start_notifier(struct fs* f, struct fuse_session* se)
+{
+    assert(f != NULL && se != NULL);
+    return fs__notify_start(&f->notify, se);
+}
+
+void fs_free(struct fs* f)
+{
+    if (f == NULL) {
+        return;
+    }
+    fs__notify_stop(&f->notify);
+    /* The node is stopped first (its callbacks failed every pending
+     * proposal with -ESHUTDOWN); whatever is left never gets a callback. */
+    while (f->pending.next != &f->pending) {
+        struct fs_op* op = f->pending.next;
+        fuse_reply_err(op->req, ESHUTDOWN);
+        if (op->kind == FS_REPLY_CREATE && op->file != NULL) {
+            op->file->refs = 1;
+            fs__file_unref(f, op->file);
+        }
+        fs__op_free(op);
+    }
+    while (f->files.next != &f->files) {
+        struct fs_file* h = f->files.next;
+        h->refs = 1;
+        fs__file_unref(f, h);
+    }
+    free(f);
+}
+
+int64_t fs__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void fs__attr_to_stat(const struct store_attr* a, struct stat* st)
+{
+    mode_t type;
+
+    memset(st, 0, sizeof(*st));
+    switch (a->type) {
+    case STORE_DIR:
+        type = S_IFDIR;
+        break;
+    case STORE_SYMLINK:
+        type = S_IFLNK;
+        break;
+    default:
+        type = S_IFREG;
+        break;
+    }
+    st->st_ino = a->ino;
+    st->st_mode = type | (a->mode & 07777);
+    st->st_nlink = a->nlink != 0 ? a->nlink : 1;
+    st->st_uid = a->uid;
+    st->st_gid = a->gid;
+    st->st_size = (off_t)a->size;
+    st->st_blksize = FS_BLOCK_SIZE;
+    st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+    st->st_atim.tv_sec = a->atime_ns / 1000000000;
+    st->st_atim.tv_nsec = a->atime_ns % 1000000000;
+    st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
+    st->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
+    st->st_ctim.tv_sec = a->ctime_ns / 1000000000;
+    st->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
+}
+
+void fs__fill_entry(struct fs* f,
+                    const struct store_attr* a,
+                    struct fuse_entry_param* e)
+{
+    memset(e, 0, sizeof(*e));
+    e->ino = a->ino;
+    e->generation = 1;
+    fs__attr_to_stat(a, &e->attr);
+    e->attr_timeout = f->o.attr_timeout_s;
+    e->entry_timeout = f->o.entry_timeout_s;
+}
+
+bool fs__name_bad(fuse_req_t req, const char* name)
+{
+    if (strnlen(name, FS_NAME_MAX + 1) > FS_NAME_MAX) {
+        fuse_reply_err(req, ENAMETOOLONG);
+        return true;
+    }
+    return false;
+}
+
+/* ---- pending requests ---- */
+
+struct fs_op* fs__op_new(struct fs* f, fuse_req_t req, enum fs_reply kind)
+{
+    struct fs_op* op = calloc(1, sizeof(*op));
+    if (op == NULL) {
+        return NULL;
+    }
+    op->fs = f;
+    op->req = req;
+    op->kind = kind;
+    op->next = f->pending.next;
+    op->prev = &f->pending;
+    f->pending.next->prev = op;
+    f->pending.next = op;
+    return op;
+}
+
+void fs__op_free(struct fs_op* op)
+{
+    op->prev->next = op->next;
+    op->next->prev = op->prev;
+    free(op);
+}
+
+static void reply_with_ino(struct fs_op* op, uint64_t ino)
+{
+    struct fs* f = op->fs;
+    struct store_attr a;
+    struct fuse_entry_param e;
+    int rv = store_getattr(node_store(f->node), ino, &a);
+
+    if (rv != 0) {
+        fuse_reply_err(op->req, -rv);
+        return;
+    }
+    if (op->kind == FS_REPLY_ATTR) {
+        struct stat st;
+        fs__attr_to_stat(&a, &st);
+        fuse_reply_attr(op->req, &st, f->o.attr_timeout_s);
+        return;
+    }
+    fs__fill_entry(f, &a, &e);
+    if (op->kind == FS_REPLY_ENTRY) {
+        fuse_reply_entry(op->req, &e);
+        return;
+    }
+    assert(op->kind == FS_REPLY_CREATE && op->file != NULL);
+    op->file->ino = ino;
+    op->file->attr = a;
+    op->fi.fh = (uint64_t)(uintptr_t)op->file;
+    op->fi.keep_cache = 1;
+    op->fi.direct_io = op->file->writable ? 1 : 0; /* see fs_file.c */
+    if (fuse_reply_create(op->req, &e, &op->fi) != 0) {
+        /* Interrupted: the kernel will never release this handle. */
+        fs__file_unref(f, op->file);
+    }
+    op->file = NULL;
+}
+
+static void propose_done_cb(void* data, const struct store_result* res)
+{
+    struct fs_op* op = data;
+
+    assert(op != NULL && res != NULL);
+    if (op->kind == FS_REPLY_COMMIT) {
+        fs__file_done(op, res);
+    } else if (res->err != 0) {
+        fuse_reply_err(op->req, -res->err);
+    } else if (op->kind == FS_REPLY_ERR) {
+        fuse_reply_err(op->req, 0);
+    } else {
+        reply_with_ino(op, op->kind == FS_REPLY_ATTR ? op->ino : res->ino);
+    }
+    if (op->file != NULL) { /* a CREATE that failed */
+        fs__file_unref(op->fs, op->file);
+    }
+    fs__op_free(op);
+}
+
+void fs__propose(struct fs* f, struct fs_op* op, struct store_cmd* c)
+{
+    int rv = node_propose(f->node, c, propose_done_cb, op);
+    if (rv != 0) {
+        struct store_result res = {.err = rv};
+        propose_done_cb(op, &res);
+    }
+}
+
+static void barrier_done_cb(void* data, int err)
+{
+    struct fs_op* op = data;
+    op->resume(op, err);
+}
+
+void fs__barrier(struct fs* f, struct fs_op* op)
+{
+    int rv;
+
+    assert(op->kind == FS_REPLY_BARRIER && op->resume != NULL);
+    rv = node_read_barrier(f->node, barrier_done_cb, op);
+    if (rv != 0) {
+        op->resume(op, rv);
+    }
+}
+
+/* ---- lookup / getattr / statfs ---- */
+
+static void lookup_now(struct fs* f,
+                       fuse_req_t req,
+                       fuse_ino_t parent,
+                       const char* name)
+{
+    struct store_attr a;
+    struct fuse_entry_param e;
+    uint64_t vino;
+    int rv;
+
+    if (fs__reserved_name(parent, name, &vino)) {
+        fs__virtual_attr(vino, &a);
+        rv = 0;
+    } else if (fs__is_virtual(parent)) {
+        rv = fs__virtual_lookup(parent, name, &a);
+    } else {
+        rv = store_lookup(node_store(f->node), parent, name, &a);
+    }
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    fs__fill_entry(f, &a, &e);
+    if (fs__is_virtual(a.ino)) {
+        e.attr_timeout = 1.0;
+        e.entry_timeout = 1.0;
+    }
+    fuse_reply_entry(req, &e);
+}
+
+static void lookup_resume(struct fs_op* op, int err)
+{
+    if (err != 0) {
+        fuse_reply_err(op->req, -err);
+    } else {
+        lookup_now(op->fs, op->req, op->ino, op->name);
+    }
+    fs__op_free(op);
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char* name)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct fs_op* op;
+
+    if (fs__name_bad(req, name)) {
+        return;
+    }
+    if (!f->o.linearizable || fs__is_virtual(parent)) {
+        lookup_now(f, req, parent, name);
+        return;
+    }
+    op = fs__op_new(f, req, FS_REPLY_BARRIER);
+    if (op == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    op->ino = parent;
+    op->resume = lookup_resume;
+    memcpy(op->name, name, strlen(name) + 1);
+    fs__barrier(f, op);
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    /* Store inos are stable and never reused: nothing to count. */
+    fuse_reply_none(req);
+}
+
+static void fs_forget_multi(fuse_req_t req,
+                            size_t count,
+                            struct fuse_forget_data* forgets)
+{
+    fuse_reply_none(req);
+}
+
+static void fs_getattr(fuse_req_t req,
+                       fuse_ino_t ino,
+                       struct fuse_file_info* fi)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct store_attr a;
+    struct stat st;
+    double timeout = f->o.attr_timeout_s;
+    int rv;
+
+    if (fs__is_virtual(ino)) {
+        fs__virtual_attr(ino, &a);
+        timeout = 1.0;
+    } else {
+        rv = store_getattr(node_store(f->node), ino, &a);
+        if (rv == -ENOENT) {
+            rv = fs__file_attr_for(f, ino, &a); /* open, then replaced */
+        }
+        if (rv != 0) {
+            /* ESTALE: stat() looks the path up again (see open). */
+            fuse_reply_err(req, rv == -ENOENT ? ESTALE : -rv);
+            return;
+        }
+    }
+    fs__attr_to_stat(&a, &st);
+    if (!fs__is_virtual(ino)) {
+        /* Uncommitted writes on this mount are visible in the size. */
+        const struct fs_file* h = fs__file_dirty_for(f, ino);
+        if (h != NULL) {
+            st.st_size = (off_t)h->len;
+            st.st_blocks = (blkcnt_t)((h->len + 511) / 512);
+        }
+    }
+    fuse_reply_attr(req, &st, timeout);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct store_stats s;
+    struct statvfs sv;
+    uint64_t free_bytes;
+
+    store_get_stats(node_store(f->node), &s);
+    free_bytes =
+        s.quota_bytes > s.live_bytes ? s.quota_bytes - s.live_bytes : 0;
+    memset(&sv, 0, sizeof(sv));
+    sv.f_bsize = FS_BLOCK_SIZE;
+    sv.f_frsize = FS_BLOCK_SIZE;
+    sv.f_blocks = s.quota_bytes / FS_BLOCK_SIZE;
+    sv.f_bfree = free_bytes / FS_BLOCK_SIZE;
+    sv.f_bavail = sv.f_bfree;
+    sv.f_files = s.keys + free_bytes / FS_BLOCK_SIZE;
+    sv.f_ffree = free_bytes / FS_BLOCK_SIZE;
+    sv.f_favail = sv.f_ffree;
+    sv.f_namemax = FS_NAME_MAX;
+    fuse_reply_statfs(req, &sv);
+}
+
+static void fs_init(void* userdata, struct fuse_conn_info* conn)
+{
+    /* Whole-file commits need every write to reach us, and O_TRUNC must
+     * arrive with the open (no separate SETATTR, no extra proposal). */
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) {
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    }
+}
+
+/* ---- invalidation ---- */
+
+void fs_on_change(void* data, const struct store_change* c)
+{
+    struct fs* f = data;
+
+    assert(f != NULL && c != NULL);
+    fs__notify_push(&f->notify, c->ino, c->parent, c->name);
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+    .init = fs_init,
+    .lookup = fs_lookup,
+    .forget = fs_forget,
+    .forget_multi = fs_forget_multi,
+    .getattr = fs_getattr,
+    .setattr = fs_setattr,
+    .readlink = fs_readlink,
+    .mknod = fs_mknod,
+    .mkdir = fs_mkdir,
+    .unlink = fs_unlink,
+    .rmdir = fs_rmdir,
+    .symlink = fs_symlink,
+    .rename = fs_rename,
+    .link = fs_link,
+    .open = fs_open,
+    .read = fs_read,
+    .write = fs_write,
+    .flush = fs_flush,
+    .release = fs_release,
+    .fsync = fs_fsync,
+    .opendir = fs_opendir,
+    .readdir = fs_readdir,
+    .readdirplus = fs_readdirplus,
+    .releasedir = fs_releasedir,
+    .statfs = fs_statfs,
+    .create = fs_create,
+};
+
+const struct fuse_lowlevel_ops* fs_lowlevel_ops(void)
+{
+    return &fs_ops;
+}

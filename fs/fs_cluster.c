@@ -1,0 +1,123 @@
+/* fs_cluster.c - the virtual entries: /.cluster (status, members, leader:
+ * read-only text generated at open from the node) and /.snapshots (an empty
+ * read-only directory for now). Their inos live in a reserved range above
+ * every store ino (FS_VINO_BASE).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fs_internal.h"
+
+struct vfile {
+    const char* name;
+    uint64_t ino;
+    int (*gen)(struct node* n, char** out, size_t* len);
+};
+
+static const struct vfile cluster_files[] = {
+    {"leader", FS_VINO_LEADER, node_leader_text},
+    {"members", FS_VINO_MEMBERS, node_members_text},
+    {"status", FS_VINO_STATUS, node_status_json},
+};
+enum { CLUSTER_FILES = sizeof(cluster_files) / sizeof(cluster_files[0]) };
+
+bool fs__is_virtual(uint64_t ino)
+{
+    return ino > FS_VINO_BASE;
+}
+
+bool fs__reserved_name(uint64_t parent, const char* name, uint64_t* vino)
+{
+    uint64_t v = 0;
+
+    if (parent != STORE_ROOT_INO) {
+        return false;
+    }
+    if (strcmp(name, FS_CLUSTER_NAME) == 0) {
+        v = FS_VINO_CLUSTER;
+    } else if (strcmp(name, FS_SNAPSHOTS_NAME) == 0) {
+        v = FS_VINO_SNAPSHOTS;
+    } else {
+        return false;
+    }
+    if (vino != NULL) {
+        *vino = v;
+    }
+    return true;
+}
+
+void fs__virtual_attr(uint64_t vino, struct store_attr* a)
+{
+    struct timespec ts;
+
+    assert(fs__is_virtual(vino));
+    clock_gettime(CLOCK_REALTIME, &ts);
+    memset(a, 0, sizeof(*a));
+    a->ino = vino;
+    a->atime_ns = a->mtime_ns = a->ctime_ns =
+        (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    if (vino == FS_VINO_CLUSTER || vino == FS_VINO_SNAPSHOTS) {
+        a->type = STORE_DIR;
+        a->mode = 0555;
+        a->nlink = 2;
+    } else {
+        a->type = STORE_FILE;
+        a->mode = 0444;
+        a->nlink = 1;
+        a->size = 0; /* generated at open; read with direct_io */
+    }
+}
+
+int fs__virtual_lookup(uint64_t parent, const char* name, struct store_attr* a)
+{
+    size_t i;
+
+    if (parent != FS_VINO_CLUSTER) {
+        return parent == FS_VINO_SNAPSHOTS ? -ENOENT : -ENOTDIR;
+    }
+    for (i = 0; i < CLUSTER_FILES; i++) {
+        if (strcmp(name, cluster_files[i].name) == 0) {
+            fs__virtual_attr(cluster_files[i].ino, a);
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+const char* fs__virtual_child(uint64_t dir, size_t i, uint64_t* ino)
+{
+    if (dir != FS_VINO_CLUSTER || i >= CLUSTER_FILES) {
+        return NULL;
+    }
+    *ino = cluster_files[i].ino;
+    return cluster_files[i].name;
+}
+
+int fs__virtual_open(struct fs* f, struct fs_file* h)
+{
+    size_t i;
+    char* out = NULL;
+    size_t len = 0;
+    int rv;
+
+    assert(h->is_virtual);
+    for (i = 0; i < CLUSTER_FILES; i++) {
+        if (cluster_files[i].ino == h->ino) {
+            break;
+        }
+    }
+    if (i == CLUSTER_FILES) {
+        return -EISDIR;
+    }
+    rv = cluster_files[i].gen(f->node, &out, &len);
+    if (rv != 0) {
+        return rv;
+    }
+    h->buf = out;
+    h->len = h->cap = len;
+    h->loaded = true;
+    return 0;
+}

@@ -1,0 +1,556 @@
+/* fs_dir.c - namespace requests: create/mkdir/mknod/symlink/unlink/rmdir/
+ * rename/setattr (one proposal each, replied from the proposal's callback
+ * with the store's result), readlink, and directory listing.
+ *
+ * Reserved names: `.cluster` and `.snapshots` at the root are virtual
+ * directories (fs_cluster.c). Creating them gives EEXIST (mkdir) or EPERM,
+ * removing or renaming them EPERM; any change inside them EROFS.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs_internal.h"
+
+/* Replies and returns true when `name` may not be created in parent. */
+static bool new_name_refused(fuse_req_t req,
+                             fuse_ino_t parent,
+                             const char* name,
+                             int reserved_err)
+{
+    if (fs__name_bad(req, name)) {
+        return true;
+    }
+    if (fs__is_virtual(parent)) {
+        fuse_reply_err(req, EROFS);
+        return true;
+    }
+    if (fs__reserved_name(parent, name, NULL)) {
+        fuse_reply_err(req, reserved_err);
+        return true;
+    }
+    return false;
+}
+
+static void cmd_init(fuse_req_t req,
+                     struct store_cmd* c,
+                     enum store_op op,
+                     fuse_ino_t parent,
+                     const char* name)
+{
+    const struct fuse_ctx* ctx = fuse_req_ctx(req);
+
+    memset(c, 0, sizeof(*c));
+    c->op = op;
+    c->parent = parent;
+    c->name = name;
+    c->uid = ctx->uid;
+    c->gid = ctx->gid;
+}
+
+/* Start a one-proposal request whose reply is of `kind`. */
+static void propose_simple(fuse_req_t req,
+                           struct store_cmd* c,
+                           enum fs_reply kind)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct fs_op* op = fs__op_new(f, req, kind);
+
+    if (op == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fs__propose(f, op, c);
+}
+
+void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode)
+{
+    struct store_cmd c;
+
+    if (new_name_refused(req, parent, name, EEXIST)) {
+        return;
+    }
+    cmd_init(req, &c, STORE_OP_MKDIR, parent, name);
+    c.mode = mode & 07777;
+    propose_simple(req, &c, FS_REPLY_ENTRY);
+}
+
+void fs_mknod(fuse_req_t req,
+              fuse_ino_t parent,
+              const char* name,
+              mode_t mode,
+              dev_t rdev)
+{
+    struct store_cmd c;
+
+    if (!S_ISREG(mode)) {
+        fuse_reply_err(req, EPERM); /* no devices, fifos or sockets */
+        return;
+    }
+    if (new_name_refused(req, parent, name, EPERM)) {
+        return;
+    }
+    cmd_init(req, &c, STORE_OP_CREATE, parent, name);
+    c.mode = mode & 07777;
+    c.flags = STORE_EXCL; /* mknod fails on an existing name */
+    propose_simple(req, &c, FS_REPLY_ENTRY);
+}
+
+void fs_create(fuse_req_t req,
+               fuse_ino_t parent,
+               const char* name,
+               mode_t mode,
+               struct fuse_file_info* fi)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct store_cmd c;
+    struct fs_op* op;
+
+    if (new_name_refused(req, parent, name, EPERM)) {
+        return;
+    }
+    op = fs__op_new(f, req, FS_REPLY_CREATE);
+    if (op == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    /* The store truncates (STORE_TRUNC): the handle starts clean. */
+    op->file = fs__file_new(f, 0, fi->flags & ~O_TRUNC);
+    if (op->file == NULL) {
+        fs__op_free(op);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    op->fi = *fi;
+    cmd_init(req, &c, STORE_OP_CREATE, parent, name);
+    c.mode = mode & 07777;
+    if (fi->flags & O_EXCL) {
+        c.flags |= STORE_EXCL;
+    }
+    if (fi->flags & O_TRUNC) {
+        c.flags |= STORE_TRUNC;
+    }
+    fs__propose(f, op, &c);
+}
+
+void fs_symlink(fuse_req_t req,
+                const char* link,
+                fuse_ino_t parent,
+                const char* name)
+{
+    struct store_cmd c;
+
+    if (new_name_refused(req, parent, name, EPERM)) {
+        return;
+    }
+    cmd_init(req, &c, STORE_OP_SYMLINK, parent, name);
+    c.mode = 0777;
+    c.data = link;
+    c.data_len = strlen(link);
+    propose_simple(req, &c, FS_REPLY_ENTRY);
+}
+
+void fs_link(fuse_req_t req,
+             fuse_ino_t ino,
+             fuse_ino_t newparent,
+             const char* newname)
+{
+    fuse_reply_err(req, EPERM); /* hard links are not supported */
+}
+
+/* Replies and returns true when the name may not be removed / renamed. */
+static bool old_name_refused(fuse_req_t req,
+                             fuse_ino_t parent,
+                             const char* name)
+{
+    if (fs__name_bad(req, name)) {
+        return true;
+    }
+    if (fs__is_virtual(parent)) {
+        fuse_reply_err(req, EROFS);
+        return true;
+    }
+    if (fs__reserved_name(parent, name, NULL)) {
+        fuse_reply_err(req, EPERM);
+        return true;
+    }
+    return false;
+}
+
+void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char* name)
+{
+    struct store_cmd c;
+
+    if (old_name_refused(req, parent, name)) {
+        return;
+    }
+    cmd_init(req, &c, STORE_OP_UNLINK, parent, name);
+    propose_simple(req, &c, FS_REPLY_ERR);
+}
+
+void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name)
+{
+    struct store_cmd c;
+
+    if (old_name_refused(req, parent, name)) {
+        return;
+    }
+    cmd_init(req, &c, STORE_OP_RMDIR, parent, name);
+    propose_simple(req, &c, FS_REPLY_ERR);
+}
+
+void fs_rename(fuse_req_t req,
+               fuse_ino_t parent,
+               const char* name,
+               fuse_ino_t newparent,
+               const char* newname,
+               unsigned int flags)
+{
+    struct store_cmd c;
+
+    if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+        fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT */
+        return;
+    }
+    if (old_name_refused(req, parent, name) ||
+        old_name_refused(req, newparent, newname)) {
+        return;
+    }
+    cmd_init(req, &c, STORE_OP_RENAME, parent, name);
+    c.new_parent = newparent;
+    c.new_name = newname;
+    if (flags & RENAME_NOREPLACE) {
+        c.flags |= STORE_NOREPLACE;
+    }
+    if (flags & RENAME_EXCHANGE) {
+        c.flags |= STORE_EXCHANGE;
+    }
+    propose_simple(req, &c, FS_REPLY_ERR);
+}
+
+static int64_t time_ns(const struct timespec* ts)
+{
+    return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static void setattr_reply_now(struct fs* f, fuse_req_t req, fuse_ino_t ino)
+{
+    struct store_attr a;
+    struct stat st;
+    int rv = store_getattr(node_store(f->node), ino, &a);
+
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    fs__attr_to_stat(&a, &st);
+    fuse_reply_attr(req, &st, f->o.attr_timeout_s);
+}
+
+void fs_setattr(fuse_req_t req,
+                fuse_ino_t ino,
+                struct stat* attr,
+                int to_set,
+                struct fuse_file_info* fi)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct store_cmd c;
+    struct fs_op* op;
+    int64_t now = fs__now_ns();
+
+    if (fs__is_virtual(ino)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    cmd_init(req, &c, STORE_OP_SETATTR, 0, NULL);
+    c.ino = ino;
+    if (to_set & FUSE_SET_ATTR_MODE) {
+        c.set_mask |= STORE_SET_MODE;
+        c.mode = attr->st_mode & 07777;
+    }
+    if (to_set & FUSE_SET_ATTR_UID) {
+        c.set_mask |= STORE_SET_UID;
+        c.uid = attr->st_uid;
+    }
+    if (to_set & FUSE_SET_ATTR_GID) {
+        c.set_mask |= STORE_SET_GID;
+        c.gid = attr->st_gid;
+    }
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        if ((uint64_t)attr->st_size > f->o.file_size_max) {
+            fuse_reply_err(req, EFBIG);
+            return;
+        }
+        c.set_mask |= STORE_SET_SIZE;
+        c.size = (uint64_t)attr->st_size;
+    }
+    if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+        c.set_mask |= STORE_SET_ATIME;
+        c.atime_ns =
+            (to_set & FUSE_SET_ATTR_ATIME_NOW) ? now : time_ns(&attr->st_atim);
+    }
+    if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+        c.set_mask |= STORE_SET_MTIME;
+        c.mtime_ns =
+            (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now : time_ns(&attr->st_mtim);
+    }
+    if (fi != NULL && fi->fh != 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+        fs__file_resize((struct fs_file*)(uintptr_t)fi->fh, c.size);
+    }
+    if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME)) {
+        fs__file_commit_ino(f, ino); /* cp -a: utimens before close */
+    }
+    if (c.set_mask == 0) { /* e.g. ctime only: nothing to propose */
+        setattr_reply_now(f, req, ino);
+        return;
+    }
+    op = fs__op_new(f, req, FS_REPLY_ATTR);
+    if (op == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    op->ino = ino;
+    fs__propose(f, op, &c);
+}
+
+void fs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    struct fs* f = fuse_req_userdata(req);
+    const void* data;
+    size_t len;
+    char* s;
+    int rv;
+
+    if (fs__is_virtual(ino)) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    rv = store_read(node_store(f->node), ino, &data, &len);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    s = malloc(len + 1);
+    if (s == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    memcpy(s, data, len);
+    s[len] = '\0';
+    fuse_reply_readlink(req, s);
+    free(s);
+}
+
+/* ---- directory listing ----
+ * Offsets number the entries 1..N in order: ".", "..", then (at the root)
+ * the virtual dirs, then the store's children in name order. An open
+ * directory remembers the name at its last offset, so a listing continues
+ * with store_readdir(after = that name) and survives concurrent changes. */
+
+struct fs_dir {
+    uint64_t ino;
+    off_t cursor_off; /* offset of the entry named cursor (0: none) */
+    char cursor[FS_NAME_MAX + 1];
+};
+
+struct dir_fill {
+    struct fs* f;
+    fuse_req_t req;
+    struct fs_dir* d;
+    bool plus;
+    char* buf;
+    size_t size, used;
+    off_t off;   /* offset of the last entry walked */
+    off_t start; /* entries with offset <= start are skipped */
+    uint64_t walked;
+};
+
+/* Add one entry; returns 1 when the reply buffer is full. */
+static int dir_add(struct dir_fill* df,
+                   const char* name,
+                   const struct store_attr* a,
+                   bool is_store)
+{
+    size_t n, rem = df->size - df->used;
+    off_t next = df->off + 1;
+
+    if (next > df->start) {
+        if (df->plus) {
+            struct fuse_entry_param e;
+            fs__fill_entry(df->f, a, &e);
+            if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+                e.ino = 0; /* the kernel does not instantiate dots */
+            }
+            n = fuse_add_direntry_plus(df->req, df->buf + df->used, rem, name,
+                                       &e, next);
+        } else {
+            struct stat st;
+            fs__attr_to_stat(a, &st);
+            n = fuse_add_direntry(df->req, df->buf + df->used, rem, name, &st,
+                                  next);
+        }
+        if (n > rem) {
+            return 1;
+        }
+        df->used += n;
+    }
+    df->off = next;
+    if (is_store) {
+        memcpy(df->d->cursor, name, strlen(name) + 1);
+        df->d->cursor_off = next;
+    }
+    return 0;
+}
+
+static int dir_store_cb(void* data,
+                        const char* name,
+                        const struct store_attr* a)
+{
+    struct dir_fill* df = data;
+
+    if (++df->walked > FS_READDIR_SKIP_MAX) {
+        return 1;
+    }
+    if (fs__reserved_name(df->d->ino, name, NULL)) {
+        return 0; /* shadowed by a virtual dir */
+    }
+    return dir_add(df, name, a, true);
+}
+
+static int dir_fixed(struct dir_fill* df, const struct store_attr* self)
+{
+    const char* name;
+    struct store_attr a;
+    uint64_t vino;
+    size_t i;
+
+    if (dir_add(df, ".", self, false) || dir_add(df, "..", self, false)) {
+        return 1;
+    }
+    if (df->d->ino == STORE_ROOT_INO) {
+        fs__virtual_attr(FS_VINO_CLUSTER, &a);
+        if (dir_add(df, FS_CLUSTER_NAME, &a, false)) {
+            return 1;
+        }
+        fs__virtual_attr(FS_VINO_SNAPSHOTS, &a);
+        if (dir_add(df, FS_SNAPSHOTS_NAME, &a, false)) {
+            return 1;
+        }
+    }
+    for (i = 0; (name = fs__virtual_child(df->d->ino, i, &vino)) != NULL; i++) {
+        fs__virtual_attr(vino, &a);
+        if (dir_add(df, name, &a, false)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void dir_list(fuse_req_t req,
+                     size_t size,
+                     off_t off,
+                     struct fuse_file_info* fi,
+                     bool plus)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct dir_fill df = {.f = f, .req = req, .plus = plus};
+    struct store_attr self;
+    const char* after = NULL;
+    int rv;
+
+    df.d = (struct fs_dir*)(uintptr_t)fi->fh;
+    df.size = size;
+    df.start = off;
+    df.buf = malloc(size);
+    if (df.buf == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    if (fs__is_virtual(df.d->ino)) {
+        fs__virtual_attr(df.d->ino, &self);
+    } else {
+        rv = store_getattr(node_store(f->node), df.d->ino, &self);
+        if (rv != 0) {
+            free(df.buf);
+            fuse_reply_err(req, -rv);
+            return;
+        }
+    }
+    if (off != 0 && off == df.d->cursor_off) {
+        df.off = off; /* continue after the remembered name */
+        after = df.d->cursor;
+    } else if (dir_fixed(&df, &self) != 0) {
+        goto reply;
+    }
+    if (!fs__is_virtual(df.d->ino)) {
+        rv = store_readdir(node_store(f->node), df.d->ino, after, dir_store_cb,
+                           &df);
+        if (rv < 0) {
+            free(df.buf);
+            fuse_reply_err(req, -rv);
+            return;
+        }
+    }
+reply:
+    fuse_reply_buf(req, df.buf, df.used);
+    free(df.buf);
+}
+
+void fs_readdir(fuse_req_t req,
+                fuse_ino_t ino,
+                size_t size,
+                off_t off,
+                struct fuse_file_info* fi)
+{
+    dir_list(req, size, off, fi, false);
+}
+
+void fs_readdirplus(fuse_req_t req,
+                    fuse_ino_t ino,
+                    size_t size,
+                    off_t off,
+                    struct fuse_file_info* fi)
+{
+    dir_list(req, size, off, fi, true);
+}
+
+void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct store_attr a;
+    struct fs_dir* d;
+    int rv;
+
+    if (fs__is_virtual(ino)) {
+        fs__virtual_attr(ino, &a);
+    } else {
+        rv = store_getattr(node_store(f->node), ino, &a);
+        if (rv != 0) {
+            fuse_reply_err(req, rv == -ENOENT ? ESTALE : -rv);
+            return;
+        }
+    }
+    if (a.type != STORE_DIR) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    d->ino = ino;
+    fi->fh = (uint64_t)(uintptr_t)d;
+    if (fuse_reply_open(req, fi) != 0) {
+        free(d);
+    }
+}
+
+void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
+{
+    free((struct fs_dir*)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}

@@ -1,0 +1,225 @@
+/* fs_internal.h - shared state of the fs module's files (fs.c, fs_dir.c,
+ * fs_file.c, fs_cluster.c, notify.c). Not a public contract: see fs.h.
+ *
+ * Everything here is touched only by the loop thread, except struct
+ * fs_notify, whose queue is shared with the notifier thread under its mutex.
+ *
+ * Pending requests: every handler that cannot reply at once allocates a
+ * struct fs_op, links it into fs->pending and keeps its fuse_req_t until the
+ * node's callback runs (node_done_cb / node_read_cb). The callback unlinks
+ * the op and sends exactly one fuse_reply_*.
+ */
+#ifndef QFS_FS_INTERNAL_H
+#define QFS_FS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fs.h"
+
+enum {
+    FS_NAME_MAX = 255,              /* bytes in one name (NAME_MAX) */
+    FS_NOTIFY_QUEUE_MAX = 1024,     /* invalidations waiting for the thread */
+    FS_NOTIFY_DROPPED_MAX = 4096,   /* distinct inos remembered on overflow */
+    FS_READDIR_SKIP_MAX = 1u << 20, /* entries walked to reach a seekdir */
+    FS_BLOCK_SIZE = 4096,           /* st_blksize, statfs f_bsize */
+};
+
+/* Virtual inodes: a reserved range at the top of the ino space (store inos
+ * count up from 1 and are never reused, so they cannot reach it). */
+#define FS_VINO_BASE (UINT64_MAX - 64)
+#define FS_VINO_CLUSTER (FS_VINO_BASE + 1)   /* /.cluster */
+#define FS_VINO_STATUS (FS_VINO_BASE + 2)    /* /.cluster/status */
+#define FS_VINO_MEMBERS (FS_VINO_BASE + 3)   /* /.cluster/members */
+#define FS_VINO_LEADER (FS_VINO_BASE + 4)    /* /.cluster/leader */
+#define FS_VINO_SNAPSHOTS (FS_VINO_BASE + 5) /* /.snapshots */
+#define FS_CLUSTER_NAME ".cluster"
+#define FS_SNAPSHOTS_NAME ".snapshots"
+
+/* One open file (fi->fh). A regular file keeps the whole-file write buffer
+ * (DESIGN §3); a virtual file keeps the text generated at open. */
+struct fs_file {
+    struct fs_file *prev, *next; /* fs->files */
+    uint64_t ino;
+    bool is_virtual;
+    bool writable;
+    bool loaded;  /* buf holds the file's content as this handle sees it */
+    bool wrote;   /* a write() since the last commit started */
+    uint64_t gen; /* bumped by each change to buf (and an O_TRUNC open) */
+    uint64_t committed_gen; /* gen of the last successful commit */
+    unsigned refs;          /* 1 for the handle + 1 per commit in flight */
+    struct store_attr attr; /* at open: fstat after the name was replaced */
+    char* buf;
+    size_t len, cap;
+};
+
+/* The reply a pending request expects. */
+enum fs_reply {
+    FS_REPLY_ERR = 1, /* fuse_reply_err(res->err) */
+    FS_REPLY_ENTRY,   /* fuse_reply_entry of res->ino */
+    FS_REPLY_CREATE,  /* fuse_reply_create of res->ino with op->fi */
+    FS_REPLY_ATTR,    /* fuse_reply_attr of op->ino */
+    FS_REPLY_COMMIT,  /* fuse_reply_err after a whole-file commit */
+    FS_REPLY_BARRIER, /* a read barrier; op->resume continues the request */
+};
+
+struct fs_op {
+    struct fs_op *prev, *next; /* fs->pending */
+    struct fs* fs;
+    fuse_req_t req; /* NULL: an internal commit, nothing to reply */
+    enum fs_reply kind;
+    struct fuse_file_info fi; /* CREATE; the open / lookup being resumed */
+    struct fs_file* file;     /* CREATE (new handle), COMMIT (holds a ref) */
+    uint64_t ino;             /* ATTR target; resumed lookup's parent */
+    uint64_t gen;             /* COMMIT: file->gen proposed */
+    bool release;             /* COMMIT from RELEASE: drop the handle */
+    void (*resume)(struct fs_op* op, int err); /* BARRIER */
+    char name[FS_NAME_MAX + 1];                /* resumed lookup */
+};
+
+struct fs_notify_item {
+    uint64_t ino;    /* inval_inode (0: none) */
+    uint64_t parent; /* inval_entry(parent, name) (0: none) */
+    char name[FS_NAME_MAX + 1];
+};
+
+struct fs_notify {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    pthread_t thread;
+    bool started, stop;
+    struct fuse_session* se;
+    struct fs_notify_item q[FS_NOTIFY_QUEUE_MAX]; /* ring */
+    size_t head, count;
+    uint64_t dropped[FS_NOTIFY_DROPPED_MAX]; /* inos whose items were lost */
+    size_t n_dropped;
+    uint64_t lost; /* overflow items not even recorded in dropped[] */
+};
+
+struct fs {
+    struct node* node;
+    struct fs_options o;
+    struct fs_op pending; /* list head */
+    struct fs_file files; /* list head */
+    struct fs_notify notify;
+};
+
+/* fs.c */
+void fs__attr_to_stat(const struct store_attr* a, struct stat* st);
+void fs__fill_entry(struct fs* f,
+                    const struct store_attr* a,
+                    struct fuse_entry_param* e);
+struct fs_op* fs__op_new(struct fs* f, fuse_req_t req, enum fs_reply kind);
+void fs__op_free(struct fs_op* op);
+/* Propose c for op; on error replies and frees op. */
+void fs__propose(struct fs* f, struct fs_op* op, struct store_cmd* c);
+/* Read barrier (linearizable mode), then op->resume(op, err). */
+void fs__barrier(struct fs* f, struct fs_op* op);
+bool fs__name_bad(fuse_req_t req, const char* name);
+int64_t fs__now_ns(void);
+
+/* fs_file.c */
+struct fs_file* fs__file_new(struct fs* f, uint64_t ino, int flags);
+void fs__file_unref(struct fs* f, struct fs_file* h);
+void fs__file_done(struct fs_op* op, const struct store_result* res);
+/* The handle of ino with uncommitted content (the most written one), or
+ * NULL: getattr reports its size (i_size must match what the writer sees). */
+const struct fs_file* fs__file_dirty_for(const struct fs* f, uint64_t ino);
+/* Attributes of ino from an open handle (an unlinked or replaced file
+ * stays usable while open): 0 or -ENOENT. */
+int fs__file_attr_for(const struct fs* f, uint64_t ino, struct store_attr* a);
+/* Commit (without a reply) every handle of ino with uncommitted content:
+ * a setattr of explicit times must land after the content it dates. */
+void fs__file_commit_ino(struct fs* f, uint64_t ino);
+/* setattr(size) on a handle with a buffer: resize it too. */
+void fs__file_resize(struct fs_file* h, uint64_t size);
+void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
+void fs_read(fuse_req_t req,
+             fuse_ino_t ino,
+             size_t size,
+             off_t off,
+             struct fuse_file_info* fi);
+void fs_write(fuse_req_t req,
+              fuse_ino_t ino,
+              const char* buf,
+              size_t size,
+              off_t off,
+              struct fuse_file_info* fi);
+void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
+void fs_fsync(fuse_req_t req,
+              fuse_ino_t ino,
+              int datasync,
+              struct fuse_file_info* fi);
+void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
+
+/* fs_dir.c */
+void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+void fs_mknod(fuse_req_t req,
+              fuse_ino_t parent,
+              const char* name,
+              mode_t mode,
+              dev_t rdev);
+void fs_create(fuse_req_t req,
+               fuse_ino_t parent,
+               const char* name,
+               mode_t mode,
+               struct fuse_file_info* fi);
+void fs_symlink(fuse_req_t req,
+                const char* link,
+                fuse_ino_t parent,
+                const char* name);
+void fs_link(fuse_req_t req,
+             fuse_ino_t ino,
+             fuse_ino_t newparent,
+             const char* newname);
+void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
+void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name);
+void fs_rename(fuse_req_t req,
+               fuse_ino_t parent,
+               const char* name,
+               fuse_ino_t newparent,
+               const char* newname,
+               unsigned int flags);
+void fs_setattr(fuse_req_t req,
+                fuse_ino_t ino,
+                struct stat* attr,
+                int to_set,
+                struct fuse_file_info* fi);
+void fs_readlink(fuse_req_t req, fuse_ino_t ino);
+void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
+void fs_readdir(fuse_req_t req,
+                fuse_ino_t ino,
+                size_t size,
+                off_t off,
+                struct fuse_file_info* fi);
+void fs_readdirplus(fuse_req_t req,
+                    fuse_ino_t ino,
+                    size_t size,
+                    off_t off,
+                    struct fuse_file_info* fi);
+void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
+
+/* fs_cluster.c: virtual entries */
+bool fs__is_virtual(uint64_t ino);
+/* Root names reserved for virtual dirs; *vino set when name is one. */
+bool fs__reserved_name(uint64_t parent, const char* name, uint64_t* vino);
+void fs__virtual_attr(uint64_t vino, struct store_attr* a);
+/* Lookup inside a virtual dir: 0, -ENOENT. */
+int fs__virtual_lookup(uint64_t parent, const char* name, struct store_attr* a);
+/* Child names of a virtual dir, index i (NULL past the end). */
+const char* fs__virtual_child(uint64_t dir, size_t i, uint64_t* ino);
+/* Generate a virtual file's content into h->buf. */
+int fs__virtual_open(struct fs* f, struct fs_file* h);
+
+/* notify.c */
+void fs__notify_init(struct fs_notify* n);
+int fs__notify_start(struct fs_notify* n, struct fuse_session* se);
+void fs__notify_stop(struct fs_notify* n);
+void fs__notify_push(struct fs_notify* n,
+                     uint64_t ino,
+                     uint64_t parent,
+                     const char* name);
+
+#endif /* QFS_FS_INTERNAL_H */

@@ -1,0 +1,612 @@
+/* apply.c - command semantics (POSIX through FUSE). Every command is checked
+ * completely before anything changes, so a failed command changes nothing
+ * but the applied index and the dedup table. Changes go through commit_put /
+ * commit_del, which queue the record AND apply it with the same primitive
+ * recovery uses. Time comes from the command (now_ns), never the clock. */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "store_int.h"
+
+struct ctx {
+    struct store* st;
+    const struct store_cmd* c;
+    uint64_t rev; /* revision of this command's change */
+    store_change_cb cb;
+    void* cb_data;
+    bool changed;
+    int fatal;    /* -ENOMEM: the store cannot continue */
+    uint64_t ino; /* result ino */
+};
+
+static void rec_from_entry(const struct entry* e, struct store_rec* r)
+{
+    memset(r, 0, sizeof(*r));
+    r->ino = e->ino;
+    r->parent = e->parent;
+    r->type = e->type;
+    r->mode = e->mode;
+    r->uid = e->uid;
+    r->gid = e->gid;
+    r->create_rev = e->create_rev;
+    r->mod_rev = e->mod_rev;
+    r->version = e->version;
+    r->atime_ns = e->atime_ns;
+    r->mtime_ns = e->mtime_ns;
+    r->ctime_ns = e->ctime_ns;
+    r->prev_frame = e->loc_frame;
+    r->prev_rec = e->loc_rec;
+    r->name = entry_name(e);
+    r->name_len = e->name_len;
+    r->content = entry_content(e);
+    r->content_len = (uint32_t)e->size;
+}
+
+/* Record + apply the new state of an entry at this command's revision. */
+static void commit_put(struct ctx* x, struct store_rec* r)
+{
+    char msg[128];
+    uint32_t rec_off;
+    if (x->fatal != 0) {
+        return;
+    }
+    r->mod_rev = x->rev;
+    int rv = store__pend_put(x->st, r, &rec_off);
+    if (rv == 0) {
+        rv = store__state_put(&x->st->s, r, x->st->next_off, rec_off, msg,
+                              sizeof(msg));
+    }
+    assert(rv == 0 || rv == -ENOMEM); /* apply checked the command */
+    x->fatal = rv;
+    x->changed = true;
+}
+
+static void commit_del(struct ctx* x, struct entry* e)
+{
+    char msg[128];
+    if (x->fatal != 0) {
+        return;
+    }
+    int rv = store__pend_del(x->st, e->ino, x->rev, e->loc_frame, e->loc_rec);
+    if (rv == 0) {
+        rv = store__state_del(&x->st->s, e->ino, msg, sizeof(msg));
+    }
+    assert(rv == 0 || rv == -ENOMEM);
+    x->fatal = rv;
+    x->changed = true;
+}
+
+/* An existing entry modified in place (attrs or content). */
+static void modified(struct ctx* x, struct store_rec* r)
+{
+    r->version++;
+    r->ctime_ns = x->c->now_ns;
+    commit_put(x, r);
+}
+
+static void touch_dir(struct ctx* x, struct entry* d)
+{
+    struct store_rec r;
+    rec_from_entry(d, &r);
+    r.mtime_ns = x->c->now_ns;
+    modified(x, &r);
+}
+
+static void notify(struct ctx* x,
+                   uint64_t ino,
+                   uint64_t parent,
+                   const char* name,
+                   bool removed)
+{
+    if (x->cb != NULL && x->fatal == 0) {
+        struct store_change ch = {
+            .ino = ino, .parent = parent, .name = name, .removed = removed};
+        x->cb(x->cb_data, &ch);
+    }
+}
+
+/* ---- checks ---- */
+
+static int get_dir(struct store* st, uint64_t ino, struct entry** d)
+{
+    *d = store__find(&st->s, ino);
+    if (*d == NULL) {
+        return -ENOENT;
+    }
+    return (*d)->type == STORE_DIR ? 0 : -ENOTDIR;
+}
+
+static int check_name(struct store* st, const char* name)
+{
+    if (name == NULL || name[0] == 0 || strchr(name, '/') != NULL ||
+        strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        return -EINVAL;
+    }
+    return strlen(name) > st->opt.name_max ? -ENAMETOOLONG : 0;
+}
+
+static bool reserved(uint64_t parent, const char* name)
+{
+    return parent == STORE_ROOT_INO &&
+           (strcmp(name, ".snapshots") == 0 || strcmp(name, ".cluster") == 0);
+}
+
+/* Parent dir + valid name + not reserved: the start of every name op. */
+static int check_dirent(struct store* st,
+                        uint64_t parent,
+                        const char* name,
+                        struct entry** d)
+{
+    int rv = get_dir(st, parent, d);
+    if (rv == 0) {
+        rv = check_name(st, name);
+    }
+    if (rv == 0 && reserved(parent, name)) {
+        rv = -EPERM;
+    }
+    return rv;
+}
+
+static int check_path(struct store* st, const struct entry* d, const char* name)
+{
+    size_t plen = d == st->s.root ? 0 : store__path_len(&st->s, d);
+    return plen + 1 + strlen(name) > st->opt.path_max ? -ENAMETOOLONG : 0;
+}
+
+/* Would content growing from old_len to new_len pass the quota? */
+static int check_quota(struct store* st, uint64_t old_len, uint64_t new_len)
+{
+    if (new_len <= old_len) {
+        return 0; /* shrinking is always allowed */
+    }
+    uint64_t live = st->s.live_bytes - old_len + new_len;
+    return live > st->opt.quota_bytes ? -ENOSPC : 0;
+}
+
+static struct entry* child(struct entry* d, const char* name)
+{
+    return store__child(d, name, strlen(name));
+}
+
+/* ---- creation ---- */
+
+static int create_entry(struct ctx* x,
+                        struct entry* d,
+                        uint8_t type,
+                        const void* content,
+                        size_t len)
+{
+    struct store* st = x->st;
+    const struct store_cmd* c = x->c;
+    int rv = check_path(st, d, c->name);
+    if (rv != 0) {
+        return rv;
+    }
+    struct store_rec r = {
+        .ino = st->s.next_ino,
+        .parent = d->ino,
+        .type = type,
+        .mode = type == STORE_SYMLINK ? 0777 : c->mode & 07777,
+        .uid = c->uid,
+        .gid = c->gid,
+        .create_rev = x->rev,
+        .version = 1,
+        .atime_ns = c->now_ns,
+        .mtime_ns = c->now_ns,
+        .ctime_ns = c->now_ns,
+        .prev_frame = UINT64_MAX,
+        .name = c->name,
+        .name_len = (uint16_t)strlen(c->name),
+        .content = content,
+        .content_len = (uint32_t)len,
+    };
+    st->s.next_ino++;
+    commit_put(x, &r);
+    touch_dir(x, d);
+    x->ino = r.ino;
+    notify(x, r.ino, d->ino, c->name, false);
+    notify(x, d->ino, 0, NULL, false);
+    return 0;
+}
+
+static int op_create(struct ctx* x)
+{
+    struct entry* d;
+    const struct store_cmd* c = x->c;
+    int rv = check_dirent(x->st, c->parent, c->name, &d);
+    if (rv != 0) {
+        return rv;
+    }
+    struct entry* e = child(d, c->name);
+    if (e == NULL) {
+        return create_entry(x, d, STORE_FILE, NULL, 0);
+    }
+    if ((c->flags & STORE_EXCL) != 0) {
+        return -EEXIST;
+    }
+    if (e->type == STORE_DIR) {
+        return -EISDIR;
+    }
+    if (e->type != STORE_FILE) {
+        return -EEXIST;
+    }
+    x->ino = e->ino;
+    if ((c->flags & STORE_TRUNC) != 0) {
+        struct store_rec r;
+        rec_from_entry(e, &r);
+        r.content_len = 0;
+        r.mtime_ns = c->now_ns;
+        modified(x, &r);
+        notify(x, x->ino, 0, NULL, false);
+    }
+    return 0;
+}
+
+static int op_mkdir_symlink(struct ctx* x)
+{
+    struct entry* d;
+    const struct store_cmd* c = x->c;
+    int rv = check_dirent(x->st, c->parent, c->name, &d);
+    if (rv != 0) {
+        return rv;
+    }
+    if (child(d, c->name) != NULL) {
+        return -EEXIST;
+    }
+    if (c->op == STORE_OP_MKDIR) {
+        return create_entry(x, d, STORE_DIR, NULL, 0);
+    }
+    if (c->data_len == 0) {
+        return -ENOENT;
+    }
+    if (c->data_len > x->st->opt.path_max) {
+        return -ENAMETOOLONG;
+    }
+    rv = check_quota(x->st, 0, c->data_len);
+    if (rv != 0) {
+        return rv;
+    }
+    return create_entry(x, d, STORE_SYMLINK, c->data, c->data_len);
+}
+
+/* ---- content and attributes ---- */
+
+static int get_file(struct store* st, uint64_t ino, struct entry** e)
+{
+    *e = store__find(&st->s, ino);
+    if (*e == NULL) {
+        return -ENOENT;
+    }
+    if ((*e)->type == STORE_DIR) {
+        return -EISDIR;
+    }
+    return (*e)->type == STORE_FILE ? 0 : -EINVAL;
+}
+
+static int op_write(struct ctx* x)
+{
+    struct entry* e;
+    const struct store_cmd* c = x->c;
+    int rv = get_file(x->st, c->ino, &e);
+    if (rv != 0) {
+        return rv;
+    }
+    if (c->data_len > x->st->opt.file_size_max) {
+        return -EFBIG;
+    }
+    rv = check_quota(x->st, e->size, c->data_len);
+    if (rv != 0) {
+        return rv;
+    }
+    struct store_rec r;
+    rec_from_entry(e, &r);
+    r.content = c->data;
+    r.content_len = (uint32_t)c->data_len;
+    r.mtime_ns = c->now_ns;
+    modified(x, &r);
+    x->ino = c->ino;
+    notify(x, c->ino, 0, NULL, false);
+    return 0;
+}
+
+static int op_setattr(struct ctx* x)
+{
+    const struct store_cmd* c = x->c;
+    struct entry* e = store__find(&x->st->s, c->ino);
+    if (e == NULL) {
+        return -ENOENT;
+    }
+    struct store_rec r;
+    rec_from_entry(e, &r);
+    uint8_t* buf = NULL;
+    if ((c->set_mask & STORE_SET_SIZE) != 0) {
+        int rv = get_file(x->st, c->ino, &e);
+        if (rv == 0 && c->size > x->st->opt.file_size_max) {
+            rv = -EFBIG;
+        }
+        if (rv == 0) {
+            rv = check_quota(x->st, e->size, c->size);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+        buf = calloc(1, (size_t)c->size + 1);
+        if (buf == NULL) {
+            x->fatal = -ENOMEM;
+            return 0;
+        }
+        memcpy(buf, entry_content(e), e->size < c->size ? e->size : c->size);
+        r.content = buf;
+        r.content_len = (uint32_t)c->size;
+        r.mtime_ns = c->now_ns;
+    }
+    if ((c->set_mask & STORE_SET_MODE) != 0) {
+        r.mode = c->mode & 07777;
+    }
+    if ((c->set_mask & STORE_SET_UID) != 0) {
+        r.uid = c->uid;
+    }
+    if ((c->set_mask & STORE_SET_GID) != 0) {
+        r.gid = c->gid;
+    }
+    if ((c->set_mask & STORE_SET_ATIME) != 0) {
+        r.atime_ns = c->atime_ns;
+    }
+    if ((c->set_mask & STORE_SET_MTIME) != 0) {
+        r.mtime_ns = c->mtime_ns;
+    }
+    modified(x, &r);
+    free(buf);
+    x->ino = c->ino;
+    notify(x, c->ino, 0, NULL, false);
+    return 0;
+}
+
+/* ---- removal ---- */
+
+static int op_remove(struct ctx* x)
+{
+    struct entry* d;
+    const struct store_cmd* c = x->c;
+    int rv = check_dirent(x->st, c->parent, c->name, &d);
+    if (rv != 0) {
+        return rv;
+    }
+    struct entry* e = child(d, c->name);
+    if (e == NULL) {
+        return -ENOENT;
+    }
+    if (c->op == STORE_OP_UNLINK && e->type == STORE_DIR) {
+        return -EISDIR;
+    }
+    if (c->op == STORE_OP_RMDIR && e->type != STORE_DIR) {
+        return -ENOTDIR;
+    }
+    if (e->nkids != 0) {
+        return -ENOTEMPTY;
+    }
+    uint64_t ino = e->ino;
+    commit_del(x, e);
+    touch_dir(x, d);
+    notify(x, ino, d->ino, c->name, true);
+    notify(x, d->ino, 0, NULL, false);
+    return 0;
+}
+
+/* ---- rename ---- */
+
+/* Is `ino` the directory `anc` or inside it? */
+static bool inside(struct store* st, uint64_t ino, const struct entry* anc)
+{
+    const struct entry* e = store__find(&st->s, ino);
+    while (e != NULL) {
+        if (e == anc) {
+            return true;
+        }
+        if (e == st->s.root) {
+            return false;
+        }
+        e = store__find(&st->s, e->parent);
+    }
+    return false;
+}
+
+struct mv {
+    struct entry *sd, *dd; /* source and destination dirs */
+    struct entry *src, *dst;
+};
+
+static int rename_check(struct ctx* x, struct mv* m)
+{
+    struct store* st = x->st;
+    const struct store_cmd* c = x->c;
+    uint32_t f = c->flags;
+    int rv = check_dirent(st, c->parent, c->name, &m->sd);
+    if (rv == 0) {
+        rv = check_dirent(st, c->new_parent, c->new_name, &m->dd);
+    }
+    if (rv == 0 && (f & STORE_NOREPLACE) && (f & STORE_EXCHANGE)) {
+        rv = -EINVAL;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    m->src = child(m->sd, c->name);
+    m->dst = child(m->dd, c->new_name);
+    if (m->src == NULL || ((f & STORE_EXCHANGE) && m->dst == NULL)) {
+        return -ENOENT;
+    }
+    if ((f & STORE_NOREPLACE) && m->dst != NULL) {
+        return -EEXIST;
+    }
+    if (m->src == m->dst) {
+        return 0;
+    }
+    if (m->src->type == STORE_DIR && inside(st, m->dd->ino, m->src)) {
+        return -EINVAL;
+    }
+    if ((f & STORE_EXCHANGE) != 0) {
+        if (m->dst->type == STORE_DIR && inside(st, m->sd->ino, m->dst)) {
+            return -EINVAL;
+        }
+        rv = check_path(st, m->sd, c->name);
+    } else if (m->dst != NULL) {
+        if (m->src->type != STORE_DIR && m->dst->type == STORE_DIR) {
+            return -EISDIR;
+        }
+        if (m->src->type == STORE_DIR && m->dst->type != STORE_DIR) {
+            return -ENOTDIR;
+        }
+        if (m->dst->nkids != 0) {
+            return -ENOTEMPTY;
+        }
+    }
+    return rv != 0 ? rv : check_path(st, m->dd, c->new_name);
+}
+
+static void move_entry(struct ctx* x,
+                       struct entry* e,
+                       struct entry* to,
+                       const char* name)
+{
+    struct store_rec r;
+    rec_from_entry(e, &r);
+    r.parent = to->ino;
+    r.name = name;
+    r.name_len = (uint16_t)strlen(name);
+    modified(x, &r);
+}
+
+static int op_rename(struct ctx* x)
+{
+    struct mv m;
+    const struct store_cmd* c = x->c;
+    int rv = rename_check(x, &m);
+    if (rv != 0 || m.src == m.dst) {
+        return rv;
+    }
+    uint64_t src_ino = m.src->ino, dst_ino = m.dst ? m.dst->ino : 0;
+    if ((c->flags & STORE_EXCHANGE) != 0) {
+        /* src takes dst's name (dst detached), then dst takes src's. */
+        move_entry(x, m.src, m.dd, c->new_name);
+        move_entry(x, m.dst, m.sd, c->name);
+    } else {
+        if (m.dst != NULL) {
+            commit_del(x, m.dst);
+        }
+        move_entry(x, m.src, m.dd, c->new_name);
+    }
+    touch_dir(x, m.sd);
+    if (m.dd != m.sd) {
+        touch_dir(x, m.dd);
+    }
+    x->ino = src_ino;
+    bool exch = (c->flags & STORE_EXCHANGE) != 0;
+    notify(x, src_ino, c->parent, c->name, !exch);
+    notify(x, src_ino, c->new_parent, c->new_name, false);
+    if (dst_ino != 0) {
+        notify(x, dst_ino, c->new_parent, c->new_name, !exch);
+        if (exch) {
+            notify(x, dst_ino, c->parent, c->name, false);
+        }
+    }
+    notify(x, c->parent, 0, NULL, false);
+    if (c->new_parent != c->parent) {
+        notify(x, c->new_parent, 0, NULL, false);
+    }
+    return 0;
+}
+
+/* ---- entry points ---- */
+
+static int run(struct ctx* x)
+{
+    switch (x->c->op) {
+    case STORE_OP_CREATE:
+        return op_create(x);
+    case STORE_OP_MKDIR:
+    case STORE_OP_SYMLINK:
+        return op_mkdir_symlink(x);
+    case STORE_OP_WRITE:
+        return op_write(x);
+    case STORE_OP_SETATTR:
+        return op_setattr(x);
+    case STORE_OP_UNLINK:
+    case STORE_OP_RMDIR:
+        return op_remove(x);
+    case STORE_OP_RENAME:
+        return op_rename(x);
+    default:
+        return -EBADMSG; /* decode admits only known ops */
+    }
+}
+
+int store_apply(struct store* st,
+                raft_index index,
+                const void* cmd,
+                size_t len,
+                store_change_cb cb,
+                void* cb_data,
+                struct store_result* res)
+{
+    assert(st != NULL && res != NULL);
+    assert(index > st->s.applied_index);
+    memset(res, 0, sizeof(*res));
+    if (st->io_err != 0) {
+        return -EIO;
+    }
+    struct store_cmd c;
+    res->revision = st->s.revision;
+    if (store_cmd_decode(&c, cmd, len) != 0) {
+        res->err = -EBADMSG;
+        st->s.applied_index = index;
+        return 0;
+    }
+    if (store__dedup_seen(&st->s, c.origin, c.seq)) {
+        res->duplicate = true;
+        st->s.applied_index = index;
+        return 0;
+    }
+    struct ctx x = {.st = st,
+                    .c = &c,
+                    .rev = st->s.revision + 1,
+                    .cb = cb,
+                    .cb_data = cb_data};
+    int err = run(&x);
+    int rv = x.fatal;
+    if (rv == 0 && c.origin != 0 && c.seq != 0) {
+        rv = store__pend_dedup(st, c.origin, c.seq);
+        if (rv == 0) {
+            rv = store__dedup_mark(&st->s, c.origin, c.seq);
+        }
+    }
+    if (rv != 0) {
+        st->io_err = rv; /* out of memory mid-command: unusable */
+        store__trace(st, RAFT_TRACE_ERROR,
+                     "apply of index %" PRIu64
+                     " failed (%d): store stops applying",
+                     index, rv);
+        return rv;
+    }
+    assert(err == 0 || !x.changed);
+    if (x.changed) {
+        st->s.revision = x.rev;
+        res->revision = x.rev;
+    }
+    res->err = err;
+    res->ino = err == 0 ? x.ino : 0;
+    st->s.applied_index = index;
+    return 0;
+}
+
+int store_apply_index(struct store* st, raft_index index)
+{
+    assert(st != NULL && index > st->s.applied_index);
+    if (st->io_err != 0) {
+        return -EIO;
+    }
+    st->s.applied_index = index;
+    return 0;
+}

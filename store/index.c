@@ -1,0 +1,589 @@
+/* index.c - the in-memory namespace: ino hash map, per-directory children
+ * treaps ordered by name, the dedup table, and the three primitives that
+ * change the replicated state (store_int.h). */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store_int.h"
+
+/* ---- hash map ino -> entry (chained) ---- */
+
+static size_t ino_bucket(const struct store_state* s, uint64_t ino)
+{
+    uint64_t h = ino * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 20) & (s->nbuckets - 1);
+}
+
+struct entry* store__find(const struct store_state* s, uint64_t ino)
+{
+    struct entry* e = s->buckets[ino_bucket(s, ino)];
+    while (e != NULL && e->ino != ino) {
+        e = e->hnext;
+    }
+    return e;
+}
+
+static int hash_grow(struct store_state* s)
+{
+    size_t n = s->nbuckets * 2;
+    struct entry** b = calloc(n, sizeof(*b));
+    if (b == NULL) {
+        return -ENOMEM;
+    }
+    struct entry** old = s->buckets;
+    size_t old_n = s->nbuckets;
+    s->buckets = b;
+    s->nbuckets = n;
+    for (size_t i = 0; i < old_n; i++) {
+        struct entry* e = old[i];
+        while (e != NULL) {
+            struct entry* next = e->hnext;
+            size_t k = ino_bucket(s, e->ino);
+            e->hnext = b[k];
+            b[k] = e;
+            e = next;
+        }
+    }
+    free(old);
+    return 0;
+}
+
+static int hash_insert(struct store_state* s, struct entry* e)
+{
+    if (s->nentries + 1 > s->nbuckets) {
+        int rv = hash_grow(s);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    size_t k = ino_bucket(s, e->ino);
+    e->hnext = s->buckets[k];
+    s->buckets[k] = e;
+    s->nentries++;
+    return 0;
+}
+
+static void hash_remove(struct store_state* s, struct entry* e)
+{
+    struct entry** link = &s->buckets[ino_bucket(s, e->ino)];
+    while (*link != e) {
+        assert(*link != NULL);
+        link = &(*link)->hnext;
+    }
+    *link = e->hnext;
+    s->nentries--;
+}
+
+/* ---- children treap ---- */
+
+static uint64_t prio(const struct entry* e)
+{
+    uint64_t z = e->ino + 0x9E3779B97F4A7C15ull; /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int name_cmp(const char* a, size_t alen, const char* b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = memcmp(a, b, n);
+    if (c != 0) {
+        return c;
+    }
+    return alen < blen ? -1 : (alen > blen ? 1 : 0);
+}
+
+static int entry_cmp(const struct entry* e, const char* name, size_t len)
+{
+    return name_cmp(entry_name(e), e->name_len, name, len);
+}
+
+struct entry* store__child(const struct entry* dir,
+                           const char* name,
+                           size_t len)
+{
+    struct entry* t = dir->kids;
+    while (t != NULL) {
+        int c = entry_cmp(t, name, len);
+        if (c == 0) {
+            return t;
+        }
+        t = c < 0 ? t->right : t->left;
+    }
+    return NULL;
+}
+
+struct entry* store__child_after(const struct entry* dir,
+                                 const char* after,
+                                 size_t len)
+{
+    struct entry* t = dir->kids;
+    struct entry* best = NULL;
+    while (t != NULL) {
+        if (after == NULL || entry_cmp(t, after, len) > 0) {
+            best = t;
+            t = t->left;
+        } else {
+            t = t->right;
+        }
+    }
+    return best;
+}
+
+/* Iterative split of t into names < key (l) and names > key (r). */
+static void treap_split(struct entry* t,
+                        const struct entry* key,
+                        struct entry** l,
+                        struct entry** r)
+{
+    struct entry **lp = l, **rp = r;
+    while (t != NULL) {
+        if (entry_cmp(t, entry_name(key), key->name_len) < 0) {
+            *lp = t;
+            lp = &t->right;
+            t = t->right;
+        } else {
+            *rp = t;
+            rp = &t->left;
+            t = t->left;
+        }
+    }
+    *lp = NULL;
+    *rp = NULL;
+}
+
+static struct entry* treap_merge(struct entry* a, struct entry* b)
+{
+    struct entry* res = NULL;
+    struct entry** link = &res;
+    while (a != NULL && b != NULL) {
+        if (prio(a) > prio(b)) {
+            *link = a;
+            link = &a->right;
+            a = a->right;
+        } else {
+            *link = b;
+            link = &b->left;
+            b = b->left;
+        }
+    }
+    *link = a != NULL ? a : b;
+    return res;
+}
+
+static void treap_insert(struct entry* dir, struct entry* e)
+{
+    uint64_t p = prio(e);
+    struct entry** link = &dir->kids;
+    while (*link != NULL && prio(*link) >= p) {
+        int c = entry_cmp(*link, entry_name(e), e->name_len);
+        assert(c != 0);
+        link = c < 0 ? &(*link)->right : &(*link)->left;
+    }
+    treap_split(*link, e, &e->left, &e->right);
+    *link = e;
+}
+
+static void treap_remove(struct entry* dir, struct entry* e)
+{
+    struct entry** link = &dir->kids;
+    while (*link != e) {
+        assert(*link != NULL);
+        int c = entry_cmp(*link, entry_name(e), e->name_len);
+        link = c < 0 ? &(*link)->right : &(*link)->left;
+    }
+    *link = treap_merge(e->left, e->right);
+    e->left = e->right = NULL;
+}
+
+static void detach(struct store_state* s, struct entry* e)
+{
+    if (!e->attached || e == s->root) {
+        return;
+    }
+    struct entry* p = store__find(s, e->parent);
+    assert(p != NULL && p->type == STORE_DIR);
+    treap_remove(p, e);
+    p->nkids--;
+    if (e->type == STORE_DIR) {
+        p->nsubdirs--;
+    }
+    e->attached = 0;
+}
+
+static void attach(struct entry* p, struct entry* e)
+{
+    assert(!e->attached);
+    treap_insert(p, e);
+    p->nkids++;
+    if (e->type == STORE_DIR) {
+        p->nsubdirs++;
+    }
+    e->attached = 1;
+}
+
+/* ---- state ---- */
+
+int store__state_init(struct store_state* s)
+{
+    memset(s, 0, sizeof(*s));
+    s->nbuckets = STORE_HASH_BUCKETS_MIN;
+    s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+    if (s->buckets == NULL) {
+        return -ENOMEM;
+    }
+    struct entry* r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        goto err_after_buckets;
+    }
+    r->buf = calloc(1, 1);
+    if (r->buf == NULL) {
+        goto err_after_root;
+    }
+    r->ino = STORE_ROOT_INO;
+    r->type = STORE_DIR;
+    r->mode = 0755;
+    r->version = 1;
+    r->attached = 1;
+    r->loc_frame = UINT64_MAX;
+    hash_insert(s, r); /* cannot fail: buckets are empty */
+    s->root = r;
+    s->next_ino = STORE_ROOT_INO + 1;
+    return 0;
+
+err_after_root:
+    free(r);
+err_after_buckets:
+    free(s->buckets);
+    s->buckets = NULL;
+    return -ENOMEM;
+}
+
+void store__state_free(struct store_state* s)
+{
+    for (size_t i = 0; s->buckets != NULL && i < s->nbuckets; i++) {
+        struct entry* e = s->buckets[i];
+        while (e != NULL) {
+            struct entry* next = e->hnext;
+            free(e->buf);
+            free(e);
+            e = next;
+        }
+    }
+    free(s->buckets);
+    free(s->origins);
+    memset(s, 0, sizeof(*s));
+}
+
+static bool name_ok(const char* name, size_t len)
+{
+    if (len == 0 || len > STORE_NAME_LIMIT) {
+        return false;
+    }
+    if (memchr(name, '/', len) != NULL || memchr(name, 0, len) != NULL) {
+        return false;
+    }
+    return !(len == 1 && name[0] == '.') &&
+           !(len == 2 && name[0] == '.' && name[1] == '.');
+}
+
+static int check_put(struct store_state* s,
+                     const struct store_rec* r,
+                     struct entry* e,
+                     struct entry** parent,
+                     char* msg,
+                     size_t cap)
+{
+    if (r->type < STORE_FILE || r->type > STORE_SYMLINK ||
+        (r->type == STORE_DIR && r->content_len != 0) ||
+        (r->mode & ~07777u) != 0) {
+        snprintf(msg, cap, "ino %" PRIu64 ": bad type/mode", r->ino);
+        return -EUCLEAN;
+    }
+    if (e != NULL && e->type != r->type) {
+        snprintf(msg, cap, "ino %" PRIu64 ": type changed", r->ino);
+        return -EUCLEAN;
+    }
+    if (r->ino == STORE_ROOT_INO) {
+        if (r->type != STORE_DIR || r->parent != 0 || r->name_len != 0) {
+            snprintf(msg, cap, "root record malformed");
+            return -EUCLEAN;
+        }
+        *parent = NULL;
+        return 0;
+    }
+    if (r->ino == 0 || r->ino >= s->next_ino ||
+        !name_ok(r->name, r->name_len)) {
+        snprintf(msg, cap, "ino %" PRIu64 ": bad ino or name", r->ino);
+        return -EUCLEAN;
+    }
+    struct entry* p = store__find(s, r->parent);
+    if (p == NULL || p->type != STORE_DIR || p == e) {
+        snprintf(msg, cap, "ino %" PRIu64 ": parent %" PRIu64 " not a dir",
+                 r->ino, r->parent);
+        return -EUCLEAN;
+    }
+    *parent = p;
+    return 0;
+}
+
+int store__state_put(struct store_state* s,
+                     const struct store_rec* r,
+                     uint64_t loc_frame,
+                     uint32_t loc_rec,
+                     char* msg,
+                     size_t cap)
+{
+    struct entry* e = store__find(s, r->ino);
+    struct entry* p = NULL;
+    int rv = check_put(s, r, e, &p, msg, cap);
+    if (rv != 0) {
+        return rv;
+    }
+    char* buf = malloc((size_t)r->name_len + 1 + r->content_len);
+    if (buf == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(buf, r->name, r->name_len);
+    buf[r->name_len] = 0;
+    if (r->content_len > 0) {
+        memcpy(buf + r->name_len + 1, r->content, r->content_len);
+    }
+    bool fresh = e == NULL;
+    if (fresh) {
+        e = calloc(1, sizeof(*e));
+        if (e != NULL) {
+            e->ino = r->ino;
+        }
+        if (e == NULL || hash_insert(s, e) != 0) {
+            free(e);
+            free(buf);
+            return -ENOMEM;
+        }
+    }
+    bool moved = fresh || !e->attached || e->parent != r->parent ||
+                 name_cmp(entry_name(e), e->name_len, r->name, r->name_len);
+    if (moved && !fresh) {
+        detach(s, e);
+    }
+    if (!fresh) {
+        s->live_bytes -= e->size;
+        free(e->buf);
+    }
+    e->buf = buf;
+    e->name_len = r->name_len;
+    e->parent = r->parent;
+    e->type = r->type;
+    e->mode = r->mode;
+    e->uid = r->uid;
+    e->gid = r->gid;
+    e->create_rev = r->create_rev;
+    e->mod_rev = r->mod_rev;
+    e->version = r->version;
+    e->atime_ns = r->atime_ns;
+    e->mtime_ns = r->mtime_ns;
+    e->ctime_ns = r->ctime_ns;
+    e->size = r->content_len;
+    e->loc_frame = loc_frame;
+    e->loc_rec = loc_rec;
+    s->live_bytes += e->size;
+    if (moved && p != NULL) {
+        struct entry* o = store__child(p, r->name, r->name_len);
+        if (o != NULL) {
+            detach(s, o); /* a later record of this command places it */
+        }
+        attach(p, e);
+    }
+    return 0;
+}
+
+int store__state_del(struct store_state* s, uint64_t ino, char* msg, size_t cap)
+{
+    struct entry* e = store__find(s, ino);
+    if (e == NULL || e == s->root || e->nkids != 0) {
+        snprintf(msg, cap, "delete of ino %" PRIu64 ": %s", ino,
+                 e == NULL ? "absent" : "root or non-empty dir");
+        return -EUCLEAN;
+    }
+    detach(s, e);
+    hash_remove(s, e);
+    s->live_bytes -= e->size;
+    free(e->buf);
+    free(e);
+    return 0;
+}
+
+int store__state_check(const struct store_state* s, char* msg, size_t cap)
+{
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        for (struct entry* e = s->buckets[i]; e != NULL; e = e->hnext) {
+            if (!e->attached) {
+                snprintf(msg, cap, "ino %" PRIu64 " left without a name",
+                         e->ino);
+                return -EUCLEAN;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- dedup ---- */
+
+static struct dedup_origin* origin_find(const struct store_state* s,
+                                        uint64_t origin,
+                                        size_t* pos)
+{
+    size_t lo = 0, hi = s->norigins;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->origins[mid].origin < origin) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *pos = lo;
+    if (lo < s->norigins && s->origins[lo].origin == origin) {
+        return &s->origins[lo];
+    }
+    return NULL;
+}
+
+/* Drop the origin with the lowest highest-seq (ties: lowest origin). */
+static void evict_origin(struct store_state* s)
+{
+    size_t victim = 0;
+    for (size_t i = 1; i < s->norigins; i++) {
+        if (s->origins[i].high < s->origins[victim].high) {
+            victim = i;
+        }
+    }
+    memmove(&s->origins[victim], &s->origins[victim + 1],
+            (s->norigins - victim - 1) * sizeof(s->origins[0]));
+    s->norigins--;
+}
+
+bool store__dedup_seen(const struct store_state* s,
+                       uint64_t origin,
+                       uint64_t seq)
+{
+    size_t pos;
+    if (origin == 0 || seq == 0) {
+        return false;
+    }
+    const struct dedup_origin* o = origin_find(s, origin, &pos);
+    if (o == NULL || seq > o->high) {
+        return false;
+    }
+    if (seq == o->high || o->high - seq > STORE_DEDUP_WINDOW) {
+        return true;
+    }
+    return (o->window >> (o->high - seq - 1)) & 1;
+}
+
+int store__dedup_mark(struct store_state* s, uint64_t origin, uint64_t seq)
+{
+    size_t pos;
+    if (origin == 0 || seq == 0) {
+        return 0;
+    }
+    struct dedup_origin* o = origin_find(s, origin, &pos);
+    if (o == NULL) {
+        if (s->norigins == STORE_ORIGINS_MAX) {
+            evict_origin(s); /* deterministic: the same on every replica */
+            origin_find(s, origin, &pos);
+        }
+        void* n = realloc(s->origins, (s->norigins + 1) * sizeof(*o));
+        if (n == NULL) {
+            return -ENOMEM;
+        }
+        s->origins = n;
+        memmove(&s->origins[pos + 1], &s->origins[pos],
+                (s->norigins - pos) * sizeof(*o));
+        s->norigins++;
+        o = &s->origins[pos];
+        o->origin = origin;
+        o->high = seq;
+        o->window = 0;
+        return 0;
+    }
+    if (seq > o->high) {
+        uint64_t shift = seq - o->high;
+        o->window = shift >= STORE_DEDUP_WINDOW ? 0 : o->window << shift;
+        if (shift <= STORE_DEDUP_WINDOW) {
+            o->window |= 1ull << (shift - 1);
+        }
+        o->high = seq;
+    } else if (seq < o->high && o->high - seq <= STORE_DEDUP_WINDOW) {
+        o->window |= 1ull << (o->high - seq - 1);
+    }
+    return 0;
+}
+
+/* ---- helpers for readers ---- */
+
+void store__attr(const struct entry* e, struct store_attr* a)
+{
+    memset(a, 0, sizeof(*a));
+    a->ino = e->ino;
+    a->type = e->type;
+    a->mode = e->mode;
+    a->uid = e->uid;
+    a->gid = e->gid;
+    a->size = e->size;
+    a->atime_ns = e->atime_ns;
+    a->mtime_ns = e->mtime_ns;
+    a->ctime_ns = e->ctime_ns;
+    a->create_rev = e->create_rev;
+    a->mod_rev = e->mod_rev;
+    a->version = e->version;
+    a->nlink = e->type == STORE_DIR ? 2 + e->nsubdirs : 1;
+}
+
+size_t store__path_len(const struct store_state* s, const struct entry* e)
+{
+    size_t len = 0;
+    while (e != s->root) {
+        len += 1 + e->name_len;
+        e = store__find(s, e->parent);
+        assert(e != NULL);
+    }
+    return len == 0 ? 1 : len;
+}
+
+struct entry** store__walk(const struct store_state* s)
+{
+    size_t n = s->nentries;
+    struct entry** out = malloc(n * sizeof(*out));
+    struct entry** stack = malloc(n * sizeof(*stack));
+    if (out == NULL || stack == NULL) {
+        free(out);
+        free(stack);
+        return NULL;
+    }
+    size_t head = 0, tail = 0;
+    out[tail++] = s->root;
+    while (head < tail) {
+        struct entry* d = out[head++];
+        size_t sp = 0;
+        struct entry* t = d->kids;
+        while (t != NULL || sp > 0) { /* in-order: children by name */
+            while (t != NULL) {
+                assert(sp < n);
+                stack[sp++] = t;
+                t = t->left;
+            }
+            t = stack[--sp];
+            assert(tail < n);
+            out[tail++] = t;
+            t = t->right;
+        }
+    }
+    assert(tail == n);
+    free(stack);
+    return out;
+}

@@ -1,0 +1,319 @@
+/* store_int.h - internals shared by the store's files (not a public API).
+ *
+ * The replicated state (struct store_state) is changed ONLY through three
+ * primitives: store__state_put (the full new state of one entry),
+ * store__state_del (an entry disappears) and store__dedup_mark (a command id
+ * was applied). Apply calls them live and writes the same records into the
+ * pending frame; recovery and image install call them on decoded records.
+ * So replaying the db file takes exactly the path apply took.
+ */
+#ifndef QFS_STORE_INT_H
+#define QFS_STORE_INT_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "store.h"
+
+/* ---- limits ---- */
+enum {
+    STORE_NAME_LIMIT = 1024,  /* upper bound for name_max */
+    STORE_PATH_LIMIT = 65536, /* upper bound for path_max */
+    STORE_ORIGINS_MAX = 1024, /* dedup table: distinct origins */
+    STORE_DEDUP_WINDOW = 64,  /* seqs tracked below the highest */
+    STORE_HASH_BUCKETS_MIN = 1024,
+};
+#define STORE_FILE_SIZE_LIMIT (64ull << 20) /* upper bound, file_size_max */
+/* Uncompressed frame payload. The node must seal at least this often. */
+#define STORE_FRAME_RAW_MAX (1u << 30)
+_Static_assert(STORE_FRAME_RAW_MAX <= 0x7E000000, "within LZ4_MAX_INPUT_SIZE");
+_Static_assert(STORE_FILE_SIZE_LIMIT * 4 < STORE_FRAME_RAW_MAX,
+               "a frame holds several of the largest records");
+
+/* ---- little-endian helpers (the on-disk and wire byte order) ---- */
+static inline void put_u16(uint8_t* p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void put_u32(uint8_t* p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+static inline void put_u64(uint8_t* p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+static inline uint16_t get_u16(const uint8_t* p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t get_u32(const uint8_t* p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+static inline uint64_t get_u64(const uint8_t* p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* ---- the index ---- */
+
+/* One live entry. Name and content share one allocation: buf = name, NUL,
+ * content. Children of a directory form a treap ordered by name (memcmp
+ * order), priority = a hash of the ino (deterministic, no rand()). */
+struct entry {
+    struct entry* hnext;        /* ino hash chain */
+    struct entry *left, *right; /* in the parent's children treap */
+    struct entry* kids;         /* dirs: root of the children treap */
+    char* buf;                  /* name NUL content */
+    uint64_t ino, parent;
+    uint64_t create_rev, mod_rev, version;
+    int64_t atime_ns, mtime_ns, ctime_ns;
+    uint64_t size;      /* content bytes */
+    uint64_t loc_frame; /* db location of the latest record: frame */
+    uint32_t loc_rec;   /*   offset and offset inside its payload */
+    uint32_t mode, uid, gid;
+    uint32_t nkids, nsubdirs;
+    uint16_t name_len;
+    uint8_t type;
+    uint8_t attached; /* linked in its parent's treap (root: always) */
+};
+
+static inline const char* entry_name(const struct entry* e)
+{
+    return e->buf;
+}
+static inline const uint8_t* entry_content(const struct entry* e)
+{
+    return (const uint8_t*)e->buf + e->name_len + 1;
+}
+
+struct dedup_origin {
+    uint64_t origin;
+    uint64_t high;   /* highest seq applied */
+    uint64_t window; /* bit i: seq high-1-i applied */
+};
+
+struct store_state {
+    struct entry** buckets;
+    size_t nbuckets; /* power of two */
+    size_t nentries; /* including the root */
+    struct entry* root;
+    uint64_t revision;
+    uint64_t next_ino;
+    raft_index applied_index;
+    uint64_t live_bytes;
+    struct dedup_origin* origins; /* sorted by origin */
+    size_t norigins;
+};
+
+/* A record: the full new state of one entry (PUT), also the unit of the db
+ * file and images. Strings/content borrowed. */
+struct store_rec {
+    uint64_t ino, parent;
+    uint8_t type;
+    uint32_t mode, uid, gid;
+    uint64_t create_rev, mod_rev, version;
+    int64_t atime_ns, mtime_ns, ctime_ns;
+    uint64_t prev_frame; /* db location of this ino's previous record */
+    uint32_t prev_rec;   /*   (UINT64_MAX: none) */
+    const char* name;
+    uint16_t name_len;
+    const void* content;
+    uint32_t content_len;
+};
+
+enum rec_tag { REC_PUT = 1, REC_DEL = 2, REC_DEDUP = 3 };
+enum { REC_PUT_FIXED = 96, REC_DEL_FIXED = 29, REC_DEDUP_FIXED = 17 };
+
+/* A decoded record of any kind. */
+struct store_anyrec {
+    uint8_t tag;
+    struct store_rec put; /* REC_PUT */
+    uint64_t ino, rev;    /* REC_DEL */
+    uint64_t prev_frame;  /* REC_DEL */
+    uint32_t prev_rec;    /* REC_DEL */
+    uint64_t origin, seq; /* REC_DEDUP */
+};
+
+int store__state_init(struct store_state* s);
+void store__state_free(struct store_state* s);
+struct entry* store__find(const struct store_state* s, uint64_t ino);
+struct entry* store__child(const struct entry* dir,
+                           const char* name,
+                           size_t len);
+/* Smallest child with name > after (after NULL: the first). */
+struct entry* store__child_after(const struct entry* dir,
+                                 const char* after,
+                                 size_t len);
+/* Apply a PUT. -EUCLEAN (msg filled) if it contradicts the state, -ENOMEM.
+ * An entry occupying the target name is detached (a later record of the
+ * same command re-attaches or deletes it). */
+int store__state_put(struct store_state* s,
+                     const struct store_rec* r,
+                     uint64_t loc_frame,
+                     uint32_t loc_rec,
+                     char* msg,
+                     size_t cap);
+int store__state_del(struct store_state* s,
+                     uint64_t ino,
+                     char* msg,
+                     size_t cap);
+/* Dedup table. seq 0 or origin 0: never a duplicate, not recorded. */
+bool store__dedup_seen(const struct store_state* s,
+                       uint64_t origin,
+                       uint64_t seq);
+int store__dedup_mark(struct store_state* s, uint64_t origin, uint64_t seq);
+/* Every entry attached to a live parent (check after a replay). */
+int store__state_check(const struct store_state* s, char* msg, size_t cap);
+/* Fill a public attr from an entry. */
+void store__attr(const struct entry* e, struct store_attr* a);
+/* Length of the absolute path of e ("/" = 1). */
+size_t store__path_len(const struct store_state* s, const struct entry* e);
+/* Children of every directory, parents before children (BFS). Returns a
+ * malloc'd array of s->nentries entries, or NULL (-ENOMEM). */
+struct entry** store__walk(const struct store_state* s);
+
+/* ---- records (dbfile.c) ---- */
+size_t store__rec_put_size(const struct store_rec* r);
+void store__rec_put_encode(const struct store_rec* r, uint8_t* p);
+void store__rec_del_encode(uint64_t ino,
+                           uint64_t rev,
+                           uint64_t prev_frame,
+                           uint32_t prev_rec,
+                           uint8_t* p);
+void store__rec_dedup_encode(uint64_t origin, uint64_t seq, uint8_t* p);
+/* Decode one record at p[0..len). Returns its size, or -EBADMSG. */
+long store__rec_decode(const uint8_t* p, size_t len, struct store_anyrec* r);
+/* Apply a decoded record to s. */
+int store__rec_apply(struct store_state* s,
+                     const struct store_anyrec* r,
+                     uint64_t loc_frame,
+                     uint32_t loc_rec,
+                     char* msg,
+                     size_t cap);
+
+/* ---- the store ---- */
+struct pending {
+    uint8_t* buf;
+    size_t len, cap;
+    uint32_t records;
+};
+
+struct store {
+    struct store_options opt;
+    struct store_state s;
+    char* path;
+    int fd;
+    int io_err; /* sticky: a frame write failed */
+    /* I/O thread only: after a failed write, later frames are not written
+     * (a hole followed by a valid frame would read as corruption). */
+    _Atomic int write_err;
+    uint64_t next_off;    /* file offset of the next sealed frame */
+    uint64_t durable_off; /* file end after the last done frame */
+    raft_index durable_index;
+    raft_index sealed_index; /* applied index of the last sealed frame */
+    uint64_t sealed_rev;     /* revision of the last sealed frame */
+    uint64_t frames;         /* frames in the file (valid + sealed) */
+    uint64_t payload_raw, payload_stored; /* totals over frames */
+    struct pending pend;
+    struct store_frame_cache* cache;
+};
+
+/* Frame header (64 bytes on disk, little-endian; docs/format-db.md). */
+struct frame_header {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t header_len;
+    uint32_t flags;
+    uint32_t record_count;
+    uint32_t raw_len;
+    uint32_t comp_len;
+    uint64_t first_rev;
+    uint64_t last_rev;
+    uint64_t applied_index;
+    uint64_t next_ino;
+    uint64_t checksum;
+};
+_Static_assert(sizeof(struct frame_header) == 64, "frame header is 64 bytes");
+_Static_assert(offsetof(struct frame_header, checksum) == 56,
+               "checksum is the last field");
+#define FRAME_MAGIC 0x42444651u /* "QFDB" */
+#define FRAME_VERSION 1
+#define FRAME_HEADER_LEN 64
+#define FRAME_F_BASE 1u /* written by image install: sets the state */
+
+struct store_frame {
+    uint64_t off;             /* file offset */
+    size_t len;               /* header + compressed payload */
+    raft_index applied_index; /* durable once written */
+    uint8_t bytes[];
+};
+
+void store__trace(struct store* st, int level, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Queue records in the pending frame (apply). -ENOMEM. */
+int store__pend_put(struct store* st,
+                    const struct store_rec* r,
+                    uint32_t* rec_off);
+int store__pend_del(struct store* st,
+                    uint64_t ino,
+                    uint64_t rev,
+                    uint64_t prev_frame,
+                    uint32_t prev_rec);
+int store__pend_dedup(struct store* st, uint64_t origin, uint64_t seq);
+
+/* Scan the db file, rebuild st->s, truncate a torn tail. */
+int store__recover(struct store* st, struct store_recovery* rec);
+/* Read and verify the frame at off: header + decompressed payload
+ * (malloc'd *raw). -EBADMSG with reason, -EIO. */
+int store__frame_read(int fd,
+                      uint64_t off,
+                      uint64_t file_size,
+                      struct frame_header* h,
+                      uint8_t** raw,
+                      char* reason,
+                      size_t cap);
+/* Build a sealed frame from raw records. */
+int store__frame_build(const uint8_t* raw,
+                       size_t raw_len,
+                       uint32_t records,
+                       uint32_t flags,
+                       uint64_t first_rev,
+                       uint64_t last_rev,
+                       raft_index applied,
+                       uint64_t next_ino,
+                       uint64_t off,
+                       struct store_frame** out);
+/* The frame's header and checksum are consistent (before a write). */
+bool store__frame_verify(const struct store_frame* f);
+/* Write a buffer fully at off (pwrite loop). */
+int store__pwrite_all(int fd, const void* buf, size_t len, uint64_t off);
+
+/* ---- frame cache (cache.c) ---- */
+struct store_frame_cache* store__cache_new(uint64_t cap_bytes);
+void store__cache_free(struct store_frame_cache* c);
+/* Decompressed payload of the frame at off (borrowed until the next cache
+ * call). */
+int store__cache_get(struct store* st,
+                     uint64_t off,
+                     const uint8_t** raw,
+                     size_t* len);
+void store__cache_clear(struct store_frame_cache* c);
+
+#endif /* QFS_STORE_INT_H */

@@ -1,0 +1,166 @@
+"""Fixtures for end-to-end tests: real quorumfs daemons on real FUSE mounts.
+
+A Node is one `quorumfs mount` process with its own data dir and mountpoint.
+It is designed so cluster tests can start several of them with
+`--listen-peer/--initial-cluster` passed through `extra_args`.
+
+Cleanup always runs (even when a test fails): every mountpoint is lazily
+unmounted with `fusermount3 -uz` and only the PIDs this file started are
+killed.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+QUORUMFS_BIN = os.environ.get("QUORUMFS_BIN", "")
+READY_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 20.0
+
+
+def unmount(path):
+    subprocess.run(["fusermount3", "-uz", path],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Node:
+    """One quorumfs daemon, run in the foreground (-f) so we own its PID."""
+
+    def __init__(self, root, name="default"):
+        self.name = name
+        self.data_dir = os.path.join(root, name + "-data")
+        self.mnt = os.path.join(root, name + "-mnt")
+        self.log_path = os.path.join(root, name + ".log")
+        os.makedirs(self.data_dir, exist_ok=True)
+        os.makedirs(self.mnt, exist_ok=True)
+        self.proc = None
+        self.extra_args = []
+        self._log = None
+
+    # ---- process control ----
+    def cmd(self, extra_args=()):
+        return [QUORUMFS_BIN, "mount", self.mnt, "--data-dir", self.data_dir,
+                "--name", self.name, "-f"] + list(extra_args)
+
+    def start(self, extra_args=(), wait=True):
+        assert self.proc is None or self.proc.poll() is not None
+        self.extra_args = list(extra_args)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.cmd(self.extra_args),
+                                     stdout=self._log, stderr=self._log,
+                                     stdin=subprocess.DEVNULL)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=READY_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError("quorumfs exited with %s:\n%s"
+                                   % (self.proc.returncode, self.log()))
+            if os.path.ismount(self.mnt):
+                try:
+                    self.status()
+                    return
+                except (OSError, ValueError) as e:
+                    last = e
+            time.sleep(0.05)
+        raise RuntimeError("mount not ready after %ss (%r):\n%s"
+                           % (timeout, last, self.log()))
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT_S):
+        """Stop the daemon (SIGTERM: orderly) and wait for the unmount."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        rc = self.proc.returncode
+        if os.path.ismount(self.mnt):
+            unmount(self.mnt)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return rc
+
+    def kill9(self):
+        rc = self.stop(signal.SIGKILL)
+        unmount(self.mnt)
+        return rc
+
+    def unmount_clean(self, timeout=STOP_TIMEOUT_S):
+        """fusermount3 -u: the daemon must see the unmount and exit 0."""
+        subprocess.run(["fusermount3", "-u", self.mnt], check=True)
+        self.proc.wait(timeout)
+        return self.stop()
+
+    def restart(self, extra_args=None):
+        self.stop()
+        return self.start(self.extra_args if extra_args is None
+                          else extra_args)
+
+    def cleanup(self):
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(STOP_TIMEOUT_S)
+        finally:
+            unmount(self.mnt)
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    # ---- observation ----
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def status(self):
+        with open(os.path.join(self.mnt, ".cluster", "status")) as f:
+            return json.loads(f.read())
+
+    def revision(self):
+        return int(self.status()["revision"])
+
+    def path(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+
+@pytest.fixture
+def make_node(tmp_path):
+    if not QUORUMFS_BIN or not os.access(QUORUMFS_BIN, os.X_OK):
+        pytest.skip("QUORUMFS_BIN not set to an executable")
+    nodes = []
+
+    def make(name="default"):
+        n = Node(str(tmp_path), name)
+        nodes.append(n)
+        return n
+
+    yield make
+    for n in nodes:
+        n.cleanup()
+
+
+@pytest.fixture
+def node(make_node):
+    """A started single-node mount."""
+    return make_node().start()
+
+
+@pytest.fixture
+def mnt(node):
+    return node.mnt
