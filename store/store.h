@@ -149,6 +149,15 @@ enum store_op {
     STORE_OP_UNLINK = 6,
     STORE_OP_RMDIR = 7,
     STORE_OP_RENAME = 8, /* flags STORE_NOREPLACE | STORE_EXCHANGE */
+    /* History (snapshot/snapshot.h). */
+    STORE_OP_SNAP_CREATE = 9, /* name: a named snapshot of the revision
+                                 before this command; EEXIST, EINVAL */
+    STORE_OP_SNAP_DROP = 10,  /* name; ENOENT */
+    STORE_OP_COMPACT = 11,    /* size: forget history before this revision
+                                 (clamped to the oldest named snapshot) */
+    STORE_OP_RESTORE = 12,    /* name: snapshot name or "@REV"; new_name:
+                                 absolute path of the subtree to reset ("/":
+                                 the whole tree, reserved names excepted) */
 };
 
 enum store_cmd_flags {
