@@ -236,6 +236,28 @@ static void send_msgs(struct node* n,
     }
 }
 
+/* Messages that do not vouch for anything this node has to persist may go
+ * out before the persist completes: a leader's appends and snapshot chunks
+ * (the leader counts itself only at its persisted index: thesis 10.2.1),
+ * forwarded proposals and reads, their answers, and TimeoutNow. Everything
+ * else (append/snapshot acknowledgements, votes and vote requests, which
+ * depend on a durable term and vote) waits for the persist. */
+static bool sendable_before_persist(const struct raft_message* m)
+{
+    switch (m->type) {
+    case RAFT_MSG_APPEND:
+    case RAFT_MSG_SNAPSHOT:
+    case RAFT_MSG_PROPOSE:
+    case RAFT_MSG_PROPOSE_RESP:
+    case RAFT_MSG_READ_INDEX:
+    case RAFT_MSG_READ_INDEX_RESP:
+    case RAFT_MSG_TIMEOUT_NOW:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static struct io_job* batch_job(const struct raft_update* u)
 {
     struct io_job* job = calloc(1, sizeof(*job));
@@ -264,7 +286,10 @@ static struct io_job* batch_job(const struct raft_update* u)
         job->n_entries++;
     }
     for (unsigned i = 0; i < u->n_msgs; i++) {
-        if (node__msg_clone(&job->msgs[i], &u->msgs[i]) != 0) {
+        if (sendable_before_persist(&u->msgs[i])) {
+            continue; /* sent by persist_and_send already */
+        }
+        if (node__msg_clone(&job->msgs[job->n_msgs], &u->msgs[i]) != 0) {
             goto err;
         }
         job->n_msgs++;
@@ -283,6 +308,11 @@ static void persist_and_send(struct node* n, const struct raft_update* u)
     if (!persist && (u->n_msgs == 0 || n->batches_inflight == 0)) {
         send_msgs(n, u->msgs, u->n_msgs);
         return;
+    }
+    for (unsigned i = 0; i < u->n_msgs; i++) {
+        if (sendable_before_persist(&u->msgs[i])) {
+            send_msgs(n, &u->msgs[i], 1);
+        }
     }
     struct io_job* job = batch_job(u);
     if (job == NULL) {
@@ -403,6 +433,58 @@ static int propose_waiter(struct node* n, struct waiter* w)
     return raft_retryable(rv) ? 0 : rv;
 }
 
+void node__flush_proposals(struct node* n)
+{
+    struct raft_proposal props[NODE_PROPOSE_BATCH_MAX];
+    uint64_t seqs[NODE_PROPOSE_BATCH_MAX];
+    unsigned count = 0;
+
+    for (unsigned i = 0; i < n->n_batch; i++) {
+        struct waiter* w = waiter_find(n, n->batch[i]);
+        if (w == NULL) {
+            continue; /* timed out or failed meanwhile */
+        }
+        props[count] = (struct raft_proposal){
+            .ctx = w->seq,
+            .type = RAFT_ENTRY_NORMAL,
+            .data = {w->cmd, w->cmd_len},
+        };
+        seqs[count++] = w->seq;
+    }
+    n->n_batch = 0;
+    if (count == 0 || n->stopping) {
+        return;
+    }
+    struct raft_event ev = {.type = RAFT_EV_PROPOSE};
+    ev.propose.n = count;
+    ev.propose.props = props;
+    n->depth++;
+    int rv = step(n, &ev);
+    for (unsigned i = 0; rv != 0 && i < count; i++) {
+        struct waiter* w = waiter_find(n, seqs[i]);
+        if (w == NULL) {
+            continue;
+        }
+        if (raft_retryable(rv)) {
+            w->parked = true;
+        } else {
+            fail_waiter(n, w, errno_of_raft(rv));
+        }
+    }
+    n->depth--;
+    if (n->depth == 0) {
+        drain_completions(n);
+    }
+}
+
+static void prepare_cb(uv_prepare_t* p)
+{
+    struct node* n = p->data;
+    if (n->n_batch > 0) {
+        node__flush_proposals(n);
+    }
+}
+
 int node_propose(struct node* n,
                  struct store_cmd* c,
                  node_done_cb cb,
@@ -410,7 +492,6 @@ int node_propose(struct node* n,
 {
     struct waiter* w;
     long len;
-    int rv;
 
     if (n->stopping) {
         return -ESHUTDOWN;
@@ -450,12 +531,13 @@ int node_propose(struct node* n,
     w->deadline_ms = now_ms(n) + n->opts.proposal_timeout_ms;
     waiter_link(n, w);
     n->proposals++;
-    rv = propose_waiter(n, w);
-    if (rv != 0) {
-        waiter_unlink(n, w);
-        free(w->cmd);
-        free(w);
-        return errno_of_raft(rv);
+    /* Batch: every proposal made during this loop iteration goes to the
+     * core in one step (flushed by the prepare handle, right before the
+     * loop blocks), so they share one log append and one message per
+     * follower. */
+    n->batch[n->n_batch++] = w->seq;
+    if (n->n_batch == NODE_PROPOSE_BATCH_MAX) {
+        node__flush_proposals(n);
     }
     return 0;
 }
@@ -908,6 +990,9 @@ static int start_timers(struct node* n)
     uv_timer_init(n->loop, &n->sweep_timer);
     uv_timer_init(n->loop, &n->frame_timer);
     n->tick_timer.data = n->sweep_timer.data = n->frame_timer.data = n;
+    uv_prepare_init(n->loop, &n->prepare);
+    n->prepare.data = n;
+    uv_prepare_start(&n->prepare, prepare_cb);
     return uv_timer_start(&n->sweep_timer, sweep_cb, 50, 50);
 }
 
@@ -1038,9 +1123,10 @@ void node__stop_continue(struct node* n)
     node__log(RAFT_TRACE_INFO, "node stopped cleanly");
     uv_handle_t* hs[] = {
         (uv_handle_t*)&n->tick_timer, (uv_handle_t*)&n->sweep_timer,
-        (uv_handle_t*)&n->frame_timer, (uv_handle_t*)&n->io.done_async};
-    n->handles_open = 4;
-    for (unsigned i = 0; i < 4; i++) {
+        (uv_handle_t*)&n->frame_timer, (uv_handle_t*)&n->io.done_async,
+        (uv_handle_t*)&n->prepare};
+    n->handles_open = 5;
+    for (unsigned i = 0; i < 5; i++) {
         hs[i]->data = n;
         uv_close(hs[i], closed_cb);
     }

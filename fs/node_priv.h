@@ -9,6 +9,7 @@
 enum {
     NODE_WAITER_BUCKETS = 4096,
     NODE_FRAME_DELAY_MS = 20, /* seal store frames at most this late */
+    NODE_PROPOSE_BATCH_MAX = RAFT_PROPOSE_BATCH_MAX, /* per core step */
 };
 
 /* A proposal made on this node, waiting for its entry to be applied. */
@@ -53,6 +54,9 @@ struct node {
     struct node_io io;
 
     uv_timer_t tick_timer, sweep_timer, frame_timer;
+    uv_prepare_t prepare;                   /* flushes batched proposals */
+    uint64_t batch[NODE_PROPOSE_BATCH_MAX]; /* seqs not yet stepped */
+    unsigned n_batch;
 
     /* proposals */
     struct waiter* wtable[NODE_WAITER_BUCKETS];
@@ -97,6 +101,7 @@ uint64_t node__hash(const void* p, size_t len, uint64_t h);
 
 int node__step(struct node* n, struct raft_event* ev);
 void node__tick_cb(uv_timer_t* t);
+void node__flush_proposals(struct node* n);
 void node__reads_check(struct node* n);
 void node__retry_parked(struct node* n);
 void node__io_job_finished(struct node* n, struct io_job* j);

@@ -40,6 +40,7 @@ struct raft__progress {
     bool recent_active; /* heard from since the last check-quorum round */
     uint64_t last_recv_ms;
     uint64_t read_ack; /* highest read_seq echoed */
+    raft_index sent_commit; /* highest commit sent that it can apply */
     /* Inflight window: last index of each pipelined append, oldest first. */
     raft_index inflight[RAFT_INFLIGHT_MAX];
     unsigned inflight_start;

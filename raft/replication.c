@@ -102,6 +102,14 @@ static void start_snapshot(struct raft* r, struct raft__progress* p)
 }
 
 /* Sends one append to p if its state allows; returns true if sent. */
+/* The commit index a follower can have learnt from what we sent it. */
+static void note_sent_commit(struct raft__progress* p, raft_index commit)
+{
+    if (commit > p->sent_commit) {
+        p->sent_commit = commit;
+    }
+}
+
 static bool send_one(struct raft* r, struct raft__progress* p, bool if_empty)
 {
     if (p->state == PROGRESS_SNAPSHOT) {
@@ -142,6 +150,7 @@ static bool send_one(struct raft* r, struct raft__progress* p, bool if_empty)
     m->append.read_seq = r->read_seq;
     m->append.n_entries = n;
     m->append.entries = ents;
+    note_sent_commit(p, r->commit < prev + n ? r->commit : prev + n);
     if (p->state == PROGRESS_REPLICATE && n > 0) {
         p->next += n;
         inflight_add(p, p->next - 1);
@@ -177,6 +186,7 @@ void raft__send_heartbeat(struct raft* r, struct raft__progress* p)
     m->append.prev_term = prev_term;
     m->append.commit = r->commit < p->match ? r->commit : p->match;
     m->append.read_seq = r->read_seq;
+    note_sent_commit(p, m->append.commit);
 }
 
 void raft__bcast_append(struct raft* r)
@@ -411,6 +421,14 @@ static void handle_accept(struct raft* r,
         raft__transfer_check(r, p);
         if (r->role != RAFT_LEADER) {
             return; /* stepped down after committing its removal */
+        }
+        /* A follower that answered after the entry committed would learn
+         * the commit only at the next heartbeat: tell it now (etcd's
+         * CanBumpCommit), so its local apply (and a write proposed
+         * there) does not wait a heartbeat interval. */
+        raft_index can = r->commit < p->match ? r->commit : p->match;
+        if (can > p->sent_commit && !r->commit_bcast) {
+            raft__send_heartbeat(r, p);
         }
     } else if (p->state == PROGRESS_REPLICATE && inflight_full(r, p)) {
         inflight_free_first(p); /* a heartbeat answer: unstick after loss */
