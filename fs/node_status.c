@@ -160,6 +160,10 @@ int node_status_json(struct node* n, char** out, size_t* len)
             "  \"proposals\": %" PRIu64 ",\n  \"proposal_timeouts\": %" PRIu64
             ",\n  \"pending_proposals\": %" PRIu64 ",\n",
             n->proposals, n->timeouts, n->n_waiters);
+    tprintf(&t,
+            "  \"io_rounds\": %" PRIu64 ",\n  \"io_syncs\": %" PRIu64
+            ",\n  \"io_jobs\": %" PRIu64 ",\n",
+            n->io.rounds, n->io.syncs, n->io.jobs);
     tprintf(&t, "  \"disk_error\": %s,\n",
             n->sticky_err != 0 ? "true" : "false");
     tprintf(&t, "  \"members\": [");
