@@ -83,3 +83,19 @@ const char* raft_msg_type_name(int type)
     }
     return names[type];
 }
+
+bool raft_msg_sendable_early(const struct raft_message* m)
+{
+    switch (m->type) {
+    case RAFT_MSG_APPEND:
+    case RAFT_MSG_SNAPSHOT:
+    case RAFT_MSG_PROPOSE:
+    case RAFT_MSG_PROPOSE_RESP:
+    case RAFT_MSG_READ_INDEX:
+    case RAFT_MSG_READ_INDEX_RESP:
+    case RAFT_MSG_TIMEOUT_NOW:
+        return true;
+    default:
+        return false;
+    }
+}

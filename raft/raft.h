@@ -16,7 +16,8 @@
  * u.hard_state_changed. If u.snapshot_install is set, install the snapshot
  * image (store and log) BEFORE appending entries, then report
  * RAFT_EV_SNAPSHOT_INSTALLED.
- *   2. after that is durable: send u.msgs[0..n_msgs), then report
+ *   2. after that is durable: send u.msgs[0..n_msgs) (those for which
+ *      raft_msg_sendable_early() is true may go before), then report
  *      RAFT_EV_PERSISTED with u.persist_index / u.persist_term (only when
  *      u.n_entries > 0; hard state alone needs no event).
  *   3. apply u.committed[0..n_committed) in order (they are always entries
@@ -267,6 +268,14 @@ struct raft_message {
         struct raft_msg_read_index_resp read_index_resp;
     };
 };
+
+/* Whether m may be sent before the update that produced it is durable: a
+ * leader's appends and snapshot chunks (the leader counts itself only at
+ * its persisted index: thesis 10.2.1), forwarded proposals and reads, their
+ * answers, and TimeoutNow. The others (append and snapshot
+ * acknowledgements, votes and vote requests) vouch for persisted state and
+ * must wait for the persist (step 2 of the update contract). */
+bool raft_msg_sendable_early(const struct raft_message* m);
 
 /* ---- events in ---- */
 

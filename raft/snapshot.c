@@ -255,6 +255,13 @@ void raft__recv_snapshot_resp(struct raft* r, const struct raft_message* m)
             p->next = p->match + 1;
             p->probe_sent = false;
             p->snap_inflight = false;
+        } else if (p->next <= p->match) {
+            /* sim fix (seed 7317): keep next > match. A reject that
+             * arrived while the snapshot was installing moved the peer to
+             * PROBE at next == index; without this the leader probed below
+             * the follower's snapshot forever. */
+            p->next = p->match + 1;
+            p->probe_sent = false;
         }
         raft__maybe_commit(r);
         if (r->role == RAFT_LEADER) {

@@ -27,17 +27,17 @@
 
 #define PREV_UNKNOWN UINT64_MAX
 
-static void *grow(void *p, size_t old_n, size_t new_n, size_t size)
+static void* grow(void* p, size_t old_n, size_t new_n, size_t size)
 {
     p = realloc(p, new_n * size);
     if (p == NULL) {
         abort();
     }
-    memset((char *)p + old_n * size, 0, (new_n - old_n) * size);
+    memset((char*)p + old_n * size, 0, (new_n - old_n) * size);
     return p;
 }
 
-void checker__init(struct sim *s)
+void checker__init(struct sim* s)
 {
     s->n_terms = 64;
     s->leader_of_term = grow(NULL, 0, s->n_terms, sizeof *s->leader_of_term);
@@ -47,14 +47,14 @@ void checker__init(struct sim *s)
     s->lm = grow(NULL, 0, s->lm_cap, sizeof *s->lm);
 }
 
-void checker__free(struct sim *s)
+void checker__free(struct sim* s)
 {
     free(s->leader_of_term);
     free(s->committed);
     free(s->lm);
 }
 
-static struct sim_commit *commit_at(struct sim *s, raft_index i)
+static struct sim_commit* commit_at(struct sim* s, raft_index i)
 {
     if (i >= s->n_committed_cap) {
         raft_index cap = s->n_committed_cap;
@@ -69,10 +69,12 @@ static struct sim_commit *commit_at(struct sim *s, raft_index i)
 }
 
 /* Record that (i, term) is committed. */
-static void note_committed(struct sim *s, raft_id who, raft_index i,
+static void note_committed(struct sim* s,
+                           raft_id who,
+                           raft_index i,
                            raft_term term)
 {
-    struct sim_commit *c = commit_at(s, i);
+    struct sim_commit* c = commit_at(s, i);
     if (c->term != 0 && c->term != term) {
         sim__violate(s,
                      "state machine safety: index %" PRIu64
@@ -89,18 +91,20 @@ static void note_committed(struct sim *s, raft_id who, raft_index i,
 
 /* ---- log matching: open-addressing table keyed by (index, term) ---- */
 
-static unsigned lm_slot(const struct sim *s, raft_index i, raft_term t)
+static unsigned lm_slot(const struct sim* s, raft_index i, raft_term t)
 {
     uint64_t h = (i * 0x9e3779b97f4a7c15ull) ^ (t * 0xc2b2ae3d27d4eb4full);
     return (unsigned)(h ^ (h >> 29)) & (s->lm_cap - 1);
 }
 
-static struct sim_lm *lm_find(struct sim *s, raft_index i, raft_term t,
-                              bool *found)
+static struct sim_lm* lm_find(struct sim* s,
+                              raft_index i,
+                              raft_term t,
+                              bool* found)
 {
     unsigned k = lm_slot(s, i, t);
     for (;;) {
-        struct sim_lm *e = &s->lm[k];
+        struct sim_lm* e = &s->lm[k];
         if (e->index == 0) {
             *found = false;
             return e;
@@ -113,9 +117,9 @@ static struct sim_lm *lm_find(struct sim *s, raft_index i, raft_term t,
     }
 }
 
-static void lm_grow(struct sim *s)
+static void lm_grow(struct sim* s)
 {
-    struct sim_lm *old = s->lm;
+    struct sim_lm* old = s->lm;
     unsigned old_cap = s->lm_cap;
     s->lm_cap *= 2;
     s->lm = grow(NULL, 0, s->lm_cap, sizeof *s->lm);
@@ -128,12 +132,15 @@ static void lm_grow(struct sim *s)
     free(old);
 }
 
-void checker__on_append(struct sim *s, struct sim_node *n,
-                        const struct raft_entry *e, raft_term prev_term)
+void checker__on_append(struct sim* s,
+                        struct sim_node* n,
+                        const struct raft_entry* e,
+                        raft_term prev_term)
 {
     if (e->term == 0 || e->index == 0) {
-        sim__violate(s, "contract: n%" PRIu64 " appends entry %" PRIu64
-                     "/t%" PRIu64, n->id, e->index, e->term);
+        sim__violate(
+            s, "contract: n%" PRIu64 " appends entry %" PRIu64 "/t%" PRIu64,
+            n->id, e->index, e->term);
         return;
     }
     if (prev_term != PREV_UNKNOWN && prev_term > e->term) {
@@ -149,7 +156,7 @@ void checker__on_append(struct sim *s, struct sim_node *n,
         lm_grow(s);
     }
     bool found;
-    struct sim_lm *m = lm_find(s, e->index, e->term, &found);
+    struct sim_lm* m = lm_find(s, e->index, e->term, &found);
     if (!found) {
         *m = (struct sim_lm){e->index, e->term, prev_term, h};
         s->lm_n++;
@@ -157,8 +164,9 @@ void checker__on_append(struct sim *s, struct sim_node *n,
     }
     if (m->hash != h) {
         sim__violate(s,
-                     "log matching: n%" PRIu64 " has a different entry at %" PRIu64
-                     "/t%" PRIu64 " than another node",
+                     "log matching: n%" PRIu64
+                     " has a different entry at %" PRIu64 "/t%" PRIu64
+                     " than another node",
                      n->id, e->index, e->term);
     } else if (prev_term != PREV_UNKNOWN && m->prev_term != PREV_UNKNOWN &&
                prev_term != m->prev_term) {
@@ -172,7 +180,7 @@ void checker__on_append(struct sim *s, struct sim_node *n,
     }
 }
 
-void checker__on_truncate(struct sim *s, struct sim_node *n, raft_index from)
+void checker__on_truncate(struct sim* s, struct sim_node* n, raft_index from)
 {
     raft_index last = sim__log_last(&n->shadow);
     if (from <= n->shadow.base) {
@@ -191,8 +199,9 @@ void checker__on_truncate(struct sim *s, struct sim_node *n, raft_index from)
     }
 }
 
-void checker__on_apply(struct sim *s, struct sim_node *n,
-                       const struct raft_entry *e)
+void checker__on_apply(struct sim* s,
+                       struct sim_node* n,
+                       const struct raft_entry* e)
 {
     raft_index i = e->index;
     /* contract 3: applied entries are durable on this node */
@@ -208,7 +217,7 @@ void checker__on_apply(struct sim *s, struct sim_node *n,
     uint8_t type = e->type;
     uint64_t h = sim__hash(sim__hash(0, &type, 1), e->data.base, e->data.len);
     note_committed(s, n->id, i, e->term);
-    struct sim_commit *c = commit_at(s, i);
+    struct sim_commit* c = commit_at(s, i);
     if (!c->applied) {
         c->applied = true;
         c->type = e->type;
@@ -227,34 +236,34 @@ void checker__on_apply(struct sim *s, struct sim_node *n,
                      n->id, i);
     } else if (c->sm_hash != n->sm.hash || c->sm_count != n->sm.count) {
         sim__violate(s,
-                     "state machine safety: n%" PRIu64
-                     " state after %" PRIu64 " differs (count %" PRIu64
-                     " vs %" PRIu64 ")",
+                     "state machine safety: n%" PRIu64 " state after %" PRIu64
+                     " differs (count %" PRIu64 " vs %" PRIu64 ")",
                      n->id, i, n->sm.count, c->sm_count);
     }
 }
 
-void checker__on_install(struct sim *s, struct sim_node *n,
-                         const struct raft_snapshot_meta *meta)
+void checker__on_install(struct sim* s,
+                         struct sim_node* n,
+                         const struct raft_snapshot_meta* meta)
 {
     note_committed(s, n->id, meta->index, meta->term);
-    struct sim_commit *c = commit_at(s, meta->index);
+    struct sim_commit* c = commit_at(s, meta->index);
     if (!c->applied) {
         sim__violate(s,
                      "state machine safety: n%" PRIu64
-                     " installs a snapshot at %" PRIu64
-                     " that no node applied",
+                     " installs a snapshot at %" PRIu64 " that no node applied",
                      n->id, meta->index);
     } else if (c->sm_hash != n->sm.hash || c->sm_count != n->sm.count) {
         sim__violate(s,
-                     "state machine safety: n%" PRIu64
-                     " snapshot at %" PRIu64 " has a different state",
+                     "state machine safety: n%" PRIu64 " snapshot at %" PRIu64
+                     " has a different state",
                      n->id, meta->index);
     }
 }
 
-void checker__on_read(struct sim *s, struct sim_node *n,
-                      const struct sim_read_req *rq)
+void checker__on_read(struct sim* s,
+                      struct sim_node* n,
+                      const struct sim_read_req* rq)
 {
     if (rq->index < rq->required || n->sm.applied < rq->required) {
         sim__violate(s,
@@ -265,15 +274,15 @@ void checker__on_read(struct sim *s, struct sim_node *n,
     }
 }
 
-static void check_new_leader(struct sim *s, struct sim_node *n, raft_term t)
+static void check_new_leader(struct sim* s, struct sim_node* n, raft_term t)
 {
     if (t >= s->n_terms) {
         raft_term cap = s->n_terms;
         while (cap <= t) {
             cap *= 2;
         }
-        s->leader_of_term = grow(s->leader_of_term, s->n_terms, cap,
-                                 sizeof *s->leader_of_term);
+        s->leader_of_term =
+            grow(s->leader_of_term, s->n_terms, cap, sizeof *s->leader_of_term);
         s->n_terms = cap;
     }
     if (s->leader_of_term[t] != 0 && s->leader_of_term[t] != n->id) {
@@ -302,7 +311,7 @@ static void check_new_leader(struct sim *s, struct sim_node *n, raft_term t)
     }
 }
 
-static void check_commit(struct sim *s, struct sim_node *n)
+static void check_commit(struct sim* s, struct sim_node* n)
 {
     raft_index ci = raft_commit_index(n->r);
     raft_index last = sim__log_last(&n->shadow);
@@ -318,10 +327,10 @@ static void check_commit(struct sim *s, struct sim_node *n)
     }
 }
 
-void checker__after_event(struct sim *s)
+void checker__after_event(struct sim* s)
 {
     for (raft_id id = 1; id <= SIM_NODES_MAX && !s->failed; id++) {
-        struct sim_node *n = &s->nodes[id];
+        struct sim_node* n = &s->nodes[id];
         if (!n->alive) {
             continue;
         }

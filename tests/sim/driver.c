@@ -10,23 +10,23 @@
 #include "sim_int.h"
 
 enum {
-    DRIVER_DOWN_MAX = 2,            /* nodes down at once during chaos */
-    DRIVER_RESTART_MAX_MS = 2000,   /* a crashed node restarts within this */
-    LIVENESS_ELECT_MS = 10000,      /* bound to elect a stable leader */
-    LIVENESS_APPLY_MS = 10000,      /* bound to apply the probe values */
-    LIVENESS_VALUES = 3,            /* probe proposals after healing */
+    DRIVER_DOWN_MAX = 2,          /* nodes down at once during chaos */
+    DRIVER_RESTART_MAX_MS = 2000, /* a crashed node restarts within this */
+    LIVENESS_ELECT_MS = 10000,    /* bound to elect a stable leader */
+    LIVENESS_APPLY_MS = 10000,    /* bound to apply the probe values */
+    LIVENESS_VALUES = 3,          /* probe proposals after healing */
     LIVENESS_PROPOSE_TRIES = 50,
     DRIVER_BURST_MAX = RAFT_APPEND_ENTRIES_MAX + 200, /* proposals in a burst */
 };
 
-void sim__schedule_restart(struct sim *s, raft_id id, uint64_t at);
+void sim__schedule_restart(struct sim* s, raft_id id, uint64_t at);
 
-static unsigned rnd(struct sim *s, unsigned lo, unsigned hi)
+static unsigned rnd(struct sim* s, unsigned lo, unsigned hi)
 {
     return hi <= lo ? lo : lo + sim_rand_below(s, hi - lo + 1);
 }
 
-static raft_id random_alive(struct sim *s)
+static raft_id random_alive(struct sim* s)
 {
     raft_id ids[SIM_NODES_MAX];
     unsigned n = 0;
@@ -38,7 +38,7 @@ static raft_id random_alive(struct sim *s)
     return n ? ids[sim_rand_below(s, n)] : 0;
 }
 
-static unsigned down_count(const struct sim *s)
+static unsigned down_count(const struct sim* s)
 {
     unsigned k = 0;
     for (raft_id i = 1; i <= SIM_NODES_MAX; i++) {
@@ -47,7 +47,7 @@ static unsigned down_count(const struct sim *s)
     return k;
 }
 
-static void act_crash(struct sim *s)
+static void act_crash(struct sim* s)
 {
     if (down_count(s) >= DRIVER_DOWN_MAX) {
         return;
@@ -63,12 +63,12 @@ static void act_crash(struct sim *s)
     sim__schedule_restart(s, id, s->now + rnd(s, 10, DRIVER_RESTART_MAX_MS));
 }
 
-static void act_partition(struct sim *s)
+static void act_partition(struct sim* s)
 {
     raft_id l = sim_leader(s);
     switch (sim_rand_below(s, 4)) {
     case 0: /* isolate one node (often the leader) */
-        sim_isolate(s, l && sim_rand_below(s, 2) ? l : rnd(s, 1, 5));
+        sim_isolate(s, l && sim_rand_below(s, 2) ? l : random_alive(s));
         break;
     case 1: { /* leader keeps one follower: partial replication (Fig. 8) */
         if (l == 0) {
@@ -98,7 +98,7 @@ static void act_partition(struct sim *s)
         break;
     }
     default: { /* one-way link cut */
-        raft_id a = rnd(s, 1, 5), b = rnd(s, 1, 5);
+        raft_id a = random_alive(s), b = random_alive(s);
         if (a != b) {
             sim_block(s, a, b, true);
         }
@@ -107,14 +107,14 @@ static void act_partition(struct sim *s)
     }
 }
 
-static void act_conf(struct sim *s)
+static void act_conf(struct sim* s)
 {
     raft_id l = sim_leader(s);
     if (l == 0) {
         return;
     }
-    const struct raft_conf *c = raft_conf_current(s->nodes[l].r);
-    const struct raft_conf *applied = &s->nodes[l].sm.conf;
+    const struct raft_conf* c = raft_conf_current(s->nodes[l].r);
+    const struct raft_conf* applied = &s->nodes[l].sm.conf;
     unsigned voters = raft_conf_voters(c);
     raft_id learners[RAFT_SERVERS_MAX], members[RAFT_SERVERS_MAX];
     unsigned n_learners = 0, n_members = 0;
@@ -125,15 +125,33 @@ static void act_conf(struct sim *s)
         }
     }
     switch (sim_rand_below(s, 3)) {
-    case 0: { /* add a learner: a node whose removal is committed */
-        for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
-            if (raft_conf_get(c, id) == NULL &&
-                raft_conf_get(applied, id) == NULL && c->n < 6) {
-                sim_start_fresh(s, id);
-                sim_conf_change(s, l, RAFT_CONF_ADD_LEARNER, id);
-                return;
+    case 0: { /* add a learner: a new id, else a removed node (with its
+               * disk: an id is never reused with an empty disk, a voter
+               * that forgets its vote and log breaks Raft's assumptions) */
+        if (c->n >= 6) {
+            break;
+        }
+        raft_id pick = 0;
+        for (raft_id id = 1; id <= SIM_NODES_MAX && pick == 0; id++) {
+            if (!s->nodes[id].exists) {
+                pick = id;
             }
         }
+        for (raft_id id = 1; id <= SIM_NODES_MAX && pick == 0; id++) {
+            if (raft_conf_get(c, id) == NULL &&
+                raft_conf_get(applied, id) == NULL) {
+                pick = id;
+            }
+        }
+        if (pick == 0) {
+            break;
+        }
+        if (!s->nodes[pick].exists) {
+            sim_start_fresh(s, pick);
+        } else {
+            sim_restart(s, pick);
+        }
+        sim_conf_change(s, l, RAFT_CONF_ADD_LEARNER, pick);
         break;
     }
     case 1:
@@ -144,7 +162,7 @@ static void act_conf(struct sim *s)
         break;
     default: {
         raft_id id = members[sim_rand_below(s, n_members)];
-        const struct raft_server *sv = raft_conf_get(c, id);
+        const struct raft_server* sv = raft_conf_get(c, id);
         if (sv->role == RAFT_LEARNER || voters > 3) {
             sim_conf_change(s, l, RAFT_CONF_REMOVE, id);
         }
@@ -156,7 +174,7 @@ static void act_conf(struct sim *s)
 /* More proposals than one append message carries, on the leader: with a
  * partition and a crash this builds Figure 8 (many old-term entries on a
  * minority; a later leader sends them in several batches). */
-static void act_burst(struct sim *s)
+static void act_burst(struct sim* s)
 {
     raft_id l = sim_leader(s);
     if (l == 0) {
@@ -167,11 +185,11 @@ static void act_burst(struct sim *s)
     }
 }
 
-static raft_id wait_new_leader(struct sim *s, raft_id not, unsigned max_ms)
+static raft_id wait_new_leader(struct sim* s, raft_id not, unsigned max_ms)
 {
     for (unsigned t = 0; t < max_ms && !s->failed; t++) {
         raft_id l = sim_leader(s);
-        if (l != 0 && l != not) {
+        if (l != 0 && l != not ) {
             return l;
         }
         sim_run_for(s, 1);
@@ -185,13 +203,13 @@ static raft_id wait_new_leader(struct sim *s, raft_id not, unsigned max_ms)
  * is re-elected with competing logs around, and crashes again at a random
  * moment while it re-replicates its old-term entries; then the second comes
  * back. Timings are random; the checker judges whatever happens. */
-static void act_figure8(struct sim *s)
+static void act_figure8(struct sim* s)
 {
     raft_id l1 = sim_leader(s);
     if (l1 == 0 || down_count(s) > 0) {
         return;
     }
-    const struct raft_conf *c = raft_conf_current(s->nodes[l1].r);
+    const struct raft_conf* c = raft_conf_current(s->nodes[l1].r);
     raft_id voters[RAFT_SERVERS_MAX];
     unsigned nv = 0;
     for (unsigned i = 0; i < c->n; i++) {
@@ -233,11 +251,9 @@ static void act_figure8(struct sim *s)
          * random moment, or as soon as its commit index moves */
         raft_index c0 = raft_commit_index(s->nodes[l3].r);
         unsigned ms = rnd(s, 1, 60);
-        for (unsigned t = 0; t < ms && s->nodes[l3].alive && !s->failed;
-             t++) {
+        for (unsigned t = 0; t < ms && s->nodes[l3].alive && !s->failed; t++) {
             sim_run_for(s, 1);
-            if (s->nodes[l3].alive &&
-                raft_commit_index(s->nodes[l3].r) != c0) {
+            if (s->nodes[l3].alive && raft_commit_index(s->nodes[l3].r) != c0) {
                 break;
             }
         }
@@ -252,7 +268,7 @@ static void act_figure8(struct sim *s)
     }
 }
 
-static void random_action(struct sim *s)
+static void random_action(struct sim* s)
 {
     unsigned r = sim_rand_below(s, 100);
     raft_id id = random_alive(s);
@@ -287,22 +303,38 @@ static void random_action(struct sim *s)
     }
 }
 
-static bool have_stable_leader(struct sim *s, void *arg)
+static bool have_stable_leader(struct sim* s, void* arg)
 {
     (void)arg;
     return sim_stable_leader(s) != 0;
 }
 
+/* Client probes of the liveness phase. A probe whose leader lost its term
+ * before applying it may be lost without an error (the core cannot know):
+ * like a real client after a timeout, the driver proposes a fresh value. */
 struct probe {
     uint64_t values[LIVENESS_VALUES];
-    unsigned n;
+    raft_id leader[LIVENESS_VALUES];
+    raft_term term[LIVENESS_VALUES];
+    unsigned n, retries;
 };
 
-static bool probes_applied(struct sim *s, void *arg)
+static bool probe_lost(struct sim* s, const struct probe* p, unsigned i)
 {
-    const struct probe *p = arg;
+    struct raft* r = sim_raft(s, p->leader[i]);
+    return sim_value_index(s, p->values[i]) == 0 &&
+           (r == NULL || raft_role(r) != RAFT_LEADER ||
+            raft_current_term(r) != p->term[i]);
+}
+
+static bool probes_done(struct sim* s, void* arg)
+{
+    const struct probe* p = arg;
     raft_index need = s->commit_max;
     for (unsigned i = 0; i < p->n; i++) {
+        if (probe_lost(s, p, i)) {
+            return true; /* re-propose */
+        }
         raft_index at = sim_value_index(s, p->values[i]);
         if (at == 0) {
             return false;
@@ -310,10 +342,31 @@ static bool probes_applied(struct sim *s, void *arg)
         need = at > need ? at : need;
     }
     raft_id l = sim_stable_leader(s);
-    return l != 0 && sim_converged(s, l, need);
+    return p->n == LIVENESS_VALUES && l != 0 && sim_converged(s, l, need);
 }
 
-static int liveness(struct sim *s)
+/* Propose probes that are missing or lost; false when no leader takes them. */
+static bool probes_propose(struct sim* s, struct probe* p)
+{
+    for (unsigned i = 0; i < LIVENESS_VALUES; i++) {
+        if (i < p->n && !probe_lost(s, p, i)) {
+            continue;
+        }
+        raft_id l = sim_stable_leader(s);
+        if (l == 0 || p->retries++ >= LIVENESS_PROPOSE_TRIES ||
+            sim_propose(s, l, &p->values[i]) != 0) {
+            return false;
+        }
+        p->leader[i] = l;
+        p->term[i] = raft_current_term(s->nodes[l].r);
+        if (i == p->n) {
+            p->n++;
+        }
+    }
+    return true;
+}
+
+static int liveness(struct sim* s)
 {
     sim_note(s, "LIVENESS: heal, restart, no more faults");
     sim_heal(s);
@@ -329,32 +382,36 @@ static int liveness(struct sim *s)
     if (rc != 0) {
         return -1;
     }
+    uint64_t deadline = s->now + LIVENESS_APPLY_MS;
     struct probe p = {.n = 0};
-    for (unsigned tries = 0; p.n < LIVENESS_VALUES; tries++) {
-        raft_id l = sim_stable_leader(s);
-        if (tries >= LIVENESS_PROPOSE_TRIES) {
-            sim__violate(s, "liveness: the leader keeps refusing proposals");
-            return -1;
+    while (!s->failed && s->now < deadline) {
+        if (!probes_propose(s, &p)) {
+            if (p.retries >= LIVENESS_PROPOSE_TRIES) {
+                break;
+            }
+            sim_run_for(s, 50);
+            continue;
         }
-        if (l != 0 && sim_propose(s, l, &p.values[p.n]) == 0) {
-            p.n++;
-        } else if (sim_run_for(s, 100) != 0) {
-            return -1;
+        rc = sim_run_until(s, probes_done, &p, deadline - s->now);
+        bool lost = false;
+        for (unsigned i = 0; i < p.n; i++) {
+            lost |= probe_lost(s, &p, i);
+        }
+        if (rc == 0 && !lost) {
+            return 0;
         }
     }
-    rc = sim_run_until(s, probes_applied, &p, LIVENESS_APPLY_MS);
-    if (rc == -ETIMEDOUT) {
-        raft_id l = sim_stable_leader(s);
-        sim__violate(s,
-                     "liveness: probes not applied on all live voters "
-                     "%u ms after healing (leader n%" PRIu64
-                     ", commit_max %" PRIu64 ")",
-                     (unsigned)LIVENESS_APPLY_MS, l, s->commit_max);
-    }
-    return rc == 0 ? 0 : -1;
+    raft_id l = sim_stable_leader(s);
+    sim__violate(s,
+                 "liveness: %u probes not applied on all live voters %u ms "
+                 "after healing (leader n%" PRIu64 ", commit_max %" PRIu64
+                 ", %u proposals)",
+                 (unsigned)LIVENESS_VALUES, (unsigned)LIVENESS_APPLY_MS, l,
+                 s->commit_max, p.retries);
+    return -1;
 }
 
-int sim_random_run(struct sim *s, uint64_t chaos_ms)
+int sim_random_run(struct sim* s, uint64_t chaos_ms)
 {
     uint64_t end = s->now + chaos_ms;
     while (s->now < end && !s->failed) {

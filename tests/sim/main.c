@@ -28,7 +28,7 @@ struct opts {
 };
 
 /* Every knob of a run derives from the seed. */
-static void config_for_seed(struct sim_config *c, uint64_t seed, bool bug)
+static void config_for_seed(struct sim_config* c, uint64_t seed, bool bug)
 {
     sim_config_default(c, seed);
     uint64_t x = seed * 0x9e3779b97f4a7c15ull + 0x1234567ull;
@@ -48,17 +48,21 @@ static void config_for_seed(struct sim_config *c, uint64_t seed, bool bug)
 }
 
 /* Returns NULL on success, else a static copy of the violation. */
-static const char *run_seed(uint64_t seed, bool bug, uint64_t chaos_ms,
-                            bool trace, FILE *trace_out, bool dump)
+static const char* run_seed(uint64_t seed,
+                            bool bug,
+                            uint64_t chaos_ms,
+                            bool trace,
+                            FILE* trace_out,
+                            bool dump)
 {
     static char why[SIM_VIOLATION_MAX];
     struct sim_config c;
     config_for_seed(&c, seed, bug);
     c.trace = trace;
     c.trace_out = trace_out;
-    struct sim *s = sim_new(&c);
+    struct sim* s = sim_new(&c);
     sim_random_run(s, chaos_ms);
-    const char *v = sim_failed(s);
+    const char* v = sim_failed(s);
     if (v != NULL) {
         snprintf(why, sizeof why, "%s", v);
         if (dump) {
@@ -80,13 +84,13 @@ static int usage(void)
     return 2;
 }
 
-static int parse(int argc, char **argv, struct opts *o)
+static int parse(int argc, char** argv, struct opts* o)
 {
     memset(o, 0, sizeof *o);
     o->count = 1;
     o->chaos_ms = CHAOS_MS_DEFAULT;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        const char* a = argv[i];
         bool has = i + 1 < argc;
         if (strcmp(a, "--seeds") == 0 && has) {
             o->count = strtoull(argv[++i], NULL, 10);
@@ -108,15 +112,15 @@ static int parse(int argc, char **argv, struct opts *o)
     return 0;
 }
 
-static int expect_failure(const struct opts *o)
+static int expect_failure(const struct opts* o)
 {
     for (uint64_t seed = o->first; seed < o->first + o->count; seed++) {
-        const char *v = run_seed(seed, true, o->chaos_ms, false, NULL, false);
+        const char* v = run_seed(seed, true, o->chaos_ms, false, NULL, false);
         if (v == NULL || strstr(v, "liveness") != NULL) {
             continue;
         }
         printf("seed %" PRIu64 " with the planted bug: %s\n", seed, v);
-        const char *clean =
+        const char* clean =
             run_seed(seed, false, o->chaos_ms, false, NULL, false);
         if (clean != NULL) {
             printf("but seed %" PRIu64 " also fails without it: %s\n", seed,
@@ -132,7 +136,7 @@ static int expect_failure(const struct opts *o)
     return 1;
 }
 
-int main(int argc, char **argv)
+int main(int argc, char** argv)
 {
     struct opts o;
     if (parse(argc, argv, &o) != 0) {
@@ -143,7 +147,7 @@ int main(int argc, char **argv)
     }
     unsigned failed = 0;
     for (uint64_t seed = o.first; seed < o.first + o.count; seed++) {
-        const char *v = run_seed(seed, o.bug, o.chaos_ms, o.trace,
+        const char* v = run_seed(seed, o.bug, o.chaos_ms, o.trace,
                                  o.trace ? stdout : NULL, false);
         if (v == NULL) {
             continue;

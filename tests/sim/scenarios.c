@@ -19,20 +19,20 @@
 enum { STEP_MS = 10, WAIT_MS = 5000 };
 
 static bool g_bug, g_trace;
-static struct sim *g_sim;
+static struct sim* g_sim;
 
-#define REQUIRE(cond)                                                       \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            fail_here(__FILE__, __LINE__, #cond);                           \
-        }                                                                   \
+#define REQUIRE(cond)                             \
+    do {                                          \
+        if (!(cond)) {                            \
+            fail_here(__FILE__, __LINE__, #cond); \
+        }                                         \
     } while (0)
 
-static void fail_here(const char *file, int line, const char *expr)
+static void fail_here(const char* file, int line, const char* expr)
 {
     fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", file, line, expr);
     if (g_sim != NULL) {
-        const char *v = sim_failed(g_sim);
+        const char* v = sim_failed(g_sim);
         if (v != NULL) {
             fprintf(stderr, "checker: %s\n", v);
         }
@@ -41,7 +41,8 @@ static void fail_here(const char *file, int line, const char *expr)
     exit(1);
 }
 
-static struct sim *cluster(unsigned voters, unsigned compact_every,
+static struct sim* cluster(unsigned voters,
+                           unsigned compact_every,
                            bool pre_vote)
 {
     struct sim_config c;
@@ -56,18 +57,18 @@ static struct sim *cluster(unsigned voters, unsigned compact_every,
     return g_sim;
 }
 
-static void ok_run(struct sim *s, uint64_t ms)
+static void ok_run(struct sim* s, uint64_t ms)
 {
     REQUIRE(sim_run_for(s, ms) == 0);
 }
 
-static bool stable(struct sim *s, void *arg)
+static bool stable(struct sim* s, void* arg)
 {
     (void)arg;
     return sim_stable_leader(s) != 0;
 }
 
-static raft_id wait_leader(struct sim *s)
+static raft_id wait_leader(struct sim* s)
 {
     REQUIRE(sim_run_until(s, stable, NULL, WAIT_MS) == 0);
     return sim_stable_leader(s);
@@ -78,25 +79,24 @@ struct until_applied {
     raft_index index;
 };
 
-static bool node_applied(struct sim *s, void *arg)
+static bool node_applied(struct sim* s, void* arg)
 {
-    const struct until_applied *u = arg;
+    const struct until_applied* u = arg;
     return sim_applied(s, u->node) >= u->index;
 }
 
-static void wait_applied(struct sim *s, raft_id node, raft_index index)
+static void wait_applied(struct sim* s, raft_id node, raft_index index)
 {
     struct until_applied u = {node, index};
     REQUIRE(sim_run_until(s, node_applied, &u, WAIT_MS) == 0);
 }
 
 /* Propose on `at` and wait until the value is applied on `at`. */
-static raft_index commit_value(struct sim *s, raft_id at)
+static raft_index commit_value(struct sim* s, raft_id at)
 {
     uint64_t v;
     REQUIRE(sim_propose(s, at, &v) == 0);
-    for (unsigned i = 0; i < WAIT_MS / STEP_MS && !sim_value_index(s, v);
-         i++) {
+    for (unsigned i = 0; i < WAIT_MS / STEP_MS && !sim_value_index(s, v); i++) {
         ok_run(s, STEP_MS);
     }
     REQUIRE(sim_value_index(s, v) != 0);
@@ -108,14 +108,14 @@ struct conv {
     raft_index min;
 };
 
-static bool converged(struct sim *s, void *arg)
+static bool converged(struct sim* s, void* arg)
 {
-    const struct conv *c = arg;
+    const struct conv* c = arg;
     raft_id l = sim_stable_leader(s);
     return l != 0 && sim_converged(s, l, c->min);
 }
 
-static raft_id wait_converged(struct sim *s, raft_index min)
+static raft_id wait_converged(struct sim* s, raft_index min)
 {
     struct conv c = {min};
     REQUIRE(sim_run_until(s, converged, &c, WAIT_MS) == 0);
@@ -132,7 +132,7 @@ static raft_id other_than(raft_id a, raft_id b, unsigned n)
     return 0;
 }
 
-static void block_pair(struct sim *s, raft_id a, raft_id b, bool on)
+static void block_pair(struct sim* s, raft_id a, raft_id b, bool on)
 {
     sim_block(s, a, b, on);
     sim_block(s, b, a, on);
@@ -141,7 +141,7 @@ static void block_pair(struct sim *s, raft_id a, raft_id b, bool on)
 /* ---- Figure 7: divergent follower logs are repaired ---- */
 static void figure7(void)
 {
-    struct sim *s = cluster(5, 0, true);
+    struct sim* s = cluster(5, 0, true);
     raft_id l1 = wait_leader(s);
     commit_value(s, l1);
     /* a follower that misses entries */
@@ -201,9 +201,9 @@ struct fig8 {
     bool cut_a, cut_b;
 };
 
-static bool fig8_cut(struct sim *s, void *arg)
+static bool fig8_cut(struct sim* s, void* arg)
 {
-    struct fig8 *f = arg;
+    struct fig8* f = arg;
     if (!f->cut_a && sim_log_last(s, f->a) > f->base) {
         sim_filter(s, f->l1, f->a, RAFT_MSG_APPEND, true);
         f->cut_a = true;
@@ -212,13 +212,13 @@ static bool fig8_cut(struct sim *s, void *arg)
         sim_filter(s, f->l1, f->b, RAFT_MSG_APPEND, true);
         f->cut_b = true;
     }
-    struct raft *r = sim_raft(s, f->l1);
+    struct raft* r = sim_raft(s, f->l1);
     return r != NULL && raft_commit_index(r) != f->c0;
 }
 
-static bool is_leader(struct sim *s, void *arg)
+static bool is_leader(struct sim* s, void* arg)
 {
-    raft_id id = *(const raft_id *)arg;
+    raft_id id = *(const raft_id*)arg;
     return sim_raft(s, id) != NULL && raft_role(sim_raft(s, id)) == RAFT_LEADER;
 }
 
@@ -226,7 +226,7 @@ enum { FIG8_ENTRIES = RAFT_APPEND_ENTRIES_MAX + 88 };
 
 static void figure8(void)
 {
-    struct sim *s = cluster(5, 0, true);
+    struct sim* s = cluster(5, 0, true);
     raft_id l1 = wait_leader(s);
     raft_index base = commit_value(s, l1);
     wait_converged(s, base);
@@ -282,7 +282,8 @@ static void figure8(void)
     REQUIRE(f.c0 <= base);
     int rc = sim_run_until(s, fig8_cut, &f, 300);
     raft_index la = sim_log_last(s, f.a), lb = sim_log_last(s, f.b);
-    sim_note(s, "FIGURE 8: l1 commit %" PRIu64 "; followers at %" PRIu64
+    sim_note(s,
+             "FIGURE 8: l1 commit %" PRIu64 "; followers at %" PRIu64
              " and %" PRIu64 " (no-op of term %" PRIu64 " at %" PRIu64 ")",
              raft_commit_index(sim_raft(s, l1)), la, lb, lt,
              base + FIG8_ENTRIES + 1);
@@ -311,7 +312,7 @@ static void figure8(void)
 /* ---- votes are denied to a candidate with a stale log (no PreVote) ---- */
 static void vote_stale_log(void)
 {
-    struct sim *s = cluster(3, 0, false);
+    struct sim* s = cluster(3, 0, false);
     raft_id l = wait_leader(s);
     commit_value(s, l);
     raft_id stale = other_than(l, 0, 3), good = other_than(l, stale, 3);
@@ -322,7 +323,7 @@ static void vote_stale_log(void)
     sim_heal(s);
     for (int i = 0; i < 300; i++) {
         ok_run(s, STEP_MS);
-        struct raft *r = sim_raft(s, stale);
+        struct raft* r = sim_raft(s, stale);
         REQUIRE(raft_role(r) != RAFT_LEADER);
     }
     REQUIRE(sim_leader(s) == good);
@@ -331,7 +332,7 @@ static void vote_stale_log(void)
 /* ---- PreVote: a node rejoining after a partition does not disrupt ---- */
 static void prevote_rejoin(void)
 {
-    struct sim *s = cluster(3, 0, true);
+    struct sim* s = cluster(3, 0, true);
     raft_id l = wait_leader(s);
     commit_value(s, l);
     raft_term t = raft_current_term(sim_raft(s, l));
@@ -349,7 +350,7 @@ static void prevote_rejoin(void)
 /* ---- CheckQuorum: an isolated leader steps down ---- */
 static void check_quorum(void)
 {
-    struct sim *s = cluster(3, 0, true);
+    struct sim* s = cluster(3, 0, true);
     raft_id l = wait_leader(s);
     sim_isolate(s, l);
     ok_run(s, 3 * 600);
@@ -361,7 +362,7 @@ static void check_quorum(void)
 /* ---- leadership transfer ---- */
 static void transfer(void)
 {
-    struct sim *s = cluster(3, 0, true);
+    struct sim* s = cluster(3, 0, true);
     raft_id l = wait_leader(s);
     raft_index last = commit_value(s, l);
     wait_converged(s, last);
@@ -378,7 +379,7 @@ static void transfer(void)
 /* ---- removing the leader ---- */
 static void remove_leader(void)
 {
-    struct sim *s = cluster(5, 0, true);
+    struct sim* s = cluster(5, 0, true);
     raft_id l = wait_leader(s);
     commit_value(s, l);
     REQUIRE(sim_conf_change(s, l, RAFT_CONF_REMOVE, l) == 0);
@@ -402,7 +403,7 @@ static void remove_leader(void)
 /* ---- a learner is promoted only once caught up ---- */
 static void learner_promote(void)
 {
-    struct sim *s = cluster(3, 0, true);
+    struct sim* s = cluster(3, 0, true);
     raft_id l = wait_leader(s);
     commit_value(s, l);
     sim_start_fresh(s, 4);
@@ -431,7 +432,7 @@ static void learner_promote(void)
     REQUIRE(sim_conf_change(s, l, RAFT_CONF_PROMOTE, 4) == 0);
     last = commit_value(s, l);
     wait_converged(s, last);
-    const struct raft_server *sv =
+    const struct raft_server* sv =
         raft_conf_get(raft_conf_current(sim_raft(s, l)), 4);
     REQUIRE(sv != NULL && sv->role == RAFT_VOTER);
     REQUIRE(sim_applied(s, 4) >= last);
@@ -440,7 +441,7 @@ static void learner_promote(void)
 /* ---- a follower behind the compacted log gets InstallSnapshot ---- */
 static void snapshot_install(void)
 {
-    struct sim *s = cluster(3, 5, true);
+    struct sim* s = cluster(3, 5, true);
     raft_id l = wait_leader(s);
     commit_value(s, l);
     raft_id f = other_than(l, 0, 3);
@@ -463,16 +464,16 @@ struct read_wait {
     uint64_t ctx;
 };
 
-static bool read_done(struct sim *s, void *arg)
+static bool read_done(struct sim* s, void* arg)
 {
-    const struct read_wait *w = arg;
+    const struct read_wait* w = arg;
     raft_index served;
     return sim_read_result(s, w->ctx, &served) != 0 || served != 0;
 }
 
 static void read_index_follower(void)
 {
-    struct sim *s = cluster(3, 0, true);
+    struct sim* s = cluster(3, 0, true);
     raft_id l = wait_leader(s);
     raft_id f = other_than(l, 0, 3);
     sim_filter(s, l, f, RAFT_MSG_APPEND, true); /* f lags behind */
@@ -491,7 +492,7 @@ static void read_index_follower(void)
 }
 
 static const struct {
-    const char *name;
+    const char* name;
     void (*fn)(void);
 } scenarios[] = {
     {"figure7", figure7},
@@ -506,12 +507,12 @@ static const struct {
     {"read-index-follower", read_index_follower},
 };
 
-static int run_one(const char *name)
+static int run_one(const char* name)
 {
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
         if (strcmp(scenarios[i].name, name) == 0) {
             scenarios[i].fn();
-            const char *v = sim_failed(g_sim);
+            const char* v = sim_failed(g_sim);
             if (v != NULL) {
                 fprintf(stderr, "%s: checker: %s\n", name, v);
                 sim_trace_dump(g_sim, stderr, 40);
@@ -527,7 +528,7 @@ static int run_one(const char *name)
     return 2;
 }
 
-int main(int argc, char **argv)
+int main(int argc, char** argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: sim_scenarios NAME [--bug] [--trace]\n");

@@ -14,9 +14,9 @@ enum { IMAGE_HDR_BYTES = 48 };
 
 /* ---- small utilities ---- */
 
-static void *xcalloc(size_t n, size_t size)
+static void* xcalloc(size_t n, size_t size)
 {
-    void *p = calloc(n ? n : 1, size ? size : 1);
+    void* p = calloc(n ? n : 1, size ? size : 1);
     if (p == NULL) {
         fprintf(stderr, "sim: out of memory\n");
         abort();
@@ -24,7 +24,7 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
-static void *xrealloc(void *p, size_t size)
+static void* xrealloc(void* p, size_t size)
 {
     p = realloc(p, size ? size : 1);
     if (p == NULL) {
@@ -34,7 +34,7 @@ static void *xrealloc(void *p, size_t size)
     return p;
 }
 
-uint64_t sim_rand(struct sim *s)
+uint64_t sim_rand(struct sim* s)
 {
     uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -42,20 +42,20 @@ uint64_t sim_rand(struct sim *s)
     return z ^ (z >> 31);
 }
 
-unsigned sim_rand_below(struct sim *s, unsigned n)
+unsigned sim_rand_below(struct sim* s, unsigned n)
 {
     assert(n > 0);
     return (unsigned)(sim_rand(s) % n);
 }
 
-static unsigned rand_range(struct sim *s, unsigned lo, unsigned hi)
+static unsigned rand_range(struct sim* s, unsigned lo, unsigned hi)
 {
     return hi <= lo ? lo : lo + sim_rand_below(s, hi - lo + 1);
 }
 
-uint64_t sim__hash(uint64_t h, const void *p, size_t n)
+uint64_t sim__hash(uint64_t h, const void* p, size_t n)
 {
-    const uint8_t *b = p;
+    const uint8_t* b = p;
     h ^= 0xcbf29ce484222325ull;
     for (size_t i = 0; i < n; i++) {
         h ^= b[i];
@@ -64,19 +64,19 @@ uint64_t sim__hash(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-static uint64_t entry_hash(uint8_t type, const void *data, size_t len)
+static uint64_t entry_hash(uint8_t type, const void* data, size_t len)
 {
     return sim__hash(sim__hash(0, &type, 1), data, len);
 }
 
-static void put64(uint8_t *p, uint64_t v)
+static void put64(uint8_t* p, uint64_t v)
 {
     for (int i = 0; i < 8; i++) {
         p[i] = (uint8_t)(v >> (8 * i));
     }
 }
 
-static uint64_t get64(const uint8_t *p)
+static uint64_t get64(const uint8_t* p)
 {
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) {
@@ -85,14 +85,14 @@ static uint64_t get64(const uint8_t *p)
     return v;
 }
 
-void sim__violate(struct sim *s, const char *fmt, ...)
+void sim__violate(struct sim* s, const char* fmt, ...)
 {
     if (s->failed) {
         return;
     }
     s->failed = true;
-    int k = snprintf(s->violation, sizeof s->violation, "t=%" PRIu64 "ms: ",
-                     s->now);
+    int k = snprintf(s->violation, sizeof s->violation,
+                     "t=%" PRIu64 "ms: ", s->now);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->violation + k, sizeof s->violation - (size_t)k, fmt, ap);
@@ -100,12 +100,12 @@ void sim__violate(struct sim *s, const char *fmt, ...)
     sim__trace(s, "VIOLATION %s", s->violation);
 }
 
-void sim__trace(struct sim *s, const char *fmt, ...)
+void sim__trace(struct sim* s, const char* fmt, ...)
 {
     if (!s->cfg.trace) {
         return;
     }
-    char *line = s->trace[s->trace_n % SIM_TRACE_LINES];
+    char* line = s->trace[s->trace_n % SIM_TRACE_LINES];
     int k = snprintf(line, SIM_TRACE_LINE_MAX, "%8" PRIu64 " ", s->now);
     va_list ap;
     va_start(ap, fmt);
@@ -117,7 +117,7 @@ void sim__trace(struct sim *s, const char *fmt, ...)
     }
 }
 
-void sim_note(struct sim *s, const char *fmt, ...)
+void sim_note(struct sim* s, const char* fmt, ...)
 {
     if (!s->cfg.trace) {
         return;
@@ -130,7 +130,7 @@ void sim_note(struct sim *s, const char *fmt, ...)
     sim__trace(s, "-- %s", buf);
 }
 
-void sim_trace_dump(const struct sim *s, FILE *f, unsigned lines)
+void sim_trace_dump(const struct sim* s, FILE* f, unsigned lines)
 {
     unsigned n = s->trace_n < SIM_TRACE_LINES ? s->trace_n : SIM_TRACE_LINES;
     if (lines < n) {
@@ -141,20 +141,20 @@ void sim_trace_dump(const struct sim *s, FILE *f, unsigned lines)
     }
 }
 
-static void core_trace(void *data, int level, raft_id node, const char *msg)
+static void core_trace(void* data, int level, raft_id node, const char* msg)
 {
-    struct sim *s = data;
+    struct sim* s = data;
     sim__trace(s, "   n%" PRIu64 " core[%d]: %s", node, level, msg);
 }
 
 /* ---- logs ---- */
 
-raft_index sim__log_last(const struct sim_log *l)
+raft_index sim__log_last(const struct sim_log* l)
 {
     return l->base + l->n;
 }
 
-raft_term sim__log_term(const struct sim_log *l, raft_index i)
+raft_term sim__log_term(const struct sim_log* l, raft_index i)
 {
     if (i == l->base) {
         return l->base_term;
@@ -165,7 +165,7 @@ raft_term sim__log_term(const struct sim_log *l, raft_index i)
     return l->e[i - l->base - 1].term;
 }
 
-static void log_push(struct sim_log *l, const struct sim_ent *e)
+static void log_push(struct sim_log* l, const struct sim_ent* e)
 {
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 64;
@@ -174,14 +174,14 @@ static void log_push(struct sim_log *l, const struct sim_ent *e)
     l->e[l->n++] = *e;
 }
 
-static void log_truncate(struct sim_log *l, raft_index from)
+static void log_truncate(struct sim_log* l, raft_index from)
 {
     while (l->n > 0 && l->base + l->n >= from) {
         free(l->e[--l->n].data);
     }
 }
 
-static void log_reset(struct sim_log *l, raft_index base, raft_term term)
+static void log_reset(struct sim_log* l, raft_index base, raft_term term)
 {
     log_truncate(l, 0);
     l->base = base;
@@ -189,7 +189,7 @@ static void log_reset(struct sim_log *l, raft_index base, raft_term term)
 }
 
 /* Drop entries < keep_from (they are covered by a snapshot). */
-static void log_drop_before(struct sim_log *l, raft_index keep_from)
+static void log_drop_before(struct sim_log* l, raft_index keep_from)
 {
     if (keep_from <= l->base + 1) {
         return;
@@ -208,7 +208,7 @@ static void log_drop_before(struct sim_log *l, raft_index keep_from)
     l->base_term = t;
 }
 
-static void log_free(struct sim_log *l)
+static void log_free(struct sim_log* l)
 {
     log_truncate(l, 0);
     free(l->e);
@@ -217,7 +217,7 @@ static void log_free(struct sim_log *l)
 
 /* ---- messages ---- */
 
-static size_t msg_blob_size(const struct raft_message *m)
+static size_t msg_blob_size(const struct raft_message* m)
 {
     size_t n = 0;
     switch (m->type) {
@@ -245,20 +245,20 @@ static size_t msg_blob_size(const struct raft_message *m)
     return n;
 }
 
-static struct sim_msg *msg_copy(const struct raft_message *src)
+static struct sim_msg* msg_copy(const struct raft_message* src)
 {
-    struct sim_msg *c = xcalloc(1, sizeof *c);
+    struct sim_msg* c = xcalloc(1, sizeof *c);
     c->m = *src;
     size_t size = msg_blob_size(src);
     if (size == 0) {
         return c;
     }
     /* Entry/proposal arrays first (aligned by malloc), payloads after. */
-    uint8_t *blob = xcalloc(1, size);
+    uint8_t* blob = xcalloc(1, size);
     c->blob = blob;
     if (src->type == RAFT_MSG_APPEND) {
-        struct raft_entry *es = (struct raft_entry *)(void *)blob;
-        uint8_t *p = blob + src->append.n_entries * sizeof *es;
+        struct raft_entry* es = (struct raft_entry*)(void*)blob;
+        uint8_t* p = blob + src->append.n_entries * sizeof *es;
         for (unsigned i = 0; i < src->append.n_entries; i++) {
             es[i] = src->append.entries[i];
             memcpy(p, es[i].data.base, es[i].data.len);
@@ -270,8 +270,8 @@ static struct sim_msg *msg_copy(const struct raft_message *src)
         memcpy(blob, src->snapshot.chunk.base, size);
         c->m.snapshot.chunk.base = blob;
     } else if (src->type == RAFT_MSG_PROPOSE) {
-        struct raft_proposal *ps = (struct raft_proposal *)(void *)blob;
-        uint8_t *p = blob + src->propose.n * sizeof *ps;
+        struct raft_proposal* ps = (struct raft_proposal*)(void*)blob;
+        uint8_t* p = blob + src->propose.n * sizeof *ps;
         for (unsigned i = 0; i < src->propose.n; i++) {
             ps[i] = src->propose.props[i];
             memcpy(p, ps[i].data.base, ps[i].data.len);
@@ -281,12 +281,12 @@ static struct sim_msg *msg_copy(const struct raft_message *src)
         c->m.propose.props = ps;
     } else if (src->type == RAFT_MSG_PROPOSE_RESP) {
         memcpy(blob, src->propose_resp.ctxs, size);
-        c->m.propose_resp.ctxs = (const uint64_t *)(void *)blob;
+        c->m.propose_resp.ctxs = (const uint64_t*)(void*)blob;
     }
     return c;
 }
 
-static void msg_free(struct sim_msg *c)
+static void msg_free(struct sim_msg* c)
 {
     if (c != NULL) {
         free(c->blob);
@@ -294,7 +294,7 @@ static void msg_free(struct sim_msg *c)
     }
 }
 
-static void msg_describe(const struct raft_message *m, char *buf, size_t cap)
+static void msg_describe(const struct raft_message* m, char* buf, size_t cap)
 {
     int k = snprintf(buf, cap, "%s %" PRIu64 "->%" PRIu64 " t%" PRIu64,
                      raft_msg_type_name(m->type), m->from, m->to, m->term);
@@ -308,16 +308,16 @@ static void msg_describe(const struct raft_message *m, char *buf, size_t cap)
         snprintf(buf, cap,
                  " prev=%" PRIu64 "/t%" PRIu64 " n=%u commit=%" PRIu64
                  " rs=%" PRIu64,
-                 m->append.prev_index, m->append.prev_term,
-                 m->append.n_entries, m->append.commit, m->append.read_seq);
+                 m->append.prev_index, m->append.prev_term, m->append.n_entries,
+                 m->append.commit, m->append.read_seq);
         break;
     case RAFT_MSG_APPEND_RESP:
         snprintf(buf, cap,
                  " %s index=%" PRIu64 " last=%" PRIu64 " ct=%" PRIu64
                  " ci=%" PRIu64,
-                 m->append_resp.reject ? "REJECT" : "ok",
-                 m->append_resp.index, m->append_resp.last_index,
-                 m->append_resp.conflict_term, m->append_resp.conflict_index);
+                 m->append_resp.reject ? "REJECT" : "ok", m->append_resp.index,
+                 m->append_resp.last_index, m->append_resp.conflict_term,
+                 m->append_resp.conflict_index);
         break;
     case RAFT_MSG_VOTE:
     case RAFT_MSG_PREVOTE:
@@ -330,11 +330,11 @@ static void msg_describe(const struct raft_message *m, char *buf, size_t cap)
         snprintf(buf, cap, " %s", m->vote_resp.granted ? "GRANTED" : "denied");
         break;
     case RAFT_MSG_SNAPSHOT:
-        snprintf(buf, cap, " snap=%" PRIu64 "/t%" PRIu64 " off=%" PRIu64
+        snprintf(buf, cap,
+                 " snap=%" PRIu64 "/t%" PRIu64 " off=%" PRIu64
                  " len=%zu total=%" PRIu64,
                  m->snapshot.meta.index, m->snapshot.meta.term,
-                 m->snapshot.offset, m->snapshot.chunk.len,
-                 m->snapshot.total);
+                 m->snapshot.offset, m->snapshot.chunk.len, m->snapshot.total);
         break;
     case RAFT_MSG_SNAPSHOT_RESP:
         snprintf(buf, cap, " index=%" PRIu64 " next=%" PRIu64 "%s%s",
@@ -364,18 +364,22 @@ static void msg_describe(const struct raft_message *m, char *buf, size_t cap)
 
 /* ---- event queue (binary heap on (t, seq)) ---- */
 
-static bool ev_before(const struct sim_ev *a, const struct sim_ev *b)
+static bool ev_before(const struct sim_ev* a, const struct sim_ev* b)
 {
     return a->t < b->t || (a->t == b->t && a->seq < b->seq);
 }
 
-static void heap_push(struct sim *s, struct sim_ev ev)
+static void heap_push(struct sim* s, struct sim_ev ev)
 {
     if (s->n_heap >= SIM_EVENTS_MAX) {
         msg_free(ev.msg);
         sim__violate(s, "harness: more than %u queued events",
                      (unsigned)SIM_EVENTS_MAX);
         return;
+    }
+    if (s->n_heap == s->heap_cap) {
+        s->heap_cap *= 2;
+        s->heap = xrealloc(s->heap, s->heap_cap * sizeof *s->heap);
     }
     ev.seq = s->seq++;
     unsigned i = s->n_heap++;
@@ -390,7 +394,7 @@ static void heap_push(struct sim *s, struct sim_ev ev)
     s->heap[i] = ev;
 }
 
-static struct sim_ev heap_pop(struct sim *s)
+static struct sim_ev heap_pop(struct sim* s)
 {
     assert(s->n_heap > 0);
     struct sim_ev top = s->heap[0];
@@ -418,10 +422,10 @@ static struct sim_ev heap_pop(struct sim *s)
 
 /* ---- network ---- */
 
-static bool filtered(const struct sim *s, const struct raft_message *m)
+static bool filtered(const struct sim* s, const struct raft_message* m)
 {
     for (unsigned i = 0; i < s->n_filters; i++) {
-        const struct sim_filter *f = &s->filters[i];
+        const struct sim_filter* f = &s->filters[i];
         if (f->from == m->from && f->to == m->to &&
             (f->type == 0 || f->type == m->type)) {
             return true;
@@ -430,9 +434,9 @@ static bool filtered(const struct sim *s, const struct raft_message *m)
     return false;
 }
 
-static void net_send(struct sim *s, struct sim_msg *c)
+static void net_send(struct sim* s, struct sim_msg* c)
 {
-    const struct raft_message *m = &c->m;
+    const struct raft_message* m = &c->m;
     char d[160] = "";
     if (s->cfg.trace) {
         msg_describe(m, d, sizeof d);
@@ -448,8 +452,7 @@ static void net_send(struct sim *s, struct sim_msg *c)
         msg_free(c);
         return;
     }
-    uint64_t delay =
-        rand_range(s, s->cfg.delay_min_ms, s->cfg.delay_max_ms);
+    uint64_t delay = rand_range(s, s->cfg.delay_min_ms, s->cfg.delay_max_ms);
     if (sim_rand_below(s, 100) < s->dup_pct) {
         uint64_t d2 = rand_range(s, s->cfg.delay_min_ms, s->cfg.delay_max_ms);
         heap_push(s, (struct sim_ev){.t = s->now + d2,
@@ -462,16 +465,16 @@ static void net_send(struct sim *s, struct sim_msg *c)
                      .t = s->now + delay, .kind = SIM_EV_DELIVER, .msg = c});
 }
 
-void sim_block(struct sim *s, raft_id from, raft_id to, bool blocked)
+void sim_block(struct sim* s, raft_id from, raft_id to, bool blocked)
 {
     assert(from >= 1 && from <= SIM_NODES_MAX && to >= 1 &&
            to <= SIM_NODES_MAX);
     s->blocked[from][to] = blocked;
-    sim__trace(s, "net %s %" PRIu64 "->%" PRIu64,
-               blocked ? "BLOCK" : "unblock", from, to);
+    sim__trace(s, "net %s %" PRIu64 "->%" PRIu64, blocked ? "BLOCK" : "unblock",
+               from, to);
 }
 
-void sim_isolate(struct sim *s, raft_id id)
+void sim_isolate(struct sim* s, raft_id id)
 {
     for (raft_id j = 1; j <= SIM_NODES_MAX; j++) {
         if (j != id) {
@@ -481,29 +484,29 @@ void sim_isolate(struct sim *s, raft_id id)
     sim__trace(s, "net ISOLATE n%" PRIu64, id);
 }
 
-void sim_heal(struct sim *s)
+void sim_heal(struct sim* s)
 {
     memset(s->blocked, 0, sizeof s->blocked);
     s->n_filters = 0;
     sim__trace(s, "net HEAL");
 }
 
-void sim_set_faults(struct sim *s, unsigned drop_pct, unsigned dup_pct)
+void sim_set_faults(struct sim* s, unsigned drop_pct, unsigned dup_pct)
 {
     s->drop_pct = drop_pct;
     s->dup_pct = dup_pct;
 }
 
-void sim_set_disk_delay(struct sim *s, raft_id id, unsigned ms)
+void sim_set_disk_delay(struct sim* s, raft_id id, unsigned ms)
 {
     assert(id >= 1 && id <= SIM_NODES_MAX);
     s->disk_extra_ms[id] = ms;
 }
 
-void sim_filter(struct sim *s, raft_id from, raft_id to, int type, bool on)
+void sim_filter(struct sim* s, raft_id from, raft_id to, int type, bool on)
 {
     for (unsigned i = 0; i < s->n_filters; i++) {
-        struct sim_filter *f = &s->filters[i];
+        struct sim_filter* f = &s->filters[i];
         if (f->from == from && f->to == to && f->type == type) {
             if (!on) {
                 *f = s->filters[--s->n_filters];
@@ -519,10 +522,10 @@ void sim_filter(struct sim *s, raft_id from, raft_id to, int type, bool on)
 
 /* ---- the application ---- */
 
-static size_t image_encode(const struct sim_sm *sm, void **out)
+static size_t image_encode(const struct sim_sm* sm, void** out)
 {
     size_t conf_len = raft_conf_encoded_size(&sm->conf);
-    uint8_t *p = xcalloc(1, IMAGE_HDR_BYTES + conf_len);
+    uint8_t* p = xcalloc(1, IMAGE_HDR_BYTES + conf_len);
     put64(p, IMAGE_MAGIC);
     put64(p + 8, sm->applied);
     put64(p + 16, sm->count);
@@ -536,9 +539,9 @@ static size_t image_encode(const struct sim_sm *sm, void **out)
     return IMAGE_HDR_BYTES + conf_len;
 }
 
-static int image_decode(struct sim_sm *sm, const void *img, size_t len)
+static int image_decode(struct sim_sm* sm, const void* img, size_t len)
 {
-    const uint8_t *p = img;
+    const uint8_t* p = img;
     if (len < IMAGE_HDR_BYTES || get64(p) != IMAGE_MAGIC ||
         get64(p + 40) != len - IMAGE_HDR_BYTES) {
         return -EINVAL;
@@ -551,15 +554,16 @@ static int image_decode(struct sim_sm *sm, const void *img, size_t len)
                             len - IMAGE_HDR_BYTES);
 }
 
-static void serve_reads(struct sim *s, struct sim_node *n)
+static void serve_reads(struct sim* s, struct sim_node* n)
 {
     unsigned k = 0;
     for (unsigned i = 0; i < n->n_reads; i++) {
-        struct sim_read_req *rq = &n->reads[i];
+        struct sim_read_req* rq = &n->reads[i];
         if (n->sm.applied >= rq->index) {
             checker__on_read(s, n, rq);
             s->reads[rq->ctx].served = n->sm.applied;
-            sim__trace(s, "n%" PRIu64 " read ctx=%" PRIu64 " served at %" PRIu64
+            sim__trace(s,
+                       "n%" PRIu64 " read ctx=%" PRIu64 " served at %" PRIu64
                        " (index %" PRIu64 ", required %" PRIu64 ")",
                        n->id, rq->ctx, n->sm.applied, rq->index, rq->required);
         } else {
@@ -569,8 +573,9 @@ static void serve_reads(struct sim *s, struct sim_node *n)
     n->n_reads = k;
 }
 
-static void sm_apply(struct sim *s, struct sim_node *n,
-                     const struct raft_entry *e)
+static void sm_apply(struct sim* s,
+                     struct sim_node* n,
+                     const struct raft_entry* e)
 {
     if (e->index != n->sm.applied + 1) {
         sim__violate(s,
@@ -607,14 +612,23 @@ static void sm_apply(struct sim *s, struct sim_node *n,
 
 /* ---- nodes ---- */
 
-static void node_step(struct sim *s, struct sim_node *n,
-                      const struct raft_event *ev);
+static void node_step(struct sim* s,
+                      struct sim_node* n,
+                      const struct raft_event* ev);
 
-static void schedule_tick(struct sim *s, struct sim_node *n, uint64_t at)
+static void schedule_tick(struct sim* s, struct sim_node* n, uint64_t at)
 {
     if (at <= s->now) {
         at = s->now + 1;
     }
+    /* A pending earlier tick stays: "at the latest" allows early ticks, and
+     * replacing it would starve the timer of a node that gets an update
+     * every millisecond. */
+    if (n->tick_pending && n->tick_at <= at) {
+        return;
+    }
+    n->tick_pending = true;
+    n->tick_at = at;
     n->tick_gen++;
     heap_push(s, (struct sim_ev){.t = at,
                                  .kind = SIM_EV_TICK,
@@ -622,15 +636,15 @@ static void schedule_tick(struct sim *s, struct sim_node *n, uint64_t at)
                                  .gen = n->tick_gen});
 }
 
-static struct sim_write *write_new(const struct raft_update *u)
+static struct sim_write* write_new(const struct raft_update* u)
 {
-    struct sim_write *w = xcalloc(1, sizeof *w);
+    struct sim_write* w = xcalloc(1, sizeof *w);
     w->truncate_from = u->truncate_from;
     w->n_entries = u->n_entries;
     w->entries = xcalloc(u->n_entries, sizeof *w->entries);
     for (unsigned i = 0; i < u->n_entries; i++) {
         w->entries[i] = u->entries[i];
-        void *d = xcalloc(1, u->entries[i].data.len);
+        void* d = xcalloc(1, u->entries[i].data.len);
         memcpy(d, u->entries[i].data.base, u->entries[i].data.len);
         w->entries[i].data.base = d;
     }
@@ -645,18 +659,21 @@ static struct sim_write *write_new(const struct raft_update *u)
         w->image = xcalloc(1, w->image_len);
         memcpy(w->image, u->snapshot_image.base, w->image_len);
     }
-    w->n_msgs = u->n_msgs;
-    w->msgs = xcalloc(u->n_msgs, sizeof *w->msgs);
+    /* Messages that may go before the persist were sent already (like
+     * fs/node.c does); the rest wait for this write. */
+    w->msgs = xcalloc(u->n_msgs + 1, sizeof *w->msgs);
     for (unsigned i = 0; i < u->n_msgs; i++) {
-        w->msgs[i] = msg_copy(&u->msgs[i]);
+        if (!raft_msg_sendable_early(&u->msgs[i])) {
+            w->msgs[w->n_msgs++] = msg_copy(&u->msgs[i]);
+        }
     }
     return w;
 }
 
-static void write_free(struct sim_write *w)
+static void write_free(struct sim_write* w)
 {
     for (unsigned i = 0; i < w->n_entries; i++) {
-        free((void *)w->entries[i].data.base);
+        free((void*)w->entries[i].data.base);
     }
     free(w->entries);
     for (unsigned i = 0; i < w->n_msgs; i++) {
@@ -669,8 +686,9 @@ static void write_free(struct sim_write *w)
 
 /* Step 1 of the contract, as seen by the core: the shadow log changes now,
  * the disk when the write completes. */
-static void shadow_update(struct sim *s, struct sim_node *n,
-                          const struct raft_update *u)
+static void shadow_update(struct sim* s,
+                          struct sim_node* n,
+                          const struct raft_update* u)
 {
     if (u->snapshot_install) {
         /* entries after the snapshot are dropped too: none may be
@@ -683,7 +701,7 @@ static void shadow_update(struct sim *s, struct sim_node *n,
         log_truncate(&n->shadow, u->truncate_from);
     }
     for (unsigned i = 0; i < u->n_entries && !s->failed; i++) {
-        const struct raft_entry *e = &u->entries[i];
+        const struct raft_entry* e = &u->entries[i];
         raft_index last = sim__log_last(&n->shadow);
         if (e->index != last + 1) {
             sim__violate(s,
@@ -697,11 +715,11 @@ static void shadow_update(struct sim *s, struct sim_node *n,
                              : sim__log_term(&n->shadow, e->index - 1);
         checker__on_append(s, n, e, prev);
         log_push(&n->shadow,
-                 &(struct sim_ent){.term = e->term,
-                                   .type = e->type,
-                                   .len = (uint32_t)e->data.len,
-                                   .hash = entry_hash(e->type, e->data.base,
-                                                      e->data.len)});
+                 &(struct sim_ent){
+                     .term = e->term,
+                     .type = e->type,
+                     .len = (uint32_t)e->data.len,
+                     .hash = entry_hash(e->type, e->data.base, e->data.len)});
     }
     if (u->n_entries > 0 &&
         (u->persist_index != u->entries[u->n_entries - 1].index ||
@@ -711,15 +729,22 @@ static void shadow_update(struct sim *s, struct sim_node *n,
     }
 }
 
-static void handle_update(struct sim *s, struct sim_node *n, int rc,
-                          const struct raft_update *u)
+static void handle_update(struct sim* s,
+                          struct sim_node* n,
+                          int rc,
+                          const struct raft_update* u)
 {
     bool rewrote = u->truncate_from != 0 || u->snapshot_install;
     shadow_update(s, n, u);
     bool persist = u->truncate_from != 0 || u->n_entries > 0 ||
                    u->hard_state_changed || u->snapshot_install;
     if (persist || (n->wq_head != NULL && u->n_msgs > 0)) {
-        struct sim_write *w = write_new(u);
+        for (unsigned i = 0; i < u->n_msgs; i++) {
+            if (raft_msg_sendable_early(&u->msgs[i])) {
+                net_send(s, msg_copy(&u->msgs[i]));
+            }
+        }
+        struct sim_write* w = write_new(u);
         if (n->wq_tail != NULL && n->wq_tail != n->wq_head) {
             /* group commit: join the batch waiting behind the one in
              * flight (same fsync, same completion time) */
@@ -752,16 +777,17 @@ static void handle_update(struct sim *s, struct sim_node *n, int rc,
         sm_apply(s, n, &u->committed[i]);
     }
     for (unsigned i = 0; i < u->n_reads; i++) {
-        const struct raft_read *r = &u->reads[i];
-        if (r->ctx == 0 || r->ctx >= s->next_read || n->n_reads >= SIM_READS_MAX) {
+        const struct raft_read* r = &u->reads[i];
+        if (r->ctx == 0 || r->ctx >= s->next_read ||
+            n->n_reads >= SIM_READS_MAX) {
             sim__violate(s, "n%" PRIu64 " reported unknown read ctx %" PRIu64,
                          n->id, r->ctx);
             break;
         }
-        n->reads[n->n_reads++] = (struct sim_read_req){
-            .ctx = r->ctx,
-            .index = r->index,
-            .required = s->reads[r->ctx].required};
+        n->reads[n->n_reads++] =
+            (struct sim_read_req){.ctx = r->ctx,
+                                  .index = r->index,
+                                  .required = s->reads[r->ctx].required};
     }
     for (unsigned i = 0; i < u->n_failed_reads; i++) {
         uint64_t c = u->failed_reads[i].ctx;
@@ -778,15 +804,14 @@ static void handle_update(struct sim *s, struct sim_node *n, int rc,
     serve_reads(s, n);
     uint64_t next = u->next_timeout_ms;
     if (s->cfg.trace) {
-        sim__trace(s,
-                   "n%" PRIu64 " update rc=%d trunc=%" PRIu64
-                   " ents=%u hs=%d(t%" PRIu64 " v%" PRIu64 " c%" PRIu64
-                   ") snap=%d msgs=%u commit=%u reads=%u next=%" PRIu64,
-                   n->id, rc, u->truncate_from, u->n_entries,
-                   u->hard_state_changed, u->hard_state.term,
-                   u->hard_state.vote, u->hard_state.commit,
-                   u->snapshot_install, u->n_msgs, u->n_committed,
-                   u->n_reads, next);
+        sim__trace(
+            s,
+            "n%" PRIu64 " update rc=%d trunc=%" PRIu64
+            " ents=%u hs=%d(t%" PRIu64 " v%" PRIu64 " c%" PRIu64
+            ") snap=%d msgs=%u commit=%u reads=%u next=%" PRIu64,
+            n->id, rc, u->truncate_from, u->n_entries, u->hard_state_changed,
+            u->hard_state.term, u->hard_state.vote, u->hard_state.commit,
+            u->snapshot_install, u->n_msgs, u->n_committed, u->n_reads, next);
     }
     /* u is dead from here on: raft_* queries may invalidate it. */
     schedule_tick(s, n, next ? next : s->now + s->cfg.election_ms);
@@ -797,8 +822,7 @@ static void handle_update(struct sim *s, struct sim_node *n, int rc,
                      n->id);
     }
     if (s->cfg.compact_every != 0 &&
-        n->sm.applied >= n->last_compact + s->cfg.compact_every &&
-        !s->failed) {
+        n->sm.applied >= n->last_compact + s->cfg.compact_every && !s->failed) {
         raft_index keep = 0;
         if (sim_rand_below(s, 3) == 0 && n->sm.applied > 3) {
             keep = n->sm.applied - sim_rand_below(s, 3);
@@ -807,8 +831,9 @@ static void handle_update(struct sim *s, struct sim_node *n, int rc,
     }
 }
 
-static void node_step(struct sim *s, struct sim_node *n,
-                      const struct raft_event *ev)
+static void node_step(struct sim* s,
+                      struct sim_node* n,
+                      const struct raft_event* ev)
 {
     struct raft_update u;
     memset(&u, 0, sizeof u);
@@ -817,8 +842,9 @@ static void node_step(struct sim *s, struct sim_node *n,
     handle_update(s, n, rc, &u);
 }
 
-static int node_step_rc(struct sim *s, struct sim_node *n,
-                        const struct raft_event *ev)
+static int node_step_rc(struct sim* s,
+                        struct sim_node* n,
+                        const struct raft_event* ev)
 {
     struct raft_update u;
     memset(&u, 0, sizeof u);
@@ -827,7 +853,7 @@ static int node_step_rc(struct sim *s, struct sim_node *n,
     return rc;
 }
 
-static struct raft *node_new_core(struct sim *s, struct sim_node *n)
+static struct raft* node_new_core(struct sim* s, struct sim_node* n)
 {
     struct raft_options o;
     raft_options_default(&o);
@@ -842,7 +868,7 @@ static struct raft *node_new_core(struct sim *s, struct sim_node *n)
         o.tracer = (struct raft_tracer){
             .data = s, .emit = core_trace, .level = RAFT_TRACE_DEBUG};
     }
-    struct raft *r = raft_new(&o);
+    struct raft* r = raft_new(&o);
     if (r == NULL) {
         fprintf(stderr, "sim: raft_new failed\n");
         abort();
@@ -850,10 +876,10 @@ static struct raft *node_new_core(struct sim *s, struct sim_node *n)
     return r;
 }
 
-static void node_wipe(struct sim_node *n)
+static void node_wipe(struct sim_node* n)
 {
     while (n->wq_head != NULL) {
-        struct sim_write *w = n->wq_head;
+        struct sim_write* w = n->wq_head;
         n->wq_head = w->next;
         write_free(w);
     }
@@ -866,9 +892,10 @@ static void node_wipe(struct sim_node *n)
 }
 
 /* Bring a node up from its disk (restore) and the app from its image. */
-static void node_boot(struct sim *s, struct sim_node *n)
+static void node_boot(struct sim* s, struct sim_node* n)
 {
     n->incarnation++;
+    n->tick_pending = false;
     n->r = node_new_core(s, n);
     n->alive = true;
     n->disk_free_ms = s->now;
@@ -888,20 +915,19 @@ static void node_boot(struct sim *s, struct sim_node *n)
     while (first < n->disk.n && n->disk.base + first + 1 <= n->snap.index) {
         first++;
     }
-    struct raft_entry *es = xcalloc(n->disk.n, sizeof *es);
+    struct raft_entry* es = xcalloc(n->disk.n, sizeof *es);
     unsigned k = 0;
     for (unsigned i = 0; i < n->disk.n; i++) {
-        const struct sim_ent *d = &n->disk.e[i];
+        const struct sim_ent* d = &n->disk.e[i];
         log_push(&n->shadow, &(struct sim_ent){.term = d->term,
                                                .type = d->type,
                                                .len = d->len,
                                                .hash = d->hash});
         if (i >= first) {
-            es[k++] = (struct raft_entry){
-                .term = d->term,
-                .index = n->disk.base + i + 1,
-                .type = d->type,
-                .data = {d->data, d->len}};
+            es[k++] = (struct raft_entry){.term = d->term,
+                                          .index = n->disk.base + i + 1,
+                                          .type = d->type,
+                                          .data = {d->data, d->len}};
         }
     }
     sim__trace(s,
@@ -937,9 +963,9 @@ static void node_boot(struct sim *s, struct sim_node *n)
     }
 }
 
-void sim_crash(struct sim *s, raft_id id)
+void sim_crash(struct sim* s, raft_id id)
 {
-    struct sim_node *n = &s->nodes[id];
+    struct sim_node* n = &s->nodes[id];
     if (!n->alive) {
         return;
     }
@@ -947,19 +973,19 @@ void sim_crash(struct sim *s, raft_id id)
     node_wipe(n);
 }
 
-void sim_restart(struct sim *s, raft_id id)
+void sim_restart(struct sim* s, raft_id id)
 {
-    struct sim_node *n = &s->nodes[id];
+    struct sim_node* n = &s->nodes[id];
     if (n->alive || !n->exists) {
         return;
     }
     node_boot(s, n);
 }
 
-void sim_start_fresh(struct sim *s, raft_id id)
+void sim_start_fresh(struct sim* s, raft_id id)
 {
     assert(id >= 1 && id <= SIM_NODES_MAX);
-    struct sim_node *n = &s->nodes[id];
+    struct sim_node* n = &s->nodes[id];
     node_wipe(n);
     free(n->image);
     n->image = NULL;
@@ -974,9 +1000,9 @@ void sim_start_fresh(struct sim *s, raft_id id)
 
 /* ---- event processing ---- */
 
-static void disk_done(struct sim *s, struct sim_node *n)
+static void disk_done(struct sim* s, struct sim_node* n)
 {
-    struct sim_write *w = n->wq_head;
+    struct sim_write* w = n->wq_head;
     assert(w != NULL && w->done_ms <= s->now);
     n->wq_head = w->next;
     if (n->wq_head == NULL) {
@@ -994,19 +1020,19 @@ static void disk_done(struct sim *s, struct sim_node *n)
         log_truncate(&n->disk, w->truncate_from);
     }
     for (unsigned i = 0; i < w->n_entries; i++) {
-        struct raft_entry *e = &w->entries[i];
+        struct raft_entry* e = &w->entries[i];
         if (e->index != sim__log_last(&n->disk) + 1) {
             sim__violate(s, "contract: n%" PRIu64 " disk append not contiguous",
                          n->id);
             break;
         }
-        log_push(&n->disk, &(struct sim_ent){
-                               .term = e->term,
-                               .type = e->type,
-                               .len = (uint32_t)e->data.len,
-                               .hash = entry_hash(e->type, e->data.base,
-                                                  e->data.len),
-                               .data = (void *)e->data.base});
+        log_push(&n->disk,
+                 &(struct sim_ent){
+                     .term = e->term,
+                     .type = e->type,
+                     .len = (uint32_t)e->data.len,
+                     .hash = entry_hash(e->type, e->data.base, e->data.len),
+                     .data = (void*)e->data.base});
         e->data.base = NULL;
     }
     if (w->hs_changed) {
@@ -1049,12 +1075,12 @@ static void disk_done(struct sim *s, struct sim_node *n)
     write_free(w);
 }
 
-static void process(struct sim *s, struct sim_ev *ev)
+static void process(struct sim* s, struct sim_ev* ev)
 {
-    struct sim_node *n = &s->nodes[ev->node];
+    struct sim_node* n = &s->nodes[ev->node];
     switch (ev->kind) {
     case SIM_EV_DELIVER: {
-        struct sim_node *to = &s->nodes[ev->msg->m.to];
+        struct sim_node* to = &s->nodes[ev->msg->m.to];
         char d[160] = "";
         if (s->cfg.trace) {
             msg_describe(&ev->msg->m, d, sizeof d);
@@ -1077,6 +1103,7 @@ static void process(struct sim *s, struct sim_ev *ev)
         break;
     case SIM_EV_TICK:
         if (n->alive && n->tick_gen == ev->gen) {
+            n->tick_pending = false;
             struct raft_event tev = {.type = RAFT_EV_TICK, .now_ms = s->now};
             node_step(s, n, &tev);
         }
@@ -1089,13 +1116,15 @@ static void process(struct sim *s, struct sim_ev *ev)
     }
 }
 
-uint64_t sim_now(const struct sim *s)
+uint64_t sim_now(const struct sim* s)
 {
     return s->now;
 }
 
-static int run(struct sim *s, uint64_t end, bool (*pred)(struct sim *, void *),
-               void *arg)
+static int run(struct sim* s,
+               uint64_t end,
+               bool (*pred)(struct sim*, void*),
+               void* arg)
 {
     while (!s->failed) {
         if (pred != NULL && pred(s, arg)) {
@@ -1118,19 +1147,21 @@ static int run(struct sim *s, uint64_t end, bool (*pred)(struct sim *, void *),
     return pred != NULL ? (pred(s, arg) ? 0 : -ETIMEDOUT) : 0;
 }
 
-int sim_run_for(struct sim *s, uint64_t ms)
+int sim_run_for(struct sim* s, uint64_t ms)
 {
     return run(s, s->now + ms, NULL, NULL);
 }
 
-int sim_run_until(struct sim *s, bool (*pred)(struct sim *, void *), void *arg,
+int sim_run_until(struct sim* s,
+                  bool (*pred)(struct sim*, void*),
+                  void* arg,
                   uint64_t max_ms)
 {
     return run(s, s->now + max_ms, pred, arg);
 }
 
-void sim__schedule_restart(struct sim *s, raft_id id, uint64_t at);
-void sim__schedule_restart(struct sim *s, raft_id id, uint64_t at)
+void sim__schedule_restart(struct sim* s, raft_id id, uint64_t at);
+void sim__schedule_restart(struct sim* s, raft_id id, uint64_t at)
 {
     heap_push(s, (struct sim_ev){
                      .t = at, .kind = SIM_EV_RESTART, .node = (uint8_t)id});
@@ -1138,14 +1169,19 @@ void sim__schedule_restart(struct sim *s, raft_id id, uint64_t at)
 
 /* ---- client operations ---- */
 
-int sim_propose(struct sim *s, raft_id id, uint64_t *value_out)
+int sim_propose(struct sim* s, raft_id id, uint64_t* value_out)
 {
-    struct sim_node *n = &s->nodes[id];
+    struct sim_node* n = &s->nodes[id];
     assert(n->alive);
     if (s->next_value >= SIM_PROPOSALS_MAX) {
         return -ENOSPC;
     }
     uint64_t v = s->next_value++;
+    if (v >= s->props_cap) {
+        s->props = xrealloc(s->props, 2 * s->props_cap * sizeof *s->props);
+        memset(s->props + s->props_cap, 0, s->props_cap * sizeof *s->props);
+        s->props_cap *= 2;
+    }
     uint8_t data[8];
     put64(data, v);
     struct raft_proposal p = {
@@ -1164,19 +1200,24 @@ int sim_propose(struct sim *s, raft_id id, uint64_t *value_out)
     return rc;
 }
 
-raft_index sim_value_index(const struct sim *s, uint64_t value)
+raft_index sim_value_index(const struct sim* s, uint64_t value)
 {
     return value < s->next_value ? s->props[value].index : 0;
 }
 
-int sim_read(struct sim *s, raft_id id, uint64_t *ctx_out)
+int sim_read(struct sim* s, raft_id id, uint64_t* ctx_out)
 {
-    struct sim_node *n = &s->nodes[id];
+    struct sim_node* n = &s->nodes[id];
     assert(n->alive);
     if (s->next_read >= SIM_PROPOSALS_MAX) {
         return -ENOSPC;
     }
     uint64_t c = s->next_read++;
+    if (c >= s->reads_cap) {
+        s->reads = xrealloc(s->reads, 2 * s->reads_cap * sizeof *s->reads);
+        memset(s->reads + s->reads_cap, 0, s->reads_cap * sizeof *s->reads);
+        s->reads_cap *= 2;
+    }
     s->reads[c].required = s->applied_max;
     struct raft_event ev = {.type = RAFT_EV_READ_INDEX, .now_ms = s->now};
     ev.read.ctx = c;
@@ -1192,16 +1233,16 @@ int sim_read(struct sim *s, raft_id id, uint64_t *ctx_out)
     return rc;
 }
 
-int sim_read_result(const struct sim *s, uint64_t ctx, raft_index *served)
+int sim_read_result(const struct sim* s, uint64_t ctx, raft_index* served)
 {
     assert(ctx > 0 && ctx < s->next_read);
     *served = s->reads[ctx].served;
     return s->reads[ctx].err;
 }
 
-int sim_transfer(struct sim *s, raft_id leader, raft_id to)
+int sim_transfer(struct sim* s, raft_id leader, raft_id to)
 {
-    struct sim_node *n = &s->nodes[leader];
+    struct sim_node* n = &s->nodes[leader];
     assert(n->alive);
     struct raft_event ev = {.type = RAFT_EV_TRANSFER, .now_ms = s->now};
     ev.transfer.to = to;
@@ -1209,9 +1250,9 @@ int sim_transfer(struct sim *s, raft_id leader, raft_id to)
     return node_step_rc(s, n, &ev);
 }
 
-int sim_conf_change(struct sim *s, raft_id leader, int op, raft_id target)
+int sim_conf_change(struct sim* s, raft_id leader, int op, raft_id target)
 {
-    struct sim_node *n = &s->nodes[leader];
+    struct sim_node* n = &s->nodes[leader];
     assert(n->alive);
     struct raft_event ev = {.type = RAFT_EV_CONF_CHANGE, .now_ms = s->now};
     ev.conf.op = (uint8_t)op;
@@ -1227,9 +1268,9 @@ int sim_conf_change(struct sim *s, raft_id leader, int op, raft_id target)
     return rc;
 }
 
-int sim_compact(struct sim *s, raft_id id, raft_index keep_from)
+int sim_compact(struct sim* s, raft_id id, raft_index keep_from)
 {
-    struct sim_node *n = &s->nodes[id];
+    struct sim_node* n = &s->nodes[id];
     assert(n->alive);
     raft_index at = n->sm.applied;
     raft_term term = sim__log_term(&n->shadow, at);
@@ -1239,21 +1280,21 @@ int sim_compact(struct sim *s, raft_id id, raft_index keep_from)
     if (keep_from != 0 && keep_from <= n->shadow.base) {
         keep_from = 0;
     }
-    void *img;
+    void* img;
     size_t len = image_encode(&n->sm, &img);
     struct raft_event ev = {.type = RAFT_EV_COMPACT, .now_ms = s->now};
-    ev.compact.meta = (struct raft_snapshot_meta){
-        .index = at,
-        .term = term,
-        .conf_index = n->sm.conf_index,
-        .conf = n->sm.conf};
+    ev.compact.meta =
+        (struct raft_snapshot_meta){.index = at,
+                                    .term = term,
+                                    .conf_index = n->sm.conf_index,
+                                    .conf = n->sm.conf};
     ev.compact.image = (struct raft_buf){img, len};
     ev.compact.keep_from = keep_from;
     n->last_compact = at;
     int rc = node_step_rc(s, n, &ev);
-    sim__trace(s, "n%" PRIu64 " COMPACT at %" PRIu64 " keep_from %" PRIu64
-               " -> %d",
-               id, at, keep_from, rc);
+    sim__trace(
+        s, "n%" PRIu64 " COMPACT at %" PRIu64 " keep_from %" PRIu64 " -> %d",
+        id, at, keep_from, rc);
     if (rc != 0) {
         free(img);
         return rc;
@@ -1275,22 +1316,22 @@ int sim_compact(struct sim *s, raft_id id, raft_index keep_from)
 
 /* ---- queries ---- */
 
-bool sim_alive(const struct sim *s, raft_id id)
+bool sim_alive(const struct sim* s, raft_id id)
 {
     return id >= 1 && id <= SIM_NODES_MAX && s->nodes[id].alive;
 }
 
-struct raft *sim_raft(struct sim *s, raft_id id)
+struct raft* sim_raft(struct sim* s, raft_id id)
 {
     return sim_alive(s, id) ? s->nodes[id].r : NULL;
 }
 
-raft_id sim_leader(const struct sim *s)
+raft_id sim_leader(const struct sim* s)
 {
     raft_id best = 0;
     raft_term term = 0;
     for (raft_id i = 1; i <= SIM_NODES_MAX; i++) {
-        const struct sim_node *n = &s->nodes[i];
+        const struct sim_node* n = &s->nodes[i];
         if (n->alive && raft_role(n->r) == RAFT_LEADER &&
             raft_current_term(n->r) >= term) {
             best = i;
@@ -1300,16 +1341,16 @@ raft_id sim_leader(const struct sim *s)
     return best;
 }
 
-raft_id sim_stable_leader(const struct sim *s)
+raft_id sim_stable_leader(const struct sim* s)
 {
     raft_id l = sim_leader(s);
     if (l == 0) {
         return 0;
     }
     raft_term t = raft_current_term(s->nodes[l].r);
-    const struct raft_conf *c = raft_conf_current(s->nodes[l].r);
+    const struct raft_conf* c = raft_conf_current(s->nodes[l].r);
     for (unsigned i = 0; i < c->n; i++) {
-        const struct sim_node *n = &s->nodes[c->servers[i].id];
+        const struct sim_node* n = &s->nodes[c->servers[i].id];
         if (!n->alive) {
             continue;
         }
@@ -1320,33 +1361,33 @@ raft_id sim_stable_leader(const struct sim *s)
     return l;
 }
 
-raft_index sim_applied(const struct sim *s, raft_id id)
+raft_index sim_applied(const struct sim* s, raft_id id)
 {
     return s->nodes[id].sm.applied;
 }
 
-uint64_t sim_sm_hash(const struct sim *s, raft_id id)
+uint64_t sim_sm_hash(const struct sim* s, raft_id id)
 {
     return s->nodes[id].sm.hash;
 }
 
-raft_term sim_log_term(const struct sim *s, raft_id id, raft_index index)
+raft_term sim_log_term(const struct sim* s, raft_id id, raft_index index)
 {
-    const struct sim_log *l = &s->nodes[id].shadow;
+    const struct sim_log* l = &s->nodes[id].shadow;
     return index > l->base ? sim__log_term(l, index) : 0;
 }
 
-raft_index sim_log_last(const struct sim *s, raft_id id)
+raft_index sim_log_last(const struct sim* s, raft_id id)
 {
     return sim__log_last(&s->nodes[id].shadow);
 }
 
-unsigned sim_installs(const struct sim *s)
+unsigned sim_installs(const struct sim* s)
 {
     return s->installs;
 }
 
-bool sim_converged(struct sim *s, raft_id leader, raft_index min_index)
+bool sim_converged(struct sim* s, raft_id leader, raft_index min_index)
 {
     if (!sim_alive(s, leader) || raft_role(s->nodes[leader].r) != RAFT_LEADER) {
         return false;
@@ -1355,9 +1396,9 @@ bool sim_converged(struct sim *s, raft_id leader, raft_index min_index)
     if (commit < min_index) {
         return false;
     }
-    const struct raft_conf *c = raft_conf_current(s->nodes[leader].r);
+    const struct raft_conf* c = raft_conf_current(s->nodes[leader].r);
     for (unsigned i = 0; i < c->n; i++) {
-        const struct sim_node *n = &s->nodes[c->servers[i].id];
+        const struct sim_node* n = &s->nodes[c->servers[i].id];
         if (c->servers[i].role == RAFT_VOTER && n->alive &&
             n->sm.applied < commit) {
             return false;
@@ -1368,7 +1409,7 @@ bool sim_converged(struct sim *s, raft_id leader, raft_index min_index)
 
 /* ---- lifecycle ---- */
 
-void sim_config_default(struct sim_config *c, uint64_t seed)
+void sim_config_default(struct sim_config* c, uint64_t seed)
 {
     memset(c, 0, sizeof *c);
     c->seed = seed;
@@ -1384,15 +1425,18 @@ void sim_config_default(struct sim_config *c, uint64_t seed)
     c->disk_max_ms = 5;
 }
 
-struct sim *sim_new(const struct sim_config *cfg)
+struct sim* sim_new(const struct sim_config* cfg)
 {
     assert(cfg->n_voters >= 1 && cfg->n_voters <= 5);
-    struct sim *s = xcalloc(1, sizeof *s);
+    struct sim* s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
     s->rng = cfg->seed ^ 0x5eed5eed5eedull;
-    s->heap = xcalloc(SIM_EVENTS_MAX, sizeof *s->heap);
-    s->props = xcalloc(SIM_PROPOSALS_MAX, sizeof *s->props);
-    s->reads = xcalloc(SIM_PROPOSALS_MAX, sizeof *s->reads);
+    s->heap_cap = 1024;
+    s->heap = xcalloc(s->heap_cap, sizeof *s->heap);
+    s->props_cap = 1024;
+    s->props = xcalloc(s->props_cap, sizeof *s->props);
+    s->reads_cap = 1024;
+    s->reads = xcalloc(s->reads_cap, sizeof *s->reads);
     s->next_value = 1;
     s->next_read = 1;
     s->drop_pct = cfg->drop_pct;
@@ -1403,7 +1447,7 @@ struct sim *sim_new(const struct sim_config *cfg)
     checker__init(s);
     struct raft_conf conf = {.n = cfg->n_voters};
     for (unsigned i = 0; i < cfg->n_voters; i++) {
-        struct raft_server *sv = &conf.servers[i];
+        struct raft_server* sv = &conf.servers[i];
         sv->id = i + 1;
         sv->role = RAFT_VOTER;
         snprintf(sv->name, sizeof sv->name, "n%u", i + 1);
@@ -1413,7 +1457,7 @@ struct sim *sim_new(const struct sim_config *cfg)
         s->nodes[id].id = id;
     }
     for (raft_id id = 1; id <= cfg->n_voters; id++) {
-        struct sim_node *n = &s->nodes[id];
+        struct sim_node* n = &s->nodes[id];
         n->exists = true;
         n->incarnation = 1;
         n->snap.conf = conf;
@@ -1429,13 +1473,13 @@ struct sim *sim_new(const struct sim_config *cfg)
     return s;
 }
 
-void sim_free(struct sim *s)
+void sim_free(struct sim* s)
 {
     if (s == NULL) {
         return;
     }
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
-        struct sim_node *n = &s->nodes[id];
+        struct sim_node* n = &s->nodes[id];
         node_wipe(n);
         log_free(&n->disk);
         log_free(&n->shadow);
@@ -1454,7 +1498,7 @@ void sim_free(struct sim *s)
     free(s);
 }
 
-const char *sim_failed(const struct sim *s)
+const char* sim_failed(const struct sim* s)
 {
     return s->failed ? s->violation : NULL;
 }

@@ -24,12 +24,12 @@
 #include "raft.h"
 
 enum {
-    SIM_NODES_MAX = 7,           /* node ids 1..SIM_NODES_MAX */
-    SIM_EVENTS_MAX = 1u << 20,   /* queued events (a run past this fails) */
-    SIM_TRACE_LINES = 80,        /* tail of the trace kept for a failure */
-    SIM_TRACE_LINE_MAX = 240,    /* bytes per trace line */
-    SIM_VIOLATION_MAX = 512,     /* bytes of the violation text */
-    SIM_READS_MAX = 256,         /* pending reads per node */
+    SIM_NODES_MAX = 12,           /* node ids 1..SIM_NODES_MAX */
+    SIM_EVENTS_MAX = 1u << 20,    /* queued events (a run past this fails) */
+    SIM_TRACE_LINES = 80,         /* tail of the trace kept for a failure */
+    SIM_TRACE_LINE_MAX = 240,     /* bytes per trace line */
+    SIM_VIOLATION_MAX = 512,      /* bytes of the violation text */
+    SIM_READS_MAX = 256,          /* pending reads per node */
     SIM_PROPOSALS_MAX = 1u << 16, /* proposals in one run */
 };
 
@@ -44,92 +44,94 @@ struct sim_config {
     unsigned delay_min_ms, delay_max_ms;
     unsigned drop_pct, dup_pct; /* percent of messages dropped/duplicated */
     unsigned disk_min_ms, disk_max_ms; /* write latency */
-    bool trace;       /* keep a trace (ring buffer of the last lines) */
-    FILE *trace_out;  /* also print every trace line here (NULL: don't) */
+    bool trace;      /* keep a trace (ring buffer of the last lines) */
+    FILE* trace_out; /* also print every trace line here (NULL: don't) */
 };
 
-void sim_config_default(struct sim_config *c, uint64_t seed);
+void sim_config_default(struct sim_config* c, uint64_t seed);
 
 struct sim;
 
-struct sim *sim_new(const struct sim_config *c);
-void sim_free(struct sim *s);
+struct sim* sim_new(const struct sim_config* c);
+void sim_free(struct sim* s);
 
 /* Violation text of the first failed check, or NULL while all checks hold. */
-const char *sim_failed(const struct sim *s);
+const char* sim_failed(const struct sim* s);
 /* Print the kept trace tail to f. */
-void sim_trace_dump(const struct sim *s, FILE *f, unsigned lines);
+void sim_trace_dump(const struct sim* s, FILE* f, unsigned lines);
 /* Record a harness note in the trace. */
-void sim_note(struct sim *s, const char *fmt, ...)
+void sim_note(struct sim* s, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-uint64_t sim_now(const struct sim *s);
+uint64_t sim_now(const struct sim* s);
 /* Process events until time now + ms (stops early on a violation).
  * Returns 0 or -1 after a violation. */
-int sim_run_for(struct sim *s, uint64_t ms);
+int sim_run_for(struct sim* s, uint64_t ms);
 /* Run until pred() holds (checked after every event) or max_ms passed.
  * Returns 0 when pred held, -ETIMEDOUT, or -1 after a violation. */
-int sim_run_until(struct sim *s, bool (*pred)(struct sim *, void *), void *arg,
+int sim_run_until(struct sim* s,
+                  bool (*pred)(struct sim*, void*),
+                  void* arg,
                   uint64_t max_ms);
 
 /* ---- nodes ---- */
-bool sim_alive(const struct sim *s, raft_id id);
-struct raft *sim_raft(struct sim *s, raft_id id); /* NULL when down */
+bool sim_alive(const struct sim* s, raft_id id);
+struct raft* sim_raft(struct sim* s, raft_id id); /* NULL when down */
 /* The live leader with the highest term, 0 if none. */
-raft_id sim_leader(const struct sim *s);
+raft_id sim_leader(const struct sim* s);
 /* A leader every live member of its configuration agrees on, 0 if none. */
-raft_id sim_stable_leader(const struct sim *s);
-raft_index sim_applied(const struct sim *s, raft_id id); /* state machine */
-uint64_t sim_sm_hash(const struct sim *s, raft_id id);
+raft_id sim_stable_leader(const struct sim* s);
+raft_index sim_applied(const struct sim* s, raft_id id); /* state machine */
+uint64_t sim_sm_hash(const struct sim* s, raft_id id);
 /* Term of entry `index` in the node's log as the core wrote it (0: none or
  * compacted). */
-raft_term sim_log_term(const struct sim *s, raft_id id, raft_index index);
-raft_index sim_log_last(const struct sim *s, raft_id id);
+raft_term sim_log_term(const struct sim* s, raft_id id, raft_index index);
+raft_index sim_log_last(const struct sim* s, raft_id id);
 
-void sim_crash(struct sim *s, raft_id id);
+void sim_crash(struct sim* s, raft_id id);
 /* Restart from what the node's disk holds (raft_restore). */
-void sim_restart(struct sim *s, raft_id id);
+void sim_restart(struct sim* s, raft_id id);
 /* Start a brand-new node with an empty disk (joining an existing cluster). */
-void sim_start_fresh(struct sim *s, raft_id id);
+void sim_start_fresh(struct sim* s, raft_id id);
 
 /* Add `ms` to every write of the node's disk (0: back to normal). */
-void sim_set_disk_delay(struct sim *s, raft_id id, unsigned ms);
+void sim_set_disk_delay(struct sim* s, raft_id id, unsigned ms);
 
 /* ---- network ---- */
-void sim_block(struct sim *s, raft_id from, raft_id to, bool blocked);
-void sim_isolate(struct sim *s, raft_id id); /* both directions, all peers */
-void sim_heal(struct sim *s);               /* unblock every link */
-void sim_set_faults(struct sim *s, unsigned drop_pct, unsigned dup_pct);
+void sim_block(struct sim* s, raft_id from, raft_id to, bool blocked);
+void sim_isolate(struct sim* s, raft_id id); /* both directions, all peers */
+void sim_heal(struct sim* s);                /* unblock every link */
+void sim_set_faults(struct sim* s, unsigned drop_pct, unsigned dup_pct);
 /* Drop every message of type `type` from->to (0 = any) until cleared. */
-void sim_filter(struct sim *s, raft_id from, raft_id to, int type, bool on);
+void sim_filter(struct sim* s, raft_id from, raft_id to, int type, bool on);
 
 /* ---- client operations (return raft_step's code) ---- */
 /* Propose one NORMAL entry carrying a fresh unique value (*value_out). */
-int sim_propose(struct sim *s, raft_id id, uint64_t *value_out);
+int sim_propose(struct sim* s, raft_id id, uint64_t* value_out);
 /* Index where the value was applied first (0: not yet applied anywhere). */
-raft_index sim_value_index(const struct sim *s, uint64_t value);
+raft_index sim_value_index(const struct sim* s, uint64_t value);
 /* Start a ReadIndex read; *ctx_out identifies it. */
-int sim_read(struct sim *s, raft_id id, uint64_t *ctx_out);
+int sim_read(struct sim* s, raft_id id, uint64_t* ctx_out);
 /* Index a read was served at (0: not yet), or the error it failed with. */
-int sim_read_result(const struct sim *s, uint64_t ctx, raft_index *served);
-int sim_transfer(struct sim *s, raft_id leader, raft_id to);
-int sim_conf_change(struct sim *s, raft_id leader, int op, raft_id target);
+int sim_read_result(const struct sim* s, uint64_t ctx, raft_index* served);
+int sim_transfer(struct sim* s, raft_id leader, raft_id to);
+int sim_conf_change(struct sim* s, raft_id leader, int op, raft_id target);
 /* Take a snapshot image at the node's applied index (RAFT_EV_COMPACT). */
-int sim_compact(struct sim *s, raft_id id, raft_index keep_from);
+int sim_compact(struct sim* s, raft_id id, raft_index keep_from);
 
 /* Every live voter of `leader`'s configuration applied up to the leader's
  * commit index (and that index is >= min_index). */
-bool sim_converged(struct sim *s, raft_id leader, raft_index min_index);
+bool sim_converged(struct sim* s, raft_id leader, raft_index min_index);
 
 /* Number of snapshot installs that completed (all nodes). */
-unsigned sim_installs(const struct sim *s);
+unsigned sim_installs(const struct sim* s);
 
 /* One randomized run of a seed: chaos phase, then heal + liveness check.
  * Returns 0 or -1 (violation text in sim_failed()). */
-int sim_random_run(struct sim *s, uint64_t chaos_ms);
+int sim_random_run(struct sim* s, uint64_t chaos_ms);
 
 /* Deterministic PRNG (splitmix64) shared by the harness and the tests. */
-uint64_t sim_rand(struct sim *s);
-unsigned sim_rand_below(struct sim *s, unsigned n);
+uint64_t sim_rand(struct sim* s);
+unsigned sim_rand_below(struct sim* s, unsigned n);
 
 #endif /* QFS_SIM_H */

@@ -7,7 +7,7 @@
 /* A message in flight: a deep copy (entries, data, chunks in one blob). */
 struct sim_msg {
     struct raft_message m;
-    void *blob;
+    void* blob;
 };
 
 /* One log entry as the harness stores it (disk and shadow logs). */
@@ -16,33 +16,33 @@ struct sim_ent {
     uint8_t type;
     uint32_t len;
     uint64_t hash; /* of type + data */
-    void *data;    /* disk log only (NULL in the shadow log) */
+    void* data;    /* disk log only (NULL in the shadow log) */
 };
 
 struct sim_log {
     raft_index base; /* entries start at base + 1 */
     raft_term base_term;
     unsigned n, cap;
-    struct sim_ent *e;
+    struct sim_ent* e;
 };
 
 /* A write handed to the simulated disk, completed in order. */
 struct sim_write {
-    struct sim_write *next;
+    struct sim_write* next;
     uint64_t done_ms;
     raft_index truncate_from;
     unsigned n_entries;
-    struct raft_entry *entries; /* deep copies */
+    struct raft_entry* entries; /* deep copies */
     raft_index persist_index;
     raft_term persist_term;
     bool hs_changed;
     struct raft_hard_state hs;
     bool snap;
     struct raft_snapshot_meta meta;
-    void *image;
+    void* image;
     size_t image_len;
     unsigned n_msgs;
-    struct sim_msg **msgs;
+    struct sim_msg** msgs;
 };
 
 /* The application: applied values folded into a running hash. */
@@ -65,12 +65,14 @@ struct sim_node {
     bool alive;
     bool exists; /* has a disk */
     unsigned incarnation;
-    struct raft *r;
+    struct raft* r;
     uint64_t tick_gen;
+    bool tick_pending; /* a tick event for tick_gen is queued */
+    uint64_t tick_at;
     /* disk: durable state */
     struct raft_hard_state hs;
     struct raft_snapshot_meta snap;
-    void *image;
+    void* image;
     size_t image_len;
     struct sim_log disk;
     /* pending writes (lost on crash) */
@@ -80,7 +82,7 @@ struct sim_node {
     struct sim_log shadow;
     /* app */
     struct sim_sm sm;
-    void *compact_image; /* borrowed by the core until the next compact */
+    void* compact_image; /* borrowed by the core until the next compact */
     size_t compact_image_len;
     raft_index last_compact;
     struct sim_read_req reads[SIM_READS_MAX];
@@ -103,7 +105,7 @@ struct sim_ev {
     uint8_t kind;
     uint8_t node;
     uint64_t gen;
-    struct sim_msg *msg;
+    struct sim_msg* msg;
 };
 
 struct sim_proposal {
@@ -127,8 +129,8 @@ struct sim {
     uint64_t rng;
     uint64_t now;
     uint64_t seq;
-    struct sim_ev *heap;
-    unsigned n_heap;
+    struct sim_ev* heap;
+    unsigned n_heap, heap_cap;
     struct sim_node nodes[SIM_NODES_MAX + 1];
     bool blocked[SIM_NODES_MAX + 1][SIM_NODES_MAX + 1];
     struct sim_filter filters[SIM_NODES_MAX * SIM_NODES_MAX];
@@ -136,9 +138,11 @@ struct sim {
     unsigned drop_pct, dup_pct;
     unsigned disk_extra_ms[SIM_NODES_MAX + 1]; /* a slow disk per node */
     uint64_t next_value;
-    struct sim_proposal *props; /* by value */
+    struct sim_proposal* props; /* by value */
+    uint64_t props_cap;
     uint64_t next_read;
-    struct sim_read_rec *reads; /* by ctx */
+    struct sim_read_rec* reads; /* by ctx */
+    uint64_t reads_cap;
     unsigned installs;
     char violation[SIM_VIOLATION_MAX];
     bool failed;
@@ -146,20 +150,20 @@ struct sim {
     char (*trace)[SIM_TRACE_LINE_MAX];
     unsigned trace_n;
     /* checker state */
-    raft_id *leader_of_term; /* by term */
+    raft_id* leader_of_term; /* by term */
     raft_term n_terms;
-    struct sim_commit *committed; /* by index */
+    struct sim_commit* committed; /* by index */
     raft_index n_committed_cap;
     raft_index commit_max;  /* highest index known committed */
     raft_index applied_max; /* highest index applied on any node */
-    struct sim_lm *lm;      /* log matching table (open addressing) */
+    struct sim_lm* lm;      /* log matching table (open addressing) */
     unsigned lm_cap, lm_n;
 };
 
 /* What the checker knows about an index. */
 struct sim_commit {
-    raft_term term;   /* known committed with this term (0: unknown) */
-    bool applied;     /* applied somewhere: entry fields below valid */
+    raft_term term; /* known committed with this term (0: unknown) */
+    bool applied;   /* applied somewhere: entry fields below valid */
     uint8_t type;
     uint64_t ent_hash;
     uint64_t sm_hash; /* state machine hash after applying it */
@@ -175,28 +179,33 @@ struct sim_lm {
 };
 
 /* sim.c */
-void sim__violate(struct sim *s, const char *fmt, ...)
+void sim__violate(struct sim* s, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void sim__trace(struct sim *s, const char *fmt, ...)
+void sim__trace(struct sim* s, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
-uint64_t sim__hash(uint64_t h, const void *p, size_t n);
-raft_term sim__log_term(const struct sim_log *l, raft_index i);
-raft_index sim__log_last(const struct sim_log *l);
+uint64_t sim__hash(uint64_t h, const void* p, size_t n);
+raft_term sim__log_term(const struct sim_log* l, raft_index i);
+raft_index sim__log_last(const struct sim_log* l);
 
 /* checker.c */
-void checker__init(struct sim *s);
-void checker__free(struct sim *s);
+void checker__init(struct sim* s);
+void checker__free(struct sim* s);
 /* Before the shadow log of n changes. */
-void checker__on_truncate(struct sim *s, struct sim_node *n, raft_index from);
-void checker__on_append(struct sim *s, struct sim_node *n,
-                        const struct raft_entry *e, raft_term prev_term);
-void checker__on_apply(struct sim *s, struct sim_node *n,
-                       const struct raft_entry *e);
-void checker__on_install(struct sim *s, struct sim_node *n,
-                         const struct raft_snapshot_meta *meta);
-void checker__on_read(struct sim *s, struct sim_node *n,
-                      const struct sim_read_req *rq);
+void checker__on_truncate(struct sim* s, struct sim_node* n, raft_index from);
+void checker__on_append(struct sim* s,
+                        struct sim_node* n,
+                        const struct raft_entry* e,
+                        raft_term prev_term);
+void checker__on_apply(struct sim* s,
+                       struct sim_node* n,
+                       const struct raft_entry* e);
+void checker__on_install(struct sim* s,
+                         struct sim_node* n,
+                         const struct raft_snapshot_meta* meta);
+void checker__on_read(struct sim* s,
+                      struct sim_node* n,
+                      const struct sim_read_req* rq);
 /* After every event: roles, terms, commit indexes. */
-void checker__after_event(struct sim *s);
+void checker__after_event(struct sim* s);
 
 #endif /* QFS_SIM_INT_H */
