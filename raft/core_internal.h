@@ -39,7 +39,7 @@ struct raft__progress {
     bool probe_sent;    /* PROBE: an append is outstanding */
     bool recent_active; /* heard from since the last check-quorum round */
     uint64_t last_recv_ms;
-    uint64_t read_ack; /* highest read_seq echoed */
+    uint64_t read_ack;      /* highest read_seq echoed */
     raft_index sent_commit; /* highest commit sent that it can apply */
     /* Inflight window: last index of each pipelined append, oldest first. */
     raft_index inflight[RAFT_INFLIGHT_MAX];
