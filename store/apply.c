@@ -10,18 +10,7 @@
 
 #include "store_int.h"
 
-struct ctx {
-    struct store* st;
-    const struct store_cmd* c;
-    uint64_t rev; /* revision of this command's change */
-    store_change_cb cb;
-    void* cb_data;
-    bool changed;
-    int fatal;    /* -ENOMEM: the store cannot continue */
-    uint64_t ino; /* result ino */
-};
-
-static void rec_from_entry(const struct entry* e, struct store_rec* r)
+void store__rec_from_entry(const struct entry* e, struct store_rec* r)
 {
     memset(r, 0, sizeof(*r));
     r->ino = e->ino;
@@ -45,7 +34,7 @@ static void rec_from_entry(const struct entry* e, struct store_rec* r)
 }
 
 /* Record + apply the new state of an entry at this command's revision. */
-static void commit_put(struct ctx* x, struct store_rec* r)
+void store__commit_put(struct apply_ctx* x, struct store_rec* r)
 {
     char msg[128];
     uint32_t rec_off;
@@ -63,7 +52,7 @@ static void commit_put(struct ctx* x, struct store_rec* r)
     x->changed = true;
 }
 
-static void commit_del(struct ctx* x, struct entry* e)
+void store__commit_del(struct apply_ctx* x, struct entry* e)
 {
     char msg[128];
     if (x->fatal != 0) {
@@ -79,22 +68,22 @@ static void commit_del(struct ctx* x, struct entry* e)
 }
 
 /* An existing entry modified in place (attrs or content). */
-static void modified(struct ctx* x, struct store_rec* r)
+static void modified(struct apply_ctx* x, struct store_rec* r)
 {
     r->version++;
     r->ctime_ns = x->c->now_ns;
-    commit_put(x, r);
+    store__commit_put(x, r);
 }
 
-static void touch_dir(struct ctx* x, struct entry* d)
+void store__touch_dir(struct apply_ctx* x, struct entry* d)
 {
     struct store_rec r;
-    rec_from_entry(d, &r);
+    store__rec_from_entry(d, &r);
     r.mtime_ns = x->c->now_ns;
     modified(x, &r);
 }
 
-static void notify(struct ctx* x,
+void store__notify(struct apply_ctx* x,
                    uint64_t ino,
                    uint64_t parent,
                    const char* name,
@@ -118,7 +107,7 @@ static int get_dir(struct store* st, uint64_t ino, struct entry** d)
     return (*d)->type == STORE_DIR ? 0 : -ENOTDIR;
 }
 
-static int check_name(struct store* st, const char* name)
+int store__check_name(struct store* st, const char* name)
 {
     if (name == NULL || name[0] == 0 || strchr(name, '/') != NULL ||
         strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
@@ -127,7 +116,7 @@ static int check_name(struct store* st, const char* name)
     return strlen(name) > st->opt.name_max ? -ENAMETOOLONG : 0;
 }
 
-static bool reserved(uint64_t parent, const char* name)
+bool store__reserved(uint64_t parent, const char* name)
 {
     return parent == STORE_ROOT_INO &&
            (strcmp(name, ".snapshots") == 0 || strcmp(name, ".cluster") == 0);
@@ -141,9 +130,9 @@ static int check_dirent(struct store* st,
 {
     int rv = get_dir(st, parent, d);
     if (rv == 0) {
-        rv = check_name(st, name);
+        rv = store__check_name(st, name);
     }
-    if (rv == 0 && reserved(parent, name)) {
+    if (rv == 0 && store__reserved(parent, name)) {
         rv = -EPERM;
     }
     return rv;
@@ -172,7 +161,7 @@ static struct entry* child(struct entry* d, const char* name)
 
 /* ---- creation ---- */
 
-static int create_entry(struct ctx* x,
+static int create_entry(struct apply_ctx* x,
                         struct entry* d,
                         uint8_t type,
                         const void* content,
@@ -203,15 +192,15 @@ static int create_entry(struct ctx* x,
         .content_len = (uint32_t)len,
     };
     st->s.next_ino++;
-    commit_put(x, &r);
-    touch_dir(x, d);
+    store__commit_put(x, &r);
+    store__touch_dir(x, d);
     x->ino = r.ino;
-    notify(x, r.ino, d->ino, c->name, false);
-    notify(x, d->ino, 0, NULL, false);
+    store__notify(x, r.ino, d->ino, c->name, false);
+    store__notify(x, d->ino, 0, NULL, false);
     return 0;
 }
 
-static int op_create(struct ctx* x)
+static int op_create(struct apply_ctx* x)
 {
     struct entry* d;
     const struct store_cmd* c = x->c;
@@ -235,16 +224,16 @@ static int op_create(struct ctx* x)
     x->ino = e->ino;
     if ((c->flags & STORE_TRUNC) != 0) {
         struct store_rec r;
-        rec_from_entry(e, &r);
+        store__rec_from_entry(e, &r);
         r.content_len = 0;
         r.mtime_ns = c->now_ns;
         modified(x, &r);
-        notify(x, x->ino, 0, NULL, false);
+        store__notify(x, x->ino, 0, NULL, false);
     }
     return 0;
 }
 
-static int op_mkdir_symlink(struct ctx* x)
+static int op_mkdir_symlink(struct apply_ctx* x)
 {
     struct entry* d;
     const struct store_cmd* c = x->c;
@@ -285,7 +274,7 @@ static int get_file(struct store* st, uint64_t ino, struct entry** e)
     return (*e)->type == STORE_FILE ? 0 : -EINVAL;
 }
 
-static int op_write(struct ctx* x)
+static int op_write(struct apply_ctx* x)
 {
     struct entry* e;
     const struct store_cmd* c = x->c;
@@ -301,17 +290,17 @@ static int op_write(struct ctx* x)
         return rv;
     }
     struct store_rec r;
-    rec_from_entry(e, &r);
+    store__rec_from_entry(e, &r);
     r.content = c->data;
     r.content_len = (uint32_t)c->data_len;
     r.mtime_ns = c->now_ns;
     modified(x, &r);
     x->ino = c->ino;
-    notify(x, c->ino, 0, NULL, false);
+    store__notify(x, c->ino, 0, NULL, false);
     return 0;
 }
 
-static int op_setattr(struct ctx* x)
+static int op_setattr(struct apply_ctx* x)
 {
     const struct store_cmd* c = x->c;
     struct entry* e = store__find(&x->st->s, c->ino);
@@ -319,7 +308,7 @@ static int op_setattr(struct ctx* x)
         return -ENOENT;
     }
     struct store_rec r;
-    rec_from_entry(e, &r);
+    store__rec_from_entry(e, &r);
     uint8_t* buf = NULL;
     if ((c->set_mask & STORE_SET_SIZE) != 0) {
         int rv = get_file(x->st, c->ino, &e);
@@ -360,13 +349,13 @@ static int op_setattr(struct ctx* x)
     modified(x, &r);
     free(buf);
     x->ino = c->ino;
-    notify(x, c->ino, 0, NULL, false);
+    store__notify(x, c->ino, 0, NULL, false);
     return 0;
 }
 
 /* ---- removal ---- */
 
-static int op_remove(struct ctx* x)
+static int op_remove(struct apply_ctx* x)
 {
     struct entry* d;
     const struct store_cmd* c = x->c;
@@ -388,10 +377,10 @@ static int op_remove(struct ctx* x)
         return -ENOTEMPTY;
     }
     uint64_t ino = e->ino;
-    commit_del(x, e);
-    touch_dir(x, d);
-    notify(x, ino, d->ino, c->name, true);
-    notify(x, d->ino, 0, NULL, false);
+    store__commit_del(x, e);
+    store__touch_dir(x, d);
+    store__notify(x, ino, d->ino, c->name, true);
+    store__notify(x, d->ino, 0, NULL, false);
     return 0;
 }
 
@@ -418,7 +407,7 @@ struct mv {
     struct entry *src, *dst;
 };
 
-static int rename_check(struct ctx* x, struct mv* m)
+static int rename_check(struct apply_ctx* x, struct mv* m)
 {
     struct store* st = x->st;
     const struct store_cmd* c = x->c;
@@ -466,20 +455,20 @@ static int rename_check(struct ctx* x, struct mv* m)
     return rv != 0 ? rv : check_path(st, m->dd, c->new_name);
 }
 
-static void move_entry(struct ctx* x,
+static void move_entry(struct apply_ctx* x,
                        struct entry* e,
                        struct entry* to,
                        const char* name)
 {
     struct store_rec r;
-    rec_from_entry(e, &r);
+    store__rec_from_entry(e, &r);
     r.parent = to->ino;
     r.name = name;
     r.name_len = (uint16_t)strlen(name);
     modified(x, &r);
 }
 
-static int op_rename(struct ctx* x)
+static int op_rename(struct apply_ctx* x)
 {
     struct mv m;
     const struct store_cmd* c = x->c;
@@ -494,34 +483,34 @@ static int op_rename(struct ctx* x)
         move_entry(x, m.dst, m.sd, c->name);
     } else {
         if (m.dst != NULL) {
-            commit_del(x, m.dst);
+            store__commit_del(x, m.dst);
         }
         move_entry(x, m.src, m.dd, c->new_name);
     }
-    touch_dir(x, m.sd);
+    store__touch_dir(x, m.sd);
     if (m.dd != m.sd) {
-        touch_dir(x, m.dd);
+        store__touch_dir(x, m.dd);
     }
     x->ino = src_ino;
     bool exch = (c->flags & STORE_EXCHANGE) != 0;
-    notify(x, src_ino, c->parent, c->name, !exch);
-    notify(x, src_ino, c->new_parent, c->new_name, false);
+    store__notify(x, src_ino, c->parent, c->name, !exch);
+    store__notify(x, src_ino, c->new_parent, c->new_name, false);
     if (dst_ino != 0) {
-        notify(x, dst_ino, c->new_parent, c->new_name, !exch);
+        store__notify(x, dst_ino, c->new_parent, c->new_name, !exch);
         if (exch) {
-            notify(x, dst_ino, c->parent, c->name, false);
+            store__notify(x, dst_ino, c->parent, c->name, false);
         }
     }
-    notify(x, c->parent, 0, NULL, false);
+    store__notify(x, c->parent, 0, NULL, false);
     if (c->new_parent != c->parent) {
-        notify(x, c->new_parent, 0, NULL, false);
+        store__notify(x, c->new_parent, 0, NULL, false);
     }
     return 0;
 }
 
 /* ---- entry points ---- */
 
-static int run(struct ctx* x)
+static int run(struct apply_ctx* x)
 {
     switch (x->c->op) {
     case STORE_OP_CREATE:
@@ -538,6 +527,14 @@ static int run(struct ctx* x)
         return op_remove(x);
     case STORE_OP_RENAME:
         return op_rename(x);
+    case STORE_OP_SNAP_CREATE:
+        return store__op_snap_create(x);
+    case STORE_OP_SNAP_DROP:
+        return store__op_snap_drop(x);
+    case STORE_OP_COMPACT:
+        return store__op_compact(x);
+    case STORE_OP_RESTORE:
+        return store__op_restore(x);
     default:
         return -EBADMSG; /* decode admits only known ops */
     }
@@ -569,11 +566,11 @@ int store_apply(struct store* st,
         st->s.applied_index = index;
         return 0;
     }
-    struct ctx x = {.st = st,
-                    .c = &c,
-                    .rev = st->s.revision + 1,
-                    .cb = cb,
-                    .cb_data = cb_data};
+    struct apply_ctx x = {.st = st,
+                          .c = &c,
+                          .rev = st->s.revision + 1,
+                          .cb = cb,
+                          .cb_data = cb_data};
     int err = run(&x);
     int rv = x.fatal;
     if (rv == 0 && c.origin != 0 && c.seq != 0) {

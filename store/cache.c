@@ -1,5 +1,7 @@
 /* cache.c - a bounded LRU cache of decompressed db frames, and reads of
- * past versions through it (store_read_at). Only durable frames are read. */
+ * past versions through it (store_read_at). Records not durable yet are
+ * read from memory: the pending records (at next_off) and the raw copies
+ * of sealed frames in flight, so history reads are exact at any time. */
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -66,6 +68,18 @@ int store__cache_get(struct store* st,
                      size_t* len)
 {
     struct store_frame_cache* c = st->cache;
+    if (off == st->next_off) {
+        *raw = st->pend.buf; /* queued, not sealed yet */
+        *len = st->pend.len;
+        return 0;
+    }
+    for (size_t i = 0; i < st->ninflight; i++) {
+        if (st->inflight[i].off == off) {
+            *raw = st->inflight[i].raw;
+            *len = st->inflight[i].len;
+            return 0;
+        }
+    }
     for (size_t i = 0; i < c->n; i++) {
         if (c->slot[i].off == off) {
             c->slot[i].used = ++c->clock;
@@ -96,6 +110,33 @@ int store__cache_get(struct store* st,
     c->bytes += h.raw_len;
     *raw = buf;
     *len = h.raw_len;
+    return 0;
+}
+
+int store__content_at(struct store* st,
+                      uint64_t frame,
+                      uint32_t rec,
+                      uint64_t ino,
+                      void** data,
+                      size_t* len)
+{
+    const uint8_t* raw;
+    size_t n;
+    int rv = store__cache_get(st, frame, &raw, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    struct store_anyrec any;
+    if (rec >= n || store__rec_decode(raw + rec, n - rec, &any) < 0 ||
+        any.tag != REC_PUT || any.put.ino != ino) {
+        return -EUCLEAN;
+    }
+    *data = malloc((size_t)any.put.content_len + 1);
+    if (*data == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(*data, any.put.content, any.put.content_len);
+    *len = any.put.content_len;
     return 0;
 }
 

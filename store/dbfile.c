@@ -79,6 +79,84 @@ void store__rec_dedup_encode(uint64_t origin, uint64_t seq, uint8_t* p)
     put_u64(p + 9, seq);
 }
 
+void store__rec_snap_encode(const char* name,
+                            uint16_t len,
+                            uint64_t rev,
+                            int64_t ctime_ns,
+                            uint8_t* p)
+{
+    p[0] = REC_SNAP;
+    p[1] = 0;
+    put_u16(p + 2, len);
+    put_u64(p + 4, rev);
+    put_u64(p + 12, (uint64_t)ctime_ns);
+    memcpy(p + REC_SNAP_FIXED, name, len);
+}
+
+void store__rec_snapdrop_encode(const char* name, uint16_t len, uint8_t* p)
+{
+    p[0] = REC_SNAPDROP;
+    p[1] = 0;
+    put_u16(p + 2, len);
+    memcpy(p + REC_SNAPDROP_FIXED, name, len);
+}
+
+void store__rec_compact_encode(uint64_t rev, uint8_t* p)
+{
+    p[0] = REC_COMPACT;
+    put_u64(p + 1, rev);
+}
+
+size_t store__meta_size(const struct store_state* s, uint32_t* records)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nsnaps; i++) {
+        n += REC_SNAP_FIXED + strlen(s->snaps[i].name);
+    }
+    *records = (uint32_t)s->nsnaps;
+    if (s->compact_rev != 0) {
+        n += REC_COMPACT_FIXED;
+        (*records)++;
+    }
+    return n;
+}
+
+void store__meta_encode(const struct store_state* s, uint8_t* p)
+{
+    for (size_t i = 0; i < s->nsnaps; i++) {
+        const struct store_snap* sn = &s->snaps[i];
+        uint16_t len = (uint16_t)strlen(sn->name);
+        store__rec_snap_encode(sn->name, len, sn->revision, sn->ctime_ns, p);
+        p += REC_SNAP_FIXED + len;
+    }
+    if (s->compact_rev != 0) {
+        store__rec_compact_encode(s->compact_rev, p);
+    }
+}
+
+static long decode_snap(const uint8_t* p, size_t len, struct store_anyrec* r)
+{
+    size_t fixed = r->tag == REC_SNAP ? REC_SNAP_FIXED : REC_SNAPDROP_FIXED;
+    if (len < fixed || p[1] != 0) {
+        return -EBADMSG;
+    }
+    r->sname_len = get_u16(p + 2);
+    if (r->sname_len == 0 || r->sname_len > STORE_SNAP_NAME_MAX ||
+        fixed + r->sname_len > len) {
+        return -EBADMSG;
+    }
+    if (r->tag == REC_SNAP) {
+        r->rev = get_u64(p + 4);
+        r->sctime_ns = (int64_t)get_u64(p + 12);
+    }
+    r->sname = (const char*)p + fixed;
+    if (memchr(r->sname, 0, r->sname_len) != NULL ||
+        memchr(r->sname, '/', r->sname_len) != NULL) {
+        return -EBADMSG;
+    }
+    return (long)(fixed + r->sname_len);
+}
+
 static long decode_put(const uint8_t* p, size_t len, struct store_rec* r)
 {
     if (len < REC_PUT_FIXED) {
@@ -135,6 +213,15 @@ long store__rec_decode(const uint8_t* p, size_t len, struct store_anyrec* r)
         r->origin = get_u64(p + 1);
         r->seq = get_u64(p + 9);
         return REC_DEDUP_FIXED;
+    case REC_SNAP:
+    case REC_SNAPDROP:
+        return decode_snap(p, len, r);
+    case REC_COMPACT:
+        if (len < REC_COMPACT_FIXED) {
+            return -EBADMSG;
+        }
+        r->rev = get_u64(p + 1);
+        return REC_COMPACT_FIXED;
     default:
         return -EBADMSG;
     }
@@ -154,6 +241,29 @@ int store__rec_apply(struct store_state* s,
         return store__state_del(s, r->ino, msg, cap);
     case REC_DEDUP:
         return store__dedup_mark(s, r->origin, r->seq);
+    case REC_SNAP: {
+        int rv =
+            store__snap_add(s, r->sname, r->sname_len, r->rev, r->sctime_ns);
+        if (rv == -EEXIST || rv == -ENOSPC) {
+            snprintf(msg, cap, "snapshot record: duplicate or too many");
+            return -EUCLEAN;
+        }
+        return rv;
+    }
+    case REC_SNAPDROP:
+        if (store__snap_del(s, r->sname, r->sname_len) != 0) {
+            snprintf(msg, cap, "drop of an unknown snapshot");
+            return -EUCLEAN;
+        }
+        return 0;
+    case REC_COMPACT:
+        if (r->rev < s->compact_rev) {
+            snprintf(msg, cap, "compact revision %" PRIu64 " below %" PRIu64,
+                     r->rev, s->compact_rev);
+            return -EUCLEAN;
+        }
+        s->compact_rev = r->rev;
+        return 0;
     default:
         assert(false);
         return -EUCLEAN;
@@ -222,6 +332,47 @@ int store__pend_dedup(struct store* st, uint64_t origin, uint64_t seq)
     }
     store__rec_dedup_encode(origin, seq, st->pend.buf + st->pend.len);
     st->pend.len += REC_DEDUP_FIXED;
+    st->pend.records++;
+    return 0;
+}
+
+int store__pend_snap(struct store* st,
+                     const char* name,
+                     uint16_t len,
+                     uint64_t rev,
+                     int64_t ctime_ns)
+{
+    int rv = pend_reserve(&st->pend, REC_SNAP_FIXED + (size_t)len);
+    if (rv != 0) {
+        return rv;
+    }
+    store__rec_snap_encode(name, len, rev, ctime_ns,
+                           st->pend.buf + st->pend.len);
+    st->pend.len += REC_SNAP_FIXED + (size_t)len;
+    st->pend.records++;
+    return 0;
+}
+
+int store__pend_snapdrop(struct store* st, const char* name, uint16_t len)
+{
+    int rv = pend_reserve(&st->pend, REC_SNAPDROP_FIXED + (size_t)len);
+    if (rv != 0) {
+        return rv;
+    }
+    store__rec_snapdrop_encode(name, len, st->pend.buf + st->pend.len);
+    st->pend.len += REC_SNAPDROP_FIXED + (size_t)len;
+    st->pend.records++;
+    return 0;
+}
+
+int store__pend_compact(struct store* st, uint64_t rev)
+{
+    int rv = pend_reserve(&st->pend, REC_COMPACT_FIXED);
+    if (rv != 0) {
+        return rv;
+    }
+    store__rec_compact_encode(rev, st->pend.buf + st->pend.len);
+    st->pend.len += REC_COMPACT_FIXED;
     st->pend.records++;
     return 0;
 }
@@ -500,6 +651,9 @@ static bool rec_rev_ok(const struct frame_header* h,
     if (r->tag == REC_DEL) {
         return r->rev >= lo && r->rev <= h->last_rev;
     }
+    if (r->tag == REC_SNAP || r->tag == REC_COMPACT) {
+        return r->rev <= h->last_rev; /* names a revision already made */
+    }
     return true;
 }
 
@@ -516,6 +670,8 @@ static int replay_frame(struct store* st,
     }
     if ((h->flags & FRAME_F_BASE) == 0) {
         sc->base_prefix = false;
+    } else {
+        st->base_rev = h->last_rev;
     }
     s->next_ino = h->next_ino;
     size_t pos = 0;
@@ -671,7 +827,7 @@ int store__recover(struct store* st, struct store_recovery* rec)
     st->frames = sc.frameno;
     st->next_off = st->durable_off = off;
     st->durable_index = st->sealed_index = st->s.applied_index;
-    st->sealed_rev = st->s.revision;
+    st->sealed_rev = st->durable_rev = st->s.revision;
     return 0;
 }
 
@@ -687,6 +843,15 @@ int store_frame_seal(struct store* st, struct store_frame** out)
     if (st->pend.records == 0 && st->s.applied_index == st->sealed_index) {
         return 0;
     }
+    if (st->ninflight == st->inflight_cap) {
+        size_t cap = st->inflight_cap == 0 ? 8 : 2 * st->inflight_cap;
+        struct inflight* n = realloc(st->inflight, cap * sizeof(*n));
+        if (n == NULL) {
+            return -ENOMEM;
+        }
+        st->inflight = n;
+        st->inflight_cap = cap;
+    }
     struct store_frame* f;
     int rv = store__frame_build(
         st->pend.buf, st->pend.len, st->pend.records, 0, st->sealed_rev + 1,
@@ -694,21 +859,36 @@ int store_frame_seal(struct store* st, struct store_frame** out)
     if (rv != 0) {
         return rv;
     }
+    f->last_rev = st->s.revision;
+    /* The raw records stay readable (views, store_read_at) until done. */
+    st->inflight[st->ninflight++] = (struct inflight){
+        .off = st->next_off,
+        .raw = st->pend.buf,
+        .len = st->pend.len,
+        .last_rev = st->s.revision,
+    };
     st->payload_raw += st->pend.len;
     st->payload_stored += f->len;
     st->next_off += f->len;
     st->sealed_index = st->s.applied_index;
     st->sealed_rev = st->s.revision;
     st->frames++;
+    st->pend.buf = NULL;
     st->pend.len = 0;
+    st->pend.cap = 0;
     st->pend.records = 0;
-    if (st->pend.cap > (4u << 20)) { /* bound idle memory */
-        free(st->pend.buf);
-        st->pend.buf = NULL;
-        st->pend.cap = 0;
-    }
     *out = f;
     return 0;
+}
+
+/* Forget the raw copy of the oldest in-flight frame (it is at off). */
+static void inflight_pop(struct store* st, uint64_t off)
+{
+    assert(st->ninflight > 0 && st->inflight[0].off == off);
+    free(st->inflight[0].raw);
+    memmove(&st->inflight[0], &st->inflight[1],
+            (st->ninflight - 1) * sizeof(st->inflight[0]));
+    st->ninflight--;
 }
 
 int store_frame_write(struct store* st, struct store_frame* f)
@@ -735,6 +915,9 @@ int store_frame_write(struct store* st, struct store_frame* f)
 void store_frame_done(struct store* st, struct store_frame* f, int err)
 {
     assert(st != NULL && f != NULL);
+    if (st->ninflight > 0 && st->inflight[0].off == f->off) {
+        inflight_pop(st, f->off);
+    }
     if (err != 0) {
         if (st->io_err == 0) {
             store__trace(st, RAFT_TRACE_ERROR,
@@ -749,6 +932,7 @@ void store_frame_done(struct store* st, struct store_frame* f, int err)
         assert(f->applied_index >= st->durable_index);
         st->durable_off = f->off + f->len;
         st->durable_index = f->applied_index;
+        st->durable_rev = f->last_rev;
     }
     free(f);
 }

@@ -47,7 +47,7 @@ static uint64_t image_checksum(const uint8_t* img, size_t len)
 }
 
 /* DEDUP records that rebuild one origin: window seqs ascending, then high. */
-static size_t dedup_emit(const struct dedup_origin* o, uint8_t* p)
+size_t store__dedup_emit(const struct dedup_origin* o, uint8_t* p)
 {
     size_t n = 0;
     for (int i = STORE_DEDUP_WINDOW - 1; i >= 0; i--) {
@@ -104,10 +104,14 @@ int store_image_build(struct store* st, void** out, size_t* len)
         records++;
     }
     for (size_t i = 0; i < s->norigins; i++) {
-        size_t n = dedup_emit(&s->origins[i], NULL);
+        size_t n = store__dedup_emit(&s->origins[i], NULL);
         size += n * REC_DEDUP_FIXED;
         records += n;
     }
+    uint32_t meta_records;
+    size_t meta = store__meta_size(s, &meta_records);
+    size += meta;
+    records += meta_records;
     uint8_t* img = malloc(size);
     if (img == NULL) {
         free(all);
@@ -122,8 +126,10 @@ int store_image_build(struct store* st, void** out, size_t* len)
     }
     free(all);
     for (size_t i = 0; i < s->norigins; i++) {
-        pos += dedup_emit(&s->origins[i], img + pos) * REC_DEDUP_FIXED;
+        pos += store__dedup_emit(&s->origins[i], img + pos) * REC_DEDUP_FIXED;
     }
+    store__meta_encode(s, img + pos);
+    pos += meta;
     assert(pos == size && records <= UINT32_MAX);
     memset(img, 0, IMAGE_HEADER_LEN);
     put_u32(img, IMAGE_MAGIC);
@@ -163,8 +169,10 @@ static int install_chunk(struct install* in,
     while (pos < len) {
         struct store_anyrec r;
         long n = store__rec_decode(raw + pos, len - pos, &r);
-        if (n < 0 || r.tag == REC_DEL ||
-            (r.tag == REC_PUT && r.put.mod_rev > in->revision)) {
+        if (n < 0 || r.tag == REC_DEL || r.tag == REC_SNAPDROP ||
+            (r.tag == REC_PUT && r.put.mod_rev > in->revision) ||
+            ((r.tag == REC_SNAP || r.tag == REC_COMPACT) &&
+             r.rev > in->revision)) {
             return -EBADMSG;
         }
         int rv = store__rec_apply(&in->ns, &r, in->off, (uint32_t)pos, msg,
@@ -258,7 +266,9 @@ static void install_swap(struct store* st, struct install* in)
     st->s.applied_index = in->applied;
     st->next_off = st->durable_off = in->off;
     st->durable_index = st->sealed_index = in->applied;
-    st->sealed_rev = in->revision;
+    st->sealed_rev = st->durable_rev = in->revision;
+    st->base_rev = in->revision; /* older history is not in the image */
+    st->db_gen++;                /* locations changed: views rebuild */
     st->frames = in->frames;
     st->pend.len = 0;
     st->pend.records = 0;

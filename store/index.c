@@ -276,6 +276,10 @@ void store__state_free(struct store_state* s)
     }
     free(s->buckets);
     free(s->origins);
+    for (size_t i = 0; i < s->nsnaps; i++) {
+        free(s->snaps[i].name);
+    }
+    free(s->snaps);
     memset(s, 0, sizeof(*s));
 }
 
@@ -522,6 +526,100 @@ int store__dedup_mark(struct store_state* s, uint64_t origin, uint64_t seq)
         o->window |= 1ull << (o->high - seq - 1);
     }
     return 0;
+}
+
+/* ---- named snapshots ---- */
+
+static int snap_cmp(const char* a, const char* b, size_t blen)
+{
+    size_t alen = strlen(a);
+    return name_cmp(a, alen, b, blen);
+}
+
+/* Binary search: *pos = insertion point. */
+static struct store_snap* snap_search(const struct store_state* s,
+                                      const char* name,
+                                      size_t len,
+                                      size_t* pos)
+{
+    size_t lo = 0, hi = s->nsnaps;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (snap_cmp(s->snaps[mid].name, name, len) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *pos = lo;
+    if (lo < s->nsnaps && snap_cmp(s->snaps[lo].name, name, len) == 0) {
+        return &s->snaps[lo];
+    }
+    return NULL;
+}
+
+struct store_snap* store__snap_find(const struct store_state* s,
+                                    const char* name,
+                                    size_t len)
+{
+    size_t pos;
+    return snap_search(s, name, len, &pos);
+}
+
+int store__snap_add(struct store_state* s,
+                    const char* name,
+                    size_t len,
+                    uint64_t rev,
+                    int64_t ctime_ns)
+{
+    size_t pos;
+    assert(len > 0 && len <= STORE_SNAP_NAME_MAX);
+    if (snap_search(s, name, len, &pos) != NULL) {
+        return -EEXIST;
+    }
+    if (s->nsnaps == STORE_SNAPS_MAX) {
+        return -ENOSPC;
+    }
+    char* copy = strndup(name, len);
+    if (copy == NULL) {
+        return -ENOMEM;
+    }
+    struct store_snap* n = realloc(s->snaps, (s->nsnaps + 1) * sizeof(*n));
+    if (n == NULL) {
+        free(copy);
+        return -ENOMEM;
+    }
+    s->snaps = n;
+    memmove(&n[pos + 1], &n[pos], (s->nsnaps - pos) * sizeof(*n));
+    n[pos] = (struct store_snap){
+        .name = copy, .revision = rev, .ctime_ns = ctime_ns};
+    s->nsnaps++;
+    return 0;
+}
+
+int store__snap_del(struct store_state* s, const char* name, size_t len)
+{
+    size_t pos;
+    struct store_snap* sn = snap_search(s, name, len, &pos);
+    if (sn == NULL) {
+        return -ENOENT;
+    }
+    free(sn->name);
+    memmove(&s->snaps[pos], &s->snaps[pos + 1],
+            (s->nsnaps - pos - 1) * sizeof(s->snaps[0]));
+    s->nsnaps--;
+    return 0;
+}
+
+uint64_t store__snap_oldest(const struct store_state* s)
+{
+    uint64_t oldest = UINT64_MAX;
+    for (size_t i = 0; i < s->nsnaps; i++) {
+        if (s->snaps[i].revision < oldest) {
+            oldest = s->snaps[i].revision;
+        }
+    }
+    return oldest;
 }
 
 /* ---- helpers for readers ---- */

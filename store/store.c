@@ -106,7 +106,10 @@ int store_open(const char* path,
         rv = -errno;
         goto err_after_cache;
     }
-    rv = created ? sync_parent_dir(path) : store__recover(st, rec);
+    rv = store__compact_cleanup(st);
+    if (rv == 0) {
+        rv = created ? sync_parent_dir(path) : store__recover(st, rec);
+    }
     if (rv != 0) {
         goto err_after_open;
     }
@@ -131,10 +134,18 @@ void store_close(struct store* st)
     if (st == NULL) {
         return;
     }
+    assert(!st->compacting); /* store_compact_abort first */
+    if (st->views_free != NULL) {
+        st->views_free(st->views);
+    }
     close(st->fd);
     store__cache_free(st->cache);
     store__state_free(&st->s);
     free(st->pend.buf);
+    for (size_t i = 0; i < st->ninflight; i++) {
+        free(st->inflight[i].raw);
+    }
+    free(st->inflight);
     free(st->path);
     free(st);
 }
@@ -262,7 +273,7 @@ void store_get_stats(const struct store* st, struct store_stats* s)
     assert(st != NULL && s != NULL);
     memset(s, 0, sizeof(*s));
     s->revision = st->s.revision;
-    s->compact_revision = 0; /* all history is kept (no compaction yet) */
+    s->compact_revision = store__hist_oldest(st);
     s->applied_index = st->s.applied_index;
     s->durable_index = st->durable_index;
     s->keys = st->s.nentries - 1; /* the root is not a key */

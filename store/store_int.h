@@ -23,6 +23,8 @@ enum {
     STORE_ORIGINS_MAX = 1024, /* dedup table: distinct origins */
     STORE_DEDUP_WINDOW = 64,  /* seqs tracked below the highest */
     STORE_HASH_BUCKETS_MIN = 1024,
+    STORE_SNAPS_MAX = 1024,    /* named snapshots (= SNAP_NAMES_MAX) */
+    STORE_SNAP_NAME_MAX = 255, /* fits struct snap_info.name */
 };
 #define STORE_FILE_SIZE_LIMIT (64ull << 20) /* upper bound, file_size_max */
 /* Uncompressed frame payload. The node must seal at least this often. */
@@ -108,6 +110,13 @@ struct dedup_origin {
     uint64_t window; /* bit i: seq high-1-i applied */
 };
 
+/* A named snapshot: replicated state (records REC_SNAP / REC_SNAPDROP). */
+struct store_snap {
+    char* name; /* malloc'd, NUL-terminated */
+    uint64_t revision;
+    int64_t ctime_ns;
+};
+
 struct store_state {
     struct entry** buckets;
     size_t nbuckets; /* power of two */
@@ -119,6 +128,9 @@ struct store_state {
     uint64_t live_bytes;
     struct dedup_origin* origins; /* sorted by origin */
     size_t norigins;
+    struct store_snap* snaps; /* sorted by name (strcmp) */
+    size_t nsnaps;
+    uint64_t compact_rev; /* replicated: revisions below are forgotten */
 };
 
 /* A record: the full new state of one entry (PUT), also the unit of the db
@@ -137,8 +149,22 @@ struct store_rec {
     uint32_t content_len;
 };
 
-enum rec_tag { REC_PUT = 1, REC_DEL = 2, REC_DEDUP = 3 };
-enum { REC_PUT_FIXED = 96, REC_DEL_FIXED = 29, REC_DEDUP_FIXED = 17 };
+enum rec_tag {
+    REC_PUT = 1,
+    REC_DEL = 2,
+    REC_DEDUP = 3,
+    REC_SNAP = 4,     /* a named snapshot was made */
+    REC_SNAPDROP = 5, /* a named snapshot was dropped */
+    REC_COMPACT = 6,  /* the compact revision advanced */
+};
+enum {
+    REC_PUT_FIXED = 96,
+    REC_DEL_FIXED = 29,
+    REC_DEDUP_FIXED = 17,
+    REC_SNAP_FIXED = 20,
+    REC_SNAPDROP_FIXED = 4,
+    REC_COMPACT_FIXED = 9,
+};
 
 /* A decoded record of any kind. */
 struct store_anyrec {
@@ -148,7 +174,10 @@ struct store_anyrec {
     uint64_t prev_frame;  /* REC_DEL */
     uint32_t prev_rec;    /* REC_DEL */
     uint64_t origin, seq; /* REC_DEDUP */
-};
+    const char* sname;    /* REC_SNAP, REC_SNAPDROP (not NUL-terminated) */
+    uint16_t sname_len;
+    int64_t sctime_ns; /* REC_SNAP; rev = its revision */
+};                     /* REC_COMPACT: rev = the compact revision */
 
 int store__state_init(struct store_state* s);
 void store__state_free(struct store_state* s);
@@ -178,6 +207,18 @@ bool store__dedup_seen(const struct store_state* s,
                        uint64_t origin,
                        uint64_t seq);
 int store__dedup_mark(struct store_state* s, uint64_t origin, uint64_t seq);
+/* Named snapshots. add: -EEXIST, -ENOSPC, -ENOMEM; del: -ENOENT. */
+struct store_snap* store__snap_find(const struct store_state* s,
+                                    const char* name,
+                                    size_t len);
+int store__snap_add(struct store_state* s,
+                    const char* name,
+                    size_t len,
+                    uint64_t rev,
+                    int64_t ctime_ns);
+int store__snap_del(struct store_state* s, const char* name, size_t len);
+/* Oldest revision a named snapshot names (UINT64_MAX: none). */
+uint64_t store__snap_oldest(const struct store_state* s);
 /* Every entry attached to a live parent (check after a replay). */
 int store__state_check(const struct store_state* s, char* msg, size_t cap);
 /* Fill a public attr from an entry. */
@@ -197,6 +238,19 @@ void store__rec_del_encode(uint64_t ino,
                            uint32_t prev_rec,
                            uint8_t* p);
 void store__rec_dedup_encode(uint64_t origin, uint64_t seq, uint8_t* p);
+void store__rec_snap_encode(const char* name,
+                            uint16_t len,
+                            uint64_t rev,
+                            int64_t ctime_ns,
+                            uint8_t* p);
+void store__rec_snapdrop_encode(const char* name, uint16_t len, uint8_t* p);
+void store__rec_compact_encode(uint64_t rev, uint8_t* p);
+/* DEDUP records that rebuild one origin exactly (p NULL: count only). */
+size_t store__dedup_emit(const struct dedup_origin* o, uint8_t* p);
+/* Size of the SNAP/SNAPDROP/COMPACT records of a state (images, base). */
+size_t store__meta_size(const struct store_state* s, uint32_t* records);
+/* Encode them at p (store__meta_size bytes). */
+void store__meta_encode(const struct store_state* s, uint8_t* p);
 /* Decode one record at p[0..len). Returns its size, or -EBADMSG. */
 long store__rec_decode(const uint8_t* p, size_t len, struct store_anyrec* r);
 /* Apply a decoded record to s. */
@@ -212,6 +266,15 @@ struct pending {
     uint8_t* buf;
     size_t len, cap;
     uint32_t records;
+};
+
+/* A sealed frame's raw records, kept until store_frame_done so that views
+ * and reads of history are exact before the frame is durable. */
+struct inflight {
+    uint64_t off;
+    uint8_t* raw;
+    size_t len;
+    uint64_t last_rev;
 };
 
 struct store {
@@ -232,6 +295,19 @@ struct store {
     uint64_t payload_raw, payload_stored; /* totals over frames */
     struct pending pend;
     struct store_frame_cache* cache;
+    /* history (issue 5) */
+    struct inflight* inflight; /* sealed frames not done, in seal order
+                                  (as many as the node keeps in flight) */
+    size_t ninflight, inflight_cap;
+    uint64_t durable_rev; /* revision held by the durable file */
+    uint64_t base_rev;    /* revision of the file's BASE prefix (0: none):
+                             older revisions are not in this file */
+    uint64_t db_gen;      /* bumped whenever locations change (rewrite,
+                             image install): views rebuild */
+    bool compacting;      /* a store_compaction is between begin/finish */
+    /* Views (snapshot/view.c): opaque to the store, freed at close. */
+    void* views;
+    void (*views_free)(void* views);
 };
 
 /* Frame header (64 bytes on disk, little-endian; docs/format-db.md). */
@@ -259,6 +335,7 @@ _Static_assert(offsetof(struct frame_header, checksum) == 56,
 
 struct store_frame {
     uint64_t off;             /* file offset */
+    uint64_t last_rev;        /* revision durable once written */
     size_t len;               /* header + compressed payload */
     raft_index applied_index; /* durable once written */
     uint8_t bytes[];
@@ -277,6 +354,49 @@ int store__pend_del(struct store* st,
                     uint64_t prev_frame,
                     uint32_t prev_rec);
 int store__pend_dedup(struct store* st, uint64_t origin, uint64_t seq);
+
+int store__pend_snap(struct store* st,
+                     const char* name,
+                     uint16_t len,
+                     uint64_t rev,
+                     int64_t ctime_ns);
+int store__pend_snapdrop(struct store* st, const char* name, uint16_t len);
+int store__pend_compact(struct store* st, uint64_t rev);
+
+/* ---- apply (apply.c), shared with the history commands ---- */
+
+/* One command being applied. */
+struct apply_ctx {
+    struct store* st;
+    const struct store_cmd* c;
+    uint64_t rev; /* revision of this command's change */
+    store_change_cb cb;
+    void* cb_data;
+    bool changed; /* a revision is made (set by commit_put/del) */
+    int fatal;    /* -ENOMEM / -EIO: the store cannot continue */
+    uint64_t ino; /* result ino */
+};
+
+void store__rec_from_entry(const struct entry* e, struct store_rec* r);
+/* Queue + apply the new state of an entry at x->rev (sets mod_rev). */
+void store__commit_put(struct apply_ctx* x, struct store_rec* r);
+void store__commit_del(struct apply_ctx* x, struct entry* e);
+/* Bump d's mtime/ctime/version (its entries changed). */
+void store__touch_dir(struct apply_ctx* x, struct entry* d);
+void store__notify(struct apply_ctx* x,
+                   uint64_t ino,
+                   uint64_t parent,
+                   const char* name,
+                   bool removed);
+/* A valid entry name: -EINVAL, -ENAMETOOLONG. */
+int store__check_name(struct store* st, const char* name);
+/* The reserved names of the root (.snapshots, .cluster). */
+bool store__reserved(uint64_t parent, const char* name);
+/* The history commands (histcmd.c, restore.c): the command's result. */
+int store__op_snap_create(struct apply_ctx* x);
+int store__op_snap_drop(struct apply_ctx* x);
+int store__op_compact(struct apply_ctx* x);
+int store__op_restore(struct apply_ctx* x);
 
 /* Scan the db file, rebuild st->s, truncate a torn tail. */
 int store__recover(struct store* st, struct store_recovery* rec);
@@ -315,5 +435,76 @@ int store__cache_get(struct store* st,
                      const uint8_t** raw,
                      size_t* len);
 void store__cache_clear(struct store_frame_cache* c);
+/* Copy of the content of the PUT record at (frame, rec) for ino (any frame:
+ * durable, in flight or pending). *data malloc'd. -EUCLEAN on mismatch. */
+int store__content_at(struct store* st,
+                      uint64_t frame,
+                      uint32_t rec,
+                      uint64_t ino,
+                      void** data,
+                      size_t* len);
+
+/* ---- history (history.c): the tree at a past revision ---- */
+
+/* One entry of a past tree. Compact: attributes + db location of the
+ * content (never the content). */
+struct hist_ent {
+    uint64_t ino, parent;
+    uint64_t create_rev, mod_rev, version;
+    int64_t atime_ns, mtime_ns, ctime_ns;
+    uint64_t size;
+    uint64_t loc_frame; /* PUT record holding the content */
+    uint32_t loc_rec;
+    uint32_t mode, uid, gid;
+    uint32_t name_off; /* into hist.names */
+    uint32_t nsubdirs;
+    uint16_t name_len;
+    uint8_t type;
+    uint8_t live; /* build only */
+};
+
+/* The tree at one revision: immutable once built. */
+struct store_hist {
+    uint64_t rev;
+    uint64_t gen; /* st->db_gen when built: locations valid while equal */
+    size_t n;
+    struct hist_ent* ents; /* sorted by ino */
+    uint32_t* kids;        /* indexes of ents sorted by (parent, name) */
+    size_t nkids;          /* n - 1: every entry but the root */
+    char* names;
+    size_t names_len;
+};
+
+/* Can revision rev be built? -ENOENT (compacted: traced with the oldest
+ * retained revision), -EINVAL (future). */
+int store__hist_check(struct store* st, uint64_t rev);
+/* Oldest revision this store can build (max of compact and base). */
+uint64_t store__hist_oldest(const struct store* st);
+/* Build the tree at rev from the db file, in-flight frames and pending
+ * records. *out malloc'd (store__hist_free). */
+int store__hist_build(struct store* st, uint64_t rev, struct store_hist** out);
+void store__hist_free(struct store_hist* h);
+const struct hist_ent* store__hist_find(const struct store_hist* h,
+                                        uint64_t ino);
+const char* store__hist_name(const struct store_hist* h,
+                             const struct hist_ent* e);
+/* Position in h->kids of the first child of parent with name > after
+ * (after NULL: the first child). The children of parent are the entries
+ * from there while their parent matches (h->nkids: none). */
+size_t store__hist_child_after(const struct store_hist* h,
+                               uint64_t parent,
+                               const char* after,
+                               size_t len);
+const struct hist_ent* store__hist_child(const struct store_hist* h,
+                                         uint64_t parent,
+                                         const char* name,
+                                         size_t len);
+void store__hist_attr(const struct hist_ent* e, struct store_attr* a);
+
+/* Delete a leftover <db>.compact (open). */
+int store__compact_cleanup(struct store* st);
+/* Crash hooks for tests: _exit(99) if $QFS_CRASH_POINT equals point. */
+void store__crash_point(const char* point);
+int store__sync_dir(const char* path);
 
 #endif /* QFS_STORE_INT_H */

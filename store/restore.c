@@ -1,0 +1,412 @@
+/* restore.c - STORE_OP_RESTORE: in one revision, reset a subtree to its
+ * state at a past revision (a named snapshot or "@REV").
+ *
+ * Built from the tree at that revision (history.c), so it is deterministic
+ * on every replica holding the same history. Entries are matched by ino
+ * inside the subtree: an entry live in the subtree and present in the
+ * snapshot's subtree is updated in place (content, mode, owner, times,
+ * name and parent: only if something differs); else the live entry at the
+ * same place, of the same type, that no snapshot entry has by ino, is
+ * reused (restoring twice changes nothing the second time); else the entry
+ * is created again with a new ino (inos are never reused). Live entries of
+ * the subtree matched by nothing are removed. Order of the records: the
+ * snapshot's entries parents first (each lands under a parent already in place,
+ * so no cycle can form; an entry holding its name is detached and placed or
+ * deleted later in the same command), then the deletions deepest first.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "store_int.h"
+
+enum { RESTORE_DEPTH_MAX = STORE_PATH_LIMIT / 2 }; /* components of a path */
+
+struct rs {
+    struct apply_ctx* x;
+    struct store_hist* h;
+    const struct hist_ent* sroot; /* the subtree in the snapshot */
+    struct entry* lparent;        /* live parent of the path (NULL: "/") */
+    struct entry* lroot;          /* live entry at the path, or NULL */
+    const char* last;             /* last component ("" for "/") */
+    const struct hist_ent** S;    /* snapshot subtree, BFS */
+    size_t ns;
+    struct entry** L; /* live subtree, BFS */
+    size_t nl;
+    uint64_t* sinos; /* sorted inos of S and L */
+    uint64_t* linos;
+    uint64_t* newino; /* by index in h->ents: the live ino it becomes */
+    uint8_t* claimed; /* by index in linos: matched by position */
+};
+
+static int parse_rev(const char* s, uint64_t* rev)
+{
+    char* end;
+    if (s[1] < '0' || s[1] > '9') {
+        return -ENOENT;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(s + 1, &end, 10);
+    if (errno != 0 || *end != 0) {
+        return -ENOENT;
+    }
+    *rev = v;
+    return 0;
+}
+
+static int snapshot_rev(struct store* st, const char* name, uint64_t* rev)
+{
+    if (name == NULL || name[0] == 0) {
+        return -ENOENT;
+    }
+    if (name[0] == '@') {
+        return parse_rev(name, rev);
+    }
+    const struct store_snap* sn = store__snap_find(&st->s, name, strlen(name));
+    if (sn == NULL) {
+        return -ENOENT;
+    }
+    *rev = sn->revision;
+    return 0;
+}
+
+/* Walk the path in the snapshot and in the live tree. */
+static int resolve(struct rs* r, const char* path)
+{
+    struct store* st = r->x->st;
+    if (path == NULL || path[0] != '/' || strlen(path) > st->opt.path_max) {
+        return -EINVAL;
+    }
+    const struct hist_ent* s = store__hist_find(r->h, STORE_ROOT_INO);
+    struct entry* l = st->s.root;
+    struct entry* lp = NULL;
+    const char* p = path;
+    r->last = "";
+    for (int depth = 0; depth < RESTORE_DEPTH_MAX; depth++) {
+        while (*p == '/') {
+            p++;
+        }
+        if (*p == 0) {
+            break;
+        }
+        size_t n = strcspn(p, "/");
+        if (n > st->opt.name_max || (n == 1 && p[0] == '.') ||
+            (n == 2 && p[0] == '.' && p[1] == '.')) {
+            return -EINVAL;
+        }
+        if (s == NULL || s->type != STORE_DIR) {
+            return -ENOENT;
+        }
+        s = store__hist_child(r->h, s->ino, p, n);
+        if (l == NULL || l->type != STORE_DIR) {
+            return -ENOENT; /* the live parent must exist */
+        }
+        lp = l;
+        l = store__child(l, p, n);
+        r->last = p;
+        p += n;
+    }
+    if (s == NULL) {
+        return -ENOENT;
+    }
+    r->sroot = s;
+    r->lparent = lp;
+    r->lroot = l;
+    return 0;
+}
+
+static int cmp_u64(const void* a, const void* b)
+{
+    uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool has(const uint64_t* v, size_t n, uint64_t ino)
+{
+    return bsearch(&ino, v, n, sizeof(*v), cmp_u64) != NULL;
+}
+
+/* Both subtrees in BFS order, children by name. */
+static int collect(struct rs* r)
+{
+    struct store_state* s = &r->x->st->s;
+    r->S = malloc(r->h->n * sizeof(*r->S));
+    r->L = malloc(s->nentries * sizeof(*r->L));
+    r->sinos = malloc(r->h->n * sizeof(*r->sinos));
+    r->linos = malloc(s->nentries * sizeof(*r->linos));
+    r->newino = calloc(r->h->n, sizeof(*r->newino));
+    r->claimed = calloc(s->nentries, 1);
+    if (!r->S || !r->L || !r->sinos || !r->linos || !r->newino || !r->claimed) {
+        return -ENOMEM;
+    }
+    r->S[r->ns++] = r->sroot;
+    for (size_t i = 0; i < r->ns; i++) {
+        const struct hist_ent* d = r->S[i];
+        r->sinos[i] = d->ino;
+        if (d->type != STORE_DIR) {
+            continue;
+        }
+        size_t k = store__hist_child_after(r->h, d->ino, NULL, 0);
+        for (; k < r->h->nkids && r->h->ents[r->h->kids[k]].parent == d->ino;
+             k++) {
+            const struct hist_ent* e = &r->h->ents[r->h->kids[k]];
+            if (!store__reserved(d->ino, store__hist_name(r->h, e))) {
+                assert(r->ns < r->h->n);
+                r->S[r->ns++] = e;
+            }
+        }
+    }
+    if (r->lroot != NULL) {
+        r->L[r->nl++] = r->lroot;
+    }
+    for (size_t i = 0; i < r->nl; i++) {
+        struct entry* d = r->L[i];
+        r->linos[i] = d->ino;
+        struct entry* e = store__child_after(d, NULL, 0);
+        for (uint32_t n = 0; e != NULL && n < d->nkids; n++) {
+            if (!store__reserved(d->ino, entry_name(e))) {
+                assert(r->nl < s->nentries);
+                r->L[r->nl++] = e;
+            }
+            e = store__child_after(d, entry_name(e), e->name_len);
+        }
+    }
+    qsort(r->sinos, r->ns, sizeof(uint64_t), cmp_u64);
+    qsort(r->linos, r->nl, sizeof(uint64_t), cmp_u64);
+    return 0;
+}
+
+static uint8_t* claim_of(struct rs* r, uint64_t ino)
+{
+    const uint64_t* p = bsearch(&ino, r->linos, r->nl, sizeof(ino), cmp_u64);
+    return p != NULL ? &r->claimed[p - r->linos] : NULL;
+}
+
+/* The live entry a snapshot entry is restored into (NULL: create one):
+ * the same ino in the live subtree, else the entry at the same place (same
+ * type) that no snapshot entry has by ino, so that restoring twice changes
+ * nothing the second time. */
+static struct entry* match(struct rs* r,
+                           const struct hist_ent* e,
+                           uint64_t parent,
+                           const char* name,
+                           size_t len)
+{
+    struct store_state* s = &r->x->st->s;
+    if (has(r->linos, r->nl, e->ino)) {
+        struct entry* l = store__find(s, e->ino);
+        if (l != NULL && l->type == e->type) {
+            return l;
+        }
+    }
+    struct entry* p = parent != 0 ? store__find(s, parent) : NULL;
+    if (p == NULL || p->type != STORE_DIR) {
+        return NULL;
+    }
+    struct entry* l = store__child(p, name, len);
+    if (l == NULL || l->type != e->type || has(r->sinos, r->ns, l->ino)) {
+        return NULL;
+    }
+    uint8_t* c = claim_of(r, l->ino);
+    if (c == NULL || *c) {
+        return NULL;
+    }
+    *c = 1;
+    return l;
+}
+
+static bool kept(struct rs* r, const struct entry* l)
+{
+    const struct hist_ent* e = store__hist_find(r->h, l->ino);
+    if (e != NULL && e->type == l->type && has(r->sinos, r->ns, l->ino)) {
+        return true;
+    }
+    const uint8_t* c = claim_of(r, l->ino);
+    return c != NULL && *c;
+}
+
+static int check_quota(struct rs* r)
+{
+    struct store* st = r->x->st;
+    uint64_t drop = 0, add = 0;
+    for (size_t i = 0; i < r->nl; i++) {
+        drop += r->L[i]->size;
+    }
+    for (size_t i = 0; i < r->ns; i++) {
+        add += r->S[i]->size;
+    }
+    if (add <= drop) {
+        return 0;
+    }
+    return st->s.live_bytes - drop + add > st->opt.quota_bytes ? -ENOSPC : 0;
+}
+
+static bool same(const struct entry* l,
+                 const struct store_rec* n,
+                 const void* data,
+                 size_t len)
+{
+    return l->parent == n->parent && l->name_len == n->name_len &&
+           memcmp(entry_name(l), n->name, n->name_len) == 0 &&
+           l->mode == n->mode && l->uid == n->uid && l->gid == n->gid &&
+           l->atime_ns == n->atime_ns && l->mtime_ns == n->mtime_ns &&
+           l->ctime_ns == n->ctime_ns && l->size == len &&
+           (len == 0 || memcmp(entry_content(l), data, len) == 0);
+}
+
+/* Put one snapshot entry in place. */
+static void restore_one(struct rs* r, const struct hist_ent* e)
+{
+    struct apply_ctx* x = r->x;
+    void* data = NULL;
+    size_t len = 0;
+    if (e->type != STORE_DIR && e->size > 0) {
+        int rv = store__content_at(x->st, e->loc_frame, e->loc_rec, e->ino,
+                                   &data, &len);
+        if (rv != 0) {
+            x->fatal = rv == -ENOMEM ? rv : -EIO;
+            return;
+        }
+    }
+    uint64_t parent = 0;
+    if (e == r->sroot) {
+        parent = r->lparent != NULL ? r->lparent->ino : 0;
+    } else {
+        const struct hist_ent* sp = store__hist_find(r->h, e->parent);
+        assert(sp != NULL && r->newino[sp - r->h->ents] != 0);
+        parent = r->newino[sp - r->h->ents];
+    }
+    const char* name = e == r->sroot ? r->last : store__hist_name(r->h, e);
+    uint16_t name_len =
+        e == r->sroot ? (uint16_t)strcspn(r->last, "/") : e->name_len;
+    struct entry* l = match(r, e, parent, name, name_len);
+    struct store_rec n = {
+        .ino = l != NULL ? l->ino : x->st->s.next_ino,
+        .parent = parent,
+        .type = e->type,
+        .mode = e->mode,
+        .uid = e->uid,
+        .gid = e->gid,
+        .create_rev = l != NULL ? l->create_rev : x->rev,
+        .version = l != NULL ? l->version + 1 : 1,
+        .atime_ns = e->atime_ns,
+        .mtime_ns = e->mtime_ns,
+        .ctime_ns = e->ctime_ns,
+        .prev_frame = l != NULL ? l->loc_frame : UINT64_MAX,
+        .prev_rec = l != NULL ? l->loc_rec : 0,
+        .name = name,
+        .name_len = name_len,
+        .content = data,
+        .content_len = (uint32_t)len,
+    };
+    r->newino[e - r->h->ents] = n.ino;
+    if (l != NULL && same(l, &n, data, len)) {
+        free(data);
+        return;
+    }
+    char old[STORE_NAME_LIMIT + 1];
+    uint64_t old_parent = l != NULL ? l->parent : 0;
+    bool moved =
+        l != NULL && (l->parent != n.parent || l->name_len != n.name_len ||
+                      memcmp(entry_name(l), n.name, n.name_len) != 0);
+    if (moved) {
+        memcpy(old, entry_name(l), l->name_len + 1u);
+    }
+    if (l == NULL) {
+        x->st->s.next_ino++;
+    }
+    store__commit_put(x, &n);
+    free(data);
+    if (moved) {
+        store__notify(x, n.ino, old_parent, old, true);
+    }
+    if (moved || l == NULL) {
+        char now[STORE_NAME_LIMIT + 1];
+        memcpy(now, n.name, n.name_len);
+        now[n.name_len] = 0;
+        store__notify(x, n.ino, n.parent, now, false);
+    }
+    store__notify(x, n.ino, 0, NULL, false);
+}
+
+static void remove_one(struct rs* r, struct entry* l)
+{
+    char name[STORE_NAME_LIMIT + 1];
+    uint64_t ino = l->ino, parent = l->parent;
+    bool named = l->attached; /* a detached one lost its name already */
+    memcpy(name, entry_name(l), l->name_len + 1u);
+    store__commit_del(r->x, l);
+    if (named) {
+        store__notify(r->x, ino, parent, name, true);
+    }
+}
+
+static int restore_tree(struct rs* r, const char* path)
+{
+    int rv = resolve(r, path);
+    if (rv == 0) {
+        rv = collect(r);
+        if (rv != 0) {
+            r->x->fatal = rv;
+            return 0;
+        }
+        rv = check_quota(r);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    for (size_t i = 0; i < r->ns && r->x->fatal == 0; i++) {
+        restore_one(r, r->S[i]);
+    }
+    for (size_t i = r->nl; i-- > 0 && r->x->fatal == 0;) {
+        if (!kept(r, r->L[i])) {
+            remove_one(r, r->L[i]);
+        }
+    }
+    bool renamed = r->lroot == NULL || r->lroot->ino != r->sroot->ino;
+    if (r->lparent != NULL && renamed && r->x->fatal == 0) {
+        store__touch_dir(r->x, r->lparent);
+        store__notify(r->x, r->lparent->ino, 0, NULL, false);
+    }
+    r->x->ino = r->newino[r->sroot - r->h->ents];
+    return 0;
+}
+
+int store__op_restore(struct apply_ctx* x)
+{
+    struct store* st = x->st;
+    uint64_t rev = 0;
+    int rv = snapshot_rev(st, x->c->name, &rev);
+    if (rv != 0) {
+        return rv;
+    }
+    if (rev > st->s.revision) {
+        return -ENOENT; /* "@REV" of a revision not made yet */
+    }
+    if (rev < st->s.compact_rev) {
+        return store__hist_check(st, rev); /* -ENOENT, logged */
+    }
+    struct rs r = {.x = x};
+    rv = store__hist_build(st, rev, &r.h);
+    if (rv != 0) {
+        /* Every replica retains this revision; this one cannot read it
+         * (history lost to an image install, or a bad db file): applying
+         * anything else would diverge, so the store stops. */
+        store__trace(st, RAFT_TRACE_ERROR,
+                     "restore of revision %" PRIu64
+                     " cannot be applied here (%d): store stops applying",
+                     rev, rv);
+        x->fatal = rv == -ENOMEM ? rv : -EIO;
+        return 0;
+    }
+    rv = restore_tree(&r, x->c->new_name);
+    free(r.S);
+    free(r.L);
+    free(r.sinos);
+    free(r.linos);
+    free(r.newino);
+    free(r.claimed);
+    store__hist_free(r.h);
+    return rv;
+}
