@@ -1,27 +1,51 @@
-/* ctl.c - control socket server (on the node's loop) and the client side of
- * the `quorumfs status` family of subcommands. */
+/* ctl.c - control socket server and history retention (on the node's
+ * loop), and the client side of the `quorumfs` subcommands (ctl.h),
+ * including the offline `snapshot restore` that builds a new data dir from
+ * a snapshot file. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "../snapshot/snapshot.h"
 #include "ctl.h"
-#include "node_internal.h"
+#include "node_priv.h"
 
 enum { CTL_CLIENTS_MAX = 64 };
+
+struct ctl_sample {
+    uint64_t ms; /* CLOCK_REALTIME */
+    uint64_t revision;
+};
 
 struct ctl {
     uv_loop_t* loop;
     struct node* node;
     uv_pipe_t server;
+    uv_timer_t timer;
+    bool listening;
+    bool closing;
+    unsigned open_handles; /* server + timer */
     unsigned clients;
     char path[PATH_MAX];
+    /* retention */
+    bool compact_inflight;
+    uint64_t last_compact_ms;
+    uint64_t last_retention_ms;
+    struct ctl_sample* samples; /* ring of CTL_RETENTION_SAMPLES */
+    size_t s_head, s_count;
 };
 
 struct ctl_client {
@@ -30,15 +54,28 @@ struct ctl_client {
     char req[CTL_REQUEST_MAX];
     size_t len;
     uv_write_t wreq;
-    char* reply;
+    char* reply; /* text, or the head of a binary reply */
+    void* extra; /* second buffer (snapshot image) */
 };
+
+static void ctl_maybe_free(struct ctl* c)
+{
+    if (c->closing && c->open_handles == 0 && c->clients == 0 &&
+        !c->compact_inflight) {
+        free(c->samples);
+        free(c);
+    }
+}
 
 static void client_closed_cb(uv_handle_t* h)
 {
     struct ctl_client* cl = h->data;
-    cl->ctl->clients--;
+    struct ctl* c = cl->ctl;
+    c->clients--;
     free(cl->reply);
+    free(cl->extra);
     free(cl);
+    ctl_maybe_free(c);
 }
 
 static void client_written_cb(uv_write_t* w, int status)
@@ -48,40 +85,216 @@ static void client_written_cb(uv_write_t* w, int status)
     uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
 }
 
-static int build_reply(struct ctl_client* cl, char** out, size_t* len)
+/* Send reply (+ extra) and close; takes ownership of both buffers. */
+static void client_send(struct ctl_client* cl,
+                        char* reply,
+                        size_t len,
+                        void* extra,
+                        size_t extra_len)
 {
-    struct node* n = cl->ctl->node;
-    if (strcmp(cl->req, "status json") == 0) {
-        return node_status_json(n, out, len);
+    uv_buf_t b[2];
+    unsigned n = 1;
+
+    cl->reply = reply;
+    cl->extra = extra;
+    b[0] = uv_buf_init(reply, (unsigned)len);
+    if (extra != NULL) {
+        b[n++] = uv_buf_init(extra, (unsigned)extra_len);
     }
-    if (strcmp(cl->req, "status text") == 0) {
-        return node_status_text(n, out, len);
+    cl->wreq.data = cl;
+    if (uv_write(&cl->wreq, (uv_stream_t*)&cl->pipe, b, n, client_written_cb) !=
+        0) {
+        uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
     }
-    if (strcmp(cl->req, "members") == 0) {
-        return node_members_text(n, out, len);
+}
+
+static void client_printf(struct ctl_client* cl, const char* fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void client_printf(struct ctl_client* cl, const char* fmt, ...)
+{
+    char* s = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
+        return;
     }
-    if (strcmp(cl->req, "leader") == 0) {
-        return node_leader_text(n, out, len);
+    client_send(cl, s, (size_t)n, NULL, 0);
+}
+
+/* ---- requests that propose ---- */
+
+static void restore_done_cb(void* data, const struct store_result* res)
+{
+    struct ctl_client* cl = data;
+    if (res->err != 0) {
+        client_printf(cl, "error: %s\n", strerror(-res->err));
+    } else {
+        client_printf(cl, "ok restored at revision %" PRIu64 "\n",
+                      res->revision);
     }
-    *out = strdup("error: unknown request\n");
-    *len = *out != NULL ? strlen(*out) : 0;
-    return *out != NULL ? 0 : -ENOMEM;
+}
+
+static void compact_done_cb(void* data, const struct store_result* res)
+{
+    struct ctl_client* cl = data;
+    struct store_stats s;
+
+    if (res->err != 0) {
+        client_printf(cl, "error: %s\n", strerror(-res->err));
+        return;
+    }
+    node_compact_db(cl->ctl->node); /* here now, elsewhere at their tick */
+    store_get_stats(node_store(cl->ctl->node), &s);
+    client_printf(
+        cl, "ok compact revision %" PRIu64 " (current revision %" PRIu64 ")\n",
+        s.compact_revision, s.revision);
+}
+
+static int propose_for(struct ctl_client* cl,
+                       struct store_cmd* c,
+                       node_done_cb cb)
+{
+    int rv = node_propose(cl->ctl->node, c, cb, cl);
+    if (rv != 0) {
+        struct store_result res = {.err = rv};
+        cb(cl, &res);
+    }
+    return 0;
+}
+
+static void req_restore(struct ctl_client* cl, char* args)
+{
+    char* path = strchr(args, '\t');
+    struct store_cmd c;
+
+    if (path == NULL || args[0] == '\0' || path[1] != '/') {
+        client_printf(cl, "error: usage: restore NAME PATH\n");
+        return;
+    }
+    *path++ = '\0';
+    memset(&c, 0, sizeof(c));
+    c.op = STORE_OP_RESTORE;
+    c.name = args;
+    c.new_name = path;
+    propose_for(cl, &c, restore_done_cb);
+}
+
+static uint64_t default_compact_target(struct ctl* ctl)
+{
+    struct store_stats s;
+    uint64_t keep = node_options_of(ctl->node)->history_revisions;
+
+    store_get_stats(node_store(ctl->node), &s);
+    return s.revision > keep ? s.revision - keep : 0;
+}
+
+static void req_compact(struct ctl_client* cl, const char* arg)
+{
+    struct store_stats s;
+    struct store_cmd c;
+    char* end;
+    uint64_t rev = strtoull(arg, &end, 10);
+
+    if (*end != '\0') {
+        client_printf(cl, "error: bad revision '%s'\n", arg);
+        return;
+    }
+    store_get_stats(node_store(cl->ctl->node), &s);
+    if (rev == 0) {
+        rev = default_compact_target(cl->ctl);
+    }
+    if (rev > s.revision) {
+        client_printf(cl,
+                      "error: revision %" PRIu64
+                      " is past the current revision %" PRIu64 "\n",
+                      rev, s.revision);
+        return;
+    }
+    if (rev <= s.compact_revision) {
+        client_printf(
+            cl, "ok nothing to do: compact revision is already %" PRIu64 "\n",
+            s.compact_revision);
+        return;
+    }
+    memset(&c, 0, sizeof(c));
+    c.op = STORE_OP_COMPACT;
+    c.size = rev;
+    propose_for(cl, &c, compact_done_cb);
+}
+
+/* "ok CONF_LEN IMAGE_LEN\n" + conf + image. */
+static void req_snapshot_save(struct ctl_client* cl)
+{
+    struct raft_conf conf;
+    void* img = NULL;
+    size_t len = 0;
+    int rv = node_snapshot_image(cl->ctl->node, &img, &len, &conf);
+
+    if (rv != 0) {
+        client_printf(cl, "error: %s\n", strerror(-rv));
+        return;
+    }
+    size_t conf_len = raft_conf_encoded_size(&conf);
+    char* head = malloc(64 + conf_len);
+    if (head == NULL) {
+        free(img);
+        client_printf(cl, "error: out of memory\n");
+        return;
+    }
+    int n = snprintf(head, 64, "ok %zu %zu\n", conf_len, len);
+    if (raft_conf_encode(&conf, head + n, conf_len) != (int)conf_len) {
+        free(head);
+        free(img);
+        client_printf(cl, "error: cannot encode the membership\n");
+        return;
+    }
+    /* Two buffers: the image is not copied. */
+    char* whole = realloc(head, (size_t)n + conf_len);
+    client_send(cl, whole != NULL ? whole : head, (size_t)n + conf_len, img,
+                len);
 }
 
 static void answer(struct ctl_client* cl)
 {
+    struct node* n = cl->ctl->node;
+    char* out = NULL;
     size_t len = 0;
+    int rv;
+
     uv_read_stop((uv_stream_t*)&cl->pipe);
-    if (build_reply(cl, &cl->reply, &len) != 0) {
-        uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
+    if (strncmp(cl->req, "restore\t", 8) == 0) {
+        req_restore(cl, cl->req + 8);
         return;
     }
-    uv_buf_t b = uv_buf_init(cl->reply, (unsigned)len);
-    cl->wreq.data = cl;
-    if (uv_write(&cl->wreq, (uv_stream_t*)&cl->pipe, &b, 1,
-                 client_written_cb) != 0) {
-        uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
+    if (strncmp(cl->req, "compact\t", 8) == 0) {
+        req_compact(cl, cl->req + 8);
+        return;
     }
+    if (strcmp(cl->req, "snapshot save") == 0) {
+        req_snapshot_save(cl);
+        return;
+    }
+    if (strcmp(cl->req, "status json") == 0) {
+        rv = node_status_json(n, &out, &len);
+    } else if (strcmp(cl->req, "status text") == 0) {
+        rv = node_status_text(n, &out, &len);
+    } else if (strcmp(cl->req, "members") == 0) {
+        rv = node_members_text(n, &out, &len);
+    } else if (strcmp(cl->req, "leader") == 0) {
+        rv = node_leader_text(n, &out, &len);
+    } else {
+        client_printf(cl, "error: unknown request\n");
+        return;
+    }
+    if (rv != 0) {
+        client_printf(cl, "error: %s\n", strerror(-rv));
+        return;
+    }
+    client_send(cl, out, len, NULL, 0);
 }
 
 static void alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf)
@@ -114,7 +327,7 @@ static void read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
 static void connection_cb(uv_stream_t* server, int status)
 {
     struct ctl* c = server->data;
-    if (status != 0) {
+    if (status != 0 || c->closing) {
         return;
     }
     struct ctl_client* cl = calloc(1, sizeof(*cl));
@@ -133,18 +346,156 @@ static void connection_cb(uv_stream_t* server, int status)
     uv_read_start((uv_stream_t*)&cl->pipe, alloc_cb, read_cb);
 }
 
+/* ---- retention (leader only) ---- */
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sample_push(struct ctl* c, uint64_t now, uint64_t revision)
+{
+    uint64_t hours = node_options_of(c->node)->history_hours;
+    uint64_t gap = hours * 3600 * 1000 / CTL_RETENTION_SAMPLES;
+    struct ctl_sample* last =
+        c->s_count == 0
+            ? NULL
+            : &c->samples[(c->s_head + c->s_count - 1) % CTL_RETENTION_SAMPLES];
+
+    if (last != NULL && (last->revision == revision || now < last->ms + gap)) {
+        return;
+    }
+    if (c->s_count == CTL_RETENTION_SAMPLES) {
+        c->s_head = (c->s_head + 1) % CTL_RETENTION_SAMPLES;
+        c->s_count--;
+    }
+    c->samples[(c->s_head + c->s_count) % CTL_RETENTION_SAMPLES] =
+        (struct ctl_sample){.ms = now, .revision = revision};
+    c->s_count++;
+}
+
+/* The newest revision sampled at or before `when` (0: none known). */
+static uint64_t revision_at(const struct ctl* c, uint64_t when)
+{
+    uint64_t rev = 0;
+    for (size_t i = 0; i < c->s_count; i++) {
+        const struct ctl_sample* s =
+            &c->samples[(c->s_head + i) % CTL_RETENTION_SAMPLES];
+        if (s->ms > when) {
+            break;
+        }
+        rev = s->revision;
+    }
+    return rev;
+}
+
+static void retention_done_cb(void* data, const struct store_result* res)
+{
+    struct ctl* c = data;
+    c->compact_inflight = false;
+    if (res->err != 0 && res->err != -ESHUTDOWN) {
+        node__log(RAFT_TRACE_WARN, "automatic compaction: %s",
+                  strerror(-res->err));
+    }
+    ctl_maybe_free(c);
+}
+
+/* The revision to compact to now, 0 for none: history is bounded by both
+ * limits (a limit of 0 is off). */
+static uint64_t retention_target(struct ctl* c,
+                                 const struct store_stats* s,
+                                 uint64_t now)
+{
+    uint64_t keep = node_options_of(c->node)->history_revisions;
+    uint64_t hours = node_options_of(c->node)->history_hours;
+    uint64_t target = 0;
+
+    if (keep > 0 && s->revision > keep) {
+        uint64_t slack = keep / 10 > 0 ? keep / 10 : 1;
+        if (s->revision - s->compact_revision > keep + slack) {
+            target = s->revision - keep;
+        }
+    }
+    if (hours > 0 && now > hours * 3600 * 1000) {
+        uint64_t old = revision_at(c, now - hours * 3600 * 1000);
+        if (old > target && old > s->compact_revision) {
+            target = old + 1; /* forget what is older than `hours` */
+        }
+    }
+    if (target > s->revision) {
+        target = s->revision;
+    }
+    return target > s->compact_revision ? target : 0;
+}
+
+static void retention_cb(uv_timer_t* t)
+{
+    struct ctl* c = t->data;
+    struct store_stats s;
+    uint64_t now = wall_ms();
+
+    node_compact_db(c->node); /* -EALREADY / -EBUSY / -EAGAIN: next tick */
+    if (now < c->last_retention_ms + CTL_RETENTION_CHECK_MS) {
+        return;
+    }
+    c->last_retention_ms = now;
+    store_get_stats(node_store(c->node), &s);
+    sample_push(c, now, s.revision);
+    if (c->compact_inflight || !node_is_leader(c->node) ||
+        (c->last_compact_ms != 0 &&
+         now < c->last_compact_ms + CTL_COMPACT_GAP_MIN_MS)) {
+        return;
+    }
+    uint64_t target = retention_target(c, &s, now);
+    if (target == 0) {
+        return;
+    }
+    struct store_cmd cmd = {.op = STORE_OP_COMPACT, .size = target};
+    c->compact_inflight = true;
+    c->last_compact_ms = now;
+    node__log(RAFT_TRACE_INFO,
+              "history retention: compacting revisions before %" PRIu64
+              " (revision %" PRIu64 ", compact revision %" PRIu64 ")",
+              target, s.revision, s.compact_revision);
+    if (node_propose(c->node, &cmd, retention_done_cb, c) != 0) {
+        c->compact_inflight = false;
+    }
+}
+
+/* ---- lifecycle ---- */
+
+static void handle_closed_cb(uv_handle_t* h)
+{
+    struct ctl* c = h->data;
+    c->open_handles--;
+    ctl_maybe_free(c);
+}
+
 struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
 {
     struct ctl* c = calloc(1, sizeof(*c));
     if (c == NULL) {
         return NULL;
     }
+    c->samples = calloc(CTL_RETENTION_SAMPLES, sizeof(*c->samples));
+    if (c->samples == NULL) {
+        free(c);
+        return NULL;
+    }
     c->loop = loop;
     c->node = n;
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    c->open_handles++;
+    uv_timer_start(&c->timer, retention_cb, CTL_TICK_MS, CTL_TICK_MS);
+
     snprintf(c->path, sizeof(c->path), "%s/ctl.sock", data_dir);
     unlink(c->path); /* stale from a crash; we hold the data dir lock */
     uv_pipe_init(loop, &c->server, 0);
     c->server.data = c;
+    c->open_handles++;
     mode_t old = umask(0077);
     int rv = uv_pipe_bind(&c->server, c->path);
     umask(old);
@@ -154,34 +505,53 @@ struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
     if (rv != 0) {
         node__log(RAFT_TRACE_WARN, "control socket %s: %s", c->path,
                   uv_strerror(rv));
-        uv_close((uv_handle_t*)&c->server, (uv_close_cb)free);
-        return NULL;
+        uv_close((uv_handle_t*)&c->server, handle_closed_cb);
+        return c;
     }
+    c->listening = true;
     chmod(c->path, 0600);
     return c;
 }
 
-static void server_closed_cb(uv_handle_t* h)
-{
-    free(h->data);
-}
-
 void ctl_close(struct ctl* c)
 {
-    unlink(c->path);
-    uv_close((uv_handle_t*)&c->server, server_closed_cb);
+    if (c == NULL || c->closing) {
+        return;
+    }
+    c->closing = true;
+    if (c->listening) {
+        unlink(c->path);
+        uv_close((uv_handle_t*)&c->server, handle_closed_cb);
+    }
+    uv_close((uv_handle_t*)&c->timer, handle_closed_cb);
 }
 
 /* ---- client ---- */
 
-static int ctl_request(const char* data_dir, const char* req)
+enum {
+    CTL_REPLY_BYTES_MAX = RAFT_SNAPSHOT_BYTES_MAX + (1u << 20),
+    CTL_READ_CHUNK = 1u << 16,
+};
+
+struct cli {
+    const char* cmd;
+    const char* dir;
+    const char* name;
+    const char* cluster;
+    const char* listen_peer;
+    bool json;
+    bool has_revision;
+    uint64_t revision;
+    char def_dir[PATH_MAX];
+};
+
+static int ctl_connect(const char* data_dir)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    char buf[4096];
     int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/ctl.sock", data_dir);
     if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
         fprintf(stderr, "quorumfs: data dir path too long\n");
-        return 1;
+        return -1;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr*)&sa, sizeof(sa)) != 0) {
@@ -190,70 +560,644 @@ static int ctl_request(const char* data_dir, const char* req)
         if (fd >= 0) {
             close(fd);
         }
-        return 1;
+        return -1;
+    }
+    return fd;
+}
+
+/* Send req, read the whole reply into a malloc'd buffer (NUL-terminated). */
+static int ctl_fetch(const char* data_dir,
+                     const char* req,
+                     char** out,
+                     size_t* out_len)
+{
+    int fd = ctl_connect(data_dir);
+    if (fd < 0) {
+        return -1;
     }
     size_t len = strlen(req);
     if (write(fd, req, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
         fprintf(stderr, "quorumfs: control socket: %s\n", strerror(errno));
         close(fd);
-        return 1;
+        return -1;
     }
-    ssize_t r;
-    while ((r = read(fd, buf, sizeof(buf))) > 0) {
-        fwrite(buf, 1, (size_t)r, stdout);
+    size_t cap = CTL_READ_CHUNK, got = 0;
+    char* buf = malloc(cap + 1);
+    ssize_t r = 0;
+    while (buf != NULL) {
+        if (got == cap) {
+            char* p =
+                cap < CTL_REPLY_BYTES_MAX ? realloc(buf, 2 * cap + 1) : NULL;
+            if (p == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = p;
+            cap *= 2;
+        }
+        r = read(fd, buf + got, cap - got);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        got += (size_t)r;
     }
     close(fd);
-    return r < 0 ? 1 : 0;
+    if (buf == NULL || r < 0) {
+        fprintf(stderr, "quorumfs: control socket: %s\n",
+                buf == NULL ? "reply too large" : strerror(errno));
+        free(buf);
+        return -1;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *out_len = got;
+    return 0;
+}
+
+/* Text requests: print the reply; exit 1 when it is an error. */
+static int ctl_request(const char* data_dir, const char* req)
+{
+    char* out;
+    size_t len;
+
+    if (ctl_fetch(data_dir, req, &out, &len) != 0) {
+        return 1;
+    }
+    int rv = strncmp(out, "error: ", 7) == 0 ? 1 : 0;
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs %s: %s", req, out + 7);
+    } else if (strncmp(out, "ok ", 3) == 0) {
+        fwrite(out + 3, 1, len - 3, stdout);
+    } else {
+        fwrite(out, 1, len, stdout);
+    }
+    free(out);
+    return rv;
+}
+
+static int cmd_restore(struct cli* o, int argc, char** argv)
+{
+    char req[CTL_REQUEST_MAX];
+    const char* path = argc > 1 ? argv[1] : "/";
+
+    if (argc < 1 || argc > 2) {
+        fprintf(stderr,
+                "Usage: quorumfs restore NAME|@REV [PATH] "
+                "[--data-dir D]\n");
+        return 2;
+    }
+    if (path[0] != '/' || strpbrk(argv[0], "\t\n") != NULL ||
+        strpbrk(path, "\t\n") != NULL) {
+        fprintf(stderr,
+                "quorumfs restore: PATH is a path inside the quorumfs tree, "
+                "starting with '/' (e.g. /app)\n");
+        return 2;
+    }
+    int n = snprintf(req, sizeof(req), "restore\t%s\t%s", argv[0], path);
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        fprintf(stderr, "quorumfs restore: name or path too long\n");
+        return 2;
+    }
+    char* out;
+    size_t len;
+    if (ctl_fetch(o->dir, req, &out, &len) != 0) {
+        return 1;
+    }
+    int rv = 0;
+    if (strncmp(out, "ok ", 3) == 0) {
+        out[strcspn(out, "\n")] = '\0';
+        printf("%s: reset to snapshot %s (%s)\n", path, argv[0], out + 3);
+    } else {
+        fprintf(stderr, "quorumfs restore %s %s: %s", argv[0], path,
+                strncmp(out, "error: ", 7) == 0 ? out + 7 : out);
+        rv = 1;
+    }
+    free(out);
+    return rv;
+}
+
+static int cmd_compact(struct cli* o, int argc, char** argv)
+{
+    char req[64];
+
+    if (argc != 0) {
+        fprintf(stderr,
+                "Usage: quorumfs compact [--revision R] "
+                "[--data-dir D]\n");
+        return 2;
+    }
+    snprintf(req, sizeof(req), "compact\t%" PRIu64,
+             o->has_revision ? o->revision : 0);
+    return ctl_request(o->dir, req);
+}
+
+static int cmd_snapshot_save(struct cli* o, const char* file)
+{
+    char* out;
+    size_t len, conf_len, img_len;
+    char err[512];
+    int skip = 0;
+    struct raft_conf conf;
+
+    if (ctl_fetch(o->dir, "snapshot save", &out, &len) != 0) {
+        return 1;
+    }
+    if (sscanf(out, "ok %zu %zu\n%n", &conf_len, &img_len, &skip) != 2 ||
+        skip == 0 || (size_t)skip + conf_len + img_len != len) {
+        fprintf(
+            stderr, "quorumfs snapshot save: %s",
+            strncmp(out, "error: ", 7) == 0 ? out + 7 : "malformed reply\n");
+        free(out);
+        return 1;
+    }
+    if (raft_conf_decode(&conf, out + skip, conf_len) != 0) {
+        fprintf(stderr, "quorumfs snapshot save: bad membership in reply\n");
+        free(out);
+        return 1;
+    }
+    int rv = snap_file_save(file, out + skip + conf_len, img_len, &conf, err,
+                            sizeof(err));
+    free(out);
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs snapshot save: %s\n", err);
+        return 1;
+    }
+    struct snap_file_info info;
+    rv = snap_file_load(file, &info, NULL, NULL, err, sizeof(err));
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs snapshot save: reading back %s: %s\n", file,
+                err);
+        return 1;
+    }
+    printf("saved %s: revision %" PRIu64 ", %" PRIu64 " keys, %" PRIu64
+           " bytes, %u members\n",
+           file, info.revision, info.keys, info.file_bytes, info.conf.n);
+    return 0;
+}
+
+static void print_json_string(const char* s)
+{
+    putchar('"');
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            printf("\\%c", ch);
+        } else if (ch < 0x20) {
+            printf("\\u%04x", ch);
+        } else {
+            putchar(ch);
+        }
+    }
+    putchar('"');
+}
+
+static int cmd_snapshot_status(struct cli* o, const char* file)
+{
+    struct snap_file_info info;
+    char err[512];
+    int rv = snap_file_load(file, &info, NULL, NULL, err, sizeof(err));
+
+    if (rv != 0) {
+        if (o->json) {
+            printf("{\"file\":");
+            print_json_string(file);
+            printf(",\"ok\":false,\"error\":");
+            print_json_string(err);
+            printf("}\n");
+        }
+        fprintf(stderr, "quorumfs snapshot status: %s: %s\n", file, err);
+        return 1;
+    }
+    if (o->json) {
+        printf("{\"file\":");
+        print_json_string(file);
+        printf(",\"ok\":true,\"version\":%u,\"revision\":%" PRIu64
+               ",\"applied_index\":%" PRIu64 ",\"keys\":%" PRIu64
+               ",\"size\":%" PRIu64 ",\"image_bytes\":%" PRIu64
+               ",\"checksum\":\"%016" PRIx64
+               "\",\"checksum_verified\":true,\"members\":[",
+               info.version, info.revision, info.applied_index, info.keys,
+               info.file_bytes, info.image_bytes, info.checksum);
+        for (unsigned i = 0; i < info.conf.n; i++) {
+            printf("%s{\"name\":", i > 0 ? "," : "");
+            print_json_string(info.conf.servers[i].name);
+            printf(",\"addr\":");
+            print_json_string(info.conf.servers[i].addr);
+            printf(",\"voter\":%s}",
+                   info.conf.servers[i].role == RAFT_VOTER ? "true" : "false");
+        }
+        printf("]}\n");
+        return 0;
+    }
+    printf(
+        "file:           %s\n"
+        "format version: %u\n"
+        "revision:       %" PRIu64
+        "\n"
+        "applied index:  %" PRIu64
+        "\n"
+        "keys:           %" PRIu64
+        "\n"
+        "size:           %" PRIu64 " bytes (image %" PRIu64
+        ")\n"
+        "checksum:       %016" PRIx64
+        " (verified)\n"
+        "members:       ",
+        file, info.version, info.revision, info.applied_index, info.keys,
+        info.file_bytes, info.image_bytes, info.checksum);
+    for (unsigned i = 0; i < info.conf.n; i++) {
+        printf(" %s=%s%s", info.conf.servers[i].name, info.conf.servers[i].addr,
+               info.conf.servers[i].role == RAFT_VOTER ? "" : " (learner)");
+    }
+    printf("\n");
+    return 0;
+}
+
+/* ---- offline: a new data dir from a snapshot file ---- */
+
+/* --initial-cluster into conf (ids as node_boot.c derives them) and the
+ * cluster id node_boot.c computes from the same list (cluster_id_of): the
+ * restored dir must pass its identity check at mount. */
+static int seed_conf(const char* name,
+                     const char* list,
+                     struct raft_conf* conf,
+                     uint64_t* cluster_id)
+{
+    char buf[4096];
+    char* save = NULL;
+    uint64_t h = NODE_HASH_SEED;
+    bool self = false;
+
+    memset(conf, 0, sizeof(*conf));
+    if (list == NULL) {
+        conf->n = 1;
+        conf->servers[0].id = node__hash(name, strlen(name), NODE_HASH_SEED);
+        conf->servers[0].role = RAFT_VOTER;
+        snprintf(conf->servers[0].name, RAFT_NAME_MAX, "%s", name);
+        h = node__hash("single:", 7, h);
+        *cluster_id = node__hash(name, strlen(name), h);
+        return 0;
+    }
+    if (strlen(list) >= sizeof(buf)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(buf, list, strlen(list) + 1);
+    for (char* tok = strtok_r(buf, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        char* eq = strchr(tok, '=');
+        if (eq == NULL || eq == tok || eq[1] == '\0' ||
+            conf->n >= RAFT_SERVERS_MAX ||
+            (size_t)(eq - tok) >= RAFT_NAME_MAX ||
+            strlen(eq + 1) >= RAFT_ADDR_MAX) {
+            return -EINVAL;
+        }
+        *eq = '\0';
+        struct raft_server* s = &conf->servers[conf->n++];
+        s->id = node__hash(tok, strlen(tok), NODE_HASH_SEED);
+        s->role = RAFT_VOTER;
+        snprintf(s->name, RAFT_NAME_MAX, "%s", tok);
+        snprintf(s->addr, RAFT_ADDR_MAX, "%s", eq + 1);
+        self = self || strcmp(tok, name) == 0;
+        h = node__hash(tok, strlen(tok), h);
+        h = node__hash("=", 1, h);
+        h = node__hash(eq + 1, strlen(eq + 1), h);
+        h = node__hash(",", 1, h);
+    }
+    *cluster_id = h;
+    return conf->n > 0 && self ? 0 : -EINVAL;
+}
+
+static int fsync_path(const char* path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rv;
+}
+
+/* identity as node_boot.c writes it (write_identity). */
+static int seed_identity(const char* dir, const char* name, uint64_t cluster_id)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/identity", dir);
+    FILE* f = fopen(path, "w");
+    if (f == NULL) {
+        return -errno;
+    }
+    fprintf(f,
+            "quorumfs-identity 1\nname=%s\nid=%016" PRIx64
+            "\ncluster=%016" PRIx64 "\n",
+            name, node__hash(name, strlen(name), NODE_HASH_SEED), cluster_id);
+    int rv = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
+    fclose(f);
+    return rv;
+}
+
+static int seed_db(const char* dir, const void* img, size_t len)
+{
+    char path[PATH_MAX + 16];
+    struct store_options so;
+    struct store* st;
+
+    snprintf(path, sizeof(path), "%s/db", dir);
+    store_options_default(&so);
+    so.quota_bytes = UINT64_MAX / 2; /* the image's tree, whatever its size */
+    int rv = store_open(path, &so, &st, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = store_image_install(st, img, len);
+    store_close(st);
+    return rv;
+}
+
+/* The raft log starts after the image: snapshot meta at its applied index,
+ * term 1, the new cluster's membership; nothing to replay. */
+static int seed_log(const char* dir,
+                    raft_index index,
+                    const struct raft_conf* conf)
+{
+    char path[PATH_MAX + 16];
+    struct rlog_options lo = {.segment_bytes_max = 64u << 20};
+    struct rlog_loaded loaded;
+    struct rlog* log;
+
+    snprintf(path, sizeof(path), "%s/log", dir);
+    int rv = rlog_open(path, &lo, &log, &loaded);
+    if (rv != 0) {
+        return rv;
+    }
+    struct raft_snapshot_meta meta = {
+        .index = index, .term = 1, .conf_index = index, .conf = *conf};
+    struct raft_hard_state hs = {.term = 1, .vote = 0, .commit = index};
+    rv = rlog_reset(log, &meta);
+    if (rv == 0) {
+        rv = rlog_set_hard_state(log, &hs);
+    }
+    if (rv == 0) {
+        rv = rlog_sync(log);
+    }
+    rlog_close(log);
+    return rv;
+}
+
+static int remove_tree_cb(const char* path,
+                          const struct stat* sb,
+                          int flag,
+                          struct FTW* ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* D must not exist, or be an empty directory. */
+static int seed_check_target(const char* dir)
+{
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        return errno == ENOENT ? 0 : -errno;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        return -ENOTDIR;
+    }
+    DIR* d = opendir(dir);
+    if (d == NULL) {
+        return -errno;
+    }
+    struct dirent* de;
+    int rv = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            rv = -ENOTEMPTY;
+            break;
+        }
+    }
+    closedir(d);
+    return rv;
+}
+
+static int cmd_snapshot_restore(struct cli* o, const char* file)
+{
+    struct snap_file_info info;
+    struct raft_conf conf;
+    uint64_t cluster_id;
+    char err[512], tmp[PATH_MAX], parent[PATH_MAX];
+    void* img = NULL;
+    size_t len = 0;
+    const char* step;
+    int rv;
+
+    if (o->dir == NULL || o->name == NULL) {
+        fprintf(stderr,
+                "Usage: quorumfs snapshot restore FILE --data-dir D "
+                "--name N [--initial-cluster LIST] "
+                "[--listen-peer ADDR]\n");
+        return 2;
+    }
+    if (seed_conf(o->name, o->cluster, &conf, &cluster_id) != 0) {
+        fprintf(stderr,
+                "quorumfs snapshot restore: bad --initial-cluster (expected "
+                "n1=ADDR:PORT,... naming %s)\n",
+                o->name);
+        return 2;
+    }
+    rv = snap_file_load(file, &info, &img, &len, err, sizeof(err));
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs snapshot restore: %s: %s; nothing done\n",
+                file, err);
+        return 1;
+    }
+    rv = seed_check_target(o->dir);
+    if (rv != 0) {
+        fprintf(stderr,
+                "quorumfs snapshot restore: %s: %s; refusing to touch it "
+                "(give a new or empty data dir)\n",
+                o->dir, rv == -ENOTEMPTY ? "not empty" : strerror(-rv));
+        free(img);
+        return 1;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", o->dir);
+    if (mkdir(tmp, 0700) != 0) {
+        fprintf(stderr, "quorumfs snapshot restore: cannot create %s: %s%s\n",
+                tmp, strerror(errno),
+                errno == EEXIST ? " (left by an interrupted restore: remove "
+                                  "it)"
+                                : "");
+        free(img);
+        return 1;
+    }
+    /* Order: identity, db (image install: tmp, fsync, rename, fsync dir),
+     * log (meta + hard state, fsync), fsync(D.tmp), rename(D.tmp, D),
+     * fsync(parent): D appears complete or not at all. */
+    step = "identity";
+    rv = seed_identity(tmp, o->name, cluster_id);
+    if (rv == 0) {
+        step = "db";
+        rv = seed_db(tmp, img, len);
+    }
+    if (rv == 0) {
+        step = "raft log";
+        rv = seed_log(tmp, info.applied_index, &conf);
+    }
+    if (rv == 0) {
+        step = "fsync";
+        rv = fsync_path(tmp);
+    }
+    if (rv == 0) {
+        step = "rename";
+        rv = rename(tmp, o->dir) == 0 ? 0 : -errno;
+    }
+    if (rv == 0) {
+        snprintf(parent, sizeof(parent), "%s", o->dir);
+        char* slash = strrchr(parent, '/');
+        if (slash == NULL) {
+            snprintf(parent, sizeof(parent), ".");
+        } else if (slash == parent) {
+            parent[1] = '\0';
+        } else {
+            *slash = '\0';
+        }
+        fsync_path(parent);
+    }
+    free(img);
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs snapshot restore: %s: %s\n", step,
+                strerror(-rv));
+        nftw(tmp, remove_tree_cb, 16, FTW_DEPTH | FTW_PHYS);
+        return 1;
+    }
+    printf("restored %s into %s: revision %" PRIu64 ", %" PRIu64
+           " keys; node %s of a new cluster of %u (raft log starts after "
+           "index %" PRIu64 ")\n",
+           file, o->dir, info.revision, info.keys, o->name, conf.n,
+           info.applied_index);
+    return 0;
+}
+
+/* ---- dispatch ---- */
+
+static int cmd_snapshot(struct cli* o, int argc, char** argv)
+{
+    if (argc == 2 && strcmp(argv[0], "save") == 0) {
+        return cmd_snapshot_save(o, argv[1]);
+    }
+    if (argc == 2 && strcmp(argv[0], "status") == 0) {
+        return cmd_snapshot_status(o, argv[1]);
+    }
+    if (argc == 2 && strcmp(argv[0], "restore") == 0) {
+        o->dir = o->dir == o->def_dir ? NULL : o->dir;
+        return cmd_snapshot_restore(o, argv[1]);
+    }
+    fprintf(stderr,
+            "Usage: quorumfs snapshot save FILE [--data-dir D]\n"
+            "       quorumfs snapshot status FILE [--json]\n"
+            "       quorumfs snapshot restore FILE --data-dir D --name N\n"
+            "                [--initial-cluster n1=ADDR:PORT,...] "
+            "[--listen-peer ADDR:PORT]\n");
+    return 2;
+}
+
+static void usage_client(const char* cmd)
+{
+    printf(
+        "Usage: quorumfs %s [options]\n"
+        "  --data-dir D     the node's data dir (default "
+        "/var/lib/quorumfs/NAME)\n"
+        "  --name N         node name (default: default)\n"
+        "  --json           machine-readable output (status)\n"
+        "  --revision R     compact: forget history before R\n"
+        "  --initial-cluster LIST, --listen-peer ADDR   snapshot restore\n"
+        "See docs/snapshots.md.\n",
+        cmd);
 }
 
 int ctl_command(int argc, char** argv)
 {
+    enum { O_JSON = 1000, O_DIR, O_NAME, O_REV, O_CLUSTER, O_PEER };
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"data-dir", required_argument, NULL, 'd'},
-        {"name", required_argument, NULL, 'n'},
+        {"json", no_argument, NULL, O_JSON},
+        {"data-dir", required_argument, NULL, O_DIR},
+        {"name", required_argument, NULL, O_NAME},
+        {"revision", required_argument, NULL, O_REV},
+        {"initial-cluster", required_argument, NULL, O_CLUSTER},
+        {"listen-peer", required_argument, NULL, O_PEER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char* cmd = argv[0];
-    const char *dir = NULL, *name = "default";
-    bool json = false;
-    char def[PATH_MAX];
+    static const char* const cmds[] = {"status",  "members", "leader",
+                                       "restore", "compact", "snapshot"};
+    struct cli o = {.cmd = argv[0]};
+    bool known = false;
+    char* end;
     int c;
 
-    if (strcmp(cmd, "status") != 0 && strcmp(cmd, "members") != 0 &&
-        strcmp(cmd, "leader") != 0) {
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        known = known || strcmp(o.cmd, cmds[i]) == 0;
+    }
+    if (!known) {
         return -ENOSYS;
     }
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'j':
-            json = true;
+        case O_JSON:
+            o.json = true;
             break;
-        case 'd':
-            dir = optarg;
+        case O_DIR:
+            o.dir = optarg;
             break;
-        case 'n':
-            name = optarg;
+        case O_NAME:
+            o.name = optarg;
+            break;
+        case O_REV:
+            o.has_revision = true;
+            o.revision = strtoull(optarg, &end, 10);
+            if (*end != '\0' || o.revision == 0) {
+                fprintf(stderr, "quorumfs: bad --revision '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case O_CLUSTER:
+            o.cluster = optarg;
+            break;
+        case O_PEER:
+            o.listen_peer = optarg;
             break;
         case 'h':
-            printf(
-                "Usage: quorumfs %s [--json] [--data-dir D | --name N]\n"
-                "Asks the node running on data dir D (default\n"
-                "/var/lib/quorumfs/NAME) through D/ctl.sock.\n",
-                cmd);
+            usage_client(o.cmd);
             return 0;
         default:
             return 2;
         }
     }
-    if (dir == NULL) {
-        snprintf(def, sizeof(def), "/var/lib/quorumfs/%s", name);
-        dir = def;
+    if (o.dir == NULL) {
+        snprintf(o.def_dir, sizeof(o.def_dir), "/var/lib/quorumfs/%s",
+                 o.name != NULL ? o.name : "default");
+        o.dir = o.def_dir;
     }
-    if (strcmp(cmd, "status") == 0) {
-        return ctl_request(dir, json ? "status json" : "status text");
+    argc -= optind;
+    argv += optind;
+    if (strcmp(o.cmd, "restore") == 0) {
+        return cmd_restore(&o, argc, argv);
     }
-    return ctl_request(dir, cmd);
+    if (strcmp(o.cmd, "compact") == 0) {
+        return cmd_compact(&o, argc, argv);
+    }
+    if (strcmp(o.cmd, "snapshot") == 0) {
+        return cmd_snapshot(&o, argc, argv);
+    }
+    if (strcmp(o.cmd, "status") == 0) {
+        return ctl_request(o.dir, o.json ? "status json" : "status text");
+    }
+    return ctl_request(o.dir, o.cmd);
 }

@@ -1,9 +1,24 @@
 /* ctl.h - the control socket of a running node (DATA_DIR/ctl.sock, mode
- * 0600) and the `quorumfs` subcommands that talk to it.
+ * 0600), the history retention driver, and the `quorumfs` subcommands that
+ * talk to a node (or, for `snapshot status|restore`, work offline).
  *
- * Protocol: the client sends one request line ("status json", "status
- * text", "members", "leader"; at most CTL_REQUEST_MAX bytes), the node
- * answers with text and closes the connection. */
+ * Protocol: the client sends one request line (at most CTL_REQUEST_MAX
+ * bytes, fields separated by tabs), the node answers and closes the
+ * connection. Requests:
+ *   status json | status text | members | leader      text
+ *   restore\tNAME\tPATH    one STORE_OP_RESTORE proposal; "ok ..." or
+ *                          "error: ..." once applied
+ *   compact\tREV           one STORE_OP_COMPACT proposal (REV 0: current
+ *                          revision minus --history-revisions)
+ *   snapshot save          "ok CONF_LEN IMAGE_LEN\n", then the encoded
+ *                          raft_conf, then the store image (binary)
+ * A reply that is not "ok" starts with "error: ".
+ *
+ * Retention: on the leader, every CTL_RETENTION_CHECK_MS the history kept
+ * by the store is compared with node_options.history_revisions and
+ * history_hours; past either, one STORE_OP_COMPACT is proposed (see
+ * docs/snapshots.md). Every CTL_TICK_MS, on every node, the db file is
+ * rewritten when the compact revision moved (node_compact_db). */
 #ifndef QFS_CTL_H
 #define QFS_CTL_H
 
@@ -11,14 +26,23 @@
 
 #include "node.h"
 
-enum { CTL_REQUEST_MAX = 256 };
+enum {
+    CTL_REQUEST_MAX = 8192,         /* request line, incl. NUL */
+    CTL_TICK_MS = 1000,             /* db rewrite check (node_compact_db) */
+    CTL_RETENTION_CHECK_MS = 5000,  /* retention check period */
+    CTL_RETENTION_SAMPLES = 17280,  /* (time, revision) samples kept */
+    CTL_COMPACT_GAP_MIN_MS = 60000, /* between two automatic compactions */
+};
 
 struct ctl;
 
-/* Listen on data_dir/ctl.sock (a stale socket file is replaced). Returns
- * NULL (logged) when the socket cannot be created: the node runs without. */
+/* Listen on data_dir/ctl.sock (a stale socket file is replaced) and start
+ * the retention timer. When the socket cannot be created it is logged and
+ * the node runs without it (retention still runs). NULL: out of memory. */
 struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir);
-/* Close the listener and every client; frees ctl once closed. */
+/* Close the listener and the timer; frees ctl once closed. Clients with a
+ * proposal in flight get their answer when its callback runs (the node
+ * fails pending proposals when it stops). */
 void ctl_close(struct ctl* c);
 
 /* Run a client subcommand (argv[0] is its name). Returns the exit status,

@@ -57,6 +57,7 @@ void fs_free(struct fs* f)
         return;
     }
     fs__notify_stop(&f->notify);
+    fs__snap_free(f);
     /* The node is stopped first (its callbacks failed every pending
      * proposal with -ESHUTDOWN); whatever is left never gets a callback. */
     while (f->pending.next != &f->pending) {
@@ -254,6 +255,10 @@ static void lookup_now(struct fs* f,
     uint64_t vino;
     int rv;
 
+    if (fs__in_snapshots(parent)) {
+        fs__snap_lookup(f, req, parent, name);
+        return;
+    }
     if (fs__reserved_name(parent, name, &vino)) {
         fs__virtual_attr(vino, &a);
         rv = 0;
@@ -292,7 +297,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char* name)
     if (fs__name_bad(req, name)) {
         return;
     }
-    if (!f->o.linearizable || fs__is_virtual(parent)) {
+    if (!f->o.linearizable || fs__is_virtual(parent) || fs__is_snap(parent)) {
         lookup_now(f, req, parent, name);
         return;
     }
@@ -309,7 +314,11 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char* name)
 
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-    /* Store inos are stable and never reused: nothing to count. */
+    /* Store inos are stable and never reused: nothing to count. Snapshot
+     * view inos are counted per /.snapshots root (fs_snap.c). */
+    if (fs__is_snap(ino)) {
+        fs__snap_forget(fuse_req_userdata(req), ino, nlookup);
+    }
     fuse_reply_none(req);
 }
 
@@ -317,6 +326,12 @@ static void fs_forget_multi(fuse_req_t req,
                             size_t count,
                             struct fuse_forget_data* forgets)
 {
+    for (size_t i = 0; i < count; i++) {
+        if (fs__is_snap(forgets[i].ino)) {
+            fs__snap_forget(fuse_req_userdata(req), forgets[i].ino,
+                            forgets[i].nlookup);
+        }
+    }
     fuse_reply_none(req);
 }
 
@@ -330,6 +345,19 @@ static void fs_getattr(fuse_req_t req,
     double timeout = f->o.attr_timeout_s;
     int rv;
 
+    if (fs__is_snap(ino)) {
+        rv = fs__snap_getattr(f, ino, &a);
+        if (rv != 0) {
+            fuse_reply_err(req, -rv);
+            return;
+        }
+        fs__attr_to_stat(&a, &st);
+        if ((ino & FS_SNAP_STORE_INO_MASK) == STORE_ROOT_INO) {
+            timeout = 1.0; /* a /.snapshots dir: may be dropped */
+        }
+        fuse_reply_attr(req, &st, timeout);
+        return;
+    }
     if (fs__is_virtual(ino)) {
         fs__virtual_attr(ino, &a);
         timeout = 1.0;

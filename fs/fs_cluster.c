@@ -1,7 +1,7 @@
 /* fs_cluster.c - the virtual entries: /.cluster (status, members, leader:
- * read-only text generated at open from the node) and /.snapshots (an empty
- * read-only directory for now). Their inos live in a reserved range above
- * every store ino (FS_VINO_BASE).
+ * read-only text generated at open from the node) and the /.snapshots
+ * directory itself (its contents: fs_snap.c). Their inos live in a reserved
+ * range above every store ino (FS_VINO_BASE).
  */
 #include <assert.h>
 #include <errno.h>

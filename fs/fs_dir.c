@@ -4,7 +4,9 @@
  *
  * Reserved names: `.cluster` and `.snapshots` at the root are virtual
  * directories (fs_cluster.c). Creating them gives EEXIST (mkdir) or EPERM,
- * removing or renaming them EPERM; any change inside them EROFS.
+ * removing or renaming them EPERM; any change inside them EROFS, except
+ * mkdir/rmdir of a /.snapshots/NAME (a named snapshot, fs_snap.c). A
+ * rename into or out of /.snapshots gives EXDEV.
  */
 #include <assert.h>
 #include <errno.h>
@@ -24,7 +26,7 @@ static bool new_name_refused(fuse_req_t req,
     if (fs__name_bad(req, name)) {
         return true;
     }
-    if (fs__is_virtual(parent)) {
+    if (fs__is_virtual(parent) || fs__is_snap(parent)) {
         fuse_reply_err(req, EROFS);
         return true;
     }
@@ -70,7 +72,12 @@ void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode)
 {
     struct store_cmd c;
 
-    if (new_name_refused(req, parent, name, EEXIST)) {
+    if (parent == FS_VINO_SNAPSHOTS && !fs__name_bad(req, name)) {
+        fs__snap_mkdir(req, name);
+        return;
+    }
+    if (parent == FS_VINO_SNAPSHOTS ||
+        new_name_refused(req, parent, name, EEXIST)) {
         return;
     }
     cmd_init(req, &c, STORE_OP_MKDIR, parent, name);
@@ -86,11 +93,11 @@ void fs_mknod(fuse_req_t req,
 {
     struct store_cmd c;
 
-    if (!S_ISREG(mode)) {
-        fuse_reply_err(req, EPERM); /* no devices, fifos or sockets */
+    if (new_name_refused(req, parent, name, EPERM)) {
         return;
     }
-    if (new_name_refused(req, parent, name, EPERM)) {
+    if (!S_ISREG(mode)) {
+        fuse_reply_err(req, EPERM); /* no devices, fifos or sockets */
         return;
     }
     cmd_init(req, &c, STORE_OP_CREATE, parent, name);
@@ -158,6 +165,10 @@ void fs_link(fuse_req_t req,
              fuse_ino_t newparent,
              const char* newname)
 {
+    if (fs__in_snapshots(newparent) || fs__is_snap(ino)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
     fuse_reply_err(req, EPERM); /* hard links are not supported */
 }
 
@@ -169,7 +180,7 @@ static bool old_name_refused(fuse_req_t req,
     if (fs__name_bad(req, name)) {
         return true;
     }
-    if (fs__is_virtual(parent)) {
+    if (fs__is_virtual(parent) || fs__is_snap(parent)) {
         fuse_reply_err(req, EROFS);
         return true;
     }
@@ -195,7 +206,11 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name)
 {
     struct store_cmd c;
 
-    if (old_name_refused(req, parent, name)) {
+    if (parent == FS_VINO_SNAPSHOTS && !fs__name_bad(req, name)) {
+        fs__snap_rmdir(req, name);
+        return;
+    }
+    if (parent == FS_VINO_SNAPSHOTS || old_name_refused(req, parent, name)) {
         return;
     }
     cmd_init(req, &c, STORE_OP_RMDIR, parent, name);
@@ -213,6 +228,10 @@ void fs_rename(fuse_req_t req,
 
     if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
         fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT */
+        return;
+    }
+    if (fs__in_snapshots(parent) != fs__in_snapshots(newparent)) {
+        fuse_reply_err(req, EXDEV); /* into or out of /.snapshots */
         return;
     }
     if (old_name_refused(req, parent, name) ||
@@ -261,7 +280,7 @@ void fs_setattr(fuse_req_t req,
     struct fs_op* op;
     int64_t now = fs__now_ns();
 
-    if (fs__is_virtual(ino)) {
+    if (fs__is_virtual(ino) || fs__is_snap(ino)) {
         fuse_reply_err(req, EROFS);
         return;
     }
@@ -316,6 +335,38 @@ void fs_setattr(fuse_req_t req,
     fs__propose(f, op, &c);
 }
 
+static void readlink_snap(struct fs* f, fuse_req_t req, fuse_ino_t ino)
+{
+    struct store_attr a;
+    void* data = NULL;
+    size_t len = 0;
+    int rv = fs__snap_getattr(f, ino, &a);
+
+    if (rv == 0 && a.type != STORE_SYMLINK) {
+        rv = -EINVAL;
+    }
+    if (rv == 0) {
+        rv = fs__snap_read(f, ino, &data, &len);
+    }
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    char* s = malloc(len + 1);
+    if (s == NULL) {
+        free(data);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    if (len > 0) {
+        memcpy(s, data, len);
+    }
+    s[len] = '\0';
+    fuse_reply_readlink(req, s);
+    free(s);
+    free(data);
+}
+
 void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
     struct fs* f = fuse_req_userdata(req);
@@ -324,6 +375,10 @@ void fs_readlink(fuse_req_t req, fuse_ino_t ino)
     char* s;
     int rv;
 
+    if (fs__is_snap(ino)) {
+        readlink_snap(f, req, ino);
+        return;
+    }
     if (fs__is_virtual(ino)) {
         fuse_reply_err(req, EINVAL);
         return;
@@ -381,8 +436,11 @@ static int dir_add(struct dir_fill* df,
         if (df->plus) {
             struct fuse_entry_param e;
             fs__fill_entry(df->f, a, &e);
-            if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-                e.ino = 0; /* the kernel does not instantiate dots */
+            if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+                fs__is_snap(a->ino)) {
+                /* The kernel does not instantiate dots; view entries are
+                 * counted only by lookup (fs_snap.c). */
+                e.ino = 0;
             }
             n = fuse_add_direntry_plus(df->req, df->buf + df->used, rem, name,
                                        &e, next);
@@ -469,7 +527,14 @@ static void dir_list(fuse_req_t req,
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    if (fs__is_virtual(df.d->ino)) {
+    if (fs__is_snap(df.d->ino)) {
+        rv = fs__snap_getattr(f, df.d->ino, &self);
+        if (rv != 0) {
+            free(df.buf);
+            fuse_reply_err(req, -rv);
+            return;
+        }
+    } else if (fs__is_virtual(df.d->ino)) {
         fs__virtual_attr(df.d->ino, &self);
     } else {
         rv = store_getattr(node_store(f->node), df.d->ino, &self);
@@ -485,14 +550,18 @@ static void dir_list(fuse_req_t req,
     } else if (dir_fixed(&df, &self) != 0) {
         goto reply;
     }
-    if (!fs__is_virtual(df.d->ino)) {
+    if (fs__in_snapshots(df.d->ino)) {
+        rv = fs__snap_readdir(f, df.d->ino, after, dir_store_cb, &df);
+    } else if (!fs__is_virtual(df.d->ino)) {
         rv = store_readdir(node_store(f->node), df.d->ino, after, dir_store_cb,
                            &df);
-        if (rv < 0) {
-            free(df.buf);
-            fuse_reply_err(req, -rv);
-            return;
-        }
+    } else {
+        rv = 0;
+    }
+    if (rv < 0) {
+        free(df.buf);
+        fuse_reply_err(req, -rv);
+        return;
     }
 reply:
     fuse_reply_buf(req, df.buf, df.used);
@@ -524,7 +593,13 @@ void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
     struct fs_dir* d;
     int rv;
 
-    if (fs__is_virtual(ino)) {
+    if (fs__is_snap(ino)) {
+        rv = fs__snap_getattr(f, ino, &a);
+        if (rv != 0) {
+            fuse_reply_err(req, -rv);
+            return;
+        }
+    } else if (fs__is_virtual(ino)) {
         fs__virtual_attr(ino, &a);
     } else {
         rv = store_getattr(node_store(f->node), ino, &a);

@@ -146,6 +146,10 @@ static void open_now(struct fs* f,
     struct fs_file* h;
     int rv;
 
+    if (fs__is_snap(ino)) {
+        fs__snap_open(f, req, ino, fi);
+        return;
+    }
     if (fs__is_virtual(ino)) {
         if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
             fuse_reply_err(req, EROFS);
@@ -224,7 +228,7 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
     struct fs* f = fuse_req_userdata(req);
     struct fs_op* op;
 
-    if (!f->o.linearizable || fs__is_virtual(ino)) {
+    if (!f->o.linearizable || fs__is_virtual(ino) || fs__is_snap(ino)) {
         open_now(f, req, ino, fi);
         return;
     }
@@ -237,6 +241,23 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
     op->fi = *fi;
     op->resume = open_resume;
     fs__barrier(f, op);
+}
+
+/* A read-only handle serves the content of its open (close-to-open). If
+ * the file changed since, this reply may have put that old content in the
+ * page cache after the change's invalidation went out (keep_cache): queue
+ * another one, which the notifier sends after this reply is in. */
+static void read_stale_check(struct fs* f, const struct fs_file* h)
+{
+    struct store_attr cur;
+
+    if (h->is_virtual || h->writable || !h->loaded) {
+        return;
+    }
+    if (store_getattr(node_store(f->node), h->ino, &cur) != 0 ||
+        cur.mod_rev != h->attr.mod_rev) {
+        fs__notify_push(&f->notify, h->ino, 0, NULL);
+    }
 }
 
 void fs_read(fuse_req_t req,
@@ -269,6 +290,7 @@ void fs_read(fuse_req_t req,
         size = len - (size_t)off;
     }
     fuse_reply_buf(req, (const char*)data + off, size);
+    read_stale_check(f, h);
 }
 
 void fs_write(fuse_req_t req,

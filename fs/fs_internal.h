@@ -35,6 +35,16 @@ enum {
 #define FS_VINO_MEMBERS (FS_VINO_BASE + 3)   /* /.cluster/members */
 #define FS_VINO_LEADER (FS_VINO_BASE + 4)    /* /.cluster/leader */
 #define FS_VINO_SNAPSHOTS (FS_VINO_BASE + 5) /* /.snapshots */
+/* Entries of snapshot views (fs_snap.c): FS_SNAP_INO_BASE | root slot <<
+ * FS_SNAP_ROOT_SHIFT | store ino, all below FS_VINO_BASE. */
+#define FS_SNAP_INO_BASE (UINT64_C(1) << 63)
+#define FS_SNAP_ROOT_SHIFT 40
+#define FS_SNAP_STORE_INO_MASK ((UINT64_C(1) << FS_SNAP_ROOT_SHIFT) - 1)
+enum { FS_SNAP_ROOTS_MAX = 4096 }; /* /.snapshots dirs the kernel may hold */
+_Static_assert(FS_SNAP_INO_BASE +
+                       ((uint64_t)FS_SNAP_ROOTS_MAX << FS_SNAP_ROOT_SHIFT) <
+                   FS_VINO_BASE,
+               "view inos stay below the virtual inos");
 #define FS_CLUSTER_NAME ".cluster"
 #define FS_SNAPSHOTS_NAME ".snapshots"
 
@@ -104,6 +114,7 @@ struct fs {
     struct fs_op pending; /* list head */
     struct fs_file files; /* list head */
     struct fs_notify notify;
+    struct fs_snap* snap; /* fs_snap.c; NULL until /.snapshots is used */
 };
 
 /* fs.c */
@@ -212,6 +223,37 @@ int fs__virtual_lookup(uint64_t parent, const char* name, struct store_attr* a);
 const char* fs__virtual_child(uint64_t dir, size_t i, uint64_t* ino);
 /* Generate a virtual file's content into h->buf. */
 int fs__virtual_open(struct fs* f, struct fs_file* h);
+
+/* fs_snap.c: /.snapshots and its read-only views */
+bool fs__is_snap(uint64_t ino); /* an entry of a view */
+/* /.snapshots itself or anything under it. */
+bool fs__in_snapshots(uint64_t ino);
+/* Lookup in /.snapshots or in a view dir; replies. */
+void fs__snap_lookup(struct fs* f,
+                     fuse_req_t req,
+                     uint64_t parent,
+                     const char* name);
+/* Attributes with the fuse ino; -ESTALE for an unknown root. */
+int fs__snap_getattr(struct fs* f, uint64_t ino, struct store_attr* a);
+void fs__snap_forget(struct fs* f, uint64_t ino, uint64_t nlookup);
+/* Content or symlink target, malloc'd into *data (caller frees). */
+int fs__snap_read(struct fs* f, uint64_t ino, void** data, size_t* len);
+/* Children of /.snapshots or of a view dir in name order after `after`
+ * (attrs carry fuse inos); cb returns non-zero to stop (returned). */
+int fs__snap_readdir(struct fs* f,
+                     uint64_t dir,
+                     const char* after,
+                     store_readdir_cb cb,
+                     void* data);
+/* Read-only open of a view file; replies (EROFS for a write open). */
+void fs__snap_open(struct fs* f,
+                   fuse_req_t req,
+                   uint64_t ino,
+                   struct fuse_file_info* fi);
+/* mkdir / rmdir of /.snapshots/NAME: one proposal; replies. */
+void fs__snap_mkdir(fuse_req_t req, const char* name);
+void fs__snap_rmdir(fuse_req_t req, const char* name);
+void fs__snap_free(struct fs* f);
 
 /* notify.c */
 void fs__notify_init(struct fs_notify* n);

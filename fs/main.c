@@ -68,6 +68,14 @@ static void usage_main(FILE* out)
             "  quorumfs mount MOUNTPOINT [options]   run a node and mount it\n"
             "  quorumfs status [--json] [--data-dir D]\n"
             "                                       state of a running node\n"
+            "  quorumfs restore NAME|@REV [PATH] [--data-dir D]\n"
+            "                                       reset PATH to a snapshot\n"
+            "  quorumfs compact [--revision R] [--data-dir D]\n"
+            "                                       forget old history now\n"
+            "  quorumfs snapshot save FILE [--data-dir D]\n"
+            "  quorumfs snapshot status FILE [--json]\n"
+            "  quorumfs snapshot restore FILE --data-dir D --name N\n"
+            "           [--initial-cluster LIST]    seed a new cluster\n"
             "  quorumfs --help | --version\n"
             "\n"
             "Run `quorumfs mount --help` for the mount options.\n");
@@ -104,6 +112,13 @@ static void usage_mount(FILE* out)
         "                             election)\n"
         "  --snapshot-entries N       compact the raft log every N applied\n"
         "                             entries (default 10000)\n"
+        "\n"
+        "History (/.snapshots/@REV, quorumfs restore):\n"
+        "  --history-revisions N      keep at most N past revisions (default\n"
+        "                             10000; 0: no limit)\n"
+        "  --history-hours H          keep at most H hours of history\n"
+        "                             (default 24; 0: no limit); named\n"
+        "                             snapshots are always kept\n"
         "\n"
         "Filesystem:\n"
         "  -o OPT[,OPT...]            FUSE mount options, e.g. allow_other\n"
@@ -174,6 +189,8 @@ enum {
     OPT_CONSISTENCY,
     OPT_FILE_SIZE_MAX,
     OPT_QUOTA,
+    OPT_HISTORY_REVISIONS,
+    OPT_HISTORY_HOURS,
 };
 
 static const struct option mount_long[] = {
@@ -192,6 +209,8 @@ static const struct option mount_long[] = {
     {"consistency", required_argument, NULL, OPT_CONSISTENCY},
     {"file-size-max", required_argument, NULL, OPT_FILE_SIZE_MAX},
     {"quota-bytes", required_argument, NULL, OPT_QUOTA},
+    {"history-revisions", required_argument, NULL, OPT_HISTORY_REVISIONS},
+    {"history-hours", required_argument, NULL, OPT_HISTORY_HOURS},
     {NULL, 0, NULL, 0},
 };
 
@@ -239,6 +258,11 @@ static int parse_one(struct mount_opts* mo, int c, const char* arg)
     case OPT_CONSISTENCY:
         mo->linearizable = strcmp(arg, "linearizable") == 0;
         return !(mo->linearizable || strcmp(arg, "serializable") == 0);
+    case OPT_HISTORY_REVISIONS: /* 0 is allowed: no limit */
+        return parse_u64(arg, &o->history_revisions) != 0;
+    case OPT_HISTORY_HOURS:
+        return parse_u64(arg, &o->history_hours) != 0 ||
+               o->history_hours > UINT64_MAX / 3600000;
     default:
         break;
     }

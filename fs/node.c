@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../store/store_compact.h"
 #include "node_internal.h"
 #include "node_priv.h"
 
@@ -236,28 +237,6 @@ static void send_msgs(struct node* n,
     }
 }
 
-/* Messages that do not vouch for anything this node has to persist may go
- * out before the persist completes: a leader's appends and snapshot chunks
- * (the leader counts itself only at its persisted index: thesis 10.2.1),
- * forwarded proposals and reads, their answers, and TimeoutNow. Everything
- * else (append/snapshot acknowledgements, votes and vote requests, which
- * depend on a durable term and vote) waits for the persist. */
-static bool sendable_before_persist(const struct raft_message* m)
-{
-    switch (m->type) {
-    case RAFT_MSG_APPEND:
-    case RAFT_MSG_SNAPSHOT:
-    case RAFT_MSG_PROPOSE:
-    case RAFT_MSG_PROPOSE_RESP:
-    case RAFT_MSG_READ_INDEX:
-    case RAFT_MSG_READ_INDEX_RESP:
-    case RAFT_MSG_TIMEOUT_NOW:
-        return true;
-    default:
-        return false;
-    }
-}
-
 static struct io_job* batch_job(const struct raft_update* u)
 {
     struct io_job* job = calloc(1, sizeof(*job));
@@ -286,7 +265,7 @@ static struct io_job* batch_job(const struct raft_update* u)
         job->n_entries++;
     }
     for (unsigned i = 0; i < u->n_msgs; i++) {
-        if (sendable_before_persist(&u->msgs[i])) {
+        if (raft_msg_sendable_early(&u->msgs[i])) {
             continue; /* sent by persist_and_send already */
         }
         if (node__msg_clone(&job->msgs[job->n_msgs], &u->msgs[i]) != 0) {
@@ -310,7 +289,7 @@ static void persist_and_send(struct node* n, const struct raft_update* u)
         return;
     }
     for (unsigned i = 0; i < u->n_msgs; i++) {
-        if (sendable_before_persist(&u->msgs[i])) {
+        if (raft_msg_sendable_early(&u->msgs[i])) {
             send_msgs(n, &u->msgs[i], 1);
         }
     }
@@ -975,8 +954,136 @@ void node_options_default(struct node_options* o)
     o->heartbeat_ms = 100;
     o->election_ms = 1000;
     o->snapshot_entries = 10000;
+    o->history_revisions = 10000;
+    o->history_hours = 24;
     store_options_default(&o->store);
     o->log_level = RAFT_TRACE_INFO;
+}
+
+int node_snapshot_image(struct node* n,
+                        void** image,
+                        size_t* len,
+                        struct raft_conf* conf)
+{
+    if (n->sticky_err != 0) {
+        return n->sticky_err;
+    }
+    /* Both describe store_applied_index(): apply updates them together. */
+    int rv = store_image_build(n->store, image, len);
+    if (rv == 0) {
+        *conf = n->applied_conf;
+    }
+    return rv;
+}
+
+/* ---- db file compaction (store_compact.h), driven from fs/ctl.c ----
+ * begin on the loop, run on the libuv thread pool (reads and applies go on),
+ * finish on the loop after draining sealed frames. One per process: a
+ * process runs one node. */
+
+struct db_compact_job {
+    uv_work_t work;
+    struct node* n;
+    struct store_compaction* c;
+    int rv;
+};
+
+static struct db_compact_job* db_job;
+
+static bool node__db_compact_busy(struct node* n)
+{
+    return db_job != NULL && db_job->n == n;
+}
+
+static void db_compact_work_cb(uv_work_t* w)
+{
+    struct db_compact_job* job = w->data;
+    job->rv = store_compact_run(job->c);
+}
+
+static void db_compact_after_cb(uv_work_t* w, int status)
+{
+    struct db_compact_job* job = w->data;
+    struct node* n = job->n;
+    int rv = status != 0 ? status : job->rv;
+
+    db_job = NULL;
+    if (rv != 0 || n->stopping || n->sticky_err != 0) {
+        store_compact_abort(n->store, job->c);
+        if (rv != 0) {
+            node__log(RAFT_TRACE_WARN, "db compaction failed: %s",
+                      strerror(-rv));
+        }
+    } else {
+        rv = store_compact_finish(n->store, job->c);
+        if (rv == -EBUSY) { /* a sealed frame in flight: wait for it */
+            drain_frames(n);
+            rv = store_compact_finish(n->store, job->c);
+            if (rv == -EBUSY) {
+                store_compact_abort(n->store, job->c);
+            }
+        }
+        struct store_stats s;
+        store_get_stats(n->store, &s);
+        if (rv == 0) {
+            node__log(RAFT_TRACE_INFO,
+                      "db compacted to revision %" PRIu64 ": %" PRIu64 " bytes",
+                      s.compact_revision, s.db_bytes);
+        } else {
+            node__log(RAFT_TRACE_WARN, "db compaction abandoned: %s",
+                      strerror(-rv));
+        }
+    }
+    free(job);
+    if (n->stopping) {
+        node__stop_continue(n);
+    }
+}
+
+int node_compact_db(struct node* n)
+{
+    struct store_compaction* c;
+
+    if (db_job != NULL || n->stopping || n->sticky_err != 0) {
+        return -EBUSY;
+    }
+    if (!store_compact_needed(n->store)) {
+        return -EALREADY;
+    }
+    int rv = store_compact_begin(n->store, &c);
+    if (rv == -EAGAIN) {
+        node__frame_flush(n); /* make the records durable; retry later */
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    struct db_compact_job* job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        store_compact_abort(n->store, c);
+        return -ENOMEM;
+    }
+    job->n = n;
+    job->c = c;
+    job->work.data = job;
+    rv = uv_queue_work(n->loop, &job->work, db_compact_work_cb,
+                       db_compact_after_cb);
+    if (rv != 0) {
+        store_compact_abort(n->store, c);
+        free(job);
+        return rv;
+    }
+    db_job = job;
+    return 0;
+}
+
+const struct node_options* node_options_of(struct node* n)
+{
+    return &n->opts;
+}
+
+bool node_is_leader(struct node* n)
+{
+    return n->raft != NULL && raft_role(n->raft) == RAFT_LEADER;
 }
 
 struct store* node_store(struct node* n)
@@ -1105,7 +1212,7 @@ static void transport_closed_cb(void* data)
 void node__stop_continue(struct node* n)
 {
     if (n->closing || n->batches_inflight > 0 || n->frames_inflight > 0 ||
-        !node__io_idle(&n->io)) {
+        !node__io_idle(&n->io) || node__db_compact_busy(n)) {
         return;
     }
     if (n->transport != NULL) {

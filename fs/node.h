@@ -40,6 +40,10 @@ struct node_options {
     unsigned election_ms;         /* default 1000 */
     unsigned proposal_timeout_ms; /* default 5 * election_ms */
     uint64_t snapshot_entries;    /* compact the log every N applied */
+    uint64_t history_revisions;   /* store history kept (revisions); the
+                                     leader proposes STORE_OP_COMPACT past
+                                     it (fs/ctl.c); default 10000, 0: off */
+    uint64_t history_hours;       /* and history younger than this; def 24 */
     struct store_options store;
     store_change_cb on_change; /* every applied change (invalidation);
                                   a change with ino == 0 and
@@ -79,6 +83,25 @@ typedef void (*node_read_cb)(void* data, int err);
 int node_read_barrier(struct node* n, node_read_cb cb, void* data);
 
 struct store* node_store(struct node* n);
+
+/* Snapshots (snapshot/snapshot.h). A store image of the applied state
+ * (store_image_build: *image malloc'd, caller frees) and the membership as
+ * of the same applied index, for `quorumfs snapshot save`. */
+int node_snapshot_image(struct node* n,
+                        void** image,
+                        size_t* len,
+                        struct raft_conf* conf);
+/* Rewrite the db file without the history before the store's compact
+ * revision (store_compact.h) when it is needed: begin now, the rewrite on
+ * the libuv thread pool, the switch-over on the loop. 0: started;
+ * -EALREADY: nothing to do; -EBUSY: one is running (or stopping); -EAGAIN:
+ * records not durable yet (retry); other errors from the store. */
+int node_compact_db(struct node* n);
+/* The options the node runs with (borrowed). */
+const struct node_options* node_options_of(struct node* n);
+/* Whether this node is the leader now (retention proposes COMPACT there
+ * only). */
+bool node_is_leader(struct node* n);
 
 /* Text for /.cluster/ files and the control socket, into a malloc'd buffer
  * (*out, *len). JSON fields per DESIGN §7. */
