@@ -2,7 +2,9 @@
  * mount; other subcommands talk to a running node (fs/ctl.c).
  *
  * Start-up order: check the mountpoint -> fork (unless -f) -> node_start
- * (lock, log, db, replay, raft, transport) -> FUSE session mount -> the
+ * (lock, log, db, replay, raft, transport) -> a read barrier (the store
+ * catches up with what was committed; without a quorum it gives up after
+ * the proposal timeout) -> FUSE session mount -> the
  * notifier thread -> poll the FUSE fd on the loop -> tell the parent
  * "ready" (the parent exits 0) -> from then on log to DATA_DIR/quorumfs.log.
  * Shutdown (SIGTERM/SIGINT, or the mount going away): stop reading FUSE
@@ -53,6 +55,8 @@ struct app {
     uv_poll_t fuse_poll;
     uv_signal_t sigterm, sigint;
     int ready_fd; /* pipe to the waiting parent, -1 when none */
+    struct fs_options fo;
+    bool startup_failed;
     bool shutting_down;
     bool mounted;
     int exit_code;
@@ -497,6 +501,45 @@ static void app_on_change(void* data, const struct store_change* c)
     }
 }
 
+/* The node has applied what was committed when it started (or gave up
+ * waiting): mount, open the control socket, tell the waiting parent. */
+static void startup_ready_cb(void* data, int err)
+{
+    struct app* a = data;
+    if (err != 0) {
+        node__log(RAFT_TRACE_WARN,
+                  "no quorum to confirm the latest state (%s): mounting the "
+                  "local state as it is",
+                  strerror(-err));
+    }
+    a->fs = fs_new(a->node, &a->fo);
+    if (a->fs == NULL) {
+        fprintf(stderr, "quorumfs: out of memory\n");
+        a->startup_failed = true;
+        node_stop(a->node, node_stopped_cb, a);
+        return;
+    }
+    if (mount_fuse(a) != 0) {
+        a->startup_failed = true;
+        node_stop(a->node, node_stopped_cb, a);
+        return;
+    }
+    a->ctl = ctl_start(&a->loop, a->node, a->mo->node.data_dir);
+    uv_signal_init(&a->loop, &a->sigterm);
+    uv_signal_init(&a->loop, &a->sigint);
+    a->sigterm.data = a->sigint.data = a;
+    uv_signal_start(&a->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&a->sigint, signal_cb, SIGINT);
+    node__log(RAFT_TRACE_INFO, "quorumfs %s mounted on %s (data dir %s)",
+              a->mo->node.name, a->mo->mountpoint, a->mo->node.data_dir);
+    if (!a->mo->foreground) {
+        log_to_file(a);
+        node__log(RAFT_TRACE_INFO, "node %s started, mounted on %s",
+                  a->mo->node.name, a->mo->mountpoint);
+    }
+    tell_parent(a, 'R');
+}
+
 static int run_node(struct app* a)
 {
     struct fs_options fo;
@@ -522,33 +565,19 @@ static int run_node(struct app* a)
             rv == -EBUSY ? "data dir in use by another node" : strerror(-rv));
         return 1;
     }
-    a->fs = fs_new(a->node, &fo);
-    if (a->fs == NULL) {
-        fprintf(stderr, "quorumfs: out of memory\n");
-        node_stop(a->node, node_stopped_cb, a);
-        uv_run(&a->loop, UV_RUN_DEFAULT);
-        return 1;
+    /* Mount only once the local store has caught up with what the cluster
+     * (or, alone, this node's own log) had committed: a read barrier. With
+     * no quorum it gives up after the proposal timeout and mounts the local
+     * state as it is (serializable reads), saying so. */
+    a->fo = fo;
+    rv = node_read_barrier(a->node, startup_ready_cb, a);
+    if (rv != 0) {
+        startup_ready_cb(a, rv);
     }
-    if (mount_fuse(a) != 0) {
-        node_stop(a->node, node_stopped_cb, a);
-        uv_run(&a->loop, UV_RUN_DEFAULT);
-        return 1;
-    }
-    a->ctl = ctl_start(&a->loop, a->node, a->mo->node.data_dir);
-    uv_signal_init(&a->loop, &a->sigterm);
-    uv_signal_init(&a->loop, &a->sigint);
-    a->sigterm.data = a->sigint.data = a;
-    uv_signal_start(&a->sigterm, signal_cb, SIGTERM);
-    uv_signal_start(&a->sigint, signal_cb, SIGINT);
-    node__log(RAFT_TRACE_INFO, "quorumfs %s mounted on %s (data dir %s)",
-              a->mo->node.name, a->mo->mountpoint, a->mo->node.data_dir);
-    if (!a->mo->foreground) {
-        log_to_file(a);
-        node__log(RAFT_TRACE_INFO, "node %s started, mounted on %s",
-                  a->mo->node.name, a->mo->mountpoint);
-    }
-    tell_parent(a, 'R');
     uv_run(&a->loop, UV_RUN_DEFAULT);
+    if (a->startup_failed) {
+        return 1;
+    }
     if (a->mounted) {
         fuse_session_unmount(a->se);
     }
