@@ -50,10 +50,14 @@ struct fs_file* fs__file_new(struct fs* f, uint64_t ino, int flags)
         h->loaded = true; /* empty and not yet committed */
         h->gen = 1;
     }
-    h->next = f->files.next;
-    h->prev = &f->files;
-    f->files.next->prev = h;
-    f->files.next = h;
+    /* Writable handles first, read-only ones after: only a writable handle
+     * can hold uncommitted content, so the scans for dirty content stop at
+     * the first read-only handle (a getattr must not walk every reader). */
+    struct fs_file* at = h->writable ? &f->files : f->files.prev;
+    h->next = at->next;
+    h->prev = at;
+    at->next->prev = h;
+    at->next = h;
     return h;
 }
 
@@ -411,7 +415,7 @@ const struct fs_file* fs__file_dirty_for(const struct fs* f, uint64_t ino)
 {
     const struct fs_file *h, *best = NULL;
 
-    for (h = f->files.next; h != &f->files; h = h->next) {
+    for (h = f->files.next; h != &f->files && h->writable; h = h->next) {
         if (h->ino == ino && h->loaded && file_dirty(h) &&
             (best == NULL || h->gen > best->gen)) {
             best = h;
@@ -424,7 +428,7 @@ void fs__file_commit_ino(struct fs* f, uint64_t ino)
 {
     struct fs_file *h, *next;
 
-    for (h = f->files.next; h != &f->files; h = next) {
+    for (h = f->files.next; h != &f->files && h->writable; h = next) {
         next = h->next;
         if (h->ino == ino && !h->is_virtual && h->loaded && file_dirty(h)) {
             file_commit(f, NULL, h, false);

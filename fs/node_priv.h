@@ -8,7 +8,10 @@
 
 enum {
     NODE_WAITER_BUCKETS = 4096,
-    NODE_FRAME_DELAY_MS = 20, /* seal store frames at most this late */
+    /* Seal store frames at most this late: each frame costs an fdatasync
+     * of the db file on the I/O thread, which delays the log syncs that
+     * writers wait for; the raft log is the durable copy meanwhile. */
+    NODE_FRAME_DELAY_MS = 100,
     NODE_PROPOSE_BATCH_MAX = RAFT_PROPOSE_BATCH_MAX, /* per core step */
 };
 
