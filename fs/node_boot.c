@@ -216,7 +216,8 @@ int node__open_disk(struct node* n)
 {
     char path[PATH_MAX + 16];
     struct store_recovery rec;
-    struct rlog_options lo = {.segment_bytes_max = 64u << 20};
+    struct rlog_options lo = {.segment_bytes_max = 64u << 20,
+                              .preallocate = true};
     int rv;
 
     n->lock_fd = -1;

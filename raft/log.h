@@ -25,6 +25,10 @@ struct rlog_options {
     uint64_t
         segment_bytes_max; /* roll to a new segment past this; def 64 MiB */
     struct raft_tracer tracer;
+    /* fallocate each new segment to segment_bytes_max, so that syncing an
+     * append need not commit a file size change; the unused tail is zeros,
+     * which recovery skips silently. */
+    bool preallocate;
 };
 
 /* What was on disk. Owned by the rlog (valid until the next call that

@@ -920,6 +920,49 @@ static void bench(const char* base)
     }
 }
 
+/* Preallocated segments: the unused zero tail is not a torn tail, appends
+ * continue after the last record across reopens, and a rolled segment is
+ * cut back to its records (only the last segment may end in zeros). */
+static void test_preallocate(void)
+{
+    char dir[256], path[512];
+    tmpdir(dir, sizeof(dir), "prealloc");
+    struct rlog_options o = opts(64 << 10);
+    o.preallocate = true;
+    struct rlog_loaded ld;
+    struct rlog* l = NULL;
+    CHECK_EQ(rlog_open(dir, &o, &l, &ld), 0);
+    append_range(l, 1, 10, 1, 7);
+    struct raft_hard_state hs = {.term = 1, .vote = 1, .commit = 10};
+    CHECK_EQ(rlog_set_hard_state(l, &hs), 0);
+    CHECK_EQ(rlog_sync(l), 0);
+    seg_path(path, sizeof(path), dir, 1);
+    struct stat st;
+    CHECK_EQ(stat(path, &st), 0);
+    CHECK(st.st_size == 64 << 10); /* preallocated */
+    rlog_close(l);
+    for (int round = 0; round < 2; round++) {
+        CHECK_EQ(rlog_open(dir, &o, &l, &ld), 0);
+        CHECK_EQ(ld.torn_bytes, 0);
+        check_loaded(&ld, 1, 10 + 10 * (raft_index)round, term1);
+        append_range(l, 11 + 10 * (raft_index)round,
+                     20 + 10 * (raft_index)round, 1, 7);
+        CHECK_EQ(rlog_sync(l), 0);
+        rlog_close(l);
+    }
+    /* Fill past one segment: the first one is cut back when it rolls. */
+    CHECK_EQ(rlog_open(dir, &o, &l, &ld), 0);
+    append_range(l, 31, 2000, 1, 7);
+    CHECK_EQ(rlog_sync(l), 0);
+    rlog_close(l);
+    CHECK_EQ(stat(path, &st), 0);
+    CHECK(st.st_size != 64 << 10); /* no longer the preallocated size */
+    CHECK_EQ(rlog_open(dir, &o, &l, &ld), 0);
+    CHECK_EQ(ld.torn_bytes, 0);
+    check_loaded(&ld, 1, 2000, term1);
+    rlog_close(l);
+}
+
 int main(int argc, char** argv)
 {
     if (argc == 3 && strcmp(argv[1], "--bench") == 0) {
@@ -927,6 +970,7 @@ int main(int argc, char** argv)
         return 0;
     }
     RUN(test_roundtrip);
+    RUN(test_preallocate);
     RUN(test_truncate);
     RUN(test_segments);
     RUN(test_compact);
