@@ -787,7 +787,13 @@ static int seg_cut_tail(struct rlog* l,
         s->size = off;
         return 0;
     }
-    *torn = s->size - off;
+    /* Count what was written: zeros after the last non-zero byte are
+     * preallocated space, not part of the torn record. */
+    uint64_t end = s->size;
+    while (l->preallocate && end > off && s->buf[end - 1] == 0) {
+        end--;
+    }
+    *torn = end - off;
     trace(l, RAFT_TRACE_WARN,
           "log %s/%s: torn tail: truncating %" PRIu64
           " bytes at offset %" PRIu64 " (%s)",
@@ -799,6 +805,12 @@ static int seg_cut_tail(struct rlog* l,
     int rv = 0;
     if (ftruncate(fd, (off_t)off) != 0 || fdatasync(fd) != 0) {
         rv = -errno;
+    }
+    if (rv == 0 && l->preallocate) {
+        /* Best effort: allocated space again for the appends to come. */
+        if (fallocate(fd, 0, 0, (off_t)l->segment_bytes_max) == 0) {
+            fdatasync(fd);
+        }
     }
     close(fd);
     s->size = off;

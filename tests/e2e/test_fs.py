@@ -434,6 +434,47 @@ def test_durable_after_kill9(node):
     assert read(node.path("after")) == "ok"
 
 
+def _log_end(seg):
+    """Offset after the last record of a raft log segment
+    (docs/format-log.md: 40-byte header with the data length at 8)."""
+    with open(seg, "rb") as f:
+        data = f.read()
+    off = 0
+    while data[off:off + 4] == b"QLOG":
+        off += 40 + int.from_bytes(data[off + 8:off + 12], "little")
+    return off
+
+
+def test_torn_tails_recovered_with_a_log_line(node):
+    want = make_files(node.mnt, 40, 3)
+    rev = node.revision()
+    assert node.stop() == 0  # clean: every frame is in the db file
+    # A torn frame at the end of the db file, a torn record at the end of
+    # the last log segment (right after its last record: the rest of a
+    # preallocated segment is zeros).
+    db = os.path.join(node.data_dir, "db")
+    with open(db, "ab") as f:
+        f.write(b"QFDB" + bytes(range(40)))
+    logdir = os.path.join(node.data_dir, "log")
+    seg = os.path.join(logdir, sorted(n for n in os.listdir(logdir)
+                                      if n.startswith("seg-"))[-1])
+    end = _log_end(seg)
+    with open(seg, "r+b") as f:
+        f.seek(end)
+        f.write(b"QLOG\x01\x02" + b"\xab" * 20)
+    node.start()
+    log = node.log()
+    assert "dropped a torn tail of 44 bytes" in log, log
+    assert "torn tail: truncating 26 bytes" in log, log
+    check_files(node.mnt, want)
+    assert node.revision() == rev
+    write(node.path("after"), "ok")
+    assert node.stop() == 0
+    node.start()
+    assert read(node.path("after")) == "ok"
+    check_files(node.mnt, want)
+
+
 def test_durable_after_clean_unmount(node):
     want = make_files(node.mnt, 60, 2)
     rc = node.unmount_clean()
