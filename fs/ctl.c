@@ -21,6 +21,7 @@
 
 #include "../snapshot/snapshot.h"
 #include "ctl.h"
+#include "identity.h"
 #include "node_priv.h"
 
 enum { CTL_CLIENTS_MAX = 64 };
@@ -819,56 +820,22 @@ static int cmd_snapshot_status(struct cli* o, const char* file)
 
 /* ---- offline: a new data dir from a snapshot file ---- */
 
-/* --initial-cluster into conf (ids as node_boot.c derives them) and the
- * cluster id node_boot.c computes from the same list (cluster_id_of): the
- * restored dir must pass its identity check at mount. */
+/* --initial-cluster into conf and the cluster id, by the rules the node
+ * checks at start (identity.c). */
 static int seed_conf(const char* name,
                      const char* list,
                      struct raft_conf* conf,
                      uint64_t* cluster_id)
 {
-    char buf[4096];
-    char* save = NULL;
-    uint64_t h = NODE_HASH_SEED;
-    bool self = false;
-
-    memset(conf, 0, sizeof(*conf));
-    if (list == NULL) {
-        conf->n = 1;
-        conf->servers[0].id = node__hash(name, strlen(name), NODE_HASH_SEED);
-        conf->servers[0].role = RAFT_VOTER;
-        snprintf(conf->servers[0].name, RAFT_NAME_MAX, "%s", name);
-        h = node__hash("single:", 7, h);
-        *cluster_id = node__hash(name, strlen(name), h);
-        return 0;
-    }
-    if (strlen(list) >= sizeof(buf)) {
-        return -ENAMETOOLONG;
-    }
-    memcpy(buf, list, strlen(list) + 1);
-    for (char* tok = strtok_r(buf, ",", &save); tok != NULL;
-         tok = strtok_r(NULL, ",", &save)) {
-        char* eq = strchr(tok, '=');
-        if (eq == NULL || eq == tok || eq[1] == '\0' ||
-            conf->n >= RAFT_SERVERS_MAX ||
-            (size_t)(eq - tok) >= RAFT_NAME_MAX ||
-            strlen(eq + 1) >= RAFT_ADDR_MAX) {
-            return -EINVAL;
+    struct node_peer peers[RAFT_SERVERS_MAX];
+    unsigned n = 0;
+    if (list != NULL) {
+        int rv = identity_parse_cluster(list, peers, &n);
+        if (rv != 0) {
+            return rv;
         }
-        *eq = '\0';
-        struct raft_server* s = &conf->servers[conf->n++];
-        s->id = node__hash(tok, strlen(tok), NODE_HASH_SEED);
-        s->role = RAFT_VOTER;
-        snprintf(s->name, RAFT_NAME_MAX, "%s", tok);
-        snprintf(s->addr, RAFT_ADDR_MAX, "%s", eq + 1);
-        self = self || strcmp(tok, name) == 0;
-        h = node__hash(tok, strlen(tok), h);
-        h = node__hash("=", 1, h);
-        h = node__hash(eq + 1, strlen(eq + 1), h);
-        h = node__hash(",", 1, h);
     }
-    *cluster_id = h;
-    return conf->n > 0 && self ? 0 : -EINVAL;
+    return identity_initial(name, peers, n, conf, cluster_id);
 }
 
 static int fsync_path(const char* path)
@@ -879,24 +846,6 @@ static int fsync_path(const char* path)
     }
     int rv = fsync(fd) == 0 ? 0 : -errno;
     close(fd);
-    return rv;
-}
-
-/* identity as node_boot.c writes it (write_identity). */
-static int seed_identity(const char* dir, const char* name, uint64_t cluster_id)
-{
-    char path[PATH_MAX + 16];
-    snprintf(path, sizeof(path), "%s/identity", dir);
-    FILE* f = fopen(path, "w");
-    if (f == NULL) {
-        return -errno;
-    }
-    fprintf(f,
-            "quorumfs-identity 1\nname=%s\nid=%016" PRIx64
-            "\ncluster=%016" PRIx64 "\n",
-            name, node__hash(name, strlen(name), NODE_HASH_SEED), cluster_id);
-    int rv = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
-    fclose(f);
     return rv;
 }
 
@@ -1040,7 +989,7 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
      * log (meta + hard state, fsync), fsync(D.tmp), rename(D.tmp, D),
      * fsync(parent): D appears complete or not at all. */
     step = "identity";
-    rv = seed_identity(tmp, o->name, cluster_id);
+    rv = identity_write(tmp, o->name, cluster_id);
     if (rv == 0) {
         step = "db";
         rv = seed_db(tmp, img, len);

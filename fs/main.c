@@ -27,6 +27,7 @@
 
 #include "ctl.h"
 #include "fs.h"
+#include "identity.h"
 #include "node.h"
 #include "node_internal.h"
 
@@ -152,31 +153,7 @@ static int parse_u64(const char* s, uint64_t* out)
 
 static int parse_cluster(const char* list, struct node_options* o)
 {
-    char buf[4096];
-    char* save = NULL;
-
-    if (strlen(list) >= sizeof(buf)) {
-        return -ENAMETOOLONG;
-    }
-    strcpy(buf, list);
-    o->n_initial = 0;
-    for (char* tok = strtok_r(buf, ",", &save); tok != NULL;
-         tok = strtok_r(NULL, ",", &save)) {
-        char* eq = strchr(tok, '=');
-        if (eq == NULL || eq == tok || eq[1] == '\0' ||
-            o->n_initial >= RAFT_SERVERS_MAX) {
-            return -EINVAL;
-        }
-        *eq = '\0';
-        struct node_peer* p = &o->initial[o->n_initial++];
-        if (strlen(tok) >= sizeof(p->name) ||
-            strlen(eq + 1) >= sizeof(p->addr)) {
-            return -ENAMETOOLONG;
-        }
-        strcpy(p->name, tok);
-        strcpy(p->addr, eq + 1);
-    }
-    return o->n_initial > 0 ? 0 : -EINVAL;
+    return identity_parse_cluster(list, o->initial, &o->n_initial);
 }
 
 enum {

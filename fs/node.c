@@ -46,17 +46,6 @@ static int64_t wall_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-uint64_t node__hash(const void* p, size_t len, uint64_t h)
-{
-    /* FNV-1a 64: stable ids from names (never 0). */
-    const unsigned char* b = p;
-    for (size_t i = 0; i < len; i++) {
-        h ^= b[i];
-        h *= 1099511628211ULL;
-    }
-    return h != 0 ? h : 1;
-}
-
 static int errno_of_raft(int rv)
 {
     switch (rv) {

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "identity.h"
 #include "node_priv.h"
 
 static int mkdir_p(const char* path, mode_t mode)
@@ -79,103 +80,19 @@ static int take_lock(struct node* n)
     return 0;
 }
 
-/* The configuration a brand-new cluster starts with (also the fallback for
- * a log that holds no configuration yet). */
-static void initial_conf(struct node* n, struct raft_conf* c)
-{
-    memset(c, 0, sizeof(*c));
-    if (n->opts.n_initial == 0) {
-        c->n = 1;
-        c->servers[0].id = n->id;
-        c->servers[0].role = RAFT_VOTER;
-        snprintf(c->servers[0].name, RAFT_NAME_MAX, "%s", n->name);
-        return;
-    }
-    for (unsigned i = 0; i < n->opts.n_initial; i++) {
-        struct raft_server* s = &c->servers[c->n++];
-        const char* nm = n->opts.initial[i].name;
-        s->id = node__hash(nm, strlen(nm), NODE_HASH_SEED);
-        s->role = RAFT_VOTER;
-        snprintf(s->name, RAFT_NAME_MAX, "%s", nm);
-        snprintf(s->addr, RAFT_ADDR_MAX, "%s", n->opts.initial[i].addr);
-    }
-}
-
-static uint64_t cluster_id_of(struct node* n)
-{
-    uint64_t h = NODE_HASH_SEED;
-    if (n->opts.n_initial == 0) {
-        h = node__hash("single:", 7, h);
-        return node__hash(n->name, strlen(n->name), h);
-    }
-    for (unsigned i = 0; i < n->opts.n_initial; i++) {
-        const struct node_peer* p = &n->opts.initial[i];
-        h = node__hash(p->name, strlen(p->name), h);
-        h = node__hash("=", 1, h);
-        h = node__hash(p->addr, strlen(p->addr), h);
-        h = node__hash(",", 1, h);
-    }
-    return h;
-}
-
-static int fsync_dir(const char* dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
-}
-
-/* Write order: identity.tmp -> fsync -> rename -> fsync(dir). */
-static int write_identity(struct node* n, const char* path)
-{
-    char tmp[PATH_MAX + 32];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE* f = fopen(tmp, "w");
-    if (f == NULL) {
-        return -errno;
-    }
-    fprintf(f,
-            "quorumfs-identity 1\nname=%s\nid=%016" PRIx64
-            "\ncluster=%016" PRIx64 "\n",
-            n->name, n->id, n->cluster_id);
-    int rv = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
-    fclose(f);
-    if (rv == 0 && rename(tmp, path) != 0) {
-        rv = -errno;
-    }
-    return rv != 0 ? rv : fsync_dir(n->data_dir);
-}
-
 static int check_identity(struct node* n)
 {
-    char path[PATH_MAX + 16];
-    char name[256] = "";
-    uint64_t id = 0, cluster = 0;
+    char name[256];
+    raft_id id;
+    uint64_t cluster;
 
-    snprintf(path, sizeof(path), "%s/identity", n->data_dir);
-    FILE* f = fopen(path, "r");
-    if (f == NULL) {
-        if (errno != ENOENT) {
-            return -errno;
-        }
-        return write_identity(n, path);
+    int rv = identity_read(n->data_dir, name, sizeof(name), &id, &cluster);
+    if (rv == -ENOENT) {
+        return identity_write(n->data_dir, n->name, n->cluster_id);
     }
-    char line[256];
-    while (fgets(line, sizeof(line), f) != NULL) {
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "name=", 5) == 0) {
-            snprintf(name, sizeof(name), "%s", line + 5);
-        } else if (strncmp(line, "id=", 3) == 0) {
-            id = strtoull(line + 3, NULL, 16);
-        } else if (strncmp(line, "cluster=", 8) == 0) {
-            cluster = strtoull(line + 8, NULL, 16);
-        }
+    if (rv != 0) {
+        return rv;
     }
-    fclose(f);
     if (strcmp(name, n->name) != 0 || id != n->id) {
         node__log(RAFT_TRACE_ERROR,
                   "data dir %s belongs to node '%s', not '%s': refusing to "
@@ -194,22 +111,6 @@ static int check_identity(struct node* n)
     return 0;
 }
 
-static int check_name_in_cluster(struct node* n)
-{
-    if (n->opts.n_initial == 0) {
-        return 0;
-    }
-    for (unsigned i = 0; i < n->opts.n_initial; i++) {
-        if (strcmp(n->opts.initial[i].name, n->name) == 0) {
-            return 0;
-        }
-    }
-    node__log(RAFT_TRACE_ERROR,
-              "name '%s' is not in --initial-cluster: refusing to start",
-              n->name);
-    return -EINVAL;
-}
-
 static struct rlog_loaded loaded; /* valid until the first log change */
 
 int node__open_disk(struct node* n)
@@ -223,10 +124,13 @@ int node__open_disk(struct node* n)
     n->lock_fd = -1;
     snprintf(n->data_dir, sizeof(n->data_dir), "%s", n->opts.data_dir);
     snprintf(n->name, sizeof(n->name), "%s", n->opts.name);
-    n->id = node__hash(n->name, strlen(n->name), NODE_HASH_SEED);
-    n->cluster_id = cluster_id_of(n);
-    rv = check_name_in_cluster(n);
+    n->id = identity_node_id(n->name);
+    rv = identity_initial(n->name, n->opts.initial, n->opts.n_initial,
+                          &n->initial_conf, &n->cluster_id);
     if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR,
+                  "name '%s' is not in --initial-cluster: refusing to start",
+                  n->name);
         return rv;
     }
     rv = mkdir_p(n->data_dir, 0700);
@@ -320,7 +224,7 @@ int node__start_raft(struct node* n)
     if (n->raft == NULL) {
         return -ENOMEM;
     }
-    initial_conf(n, &conf);
+    conf = n->initial_conf;
     uv_update_time(n->loop);
     if (loaded.fresh && !n->opts.cluster_existing) {
         rv = raft_bootstrap(n->raft, &conf, uv_now(n->loop));

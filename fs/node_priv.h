@@ -48,6 +48,7 @@ struct node {
     char name[RAFT_NAME_MAX];
     raft_id id;
     uint64_t cluster_id;
+    struct raft_conf initial_conf; /* --initial-cluster (or just us) */
     int lock_fd;
 
     struct raft* raft;
@@ -98,9 +99,6 @@ struct node {
     void (*stop_cb)(void* data);
     void* stop_data;
 };
-
-uint64_t node__hash(const void* p, size_t len, uint64_t h);
-#define NODE_HASH_SEED 14695981039346656037ULL
 
 int node__step(struct node* n, struct raft_event* ev);
 void node__tick_cb(uv_timer_t* t);

@@ -1,0 +1,155 @@
+/* identity.c - node ids, cluster ids and the identity file (identity.h). */
+#include "identity.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define IDENTITY_HASH_SEED 14695981039346656037ULL
+
+static uint64_t fnv1a(const void* p, size_t len, uint64_t h)
+{
+    const unsigned char* b = p;
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+raft_id identity_node_id(const char* name)
+{
+    uint64_t h = fnv1a(name, strlen(name), IDENTITY_HASH_SEED);
+    return h != 0 ? h : 1;
+}
+
+int identity_parse_cluster(const char* list,
+                           struct node_peer* peers,
+                           unsigned* n)
+{
+    char buf[4096];
+    char* save = NULL;
+
+    if (strlen(list) >= sizeof(buf)) {
+        return -ENAMETOOLONG;
+    }
+    strcpy(buf, list);
+    *n = 0;
+    for (char* tok = strtok_r(buf, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        char* eq = strchr(tok, '=');
+        if (eq == NULL || eq == tok || eq[1] == '\0' ||
+            *n >= RAFT_SERVERS_MAX) {
+            return -EINVAL;
+        }
+        *eq = '\0';
+        struct node_peer* p = &peers[(*n)++];
+        if (strlen(tok) >= sizeof(p->name) ||
+            strlen(eq + 1) >= sizeof(p->addr)) {
+            return -ENAMETOOLONG;
+        }
+        strcpy(p->name, tok);
+        strcpy(p->addr, eq + 1);
+    }
+    return *n > 0 ? 0 : -EINVAL;
+}
+
+int identity_initial(const char* name,
+                     const struct node_peer* peers,
+                     unsigned n,
+                     struct raft_conf* conf,
+                     uint64_t* cluster_id)
+{
+    uint64_t h = IDENTITY_HASH_SEED;
+    bool member = n == 0;
+
+    memset(conf, 0, sizeof(*conf));
+    if (n == 0) {
+        conf->n = 1;
+        conf->servers[0].id = identity_node_id(name);
+        conf->servers[0].role = RAFT_VOTER;
+        snprintf(conf->servers[0].name, RAFT_NAME_MAX, "%s", name);
+        h = fnv1a("single:", 7, h);
+        *cluster_id = fnv1a(name, strlen(name), h);
+        return 0;
+    }
+    for (unsigned i = 0; i < n && i < RAFT_SERVERS_MAX; i++) {
+        struct raft_server* s = &conf->servers[conf->n++];
+        s->id = identity_node_id(peers[i].name);
+        s->role = RAFT_VOTER;
+        snprintf(s->name, RAFT_NAME_MAX, "%s", peers[i].name);
+        snprintf(s->addr, RAFT_ADDR_MAX, "%s", peers[i].addr);
+        member = member || strcmp(peers[i].name, name) == 0;
+        h = fnv1a(peers[i].name, strlen(peers[i].name), h);
+        h = fnv1a("=", 1, h);
+        h = fnv1a(peers[i].addr, strlen(peers[i].addr), h);
+        h = fnv1a(",", 1, h);
+    }
+    *cluster_id = h != 0 ? h : 1;
+    return member ? 0 : -EINVAL;
+}
+
+static int fsync_dir(const char* dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rv;
+}
+
+int identity_write(const char* dir, const char* name, uint64_t cluster_id)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "%s/identity", dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE* f = fopen(tmp, "w");
+    if (f == NULL) {
+        return -errno;
+    }
+    fprintf(f,
+            "quorumfs-identity 1\nname=%s\nid=%016" PRIx64
+            "\ncluster=%016" PRIx64 "\n",
+            name, identity_node_id(name), cluster_id);
+    int rv = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
+    fclose(f);
+    if (rv == 0 && rename(tmp, path) != 0) {
+        rv = -errno;
+    }
+    return rv != 0 ? rv : fsync_dir(dir);
+}
+
+int identity_read(const char* dir,
+                  char* name,
+                  size_t name_cap,
+                  raft_id* id,
+                  uint64_t* cluster_id)
+{
+    char path[PATH_MAX], line[512];
+    snprintf(path, sizeof(path), "%s/identity", dir);
+    FILE* f = fopen(path, "r");
+    if (f == NULL) {
+        return -errno;
+    }
+    name[0] = '\0';
+    *id = *cluster_id = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "name=", 5) == 0) {
+            snprintf(name, name_cap, "%s", line + 5);
+        } else if (strncmp(line, "id=", 3) == 0) {
+            *id = strtoull(line + 3, NULL, 16);
+        } else if (strncmp(line, "cluster=", 8) == 0) {
+            *cluster_id = strtoull(line + 8, NULL, 16);
+        }
+    }
+    fclose(f);
+    return 0;
+}
