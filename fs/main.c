@@ -555,9 +555,9 @@ static int run_node(struct app* a)
     if (a->startup_failed) {
         return 1;
     }
-    if (a->mounted) {
-        fuse_session_unmount(a->se);
-    }
+    /* Also after an external unmount: it frees what fuse_session_mount
+     * allocated (a poll on the dead fd tells it not to unmount again). */
+    fuse_session_unmount(a->se);
     fs_free(a->fs);
     fuse_session_destroy(a->se);
     free(a->buf.mem);

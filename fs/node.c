@@ -451,6 +451,9 @@ static void prepare_cb(uv_prepare_t* p)
     if (n->n_batch > 0) {
         node__flush_proposals(n);
     }
+    if (n->depth == 0) {
+        drain_completions(n);
+    }
 }
 
 int node_propose(struct node* n,
@@ -510,13 +513,32 @@ int node_propose(struct node* n,
     return 0;
 }
 
-static int read_index_step(struct node* n, struct read_waiter* r)
+static struct read_waiter* read_find(struct node* n, uint64_t ctx)
+{
+    for (struct read_waiter* r = n->reads; r != NULL; r = r->next) {
+        if (r->ctx == ctx) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* Ask the core for a read index for the waiting read `ctx`. The step may
+ * complete the read at once (a single voter), so the waiter is looked up
+ * again afterwards, never used across the step. */
+static void read_index_step(struct node* n, uint64_t ctx)
 {
     struct raft_event ev = {.type = RAFT_EV_READ_INDEX};
-    ev.read.ctx = r->ctx;
+    ev.read.ctx = ctx;
     int rv = step(n, &ev);
+    struct read_waiter* r = read_find(n, ctx);
+    if (r == NULL) {
+        return;
+    }
     r->parked = raft_retryable(rv);
-    return raft_retryable(rv) ? 0 : rv;
+    if (rv != 0 && !r->parked) {
+        complete_read(n, r, errno_of_raft(rv));
+    }
 }
 
 int node_read_barrier(struct node* n, node_read_cb cb, void* data)
@@ -534,10 +556,11 @@ int node_read_barrier(struct node* n, node_read_cb cb, void* data)
     r->deadline_ms = now_ms(n) + n->opts.proposal_timeout_ms;
     r->next = n->reads;
     n->reads = r;
-    int rv = read_index_step(n, r);
-    if (rv != 0) {
-        complete_read(n, r, errno_of_raft(rv));
-    }
+    /* cb never runs inside this call: completions made by the step wait
+     * for the prepare handle (right before the loop blocks). */
+    n->depth++;
+    read_index_step(n, r->ctx);
+    n->depth--;
     return 0;
 }
 
@@ -583,14 +606,8 @@ void node__retry_parked(struct node* n)
         }
     }
     for (unsigned i = 0; i < nr; i++) {
-        for (struct read_waiter* r = n->reads; r != NULL; r = r->next) {
-            if (r->ctx == ctxs[i]) {
-                int rv = read_index_step(n, r);
-                if (rv != 0) {
-                    complete_read(n, r, errno_of_raft(rv));
-                }
-                break;
-            }
+        if (read_find(n, ctxs[i]) != NULL) {
+            read_index_step(n, ctxs[i]);
         }
     }
 }
