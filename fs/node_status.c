@@ -164,6 +164,17 @@ int node_status_json(struct node* n, char** out, size_t* len)
             "  \"io_rounds\": %" PRIu64 ",\n  \"io_syncs\": %" PRIu64
             ",\n  \"io_jobs\": %" PRIu64 ",\n",
             n->io.rounds, n->io.syncs, n->io.jobs);
+    if (n->transport != NULL) {
+        struct transport_stats ts;
+        transport_get_stats(n->transport, &ts);
+        tprintf(&t,
+                "  \"transport\": {\"frames_in\": %" PRIu64
+                ", \"frames_out\": %" PRIu64 ", \"rejected_frames\": %" PRIu64
+                ", \"dropped_queue_full\": %" PRIu64 ", \"connects\": %" PRIu64
+                ", \"disconnects\": %" PRIu64 "},\n",
+                ts.frames_in, ts.frames_out, ts.rejected_frames,
+                ts.dropped_queue_full, ts.connects, ts.disconnects);
+    }
     tprintf(&t, "  \"disk_error\": %s,\n",
             n->sticky_err != 0 ? "true" : "false");
     tprintf(&t, "  \"members\": [");

@@ -423,6 +423,7 @@ def test_garbage_and_foreign_frames_rejected(make_cluster):
         return s
 
     off = os.path.getsize(target.log_path)
+    rejected0 = target.status()["transport"]["rejected_frames"]
     # Garbage: not a frame header at all.
     s = connect()
     s.sendall(b"this is not a quorumfs frame at all, just garbage\n" * 2)
@@ -454,6 +455,8 @@ def test_garbage_and_foreign_frames_rejected(make_cluster):
     expect_closed(s)
     s.close()
     wait_log(target, off, "bad HELLO length")
+    # ... and each one is counted in /.cluster/status.
+    assert target.status()["transport"]["rejected_frames"] >= rejected0 + 4
 
     # The cluster keeps working: same leader, everyone reachable, writes.
     assert c.wait_leader(timeout=5.0) is ld
