@@ -21,233 +21,7 @@
 #include "../../snapshot/snapshot.h"
 #include "../../store/store_compact.h"
 #include "check.h"
-
-/* ---- environment ---- */
-
-struct env {
-    struct store* st;
-    char dir[64];
-    char path[96];
-    raft_index idx;
-    uint64_t seq;
-    int64_t now;
-};
-
-static struct store_options opts(void)
-{
-    struct store_options o;
-    store_options_default(&o);
-    return o;
-}
-
-static void env_open(struct env* e)
-{
-    memset(e, 0, sizeof(*e));
-    snprintf(e->dir, sizeof(e->dir), "/tmp/qfs-compact-XXXXXX");
-    CHECK(mkdtemp(e->dir) != NULL);
-    snprintf(e->path, sizeof(e->path), "%s/db", e->dir);
-    struct store_options o = opts();
-    CHECK_EQ(store_open(e->path, &o, &e->st, NULL), 0);
-    e->now = 1000000;
-}
-
-static void env_reopen(struct env* e)
-{
-    store_close(e->st);
-    struct store_options o = opts();
-    CHECK_EQ(store_open(e->path, &o, &e->st, NULL), 0);
-}
-
-static void env_close(struct env* e)
-{
-    store_close(e->st);
-    char p[128];
-    snprintf(p, sizeof(p), "%s.compact", e->path);
-    unlink(p);
-    unlink(e->path);
-    rmdir(e->dir);
-}
-
-static struct store_result run(struct env* e, struct store_cmd* c)
-{
-    static uint8_t buf[1 << 16];
-    c->origin = 7;
-    c->seq = ++e->seq;
-    c->now_ns = ++e->now;
-    long n = store_cmd_encode(c, buf, sizeof(buf));
-    CHECK(n > 0);
-    struct store_result res;
-    CHECK_EQ(store_apply(e->st, ++e->idx, buf, (size_t)n, NULL, NULL, &res), 0);
-    return res;
-}
-
-static void flush(struct env* e)
-{
-    struct store_frame* f;
-    CHECK_EQ(store_frame_seal(e->st, &f), 0);
-    if (f != NULL) {
-        int rv = store_frame_write(e->st, f);
-        CHECK_EQ(rv, 0);
-        store_frame_done(e->st, f, rv);
-    }
-}
-
-static uint64_t revision(struct env* e)
-{
-    struct store_stats s;
-    store_get_stats(e->st, &s);
-    return s.revision;
-}
-
-static void compact_now(struct env* e)
-{
-    flush(e);
-    struct store_compaction* c;
-    CHECK_EQ(store_compact_begin(e->st, &c), 0);
-    CHECK_EQ(store_compact_run(c), 0);
-    CHECK_EQ(store_compact_finish(e->st, c), 0);
-}
-
-/* ---- trees ---- */
-
-struct node {
-    char path[512];
-    struct store_attr a;
-    char* data;
-    size_t len;
-};
-
-struct tree {
-    struct node* v;
-    size_t n, cap;
-};
-
-struct src {
-    struct store* st;
-    struct snap_view* v;
-};
-
-struct kids {
-    char names[256][256];
-    uint64_t inos[256];
-    size_t n;
-};
-
-static int kid_cb(void* data, const char* name, const struct store_attr* a)
-{
-    struct kids* k = data;
-    CHECK(k->n < 256 && strlen(name) < 256);
-    strcpy(k->names[k->n], name);
-    k->inos[k->n++] = a->ino;
-    return 0;
-}
-
-static void src_attr(struct src* s, uint64_t ino, struct store_attr* a)
-{
-    CHECK_EQ(
-        s->v ? snap_view_getattr(s->v, ino, a) : store_getattr(s->st, ino, a),
-        0);
-}
-
-static void src_read(struct src* s, uint64_t ino, char** data, size_t* len)
-{
-    if (s->v != NULL) {
-        void* d;
-        CHECK_EQ(snap_view_read(s->v, ino, &d, len), 0);
-        *data = d;
-        return;
-    }
-    const void* d;
-    CHECK_EQ(store_read(s->st, ino, &d, len), 0);
-    *data = malloc(*len + 1);
-    memcpy(*data, d, *len);
-}
-
-static void tree_add(struct tree* t,
-                     struct src* s,
-                     const char* path,
-                     uint64_t ino)
-{
-    if (t->n == t->cap) {
-        t->cap = t->cap ? 2 * t->cap : 64;
-        t->v = realloc(t->v, t->cap * sizeof(*t->v));
-    }
-    struct node* n = &t->v[t->n++];
-    memset(n, 0, sizeof(*n));
-    snprintf(n->path, sizeof(n->path), "%s", path);
-    src_attr(s, ino, &n->a);
-    if (n->a.type != STORE_DIR) {
-        src_read(s, ino, &n->data, &n->len);
-        CHECK_EQ(n->len, n->a.size);
-    }
-}
-
-/* Breadth-first, children in name order. */
-static void capture(struct src* s, struct tree* t)
-{
-    memset(t, 0, sizeof(*t));
-    tree_add(t, s, "/", STORE_ROOT_INO);
-    for (size_t i = 0; i < t->n; i++) {
-        if (t->v[i].a.type != STORE_DIR) {
-            continue;
-        }
-        static struct kids k;
-        k.n = 0;
-        uint64_t dir = t->v[i].a.ino;
-        CHECK_EQ(s->v ? snap_view_readdir(s->v, dir, NULL, kid_cb, &k)
-                      : store_readdir(s->st, dir, NULL, kid_cb, &k),
-                 0);
-        char base[512];
-        snprintf(base, sizeof(base), "%s", t->v[i].path);
-        for (size_t j = 0; j < k.n; j++) {
-            char p[600];
-            snprintf(p, sizeof(p), "%s%s%s", strcmp(base, "/") ? base : "", "/",
-                     k.names[j]);
-            tree_add(t, s, p, k.inos[j]);
-        }
-    }
-}
-
-static void tree_free(struct tree* t)
-{
-    for (size_t i = 0; i < t->n; i++) {
-        free(t->v[i].data);
-    }
-    free(t->v);
-    memset(t, 0, sizeof(*t));
-}
-
-static void attr_eq(const struct store_attr* x, const struct store_attr* y)
-{
-    CHECK_EQ(x->ino, y->ino);
-    CHECK_EQ(x->type, y->type);
-    CHECK_EQ(x->mode, y->mode);
-    CHECK_EQ(x->uid, y->uid);
-    CHECK_EQ(x->gid, y->gid);
-    CHECK_EQ(x->size, y->size);
-    CHECK_EQ(x->atime_ns, y->atime_ns);
-    CHECK_EQ(x->mtime_ns, y->mtime_ns);
-    CHECK_EQ(x->ctime_ns, y->ctime_ns);
-    CHECK_EQ(x->create_rev, y->create_rev);
-    CHECK_EQ(x->mod_rev, y->mod_rev);
-    CHECK_EQ(x->version, y->version);
-    CHECK_EQ(x->nlink, y->nlink);
-}
-
-static void tree_eq(const struct tree* x, const struct tree* y)
-{
-    CHECK_EQ(x->n, y->n);
-    for (size_t i = 0; i < x->n; i++) {
-        if (strcmp(x->v[i].path, y->v[i].path) != 0) {
-            fprintf(stderr, "path %s != %s\n", x->v[i].path, y->v[i].path);
-            CHECK(false);
-        }
-        attr_eq(&x->v[i].a, &y->v[i].a);
-        CHECK_EQ(x->v[i].len, y->v[i].len);
-        CHECK(x->v[i].len == 0 ||
-              memcmp(x->v[i].data, y->v[i].data, x->v[i].len) == 0);
-    }
-}
+#include "history_env.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 
@@ -336,7 +110,7 @@ static int compact_cmd(struct env* e, uint64_t target);
 static void test_overwrite_ratio(void)
 {
     struct env e;
-    env_open(&e);
+    env_open(&e, "compact");
     enum { FILES = 100, WRITES = 100000 };
     uint64_t ino[FILES];
     uint64_t dir = mkent(&e, STORE_OP_MKDIR, 1, "services");
@@ -527,7 +301,7 @@ static void test_crash_points(void)
     for (size_t i = 0; i < 3; i++) {
         fprintf(stderr, "  crash at %s\n", points[i]);
         struct env e;
-        env_open(&e);
+        env_open(&e, "compact");
         history(&e, 1500);
         uint64_t c_rev = revision(&e) / 2;
         CHECK_EQ(compact_cmd(&e, c_rev), 0);
@@ -596,7 +370,7 @@ static void test_crash_points(void)
 static void test_online(void)
 {
     struct env e;
-    env_open(&e);
+    env_open(&e, "compact");
     history(&e, 800);
     simple(&e, STORE_OP_MKDIR, 1, "unflushed", 0, NULL);
     record(&e);
@@ -729,7 +503,7 @@ static void snap_tree(struct env* e, const char* name, struct tree* t)
 static void test_restore(void)
 {
     struct env e;
-    env_open(&e);
+    env_open(&e, "compact");
     history(&e, 300);
     struct store_attr app, etc, a;
     CHECK_EQ(store_lookup(e.st, 1, "app", &app), 0);
