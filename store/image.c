@@ -239,22 +239,6 @@ static int verify_header(const uint8_t* p, size_t len, struct install* in)
     return in->next_ino > STORE_ROOT_INO ? 0 : -EBADMSG;
 }
 
-static int sync_dir_of(const char* path)
-{
-    char* copy = strdup(path);
-    if (copy == NULL) {
-        return -ENOMEM;
-    }
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
-}
-
 /* Take over the new state and file (nothing can fail any more). */
 static void install_swap(struct store* st, struct install* in)
 {
@@ -322,7 +306,7 @@ int store_image_install(struct store* st, const void* img, size_t len)
         rv = -errno;
         goto err_after_open;
     }
-    rv = sync_dir_of(st->path);
+    rv = store__sync_dir(st->path);
     if (rv != 0) {
         st->io_err = rv; /* the rename may or may not be durable */
     }

@@ -46,22 +46,6 @@ static int check_options(const struct store_options* o)
 }
 
 /* fsync the directory holding path (a new name must survive a crash). */
-static int sync_parent_dir(const char* path)
-{
-    char* copy = strdup(path);
-    if (copy == NULL) {
-        return -ENOMEM;
-    }
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
-}
-
 int store_open(const char* path,
                const struct store_options* o,
                struct store** out,
@@ -108,7 +92,7 @@ int store_open(const char* path,
     }
     rv = store__compact_cleanup(st);
     if (rv == 0) {
-        rv = created ? sync_parent_dir(path) : store__recover(st, rec);
+        rv = created ? store__sync_dir(path) : store__recover(st, rec);
     }
     if (rv != 0) {
         goto err_after_open;
