@@ -142,7 +142,7 @@ class Node:
 @pytest.fixture
 def make_node(tmp_path):
     if not QUORUMFS_BIN or not os.access(QUORUMFS_BIN, os.X_OK):
-        pytest.skip("QUORUMFS_BIN not set to an executable")
+        pytest.fail("QUORUMFS_BIN is not set to an executable (run through meson test)")
     nodes = []
 
     def make(name="default"):

@@ -71,9 +71,9 @@ def errno_of(fn, *args):
 @pytest.fixture
 def make_cluster(tmp_path):
     if not QUORUMFS_BIN or not os.access(QUORUMFS_BIN, os.X_OK):
-        pytest.skip("QUORUMFS_BIN not set to an executable")
+        pytest.fail("QUORUMFS_BIN is not set to an executable (run through meson test)")
     if shutil.which("nft") is None:
-        pytest.skip("nft not installed")
+        pytest.fail("nft is not installed (tests/run.sh installs nftables)")
     clusters = []
 
     def make(**kw):
