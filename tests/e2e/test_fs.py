@@ -641,6 +641,33 @@ def test_second_node_same_data_dir(node, tmp_path):
     assert sorted(os.listdir(node.mnt)) == [".cluster", ".snapshots", "k"]
 
 
+def test_wrong_node_or_cluster_refused(node, tmp_path):
+    """A data dir is bound to its node name and cluster: starting it as
+    another node, with another --initial-cluster, or with a name that is not
+    a member fails at once with a clear message and changes nothing."""
+    write(node.path("k"), "v")
+    assert node.stop() == 0
+    other = tmp_path / "other-mnt"
+    other.mkdir()
+    cluster = "n1=127.0.0.1:17001,n2=127.0.0.2:17002,n3=127.0.0.3:17003"
+    cases = [
+        (["--name", "intruder"], "belongs to node 'default', not 'intruder'"),
+        (["--name", "default", "--listen-peer", "127.0.0.1:17009",
+          "--initial-cluster", "default=127.0.0.1:17009," + cluster],
+         "belongs to another cluster"),
+        (["--name", "n4", "--listen-peer", "127.0.0.4:17004",
+          "--initial-cluster", cluster], "is not in --initial-cluster"),
+    ]
+    for args, message in cases:
+        r = run_bin(["mount", str(other), "--data-dir", node.data_dir, "-f"]
+                    + args)
+        assert r.returncode != 0, args
+        assert message in r.stderr, (args, r.stderr)
+        assert not os.path.ismount(str(other))
+    node.start()
+    assert read(node.path("k")) == "v"
+
+
 def test_statfs(node):
     sv = os.statvfs(node.mnt)
     assert sv.f_namemax == 255
