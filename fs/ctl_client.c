@@ -1,0 +1,646 @@
+/* ctl_client.c - the client side of the `quorumfs` subcommands (ctl.h):
+ * requests over a node's control socket, and the offline `snapshot
+ * restore` that builds a new data dir from a snapshot file. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../raft/log.h"
+#include "../snapshot/snapshot.h"
+#include "ctl.h"
+#include "identity.h"
+
+/* ---- client ---- */
+
+enum {
+    CTL_REPLY_BYTES_MAX = RAFT_SNAPSHOT_BYTES_MAX + (1u << 20),
+    CTL_READ_CHUNK = 1u << 16,
+};
+
+struct cli {
+    const char* cmd;
+    const char* dir;
+    const char* name;
+    const char* cluster;
+    const char* listen_peer;
+    bool json;
+    bool has_revision;
+    uint64_t revision;
+    char def_dir[PATH_MAX];
+};
+
+static int ctl_connect(const char* data_dir)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/ctl.sock", data_dir);
+    if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "quorumfs: data dir path too long\n");
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr*)&sa, sizeof(sa)) != 0) {
+        fprintf(stderr, "quorumfs: no node running with data dir %s (%s: %s)\n",
+                data_dir, sa.sun_path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+/* Send req, read the whole reply into a malloc'd buffer (NUL-terminated). */
+static int ctl_fetch(const char* data_dir,
+                     const char* req,
+                     char** out,
+                     size_t* out_len)
+{
+    int fd = ctl_connect(data_dir);
+    if (fd < 0) {
+        return -1;
+    }
+    size_t len = strlen(req);
+    if (write(fd, req, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
+        fprintf(stderr, "quorumfs: control socket: %s\n", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    size_t cap = CTL_READ_CHUNK, got = 0;
+    char* buf = malloc(cap + 1);
+    ssize_t r = 0;
+    while (buf != NULL) {
+        if (got == cap) {
+            char* p =
+                cap < CTL_REPLY_BYTES_MAX ? realloc(buf, 2 * cap + 1) : NULL;
+            if (p == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = p;
+            cap *= 2;
+        }
+        r = read(fd, buf + got, cap - got);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    if (buf == NULL || r < 0) {
+        fprintf(stderr, "quorumfs: control socket: %s\n",
+                buf == NULL ? "reply too large" : strerror(errno));
+        free(buf);
+        return -1;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *out_len = got;
+    return 0;
+}
+
+/* Text requests: print the reply; exit 1 when it is an error. */
+static int ctl_request(const char* data_dir, const char* req)
+{
+    char* out;
+    size_t len;
+
+    if (ctl_fetch(data_dir, req, &out, &len) != 0) {
+        return 1;
+    }
+    int rv = strncmp(out, "error: ", 7) == 0 ? 1 : 0;
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs %s: %s", req, out + 7);
+    } else if (strncmp(out, "ok ", 3) == 0) {
+        fwrite(out + 3, 1, len - 3, stdout);
+    } else {
+        fwrite(out, 1, len, stdout);
+    }
+    free(out);
+    return rv;
+}
+
+static int cmd_restore(struct cli* o, int argc, char** argv)
+{
+    char req[CTL_REQUEST_MAX];
+    const char* path = argc > 1 ? argv[1] : "/";
+
+    if (argc < 1 || argc > 2) {
+        fprintf(stderr,
+                "Usage: quorumfs restore NAME|@REV [PATH] "
+                "[--data-dir D]\n");
+        return 2;
+    }
+    if (path[0] != '/' || strpbrk(argv[0], "\t\n") != NULL ||
+        strpbrk(path, "\t\n") != NULL) {
+        fprintf(stderr,
+                "quorumfs restore: PATH is a path inside the quorumfs tree, "
+                "starting with '/' (e.g. /app)\n");
+        return 2;
+    }
+    int n = snprintf(req, sizeof(req), "restore\t%s\t%s", argv[0], path);
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        fprintf(stderr, "quorumfs restore: name or path too long\n");
+        return 2;
+    }
+    char* out;
+    size_t len;
+    if (ctl_fetch(o->dir, req, &out, &len) != 0) {
+        return 1;
+    }
+    int rv = 0;
+    if (strncmp(out, "ok ", 3) == 0) {
+        out[strcspn(out, "\n")] = '\0';
+        printf("%s: reset to snapshot %s (%s)\n", path, argv[0], out + 3);
+    } else {
+        fprintf(stderr, "quorumfs restore %s %s: %s", argv[0], path,
+                strncmp(out, "error: ", 7) == 0 ? out + 7 : out);
+        rv = 1;
+    }
+    free(out);
+    return rv;
+}
+
+static int cmd_compact(struct cli* o, int argc, char** argv)
+{
+    char req[64];
+
+    if (argc != 0) {
+        fprintf(stderr,
+                "Usage: quorumfs compact [--revision R] "
+                "[--data-dir D]\n");
+        return 2;
+    }
+    snprintf(req, sizeof(req), "compact\t%" PRIu64,
+             o->has_revision ? o->revision : 0);
+    return ctl_request(o->dir, req);
+}
+
+static int cmd_snapshot_save(struct cli* o, const char* file)
+{
+    char* out;
+    size_t len, conf_len, img_len;
+    char err[512];
+    int skip = 0;
+    struct raft_conf conf;
+
+    if (ctl_fetch(o->dir, "snapshot save", &out, &len) != 0) {
+        return 1;
+    }
+    if (sscanf(out, "ok %zu %zu\n%n", &conf_len, &img_len, &skip) != 2 ||
+        skip == 0 || (size_t)skip + conf_len + img_len != len) {
+        fprintf(
+            stderr, "quorumfs snapshot save: %s",
+            strncmp(out, "error: ", 7) == 0 ? out + 7 : "malformed reply\n");
+        free(out);
+        return 1;
+    }
+    if (raft_conf_decode(&conf, out + skip, conf_len) != 0) {
+        fprintf(stderr, "quorumfs snapshot save: bad membership in reply\n");
+        free(out);
+        return 1;
+    }
+    int rv = snap_file_save(file, out + skip + conf_len, img_len, &conf, err,
+                            sizeof(err));
+    free(out);
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs snapshot save: %s\n", err);
+        return 1;
+    }
+    struct snap_file_info info;
+    rv = snap_file_load(file, &info, NULL, NULL, err, sizeof(err));
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs snapshot save: reading back %s: %s\n", file,
+                err);
+        return 1;
+    }
+    printf("saved %s: revision %" PRIu64 ", %" PRIu64 " keys, %" PRIu64
+           " bytes, %u members\n",
+           file, info.revision, info.keys, info.file_bytes, info.conf.n);
+    return 0;
+}
+
+static void print_json_string(const char* s)
+{
+    putchar('"');
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            printf("\\%c", ch);
+        } else if (ch < 0x20) {
+            printf("\\u%04x", ch);
+        } else {
+            putchar(ch);
+        }
+    }
+    putchar('"');
+}
+
+static int cmd_snapshot_status(struct cli* o, const char* file)
+{
+    struct snap_file_info info;
+    char err[512];
+    int rv = snap_file_load(file, &info, NULL, NULL, err, sizeof(err));
+
+    if (rv != 0) {
+        if (o->json) {
+            printf("{\"file\":");
+            print_json_string(file);
+            printf(",\"ok\":false,\"error\":");
+            print_json_string(err);
+            printf("}\n");
+        }
+        fprintf(stderr, "quorumfs snapshot status: %s: %s\n", file, err);
+        return 1;
+    }
+    if (o->json) {
+        printf("{\"file\":");
+        print_json_string(file);
+        printf(",\"ok\":true,\"version\":%u,\"revision\":%" PRIu64
+               ",\"applied_index\":%" PRIu64 ",\"keys\":%" PRIu64
+               ",\"size\":%" PRIu64 ",\"image_bytes\":%" PRIu64
+               ",\"checksum\":\"%016" PRIx64
+               "\",\"checksum_verified\":true,\"members\":[",
+               info.version, info.revision, info.applied_index, info.keys,
+               info.file_bytes, info.image_bytes, info.checksum);
+        for (unsigned i = 0; i < info.conf.n; i++) {
+            printf("%s{\"name\":", i > 0 ? "," : "");
+            print_json_string(info.conf.servers[i].name);
+            printf(",\"addr\":");
+            print_json_string(info.conf.servers[i].addr);
+            printf(",\"voter\":%s}",
+                   info.conf.servers[i].role == RAFT_VOTER ? "true" : "false");
+        }
+        printf("]}\n");
+        return 0;
+    }
+    printf(
+        "file:           %s\n"
+        "format version: %u\n"
+        "revision:       %" PRIu64
+        "\n"
+        "applied index:  %" PRIu64
+        "\n"
+        "keys:           %" PRIu64
+        "\n"
+        "size:           %" PRIu64 " bytes (image %" PRIu64
+        ")\n"
+        "checksum:       %016" PRIx64
+        " (verified)\n"
+        "members:       ",
+        file, info.version, info.revision, info.applied_index, info.keys,
+        info.file_bytes, info.image_bytes, info.checksum);
+    for (unsigned i = 0; i < info.conf.n; i++) {
+        printf(" %s=%s%s", info.conf.servers[i].name, info.conf.servers[i].addr,
+               info.conf.servers[i].role == RAFT_VOTER ? "" : " (learner)");
+    }
+    printf("\n");
+    return 0;
+}
+
+/* ---- offline: a new data dir from a snapshot file ---- */
+
+/* --initial-cluster into conf and the cluster id, by the rules the node
+ * checks at start (identity.c). */
+static int seed_conf(const char* name,
+                     const char* list,
+                     struct raft_conf* conf,
+                     uint64_t* cluster_id)
+{
+    struct node_peer peers[RAFT_SERVERS_MAX];
+    unsigned n = 0;
+    if (list != NULL) {
+        int rv = identity_parse_cluster(list, peers, &n);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return identity_initial(name, peers, n, conf, cluster_id);
+}
+
+static int fsync_path(const char* path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rv;
+}
+
+static int seed_db(const char* dir, const void* img, size_t len)
+{
+    char path[PATH_MAX + 16];
+    struct store_options so;
+    struct store* st;
+
+    snprintf(path, sizeof(path), "%s/db", dir);
+    store_options_default(&so);
+    so.quota_bytes = UINT64_MAX / 2; /* the image's tree, whatever its size */
+    int rv = store_open(path, &so, &st, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = store_image_install(st, img, len);
+    store_close(st);
+    return rv;
+}
+
+/* The raft log starts after the image: snapshot meta at its applied index,
+ * term 1, the new cluster's membership; nothing to replay. */
+static int seed_log(const char* dir,
+                    raft_index index,
+                    const struct raft_conf* conf)
+{
+    char path[PATH_MAX + 16];
+    struct rlog_options lo = {.segment_bytes_max = 64u << 20};
+    struct rlog_loaded loaded;
+    struct rlog* log;
+
+    snprintf(path, sizeof(path), "%s/log", dir);
+    int rv = rlog_open(path, &lo, &log, &loaded);
+    if (rv != 0) {
+        return rv;
+    }
+    struct raft_snapshot_meta meta = {
+        .index = index, .term = 1, .conf_index = index, .conf = *conf};
+    struct raft_hard_state hs = {.term = 1, .vote = 0, .commit = index};
+    rv = rlog_reset(log, &meta);
+    if (rv == 0) {
+        rv = rlog_set_hard_state(log, &hs);
+    }
+    if (rv == 0) {
+        rv = rlog_sync(log);
+    }
+    rlog_close(log);
+    return rv;
+}
+
+static int remove_tree_cb(const char* path,
+                          const struct stat* sb,
+                          int flag,
+                          struct FTW* ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* D must not exist, or be an empty directory. */
+static int seed_check_target(const char* dir)
+{
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        return errno == ENOENT ? 0 : -errno;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        return -ENOTDIR;
+    }
+    DIR* d = opendir(dir);
+    if (d == NULL) {
+        return -errno;
+    }
+    struct dirent* de;
+    int rv = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            rv = -ENOTEMPTY;
+            break;
+        }
+    }
+    closedir(d);
+    return rv;
+}
+
+static int cmd_snapshot_restore(struct cli* o, const char* file)
+{
+    struct snap_file_info info;
+    struct raft_conf conf;
+    uint64_t cluster_id;
+    char err[512], tmp[PATH_MAX], parent[PATH_MAX];
+    void* img = NULL;
+    size_t len = 0;
+    const char* step;
+    int rv;
+
+    if (o->dir == NULL || o->name == NULL) {
+        fprintf(stderr,
+                "Usage: quorumfs snapshot restore FILE --data-dir D "
+                "--name N [--initial-cluster LIST] "
+                "[--listen-peer ADDR]\n");
+        return 2;
+    }
+    if (seed_conf(o->name, o->cluster, &conf, &cluster_id) != 0) {
+        fprintf(stderr,
+                "quorumfs snapshot restore: bad --initial-cluster (expected "
+                "n1=ADDR:PORT,... naming %s)\n",
+                o->name);
+        return 2;
+    }
+    rv = snap_file_load(file, &info, &img, &len, err, sizeof(err));
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs snapshot restore: %s: %s; nothing done\n",
+                file, err);
+        return 1;
+    }
+    rv = seed_check_target(o->dir);
+    if (rv != 0) {
+        fprintf(stderr,
+                "quorumfs snapshot restore: %s: %s; refusing to touch it "
+                "(give a new or empty data dir)\n",
+                o->dir, rv == -ENOTEMPTY ? "not empty" : strerror(-rv));
+        free(img);
+        return 1;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", o->dir);
+    if (mkdir(tmp, 0700) != 0) {
+        fprintf(stderr, "quorumfs snapshot restore: cannot create %s: %s%s\n",
+                tmp, strerror(errno),
+                errno == EEXIST ? " (left by an interrupted restore: remove "
+                                  "it)"
+                                : "");
+        free(img);
+        return 1;
+    }
+    /* Order: identity, db (image install: tmp, fsync, rename, fsync dir),
+     * log (meta + hard state, fsync), fsync(D.tmp), rename(D.tmp, D),
+     * fsync(parent): D appears complete or not at all. */
+    step = "identity";
+    rv = identity_write(tmp, o->name, cluster_id);
+    if (rv == 0) {
+        step = "db";
+        rv = seed_db(tmp, img, len);
+    }
+    if (rv == 0) {
+        step = "raft log";
+        rv = seed_log(tmp, info.applied_index, &conf);
+    }
+    if (rv == 0) {
+        step = "fsync";
+        rv = fsync_path(tmp);
+    }
+    if (rv == 0) {
+        step = "rename";
+        rv = rename(tmp, o->dir) == 0 ? 0 : -errno;
+    }
+    if (rv == 0) {
+        snprintf(parent, sizeof(parent), "%s", o->dir);
+        char* slash = strrchr(parent, '/');
+        if (slash == NULL) {
+            snprintf(parent, sizeof(parent), ".");
+        } else if (slash == parent) {
+            parent[1] = '\0';
+        } else {
+            *slash = '\0';
+        }
+        fsync_path(parent);
+    }
+    free(img);
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs snapshot restore: %s: %s\n", step,
+                strerror(-rv));
+        nftw(tmp, remove_tree_cb, 16, FTW_DEPTH | FTW_PHYS);
+        return 1;
+    }
+    printf("restored %s into %s: revision %" PRIu64 ", %" PRIu64
+           " keys; node %s of a new cluster of %u (raft log starts after "
+           "index %" PRIu64 ")\n",
+           file, o->dir, info.revision, info.keys, o->name, conf.n,
+           info.applied_index);
+    return 0;
+}
+
+/* ---- dispatch ---- */
+
+static int cmd_snapshot(struct cli* o, int argc, char** argv)
+{
+    if (argc == 2 && strcmp(argv[0], "save") == 0) {
+        return cmd_snapshot_save(o, argv[1]);
+    }
+    if (argc == 2 && strcmp(argv[0], "status") == 0) {
+        return cmd_snapshot_status(o, argv[1]);
+    }
+    if (argc == 2 && strcmp(argv[0], "restore") == 0) {
+        o->dir = o->dir == o->def_dir ? NULL : o->dir;
+        return cmd_snapshot_restore(o, argv[1]);
+    }
+    fprintf(stderr,
+            "Usage: quorumfs snapshot save FILE [--data-dir D]\n"
+            "       quorumfs snapshot status FILE [--json]\n"
+            "       quorumfs snapshot restore FILE --data-dir D --name N\n"
+            "                [--initial-cluster n1=ADDR:PORT,...] "
+            "[--listen-peer ADDR:PORT]\n");
+    return 2;
+}
+
+static void usage_client(const char* cmd)
+{
+    printf(
+        "Usage: quorumfs %s [options]\n"
+        "  --data-dir D     the node's data dir (default "
+        "/var/lib/quorumfs/NAME)\n"
+        "  --name N         node name (default: default)\n"
+        "  --json           machine-readable output (status)\n"
+        "  --revision R     compact: forget history before R\n"
+        "  --initial-cluster LIST, --listen-peer ADDR   snapshot restore\n"
+        "See docs/snapshots.md.\n",
+        cmd);
+}
+
+int ctl_command(int argc, char** argv)
+{
+    enum { O_JSON = 1000, O_DIR, O_NAME, O_REV, O_CLUSTER, O_PEER };
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, O_JSON},
+        {"data-dir", required_argument, NULL, O_DIR},
+        {"name", required_argument, NULL, O_NAME},
+        {"revision", required_argument, NULL, O_REV},
+        {"initial-cluster", required_argument, NULL, O_CLUSTER},
+        {"listen-peer", required_argument, NULL, O_PEER},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static const char* const cmds[] = {"status",  "members", "leader",
+                                       "restore", "compact", "snapshot"};
+    struct cli o = {.cmd = argv[0]};
+    bool known = false;
+    char* end;
+    int c;
+
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        known = known || strcmp(o.cmd, cmds[i]) == 0;
+    }
+    if (!known) {
+        return -ENOSYS;
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_JSON:
+            o.json = true;
+            break;
+        case O_DIR:
+            o.dir = optarg;
+            break;
+        case O_NAME:
+            o.name = optarg;
+            break;
+        case O_REV:
+            o.has_revision = true;
+            o.revision = strtoull(optarg, &end, 10);
+            if (*end != '\0' || o.revision == 0) {
+                fprintf(stderr, "quorumfs: bad --revision '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case O_CLUSTER:
+            o.cluster = optarg;
+            break;
+        case O_PEER:
+            o.listen_peer = optarg;
+            break;
+        case 'h':
+            usage_client(o.cmd);
+            return 0;
+        default:
+            return 2;
+        }
+    }
+    if (o.dir == NULL) {
+        snprintf(o.def_dir, sizeof(o.def_dir), "/var/lib/quorumfs/%s",
+                 o.name != NULL ? o.name : "default");
+        o.dir = o.def_dir;
+    }
+    argc -= optind;
+    argv += optind;
+    if (strcmp(o.cmd, "restore") == 0) {
+        return cmd_restore(&o, argc, argv);
+    }
+    if (strcmp(o.cmd, "compact") == 0) {
+        return cmd_compact(&o, argc, argv);
+    }
+    if (strcmp(o.cmd, "snapshot") == 0) {
+        return cmd_snapshot(&o, argc, argv);
+    }
+    if (strcmp(o.cmd, "status") == 0) {
+        return ctl_request(o.dir, o.json ? "status json" : "status text");
+    }
+    return ctl_request(o.dir, o.cmd);
+}
