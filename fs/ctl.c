@@ -1,7 +1,6 @@
 /* ctl.c - control socket server and history retention, on the node's
  * loop (ctl.h). The client side of the subcommands is in ctl_client.c. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
