@@ -31,7 +31,7 @@ import subprocess
 import threading
 import time
 
-from conftest import Node
+from conftest import Node, tree  # noqa: F401 (tree: used by callers)
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 300
@@ -65,26 +65,6 @@ def write_file(path, data, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
 def read_file(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def tree(root):
-    """{relative path: (type, mode, content or link target)} of a mount."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        if dirpath == root:
-            dirnames[:] = [d for d in dirnames
-                           if d not in (".cluster", ".snapshots")]
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            rel = os.path.relpath(p, root)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("l", 0, os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("d", stat.S_IMODE(st.st_mode), None)
-            else:
-                out[rel] = ("f", stat.S_IMODE(st.st_mode), read_file(p))
-    return out
 
 
 def tree_diff(a, b, limit=10):

@@ -11,7 +11,9 @@ killed.
 
 import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import time
 
@@ -164,3 +166,77 @@ def node(make_node):
 @pytest.fixture
 def mnt(node):
     return node.mnt
+
+
+def _read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def tree(root):
+    """{relative path: (type, mode, content or link target)} of a mount."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == root:
+            dirnames[:] = [d for d in dirnames
+                           if d not in (".cluster", ".snapshots")]
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("l", 0, os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("d", stat.S_IMODE(st.st_mode), None)
+            else:
+                out[rel] = ("f", stat.S_IMODE(st.st_mode), _read_bytes(p))
+    return out
+
+
+# A sanitizer build prints these on stderr (the node's log) and goes on or
+# aborts; either way the test fails.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", ": runtime error: ",
+                   "ERROR: LeakSanitizer")
+
+
+def mounted_under(root):
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f
+                if line.split()[4].startswith(root)]
+
+
+def nft_tables_of_ours():
+    r = subprocess.run(["nft", "list", "tables"], capture_output=True,
+                       text=True)
+    prefix = "qfs_test_%d_" % os.getpid()
+    return [t for t in r.stdout.split() if t.startswith(prefix)]
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    if not QUORUMFS_BIN or not os.access(QUORUMFS_BIN, os.X_OK):
+        pytest.fail("QUORUMFS_BIN is not set to an executable (run through meson test)")
+    if shutil.which("nft") is None:
+        pytest.fail("nft is not installed (tests/run.sh installs nftables)")
+    clusters = []
+
+    import cluster as qc  # cluster.py imports this module
+
+    def make(**kw):
+        c = qc.Cluster(str(tmp_path), **kw)
+        clusters.append(c)
+        return c
+
+    yield make
+    for c in clusters:
+        c.cleanup()
+    root = str(tmp_path)
+    assert mounted_under(root) == [], "mounts left behind"
+    assert nft_tables_of_ours() == [], "nftables tables left behind"
+    for c in clusters:
+        for n in c.nodes:
+            assert n.proc is None or n.proc.poll() is not None
+            log = n.log()
+            for bad in SANITIZER_MARKS:
+                assert bad not in log, "%s's log: %s" % (
+                    n.name, log[log.index(bad) - 200:][:3000])

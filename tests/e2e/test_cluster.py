@@ -21,53 +21,6 @@ import cluster as qc
 from conftest import QUORUMFS_BIN
 
 VISIBLE_TIMEOUT_S = 5.0
-# A sanitizer build prints these on stderr (the node's log) and goes on or
-# aborts; either way the test fails.
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", ": runtime error: ",
-                   "ERROR: LeakSanitizer")
-
-
-def mounted_under(root):
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f
-                if line.split()[4].startswith(root)]
-
-
-def nft_tables_of_ours():
-    r = subprocess.run(["nft", "list", "tables"], capture_output=True,
-                       text=True)
-    prefix = "qfs_test_%d_" % os.getpid()
-    return [t for t in r.stdout.split() if t.startswith(prefix)]
-
-
-@pytest.fixture
-def make_cluster(tmp_path):
-    if not QUORUMFS_BIN or not os.access(QUORUMFS_BIN, os.X_OK):
-        pytest.fail("QUORUMFS_BIN is not set to an executable (run through meson test)")
-    if shutil.which("nft") is None:
-        pytest.fail("nft is not installed (tests/run.sh installs nftables)")
-    clusters = []
-
-    def make(**kw):
-        c = qc.Cluster(str(tmp_path), **kw)
-        clusters.append(c)
-        return c
-
-    yield make
-    for c in clusters:
-        c.cleanup()
-    root = str(tmp_path)
-    assert mounted_under(root) == [], "mounts left behind"
-    assert nft_tables_of_ours() == [], "nftables tables left behind"
-    for c in clusters:
-        for n in c.nodes:
-            assert n.proc is None or n.proc.poll() is not None
-            log = n.log()
-            for bad in SANITIZER_MARKS:
-                assert bad not in log, "%s's log: %s" % (
-                    n.name, log[log.index(bad) - 200:][:3000])
-
-
 def bounded(fn, timeout):
     """Run fn() in a thread; its exception is re-raised. Fails the test if
     fn is still blocked after timeout (cleanup then kills the node, which

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import QUORUMFS_BIN
+from conftest import QUORUMFS_BIN, tree as snapshot_tree
 
 
 def sh(cmd, cwd=None, check=True):
@@ -36,26 +36,6 @@ def read(path, mode="r"):
 def write(path, data, mode="w"):
     with open(path, mode) as f:
         f.write(data)
-
-
-def snapshot_tree(root):
-    """(relative path -> (type, mode, content or target)) of a tree."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        if dirpath == root:
-            dirnames[:] = [d for d in dirnames
-                           if d not in (".cluster", ".snapshots")]
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            rel = os.path.relpath(p, root)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("l", 0, os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("d", stat.S_IMODE(st.st_mode), None)
-            else:
-                out[rel] = ("f", stat.S_IMODE(st.st_mode), read(p, "rb"))
-    return out
 
 
 # ---------------------------------------------------------------- basics

@@ -68,24 +68,6 @@ def errno_of(fn, *args):
     return 0
 
 
-@pytest.fixture
-def make_cluster(tmp_path):
-    if not QUORUMFS_BIN or not os.access(QUORUMFS_BIN, os.X_OK):
-        pytest.fail("QUORUMFS_BIN is not set to an executable (run through meson test)")
-    if shutil.which("nft") is None:
-        pytest.fail("nft is not installed (tests/run.sh installs nftables)")
-    clusters = []
-
-    def make(**kw):
-        c = qc.Cluster(str(tmp_path), **kw)
-        clusters.append(c)
-        return c
-
-    yield make
-    for c in clusters:
-        c.cleanup()
-
-
 BASE = {
     "app/a.conf": "alpha\n",
     "app/b.conf": "beta\n",
