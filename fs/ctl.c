@@ -271,6 +271,18 @@ static void answer(struct ctl_client* cl)
         req_snapshot_save(cl);
         return;
     }
+    if (strncmp(cl->req, "transfer\t", 9) == 0) {
+        rv = node_transfer_leadership(n, cl->req + 9);
+        if (rv != 0) {
+            client_printf(cl, "error: %s\n",
+                          rv == -ENOENT ? "no member of that name"
+                                        : "this node is not the leader, or "
+                                          "the target is not a voter");
+        } else {
+            client_printf(cl, "ok transfer started\n");
+        }
+        return;
+    }
     if (strcmp(cl->req, "status json") == 0) {
         rv = node_status_json(n, &out, &len);
     } else if (strcmp(cl->req, "status text") == 0) {

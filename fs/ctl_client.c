@@ -24,6 +24,7 @@
 /* ---- client ---- */
 
 enum {
+    LEADER_WAIT_POLLS = 50, /* x 100 ms */
     CTL_REPLY_BYTES_MAX = RAFT_SNAPSHOT_BYTES_MAX + (1u << 20),
     CTL_READ_CHUNK = 1u << 16,
 };
@@ -34,6 +35,7 @@ struct cli {
     const char* name;
     const char* cluster;
     const char* listen_peer;
+    const char* to; /* leader transfer --to */
     bool json;
     bool has_revision;
     uint64_t revision;
@@ -550,6 +552,43 @@ static int cmd_snapshot(struct cli* o, int argc, char** argv)
     return 2;
 }
 
+/* `quorumfs leader transfer [--to N]`, sent to the leader's node: start
+ * the transfer, then wait (bounded) for the new leader and print it. */
+static int cmd_leader_transfer(struct cli* o)
+{
+    char req[CTL_REQUEST_MAX];
+    char* out = NULL;
+    size_t len = 0;
+
+    snprintf(req, sizeof(req), "transfer\t%s", o->to != NULL ? o->to : "");
+    if (ctl_request(o->dir, req) != 0 ||
+        ctl_fetch(o->dir, "leader", &out, &len) != 0) {
+        return 1;
+    }
+    char old[RAFT_NAME_MAX + 2];
+    snprintf(old, sizeof(old), "%s", out);
+    free(out);
+    for (int i = 0; i < LEADER_WAIT_POLLS; i++) {
+        usleep(100 * 1000);
+        if (ctl_fetch(o->dir, "leader", &out, &len) != 0) {
+            return 1;
+        }
+        bool moved = len > 1 && strcmp(out, old) != 0;
+        if (moved) {
+            printf("leader is now %s", out);
+        }
+        free(out);
+        if (moved) {
+            return 0;
+        }
+    }
+    fprintf(stderr,
+            "quorumfs leader transfer: leadership did not move "
+            "within %d s\n",
+            LEADER_WAIT_POLLS / 10);
+    return 1;
+}
+
 static void usage_client(const char* cmd)
 {
     printf(
@@ -560,13 +599,15 @@ static void usage_client(const char* cmd)
         "  --json           machine-readable output (status)\n"
         "  --revision R     compact: forget history before R\n"
         "  --initial-cluster LIST, --listen-peer ADDR   snapshot restore\n"
+        "  --to N           leader transfer: the new leader (default: the\n"
+        "                   most up-to-date voter)\n"
         "See docs/snapshots.md.\n",
         cmd);
 }
 
 int ctl_command(int argc, char** argv)
 {
-    enum { O_JSON = 1000, O_DIR, O_NAME, O_REV, O_CLUSTER, O_PEER };
+    enum { O_JSON = 1000, O_DIR, O_NAME, O_REV, O_CLUSTER, O_PEER, O_TO };
     static const struct option opts[] = {
         {"json", no_argument, NULL, O_JSON},
         {"data-dir", required_argument, NULL, O_DIR},
@@ -574,6 +615,7 @@ int ctl_command(int argc, char** argv)
         {"revision", required_argument, NULL, O_REV},
         {"initial-cluster", required_argument, NULL, O_CLUSTER},
         {"listen-peer", required_argument, NULL, O_PEER},
+        {"to", required_argument, NULL, O_TO},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -616,6 +658,9 @@ int ctl_command(int argc, char** argv)
         case O_PEER:
             o.listen_peer = optarg;
             break;
+        case O_TO:
+            o.to = optarg;
+            break;
         case 'h':
             usage_client(o.cmd);
             return 0;
@@ -641,6 +686,10 @@ int ctl_command(int argc, char** argv)
     }
     if (strcmp(o.cmd, "status") == 0) {
         return ctl_request(o.dir, o.json ? "status json" : "status text");
+    }
+    if (strcmp(o.cmd, "leader") == 0 && argc >= 1 &&
+        strcmp(argv[0], "transfer") == 0) {
+        return cmd_leader_transfer(&o);
     }
     return ctl_request(o.dir, o.cmd);
 }

@@ -73,6 +73,8 @@ static void usage_main(FILE* out)
             "  quorumfs mount MOUNTPOINT [options]   run a node and mount it\n"
             "  quorumfs status [--json] [--data-dir D]\n"
             "                                       state of a running node\n"
+            "  quorumfs leader [transfer [--to N]] [--data-dir D]\n"
+            "                                       show or move the leader\n"
             "  quorumfs restore NAME|@REV [PATH] [--data-dir D]\n"
             "                                       reset PATH to a snapshot\n"
             "  quorumfs compact [--revision R] [--data-dir D]\n"

@@ -1097,6 +1097,30 @@ struct store* node_store(struct node* n)
     return n->store;
 }
 
+int node_transfer_leadership(struct node* n, const char* to)
+{
+    struct raft_event ev = {.type = RAFT_EV_TRANSFER};
+    if (to != NULL && to[0] != '\0') {
+        const struct raft_conf* c = raft_conf_current(n->raft);
+        for (unsigned i = 0; i < c->n; i++) {
+            if (strcmp(c->servers[i].name, to) == 0) {
+                ev.transfer.to = c->servers[i].id;
+            }
+        }
+        if (ev.transfer.to == 0) {
+            return -ENOENT;
+        }
+        if (ev.transfer.to == n->id) {
+            return raft_role(n->raft) == RAFT_LEADER ? 0 : -EINVAL;
+        }
+    }
+    if (raft_role(n->raft) != RAFT_LEADER) {
+        return -EINVAL;
+    }
+    int rv = step(n, &ev);
+    return rv == 0 ? 0 : -EINVAL;
+}
+
 static int start_timers(struct node* n)
 {
     uv_timer_init(n->loop, &n->tick_timer);

@@ -84,6 +84,13 @@ int node_read_barrier(struct node* n, node_read_cb cb, void* data);
 
 struct store* node_store(struct node* n);
 
+/* Hand leadership to the member named `to` (NULL or "": the most
+ * up-to-date voter) with TimeoutNow (thesis 3.10). Returns 0 once the
+ * transfer started (it completes within an election timeout, or is
+ * abandoned), -EINVAL when this node is not the leader or `to` is not a
+ * voter of the configuration, -ENOENT for an unknown name. */
+int node_transfer_leadership(struct node* n, const char* to);
+
 /* Snapshots (snapshot/snapshot.h). A store image of the applied state
  * (store_image_build: *image malloc'd, caller frees) and the membership as
  * of the same applied index, for `quorumfs snapshot save`. */

@@ -287,6 +287,34 @@ def test_lagging_and_wiped_followers_catch_up_by_snapshot(make_cluster):
     c.assert_acked_present(acked, t)
 
 
+def test_leader_transfer_cli(make_cluster):
+    c = make_cluster()
+    ld = c.start()
+    target = c.followers(ld)[0]
+    other = c.followers(ld)[1]
+    # Asked on a follower: refused, nothing moves.
+    r = subprocess.run([QUORUMFS_BIN, "leader", "transfer", "--to",
+                        target.name, "--data-dir", other.data_dir],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "not the leader" in r.stderr, r
+    assert c.wait_leader(timeout=5.0) is ld
+    # On the leader: leadership moves to the named follower.
+    r = subprocess.run([QUORUMFS_BIN, "leader", "transfer", "--to",
+                        target.name, "--data-dir", ld.data_dir],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r
+    assert r.stdout.splitlines()[-1] == "leader is now " + target.name, \
+        r.stdout
+    assert c.wait_leader(timeout=5.0) is target
+    acked = {}
+    for n in c.nodes:
+        rel = "after-transfer-" + n.name
+        acked[rel] = n.name.encode()
+        qc.write_file(n.path(rel), acked[rel])
+    t = c.assert_same_trees()
+    c.assert_acked_present(acked, t)
+
+
 def test_o_excl_race_one_winner(make_cluster):
     c = make_cluster()
     c.start()
