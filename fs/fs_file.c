@@ -81,10 +81,13 @@ void fs__file_unref(struct fs* f, struct fs_file* h)
     free(h);
 }
 
-/* Grow h->buf to hold at least `need` bytes (need <= file_size_max). */
+/* Grow h->buf to hold at least `need` bytes (need <= file_size_max). A
+ * read-only handle never grows: it gets exactly what it holds (a small
+ * allocation, served from malloc's per-thread cache on every `cat`); a
+ * writer starts at 4 KiB and doubles. */
 static int file_reserve(struct fs_file* h, size_t need)
 {
-    size_t cap = h->cap != 0 ? h->cap : 4096;
+    size_t cap = h->cap != 0 ? h->cap : (h->writable ? 4096 : need);
     char* p;
 
     if (need <= h->cap) {
@@ -93,7 +96,7 @@ static int file_reserve(struct fs_file* h, size_t need)
     while (cap < need) {
         cap *= 2;
     }
-    p = realloc(h->buf, cap);
+    p = realloc(h->buf, cap > 0 ? cap : 1);
     if (p == NULL) {
         return -ENOMEM;
     }
