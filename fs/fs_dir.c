@@ -172,23 +172,13 @@ void fs_link(fuse_req_t req,
     fuse_reply_err(req, EPERM); /* hard links are not supported */
 }
 
-/* Replies and returns true when the name may not be removed / renamed. */
+/* Replies and returns true when the name may not be removed / renamed:
+ * the same rules as for a new name, reserved names answering EPERM. */
 static bool old_name_refused(fuse_req_t req,
                              fuse_ino_t parent,
                              const char* name)
 {
-    if (fs__name_bad(req, name)) {
-        return true;
-    }
-    if (fs__is_virtual(parent) || fs__is_snap(parent)) {
-        fuse_reply_err(req, EROFS);
-        return true;
-    }
-    if (fs__reserved_name(parent, name, NULL)) {
-        fuse_reply_err(req, EPERM);
-        return true;
-    }
-    return false;
+    return new_name_refused(req, parent, name, EPERM);
 }
 
 void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char* name)
