@@ -40,7 +40,10 @@ struct fs* fs_new(struct node* n, const struct fs_options* o)
         f->o.file_size_max = 1u << 20;
     }
     f->pending.next = f->pending.prev = &f->pending;
-    f->files.next = f->files.prev = &f->files;
+    f->winos.next = f->winos.prev = &f->winos;
+    assert(f->o.settle_timer != NULL);
+    f->settle = f->o.settle_timer;
+    f->settle->data = f;
     fs__notify_init(&f->notify);
     return f;
 }
@@ -58,22 +61,18 @@ void fs_free(struct fs* f)
     }
     fs__notify_stop(&f->notify);
     fs__snap_free(f);
+    uv_timer_stop(f->settle);
+    fs__winos_free(f); /* queued writes */
     /* The node is stopped first (its callbacks failed every pending
      * proposal with -ESHUTDOWN); whatever is left never gets a callback. */
     while (f->pending.next != &f->pending) {
         struct fs_op* op = f->pending.next;
-        fuse_reply_err(op->req, ESHUTDOWN);
-        if (op->kind == FS_REPLY_CREATE && op->file != NULL) {
-            op->file->refs = 1;
-            fs__file_unref(f, op->file);
+        if (op->req != NULL) {
+            fuse_reply_err(op->req, ESHUTDOWN);
         }
         fs__op_free(op);
     }
-    while (f->files.next != &f->files) {
-        struct fs_file* h = f->files.next;
-        h->refs = 1;
-        fs__file_unref(f, h);
-    }
+    fs__vfiles_free(f);
     free(f);
 }
 
@@ -184,17 +183,9 @@ static void reply_with_ino(struct fs_op* op, uint64_t ino)
         fuse_reply_entry(op->req, &e);
         return;
     }
-    assert(op->kind == FS_REPLY_CREATE && op->file != NULL);
-    op->file->ino = ino;
-    op->file->attr = a;
-    op->fi.fh = (uint64_t)(uintptr_t)op->file;
-    op->fi.keep_cache = 1;
-    op->fi.direct_io = op->file->writable ? 1 : 0; /* see fs_file.c */
-    if (fuse_reply_create(op->req, &e, &op->fi) != 0) {
-        /* Interrupted: the kernel will never release this handle. */
-        fs__file_unref(f, op->file);
-    }
-    op->file = NULL;
+    assert(op->kind == FS_REPLY_CREATE);
+    fs__file_open_flags(f, &op->fi);
+    fuse_reply_create(op->req, &e, &op->fi);
 }
 
 static void propose_done_cb(void* data, const struct store_result* res)
@@ -202,17 +193,14 @@ static void propose_done_cb(void* data, const struct store_result* res)
     struct fs_op* op = data;
 
     assert(op != NULL && res != NULL);
-    if (op->kind == FS_REPLY_COMMIT) {
-        fs__file_done(op, res);
+    if (op->kind == FS_REPLY_WRITE) {
+        fs__write_done(op, res);
     } else if (res->err != 0) {
         fuse_reply_err(op->req, -res->err);
     } else if (op->kind == FS_REPLY_ERR) {
         fuse_reply_err(op->req, 0);
     } else {
         reply_with_ino(op, op->kind == FS_REPLY_ATTR ? op->ino : res->ino);
-    }
-    if (op->file != NULL) { /* a CREATE that failed */
-        fs__file_unref(op->fs, op->file);
     }
     fs__op_free(op);
 }
@@ -267,12 +255,17 @@ static void lookup_now(struct fs* f,
     } else {
         rv = store_lookup(node_store(f->node), parent, name, &a);
     }
+    if (rv == 0 && fs__is_virtual(a.ino) && a.type == STORE_FILE) {
+        rv = fs__vfile_make(f, a.ino, &a); /* a new generation */
+    }
     if (rv != 0) {
         fuse_reply_err(req, -rv);
         return;
     }
     fs__fill_entry(f, &a, &e);
-    if (fs__is_virtual(a.ino)) {
+    if (fs__is_vfile(a.ino)) {
+        e.entry_timeout = 0; /* every open looks up a fresh text */
+    } else if (fs__is_virtual(a.ino)) {
         e.attr_timeout = 1.0;
         e.entry_timeout = 1.0;
     }
@@ -358,13 +351,24 @@ static void fs_getattr(fuse_req_t req,
         fuse_reply_attr(req, &st, timeout);
         return;
     }
-    if (fs__is_virtual(ino)) {
+    if (fs__is_vfile(ino)) {
+        const char* text;
+        size_t len;
+        rv = fs__vfile_get(f, ino, &text, &len, &a);
+        if (rv != 0) {
+            fuse_reply_err(req, -rv);
+            return;
+        }
+    } else if (fs__is_virtual(ino)) {
         fs__virtual_attr(ino, &a);
         timeout = 1.0;
     } else {
         rv = store_getattr(node_store(f->node), ino, &a);
-        if (rv == -ENOENT) {
-            rv = fs__file_attr_for(f, ino, &a); /* open, then replaced */
+        if (rv == -ENOENT && fi != NULL) {
+            /* fstat() of a file removed since it was opened. A path's
+             * stat() gets ESTALE instead and looks the name up again. */
+            rv = fs__grave_read(f, ino, &a, NULL, NULL);
+            a.nlink = 0;
         }
         if (rv != 0) {
             /* ESTALE: stat() looks the path up again (see open). */
@@ -374,11 +378,11 @@ static void fs_getattr(fuse_req_t req,
     }
     fs__attr_to_stat(&a, &st);
     if (!fs__is_virtual(ino)) {
-        /* Uncommitted writes on this mount are visible in the size. */
-        const struct fs_file* h = fs__file_dirty_for(f, ino);
-        if (h != NULL) {
-            st.st_size = (off_t)h->len;
-            st.st_blocks = (blkcnt_t)((h->len + 511) / 512);
+        /* A deferred truncation is visible on this mount. */
+        uint64_t size;
+        if (fs__pending_size(f, ino, &size)) {
+            st.st_size = (off_t)size;
+            st.st_blocks = 0;
         }
     }
     fuse_reply_attr(req, &st, timeout);
@@ -409,12 +413,15 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void fs_init(void* userdata, struct fuse_conn_info* conn)
 {
-    /* Whole-file commits need every write to reach us, and O_TRUNC must
-     * arrive with the open (no separate SETATTR, no extra proposal). */
-    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) {
-        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-    }
+    (void)userdata;
+    /* Every write must reach us (fs_file.c), and the kernel must take the
+     * size from us: no writeback cache. No atomic_o_trunc: without OPEN
+     * requests O_TRUNC would be lost; the kernel sends SETATTR(size 0).
+     * Applied changes invalidate explicitly: no auto_inval_data. One
+     * write() up to 1 MiB is one WRITE (one proposal). */
+    conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC |
+                    FUSE_CAP_AUTO_INVAL_DATA);
+    conn->max_write = FS_WRITE_MAX;
 }
 
 /* ---- invalidation ---- */
@@ -424,6 +431,18 @@ void fs_on_change(void* data, const struct store_change* c)
     struct fs* f = data;
 
     assert(f != NULL && c != NULL);
+    if (c->removed && c->ino != 0) {
+        /* The name is gone; the inode's pages stay for whoever has it
+         * open. If it is dead, its last content stays readable. */
+        struct store_attr a;
+        if (store_getattr(node_store(f->node), c->ino, &a) == -ENOENT) {
+            struct store_stats s;
+            store_get_stats(node_store(f->node), &s);
+            fs__grave_add(f, c->ino, s.revision);
+        }
+        fs__notify_push(&f->notify, 0, c->parent, c->name);
+        return;
+    }
     fs__notify_push(&f->notify, c->ino, c->parent, c->name);
 }
 

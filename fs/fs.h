@@ -22,6 +22,9 @@ struct fs_options {
                                invalidate on every change) */
     double attr_timeout_s;  /* default 3600 */
     uint64_t file_size_max; /* EFBIG; default 1 MiB */
+    /* An initialized timer on the loop, owned by the caller (closed by it
+     * after fs_free): commits truncations no write followed. Required. */
+    uv_timer_t* settle_timer;
 };
 void fs_options_default(struct fs_options* o);
 

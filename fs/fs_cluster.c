@@ -1,7 +1,14 @@
 /* fs_cluster.c - the virtual entries: /.cluster (status, members, leader:
- * read-only text generated at open from the node) and the /.snapshots
- * directory itself (its contents: fs_snap.c). Their inos live in a reserved
- * range above every store ino (FS_VINO_BASE).
+ * read-only text generated from the node) and the /.snapshots directory
+ * itself (its contents: fs_snap.c). Their inos live in a reserved range
+ * above every store ino (FS_VINO_BASE).
+ *
+ * Regular files are opened without a request (fs_file.c), so a generated
+ * file cannot be refreshed at open. Instead every lookup of a /.cluster
+ * name (entry timeout 0: every path walk looks it up) makes a new
+ * generation with its own ino (FS_VFILE_BASE + n) and immutable text; the
+ * kernel caches its pages like any file's, and one reader sees one
+ * consistent text. The last FS_VFILE_RING generations are kept.
  */
 #include <assert.h>
 #include <errno.h>
@@ -26,7 +33,12 @@ enum { CLUSTER_FILES = sizeof(cluster_files) / sizeof(cluster_files[0]) };
 
 bool fs__is_virtual(uint64_t ino)
 {
-    return ino > FS_VINO_BASE;
+    return ino >= FS_VFILE_BASE;
+}
+
+bool fs__is_vfile(uint64_t ino)
+{
+    return ino >= FS_VFILE_BASE && ino < FS_VINO_BASE;
 }
 
 bool fs__reserved_name(uint64_t parent, const char* name, uint64_t* vino)
@@ -67,7 +79,7 @@ void fs__virtual_attr(uint64_t vino, struct store_attr* a)
         a->type = STORE_FILE;
         a->mode = 0444;
         a->nlink = 1;
-        a->size = 0; /* generated at open; read with direct_io */
+        a->size = 0; /* a generation carries the size (fs__vfile_get) */
     }
 }
 
@@ -96,16 +108,16 @@ const char* fs__virtual_child(uint64_t dir, size_t i, uint64_t* ino)
     return cluster_files[i].name;
 }
 
-int fs__virtual_open(struct fs* f, struct fs_file* h)
+int fs__vfile_make(struct fs* f, uint64_t vino, struct store_attr* a)
 {
+    struct fs_vfile* v;
     size_t i;
     char* out = NULL;
     size_t len = 0;
     int rv;
 
-    assert(h->is_virtual);
     for (i = 0; i < CLUSTER_FILES; i++) {
-        if (cluster_files[i].ino == h->ino) {
+        if (cluster_files[i].ino == vino) {
             break;
         }
     }
@@ -116,8 +128,47 @@ int fs__virtual_open(struct fs* f, struct fs_file* h)
     if (rv != 0) {
         return rv;
     }
-    h->buf = out;
-    h->len = h->cap = len;
-    h->loaded = true;
+    /* Generations count up and wrap far below FS_VINO_BASE; a slot is
+     * reused after FS_VFILE_RING newer ones (its reader gets ESTALE). */
+    f->vfile_next = (f->vfile_next + 1) % (FS_VINO_BASE - FS_VFILE_BASE);
+    v = &f->vfiles[f->vfile_next % FS_VFILE_RING];
+    free(v->text);
+    v->ino = FS_VFILE_BASE + f->vfile_next;
+    v->text = out;
+    v->len = len;
+    v->made_ns = fs__now_ns();
+    v->kind = vino;
+    return fs__vfile_get(f, v->ino, NULL, NULL, a);
+}
+
+int fs__vfile_get(struct fs* f,
+                  uint64_t ino,
+                  const char** text,
+                  size_t* len,
+                  struct store_attr* a)
+{
+    const struct fs_vfile* v =
+        &f->vfiles[(ino - FS_VFILE_BASE) % FS_VFILE_RING];
+
+    if (!fs__is_vfile(ino) || v->ino != ino) {
+        return -ESTALE;
+    }
+    if (text != NULL) {
+        *text = v->text;
+        *len = v->len;
+    }
+    fs__virtual_attr(v->kind, a);
+    a->ino = ino;
+    a->size = v->len;
+    a->atime_ns = a->mtime_ns = a->ctime_ns = v->made_ns;
     return 0;
+}
+
+void fs__vfiles_free(struct fs* f)
+{
+    for (size_t i = 0; i < FS_VFILE_RING; i++) {
+        free(f->vfiles[i].text);
+        f->vfiles[i].text = NULL;
+        f->vfiles[i].ino = 0;
+    }
 }

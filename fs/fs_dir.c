@@ -113,21 +113,27 @@ void fs_create(fuse_req_t req,
                struct fuse_file_info* fi)
 {
     struct fs* f = fuse_req_userdata(req);
+    struct store_attr a;
     struct store_cmd c;
     struct fs_op* op;
 
     if (new_name_refused(req, parent, name, EPERM)) {
         return;
     }
-    op = fs__op_new(f, req, FS_REPLY_CREATE);
-    if (op == NULL) {
-        fuse_reply_err(req, ENOMEM);
+    /* The kernel sends CREATE for a name it has no dentry for, which may
+     * exist (made on another node): open it here, without a proposal, and
+     * defer its O_TRUNC like an open's (fs_file.c). */
+    if (!(fi->flags & O_EXCL) &&
+        store_lookup(node_store(f->node), parent, name, &a) == 0) {
+        if (a.type == STORE_DIR) {
+            fuse_reply_err(req, EISDIR);
+        } else {
+            fs__create_existing(f, req, &a, fi);
+        }
         return;
     }
-    /* The store truncates (STORE_TRUNC): the handle starts clean. */
-    op->file = fs__file_new(f, 0, fi->flags & ~O_TRUNC);
-    if (op->file == NULL) {
-        fs__op_free(op);
+    op = fs__op_new(f, req, FS_REPLY_CREATE);
+    if (op == NULL) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
@@ -138,7 +144,7 @@ void fs_create(fuse_req_t req,
         c.flags |= STORE_EXCL;
     }
     if (fi->flags & O_TRUNC) {
-        c.flags |= STORE_TRUNC;
+        c.flags |= STORE_TRUNC; /* made by someone else meanwhile */
     }
     fs__propose(f, op, &c);
 }
@@ -306,12 +312,24 @@ void fs_setattr(fuse_req_t req,
         c.mtime_ns =
             (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now : time_ns(&attr->st_mtim);
     }
-    if (fi != NULL && fi->fh != 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
-        fs__file_resize((struct fs_file*)(uintptr_t)fi->fh, c.size);
+    if ((to_set & FUSE_SET_ATTR_SIZE) &&
+        (c.set_mask & ~(STORE_SET_SIZE | STORE_SET_MTIME)) == 0) {
+        struct store_attr a;
+        int rv = store_getattr(node_store(f->node), ino, &a);
+        if (rv != 0) {
+            fuse_reply_err(req, rv == -ENOENT ? ESTALE : -rv);
+            return;
+        }
+        if (a.type != STORE_FILE) {
+            fuse_reply_err(req, a.type == STORE_DIR ? EISDIR : EINVAL);
+            return;
+        }
+        /* A content change: serialized with the inode's writes. */
+        fs__setattr_size(f, req, ino, c.size, attr, to_set);
+        return;
     }
-    if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME)) {
-        fs__file_commit_ino(f, ino); /* cp -a: utimens before close */
-    }
+    /* Explicit times (cp -a, touch) land after a deferred truncation. */
+    fs__settle_ino(f, ino);
     if (c.set_mask == 0) { /* e.g. ctime only: nothing to propose */
         setattr_reply_now(f, req, ino);
         return;
@@ -427,9 +445,11 @@ static int dir_add(struct dir_fill* df,
             struct fuse_entry_param e;
             fs__fill_entry(df->f, a, &e);
             if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-                fs__is_snap(a->ino)) {
+                fs__is_snap(a->ino) ||
+                (fs__is_virtual(a->ino) && a->type == STORE_FILE)) {
                 /* The kernel does not instantiate dots; view entries are
-                 * counted only by lookup (fs_snap.c). */
+                 * counted only by lookup (fs_snap.c); a /.cluster file
+                 * gets a new generation at each lookup (fs_cluster.c). */
                 e.ino = 0;
             }
             n = fuse_add_direntry_plus(df->req, df->buf + df->used, rem, name,

@@ -1,148 +1,528 @@
-/* fs_file.c - open files and the whole-file write path (DESIGN §3).
+/* fs_file.c - the file read and write paths (DESIGN §3, docs/consistency.md).
  *
- * Each open handle keeps a buffer. A write-open with O_TRUNC starts with an
- * empty, uncommitted buffer; otherwise the buffer is loaded from the store on
- * the first write (so `>>` and partial overwrites work). A commit proposes
- * STORE_OP_WRITE with the whole buffer:
- *   - on the FLUSH that follows a write (not on every flush: bash flushes
- *     once before it writes, when it closes the fd it dup2'ed),
- *   - on FSYNC when something is uncommitted,
- *   - on RELEASE when something is still uncommitted (an O_TRUNC open that
- *     never wrote commits the empty file here).
- * The reply to flush/fsync/release is sent from the proposal's callback, so
- * close() returns once the content is committed, durable and applied.
- * Writable handles use direct_io (one write() is one WRITE request up to
- * max_write, so a write crossing file_size_max fails whole with EFBIG);
- * read-only handles keep the page cache and copy the content at open.
- * A failed commit returns its error and drops the uncommitted content (the
- * application was told; a later write reloads the store's content).
+ * No per-open state. Regular files are opened without a FUSE request: OPEN
+ * is answered ENOSYS once (FUSE_NO_OPEN_SUPPORT) and FLUSH likewise, so the
+ * kernel stops sending OPEN, FLUSH and RELEASE. A cached `cat` then costs no
+ * request at all: every applied change invalidates the kernel's pages and
+ * attributes of the inode it touched (fs_on_change), so the page cache is
+ * the committed content. In linearizable mode OPEN stays (its ReadIndex
+ * barrier) and drops the pages, but still keeps no state.
+ *
+ * Writes are write-through (no writeback cache: the kernel would trust its
+ * own i_size over a remote change). Each WRITE request is one proposal of
+ * the whole new content (the committed content patched), and the WRITE is
+ * answered once it is committed, durable and applied: write() returns
+ * after the data is safe, and a failure (no quorum: EIO; quota: ENOSPC;
+ * size: EFBIG) is that write()'s error. One write() up to max_write (1 MiB)
+ * is one WRITE, so `echo v > f`, `cp`, `cat > f` and editors that write a
+ * file in one call produce one atomic update.
+ *
+ * O_TRUNC reaches us as SETATTR(size 0) before the write. It is deferred:
+ * the inode reads as empty on this mount, and the next WRITE proposes the
+ * truncated-and-written content as one entry (one proposal per `echo`). A
+ * truncation that no write follows (`: > f`) commits after FS_SETTLE_MS, or
+ * at fsync(), or before a proposal that must follow it.
+ *
+ * Commits of one inode are serialized: a WRITE that arrives while another
+ * commit of the same inode is in flight waits in the inode's queue and then
+ * patches the content that commit produced (two appenders keep both lines).
  */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "../snapshot/snapshot.h"
 #include "fs_internal.h"
 
-static struct fs_file* handle_of(const struct fuse_file_info* fi)
+static int64_t mono_ns(void)
 {
-    assert(fi != NULL && fi->fh != 0);
-    return (struct fs_file*)(uintptr_t)fi->fh;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static bool file_dirty(const struct fs_file* h)
+/* ---- per-inode state ---- */
+
+static struct fs_wino* wino_find(const struct fs* f, uint64_t ino)
 {
-    return h->gen != h->committed_gen;
+    struct fs_wino* w;
+
+    for (w = f->winos.next; w != &f->winos; w = w->next) {
+        if (w->ino == ino) {
+            return w;
+        }
+    }
+    return NULL;
 }
 
-struct fs_file* fs__file_new(struct fs* f, uint64_t ino, int flags)
+static struct fs_wino* wino_get(struct fs* f, uint64_t ino)
 {
-    struct fs_file* h = calloc(1, sizeof(*h));
+    struct fs_wino* w = wino_find(f, ino);
 
-    if (h == NULL) {
+    if (w != NULL) {
+        return w;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL) {
         return NULL;
     }
-    h->ino = ino;
-    h->refs = 1;
-    h->writable = (flags & O_ACCMODE) != O_RDONLY;
-    if (h->writable && (flags & O_TRUNC)) {
-        h->loaded = true; /* empty and not yet committed */
-        h->gen = 1;
-    }
-    /* Writable handles first, read-only ones after: only a writable handle
-     * can hold uncommitted content, so the scans for dirty content stop at
-     * the first read-only handle (a getattr must not walk every reader). */
-    struct fs_file* at = h->writable ? &f->files : f->files.prev;
-    h->next = at->next;
-    h->prev = at;
-    at->next->prev = h;
-    at->next = h;
-    return h;
+    w->ino = ino;
+    w->next = f->winos.next;
+    w->prev = &f->winos;
+    f->winos.next->prev = w;
+    f->winos.next = w;
+    return w;
 }
 
-static void file_drop_buffer(struct fs_file* h)
+static void wino_put(struct fs_wino* w)
 {
-    free(h->buf);
-    h->buf = NULL;
-    h->len = h->cap = 0;
-    h->loaded = false;
-}
-
-void fs__file_unref(struct fs* f, struct fs_file* h)
-{
-    assert(h->refs > 0);
-    if (--h->refs > 0) {
+    if (w->trunc || w->busy || w->q_head != NULL) {
         return;
     }
-    h->prev->next = h->next;
-    h->next->prev = h->prev;
-    file_drop_buffer(h);
-    free(h);
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
+    free(w);
 }
 
-/* Grow h->buf to hold at least `need` bytes (need <= file_size_max). A
- * read-only handle never grows: it gets exactly what it holds (a small
- * allocation, served from malloc's per-thread cache on every `cat`); a
- * writer starts at 4 KiB and doubles. */
-static int file_reserve(struct fs_file* h, size_t need)
+static void settle_arm(struct fs* f)
 {
-    size_t cap = h->cap != 0 ? h->cap : (h->writable ? 4096 : need);
-    char* p;
-
-    if (need <= h->cap) {
-        return 0;
+    if (!uv_is_active((uv_handle_t*)f->settle)) {
+        uv_timer_start(f->settle, fs__settle_cb, FS_SETTLE_MS, 0);
     }
-    while (cap < need) {
-        cap *= 2;
-    }
-    p = realloc(h->buf, cap > 0 ? cap : 1);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    h->buf = p;
-    h->cap = cap;
-    return 0;
 }
 
-static int file_load(struct fs* f, struct fs_file* h)
+bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size)
 {
-    const void* data;
-    size_t len;
+    const struct fs_wino* w;
+
+    if (f->winos.next == &f->winos) {
+        return false; /* the common case: nothing deferred */
+    }
+    w = wino_find(f, ino);
+    if (w == NULL || !w->trunc) {
+        return false;
+    }
+    *size = 0;
+    return true;
+}
+
+void fs__file_open_flags(const struct fs* f, struct fuse_file_info* fi)
+{
+    fi->fh = 0;
+    fi->direct_io = 0;
+    /* Every change invalidates the inode's pages; a linearizable open
+     * drops them anyway (the notifier may still be on its way). */
+    fi->keep_cache = f->o.linearizable ? 0 : 1;
+    fi->noflush = 1;
+}
+
+/* ---- commits ---- */
+
+static void op_drop(struct fs_op* op);
+
+static void op_reply_err(struct fs_op* op, int err)
+{
+    if (op->req != NULL) {
+        fuse_reply_err(op->req, err);
+    }
+}
+
+static void reply_attr_of(struct fs* f, fuse_req_t req, uint64_t ino)
+{
+    struct store_attr a;
+    struct stat st;
+    uint64_t size;
+    int rv = store_getattr(node_store(f->node), ino, &a);
+
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    fs__attr_to_stat(&a, &st);
+    if (fs__pending_size(f, ino, &size)) {
+        st.st_size = (off_t)size;
+        st.st_blocks = 0;
+    }
+    fuse_reply_attr(req, &st, f->o.attr_timeout_s);
+}
+
+/* Build the content op produces from the committed content (or nothing,
+ * after a deferred truncation) and propose it. The op is answered from
+ * fs__write_done, or here on an error (then 0 is returned too: the op is
+ * gone either way). */
+static void commit_start(struct fs* f, struct fs_wino* w, struct fs_op* op)
+{
+    const void* base = NULL;
+    size_t base_len = 0, len;
+    uint64_t end = 0;
+    struct store_cmd c;
+    char* buf;
     int rv;
 
-    if (h->loaded) {
-        return 0;
+    if (!w->trunc) {
+        rv = store_read(node_store(f->node), w->ino, &base, &base_len);
+        if (rv != 0) {
+            op_reply_err(op, rv == -ENOENT ? ESTALE : -rv);
+            op_drop(op);
+            return;
+        }
     }
-    rv = store_read(node_store(f->node), h->ino, &data, &len);
-    if (rv != 0) {
-        return rv;
+    switch (op->wop) {
+    case FS_WOP_WRITE:
+        if (op->append) {
+            op->off = base_len;
+        }
+        end = op->off + op->size;
+        if (end > f->o.file_size_max) {
+            op_reply_err(op, EFBIG); /* nothing of this write is kept */
+            op_drop(op);
+            return;
+        }
+        len = end > base_len ? (size_t)end : base_len;
+        break;
+    case FS_WOP_RESIZE:
+        len = (size_t)op->new_size;
+        break;
+    default: /* FSYNC, SETTLE: commit the truncation */
+        assert(w->trunc);
+        len = 0;
+        break;
     }
-    rv = file_reserve(h, len);
-    if (rv != 0) {
-        return rv;
+    buf = malloc(len > 0 ? len : 1);
+    if (buf == NULL) {
+        op_reply_err(op, ENOMEM);
+        op_drop(op);
+        return;
     }
     if (len > 0) {
-        memcpy(h->buf, data, len);
+        size_t keep = base_len < len ? base_len : len;
+        memcpy(buf, base, keep);
+        memset(buf + keep, 0, len - keep);
     }
-    h->len = len;
-    h->loaded = true;
-    return 0;
+    if (op->wop == FS_WOP_WRITE && op->size > 0) {
+        memcpy(buf + op->off, op->data, op->size);
+    }
+    if (op->data_owned) {
+        free(op->data);
+    }
+    op->data = NULL; /* libfuse's buffer is not ours past this request */
+    op->data_owned = false;
+    memset(&c, 0, sizeof(c));
+    c.op = STORE_OP_WRITE;
+    c.ino = w->ino;
+    c.data = buf;
+    c.data_len = len;
+    w->trunc = false; /* it is part of this proposal */
+    w->busy = true;
+    op->ino = w->ino;
+    fs__propose(f, op, &c); /* on a refusal: fs__write_done, right away */
+    free(buf);              /* node_propose copied it */
 }
 
-void fs__file_resize(struct fs_file* h, uint64_t size)
+/* Start queued ops of w until one is in flight (or none is left); frees
+ * w when nothing is left. Re-entered from fs__write_done when a proposal
+ * fails at once: the outer call goes on. */
+static void wino_run(struct fs* f, struct fs_wino* w)
 {
-    if (!h->loaded) {
-        return; /* nothing buffered: the store's SETATTR is the truth */
+    if (w->running) {
+        return;
     }
-    if (size > h->len && file_reserve(h, size) == 0) {
-        memset(h->buf + h->len, 0, size - h->len);
-        h->len = size;
-    } else if (size < h->len) {
-        h->len = size;
+    w->running = true;
+    while (!w->busy && w->q_head != NULL) {
+        struct fs_op* op = w->q_head;
+        w->q_head = op->wnext;
+        if (w->q_head == NULL) {
+            w->q_tail = NULL;
+        }
+        op->wnext = NULL;
+        if ((op->wop == FS_WOP_FSYNC || op->wop == FS_WOP_SETTLE) &&
+            !w->trunc) {
+            op_reply_err(op, 0); /* everything before it is committed */
+            op_drop(op);
+            continue;
+        }
+        commit_start(f, w, op);
     }
-    h->gen++;
+    w->running = false;
+    wino_put(w);
 }
+
+void fs__write_done(struct fs_op* op, const struct store_result* res)
+{
+    struct fs* f = op->fs;
+    struct fs_wino* w = wino_find(f, op->ino);
+
+    assert(op->kind == FS_REPLY_WRITE);
+    if (op->req != NULL) {
+        if (res->err != 0) {
+            fuse_reply_err(op->req, -res->err);
+        } else if (op->wop == FS_WOP_WRITE) {
+            fuse_reply_write(op->req, op->size);
+        } else if (op->wop == FS_WOP_RESIZE) {
+            reply_attr_of(f, op->req, op->ino);
+        } else {
+            fuse_reply_err(op->req, 0);
+        }
+    }
+    if (w != NULL) {
+        w->busy = false;
+        wino_run(f, w);
+    }
+}
+
+/* Queue op behind w's commit in flight, or start it now. Replies on
+ * error. w may be freed on return. */
+static void wino_submit(struct fs* f, struct fs_wino* w, struct fs_op* op)
+{
+    bool waits = w->busy || w->q_head != NULL;
+
+    if (waits && op->wop == FS_WOP_WRITE && op->size > 0) {
+        /* The request's buffer is libfuse's: keep a copy while queued. */
+        char* copy = malloc(op->size);
+        if (copy == NULL) {
+            op_reply_err(op, ENOMEM);
+            fs__op_free(op);
+            return;
+        }
+        memcpy(copy, op->data, op->size);
+        op->data = copy;
+        op->data_owned = true;
+    }
+    if (w->q_tail != NULL) {
+        w->q_tail->wnext = op;
+    } else {
+        w->q_head = op;
+    }
+    w->q_tail = op;
+    if (!waits) {
+        wino_run(f, w);
+    }
+}
+
+static struct fs_op* wop_new(struct fs* f, fuse_req_t req, int wop)
+{
+    struct fs_op* op = fs__op_new(f, req, FS_REPLY_WRITE);
+
+    if (op == NULL) {
+        if (req != NULL) {
+            fuse_reply_err(req, ENOMEM);
+        }
+        return NULL;
+    }
+    op->wop = wop;
+    return op;
+}
+
+static void op_drop(struct fs_op* op)
+{
+    if (op->data_owned) {
+        free(op->data);
+    }
+    fs__op_free(op);
+}
+
+/* ---- deferred truncation ---- */
+
+void fs__settle_cb(uv_timer_t* t)
+{
+    struct fs* f = t->data;
+    struct fs_wino *w, *next;
+    int64_t now = mono_ns(), wait_ns = 0;
+
+    for (w = f->winos.next; w != &f->winos; w = next) {
+        next = w->next;
+        if (!w->trunc || w->busy) {
+            continue; /* a busy inode settles when its commit is done */
+        }
+        if (now - w->trunc_ns < (int64_t)FS_SETTLE_MS * 1000000) {
+            int64_t left =
+                (int64_t)FS_SETTLE_MS * 1000000 - (now - w->trunc_ns);
+            if (wait_ns == 0 || left < wait_ns) {
+                wait_ns = left;
+            }
+            continue;
+        }
+        struct fs_op* op = wop_new(f, NULL, FS_WOP_SETTLE);
+        if (op == NULL) {
+            wait_ns = 1000000; /* out of memory: try again */
+            continue;
+        }
+        wino_submit(f, w, op);
+    }
+    if (wait_ns > 0) {
+        uv_timer_start(f->settle, fs__settle_cb,
+                       (uint64_t)(wait_ns + 999999) / 1000000, 0);
+    }
+}
+
+void fs__settle_ino(struct fs* f, uint64_t ino)
+{
+    struct fs_wino* w = wino_find(f, ino);
+    struct fs_op* op;
+
+    if (w == NULL || !w->trunc) {
+        return;
+    }
+    op = wop_new(f, NULL, FS_WOP_SETTLE);
+    if (op != NULL) {
+        wino_submit(f, w, op);
+    }
+}
+
+static void defer_truncation(struct fs* f, fuse_req_t req, uint64_t ino)
+{
+    struct fs_wino* w = wino_get(f, ino);
+
+    if (w == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    if (w->busy) {
+        /* Behind a commit in flight: queue a real resize instead. */
+        struct fs_op* op = wop_new(f, req, FS_WOP_RESIZE);
+        if (op != NULL) {
+            op->new_size = 0;
+            wino_submit(f, w, op);
+        }
+        return;
+    }
+    w->trunc = true;
+    w->trunc_ns = mono_ns();
+    settle_arm(f);
+    reply_attr_of(f, req, ino);
+}
+
+void fs__setattr_size(struct fs* f,
+                      fuse_req_t req,
+                      uint64_t ino,
+                      uint64_t size,
+                      const struct stat* attr,
+                      int to_set)
+{
+    struct fs_wino* w;
+    struct fs_op* op;
+
+    (void)attr;
+    /* O_TRUNC arrives as SIZE|MTIME|CTIME with no file handle; ftruncate
+     * and truncate(2) to 0 look the same and are deferred the same way. */
+    if (size == 0 &&
+        (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
+                    FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) == 0) {
+        defer_truncation(f, req, ino);
+        return;
+    }
+    w = wino_get(f, ino);
+    if (w == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    op = wop_new(f, req, FS_WOP_RESIZE);
+    if (op == NULL) {
+        wino_put(w);
+        return;
+    }
+    op->new_size = size;
+    wino_submit(f, w, op);
+}
+
+void fs__create_existing(struct fs* f,
+                         fuse_req_t req,
+                         const struct store_attr* a,
+                         struct fuse_file_info* fi)
+{
+    struct fuse_entry_param e;
+
+    if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+        struct fs_wino* w = wino_get(f, a->ino);
+        if (w == NULL) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        if (!w->busy) {
+            w->trunc = true;
+            w->trunc_ns = mono_ns();
+            settle_arm(f);
+        } else {
+            struct fs_op* op = wop_new(f, NULL, FS_WOP_RESIZE);
+            if (op != NULL) {
+                op->new_size = 0;
+                wino_submit(f, w, op);
+            }
+        }
+    }
+    fs__fill_entry(f, a, &e);
+    uint64_t size;
+    if (fs__pending_size(f, a->ino, &size)) {
+        e.attr.st_size = (off_t)size;
+        e.attr.st_blocks = 0;
+    }
+    fs__file_open_flags(f, fi);
+    fuse_reply_create(req, &e, fi);
+}
+
+void fs__winos_free(struct fs* f)
+{
+    while (f->winos.next != &f->winos) {
+        struct fs_wino* w = f->winos.next;
+        while (w->q_head != NULL) {
+            struct fs_op* op = w->q_head;
+            w->q_head = op->wnext;
+            op_reply_err(op, ESHUTDOWN);
+            op_drop(op);
+        }
+        w->prev->next = w->next;
+        w->next->prev = w->prev;
+        free(w);
+    }
+}
+
+/* ---- removed inodes ---- */
+
+void fs__grave_add(struct fs* f, uint64_t ino, uint64_t rev)
+{
+    f->graves[f->grave_next].ino = ino;
+    f->graves[f->grave_next].rev = rev;
+    f->grave_next = (f->grave_next + 1) % FS_GRAVES;
+}
+
+/* A process that opened a file before it was removed or renamed over
+ * still reads it (its pages are kept; this serves the ones it has not
+ * read yet): the content and attrs as of the revision before the removal,
+ * from the store's history. -ESTALE once that is gone. */
+int fs__grave_read(struct fs* f,
+                   uint64_t ino,
+                   struct store_attr* a,
+                   void** data,
+                   size_t* len)
+{
+    struct snap_view* v;
+    size_t i;
+    int rv;
+
+    for (i = 0; i < FS_GRAVES; i++) {
+        if (f->graves[i].ino == ino && f->graves[i].rev > 1) {
+            break;
+        }
+    }
+    if (i == FS_GRAVES) {
+        return -ESTALE;
+    }
+    rv = snap_view_open(node_store(f->node), f->graves[i].rev - 1, &v);
+    if (rv != 0) {
+        return -ESTALE;
+    }
+    rv = snap_view_getattr(v, ino, a);
+    if (rv == 0 && data != NULL) {
+        rv = a->type == STORE_DIR ? -EISDIR : snap_view_read(v, ino, data, len);
+    }
+    snap_view_release(v);
+    return rv == -ENOENT ? -ESTALE : rv;
+}
+
+/* ---- requests ---- */
 
 static void open_now(struct fs* f,
                      fuse_req_t req,
@@ -150,74 +530,35 @@ static void open_now(struct fs* f,
                      struct fuse_file_info* fi)
 {
     struct store_attr a;
-    struct fs_file* h;
     int rv;
 
     if (fs__is_snap(ino)) {
-        fs__snap_open(f, req, ino, fi);
-        return;
+        rv = fs__snap_getattr(f, ino, &a);
+        if (rv == 0 && a.type == STORE_DIR) {
+            rv = -EISDIR;
+        } else if (rv == 0 && ((fi->flags & O_ACCMODE) != O_RDONLY ||
+                               (fi->flags & O_TRUNC))) {
+            rv = -EROFS;
+        }
+    } else if (fs__is_vfile(ino)) {
+        rv = (fi->flags & O_ACCMODE) != O_RDONLY ? -EROFS : 0;
+    } else {
+        rv = store_getattr(node_store(f->node), ino, &a);
+        if (rv == -ENOENT) {
+            rv = -ESTALE; /* replaced since the lookup: look up again */
+        } else if (rv == 0 && a.type == STORE_DIR) {
+            rv = -EISDIR;
+        }
     }
-    if (fs__is_virtual(ino)) {
-        if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-            fuse_reply_err(req, EROFS);
-            return;
-        }
-        h = fs__file_new(f, ino, fi->flags);
-        if (h == NULL) {
-            fuse_reply_err(req, ENOMEM);
-            return;
-        }
-        h->is_virtual = true;
-        rv = fs__virtual_open(f, h);
-        if (rv != 0) {
-            fs__file_unref(f, h);
-            fuse_reply_err(req, -rv);
-            return;
-        }
-        fi->direct_io = 1;
-        fi->fh = (uint64_t)(uintptr_t)h;
-        if (fuse_reply_open(req, fi) != 0) {
-            fs__file_unref(f, h);
-        }
-        return;
-    }
-    rv = store_getattr(node_store(f->node), ino, &a);
     if (rv != 0) {
-        /* The name was looked up, then replaced or removed before this
-         * open: ESTALE makes the kernel look the path up again once. */
-        fuse_reply_err(req, rv == -ENOENT ? ESTALE : -rv);
+        fuse_reply_err(req, -rv);
         return;
     }
-    if (a.type == STORE_DIR) {
-        fuse_reply_err(req, EISDIR);
-        return;
+    fs__file_open_flags(f, fi);
+    if (fs__is_snap(ino) || fs__is_vfile(ino)) {
+        fi->keep_cache = 1; /* immutable */
     }
-    h = fs__file_new(f, ino, fi->flags);
-    if (h == NULL) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    h->attr = a;
-    if (!h->writable) {
-        /* A reader sees the content as of its open (close-to-open), even
-         * when a commit or a rename-over replaces it between two READs. */
-        rv = file_load(f, h);
-        if (rv != 0) {
-            fs__file_unref(f, h);
-            fuse_reply_err(req, -rv);
-            return;
-        }
-    }
-    fi->fh = (uint64_t)(uintptr_t)h;
-    fi->keep_cache = 1; /* every change invalidates the kernel's cache */
-    fi->noflush = h->writable ? 0 : 1;
-    /* Writers bypass the page cache so that one write() is one WRITE: a
-     * buffered write is split at page boundaries, and the part past the
-     * size limit would fail after the part before it was accepted. */
-    fi->direct_io = h->writable ? 1 : 0;
-    if (fuse_reply_open(req, fi) != 0) {
-        fs__file_unref(f, h);
-    }
+    fuse_reply_open(req, fi);
 }
 
 static void open_resume(struct fs_op* op, int err)
@@ -235,7 +576,12 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
     struct fs* f = fuse_req_userdata(req);
     struct fs_op* op;
 
-    if (!f->o.linearizable || fs__is_virtual(ino) || fs__is_snap(ino)) {
+    if (!f->o.linearizable) {
+        /* The kernel stops sending OPEN (and RELEASE) for good. */
+        fuse_reply_err(req, ENOSYS);
+        return;
+    }
+    if (fs__is_vfile(ino) || fs__is_snap(ino)) {
         open_now(f, req, ino, fi);
         return;
     }
@@ -250,21 +596,20 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
     fs__barrier(f, op);
 }
 
-/* A read-only handle serves the content of its open (close-to-open). If
- * the file changed since, this reply may have put that old content in the
- * page cache after the change's invalidation went out (keep_cache): queue
- * another one, which the notifier sends after this reply is in. */
-static void read_stale_check(struct fs* f, const struct fs_file* h)
+static void reply_slice(fuse_req_t req,
+                        const void* data,
+                        size_t len,
+                        size_t size,
+                        off_t off)
 {
-    struct store_attr cur;
-
-    if (h->is_virtual || h->writable || !h->loaded) {
+    if (off < 0 || (uint64_t)off >= len) {
+        fuse_reply_buf(req, NULL, 0);
         return;
     }
-    if (store_getattr(node_store(f->node), h->ino, &cur) != 0 ||
-        cur.mod_rev != h->attr.mod_rev) {
-        fs__notify_push(&f->notify, h->ino, 0, NULL);
+    if (size > len - (size_t)off) {
+        size = len - (size_t)off;
     }
+    fuse_reply_buf(req, (const char*)data + off, size);
 }
 
 void fs_read(fuse_req_t req,
@@ -274,30 +619,60 @@ void fs_read(fuse_req_t req,
              struct fuse_file_info* fi)
 {
     struct fs* f = fuse_req_userdata(req);
-    struct fs_file* h = handle_of(fi);
     const void* data;
     size_t len;
+    uint64_t psize;
     int rv;
 
-    if (h->is_virtual || (h->loaded && (file_dirty(h) || !h->writable))) {
-        data = h->buf;
-        len = h->len;
-    } else {
-        rv = store_read(node_store(f->node), ino, &data, &len);
+    (void)fi;
+    if (fs__is_snap(ino)) {
+        void* copy = NULL;
+        rv = fs__snap_read(f, ino, &copy, &len);
         if (rv != 0) {
             fuse_reply_err(req, -rv);
             return;
         }
-    }
-    if (off < 0 || (uint64_t)off >= len) {
-        fuse_reply_buf(req, NULL, 0);
+        reply_slice(req, copy, len, size, off);
+        free(copy);
         return;
     }
-    if (size > len - (size_t)off) {
-        size = len - (size_t)off;
+    if (fs__is_vfile(ino)) {
+        const char* text;
+        struct store_attr a;
+        rv = fs__vfile_get(f, ino, &text, &len, &a);
+        if (rv != 0) {
+            fuse_reply_err(req, -rv);
+            return;
+        }
+        reply_slice(req, text, len, size, off);
+        return;
     }
-    fuse_reply_buf(req, (const char*)data + off, size);
-    read_stale_check(f, h);
+    if (fs__is_virtual(ino)) {
+        fuse_reply_err(req, EISDIR);
+        return;
+    }
+    if (fs__pending_size(f, ino, &psize)) {
+        fuse_reply_buf(req, NULL, 0); /* truncated, not yet committed */
+        return;
+    }
+    rv = store_read(node_store(f->node), ino, &data, &len);
+    if (rv == -ENOENT) {
+        struct store_attr a;
+        void* old = NULL;
+        rv = fs__grave_read(f, ino, &a, &old, &len);
+        if (rv == 0) {
+            reply_slice(req, old, len, size, off);
+        } else {
+            fuse_reply_err(req, -rv);
+        }
+        free(old);
+        return;
+    }
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    reply_slice(req, data, len, size, off);
 }
 
 void fs_write(fuse_req_t req,
@@ -308,147 +683,41 @@ void fs_write(fuse_req_t req,
               struct fuse_file_info* fi)
 {
     struct fs* f = fuse_req_userdata(req);
-    struct fs_file* h = handle_of(fi);
-    uint64_t end;
-    int rv;
+    struct fs_wino* w;
+    struct fs_op* op;
 
-    assert(h->ino == ino);
-    if (h->is_virtual || !h->writable) {
-        fuse_reply_err(req, h->is_virtual ? EROFS : EBADF);
+    if (fs__is_virtual(ino) || fs__is_snap(ino)) {
+        fuse_reply_err(req, EROFS);
         return;
     }
-    end = (uint64_t)off + size;
-    if (off < 0 || end > f->o.file_size_max) {
+    if (off < 0 || (uint64_t)off + size > f->o.file_size_max) {
         fuse_reply_err(req, EFBIG); /* nothing of this write is kept */
         return;
     }
-    rv = file_load(f, h);
-    if (rv == 0) {
-        rv = file_reserve(h, (size_t)end);
-    }
-    if (rv != 0) {
-        fuse_reply_err(req, -rv);
-        return;
-    }
-    if ((size_t)off > h->len) {
-        memset(h->buf + h->len, 0, (size_t)off - h->len);
-    }
-    memcpy(h->buf + off, buf, size);
-    if (end > h->len) {
-        h->len = (size_t)end;
-    }
-    h->gen++;
-    h->wrote = true;
-    fuse_reply_write(req, size);
-}
-
-/* Propose h's whole buffer; the reply goes out from fs__file_done. */
-static void file_commit(struct fs* f,
-                        fuse_req_t req,
-                        struct fs_file* h,
-                        bool release)
-{
-    struct fs_op* op = fs__op_new(f, req, FS_REPLY_COMMIT);
-    struct store_cmd c;
-
-    assert(h->loaded && file_dirty(h));
-    if (op == NULL) {
+    w = wino_get(f, ino);
+    if (w == NULL) {
         fuse_reply_err(req, ENOMEM);
-        if (release) {
-            fs__file_unref(f, h);
-        }
         return;
     }
-    op->file = h;
-    op->gen = h->gen;
-    op->release = release;
-    h->refs++;
-    h->wrote = false;
-    memset(&c, 0, sizeof(c));
-    c.op = STORE_OP_WRITE;
-    c.ino = h->ino;
-    c.data = h->buf != NULL ? h->buf : "";
-    c.data_len = h->len;
-    fs__propose(f, op, &c);
-}
-
-void fs__file_done(struct fs_op* op, const struct store_result* res)
-{
-    struct fs_file* h = op->file;
-    struct fs* f = op->fs;
-
-    assert(op->kind == FS_REPLY_COMMIT && h != NULL);
-    if (res->err == 0) {
-        if (op->gen > h->committed_gen) {
-            h->committed_gen = op->gen;
-        }
-    } else {
-        h->committed_gen = h->gen; /* dropped: the caller got the error */
-        h->wrote = false;
+    op = wop_new(f, req, FS_WOP_WRITE);
+    if (op == NULL) {
+        wino_put(w);
+        return;
     }
-    if (!file_dirty(h)) {
-        file_drop_buffer(h); /* reads go to the store again */
-    }
-    if (op->req != NULL) {
-        fuse_reply_err(op->req, -res->err);
-    }
-    if (op->release) {
-        fs__file_unref(f, h); /* the handle's own reference */
-    }
-    fs__file_unref(f, h); /* the commit's reference */
-    op->file = NULL;
-}
-
-int fs__file_attr_for(const struct fs* f, uint64_t ino, struct store_attr* a)
-{
-    const struct fs_file* h;
-
-    for (h = f->files.next; h != &f->files; h = h->next) {
-        if (h->ino == ino && !h->is_virtual && h->attr.ino == ino) {
-            *a = h->attr;
-            a->nlink = 0;
-            a->size = h->loaded ? h->len : a->size;
-            return 0;
-        }
-    }
-    return -ENOENT;
-}
-
-const struct fs_file* fs__file_dirty_for(const struct fs* f, uint64_t ino)
-{
-    const struct fs_file *h, *best = NULL;
-
-    for (h = f->files.next; h != &f->files && h->writable; h = h->next) {
-        if (h->ino == ino && h->loaded && file_dirty(h) &&
-            (best == NULL || h->gen > best->gen)) {
-            best = h;
-        }
-    }
-    return best;
-}
-
-void fs__file_commit_ino(struct fs* f, uint64_t ino)
-{
-    struct fs_file *h, *next;
-
-    for (h = f->files.next; h != &f->files && h->writable; h = next) {
-        next = h->next;
-        if (h->ino == ino && !h->is_virtual && h->loaded && file_dirty(h)) {
-            file_commit(f, NULL, h, false);
-        }
-    }
+    op->data = (char*)buf; /* borrowed; copied if queued */
+    op->size = size;
+    op->off = (uint64_t)off;
+    op->append = (fi->flags & O_APPEND) != 0;
+    wino_submit(f, w, op);
 }
 
 void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
 {
-    struct fs* f = fuse_req_userdata(req);
-    struct fs_file* h = handle_of(fi);
-
-    if (!h->wrote || !h->loaded || !file_dirty(h)) {
-        fuse_reply_err(req, 0);
-        return;
-    }
-    file_commit(f, req, h, false);
+    (void)ino;
+    (void)fi;
+    /* Writes are committed when they are written: close() has nothing to
+     * do, and ENOSYS tells the kernel to stop sending FLUSH. */
+    fuse_reply_err(req, ENOSYS);
 }
 
 void fs_fsync(fuse_req_t req,
@@ -457,24 +726,24 @@ void fs_fsync(fuse_req_t req,
               struct fuse_file_info* fi)
 {
     struct fs* f = fuse_req_userdata(req);
-    struct fs_file* h = handle_of(fi);
+    struct fs_wino* w = wino_find(f, ino);
+    struct fs_op* op;
 
-    if (!h->loaded || !file_dirty(h)) {
+    (void)datasync;
+    (void)fi;
+    if (w == NULL || (!w->trunc && !w->busy)) {
         fuse_reply_err(req, 0); /* everything committed is durable */
         return;
     }
-    file_commit(f, req, h, false);
+    op = wop_new(f, req, FS_WOP_FSYNC);
+    if (op != NULL) {
+        wino_submit(f, w, op);
+    }
 }
 
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
 {
-    struct fs* f = fuse_req_userdata(req);
-    struct fs_file* h = handle_of(fi);
-
-    if (h->loaded && file_dirty(h) && !h->is_virtual) {
-        file_commit(f, req, h, true);
-        return;
-    }
-    fs__file_unref(f, h);
-    fuse_reply_err(req, 0);
+    (void)ino;
+    (void)fi;
+    fuse_reply_err(req, 0); /* no per-open state */
 }

@@ -25,6 +25,10 @@ enum {
     FS_NOTIFY_DROPPED_MAX = 4096,   /* distinct inos remembered on overflow */
     FS_READDIR_SKIP_MAX = 1u << 20, /* entries walked to reach a seekdir */
     FS_BLOCK_SIZE = 4096,           /* st_blksize, statfs f_bsize */
+    FS_VFILE_RING = 64,             /* /.cluster generations kept */
+    FS_WRITE_MAX = 1 << 20,         /* max_write: bytes per WRITE */
+    FS_GRAVES = 256,   /* removed inos still readable by their holders */
+    FS_SETTLE_MS = 50, /* a truncation with no write after it commits */
 };
 
 /* Virtual inodes: a reserved range at the top of the ino space (store inos
@@ -35,6 +39,8 @@ enum {
 #define FS_VINO_MEMBERS (FS_VINO_BASE + 3)   /* /.cluster/members */
 #define FS_VINO_LEADER (FS_VINO_BASE + 4)    /* /.cluster/leader */
 #define FS_VINO_SNAPSHOTS (FS_VINO_BASE + 5) /* /.snapshots */
+/* Generations of /.cluster files: FS_VFILE_BASE + generation. */
+#define FS_VFILE_BASE (FS_VINO_BASE - (UINT64_C(1) << 40))
 /* Entries of snapshot views (fs_snap.c): FS_SNAP_INO_BASE | root slot <<
  * FS_SNAP_ROOT_SHIFT | store ino, all below FS_VINO_BASE. */
 #define FS_SNAP_INO_BASE (UINT64_C(1) << 63)
@@ -43,26 +49,34 @@ enum {
 enum { FS_SNAP_ROOTS_MAX = 4096 }; /* /.snapshots dirs the kernel may hold */
 _Static_assert(FS_SNAP_INO_BASE +
                        ((uint64_t)FS_SNAP_ROOTS_MAX << FS_SNAP_ROOT_SHIFT) <
-                   FS_VINO_BASE,
+                   FS_VFILE_BASE,
                "view inos stay below the virtual inos");
 #define FS_CLUSTER_NAME ".cluster"
 #define FS_SNAPSHOTS_NAME ".snapshots"
 
-/* One open file (fi->fh). A regular file keeps the whole-file write buffer
- * (DESIGN §3); a virtual file keeps the text generated at open. */
-struct fs_file {
-    struct fs_file *prev, *next; /* fs->files */
+/* Per-inode write state (fs_file.c). Exists while an inode has a deferred
+ * truncation, a commit in flight, or requests queued behind that commit:
+ * commits of one inode are serialized so that each starts from the content
+ * the previous one produced. */
+struct fs_wino {
+    struct fs_wino *prev, *next; /* fs->winos */
     uint64_t ino;
-    bool is_virtual;
-    bool writable;
-    bool loaded;  /* buf holds the file's content as this handle sees it */
-    bool wrote;   /* a write() since the last commit started */
-    uint64_t gen; /* bumped by each change to buf (and an O_TRUNC open) */
-    uint64_t committed_gen; /* gen of the last successful commit */
-    unsigned refs;          /* 1 for the handle + 1 per commit in flight */
-    struct store_attr attr; /* at open: fstat after the name was replaced */
-    char* buf;
-    size_t len, cap;
+    bool trunc;       /* truncated to 0, not yet committed */
+    int64_t trunc_ns; /* when (CLOCK_MONOTONIC): the settle timer */
+    bool busy;        /* a commit of this ino is in flight */
+    bool running;     /* wino_run is on the stack */
+    struct fs_op *q_head, *q_tail; /* waiting for that commit, FIFO */
+};
+
+/* Generated /.cluster file contents: every lookup of a name gets a new
+ * inode with its own immutable text, so a reader's page cache always holds
+ * one consistent generation (fs_cluster.c). */
+struct fs_vfile {
+    uint64_t ino;  /* 0: free slot */
+    uint64_t kind; /* FS_VINO_STATUS, _MEMBERS or _LEADER */
+    int64_t made_ns;
+    char* text;
+    size_t len;
 };
 
 /* The reply a pending request expects. */
@@ -71,7 +85,7 @@ enum fs_reply {
     FS_REPLY_ENTRY,   /* fuse_reply_entry of res->ino */
     FS_REPLY_CREATE,  /* fuse_reply_create of res->ino with op->fi */
     FS_REPLY_ATTR,    /* fuse_reply_attr of op->ino */
-    FS_REPLY_COMMIT,  /* fuse_reply_err after a whole-file commit */
+    FS_REPLY_WRITE,   /* a write-path request (fs_file.c) */
     FS_REPLY_BARRIER, /* a read barrier; op->resume continues the request */
 };
 
@@ -81,12 +95,25 @@ struct fs_op {
     fuse_req_t req; /* NULL: an internal commit, nothing to reply */
     enum fs_reply kind;
     struct fuse_file_info fi; /* CREATE; the open / lookup being resumed */
-    struct fs_file* file;     /* CREATE (new handle), COMMIT (holds a ref) */
-    uint64_t ino;             /* ATTR target; resumed lookup's parent */
-    uint64_t gen;             /* COMMIT: file->gen proposed */
-    bool release;             /* COMMIT from RELEASE: drop the handle */
+    uint64_t ino;             /* ATTR / WRITE target; resumed lookup's parent */
     void (*resume)(struct fs_op* op, int err); /* BARRIER */
     char name[FS_NAME_MAX + 1];                /* resumed lookup */
+    /* FS_REPLY_WRITE (fs_file.c) */
+    struct fs_op* wnext; /* fs_wino queue */
+    int wop;             /* FS_WOP_* */
+    char* data;          /* WRITE bytes (libfuse's, or a copy) */
+    bool data_owned;     /* data is our copy (a queued WRITE) */
+    size_t size;         /* WRITE length */
+    uint64_t off;        /* WRITE offset */
+    bool append;         /* O_APPEND: at the end of the content */
+    uint64_t new_size;   /* SETATTR size */
+};
+
+enum {
+    FS_WOP_WRITE = 1, /* WRITE: reply fuse_reply_write */
+    FS_WOP_RESIZE,    /* SETATTR(size): reply fuse_reply_attr */
+    FS_WOP_FSYNC,     /* FSYNC: reply fuse_reply_err */
+    FS_WOP_SETTLE,    /* internal: commit a deferred truncation */
 };
 
 struct fs_notify_item {
@@ -112,7 +139,16 @@ struct fs {
     struct node* node;
     struct fs_options o;
     struct fs_op pending; /* list head */
-    struct fs_file files; /* list head */
+    struct fs_wino winos; /* list head */
+    uv_timer_t* settle;   /* fs_options.settle_timer */
+    struct fs_vfile vfiles[FS_VFILE_RING];
+    uint64_t vfile_next; /* generation counter */
+    /* Inos removed lately and the revision that removed them: a process
+     * that opened one before reads it as it was (fs_file.c). */
+    struct {
+        uint64_t ino, rev;
+    } graves[FS_GRAVES];
+    size_t grave_next;
     struct fs_notify notify;
     struct fs_snap* snap; /* fs_snap.c; NULL until /.snapshots is used */
 };
@@ -132,20 +168,40 @@ bool fs__name_bad(fuse_req_t req, const char* name);
 int64_t fs__now_ns(void);
 
 /* fs_file.c */
-struct fs_file* fs__file_new(struct fs* f, uint64_t ino, int flags);
-void fs__file_unref(struct fs* f, struct fs_file* h);
-void fs__file_done(struct fs_op* op, const struct store_result* res);
-/* The handle of ino with uncommitted content (the most written one), or
- * NULL: getattr reports its size (i_size must match what the writer sees). */
-const struct fs_file* fs__file_dirty_for(const struct fs* f, uint64_t ino);
-/* Attributes of ino from an open handle (an unlinked or replaced file
- * stays usable while open): 0 or -ENOENT. */
-int fs__file_attr_for(const struct fs* f, uint64_t ino, struct store_attr* a);
-/* Commit (without a reply) every handle of ino with uncommitted content:
- * a setattr of explicit times must land after the content it dates. */
-void fs__file_commit_ino(struct fs* f, uint64_t ino);
-/* setattr(size) on a handle with a buffer: resize it too. */
-void fs__file_resize(struct fs_file* h, uint64_t size);
+/* A WRITE op's proposal finished (called by fs.c's proposal callback). */
+void fs__write_done(struct fs_op* op, const struct store_result* res);
+/* Size of ino as this mount's writers see it (a deferred truncation):
+ * true and *size set when it differs from the store's. */
+bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size);
+/* SETATTR(size) of a regular store file: replies. */
+void fs__setattr_size(struct fs* f,
+                      fuse_req_t req,
+                      uint64_t ino,
+                      uint64_t size,
+                      const struct stat* attr,
+                      int to_set);
+/* Commit ino's deferred truncation now (before a proposal that must land
+ * after it, e.g. explicit times). */
+void fs__settle_ino(struct fs* f, uint64_t ino);
+/* CREATE of a name that exists (no O_EXCL): reply from local state and
+ * defer the truncation when O_TRUNC. */
+void fs__create_existing(struct fs* f,
+                         fuse_req_t req,
+                         const struct store_attr* a,
+                         struct fuse_file_info* fi);
+/* Open flags for every regular file reply (open, create). */
+void fs__file_open_flags(const struct fs* f, struct fuse_file_info* fi);
+void fs__settle_cb(uv_timer_t* t);
+/* ino was removed at revision rev (fs_on_change). */
+void fs__grave_add(struct fs* f, uint64_t ino, uint64_t rev);
+/* A removed ino as it was just before: attrs and (data != NULL) content,
+ * malloc'd. -ESTALE when unknown or no longer retained. */
+int fs__grave_read(struct fs* f,
+                   uint64_t ino,
+                   struct store_attr* a,
+                   void** data,
+                   size_t* len);
+void fs__winos_free(struct fs* f);
 void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
 void fs_read(fuse_req_t req,
              fuse_ino_t ino,
@@ -221,8 +277,16 @@ void fs__virtual_attr(uint64_t vino, struct store_attr* a);
 int fs__virtual_lookup(uint64_t parent, const char* name, struct store_attr* a);
 /* Child names of a virtual dir, index i (NULL past the end). */
 const char* fs__virtual_child(uint64_t dir, size_t i, uint64_t* ino);
-/* Generate a virtual file's content into h->buf. */
-int fs__virtual_open(struct fs* f, struct fs_file* h);
+bool fs__is_vfile(uint64_t ino); /* a /.cluster file generation */
+/* A new generation of the /.cluster file `vino`: attrs with its ino. */
+int fs__vfile_make(struct fs* f, uint64_t vino, struct store_attr* a);
+/* A generation's text (borrowed) and attrs: 0 or -ESTALE (recycled). */
+int fs__vfile_get(struct fs* f,
+                  uint64_t ino,
+                  const char** text,
+                  size_t* len,
+                  struct store_attr* a);
+void fs__vfiles_free(struct fs* f);
 
 /* fs_snap.c: /.snapshots and its read-only views */
 bool fs__is_snap(uint64_t ino); /* an entry of a view */
@@ -245,11 +309,6 @@ int fs__snap_readdir(struct fs* f,
                      const char* after,
                      store_readdir_cb cb,
                      void* data);
-/* Read-only open of a view file; replies (EROFS for a write open). */
-void fs__snap_open(struct fs* f,
-                   fuse_req_t req,
-                   uint64_t ino,
-                   struct fuse_file_info* fi);
 /* mkdir / rmdir of /.snapshots/NAME: one proposal; replies. */
 void fs__snap_mkdir(fuse_req_t req, const char* name);
 void fs__snap_rmdir(fuse_req_t req, const char* name);

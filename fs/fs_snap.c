@@ -44,7 +44,7 @@ struct fs_snap {
 
 bool fs__is_snap(uint64_t ino)
 {
-    return ino >= FS_SNAP_INO_BASE && ino <= FS_VINO_BASE;
+    return ino >= FS_SNAP_INO_BASE && ino < FS_VFILE_BASE;
 }
 
 bool fs__in_snapshots(uint64_t ino)
@@ -382,53 +382,6 @@ int fs__snap_readdir(struct fs* f,
     rv = snap_view_readdir(v, store_ino_of(dir), lc.after, list_view_cb, &lc);
     snap_view_release(v);
     return rv < 0 ? rv : lc.stop;
-}
-
-/* ---- open ---- */
-
-void fs__snap_open(struct fs* f,
-                   fuse_req_t req,
-                   uint64_t ino,
-                   struct fuse_file_info* fi)
-{
-    struct store_attr a;
-    struct fs_file* h;
-    void* data = NULL;
-    size_t len = 0;
-    int rv;
-
-    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-        fuse_reply_err(req, EROFS);
-        return;
-    }
-    rv = fs__snap_getattr(f, ino, &a);
-    if (rv == 0 && a.type == STORE_DIR) {
-        rv = -EISDIR;
-    }
-    if (rv == 0) {
-        rv = fs__snap_read(f, ino, &data, &len);
-    }
-    if (rv != 0) {
-        fuse_reply_err(req, -rv);
-        return;
-    }
-    h = fs__file_new(f, ino, O_RDONLY);
-    if (h == NULL) {
-        free(data);
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    h->is_virtual = true; /* content in buf, never committed */
-    h->attr = a;
-    h->buf = data;
-    h->len = h->cap = len;
-    h->loaded = true;
-    fi->fh = (uint64_t)(uintptr_t)h;
-    fi->keep_cache = 1; /* a view never changes */
-    fi->noflush = 1;
-    if (fuse_reply_open(req, fi) != 0) {
-        fs__file_unref(f, h);
-    }
 }
 
 /* ---- mkdir / rmdir in /.snapshots: one replicated proposal each ---- */

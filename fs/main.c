@@ -47,6 +47,7 @@ struct mount_opts {
 
 struct app {
     uv_loop_t loop;
+    uv_timer_t settle_timer; /* fs_options.settle_timer */
     struct mount_opts* mo;
     struct node* node;
     struct fs* fs;
@@ -525,7 +526,9 @@ static int run_node(struct app* a)
     int rv;
 
     uv_loop_init(&a->loop);
+    uv_timer_init(&a->loop, &a->settle_timer);
     fs_options_default(&fo);
+    fo.settle_timer = &a->settle_timer;
     fo.linearizable = a->mo->linearizable;
     if (a->mo->node.store.file_size_max != 0) {
         fo.file_size_max = a->mo->node.store.file_size_max;

@@ -70,6 +70,7 @@ struct nullfs {
     uint64_t nodes_used;
     double timeout_s;
     bool keep_cache;
+    bool no_open; /* answer OPEN with ENOSYS (FUSE_NO_OPEN_SUPPORT) */
 };
 
 static struct nullfs nfs;
@@ -236,7 +237,11 @@ static int file_truncate(struct node* n, size_t size)
 static void nfs_init(void* userdata, struct fuse_conn_info* conn)
 {
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) {
+    if (nfs.no_open) {
+        /* The kernel skips OPEN after the first ENOSYS; with
+         * atomic_o_trunc it would then drop O_TRUNC entirely. */
+        conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+    } else if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) {
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     }
 }
@@ -430,6 +435,10 @@ static void nfs_create(fuse_req_t req,
 static void nfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
 {
     int err = 0;
+    if (nfs.no_open) {
+        fuse_reply_err(req, ENOSYS);
+        return;
+    }
     pthread_mutex_lock(&nfs.mu);
     struct node* n = node_get(ino);
     if (n == NULL) {
@@ -775,6 +784,8 @@ int main(int argc, char** argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
             nfs.timeout_s = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--no-open") == 0) {
+            nfs.no_open = true;
         } else if (strcmp(argv[i], "--no-keep-cache") == 0) {
             nfs.keep_cache = false;
         } else if (strcmp(argv[i], "--single-thread") == 0) {
