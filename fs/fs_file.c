@@ -199,7 +199,9 @@ static void commit_start(struct fs* f, struct fs_wino* w, struct fs_op* op)
     }
     if (len > 0) {
         size_t keep = base_len < len ? base_len : len;
-        memcpy(buf, base, keep);
+        if (keep > 0) {
+            memcpy(buf, base, keep);
+        }
         memset(buf + keep, 0, len - keep);
     }
     if (op->wop == FS_WOP_WRITE && op->size > 0) {
