@@ -34,6 +34,10 @@ struct fs;
 struct fs* fs_new(struct node* n, const struct fs_options* o);
 /* Start the notifier thread on se (call after the session is mounted). */
 int fs_start_notifier(struct fs* f, struct fuse_session* se);
+/* Orderly shutdown, once no new requests are read: commit deferred
+ * truncations and wait for every write commit in flight; cb runs once
+ * none is left (from a later loop iteration, never inside this call). */
+void fs_quiesce(struct fs* f, void (*cb)(void* data), void* data);
 /* Stop the notifier thread; drop open-file state; free. */
 void fs_free(struct fs* f);
 

@@ -77,7 +77,23 @@ static struct fs_wino* wino_get(struct fs* f, uint64_t ino)
     return w;
 }
 
-static void wino_put(struct fs_wino* w)
+static void quiesced_cb(uv_timer_t* t)
+{
+    struct fs* f = t->data;
+    void (*cb)(void* data) = f->quiesce_cb;
+
+    f->quiesce_cb = NULL;
+    cb(f->quiesce_data);
+}
+
+static void quiesce_check(struct fs* f)
+{
+    if (f->quiesce_cb != NULL && f->winos.next == &f->winos) {
+        uv_timer_start(f->settle, quiesced_cb, 0, 0); /* the next turn */
+    }
+}
+
+static void wino_put(struct fs* f, struct fs_wino* w)
 {
     if (w->trunc || w->busy || w->q_head != NULL) {
         return;
@@ -85,11 +101,12 @@ static void wino_put(struct fs_wino* w)
     w->prev->next = w->next;
     w->next->prev = w->prev;
     free(w);
+    quiesce_check(f);
 }
 
 static void settle_arm(struct fs* f)
 {
-    if (!uv_is_active((uv_handle_t*)f->settle)) {
+    if (f->quiesce_cb == NULL && !uv_is_active((uv_handle_t*)f->settle)) {
         uv_timer_start(f->settle, fs__settle_cb, FS_SETTLE_MS, 0);
     }
 }
@@ -249,7 +266,7 @@ static void wino_run(struct fs* f, struct fs_wino* w)
         commit_start(f, w, op);
     }
     w->running = false;
-    wino_put(w);
+    wino_put(f, w);
 }
 
 void fs__write_done(struct fs_op* op, const struct store_result* res)
@@ -360,6 +377,29 @@ void fs__settle_cb(uv_timer_t* t)
     }
 }
 
+void fs_quiesce(struct fs* f, void (*cb)(void* data), void* data)
+{
+    struct fs_wino *w, *next;
+
+    assert(f->quiesce_cb == NULL && cb != NULL);
+    uv_timer_stop(f->settle);
+    f->quiesce_cb = cb;
+    f->quiesce_data = data;
+    for (w = f->winos.next; w != &f->winos; w = next) {
+        next = w->next;
+        if (w->trunc && !w->busy) {
+            struct fs_op* op = wop_new(f, NULL, FS_WOP_SETTLE);
+            if (op == NULL) {
+                w->trunc = false; /* out of memory: lost, as in a crash */
+                wino_put(f, w);
+                continue;
+            }
+            wino_submit(f, w, op);
+        }
+    }
+    quiesce_check(f);
+}
+
 void fs__settle_ino(struct fs* f, uint64_t ino)
 {
     struct fs_wino* w = wino_find(f, ino);
@@ -423,7 +463,7 @@ void fs__setattr_size(struct fs* f,
     }
     op = wop_new(f, req, FS_WOP_RESIZE);
     if (op == NULL) {
-        wino_put(w);
+        wino_put(f, w);
         return;
     }
     op->new_size = size;
@@ -703,7 +743,7 @@ void fs_write(fuse_req_t req,
     }
     op = wop_new(f, req, FS_WOP_WRITE);
     if (op == NULL) {
-        wino_put(w);
+        wino_put(f, w);
         return;
     }
     op->data = (char*)buf; /* borrowed; copied if queued */

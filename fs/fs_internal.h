@@ -138,9 +138,11 @@ struct fs_notify {
 struct fs {
     struct node* node;
     struct fs_options o;
-    struct fs_op pending; /* list head */
-    struct fs_wino winos; /* list head */
-    uv_timer_t* settle;   /* fs_options.settle_timer */
+    struct fs_op pending;           /* list head */
+    struct fs_wino winos;           /* list head */
+    uv_timer_t* settle;             /* fs_options.settle_timer */
+    void (*quiesce_cb)(void* data); /* fs_quiesce: waiting for winos */
+    void* quiesce_data;
     struct fs_vfile vfiles[FS_VFILE_RING];
     uint64_t vfile_next; /* generation counter */
     /* Inos removed lately and the revision that removed them: a process

@@ -383,6 +383,13 @@ static void node_stopped_cb(void* data)
     uv_stop(&a->loop);
 }
 
+/* Deferred truncations are committed and writes in flight answered. */
+static void fs_quiesced_cb(void* data)
+{
+    struct app* a = data;
+    node_stop(a->node, node_stopped_cb, a);
+}
+
 static void begin_shutdown(struct app* a, const char* why)
 {
     if (a->shutting_down) {
@@ -396,6 +403,10 @@ static void begin_shutdown(struct app* a, const char* why)
     if (a->ctl != NULL) {
         ctl_close(a->ctl);
         a->ctl = NULL;
+    }
+    if (a->fs != NULL) {
+        fs_quiesce(a->fs, fs_quiesced_cb, a); /* then the node stops */
+        return;
     }
     node_stop(a->node, node_stopped_cb, a);
 }

@@ -4,14 +4,17 @@
  * machine for the operations loadgen issues.
  *
  *   nullfs MOUNTPOINT [--timeout S] [--no-keep-cache] [--single-thread]
- *                     [-o FUSE_OPTS]
+ *                     [--open] [-o FUSE_OPTS]
  *
  * Runs in the foreground until SIGINT/SIGTERM or `fusermount3 -u`. The
  * kernel-cache settings default to quorumfs's own (fs/fs.c, fs/fs_file.c):
- * entry and attribute timeouts of 3600 s, keep_cache on every open,
- * FOPEN_NOFLUSH on read-only opens, atomic_o_trunc, no writeback cache, so
- * the two answer the same FUSE requests per operation. --timeout 0 and
- * --no-keep-cache turn kernel caching off.
+ * entry and attribute timeouts of 3600 s, no OPEN and no FLUSH (both
+ * answered ENOSYS, so the kernel stops sending OPEN, FLUSH and RELEASE),
+ * no atomic_o_trunc (O_TRUNC arrives as SETATTR), no writeback cache, so
+ * the two answer the same FUSE requests per operation. --open answers OPEN
+ * and FLUSH instead (keep_cache on every open, FOPEN_NOFLUSH on read-only
+ * opens, atomic_o_trunc: quorumfs's request pattern before 2026-11-26).
+ * --timeout 0 and --no-keep-cache turn kernel caching off.
  *
  * Supported: lookup, forget, getattr, setattr (mode, size, times), mkdir,
  * rmdir, create, mknod (regular files), open, read, write, flush, release,
@@ -520,6 +523,13 @@ static void nfs_write(fuse_req_t req,
     fuse_reply_write(req, size);
 }
 
+static void nfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
+{
+    (void)ino;
+    (void)fi;
+    fuse_reply_err(req, nfs.no_open ? ENOSYS : 0);
+}
+
 static void nfs_ok(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
 {
     fuse_reply_err(req, 0);
@@ -741,7 +751,7 @@ static const struct fuse_lowlevel_ops nfs_ops = {
     .open = nfs_open,
     .read = nfs_read,
     .write = nfs_write,
-    .flush = nfs_ok,
+    .flush = nfs_flush,
     .release = nfs_ok,
     .fsync = nfs_fsync,
     .opendir = nfs_opendir,
@@ -755,7 +765,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: nullfs MOUNTPOINT [--timeout S] [--no-keep-cache] "
-            "[--single-thread] [-o FUSE_OPTS]\n");
+            "[--single-thread] [--open] [-o FUSE_OPTS]\n");
     exit(2);
 }
 
@@ -781,11 +791,12 @@ int main(int argc, char** argv)
 
     nfs.timeout_s = 3600.0;
     nfs.keep_cache = true;
+    nfs.no_open = true;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
             nfs.timeout_s = atof(argv[++i]);
-        } else if (strcmp(argv[i], "--no-open") == 0) {
-            nfs.no_open = true;
+        } else if (strcmp(argv[i], "--open") == 0) {
+            nfs.no_open = false;
         } else if (strcmp(argv[i], "--no-keep-cache") == 0) {
             nfs.keep_cache = false;
         } else if (strcmp(argv[i], "--single-thread") == 0) {

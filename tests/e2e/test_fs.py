@@ -89,11 +89,24 @@ def test_one_proposal_per_echo(node):
 def test_truncating_open_without_write(node):
     f = node.path("t")
     write(f, "content")
+    rev = node.revision()
     sh(": > %s" % f)
-    # the empty content is committed at release, which may follow close()
+    # this mount sees the truncation at once; it is committed when no write
+    # follows it within FS_SETTLE_MS (50 ms), as one proposal
+    assert os.stat(f).st_size == 0
+    assert read(f) == ""
     deadline = time.monotonic() + 5
-    while os.stat(f).st_size != 0 and time.monotonic() < deadline:
+    while node.revision() != rev + 1 and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert node.revision() == rev + 1
+    assert read(f) == ""
+    # a truncation still waiting for its write is committed by a clean
+    # unmount, not lost
+    write(f, "again")
+    sh(": > %s" % f)
+    rc = node.unmount_clean()
+    assert rc == 0, node.log()
+    node.start()
     assert read(f) == ""
 
 
