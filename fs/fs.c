@@ -364,9 +364,11 @@ static void fs_getattr(fuse_req_t req,
         timeout = 1.0;
     } else {
         rv = store_getattr(node_store(f->node), ino, &a);
-        if (rv == -ENOENT && fi != NULL) {
-            /* fstat() of a file removed since it was opened. A path's
-             * stat() gets ESTALE instead and looks the name up again. */
+        if (rv == -ENOENT) {
+            /* fstat() of a file removed since it was opened (the kernel
+             * does not say whether a GETATTR is an fstat; a path's stat
+             * of a name removed on another node may see the old file until
+             * the invalidation arrives, as it would see its content). */
             rv = fs__grave_read(f, ino, &a, NULL, NULL);
             a.nlink = 0;
         }
@@ -438,7 +440,8 @@ void fs_on_change(void* data, const struct store_change* c)
         if (store_getattr(node_store(f->node), c->ino, &a) == -ENOENT) {
             struct store_stats s;
             store_get_stats(node_store(f->node), &s);
-            fs__grave_add(f, c->ino, s.revision);
+            /* Called while the change applies: its revision is next. */
+            fs__grave_add(f, c->ino, s.revision + 1);
         }
         fs__notify_push(&f->notify, 0, c->parent, c->name);
         return;

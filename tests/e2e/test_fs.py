@@ -331,6 +331,67 @@ def test_atomic_write_never_partial(node):
                                             "atomic.json"]
 
 
+def test_appenders_keep_every_line(node):
+    """Writes to one file from one mount are applied one after the other,
+    each on the content the previous one produced (fs_file.c)."""
+    f = node.path("shared.log")
+    write(f, "")
+    errors = []
+
+    def appender(t):
+        try:
+            fd = os.open(f, os.O_WRONLY | os.O_APPEND)
+            try:
+                for i in range(40):
+                    line = ("t%02d line %03d " % (t, i)).ljust(63, "x") + "\n"
+                    assert os.write(fd, line.encode()) == len(line)
+            finally:
+                os.close(fd)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=appender, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    lines = read(f).splitlines()
+    assert len(lines) == 8 * 40
+    assert len(set(lines)) == 8 * 40
+    assert all(len(x) == 63 for x in lines)
+    for t in range(8):  # each appender's lines in its own order
+        mine = [x for x in lines if x.startswith("t%02d " % t)]
+        assert mine == sorted(mine)
+
+
+def test_open_file_outlives_rename_over_and_unlink(node):
+    """A process that opened a file reads it as it was, after the name was
+    renamed over or unlinked (pages it had not read come from history)."""
+    f = node.path("held.conf")
+    old = "".join("old line %04d\n" % i for i in range(800))  # > 1 page
+    write(f, old)
+    h = open(f, "rb")  # opened, nothing read yet: no pages cached
+    try:
+        tmp = node.path(".held.conf.tmp")
+        write(tmp, "new\n")
+        os.replace(tmp, f)
+        assert read(f) == "new\n"
+        assert h.read() == old.encode()
+        assert os.fstat(h.fileno()).st_size == len(old)
+    finally:
+        h.close()
+    g = node.path("gone.conf")
+    write(g, old)
+    h = open(g, "rb")
+    try:
+        os.unlink(g)
+        assert not os.path.exists(g)
+        assert h.read() == old.encode()
+    finally:
+        h.close()
+
+
 def test_64_threads_write_and_read_back(node):
     errors = []
     n_threads, n_files = 64, 8
