@@ -28,7 +28,7 @@ enum {
     FS_VFILE_RING = 64,             /* /.cluster generations kept */
     FS_WRITE_MAX = 1 << 20,         /* max_write: bytes per WRITE */
     FS_GRAVES = 256,   /* removed inos still readable by their holders */
-    FS_SETTLE_MS = 50, /* a truncation with no write after it commits */
+    FS_SETTLE_MS = 200, /* a truncation no write followed commits */
 };
 
 /* Virtual inodes: a reserved range at the top of the ino space (store inos

@@ -92,7 +92,7 @@ def test_truncating_open_without_write(node):
     rev = node.revision()
     sh(": > %s" % f)
     # this mount sees the truncation at once; it is committed when no write
-    # follows it within FS_SETTLE_MS (50 ms), as one proposal
+    # follows it within FS_SETTLE_MS (200 ms), as one proposal
     assert os.stat(f).st_size == 0
     assert read(f) == ""
     deadline = time.monotonic() + 5
