@@ -446,6 +446,9 @@ void fs_on_change(void* data, const struct store_change* c)
         fs__notify_push(&f->notify, 0, c->parent, c->name);
         return;
     }
+    if (c->parent == 0 && fs__change_is_ours(f, c->ino)) {
+        return; /* our own write: the kernel already shows it */
+    }
     fs__notify_push(&f->notify, c->ino, c->parent, c->name);
 }
 

@@ -187,10 +187,11 @@ static void commit_start(struct fs* f, struct fs_wino* w, struct fs_op* op)
             return;
         }
     }
+    uint64_t kernel_off = op->off;
     switch (op->wop) {
     case FS_WOP_WRITE:
         if (op->append) {
-            op->off = base_len;
+            op->off = base_len; /* the kernel's i_size may be stale */
         }
         end = op->off + op->size;
         if (end > f->o.file_size_max) {
@@ -236,9 +237,32 @@ static void commit_start(struct fs* f, struct fs_wino* w, struct fs_op* op)
     c.data_len = len;
     w->trunc = false; /* it is part of this proposal */
     w->busy = true;
+    /* The kernel wrote these bytes through its page cache (or truncated
+     * it itself) at the same offsets: it holds this content already. */
+    w->inflight = buf;
+    w->inflight_len = len;
+    w->inflight_exact = (op->wop == FS_WOP_WRITE && op->off == kernel_off) ||
+                        op->wop == FS_WOP_RESIZE; /* answered with attrs */
     op->ino = w->ino;
     fs__propose(f, op, &c); /* on a refusal: fs__write_done, right away */
-    free(buf);              /* node_propose copied it */
+}
+
+bool fs__change_is_ours(struct fs* f, uint64_t ino)
+{
+    const struct fs_wino* w;
+    const void* data;
+    size_t len;
+
+    if (f->winos.next == &f->winos) {
+        return false;
+    }
+    w = wino_find(f, ino);
+    if (w == NULL || !w->busy || !w->inflight_exact ||
+        store_read(node_store(f->node), ino, &data, &len) != 0 ||
+        len != w->inflight_len) {
+        return false;
+    }
+    return len == 0 || memcmp(data, w->inflight, len) == 0;
 }
 
 /* Start queued ops of w until one is in flight (or none is left); frees
@@ -287,6 +311,8 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
         }
     }
     if (w != NULL) {
+        free(w->inflight);
+        w->inflight = NULL;
         w->busy = false;
         wino_run(f, w);
     }
@@ -517,6 +543,7 @@ void fs__winos_free(struct fs* f)
         }
         w->prev->next = w->next;
         w->next->prev = w->prev;
+        free(w->inflight);
         free(w);
     }
 }

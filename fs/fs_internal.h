@@ -27,7 +27,7 @@ enum {
     FS_BLOCK_SIZE = 4096,           /* st_blksize, statfs f_bsize */
     FS_VFILE_RING = 64,             /* /.cluster generations kept */
     FS_WRITE_MAX = 1 << 20,         /* max_write: bytes per WRITE */
-    FS_GRAVES = 256,   /* removed inos still readable by their holders */
+    FS_GRAVES = 256,    /* removed inos still readable by their holders */
     FS_SETTLE_MS = 200, /* a truncation no write followed commits */
 };
 
@@ -65,6 +65,12 @@ struct fs_wino {
     int64_t trunc_ns; /* when (CLOCK_MONOTONIC): the settle timer */
     bool busy;        /* a commit of this ino is in flight */
     bool running;     /* wino_run is on the stack */
+    /* The content of the commit in flight and whether this mount's kernel
+     * already holds exactly it (its own write through the page cache): its
+     * apply then needs no invalidation here (fs__change_is_ours). */
+    char* inflight;
+    size_t inflight_len;
+    bool inflight_exact;
     struct fs_op *q_head, *q_tail; /* waiting for that commit, FIFO */
 };
 
@@ -194,6 +200,10 @@ void fs__create_existing(struct fs* f,
 /* Open flags for every regular file reply (open, create). */
 void fs__file_open_flags(const struct fs* f, struct fuse_file_info* fi);
 void fs__settle_cb(uv_timer_t* t);
+/* Whether the change to ino being applied is this mount's own commit in
+ * flight, as its kernel already shows it (fs_on_change skips the
+ * invalidation). */
+bool fs__change_is_ours(struct fs* f, uint64_t ino);
 /* ino was removed at revision rev (fs_on_change). */
 void fs__grave_add(struct fs* f, uint64_t ino, uint64_t rev);
 /* A removed ino as it was just before: attrs and (data != NULL) content,
