@@ -105,7 +105,10 @@ void fs__attr_to_stat(const struct store_attr* a, struct stat* st)
     st->st_uid = a->uid;
     st->st_gid = a->gid;
     st->st_size = (off_t)a->size;
-    st->st_blksize = FS_BLOCK_SIZE;
+    /* The preferred I/O size is one WRITE: stdio and Python size their
+     * buffers by it, so a file written through them (up to 1 MiB) reaches
+     * us as one write() and is committed as one entry. */
+    st->st_blksize = type == S_IFREG ? FS_WRITE_MAX : FS_BLOCK_SIZE;
     st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
     st->st_atim.tv_sec = a->atime_ns / 1000000000;
     st->st_atim.tv_nsec = a->atime_ns % 1000000000;

@@ -24,7 +24,7 @@ enum {
     FS_NOTIFY_QUEUE_MAX = 1024,     /* invalidations waiting for the thread */
     FS_NOTIFY_DROPPED_MAX = 4096,   /* distinct inos remembered on overflow */
     FS_READDIR_SKIP_MAX = 1u << 20, /* entries walked to reach a seekdir */
-    FS_BLOCK_SIZE = 4096,           /* st_blksize, statfs f_bsize */
+    FS_BLOCK_SIZE = 4096,           /* statfs f_bsize, st_blocks unit */
     FS_VFILE_RING = 64,             /* /.cluster generations kept */
     FS_WRITE_MAX = 1 << 20,         /* max_write: bytes per WRITE */
     FS_GRAVES = 256,    /* removed inos still readable by their holders */
