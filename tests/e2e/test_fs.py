@@ -86,6 +86,28 @@ def test_one_proposal_per_echo(node):
     assert node.revision() == rev
 
 
+def test_buffered_writers_commit_once(node, tmp_path):
+    """st_blksize is 1 MiB: Python's buffered file and cp write a file up
+    to that size in one write(), so one entry (no partial state exists)."""
+    f = node.path("py.conf")
+    write(f, "x")
+    assert os.stat(f).st_blksize == 1 << 20
+    rev = node.revision()
+    with open(f, "w") as h:
+        for i in range(2000):
+            h.write("key%d = value%d\n" % (i, i))
+    assert node.revision() == rev + 1
+    assert read(f).count("\n") == 2000
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(600 * 1024))
+    dst = node.path("copied.bin")
+    write(dst, "old")
+    rev = node.revision()
+    sh("cp %s %s" % (src, dst))
+    assert node.revision() == rev + 1
+    assert read(dst, "rb") == src.read_bytes()
+
+
 def test_truncating_open_without_write(node):
     f = node.path("t")
     write(f, "content")
