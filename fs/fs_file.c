@@ -5,7 +5,9 @@
  * kernel stops sending OPEN, FLUSH and RELEASE. A cached `cat` then costs no
  * request at all: every applied change invalidates the kernel's pages and
  * attributes of the inode it touched (fs_on_change), so the page cache is
- * the committed content. In linearizable mode OPEN stays (its ReadIndex
+ * the committed content; the one exception is this mount's own write, whose
+ * content the kernel already holds (it wrote it through its page cache:
+ * fs__change_is_ours). In linearizable mode OPEN stays (its ReadIndex
  * barrier) and drops the pages, but still keeps no state.
  *
  * Writes are write-through (no writeback cache: the kernel would trust its
@@ -46,16 +48,34 @@ static int64_t mono_ns(void)
 
 /* ---- per-inode state ---- */
 
+static size_t wino_bucket(uint64_t ino)
+{
+    return (size_t)((ino * UINT64_C(0x9E3779B97F4A7C15)) >> 32) &
+           (FS_WINO_BUCKETS - 1);
+}
+
 static struct fs_wino* wino_find(const struct fs* f, uint64_t ino)
 {
     struct fs_wino* w;
 
-    for (w = f->winos.next; w != &f->winos; w = w->next) {
+    for (w = f->wino_hash[wino_bucket(ino)]; w != NULL; w = w->hnext) {
         if (w->ino == ino) {
             return w;
         }
     }
     return NULL;
+}
+
+static void wino_unlink(struct fs* f, struct fs_wino* w)
+{
+    struct fs_wino** p = &f->wino_hash[wino_bucket(w->ino)];
+
+    while (*p != w) {
+        p = &(*p)->hnext;
+    }
+    *p = w->hnext;
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
 }
 
 static struct fs_wino* wino_get(struct fs* f, uint64_t ino)
@@ -74,6 +94,8 @@ static struct fs_wino* wino_get(struct fs* f, uint64_t ino)
     w->prev = &f->winos;
     f->winos.next->prev = w;
     f->winos.next = w;
+    w->hnext = f->wino_hash[wino_bucket(ino)];
+    f->wino_hash[wino_bucket(ino)] = w;
     return w;
 }
 
@@ -98,8 +120,7 @@ static void wino_put(struct fs* f, struct fs_wino* w)
     if (w->trunc || w->busy || w->q_head != NULL) {
         return;
     }
-    w->prev->next = w->next;
-    w->next->prev = w->prev;
+    wino_unlink(f, w);
     free(w);
     quiesce_check(f);
 }
@@ -541,8 +562,7 @@ void fs__winos_free(struct fs* f)
             op_reply_err(op, ESHUTDOWN);
             op_drop(op);
         }
-        w->prev->next = w->next;
-        w->next->prev = w->prev;
+        wino_unlink(f, w);
         free(w->inflight);
         free(w);
     }

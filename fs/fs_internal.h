@@ -27,8 +27,9 @@ enum {
     FS_BLOCK_SIZE = 4096,           /* statfs f_bsize, st_blocks unit */
     FS_VFILE_RING = 64,             /* /.cluster generations kept */
     FS_WRITE_MAX = 1 << 20,         /* max_write: bytes per WRITE */
-    FS_GRAVES = 256,    /* removed inos still readable by their holders */
-    FS_SETTLE_MS = 200, /* a truncation no write followed commits */
+    FS_GRAVES = 256,        /* removed inos still readable by their holders */
+    FS_WINO_BUCKETS = 1024, /* per-inode write state hash (power of 2) */
+    FS_SETTLE_MS = 200,     /* a truncation no write followed commits */
 };
 
 /* Virtual inodes: a reserved range at the top of the ino space (store inos
@@ -60,6 +61,7 @@ _Static_assert(FS_SNAP_INO_BASE +
  * the previous one produced. */
 struct fs_wino {
     struct fs_wino *prev, *next; /* fs->winos */
+    struct fs_wino* hnext;       /* fs->wino_hash bucket */
     uint64_t ino;
     bool trunc;       /* truncated to 0, not yet committed */
     int64_t trunc_ns; /* when (CLOCK_MONOTONIC): the settle timer */
@@ -144,8 +146,9 @@ struct fs_notify {
 struct fs {
     struct node* node;
     struct fs_options o;
-    struct fs_op pending;           /* list head */
-    struct fs_wino winos;           /* list head */
+    struct fs_op pending; /* list head */
+    struct fs_wino winos; /* list head */
+    struct fs_wino* wino_hash[FS_WINO_BUCKETS];
     uv_timer_t* settle;             /* fs_options.settle_timer */
     void (*quiesce_cb)(void* data); /* fs_quiesce: waiting for winos */
     void* quiesce_data;
