@@ -19,6 +19,9 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,12 +186,16 @@ static void drain_completions(struct node* n)
 /* ---- stepping ---- */
 
 static void handle_update(struct node* n, const struct raft_update* u);
+static bool lone_server(const struct node* n);
 
 int node__step(struct node* n, struct raft_event* ev)
 {
     struct raft_update u;
     int rv;
 
+    if (ev->type == RAFT_EV_CONF_CHANGE) {
+        node__image_real(n); /* a new server is never offered no image */
+    }
     ev->now_ms = now_ms(n);
     n->depth++;
     rv = raft_step(n->raft, ev, &u);
@@ -370,6 +377,11 @@ static void handle_update(struct node* n, const struct raft_update* u)
     handle_failed_proposals(n, u);
     if (u->conf_changed) {
         node__sync_peers(n);
+        if (!lone_server(n)) {
+            /* Safe: the core streams an image only after a follower
+             * rejected an append, a round trip after this update. */
+            node__image_real(n);
+        }
     }
     if (u->role_changed) {
         node__role_changed(n);
@@ -890,21 +902,30 @@ void node__frame_schedule(struct node* n)
     }
 }
 
-void node__maybe_compact(struct node* n)
+/* True when this node is the only server of the configuration, both the
+ * applied one and the core's latest (which may be uncommitted): no follower
+ * or learner exists that could ever be sent a snapshot image. */
+static bool lone_server(const struct node* n)
 {
-    raft_index applied = store_applied_index(n->store);
-    bool due = n->opts.snapshot_entries > 0 &&
-               applied >= n->last_compact_index + n->opts.snapshot_entries;
-    if (!(due || (n->need_image && applied >= n->restored_commit)) ||
-        applied == 0 || n->sticky_err != 0) {
-        return;
-    }
+    const struct raft_conf* cur = raft_conf_current(n->raft);
+    const struct raft_conf* app = &n->applied_conf;
+    return cur != NULL && cur->n == 1 && cur->servers[0].id == n->id &&
+           app->n == 1 && app->servers[0].id == n->id;
+}
+
+/* Gives the core a snapshot at `applied` and compacts the log before it
+ * (keeping the last snapshot_entries entries). with_image false: an empty
+ * image (a lone server: see node__maybe_compact). */
+static void compact_now(struct node* n, raft_index applied, bool with_image)
+{
     void* img = NULL;
     size_t len = 0;
-    int rv = store_image_build(n->store, &img, &len);
-    if (rv != 0) {
-        node__log(RAFT_TRACE_WARN, "snapshot image: %s", strerror(-rv));
-        return;
+    if (with_image) {
+        int rv = store_image_build(n->store, &img, &len);
+        if (rv != 0) {
+            node__log(RAFT_TRACE_WARN, "snapshot image: %s", strerror(-rv));
+            return;
+        }
     }
     /* The db file must hold everything up to `applied` before the log
      * drops it: the frame job precedes the compact job in the queue. */
@@ -924,6 +945,7 @@ void node__maybe_compact(struct node* n)
     ev.compact.keep_from = keep_from;
     void* old = n->image;
     n->image = img;
+    n->image_empty = !with_image;
     n->last_compact_index = applied;
     n->need_image = false;
     step(n, &ev);
@@ -936,10 +958,35 @@ void node__maybe_compact(struct node* n)
     job->snap = meta;
     job->keep_from = keep_from;
     node__io_submit(&n->io, job);
-    node__log(RAFT_TRACE_INFO,
-              "snapshot at index %" PRIu64
-              " (%zu bytes); log kept from %" PRIu64,
-              applied, len, keep_from);
+    node__log(
+        with_image ? RAFT_TRACE_INFO : RAFT_TRACE_DEBUG,
+        "snapshot at index %" PRIu64 " (%zu bytes%s); log kept from %" PRIu64,
+        applied, len, with_image ? "" : ", no image: lone server", keep_from);
+}
+
+void node__maybe_compact(struct node* n)
+{
+    raft_index applied = store_applied_index(n->store);
+    bool due = n->opts.snapshot_entries > 0 &&
+               applied >= n->last_compact_index + n->opts.snapshot_entries;
+    if (!(due || (n->need_image && applied >= n->restored_commit)) ||
+        applied == 0 || n->sticky_err != 0) {
+        return;
+    }
+    /* A lone server keeps no image: it would be a second copy of the whole
+     * store (values included, ~2x the index's memory) that nobody can ask
+     * for. The log is compacted all the same (the db file holds what it
+     * drops). node__image_real() builds a real one before a second server
+     * can appear. */
+    compact_now(n, applied, !lone_server(n));
+}
+
+void node__image_real(struct node* n)
+{
+    raft_index applied = store_applied_index(n->store);
+    if (n->image_empty && applied > 0 && n->sticky_err == 0) {
+        compact_now(n, applied, true);
+    }
 }
 
 void node__conf_applied(struct node* n, const struct raft_entry* e)
@@ -1133,6 +1180,20 @@ static int start_timers(struct node* n)
     return uv_timer_start(&n->sweep_timer, sweep_cb, 50, 50);
 }
 
+/* glibc raises its mmap threshold (up to 32 MiB) each time a large mmapped
+ * block is freed, and its trim threshold with it (2x): after that, every
+ * arena keeps up to 64 MiB of freed memory at its top, resident. The db
+ * rewrite (another thread, its own arena) frees hundreds of MiB at 1 M keys
+ * and left 85 MiB resident over three arenas (measured). Fixed thresholds
+ * keep big buffers in mmap (returned on free) and tops trimmed. */
+static void malloc_tune(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, NODE_MALLOC_MMAP_MIN);
+    mallopt(M_TRIM_THRESHOLD, NODE_MALLOC_TRIM_MIN);
+#endif
+}
+
 int node_start(uv_loop_t* loop, const struct node_options* o, struct node** out)
 {
     struct node* n = calloc(1, sizeof(*n));
@@ -1141,6 +1202,7 @@ int node_start(uv_loop_t* loop, const struct node_options* o, struct node** out)
     if (n == NULL) {
         return -ENOMEM;
     }
+    malloc_tune();
     n->loop = loop;
     n->opts = *o;
     /* Proposal ids must never repeat across restarts (the store applies an

@@ -13,6 +13,10 @@ enum {
      * writers wait for; the raft log is the durable copy meanwhile. */
     NODE_FRAME_DELAY_MS = 100,
     NODE_PROPOSE_BATCH_MAX = RAFT_PROPOSE_BATCH_MAX, /* per core step */
+    /* malloc: blocks from this size are mmapped (returned on free), and an
+     * arena's free top past this is given back (node.c, malloc_tune). */
+    NODE_MALLOC_MMAP_MIN = 1 << 20,
+    NODE_MALLOC_TRIM_MIN = 1 << 20,
 };
 
 /* A proposal made on this node, waiting for its entry to be applied. */
@@ -81,7 +85,8 @@ struct node {
     raft_index last_compact_index;
     raft_index restored_commit;
     bool need_image;
-    void* image; /* last image given to the core */
+    void* image;      /* last image given to the core */
+    bool image_empty; /* a lone server gave the core an empty image */
 
     struct io_job* deferred_done; /* finished jobs set aside by
                                      drain_frames(), handled first */
@@ -109,6 +114,8 @@ void node__io_job_finished(struct node* n, struct io_job* j);
 void node__frame_flush(struct node* n);
 void node__frame_schedule(struct node* n);
 void node__maybe_compact(struct node* n);
+/* If the core holds an empty image (lone server), give it a real one now. */
+void node__image_real(struct node* n);
 void node__conf_applied(struct node* n, const struct raft_entry* e);
 void node__stop_continue(struct node* n);
 

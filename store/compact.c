@@ -25,6 +25,9 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -32,7 +35,7 @@
 #include "store_compact.h"
 #include "store_int.h"
 
-#define COMPACT_BASE_RAW_MAX (64u << 20) /* raw bytes of one BASE frame */
+#define COMPACT_BASE_RAW_MAX (4u << 20) /* raw bytes of one BASE frame */
 _Static_assert(COMPACT_BASE_RAW_MAX <= STORE_FRAME_RAW_MAX, "a frame");
 enum { MAP_MIN = 1024 };
 
@@ -90,6 +93,18 @@ int store__sync_dir(const char* path)
     return rv;
 }
 
+/* A rewrite replays the whole state into a second index (run, on another
+ * thread, so in another malloc arena) and frees it: hundreds of bytes per
+ * key that glibc keeps resident, fragmented, after free (measured: 15 MiB
+ * with 200,000 keys, ~80 B/key). Hand the free pages back to the kernel
+ * once the rewrite is over. A few ms per rewrite; rewrites are rare. */
+static void release_free_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 /* ---- ino -> location map ---- */
 
 static size_t map_slot(uint64_t ino, size_t cap)
@@ -119,7 +134,7 @@ static int map_set(struct store_compaction* c,
 {
     struct loc* l = map_find(c, ino);
     if (l == NULL) {
-        if (2 * (c->nmap + 1) > c->mapcap) {
+        if (4 * (c->nmap + 1) > 3 * c->mapcap) { /* load <= 3/4 */
             size_t cap = c->mapcap == 0 ? MAP_MIN : 2 * c->mapcap;
             struct loc* m = calloc(cap, sizeof(*m));
             if (m == NULL) {
@@ -507,6 +522,7 @@ static void compaction_free(struct store_compaction* c, bool unlink_tmp)
     free(c->w.buf);
     free(c->tmp);
     free(c);
+    release_free_memory();
 }
 
 void store_compact_abort(struct store* st, struct store_compaction* c)

@@ -335,6 +335,29 @@ static int check_put(struct store_state* s,
     return 0;
 }
 
+/* p[0..n) lies inside buf[0..len) (compared as addresses). */
+static bool points_into(const void* p, size_t n, const char* buf, size_t len)
+{
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)buf;
+    return n > 0 && a < b + len && b < a + n;
+}
+
+/* e's buffer can take r's name and content in place: same size, and what r
+ * borrows from that buffer (store__rec_from_entry) sits where it goes. */
+static bool buf_reusable(const struct entry* e,
+                         const struct store_rec* r,
+                         size_t len)
+{
+    if (e == NULL || len != (size_t)e->name_len + 1 + e->size) {
+        return false;
+    }
+    if (points_into(r->name, r->name_len, e->buf, len) && r->name != e->buf) {
+        return false;
+    }
+    return !points_into(r->content, r->content_len, e->buf, len) ||
+           (const char*)r->content == e->buf + r->name_len + 1;
+}
+
 int store__state_put(struct store_state* s,
                      const struct store_rec* r,
                      uint64_t loc_frame,
@@ -348,14 +371,25 @@ int store__state_put(struct store_state* s,
     if (rv != 0) {
         return rv;
     }
-    char* buf = malloc((size_t)r->name_len + 1 + r->content_len);
-    if (buf == NULL) {
-        return -ENOMEM;
-    }
-    memcpy(buf, r->name, r->name_len);
-    buf[r->name_len] = 0;
-    if (r->content_len > 0) {
-        memcpy(buf + r->name_len + 1, r->content, r->content_len);
+    size_t len = (size_t)r->name_len + 1 + r->content_len;
+    char* buf;
+    bool same_buf = buf_reusable(e, r, len);
+    if (same_buf) {
+        /* Same size (a directory touched, a value rewritten with one of
+         * the same length): updated in place below, once the entry is
+         * detached under its old name. A free + malloc per change leaves
+         * holes that a long run turns into resident heap. */
+        buf = e->buf;
+    } else {
+        buf = malloc(len);
+        if (buf == NULL) {
+            return -ENOMEM;
+        }
+        memcpy(buf, r->name, r->name_len);
+        buf[r->name_len] = 0;
+        if (r->content_len > 0) {
+            memcpy(buf + r->name_len + 1, r->content, r->content_len);
+        }
     }
     bool fresh = e == NULL;
     if (fresh) {
@@ -376,7 +410,16 @@ int store__state_put(struct store_state* s,
     }
     if (!fresh) {
         s->live_bytes -= e->size;
-        free(e->buf);
+        if (!same_buf) {
+            free(e->buf);
+        }
+    }
+    if (same_buf) {
+        memmove(buf, r->name, r->name_len);
+        buf[r->name_len] = 0;
+        if (r->content_len > 0) {
+            memmove(buf + r->name_len + 1, r->content, r->content_len);
+        }
     }
     e->buf = buf;
     e->name_len = r->name_len;

@@ -10,7 +10,9 @@
 #      1,000; tests/bench/mkfiles, 32 threads), then B files in one
 #      directory /big (default min(N, 100,000)), and reads VmRSS again;
 #   3. resident memory per key = (VmRSS after - VmRSS before - live value
-#      bytes) / keys; db file size against the raw value and key bytes;
+#      bytes) / keys (VmRSS is read at once: a db rewrite still running
+#      then counts; VmHWM, the peak while creating, is reported too); db
+#      file size against the raw value and key bytes;
 #   4. stops the node (SIGTERM), times the restart to a ready mount
 #      (`quorumfs mount` returns once the mount is ready), VmRSS again;
 #   5. times `ls -l /big | wc -l` (cold kernel cache, then warm) and
@@ -38,7 +40,7 @@ while [ $# -gt 0 ]; do
     --dirs) dirs=$2; shift ;;
     --big) big=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "scale.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -80,6 +82,7 @@ trap 'exit 130' INT TERM
 
 now_s() { date +%s.%N; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$pid/status"; }
 status_field() {
     $py -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
         "$mnt/.cluster/status" "$1"
@@ -136,6 +139,7 @@ log "creating $big files in /big"
 mk2=$("$mkfiles" "$mnt/big" -n "$big" -D 0 -t 16 -s "$value_bytes")
 log "$mk2"
 rss1=$(rss_kb)
+hwm1=$(hwm_kb) # peak: includes transient work (db rewrites)
 keys=$(status_field keys)
 live=$(status_field live_bytes)
 stop_t0=$(now_s)
@@ -159,6 +163,7 @@ import json, sys
 files, dirs, big, vb = $files, $dirs, $big, $value_bytes
 keys, live = $keys, $live
 rss0, rss1, rss2, rss3 = $rss0 * 1024, $rss1 * 1024, $rss2 * 1024, $rss3 * 1024
+hwm1 = $hwm1 * 1024
 # Raw bytes: the values, and the keys (absolute paths) of files and dirs.
 key_bytes = sum(len("/d%04d/f%08d" % (i % dirs, i)) for i in range(files))
 key_bytes += sum(len("/big/f%08d" % i) for i in range(big))
@@ -168,7 +173,7 @@ r = {
     "keys": keys, "live_bytes": live, "raw_key_bytes": key_bytes,
     "create": json.loads('''$mk1'''), "create_big": json.loads('''$mk2'''),
     "rss_empty": rss0, "rss_after_create": rss1, "rss_after_restart": rss2,
-    "rss_after_listing": rss3,
+    "rss_after_listing": rss3, "rss_peak_during_create": hwm1,
     "rss_per_key_after_create": (rss1 - rss0 - live) / keys,
     "rss_per_key_after_restart": (rss2 - rss0 - live) / keys,
     "db_bytes": $db_bytes, "raft_log_bytes": $log_bytes,
@@ -196,6 +201,7 @@ rows = [
      "%.0f" % r["rss_per_key_after_create"]),
     ("resident bytes per key beyond values (after restart)",
      "%.0f" % r["rss_per_key_after_restart"]),
+    ("peak VmRSS while creating (VmHWM), MiB", "%.1f" % (hwm1 / 2**20)),
     ("db file, MiB", "%.1f" % ($db_bytes / 2**20)),
     ("raw values / raw keys+values, MiB",
      "%.1f / %.1f" % (live / 2**20, (live + key_bytes) / 2**20)),

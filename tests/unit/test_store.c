@@ -632,6 +632,123 @@ static void test_read_at(void)
     env_close(&e);
 }
 
+/* Changes that keep an entry's name + content size update its buffer in
+ * place (index.c): renames to a name of the same length must still move
+ * the entry in its directory, same-size rewrites must not disturb the old
+ * versions (read back from the db), attribute changes keep the content. */
+struct names {
+    char v[8][16];
+    int n;
+};
+
+static int names_cb(void* data, const char* name, const struct store_attr* a)
+{
+    struct names* l = data;
+    (void)a;
+    CHECK(l->n < 8);
+    snprintf(l->v[l->n++], sizeof(l->v[0]), "%s", name);
+    return 0;
+}
+
+static void check_names(struct env* e, uint64_t dir, const char* want)
+{
+    struct names l = {.n = 0};
+    CHECK_EQ(store_readdir(e->st, dir, NULL, names_cb, &l), 0);
+    char got[128] = "";
+    for (int i = 0; i < l.n; i++) {
+        strcat(got, i > 0 ? " " : "");
+        strcat(got, l.v[i]);
+    }
+    if (strcmp(got, want) != 0) {
+        fprintf(stderr, "  readdir: got \"%s\", want \"%s\"\n", got, want);
+    }
+    CHECK(strcmp(got, want) == 0);
+}
+
+static void check_content(struct env* e, uint64_t ino, const char* want)
+{
+    const void* data;
+    size_t len;
+    CHECK_EQ(store_read(e->st, ino, &data, &len), 0);
+    CHECK_EQ(len, strlen(want));
+    CHECK_MEM(data, want, len);
+}
+
+static void test_in_place_updates(void)
+{
+    struct env e;
+    env_open(&e, NULL);
+    uint64_t d, aa, bb, cc;
+    CHECK_EQ(mk(&e, STORE_OP_MKDIR, 1, "dd", 0, &d), 0);
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, d, "bb", 0, &bb), 0);
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, d, "aa", 0, &aa), 0);
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, d, "cc", 0, &cc), 0);
+    CHECK_EQ(wr(&e, aa, "12345", 5), 0);
+    CHECK_EQ(wr(&e, bb, "xyz", 3), 0);
+    struct store_attr a0, a1;
+    CHECK_EQ(store_getattr(e.st, aa, &a0), 0);
+    struct store_frame* f;
+    CHECK_EQ(store_frame_seal(e.st, &f), 0);
+    CHECK_EQ(store_frame_write(e.st, f), 0);
+    store_frame_done(e.st, f, 0);
+    /* same-size rewrite: new content live, the old one in history */
+    CHECK_EQ(wr(&e, aa, "abcde", 5), 0);
+    check_content(&e, aa, "abcde");
+    void* old;
+    size_t old_len;
+    CHECK_EQ(store_read_at(e.st, aa, a0.mod_rev, &a1, &old, &old_len), 0);
+    CHECK_EQ(old_len, 5);
+    CHECK_MEM(old, "12345", 5);
+    free(old);
+    /* same-length renames in one directory: order and lookups follow */
+    CHECK_EQ(mv(&e, d, "bb", d, "zz", 0), 0);
+    CHECK_EQ(ino_of(&e, d, "bb"), 0);
+    CHECK_EQ(ino_of(&e, d, "zz"), bb);
+    check_names(&e, d, "aa cc zz");
+    check_content(&e, bb, "xyz");
+    CHECK_EQ(mv(&e, d, "zz", d, "ab", 0), 0);
+    check_names(&e, d, "aa ab cc");
+    CHECK_EQ(ino_of(&e, d, "ab"), bb);
+    /* same-length rename over an existing entry */
+    CHECK_EQ(mv(&e, d, "ab", d, "cc", 0), 0);
+    check_names(&e, d, "aa cc");
+    CHECK_EQ(ino_of(&e, d, "cc"), bb);
+    check_content(&e, bb, "xyz");
+    /* exchange of two same-length names with different content sizes */
+    CHECK_EQ(mv(&e, d, "aa", d, "cc", STORE_EXCHANGE), 0);
+    CHECK_EQ(ino_of(&e, d, "aa"), bb);
+    CHECK_EQ(ino_of(&e, d, "cc"), aa);
+    check_content(&e, aa, "abcde");
+    check_content(&e, bb, "xyz");
+    /* attribute change: content kept */
+    struct store_cmd c = {.op = STORE_OP_SETATTR,
+                          .ino = aa,
+                          .set_mask = STORE_SET_MODE,
+                          .mode = 0600};
+    CHECK_EQ(run(&e, &c).err, 0);
+    check_content(&e, aa, "abcde");
+    CHECK_EQ(store_getattr(e.st, aa, &a1), 0);
+    CHECK_EQ(a1.mode, 0600);
+    /* the directory, touched by every change above, keeps its name */
+    CHECK_EQ(ino_of(&e, 1, "dd"), d);
+    char p[32];
+    CHECK_EQ(store_path(e.st, aa, p, sizeof(p)), 0);
+    CHECK(strcmp(p, "/dd/cc") == 0);
+    /* everything replays to the same state */
+    CHECK_EQ(store_frame_seal(e.st, &f), 0);
+    CHECK_EQ(store_frame_write(e.st, f), 0);
+    store_frame_done(e.st, f, 0);
+    store_close(e.st);
+    struct store_options o;
+    store_options_default(&o);
+    CHECK_EQ(store_open(e.path, &o, &e.st, NULL), 0);
+    check_names(&e, d, "aa cc");
+    check_content(&e, aa, "abcde");
+    check_content(&e, bb, "xyz");
+    CHECK_EQ(ino_of(&e, d, "cc"), aa);
+    env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_root);
@@ -644,5 +761,6 @@ int main(void)
     RUN(test_dedup_and_errors);
     RUN(test_big_dir_and_memory);
     RUN(test_read_at);
+    RUN(test_in_place_updates);
     return 0;
 }
