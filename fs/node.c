@@ -233,7 +233,7 @@ static void send_msgs(struct node* n,
     }
 }
 
-static struct io_job* batch_job(const struct raft_update* u)
+static struct io_job* batch_job(struct node* n, const struct raft_update* u)
 {
     struct io_job* job = calloc(1, sizeof(*job));
     if (job == NULL) {
@@ -261,7 +261,7 @@ static struct io_job* batch_job(const struct raft_update* u)
         job->n_entries++;
     }
     for (unsigned i = 0; i < u->n_msgs; i++) {
-        if (raft_msg_sendable_early(&u->msgs[i])) {
+        if (raft_msg_sendable_now(n->raft, u, &u->msgs[i])) {
             continue; /* sent by persist_and_send already */
         }
         if (node__msg_clone(&job->msgs[job->n_msgs], &u->msgs[i]) != 0) {
@@ -285,11 +285,11 @@ static void persist_and_send(struct node* n, const struct raft_update* u)
         return;
     }
     for (unsigned i = 0; i < u->n_msgs; i++) {
-        if (raft_msg_sendable_early(&u->msgs[i])) {
+        if (raft_msg_sendable_now(n->raft, u, &u->msgs[i])) {
             send_msgs(n, &u->msgs[i], 1);
         }
     }
-    struct io_job* job = batch_job(u);
+    struct io_job* job = batch_job(n, u);
     if (job == NULL) {
         /* Out of memory: we cannot honour the persist contract. Stop. */
         node__log(RAFT_TRACE_ERROR, "out of memory queuing a log batch");

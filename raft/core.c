@@ -486,6 +486,21 @@ static void recv_msg(struct raft* r, const struct raft_message* m)
     }
 }
 
+bool raft_msg_sendable_now(const struct raft* r,
+                           const struct raft_update* u,
+                           const struct raft_message* m)
+{
+    if (raft_msg_sendable_early(m)) {
+        return true;
+    }
+    /* An update that truncates lowers r->persisted first (log_truncate),
+     * so the index test alone would do; the update tests keep the rule
+     * obviously safe (no term, vote or log change rides on this answer). */
+    return m->type == RAFT_MSG_APPEND_RESP && !m->append_resp.reject &&
+           m->append_resp.index <= r->persisted && !u->hard_state_changed &&
+           u->truncate_from == 0 && u->n_entries == 0 && !u->snapshot_install;
+}
+
 static void persisted(struct raft* r, raft_index index, raft_term term)
 {
     raft_term t;

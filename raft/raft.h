@@ -277,6 +277,23 @@ struct raft_message {
  * must wait for the persist (step 2 of the update contract). */
 bool raft_msg_sendable_early(const struct raft_message* m);
 
+/* Whether m, a message of update u that r just returned, may be sent before
+ * u (and the persists in flight before it) are durable: the messages of
+ * raft_msg_sendable_early(), and an accepted append answer that vouches
+ * only for entries this node has already reported persisted (its index is
+ * at most the persisted index) from an update that changes neither the
+ * hard state nor the log. That is a follower answering a heartbeat while
+ * its disk is busy: the leader's CheckQuorum and ReadIndex wait for those
+ * answers, and holding them behind an unrelated fsync can cost a
+ * leadership when the disk stalls. Callers use this instead of
+ * raft_msg_sendable_early() both to send early and to leave the message
+ * out of the persist. */
+struct raft;
+struct raft_update;
+bool raft_msg_sendable_now(const struct raft* r,
+                           const struct raft_update* u,
+                           const struct raft_message* m);
+
 /* ---- events in ---- */
 
 enum raft_event_type {

@@ -636,7 +636,8 @@ static void schedule_tick(struct sim* s, struct sim_node* n, uint64_t at)
                                  .gen = n->tick_gen});
 }
 
-static struct sim_write* write_new(const struct raft_update* u)
+static struct sim_write* write_new(const struct raft* r,
+                                   const struct raft_update* u)
 {
     struct sim_write* w = xcalloc(1, sizeof *w);
     w->truncate_from = u->truncate_from;
@@ -663,7 +664,7 @@ static struct sim_write* write_new(const struct raft_update* u)
      * fs/node.c does); the rest wait for this write. */
     w->msgs = xcalloc(u->n_msgs + 1, sizeof *w->msgs);
     for (unsigned i = 0; i < u->n_msgs; i++) {
-        if (!raft_msg_sendable_early(&u->msgs[i])) {
+        if (!raft_msg_sendable_now(r, u, &u->msgs[i])) {
             w->msgs[w->n_msgs++] = msg_copy(&u->msgs[i]);
         }
     }
@@ -740,11 +741,11 @@ static void handle_update(struct sim* s,
                    u->hard_state_changed || u->snapshot_install;
     if (persist || (n->wq_head != NULL && u->n_msgs > 0)) {
         for (unsigned i = 0; i < u->n_msgs; i++) {
-            if (raft_msg_sendable_early(&u->msgs[i])) {
+            if (raft_msg_sendable_now(n->r, u, &u->msgs[i])) {
                 net_send(s, msg_copy(&u->msgs[i]));
             }
         }
-        struct sim_write* w = write_new(u);
+        struct sim_write* w = write_new(n->r, u);
         if (n->wq_tail != NULL && n->wq_tail != n->wq_head) {
             /* group commit: join the batch waiting behind the one in
              * flight (same fsync, same completion time) */
