@@ -194,7 +194,7 @@ int node__step(struct node* n, struct raft_event* ev)
     int rv;
 
     if (ev->type == RAFT_EV_CONF_CHANGE) {
-        node__image_real(n); /* a new server is never offered no image */
+        node__image_real(n, true); /* a new server is never offered none */
     }
     ev->now_ms = now_ms(n);
     n->depth++;
@@ -377,14 +377,14 @@ static void handle_update(struct node* n, const struct raft_update* u)
     handle_failed_proposals(n, u);
     if (u->conf_changed) {
         node__sync_peers(n);
-        if (!lone_server(n)) {
-            /* Safe: the core streams an image only after a follower
-             * rejected an append, a round trip after this update. */
-            node__image_real(n);
-        }
+        /* Safe: the core streams an image only after a follower rejected
+         * an append, a round trip after this update. */
+        node__image_real(n, false);
     }
     if (u->role_changed) {
         node__role_changed(n);
+        /* Only a leader sends images; same round-trip argument. */
+        node__image_real(n, false);
     }
     rearm_tick(n, u->next_timeout_ms);
 }
@@ -913,6 +913,14 @@ static bool lone_server(const struct node* n)
            app->n == 1 && app->servers[0].id == n->id;
 }
 
+/* Whether the core may have to stream an image from this node: it is the
+ * leader, or about to change the configuration as the leader, and not
+ * alone. */
+static bool needs_image(const struct node* n)
+{
+    return raft_role(n->raft) == RAFT_LEADER && !lone_server(n);
+}
+
 /* Gives the core a snapshot at `applied` and compacts the log before it
  * (keeping the last snapshot_entries entries). with_image false: an empty
  * image (a lone server: see node__maybe_compact). */
@@ -961,7 +969,8 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
     node__log(
         with_image ? RAFT_TRACE_INFO : RAFT_TRACE_DEBUG,
         "snapshot at index %" PRIu64 " (%zu bytes%s); log kept from %" PRIu64,
-        applied, len, with_image ? "" : ", no image: lone server", keep_from);
+        applied, len, with_image ? "" : ", no image: not a leader with peers",
+        keep_from);
 }
 
 void node__maybe_compact(struct node* n)
@@ -973,18 +982,21 @@ void node__maybe_compact(struct node* n)
         applied == 0 || n->sticky_err != 0) {
         return;
     }
-    /* A lone server keeps no image: it would be a second copy of the whole
-     * store (values included, ~2x the index's memory) that nobody can ask
-     * for. The log is compacted all the same (the db file holds what it
-     * drops). node__image_real() builds a real one before a second server
-     * can appear. */
-    compact_now(n, applied, !lone_server(n));
+    /* Only a leader sends images (InstallSnapshot), and a lone server has
+     * nobody to send one to: the others keep none. An image is a second
+     * copy of the whole store (values included, ~2x the index's memory)
+     * and costs a pause of the loop to build. The log is compacted all the
+     * same (the db file holds what it drops). node__image_real() builds a
+     * real one when this node becomes a leader with someone to send it to. */
+    compact_now(n, applied, needs_image(n));
 }
 
-void node__image_real(struct node* n)
+void node__image_real(struct node* n, bool even_alone)
 {
     raft_index applied = store_applied_index(n->store);
-    if (n->image_empty && applied > 0 && n->sticky_err == 0) {
+    bool leader = raft_role(n->raft) == RAFT_LEADER;
+    if (n->image_empty && applied > 0 && n->sticky_err == 0 &&
+        (needs_image(n) || (even_alone && leader))) {
         compact_now(n, applied, true);
     }
 }

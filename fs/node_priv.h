@@ -86,7 +86,7 @@ struct node {
     raft_index restored_commit;
     bool need_image;
     void* image;      /* last image given to the core */
-    bool image_empty; /* a lone server gave the core an empty image */
+    bool image_empty; /* the core holds an empty image (not a leader) */
 
     struct io_job* deferred_done; /* finished jobs set aside by
                                      drain_frames(), handled first */
@@ -114,8 +114,10 @@ void node__io_job_finished(struct node* n, struct io_job* j);
 void node__frame_flush(struct node* n);
 void node__frame_schedule(struct node* n);
 void node__maybe_compact(struct node* n);
-/* If the core holds an empty image (lone server), give it a real one now. */
-void node__image_real(struct node* n);
+/* If the core holds an empty image and this node is a leader with peers
+ * (or any leader, even_alone: before a configuration change), give it a
+ * real one now. */
+void node__image_real(struct node* n, bool even_alone);
 void node__conf_applied(struct node* n, const struct raft_entry* e);
 void node__stop_continue(struct node* n);
 

@@ -287,6 +287,40 @@ def test_lagging_and_wiped_followers_catch_up_by_snapshot(make_cluster):
     c.assert_acked_present(acked, t)
 
 
+def test_new_leader_sends_snapshot(make_cluster):
+    """Followers keep no snapshot image (fs/node.c); a follower that becomes
+    leader builds one, and a follower behind its log catches up from it."""
+    c = make_cluster(extra_args=["--snapshot-entries", "50"])
+    ld = c.start()
+    f1, f2 = c.followers(ld)
+    acked = {}
+    os.mkdir(ld.path("n"))
+    c.sigstop(f1)
+    try:
+        for i in range(150):  # f2 compacts its log (with no image) meanwhile
+            rel = "n/a-%03d" % i
+            acked[rel] = b"a %d\n" % i
+            qc.write_file(ld.path(rel), acked[rel])
+        r = subprocess.run([QUORUMFS_BIN, "leader", "transfer", "--to",
+                            f2.name, "--data-dir", ld.data_dir],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r
+        assert c.wait_leader(timeout=10.0) is f2
+        # Fewer writes than --snapshot-entries: the image f1 gets is the one
+        # f2 built when it became leader, not one of a later compaction.
+        for i in range(10):
+            rel = "n/b-%03d" % i
+            acked[rel] = b"b %d\n" % i
+            qc.write_file(f2.path(rel), acked[rel])
+        off1 = os.path.getsize(f1.log_path)
+    finally:
+        c.sigcont(f1)
+    t = c.assert_same_trees()
+    c.assert_acked_present(acked, t)
+    log1 = c.log_since(f1, off1)
+    assert "installed snapshot" in log1, log1[-3000:]
+
+
 def test_leader_transfer_cli(make_cluster):
     c = make_cluster()
     ld = c.start()
