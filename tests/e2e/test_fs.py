@@ -414,6 +414,105 @@ def test_open_file_outlives_rename_over_and_unlink(node):
         h.close()
 
 
+def test_random_ops_match_a_local_filesystem(node, tmp_path):
+    """A seeded random mix of the write path's operations (truncating
+    writes, appends, writes at offsets, several writes per open, truncate
+    to any size, truncation with no write, renames, unlinks) gives the same
+    files on the mount as on a local file system, step by step and after a
+    clean remount."""
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    rng = random.Random(20261126)
+    names = ["k%d" % i for i in range(8)]
+
+    def both(fn):
+        errs = []
+        for root in (node.mnt, str(ref)):
+            try:
+                fn(root)
+                errs.append(None)
+            except OSError as e:
+                errs.append(e.errno)
+        return errs
+
+    def data():
+        return bytes(rng.randrange(32, 127)
+                     for _ in range(rng.choice([0, 1, 7, 100, 4095, 4097,
+                                                9000])))
+
+    for step in range(300):
+        name = rng.choice(names)
+        op = rng.randrange(9)
+        d, off, size = data(), rng.randrange(0, 10000), rng.randrange(0, 9000)
+        if op == 0:  # echo-style
+            def fn(root):
+                with open(os.path.join(root, name), "wb") as h:
+                    h.write(d)
+        elif op == 1:  # append
+            def fn(root):
+                with open(os.path.join(root, name), "ab") as h:
+                    h.write(d)
+        elif op == 2:  # write at an offset of an existing file
+            def fn(root):
+                fd = os.open(os.path.join(root, name), os.O_WRONLY)
+                try:
+                    os.pwrite(fd, d, off)
+                finally:
+                    os.close(fd)
+        elif op == 3:  # several writes in one open
+            def fn(root):
+                fd = os.open(os.path.join(root, name),
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    for i in range(3):
+                        os.write(fd, d[i::3])
+                finally:
+                    os.close(fd)
+        elif op == 4:  # truncate(2) to any size
+            def fn(root):
+                os.truncate(os.path.join(root, name), size)
+        elif op == 5:  # truncation with no write (: > f)
+            def fn(root):
+                os.close(os.open(os.path.join(root, name),
+                                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                                 0o644))
+        elif op == 6:  # ftruncate, then write
+            def fn(root):
+                fd = os.open(os.path.join(root, name), os.O_RDWR)
+                try:
+                    os.ftruncate(fd, size)
+                    os.pwrite(fd, d, off % (size + 1))
+                finally:
+                    os.close(fd)
+        elif op == 7:  # rename over another name
+            other = rng.choice(names)
+
+            def fn(root):
+                os.rename(os.path.join(root, name), os.path.join(root, other))
+        else:  # unlink
+            def fn(root):
+                os.unlink(os.path.join(root, name))
+        errs = both(fn)
+        assert errs[0] == errs[1], (step, op, name, errs)
+        for n in names:
+            p = os.path.join(node.mnt, n)
+            q = os.path.join(str(ref), n)
+            assert os.path.exists(p) == os.path.exists(q), (step, op, n)
+            if os.path.exists(q):
+                with open(q, "rb") as h:
+                    want = h.read()
+                assert read(p, "rb") == want, (step, op, n)
+                assert os.stat(p).st_size == len(want), (step, op, n)
+
+    want = {n: (ref / n).read_bytes() for n in names if (ref / n).exists()}
+    rc = node.unmount_clean()
+    assert rc == 0, node.log()
+    node.start()
+    got = {n: read(node.path(n), "rb") for n in names
+           if os.path.exists(node.path(n))}
+    assert got == want
+
+
 def test_64_threads_write_and_read_back(node):
     errors = []
     n_threads, n_files = 64, 8
