@@ -355,9 +355,7 @@ static void fs_getattr(fuse_req_t req,
         return;
     }
     if (fs__is_vfile(ino)) {
-        const char* text;
-        size_t len;
-        rv = fs__vfile_get(f, ino, &text, &len, &a);
+        rv = fs__vfile_get(f, ino, NULL, NULL, &a);
         if (rv != 0) {
             fuse_reply_err(req, -rv);
             return;
@@ -373,7 +371,6 @@ static void fs_getattr(fuse_req_t req,
              * of a name removed on another node may see the old file until
              * the invalidation arrives, as it would see its content). */
             rv = fs__grave_read(f, ino, &a, NULL, NULL);
-            a.nlink = 0;
         }
         if (rv != 0) {
             /* ESTALE: stat() looks the path up again (see open). */

@@ -325,7 +325,7 @@ void fs_setattr(fuse_req_t req,
             return;
         }
         /* A content change: serialized with the inode's writes. */
-        fs__setattr_size(f, req, ino, c.size, attr, to_set);
+        fs__setattr_size(f, req, ino, c.size, to_set);
         return;
     }
     /* Explicit times (cp -a, touch) land after a deferred truncation. */

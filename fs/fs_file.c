@@ -189,8 +189,7 @@ static void reply_attr_of(struct fs* f, fuse_req_t req, uint64_t ino)
 
 /* Build the content op produces from the committed content (or nothing,
  * after a deferred truncation) and propose it. The op is answered from
- * fs__write_done, or here on an error (then 0 is returned too: the op is
- * gone either way). */
+ * fs__write_done, or here on an error (and freed). */
 static void commit_start(struct fs* f, struct fs_wino* w, struct fs_op* op)
 {
     const void* base = NULL;
@@ -382,6 +381,28 @@ static struct fs_op* wop_new(struct fs* f, fuse_req_t req, int wop)
     return op;
 }
 
+/* A new write-path op for ino and its per-inode state; NULL after
+ * answering req with ENOMEM. */
+static struct fs_op* wop_for(struct fs* f,
+                             fuse_req_t req,
+                             uint64_t ino,
+                             int wop,
+                             struct fs_wino** w)
+{
+    struct fs_op* op;
+
+    *w = wino_get(f, ino);
+    if (*w == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return NULL;
+    }
+    op = wop_new(f, req, wop);
+    if (op == NULL) {
+        wino_put(f, *w);
+    }
+    return op;
+}
+
 static void op_drop(struct fs_op* op)
 {
     if (op->data_owned) {
@@ -461,60 +482,61 @@ void fs__settle_ino(struct fs* f, uint64_t ino)
     }
 }
 
-static void defer_truncation(struct fs* f, fuse_req_t req, uint64_t ino)
+/* Truncates ino to 0 on this mount now: deferred, so that the next write
+ * proposes it with its bytes, or, behind a commit in flight, queued as a
+ * resize to 0 that answers req (NULL: nobody). 0: deferred (the caller
+ * answers req); 1: queued (req is taken); -ENOMEM. */
+static int truncate_soon(struct fs* f, uint64_t ino, fuse_req_t req)
 {
     struct fs_wino* w = wino_get(f, ino);
+    struct fs_op* op;
 
     if (w == NULL) {
-        fuse_reply_err(req, ENOMEM);
-        return;
+        return -ENOMEM;
     }
-    if (w->busy) {
-        /* Behind a commit in flight: queue a real resize instead. */
-        struct fs_op* op = wop_new(f, req, FS_WOP_RESIZE);
-        if (op != NULL) {
-            op->new_size = 0;
-            wino_submit(f, w, op);
-        }
-        return;
+    if (!w->busy) {
+        w->trunc = true;
+        w->trunc_ns = mono_ns();
+        settle_arm(f);
+        return 0;
     }
-    w->trunc = true;
-    w->trunc_ns = mono_ns();
-    settle_arm(f);
-    reply_attr_of(f, req, ino);
+    op = fs__op_new(f, req, FS_REPLY_WRITE);
+    if (op == NULL) {
+        return -ENOMEM; /* w is busy: it stays */
+    }
+    op->wop = FS_WOP_RESIZE;
+    op->new_size = 0;
+    wino_submit(f, w, op);
+    return 1;
 }
 
 void fs__setattr_size(struct fs* f,
                       fuse_req_t req,
                       uint64_t ino,
                       uint64_t size,
-                      const struct stat* attr,
                       int to_set)
 {
     struct fs_wino* w;
     struct fs_op* op;
 
-    (void)attr;
     /* O_TRUNC arrives as SIZE|MTIME|CTIME with no file handle; ftruncate
      * and truncate(2) to 0 look the same and are deferred the same way. */
     if (size == 0 &&
         (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
                     FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) == 0) {
-        defer_truncation(f, req, ino);
+        int rv = truncate_soon(f, ino, req);
+        if (rv < 0) {
+            fuse_reply_err(req, -rv);
+        } else if (rv == 0) {
+            reply_attr_of(f, req, ino);
+        }
         return;
     }
-    w = wino_get(f, ino);
-    if (w == NULL) {
-        fuse_reply_err(req, ENOMEM);
-        return;
+    op = wop_for(f, req, ino, FS_WOP_RESIZE, &w);
+    if (op != NULL) {
+        op->new_size = size;
+        wino_submit(f, w, op);
     }
-    op = wop_new(f, req, FS_WOP_RESIZE);
-    if (op == NULL) {
-        wino_put(f, w);
-        return;
-    }
-    op->new_size = size;
-    wino_submit(f, w, op);
 }
 
 void fs__create_existing(struct fs* f,
@@ -524,23 +546,10 @@ void fs__create_existing(struct fs* f,
 {
     struct fuse_entry_param e;
 
-    if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
-        struct fs_wino* w = wino_get(f, a->ino);
-        if (w == NULL) {
-            fuse_reply_err(req, ENOMEM);
-            return;
-        }
-        if (!w->busy) {
-            w->trunc = true;
-            w->trunc_ns = mono_ns();
-            settle_arm(f);
-        } else {
-            struct fs_op* op = wop_new(f, NULL, FS_WOP_RESIZE);
-            if (op != NULL) {
-                op->new_size = 0;
-                wino_submit(f, w, op);
-            }
-        }
+    if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY &&
+        truncate_soon(f, a->ino, NULL) < 0) {
+        fuse_reply_err(req, ENOMEM);
+        return;
     }
     fs__fill_entry(f, a, &e);
     uint64_t size;
@@ -604,6 +613,7 @@ int fs__grave_read(struct fs* f,
         return -ESTALE;
     }
     rv = snap_view_getattr(v, ino, a);
+    a->nlink = 0; /* no name refers to it any more */
     if (rv == 0 && data != NULL) {
         rv = a->type == STORE_DIR ? -EISDIR : snap_view_read(v, ino, data, len);
     }
@@ -783,14 +793,8 @@ void fs_write(fuse_req_t req,
         fuse_reply_err(req, EFBIG); /* nothing of this write is kept */
         return;
     }
-    w = wino_get(f, ino);
-    if (w == NULL) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    op = wop_new(f, req, FS_WOP_WRITE);
+    op = wop_for(f, req, ino, FS_WOP_WRITE, &w);
     if (op == NULL) {
-        wino_put(f, w);
         return;
     }
     op->data = (char*)buf; /* borrowed; copied if queued */

@@ -189,7 +189,6 @@ void fs__setattr_size(struct fs* f,
                       fuse_req_t req,
                       uint64_t ino,
                       uint64_t size,
-                      const struct stat* attr,
                       int to_set);
 /* Commit ino's deferred truncation now (before a proposal that must land
  * after it, e.g. explicit times). */
