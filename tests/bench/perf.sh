@@ -47,22 +47,9 @@ base=$((20000 + RANDOM % 30000))
 pids=()
 mounts=()
 
+. "$here/tests/bench/common.sh"
 cleanup() {
-    local p m
-    for p in "${pids[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 1 50); do
-            kill -0 "$p" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    for m in "${mounts[@]}"; do
-        mountpoint -q "$m" 2>/dev/null && fusermount3 -uz "$m" || true
-    done
+    stop_started
     rm -rf "$work"
 }
 trap cleanup EXIT

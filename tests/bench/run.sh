@@ -99,25 +99,9 @@ ebase=$((base + 10))             # etcd: client ebase+i, peer ebase+10+i
 pids=()   # every process started here
 mounts=() # every mount made here
 
+. "$here/tests/bench/common.sh"
 cleanup() {
-    local p m
-    for p in "${pids[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 1 50); do
-            kill -0 "$p" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    for m in "${mounts[@]}"; do
-        if mountpoint -q "$m" 2>/dev/null; then
-            fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null ||
-                true
-        fi
-    done
+    stop_started
     # Node logs (elections, errors) are kept next to the results.
     mkdir -p "$out/logs" && cp "$work"/*.log "$out/logs/" 2>/dev/null || true
     rm -rf "$work"
