@@ -460,6 +460,15 @@ class Cluster:
         assert not missing, ("%d acknowledged writes missing or wrong, "
                              "e.g. %s" % (len(missing), missing[:5]))
 
+    def assert_caught_up_by_snapshot(self, node, log_offset, acked):
+        """All nodes converge with every acknowledged write, and node's log
+        since log_offset says it installed a snapshot. Returns the tree."""
+        t = self.assert_same_trees()
+        self.assert_acked_present(acked, t)
+        log = self.log_since(node, log_offset)
+        assert "installed snapshot" in log, log[-3000:]
+        return t
+
     def status_json_ctl(self, node):
         """`quorumfs status --json --data-dir D` (the Unix socket path)."""
         r = subprocess.run([node.cmd()[0], "status", "--json",

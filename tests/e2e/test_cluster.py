@@ -260,10 +260,7 @@ def test_lagging_and_wiped_followers_catch_up_by_snapshot(make_cluster):
             qc.write_file(ld.path(rel), acked[rel])
     finally:
         c.sigcont(f1)
-    t = c.assert_same_trees()
-    c.assert_acked_present(acked, t)
-    log1 = c.log_since(f1, off1)
-    assert "installed snapshot" in log1, log1[-3000:]
+    c.assert_caught_up_by_snapshot(f1, off1, acked)
 
     # A follower whose data dir is wiped rejoins as `existing`.
     c.kill9(f2)
@@ -275,10 +272,7 @@ def test_lagging_and_wiped_followers_catch_up_by_snapshot(make_cluster):
                                                             i)
         qc.write_file(ld.path(rel), acked[rel])
     off2 = c.restart(f2, "existing")
-    t = c.assert_same_trees()
-    c.assert_acked_present(acked, t)
-    log2 = c.log_since(f2, off2)
-    assert "installed snapshot" in log2, log2[-3000:]
+    c.assert_caught_up_by_snapshot(f2, off2, acked)
 
     # And it takes writes again.
     qc.write_file(f2.path("s/from-wiped"), b"back\n")
@@ -315,10 +309,7 @@ def test_new_leader_sends_snapshot(make_cluster):
         off1 = os.path.getsize(f1.log_path)
     finally:
         c.sigcont(f1)
-    t = c.assert_same_trees()
-    c.assert_acked_present(acked, t)
-    log1 = c.log_since(f1, off1)
-    assert "installed snapshot" in log1, log1[-3000:]
+    c.assert_caught_up_by_snapshot(f1, off1, acked)
 
 
 def test_leader_transfer_cli(make_cluster):
