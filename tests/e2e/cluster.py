@@ -10,6 +10,8 @@ Contract:
   contents; the reserved /.cluster and /.snapshots are skipped).
 - Partition isolates 127.0.0.x addresses from each other with an nftables
   table of its own (inet qfs_test_<pid>_<n>); heal() deletes that table.
+  It drops only TCP to and from this cluster's peer listen ports, so other
+  clusters on the same addresses (other tests, other ports) are untouched.
   Only 127.0.0.0/8 addresses are accepted.
 - Writer is a thread that writes unique files on one mount and records which
   writes were acknowledged (close() returned 0) and which failed.
@@ -164,22 +166,47 @@ def _check_loopback(addr):
 
 
 class Partition:
-    """An nftables table of our own that drops traffic between one side
-    (a list of 127.0.0.x addresses) and the other, in input and output."""
+    """An nftables table of our own that drops the TCP traffic between one
+    side (a list of 127.0.0.x addresses) and the other, in input and output.
 
-    def __init__(self):
+    ports maps each address to its node's peer listen port. A connection
+    between the sides goes from an ephemeral port to one of those listen
+    ports, so for every pair (a, b) four rules match it: to b's port and
+    back from it, to a's port and back from it. Nothing else is matched:
+    other clusters on the same addresses listen on other ports."""
+
+    def __init__(self, ports):
         global _partition_seq
         _partition_seq += 1
         self.table = "qfs_test_%d_%d" % (os.getpid(), _partition_seq)
+        self.ports = dict(ports)
         self.active = False
+        for ip, port in self.ports.items():
+            _check_loopback(ip)
+            if not 0 < int(port) < 65536:
+                raise ValueError("bad port for %s: %r" % (ip, port))
+
+    def rules(self, side_a, side_b):
+        """The nft rules (one per line) dropping side_a <-> side_b."""
+        out = []
+        for a in side_a:
+            for b in side_b:
+                for x, y in ((a, b), (b, a)):  # y listens, x dials
+                    py = int(self.ports[y])
+                    out.append("ip saddr %s ip daddr %s tcp dport %d drop"
+                               % (x, y, py))
+                    out.append("ip saddr %s ip daddr %s tcp sport %d drop"
+                               % (y, x, py))
+        return "".join(r + "\n" for r in out)
 
     def isolate(self, side_a, side_b):
         for ip in list(side_a) + list(side_b):
             _check_loopback(ip)
-        a = "{ %s }" % ", ".join(side_a)
-        b = "{ %s }" % ", ".join(side_b)
-        rules = ("ip saddr %s ip daddr %s drop\n"
-                 "ip saddr %s ip daddr %s drop\n" % (a, b, b, a))
+            if ip not in self.ports:
+                raise ValueError("%s is not a node of this cluster" % ip)
+        if set(side_a) & set(side_b):
+            raise ValueError("sides overlap: %s %s" % (side_a, side_b))
+        rules = self.rules(side_a, side_b)
         script = ("table inet %s {\n"
                   " chain input { type filter hook input priority -10;"
                   " policy accept;\n%s }\n"
@@ -339,7 +366,8 @@ class Cluster:
         return w
 
     def partition(self):
-        p = Partition()
+        p = Partition({self.ips[n]: self.port_base + i
+                       for i, n in enumerate(NAMES)})
         self.partitions.append(p)
         return p
 
