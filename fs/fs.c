@@ -45,6 +45,9 @@ struct fs* fs_new(struct node* n, const struct fs_options* o)
     f->settle = f->o.settle_timer;
     f->settle->data = f;
     fs__notify_init(&f->notify);
+    assert(f->o.notify_async != NULL);
+    f->notify.done_async = f->o.notify_async;
+    fs__kview_init(f);
     return f;
 }
 
@@ -52,6 +55,13 @@ int fs_start_notifier(struct fs* f, struct fuse_session* se)
 {
     assert(f != NULL && se != NULL);
     return fs__notify_start(&f->notify, se);
+}
+
+void fs_notified(struct fs* f)
+{
+    if (f != NULL) {
+        fs__kview_notified(f);
+    }
 }
 
 void fs_free(struct fs* f)
@@ -63,6 +73,7 @@ void fs_free(struct fs* f)
     fs__snap_free(f);
     uv_timer_stop(f->settle);
     fs__winos_free(f); /* queued writes */
+    fs__kview_free(f);
     /* The node is stopped first (its callbacks failed every pending
      * proposal with -ESHUTDOWN); whatever is left never gets a callback. */
     while (f->pending.next != &f->pending) {
@@ -175,6 +186,7 @@ static void reply_with_ino(struct fs_op* op, uint64_t ino)
         fuse_reply_err(op->req, -rv);
         return;
     }
+    fs__kview_forget(f, ino); /* the reply carries the current revision */
     if (op->kind == FS_REPLY_ATTR) {
         struct stat st;
         fs__attr_to_stat(&a, &st);
@@ -220,7 +232,14 @@ void fs__propose(struct fs* f, struct fs_op* op, struct store_cmd* c)
 static void barrier_done_cb(void* data, int err)
 {
     struct fs_op* op = data;
-    op->resume(op, err);
+
+    if (err != 0) {
+        op->resume(op, err);
+        return;
+    }
+    /* Applied up to the read index: wait until the kernel has been told of
+     * every change applied so far (fs_kview.c). */
+    fs__kview_wait(op->fs, op);
 }
 
 void fs__barrier(struct fs* f, struct fs_op* op)
@@ -265,7 +284,12 @@ static void lookup_now(struct fs* f,
         fuse_reply_err(req, -rv);
         return;
     }
-    fs__fill_entry(f, &a, &e);
+    if (!fs__is_virtual(a.ino) && fs__kview_attr(f, a.ino, &a)) {
+        fs__fill_entry(f, &a, &e);
+        e.attr_timeout = 0; /* the revision the kernel may hold */
+    } else {
+        fs__fill_entry(f, &a, &e);
+    }
     if (fs__is_vfile(a.ino)) {
         e.entry_timeout = 0; /* every open looks up a fresh text */
     } else if (fs__is_virtual(a.ino)) {
@@ -378,6 +402,9 @@ static void fs_getattr(fuse_req_t req,
             return;
         }
     }
+    if (!fs__is_virtual(ino) && fs__kview_attr(f, ino, &a)) {
+        timeout = 0; /* the revision the kernel may hold (fs_kview.c) */
+    }
     fs__attr_to_stat(&a, &st);
     if (!fs__is_virtual(ino)) {
         /* A deferred truncation is visible on this mount. */
@@ -419,10 +446,15 @@ static void fs_init(void* userdata, struct fuse_conn_info* conn)
     /* Every write must reach us (fs_file.c), and the kernel must take the
      * size from us: no writeback cache. No atomic_o_trunc: without OPEN
      * requests O_TRUNC would be lost; the kernel sends SETATTR(size 0).
-     * Applied changes invalidate explicitly: no auto_inval_data. One
-     * write() up to 1 MiB is one WRITE (one proposal). */
-    conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC |
-                    FUSE_CAP_AUTO_INVAL_DATA);
+     * Applied changes invalidate explicitly, and auto_inval_data makes a
+     * read() whose attributes were invalidated (or given with timeout 0)
+     * revalidate them first and drop pages of another mtime or size
+     * (fs_kview.c); valid attributes cost no request. One write() up to
+     * 1 MiB is one WRITE (one proposal). */
+    conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC);
+    if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) {
+        conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+    }
     conn->max_write = FS_WRITE_MAX;
 }
 
@@ -449,7 +481,14 @@ void fs_on_change(void* data, const struct store_change* c)
     if (c->parent == 0 && fs__change_is_ours(f, c->ino)) {
         return; /* our own write: the kernel already shows it */
     }
-    fs__notify_push(&f->notify, c->ino, c->parent, c->name);
+    uint64_t seq = fs__notify_push(&f->notify, c->ino, c->parent, c->name);
+    if (c->ino != 0) {
+        /* Until seq is sent the kernel may hold the revision before this
+         * change, the store's current one (the change's is next). */
+        struct store_stats s;
+        store_get_stats(node_store(f->node), &s);
+        fs__kview_changed(f, c->ino, s.revision, seq);
+    }
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {

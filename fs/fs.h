@@ -25,6 +25,9 @@ struct fs_options {
     /* An initialized timer on the loop, owned by the caller (closed by it
      * after fs_free): commits truncations no write followed. Required. */
     uv_timer_t* settle_timer;
+    /* An initialized async handle on the loop, owned by the caller (closed
+     * after fs_free), whose callback calls fs_notified. Required. */
+    uv_async_t* notify_async;
 };
 void fs_options_default(struct fs_options* o);
 
@@ -34,6 +37,9 @@ struct fs;
 struct fs* fs_new(struct node* n, const struct fs_options* o);
 /* Start the notifier thread on se (call after the session is mounted). */
 int fs_start_notifier(struct fs* f, struct fuse_session* se);
+/* The notifier has sent invalidations (called from notify_async's
+ * callback, on the loop). */
+void fs_notified(struct fs* f);
 /* Orderly shutdown, once no new requests are read: commit deferred
  * truncations and wait for every write commit in flight; cb runs once
  * none is left (from a later loop iteration, never inside this call). */

@@ -263,6 +263,7 @@ static void setattr_reply_now(struct fs* f, fuse_req_t req, fuse_ino_t ino)
     }
     fs__attr_to_stat(&a, &st);
     fuse_reply_attr(req, &st, f->o.attr_timeout_s);
+    fs__kview_forget(f, ino); /* the kernel holds the current revision */
 }
 
 void fs_setattr(fuse_req_t req,
@@ -443,7 +444,13 @@ static int dir_add(struct dir_fill* df,
     if (next > df->start) {
         if (df->plus) {
             struct fuse_entry_param e;
-            fs__fill_entry(df->f, a, &e);
+            struct store_attr held = *a;
+            if (is_store && fs__kview_attr(df->f, a->ino, &held)) {
+                fs__fill_entry(df->f, &held, &e);
+                e.attr_timeout = 0; /* the revision the kernel may hold */
+            } else {
+                fs__fill_entry(df->f, a, &e);
+            }
             if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
                 fs__is_snap(a->ino) ||
                 (fs__is_virtual(a->ino) && a->type == STORE_FILE)) {

@@ -132,7 +132,14 @@ static void settle_arm(struct fs* f)
     }
 }
 
-bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size)
+/* This mount's own view of ino while it has a truncation deferred (empty)
+ * or a commit in flight (the content being committed, which its kernel
+ * wrote through its page cache): what getattr and read answer here, so
+ * the kernel never pairs its own new size with the committed old bytes. */
+static bool own_view(const struct fs* f,
+                     uint64_t ino,
+                     const void** data,
+                     size_t* len)
 {
     const struct fs_wino* w;
 
@@ -140,19 +147,47 @@ bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size)
         return false; /* the common case: nothing deferred */
     }
     w = wino_find(f, ino);
-    if (w == NULL || !w->trunc) {
+    if (w == NULL) {
         return false;
     }
-    *size = 0;
+    if (w->trunc) {
+        *data = NULL;
+        *len = 0;
+        return true;
+    }
+    if (w->busy && w->inflight != NULL) {
+        *data = w->inflight;
+        *len = w->inflight_len;
+        return true;
+    }
+    return false;
+}
+
+bool fs__own_state(const struct fs* f, uint64_t ino)
+{
+    return f->winos.next != &f->winos && wino_find(f, ino) != NULL;
+}
+
+bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size)
+{
+    const void* data;
+    size_t len;
+
+    if (!own_view(f, ino, &data, &len)) {
+        return false;
+    }
+    *size = len;
     return true;
 }
 
 void fs__file_open_flags(const struct fs* f, struct fuse_file_info* fi)
 {
     fi->fh = 0;
-    fi->direct_io = 0;
-    /* Every change invalidates the inode's pages; a linearizable open
-     * drops them anyway (the notifier may still be on its way). */
+    /* Linearizable: every read() is READs answered from the state the
+     * open's barrier reached or a later one, never the kernel's cached
+     * size or pages (those may be older than the barrier: fs_kview.c).
+     * Shared writable mmap is then refused by the kernel (ENODEV). */
+    fi->direct_io = f->o.linearizable ? 1 : 0;
     fi->keep_cache = f->o.linearizable ? 0 : 1;
     fi->noflush = 1;
 }
@@ -185,6 +220,7 @@ static void reply_attr_of(struct fs* f, fuse_req_t req, uint64_t ino)
         st.st_blocks = 0;
     }
     fuse_reply_attr(req, &st, f->o.attr_timeout_s);
+    fs__kview_forget(f, ino); /* the kernel holds the current revision */
 }
 
 /* Build the content op produces from the committed content (or nothing,
@@ -334,6 +370,13 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
         free(w->inflight);
         w->inflight = NULL;
         w->busy = false;
+        if (res->err != 0) {
+            /* The kernel holds what it wrote; the file is what was
+             * committed before: make it read that again. */
+            fs__notify_push(&f->notify, op->ino, 0, NULL);
+        } else {
+            fs__kview_forget(f, op->ino); /* it holds our revision */
+        }
         wino_run(f, w);
     }
 }
@@ -720,7 +763,6 @@ void fs_read(fuse_req_t req,
     struct fs* f = fuse_req_userdata(req);
     const void* data;
     size_t len;
-    uint64_t psize;
     int rv;
 
     (void)fi;
@@ -750,10 +792,23 @@ void fs_read(fuse_req_t req,
         fuse_reply_err(req, EISDIR);
         return;
     }
-    if (fs__pending_size(f, ino, &psize)) {
-        fuse_reply_buf(req, NULL, 0); /* truncated, not yet committed */
-        return;
+    if (fs__own_state(f, ino)) {
+        /* This mount's kernel was answered size 0 for a deferred
+         * truncation, and learns the size of a commit in flight from its
+         * WRITE reply: a READ meanwhile comes from a reader that still has
+         * the committed size, and gets the committed bytes. */
+        goto committed;
     }
+    {
+        /* The revision the kernel may still hold (fs_kview.c). */
+        void* held = NULL;
+        if (fs__kview_read(f, ino, &held, &len) == 1) {
+            reply_slice(req, held, len, size, off);
+            free(held);
+            return;
+        }
+    }
+committed:
     rv = store_read(node_store(f->node), ino, &data, &len);
     if (rv == -ENOENT) {
         struct store_attr a;

@@ -27,9 +27,10 @@ enum {
     FS_BLOCK_SIZE = 4096,           /* statfs f_bsize, st_blocks unit */
     FS_VFILE_RING = 64,             /* /.cluster generations kept */
     FS_WRITE_MAX = 1 << 20,         /* max_write: bytes per WRITE */
-    FS_GRAVES = 256,        /* removed inos still readable by their holders */
-    FS_WINO_BUCKETS = 1024, /* per-inode write state hash (power of 2) */
-    FS_SETTLE_MS = 200,     /* a truncation no write followed commits */
+    FS_GRAVES = 256,         /* removed inos still readable by their holders */
+    FS_WINO_BUCKETS = 1024,  /* per-inode write state hash (power of 2) */
+    FS_SETTLE_MS = 200,      /* a truncation no write followed commits */
+    FS_KVIEW_BUCKETS = 1024, /* kernel-view hash (power of 2) */
 };
 
 /* Virtual inodes: a reserved range at the top of the ino space (store inos
@@ -79,6 +80,16 @@ struct fs_wino {
 /* Generated /.cluster file contents: every lookup of a name gets a new
  * inode with its own immutable text, so a reader's page cache always holds
  * one consistent generation (fs_cluster.c). */
+/* The revision of an inode that the kernel may still hold (attributes or
+ * pages), until notification seq has been sent (fs_kview.c). */
+struct fs_kview {
+    struct fs_kview *prev, *next; /* fs->kviews, by seq */
+    struct fs_kview* hnext;       /* fs->kview_hash bucket */
+    uint64_t ino;
+    uint64_t rev; /* the revision before the first unnotified change */
+    uint64_t seq; /* the notification that ends it */
+};
+
 struct fs_vfile {
     uint64_t ino;  /* 0: free slot */
     uint64_t kind; /* FS_VINO_STATUS, _MEMBERS or _LEADER */
@@ -115,6 +126,7 @@ struct fs_op {
     uint64_t off;        /* WRITE offset */
     bool append;         /* O_APPEND: at the end of the content */
     uint64_t new_size;   /* SETATTR size */
+    uint64_t kview_seq;  /* BARRIER: notifications it waits for */
 };
 
 enum {
@@ -125,6 +137,7 @@ enum {
 };
 
 struct fs_notify_item {
+    uint64_t seq;    /* fs_notify.pushed when it was pushed */
     uint64_t ino;    /* inval_inode (0: none) */
     uint64_t parent; /* inval_entry(parent, name) (0: none) */
     char name[FS_NAME_MAX + 1];
@@ -138,9 +151,16 @@ struct fs_notify {
     struct fuse_session* se;
     struct fs_notify_item q[FS_NOTIFY_QUEUE_MAX]; /* ring */
     size_t head, count;
-    uint64_t dropped[FS_NOTIFY_DROPPED_MAX]; /* inos whose items were lost */
+    struct {
+        uint64_t ino, seq; /* seq: the oldest dropped item of this ino */
+    } dropped[FS_NOTIFY_DROPPED_MAX]; /* inos whose items were dropped */
     size_t n_dropped;
     uint64_t lost; /* overflow items not even recorded in dropped[] */
+    /* Items are numbered 1, 2, ... as they are pushed. done: every item
+     * numbered up to it has been sent to the kernel (or lost); the thread
+     * raises it after each item and wakes the loop with done_async. */
+    uint64_t pushed, done;
+    uv_async_t* done_async; /* owned by the caller; may be NULL */
 };
 
 struct fs {
@@ -162,6 +182,12 @@ struct fs {
     size_t grave_next;
     struct fs_notify notify;
     struct fs_snap* snap; /* fs_snap.c; NULL until /.snapshots is used */
+    /* Inodes changed since the kernel last got their attributes, until the
+     * notifier has invalidated them (fs_kview.c). */
+    struct fs_kview* kview_hash[FS_KVIEW_BUCKETS];
+    struct fs_kview kviews;    /* list head, in notification order */
+    struct fs_op* kview_wait;  /* read barriers waiting for the notifier */
+    struct fs_op** kview_tail; /* where the next waiter goes */
 };
 
 /* fs.c */
@@ -184,6 +210,8 @@ void fs__write_done(struct fs_op* op, const struct store_result* res);
 /* Size of ino as this mount's writers see it (a deferred truncation):
  * true and *size set when it differs from the store's. */
 bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size);
+/* ino has write state on this mount (deferred truncation, commits). */
+bool fs__own_state(const struct fs* f, uint64_t ino);
 /* SETATTR(size) of a regular store file: replies. */
 void fs__setattr_size(struct fs* f,
                       fuse_req_t req,
@@ -328,13 +356,44 @@ void fs__snap_mkdir(fuse_req_t req, const char* name);
 void fs__snap_rmdir(fuse_req_t req, const char* name);
 void fs__snap_free(struct fs* f);
 
+/* fs_kview.c: until the kernel has been told of a change to an inode, it
+ * may hold the previous revision's size and pages; requests that only
+ * observe the inode (GETATTR, LOOKUP, READDIRPLUS, READ) are answered from
+ * that revision, attributes with timeout 0, so a reader never pairs one
+ * revision's size with another's bytes. */
+void fs__kview_init(struct fs* f);
+void fs__kview_free(struct fs* f);
+/* The change being applied touched ino (rev: the revision before it) and
+ * its invalidation is notification seq. */
+void fs__kview_changed(struct fs* f, uint64_t ino, uint64_t rev, uint64_t seq);
+/* If the kernel may hold an older revision of ino: *a becomes that
+ * revision's attributes and true is returned (reply with timeout 0). */
+bool fs__kview_attr(struct fs* f, uint64_t ino, struct store_attr* a);
+/* If the kernel may hold an older revision of ino: that revision's content,
+ * malloc'd into *data (caller frees); 1. 0: read the current content. */
+int fs__kview_read(struct fs* f, uint64_t ino, void** data, size_t* len);
+/* This mount's own request on ino was answered with its current
+ * attributes: the kernel holds the current revision. */
+void fs__kview_forget(struct fs* f, uint64_t ino);
+/* Resume op (a read barrier that has reached its index) once every change
+ * applied so far has been sent to the kernel. */
+void fs__kview_wait(struct fs* f, struct fs_op* op);
+/* done_async fired: end the views and resume the barriers it covers. */
+void fs__kview_notified(struct fs* f);
+
 /* notify.c */
 void fs__notify_init(struct fs_notify* n);
 int fs__notify_start(struct fs_notify* n, struct fuse_session* se);
 void fs__notify_stop(struct fs_notify* n);
-void fs__notify_push(struct fs_notify* n,
-                     uint64_t ino,
-                     uint64_t parent,
-                     const char* name);
+/* Queues the invalidation of ino's attributes and pages and of the entry
+ * parent/name (either may be 0); returns its number (0: nothing queued). */
+uint64_t fs__notify_push(struct fs_notify* n,
+                         uint64_t ino,
+                         uint64_t parent,
+                         const char* name);
+/* The highest number pushed so far, and the highest one up to which every
+ * item has been sent to the kernel. */
+uint64_t fs__notify_pushed(struct fs_notify* n);
+uint64_t fs__notify_done(struct fs_notify* n);
 
 #endif /* QFS_FS_INTERNAL_H */

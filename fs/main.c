@@ -48,6 +48,7 @@ struct mount_opts {
 struct app {
     uv_loop_t loop;
     uv_timer_t settle_timer; /* fs_options.settle_timer */
+    uv_async_t notify_async; /* fs_options.notify_async */
     struct mount_opts* mo;
     struct node* node;
     struct fs* fs;
@@ -484,6 +485,12 @@ static void log_to_file(struct app* a)
     }
 }
 
+static void notify_async_cb(uv_async_t* h)
+{
+    struct app* a = h->data;
+    fs_notified(a->fs);
+}
+
 static void app_on_change(void* data, const struct store_change* c)
 {
     struct app* a = data;
@@ -538,8 +545,11 @@ static int run_node(struct app* a)
 
     uv_loop_init(&a->loop);
     uv_timer_init(&a->loop, &a->settle_timer);
+    uv_async_init(&a->loop, &a->notify_async, notify_async_cb);
+    a->notify_async.data = a;
     fs_options_default(&fo);
     fo.settle_timer = &a->settle_timer;
+    fo.notify_async = &a->notify_async;
     fo.linearizable = a->mo->linearizable;
     if (a->mo->node.store.file_size_max != 0) {
         fo.file_size_max = a->mo->node.store.file_size_max;

@@ -12,6 +12,12 @@
  * stays cached until the kernel revalidates it (entry timeout) or a later
  * change to the same name queues it again. Past FS_NOTIFY_DROPPED_MAX
  * distinct inos, losses are only counted (n->lost).
+ *
+ * Items are numbered as they are pushed. After each item the thread raises
+ * n->done to the highest number below every item still waiting (ring or
+ * dropped set) and wakes the loop (done_async): the fs then knows which
+ * changes the kernel can no longer hold stale attributes or pages of
+ * (fs_kview.c).
  */
 #include <assert.h>
 #include <errno.h>
@@ -26,7 +32,7 @@ void fs__notify_init(struct fs_notify* n)
     pthread_cond_init(&n->cond, NULL);
 }
 
-static void dropped_add(struct fs_notify* n, uint64_t ino)
+static void dropped_add(struct fs_notify* n, uint64_t ino, uint64_t seq)
 {
     size_t i;
 
@@ -34,36 +40,41 @@ static void dropped_add(struct fs_notify* n, uint64_t ino)
         return;
     }
     for (i = 0; i < n->n_dropped; i++) {
-        if (n->dropped[i] == ino) {
-            return;
+        if (n->dropped[i].ino == ino) {
+            return; /* its older seq stays: the inval covers both */
         }
     }
     if (n->n_dropped == FS_NOTIFY_DROPPED_MAX) {
         n->lost++;
         return;
     }
-    n->dropped[n->n_dropped++] = ino;
+    n->dropped[n->n_dropped].ino = ino;
+    n->dropped[n->n_dropped].seq = seq;
+    n->n_dropped++;
 }
 
-void fs__notify_push(struct fs_notify* n,
-                     uint64_t ino,
-                     uint64_t parent,
-                     const char* name)
+uint64_t fs__notify_push(struct fs_notify* n,
+                         uint64_t ino,
+                         uint64_t parent,
+                         const char* name)
 {
     struct fs_notify_item* it;
+    uint64_t seq;
 
     if (ino == 0 && parent == 0) {
-        return;
+        return 0;
     }
     pthread_mutex_lock(&n->mu);
     if (n->count == FS_NOTIFY_QUEUE_MAX) {
         it = &n->q[n->head];
-        dropped_add(n, it->ino);
-        dropped_add(n, it->parent);
+        dropped_add(n, it->ino, it->seq);
+        dropped_add(n, it->parent, it->seq);
         n->head = (n->head + 1) % FS_NOTIFY_QUEUE_MAX;
         n->count--;
     }
+    seq = ++n->pushed;
     it = &n->q[(n->head + n->count) % FS_NOTIFY_QUEUE_MAX];
+    it->seq = seq;
     it->ino = ino;
     it->parent = 0;
     it->name[0] = '\0';
@@ -71,11 +82,56 @@ void fs__notify_push(struct fs_notify* n,
         it->parent = parent;
         memcpy(it->name, name, strlen(name) + 1);
     } else if (parent != 0) {
-        dropped_add(n, parent); /* no usable name: the dir's inode */
+        dropped_add(n, parent, seq); /* no usable name: the dir's inode */
     }
     n->count++;
     pthread_cond_signal(&n->cond);
     pthread_mutex_unlock(&n->mu);
+    return seq;
+}
+
+uint64_t fs__notify_done(struct fs_notify* n)
+{
+    uint64_t done;
+
+    pthread_mutex_lock(&n->mu);
+    done = n->done;
+    pthread_mutex_unlock(&n->mu);
+    return done;
+}
+
+uint64_t fs__notify_pushed(struct fs_notify* n)
+{
+    uint64_t pushed;
+
+    pthread_mutex_lock(&n->mu);
+    pushed = n->pushed;
+    pthread_mutex_unlock(&n->mu);
+    return pushed;
+}
+
+/* Under n->mu, after an item was sent: everything below the oldest item
+ * still waiting is done. The ring is in push order; dropped items are
+ * older than every item in the ring. */
+static void done_raise(struct fs_notify* n)
+{
+    uint64_t done = n->pushed;
+    size_t i;
+
+    if (n->count > 0) {
+        done = n->q[n->head].seq - 1;
+    }
+    for (i = 0; i < n->n_dropped; i++) {
+        if (n->dropped[i].seq - 1 < done) {
+            done = n->dropped[i].seq - 1;
+        }
+    }
+    if (done > n->done) {
+        n->done = done;
+        if (n->done_async != NULL) {
+            uv_async_send(n->done_async);
+        }
+    }
 }
 
 static void notify_one(struct fuse_session* se, const struct fs_notify_item* it)
@@ -105,10 +161,18 @@ static void* notify_main(void* arg)
             break;
         }
         if (n->n_dropped > 0) {
-            ino = n->dropped[--n->n_dropped];
+            /* Taken off the set only once sent: done stays below it. */
+            ino = n->dropped[n->n_dropped - 1].ino;
             pthread_mutex_unlock(&n->mu);
             fuse_lowlevel_notify_inval_inode(n->se, ino, 0, 0);
             pthread_mutex_lock(&n->mu);
+            for (size_t i = 0; i < n->n_dropped; i++) {
+                if (n->dropped[i].ino == ino) {
+                    n->dropped[i] = n->dropped[--n->n_dropped];
+                    break;
+                }
+            }
+            done_raise(n);
             continue;
         }
         it = n->q[n->head];
@@ -117,6 +181,7 @@ static void* notify_main(void* arg)
         pthread_mutex_unlock(&n->mu);
         notify_one(n->se, &it);
         pthread_mutex_lock(&n->mu);
+        done_raise(n);
     }
     pthread_mutex_unlock(&n->mu);
     return NULL;

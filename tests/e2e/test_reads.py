@@ -1,0 +1,152 @@
+"""Every read returns one revision: size and bytes from the same write.
+
+Issue: a reader on another node paired the new bytes of a file with the
+size the kernel had cached for the old content (`666` after `666666666`
+was written, `777\\0\\0\\0\\0\\0\\0` after `777`), because the kernel kept the
+old attributes until the notifier thread reached the inode. These tests
+write values of alternating lengths on one mount and read them back with
+one read() on others, in both consistency modes, and fail on any read whose
+bytes no write produced.
+"""
+
+import os
+import threading
+import time
+
+import pytest
+
+import cluster as qc
+
+ROUNDS = 300
+READ_BUF = 1 << 16
+
+
+def value(i):
+    """Alternating 3- and 9-byte values, each unique to its round."""
+    d = str(i % 10)
+    return (d * 3 if i % 2 == 0 else d * 9).encode()
+
+
+def read_once(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, READ_BUF)
+    finally:
+        os.close(fd)
+
+
+def valid(got):
+    """Bytes some write produced: one of the values, whole."""
+    if len(got) not in (3, 9) or got != got[:1] * len(got):
+        return False
+    return got[:1].isdigit()
+
+
+class Reader(threading.Thread):
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path = path
+        self.stop_event = threading.Event()
+        self.reads = 0
+        self.bad = []
+
+    def run(self):
+        while not self.stop_event.is_set():
+            try:
+                got = read_once(self.path)
+            except FileNotFoundError:
+                continue
+            self.reads += 1
+            if not valid(got) and len(self.bad) < 20:
+                self.bad.append(got)
+
+
+def run_rounds(c, writer, readers, rel, linearizable):
+    """Write ROUNDS values on writer; after each close() returns, read on
+    every reader node once (and let reader threads hammer meanwhile)."""
+    path_w = writer.path(rel)
+    qc.write_file(path_w, value(0))
+    c.wait_applied()
+    threads = [Reader(n.path(rel)) for n in readers]
+    for t in threads:
+        t.start()
+    bad_after = []
+    try:
+        for i in range(1, ROUNDS):
+            want = value(i)
+            qc.write_file(path_w, want)
+            for n in readers:
+                got = read_once(n.path(rel))
+                if not valid(got):
+                    bad_after.append((n.name, i, got))
+                elif linearizable and got != want:
+                    # A read that starts after the write was acknowledged
+                    # returns it (or a later one: there is none here).
+                    bad_after.append((n.name, i, got))
+    finally:
+        for t in threads:
+            t.stop_event.set()
+        for t in threads:
+            t.join(10)
+    bad_bg = [b for t in threads for b in t.bad]
+    reads = sum(t.reads for t in threads)
+    assert bad_after == [], "reads after close(): %r" % bad_after[:10]
+    assert bad_bg == [], "%d concurrent reads, bad: %r" % (reads, bad_bg)
+    assert reads > 0
+
+
+@pytest.mark.parametrize("mode", ["serializable", "linearizable"])
+def test_remote_reads_pair_size_and_bytes(make_cluster, mode):
+    c = make_cluster(extra_args=["--consistency", mode])
+    c.start()
+    leader = c.leader()
+    others = c.followers(leader)
+    run_rounds(c, leader, others, "alt.conf", mode == "linearizable")
+    c.assert_same_trees()
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "known residue: on the writer's own mount, during open(O_TRUNC) + write "
+    "of a new value, about 1 read in 10,000 still returns the new bytes "
+    "padded with NULs to the old size (was ~1 in 50 before the own-view "
+    "fix); the close-to-commit write model (issue 11) replaces this path"))
+def test_own_mount_truncate_never_shows_nuls(make_node):
+    """On the writer's own mount, between O_TRUNC and the write a reader may
+    see the file empty (FUSE sends the truncation first), never NULs or a
+    mix of old and new bytes."""
+    n = make_node()
+    n.start()
+    path = n.path("own.conf")
+    qc.write_file(path, value(1))
+    readers = [Reader(path) for _ in range(2)]
+    # An empty read is allowed here: count it as valid.
+    for r in readers:
+        r.run = _allow_empty(r)
+        r.start()
+    try:
+        deadline = time.monotonic() + 5
+        i = 2
+        while time.monotonic() < deadline:
+            qc.write_file(path, value(i))
+            i += 1
+    finally:
+        for r in readers:
+            r.stop_event.set()
+        for r in readers:
+            r.join(10)
+    bad = [b for r in readers for b in r.bad]
+    assert bad == [], "bad reads on the writer's mount: %r" % bad[:10]
+    assert sum(r.reads for r in readers) > 0
+
+
+def _allow_empty(reader):
+    def run():
+        while not reader.stop_event.is_set():
+            try:
+                got = read_once(reader.path)
+            except FileNotFoundError:
+                continue
+            reader.reads += 1
+            if got != b"" and not valid(got) and len(reader.bad) < 20:
+                reader.bad.append(got)
+    return run
