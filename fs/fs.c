@@ -137,6 +137,13 @@ void fs__fill_entry(struct fs* f,
     e->ino = a->ino;
     e->generation = 1;
     fs__attr_to_stat(a, &e->attr);
+    /* This mount's own deferred truncation or commit in flight: every
+     * reply that carries attributes shows it (fs_file.c: own_view). */
+    uint64_t size;
+    if (fs__pending_size(f, a->ino, &size)) {
+        e->attr.st_size = (off_t)size;
+        e->attr.st_blocks = (blkcnt_t)((size + 511) / 512);
+    }
     e->attr_timeout = f->o.attr_timeout_s;
     e->entry_timeout = f->o.entry_timeout_s;
 }
