@@ -36,10 +36,41 @@
 
 /* ---- small helpers ---- */
 
+/* The core's clock: monotonic milliseconds minus the time this process
+ * was stalled (sweep_cb). A node that was not running (descheduled on an
+ * overloaded host, stopped) heard nothing because it listened to nothing;
+ * counting that time as silence would make it campaign, or a leader step
+ * down on check-quorum, with the heartbeats and replies that prove the
+ * contrary unread in its sockets. Only liveness depends on this clock.
+ *
+ * The sweep timer wakes the loop every NODE_SWEEP_MS, so two readings of
+ * the clock further apart than that plus NODE_STALL_MIN_MS mean the loop
+ * did not run in between: all but NODE_SWEEP_MS of the gap is taken out.
+ * The core's clock stays monotonic (it advances by at least that much). */
+static uint64_t clock_read(struct node* n, uint64_t real)
+{
+    if (n->clock_last_ms != 0 &&
+        real > n->clock_last_ms + NODE_SWEEP_MS + NODE_STALL_MIN_MS) {
+        uint64_t gap = real - n->clock_last_ms - NODE_SWEEP_MS;
+        n->stalled_ms += gap;
+        n->stalls++;
+        if (gap >= n->opts.election_ms / 2) {
+            node__log(RAFT_TRACE_INFO,
+                      "the loop stalled for %llu ms (not counted as silence "
+                      "from peers)",
+                      (unsigned long long)gap);
+        }
+    }
+    if (real > n->clock_last_ms) {
+        n->clock_last_ms = real;
+    }
+    return real - n->stalled_ms;
+}
+
 static uint64_t now_ms(struct node* n)
 {
     uv_update_time(n->loop);
-    return uv_now(n->loop);
+    return clock_read(n, uv_now(n->loop));
 }
 
 static int64_t wall_ns(void)
@@ -356,7 +387,7 @@ static void handle_failed_proposals(struct node* n, const struct raft_update* u)
 
 static void rearm_tick(struct node* n, uint64_t next_ms)
 {
-    uint64_t now = uv_now(n->loop);
+    uint64_t now = clock_read(n, uv_now(n->loop));
     uint64_t delay = next_ms > now ? next_ms - now : 0;
     if (delay > 60000) {
         delay = 60000;
@@ -389,11 +420,50 @@ static void handle_update(struct node* n, const struct raft_update* u)
     rearm_tick(n, u->next_timeout_ms);
 }
 
+/* Timer work waits until the loop has read its sockets. libuv runs due
+ * timers before it polls for I/O: after a stall (the process descheduled
+ * on an overloaded host, a long apply) an election or check-quorum tick
+ * would otherwise count as silence the heartbeats and replies that are
+ * sitting unread in the sockets, and a proposal sweep would fail writes
+ * whose commits are there too. So a timer only flags its work and starts
+ * an idle handle (the poll then does not block) and a check handle (run
+ * right after the poll), which does it. */
+static void after_poll_idle_cb(uv_idle_t* h)
+{
+    (void)h;
+}
+
+static void sweep_now(struct node* n);
+
+static void after_poll_cb(uv_check_t* h)
+{
+    struct node* n = h->data;
+
+    uv_idle_stop(&n->after_poll_idle);
+    uv_check_stop(&n->after_poll_check);
+    if (n->tick_due) {
+        n->tick_due = false;
+        struct raft_event ev = {.type = RAFT_EV_TICK};
+        step(n, &ev);
+    }
+    if (n->sweep_due && n->raft != NULL) {
+        n->sweep_due = false;
+        sweep_now(n);
+    }
+}
+
+static void after_poll_arm(struct node* n)
+{
+    uv_idle_start(&n->after_poll_idle, after_poll_idle_cb);
+    uv_check_start(&n->after_poll_check, after_poll_cb);
+}
+
 void node__tick_cb(uv_timer_t* t)
 {
     struct node* n = t->data;
-    struct raft_event ev = {.type = RAFT_EV_TICK};
-    step(n, &ev);
+
+    n->tick_due = true;
+    after_poll_arm(n);
 }
 
 /* ---- proposals ---- */
@@ -627,6 +697,13 @@ void node__retry_parked(struct node* n)
 static void sweep_cb(uv_timer_t* t)
 {
     struct node* n = t->data;
+    (void)now_ms(n); /* reads the clock: a stall is noticed before I/O */
+    n->sweep_due = true;
+    after_poll_arm(n);
+}
+
+static void sweep_now(struct node* n)
+{
     uint64_t now = now_ms(n);
 
     n->depth++;
@@ -1186,10 +1263,14 @@ static int start_timers(struct node* n)
     uv_timer_init(n->loop, &n->sweep_timer);
     uv_timer_init(n->loop, &n->frame_timer);
     n->tick_timer.data = n->sweep_timer.data = n->frame_timer.data = n;
+    uv_idle_init(n->loop, &n->after_poll_idle);
+    uv_check_init(n->loop, &n->after_poll_check);
+    n->after_poll_idle.data = n->after_poll_check.data = n;
     uv_prepare_init(n->loop, &n->prepare);
     n->prepare.data = n;
     uv_prepare_start(&n->prepare, prepare_cb);
-    return uv_timer_start(&n->sweep_timer, sweep_cb, 50, 50);
+    return uv_timer_start(&n->sweep_timer, sweep_cb, NODE_SWEEP_MS,
+                          NODE_SWEEP_MS);
 }
 
 /* glibc raises its mmap threshold (up to 32 MiB) each time a large mmapped
@@ -1287,6 +1368,9 @@ void node_stop(struct node* n, void (*cb)(void* data), void* data)
     uv_timer_stop(&n->tick_timer);
     uv_timer_stop(&n->sweep_timer);
     uv_timer_stop(&n->frame_timer);
+    uv_idle_stop(&n->after_poll_idle);
+    uv_check_stop(&n->after_poll_check);
+    n->tick_due = n->sweep_due = false;
     node__frame_flush(n);
     node__stop_continue(n);
 }
@@ -1333,11 +1417,12 @@ void node__stop_continue(struct node* n)
     node__close_disk(n);
     node__log(RAFT_TRACE_INFO, "node stopped cleanly");
     uv_handle_t* hs[] = {
-        (uv_handle_t*)&n->tick_timer, (uv_handle_t*)&n->sweep_timer,
-        (uv_handle_t*)&n->frame_timer, (uv_handle_t*)&n->io.done_async,
-        (uv_handle_t*)&n->prepare};
-    n->handles_open = 5;
-    for (unsigned i = 0; i < 5; i++) {
+        (uv_handle_t*)&n->tick_timer,      (uv_handle_t*)&n->sweep_timer,
+        (uv_handle_t*)&n->frame_timer,     (uv_handle_t*)&n->io.done_async,
+        (uv_handle_t*)&n->prepare,         (uv_handle_t*)&n->after_poll_idle,
+        (uv_handle_t*)&n->after_poll_check};
+    n->handles_open = 7;
+    for (unsigned i = 0; i < 7; i++) {
         hs[i]->data = n;
         uv_close(hs[i], closed_cb);
     }

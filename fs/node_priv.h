@@ -12,6 +12,8 @@ enum {
      * of the db file on the I/O thread, which delays the log syncs that
      * writers wait for; the raft log is the durable copy meanwhile. */
     NODE_FRAME_DELAY_MS = 100,
+    NODE_SWEEP_MS = 50,      /* proposal deadlines; stall detection */
+    NODE_STALL_MIN_MS = 100, /* a longer sweep gap is a loop stall */
     NODE_PROPOSE_BATCH_MAX = RAFT_PROPOSE_BATCH_MAX, /* per core step */
     /* malloc: blocks from this size are mmapped (returned on free), and an
      * arena's free top past this is given back (node.c, malloc_tune). */
@@ -62,7 +64,15 @@ struct node {
     struct node_io io;
 
     uv_timer_t tick_timer, sweep_timer, frame_timer;
-    uv_prepare_t prepare;                   /* flushes batched proposals */
+    /* Timers only flag their work; it runs in the check phase, after the
+     * loop has polled its sockets (node.c: after_poll_cb). */
+    uv_idle_t after_poll_idle;   /* makes that poll non-blocking */
+    uv_check_t after_poll_check; /* runs the flagged work */
+    bool tick_due, sweep_due;
+    uint64_t clock_last_ms; /* uv_now at the last clock reading */
+    uint64_t stalled_ms;    /* loop stalls taken out of the core's clock */
+    uint64_t stalls;        /* how many */
+    uv_prepare_t prepare;   /* flushes batched proposals */
     uint64_t batch[NODE_PROPOSE_BATCH_MAX]; /* seqs not yet stepped */
     unsigned n_batch;
 
