@@ -461,6 +461,7 @@ static void net_send(struct sim* s, struct sim_msg* c)
         sim__trace(s, "send(dup) %s", d);
     }
     sim__trace(s, "send %s", d);
+    s->sent[m->from][m->to]++;
     heap_push(s, (struct sim_ev){
                      .t = s->now + delay, .kind = SIM_EV_DELIVER, .msg = c});
 }
@@ -999,6 +1000,47 @@ void sim_start_fresh(struct sim* s, raft_id id)
     node_boot(s, n);
 }
 
+void sim_wipe(struct sim* s, raft_id id)
+{
+    assert(id >= 1 && id <= SIM_NODES_MAX);
+    struct sim_node* n = &s->nodes[id];
+    node_wipe(n);
+    free(n->image);
+    n->image = NULL;
+    n->image_len = 0;
+    log_reset(&n->disk, 0, 0);
+    memset(&n->hs, 0, sizeof n->hs);
+    memset(&n->snap, 0, sizeof n->snap);
+    n->snap.conf = s->initial_conf; /* as fs/node_boot.c: --initial-cluster */
+    n->exists = true;
+    sim__trace(s, "n%" PRIu64 " WIPED", id);
+    node_boot(s, n);
+}
+
+void sim_tear_tail(struct sim* s, raft_id id, unsigned entries)
+{
+    assert(id >= 1 && id <= SIM_NODES_MAX);
+    struct sim_node* n = &s->nodes[id];
+    node_wipe(n); /* a crash: pending writes are lost */
+    raft_index last = sim__log_last(&n->disk);
+    raft_index keep = last - n->disk.base;
+    keep = keep > entries ? keep - entries : 0;
+    log_truncate(&n->disk, n->disk.base + keep + 1);
+    if (n->hs.commit > sim__log_last(&n->disk)) {
+        n->hs.commit = sim__log_last(&n->disk); /* as fs/node_boot.c */
+    }
+    sim__trace(s, "n%" PRIu64 " TORN log %" PRIu64 " -> %" PRIu64, id, last,
+               sim__log_last(&n->disk));
+    node_boot(s, n);
+}
+
+uint64_t sim_sent(const struct sim* s, raft_id from, raft_id to)
+{
+    assert(from >= 1 && from <= SIM_NODES_MAX && to >= 1 &&
+           to <= SIM_NODES_MAX);
+    return s->sent[from][to];
+}
+
 /* ---- event processing ---- */
 
 static void disk_done(struct sim* s, struct sim_node* n)
@@ -1454,6 +1496,7 @@ struct sim* sim_new(const struct sim_config* cfg)
         snprintf(sv->name, sizeof sv->name, "n%u", i + 1);
         snprintf(sv->addr, sizeof sv->addr, "127.0.0.%u:7000", i + 1);
     }
+    s->initial_conf = conf;
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
         s->nodes[id].id = id;
     }

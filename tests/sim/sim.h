@@ -94,6 +94,16 @@ void sim_restart(struct sim* s, raft_id id);
 /* Start a brand-new node with an empty disk (joining an existing cluster). */
 void sim_start_fresh(struct sim* s, raft_id id);
 
+/* Crash the node and lose its whole disk, then start it again with the
+ * initial configuration, like a node restarted on an empty data dir with
+ * `--initial-cluster-state existing`. */
+void sim_wipe(struct sim* s, raft_id id);
+/* Crash the node, drop the last `entries` entries of its durable log (a torn
+ * tail; the hard state's commit is clamped to what is left) and restart. */
+void sim_tear_tail(struct sim* s, raft_id id, unsigned entries);
+/* Messages sent so far from -> to (duplicates not counted). */
+uint64_t sim_sent(const struct sim* s, raft_id from, raft_id to);
+
 /* Add `ms` to every write of the node's disk (0: back to normal). */
 void sim_set_disk_delay(struct sim* s, raft_id id, unsigned ms);
 

@@ -144,6 +144,8 @@ struct sim {
     struct sim_read_rec* reads; /* by ctx */
     uint64_t reads_cap;
     unsigned installs;
+    uint64_t sent[SIM_NODES_MAX + 1][SIM_NODES_MAX + 1]; /* by from, to */
+    struct raft_conf initial_conf; /* what a wiped node restarts with */
     char violation[SIM_VIOLATION_MAX];
     bool failed;
     /* trace ring */
