@@ -440,6 +440,47 @@ static void handle_accept(struct raft* r,
     raft__send_append(r, p);
 }
 
+/* Whether the answer shows that p's log went backwards: its last index is
+ * below the match it acknowledged, or it rejects an index at or below that
+ * match. Raft assumes stable storage (thesis 3.8), so this means the
+ * follower lost entries: a wiped data dir, a torn log tail. Without this the
+ * leader keeps next > match forever and the two exchange rejections without
+ * end (a probe at match + 1 that can never succeed). */
+static bool peer_regressed(const struct raft__progress* p,
+                           const struct raft_msg_append_resp* a)
+{
+    if (p->state == PROGRESS_SNAPSHOT || p->match == 0) {
+        return false; /* the snapshot replaces its log anyway */
+    }
+    return a->last_index < p->match || (a->reject && a->index <= p->match);
+}
+
+/* Forget what p acknowledged and probe again from what it says it has.
+ * The new match is 0, not its last index: entries it holds now may come
+ * from an older leader (a wiped node accepts any term), so only an accepted
+ * probe sets match again. A stale or duplicated answer can look the same;
+ * it costs one probe, and lowering match never undoes a commit. At most one
+ * probe goes out per answer (PROBE state), so there is no storm. */
+static void peer_reprobe(struct raft* r,
+                         struct raft__progress* p,
+                         const struct raft_msg_append_resp* a)
+{
+    raft_index next = a->last_index + 1;
+    if (a->reject && a->index < next) {
+        next = a->index;
+    }
+    next = next > 0 ? next : 1;
+    raft__trace(r, RAFT_TRACE_WARN,
+                "peer %llu lost entries: it has up to %llu, acknowledged "
+                "%llu; probing from %llu",
+                (unsigned long long)p->id, (unsigned long long)a->last_index,
+                (unsigned long long)p->match, (unsigned long long)next);
+    p->match = 0;
+    p->sent_commit = 0;
+    progress_to(p, PROGRESS_PROBE, next);
+    raft__send_append(r, p);
+}
+
 void raft__recv_append_resp(struct raft* r, const struct raft_message* m)
 {
     if (r->role != RAFT_LEADER) {
@@ -456,7 +497,9 @@ void raft__recv_append_resp(struct raft* r, const struct raft_message* m)
         p->read_ack = m->append_resp.read_seq;
         raft__reads_advance(r);
     }
-    if (m->append_resp.reject) {
+    if (peer_regressed(p, &m->append_resp)) {
+        peer_reprobe(r, p, &m->append_resp);
+    } else if (m->append_resp.reject) {
         handle_reject(r, p, m);
     } else {
         handle_accept(r, p, m);
