@@ -37,6 +37,7 @@ struct raft* raft_new(const struct raft_options* o)
     r->prng = o->seed ^ (o->id * 0x9e3779b97f4a7c15ull);
     r->role = RAFT_FOLLOWER;
     r->first_index = 1;
+    r->catching_up = o->catch_up_first;
     r->reads = calloc(RAFT_READS_MAX, sizeof(*r->reads));
     if (r->reads == NULL) {
         goto err_after_alloc;
@@ -655,6 +656,11 @@ raft_id raft_leader(const struct raft* r)
 raft_index raft_commit_index(const struct raft* r)
 {
     return r->commit;
+}
+
+bool raft_catching_up(const struct raft* r)
+{
+    return r->catching_up;
 }
 
 raft_index raft_applied_index(const struct raft* r)

@@ -85,6 +85,7 @@ struct raft {
     uint64_t election_deadline_ms;
     uint64_t leader_contact_ms; /* last append/snapshot from the leader */
     bool leader_contact;
+    bool catching_up; /* opt.catch_up_first, until caught up with a leader */
 
     /* In-memory log: entries[i] has index first_index + i; data owned. */
     struct raft_entry* entries;

@@ -432,6 +432,15 @@ struct raft_options {
     bool check_quorum;         /* default true */
     unsigned inflight_max;     /* <= RAFT_INFLIGHT_MAX, default 64 */
     struct raft_tracer tracer; /* emit may be NULL */
+    /* This node's storage is new but its cluster is not: it may have voted
+     * before it lost its disk, and acknowledged entries it no longer has.
+     * Until it has caught up with a leader (accepted an append whose commit
+     * index its log reaches) it grants no vote or pre-vote, does not
+     * campaign and ignores TimeoutNow; it records the leader it learns a
+     * term from as its vote in that term, so it can never vote for another
+     * server in a term it may have voted in already (docs/raft.md, "A node
+     * that lost its storage"). */
+    bool catch_up_first;
     /* Testing only: plant a known safety bug so the checker can be shown to
      * catch it (commit an old-term entry by counting replicas, Figure 8). */
     bool bug_commit_old_term;
@@ -484,6 +493,9 @@ raft_index raft_applied_index(const struct raft* r); /* emitted to apply */
 raft_index raft_last_index(const struct raft* r);
 raft_index raft_first_index(const struct raft* r); /* first in memory log */
 const struct raft_conf* raft_conf_current(const struct raft* r);
+/* Whether the core still waits to catch up before it votes
+ * (raft_options.catch_up_first). */
+bool raft_catching_up(const struct raft* r);
 /* Leader's view of a peer: match index and whether it answered within the
  * last election timeout. Returns -ENOENT when not leader or unknown id. */
 int raft_peer_progress(const struct raft* r,

@@ -184,9 +184,12 @@ void raft__send_heartbeat(struct raft* r, struct raft__progress* p)
     }
     m->append.prev_index = prev;
     m->append.prev_term = prev_term;
-    m->append.commit = r->commit < p->match ? r->commit : p->match;
+    /* The whole commit index: the follower applies at most what matches
+     * prev (min(commit, matched)), and a node catching up after losing its
+     * storage learns from it how far it must get before it votes again. */
+    m->append.commit = r->commit;
     m->append.read_seq = r->read_seq;
-    note_sent_commit(p, m->append.commit);
+    note_sent_commit(p, r->commit < p->match ? r->commit : p->match);
 }
 
 void raft__bcast_append(struct raft* r)
@@ -314,6 +317,12 @@ void raft__recv_append(struct raft* r, const struct raft_message* m)
         raft__become_follower(r, m->term, m->from);
     }
     raft__set_leader(r, m->from);
+    if (r->catching_up && r->vote == 0) {
+        /* The leader won this term: counting our vote for it can never
+         * elect a second leader, and it keeps us from granting one. */
+        r->vote = m->from;
+        r->hs_dirty = true;
+    }
     r->leader_contact = true;
     r->leader_contact_ms = r->now_ms;
     raft__reset_election_timer(r);
@@ -344,6 +353,15 @@ void raft__recv_append(struct raft* r, const struct raft_message* m)
             r->commit = c;
         }
         out->append_resp.index = matched;
+        if (r->catching_up && matched >= m->append.commit) {
+            r->catching_up = false;
+            raft__trace(r, RAFT_TRACE_INFO,
+                        "caught up with leader %llu at commit %llu in term "
+                        "%llu: voting again",
+                        (unsigned long long)m->from,
+                        (unsigned long long)m->append.commit,
+                        (unsigned long long)r->term);
+        }
     }
     out->append_resp.last_index = raft__last_index(r);
 }

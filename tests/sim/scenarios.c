@@ -582,6 +582,34 @@ static void torn_follower(void)
     repair_follower(REPAIR_TORN, 0);
 }
 
+/* A wiped voter does not vote before it has caught up: here its vote
+ * would elect the one node that lacks entries the wiped node had
+ * acknowledged (leader completeness, checked by checker.c). */
+static void wiped_voter_waits(void)
+{
+    struct sim* s = cluster(3, 0, true);
+    raft_id l = wait_leader(s);
+    raft_id f = other_than(l, 0, 3), g = other_than(l, f, 3);
+    sim_filter(s, l, g, RAFT_MSG_APPEND, true); /* g lags */
+    raft_index last = 0;
+    for (int i = 0; i < 10; i++) {
+        last = commit_value(s, l); /* committed by l and f */
+    }
+    wait_applied(s, f, last);
+    REQUIRE(sim_log_last(s, g) < last);
+    sim_crash(s, l);
+    sim_wipe(s, f);
+    sim_filter(s, l, g, RAFT_MSG_APPEND, false);
+    ok_run(s, 3000);
+    REQUIRE(sim_leader(s) == 0); /* g alone cannot win, f does not vote */
+    REQUIRE(raft_catching_up(sim_raft(s, f)));
+    sim_restart(s, l);
+    raft_id nl = wait_converged(s, last);
+    REQUIRE(nl != f);
+    wait_applied(s, f, last);
+    REQUIRE(!raft_catching_up(sim_raft(s, f)));
+}
+
 static const struct {
     const char* name;
     void (*fn)(void);
@@ -599,6 +627,7 @@ static const struct {
     {"wiped-follower", wiped_follower},
     {"wiped-follower-snapshot", wiped_follower_snapshot},
     {"torn-follower", torn_follower},
+    {"wiped-voter-waits", wiped_voter_waits},
 };
 
 static int run_one(const char* name)

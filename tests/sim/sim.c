@@ -866,6 +866,7 @@ static struct raft* node_new_core(struct sim* s, struct sim_node* n)
     o.pre_vote = s->cfg.pre_vote;
     o.check_quorum = s->cfg.check_quorum;
     o.bug_commit_old_term = s->cfg.bug_commit_old_term;
+    o.catch_up_first = n->catch_up;
     if (s->cfg.trace) {
         o.tracer = (struct raft_tracer){
             .data = s, .emit = core_trace, .level = RAFT_TRACE_DEBUG};
@@ -887,6 +888,9 @@ static void node_wipe(struct sim_node* n)
     }
     n->wq_tail = NULL;
     if (n->r != NULL) {
+        /* As fs/node_boot.c's marker file: a node that had not caught up
+         * when it crashed still has not after its restart. */
+        n->catch_up = raft_catching_up(n->r);
         raft_free(n->r);
         n->r = NULL;
     }
@@ -1013,6 +1017,7 @@ void sim_wipe(struct sim* s, raft_id id)
     memset(&n->snap, 0, sizeof n->snap);
     n->snap.conf = s->initial_conf; /* as fs/node_boot.c: --initial-cluster */
     n->exists = true;
+    n->catch_up = s->cfg.wipe_catch_up;
     sim__trace(s, "n%" PRIu64 " WIPED", id);
     node_boot(s, n);
 }
@@ -1466,6 +1471,7 @@ void sim_config_default(struct sim_config* c, uint64_t seed)
     c->delay_max_ms = 10;
     c->disk_min_ms = 1;
     c->disk_max_ms = 5;
+    c->wipe_catch_up = true;
 }
 
 struct sim* sim_new(const struct sim_config* cfg)

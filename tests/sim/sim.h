@@ -44,8 +44,9 @@ struct sim_config {
     unsigned delay_min_ms, delay_max_ms;
     unsigned drop_pct, dup_pct; /* percent of messages dropped/duplicated */
     unsigned disk_min_ms, disk_max_ms; /* write latency */
-    bool trace;      /* keep a trace (ring buffer of the last lines) */
-    FILE* trace_out; /* also print every trace line here (NULL: don't) */
+    bool wipe_catch_up; /* sim_wipe boots with catch_up_first (default) */
+    bool trace;         /* keep a trace (ring buffer of the last lines) */
+    FILE* trace_out;    /* also print every trace line here (NULL: don't) */
 };
 
 void sim_config_default(struct sim_config* c, uint64_t seed);

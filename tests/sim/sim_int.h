@@ -65,6 +65,7 @@ struct sim_node {
     bool alive;
     bool exists; /* has a disk */
     unsigned incarnation;
+    bool catch_up; /* boot with raft_options.catch_up_first */
     struct raft* r;
     uint64_t tick_gen;
     bool tick_pending; /* a tick event for tick_gen is queued */
