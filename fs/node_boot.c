@@ -113,6 +113,58 @@ static int check_identity(struct node* n)
 
 static struct rlog_loaded loaded; /* valid until the first log change */
 
+/* DATA_DIR/CATCHING-UP: this node lost its storage (or never had it) and
+ * joins a cluster that exists: it must not vote before it has caught up
+ * (raft_options.catch_up_first, docs/raft.md). The file outlives restarts
+ * until then. Order: write -> fsync(file) -> fsync(dir), before the core
+ * starts, so no vote can go out without it. */
+static int catch_up_marker(struct node* n, bool create)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/CATCHING-UP", n->data_dir);
+    if (!create) {
+        n->catching_up = access(path, F_OK) == 0;
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || fsync(fd) != 0) {
+        int err = -errno;
+        node__log(RAFT_TRACE_ERROR, "cannot write %s: %s", path,
+                  strerror(-err));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return err;
+    }
+    close(fd);
+    int dfd = open(n->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    n->catching_up = true;
+    return 0;
+}
+
+void node__catch_up_check(struct node* n)
+{
+    if (!n->catching_up || n->raft == NULL || raft_catching_up(n->raft)) {
+        return;
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/CATCHING-UP", n->data_dir);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        node__log(RAFT_TRACE_WARN, "cannot remove %s: %s", path,
+                  strerror(errno));
+        return;
+    }
+    n->catching_up = false;
+    node__log(RAFT_TRACE_INFO,
+              "caught up with the cluster (commit %" PRIu64
+              "): this node votes again",
+              raft_commit_index(n->raft));
+}
+
 int node__open_disk(struct node* n)
 {
     char path[PATH_MAX + 16];
@@ -220,13 +272,26 @@ int node__start_raft(struct node* n)
     ro.tracer = (struct raft_tracer){.data = "raft: ",
                                      .emit = node__tracer_emit,
                                      .level = n->opts.log_level};
+    n->bootstrapped = loaded.fresh && !n->opts.cluster_existing;
+    rv = catch_up_marker(
+        n, loaded.fresh && n->opts.cluster_existing && n->initial_conf.n > 1);
+    if (rv != 0) {
+        return rv;
+    }
+    if (n->catching_up) {
+        node__log(RAFT_TRACE_WARN,
+                  "this node starts with no log of its own in a cluster "
+                  "that exists: it will not vote before it has caught up "
+                  "with a leader");
+    }
+    ro.catch_up_first = n->catching_up;
     n->raft = raft_new(&ro);
     if (n->raft == NULL) {
         return -ENOMEM;
     }
     conf = n->initial_conf;
     uv_update_time(n->loop);
-    if (loaded.fresh && !n->opts.cluster_existing) {
+    if (n->bootstrapped) {
         rv = raft_bootstrap(n->raft, &conf, uv_now(n->loop));
         n->applied_conf = conf;
     } else {

@@ -40,6 +40,7 @@ struct read_waiter {
     raft_index index;
     bool has_index;
     bool parked;
+    uint64_t retry_ms; /* start-up barrier: ask again at (0: never) */
     int err;
     node_read_cb cb;
     void* data;
@@ -95,6 +96,10 @@ struct node {
     raft_id last_leader;
     int sticky_err;
 
+    /* start-up (node_boot.c) */
+    bool bootstrapped; /* started a brand-new cluster */
+    bool catching_up;  /* the CATCHING-UP marker exists */
+
     /* stats */
     uint64_t proposals, timeouts;
 
@@ -128,5 +133,7 @@ int node__start_raft(struct node* n);
 int node__start_transport(struct node* n);
 void node__sync_peers(struct node* n);
 void node__role_changed(struct node* n);
+/* Remove the CATCHING-UP marker once the core has caught up. */
+void node__catch_up_check(struct node* n);
 
 #endif /* QFS_NODE_PRIV_H */
