@@ -351,16 +351,37 @@ static void on_peer_message(void* data, const struct raft_message* m)
     node__step(n, &ev);
 }
 
+/* A peer restarted (a new incarnation in its HELLO): a leader probes it
+ * again, so a log that went backwards is found at once. */
+static void on_peer_restart(void* data, raft_id id)
+{
+    struct node* n = data;
+    if (n->stopping || n->raft == NULL) {
+        return;
+    }
+    struct raft_event ev = {.type = RAFT_EV_PEER_RESTARTED};
+    ev.peer.id = id;
+    node__step(n, &ev);
+}
+
 int node__start_transport(struct node* n)
 {
     if (n->opts.listen_peer == NULL) {
         return 0;
     }
+    /* This process's incarnation: the wall clock at start, which differs
+     * from the previous run's, mixed with the pid; never 0. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t inc = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+                   ((uint64_t)getpid() << 48);
     struct transport_options to = {
         .self = n->id,
         .cluster_id = n->cluster_id,
         .listen_addr = n->opts.listen_peer,
         .on_message = on_peer_message,
+        .incarnation = inc != 0 ? inc : 1,
+        .on_peer_restart = on_peer_restart,
         .data = n,
         .tracer = {.data = "transport: ",
                    .emit = node__tracer_emit,

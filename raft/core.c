@@ -544,6 +544,9 @@ static int dispatch(struct raft* r, const struct raft_event* ev)
     case RAFT_EV_COMPACT:
         return raft__compact(r, &ev->compact.meta, ev->compact.image,
                              ev->compact.keep_from);
+    case RAFT_EV_PEER_RESTARTED:
+        raft__peer_restarted(r, ev->peer.id);
+        return 0;
     default:
         return -EINVAL;
     }

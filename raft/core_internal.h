@@ -205,6 +205,7 @@ void raft__bcast_heartbeat(struct raft* r);
 void raft__recv_append(struct raft* r, const struct raft_message* m);
 void raft__recv_append_resp(struct raft* r, const struct raft_message* m);
 void raft__maybe_commit(struct raft* r);
+void raft__peer_restarted(struct raft* r, raft_id id);
 void raft__tick_leader(struct raft* r);
 
 /* readindex.c: reads, proposals, leadership transfer */

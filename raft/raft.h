@@ -307,8 +307,12 @@ enum raft_event_type {
     RAFT_EV_TRANSFER = 7, /* transfer leadership to `transfer.to` (0: best) */
     RAFT_EV_SNAPSHOT_INSTALLED = 8, /* the image from u.snapshot_install is in
                                        place (store replaced, log reset) */
-    RAFT_EV_COMPACT = 9, /* the app took a snapshot image at an applied
-                            index: the log before it may be dropped */
+    RAFT_EV_COMPACT = 9,         /* the app took a snapshot image at an applied
+                                    index: the log before it may be dropped */
+    RAFT_EV_PEER_RESTARTED = 10, /* the transport saw peer.id restart (a
+                                    new incarnation in its handshake): a
+                                    leader probes it again from its match,
+                                    so a log it lost is found at once */
 };
 
 enum raft_conf_op {
@@ -340,6 +344,9 @@ struct raft_event {
         struct {
             raft_id to;
         } transfer;
+        struct {
+            raft_id id;
+        } peer; /* PEER_RESTARTED */
         struct {
             struct raft_snapshot_meta meta;
         } installed;

@@ -499,6 +499,23 @@ static void peer_reprobe(struct raft* r,
     raft__send_append(r, p);
 }
 
+/* The peer restarted: appends in flight to it are lost, a snapshot it was
+ * receiving is gone with its memory, and its log may have lost its tail.
+ * Probe it from its match: an answer below match then resets match
+ * (peer_regressed), an accepted one resumes replication. One probe. */
+void raft__peer_restarted(struct raft* r, raft_id id)
+{
+    struct raft__progress* p =
+        r->role == RAFT_LEADER ? raft__progress_get(r, id) : NULL;
+    if (p == NULL) {
+        return;
+    }
+    raft__trace(r, RAFT_TRACE_INFO, "peer %llu restarted: probing from %llu",
+                (unsigned long long)id, (unsigned long long)(p->match + 1));
+    progress_to(p, PROGRESS_PROBE, p->match + 1);
+    raft__send_append(r, p);
+}
+
 void raft__recv_append_resp(struct raft* r, const struct raft_message* m)
 {
     if (r->role != RAFT_LEADER) {

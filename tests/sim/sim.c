@@ -897,6 +897,24 @@ static void node_wipe(struct sim_node* n)
     n->alive = false;
 }
 
+/* The transport's handshake: peers that can reach the restarted node see
+ * its new incarnation (RAFT_EV_PEER_RESTARTED), as fs/node_boot.c reports
+ * it. Stepped now: the HELLO precedes the node's first message. */
+static void announce_restart(struct sim* s, struct sim_node* n)
+{
+    for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
+        struct sim_node* o = &s->nodes[id];
+        if (o == n || !o->alive || s->blocked[n->id][id] ||
+            s->blocked[id][n->id]) {
+            continue;
+        }
+        struct raft_event ev = {.type = RAFT_EV_PEER_RESTARTED,
+                                .now_ms = s->now};
+        ev.peer.id = n->id;
+        node_step(s, o, &ev);
+    }
+}
+
 /* Bring a node up from its disk (restore) and the app from its image. */
 static void node_boot(struct sim* s, struct sim_node* n)
 {
@@ -943,6 +961,7 @@ static void node_boot(struct sim* s, struct sim_node* n)
                n->snap.index, k);
     int rc = raft_restore(n->r, &n->hs, &n->snap, es, k, s->now);
     free(es);
+    announce_restart(s, n);
     if (rc != 0) {
         sim__violate(s, "n%" PRIu64 " raft_restore failed: %s", n->id,
                      raft_strerror(rc));
