@@ -571,6 +571,7 @@ static int read_barrier(struct node* n,
     r->data = data;
     r->deadline_ms = now_ms(n) + timeout_ms;
     r->retry_ms = retry ? now_ms(n) + n->opts.election_ms : 0;
+    r->log_ms = now_ms(n) + NODE_STARTUP_LOG_MS;
     r->next = n->reads;
     n->reads = r;
     /* cb never runs inside this call: completions made by the step wait
@@ -649,6 +650,22 @@ void node__retry_parked(struct node* n)
     }
 }
 
+/* The start-up barrier is still waiting: say for what. */
+static void startup_progress(struct node* n, const struct read_waiter* r)
+{
+    if (!r->has_index) {
+        node__log(RAFT_TRACE_INFO,
+                  "still waiting to learn the cluster's commit index "
+                  "(leader %s)",
+                  raft_leader(n->raft) != 0 ? "known" : "unknown");
+        return;
+    }
+    node__log(RAFT_TRACE_INFO,
+              "still catching up with the cluster: applied %" PRIu64
+              " of %" PRIu64,
+              store_applied_index(n->store), r->index);
+}
+
 static void sweep_cb(uv_timer_t* t)
 {
     struct node* n = t->data;
@@ -675,6 +692,10 @@ static void sweep_cb(uv_timer_t* t)
         if (r->retry_ms != 0 && r->retry_ms <= now && !r->has_index) {
             r->retry_ms = now + n->opts.election_ms;
             again[n_again++] = r->ctx;
+        }
+        if (r->retry_ms != 0 && r->log_ms <= now) {
+            r->log_ms = now + NODE_STARTUP_LOG_MS;
+            startup_progress(n, r);
         }
     }
     for (unsigned i = 0; i < n_again; i++) {

@@ -13,6 +13,7 @@ enum {
      * writers wait for; the raft log is the durable copy meanwhile. */
     NODE_FRAME_DELAY_MS = 100,
     NODE_PROPOSE_BATCH_MAX = RAFT_PROPOSE_BATCH_MAX, /* per core step */
+    NODE_STARTUP_LOG_MS = 5000, /* start-up barrier: progress every */
     /* malloc: blocks from this size are mmapped (returned on free), and an
      * arena's free top past this is given back (node.c, malloc_tune). */
     NODE_MALLOC_MMAP_MIN = 1 << 20,
@@ -41,6 +42,7 @@ struct read_waiter {
     bool has_index;
     bool parked;
     uint64_t retry_ms; /* start-up barrier: ask again at (0: never) */
+    uint64_t log_ms;   /* start-up barrier: say how far it is at */
     int err;
     node_read_cb cb;
     void* data;

@@ -177,13 +177,17 @@ def test_behind_without_quorum_refuses_to_mount(make_cluster):
         n.stop()
     shutil.rmtree(f1.data_dir)
     os.makedirs(f1.data_dir)
-    args = c.args(f1, "existing") + ["--catch-up-timeout-ms", "1500"]
+    args = c.args(f1, "existing") + ["--catch-up-timeout-ms", "6000"]
     r = subprocess.run(f1.cmd(args), timeout=60, capture_output=True,
                        text=True)
     assert r.returncode != 0
+    assert "waiting up to 6000 ms" in r.stderr, r.stderr
+    assert "still waiting to learn the cluster's commit index" in r.stderr, \
+        r.stderr
     assert "--catch-up-timeout-ms" in r.stderr and "--mount-stale" in \
         r.stderr, r.stderr
     assert not os.path.ismount(f1.mnt)
-    f1.start(args + ["--mount-stale"])
+    f1.start(c.args(f1, "existing") + ["--catch-up-timeout-ms", "1500",
+                                        "--mount-stale"])
     assert tree(f1.mnt).get("q/a") is None  # its (empty) local state
     assert "--mount-stale" in f1.log()
