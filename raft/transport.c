@@ -103,7 +103,8 @@ struct conn {
     bool writing;
     bool established; /* HELLOs exchanged */
     bool closing;
-    raft_id remote; /* node id from its HELLO */
+    raft_id remote;       /* node id from its HELLO */
+    uint64_t incarnation; /* from its HELLO (0: version 1, none) */
     uint64_t deadline_ms;
     uint8_t* rbuf; /* <= FRAME_HEADER_BYTES + FRAME_BODY_MAX */
     size_t rlen, rcap;
@@ -567,8 +568,20 @@ static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
             return;
         }
     }
+    c->incarnation = inc;
     established(c, id);
     note_incarnation(t, id, inc);
+}
+
+/* Whether c comes from an earlier process of its node: that node has said
+ * HELLO since with another incarnation. What the dead process still had in
+ * flight (an acknowledgement of entries it then lost, say) must not reach
+ * raft after the new process was seen. */
+static bool conn_outlived(const struct conn* c)
+{
+    const struct peer* p = peer_find(c->t, c->remote);
+    return p != NULL && c->incarnation != 0 && p->incarnation != 0 &&
+           c->incarnation != p->incarnation;
 }
 
 static void handle_msg(struct conn* c, const uint8_t* body, size_t len)
@@ -576,6 +589,13 @@ static void handle_msg(struct conn* c, const uint8_t* body, size_t len)
     struct transport* t = c->t;
     if (!c->established) {
         conn_reject(c, "message before HELLO");
+        return;
+    }
+    if (conn_outlived(c)) {
+        trace(t, RAFT_TRACE_INFO,
+              "closing %s: node %llu has restarted since its HELLO", c->name,
+              (unsigned long long)c->remote);
+        conn_close(c);
         return;
     }
     struct raft_message m;

@@ -453,11 +453,13 @@ static void net_send(struct sim* s, struct sim_msg* c)
         return;
     }
     uint64_t delay = rand_range(s, s->cfg.delay_min_ms, s->cfg.delay_max_ms);
+    c->from_inc = s->nodes[m->from].incarnation;
     if (sim_rand_below(s, 100) < s->dup_pct) {
         uint64_t d2 = rand_range(s, s->cfg.delay_min_ms, s->cfg.delay_max_ms);
-        heap_push(s, (struct sim_ev){.t = s->now + d2,
-                                     .kind = SIM_EV_DELIVER,
-                                     .msg = msg_copy(m)});
+        struct sim_msg* dup = msg_copy(m);
+        dup->from_inc = c->from_inc;
+        heap_push(s, (struct sim_ev){
+                         .t = s->now + d2, .kind = SIM_EV_DELIVER, .msg = dup});
         sim__trace(s, "send(dup) %s", d);
     }
     sim__trace(s, "send %s", d);
@@ -1154,6 +1156,10 @@ static void process(struct sim* s, struct sim_ev* ev)
         }
         if (!to->alive || s->blocked[ev->msg->m.from][ev->msg->m.to]) {
             sim__trace(s, "lost %s", d);
+        } else if (ev->msg->from_inc != s->nodes[ev->msg->m.from].incarnation) {
+            /* As raft/transport.c: once a node's new incarnation has said
+             * HELLO, what its previous process sent is dropped. */
+            sim__trace(s, "lost (old incarnation) %s", d);
         } else {
             sim__trace(s, "recv %s", d);
             struct raft_event rev = {.type = RAFT_EV_RECEIVE, .now_ms = s->now};

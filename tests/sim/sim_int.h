@@ -8,6 +8,7 @@
 struct sim_msg {
     struct raft_message m;
     void* blob;
+    unsigned from_inc; /* the sender's incarnation when it was sent */
 };
 
 /* One log entry as the harness stores it (disk and shadow logs). */
