@@ -455,6 +455,12 @@ static void recv_msg(struct raft* r, const struct raft_message* m)
     default:
         break;
     }
+    if (!raft__catchup_term_known(r)) {
+        raft__catchup_recv(r, m);
+        if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT) {
+            return; /* no leader is answered before the term is known */
+        }
+    }
     if (raft__check_term(r, m) != 0) {
         return;
     }
@@ -521,6 +527,7 @@ static int dispatch(struct raft* r, const struct raft_event* ev)
         if (r->role == RAFT_LEADER) {
             raft__tick_leader(r);
         } else {
+            raft__catchup_tick(r);
             raft__tick_election(r);
         }
         return 0;
@@ -559,6 +566,10 @@ static uint64_t next_timeout(const struct raft* r)
         return r->now_ms; /* more committed entries than one batch */
     }
     if (r->role != RAFT_LEADER) {
+        if (!raft__catchup_term_known(r) &&
+            r->term_query_ms < r->election_deadline_ms) {
+            return r->term_query_ms;
+        }
         return r->election_deadline_ms;
     }
     uint64_t t = r->heartbeat_deadline_ms;

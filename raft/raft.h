@@ -441,11 +441,12 @@ struct raft_options {
     struct raft_tracer tracer; /* emit may be NULL */
     /* This node's storage is new but its cluster is not: it may have voted
      * before it lost its disk, and acknowledged entries it no longer has.
-     * Until it has caught up with a leader (accepted an append whose commit
-     * index its log reaches) it grants no vote or pre-vote, does not
-     * campaign and ignores TimeoutNow; it records the leader it learns a
-     * term from as its vote in that term, so it can never vote for another
-     * server in a term it may have voted in already (docs/raft.md, "A node
+     * It first learns a term at least as high as the one it had (a term
+     * query to the other voters; it answers no leader until enough have
+     * answered). Until it has caught up with a leader (accepted an append
+     * whose commit index its log reaches) it grants no vote or pre-vote,
+     * does not campaign and ignores TimeoutNow; it records the leader it
+     * learns a term from as its vote in that term (docs/raft.md, "A node
      * that lost its storage"). */
     bool catch_up_first;
     /* Testing only: plant a known safety bug so the checker can be shown to
