@@ -596,9 +596,11 @@ static int run_node(struct app* a)
         return 1;
     }
     /* Mount only once the local store has caught up with what the cluster
-     * (or, alone, this node's own log) had committed: a read barrier. With
-     * no quorum it gives up after the proposal timeout and mounts the local
-     * state as it is (serializable reads), saying so. */
+     * (or, alone, this node's own log) had committed: a read barrier. A
+     * member of a multi-node cluster that cannot within
+     * --catch-up-timeout-ms does not mount (startup_ready_cb) unless
+     * --mount-stale; a brand-new cluster gives up after the proposal
+     * timeout and mounts the local state as it is, saying so. */
     a->fo = fo;
     if (node_startup_needs_cluster(a->node)) {
         node__log(RAFT_TRACE_INFO,
