@@ -3,8 +3,9 @@
  *
  * Start-up order: check the mountpoint -> fork (unless -f) -> node_start
  * (lock, log, db, replay, raft, transport) -> a read barrier (the store
- * catches up with what was committed; without a quorum it gives up after
- * the proposal timeout) -> FUSE session mount -> the
+ * catches up with what the cluster had committed; a cluster member that
+ * cannot within --catch-up-timeout-ms exits with an error unless
+ * --mount-stale) -> FUSE session mount -> the
  * notifier thread -> poll the FUSE fd on the loop -> tell the parent
  * "ready" (the parent exits 0) -> from then on log to DATA_DIR/quorumfs.log.
  * Shutdown (SIGTERM/SIGINT, or the mount going away): stop reading FUSE
@@ -113,7 +114,16 @@ static void usage_mount(FILE* out)
         "  --listen-peer ADDR:PORT    peer address of this node\n"
         "  --initial-cluster LIST     n1=ADDR:PORT,n2=ADDR:PORT,...\n"
         "  --initial-cluster-state S  new (default) or existing (restart, or\n"
-        "                             rejoin with an empty data dir)\n"
+        "                             rejoin with an empty data dir; such a\n"
+        "                             node does not vote until caught up)\n"
+        "  --catch-up-timeout-ms MS   at start, a cluster member mounts only\n"
+        "                             once it has applied what the cluster\n"
+        "                             had committed; it waits this long for\n"
+        "                             that, then exits with an error\n"
+        "                             (default 30000)\n"
+        "  --mount-stale              if that wait fails, mount the local\n"
+        "                             state anyway, maybe behind the cluster\n"
+        "                             (disaster recovery only)\n"
         "  --heartbeat-ms MS          leader heartbeat (default 100)\n"
         "  --election-ms MS           election timeout base (default 1000)\n"
         "  --proposal-timeout-ms MS   a write waits this long for a quorum,\n"
@@ -176,6 +186,8 @@ enum {
     OPT_QUOTA,
     OPT_HISTORY_REVISIONS,
     OPT_HISTORY_HOURS,
+    OPT_CATCH_UP_TIMEOUT,
+    OPT_MOUNT_STALE,
 };
 
 static const struct option mount_long[] = {
@@ -196,6 +208,8 @@ static const struct option mount_long[] = {
     {"quota-bytes", required_argument, NULL, OPT_QUOTA},
     {"history-revisions", required_argument, NULL, OPT_HISTORY_REVISIONS},
     {"history-hours", required_argument, NULL, OPT_HISTORY_HOURS},
+    {"catch-up-timeout-ms", required_argument, NULL, OPT_CATCH_UP_TIMEOUT},
+    {"mount-stale", no_argument, NULL, OPT_MOUNT_STALE},
     {NULL, 0, NULL, 0},
 };
 
@@ -222,6 +236,9 @@ static int parse_one(struct mount_opts* mo, int c, const char* arg)
         return 0;
     case 'o':
         mo->fuse_opts = arg;
+        return 0;
+    case OPT_MOUNT_STALE:
+        o->mount_stale = true;
         return 0;
     case OPT_NAME:
         o->name = arg;
@@ -263,6 +280,12 @@ static int parse_one(struct mount_opts* mo, int c, const char* arg)
         break;
     case OPT_PROPOSAL_TIMEOUT:
         o->proposal_timeout_ms = (unsigned)v;
+        break;
+    case OPT_CATCH_UP_TIMEOUT:
+        if (v > UINT32_MAX) {
+            return 1;
+        }
+        o->catch_up_timeout_ms = (unsigned)v;
         break;
     case OPT_SNAPSHOT_ENTRIES:
         o->snapshot_entries = v;
@@ -504,11 +527,25 @@ static void app_on_change(void* data, const struct store_change* c)
 static void startup_ready_cb(void* data, int err)
 {
     struct app* a = data;
+    if (err != 0 && node_startup_needs_cluster(a->node) &&
+        !a->mo->node.mount_stale) {
+        node__log(RAFT_TRACE_ERROR,
+                  "could not catch up with the cluster within %u ms (%s): "
+                  "not mounting a tree that may be behind it. Start enough "
+                  "members for a quorum, raise --catch-up-timeout-ms, or "
+                  "mount the local state anyway with --mount-stale",
+                  a->mo->node.catch_up_timeout_ms, strerror(-err));
+        a->startup_failed = true;
+        node_stop(a->node, node_stopped_cb, a);
+        return;
+    }
     if (err != 0) {
-        node__log(RAFT_TRACE_WARN,
-                  "no quorum to confirm the latest state (%s): mounting the "
-                  "local state as it is",
-                  strerror(-err));
+        node__log(
+            RAFT_TRACE_WARN,
+            "no quorum to confirm the latest state (%s): mounting the "
+            "local state as it is%s",
+            strerror(-err),
+            node_startup_needs_cluster(a->node) ? " (--mount-stale)" : "");
     }
     a->fs = fs_new(a->node, &a->fo);
     if (a->fs == NULL) {
@@ -569,11 +606,19 @@ static int run_node(struct app* a)
         return 1;
     }
     /* Mount only once the local store has caught up with what the cluster
-     * (or, alone, this node's own log) had committed: a read barrier. With
-     * no quorum it gives up after the proposal timeout and mounts the local
-     * state as it is (serializable reads), saying so. */
+     * (or, alone, this node's own log) had committed: a read barrier. A
+     * member of a multi-node cluster that cannot within
+     * --catch-up-timeout-ms does not mount (startup_ready_cb) unless
+     * --mount-stale; a brand-new cluster gives up after the proposal
+     * timeout and mounts the local state as it is, saying so. */
     a->fo = fo;
-    rv = node_read_barrier(a->node, startup_ready_cb, a);
+    if (node_startup_needs_cluster(a->node)) {
+        node__log(RAFT_TRACE_INFO,
+                  "waiting up to %u ms to apply what the cluster has "
+                  "committed before mounting (--catch-up-timeout-ms)",
+                  a->mo->node.catch_up_timeout_ms);
+    }
+    rv = node_startup_barrier(a->node, startup_ready_cb, a);
     if (rv != 0) {
         startup_ready_cb(a, rv);
     }

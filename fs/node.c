@@ -623,7 +623,11 @@ static void read_index_step(struct node* n, uint64_t ctx)
     }
 }
 
-int node_read_barrier(struct node* n, node_read_cb cb, void* data)
+static int read_barrier(struct node* n,
+                        uint64_t timeout_ms,
+                        bool retry,
+                        node_read_cb cb,
+                        void* data)
 {
     if (n->stopping) {
         return -ESHUTDOWN;
@@ -635,7 +639,9 @@ int node_read_barrier(struct node* n, node_read_cb cb, void* data)
     r->ctx = ++n->next_read_ctx;
     r->cb = cb;
     r->data = data;
-    r->deadline_ms = now_ms(n) + n->opts.proposal_timeout_ms;
+    r->deadline_ms = now_ms(n) + timeout_ms;
+    r->retry_ms = retry ? now_ms(n) + n->opts.election_ms : 0;
+    r->log_ms = now_ms(n) + NODE_STARTUP_LOG_MS;
     r->next = n->reads;
     n->reads = r;
     /* cb never runs inside this call: completions made by the step wait
@@ -644,6 +650,26 @@ int node_read_barrier(struct node* n, node_read_cb cb, void* data)
     read_index_step(n, r->ctx);
     n->depth--;
     return 0;
+}
+
+int node_read_barrier(struct node* n, node_read_cb cb, void* data)
+{
+    return read_barrier(n, n->opts.proposal_timeout_ms, false, cb, data);
+}
+
+int node_startup_barrier(struct node* n, node_read_cb cb, void* data)
+{
+    /* A brand-new cluster waits as any read does (then mounts what it
+     * has): its members start empty, there is nothing to be behind. */
+    uint64_t timeout_ms = node_startup_needs_cluster(n)
+                              ? n->opts.catch_up_timeout_ms
+                              : n->opts.proposal_timeout_ms;
+    return read_barrier(n, timeout_ms, true, cb, data);
+}
+
+bool node_startup_needs_cluster(const struct node* n)
+{
+    return n->initial_conf.n > 1 && !n->bootstrapped;
 }
 
 /* A leader became known (or changed): proposals and reads that were refused
@@ -694,6 +720,22 @@ void node__retry_parked(struct node* n)
     }
 }
 
+/* The start-up barrier is still waiting: say for what. */
+static void startup_progress(struct node* n, const struct read_waiter* r)
+{
+    if (!r->has_index) {
+        node__log(RAFT_TRACE_INFO,
+                  "still waiting to learn the cluster's commit index "
+                  "(leader %s)",
+                  raft_leader(n->raft) != 0 ? "known" : "unknown");
+        return;
+    }
+    node__log(RAFT_TRACE_INFO,
+              "still catching up with the cluster: applied %" PRIu64
+              " of %" PRIu64,
+              store_applied_index(n->store), r->index);
+}
+
 static void sweep_cb(uv_timer_t* t)
 {
     struct node* n = t->data;
@@ -718,6 +760,27 @@ static void sweep_now(struct node* n)
         }
         r = next;
     }
+    /* Start-up barriers ask again: the request or its answer was lost.
+     * Collected first: a step may complete (and unlink) other reads. */
+    uint64_t again[8];
+    unsigned n_again = 0;
+    for (struct read_waiter* r = n->reads; r != NULL && n_again < 8;
+         r = r->next) {
+        if (r->retry_ms != 0 && r->retry_ms <= now && !r->has_index) {
+            r->retry_ms = now + n->opts.election_ms;
+            again[n_again++] = r->ctx;
+        }
+        if (r->retry_ms != 0 && r->log_ms <= now) {
+            r->log_ms = now + NODE_STARTUP_LOG_MS;
+            startup_progress(n, r);
+        }
+    }
+    for (unsigned i = 0; i < n_again; i++) {
+        if (read_find(n, again[i]) != NULL) {
+            read_index_step(n, again[i]);
+        }
+    }
+    node__catch_up_check(n);
     if (n->retry_pending) {
         n->retry_pending = false;
         node__retry_parked(n);
@@ -1095,6 +1158,7 @@ void node_options_default(struct node_options* o)
     o->name = "default";
     o->heartbeat_ms = 100;
     o->election_ms = 1000;
+    o->catch_up_timeout_ms = 30000;
     o->snapshot_entries = 10000;
     o->history_revisions = 10000;
     o->history_hours = 24;

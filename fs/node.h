@@ -36,6 +36,9 @@ struct node_options {
     unsigned n_initial;      /* --initial-cluster members */
     struct node_peer initial[RAFT_SERVERS_MAX];
     bool cluster_existing;        /* --initial-cluster-state existing */
+    unsigned catch_up_timeout_ms; /* start-up wait for the cluster's commit
+                                     (default 30000) */
+    bool mount_stale;             /* mount local state if that wait fails */
     unsigned heartbeat_ms;        /* default 100 */
     unsigned election_ms;         /* default 1000 */
     unsigned proposal_timeout_ms; /* default 5 * election_ms */
@@ -81,6 +84,18 @@ int node_propose(struct node* n,
  * after the proposal timeout. Runs cb exactly once, never inside the call. */
 typedef void (*node_read_cb)(void* data, int err);
 int node_read_barrier(struct node* n, node_read_cb cb, void* data);
+
+/* The start-up barrier: as node_read_barrier, but it waits up to
+ * catch_up_timeout_ms (the proposal timeout when the node bootstraps a new
+ * cluster) and asks the leader again every election timeout
+ * until it has an answer (a forwarded request can be lost while the
+ * connections come up). */
+int node_startup_barrier(struct node* n, node_read_cb cb, void* data);
+/* Whether this node may be behind a cluster it can learn about: a member of
+ * a multi-node cluster, unless it bootstraps a brand-new one (`new`, empty
+ * data dir). Such a node must not mount its local state when the start-up
+ * barrier fails (unless mount_stale). */
+bool node_startup_needs_cluster(const struct node* n);
 
 struct store* node_store(struct node* n);
 

@@ -113,6 +113,58 @@ static int check_identity(struct node* n)
 
 static struct rlog_loaded loaded; /* valid until the first log change */
 
+/* DATA_DIR/CATCHING-UP: this node lost its storage (or never had it) and
+ * joins a cluster that exists: it must not vote before it has caught up
+ * (raft_options.catch_up_first, docs/raft.md). The file outlives restarts
+ * until then. Order: write -> fsync(file) -> fsync(dir), before the core
+ * starts, so no vote can go out without it. */
+static int catch_up_marker(struct node* n, bool create)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/CATCHING-UP", n->data_dir);
+    if (!create) {
+        n->catching_up = access(path, F_OK) == 0;
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || fsync(fd) != 0) {
+        int err = -errno;
+        node__log(RAFT_TRACE_ERROR, "cannot write %s: %s", path,
+                  strerror(-err));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return err;
+    }
+    close(fd);
+    int dfd = open(n->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    n->catching_up = true;
+    return 0;
+}
+
+void node__catch_up_check(struct node* n)
+{
+    if (!n->catching_up || n->raft == NULL || raft_catching_up(n->raft)) {
+        return;
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/CATCHING-UP", n->data_dir);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        node__log(RAFT_TRACE_WARN, "cannot remove %s: %s", path,
+                  strerror(errno));
+        return;
+    }
+    n->catching_up = false;
+    node__log(RAFT_TRACE_INFO,
+              "caught up with the cluster (commit %" PRIu64
+              "): this node votes again",
+              raft_commit_index(n->raft));
+}
+
 int node__open_disk(struct node* n)
 {
     char path[PATH_MAX + 16];
@@ -220,13 +272,26 @@ int node__start_raft(struct node* n)
     ro.tracer = (struct raft_tracer){.data = "raft: ",
                                      .emit = node__tracer_emit,
                                      .level = n->opts.log_level};
+    n->bootstrapped = loaded.fresh && !n->opts.cluster_existing;
+    rv = catch_up_marker(
+        n, loaded.fresh && n->opts.cluster_existing && n->initial_conf.n > 1);
+    if (rv != 0) {
+        return rv;
+    }
+    if (n->catching_up) {
+        node__log(RAFT_TRACE_WARN,
+                  "this node starts with no log of its own in a cluster "
+                  "that exists: it will not vote before it has caught up "
+                  "with a leader");
+    }
+    ro.catch_up_first = n->catching_up;
     n->raft = raft_new(&ro);
     if (n->raft == NULL) {
         return -ENOMEM;
     }
     conf = n->initial_conf;
     uv_update_time(n->loop);
-    if (loaded.fresh && !n->opts.cluster_existing) {
+    if (n->bootstrapped) {
         rv = raft_bootstrap(n->raft, &conf, uv_now(n->loop));
         n->applied_conf = conf;
     } else {
@@ -286,16 +351,37 @@ static void on_peer_message(void* data, const struct raft_message* m)
     node__step(n, &ev);
 }
 
+/* A peer restarted (a new incarnation in its HELLO): a leader probes it
+ * again, so a log that went backwards is found at once. */
+static void on_peer_restart(void* data, raft_id id)
+{
+    struct node* n = data;
+    if (n->stopping || n->raft == NULL) {
+        return;
+    }
+    struct raft_event ev = {.type = RAFT_EV_PEER_RESTARTED};
+    ev.peer.id = id;
+    node__step(n, &ev);
+}
+
 int node__start_transport(struct node* n)
 {
     if (n->opts.listen_peer == NULL) {
         return 0;
     }
+    /* This process's incarnation: the wall clock at start, which differs
+     * from the previous run's, mixed with the pid; never 0. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t inc = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+                   ((uint64_t)getpid() << 48);
     struct transport_options to = {
         .self = n->id,
         .cluster_id = n->cluster_id,
         .listen_addr = n->opts.listen_peer,
         .on_message = on_peer_message,
+        .incarnation = inc != 0 ? inc : 1,
+        .on_peer_restart = on_peer_restart,
         .data = n,
         .tracer = {.data = "transport: ",
                    .emit = node__tracer_emit,

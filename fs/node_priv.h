@@ -15,6 +15,7 @@ enum {
     NODE_SWEEP_MS = 50,      /* proposal deadlines; stall detection */
     NODE_STALL_MIN_MS = 100, /* a longer sweep gap is a loop stall */
     NODE_PROPOSE_BATCH_MAX = RAFT_PROPOSE_BATCH_MAX, /* per core step */
+    NODE_STARTUP_LOG_MS = 5000, /* start-up barrier: progress every */
     /* malloc: blocks from this size are mmapped (returned on free), and an
      * arena's free top past this is given back (node.c, malloc_tune). */
     NODE_MALLOC_MMAP_MIN = 1 << 20,
@@ -42,6 +43,8 @@ struct read_waiter {
     raft_index index;
     bool has_index;
     bool parked;
+    uint64_t retry_ms; /* start-up barrier: ask again at (0: never) */
+    uint64_t log_ms;   /* start-up barrier: say how far it is at */
     int err;
     node_read_cb cb;
     void* data;
@@ -105,6 +108,10 @@ struct node {
     raft_id last_leader;
     int sticky_err;
 
+    /* start-up (node_boot.c) */
+    bool bootstrapped; /* started a brand-new cluster */
+    bool catching_up;  /* the CATCHING-UP marker exists */
+
     /* stats */
     uint64_t proposals, timeouts;
 
@@ -138,5 +145,7 @@ int node__start_raft(struct node* n);
 int node__start_transport(struct node* n);
 void node__sync_peers(struct node* n);
 void node__role_changed(struct node* n);
+/* Remove the CATCHING-UP marker once the core has caught up. */
+void node__catch_up_check(struct node* n);
 
 #endif /* QFS_NODE_PRIV_H */

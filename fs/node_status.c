@@ -151,6 +151,9 @@ int node_status_json(struct node* n, char** out, size_t* len)
             ",\n",
             raft_commit_index(n->raft), ss.applied_index, ss.revision,
             ss.compact_revision);
+    tprintf(&t, "  \"last_index\": %" PRIu64 ",\n  \"catching_up\": %s,\n",
+            raft_last_index(n->raft),
+            raft_catching_up(n->raft) ? "true" : "false");
     tprintf(&t, "  \"quorum\": %u,\n", raft_conf_voters(c) / 2 + 1);
     tprintf(&t,
             "  \"keys\": %" PRIu64 ",\n  \"live_bytes\": %" PRIu64

@@ -37,6 +37,7 @@ struct raft* raft_new(const struct raft_options* o)
     r->prng = o->seed ^ (o->id * 0x9e3779b97f4a7c15ull);
     r->role = RAFT_FOLLOWER;
     r->first_index = 1;
+    r->catching_up = o->catch_up_first;
     r->reads = calloc(RAFT_READS_MAX, sizeof(*r->reads));
     if (r->reads == NULL) {
         goto err_after_alloc;
@@ -454,6 +455,12 @@ static void recv_msg(struct raft* r, const struct raft_message* m)
     default:
         break;
     }
+    if (!raft__catchup_term_known(r)) {
+        raft__catchup_recv(r, m);
+        if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT) {
+            return; /* no leader is answered before the term is known */
+        }
+    }
     if (raft__check_term(r, m) != 0) {
         return;
     }
@@ -520,6 +527,7 @@ static int dispatch(struct raft* r, const struct raft_event* ev)
         if (r->role == RAFT_LEADER) {
             raft__tick_leader(r);
         } else {
+            raft__catchup_tick(r);
             raft__tick_election(r);
         }
         return 0;
@@ -543,6 +551,9 @@ static int dispatch(struct raft* r, const struct raft_event* ev)
     case RAFT_EV_COMPACT:
         return raft__compact(r, &ev->compact.meta, ev->compact.image,
                              ev->compact.keep_from);
+    case RAFT_EV_PEER_RESTARTED:
+        raft__peer_restarted(r, ev->peer.id);
+        return 0;
     default:
         return -EINVAL;
     }
@@ -555,6 +566,10 @@ static uint64_t next_timeout(const struct raft* r)
         return r->now_ms; /* more committed entries than one batch */
     }
     if (r->role != RAFT_LEADER) {
+        if (!raft__catchup_term_known(r) &&
+            r->term_query_ms < r->election_deadline_ms) {
+            return r->term_query_ms;
+        }
         return r->election_deadline_ms;
     }
     uint64_t t = r->heartbeat_deadline_ms;
@@ -655,6 +670,11 @@ raft_id raft_leader(const struct raft* r)
 raft_index raft_commit_index(const struct raft* r)
 {
     return r->commit;
+}
+
+bool raft_catching_up(const struct raft* r)
+{
+    return r->catching_up;
 }
 
 raft_index raft_applied_index(const struct raft* r)

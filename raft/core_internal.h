@@ -85,6 +85,12 @@ struct raft {
     uint64_t election_deadline_ms;
     uint64_t leader_contact_ms; /* last append/snapshot from the leader */
     bool leader_contact;
+    bool catching_up;    /* opt.catch_up_first, until caught up with a leader */
+    bool term_known;     /* catching up: enough voters told us their term */
+    raft_term term_seen; /* highest term they told */
+    raft_id term_answers[RAFT_SERVERS_MAX]; /* who answered */
+    unsigned n_term_answers;
+    uint64_t term_query_ms; /* ask again at */
 
     /* In-memory log: entries[i] has index first_index + i; data owned. */
     struct raft_entry* entries;
@@ -204,6 +210,7 @@ void raft__bcast_heartbeat(struct raft* r);
 void raft__recv_append(struct raft* r, const struct raft_message* m);
 void raft__recv_append_resp(struct raft* r, const struct raft_message* m);
 void raft__maybe_commit(struct raft* r);
+void raft__peer_restarted(struct raft* r, raft_id id);
 void raft__tick_leader(struct raft* r);
 
 /* readindex.c: reads, proposals, leadership transfer */
@@ -230,6 +237,11 @@ int raft__conf_change(struct raft* r,
                       uint8_t op,
                       const struct raft_server* server);
 void raft__conf_check_removed_leader(struct raft* r);
+
+/* catchup.c */
+bool raft__catchup_term_known(const struct raft* r);
+void raft__catchup_tick(struct raft* r);
+void raft__catchup_recv(struct raft* r, const struct raft_message* m);
 
 /* snapshot.c */
 int raft__compact(struct raft* r,

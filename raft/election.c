@@ -243,7 +243,10 @@ void raft__recv_vote(struct raft* r, const struct raft_message* m)
                     (pre && m->term > r->term);
     /* Thesis 9.6: no pre-vote while a leader is heard from. */
     bool lease = pre && !m->vote.transfer && heard_from_leader(r);
-    bool grant = can_vote && up_to_date && !lease;
+    /* A node that lost its storage may have voted in this term already,
+     * and its empty log makes every candidate look up to date: it must not
+     * help elect a leader that lacks entries it acknowledged. */
+    bool grant = can_vote && up_to_date && !lease && !r->catching_up;
     struct raft_message* out =
         raft__msg(r, pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP, m->from);
     if (grant && !pre) {
@@ -287,7 +290,7 @@ void raft__recv_vote_resp(struct raft* r, const struct raft_message* m)
 void raft__recv_timeout_now(struct raft* r, const struct raft_message* m)
 {
     if (r->role == RAFT_LEADER || !raft__is_voter(r, r->opt.id) ||
-        r->rx_installing) {
+        r->rx_installing || r->catching_up) {
         return;
     }
     raft__trace(r, RAFT_TRACE_INFO, "timeout-now from %llu: campaigning",
@@ -302,8 +305,9 @@ void raft__tick_election(struct raft* r)
         return;
     }
     /* Non-voters never campaign; neither does a node whose log is being
-     * replaced by a snapshot (it would append to a log about to vanish). */
-    if (!raft__is_voter(r, r->opt.id) || r->rx_installing) {
+     * replaced by a snapshot (it would append to a log about to vanish),
+     * nor one that lost its storage and has not caught up yet. */
+    if (!raft__is_voter(r, r->opt.id) || r->rx_installing || r->catching_up) {
         raft__reset_election_timer(r);
         return;
     }

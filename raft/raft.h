@@ -307,8 +307,12 @@ enum raft_event_type {
     RAFT_EV_TRANSFER = 7, /* transfer leadership to `transfer.to` (0: best) */
     RAFT_EV_SNAPSHOT_INSTALLED = 8, /* the image from u.snapshot_install is in
                                        place (store replaced, log reset) */
-    RAFT_EV_COMPACT = 9, /* the app took a snapshot image at an applied
-                            index: the log before it may be dropped */
+    RAFT_EV_COMPACT = 9,         /* the app took a snapshot image at an applied
+                                    index: the log before it may be dropped */
+    RAFT_EV_PEER_RESTARTED = 10, /* the transport saw peer.id restart (a
+                                    new incarnation in its handshake): a
+                                    leader probes it again from its match,
+                                    so a log it lost is found at once */
 };
 
 enum raft_conf_op {
@@ -340,6 +344,9 @@ struct raft_event {
         struct {
             raft_id to;
         } transfer;
+        struct {
+            raft_id id;
+        } peer; /* PEER_RESTARTED */
         struct {
             struct raft_snapshot_meta meta;
         } installed;
@@ -432,6 +439,16 @@ struct raft_options {
     bool check_quorum;         /* default true */
     unsigned inflight_max;     /* <= RAFT_INFLIGHT_MAX, default 64 */
     struct raft_tracer tracer; /* emit may be NULL */
+    /* This node's storage is new but its cluster is not: it may have voted
+     * before it lost its disk, and acknowledged entries it no longer has.
+     * It first learns a term at least as high as the one it had (a term
+     * query to the other voters; it answers no leader until enough have
+     * answered). Until it has caught up with a leader (accepted an append
+     * whose commit index its log reaches) it grants no vote or pre-vote,
+     * does not campaign and ignores TimeoutNow; it records the leader it
+     * learns a term from as its vote in that term (docs/raft.md, "A node
+     * that lost its storage"). */
+    bool catch_up_first;
     /* Testing only: plant a known safety bug so the checker can be shown to
      * catch it (commit an old-term entry by counting replicas, Figure 8). */
     bool bug_commit_old_term;
@@ -484,6 +501,9 @@ raft_index raft_applied_index(const struct raft* r); /* emitted to apply */
 raft_index raft_last_index(const struct raft* r);
 raft_index raft_first_index(const struct raft* r); /* first in memory log */
 const struct raft_conf* raft_conf_current(const struct raft* r);
+/* Whether the core still waits to catch up before it votes
+ * (raft_options.catch_up_first). */
+bool raft_catching_up(const struct raft* r);
 /* Leader's view of a peer: match index and whether it answered within the
  * last election timeout. Returns -ENOENT when not leader or unknown id. */
 int raft_peer_progress(const struct raft* r,

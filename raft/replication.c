@@ -184,9 +184,12 @@ void raft__send_heartbeat(struct raft* r, struct raft__progress* p)
     }
     m->append.prev_index = prev;
     m->append.prev_term = prev_term;
-    m->append.commit = r->commit < p->match ? r->commit : p->match;
+    /* The whole commit index: the follower applies at most what matches
+     * prev (min(commit, matched)), and a node catching up after losing its
+     * storage learns from it how far it must get before it votes again. */
+    m->append.commit = r->commit;
     m->append.read_seq = r->read_seq;
-    note_sent_commit(p, m->append.commit);
+    note_sent_commit(p, r->commit < p->match ? r->commit : p->match);
 }
 
 void raft__bcast_append(struct raft* r)
@@ -314,6 +317,12 @@ void raft__recv_append(struct raft* r, const struct raft_message* m)
         raft__become_follower(r, m->term, m->from);
     }
     raft__set_leader(r, m->from);
+    if (r->catching_up && r->vote == 0) {
+        /* The leader won this term: counting our vote for it can never
+         * elect a second leader, and it keeps us from granting one. */
+        r->vote = m->from;
+        r->hs_dirty = true;
+    }
     r->leader_contact = true;
     r->leader_contact_ms = r->now_ms;
     raft__reset_election_timer(r);
@@ -344,6 +353,15 @@ void raft__recv_append(struct raft* r, const struct raft_message* m)
             r->commit = c;
         }
         out->append_resp.index = matched;
+        if (r->catching_up && matched >= m->append.commit) {
+            r->catching_up = false;
+            raft__trace(r, RAFT_TRACE_INFO,
+                        "caught up with leader %llu at commit %llu in term "
+                        "%llu: voting again",
+                        (unsigned long long)m->from,
+                        (unsigned long long)m->append.commit,
+                        (unsigned long long)r->term);
+        }
     }
     out->append_resp.last_index = raft__last_index(r);
 }
@@ -440,6 +458,64 @@ static void handle_accept(struct raft* r,
     raft__send_append(r, p);
 }
 
+/* Whether the answer shows that p's log went backwards: its last index is
+ * below the match it acknowledged, or it rejects an index at or below that
+ * match. Raft assumes stable storage (thesis 3.8), so this means the
+ * follower lost entries: a wiped data dir, a torn log tail. Without this the
+ * leader keeps next > match forever and the two exchange rejections without
+ * end (a probe at match + 1 that can never succeed). */
+static bool peer_regressed(const struct raft__progress* p,
+                           const struct raft_msg_append_resp* a)
+{
+    if (p->state == PROGRESS_SNAPSHOT || p->match == 0) {
+        return false; /* the snapshot replaces its log anyway */
+    }
+    return a->last_index < p->match || (a->reject && a->index <= p->match);
+}
+
+/* Forget what p acknowledged and probe again from what it says it has.
+ * The new match is 0, not its last index: entries it holds now may come
+ * from an older leader (a wiped node accepts any term), so only an accepted
+ * probe sets match again. A stale or duplicated answer can look the same;
+ * it costs one probe, and lowering match never undoes a commit. At most one
+ * probe goes out per answer (PROBE state), so there is no storm. */
+static void peer_reprobe(struct raft* r,
+                         struct raft__progress* p,
+                         const struct raft_msg_append_resp* a)
+{
+    raft_index next = a->last_index + 1;
+    if (a->reject && a->index < next) {
+        next = a->index;
+    }
+    next = next > 0 ? next : 1;
+    raft__trace(r, RAFT_TRACE_WARN,
+                "peer %llu lost entries: it has up to %llu, acknowledged "
+                "%llu; probing from %llu",
+                (unsigned long long)p->id, (unsigned long long)a->last_index,
+                (unsigned long long)p->match, (unsigned long long)next);
+    p->match = 0;
+    p->sent_commit = 0;
+    progress_to(p, PROGRESS_PROBE, next);
+    raft__send_append(r, p);
+}
+
+/* The peer restarted: appends in flight to it are lost, a snapshot it was
+ * receiving is gone with its memory, and its log may have lost its tail.
+ * Probe it from its match: an answer below match then resets match
+ * (peer_regressed), an accepted one resumes replication. One probe. */
+void raft__peer_restarted(struct raft* r, raft_id id)
+{
+    struct raft__progress* p =
+        r->role == RAFT_LEADER ? raft__progress_get(r, id) : NULL;
+    if (p == NULL) {
+        return;
+    }
+    raft__trace(r, RAFT_TRACE_INFO, "peer %llu restarted: probing from %llu",
+                (unsigned long long)id, (unsigned long long)(p->match + 1));
+    progress_to(p, PROGRESS_PROBE, p->match + 1);
+    raft__send_append(r, p);
+}
+
 void raft__recv_append_resp(struct raft* r, const struct raft_message* m)
 {
     if (r->role != RAFT_LEADER) {
@@ -456,7 +532,9 @@ void raft__recv_append_resp(struct raft* r, const struct raft_message* m)
         p->read_ack = m->append_resp.read_seq;
         raft__reads_advance(r);
     }
-    if (m->append_resp.reject) {
+    if (peer_regressed(p, &m->append_resp)) {
+        peer_reprobe(r, p, &m->append_resp);
+    } else if (m->append_resp.reject) {
         handle_reject(r, p, m);
     } else {
         handle_accept(r, p, m);

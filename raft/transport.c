@@ -3,9 +3,12 @@
  * Frame (docs/format-wire.md), all integers little-endian:
  *   u32 magic "QFSP", u16 version, u16 kind, u32 body length,
  *   u32 checksum (XXH32 of the body, seed 0), body.
- * Kinds: HELLO (body: u64 cluster id, u64 node id) and MSG (body: one
- * raft_msg_encode() encoding). A length prefix over FRAME_BODY_MAX is
- * malformed, so a connection's read buffer never exceeds one maximal frame.
+ * Kinds: HELLO (body: u64 cluster id, u64 node id, and from version 2 u64
+ * incarnation) and MSG (body: one raft_msg_encode() encoding). A HELLO whose
+ * incarnation differs from the last one seen from that node means the node
+ * restarted: on_peer_restart tells the owner (the leader re-probes it). A
+ * length prefix over FRAME_BODY_MAX is malformed, so a connection's read buffer
+ * never exceeds one maximal frame.
  *
  * Connections. Each peer has at most one outgoing connection, bound to the
  * node's listen IP (port 0) so partition tests can filter by source address.
@@ -45,11 +48,12 @@
 #include "transport.h"
 
 #define TRANSPORT_MAGIC 0x50534651u /* bytes "QFSP" read as a LE u32 */
-#define TRANSPORT_VERSION 1
+#define TRANSPORT_VERSION 2         /* sent; 1 and 2 are accepted */
 #define FRAME_HEADER_BYTES 16
 #define FRAME_KIND_HELLO 1
 #define FRAME_KIND_MSG 2
-#define HELLO_BODY_BYTES 16
+#define HELLO_V1_BODY_BYTES 16 /* cluster id, node id */
+#define HELLO_BODY_BYTES 24    /* v2: and the sender's incarnation */
 /* Largest MSG body: codec.c's largest encoding (a maximal append batch:
  * RAFT_APPEND_BYTES_MAX + RAFT_ENTRY_DATA_MAX of payload plus 21 bytes per
  * entry and 64 bytes of header) rounded up. */
@@ -99,7 +103,8 @@ struct conn {
     bool writing;
     bool established; /* HELLOs exchanged */
     bool closing;
-    raft_id remote; /* node id from its HELLO */
+    raft_id remote;       /* node id from its HELLO */
+    uint64_t incarnation; /* from its HELLO (0: version 1, none) */
     uint64_t deadline_ms;
     uint8_t* rbuf; /* <= FRAME_HEADER_BYTES + FRAME_BODY_MAX */
     size_t rlen, rcap;
@@ -114,8 +119,9 @@ struct peer {
     struct conn* out;
     uv_timer_t timer; /* reconnect delay, or handshake timeout */
     unsigned backoff_ms;
-    struct fqueue q; /* waiting to be written */
-    size_t q_bytes;  /* waiting + in flight */
+    uint64_t incarnation; /* from its last HELLO (0: none yet) */
+    struct fqueue q;      /* waiting to be written */
+    size_t q_bytes;       /* waiting + in flight */
     bool removed;
     bool timer_closed;
 };
@@ -476,6 +482,7 @@ static int send_hello(struct conn* c)
     uint8_t* body = c->hello + FRAME_HEADER_BYTES;
     put_le(body, t->o.cluster_id, 8);
     put_le(body + 8, t->o.self, 8);
+    put_le(body + 16, t->o.incarnation, 8);
     frame_header(c->hello, FRAME_KIND_HELLO, body, HELLO_BODY_BYTES);
     uv_buf_t buf = uv_buf_init((char*)c->hello, sizeof(c->hello));
     c->hello_req.data = c;
@@ -507,11 +514,32 @@ static void established(struct conn* c, raft_id id)
     }
 }
 
-static void handle_hello(struct conn* c, const uint8_t* body)
+/* A HELLO with another incarnation than the last one seen from that node:
+ * it restarted (and may have lost state), tell the owner. Version 1 HELLOs
+ * carry none (0). */
+static void note_incarnation(struct transport* t, raft_id id, uint64_t inc)
+{
+    struct peer* p = peer_find(t, id);
+    if (p == NULL || inc == 0 || inc == p->incarnation) {
+        return;
+    }
+    bool restarted = p->incarnation != 0;
+    p->incarnation = inc;
+    if (restarted) {
+        trace(t, RAFT_TRACE_INFO, "node %llu restarted (incarnation %llx)",
+              (unsigned long long)id, (unsigned long long)inc);
+        if (t->o.on_peer_restart != NULL) {
+            t->o.on_peer_restart(t->o.data, id);
+        }
+    }
+}
+
+static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
 {
     struct transport* t = c->t;
     uint64_t cluster = get_le(body, 8);
     raft_id id = get_le(body + 8, 8);
+    uint64_t inc = len >= HELLO_BODY_BYTES ? get_le(body + 16, 8) : 0;
     if (c->established) {
         conn_reject(c, "second HELLO");
         return;
@@ -540,7 +568,20 @@ static void handle_hello(struct conn* c, const uint8_t* body)
             return;
         }
     }
+    c->incarnation = inc;
     established(c, id);
+    note_incarnation(t, id, inc);
+}
+
+/* Whether c comes from an earlier process of its node: that node has said
+ * HELLO since with another incarnation. What the dead process still had in
+ * flight (an acknowledgement of entries it then lost, say) must not reach
+ * raft after the new process was seen. */
+static bool conn_outlived(const struct conn* c)
+{
+    const struct peer* p = peer_find(c->t, c->remote);
+    return p != NULL && c->incarnation != 0 && p->incarnation != 0 &&
+           c->incarnation != p->incarnation;
 }
 
 static void handle_msg(struct conn* c, const uint8_t* body, size_t len)
@@ -548,6 +589,13 @@ static void handle_msg(struct conn* c, const uint8_t* body, size_t len)
     struct transport* t = c->t;
     if (!c->established) {
         conn_reject(c, "message before HELLO");
+        return;
+    }
+    if (conn_outlived(c)) {
+        trace(t, RAFT_TRACE_INFO,
+              "closing %s: node %llu has restarted since its HELLO", c->name,
+              (unsigned long long)c->remote);
+        conn_close(c);
         return;
     }
     struct raft_message m;
@@ -575,10 +623,11 @@ static long frame_check_header(struct conn* c, const uint8_t* h)
     const char* why = NULL;
     if (magic != TRANSPORT_MAGIC) {
         why = "bad frame magic";
-    } else if (version != TRANSPORT_VERSION) {
+    } else if (version < 1 || version > TRANSPORT_VERSION) {
         why = "unsupported frame version";
     } else if (kind == FRAME_KIND_HELLO) {
-        why = len == HELLO_BODY_BYTES ? NULL : "bad HELLO length";
+        size_t want = version == 1 ? HELLO_V1_BODY_BYTES : HELLO_BODY_BYTES;
+        why = len == want ? NULL : "bad HELLO length";
     } else if (kind == FRAME_KIND_MSG) {
         why = len <= FRAME_BODY_MAX ? NULL : "frame longer than the maximum";
     } else {
@@ -612,7 +661,7 @@ static void conn_process(struct conn* c)
         c->t->stats.frames_in++;
         off += FRAME_HEADER_BYTES + (size_t)len;
         if (get_le(h + 6, 2) == FRAME_KIND_HELLO) {
-            handle_hello(c, body);
+            handle_hello(c, body, (size_t)len);
         } else {
             handle_msg(c, body, (size_t)len); /* may close c, even t */
         }

@@ -1,11 +1,12 @@
 /* transport.h - raft messages between nodes over TCP, on libuv.
  *
- * Frames (docs/format.md): u32 magic "QFSP", u16 version, u16 kind,
+ * Frames (docs/format-wire.md): u32 magic "QFSP", u16 version, u16 kind,
  * u32 body length, u32 checksum (xxh32 of the body), body. The first frame
- * on a connection, in each direction, is a HELLO carrying the cluster id and
- * the sender's node id; a peer with another cluster id or an id not in the
- * peer table is logged and dropped. After that every frame carries one raft
- * message encoded by codec.h. A malformed frame closes that connection only.
+ * on a connection, in each direction, is a HELLO carrying the cluster id,
+ * the sender's node id and its incarnation; a peer with another cluster id or
+ * an id not in the peer table is logged and dropped. After that every frame
+ * carries one raft message encoded by codec.h. A malformed frame closes that
+ * connection only.
  *
  * Each node keeps one outgoing connection per peer (bound to the node's own
  * listen address, so partition tests can filter by source address), with a
@@ -26,6 +27,9 @@
 struct transport;
 
 typedef void (*transport_message_cb)(void* data, const struct raft_message* m);
+/* A peer's HELLO carried another incarnation than its previous one: the
+ * peer process restarted (docs/format-wire.md, section 3). */
+typedef void (*transport_restart_cb)(void* data, raft_id id);
 
 struct transport_options {
     raft_id self;
@@ -34,6 +38,10 @@ struct transport_options {
                                         connections */
     size_t queue_bytes_max;          /* per peer; default 64 MiB when 0 */
     transport_message_cb on_message; /* message borrowed for the call */
+    uint64_t incarnation;            /* this process's, in its HELLOs: any
+                                        value that differs after a restart
+                                        (0: none) */
+    transport_restart_cb on_peer_restart; /* may be NULL */
     void* data;
     struct raft_tracer tracer;
 };

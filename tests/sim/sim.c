@@ -453,14 +453,17 @@ static void net_send(struct sim* s, struct sim_msg* c)
         return;
     }
     uint64_t delay = rand_range(s, s->cfg.delay_min_ms, s->cfg.delay_max_ms);
+    c->from_inc = s->nodes[m->from].incarnation;
     if (sim_rand_below(s, 100) < s->dup_pct) {
         uint64_t d2 = rand_range(s, s->cfg.delay_min_ms, s->cfg.delay_max_ms);
-        heap_push(s, (struct sim_ev){.t = s->now + d2,
-                                     .kind = SIM_EV_DELIVER,
-                                     .msg = msg_copy(m)});
+        struct sim_msg* dup = msg_copy(m);
+        dup->from_inc = c->from_inc;
+        heap_push(s, (struct sim_ev){
+                         .t = s->now + d2, .kind = SIM_EV_DELIVER, .msg = dup});
         sim__trace(s, "send(dup) %s", d);
     }
     sim__trace(s, "send %s", d);
+    s->sent[m->from][m->to]++;
     heap_push(s, (struct sim_ev){
                      .t = s->now + delay, .kind = SIM_EV_DELIVER, .msg = c});
 }
@@ -865,6 +868,7 @@ static struct raft* node_new_core(struct sim* s, struct sim_node* n)
     o.pre_vote = s->cfg.pre_vote;
     o.check_quorum = s->cfg.check_quorum;
     o.bug_commit_old_term = s->cfg.bug_commit_old_term;
+    o.catch_up_first = n->catch_up;
     if (s->cfg.trace) {
         o.tracer = (struct raft_tracer){
             .data = s, .emit = core_trace, .level = RAFT_TRACE_DEBUG};
@@ -886,10 +890,31 @@ static void node_wipe(struct sim_node* n)
     }
     n->wq_tail = NULL;
     if (n->r != NULL) {
+        /* As fs/node_boot.c's marker file: a node that had not caught up
+         * when it crashed still has not after its restart. */
+        n->catch_up = raft_catching_up(n->r);
         raft_free(n->r);
         n->r = NULL;
     }
     n->alive = false;
+}
+
+/* The transport's handshake: peers that can reach the restarted node see
+ * its new incarnation (RAFT_EV_PEER_RESTARTED), as fs/node_boot.c reports
+ * it. Stepped now: the HELLO precedes the node's first message. */
+static void announce_restart(struct sim* s, struct sim_node* n)
+{
+    for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
+        struct sim_node* o = &s->nodes[id];
+        if (o == n || !o->alive || s->blocked[n->id][id] ||
+            s->blocked[id][n->id]) {
+            continue;
+        }
+        struct raft_event ev = {.type = RAFT_EV_PEER_RESTARTED,
+                                .now_ms = s->now};
+        ev.peer.id = n->id;
+        node_step(s, o, &ev);
+    }
 }
 
 /* Bring a node up from its disk (restore) and the app from its image. */
@@ -938,6 +963,7 @@ static void node_boot(struct sim* s, struct sim_node* n)
                n->snap.index, k);
     int rc = raft_restore(n->r, &n->hs, &n->snap, es, k, s->now);
     free(es);
+    announce_restart(s, n);
     if (rc != 0) {
         sim__violate(s, "n%" PRIu64 " raft_restore failed: %s", n->id,
                      raft_strerror(rc));
@@ -997,6 +1023,48 @@ void sim_start_fresh(struct sim* s, raft_id id)
     n->exists = true;
     sim__trace(s, "n%" PRIu64 " FRESH", id);
     node_boot(s, n);
+}
+
+void sim_wipe(struct sim* s, raft_id id)
+{
+    assert(id >= 1 && id <= SIM_NODES_MAX);
+    struct sim_node* n = &s->nodes[id];
+    node_wipe(n);
+    free(n->image);
+    n->image = NULL;
+    n->image_len = 0;
+    log_reset(&n->disk, 0, 0);
+    memset(&n->hs, 0, sizeof n->hs);
+    memset(&n->snap, 0, sizeof n->snap);
+    n->snap.conf = s->initial_conf; /* as fs/node_boot.c: --initial-cluster */
+    n->exists = true;
+    n->catch_up = s->cfg.wipe_catch_up;
+    sim__trace(s, "n%" PRIu64 " WIPED", id);
+    node_boot(s, n);
+}
+
+void sim_tear_tail(struct sim* s, raft_id id, unsigned entries)
+{
+    assert(id >= 1 && id <= SIM_NODES_MAX);
+    struct sim_node* n = &s->nodes[id];
+    node_wipe(n); /* a crash: pending writes are lost */
+    raft_index last = sim__log_last(&n->disk);
+    raft_index keep = last - n->disk.base;
+    keep = keep > entries ? keep - entries : 0;
+    log_truncate(&n->disk, n->disk.base + keep + 1);
+    if (n->hs.commit > sim__log_last(&n->disk)) {
+        n->hs.commit = sim__log_last(&n->disk); /* as fs/node_boot.c */
+    }
+    sim__trace(s, "n%" PRIu64 " TORN log %" PRIu64 " -> %" PRIu64, id, last,
+               sim__log_last(&n->disk));
+    node_boot(s, n);
+}
+
+uint64_t sim_sent(const struct sim* s, raft_id from, raft_id to)
+{
+    assert(from >= 1 && from <= SIM_NODES_MAX && to >= 1 &&
+           to <= SIM_NODES_MAX);
+    return s->sent[from][to];
 }
 
 /* ---- event processing ---- */
@@ -1088,6 +1156,10 @@ static void process(struct sim* s, struct sim_ev* ev)
         }
         if (!to->alive || s->blocked[ev->msg->m.from][ev->msg->m.to]) {
             sim__trace(s, "lost %s", d);
+        } else if (ev->msg->from_inc != s->nodes[ev->msg->m.from].incarnation) {
+            /* As raft/transport.c: once a node's new incarnation has said
+             * HELLO, what its previous process sent is dropped. */
+            sim__trace(s, "lost (old incarnation) %s", d);
         } else {
             sim__trace(s, "recv %s", d);
             struct raft_event rev = {.type = RAFT_EV_RECEIVE, .now_ms = s->now};
@@ -1424,6 +1496,7 @@ void sim_config_default(struct sim_config* c, uint64_t seed)
     c->delay_max_ms = 10;
     c->disk_min_ms = 1;
     c->disk_max_ms = 5;
+    c->wipe_catch_up = true;
 }
 
 struct sim* sim_new(const struct sim_config* cfg)
@@ -1454,6 +1527,7 @@ struct sim* sim_new(const struct sim_config* cfg)
         snprintf(sv->name, sizeof sv->name, "n%u", i + 1);
         snprintf(sv->addr, sizeof sv->addr, "127.0.0.%u:7000", i + 1);
     }
+    s->initial_conf = conf;
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
         s->nodes[id].id = id;
     }

@@ -44,8 +44,9 @@ struct sim_config {
     unsigned delay_min_ms, delay_max_ms;
     unsigned drop_pct, dup_pct; /* percent of messages dropped/duplicated */
     unsigned disk_min_ms, disk_max_ms; /* write latency */
-    bool trace;      /* keep a trace (ring buffer of the last lines) */
-    FILE* trace_out; /* also print every trace line here (NULL: don't) */
+    bool wipe_catch_up; /* sim_wipe boots with catch_up_first (default) */
+    bool trace;         /* keep a trace (ring buffer of the last lines) */
+    FILE* trace_out;    /* also print every trace line here (NULL: don't) */
 };
 
 void sim_config_default(struct sim_config* c, uint64_t seed);
@@ -93,6 +94,16 @@ void sim_crash(struct sim* s, raft_id id);
 void sim_restart(struct sim* s, raft_id id);
 /* Start a brand-new node with an empty disk (joining an existing cluster). */
 void sim_start_fresh(struct sim* s, raft_id id);
+
+/* Crash the node and lose its whole disk, then start it again with the
+ * initial configuration, like a node restarted on an empty data dir with
+ * `--initial-cluster-state existing`. */
+void sim_wipe(struct sim* s, raft_id id);
+/* Crash the node, drop the last `entries` entries of its durable log (a torn
+ * tail; the hard state's commit is clamped to what is left) and restart. */
+void sim_tear_tail(struct sim* s, raft_id id, unsigned entries);
+/* Messages sent so far from -> to (duplicates not counted). */
+uint64_t sim_sent(const struct sim* s, raft_id from, raft_id to);
 
 /* Add `ms` to every write of the node's disk (0: back to normal). */
 void sim_set_disk_delay(struct sim* s, raft_id id, unsigned ms);

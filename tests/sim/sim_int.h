@@ -8,6 +8,7 @@
 struct sim_msg {
     struct raft_message m;
     void* blob;
+    unsigned from_inc; /* the sender's incarnation when it was sent */
 };
 
 /* One log entry as the harness stores it (disk and shadow logs). */
@@ -65,6 +66,7 @@ struct sim_node {
     bool alive;
     bool exists; /* has a disk */
     unsigned incarnation;
+    bool catch_up; /* boot with raft_options.catch_up_first */
     struct raft* r;
     uint64_t tick_gen;
     bool tick_pending; /* a tick event for tick_gen is queued */
@@ -144,6 +146,8 @@ struct sim {
     struct sim_read_rec* reads; /* by ctx */
     uint64_t reads_cap;
     unsigned installs;
+    uint64_t sent[SIM_NODES_MAX + 1][SIM_NODES_MAX + 1]; /* by from, to */
+    struct raft_conf initial_conf; /* what a wiped node restarts with */
     char violation[SIM_VIOLATION_MAX];
     bool failed;
     /* trace ring */

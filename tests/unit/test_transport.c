@@ -33,7 +33,17 @@ struct node {
     bool echo;        /* answer VOTE with VOTE_RESP from the callback */
     bool close_on_rx; /* transport_close from the callback */
     bool closed;
+    uint64_t incarnation; /* sent in HELLOs (node_start) */
+    unsigned n_restarts;  /* on_peer_restart calls */
+    raft_id last_restart; /* and the last id it named */
 };
+
+static void on_peer_restart(void* data, raft_id id)
+{
+    struct node* n = data;
+    n->n_restarts++;
+    n->last_restart = id;
+}
 
 static void on_message(void* data, const struct raft_message* m)
 {
@@ -95,6 +105,8 @@ static void node_start(struct node* n, uint64_t cluster, size_t queue_max)
                                   .listen_addr = n->addr,
                                   .queue_bytes_max = queue_max,
                                   .on_message = on_message,
+                                  .incarnation = n->incarnation,
+                                  .on_peer_restart = on_peer_restart,
                                   .data = n};
     CHECK_EQ(transport_start(&loop, &o, &n->t), 0);
     n->closed = false;
@@ -537,6 +549,21 @@ static size_t make_frame(uint8_t* out,
     return 16 + len;
 }
 
+static size_t make_hello_v2(uint8_t* out,
+                            uint64_t cluster,
+                            raft_id id,
+                            uint64_t incarnation)
+{
+    uint8_t body[24];
+    put_le(body, cluster, 8);
+    put_le(body + 8, id, 8);
+    put_le(body + 16, incarnation, 8);
+    size_t len = make_frame(out, 1, body, sizeof(body));
+    put_le(out + 4, 2, 2); /* frame version 2 */
+    return len;
+}
+
+/* A version 1 HELLO (no incarnation): still accepted. */
 static size_t make_hello(uint8_t* out, uint64_t cluster, raft_id id)
 {
     uint8_t body[16];
@@ -755,7 +782,7 @@ static void srv_connection(uv_stream_t* l, int status)
 static bool srv_has_hello(void* arg)
 {
     struct rawsrv* s = arg;
-    return s->n_in >= 32;
+    return s->n_in >= 40;
 }
 
 static void srv_closed(uv_handle_t* h)
@@ -775,6 +802,7 @@ static void test_source_addr_and_hello(void)
 {
     struct node a;
     node_init(&a, 5, "127.0.0.2");
+    a.incarnation = 0x1122334455667788ull;
     node_start(&a, CLUSTER, 0);
     struct rawsrv s;
     memset(&s, 0, sizeof(s));
@@ -790,10 +818,10 @@ static void test_source_addr_and_hello(void)
     CHECK_EQ(transport_set_peer(a.t, 9, addr), 0);
     CHECK(run_until(srv_has_hello, &s, WAIT_MS));
     CHECK(strcmp(s.peer_ip, "127.0.0.2") == 0);
-    CHECK_EQ(s.n_in, 32);
-    uint8_t want[32];
-    CHECK_EQ(make_hello(want, CLUSTER, 5), 32);
-    CHECK_MEM(s.in, want, 32);
+    CHECK_EQ(s.n_in, 40);
+    uint8_t want[40];
+    CHECK_EQ(make_hello_v2(want, CLUSTER, 5, a.incarnation), 40);
+    CHECK_MEM(s.in, want, 40);
     CHECK(!transport_connected(a.t, 9)); /* no HELLO back yet */
     uv_close((uv_handle_t*)&s.conn, srv_closed);
     uv_close((uv_handle_t*)&s.listener, srv_closed);
@@ -804,6 +832,51 @@ static void test_source_addr_and_hello(void)
 
 /* transport_close from inside on_message: later frames are not delivered
  * and the close completes. */
+/* A peer that comes back with another incarnation is reported once, on
+ * both sides of the new connection's handshake; the first contact and a
+ * reconnection of the same process are not restarts. A version 2 HELLO of
+ * the wrong length is refused. */
+static void test_peer_restart(void)
+{
+    struct node a, b;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&b, 2, "127.0.0.2");
+    a.incarnation = 100;
+    b.incarnation = 200;
+    node_start(&a, CLUSTER, 0);
+    node_start(&b, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, b.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    struct link la = {&a, 2}, lb = {&b, 1};
+    CHECK(run_until(is_connected, &la, WAIT_MS));
+    CHECK(run_until(is_connected, &lb, WAIT_MS));
+    run_for(50);
+    CHECK_EQ(a.n_restarts, 0);
+    CHECK_EQ(b.n_restarts, 0);
+
+    struct node* nb[] = {&b, NULL};
+    close_nodes(nb);
+    b.incarnation = 201;
+    node_start(&b, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    CHECK(run_until(is_connected, &la, 3000));
+    CHECK(run_until(is_connected, &lb, 3000));
+    run_for(50);
+    CHECK_EQ(a.n_restarts, 1);
+    CHECK_EQ(a.last_restart, 2);
+    CHECK_EQ(b.n_restarts, 0); /* b's transport is new: a is a first contact */
+
+    struct raw r; /* bad length for a version 2 HELLO */
+    memset(&r, 0, sizeof(r));
+    r.out_len = make_hello_v2(r.out, CLUSTER, 2, 5);
+    put_le(r.out + 8, 16, 4);
+    raw_expect_closed(&a, &r, "v2 HELLO of 16 bytes");
+    CHECK_EQ(a.n_restarts, 1);
+
+    struct node* ns[] = {&a, &b, NULL};
+    close_nodes(ns);
+}
+
 static void test_close_in_callback(void)
 {
     struct node a, b;
@@ -836,6 +909,7 @@ int main(void)
     RUN(test_garbage);
     RUN(test_peer_down);
     RUN(test_source_addr_and_hello);
+    RUN(test_peer_restart);
     RUN(test_close_in_callback);
     CHECK_EQ(uv_loop_close(&loop), 0);
     return 0;
