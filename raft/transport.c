@@ -106,6 +106,10 @@ struct conn {
     raft_id remote;       /* node id from its HELLO */
     uint64_t incarnation; /* from its HELLO (0: version 1, none) */
     uint64_t deadline_ms;
+    /* The handshake deadline passed once; it is judged again after the
+     * loop has polled this socket (a stalled process must read the HELLO
+     * waiting for it before it calls the peer silent). */
+    bool deadline_seen;
     uint8_t* rbuf; /* <= FRAME_HEADER_BYTES + FRAME_BODY_MAX */
     size_t rlen, rcap;
     char name[RAFT_ADDR_MAX + 8]; /* remote address, for logs */
@@ -338,6 +342,10 @@ static void peer_timer_cb(uv_timer_t* timer)
     assert(!p->removed);
     if (p->out == NULL) {
         peer_connect(p);
+    } else if (!p->out->established && !p->out->deadline_seen) {
+        /* Timers run before the poll: look at the socket once more. */
+        p->out->deadline_seen = true;
+        uv_timer_start(&p->timer, peer_timer_cb, 1, 0);
     } else if (!p->out->established) {
         trace(p->t, RAFT_TRACE_INFO, "handshake with node %llu (%s) timed out",
               (unsigned long long)p->id, p->addr);
@@ -839,10 +847,16 @@ static void sweep_cb(uv_timer_t* timer)
     struct transport* t = timer->data;
     uint64_t now = uv_now(t->loop);
     for (struct conn* c = t->incoming; c != NULL; c = c->next) {
-        if (!c->established && !c->closing && now >= c->deadline_ms) {
-            trace(t, RAFT_TRACE_INFO, "no HELLO from %s in time", c->name);
-            conn_close(c);
+        if (c->established || c->closing || now < c->deadline_ms) {
+            continue;
         }
+        if (!c->deadline_seen) {
+            c->deadline_seen =
+                true; /* judged at the next sweep, after a poll */
+            continue;
+        }
+        trace(t, RAFT_TRACE_INFO, "no HELLO from %s in time", c->name);
+        conn_close(c);
     }
 }
 
