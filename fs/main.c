@@ -27,6 +27,7 @@
 
 #include "ctl.h"
 #include "fs.h"
+#include "fuseconn.h"
 #include "identity.h"
 #include "node.h"
 #include "node_internal.h"
@@ -62,6 +63,7 @@ struct app {
     bool shutting_down;
     bool mounted;
     int exit_code;
+    struct fuseconn_watchdog wd; /* aborts the connection if we die */
 };
 
 static void usage_main(FILE* out)
@@ -443,6 +445,15 @@ static int mount_fuse(struct app* a)
         return -EIO;
     }
     a->mounted = true;
+    unsigned conn;
+    if (fuseconn_record(a->mo->mountpoint, a->mo->node.data_dir, &conn) == 0) {
+        fuseconn_watchdog_arm(&a->wd, conn, a->mo->mountpoint);
+    } else {
+        node__log(RAFT_TRACE_WARN,
+                  "cannot record the FUSE connection of %s: a restart after "
+                  "kill -9 will not clear the mount by itself",
+                  a->mo->mountpoint);
+    }
     int fd = fuse_session_fd(a->se);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     int rv = fs_start_notifier(a->fs, a->se);
@@ -571,6 +582,7 @@ static int run_node(struct app* a)
     if (a->startup_failed) {
         return 1;
     }
+    fuseconn_watchdog_disarm(&a->wd); /* an orderly exit from here on */
     /* Also after an external unmount: it frees what fuse_session_mount
      * allocated (a poll on the dead fd tells it not to unmount again). */
     fuse_session_unmount(a->se);
@@ -617,6 +629,22 @@ static int daemonize(struct app* a)
     return 0;
 }
 
+/* Before the node starts any thread (fork). Without it the start-up
+ * clean-up of the next start still frees a hung mount. */
+static void start_watchdog(struct app* a)
+{
+    char path[PATH_MAX + 32];
+    if (getenv("QFS_NO_WATCHDOG") != NULL) {
+        a->wd.fd = -1; /* test hook: the start-up clean-up alone */
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/quorumfs.log", a->mo->node.data_dir);
+    int rv = fuseconn_watchdog_start(&a->wd, a->mo->foreground ? NULL : path);
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs: no watchdog (%s)\n", strerror(-rv));
+    }
+}
+
 static int cmd_mount(int argc, char** argv)
 {
     static struct mount_opts mo;
@@ -626,16 +654,22 @@ static int cmd_mount(int argc, char** argv)
     if (rv != 0) {
         return rv;
     }
-    if (check_mountpoint(mo.mountpoint) != 0) {
+    /* A mount left by a dead node of this data dir (kill -9) is aborted
+     * and unmounted first; nothing may stat the mountpoint before. */
+    if (fuseconn_clear_stale(mo.mountpoint, mo.node.data_dir) != 0 ||
+        check_mountpoint(mo.mountpoint) != 0) {
         return 1;
     }
     a.mo = &mo;
     a.ready_fd = -1;
+    a.wd.fd = -1;
     signal(SIGPIPE, SIG_IGN);
     if (!mo.foreground && daemonize(&a) != 0) {
         return 1;
     }
+    start_watchdog(&a);
     rv = run_node(&a);
+    fuseconn_watchdog_disarm(&a.wd);
     tell_parent(&a, 'F');
     return rv;
 }
