@@ -218,3 +218,82 @@ def test_log_tail_lost_under_an_applied_db_refuses(make_node):
     assert ("the data dir is inconsistent" in log
             or "committed entries" in log), log[-3000:]
     assert "Refusing to start" in log
+
+
+# ---- item 4: kill -9 under a rename workload, restart at once ----
+
+WORKERS = 4
+RESTART_MAX_S = 15.0
+
+
+def rename_worker(mnt, tid, tag, acked, stop):
+    """Create, write and rename files in the mount root; a name goes into
+    acked only once its rename returned (the write and the rename are
+    acknowledged). Errors end the worker (the node was killed)."""
+    k = 0
+    try:
+        while not stop.is_set():
+            tmp = os.path.join(mnt, "t%d-%d.tmp" % (tid, k))
+            final = os.path.join(mnt, "t%d-%s-%d" % (tid, tag, k))
+            data = ("worker %d round %d\n" % (tid, k)).encode() * 3
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.rename(tmp, final)
+            acked[os.path.basename(final)] = data
+            k += 1
+    except OSError:
+        pass
+
+
+def mount_listed(mnt):
+    """Is mnt in /proc/self/mountinfo (no stat: it may hang)?"""
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == mnt for line in f)
+
+
+def kill_under_load(node, tag, acked, load_s):
+    stop = threading.Event()
+    threads = [threading.Thread(target=rename_worker,
+                                args=(node.mnt, t, tag, acked, stop),
+                                daemon=True)
+               for t in range(WORKERS)]
+    for t in threads:
+        t.start()
+    time.sleep(load_s)
+    old = node.proc
+    old.send_signal(signal.SIGKILL)
+    stop.set()
+    return old, threads
+
+
+@pytest.mark.parametrize("watchdog", [True, False])
+def test_kill9_under_renames_restarts_at_once(make_node, watchdog):
+    node = make_node()
+    if not watchdog:
+        os.environ["QFS_NO_WATCHDOG"] = "1"
+    try:
+        node.start()
+        acked = {}
+        restarts = []
+        for rnd in range(4):
+            old, threads = kill_under_load(node, "r%d" % rnd, acked,
+                                           1.0 + 0.3 * rnd)
+            snapshot = dict(acked)  # acknowledged before the kill returned
+            t0 = time.monotonic()
+            node.proc = None
+            node.start(node.extra_args, wait=False)
+            node.wait_ready(timeout=60)
+            restarts.append(time.monotonic() - t0)
+            # the old process was freed: it exits (not a stuck zombie)
+            old.wait(20)
+            for t in threads:
+                t.join(20)
+                assert not t.is_alive(), "a client of the old mount hangs"
+            check_files(node.mnt, snapshot)
+            assert not any("dropped" in ln for ln in
+                           node.log().splitlines() if " db " in ln)
+        assert len(acked) > 0
+        assert max(restarts) < RESTART_MAX_S, restarts
+        print("restart seconds:", ["%.2f" % r for r in restarts])
+    finally:
+        os.environ.pop("QFS_NO_WATCHDOG", None)
