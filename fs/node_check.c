@@ -9,7 +9,8 @@
  *   S <= A         the log still holds every entry after the db's state,
  *   A <= M         the db has nothing the log never had (a lone server would
  *                  append new entries at indexes the store skips as applied),
- *   commit <= M    the log still holds every entry it recorded committed.
+ *   commit <= M    the log still holds every entry it recorded committed
+ *                  (in a cluster the leader sends them again: a WARN).
  * A torn db tail may be dropped only where what it held can be replayed:
  * the db's valid prefix ends at A and S <= A (and, alone, the tail named no
  * index past M). Every other case refuses to start with a message naming
@@ -117,7 +118,7 @@ int node__check_disk(struct node* n,
                   db, a, rec->revision, s, a + 1, s);
         return -EUCLEAN;
     }
-    if (l->hs.commit > m) {
+    if (l->hs.commit > m && lone) {
         node__log(RAFT_TRACE_ERROR,
                   "raft log of %s: its hard state records commit index "
                   "%" PRIu64 " but the log ends at %" PRIu64
@@ -125,6 +126,14 @@ int node__check_disk(struct node* n,
                   " are lost. Refusing to start; the db was not modified",
                   n->data_dir, l->hs.commit, m, m + 1, l->hs.commit);
         return -EUCLEAN;
+    }
+    if (l->hs.commit > m) {
+        node__log(RAFT_TRACE_WARN,
+                  "raft log of %s: its hard state records commit index "
+                  "%" PRIu64 " but the log ends at %" PRIu64
+                  ": entries %" PRIu64 "..%" PRIu64
+                  " are lost here; the leader sends them again",
+                  n->data_dir, l->hs.commit, m, m + 1, l->hs.commit);
     }
     if (a > m && (lone || l->fresh)) {
         node__log(RAFT_TRACE_ERROR,
