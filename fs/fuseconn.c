@@ -406,7 +406,9 @@ int fuseconn_clear_stale(const char* mountpoint, const char* data_dir)
     }
     unsigned conn = conn_number(e.maj, e.min);
     rv = conn_abort(conn);
-    if (rv != 0 && rv != -ENOENT) {
+    /* A node that is gone closed its /dev/fuse fd, which aborted the
+     * connection already: only a dying one needs this abort. */
+    if (rv != 0 && rv != -ENOENT && was_dying) {
         fprintf(stderr,
                 "quorumfs: cannot abort FUSE connection %u (%s): %s; unmount "
                 "it with umount -f %s\n",
