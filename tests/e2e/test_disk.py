@@ -144,6 +144,27 @@ def test_zeroed_db_tail_beyond_the_log_refuses(make_node):
     assert "Lost: raft indexes" in line and "revisions" in line
 
 
+def test_cluster_follower_with_a_db_tail_beyond_its_log_refuses(make_cluster):
+    """In a cluster too: the follower does not serve a tree missing writes
+    it applied (fetching a snapshot instead is not implemented: it refuses,
+    names what is lost, and the others go on)."""
+    import cluster as qc
+    c = make_cluster(extra_args=["--snapshot-entries", "50"])
+    ld = c.start()
+    f = c.followers(ld)[0]
+    want = write_files(ld.mnt, N_WRITES)
+    time.sleep(1.0)
+    c.kill9(f)
+    db = db_path(f)
+    zero_tail(db, 16384)  # far more than the 50 entries the log keeps
+    before = data_dir_files(f)
+    log = start_must_fail(f, c.args(f, "existing"))
+    assert data_dir_files(f) == before
+    assert "Refusing to start" in log and db in log, log[-3000:]
+    qc.write_file(ld.path("after"), b"ok\n")  # the quorum goes on
+    check_files(ld.mnt, want)
+
+
 def test_bit_flip_in_last_db_frame_within_the_log_is_replayed(make_node):
     node = make_node().start()
     want = write_files(node.mnt, 50)
