@@ -370,3 +370,33 @@ def test_kill9_under_renames_restarts_at_once(make_node, watchdog):
         print("restart seconds:", ["%.2f" % r for r in restarts])
     finally:
         os.environ.pop("QFS_NO_WATCHDOG", None)
+
+
+def test_live_or_foreign_mount_is_never_aborted(make_node):
+    """The start-up clean-up touches only a mount provably left by a dead
+    node of this data dir: a live owner, or a LOCK naming another device,
+    is refused and the mount is left alone."""
+    node = make_node().start()
+    write_files(node.mnt, 5)
+    # a second start on the same mountpoint and data dir: a live owner
+    other = subprocess.run(node.cmd(), capture_output=True, text=True,
+                           timeout=60)
+    assert other.returncode != 0
+    assert "mounted by a running node" in other.stderr, other.stderr
+    check_files(node.mnt, {"f0000": b"value 0 of f0000\n"})
+    # killed, but LOCK names another device: not provably ours
+    old = node.proc
+    old.send_signal(signal.SIGKILL)
+    old.wait(20)
+    node.proc = None
+    lock = os.path.join(node.data_dir, "LOCK")
+    pid, line = slurp(lock).decode().splitlines()[:2]
+    _, dev, mnt = line.split(" ", 2)
+    maj, mino = dev.split(":")
+    with open(lock, "w") as f:
+        f.write("%s\nfuse %s:%d %s\n" % (pid, maj, int(mino) + 1000, mnt))
+    r = subprocess.run(node.cmd(), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0
+    assert "not ours, refusing to touch it" in r.stderr, r.stderr
+    assert mount_listed(node.mnt)
