@@ -63,12 +63,20 @@ static int refuse_tail(const struct node* n,
 {
     char lost_idx[96], lost_rev[96];
     raft_index a = rec->applied_index;
-    raft_index hi = rec->tail_index_max > s ? rec->tail_index_max : s;
-    if (hi > a) {
-        snprintf(lost_idx, sizeof(lost_idx),
-                 "raft indexes %" PRIu64 "..%" PRIu64 "%s", a + 1, hi,
-                 rec->tail_index_max > s ? "" : " at least");
-    } else {
+    int k = 0;
+    /* Lost: what neither holds, a+1..s (the log starts after s), and what
+     * the tail named past the log's end m. */
+    if (s > a) {
+        k = snprintf(lost_idx, sizeof(lost_idx),
+                     "raft indexes %" PRIu64 "..%" PRIu64, a + 1, s);
+    }
+    if (rec->tail_index_max > m && k >= 0 && (size_t)k < sizeof(lost_idx)) {
+        k += snprintf(lost_idx + k, sizeof(lost_idx) - (size_t)k,
+                      "%s%" PRIu64 "..%" PRIu64,
+                      k > 0 ? " and " : "raft indexes ", m + 1,
+                      rec->tail_index_max);
+    }
+    if (k == 0) {
         snprintf(lost_idx, sizeof(lost_idx), "raft indexes after %" PRIu64, a);
     }
     if (rec->tail_rev_max > rec->revision) {
