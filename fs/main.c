@@ -1,15 +1,18 @@
 /* main.c - the quorumfs command: `quorumfs mount` runs a node and its FUSE
  * mount; other subcommands talk to a running node (fs/ctl.c).
  *
- * Start-up order: check the mountpoint -> fork (unless -f) -> node_start
+ * Start-up order: clear a mount left by a dead node of the data dir
+ * (fuseconn.c) -> check the mountpoint -> fork (unless -f) -> fork the
+ * watchdog (before any thread) -> node_start
  * (lock, log, db, replay, raft, transport) -> a read barrier (the store
  * catches up with what was committed; without a quorum it gives up after
- * the proposal timeout) -> FUSE session mount -> the
- * notifier thread -> poll the FUSE fd on the loop -> tell the parent
+ * the proposal timeout) -> FUSE session mount -> record the connection
+ * in LOCK and arm the watchdog -> the notifier thread -> poll the FUSE fd
+ * on the loop -> tell the parent
  * "ready" (the parent exits 0) -> from then on log to DATA_DIR/quorumfs.log.
  * Shutdown (SIGTERM/SIGINT, or the mount going away): stop reading FUSE
  * requests, node_stop (pending operations fail, log and db are synced),
- * unmount, exit 0.
+ * disarm the watchdog, unmount, exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
