@@ -363,8 +363,6 @@ def test_kill9_under_renames_restarts_at_once(make_node, watchdog):
                 t.join(20)
                 assert not t.is_alive(), "a client of the old mount hangs"
             check_files(node.mnt, snapshot)
-            assert not any("dropped" in ln for ln in
-                           node.log().splitlines() if " db " in ln)
         assert len(acked) > 0
         assert max(restarts) < RESTART_MAX_S, restarts
         print("restart seconds:", ["%.2f" % r for r in restarts])
