@@ -12,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cmd=${1:-}
-dir=${2:-/tmp/quorumfs-demo}
+dir=$(realpath -m "${2:-/tmp/quorumfs-demo}")
 bin="$here/build/fs/quorumfs"
 names=(n1 n2 n3)
 addrs=(127.0.0.1:7001 127.0.0.2:7002 127.0.0.3:7003)
@@ -40,15 +40,27 @@ install_and_build() {
 
 node_pid() { cat "$dir/$1/pid" 2>/dev/null || true; }
 
+# Without a stat of the mountpoint: the mount of a node killed with -9 may
+# hang until it is aborted (quorumfs mount does that itself at start).
+mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
+running() {
+    local pid
+    pid=$(head -n1 "$dir/$1/data/LOCK" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+        grep -q quorumfs "/proc/$pid/cmdline" 2>/dev/null
+}
+
 up() {
     install_and_build
     for i in 0 1 2; do
         local n=${names[$i]}
-        mkdir -p "$dir/$n/mnt" "$dir/$n/data"
-        if mountpoint -q "$dir/$n/mnt"; then
+        mounted "$dir/$n/mnt" || mkdir -p "$dir/$n/mnt"
+        mkdir -p "$dir/$n/data"
+        if running "$n" && mounted "$dir/$n/mnt"; then
             echo "$n: already mounted at $dir/$n/mnt"
             continue
         fi
+        # A mount left by a killed node: quorumfs aborts and unmounts it.
         local state=new
         [ -f "$dir/$n/data/identity" ] && state=existing
         "$bin" mount "$dir/$n/mnt" --name "$n" --data-dir "$dir/$n/data" \
@@ -91,8 +103,8 @@ down() {
                 sleep 0.1
             done
         fi
-        if mountpoint -q "$dir/$n/mnt" 2>/dev/null; then
-            fusermount3 -u "$dir/$n/mnt" 2>/dev/null ||
+        if mounted "$dir/$n/mnt"; then
+            fusermount3 -uz "$dir/$n/mnt" 2>/dev/null ||
                 umount -l "$dir/$n/mnt" || true
         fi
         rm -f "$dir/$n/pid"

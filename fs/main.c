@@ -1,16 +1,19 @@
 /* main.c - the quorumfs command: `quorumfs mount` runs a node and its FUSE
  * mount; other subcommands talk to a running node (fs/ctl.c).
  *
- * Start-up order: check the mountpoint -> fork (unless -f) -> node_start
+ * Start-up order: clear a mount left by a dead node of the data dir
+ * (fuseconn.c) -> check the mountpoint -> fork (unless -f) -> fork the
+ * watchdog (before any thread) -> node_start
  * (lock, log, db, replay, raft, transport) -> a read barrier (the store
  * catches up with what the cluster had committed; a cluster member that
  * cannot within --catch-up-timeout-ms exits with an error unless
- * --mount-stale) -> FUSE session mount -> the
- * notifier thread -> poll the FUSE fd on the loop -> tell the parent
+ * --mount-stale) -> FUSE session mount -> record the connection in LOCK
+ * and arm the watchdog -> the notifier thread -> poll the FUSE fd on the
+ * loop -> tell the parent
  * "ready" (the parent exits 0) -> from then on log to DATA_DIR/quorumfs.log.
  * Shutdown (SIGTERM/SIGINT, or the mount going away): stop reading FUSE
  * requests, node_stop (pending operations fail, log and db are synced),
- * unmount, exit 0.
+ * disarm the watchdog, unmount, exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +31,7 @@
 
 #include "ctl.h"
 #include "fs.h"
+#include "fuseconn.h"
 #include "identity.h"
 #include "node.h"
 #include "node_internal.h"
@@ -64,6 +68,7 @@ struct app {
     bool shutting_down;
     bool mounted;
     int exit_code;
+    struct fuseconn_watchdog wd; /* aborts the connection if we die */
 };
 
 static void usage_main(FILE* out)
@@ -467,6 +472,15 @@ static int mount_fuse(struct app* a)
         return -EIO;
     }
     a->mounted = true;
+    unsigned conn;
+    if (fuseconn_record(a->mo->mountpoint, a->mo->node.data_dir, &conn) == 0) {
+        fuseconn_watchdog_arm(&a->wd, conn, a->mo->mountpoint);
+    } else {
+        node__log(RAFT_TRACE_WARN,
+                  "cannot record the FUSE connection of %s: a restart after "
+                  "kill -9 will not clear the mount by itself",
+                  a->mo->mountpoint);
+    }
     int fd = fuse_session_fd(a->se);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     int rv = fs_start_notifier(a->fs, a->se);
@@ -626,6 +640,7 @@ static int run_node(struct app* a)
     if (a->startup_failed) {
         return 1;
     }
+    fuseconn_watchdog_disarm(&a->wd); /* an orderly exit from here on */
     /* Also after an external unmount: it frees what fuse_session_mount
      * allocated (a poll on the dead fd tells it not to unmount again). */
     fuse_session_unmount(a->se);
@@ -672,6 +687,22 @@ static int daemonize(struct app* a)
     return 0;
 }
 
+/* Before the node starts any thread (fork). Without it the start-up
+ * clean-up of the next start still frees a hung mount. */
+static void start_watchdog(struct app* a)
+{
+    char path[PATH_MAX + 32];
+    if (getenv("QFS_NO_WATCHDOG") != NULL) {
+        a->wd.fd = -1; /* test hook: the start-up clean-up alone */
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/quorumfs.log", a->mo->node.data_dir);
+    int rv = fuseconn_watchdog_start(&a->wd, a->mo->foreground ? NULL : path);
+    if (rv != 0) {
+        fprintf(stderr, "quorumfs: no watchdog (%s)\n", strerror(-rv));
+    }
+}
+
 static int cmd_mount(int argc, char** argv)
 {
     static struct mount_opts mo;
@@ -681,16 +712,22 @@ static int cmd_mount(int argc, char** argv)
     if (rv != 0) {
         return rv;
     }
-    if (check_mountpoint(mo.mountpoint) != 0) {
+    /* A mount left by a dead node of this data dir (kill -9) is aborted
+     * and unmounted first; nothing may stat the mountpoint before. */
+    if (fuseconn_clear_stale(mo.mountpoint, mo.node.data_dir) != 0 ||
+        check_mountpoint(mo.mountpoint) != 0) {
         return 1;
     }
     a.mo = &mo;
     a.ready_fd = -1;
+    a.wd.fd = -1;
     signal(SIGPIPE, SIG_IGN);
     if (!mo.foreground && daemonize(&a) != 0) {
         return 1;
     }
+    start_watchdog(&a);
     rv = run_node(&a);
+    fuseconn_watchdog_disarm(&a.wd);
     tell_parent(&a, 'F');
     return rv;
 }

@@ -1119,8 +1119,9 @@ void node__maybe_compact(struct node* n)
     bool due = n->opts.snapshot_entries > 0 &&
                applied >= n->last_compact_index + n->opts.snapshot_entries;
     if (!(due || (n->need_image && applied >= n->restored_commit)) ||
-        applied == 0 || n->sticky_err != 0) {
-        return;
+        applied == 0 || n->sticky_err != 0 ||
+        applied > raft_applied_index(n->raft)) {
+        return; /* the last: a db ahead of the log (node_check.c) */
     }
     /* Only a leader sends images (InstallSnapshot), and a lone server has
      * nobody to send one to: the others keep none. An image is a second
@@ -1136,6 +1137,7 @@ void node__image_real(struct node* n, bool even_alone)
     raft_index applied = store_applied_index(n->store);
     bool leader = raft_role(n->raft) == RAFT_LEADER;
     if (n->image_empty && applied > 0 && n->sticky_err == 0 &&
+        applied <= raft_applied_index(n->raft) &&
         (needs_image(n) || (even_alone && leader))) {
         compact_now(n, applied, true);
     }

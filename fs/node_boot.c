@@ -167,7 +167,7 @@ void node__catch_up_check(struct node* n)
 
 int node__open_disk(struct node* n)
 {
-    char path[PATH_MAX + 16];
+    char path[PATH_MAX + 16], db[PATH_MAX + 16];
     struct store_recovery rec;
     struct rlog_options lo = {.segment_bytes_max = 64u << 20,
                               .preallocate = true};
@@ -202,18 +202,15 @@ int node__open_disk(struct node* n)
     n->opts.store.tracer = (struct raft_tracer){.data = "store: ",
                                                 .emit = node__tracer_emit,
                                                 .level = n->opts.log_level};
-    snprintf(path, sizeof(path), "%s/db", n->data_dir);
+    snprintf(db, sizeof(db), "%s/db", n->data_dir);
     memset(&rec, 0, sizeof(rec));
-    rv = store_open(path, &n->opts.store, &n->store, &rec);
+    n->opts.store.keep_torn_tail = true; /* dropped by node__check_disk */
+    rv = store_open(db, &n->opts.store, &n->store, &rec);
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR, "cannot open db %s: %s", path,
-                  strerror(-rv));
+        node__log(RAFT_TRACE_ERROR, "cannot open db %s: %s%s%s", db,
+                  strerror(-rv), rec.torn_reason[0] != '\0' ? ": " : "",
+                  rec.torn_reason);
         goto err_after_lock;
-    }
-    if (rec.torn_bytes > 0) {
-        node__log(RAFT_TRACE_WARN,
-                  "db %s: dropped a torn tail of %" PRIu64 " bytes (%s)", path,
-                  rec.torn_bytes, rec.torn_reason);
     }
     lo.tracer = (struct raft_tracer){
         .data = "log: ", .emit = node__tracer_emit, .level = n->opts.log_level};
@@ -229,7 +226,15 @@ int node__open_disk(struct node* n)
                   "raft log %s: dropped a torn tail of %" PRIu64 " bytes", path,
                   loaded.torn_bytes);
     }
+    rv = node__check_disk(n, db, &rec, &loaded);
+    if (rv != 0) {
+        goto err_after_log;
+    }
     return 0;
+
+err_after_log:
+    rlog_close(n->log);
+    n->log = NULL;
 
 err_after_store:
     store_close(n->store);
@@ -330,14 +335,7 @@ int node__start_raft(struct node* n)
         n->raft = NULL;
         return -EINVAL;
     }
-    if (store_applied_index(n->store) > 0 &&
-        store_applied_index(n->store) > raft_last_index(n->raft)) {
-        node__log(RAFT_TRACE_ERROR,
-                  "db has index %" PRIu64 " but the raft log ends at %" PRIu64
-                  ": the data dir is inconsistent",
-                  store_applied_index(n->store), raft_last_index(n->raft));
-    }
-    return 0;
+    return 0; /* db and log were checked by node__check_disk */
 }
 
 static void on_peer_message(void* data, const struct raft_message* m)

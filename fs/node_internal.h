@@ -59,6 +59,7 @@ struct node_io {
     uv_async_t done_async;
     struct rlog* log;
     struct store* store;
+    raft_index db_index; /* I/O thread: the db file holds this durably */
     uint64_t rounds, syncs, jobs; /* stats */
 };
 

@@ -16,6 +16,7 @@
  * same error and the node stops taking writes.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,8 +227,22 @@ static int run_job(struct node_io* io, struct io_job* job, bool* need_sync)
         }
         return rv;
     case IO_JOB_FRAME:
-        return store_frame_write(io->store, job->frame);
+        rv = store_frame_write(io->store, job->frame);
+        if (rv == 0) {
+            io->db_index = store_frame_applied_index(job->frame);
+        }
+        return rv;
     case IO_JOB_COMPACT:
+        /* The log may drop only what the db file holds durably (the frame
+         * jobs precede this one): past it, a torn db tail could not be
+         * replayed at the next start (docs/format-db.md). */
+        if (job->snap.index > io->db_index) {
+            node__log(RAFT_TRACE_ERROR,
+                      "log compaction to index %" PRIu64
+                      " refused: the db file holds index %" PRIu64 " only",
+                      job->snap.index, io->db_index);
+            return -EIO;
+        }
         /* Make earlier appends durable first: compaction must never make
          * the log claim less than what was already acknowledged. */
         if (*need_sync) {
@@ -240,7 +255,13 @@ static int run_job(struct node_io* io, struct io_job* job, bool* need_sync)
             rv = rlog_sync(io->log);
             *need_sync = false;
         }
-        return rv != 0 ? rv : rlog_reset(io->log, &job->snap);
+        if (rv == 0) {
+            rv = rlog_reset(io->log, &job->snap);
+        }
+        if (rv == 0) {
+            io->db_index = job->snap.index; /* the image was installed */
+        }
+        return rv;
     default:
         return -EINVAL;
     }
@@ -346,6 +367,7 @@ int node__io_start(struct node_io* io,
     memset(io, 0, sizeof(*io));
     io->log = log;
     io->store = store;
+    io->db_index = store_durable_index(store);
     pthread_mutex_init(&io->mu, NULL);
     pthread_cond_init(&io->cond, NULL);
     pthread_cond_init(&io->idle_cond, NULL);

@@ -148,4 +148,12 @@ void node__role_changed(struct node* n);
 /* Remove the CATCHING-UP marker once the core has caught up. */
 void node__catch_up_check(struct node* n);
 
+/* node_check.c: the db file against the raft log at start (both open, the
+ * db's torn tail, if any, still on disk). 0: consistent (a replayable torn
+ * tail is truncated here); -EUCLEAN: refused, logged, nothing modified. */
+int node__check_disk(struct node* n,
+                     const char* db,
+                     const struct store_recovery* rec,
+                     const struct rlog_loaded* l);
+
 #endif /* QFS_NODE_PRIV_H */

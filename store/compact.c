@@ -382,7 +382,7 @@ int store_compact_begin(struct store* st, struct store_compaction** out)
 {
     assert(st != NULL && out != NULL);
     *out = NULL;
-    if (st->io_err != 0) {
+    if (st->io_err != 0 || st->tail_pending) {
         return -EIO;
     }
     if (st->compacting) {

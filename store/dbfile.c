@@ -746,6 +746,55 @@ static int find_valid_after(int fd,
     return rv;
 }
 
+/* Best effort: the highest revision and raft index named by a frame header
+ * that still reads plausibly in the torn tail [off, size) (its checksum
+ * failed or cannot be checked): what the tail held, for the message. */
+static int tail_hints(struct store* st,
+                      uint64_t off,
+                      uint64_t size,
+                      struct store_recovery* rec)
+{
+    uint8_t* chunk = malloc(SCAN_CHUNK);
+    if (chunk == NULL) {
+        return -ENOMEM;
+    }
+    const struct store_state* s = &st->s;
+    uint64_t pos = off;
+    int rv = 0;
+    while (pos + FRAME_HEADER_LEN <= size) {
+        size_t n = (size_t)(size - pos < SCAN_CHUNK ? size - pos : SCAN_CHUNK);
+        rv = pread_all(st->fd, chunk, n, pos);
+        if (rv != 0) {
+            break;
+        }
+        for (size_t i = 0; i + FRAME_HEADER_LEN <= n; i++) {
+            struct frame_header h;
+            if (get_u32(chunk + i) != FRAME_MAGIC) {
+                continue;
+            }
+            header_decode(chunk + i, &h);
+            if (h.version != FRAME_VERSION ||
+                h.header_len != FRAME_HEADER_LEN || h.last_rev < s->revision ||
+                h.applied_index < s->applied_index ||
+                h.last_rev - s->revision > (1ull << 40)) {
+                continue;
+            }
+            if (h.last_rev > rec->tail_rev_max) {
+                rec->tail_rev_max = h.last_rev;
+            }
+            if (h.applied_index > rec->tail_index_max) {
+                rec->tail_index_max = h.applied_index;
+            }
+        }
+        if (n < SCAN_CHUNK) {
+            break;
+        }
+        pos += n - (FRAME_HEADER_LEN - 1); /* overlap a split header */
+    }
+    free(chunk);
+    return rv;
+}
+
 static int tail_bad(struct store* st,
                     struct scan* sc,
                     uint64_t off,
@@ -770,12 +819,46 @@ static int tail_bad(struct store* st,
     say(rec->torn_reason, sizeof(rec->torn_reason),
         "frame %" PRIu64 " at offset %" PRIu64 ": %s", sc->frameno, off, why);
     rec->torn_bytes = size - off;
+    rec->torn_off = off;
+    rv = tail_hints(st, off, size, rec);
+    if (rv != 0) {
+        return rv;
+    }
+    if (st->opt.keep_torn_tail) {
+        st->tail_pending = true; /* the caller decides: store_drop_tail */
+        return 0;
+    }
     store__trace(st, RAFT_TRACE_WARN,
                  "db %s: truncating %" PRIu64 " torn bytes: %s", st->path,
                  rec->torn_bytes, rec->torn_reason);
     if (ftruncate(st->fd, (off_t)off) != 0 || fdatasync(st->fd) != 0) {
         return -errno;
     }
+    return 0;
+}
+
+/* Truncate order: ftruncate -> fdatasync; only then may a frame be written
+ * at the tail's offset (st->next_off). */
+int store_drop_tail(struct store* st)
+{
+    assert(st != NULL);
+    if (!st->tail_pending) {
+        return 0;
+    }
+    struct stat sb;
+    if (fstat(st->fd, &sb) != 0) {
+        return -errno;
+    }
+    assert((uint64_t)sb.st_size >= st->durable_off);
+    store__trace(st, RAFT_TRACE_WARN,
+                 "db %s: truncating %" PRIu64 " torn bytes at offset %" PRIu64,
+                 st->path, (uint64_t)sb.st_size - st->durable_off,
+                 st->durable_off);
+    if (ftruncate(st->fd, (off_t)st->durable_off) != 0 ||
+        fdatasync(st->fd) != 0) {
+        return -errno;
+    }
+    st->tail_pending = false;
     return 0;
 }
 
@@ -828,16 +911,24 @@ int store__recover(struct store* st, struct store_recovery* rec)
     st->next_off = st->durable_off = off;
     st->durable_index = st->sealed_index = st->s.applied_index;
     st->sealed_rev = st->durable_rev = st->s.revision;
+    rec->revision = st->s.revision;
+    rec->applied_index = st->s.applied_index;
     return 0;
 }
 
 /* ---- seal / write / done ---- */
 
+raft_index store_frame_applied_index(const struct store_frame* f)
+{
+    assert(f != NULL);
+    return f->applied_index;
+}
+
 int store_frame_seal(struct store* st, struct store_frame** out)
 {
     assert(st != NULL && out != NULL);
     *out = NULL;
-    if (st->io_err != 0) {
+    if (st->io_err != 0 || st->tail_pending) {
         return -EIO;
     }
     if (st->pend.records == 0 && st->s.applied_index == st->sealed_index) {

@@ -265,7 +265,7 @@ int store_image_install(struct store* st, const void* img, size_t len)
     assert(st != NULL);
     struct install in = {.fd = -1};
     char msg[128];
-    if (st->io_err != 0) {
+    if (st->io_err != 0 || st->tail_pending) {
         return -EIO;
     }
     if (st->next_off != st->durable_off) {

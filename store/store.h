@@ -61,6 +61,11 @@ struct store_options {
     uint32_t name_max;          /* default 255 */
     uint32_t path_max;          /* default 4096 */
     uint64_t frame_cache_bytes; /* decompressed frames cached; def 64 MiB */
+    /* Leave a torn tail on disk: store_open reports it in *rec and the store
+     * writes nothing until store_drop_tail() (the node first checks that its
+     * raft log can replay what the tail held). Default false: truncated at
+     * open. */
+    bool keep_torn_tail;
     struct raft_tracer tracer;
 };
 void store_options_default(struct store_options* o);
@@ -69,6 +74,14 @@ struct store_recovery {
     uint64_t frames;       /* valid frames read */
     uint64_t torn_bytes;   /* bytes truncated from a torn/corrupt tail */
     char torn_reason[128]; /* what was wrong with the dropped tail */
+    /* added for the tail rule (docs/format-db.md "Torn tail rule"): */
+    uint64_t torn_off;        /* where the valid prefix ends (tail start) */
+    uint64_t revision;        /* revision held by the valid prefix */
+    raft_index applied_index; /* raft index applied by the valid prefix */
+    /* Best effort, 0 if unknown: the highest last_rev / applied_index named
+     * by a frame header still readable in the tail (checksum not proven). */
+    uint64_t tail_rev_max;
+    raft_index tail_index_max;
 };
 
 struct store;
@@ -82,6 +95,10 @@ int store_open(const char* path,
                struct store** out,
                struct store_recovery* rec);
 void store_close(struct store* st);
+/* With keep_torn_tail: truncate the torn tail store_open reported
+ * (ftruncate + fdatasync; WARN via the tracer). 0 if there is none. Until
+ * then the store refuses to seal frames or install images (-EIO). */
+int store_drop_tail(struct store* st);
 
 /* ---- reads of the current state (loop thread) ---- */
 
@@ -246,6 +263,8 @@ struct store_frame; /* sealed, compressed, with its file offset assigned */
 int store_frame_seal(struct store* st, struct store_frame** out);
 /* I/O thread: pwrite the frame at its offset and fdatasync the db file. */
 int store_frame_write(struct store* st, struct store_frame* f);
+/* The raft index a frame makes durable once written (any thread). */
+raft_index store_frame_applied_index(const struct store_frame* f);
 /* Loop: the write finished with `err`; frees f. A non-zero err makes the
  * store refuse further applies (sticky). */
 void store_frame_done(struct store* st, struct store_frame* f, int err);

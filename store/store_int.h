@@ -305,6 +305,7 @@ struct store {
     uint64_t db_gen;      /* bumped whenever locations change (rewrite,
                              image install): views rebuild */
     bool compacting;      /* a store_compaction is between begin/finish */
+    bool tail_pending;    /* keep_torn_tail: a torn tail is still on disk */
     /* Views (snapshot/view.c): opaque to the store, freed at close. */
     void* views;
     void (*views_free)(void* views);

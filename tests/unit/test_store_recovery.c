@@ -24,6 +24,8 @@ struct env {
     /* after each sealed+written frame: file size and image */
     unsigned nframes;
     uint64_t end[FRAMES_MAX];
+    raft_index idx_at[FRAMES_MAX];
+    uint64_t rev_at[FRAMES_MAX];
     void* img[FRAMES_MAX];
     size_t img_len[FRAMES_MAX];
 };
@@ -111,6 +113,8 @@ static void flush(struct env* e)
     store_get_stats(e->st, &s);
     CHECK_EQ(s.durable_index, e->idx);
     e->end[e->nframes] = s.db_bytes;
+    e->idx_at[e->nframes] = e->idx;
+    e->rev_at[e->nframes] = s.revision;
     CHECK_EQ(
         store_image_build(e->st, &e->img[e->nframes], &e->img_len[e->nframes]),
         0);
@@ -325,6 +329,65 @@ static void test_bit_flips(void)
     env_free(&e);
 }
 
+/* keep_torn_tail (the node's mode): the tail stays on disk, the recovery
+ * says where it starts, what the valid prefix holds and what the tail's
+ * readable headers named; nothing is written until store_drop_tail. */
+static void test_kept_torn_tail(void)
+{
+    struct env e;
+    env_init(&e);
+    int err;
+    e.st = reopen(e.path, &err, NULL);
+    workload(&e);
+    store_close(e.st);
+    e.st = NULL;
+    size_t len;
+    uint8_t* orig = slurp(e.path, &len);
+    unsigned last = e.nframes - 1;
+    uint64_t start = e.end[last - 1];
+    struct store_options o;
+    store_options_default(&o);
+    o.keep_torn_tail = true;
+    /* zero the payload only (header readable), then the whole frame */
+    for (int whole = 0; whole < 2; whole++) {
+        uint8_t* bad = malloc(len);
+        memcpy(bad, orig, len);
+        uint64_t from = whole ? start : start + 64;
+        memset(bad + from, 0, len - from);
+        spit(e.path, bad, len);
+        free(bad);
+        struct store_recovery rec;
+        struct store* st = NULL;
+        CHECK_EQ(store_open(e.path, &o, &st, &rec), 0);
+        CHECK_EQ(rec.torn_off, start);
+        CHECK_EQ(rec.torn_bytes, len - start);
+        CHECK_EQ(rec.applied_index, e.idx_at[last - 1]);
+        CHECK_EQ(rec.revision, e.rev_at[last - 1]);
+        CHECK_EQ(rec.tail_index_max, whole ? 0 : e.idx_at[last]);
+        CHECK_EQ(rec.tail_rev_max, whole ? 0 : e.rev_at[last]);
+        check_image(st, e.img[last - 1], e.img_len[last - 1]);
+        size_t now;
+        free(slurp(e.path, &now));
+        CHECK_EQ(now, len); /* left alone */
+        /* no frame may be written over a tail still on disk */
+        CHECK_EQ(store_apply_index(st, e.idx_at[last - 1] + 1), 0);
+        struct store_frame* f = NULL;
+        CHECK_EQ(store_frame_seal(st, &f), -EIO);
+        CHECK_EQ(store_drop_tail(st), 0);
+        free(slurp(e.path, &now));
+        CHECK_EQ(now, start);
+        CHECK_EQ(store_frame_seal(st, &f), 0);
+        CHECK(f != NULL);
+        CHECK_EQ(store_frame_write(st, f), 0);
+        store_frame_done(st, f, 0);
+        CHECK_EQ(store_durable_index(st), e.idx_at[last - 1] + 1);
+        CHECK_EQ(store_drop_tail(st), 0); /* nothing left: no-op */
+        store_close(st);
+    }
+    free(orig);
+    env_free(&e);
+}
+
 static void test_image_round_trip(void)
 {
     struct env e, f;
@@ -414,6 +477,7 @@ int main(void)
     RUN(test_reopen_same_state);
     RUN(test_torn_tail_every_byte);
     RUN(test_bit_flips);
+    RUN(test_kept_torn_tail);
     RUN(test_image_round_trip);
     RUN(test_sticky_write_error);
     return 0;
