@@ -244,9 +244,15 @@ static void barrier_done_cb(void* data, int err)
         op->resume(op, err);
         return;
     }
-    /* Applied up to the read index: wait until the kernel has been told of
-     * every change applied so far (fs_kview.c). */
-    fs__kview_wait(op->fs, op);
+    /* Applied up to the read index. An OPEN also waits until the kernel
+     * has been told of every change applied so far (fs_kview.c). Never a
+     * LOOKUP: the kernel holds the parent directory's lock while it waits
+     * for one, and the notifier may need that lock (inval_entry). */
+    if (op->after_notify) {
+        fs__kview_wait(op->fs, op);
+    } else {
+        op->resume(op, 0);
+    }
 }
 
 void fs__barrier(struct fs* f, struct fs_op* op)

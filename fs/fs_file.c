@@ -735,6 +735,7 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
     op->ino = ino;
     op->fi = *fi;
     op->resume = open_resume;
+    op->after_notify = true; /* OPEN holds no directory lock */
     fs__barrier(f, op);
 }
 

@@ -127,6 +127,7 @@ struct fs_op {
     bool append;         /* O_APPEND: at the end of the content */
     uint64_t new_size;   /* SETATTR size */
     uint64_t kview_seq;  /* BARRIER: notifications it waits for */
+    bool after_notify;   /* BARRIER: also wait for the notifier (OPEN) */
 };
 
 enum {
