@@ -12,8 +12,10 @@ Contract:
   value cut short, padded with NULs, a mix) and reads of a value whose write
   was invoked after the read completed ("future"). Reads of b"" are counted
   ("empty") and left out of the other checks: an empty file is a state the
-  consistency model allows in documented cases (a deferred O_TRUNC that no
-  write followed within 200 ms, or whose write failed).
+  consistency model allows in documented cases: on the writer's own mount
+  between its O_TRUNC and its write, and anywhere once a truncation was
+  committed alone (its write came more than 200 ms later, or failed). An
+  empty read that none of these explains is a violation ("empty").
 - check_linearizable(): Wing & Gong's search with Lowe's memoization of
   (set of linearized ops, register value), as in Porcupine: returns
   (True|False|None, detail); None when the step budget ran out.
@@ -33,7 +35,9 @@ history, they report it.
 import collections
 
 INF = float("inf")
-STEPS_MAX = 2_000_000  # Wing-Gong steps per key before giving up (None)
+STEPS_MAX = 2_000_000
+TRUNC_ALONE_S = 0.2  # FS_SETTLE_MS: a truncation no write followed by then
+                     # is committed on its own (docs/consistency.md)  # Wing-Gong steps per key before giving up (None)
 
 
 class Op:
@@ -76,7 +80,7 @@ def by_key(ops):
 def check_values(ops, initial):
     """{'garbage': [ops], 'future': [ops], 'empty': n} over all keys.
     initial maps key -> initial value."""
-    out = {"garbage": [], "future": [], "empty": 0}
+    out = {"garbage": [], "future": [], "empty": 0, "empty_unexplained": []}
     for key, kops in by_key(ops).items():
         writes = {op.value: op for op in kops if op.kind == "w"}
         for op in kops:
@@ -84,6 +88,8 @@ def check_values(ops, initial):
                 continue
             if op.value == b"":
                 out["empty"] += 1
+                if not _empty_explained(op, writes.values()):
+                    out["empty_unexplained"].append(op)
             elif op.value == initial.get(key):
                 continue
             elif op.value not in writes:
@@ -91,6 +97,36 @@ def check_values(ops, initial):
             elif writes[op.value].invoke > op.end():
                 out["future"].append(op)
     return out
+
+
+def _empty_explained(read, writes):
+    for w in writes:
+        if w.invoke > read.end():
+            continue
+        if w.node == read.node and w.end() >= read.invoke:
+            return True  # between the writer's O_TRUNC and its write
+        if w.end() - w.invoke >= TRUNC_ALONE_S:
+            return True  # its truncation may have been committed alone
+    return False
+
+
+def explain_garbage(op, writes, explain_max=3):
+    """What a garbage read looks like: a write's bytes cut short, or
+    extended with NULs or older bytes (the stale size of issue 10, item 1)."""
+    body = op.value.rstrip(b"\0")
+    out = []
+    for w in writes:
+        if not body or len(out) >= explain_max:
+            break
+        if w.value != body and w.value.startswith(body):
+            out.append("%r of %s cut to %d bytes"
+                       % (w.value, w.process, len(op.value)))
+        elif body == w.value or body.startswith(w.value):
+            out.append("%r of %s extended to %d bytes"
+                       % (w.value, w.process, len(op.value)))
+    if not body:
+        out.append("only NULs")
+    return " (%s)" % "; ".join(out) if out else ""
 
 
 def relevant(kops, initial):
@@ -167,6 +203,13 @@ def _unlift(e):
 def check_linearizable(kops, initial, steps_max=STEPS_MAX):
     """Is the history of one key linearizable for a register starting at
     `initial`? Returns (True, None), (False, detail) or (None, detail)."""
+    ok, detail, _ = _linearize(kops, initial, steps_max)
+    return ok, detail
+
+
+def _linearize(kops, initial, steps_max):
+    """check_linearizable, and the invoke time of the op the search got
+    stuck on (when a violation could first have been seen)."""
     ops = relevant(kops, initial)
     for i, op in enumerate(ops):
         op.id = i
@@ -183,7 +226,7 @@ def check_linearizable(kops, initial, steps_max=STEPS_MAX):
         steps += 1
         if steps > steps_max:
             return None, "step budget (%d) exhausted at depth %d of %d" % (
-                steps_max, best[0], len(ops))
+                steps_max, best[0], len(ops)), None
         if e.call:
             op = e.op
             if op.kind == "w":
@@ -204,18 +247,18 @@ def check_linearizable(kops, initial, steps_max=STEPS_MAX):
         elif e.time == INF:
             # Every op with a known return is linearized; the rest are
             # unknown writes that may not have happened.
-            return True, None
+            return True, None, None
         else:
             if depth > best[0] or best[1] is None:
                 best = (depth, e.op)
             if not stack:
-                return False, _detail(ops, best)
+                return False, _detail(ops, best), best[1].invoke
             e, state = stack.pop()
             linearized &= ~(1 << e.op.id)
             depth -= 1
             _unlift(e)
             e = e.next
-    return True, None
+    return True, None, None
 
 
 def _detail(ops, best):
@@ -236,6 +279,12 @@ def _detail(ops, best):
 def check_sequential(kops, initial):
     """Serializable mode's promise for one key (see the module doc).
     Returns (True, None) or (False, detail)."""
+    ok, detail, _ = _sequential(kops, initial)
+    return ok, detail
+
+
+def _sequential(kops, initial):
+    """check_sequential, and the time the last op of the cycle started."""
     ops = relevant(kops, initial)
     edges = collections.defaultdict(set)
     why = {}
@@ -264,13 +313,15 @@ def check_sequential(kops, initial):
                 edge(x.value, f.value, x, f, "final")
     cycle = _find_cycle(edges)
     if cycle is None:
-        return True, None
+        return True, None, None
     lines = ["values go back in time: %d values in a cycle" % len(cycle)]
+    t = 0.0
     for a, b in zip(cycle, cycle[1:] + cycle[:1]):
         reason, op_a, op_b = why[(a, b)]
+        t = max(t, op_b.invoke)
         lines.append("  %r < %r (%s): %r then %r"
                      % (a, b, reason, op_a, op_b))
-    return False, "\n".join(lines)
+    return False, "\n".join(lines), t
 
 
 def _chain(ops, counts, edge, reason):
@@ -317,24 +368,29 @@ def _find_cycle(edges):
 def check(ops, initial, mode, steps_max=STEPS_MAX):
     """Every check for one history. initial: key -> value. mode:
     'linearizable' or 'serializable'. Returns {'violations': {kind:
-    [details]}, 'empty': n, 'unchecked': [keys]}."""
+    [(time, detail)]}, 'empty': n, 'unchecked': [keys]}."""
     v = check_values(ops, initial)
     violations = collections.defaultdict(list)
-    for kind in ("garbage", "future"):
-        for op in v[kind]:
-            violations[kind].append(repr(op))
+    for op in v["future"]:
+        violations["future"].append((op.invoke, repr(op)))
+    for op in v["empty_unexplained"]:
+        violations["empty"].append((op.invoke, repr(op)))
+    writes = by_key(op for op in ops if op.kind == "w")
+    for op in v["garbage"]:
+        violations["garbage"].append(
+            (op.invoke, "%r%s" % (op, explain_garbage(op, writes[op.key]))))
     unchecked = []
     for key, kops in sorted(by_key(ops).items()):
         init = initial.get(key)
         if mode == "linearizable":
-            ok, detail = check_linearizable(kops, init, steps_max)
+            ok, detail, t = _linearize(kops, init, steps_max)
             kind = "nonlinearizable"
         else:
-            ok, detail = check_sequential(kops, init)
+            ok, detail, t = _sequential(kops, init)
             kind = "nonsequential"
         if ok is None:
             unchecked.append("%s: %s" % (key, detail))
         elif not ok:
-            violations[kind].append("%s: %s" % (key, detail))
+            violations[kind].append((t, "%s: %s" % (key, detail)))
     return {"violations": dict(violations), "empty": v["empty"],
             "unchecked": unchecked}

@@ -44,7 +44,16 @@ def test_garbage_and_future_reads():
     assert [op.value for op in v["future"]] == [b"888"]
     assert v["empty"] == 1
     res = ck.check(ops, {"f": INIT}, "linearizable")
-    assert set(res["violations"]) >= {"garbage", "future"}
+    assert set(res["violations"]) == {"garbage", "future"}
+    # Empty between the writer's O_TRUNC and its write on its own mount;
+    # anywhere after a write whose truncation may have gone alone.
+    ops = [w("a", b"1", 0, 0.1, node="n1"),
+           r("b", b"", 0.05, 0.06, node="n1"),
+           r("c", b"", 0.5, 0.6, node="n2"), w("a", b"2", 2, None),
+           r("c", b"", 3, 4, node="n2")]
+    v = ck.check_values(ops, {"f": INIT})
+    assert [(op.node, op.invoke) for op in v["empty_unexplained"]] == [
+        ("n2", 0.5)]
 
 
 # ---------------------------------------------------------------- linearizable
