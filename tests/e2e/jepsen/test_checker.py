@@ -44,7 +44,8 @@ def test_garbage_and_future_reads():
     assert [op.value for op in v["future"]] == [b"888"]
     assert v["empty"] == 1
     res = ck.check(ops, {"f": INIT}, "linearizable")
-    assert set(res["violations"]) == {"garbage", "future"}
+    assert set(res["violations"]) >= {"garbage", "future"}
+    assert "empty" not in res["violations"]  # w 666666666 took 1 s
     # Empty between the writer's O_TRUNC and its write on its own mount;
     # anywhere after a write whose truncation may have gone alone.
     ops = [w("a", b"1", 0, 0.1, node="n1"),
