@@ -59,7 +59,6 @@ import conftest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 READ_BYTES_MAX = 64 * 1024
-VALUE_BYTES = (3, 16)
 KILL_EXIT_S = 5.0        # a SIGKILLed node must be gone by then (item 4)
 HEAL_TIMEOUT_S = 60.0
 ERROR_PAUSE_S = 0.05     # a client's pause after a failed call
@@ -126,9 +125,11 @@ def write_once(path, data, stage=None):
     stage[0] = "write"
     try:
         n = os.write(fd, data)
-    finally:
-        stage[0] = "close"
+    except BaseException:
         os.close(fd)
+        raise
+    stage[0] = "close"
+    os.close(fd)
     if n != len(data):
         raise ShortWrite("%d of %d bytes" % (n, len(data)))
 
@@ -212,8 +213,9 @@ class Run:
         while i:
             i, d = divmod(i, len(B62))
             s = B62[d] + s
+        lo, hi = self.args.value_bytes
         r = rng.random()
-        n = 3 if r < 0.3 else 9 if r < 0.6 else rng.randint(*VALUE_BYTES)
+        n = lo if r < 0.3 else min(hi, 9) if r < 0.6 else rng.randint(lo, hi)
         return (s + "-" * max(0, n - len(s))).encode()
 
     def record(self, op):
@@ -603,6 +605,10 @@ def parse_args(argv):
     p.add_argument("--abandoned-max", type=int, default=20)
     p.add_argument("--ops-per-key-max", type=int, default=3000,
                    help="bounds the history searched per file")
+    p.add_argument("--value-bytes", type=int, nargs=2, default=(3, 16),
+                   metavar=("MIN", "MAX"),
+                   help="value sizes (3 and 9 most often); MIN = MAX: "
+                   "all values the same size")
     p.add_argument("--epoch-s", type=float, default=20.0,
                    help="clients move to new files this often")
     p.add_argument("--quiet-s", type=float, nargs=2, default=(1.0, 3.0))
