@@ -61,6 +61,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 READ_BYTES_MAX = 64 * 1024
 KILL_EXIT_S = 5.0        # a SIGKILLed node must be gone by then (item 4)
 HEAL_TIMEOUT_S = 60.0
+UNIQUE_EVERY = 5         # every 5th op of a client writes a new file
 ERROR_PAUSE_S = 0.05     # a client's pause after a failed call
 FUSECTL = "/sys/fs/fuse/connections"
 B62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -256,7 +257,7 @@ class Run:
                 self.event("client_gave_up", node.name, name)
                 return
             seq += 1
-            if seq % 8 == 0:
+            if seq % UNIQUE_EVERY == 0:
                 self.unique_write(node, name, seq, rng, caller, timeout)
                 continue
             key = self.pick_key(rng)
@@ -264,8 +265,13 @@ class Run:
                 continue
             if rng.random() < 0.5:
                 self.read(node, name, key, caller, timeout)
-            else:
-                self.write(node, name, key, rng, caller, timeout)
+            elif self.write(node, name, key, rng, caller, timeout) and \
+                    rng.random() < 0.5:
+                # Read it back at once: a lost write shows before the next
+                # write to the file hides it.
+                with self.lock:
+                    self.key_ops[key] += 1
+                self.read(node, name, key, caller, timeout)
 
     def pick_key(self, rng):
         e = min(int((now() - self.t0) / self.args.epoch_s),
@@ -318,11 +324,12 @@ class Run:
         except (OSError, Abandoned) as e:
             self.count_error("write_" + stage[0], e)
             if not isinstance(e, Abandoned) and stage[0] in ("tmp", "open"):
-                return  # failed before the value was sent: never happened
+                return False  # failed before the value was sent
             self.counts["writes_unknown"] += 1
             note += " " + errname(e)
         self.record(ck.Op(name, node.name, key, "w", value, t - self.t0,
                           complete, note.strip()))
+        return complete is not None
 
     def unique_write(self, node, name, seq, rng, caller, timeout):
         rel = "d/u/%s-%06d" % (name, seq)
