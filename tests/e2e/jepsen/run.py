@@ -265,8 +265,7 @@ class Run:
                 continue
             if rng.random() < 0.5:
                 self.read(node, name, key, caller, timeout)
-            elif self.write(node, name, key, rng, caller, timeout) and \
-                    rng.random() < 0.5:
+            elif self.write(node, name, key, rng, caller, timeout):
                 # Read it back at once: a lost write shows before the next
                 # write to the file hides it.
                 with self.lock:
