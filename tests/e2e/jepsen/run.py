@@ -577,11 +577,19 @@ class Run:
                 shutil.copy(n.log_path, out)
 
     def cleanup(self):
+        """SIGKILL every node: its connection dies with it and frees the
+        calls blocked in its mount. A node that cannot die (item 4) keeps
+        its connection: that one is aborted."""
         self.stop.set()
         for n in self.c.nodes:
-            if n.name in self.c.stopped and n.proc is not None:
-                n.proc.send_signal(signal.SIGCONT)
-            abort_connection(n.mnt)  # frees abandoned client threads
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.kill()
+        for n in self.c.nodes:
+            try:
+                if n.proc is not None:
+                    n.proc.wait(KILL_EXIT_S)
+            except subprocess.TimeoutExpired:
+                abort_connection(n.mnt)
         try:
             self.c.cleanup()
         except Exception as e:  # noqa: BLE001
