@@ -35,9 +35,10 @@ history, they report it.
 import collections
 
 INF = float("inf")
-STEPS_MAX = 2_000_000
-TRUNC_ALONE_S = 0.2  # FS_SETTLE_MS: a truncation no write followed by then
-                     # is committed on its own (docs/consistency.md)  # Wing-Gong steps per key before giving up (None)
+STEPS_MAX = 2_000_000  # Wing-Gong steps per key before giving up (None)
+# FS_SETTLE_MS: a truncation that no write followed within it is committed
+# on its own (docs/consistency.md).
+TRUNC_ALONE_S = 0.2
 
 
 class Op:
