@@ -267,11 +267,10 @@ def _detail(ops, best):
     lines = ["no linearization: at most %d of %d ops ordered; stuck on %r"
              % (depth, len(ops), stuck)]
     if stuck is not None:
-        near = sorted((o for o in ops
-                       if o.invoke <= stuck.end() + 0.5 and
-                       o.end() >= stuck.invoke - 2.0),
-                      key=lambda o: o.invoke)
-        lines += ["  " + repr(o) for o in near[-40:]]
+        order = sorted(ops, key=lambda o: o.invoke)
+        i = order.index(stuck)
+        lines += [("> " if o is stuck else "  ") + repr(o)
+                  for o in order[max(0, i - 30):i + 10]]
     return "\n".join(lines)
 
 
