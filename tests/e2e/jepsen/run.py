@@ -21,9 +21,9 @@ was, 2 when the harness itself failed. --out DIR keeps the history, the
 nemesis events and the node logs (kept anyway when the run fails).
 
 Client ops: a write is open(O_TRUNC) + one write() + close() of a value
-unique to that write (files k0..kN), or the same into a temporary file and a
-rename over the file (file r: only renames, so that no write goes to an
-inode a rename just replaced). A read is open + ONE read() of up to 64 KiB
+unique to that write (files k0..kN; one such writer per file and mount at a
+time), or the same into a temporary file and a rename over the file (file
+r: only renames, so that no write goes to an inode a rename just replaced). A read is open + ONE read() of up to 64 KiB
 + close. The files change every --epoch-s seconds (all made at setup) and
 each file takes at most --ops-per-key-max ops: the history the checker
 searches per file stays bounded however long the run.
@@ -204,6 +204,7 @@ class Run:
                        ["d/e%03d-r" % e] for e in range(n)]
         self.keys = [k for ks in self.epochs for k in ks]
         self.key_ops = collections.Counter()
+        self.write_locks = {}    # (node, key) -> Lock: see write()
 
     # ---- values ----
     def new_value(self, rng):
@@ -301,14 +302,26 @@ class Run:
         rename = key.endswith("-r")
         tmp = node.path("d/tmp", name)
         stage = ["tmp" if rename else "open"]
+        # One in-place writer per file and mount: two processes that both
+        # open(O_TRUNC) and then write on one mount get what a local file
+        # system gives, the second value over the first one's tail, which
+        # is no register. Released by the call itself, when it ends.
+        busy = None if rename else self.write_lock(node.name, key)
+        if busy is not None and not busy.acquire(timeout=timeout):
+            self.counts["write_busy"] += 1
+            return False
 
         def do():
-            if rename:
-                write_once(tmp, value, stage)
-                stage[0] = "rename"
-                os.rename(tmp, node.path(key))
-            else:
-                write_once(node.path(key), value, stage)
+            try:
+                if rename:
+                    write_once(tmp, value, stage)
+                    stage[0] = "rename"
+                    os.rename(tmp, node.path(key))
+                else:
+                    write_once(node.path(key), value, stage)
+            finally:
+                if busy is not None:
+                    busy.release()
 
         t = now()
         complete = None
@@ -329,6 +342,11 @@ class Run:
         self.record(ck.Op(name, node.name, key, "w", value, t - self.t0,
                           complete, note.strip()))
         return complete is not None
+
+    def write_lock(self, node_name, key):
+        with self.lock:
+            return self.write_locks.setdefault((node_name, key),
+                                               threading.Lock())
 
     def unique_write(self, node, name, seq, rng, caller, timeout):
         rel = "d/u/%s-%06d" % (name, seq)
