@@ -1,0 +1,700 @@
+#!/usr/bin/python3
+"""quorumfs under faults, checked: the project's own Jepsen-style test.
+
+A three-node cluster (tests/e2e/cluster.py: real nodes, real FUSE mounts on
+127.0.0.1-3) is loaded by clients on every mount that read and write a few
+files (registers) while a nemesis kills (kill -9 + restart), pauses
+(SIGSTOP/SIGCONT) and partitions (nftables, this cluster's ports only)
+nodes, one fault at a time. Then everything is healed and checked:
+- every read returned bytes that one write produced, whole (checker.py);
+- the history of each file is linearizable (--mode linearizable) or
+  sequentially consistent per node (--mode serializable);
+- every acknowledged write of a unique file is on every node (no loss);
+- every node has the same tree;
+- a killed node exits and starts again at once (issue 10, item 4).
+
+Usage (as root, from the repository):
+  tests/e2e/jepsen/run.py --seconds 60 --mode linearizable \\
+      --nemesis kill,pause,partition --seed 1
+One summary line on stdout; exit 0 when no violation was found, 1 when one
+was, 2 when the harness itself failed. --out DIR keeps the history, the
+nemesis events and the node logs (kept anyway when the run fails).
+
+Client ops: a write is open(O_TRUNC) + one write() + close() of a value
+unique to that write (files k0..kN; one such writer per file and mount at a
+time), or the same into a temporary file and a rename over the file (file
+r: only renames, so that no write goes to an inode a rename just replaced). A read is open + ONE read() of up to 64 KiB
++ close. The files change every --epoch-s seconds (all made at setup) and
+each file takes at most --ops-per-key-max ops: the history the checker
+searches per file stays bounded however long the run.
+Values are a base-62 id padded with '-' to 3..16 bytes (3 and 9 most
+often): a read of the new bytes at the old size is then bytes no write
+produced. Every call runs in a worker thread and is abandoned after
+--op-timeout seconds (a hung mount must not hang the run); an abandoned or
+failed write has an unknown outcome.
+"""
+
+import argparse
+import collections
+import errno
+import json
+import os
+import queue
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+import checker as ck  # noqa: E402
+import cluster as qc  # noqa: E402
+import conftest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+READ_BYTES_MAX = 64 * 1024
+KILL_EXIT_S = 5.0        # a SIGKILLed node must be gone by then (item 4)
+HEAL_TIMEOUT_S = 60.0
+UNIQUE_EVERY = 5         # every 5th op of a client writes a new file
+ERROR_PAUSE_S = 0.05     # a client's pause after a failed call
+FUSECTL = "/sys/fs/fuse/connections"
+B62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def now():
+    return time.monotonic()
+
+
+# ---------------------------------------------------------------- calls
+
+class Abandoned(Exception):
+    pass
+
+
+class Caller:
+    """Runs blocking calls in a worker thread. A call still running after
+    its timeout is abandoned with its thread (blocked in a hung mount until
+    cleanup aborts the connection) and a new worker takes over."""
+
+    def __init__(self):
+        self.abandoned = 0
+        self._spawn()
+
+    def _spawn(self):
+        self.jobs = queue.Queue()
+        threading.Thread(target=self._loop, args=(self.jobs,),
+                         daemon=True).start()
+
+    @staticmethod
+    def _loop(jobs):
+        while True:
+            fn, box, done = jobs.get()
+            try:
+                box.append((True, fn()))
+            except BaseException as e:  # noqa: BLE001 - handed back
+                box.append((False, e))
+            done.set()
+
+    def call(self, fn, timeout):
+        box, done = [], threading.Event()
+        self.jobs.put((fn, box, done))
+        if not done.wait(timeout):
+            self.abandoned += 1
+            self._spawn()
+            raise Abandoned()
+        ok, v = box[0]
+        if ok:
+            return v
+        raise v
+
+
+class ShortWrite(Exception):
+    pass
+
+
+def write_once(path, data, stage=None):
+    """open(O_TRUNC) + ONE write() + close(); a short count raises. stage[0]
+    says how far it got: open, then write, then close."""
+    stage = stage if stage is not None else [None]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    stage[0] = "write"
+    try:
+        n = os.write(fd, data)
+    except BaseException:
+        os.close(fd)
+        raise
+    stage[0] = "close"
+    os.close(fd)
+    if n != len(data):
+        raise ShortWrite("%d of %d bytes" % (n, len(data)))
+
+
+def read_once(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, READ_BYTES_MAX)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- mounts
+
+def mounts_of(paths):
+    """{mountpoint: (fstype, 'major:minor')} for our FUSE mountpoints, from
+    /proc/self/mountinfo (never touches the possibly hung mounts)."""
+    out = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            a, _, b = line.partition(" - ")
+            fields = a.split()
+            mp = fields[4].replace("\\040", " ")
+            if mp in paths:
+                out[mp] = (b.split()[0], fields[2])
+    return out
+
+
+def abort_connection(mnt):
+    """Abort the FUSE connection of our own mountpoint mnt (frees every
+    call blocked in it and a daemon blocked in a notify). Returns True if
+    an abort was written."""
+    m = mounts_of({mnt}).get(mnt)
+    if m is None or not m[0].startswith("fuse"):
+        return False
+    if not os.listdir(FUSECTL):
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", FUSECTL],
+                       capture_output=True)
+    major, minor = (int(x) for x in m[1].split(":"))
+    path = os.path.join(FUSECTL, str((major << 20) | minor), "abort")
+    try:
+        with open(path, "w") as f:
+            f.write("1")
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- run
+
+class Run:
+    def __init__(self, args, root):
+        self.args = args
+        self.root = root
+        self.rng = random.Random(args.seed)
+        self.lock = threading.Lock()
+        self.ops = []            # checker.Op
+        self.initial = {}        # key -> initial value
+        self.acked_unique = {}   # rel path -> value
+        self.counts = collections.Counter()
+        self.events = []         # (time, kind, node, detail)
+        self.violations = collections.defaultdict(list)  # kind -> [(t, s)]
+        self.next_id = len(B62) ** 2
+        self.stop = threading.Event()
+        self.dead = set()        # names of nodes that could not be restarted
+        self.t0 = now()
+        extra = ["--consistency", args.mode]
+        self.c = qc.Cluster(root, extra_args=extra)
+        n = int(args.seconds // args.epoch_s) + 1
+        self.epochs = [["d/e%03d-k%d" % (e, i) for i in range(args.keys)] +
+                       ["d/e%03d-r" % e] for e in range(n)]
+        self.keys = [k for ks in self.epochs for k in ks]
+        self.key_ops = collections.Counter()
+        self.write_locks = {}    # (node, key) -> Lock: see write()
+
+    # ---- values ----
+    def new_value(self, rng):
+        with self.lock:
+            i = self.next_id
+            self.next_id += 1
+        s = ""
+        while i:
+            i, d = divmod(i, len(B62))
+            s = B62[d] + s
+        lo, hi = self.args.value_bytes
+        r = rng.random()
+        n = lo if r < 0.3 else min(hi, 9) if r < 0.6 else rng.randint(lo, hi)
+        return (s + "-" * max(0, n - len(s))).encode()
+
+    def record(self, op):
+        with self.lock:
+            self.ops.append(op)
+
+    def event(self, kind, node="", detail=""):
+        with self.lock:
+            self.events.append((round(now() - self.t0, 3), kind, node,
+                                detail))
+            self.counts["nemesis_" + kind] += 1
+
+    def violation(self, kind, t, text):
+        with self.lock:
+            self.violations[kind].append((t, text))
+
+    # ---- setup ----
+    def setup(self):
+        self.c.start()
+        n1 = self.c.nodes[0]
+        for d in ("d", "d/u", "d/tmp"):
+            os.mkdir(n1.path(d))
+        for k in self.keys:
+            self.initial[k] = ("init-" + k).encode()
+            write_once(n1.path(k), self.initial[k])
+        self.c.wait_applied()
+
+    # ---- clients ----
+    def client(self, node, name, rng):
+        caller = Caller()
+        timeout = self.args.op_timeout
+        seq = 0
+        while not self.stop.is_set():
+            time.sleep(rng.random() * self.args.think_ms / 1000.0)
+            if node.name in self.dead:
+                return
+            if caller.abandoned > self.args.abandoned_max:
+                self.event("client_gave_up", node.name, name)
+                return
+            seq += 1
+            if seq % UNIQUE_EVERY == 0:
+                self.unique_write(node, name, seq, rng, caller, timeout)
+                continue
+            key = self.pick_key(rng)
+            if key is None:
+                continue
+            if rng.random() < 0.5:
+                self.read(node, name, key, caller, timeout)
+            elif self.write(node, name, key, rng, caller, timeout):
+                # Read it back at once: a lost write shows before the next
+                # write to the file hides it.
+                with self.lock:
+                    self.key_ops[key] += 1
+                self.read(node, name, key, caller, timeout)
+
+    def pick_key(self, rng):
+        e = min(int((now() - self.t0) / self.args.epoch_s),
+                len(self.epochs) - 1)
+        with self.lock:
+            keys = [k for k in self.epochs[e]
+                    if self.key_ops[k] < self.args.ops_per_key_max]
+            if not keys:
+                return None
+            key = rng.choice(keys)
+            self.key_ops[key] += 1
+        return key
+
+    def read(self, node, name, key, caller, timeout, note=""):
+        t = now()
+        try:
+            v = caller.call(lambda: read_once(node.path(key)), timeout)
+        except (OSError, Abandoned) as e:
+            self.count_error("read", e)
+            return None
+        self.record(ck.Op(name, node.name, key, "r", v, t - self.t0,
+                          now() - self.t0, note))
+        self.counts["reads"] += 1
+        return v
+
+    def write(self, node, name, key, rng, caller, timeout):
+        value = self.new_value(rng)
+        rename = key.endswith("-r")
+        tmp = node.path("d/tmp", name)
+        stage = ["tmp" if rename else "open"]
+        # One in-place writer per file and mount: two processes that both
+        # open(O_TRUNC) and then write on one mount get what a local file
+        # system gives, the second value over the first one's tail, which
+        # is no register. Released by the call itself, when it ends.
+        busy = None if rename else self.write_lock(node.name, key)
+        if busy is not None and not busy.acquire(timeout=timeout):
+            self.counts["write_busy"] += 1
+            return False
+
+        def do():
+            try:
+                if rename:
+                    write_once(tmp, value, stage)
+                    stage[0] = "rename"
+                    os.rename(tmp, node.path(key))
+                else:
+                    write_once(node.path(key), value, stage)
+            finally:
+                if busy is not None:
+                    busy.release()
+
+        t = now()
+        complete = None
+        note = "rename" if rename else ""
+        try:
+            caller.call(do, timeout)
+            complete = now() - self.t0
+            self.counts["writes_acked"] += 1
+        except ShortWrite as e:
+            self.violation("short_write", t - self.t0, "%s %s %r: %s"
+                           % (name, key, value, e))
+        except (OSError, Abandoned) as e:
+            self.count_error("write_" + stage[0], e)
+            if not isinstance(e, Abandoned) and stage[0] in ("tmp", "open"):
+                return False  # failed before the value was sent
+            self.counts["writes_unknown"] += 1
+            note += " " + errname(e)
+        self.record(ck.Op(name, node.name, key, "w", value, t - self.t0,
+                          complete, note.strip()))
+        return complete is not None
+
+    def write_lock(self, node_name, key):
+        with self.lock:
+            return self.write_locks.setdefault((node_name, key),
+                                               threading.Lock())
+
+    def unique_write(self, node, name, seq, rng, caller, timeout):
+        rel = "d/u/%s-%06d" % (name, seq)
+        value = self.new_value(rng)
+        try:
+            caller.call(lambda: write_once(node.path(rel), value), timeout)
+        except ShortWrite as e:
+            self.violation("short_write", now() - self.t0, "%s: %s"
+                           % (rel, e))
+            return
+        except (OSError, Abandoned) as e:
+            self.count_error("unique", e)
+            return
+        with self.lock:
+            self.acked_unique[rel] = (value, now() - self.t0)
+            self.counts["unique_acked"] += 1
+
+    def count_error(self, what, e):
+        with self.lock:
+            self.counts["%s_%s" % (what, errname(e))] += 1
+        time.sleep(ERROR_PAUSE_S)  # no busy loop on a dead mount
+
+    # ---- nemesis ----
+    def nemesis(self, rng, kinds):
+        while not self.stop.wait(rng.uniform(*self.args.quiet_s)):
+            kind = rng.choice(kinds)
+            up = [n for n in self.c.nodes if n.name not in self.dead]
+            if len(up) < len(self.c.nodes):
+                return  # a node is gone for good: stop hurting the rest
+            node = self.victim(rng, up)
+            hold = rng.uniform(*self.args.fault_s)
+            try:
+                if kind == "kill":
+                    self.kill_restart(node, hold)
+                elif kind == "pause":
+                    self.event("pause", node.name)
+                    self.c.sigstop(node)
+                    self.stop.wait(hold)
+                    self.c.sigcont(node)
+                else:
+                    others = [self.c.ips[n.name] for n in self.c.nodes
+                              if n is not node]
+                    p = self.c.partition()
+                    self.event("partition", node.name)
+                    p.isolate([self.c.ips[node.name]], others)
+                    self.stop.wait(hold)
+                    p.heal()
+            except Exception as e:  # noqa: BLE001 - reported, run goes on
+                self.event("error", node.name, repr(e))
+
+    def victim(self, rng, up):
+        """The leader half of the time (where faults hurt most)."""
+        if rng.random() < 0.5:
+            st = self.status(up[0])
+            if st and st.get("leader"):
+                for n in up:
+                    if n.name == st["leader"]:
+                        return n
+        return rng.choice(up)
+
+    def status(self, node):
+        try:
+            return Caller().call(node.status, 2.0)
+        except (OSError, ValueError, Abandoned):
+            return None
+
+    def kill_restart(self, node, hold):
+        self.event("kill", node.name)
+        self.kill(node)
+        self.stop.wait(hold)
+        self.restart(node)
+
+    def kill(self, node):
+        """kill -9; a node still there after KILL_EXIT_S is issue 10's
+        item 4 (a violation): its connection is then aborted to free it."""
+        node.proc.send_signal(signal.SIGKILL)
+        t = now()
+        try:
+            node.proc.wait(KILL_EXIT_S)
+        except subprocess.TimeoutExpired:
+            self.violation("unkillable", t - self.t0,
+                           "%s still running %.0f s after SIGKILL"
+                           % (node.name, KILL_EXIT_S))
+            abort_connection(node.mnt)
+            try:
+                node.proc.wait(KILL_EXIT_S)
+            except subprocess.TimeoutExpired:
+                self.dead.add(node.name)
+                self.event("lost_node", node.name, "did not exit")
+                return
+        node.stop()  # closes its log
+        conftest.unmount(node.mnt)  # fusermount3 -uz of the dead mount
+
+    def restart(self, node):
+        """Start again on the same mountpoint and data dir: must work at
+        once (issue 10, item 4); a failure is a violation."""
+        if node.name in self.dead:
+            return
+        t = now()
+        try:
+            self.c.restart(node, "existing")
+            return
+        except Exception as e:  # noqa: BLE001
+            self.violation("restart", t - self.t0, "%s: %s"
+                           % (node.name, str(e)[-500:]))
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.kill()
+            node.proc.wait(KILL_EXIT_S)
+        abort_connection(node.mnt)
+        conftest.unmount(node.mnt)
+        try:
+            self.c.restart(node, "existing")
+        except Exception as e:  # noqa: BLE001
+            self.dead.add(node.name)
+            self.event("lost_node", node.name, str(e)[-300:])
+
+    # ---- heal and final checks ----
+    def heal(self):
+        for p in self.c.partitions:
+            p.heal()
+        for name in list(self.c.stopped):
+            self.c.sigcont(self.c.node(name))
+        for n in self.c.nodes:
+            if n.name not in self.dead and (n.proc is None or
+                                            n.proc.poll() is not None):
+                self.restart(n)
+        up = [n for n in self.c.nodes if n.name not in self.dead]
+        try:
+            Caller().call(lambda: self.c.wait_leader(up), HEAL_TIMEOUT_S)
+            Caller().call(lambda: self.c.wait_applied(up), HEAL_TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001
+            self.violation("no_recovery", now() - self.t0,
+                           "after healing: %s" % str(e)[-500:])
+            return False
+        return True
+
+    def final_checks(self):
+        up = [n for n in self.c.nodes if n.name not in self.dead]
+        caller = Caller()
+        for n in up:
+            for k in self.keys:
+                self.read(n, "final-" + n.name, k, caller,
+                          self.args.op_timeout, note="final")
+        trees = {}
+        for n in up:
+            try:
+                trees[n.name] = caller.call(
+                    lambda: conftest.tree(n.path("d")), HEAL_TIMEOUT_S)
+            except (OSError, Abandoned) as e:
+                self.violation("unreadable_tree", now() - self.t0,
+                               "%s: %s" % (n.name, errname(e)))
+        names = sorted(trees)
+        for a in names[1:]:
+            diff = qc.tree_diff(trees[names[0]], trees[a])
+            if diff:
+                self.violation("diverged", now() - self.t0, "%s vs %s: %s"
+                               % (names[0], a, "; ".join(diff)))
+        for name, t in trees.items():
+            lost = [(at, rel) for rel, (v, at) in self.acked_unique.items()
+                    if t.get(os.path.relpath(rel, "d"), (0, 0, None))[2]
+                    != v]
+            for at, rel in sorted(lost)[:20]:
+                self.violation("lost", at, "%s: acked %s missing or "
+                               "different" % (name, rel))
+            if len(lost) > 20:
+                self.violation("lost", lost[-1][0], "%s: %d more"
+                               % (name, len(lost) - 20))
+
+    def check_history(self):
+        res = ck.check(self.ops, self.initial, self.args.mode)
+        for kind, items in res["violations"].items():
+            for t, text in items:
+                self.violation(kind, t, text)
+        self.counts["empty_reads"] = res["empty"]
+        self.counts["unchecked_keys"] = len(res["unchecked"])
+        return res
+
+    # ---- the whole run ----
+    def go(self):
+        self.setup()
+        self.t0 = now()
+        kinds = [k for k in self.args.nemesis.split(",") if k]
+        threads = []
+        for i, n in enumerate(self.c.nodes):
+            for j in range(self.args.clients_per_node):
+                name = "%s.c%d" % (n.name, j)
+                rng = random.Random("%s-%s" % (self.args.seed, name))
+                threads.append(threading.Thread(
+                    target=self.client, args=(n, name, rng), daemon=True))
+        if kinds:
+            threads.append(threading.Thread(
+                target=self.nemesis, args=(self.rng, kinds), daemon=True))
+        for t in threads:
+            t.start()
+        self.stop.wait(self.args.seconds)
+        self.stop.set()
+        for t in threads:
+            t.join(self.args.op_timeout + 2 * KILL_EXIT_S +
+                   conftest.READY_TIMEOUT_S)
+            if t.is_alive():
+                self.event("thread_stuck", "", t.name)
+        if self.heal():
+            self.final_checks()
+        return self.check_history()
+
+    def summary(self):
+        c = self.counts
+        ops = len(self.ops)
+        v = ",".join("%s:%d" % (k, len(x))
+                     for k, x in sorted(self.violations.items())) or "none"
+        firsts = [t for x in self.violations.values() for t, _ in x]
+        nem = ",".join("%s:%d" % (k[len("nemesis_"):], n)
+                       for k, n in sorted(c.items())
+                       if k.startswith("nemesis_")) or "none"
+        errs = ",".join("%s:%d" % (k, n) for k, n in sorted(c.items())
+                        if k.split("_")[0] in ("read", "write", "unique")
+                        and k != "unique_acked")
+        return ("jepsen mode=%s seed=%s seconds=%s ops=%d writes_acked=%d "
+                "writes_unknown=%d reads=%d empty_reads=%d unique_acked=%d "
+                "violations=%s first_violation_s=%s nemesis=%s errors=%s "
+                "unchecked_keys=%d result=%s"
+                % (self.args.mode, self.args.seed, self.args.seconds, ops,
+                   c["writes_acked"], c["writes_unknown"], c["reads"],
+                   c["empty_reads"], c["unique_acked"], v,
+                   "%.1f" % min(firsts) if firsts else "-", nem,
+                   errs or "none", c["unchecked_keys"],
+                   "FAIL" if self.violations else "PASS"))
+
+    def save(self, out):
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "history.jsonl"), "w") as f:
+            for op in sorted(self.ops, key=lambda o: o.invoke):
+                f.write(json.dumps({
+                    "process": op.process, "node": op.node, "key": op.key,
+                    "kind": op.kind, "value": op.value.decode("latin-1"),
+                    "invoke": op.invoke, "complete": op.complete,
+                    "note": op.note}) + "\n")
+        with open(os.path.join(out, "events.json"), "w") as f:
+            json.dump(self.events, f, indent=0)
+        with open(os.path.join(out, "violations.txt"), "w") as f:
+            for kind, items in sorted(self.violations.items()):
+                for t, text in sorted(items, key=lambda x: x[0]):
+                    f.write("%s at %.3f s: %s\n" % (kind, t, text))
+        for n in self.c.nodes:
+            if os.path.exists(n.log_path):
+                shutil.copy(n.log_path, out)
+
+    def cleanup(self):
+        """SIGKILL every node: its connection dies with it and frees the
+        calls blocked in its mount. A node that cannot die (item 4) keeps
+        its connection: that one is aborted."""
+        self.stop.set()
+        for n in self.c.nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.kill()
+        for n in self.c.nodes:
+            try:
+                if n.proc is not None:
+                    n.proc.wait(KILL_EXIT_S)
+            except subprocess.TimeoutExpired:
+                abort_connection(n.mnt)
+        try:
+            self.c.cleanup()
+        except Exception as e:  # noqa: BLE001
+            print("cleanup: %r" % e, file=sys.stderr)
+
+
+def errname(e):
+    if isinstance(e, Abandoned):
+        return "timeout"
+    if isinstance(e, OSError) and e.errno:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    return type(e).__name__
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--mode", choices=("linearizable", "serializable"),
+                   default="linearizable")
+    p.add_argument("--nemesis", default="kill,pause,partition",
+                   help="comma-separated: kill, pause, partition ('' none)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--keys", type=int, default=3)
+    p.add_argument("--clients-per-node", type=int, default=2)
+    p.add_argument("--think-ms", type=float, default=10.0)
+    p.add_argument("--op-timeout", type=float, default=10.0)
+    p.add_argument("--abandoned-max", type=int, default=20)
+    p.add_argument("--ops-per-key-max", type=int, default=3000,
+                   help="bounds the history searched per file")
+    p.add_argument("--value-bytes", type=int, nargs=2, default=(3, 16),
+                   metavar=("MIN", "MAX"),
+                   help="value sizes (3 and 9 most often); MIN = MAX: "
+                   "all values the same size")
+    p.add_argument("--epoch-s", type=float, default=20.0,
+                   help="clients move to new files this often")
+    p.add_argument("--quiet-s", type=float, nargs=2, default=(1.0, 3.0))
+    p.add_argument("--fault-s", type=float, nargs=2, default=(1.0, 4.0))
+    p.add_argument("--bin", default=os.environ.get(
+        "QUORUMFS_BIN", os.path.join(ROOT, "build", "fs", "quorumfs")))
+    p.add_argument("--out", default=None,
+                   help="keep history, events and logs here")
+    p.add_argument("--verbose", action="store_true",
+                   help="print every violation on stderr")
+    a = p.parse_args(argv)
+    if a.seed is None:
+        a.seed = random.SystemRandom().randrange(1 << 31)
+    bad = set(a.nemesis.split(",")) - {"", "kill", "pause", "partition"}
+    if bad:
+        p.error("unknown nemesis: %s" % ",".join(sorted(bad)))
+    return a
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not os.access(args.bin, os.X_OK):
+        print("no quorumfs binary at %s (--bin)" % args.bin, file=sys.stderr)
+        return 2
+    conftest.QUORUMFS_BIN = args.bin
+    root = tempfile.mkdtemp(prefix="qfs-jepsen-")
+    run = Run(args, root)
+    rc = 2
+    try:
+        run.go()
+        rc = 1 if run.violations else 0
+    except Exception as e:  # noqa: BLE001
+        print("harness error: %r" % e, file=sys.stderr)
+        import traceback
+        traceback.print_exc()
+    finally:
+        run.cleanup()
+    print(run.summary(), flush=True)
+    out = args.out or (os.path.join(tempfile.gettempdir(), "qfs-jepsen-%s-%d"
+                                    % (args.mode, args.seed))
+                       if rc != 0 else None)
+    if out:
+        run.save(out)
+        print("history, events, violations and logs: %s" % out,
+              file=sys.stderr)
+    if args.verbose or rc != 0:
+        for kind, items in sorted(run.violations.items()):
+            for t, text in sorted(items, key=lambda x: x[0])[:5]:
+                print("%s at %.1f s: %s" % (kind, t, text[:3000]),
+                      file=sys.stderr)
+    if not mounts_of({n.mnt for n in run.c.nodes}):
+        shutil.rmtree(root, ignore_errors=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The short fault-injection run of tests/e2e/jepsen/run.py, both modes.
+
+Each mode runs JEPSEN_SECONDS (default 50) of reads and writes on every
+mount under kill -9, SIGSTOP and partitions, then heals and checks (see
+run.py). The seed is random unless QFS_JEPSEN_SEED is set; the summary line
+names it, so a failure can be run again with the same nemesis schedule.
+The long soak is the same command with a larger --seconds (README).
+"""
+
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUN = os.path.join(HERE, "jepsen", "run.py")
+SECONDS = float(os.environ.get("JEPSEN_SECONDS", "50"))
+OVERHEAD_S = 120  # start, heal, final reads, checks, cleanup (bounded)
+
+
+@pytest.mark.parametrize("mode", ["linearizable", "serializable"])
+def test_short_run_finds_no_violation(mode):
+    bin_ = os.environ.get("QUORUMFS_BIN", "")
+    if not bin_ or not os.access(bin_, os.X_OK):
+        pytest.fail("QUORUMFS_BIN is not set to an executable")
+    seed = int(os.environ.get("QFS_JEPSEN_SEED",
+                              random.SystemRandom().randrange(1 << 31)))
+    r = subprocess.run([sys.executable, RUN, "--seconds", str(SECONDS),
+                        "--mode", mode, "--nemesis", "kill,pause,partition",
+                        "--seed", str(seed), "--bin", bin_],
+                       capture_output=True, text=True,
+                       timeout=SECONDS + OVERHEAD_S)
+    print(r.stdout)
+    print(r.stderr[-20000:], file=sys.stderr)
+    assert r.returncode == 0, "%s\n%s" % (r.stdout, r.stderr[-6000:])
+    assert " result=PASS" in r.stdout
