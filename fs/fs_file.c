@@ -793,15 +793,13 @@ void fs_read(fuse_req_t req,
         fuse_reply_err(req, EISDIR);
         return;
     }
-    if (fs__own_state(f, ino)) {
-        /* This mount's kernel was answered size 0 for a deferred
-         * truncation, and learns the size of a commit in flight from its
-         * WRITE reply: a READ meanwhile comes from a reader that still has
-         * the committed size, and gets the committed bytes. */
-        goto committed;
-    }
     {
-        /* The revision the kernel may still hold (fs_kview.c). */
+        /* The revision the kernel may still hold (fs_kview.c). This mount's
+         * own deferred truncation or commit in flight changes nothing
+         * here: its kernel was answered size 0 for the truncation and
+         * learns a commit's size from the WRITE reply, so a READ meanwhile
+         * comes from a reader that still has the size of the revision it
+         * was last told of. */
         void* held = NULL;
         if (fs__kview_read(f, ino, &held, &len) == 1) {
             reply_slice(req, held, len, size, off);
@@ -809,7 +807,6 @@ void fs_read(fuse_req_t req,
             return;
         }
     }
-committed:
     rv = store_read(node_store(f->node), ino, &data, &len);
     if (rv == -ENOENT) {
         struct store_attr a;

@@ -62,9 +62,6 @@ static struct fs_kview* kview_live(struct fs* f, uint64_t ino)
     if (f->kviews.next == &f->kviews) {
         return NULL; /* the common case: every change notified */
     }
-    if (fs__own_state(f, ino)) {
-        return NULL; /* this mount shows its own writes (fs_file.c) */
-    }
     k = kview_find(f, ino);
     if (k != NULL && k->seq <= fs__notify_done(&f->notify)) {
         kview_drop(f, k);
