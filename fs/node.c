@@ -15,6 +15,7 @@
  * handled (the core's borrowed pointers are dead by then), never from inside
  * node_propose() for the proposal being made.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -93,15 +94,24 @@ static void waiter_link(struct node* n, struct waiter* w)
     unsigned b = wbucket(w->seq);
     w->hnext = n->wtable[b];
     n->wtable[b] = w;
-    /* Deadlines are monotonic (constant timeout): append keeps order. */
-    w->prev = n->wtail;
-    w->next = NULL;
-    if (n->wtail != NULL) {
-        n->wtail->next = w;
+    /* By deadline. New proposals go last (constant timeout); a fenced one
+     * (longer wait) walks back over the few proposed after it. */
+    struct waiter* after = n->wtail;
+    while (after != NULL && after->deadline_ms > w->deadline_ms) {
+        after = after->prev;
+    }
+    w->prev = after;
+    w->next = after != NULL ? after->next : n->whead;
+    if (w->next != NULL) {
+        w->next->prev = w;
+    } else {
+        n->wtail = w;
+    }
+    if (after != NULL) {
+        after->next = w;
     } else {
         n->whead = w;
     }
-    n->wtail = w;
     n->n_waiters++;
 }
 
@@ -348,6 +358,7 @@ static void handle_failed_proposals(struct node* n, const struct raft_update* u)
         }
         if (raft_retryable(u->failed_proposals[i].err)) {
             w->parked = true; /* re-proposed when a leader is known */
+            n->parked_any = true;
         } else {
             fail_waiter(n, w, errno_of_raft(u->failed_proposals[i].err));
         }
@@ -410,6 +421,7 @@ static int propose_waiter(struct node* n, struct waiter* w)
     ev.propose.props = &p;
     int rv = step(n, &ev);
     w->parked = raft_retryable(rv);
+    n->parked_any |= w->parked;
     return raft_retryable(rv) ? 0 : rv;
 }
 
@@ -447,6 +459,7 @@ void node__flush_proposals(struct node* n)
         }
         if (raft_retryable(rv)) {
             w->parked = true;
+            n->parked_any = true;
         } else {
             fail_waiter(n, w, errno_of_raft(rv));
         }
@@ -624,6 +637,47 @@ void node__retry_parked(struct node* n)
     }
 }
 
+/* A proposal past its deadline has an unknown fate: its entry may sit in
+ * some log and be committed later. Answering EIO then would be a lie if it
+ * is. So the node fences it instead: it proposes a STORE_OP_CANCEL with the
+ * same (origin, seq) and waits one more timeout. The store applies an
+ * (origin, seq) once, so whichever of the two is applied first decides:
+ * the proposal (success, its result) or the cancel (EIO, and the proposal
+ * can never be applied after it). The fence waits the proposal timeout
+ * again, and at least 3 election timeouts: long enough for one election
+ * (randomized in [e, 2e), plus a round trip), as the proposal may have
+ * timed out because its leader failed. Only a fence that is not applied
+ * in time either leaves the outcome unknown: EIO. Returns 0 when fenced. */
+static int fence_waiter(struct node* n, struct waiter* w, uint64_t now)
+{
+    struct store_cmd c = {.op = STORE_OP_CANCEL,
+                          .origin = n->id,
+                          .seq = w->seq,
+                          .now_ns = wall_ns()};
+    size_t size = store_cmd_encoded_size(&c);
+    void* cmd = malloc(size);
+    if (cmd == NULL || n->stopping || n->n_batch == NODE_PROPOSE_BATCH_MAX) {
+        free(cmd);
+        return -ENOMEM;
+    }
+    long len = store_cmd_encode(&c, cmd, size);
+    assert(len == (long)size);
+    free(w->cmd); /* never proposed again: only its cancel is */
+    w->cmd = cmd;
+    w->cmd_len = (size_t)len;
+    w->fenced = true;
+    waiter_unlink(n, w); /* back to the tail: deadlines stay ordered */
+    uint64_t wait_ms = n->opts.proposal_timeout_ms;
+    if (wait_ms < 3 * (uint64_t)n->opts.election_ms) {
+        wait_ms = 3 * (uint64_t)n->opts.election_ms;
+    }
+    w->deadline_ms = now + wait_ms;
+    waiter_link(n, w);
+    n->fences++;
+    n->batch[n->n_batch++] = w->seq; /* flushed by the prepare handle */
+    return 0;
+}
+
 static void sweep_cb(uv_timer_t* t)
 {
     struct node* n = t->data;
@@ -631,8 +685,11 @@ static void sweep_cb(uv_timer_t* t)
 
     n->depth++;
     while (n->whead != NULL && n->whead->deadline_ms <= now) {
-        n->timeouts++;
-        fail_waiter(n, n->whead, -EIO);
+        struct waiter* w = n->whead;
+        if (w->fenced || fence_waiter(n, w, now) != 0) {
+            n->timeouts++;
+            fail_waiter(n, w, -EIO);
+        }
     }
     for (struct read_waiter* r = n->reads; r != NULL;) {
         struct read_waiter* next = r->next;
@@ -640,6 +697,12 @@ static void sweep_cb(uv_timer_t* t)
             complete_read(n, r, -EIO);
         }
         r = next;
+    }
+    if (n->parked_any && !n->retry_pending) {
+        /* A refusal without a leader change (a transfer that was
+         * abandoned) would otherwise wait for the deadline. */
+        n->parked_any = false;
+        n->retry_pending = true;
     }
     if (n->retry_pending) {
         n->retry_pending = false;
@@ -668,7 +731,14 @@ static void on_applied_cmd(struct node* n,
     }
     if (res->duplicate) {
         /* Not applied by this entry; if it had been applied before, the
-         * waiter would be gone: it was refused as too old. */
+         * waiter would be gone: it was refused as too old (or consumed by
+         * an installed image: its result is not known here). */
+        fail_waiter(n, w, -EIO);
+        return;
+    }
+    if (c.op == STORE_OP_CANCEL) {
+        /* The fence won: the proposal is not applied and never will be. */
+        n->timeouts++;
         fail_waiter(n, w, -EIO);
         return;
     }

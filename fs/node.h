@@ -8,9 +8,11 @@
  * The write path (DESIGN §3): node_propose() encodes the command and steps it
  * into raft (a follower's core forwards it to the leader). When the entry is
  * committed, persisted and applied here, cb runs with the store's result.
- * If it is not applied within the proposal timeout, cb runs with -EIO; the
- * entry is then either never applied or applied exactly once (proposal ids
- * (origin, seq) are deduplicated by the store).
+ * If it is not applied within the proposal timeout, the node fences it (a
+ * STORE_OP_CANCEL of the same (origin, seq): whichever is applied first
+ * wins) and cb runs with the proposal's result if it won, -EIO if the
+ * cancel won (never applied), or -EIO when neither is applied within the
+ * fence's wait (outcome unknown: applied at most once, later or never).
  */
 #ifndef QFS_NODE_H
 #define QFS_NODE_H

@@ -30,6 +30,7 @@ struct waiter {
     void* cmd; /* encoded command, kept for re-proposal */
     size_t cmd_len;
     bool parked; /* refused for want of a leader: retry when one is known */
+    bool fenced; /* past its first deadline: cmd is now its STORE_OP_CANCEL */
     struct store_result res;
 };
 
@@ -74,6 +75,8 @@ struct node {
     uint64_t next_seq;
     bool leader_changed_since_propose;
     bool retry_pending;
+    bool parked_any; /* a proposal was refused (e.g. during a transfer that
+                        may be abandoned): the sweep retries it */
     /* reads */
     struct read_waiter *reads, *reads_done;
     uint64_t next_read_ctx;
@@ -96,7 +99,7 @@ struct node {
     int sticky_err;
 
     /* stats */
-    uint64_t proposals, timeouts;
+    uint64_t proposals, timeouts, fences;
 
     /* shutdown */
     bool stopping, closing, transport_closing;

@@ -535,6 +535,8 @@ static int run(struct apply_ctx* x)
         return store__op_compact(x);
     case STORE_OP_RESTORE:
         return store__op_restore(x);
+    case STORE_OP_CANCEL:
+        return 0; /* only the DEDUP record: (origin, seq) is used up */
     default:
         return -EBADMSG; /* decode admits only known ops */
     }

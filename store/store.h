@@ -158,6 +158,10 @@ enum store_op {
     STORE_OP_RESTORE = 12,    /* name: snapshot name or "@REV"; new_name:
                                  absolute path of the subtree to reset ("/":
                                  the whole tree, reserved names excepted) */
+    /* Outcomes (fs/node.c): carries the (origin, seq) of an earlier
+     * proposal and changes nothing but the dedup table. Whichever of the
+     * two is applied first wins; the other is a duplicate. */
+    STORE_OP_CANCEL = 13,
 };
 
 enum store_cmd_flags {
