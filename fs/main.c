@@ -120,6 +120,9 @@ static void usage_mount(FILE* out)
         "                             election)\n"
         "  --snapshot-entries N       compact the raft log every N applied\n"
         "                             entries (default 10000)\n"
+        "  --snapshot-bytes BYTES     and when its applied entries in memory\n"
+        "                             reach BYTES (default 67108864 = 64 MiB;\n"
+        "                             0: no byte limit; else >= 1 MiB)\n"
         "\n"
         "History (/.snapshots/@REV, quorumfs restore):\n"
         "  --history-revisions N      keep at most N past revisions (default\n"
@@ -127,6 +130,9 @@ static void usage_mount(FILE* out)
         "  --history-hours H          keep at most H hours of history\n"
         "                             (default 24; 0: no limit); named\n"
         "                             snapshots are always kept\n"
+        "  --history-bytes BYTES      keep at most BYTES of past commands\n"
+        "                             (default 536870912 = 512 MiB; 0: no\n"
+        "                             limit; else >= 1 MiB)\n"
         "\n"
         "Filesystem:\n"
         "  -o OPT[,OPT...]            FUSE mount options, e.g. allow_other\n"
@@ -175,6 +181,8 @@ enum {
     OPT_QUOTA,
     OPT_HISTORY_REVISIONS,
     OPT_HISTORY_HOURS,
+    OPT_SNAPSHOT_BYTES,
+    OPT_HISTORY_BYTES,
 };
 
 static const struct option mount_long[] = {
@@ -195,6 +203,8 @@ static const struct option mount_long[] = {
     {"quota-bytes", required_argument, NULL, OPT_QUOTA},
     {"history-revisions", required_argument, NULL, OPT_HISTORY_REVISIONS},
     {"history-hours", required_argument, NULL, OPT_HISTORY_HOURS},
+    {"snapshot-bytes", required_argument, NULL, OPT_SNAPSHOT_BYTES},
+    {"history-bytes", required_argument, NULL, OPT_HISTORY_BYTES},
     {NULL, 0, NULL, 0},
 };
 
@@ -247,6 +257,12 @@ static int parse_one(struct mount_opts* mo, int c, const char* arg)
     case OPT_HISTORY_HOURS:
         return parse_u64(arg, &o->history_hours) != 0 ||
                o->history_hours > UINT64_MAX / 3600000;
+    case OPT_SNAPSHOT_BYTES: /* 0: no byte limit; else at least 1 MiB */
+        return parse_u64(arg, &o->snapshot_bytes) != 0 ||
+               (o->snapshot_bytes != 0 && o->snapshot_bytes < (1u << 20));
+    case OPT_HISTORY_BYTES: /* 0: no limit; else at least 1 MiB */
+        return parse_u64(arg, &o->history_bytes) != 0 ||
+               (o->history_bytes != 0 && o->history_bytes < (1u << 20));
     default:
         break;
     }

@@ -745,10 +745,27 @@ static void on_applied_cmd(struct node* n,
     complete_waiter(n, w, res);
 }
 
+/* Counts e in the applied part of the in-memory log (--snapshot-bytes). */
+static void log_lens_note(struct node* n, const struct raft_entry* e)
+{
+    uint64_t cost = e->data.len + NODE_ENTRY_OVERHEAD;
+    if (e->index != n->lens_next) { /* the first, or after an install */
+        n->lens_first = e->index;
+    } else if (e->index - n->lens_first >= NODE_LOG_LENS) {
+        n->lens_first++;
+    }
+    n->log_lens[e->index % NODE_LOG_LENS] =
+        cost > UINT32_MAX ? UINT32_MAX : (uint32_t)cost;
+    n->lens_next = e->index + 1;
+    n->log_bytes += cost;
+}
+
 static void apply_one(struct node* n, const struct raft_entry* e)
 {
     struct store_result res;
     int rv = 0;
+
+    log_lens_note(n, e);
 
     if (e->index <= store_applied_index(n->store)) {
         /* Replay after a restart: the db file already has it. */
@@ -758,6 +775,7 @@ static void apply_one(struct node* n, const struct raft_entry* e)
         }
         return;
     }
+    n->applied_bytes += e->data.len;
     switch (e->type) {
     case RAFT_ENTRY_NORMAL:
         rv = store_apply(n->store, e->index, e->data.base, e->data.len,
@@ -851,6 +869,8 @@ static void install_snapshot(struct node* n, const struct raft_update* u)
     n->applied_conf = m->conf;
     n->applied_conf_index = m->conf_index;
     n->last_compact_index = m->index;
+    n->log_bytes = 0; /* the core's log restarts after m->index */
+    n->lens_next = 0;
     if (n->opts.on_change != NULL) {
         /* ino 0 and parent 0: the whole tree may have changed. */
         struct store_change c = {.ino = 0, .parent = 0};
@@ -991,8 +1011,32 @@ static bool needs_image(const struct node* n)
     return raft_role(n->raft) == RAFT_LEADER && !lone_server(n);
 }
 
+/* The first entry to keep after compacting at `applied`: the newest
+ * entries, at most snapshot_entries of them and a quarter of
+ * snapshot_bytes (for followers a little behind). *kept: their bytes. */
+static raft_index keep_from_of(struct node* n,
+                               raft_index applied,
+                               uint64_t* kept)
+{
+    uint64_t max_bytes =
+        n->opts.snapshot_bytes > 0 ? n->opts.snapshot_bytes / 4 : UINT64_MAX;
+    raft_index k = applied + 1;
+    uint64_t bytes = 0;
+    while (k > n->lens_first && k - 1 < n->lens_next &&
+           applied + 1 - k < n->opts.snapshot_entries) {
+        uint64_t c = n->log_lens[(k - 1) % NODE_LOG_LENS];
+        if (bytes + c > max_bytes) {
+            break;
+        }
+        bytes += c;
+        k--;
+    }
+    *kept = bytes;
+    return k;
+}
+
 /* Gives the core a snapshot at `applied` and compacts the log before it
- * (keeping the last snapshot_entries entries). with_image false: an empty
+ * (keeping the tail keep_from_of() picks). with_image false: an empty
  * image (a lone server: see node__maybe_compact). */
 static void compact_now(struct node* n, raft_index applied, bool with_image)
 {
@@ -1014,8 +1058,8 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
         .conf_index = n->applied_conf_index,
         .conf = n->applied_conf,
     };
-    uint64_t keep = n->opts.snapshot_entries;
-    raft_index keep_from = applied + 1 > keep ? applied + 1 - keep : 1;
+    uint64_t kept;
+    raft_index keep_from = keep_from_of(n, applied, &kept);
     struct raft_event ev = {.type = RAFT_EV_COMPACT};
     ev.compact.meta = meta;
     ev.compact.image.base = img;
@@ -1026,6 +1070,7 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
     n->image_empty = !with_image;
     n->last_compact_index = applied;
     n->need_image = false;
+    n->log_bytes = kept;
     step(n, &ev);
     free(old); /* the core released it when it took the new one */
     struct io_job* job = calloc(1, sizeof(*job));
@@ -1046,8 +1091,10 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
 void node__maybe_compact(struct node* n)
 {
     raft_index applied = store_applied_index(n->store);
-    bool due = n->opts.snapshot_entries > 0 &&
-               applied >= n->last_compact_index + n->opts.snapshot_entries;
+    bool due =
+        (n->opts.snapshot_entries > 0 &&
+         applied >= n->last_compact_index + n->opts.snapshot_entries) ||
+        (n->opts.snapshot_bytes > 0 && n->log_bytes >= n->opts.snapshot_bytes);
     if (!(due || (n->need_image && applied >= n->restored_commit)) ||
         applied == 0 || n->sticky_err != 0) {
         return;
@@ -1089,6 +1136,8 @@ void node_options_default(struct node_options* o)
     o->heartbeat_ms = 100;
     o->election_ms = 1000;
     o->snapshot_entries = 10000;
+    o->snapshot_bytes = 64u << 20;
+    o->history_bytes = 512u << 20;
     o->history_revisions = 10000;
     o->history_hours = 24;
     store_options_default(&o->store);
@@ -1216,6 +1265,11 @@ const struct node_options* node_options_of(struct node* n)
     return &n->opts;
 }
 
+uint64_t node_applied_bytes(const struct node* n)
+{
+    return n->applied_bytes;
+}
+
 bool node_is_leader(struct node* n)
 {
     return n->raft != NULL && raft_role(n->raft) == RAFT_LEADER;
@@ -1294,6 +1348,11 @@ int node_start(uv_loop_t* loop, const struct node_options* o, struct node** out)
         n->opts.proposal_timeout_ms = 5 * n->opts.election_ms;
     }
     node__set_log_level(o->log_level);
+    n->log_lens = calloc(NODE_LOG_LENS, sizeof(*n->log_lens));
+    if (n->log_lens == NULL) {
+        free(n);
+        return -ENOMEM;
+    }
     rv = node__open_disk(n);
     if (rv != 0) {
         goto err_after_alloc;
@@ -1328,6 +1387,7 @@ err_after_raft:
 err_after_disk:
     node__close_disk(n);
 err_after_alloc:
+    free(n->log_lens);
     free(n);
     return rv;
 }
@@ -1368,6 +1428,7 @@ static void closed_cb(uv_handle_t* h)
         void (*cb)(void*) = n->stop_cb;
         void* data = n->stop_data;
         free(n->image);
+        free(n->log_lens);
         free(n);
         if (cb != NULL) {
             cb(data);

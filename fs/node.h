@@ -42,6 +42,12 @@ struct node_options {
     unsigned election_ms;         /* default 1000 */
     unsigned proposal_timeout_ms; /* default 5 * election_ms */
     uint64_t snapshot_entries;    /* compact the log every N applied */
+    uint64_t snapshot_bytes;      /* and when its applied entries hold this
+                                     many bytes; keeps at most a quarter of
+                                     it (default 64 MiB, 0: no byte limit) */
+    uint64_t history_bytes;       /* history kept, in bytes of commands
+                                     applied (fs/ctl.c); default 512 MiB,
+                                     0: no limit */
     uint64_t history_revisions;   /* store history kept (revisions); the
                                      leader proposes STORE_OP_COMPACT past
                                      it (fs/ctl.c); default 10000, 0: off */
@@ -111,6 +117,9 @@ const struct node_options* node_options_of(struct node* n);
 /* Whether this node is the leader now (retention proposes COMPACT there
  * only). */
 bool node_is_leader(struct node* n);
+/* Bytes of the raft entries this node applied since it started (history
+ * retention by bytes samples it). */
+uint64_t node_applied_bytes(const struct node* n);
 
 /* Text for /.cluster/ files and the control socket, into a malloc'd buffer
  * (*out, *len). JSON fields per DESIGN §7. */

@@ -17,6 +17,11 @@ enum {
      * arena's free top past this is given back (node.c, malloc_tune). */
     NODE_MALLOC_MMAP_MIN = 1 << 20,
     NODE_MALLOC_TRIM_MIN = 1 << 20,
+    /* --snapshot-bytes: sizes of the newest applied entries are kept in a
+     * ring of this many (the kept log tail is bounded by it too), each
+     * entry counted with this much for its struct and malloc overhead. */
+    NODE_LOG_LENS = 1 << 16,
+    NODE_ENTRY_OVERHEAD = 64,
 };
 
 /* A proposal made on this node, waiting for its entry to be applied. */
@@ -86,6 +91,12 @@ struct node {
     raft_index applied_conf_index;
     struct raft_conf applied_conf;
     raft_index last_compact_index;
+    /* The applied part of the core's in-memory log, in bytes
+     * (--snapshot-bytes): lengths of entries [lens_first, lens_next). */
+    uint32_t* log_lens; /* NODE_LOG_LENS, entry i at i % NODE_LOG_LENS */
+    raft_index lens_first, lens_next;
+    uint64_t log_bytes;     /* applied entries still in the core's log */
+    uint64_t applied_bytes; /* every entry applied since start */
     raft_index restored_commit;
     bool need_image;
     void* image;      /* last image given to the core */
