@@ -39,6 +39,12 @@ struct ctl {
     uint64_t last_retention_ms;
     struct ctl_sample* samples; /* ring of CTL_RETENTION_SAMPLES */
     size_t s_head, s_count;
+    /* (revision, node_applied_bytes) samples, oldest first (ring) */
+    struct ctl_bsample {
+        uint64_t revision, bytes;
+    } bsamples[CTL_BYTES_SAMPLES];
+    size_t b_head, b_count;
+    uint64_t bytes_target_sent; /* last target proposed for history_bytes */
 };
 
 struct ctl_client {
@@ -396,6 +402,56 @@ static uint64_t revision_at(const struct ctl* c, uint64_t when)
     return rev;
 }
 
+static void bytes_sample_push(struct ctl* c, uint64_t revision)
+{
+    uint64_t limit = node_options_of(c->node)->history_bytes;
+    uint64_t bytes = node_applied_bytes(c->node);
+    const struct ctl_bsample* last =
+        c->b_count == 0
+            ? NULL
+            : &c->bsamples[(c->b_head + c->b_count - 1) % CTL_BYTES_SAMPLES];
+
+    if (limit == 0 || (last != NULL &&
+                       (last->revision == revision ||
+                        bytes - last->bytes < limit / CTL_BYTES_SAMPLE_DIV))) {
+        return;
+    }
+    if (c->b_count == CTL_BYTES_SAMPLES) {
+        c->b_head = (c->b_head + 1) % CTL_BYTES_SAMPLES;
+        c->b_count--;
+    }
+    c->bsamples[(c->b_head + c->b_count) % CTL_BYTES_SAMPLES] =
+        (struct ctl_bsample){.revision = revision, .bytes = bytes};
+    c->b_count++;
+}
+
+/* --history-bytes: when more than the limit was applied after the compact
+ * revision, the revision after which about half of it was applied (so a
+ * db rewrite costs about what was written since the last one); else 0.
+ * Known from the samples of this node's run only. */
+static uint64_t bytes_target(const struct ctl* c, const struct store_stats* s)
+{
+    uint64_t limit = node_options_of(c->node)->history_bytes;
+    uint64_t now = node_applied_bytes(c->node);
+    uint64_t target = 0;
+    bool over = false;
+
+    for (size_t i = 0; i < c->b_count && limit > 0; i++) {
+        const struct ctl_bsample* b =
+            &c->bsamples[(c->b_head + i) % CTL_BYTES_SAMPLES];
+        if (b->revision >= s->compact_revision && now - b->bytes > limit) {
+            over = true; /* history since the compact revision is too big */
+        }
+        if (now - b->bytes >= limit / 2) {
+            target = b->revision + 1; /* keep what came after b */
+        }
+    }
+    if (!over || target > s->revision) {
+        return over ? s->revision : 0;
+    }
+    return target > s->compact_revision ? target : 0;
+}
+
 static void retention_done_cb(void* data, const struct store_result* res)
 {
     struct ctl* c = data;
@@ -442,20 +498,33 @@ static void retention_cb(uv_timer_t* t)
     uint64_t now = wall_ms();
 
     node_compact_db(c->node); /* -EALREADY / -EBUSY / -EAGAIN: next tick */
-    if (now < c->last_retention_ms + CTL_RETENTION_CHECK_MS) {
-        return;
-    }
-    c->last_retention_ms = now;
     store_get_stats(node_store(c->node), &s);
-    sample_push(c, now, s.revision);
-    if (c->compact_inflight || !node_is_leader(c->node) ||
-        (c->last_compact_ms != 0 &&
-         now < c->last_compact_ms + CTL_COMPACT_GAP_MIN_MS)) {
-        return;
+    bytes_sample_push(c, s.revision);
+    uint64_t target = 0;
+    if (!c->compact_inflight && node_is_leader(c->node) &&
+        now >= c->last_compact_ms + CTL_RETENTION_CHECK_MS) {
+        target = bytes_target(c, &s); /* write volume: no minute's gap */
+        if (target <= c->bytes_target_sent) {
+            target = 0; /* clamped by a named snapshot: nothing new */
+        }
     }
-    uint64_t target = retention_target(c, &s, now);
     if (target == 0) {
-        return;
+        if (now < c->last_retention_ms + CTL_RETENTION_CHECK_MS) {
+            return;
+        }
+        c->last_retention_ms = now;
+        sample_push(c, now, s.revision);
+        if (c->compact_inflight || !node_is_leader(c->node) ||
+            (c->last_compact_ms != 0 &&
+             now < c->last_compact_ms + CTL_COMPACT_GAP_MIN_MS)) {
+            return;
+        }
+        target = retention_target(c, &s, now);
+        if (target == 0) {
+            return;
+        }
+    } else {
+        c->bytes_target_sent = target;
     }
     struct store_cmd cmd = {.op = STORE_OP_COMPACT, .size = target};
     c->compact_inflight = true;
