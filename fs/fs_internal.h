@@ -162,6 +162,7 @@ struct fs {
     size_t grave_next;
     struct fs_notify notify;
     struct fs_snap* snap; /* fs_snap.c; NULL until /.snapshots is used */
+    uint64_t held_bytes;  /* copies of queued WRITEs (fs_held_bytes) */
 };
 
 /* fs.c */

@@ -55,6 +55,7 @@ struct app {
     struct ctl* ctl;
     struct fuse_buf buf;
     uv_poll_t fuse_poll;
+    uv_timer_t resume_timer; /* backlog full: FUSE reads paused */
     uv_signal_t sigterm, sigint;
     int ready_fd; /* pipe to the waiting parent, -1 when none */
     struct fs_options fo;
@@ -371,11 +372,40 @@ static int check_mountpoint(const char* mnt)
 
 static void begin_shutdown(struct app* a, const char* why);
 
+static void fuse_poll_cb(uv_poll_t* p, int status, int events);
+
+static bool backlog_full(struct app* a)
+{
+    return a->fs != NULL && node_backlog_full(a->node, fs_held_bytes(a->fs));
+}
+
+/* Memory is bounded in bytes (DESIGN §1): while the proposals waiting for
+ * a quorum hold NODE_PENDING_BYTES_MAX, requests stay in the kernel's
+ * queue (their writers wait there) instead of in our memory. */
+static void resume_cb(uv_timer_t* t)
+{
+    struct app* a = t->data;
+    if (a->shutting_down) {
+        return;
+    }
+    if (backlog_full(a)) {
+        uv_timer_start(&a->resume_timer, resume_cb, 1, 0);
+        return;
+    }
+    uv_poll_start(&a->fuse_poll, UV_READABLE, fuse_poll_cb);
+}
+
 static void fuse_poll_cb(uv_poll_t* p, int status, int events)
 {
     struct app* a = p->data;
 
     for (int i = 0; i < FUSE_REQUESTS_PER_POLL && !a->shutting_down; i++) {
+        if (backlog_full(a)) {
+            uv_poll_stop(&a->fuse_poll);
+            a->resume_timer.data = a;
+            uv_timer_start(&a->resume_timer, resume_cb, 1, 0);
+            return;
+        }
         int res = fuse_session_receive_buf(a->se, &a->buf);
         if (res == -EINTR) {
             continue;
@@ -414,6 +444,7 @@ static void begin_shutdown(struct app* a, const char* why)
     a->shutting_down = true;
     node__log(RAFT_TRACE_INFO, "shutting down (%s)", why);
     uv_poll_stop(&a->fuse_poll);
+    uv_timer_stop(&a->resume_timer);
     uv_signal_stop(&a->sigterm);
     uv_signal_stop(&a->sigint);
     if (a->ctl != NULL) {
@@ -554,6 +585,7 @@ static int run_node(struct app* a)
 
     uv_loop_init(&a->loop);
     uv_timer_init(&a->loop, &a->settle_timer);
+    uv_timer_init(&a->loop, &a->resume_timer);
     fs_options_default(&fo);
     fo.settle_timer = &a->settle_timer;
     fo.linearizable = a->mo->linearizable;

@@ -180,6 +180,7 @@ static void drain_completions(struct node* n)
         while (w != NULL) {
             struct waiter* next = w->next;
             w->cb(w->data, &w->res);
+            n->pending_bytes -= w->cmd_len;
             free(w->cmd);
             free(w);
             w = next;
@@ -521,6 +522,7 @@ int node_propose(struct node* n,
         return (int)len;
     }
     w->cmd_len = (size_t)len;
+    n->pending_bytes += w->cmd_len;
     w->seq = c->seq;
     w->cb = cb;
     w->data = data;
@@ -663,6 +665,7 @@ static int fence_waiter(struct node* n, struct waiter* w, uint64_t now)
     long len = store_cmd_encode(&c, cmd, size);
     assert(len == (long)size);
     free(w->cmd); /* never proposed again: only its cancel is */
+    n->pending_bytes += (size_t)len - w->cmd_len;
     w->cmd = cmd;
     w->cmd_len = (size_t)len;
     w->fenced = true;
@@ -1263,6 +1266,11 @@ int node_compact_db(struct node* n)
 const struct node_options* node_options_of(struct node* n)
 {
     return &n->opts;
+}
+
+bool node_backlog_full(const struct node* n, uint64_t extra)
+{
+    return n->pending_bytes + extra >= NODE_PENDING_BYTES_MAX;
 }
 
 uint64_t node_applied_bytes(const struct node* n)

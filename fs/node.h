@@ -117,6 +117,10 @@ const struct node_options* node_options_of(struct node* n);
 /* Whether this node is the leader now (retention proposes COMPACT there
  * only). */
 bool node_is_leader(struct node* n);
+/* Whether the proposals waiting here, plus `extra` bytes held by the
+ * caller for writes not proposed yet, reach NODE_PENDING_BYTES_MAX: the
+ * mount then stops reading requests until they drain (memory bound). */
+bool node_backlog_full(const struct node* n, uint64_t extra);
 /* Bytes of the raft entries this node applied since it started (history
  * retention by bytes samples it). */
 uint64_t node_applied_bytes(const struct node* n);

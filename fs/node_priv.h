@@ -21,6 +21,10 @@ enum {
      * ring of this many (the kept log tail is bounded by it too), each
      * entry counted with this much for its struct and malloc overhead. */
     NODE_LOG_LENS = 1 << 16,
+    /* Encoded proposals held by waiters (each is also in the core's log,
+     * an I/O job and the fs's write in flight): past this, the mount stops
+     * reading FUSE requests until some complete (node_backlog_full). */
+    NODE_PENDING_BYTES_MAX = 16 << 20,
     NODE_ENTRY_OVERHEAD = 64,
 };
 
@@ -77,6 +81,7 @@ struct node {
     struct waiter *whead, *wtail;
     struct waiter *done_head, *done_tail;
     uint64_t n_waiters;
+    uint64_t pending_bytes; /* sum of the waiters' cmd_len */
     uint64_t next_seq;
     bool leader_changed_since_propose;
     bool retry_pending;
