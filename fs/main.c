@@ -154,7 +154,8 @@ static int parse_u64(const char* s, uint64_t* out)
     char* end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0') {
+    if (errno != 0 || end == s || *end != '\0' ||
+        strchr(s, '-') != NULL) { /* strtoull takes "-1" as 2^64 - 1 */
         return -EINVAL;
     }
     *out = v;
