@@ -180,8 +180,10 @@ static void drain_completions(struct node* n)
         while (w != NULL) {
             struct waiter* next = w->next;
             w->cb(w->data, &w->res);
-            n->pending_bytes -= w->cmd_len;
+            n->pending_bytes -= w->cmd_len + w->fence_len;
+            n->n_fenced -= w->fenced ? 1 : 0;
             free(w->cmd);
+            free(w->fence);
             free(w);
             w = next;
         }
@@ -410,12 +412,19 @@ void node__tick_cb(uv_timer_t* t)
 
 /* ---- proposals ---- */
 
+/* What to propose for w: its command, or its cancel once fenced. */
+static struct raft_buf waiter_data(const struct waiter* w)
+{
+    return w->fenced ? (struct raft_buf){w->fence, w->fence_len}
+                     : (struct raft_buf){w->cmd, w->cmd_len};
+}
+
 static int propose_waiter(struct node* n, struct waiter* w)
 {
     struct raft_proposal p = {
         .ctx = w->seq,
         .type = RAFT_ENTRY_NORMAL,
-        .data = {w->cmd, w->cmd_len},
+        .data = waiter_data(w),
     };
     struct raft_event ev = {.type = RAFT_EV_PROPOSE};
     ev.propose.n = 1;
@@ -440,7 +449,7 @@ void node__flush_proposals(struct node* n)
         props[count] = (struct raft_proposal){
             .ctx = w->seq,
             .type = RAFT_ENTRY_NORMAL,
-            .data = {w->cmd, w->cmd_len},
+            .data = waiter_data(w),
         };
         seqs[count++] = w->seq;
     }
@@ -646,10 +655,11 @@ void node__retry_parked(struct node* n)
  * (origin, seq) once, so whichever of the two is applied first decides:
  * the proposal (success, its result) or the cancel (EIO, and the proposal
  * can never be applied after it). The fence waits the proposal timeout
- * again, and at least 3 election timeouts: long enough for one election
- * (randomized in [e, 2e), plus a round trip), as the proposal may have
- * timed out because its leader failed. Only a fence that is not applied
- * in time either leaves the outcome unknown: EIO. Returns 0 when fenced. */
+ * again, and at least 5 election timeouts: long enough for one election
+ * (randomized in [e, 2e), plus pre-vote and vote rounds) on a loaded
+ * machine, as the proposal may have timed out because its leader failed. Only a
+ * fence that is not applied in time either leaves the outcome unknown: EIO.
+ * Returns 0 when fenced. */
 static int fence_waiter(struct node* n, struct waiter* w, uint64_t now)
 {
     struct store_cmd c = {.op = STORE_OP_CANCEL,
@@ -664,21 +674,42 @@ static int fence_waiter(struct node* n, struct waiter* w, uint64_t now)
     }
     long len = store_cmd_encode(&c, cmd, size);
     assert(len == (long)size);
-    free(w->cmd); /* never proposed again: only its cancel is */
-    n->pending_bytes += (size_t)len - w->cmd_len;
-    w->cmd = cmd;
-    w->cmd_len = (size_t)len;
+    /* The command is never proposed again, only its cancel; it is kept to
+     * check an installed image (waiters_after_install). */
+    n->pending_bytes += (size_t)len;
+    w->fence = cmd;
+    w->fence_len = (size_t)len;
     w->fenced = true;
     waiter_unlink(n, w); /* back to the tail: deadlines stay ordered */
     uint64_t wait_ms = n->opts.proposal_timeout_ms;
-    if (wait_ms < 3 * (uint64_t)n->opts.election_ms) {
-        wait_ms = 3 * (uint64_t)n->opts.election_ms;
+    if (wait_ms < 5 * (uint64_t)n->opts.election_ms) {
+        wait_ms = 5 * (uint64_t)n->opts.election_ms;
     }
     w->deadline_ms = now + wait_ms;
     waiter_link(n, w);
     n->fences++;
+    n->n_fenced++;
     n->batch[n->n_batch++] = w->seq; /* flushed by the prepare handle */
     return 0;
+}
+
+/* A forwarded proposal can be lost (a full send queue drops frames, a
+ * leader that is handing over refuses it): a cancel lost that way would
+ * leave its proposal's fate unknown at the fence's deadline. A cancel is
+ * idempotent, so each one still out is proposed again every election
+ * timeout. */
+static void fences_again(struct node* n, uint64_t now)
+{
+    if (n->n_fenced == 0 || now < n->fence_retry_ms) {
+        return;
+    }
+    n->fence_retry_ms = now + n->opts.election_ms;
+    for (struct waiter* w = n->whead;
+         w != NULL && n->n_batch < NODE_PROPOSE_BATCH_MAX; w = w->next) {
+        if (w->fenced && !w->parked) {
+            n->batch[n->n_batch++] = w->seq; /* flushed by the prepare */
+        }
+    }
 }
 
 static void sweep_cb(uv_timer_t* t)
@@ -687,6 +718,7 @@ static void sweep_cb(uv_timer_t* t)
     uint64_t now = now_ms(n);
 
     n->depth++;
+    fences_again(n, now);
     while (n->whead != NULL && n->whead->deadline_ms <= now) {
         struct waiter* w = n->whead;
         if (w->fenced || fence_waiter(n, w, now) != 0) {
@@ -849,6 +881,56 @@ static void drain_frames(struct node* n)
     }
 }
 
+/* Whether the live tree shows that c, used up by an installed image, took
+ * effect, and then its result: a WRITE whose content is the live one, a
+ * CREATE (not exclusive) whose name is a regular file. Whether c or its
+ * cancel won, the tree then holds what c asked for. */
+static bool effect_in_tree(struct node* n,
+                           const struct store_cmd* c,
+                           struct store_result* res)
+{
+    struct store_attr a;
+    const void* data;
+    size_t len;
+    struct store_stats s;
+
+    store_get_stats(n->store, &s);
+    *res = (struct store_result){.revision = s.revision};
+    if (c->op == STORE_OP_WRITE) {
+        res->ino = c->ino;
+        return store_read(n->store, c->ino, &data, &len) == 0 &&
+               len == c->data_len &&
+               (len == 0 || memcmp(data, c->data, len) == 0);
+    }
+    if (c->op == STORE_OP_CREATE && (c->flags & STORE_EXCL) == 0 &&
+        store_lookup(n->store, c->parent, c->name, &a) == 0 &&
+        a.type == STORE_FILE) {
+        res->ino = a.ino;
+        return true;
+    }
+    return false;
+}
+
+/* An installed image may hold this node's proposals: their entries were
+ * never applied here one by one, so their waiters learn nothing from the
+ * apply path. Those whose effect the tree shows are answered success; the
+ * others wait for their fence, whose duplicate answers EIO. */
+static void waiters_after_install(struct node* n)
+{
+    struct waiter* w = n->whead;
+    while (w != NULL) {
+        struct waiter* next = w->next;
+        struct store_cmd c;
+        struct store_result res;
+        if (store_dedup_applied(n->store, n->id, w->seq) == 1 &&
+            store_cmd_decode(&c, w->cmd, w->cmd_len) == 0 &&
+            effect_in_tree(n, &c, &res)) {
+            complete_waiter(n, w, &res);
+        }
+        w = next;
+    }
+}
+
 static void install_snapshot(struct node* n, const struct raft_update* u)
 {
     const struct raft_snapshot_meta* m = &u->snapshot_meta;
@@ -874,6 +956,7 @@ static void install_snapshot(struct node* n, const struct raft_update* u)
     n->last_compact_index = m->index;
     n->log_bytes = 0; /* the core's log restarts after m->index */
     n->lens_next = 0;
+    waiters_after_install(n);
     if (n->opts.on_change != NULL) {
         /* ino 0 and parent 0: the whole tree may have changed. */
         struct store_change c = {.ino = 0, .parent = 0};
@@ -1070,6 +1153,7 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
     ev.compact.keep_from = keep_from;
     void* old = n->image;
     n->image = img;
+    n->image_len = len;
     n->image_empty = !with_image;
     n->last_compact_index = applied;
     n->need_image = false;
@@ -1094,10 +1178,16 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
 void node__maybe_compact(struct node* n)
 {
     raft_index applied = store_applied_index(n->store);
-    bool due =
-        (n->opts.snapshot_entries > 0 &&
-         applied >= n->last_compact_index + n->opts.snapshot_entries) ||
-        (n->opts.snapshot_bytes > 0 && n->log_bytes >= n->opts.snapshot_bytes);
+    /* An image costs its size to build (a leader with peers): build one
+     * per that many bytes of log at most, so the cost stays at most the
+     * write volume (the log may then hold up to the live data). */
+    uint64_t bytes_due = n->opts.snapshot_bytes;
+    if (needs_image(n) && n->image_len > bytes_due) {
+        bytes_due = n->image_len;
+    }
+    bool due = (n->opts.snapshot_entries > 0 &&
+                applied >= n->last_compact_index + n->opts.snapshot_entries) ||
+               (bytes_due > 0 && n->log_bytes >= bytes_due);
     if (!(due || (n->need_image && applied >= n->restored_commit)) ||
         applied == 0 || n->sticky_err != 0) {
         return;

@@ -38,8 +38,10 @@ struct waiter {
     void* data;
     void* cmd; /* encoded command, kept for re-proposal */
     size_t cmd_len;
+    void* fence; /* its STORE_OP_CANCEL once fenced (proposed instead) */
+    size_t fence_len;
     bool parked; /* refused for want of a leader: retry when one is known */
-    bool fenced; /* past its first deadline: cmd is now its STORE_OP_CANCEL */
+    bool fenced; /* past its first deadline: fence is proposed, not cmd */
     struct store_result res;
 };
 
@@ -81,7 +83,9 @@ struct node {
     struct waiter *whead, *wtail;
     struct waiter *done_head, *done_tail;
     uint64_t n_waiters;
-    uint64_t pending_bytes; /* sum of the waiters' cmd_len */
+    uint64_t pending_bytes;  /* sum of the waiters' cmd_len */
+    uint64_t n_fenced;       /* waiters whose cancel is out */
+    uint64_t fence_retry_ms; /* next time fences are proposed again */
     uint64_t next_seq;
     bool leader_changed_since_propose;
     bool retry_pending;
@@ -104,7 +108,8 @@ struct node {
     uint64_t applied_bytes; /* every entry applied since start */
     raft_index restored_commit;
     bool need_image;
-    void* image;      /* last image given to the core */
+    void* image; /* last image given to the core */
+    size_t image_len;
     bool image_empty; /* the core holds an empty image (not a leader) */
 
     struct io_job* deferred_done; /* finished jobs set aside by

@@ -600,6 +600,21 @@ int store_apply(struct store* st,
     return 0;
 }
 
+int store_dedup_applied(const struct store* st, uint64_t origin, uint64_t seq)
+{
+    assert(st != NULL);
+    if (!store__dedup_seen(&st->s, origin, seq)) {
+        return 0;
+    }
+    for (size_t i = 0; i < st->s.norigins; i++) {
+        const struct dedup_origin* o = &st->s.origins[i];
+        if (o->origin == origin) {
+            return o->high - seq <= STORE_DEDUP_WINDOW ? 1 : -1;
+        }
+    }
+    return -1;
+}
+
 int store_apply_index(struct store* st, raft_index index)
 {
     assert(st != NULL && index > st->s.applied_index);

@@ -239,6 +239,9 @@ int store_apply(struct store* st,
                 store_change_cb cb,
                 void* cb_data,
                 struct store_result* res);
+/* Whether the command (origin, seq) was applied (or refused: used up
+ * either way): 1 yes, 0 no, -1 unknown (older than the dedup window). */
+int store_dedup_applied(const struct store* st, uint64_t origin, uint64_t seq);
 /* Advance the applied index over a NOOP/CONF entry. */
 int store_apply_index(struct store* st, raft_index index);
 

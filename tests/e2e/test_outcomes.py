@@ -18,15 +18,21 @@ import time
 import cluster as qc
 from conftest import QUORUMFS_BIN
 
-WRITE_BYTES = 300 * 1024  # several pages: a split WRITE can come back short
+# Several pages; small enough that the live data (every write is a new
+# file) and so the snapshot images that catch up a stalled node stay small.
+WRITE_BYTES = 64 * 1024
 THREADS_PER_NODE = 2
 TRANSFERS = 12
 TRANSFER_PAUSE_S = 0.4
 STALLS = 4
-STALL_S = 1.0
-# Short, so that proposals do time out around the transfers: the test is
-# about what the node answers then.
+STALL_S = 2.0  # > 1 election timeout: the next leader is elected
+# Proposals time out (250 ms) well before a failover ends (election 1 s),
+# so that the node must find out what happened to them; their fences wait
+# 5 election timeouts (fs/node.c, fence_waiter), long enough for a
+# failover on a loaded machine. The test is about what the node answers.
 PROPOSAL_TIMEOUT_MS = int(os.environ.get("QFS_TEST_PROPOSAL_TIMEOUT_MS", 250))
+ELECTION_MS = 1000
+HEARTBEAT_MS = 100
 
 
 class OutcomeWriter(threading.Thread):
@@ -43,7 +49,11 @@ class OutcomeWriter(threading.Thread):
         self.unexpected = None
 
     def one(self, rel, data):
-        fd = os.open(self.node.path(rel), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.node.path(rel), os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as e:
+            e.strerror = "create"  # the file must not exist afterwards
+            raise
         try:
             n = os.write(fd, data)
         finally:
@@ -60,6 +70,8 @@ class OutcomeWriter(threading.Thread):
                 outcome = self.one(rel, data)
             except OSError as e:
                 outcome = errno.errorcode.get(e.errno, str(e.errno))
+                if e.strerror == "create":
+                    outcome += " (create)"
                 if e.errno not in (errno.EIO, errno.EAGAIN):
                     self.unexpected = e
             self.attempts.append((rel, data, outcome))
@@ -124,6 +136,9 @@ def check_outcomes(c, writers):
         elif outcome != "ok" and present:
             wrong.append("%s answered %s but its content is in the tree"
                          % (rel, outcome))
+        elif outcome.endswith("(create)") and entry is not None:
+            wrong.append("%s: create answered %s but the file exists"
+                         % (rel, outcome))
     failed = sum(1 for a in attempts if a[2] != "ok")
     print("attempts", len(attempts), "failed", failed,
           sorted(set(a[2] for a in attempts if a[2] != "ok")))
@@ -134,7 +149,8 @@ def check_outcomes(c, writers):
 
 
 def test_writes_during_leader_transfers_answer_their_fate(make_cluster):
-    c = make_cluster(proposal_timeout_ms=PROPOSAL_TIMEOUT_MS)
+    c = make_cluster(proposal_timeout_ms=PROPOSAL_TIMEOUT_MS,
+                     election_ms=ELECTION_MS, heartbeat_ms=HEARTBEAT_MS)
     c.start()
     moved = [0]
 
@@ -154,7 +170,8 @@ def test_writes_while_the_leader_stalls_answer_their_fate(make_cluster):
     while it holds proposals; the next leader commits those that reached
     it. Before the fence (fs/node.c) they were answered EIO: 'failed' but
     in the tree."""
-    c = make_cluster(proposal_timeout_ms=PROPOSAL_TIMEOUT_MS)
+    c = make_cluster(proposal_timeout_ms=PROPOSAL_TIMEOUT_MS,
+                     election_ms=ELECTION_MS, heartbeat_ms=HEARTBEAT_MS)
     c.start()
     stalls = [0]
 
@@ -170,3 +187,41 @@ def test_writes_while_the_leader_stalls_answer_their_fate(make_cluster):
     writers = run_writers(c, stall_leaders)
     assert stalls[0] == STALLS
     check_outcomes(c, writers)
+
+
+def test_writes_of_a_follower_caught_up_by_snapshot_answer_their_fate(
+        make_cluster):
+    """A follower stopped with writes in flight comes back behind the
+    leader's compacted log and installs a snapshot that holds them: their
+    entries are never applied there one by one. Before
+    waiters_after_install (fs/node.c) they were answered EIO after their
+    fence (a duplicate): 'failed' but in the tree."""
+    c = make_cluster(proposal_timeout_ms=10000,
+                     extra_args=["--snapshot-bytes", str(1 << 20)])
+    ld = c.start()
+    f = c.followers(ld)[0]
+    # The leader's writer goes on while f is stopped: past the inflight
+    # window of appends to f, the entries it did not send are compacted,
+    # and f's own proposals, forwarded when it resumes, land there too.
+    # The proposal timeout covers the image transfer (~100 MB): an EIO
+    # whose fence also timed out would be a truly unknown outcome.
+    writers = [OutcomeWriter(n, "%s-w%d" % (n.name, k))
+               for n in (f, ld) for k in range(THREADS_PER_NODE)]
+    offset = os.path.getsize(f.log_path)
+    try:
+        for w in writers:
+            w.start()
+        for r in range(STALLS):
+            time.sleep(0.5)
+            c.sigstop(f)
+            time.sleep(1.0)
+            c.sigcont(f)
+        time.sleep(0.5)
+    finally:
+        for w in writers:
+            w.stop_event.set()
+        for w in writers:
+            w.join(60)
+    check_outcomes(c, writers)
+    log = c.log_since(f, offset)
+    assert "installed snapshot" in log, f.log()[-3000:]
