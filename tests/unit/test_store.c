@@ -554,6 +554,14 @@ static void test_cancel(void)
     r = apply_as(&e, &cancel, 21);
     CHECK(r.duplicate);
     CHECK(ino_of(&e, 1, "y") != 0);
+    /* what a node asks after an image install (fs/node.c) */
+    CHECK_EQ(store_dedup_applied(e.st, 9, 20), 1);
+    CHECK_EQ(store_dedup_applied(e.st, 9, 21), 1);
+    CHECK_EQ(store_dedup_applied(e.st, 9, 19), 0); /* in the window */
+    CHECK_EQ(store_dedup_applied(e.st, 9, 22), 0); /* not yet */
+    CHECK_EQ(store_dedup_applied(e.st, 8, 21), 0); /* unknown origin */
+    r = apply_as(&e, &cancel, 200);
+    CHECK_EQ(store_dedup_applied(e.st, 9, 100), -1); /* below the window */
     /* the fence is in the db: still a duplicate after a reopen */
     struct store_frame* f = NULL;
     CHECK_EQ(store_frame_seal(e.st, &f), 0);
