@@ -667,8 +667,11 @@ static int fence_waiter(struct node* n, struct waiter* w, uint64_t now)
                           .seq = w->seq,
                           .now_ns = wall_ns()};
     size_t size = store_cmd_encoded_size(&c);
+    if (n->n_batch == NODE_PROPOSE_BATCH_MAX) {
+        node__flush_proposals(n); /* completions wait: the caller nests */
+    }
     void* cmd = malloc(size);
-    if (cmd == NULL || n->stopping || n->n_batch == NODE_PROPOSE_BATCH_MAX) {
+    if (cmd == NULL || n->stopping) {
         free(cmd);
         return -ENOMEM;
     }
