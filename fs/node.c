@@ -736,11 +736,13 @@ static void sweep_cb(uv_timer_t* t)
         }
         r = next;
     }
-    if (n->parked_any && !n->retry_pending) {
+    if (n->parked_any && !n->retry_pending && now >= n->parked_retry_ms) {
         /* A refusal without a leader change (a transfer that was
-         * abandoned) would otherwise wait for the deadline. */
+         * abandoned) would otherwise wait for the deadline. At most every
+         * 2 heartbeats: a leader handing over refuses each retry. */
         n->parked_any = false;
         n->retry_pending = true;
+        n->parked_retry_ms = now + 2 * (uint64_t)n->opts.heartbeat_ms;
     }
     if (n->retry_pending) {
         n->retry_pending = false;

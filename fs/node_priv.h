@@ -91,6 +91,7 @@ struct node {
     bool retry_pending;
     bool parked_any; /* a proposal was refused (e.g. during a transfer that
                         may be abandoned): the sweep retries it */
+    uint64_t parked_retry_ms; /* not before this */
     /* reads */
     struct read_waiter *reads, *reads_done;
     uint64_t next_read_ctx;
