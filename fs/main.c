@@ -122,7 +122,7 @@ static void usage_mount(FILE* out)
         "  --snapshot-entries N       compact the raft log every N applied\n"
         "                             entries (default 10000)\n"
         "  --snapshot-bytes BYTES     and when its applied entries in memory\n"
-        "                             reach BYTES (default 67108864 = 64 MiB;\n"
+        "                             reach BYTES (default 33554432 = 32 MiB;\n"
         "                             0: no byte limit; else >= 1 MiB)\n"
         "\n"
         "History (/.snapshots/@REV, quorumfs restore):\n"

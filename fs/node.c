@@ -1234,7 +1234,7 @@ void node_options_default(struct node_options* o)
     o->heartbeat_ms = 100;
     o->election_ms = 1000;
     o->snapshot_entries = 10000;
-    o->snapshot_bytes = 64u << 20;
+    o->snapshot_bytes = 32u << 20;
     o->history_bytes = 512u << 20;
     o->history_revisions = 10000;
     o->history_hours = 24;

@@ -44,7 +44,7 @@ struct node_options {
     uint64_t snapshot_entries;    /* compact the log every N applied */
     uint64_t snapshot_bytes;      /* and when its applied entries hold this
                                      many bytes; keeps at most a quarter of
-                                     it (default 64 MiB, 0: no byte limit) */
+                                     it (default 32 MiB, 0: no byte limit) */
     uint64_t history_bytes;       /* history kept, in bytes of commands
                                      applied (fs/ctl.c); default 512 MiB,
                                      0: no limit */
