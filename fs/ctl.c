@@ -500,31 +500,29 @@ static void retention_cb(uv_timer_t* t)
     node_compact_db(c->node); /* -EALREADY / -EBUSY / -EAGAIN: next tick */
     store_get_stats(node_store(c->node), &s);
     bytes_sample_push(c, s.revision);
+    bool check = now >= c->last_retention_ms + CTL_RETENTION_CHECK_MS;
+    if (check) {
+        c->last_retention_ms = now;
+        sample_push(c, now, s.revision);
+    }
+    if (c->compact_inflight || !node_is_leader(c->node)) {
+        return;
+    }
     uint64_t target = 0;
-    if (!c->compact_inflight && node_is_leader(c->node) &&
-        now >= c->last_compact_ms + CTL_RETENTION_CHECK_MS) {
+    if (now >= c->last_compact_ms + CTL_RETENTION_CHECK_MS) {
         target = bytes_target(c, &s); /* write volume: no minute's gap */
         if (target <= c->bytes_target_sent) {
             target = 0; /* clamped by a named snapshot: nothing new */
         }
     }
-    if (target == 0) {
-        if (now < c->last_retention_ms + CTL_RETENTION_CHECK_MS) {
-            return;
-        }
-        c->last_retention_ms = now;
-        sample_push(c, now, s.revision);
-        if (c->compact_inflight || !node_is_leader(c->node) ||
-            (c->last_compact_ms != 0 &&
-             now < c->last_compact_ms + CTL_COMPACT_GAP_MIN_MS)) {
-            return;
-        }
-        target = retention_target(c, &s, now);
-        if (target == 0) {
-            return;
-        }
-    } else {
+    if (target != 0) {
         c->bytes_target_sent = target;
+    } else if (check && (c->last_compact_ms == 0 ||
+                         now >= c->last_compact_ms + CTL_COMPACT_GAP_MIN_MS)) {
+        target = retention_target(c, &s, now);
+    }
+    if (target == 0) {
+        return;
     }
     struct store_cmd cmd = {.op = STORE_OP_COMPACT, .size = target};
     c->compact_inflight = true;
