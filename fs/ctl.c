@@ -39,11 +39,6 @@ struct ctl {
     uint64_t last_retention_ms;
     struct ctl_sample* samples; /* ring of CTL_RETENTION_SAMPLES */
     size_t s_head, s_count;
-    /* (revision, node_applied_bytes) samples, oldest first (ring) */
-    struct ctl_bsample {
-        uint64_t revision, bytes;
-    } bsamples[CTL_BYTES_SAMPLES];
-    size_t b_head, b_count;
     uint64_t bytes_target_sent; /* last target proposed for history_bytes */
 };
 
@@ -402,29 +397,6 @@ static uint64_t revision_at(const struct ctl* c, uint64_t when)
     return rev;
 }
 
-static void bytes_sample_push(struct ctl* c, uint64_t revision)
-{
-    uint64_t limit = node_options_of(c->node)->history_bytes;
-    uint64_t bytes = node_applied_bytes(c->node);
-    const struct ctl_bsample* last =
-        c->b_count == 0
-            ? NULL
-            : &c->bsamples[(c->b_head + c->b_count - 1) % CTL_BYTES_SAMPLES];
-
-    if (limit == 0 || (last != NULL &&
-                       (last->revision == revision ||
-                        bytes - last->bytes < limit / CTL_BYTES_SAMPLE_DIV))) {
-        return;
-    }
-    if (c->b_count == CTL_BYTES_SAMPLES) {
-        c->b_head = (c->b_head + 1) % CTL_BYTES_SAMPLES;
-        c->b_count--;
-    }
-    c->bsamples[(c->b_head + c->b_count) % CTL_BYTES_SAMPLES] =
-        (struct ctl_bsample){.revision = revision, .bytes = bytes};
-    c->b_count++;
-}
-
 /* --history-bytes: when more than the limit was applied after the compact
  * revision, the revision after which about half of it was applied (so a
  * db rewrite costs about what was written since the last one); else 0.
@@ -436,14 +408,14 @@ static uint64_t bytes_target(const struct ctl* c, const struct store_stats* s)
     uint64_t target = 0;
     bool over = false;
 
-    for (size_t i = 0; i < c->b_count && limit > 0; i++) {
-        const struct ctl_bsample* b =
-            &c->bsamples[(c->b_head + i) % CTL_BYTES_SAMPLES];
-        if (b->revision >= s->compact_revision && now - b->bytes > limit) {
+    uint64_t rev, bytes;
+    for (size_t i = 0;
+         limit > 0 && node_history_sample(c->node, i, &rev, &bytes); i++) {
+        if (rev >= s->compact_revision && now - bytes > limit) {
             over = true; /* history since the compact revision is too big */
         }
-        if (now - b->bytes >= limit / 2) {
-            target = b->revision + 1; /* keep what came after b */
+        if (now - bytes >= limit / 2) {
+            target = rev + 1; /* keep what came after this sample */
         }
     }
     if (!over || target > s->revision) {
@@ -499,7 +471,6 @@ static void retention_cb(uv_timer_t* t)
 
     node_compact_db(c->node); /* -EALREADY / -EBUSY / -EAGAIN: next tick */
     store_get_stats(node_store(c->node), &s);
-    bytes_sample_push(c, s.revision);
     bool check = now >= c->last_retention_ms + CTL_RETENTION_CHECK_MS;
     if (check) {
         c->last_retention_ms = now;

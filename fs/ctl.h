@@ -34,10 +34,6 @@ enum {
     CTL_RETENTION_CHECK_MS = 5000,  /* retention check period */
     CTL_RETENTION_SAMPLES = 17280,  /* (time, revision) samples kept */
     CTL_COMPACT_GAP_MIN_MS = 60000, /* between two automatic compactions */
-    /* --history-bytes: (revision, bytes applied) samples, one per
-     * history_bytes / CTL_BYTES_SAMPLE_DIV applied, checked every tick. */
-    CTL_BYTES_SAMPLES = 256,
-    CTL_BYTES_SAMPLE_DIV = 64,
 };
 
 struct ctl;

@@ -785,6 +785,8 @@ static void on_applied_cmd(struct node* n,
     complete_waiter(n, w, res);
 }
 
+static void history_sample(struct node* n);
+
 /* Counts e in the applied part of the in-memory log (--snapshot-bytes). */
 static void log_lens_note(struct node* n, const struct raft_entry* e)
 {
@@ -822,6 +824,7 @@ static void apply_one(struct node* n, const struct raft_entry* e)
                          n->opts.on_change, n->opts.on_change_data, &res);
         if (rv == 0) {
             on_applied_cmd(n, e, &res);
+            history_sample(n);
         }
         break;
     case RAFT_ENTRY_CONF:
@@ -1371,6 +1374,46 @@ bool node_backlog_full(const struct node* n, uint64_t extra)
 uint64_t node_applied_bytes(const struct node* n)
 {
     return n->applied_bytes;
+}
+
+bool node_history_sample(const struct node* n,
+                         size_t i,
+                         uint64_t* revision,
+                         uint64_t* bytes)
+{
+    if (i >= n->hist_count) {
+        return false;
+    }
+    const struct node_hist_sample* s =
+        &n->hist[(n->hist_head + i) % NODE_HIST_SAMPLES];
+    *revision = s->revision;
+    *bytes = s->bytes;
+    return true;
+}
+
+/* Samples for --history-bytes, taken on apply: a burst of writes between
+ * two retention checks still leaves samples to cut at. */
+static void history_sample(struct node* n)
+{
+    uint64_t limit = n->opts.history_bytes;
+    const struct node_hist_sample* last =
+        n->hist_count == 0
+            ? NULL
+            : &n->hist[(n->hist_head + n->hist_count - 1) % NODE_HIST_SAMPLES];
+    if (limit == 0 || (last != NULL && n->applied_bytes - last->bytes <
+                                           limit / NODE_HIST_SAMPLE_DIV)) {
+        return;
+    }
+    if (n->hist_count == NODE_HIST_SAMPLES) {
+        n->hist_head = (n->hist_head + 1) % NODE_HIST_SAMPLES;
+        n->hist_count--;
+    }
+    struct store_stats s;
+    store_get_stats(n->store, &s);
+    n->hist[(n->hist_head + n->hist_count) % NODE_HIST_SAMPLES] =
+        (struct node_hist_sample){.revision = s.revision,
+                                  .bytes = n->applied_bytes};
+    n->hist_count++;
 }
 
 bool node_is_leader(struct node* n)

@@ -121,9 +121,15 @@ bool node_is_leader(struct node* n);
  * caller for writes not proposed yet, reach NODE_PENDING_BYTES_MAX: the
  * mount then stops reading requests until they drain (memory bound). */
 bool node_backlog_full(const struct node* n, uint64_t extra);
-/* Bytes of the raft entries this node applied since it started (history
- * retention by bytes samples it). */
+/* Bytes of the raft entries this node applied since it started, and the
+ * i-th oldest of the samples (revision, bytes applied after it) taken as
+ * they grow by history_bytes / 64 (false past the last): history retention
+ * by bytes (fs/ctl.c). */
 uint64_t node_applied_bytes(const struct node* n);
+bool node_history_sample(const struct node* n,
+                         size_t i,
+                         uint64_t* revision,
+                         uint64_t* bytes);
 
 /* Text for /.cluster/ files and the control socket, into a malloc'd buffer
  * (*out, *len). JSON fields per DESIGN §7. */

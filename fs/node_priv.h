@@ -26,6 +26,10 @@ enum {
      * reading FUSE requests until some complete (node_backlog_full). */
     NODE_PENDING_BYTES_MAX = 16 << 20,
     NODE_ENTRY_OVERHEAD = 64,
+    /* --history-bytes: (revision, bytes applied) samples, one per
+     * history_bytes / NODE_HIST_SAMPLE_DIV applied (fs/ctl.c reads them) */
+    NODE_HIST_SAMPLES = 256,
+    NODE_HIST_SAMPLE_DIV = 64,
 };
 
 /* A proposal made on this node, waiting for its entry to be applied. */
@@ -107,6 +111,10 @@ struct node {
     raft_index lens_first, lens_next;
     uint64_t log_bytes;     /* applied entries still in the core's log */
     uint64_t applied_bytes; /* every entry applied since start */
+    struct node_hist_sample {
+        uint64_t revision, bytes;
+    } hist[NODE_HIST_SAMPLES]; /* ring, oldest at hist_head */
+    size_t hist_head, hist_count;
     raft_index restored_commit;
     bool need_image;
     void* image; /* last image given to the core */

@@ -8,6 +8,7 @@ write, over 450 MiB here), so it cannot flake on a loaded machine.
 
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -62,3 +63,23 @@ def test_byte_limits_are_validated(tmp_path):
     r = subprocess.run([QUORUMFS_BIN, "mount", "--help"],
                        capture_output=True, text=True, timeout=30)
     assert "--snapshot-bytes" in r.stdout and "--history-bytes" in r.stdout
+
+
+def test_history_bytes_compacts_history(make_node):
+    """Past --history-bytes the history is compacted to about half of it:
+    the compact revision moves and the db file shrinks below what was
+    written (history bounded in bytes, not only in revisions)."""
+    n = make_node().start(["--history-bytes", str(4 * MIB)])
+    blob = os.urandom(256 * 1024)
+    for i in range(64):  # 16 MiB through one file: 64 revisions
+        with open(n.path("f"), "wb") as f:
+            f.write(i.to_bytes(4, "little") + blob[4:])
+    deadline = time.monotonic() + 60
+    st = n.status()
+    while time.monotonic() < deadline:
+        st = n.status()
+        if st["compact_revision"] > 0 and st["db_bytes"] < 12 * MIB:
+            break
+        time.sleep(0.2)
+    assert st["compact_revision"] > 0, st
+    assert st["db_bytes"] < 12 * MIB, st
