@@ -39,6 +39,7 @@ struct ctl {
     uint64_t last_retention_ms;
     struct ctl_sample* samples; /* ring of CTL_RETENTION_SAMPLES */
     size_t s_head, s_count;
+    uint64_t bytes_target_sent; /* last target proposed for history_bytes */
 };
 
 struct ctl_client {
@@ -396,6 +397,33 @@ static uint64_t revision_at(const struct ctl* c, uint64_t when)
     return rev;
 }
 
+/* --history-bytes: when more than the limit was applied after the compact
+ * revision, the revision after which about half of it was applied (so a
+ * db rewrite costs about what was written since the last one); else 0.
+ * Known from the samples of this node's run only. */
+static uint64_t bytes_target(const struct ctl* c, const struct store_stats* s)
+{
+    uint64_t limit = node_options_of(c->node)->history_bytes;
+    uint64_t now = node_applied_bytes(c->node);
+    uint64_t target = 0;
+    bool over = false;
+
+    uint64_t rev, bytes;
+    for (size_t i = 0;
+         limit > 0 && node_history_sample(c->node, i, &rev, &bytes); i++) {
+        if (rev >= s->compact_revision && now - bytes > limit) {
+            over = true; /* history since the compact revision is too big */
+        }
+        if (now - bytes >= limit / 2) {
+            target = rev + 1; /* keep what came after this sample */
+        }
+    }
+    if (!over || target > s->revision) {
+        return over ? s->revision : 0;
+    }
+    return target > s->compact_revision ? target : 0;
+}
+
 static void retention_done_cb(void* data, const struct store_result* res)
 {
     struct ctl* c = data;
@@ -442,18 +470,28 @@ static void retention_cb(uv_timer_t* t)
     uint64_t now = wall_ms();
 
     node_compact_db(c->node); /* -EALREADY / -EBUSY / -EAGAIN: next tick */
-    if (now < c->last_retention_ms + CTL_RETENTION_CHECK_MS) {
-        return;
-    }
-    c->last_retention_ms = now;
     store_get_stats(node_store(c->node), &s);
-    sample_push(c, now, s.revision);
-    if (c->compact_inflight || !node_is_leader(c->node) ||
-        (c->last_compact_ms != 0 &&
-         now < c->last_compact_ms + CTL_COMPACT_GAP_MIN_MS)) {
+    bool check = now >= c->last_retention_ms + CTL_RETENTION_CHECK_MS;
+    if (check) {
+        c->last_retention_ms = now;
+        sample_push(c, now, s.revision);
+    }
+    if (c->compact_inflight || !node_is_leader(c->node)) {
         return;
     }
-    uint64_t target = retention_target(c, &s, now);
+    uint64_t target = 0;
+    if (now >= c->last_compact_ms + CTL_RETENTION_CHECK_MS) {
+        target = bytes_target(c, &s); /* write volume: no minute's gap */
+        if (target <= c->bytes_target_sent) {
+            target = 0; /* clamped by a named snapshot: nothing new */
+        }
+    }
+    if (target != 0) {
+        c->bytes_target_sent = target;
+    } else if (check && (c->last_compact_ms == 0 ||
+                         now >= c->last_compact_ms + CTL_COMPACT_GAP_MIN_MS)) {
+        target = retention_target(c, &s, now);
+    }
     if (target == 0) {
         return;
     }

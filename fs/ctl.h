@@ -17,7 +17,9 @@
  * Retention: on the leader, every CTL_RETENTION_CHECK_MS the history kept
  * by the store is compared with node_options.history_revisions and
  * history_hours; past either, one STORE_OP_COMPACT is proposed (see
- * docs/snapshots.md). Every CTL_TICK_MS, on every node, the db file is
+ * docs/snapshots.md). Past history_bytes (checked every CTL_TICK_MS, at
+ * most one compaction per CTL_RETENTION_CHECK_MS), the history is cut to
+ * half of it. Every CTL_TICK_MS, on every node, the db file is
  * rewritten when the compact revision moved (node_compact_db). */
 #ifndef QFS_CTL_H
 #define QFS_CTL_H

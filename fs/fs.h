@@ -47,6 +47,11 @@ void fs_quiesce(struct fs* f, void (*cb)(void* data), void* data);
 /* Stop the notifier thread; drop open-file state; free. */
 void fs_free(struct fs* f);
 
+/* Bytes of write data queued behind commits in flight (copies kept until
+ * their turn): with node_backlog_full, bounds what reading requests may
+ * hold. */
+uint64_t fs_held_bytes(const struct fs* f);
+
 /* The request table; pass `f` as the session's userdata. */
 const struct fuse_lowlevel_ops* fs_lowlevel_ops(void);
 

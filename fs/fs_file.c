@@ -282,6 +282,7 @@ static void commit_start(struct fs* f, struct fs_wino* w, struct fs_op* op)
         memcpy(buf + op->off, op->data, op->size);
     }
     if (op->data_owned) {
+        f->held_bytes -= op->size;
         free(op->data);
     }
     op->data = NULL; /* libfuse's buffer is not ours past this request */
@@ -301,6 +302,11 @@ static void commit_start(struct fs* f, struct fs_wino* w, struct fs_op* op)
                         op->wop == FS_WOP_RESIZE; /* answered with attrs */
     op->ino = w->ino;
     fs__propose(f, op, &c); /* on a refusal: fs__write_done, right away */
+}
+
+uint64_t fs_held_bytes(const struct fs* f)
+{
+    return f->held_bytes;
 }
 
 bool fs__change_is_ours(struct fs* f, uint64_t ino)
@@ -398,6 +404,7 @@ static void wino_submit(struct fs* f, struct fs_wino* w, struct fs_op* op)
         memcpy(copy, op->data, op->size);
         op->data = copy;
         op->data_owned = true;
+        f->held_bytes += op->size;
     }
     if (w->q_tail != NULL) {
         w->q_tail->wnext = op;
@@ -449,6 +456,7 @@ static struct fs_op* wop_for(struct fs* f,
 static void op_drop(struct fs_op* op)
 {
     if (op->data_owned) {
+        op->fs->held_bytes -= op->size;
         free(op->data);
     }
     fs__op_free(op);

@@ -189,6 +189,7 @@ struct fs {
     struct fs_kview kviews;    /* list head, in notification order */
     struct fs_op* kview_wait;  /* read barriers waiting for the notifier */
     struct fs_op** kview_tail; /* where the next waiter goes */
+    uint64_t held_bytes;       /* copies of queued WRITEs (fs_held_bytes) */
 };
 
 /* fs.c */

@@ -61,6 +61,7 @@ struct app {
     struct ctl* ctl;
     struct fuse_buf buf;
     uv_poll_t fuse_poll;
+    uv_timer_t resume_timer; /* backlog full: FUSE reads paused */
     uv_signal_t sigterm, sigint;
     int ready_fd; /* pipe to the waiting parent, -1 when none */
     struct fs_options fo;
@@ -136,6 +137,9 @@ static void usage_mount(FILE* out)
         "                             election)\n"
         "  --snapshot-entries N       compact the raft log every N applied\n"
         "                             entries (default 10000)\n"
+        "  --snapshot-bytes BYTES     and when its applied entries in memory\n"
+        "                             reach BYTES (default 33554432 = 32 MiB;\n"
+        "                             0: no byte limit; else >= 1 MiB)\n"
         "\n"
         "History (/.snapshots/@REV, quorumfs restore):\n"
         "  --history-revisions N      keep at most N past revisions (default\n"
@@ -143,6 +147,9 @@ static void usage_mount(FILE* out)
         "  --history-hours H          keep at most H hours of history\n"
         "                             (default 24; 0: no limit); named\n"
         "                             snapshots are always kept\n"
+        "  --history-bytes BYTES      keep at most BYTES of past commands\n"
+        "                             (default 536870912 = 512 MiB; 0: no\n"
+        "                             limit; else >= 1 MiB)\n"
         "\n"
         "Filesystem:\n"
         "  -o OPT[,OPT...]            FUSE mount options, e.g. allow_other\n"
@@ -163,7 +170,8 @@ static int parse_u64(const char* s, uint64_t* out)
     char* end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0') {
+    if (errno != 0 || end == s || *end != '\0' ||
+        strchr(s, '-') != NULL) { /* strtoull takes "-1" as 2^64 - 1 */
         return -EINVAL;
     }
     *out = v;
@@ -193,6 +201,8 @@ enum {
     OPT_HISTORY_HOURS,
     OPT_CATCH_UP_TIMEOUT,
     OPT_MOUNT_STALE,
+    OPT_SNAPSHOT_BYTES,
+    OPT_HISTORY_BYTES,
 };
 
 static const struct option mount_long[] = {
@@ -215,6 +225,8 @@ static const struct option mount_long[] = {
     {"history-hours", required_argument, NULL, OPT_HISTORY_HOURS},
     {"catch-up-timeout-ms", required_argument, NULL, OPT_CATCH_UP_TIMEOUT},
     {"mount-stale", no_argument, NULL, OPT_MOUNT_STALE},
+    {"snapshot-bytes", required_argument, NULL, OPT_SNAPSHOT_BYTES},
+    {"history-bytes", required_argument, NULL, OPT_HISTORY_BYTES},
     {NULL, 0, NULL, 0},
 };
 
@@ -270,6 +282,12 @@ static int parse_one(struct mount_opts* mo, int c, const char* arg)
     case OPT_HISTORY_HOURS:
         return parse_u64(arg, &o->history_hours) != 0 ||
                o->history_hours > UINT64_MAX / 3600000;
+    case OPT_SNAPSHOT_BYTES: /* 0: no byte limit; else at least 1 MiB */
+        return parse_u64(arg, &o->snapshot_bytes) != 0 ||
+               (o->snapshot_bytes != 0 && o->snapshot_bytes < (1u << 20));
+    case OPT_HISTORY_BYTES: /* 0: no limit; else at least 1 MiB */
+        return parse_u64(arg, &o->history_bytes) != 0 ||
+               (o->history_bytes != 0 && o->history_bytes < (1u << 20));
     default:
         break;
     }
@@ -384,11 +402,40 @@ static int check_mountpoint(const char* mnt)
 
 static void begin_shutdown(struct app* a, const char* why);
 
+static void fuse_poll_cb(uv_poll_t* p, int status, int events);
+
+static bool backlog_full(struct app* a)
+{
+    return a->fs != NULL && node_backlog_full(a->node, fs_held_bytes(a->fs));
+}
+
+/* Memory is bounded in bytes (DESIGN §1): while the proposals waiting for
+ * a quorum hold NODE_PENDING_BYTES_MAX, requests stay in the kernel's
+ * queue (their writers wait there) instead of in our memory. */
+static void resume_cb(uv_timer_t* t)
+{
+    struct app* a = t->data;
+    if (a->shutting_down) {
+        return;
+    }
+    if (backlog_full(a)) {
+        uv_timer_start(&a->resume_timer, resume_cb, 1, 0);
+        return;
+    }
+    uv_poll_start(&a->fuse_poll, UV_READABLE, fuse_poll_cb);
+}
+
 static void fuse_poll_cb(uv_poll_t* p, int status, int events)
 {
     struct app* a = p->data;
 
     for (int i = 0; i < FUSE_REQUESTS_PER_POLL && !a->shutting_down; i++) {
+        if (backlog_full(a)) {
+            uv_poll_stop(&a->fuse_poll);
+            a->resume_timer.data = a;
+            uv_timer_start(&a->resume_timer, resume_cb, 1, 0);
+            return;
+        }
         int res = fuse_session_receive_buf(a->se, &a->buf);
         if (res == -EINTR) {
             continue;
@@ -427,6 +474,7 @@ static void begin_shutdown(struct app* a, const char* why)
     a->shutting_down = true;
     node__log(RAFT_TRACE_INFO, "shutting down (%s)", why);
     uv_poll_stop(&a->fuse_poll);
+    uv_timer_stop(&a->resume_timer);
     uv_signal_stop(&a->sigterm);
     uv_signal_stop(&a->sigint);
     if (a->ctl != NULL) {
@@ -598,6 +646,7 @@ static int run_node(struct app* a)
     uv_timer_init(&a->loop, &a->settle_timer);
     uv_async_init(&a->loop, &a->notify_async, notify_async_cb);
     a->notify_async.data = a;
+    uv_timer_init(&a->loop, &a->resume_timer);
     fs_options_default(&fo);
     fo.settle_timer = &a->settle_timer;
     fo.notify_async = &a->notify_async;

@@ -15,6 +15,7 @@
  * handled (the core's borrowed pointers are dead by then), never from inside
  * node_propose() for the proposal being made.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -124,15 +125,24 @@ static void waiter_link(struct node* n, struct waiter* w)
     unsigned b = wbucket(w->seq);
     w->hnext = n->wtable[b];
     n->wtable[b] = w;
-    /* Deadlines are monotonic (constant timeout): append keeps order. */
-    w->prev = n->wtail;
-    w->next = NULL;
-    if (n->wtail != NULL) {
-        n->wtail->next = w;
+    /* By deadline. New proposals go last (constant timeout); a fenced one
+     * (longer wait) walks back over the few proposed after it. */
+    struct waiter* after = n->wtail;
+    while (after != NULL && after->deadline_ms > w->deadline_ms) {
+        after = after->prev;
+    }
+    w->prev = after;
+    w->next = after != NULL ? after->next : n->whead;
+    if (w->next != NULL) {
+        w->next->prev = w;
+    } else {
+        n->wtail = w;
+    }
+    if (after != NULL) {
+        after->next = w;
     } else {
         n->whead = w;
     }
-    n->wtail = w;
     n->n_waiters++;
 }
 
@@ -201,7 +211,10 @@ static void drain_completions(struct node* n)
         while (w != NULL) {
             struct waiter* next = w->next;
             w->cb(w->data, &w->res);
+            n->pending_bytes -= w->cmd_len + w->fence_len;
+            n->n_fenced -= w->fenced ? 1 : 0;
             free(w->cmd);
+            free(w->fence);
             free(w);
             w = next;
         }
@@ -379,6 +392,7 @@ static void handle_failed_proposals(struct node* n, const struct raft_update* u)
         }
         if (raft_retryable(u->failed_proposals[i].err)) {
             w->parked = true; /* re-proposed when a leader is known */
+            n->parked_any = true;
         } else {
             fail_waiter(n, w, errno_of_raft(u->failed_proposals[i].err));
         }
@@ -468,18 +482,26 @@ void node__tick_cb(uv_timer_t* t)
 
 /* ---- proposals ---- */
 
+/* What to propose for w: its command, or its cancel once fenced. */
+static struct raft_buf waiter_data(const struct waiter* w)
+{
+    return w->fenced ? (struct raft_buf){w->fence, w->fence_len}
+                     : (struct raft_buf){w->cmd, w->cmd_len};
+}
+
 static int propose_waiter(struct node* n, struct waiter* w)
 {
     struct raft_proposal p = {
         .ctx = w->seq,
         .type = RAFT_ENTRY_NORMAL,
-        .data = {w->cmd, w->cmd_len},
+        .data = waiter_data(w),
     };
     struct raft_event ev = {.type = RAFT_EV_PROPOSE};
     ev.propose.n = 1;
     ev.propose.props = &p;
     int rv = step(n, &ev);
     w->parked = raft_retryable(rv);
+    n->parked_any |= w->parked;
     return raft_retryable(rv) ? 0 : rv;
 }
 
@@ -497,7 +519,7 @@ void node__flush_proposals(struct node* n)
         props[count] = (struct raft_proposal){
             .ctx = w->seq,
             .type = RAFT_ENTRY_NORMAL,
-            .data = {w->cmd, w->cmd_len},
+            .data = waiter_data(w),
         };
         seqs[count++] = w->seq;
     }
@@ -517,6 +539,7 @@ void node__flush_proposals(struct node* n)
         }
         if (raft_retryable(rv)) {
             w->parked = true;
+            n->parked_any = true;
         } else {
             fail_waiter(n, w, errno_of_raft(rv));
         }
@@ -578,6 +601,7 @@ int node_propose(struct node* n,
         return (int)len;
     }
     w->cmd_len = (size_t)len;
+    n->pending_bytes += w->cmd_len;
     w->seq = c->seq;
     w->cb = cb;
     w->data = data;
@@ -736,6 +760,73 @@ static void startup_progress(struct node* n, const struct read_waiter* r)
               store_applied_index(n->store), r->index);
 }
 
+/* A proposal past its deadline has an unknown fate: its entry may sit in
+ * some log and be committed later. Answering EIO then would be a lie if it
+ * is. So the node fences it instead: it proposes a STORE_OP_CANCEL with the
+ * same (origin, seq) and waits one more timeout. The store applies an
+ * (origin, seq) once, so whichever of the two is applied first decides:
+ * the proposal (success, its result) or the cancel (EIO, and the proposal
+ * can never be applied after it). The fence waits the proposal timeout
+ * again, and at least 5 election timeouts: long enough for one election
+ * (randomized in [e, 2e), plus pre-vote and vote rounds) on a loaded
+ * machine, as the proposal may have timed out because its leader failed. Only a
+ * fence that is not applied in time either leaves the outcome unknown: EIO.
+ * Returns 0 when fenced. */
+static int fence_waiter(struct node* n, struct waiter* w, uint64_t now)
+{
+    struct store_cmd c = {.op = STORE_OP_CANCEL,
+                          .origin = n->id,
+                          .seq = w->seq,
+                          .now_ns = wall_ns()};
+    size_t size = store_cmd_encoded_size(&c);
+    if (n->n_batch == NODE_PROPOSE_BATCH_MAX) {
+        node__flush_proposals(n); /* completions wait: the caller nests */
+    }
+    void* cmd = malloc(size);
+    if (cmd == NULL || n->stopping) {
+        free(cmd);
+        return -ENOMEM;
+    }
+    long len = store_cmd_encode(&c, cmd, size);
+    assert(len == (long)size);
+    /* The command is never proposed again, only its cancel; it is kept to
+     * check an installed image (waiters_after_install). */
+    n->pending_bytes += (size_t)len;
+    w->fence = cmd;
+    w->fence_len = (size_t)len;
+    w->fenced = true;
+    waiter_unlink(n, w); /* back to the tail: deadlines stay ordered */
+    uint64_t wait_ms = n->opts.proposal_timeout_ms;
+    if (wait_ms < 5 * (uint64_t)n->opts.election_ms) {
+        wait_ms = 5 * (uint64_t)n->opts.election_ms;
+    }
+    w->deadline_ms = now + wait_ms;
+    waiter_link(n, w);
+    n->fences++;
+    n->n_fenced++;
+    n->batch[n->n_batch++] = w->seq; /* flushed by the prepare handle */
+    return 0;
+}
+
+/* A forwarded proposal can be lost (a full send queue drops frames, a
+ * leader that is handing over refuses it): a cancel lost that way would
+ * leave its proposal's fate unknown at the fence's deadline. A cancel is
+ * idempotent, so each one still out is proposed again every election
+ * timeout. */
+static void fences_again(struct node* n, uint64_t now)
+{
+    if (n->n_fenced == 0 || now < n->fence_retry_ms) {
+        return;
+    }
+    n->fence_retry_ms = now + n->opts.election_ms;
+    for (struct waiter* w = n->whead;
+         w != NULL && n->n_batch < NODE_PROPOSE_BATCH_MAX; w = w->next) {
+        if (w->fenced && !w->parked) {
+            n->batch[n->n_batch++] = w->seq; /* flushed by the prepare */
+        }
+    }
+}
+
 static void sweep_cb(uv_timer_t* t)
 {
     struct node* n = t->data;
@@ -749,9 +840,13 @@ static void sweep_now(struct node* n)
     uint64_t now = now_ms(n);
 
     n->depth++;
+    fences_again(n, now);
     while (n->whead != NULL && n->whead->deadline_ms <= now) {
-        n->timeouts++;
-        fail_waiter(n, n->whead, -EIO);
+        struct waiter* w = n->whead;
+        if (w->fenced || fence_waiter(n, w, now) != 0) {
+            n->timeouts++;
+            fail_waiter(n, w, -EIO);
+        }
     }
     for (struct read_waiter* r = n->reads; r != NULL;) {
         struct read_waiter* next = r->next;
@@ -781,6 +876,14 @@ static void sweep_now(struct node* n)
         }
     }
     node__catch_up_check(n);
+    if (n->parked_any && !n->retry_pending && now >= n->parked_retry_ms) {
+        /* A refusal without a leader change (a transfer that was
+         * abandoned) would otherwise wait for the deadline. At most every
+         * 2 heartbeats: a leader handing over refuses each retry. */
+        n->parked_any = false;
+        n->retry_pending = true;
+        n->parked_retry_ms = now + 2 * (uint64_t)n->opts.heartbeat_ms;
+    }
     if (n->retry_pending) {
         n->retry_pending = false;
         node__retry_parked(n);
@@ -808,17 +911,43 @@ static void on_applied_cmd(struct node* n,
     }
     if (res->duplicate) {
         /* Not applied by this entry; if it had been applied before, the
-         * waiter would be gone: it was refused as too old. */
+         * waiter would be gone: it was refused as too old (or consumed by
+         * an installed image: its result is not known here). */
+        fail_waiter(n, w, -EIO);
+        return;
+    }
+    if (c.op == STORE_OP_CANCEL) {
+        /* The fence won: the proposal is not applied and never will be. */
+        n->timeouts++;
         fail_waiter(n, w, -EIO);
         return;
     }
     complete_waiter(n, w, res);
 }
 
+static void history_sample(struct node* n);
+
+/* Counts e in the applied part of the in-memory log (--snapshot-bytes). */
+static void log_lens_note(struct node* n, const struct raft_entry* e)
+{
+    uint64_t cost = e->data.len + NODE_ENTRY_OVERHEAD;
+    if (e->index != n->lens_next) { /* the first, or after an install */
+        n->lens_first = e->index;
+    } else if (e->index - n->lens_first >= NODE_LOG_LENS) {
+        n->lens_first++;
+    }
+    n->log_lens[e->index % NODE_LOG_LENS] =
+        cost > UINT32_MAX ? UINT32_MAX : (uint32_t)cost;
+    n->lens_next = e->index + 1;
+    n->log_bytes += cost;
+}
+
 static void apply_one(struct node* n, const struct raft_entry* e)
 {
     struct store_result res;
     int rv = 0;
+
+    log_lens_note(n, e);
 
     if (e->index <= store_applied_index(n->store)) {
         /* Replay after a restart: the db file already has it. */
@@ -828,12 +957,14 @@ static void apply_one(struct node* n, const struct raft_entry* e)
         }
         return;
     }
+    n->applied_bytes += e->data.len;
     switch (e->type) {
     case RAFT_ENTRY_NORMAL:
         rv = store_apply(n->store, e->index, e->data.base, e->data.len,
                          n->opts.on_change, n->opts.on_change_data, &res);
         if (rv == 0) {
             on_applied_cmd(n, e, &res);
+            history_sample(n);
         }
         break;
     case RAFT_ENTRY_CONF:
@@ -898,6 +1029,56 @@ static void drain_frames(struct node* n)
     }
 }
 
+/* Whether the live tree shows that c, used up by an installed image, took
+ * effect, and then its result: a WRITE whose content is the live one, a
+ * CREATE (not exclusive) whose name is a regular file. Whether c or its
+ * cancel won, the tree then holds what c asked for. */
+static bool effect_in_tree(struct node* n,
+                           const struct store_cmd* c,
+                           struct store_result* res)
+{
+    struct store_attr a;
+    const void* data;
+    size_t len;
+    struct store_stats s;
+
+    store_get_stats(n->store, &s);
+    *res = (struct store_result){.revision = s.revision};
+    if (c->op == STORE_OP_WRITE) {
+        res->ino = c->ino;
+        return store_read(n->store, c->ino, &data, &len) == 0 &&
+               len == c->data_len &&
+               (len == 0 || memcmp(data, c->data, len) == 0);
+    }
+    if (c->op == STORE_OP_CREATE && (c->flags & STORE_EXCL) == 0 &&
+        store_lookup(n->store, c->parent, c->name, &a) == 0 &&
+        a.type == STORE_FILE) {
+        res->ino = a.ino;
+        return true;
+    }
+    return false;
+}
+
+/* An installed image may hold this node's proposals: their entries were
+ * never applied here one by one, so their waiters learn nothing from the
+ * apply path. Those whose effect the tree shows are answered success; the
+ * others wait for their fence, whose duplicate answers EIO. */
+static void waiters_after_install(struct node* n)
+{
+    struct waiter* w = n->whead;
+    while (w != NULL) {
+        struct waiter* next = w->next;
+        struct store_cmd c;
+        struct store_result res;
+        if (store_dedup_applied(n->store, n->id, w->seq) == 1 &&
+            store_cmd_decode(&c, w->cmd, w->cmd_len) == 0 &&
+            effect_in_tree(n, &c, &res)) {
+            complete_waiter(n, w, &res);
+        }
+        w = next;
+    }
+}
+
 static void install_snapshot(struct node* n, const struct raft_update* u)
 {
     const struct raft_snapshot_meta* m = &u->snapshot_meta;
@@ -921,6 +1102,9 @@ static void install_snapshot(struct node* n, const struct raft_update* u)
     n->applied_conf = m->conf;
     n->applied_conf_index = m->conf_index;
     n->last_compact_index = m->index;
+    n->log_bytes = 0; /* the core's log restarts after m->index */
+    n->lens_next = 0;
+    waiters_after_install(n);
     if (n->opts.on_change != NULL) {
         /* ino 0 and parent 0: the whole tree may have changed. */
         struct store_change c = {.ino = 0, .parent = 0};
@@ -1061,8 +1245,32 @@ static bool needs_image(const struct node* n)
     return raft_role(n->raft) == RAFT_LEADER && !lone_server(n);
 }
 
+/* The first entry to keep after compacting at `applied`: the newest
+ * entries, at most snapshot_entries of them and a quarter of
+ * snapshot_bytes (for followers a little behind). *kept: their bytes. */
+static raft_index keep_from_of(struct node* n,
+                               raft_index applied,
+                               uint64_t* kept)
+{
+    uint64_t max_bytes =
+        n->opts.snapshot_bytes > 0 ? n->opts.snapshot_bytes / 4 : UINT64_MAX;
+    raft_index k = applied + 1;
+    uint64_t bytes = 0;
+    while (k > n->lens_first && k - 1 < n->lens_next &&
+           applied + 1 - k < n->opts.snapshot_entries) {
+        uint64_t c = n->log_lens[(k - 1) % NODE_LOG_LENS];
+        if (bytes + c > max_bytes) {
+            break;
+        }
+        bytes += c;
+        k--;
+    }
+    *kept = bytes;
+    return k;
+}
+
 /* Gives the core a snapshot at `applied` and compacts the log before it
- * (keeping the last snapshot_entries entries). with_image false: an empty
+ * (keeping the tail keep_from_of() picks). with_image false: an empty
  * image (a lone server: see node__maybe_compact). */
 static void compact_now(struct node* n, raft_index applied, bool with_image)
 {
@@ -1084,8 +1292,8 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
         .conf_index = n->applied_conf_index,
         .conf = n->applied_conf,
     };
-    uint64_t keep = n->opts.snapshot_entries;
-    raft_index keep_from = applied + 1 > keep ? applied + 1 - keep : 1;
+    uint64_t kept;
+    raft_index keep_from = keep_from_of(n, applied, &kept);
     struct raft_event ev = {.type = RAFT_EV_COMPACT};
     ev.compact.meta = meta;
     ev.compact.image.base = img;
@@ -1093,9 +1301,11 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
     ev.compact.keep_from = keep_from;
     void* old = n->image;
     n->image = img;
+    n->image_len = len;
     n->image_empty = !with_image;
     n->last_compact_index = applied;
     n->need_image = false;
+    n->log_bytes = kept;
     step(n, &ev);
     free(old); /* the core released it when it took the new one */
     struct io_job* job = calloc(1, sizeof(*job));
@@ -1116,8 +1326,16 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
 void node__maybe_compact(struct node* n)
 {
     raft_index applied = store_applied_index(n->store);
-    bool due = n->opts.snapshot_entries > 0 &&
-               applied >= n->last_compact_index + n->opts.snapshot_entries;
+    /* An image costs its size to build (a leader with peers): build one
+     * per that many bytes of log at most, so the cost stays at most the
+     * write volume (the log may then hold up to the live data). */
+    uint64_t bytes_due = n->opts.snapshot_bytes;
+    if (needs_image(n) && n->image_len > bytes_due) {
+        bytes_due = n->image_len;
+    }
+    bool due = (n->opts.snapshot_entries > 0 &&
+                applied >= n->last_compact_index + n->opts.snapshot_entries) ||
+               (bytes_due > 0 && n->log_bytes >= bytes_due);
     if (!(due || (n->need_image && applied >= n->restored_commit)) ||
         applied == 0 || n->sticky_err != 0 ||
         applied > raft_applied_index(n->raft)) {
@@ -1162,6 +1380,8 @@ void node_options_default(struct node_options* o)
     o->election_ms = 1000;
     o->catch_up_timeout_ms = 30000;
     o->snapshot_entries = 10000;
+    o->snapshot_bytes = 32u << 20;
+    o->history_bytes = 512u << 20;
     o->history_revisions = 10000;
     o->history_hours = 24;
     store_options_default(&o->store);
@@ -1289,6 +1509,56 @@ const struct node_options* node_options_of(struct node* n)
     return &n->opts;
 }
 
+bool node_backlog_full(const struct node* n, uint64_t extra)
+{
+    return n->pending_bytes + extra >= NODE_PENDING_BYTES_MAX;
+}
+
+uint64_t node_applied_bytes(const struct node* n)
+{
+    return n->applied_bytes;
+}
+
+bool node_history_sample(const struct node* n,
+                         size_t i,
+                         uint64_t* revision,
+                         uint64_t* bytes)
+{
+    if (i >= n->hist_count) {
+        return false;
+    }
+    const struct node_hist_sample* s =
+        &n->hist[(n->hist_head + i) % NODE_HIST_SAMPLES];
+    *revision = s->revision;
+    *bytes = s->bytes;
+    return true;
+}
+
+/* Samples for --history-bytes, taken on apply: a burst of writes between
+ * two retention checks still leaves samples to cut at. */
+static void history_sample(struct node* n)
+{
+    uint64_t limit = n->opts.history_bytes;
+    const struct node_hist_sample* last =
+        n->hist_count == 0
+            ? NULL
+            : &n->hist[(n->hist_head + n->hist_count - 1) % NODE_HIST_SAMPLES];
+    if (limit == 0 || (last != NULL && n->applied_bytes - last->bytes <
+                                           limit / NODE_HIST_SAMPLE_DIV)) {
+        return;
+    }
+    if (n->hist_count == NODE_HIST_SAMPLES) {
+        n->hist_head = (n->hist_head + 1) % NODE_HIST_SAMPLES;
+        n->hist_count--;
+    }
+    struct store_stats s;
+    store_get_stats(n->store, &s);
+    n->hist[(n->hist_head + n->hist_count) % NODE_HIST_SAMPLES] =
+        (struct node_hist_sample){.revision = s.revision,
+                                  .bytes = n->applied_bytes};
+    n->hist_count++;
+}
+
 bool node_is_leader(struct node* n)
 {
     return n->raft != NULL && raft_role(n->raft) == RAFT_LEADER;
@@ -1371,6 +1641,11 @@ int node_start(uv_loop_t* loop, const struct node_options* o, struct node** out)
         n->opts.proposal_timeout_ms = 5 * n->opts.election_ms;
     }
     node__set_log_level(o->log_level);
+    n->log_lens = calloc(NODE_LOG_LENS, sizeof(*n->log_lens));
+    if (n->log_lens == NULL) {
+        free(n);
+        return -ENOMEM;
+    }
     rv = node__open_disk(n);
     if (rv != 0) {
         goto err_after_alloc;
@@ -1405,6 +1680,7 @@ err_after_raft:
 err_after_disk:
     node__close_disk(n);
 err_after_alloc:
+    free(n->log_lens);
     free(n);
     return rv;
 }
@@ -1448,6 +1724,7 @@ static void closed_cb(uv_handle_t* h)
         void (*cb)(void*) = n->stop_cb;
         void* data = n->stop_data;
         free(n->image);
+        free(n->log_lens);
         free(n);
         if (cb != NULL) {
             cb(data);

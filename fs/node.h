@@ -8,9 +8,11 @@
  * The write path (DESIGN §3): node_propose() encodes the command and steps it
  * into raft (a follower's core forwards it to the leader). When the entry is
  * committed, persisted and applied here, cb runs with the store's result.
- * If it is not applied within the proposal timeout, cb runs with -EIO; the
- * entry is then either never applied or applied exactly once (proposal ids
- * (origin, seq) are deduplicated by the store).
+ * If it is not applied within the proposal timeout, the node fences it (a
+ * STORE_OP_CANCEL of the same (origin, seq): whichever is applied first
+ * wins) and cb runs with the proposal's result if it won, -EIO if the
+ * cancel won (never applied), or -EIO when neither is applied within the
+ * fence's wait (outcome unknown: applied at most once, later or never).
  */
 #ifndef QFS_NODE_H
 #define QFS_NODE_H
@@ -43,6 +45,12 @@ struct node_options {
     unsigned election_ms;         /* default 1000 */
     unsigned proposal_timeout_ms; /* default 5 * election_ms */
     uint64_t snapshot_entries;    /* compact the log every N applied */
+    uint64_t snapshot_bytes;      /* and when its applied entries hold this
+                                     many bytes; keeps at most a quarter of
+                                     it (default 32 MiB, 0: no byte limit) */
+    uint64_t history_bytes;       /* history kept, in bytes of commands
+                                     applied (fs/ctl.c); default 512 MiB,
+                                     0: no limit */
     uint64_t history_revisions;   /* store history kept (revisions); the
                                      leader proposes STORE_OP_COMPACT past
                                      it (fs/ctl.c); default 10000, 0: off */
@@ -124,6 +132,19 @@ const struct node_options* node_options_of(struct node* n);
 /* Whether this node is the leader now (retention proposes COMPACT there
  * only). */
 bool node_is_leader(struct node* n);
+/* Whether the proposals waiting here, plus `extra` bytes held by the
+ * caller for writes not proposed yet, reach NODE_PENDING_BYTES_MAX: the
+ * mount then stops reading requests until they drain (memory bound). */
+bool node_backlog_full(const struct node* n, uint64_t extra);
+/* Bytes of the raft entries this node applied since it started, and the
+ * i-th oldest of the samples (revision, bytes applied after it) taken as
+ * they grow by history_bytes / 64 (false past the last): history retention
+ * by bytes (fs/ctl.c). */
+uint64_t node_applied_bytes(const struct node* n);
+bool node_history_sample(const struct node* n,
+                         size_t i,
+                         uint64_t* revision,
+                         uint64_t* bytes);
 
 /* Text for /.cluster/ files and the control socket, into a malloc'd buffer
  * (*out, *len). JSON fields per DESIGN §7. */

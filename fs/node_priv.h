@@ -20,6 +20,19 @@ enum {
      * arena's free top past this is given back (node.c, malloc_tune). */
     NODE_MALLOC_MMAP_MIN = 1 << 20,
     NODE_MALLOC_TRIM_MIN = 1 << 20,
+    /* --snapshot-bytes: sizes of the newest applied entries are kept in a
+     * ring of this many (the kept log tail is bounded by it too), each
+     * entry counted with this much for its struct and malloc overhead. */
+    NODE_LOG_LENS = 1 << 16,
+    /* Encoded proposals held by waiters (each is also in the core's log,
+     * an I/O job and the fs's write in flight): past this, the mount stops
+     * reading FUSE requests until some complete (node_backlog_full). */
+    NODE_PENDING_BYTES_MAX = 16 << 20,
+    NODE_ENTRY_OVERHEAD = 64,
+    /* --history-bytes: (revision, bytes applied) samples, one per
+     * history_bytes / NODE_HIST_SAMPLE_DIV applied (fs/ctl.c reads them) */
+    NODE_HIST_SAMPLES = 256,
+    NODE_HIST_SAMPLE_DIV = 64,
 };
 
 /* A proposal made on this node, waiting for its entry to be applied. */
@@ -32,7 +45,10 @@ struct waiter {
     void* data;
     void* cmd; /* encoded command, kept for re-proposal */
     size_t cmd_len;
+    void* fence; /* its STORE_OP_CANCEL once fenced (proposed instead) */
+    size_t fence_len;
     bool parked; /* refused for want of a leader: retry when one is known */
+    bool fenced; /* past its first deadline: fence is proposed, not cmd */
     struct store_result res;
 };
 
@@ -84,9 +100,15 @@ struct node {
     struct waiter *whead, *wtail;
     struct waiter *done_head, *done_tail;
     uint64_t n_waiters;
+    uint64_t pending_bytes;  /* sum of the waiters' cmd_len */
+    uint64_t n_fenced;       /* waiters whose cancel is out */
+    uint64_t fence_retry_ms; /* next time fences are proposed again */
     uint64_t next_seq;
     bool leader_changed_since_propose;
     bool retry_pending;
+    bool parked_any; /* a proposal was refused (e.g. during a transfer that
+                        may be abandoned): the sweep retries it */
+    uint64_t parked_retry_ms; /* not before this */
     /* reads */
     struct read_waiter *reads, *reads_done;
     uint64_t next_read_ctx;
@@ -96,9 +118,20 @@ struct node {
     raft_index applied_conf_index;
     struct raft_conf applied_conf;
     raft_index last_compact_index;
+    /* The applied part of the core's in-memory log, in bytes
+     * (--snapshot-bytes): lengths of entries [lens_first, lens_next). */
+    uint32_t* log_lens; /* NODE_LOG_LENS, entry i at i % NODE_LOG_LENS */
+    raft_index lens_first, lens_next;
+    uint64_t log_bytes;     /* applied entries still in the core's log */
+    uint64_t applied_bytes; /* every entry applied since start */
+    struct node_hist_sample {
+        uint64_t revision, bytes;
+    } hist[NODE_HIST_SAMPLES]; /* ring, oldest at hist_head */
+    size_t hist_head, hist_count;
     raft_index restored_commit;
     bool need_image;
-    void* image;      /* last image given to the core */
+    void* image; /* last image given to the core */
+    size_t image_len;
     bool image_empty; /* the core holds an empty image (not a leader) */
 
     struct io_job* deferred_done; /* finished jobs set aside by
@@ -113,7 +146,7 @@ struct node {
     bool catching_up;  /* the CATCHING-UP marker exists */
 
     /* stats */
-    uint64_t proposals, timeouts;
+    uint64_t proposals, timeouts, fences;
 
     /* shutdown */
     bool stopping, closing, transport_closing;

@@ -161,8 +161,9 @@ int node_status_json(struct node* n, char** out, size_t* len)
             ss.keys, ss.live_bytes, ss.db_bytes);
     tprintf(&t,
             "  \"proposals\": %" PRIu64 ",\n  \"proposal_timeouts\": %" PRIu64
+            ",\n  \"proposal_fences\": %" PRIu64
             ",\n  \"pending_proposals\": %" PRIu64 ",\n",
-            n->proposals, n->timeouts, n->n_waiters);
+            n->proposals, n->timeouts, n->fences, n->n_waiters);
     tprintf(&t,
             "  \"io_rounds\": %" PRIu64 ",\n  \"io_syncs\": %" PRIu64
             ",\n  \"io_jobs\": %" PRIu64 ",\n",

@@ -76,7 +76,7 @@ int raft__compact(struct raft* r,
         r->first_index = keep;
         r->base_term = t;
     }
-    raft__trace(r, RAFT_TRACE_INFO, "compacted: image %llu, log from %llu",
+    raft__trace(r, RAFT_TRACE_DEBUG, "compacted: image %llu, log from %llu",
                 (unsigned long long)meta->index,
                 (unsigned long long)r->first_index);
     restart_snapshots(r);

@@ -535,6 +535,8 @@ static int run(struct apply_ctx* x)
         return store__op_compact(x);
     case STORE_OP_RESTORE:
         return store__op_restore(x);
+    case STORE_OP_CANCEL:
+        return 0; /* only the DEDUP record: (origin, seq) is used up */
     default:
         return -EBADMSG; /* decode admits only known ops */
     }
@@ -596,6 +598,21 @@ int store_apply(struct store* st,
     res->ino = err == 0 ? x.ino : 0;
     st->s.applied_index = index;
     return 0;
+}
+
+int store_dedup_applied(const struct store* st, uint64_t origin, uint64_t seq)
+{
+    assert(st != NULL);
+    if (!store__dedup_seen(&st->s, origin, seq)) {
+        return 0;
+    }
+    for (size_t i = 0; i < st->s.norigins; i++) {
+        const struct dedup_origin* o = &st->s.origins[i];
+        if (o->origin == origin) {
+            return o->high - seq <= STORE_DEDUP_WINDOW ? 1 : -1;
+        }
+    }
+    return -1;
 }
 
 int store_apply_index(struct store* st, raft_index index)

@@ -113,7 +113,7 @@ int store_cmd_decode(struct store_cmd* c, const void* buf, size_t len)
     memset(c, 0, sizeof(*c));
     c->op = p[1];
     c->flags = get_u32(p + 4);
-    if (c->op < STORE_OP_CREATE || c->op > STORE_OP_RESTORE ||
+    if (c->op < STORE_OP_CREATE || c->op > STORE_OP_CANCEL ||
         (c->flags & ~(uint32_t)CMD_FLAGS_ALL) != 0) {
         return -EBADMSG;
     }

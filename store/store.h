@@ -175,6 +175,10 @@ enum store_op {
     STORE_OP_RESTORE = 12,    /* name: snapshot name or "@REV"; new_name:
                                  absolute path of the subtree to reset ("/":
                                  the whole tree, reserved names excepted) */
+    /* Outcomes (fs/node.c): carries the (origin, seq) of an earlier
+     * proposal and changes nothing but the dedup table. Whichever of the
+     * two is applied first wins; the other is a duplicate. */
+    STORE_OP_CANCEL = 13,
 };
 
 enum store_cmd_flags {
@@ -252,6 +256,9 @@ int store_apply(struct store* st,
                 store_change_cb cb,
                 void* cb_data,
                 struct store_result* res);
+/* Whether the command (origin, seq) was applied (or refused: used up
+ * either way): 1 yes, 0 no, -1 unknown (older than the dedup window). */
+int store_dedup_applied(const struct store* st, uint64_t origin, uint64_t seq);
 /* Advance the applied index over a NOOP/CONF entry. */
 int store_apply_index(struct store* st, raft_index index);
 

@@ -513,6 +513,71 @@ static void test_dedup_and_errors(void)
     env_close(&e);
 }
 
+/* Apply cmd (origin 9, seq) at the next index; returns the result. */
+static struct store_result apply_as(struct env* e,
+                                    struct store_cmd* c,
+                                    uint64_t seq)
+{
+    static uint8_t buf[4096];
+    c->origin = 9;
+    c->seq = seq;
+    long n = store_cmd_encode(c, buf, sizeof(buf));
+    CHECK(n > 0);
+    struct store_result r;
+    CHECK_EQ(store_apply(e->st, ++e->idx, buf, (size_t)n, NULL, NULL, &r), 0);
+    return r;
+}
+
+/* STORE_OP_CANCEL (fs/node.c fences a timed-out proposal with it): of a
+ * proposal and its cancel, the first applied wins and the other is a
+ * duplicate; the cancel makes no revision; the fence survives a reopen. */
+static void test_cancel(void)
+{
+    struct env e;
+    env_open(&e, NULL);
+    struct store_cmd mkx = {
+        .op = STORE_OP_MKDIR, .parent = 1, .name = "x", .mode = 0700};
+    struct store_cmd mky = mkx;
+    mky.name = "y";
+    struct store_cmd cancel = {.op = STORE_OP_CANCEL};
+
+    struct store_result r = apply_as(&e, &cancel, 20); /* cancel first */
+    CHECK(!r.duplicate);
+    CHECK_EQ(r.err, 0);
+    CHECK_EQ(r.revision, 0);
+    r = apply_as(&e, &mkx, 20);
+    CHECK(r.duplicate);
+    CHECK_EQ(ino_of(&e, 1, "x"), 0);
+    r = apply_as(&e, &mky, 21); /* proposal first */
+    CHECK(!r.duplicate);
+    CHECK_EQ(r.revision, 1);
+    r = apply_as(&e, &cancel, 21);
+    CHECK(r.duplicate);
+    CHECK(ino_of(&e, 1, "y") != 0);
+    /* what a node asks after an image install (fs/node.c) */
+    CHECK_EQ(store_dedup_applied(e.st, 9, 20), 1);
+    CHECK_EQ(store_dedup_applied(e.st, 9, 21), 1);
+    CHECK_EQ(store_dedup_applied(e.st, 9, 19), 0); /* in the window */
+    CHECK_EQ(store_dedup_applied(e.st, 9, 22), 0); /* not yet */
+    CHECK_EQ(store_dedup_applied(e.st, 8, 21), 0); /* unknown origin */
+    r = apply_as(&e, &cancel, 200);
+    CHECK_EQ(store_dedup_applied(e.st, 9, 100), -1); /* below the window */
+    /* the fence is in the db: still a duplicate after a reopen */
+    struct store_frame* f = NULL;
+    CHECK_EQ(store_frame_seal(e.st, &f), 0);
+    CHECK(f != NULL);
+    CHECK_EQ(store_frame_write(e.st, f), 0);
+    store_frame_done(e.st, f, 0);
+    store_close(e.st);
+    struct store_options def;
+    store_options_default(&def);
+    CHECK_EQ(store_open(e.path, &def, &e.st, NULL), 0);
+    r = apply_as(&e, &mkx, 20);
+    CHECK(r.duplicate);
+    CHECK_EQ(ino_of(&e, 1, "x"), 0);
+    env_close(&e);
+}
+
 struct lister {
     char last[64];
     uint64_t n;
@@ -759,6 +824,7 @@ int main(void)
     RUN(test_remove);
     RUN(test_rename);
     RUN(test_dedup_and_errors);
+    RUN(test_cancel);
     RUN(test_big_dir_and_memory);
     RUN(test_read_at);
     RUN(test_in_place_updates);

@@ -120,7 +120,7 @@ static void test_malformed_fields(void)
     } cases[] = {
         {0, 2},                   /* version */
         {1, 0},                   /* op */
-        {1, 13},                  /* op */
+        {1, 14},                  /* op (13: STORE_OP_CANCEL) */
         {2, 1},                   /* reserved */
         {4, 0x10},                /* unknown flag */
         {68, 0x40},               /* unknown set bit */
