@@ -40,26 +40,26 @@ def test_all_nodes_stalled_keep_their_leader(make_cluster):
 
 
 def test_starved_nodes_keep_their_leader(make_cluster):
-    """Short runs between long stalls, on every node at staggered times: a
-    node that resumes must read what its peers sent before it judges their
-    silence (heartbeats and replies wait in its sockets)."""
+    """Short runs between long stalls, as on a host whose CPUs are taken:
+    the followers stop first and the leader last, the leader resumes first
+    (no node ever runs a whole election timeout without the leader's
+    heartbeats). A node that resumes must read what its peers sent before
+    it judges their silence: none may campaign."""
     c = make_cluster()
     c.start()
     leader = c.leader()
     term = leader.status()["term"]
+    followers = c.followers(leader)
     rng = random.Random(7)
     for _ in range(12):
-        order = list(c.nodes)
-        rng.shuffle(order)
-        for n in order:
+        for n in followers + [leader]:
             os.kill(n.proc.pid, signal.SIGSTOP)
-            time.sleep(rng.uniform(0.0, 0.3))
-        time.sleep(rng.uniform(1.2, 2.5))
-        rng.shuffle(order)
-        for n in order:
-            os.kill(n.proc.pid, signal.SIGCONT)
             time.sleep(rng.uniform(0.0, 0.05))
-        time.sleep(rng.uniform(0.1, 0.4))
+        time.sleep(rng.uniform(1.2, 2.5))
+        for n in [leader] + followers:
+            os.kill(n.proc.pid, signal.SIGCONT)
+            time.sleep(rng.uniform(0.0, 0.02))
+        time.sleep(rng.uniform(0.2, 0.4))
     time.sleep(2.5)
     qc.write_file(leader.path("after"), b"2\n")
     for n in c.nodes:
