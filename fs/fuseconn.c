@@ -522,6 +522,24 @@ static void wd_act(unsigned conn, const char* mnt, pid_t node)
            rv == 0 ? "" : ": ", rv == 0 ? "" : strerror(-rv));
 }
 
+void fuseconn_stdio_to(const char* log_path)
+{
+    if (log_path != NULL) {
+        int fd =
+            open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+    }
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        close(null);
+    }
+}
+
 static void wd_main(int fd, pid_t node)
 {
     char buf[PATH_MAX + 64], mnt[PATH_MAX] = "";
@@ -602,20 +620,7 @@ int fuseconn_watchdog_start(struct fuseconn_watchdog* w, const char* log_path)
     if (getppid() != node) {
         _exit(0); /* the node died before we were armed: nothing to do */
     }
-    if (log_path != NULL) {
-        int fd =
-            open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            dup2(fd, STDERR_FILENO);
-            close(fd);
-        }
-    }
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-        dup2(null, STDIN_FILENO);
-        dup2(null, STDOUT_FILENO);
-        close(null);
-    }
+    fuseconn_stdio_to(log_path);
     for (int fd = 3; fd < FDS_MAX; fd++) {
         if (fd != p[0]) {
             close(fd);

@@ -33,6 +33,10 @@ int fuseconn_record(const char* mountpoint,
                     const char* data_dir,
                     unsigned* conn);
 
+/* stderr appended to log_path (NULL: left as it is), stdin and stdout to
+ * /dev/null: a process that runs in the background. */
+void fuseconn_stdio_to(const char* log_path);
+
 /* The watchdog: a small process forked before the node starts any thread.
  * It learns the connection number once mounted (arm) and aborts that
  * connection when the node's main thread dies without disarming it

@@ -557,17 +557,7 @@ static void log_to_file(struct app* a)
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/quorumfs.log", a->mo->node.data_dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-    }
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-        dup2(null, STDIN_FILENO);
-        dup2(null, STDOUT_FILENO);
-        close(null);
-    }
+    fuseconn_stdio_to(path);
 }
 
 static void notify_async_cb(uv_async_t* h)
