@@ -61,6 +61,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 READ_BYTES_MAX = 64 * 1024
 KILL_EXIT_S = 5.0        # a SIGKILLed node must be gone by then (item 4)
 HEAL_TIMEOUT_S = 60.0
+# Reading a whole tree back: a cold linearizable mount pays a ReadIndex per
+# lookup and per open (~1-2 ms here), and a 20-minute run leaves ~100,000
+# files; a 60 s bound timed out on one follower while the others took ~45 s.
+TREE_READ_S_PER_FILE = 0.005
 UNIQUE_EVERY = 5         # every 5th op of a client writes a new file
 ERROR_PAUSE_S = 0.05     # a client's pause after a failed call
 FUSECTL = "/sys/fs/fuse/connections"
@@ -491,10 +495,17 @@ class Run:
                 self.read(n, "final-" + n.name, k, caller,
                           self.args.op_timeout, note="final")
         trees = {}
+        # The files: every acknowledged unique write's, plus the keys'.
+        files = self.counts["unique_acked"] + 4 * len(self.keys)
         for n in up:
+            t_tree = time.monotonic()
             try:
                 trees[n.name] = caller.call(
-                    lambda: conftest.tree(n.path("d")), HEAL_TIMEOUT_S)
+                    lambda: conftest.tree(n.path("d")),
+                    HEAL_TIMEOUT_S + TREE_READ_S_PER_FILE * files)
+                print("tree of %s: %d entries in %.1f s" % (
+                    n.name, len(trees[n.name]), time.monotonic() - t_tree),
+                    file=sys.stderr)
             except (OSError, Abandoned) as e:
                 self.violation("unreadable_tree", now() - self.t0,
                                "%s: %s" % (n.name, errname(e)))
