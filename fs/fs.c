@@ -138,7 +138,7 @@ void fs__fill_entry(struct fs* f,
     e->generation = 1;
     fs__attr_to_stat(a, &e->attr);
     /* This mount's own deferred truncation or commit in flight: every
-     * reply that carries attributes shows it (fs_file.c: own_view). */
+     * reply that carries attributes shows it (fs__pending_size). */
     uint64_t size;
     if (fs__pending_size(f, a->ino, &size)) {
         e->attr.st_size = (off_t)size;

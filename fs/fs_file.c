@@ -132,14 +132,12 @@ static void settle_arm(struct fs* f)
     }
 }
 
-/* This mount's own view of ino while it has a truncation deferred (empty)
- * or a commit in flight (the content being committed, which its kernel
- * wrote through its page cache): what getattr and read answer here, so
- * the kernel never pairs its own new size with the committed old bytes. */
-static bool own_view(const struct fs* f,
-                     uint64_t ino,
-                     const void** data,
-                     size_t* len)
+/* The size this mount's kernel holds for ino while it has a truncation
+ * deferred (0) or a commit in flight (the content being committed, which
+ * its kernel wrote through its page cache): what replies carrying
+ * attributes say here, so the kernel never pairs its own new size with the
+ * committed old bytes. */
+bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size)
 {
     const struct fs_wino* w;
 
@@ -151,33 +149,14 @@ static bool own_view(const struct fs* f,
         return false;
     }
     if (w->trunc) {
-        *data = NULL;
-        *len = 0;
+        *size = 0;
         return true;
     }
     if (w->busy && w->inflight != NULL) {
-        *data = w->inflight;
-        *len = w->inflight_len;
+        *size = w->inflight_len;
         return true;
     }
     return false;
-}
-
-bool fs__own_state(const struct fs* f, uint64_t ino)
-{
-    return f->winos.next != &f->winos && wino_find(f, ino) != NULL;
-}
-
-bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size)
-{
-    const void* data;
-    size_t len;
-
-    if (!own_view(f, ino, &data, &len)) {
-        return false;
-    }
-    *size = len;
-    return true;
 }
 
 void fs__file_open_flags(const struct fs* f, struct fuse_file_info* fi)

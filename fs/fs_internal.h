@@ -212,8 +212,6 @@ void fs__write_done(struct fs_op* op, const struct store_result* res);
 /* Size of ino as this mount's writers see it (a deferred truncation):
  * true and *size set when it differs from the store's. */
 bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size);
-/* ino has write state on this mount (deferred truncation, commits). */
-bool fs__own_state(const struct fs* f, uint64_t ino);
 /* SETATTR(size) of a regular store file: replies. */
 void fs__setattr_size(struct fs* f,
                       fuse_req_t req,
