@@ -67,6 +67,13 @@ class Reader(threading.Thread):
                 self.bad.append(got)
 
 
+def stop_readers(readers):
+    for r in readers:
+        r.stop_event.set()
+    for r in readers:
+        r.join(10)
+
+
 def run_rounds(c, writer, readers, rel, linearizable):
     """Write ROUNDS values on writer; after each close() returns, read on
     every reader node once (and let reader threads hammer meanwhile)."""
@@ -90,10 +97,7 @@ def run_rounds(c, writer, readers, rel, linearizable):
                     # returns it (or a later one: there is none here).
                     bad_after.append((n.name, i, got))
     finally:
-        for t in threads:
-            t.stop_event.set()
-        for t in threads:
-            t.join(10)
+        stop_readers(threads)
     bad_bg = [b for t in threads for b in t.bad]
     reads = sum(t.reads for t in threads)
     assert bad_after == [], "reads after close(): %r" % bad_after[:10]
@@ -134,10 +138,7 @@ def test_own_mount_truncate_never_shows_nuls(make_node):
             qc.write_file(path, value(i))
             i += 1
     finally:
-        for r in readers:
-            r.stop_event.set()
-        for r in readers:
-            r.join(10)
+        stop_readers(readers)
     bad = [b for r in readers for b in r.bad]
     assert bad == [], "bad reads on the writer's mount: %r" % bad[:10]
     assert sum(r.reads for r in readers) > 0
