@@ -25,6 +25,7 @@ THREADS_PER_NODE = 2
 TRANSFERS = 12
 TRANSFER_PAUSE_S = 0.4
 STALLS = 4
+SNAPSHOT_STALLS_MAX = 12
 STALL_S = 2.0  # > 1 election timeout: the next leader is elected
 # Proposals time out (250 ms) well before a failover ends (election 1 s),
 # so that the node must find out what happened to them; their fences wait
@@ -196,8 +197,12 @@ def test_writes_of_a_follower_caught_up_by_snapshot_answer_their_fate(
     entries are never applied there one by one. Before
     waiters_after_install (fs/node.c) they were answered EIO after their
     fence (a duplicate): 'failed' but in the tree."""
+    # A short kept tail (--snapshot-entries): a stop of a second or two
+    # outlasts it even on a loaded machine, where the leader's writers
+    # manage only a few hundred writes per second.
     c = make_cluster(proposal_timeout_ms=10000,
-                     extra_args=["--snapshot-bytes", str(1 << 20)])
+                     extra_args=["--snapshot-bytes", str(1 << 20),
+                                 "--snapshot-entries", "100"])
     ld = c.start()
     f = c.followers(ld)[0]
     # The leader's writer goes on while f is stopped: past the inflight
@@ -211,12 +216,18 @@ def test_writes_of_a_follower_caught_up_by_snapshot_answer_their_fate(
     try:
         for w in writers:
             w.start()
-        for r in range(STALLS):
+        # Stops until f installed a snapshot (at least STALLS of them),
+        # each longer than the last: how many writes a stop outlasts
+        # depends on the machine's load.
+        for r in range(SNAPSHOT_STALLS_MAX):
             time.sleep(0.5)
             c.sigstop(f)
-            time.sleep(1.0)
+            time.sleep(1.0 + 0.5 * r)
             c.sigcont(f)
-        time.sleep(0.5)
+            time.sleep(1.0)
+            if r + 1 >= STALLS and \
+                    "installed snapshot" in c.log_since(f, offset):
+                break
     finally:
         for w in writers:
             w.stop_event.set()
