@@ -19,6 +19,7 @@ void fs_options_default(struct fs_options* o)
     o->entry_timeout_s = 3600.0;
     o->attr_timeout_s = 3600.0;
     o->file_size_max = 1u << 20;
+    o->pending_bytes_max = 64u << 20;
 }
 
 struct fs* fs_new(struct node* n, const struct fs_options* o)
@@ -38,6 +39,9 @@ struct fs* fs_new(struct node* n, const struct fs_options* o)
     }
     if (f->o.file_size_max == 0) {
         f->o.file_size_max = 1u << 20;
+    }
+    if (f->o.pending_bytes_max == 0) {
+        f->o.pending_bytes_max = 64u << 20;
     }
     f->pending.next = f->pending.prev = &f->pending;
     f->winos.next = f->winos.prev = &f->winos;
@@ -136,15 +140,12 @@ void fs__fill_entry(struct fs* f,
     memset(e, 0, sizeof(*e));
     e->ino = a->ino;
     e->generation = 1;
-    fs__attr_to_stat(a, &e->attr);
-    /* This mount's own deferred truncation or commit in flight: every
-     * reply that carries attributes shows it (fs__pending_size). */
-    uint64_t size;
-    if (fs__pending_size(f, a->ino, &size)) {
-        e->attr.st_size = (off_t)size;
-        e->attr.st_blocks = (blkcnt_t)((size + 511) / 512);
-    }
-    e->attr_timeout = f->o.attr_timeout_s;
+    /* This mount's own pending update or commit in flight: every reply
+     * that carries attributes shows it, and only until it is committed. */
+    struct store_attr cur = *a;
+    bool pending = a->type == STORE_FILE && fs__pending_attr(f, &cur);
+    fs__attr_to_stat(&cur, &e->attr);
+    e->attr_timeout = pending ? 0 : f->o.attr_timeout_s;
     e->entry_timeout = f->o.entry_timeout_s;
 }
 
@@ -418,15 +419,11 @@ static void fs_getattr(fuse_req_t req,
     if (!fs__is_virtual(ino) && fs__kview_attr(f, ino, &a)) {
         timeout = 0; /* the revision the kernel may hold (fs_kview.c) */
     }
-    fs__attr_to_stat(&a, &st);
-    if (!fs__is_virtual(ino)) {
-        /* A deferred truncation is visible on this mount. */
-        uint64_t size;
-        if (fs__pending_size(f, ino, &size)) {
-            st.st_size = (off_t)size;
-            st.st_blocks = 0;
-        }
+    if (!fs__is_virtual(ino) && a.type == STORE_FILE &&
+        fs__pending_attr(f, &a)) {
+        timeout = 0; /* this mount's pending update, until committed */
     }
+    fs__attr_to_stat(&a, &st);
     fuse_reply_attr(req, &st, timeout);
 }
 

@@ -22,8 +22,12 @@ struct fs_options {
                                invalidate on every change) */
     double attr_timeout_s;  /* default 3600 */
     uint64_t file_size_max; /* EFBIG; default 1 MiB */
+    /* Bytes of pending updates' content on this mount (close-to-commit
+     * writes not yet committed); a write past it fails with ENOSPC and
+     * discards its update. Default 64 MiB. */
+    uint64_t pending_bytes_max;
     /* An initialized timer on the loop, owned by the caller (closed by it
-     * after fs_free): commits truncations no write followed. Required. */
+     * after fs_free): commits updates no writer will close. Required. */
     uv_timer_t* settle_timer;
     /* An initialized async handle on the loop, owned by the caller (closed
      * after fs_free), whose callback calls fs_notified. Required. */
@@ -40,8 +44,8 @@ int fs_start_notifier(struct fs* f, struct fuse_session* se);
 /* The notifier has sent invalidations (called from notify_async's
  * callback, on the loop). */
 void fs_notified(struct fs* f);
-/* Orderly shutdown, once no new requests are read: commit deferred
- * truncations and wait for every write commit in flight; cb runs once
+/* Orderly shutdown, once no new requests are read: commit every pending
+ * update and wait for every write commit in flight; cb runs once
  * none is left (from a later loop iteration, never inside this call). */
 void fs_quiesce(struct fs* f, void (*cb)(void* data), void* data);
 /* Stop the notifier thread; drop open-file state; free. */

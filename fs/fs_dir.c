@@ -243,7 +243,7 @@ void fs_rename(fuse_req_t req,
     if (flags & RENAME_EXCHANGE) {
         c.flags |= STORE_EXCHANGE;
     }
-    propose_simple(req, &c, FS_REPLY_ERR);
+    fs__rename(fuse_req_userdata(req), req, &c);
 }
 
 static int64_t time_ns(const struct timespec* ts)
@@ -255,14 +255,18 @@ static void setattr_reply_now(struct fs* f, fuse_req_t req, fuse_ino_t ino)
 {
     struct store_attr a;
     struct stat st;
+    double timeout = f->o.attr_timeout_s;
     int rv = store_getattr(node_store(f->node), ino, &a);
 
     if (rv != 0) {
         fuse_reply_err(req, -rv);
         return;
     }
+    if (a.type == STORE_FILE && fs__pending_attr(f, &a)) {
+        timeout = 0; /* this mount's pending update */
+    }
     fs__attr_to_stat(&a, &st);
-    fuse_reply_attr(req, &st, f->o.attr_timeout_s);
+    fuse_reply_attr(req, &st, timeout);
     fs__kview_forget(f, ino); /* the kernel holds the current revision */
 }
 
@@ -313,26 +317,24 @@ void fs_setattr(fuse_req_t req,
         c.mtime_ns =
             (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now : time_ns(&attr->st_mtim);
     }
-    if ((to_set & FUSE_SET_ATTR_SIZE) &&
-        (c.set_mask & ~(STORE_SET_SIZE | STORE_SET_MTIME)) == 0) {
-        struct store_attr a;
-        int rv = store_getattr(node_store(f->node), ino, &a);
-        if (rv != 0) {
-            fuse_reply_err(req, rv == -ENOENT ? ESTALE : -rv);
-            return;
-        }
-        if (a.type != STORE_FILE) {
-            fuse_reply_err(req, a.type == STORE_DIR ? EISDIR : EINVAL);
-            return;
-        }
-        /* A content change: serialized with the inode's writes. */
-        fs__setattr_size(f, req, ino, c.size, to_set);
-        return;
-    }
-    /* Explicit times (cp -a, touch) land after a deferred truncation. */
-    fs__settle_ino(f, ino);
     if (c.set_mask == 0) { /* e.g. ctime only: nothing to propose */
         setattr_reply_now(f, req, ino);
+        return;
+    }
+    struct store_attr a;
+    int rv = store_getattr(node_store(f->node), ino, &a);
+    if (rv == 0 && a.type == STORE_FILE) {
+        /* Joined to this mount's pending update of the file when it is
+         * the caller's (fs_write.c), else one proposal. */
+        fs__setattr_file(f, req, &c, to_set, fi != NULL);
+        return;
+    }
+    if (rv == 0 && (c.set_mask & STORE_SET_SIZE)) {
+        rv = a.type == STORE_DIR ? -EISDIR : -EINVAL;
+    }
+    if (rv != 0) {
+        /* ESTALE: removed since the lookup; the path is looked up again */
+        fuse_reply_err(req, rv == -ENOENT ? ESTALE : -rv);
         return;
     }
     op = fs__op_new(f, req, FS_REPLY_ATTR);

@@ -29,7 +29,7 @@ enum {
     FS_WRITE_MAX = 1 << 20,         /* max_write: bytes per WRITE */
     FS_GRAVES = 256,         /* removed inos still readable by their holders */
     FS_WINO_BUCKETS = 1024,  /* per-inode write state hash (power of 2) */
-    FS_SETTLE_MS = 200,      /* a truncation no write followed commits */
+    FS_SETTLE_MS = 1000,     /* updates no writer will close commit */
     FS_KVIEW_BUCKETS = 1024, /* kernel-view hash (power of 2) */
 };
 
@@ -56,24 +56,49 @@ _Static_assert(FS_SNAP_INO_BASE +
 #define FS_CLUSTER_NAME ".cluster"
 #define FS_SNAPSHOTS_NAME ".snapshots"
 
-/* Per-inode write state (fs_file.c). Exists while an inode has a deferred
- * truncation, a commit in flight, or requests queued behind that commit:
- * commits of one inode are serialized so that each starts from the content
- * the previous one produced. */
+/* Close-to-commit writes (fs_file.c, docs/consistency.md). An inode's
+ * pending update on this mount: its whole new content (the committed
+ * content patched by this mount's writes, or a truncation), attributes set
+ * through it, and who wrote it. It becomes one proposal at its writer's
+ * FLUSH (close), at FSYNC, at a rename by its writer, at the settle timer
+ * (writes no writer will close: mmap write-back, truncations) or at a
+ * clean unmount. */
+enum { FS_UPD_OWNERS = 8 }; /* writer threads remembered per update */
+
+struct fs_owner {
+    int32_t tid;  /* the thread of a WRITE / SETATTR (FUSE's pid) */
+    int32_t tgid; /* its process: 0 not resolved yet, -1 gone */
+};
+
+struct fs_upd {
+    bool on;         /* an update exists */
+    bool trunc_only; /* content is an O_TRUNC no write followed yet */
+    bool inexact;    /* the kernel's pages differ from buf (append moved) */
+    bool many;       /* more writers than owners[]: any FLUSH commits */
+    int err;         /* discarded (positive errno): reported, not committed */
+    char* buf;       /* content (on && !err), cap bytes allocated */
+    size_t len, cap;
+    uint32_t set_mask; /* STORE_SET_MODE|UID|GID|ATIME|MTIME joined */
+    uint32_t mode, uid, gid;
+    int64_t atime_ns, mtime_ns;
+    struct fs_owner owners[FS_UPD_OWNERS];
+    size_t n_owners;
+    unsigned flushes; /* owner FLUSHes of a trunc_only update */
+    int64_t touch_ns; /* last change (CLOCK_MONOTONIC): settle timer */
+};
+
+/* Per-inode write state (fs_file.c). Exists while an inode has a pending
+ * update, a commit in flight, or requests queued behind that commit:
+ * commits of one inode are serialized, and every write-path request that
+ * arrives while one is in flight waits for it in the queue. */
 struct fs_wino {
     struct fs_wino *prev, *next; /* fs->winos */
     struct fs_wino* hnext;       /* fs->wino_hash bucket */
     uint64_t ino;
-    bool trunc;       /* truncated to 0, not yet committed */
-    int64_t trunc_ns; /* when (CLOCK_MONOTONIC): the settle timer */
-    bool busy;        /* a commit of this ino is in flight */
-    bool running;     /* wino_run is on the stack */
-    /* The content of the commit in flight and whether this mount's kernel
-     * already holds exactly it (its own write through the page cache): its
-     * apply then needs no invalidation here (fs__change_is_ours). */
-    char* inflight;
-    size_t inflight_len;
-    bool inflight_exact;
+    struct fs_upd u;               /* pending (never while busy) */
+    struct fs_upd fl;              /* in flight (busy) */
+    bool busy;                     /* a commit of this ino is in flight */
+    bool running;                  /* wino_run is on the stack */
     struct fs_op *q_head, *q_tail; /* waiting for that commit, FIFO */
 };
 
@@ -120,21 +145,29 @@ struct fs_op {
     /* FS_REPLY_WRITE (fs_file.c) */
     struct fs_op* wnext; /* fs_wino queue */
     int wop;             /* FS_WOP_* */
+    int32_t tid;         /* the request's thread (0: the kernel's) */
     char* data;          /* WRITE bytes (libfuse's, or a copy) */
     bool data_owned;     /* data is our copy (a queued WRITE) */
     size_t size;         /* WRITE length */
     uint64_t off;        /* WRITE offset */
     bool append;         /* O_APPEND: at the end of the content */
+    bool writepage;      /* the kernel's write-back of mmap'd pages */
+    bool trunc;          /* SETATTR: an O_TRUNC-like truncation to 0 */
     uint64_t new_size;   /* SETATTR size */
-    uint64_t kview_seq;  /* BARRIER: notifications it waits for */
-    bool after_notify;   /* BARRIER: also wait for the notifier (OPEN) */
+    uint32_t set_mask;   /* SETATTR: STORE_SET_* joined to the update */
+    uint32_t mode, uid, gid;
+    int64_t atime_ns, mtime_ns;
+    uint64_t kview_seq; /* BARRIER: notifications it waits for */
+    bool after_notify;  /* BARRIER: also wait for the notifier (OPEN) */
 };
 
 enum {
     FS_WOP_WRITE = 1, /* WRITE: reply fuse_reply_write */
-    FS_WOP_RESIZE,    /* SETATTR(size): reply fuse_reply_attr */
-    FS_WOP_FSYNC,     /* FSYNC: reply fuse_reply_err */
-    FS_WOP_SETTLE,    /* internal: commit a deferred truncation */
+    FS_WOP_SETATTR,   /* SETATTR joined to the update: fuse_reply_attr */
+    FS_WOP_FLUSH,     /* FLUSH: commit if the update is the caller's */
+    FS_WOP_FSYNC,     /* FSYNC: commit; reply fuse_reply_err */
+    FS_WOP_SETTLE,    /* internal: commit an update no writer will close */
+    FS_WOP_RENAME,    /* RENAME carrying the update: fuse_reply_err */
 };
 
 struct fs_notify_item {
@@ -190,6 +223,8 @@ struct fs {
     struct fs_op* kview_wait;  /* read barriers waiting for the notifier */
     struct fs_op** kview_tail; /* where the next waiter goes */
     uint64_t held_bytes;       /* copies of queued WRITEs (fs_held_bytes) */
+    uint64_t pending_bytes;    /* buffers of updates (fs_options) */
+    int64_t pending_warn_ns;   /* last "pending bytes full" log line */
 };
 
 /* fs.c */
@@ -206,23 +241,35 @@ void fs__barrier(struct fs* f, struct fs_op* op);
 bool fs__name_bad(fuse_req_t req, const char* name);
 int64_t fs__now_ns(void);
 
-/* fs_file.c */
+/* fs_file.c, fs_write.c */
 /* A WRITE op's proposal finished (called by fs.c's proposal callback). */
 void fs__write_done(struct fs_op* op, const struct store_result* res);
-/* Size of ino as this mount's writers see it (a deferred truncation):
- * true and *size set when it differs from the store's. */
+/* Size of ino as this mount's writers see it (a pending update or a
+ * commit in flight): true and *size set when it differs from the store's. */
 bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size);
-/* SETATTR(size) of a regular store file: replies. */
-void fs__setattr_size(struct fs* f,
+/* Overlay ino's pending update (size, joined attributes) on *a, the
+ * store's attributes: true when there is one (reply with timeout 0, so the
+ * kernel asks again once it is committed). */
+bool fs__pending_attr(const struct fs* f, struct store_attr* a);
+/* The content of ino's pending update (or commit in flight), borrowed
+ * until the next write-path event: 1, or 0 when there is none. */
+int fs__pending_read(const struct fs* f,
+                     uint64_t ino,
+                     const void** data,
+                     size_t* len);
+/* SETATTR of a regular store file carrying c's fields (STORE_OP_SETATTR):
+ * joined to its pending update, or proposed. Replies. with_fh: made
+ * through an open file (ftruncate). */
+void fs__setattr_file(struct fs* f,
                       fuse_req_t req,
-                      uint64_t ino,
-                      uint64_t size,
-                      int to_set);
-/* Commit ino's deferred truncation now (before a proposal that must land
- * after it, e.g. explicit times). */
-void fs__settle_ino(struct fs* f, uint64_t ino);
-/* CREATE of a name that exists (no O_EXCL): reply from local state and
- * defer the truncation when O_TRUNC. */
+                      const struct store_cmd* c,
+                      int to_set,
+                      bool with_fh);
+/* RENAME: carries the source's pending update when the caller wrote it
+ * (one entry). Replies. */
+void fs__rename(struct fs* f, fuse_req_t req, struct store_cmd* c);
+/* CREATE of a name that exists (no O_EXCL): reply from local state; an
+ * O_TRUNC becomes the pending update's truncation. */
 void fs__create_existing(struct fs* f,
                          fuse_req_t req,
                          const struct store_attr* a,

@@ -46,6 +46,7 @@ struct mount_opts {
     const char* fuse_opts; /* extra -o options */
     bool foreground;
     bool linearizable;
+    uint64_t pending_bytes; /* fs_options.pending_bytes_max (0: default) */
     struct node_options node;
     char data_dir[PATH_MAX];
 };
@@ -160,6 +161,10 @@ static void usage_mount(FILE* out)
         "  --file-size-max BYTES      largest file (default 1048576): EFBIG\n"
         "  --quota-bytes BYTES        total live bytes (default 2 GiB): "
         "ENOSPC\n"
+        "  --pending-bytes BYTES      file updates written on this mount and\n"
+        "                             not yet closed, in bytes (default\n"
+        "                             67108864 = 64 MiB): past it a write\n"
+        "                             fails with ENOSPC, its update dropped\n"
         "\n"
         "Stop with `fusermount3 -u MOUNTPOINT`, `umount MOUNTPOINT` or "
         "SIGTERM.\n");
@@ -203,6 +208,7 @@ enum {
     OPT_MOUNT_STALE,
     OPT_SNAPSHOT_BYTES,
     OPT_HISTORY_BYTES,
+    OPT_PENDING_BYTES,
 };
 
 static const struct option mount_long[] = {
@@ -227,6 +233,7 @@ static const struct option mount_long[] = {
     {"mount-stale", no_argument, NULL, OPT_MOUNT_STALE},
     {"snapshot-bytes", required_argument, NULL, OPT_SNAPSHOT_BYTES},
     {"history-bytes", required_argument, NULL, OPT_HISTORY_BYTES},
+    {"pending-bytes", required_argument, NULL, OPT_PENDING_BYTES},
     {NULL, 0, NULL, 0},
 };
 
@@ -285,6 +292,9 @@ static int parse_one(struct mount_opts* mo, int c, const char* arg)
     case OPT_SNAPSHOT_BYTES: /* 0: no byte limit; else at least 1 MiB */
         return parse_u64(arg, &o->snapshot_bytes) != 0 ||
                (o->snapshot_bytes != 0 && o->snapshot_bytes < (1u << 20));
+    case OPT_PENDING_BYTES:
+        return parse_u64(arg, &mo->pending_bytes) != 0 ||
+               mo->pending_bytes == 0;
     case OPT_HISTORY_BYTES: /* 0: no limit; else at least 1 MiB */
         return parse_u64(arg, &o->history_bytes) != 0 ||
                (o->history_bytes != 0 && o->history_bytes < (1u << 20));
@@ -641,6 +651,9 @@ static int run_node(struct app* a)
     fo.settle_timer = &a->settle_timer;
     fo.notify_async = &a->notify_async;
     fo.linearizable = a->mo->linearizable;
+    if (a->mo->pending_bytes != 0) {
+        fo.pending_bytes_max = a->mo->pending_bytes;
+    }
     if (a->mo->node.store.file_size_max != 0) {
         fo.file_size_max = a->mo->node.store.file_size_max;
     } else {

@@ -274,6 +274,39 @@ static int get_file(struct store* st, uint64_t ino, struct entry** e)
     return (*e)->type == STORE_FILE ? 0 : -EINVAL;
 }
 
+/* A WRITE's content and the attributes it sets (its own time for mtime,
+ * unless it sets one). */
+static void set_content(const struct store_cmd* c, struct store_rec* r)
+{
+    r->content = c->data;
+    r->content_len = (uint32_t)c->data_len;
+    r->mtime_ns = c->now_ns;
+    if ((c->set_mask & STORE_SET_MODE) != 0) {
+        r->mode = c->mode & 07777;
+    }
+    if ((c->set_mask & STORE_SET_UID) != 0) {
+        r->uid = c->uid;
+    }
+    if ((c->set_mask & STORE_SET_GID) != 0) {
+        r->gid = c->gid;
+    }
+    if ((c->set_mask & STORE_SET_ATIME) != 0) {
+        r->atime_ns = c->atime_ns;
+    }
+    if ((c->set_mask & STORE_SET_MTIME) != 0) {
+        r->mtime_ns = c->mtime_ns;
+    }
+}
+
+/* Checks of a WRITE's content for file e. */
+static int check_content(struct apply_ctx* x, const struct entry* e)
+{
+    if (x->c->data_len > x->st->opt.file_size_max) {
+        return -EFBIG;
+    }
+    return check_quota(x->st, e->size, x->c->data_len);
+}
+
 static int op_write(struct apply_ctx* x)
 {
     struct entry* e;
@@ -282,18 +315,13 @@ static int op_write(struct apply_ctx* x)
     if (rv != 0) {
         return rv;
     }
-    if (c->data_len > x->st->opt.file_size_max) {
-        return -EFBIG;
-    }
-    rv = check_quota(x->st, e->size, c->data_len);
+    rv = check_content(x, e);
     if (rv != 0) {
         return rv;
     }
     struct store_rec r;
     store__rec_from_entry(e, &r);
-    r.content = c->data;
-    r.content_len = (uint32_t)c->data_len;
-    r.mtime_ns = c->now_ns;
+    set_content(c, &r);
     modified(x, &r);
     x->ino = c->ino;
     store__notify(x, c->ino, 0, NULL, false);
@@ -427,6 +455,22 @@ static int rename_check(struct apply_ctx* x, struct mv* m)
     if (m->src == NULL || ((f & STORE_EXCHANGE) && m->dst == NULL)) {
         return -ENOENT;
     }
+    if ((f & STORE_WITH_DATA) != 0) {
+        /* the content of the file it renames: that file, no exchange */
+        if ((f & STORE_EXCHANGE) != 0 || m->src->ino != c->ino ||
+            m->src->type != STORE_FILE) {
+            return -EINVAL;
+        }
+        rv = check_content(x, m->src);
+        if (rv == 0 && m->dst != NULL && m->dst != m->src &&
+            m->dst->type == STORE_FILE) {
+            /* the replaced file's bytes are freed by the same entry */
+            rv = check_quota(st, m->src->size + m->dst->size, c->data_len);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+    }
     if ((f & STORE_NOREPLACE) && m->dst != NULL) {
         return -EEXIST;
     }
@@ -462,6 +506,9 @@ static void move_entry(struct apply_ctx* x,
 {
     struct store_rec r;
     store__rec_from_entry(e, &r);
+    if ((x->c->flags & STORE_WITH_DATA) != 0 && e->ino == x->c->ino) {
+        set_content(x->c, &r);
+    }
     r.parent = to->ino;
     r.name = name;
     r.name_len = (uint16_t)strlen(name);

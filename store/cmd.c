@@ -20,8 +20,9 @@ enum {
     CMD_STRING_MAX = STORE_PATH_LIMIT, /* bound on an encoded name */
 };
 #define CMD_DATA_MAX STORE_FILE_SIZE_LIMIT
-#define CMD_FLAGS_ALL \
-    (STORE_EXCL | STORE_NOREPLACE | STORE_EXCHANGE | STORE_TRUNC)
+#define CMD_FLAGS_ALL                                              \
+    (STORE_EXCL | STORE_NOREPLACE | STORE_EXCHANGE | STORE_TRUNC | \
+     STORE_WITH_DATA)
 #define CMD_SET_ALL                                                    \
     (STORE_SET_MODE | STORE_SET_UID | STORE_SET_GID | STORE_SET_SIZE | \
      STORE_SET_ATIME | STORE_SET_MTIME)

@@ -161,7 +161,9 @@ enum store_op {
     STORE_OP_CREATE = 1, /* regular file; flags STORE_EXCL */
     STORE_OP_MKDIR = 2,
     STORE_OP_SYMLINK = 3, /* data = target */
-    STORE_OP_WRITE = 4,   /* replace ino's whole content with data */
+    STORE_OP_WRITE = 4,   /* replace ino's whole content with data; and
+                             set the attributes set_mask selects (not
+                             SIZE): one entry per file update */
     STORE_OP_SETATTR = 5, /* set_mask selects fields */
     STORE_OP_UNLINK = 6,
     STORE_OP_RMDIR = 7,
@@ -186,6 +188,10 @@ enum store_cmd_flags {
     STORE_NOREPLACE = 1u << 1, /* RENAME_NOREPLACE */
     STORE_EXCHANGE = 1u << 2,  /* RENAME_EXCHANGE */
     STORE_TRUNC = 1u << 3,     /* CREATE of an existing file: truncate */
+    /* RENAME of the regular file `ino` (the source) that also replaces its
+     * content with data and sets the attributes set_mask selects, as a
+     * WRITE would: one entry for write-temp-then-rename. */
+    STORE_WITH_DATA = 1u << 4,
 };
 
 enum store_set {

@@ -1,0 +1,1068 @@
+/* fs_write.c - close-to-commit writes (DESIGN §3, docs/consistency.md).
+ *
+ * One file update, one entry. Every write-path request on a regular file
+ * of this mount changes the inode's pending update (struct fs_upd): the
+ * whole new content, built from the committed content (or nothing after
+ * an O_TRUNC) patched with the written bytes, plus the attributes set
+ * through it. WRITE is answered at once. The update becomes one
+ * STORE_OP_WRITE proposal (content and joined attributes together) at:
+ *
+ *   - its writer's FLUSH (close): close() returns once the entry is
+ *     committed, durable on a quorum and applied here, with its error
+ *     (EIO: no quorum; ENOSPC: quota; EFBIG: size);
+ *   - FSYNC / FDATASYNC, from anyone;
+ *   - a RENAME of the file by its writer: the entry is the rename and the
+ *     content together (write-temp-then-rename);
+ *   - the settle timer, for updates no writer will close: the kernel's
+ *     write-back of mmap'd pages (WRITEs of no thread) and truncations
+ *     (O_TRUNC, truncate(2)) no write followed;
+ *   - a clean unmount (fs_quiesce).
+ *
+ * Who wrote it. FUSE tells the thread of each request, not the open file:
+ * an update remembers the threads that wrote it (owners). A FLUSH from
+ * another thread commits only if it is of the same process, resolved
+ * through /proc/TID/status on that rare path (or if no writer is alive any
+ * more, or more threads wrote than are remembered). So a `cat` closing the
+ * file while its writer is mid-way publishes nothing.
+ *
+ * bash `cmd > f` opens f, dup2s it and closes the original fd (a FLUSH)
+ * before cmd writes: a FLUSH of an update that is only a truncation does
+ * not commit it, the writer's next one does (`: > f` flushes twice), or
+ * the settle timer.
+ *
+ * A failed update changes nothing anywhere: a write past the size limit
+ * (EFBIG) or past the pending bytes (ENOSPC) discards the update at once;
+ * the error is that write()'s and again its writer's close(); the kernel
+ * is told to drop what it holds of the file. A failed commit (EIO, quota)
+ * likewise. A file unlinked while open for writing: its update is dropped
+ * at the close (nothing to commit to), as a local file's data would be.
+ *
+ * Commits of one inode are serialized: a request that arrives while one is
+ * in flight waits in the inode's queue and then applies to a new update
+ * built from the content that commit produced.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_internal.h"
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- per-inode state ---- */
+
+static size_t wino_bucket(uint64_t ino)
+{
+    return (size_t)((ino * UINT64_C(0x9E3779B97F4A7C15)) >> 32) &
+           (FS_WINO_BUCKETS - 1);
+}
+
+static struct fs_wino* wino_find(const struct fs* f, uint64_t ino)
+{
+    struct fs_wino* w;
+
+    if (f->winos.next == &f->winos) {
+        return NULL; /* the common case: nothing pending */
+    }
+    for (w = f->wino_hash[wino_bucket(ino)]; w != NULL; w = w->hnext) {
+        if (w->ino == ino) {
+            return w;
+        }
+    }
+    return NULL;
+}
+
+static void wino_unlink(struct fs* f, struct fs_wino* w)
+{
+    struct fs_wino** p = &f->wino_hash[wino_bucket(w->ino)];
+
+    while (*p != w) {
+        p = &(*p)->hnext;
+    }
+    *p = w->hnext;
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
+}
+
+static struct fs_wino* wino_get(struct fs* f, uint64_t ino)
+{
+    struct fs_wino* w = wino_find(f, ino);
+
+    if (w != NULL) {
+        return w;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return NULL;
+    }
+    w->ino = ino;
+    w->next = f->winos.next;
+    w->prev = &f->winos;
+    f->winos.next->prev = w;
+    f->winos.next = w;
+    w->hnext = f->wino_hash[wino_bucket(ino)];
+    f->wino_hash[wino_bucket(ino)] = w;
+    return w;
+}
+
+static void quiesced_cb(uv_timer_t* t)
+{
+    struct fs* f = t->data;
+    void (*cb)(void* data) = f->quiesce_cb;
+
+    f->quiesce_cb = NULL;
+    cb(f->quiesce_data);
+}
+
+static void quiesce_check(struct fs* f)
+{
+    if (f->quiesce_cb != NULL && f->winos.next == &f->winos) {
+        uv_timer_start(f->settle, quiesced_cb, 0, 0); /* the next turn */
+    }
+}
+
+static void upd_free(struct fs* f, struct fs_upd* u)
+{
+    f->pending_bytes -= u->cap;
+    free(u->buf);
+    memset(u, 0, sizeof(*u));
+}
+
+static void wino_put(struct fs* f, struct fs_wino* w)
+{
+    if (w->u.on || w->busy || w->q_head != NULL || w->running) {
+        return;
+    }
+    wino_unlink(f, w);
+    free(w);
+    quiesce_check(f);
+}
+
+static void settle_arm(struct fs* f)
+{
+    if (f->quiesce_cb == NULL && !uv_is_active((uv_handle_t*)f->settle)) {
+        uv_timer_start(f->settle, fs__settle_cb, FS_SETTLE_MS, 0);
+    }
+}
+
+/* The update this mount reads for ino: pending, or in flight. */
+static const struct fs_upd* upd_visible(const struct fs* f, uint64_t ino)
+{
+    const struct fs_wino* w = wino_find(f, ino);
+
+    if (w == NULL) {
+        return NULL;
+    }
+    if (w->u.on && w->u.err == 0) {
+        return &w->u;
+    }
+    if (w->busy && w->fl.err == 0) {
+        return &w->fl;
+    }
+    return NULL;
+}
+
+bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size)
+{
+    const struct fs_upd* u = upd_visible(f, ino);
+
+    if (u == NULL) {
+        return false;
+    }
+    *size = u->len;
+    return true;
+}
+
+bool fs__pending_attr(const struct fs* f, struct store_attr* a)
+{
+    const struct fs_upd* u = upd_visible(f, a->ino);
+
+    if (u == NULL) {
+        return false;
+    }
+    a->size = u->len;
+    if (u->set_mask & STORE_SET_MODE) {
+        a->mode = u->mode;
+    }
+    if (u->set_mask & STORE_SET_UID) {
+        a->uid = u->uid;
+    }
+    if (u->set_mask & STORE_SET_GID) {
+        a->gid = u->gid;
+    }
+    if (u->set_mask & STORE_SET_ATIME) {
+        a->atime_ns = u->atime_ns;
+    }
+    if (u->set_mask & STORE_SET_MTIME) {
+        a->mtime_ns = u->mtime_ns;
+    }
+    return true;
+}
+
+int fs__pending_read(const struct fs* f,
+                     uint64_t ino,
+                     const void** data,
+                     size_t* len)
+{
+    const struct fs_upd* u = upd_visible(f, ino);
+
+    if (u == NULL) {
+        return 0;
+    }
+    *data = u->buf;
+    *len = u->len;
+    return 1;
+}
+
+uint64_t fs_held_bytes(const struct fs* f)
+{
+    return f->held_bytes;
+}
+
+/* ---- owners ---- */
+
+/* The process of thread tid, from /proc (0: gone or unreadable). */
+static int32_t tgid_of(int32_t tid)
+{
+    char path[64], buf[512];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+    buf[n] = '\0';
+    const char* p = strstr(buf, "\nTgid:");
+    return p != NULL ? (int32_t)strtol(p + 6, NULL, 10) : 0;
+}
+
+static void owner_add(struct fs_upd* u, int32_t tid)
+{
+    if (tid <= 0 || u->many) {
+        return; /* the kernel's own write-back has no writer */
+    }
+    for (size_t i = 0; i < u->n_owners; i++) {
+        if (u->owners[i].tid == tid) {
+            return;
+        }
+    }
+    if (u->n_owners == FS_UPD_OWNERS) {
+        u->many = true;
+        return;
+    }
+    u->owners[u->n_owners].tid = tid;
+    u->owners[u->n_owners].tgid = 0;
+    u->n_owners++;
+}
+
+/* Whether a request of thread tid may finish u: a thread that wrote it,
+ * or one of the same process, or anyone once no writer is known to be
+ * alive (write-back only, or its writers are gone). */
+static bool owner_is(struct fs_upd* u, int32_t tid)
+{
+    int32_t tgid = 0;
+    bool alive = false;
+
+    if (u->many || u->n_owners == 0) {
+        return true;
+    }
+    for (size_t i = 0; i < u->n_owners; i++) {
+        if (u->owners[i].tid == tid) {
+            return true; /* the common case: no /proc read */
+        }
+    }
+    if (tid > 0) {
+        tgid = tgid_of(tid);
+    }
+    for (size_t i = 0; i < u->n_owners; i++) {
+        struct fs_owner* o = &u->owners[i];
+        if (o->tgid == 0) {
+            o->tgid = tgid_of(o->tid);
+            if (o->tgid == 0) {
+                o->tgid = -1;
+            }
+        }
+        if (o->tgid > 0) {
+            alive = true;
+            if (o->tgid == tgid || o->tid == tgid) {
+                return true;
+            }
+        }
+    }
+    return !alive;
+}
+
+/* ---- the pending update ---- */
+
+/* The kernel holds something other than the committed content of ino
+ * (a discarded update, a write placed elsewhere): make it read again. */
+static void kernel_drop(struct fs* f, uint64_t ino)
+{
+    fs__notify_push(&f->notify, ino, 0, NULL);
+}
+
+/* Discard w's pending update with err: nothing of it is committed. */
+static void upd_discard(struct fs* f, struct fs_wino* w, int err)
+{
+    struct fs_upd keep = w->u;
+
+    keep.buf = NULL;
+    upd_free(f, &w->u);
+    w->u = keep;
+    w->u.cap = 0;
+    w->u.len = 0;
+    w->u.set_mask = 0;
+    w->u.trunc_only = false;
+    w->u.err = err;
+    w->u.touch_ns = mono_ns();
+    kernel_drop(f, w->ino);
+    settle_arm(f);
+}
+
+/* Room for len bytes in u's buffer; -ENOSPC past the pending bytes. */
+static int upd_reserve(struct fs* f, struct fs_upd* u, size_t len)
+{
+    size_t cap;
+    char* nb;
+
+    if (len <= u->cap) {
+        return 0;
+    }
+    cap = u->cap > 0 ? u->cap : 4096;
+    while (cap < len) {
+        cap *= 2;
+    }
+    if (cap > f->o.file_size_max && len <= f->o.file_size_max) {
+        cap = (size_t)f->o.file_size_max;
+    }
+    if (f->pending_bytes - u->cap + cap > f->o.pending_bytes_max) {
+        int64_t now = mono_ns();
+        if (now - f->pending_warn_ns > INT64_C(10000000000)) {
+            f->pending_warn_ns = now;
+            fprintf(stderr,
+                    "quorumfs: WARN: pending writes on this mount reached "
+                    "--pending-bytes (%llu bytes): a write that needs more "
+                    "fails with ENOSPC and its file update is discarded\n",
+                    (unsigned long long)f->o.pending_bytes_max);
+        }
+        return -ENOSPC;
+    }
+    nb = realloc(u->buf, cap);
+    if (nb == NULL) {
+        return -ENOMEM;
+    }
+    f->pending_bytes += cap - u->cap;
+    u->buf = nb;
+    u->cap = cap;
+    return 0;
+}
+
+/* Start an update of w if none: the committed content (none when trunc),
+ * and the current attributes (nothing joined yet). */
+static int upd_begin(struct fs* f, struct fs_wino* w, bool trunc)
+{
+    const void* base = NULL;
+    size_t base_len = 0;
+    int rv;
+
+    if (w->u.on) {
+        return 0;
+    }
+    assert(!w->busy);
+    if (!trunc) {
+        rv = store_read(node_store(f->node), w->ino, &base, &base_len);
+        if (rv == -ENOENT) {
+            base_len = 0; /* removed: written into the void, as locally */
+        } else if (rv != 0) {
+            return rv;
+        }
+    }
+    memset(&w->u, 0, sizeof(w->u));
+    rv = upd_reserve(f, &w->u, base_len);
+    if (rv != 0) {
+        return rv;
+    }
+    if (base_len > 0) {
+        memcpy(w->u.buf, base, base_len);
+    }
+    w->u.len = base_len;
+    w->u.on = true;
+    w->u.trunc_only = trunc;
+    w->u.touch_ns = mono_ns();
+    settle_arm(f);
+    return 0;
+}
+
+/* Resize the update's content (zero-filled). */
+static int upd_resize(struct fs* f, struct fs_upd* u, size_t len)
+{
+    int rv = upd_reserve(f, u, len);
+
+    if (rv != 0) {
+        return rv;
+    }
+    if (len > u->len) {
+        memset(u->buf + u->len, 0, len - u->len);
+    }
+    u->len = len;
+    return 0;
+}
+
+/* ---- requests on the update ---- */
+
+static void op_drop(struct fs_op* op)
+{
+    if (op->data_owned) {
+        op->fs->held_bytes -= op->size;
+        free(op->data);
+    }
+    fs__op_free(op);
+}
+
+static void op_reply_err(struct fs_op* op, int err)
+{
+    if (op->req != NULL) {
+        fuse_reply_err(op->req, err);
+    }
+}
+
+static void reply_attr_of(struct fs* f, fuse_req_t req, uint64_t ino)
+{
+    struct store_attr a;
+    struct stat st;
+    double timeout = f->o.attr_timeout_s;
+    int rv = store_getattr(node_store(f->node), ino, &a);
+
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    if (fs__pending_attr(f, &a)) {
+        timeout = 0;
+    }
+    fs__attr_to_stat(&a, &st);
+    fuse_reply_attr(req, &st, timeout);
+    fs__kview_forget(f, ino); /* the kernel holds the current revision */
+}
+
+/* A WRITE: patch the pending update; reply. Returns the errno replied. */
+static int do_write(struct fs* f, struct fs_wino* w, struct fs_op* op)
+{
+    struct fs_upd* u = &w->u;
+    uint64_t off = op->off, end;
+    int rv;
+
+    if (u->on && u->err != 0) {
+        return u->err; /* discarded: nothing more is kept of it */
+    }
+    rv = upd_begin(f, w, false);
+    if (rv != 0) {
+        return -rv;
+    }
+    if (op->append) {
+        off = u->len; /* the kernel's i_size may be another's */
+    }
+    end = off + op->size;
+    if (end > f->o.file_size_max) {
+        owner_add(u, op->tid);
+        upd_discard(f, w, EFBIG);
+        return EFBIG;
+    }
+    if (end > u->len) {
+        rv = upd_resize(f, u, (size_t)end);
+        if (rv != 0) {
+            owner_add(u, op->tid);
+            upd_discard(f, w, -rv);
+            return -rv;
+        }
+    }
+    if (op->size > 0) {
+        memcpy(u->buf + off, op->data, op->size);
+    }
+    if (!op->writepage) {
+        owner_add(u, op->tid);
+    }
+    u->trunc_only = false;
+    u->touch_ns = mono_ns();
+    if (off != op->off && !u->inexact) {
+        u->inexact = true; /* its page cache has the bytes elsewhere */
+        kernel_drop(f, w->ino);
+    }
+    return 0;
+}
+
+/* A SETATTR joined to the update (size and/or attributes). */
+static int do_setattr(struct fs* f, struct fs_wino* w, struct fs_op* op)
+{
+    struct fs_upd* u = &w->u;
+    int rv;
+
+    if (u->on && u->err != 0) {
+        return u->err;
+    }
+    rv = upd_begin(f, w, op->trunc);
+    if (rv != 0) {
+        return -rv;
+    }
+    if (op->trunc || (op->set_mask & STORE_SET_SIZE)) {
+        rv = upd_resize(f, u, op->trunc ? 0 : (size_t)op->new_size);
+        if (rv != 0) {
+            owner_add(u, op->tid);
+            upd_discard(f, w, -rv);
+            return -rv;
+        }
+        if (!op->trunc) {
+            u->trunc_only = false;
+        } else if (u->trunc_only) {
+            u->flushes = 0;
+        }
+    }
+    u->set_mask |= op->set_mask & ~(uint32_t)STORE_SET_SIZE;
+    if (op->set_mask & STORE_SET_MODE) {
+        u->mode = op->mode;
+    }
+    if (op->set_mask & STORE_SET_UID) {
+        u->uid = op->uid;
+    }
+    if (op->set_mask & STORE_SET_GID) {
+        u->gid = op->gid;
+    }
+    if (op->set_mask & STORE_SET_ATIME) {
+        u->atime_ns = op->atime_ns;
+    }
+    if (op->set_mask & STORE_SET_MTIME) {
+        u->mtime_ns = op->mtime_ns;
+    }
+    owner_add(u, op->tid);
+    u->touch_ns = mono_ns();
+    return 0;
+}
+
+/* Propose w's pending update for op, which the commit answers
+ * (fs__write_done). c: NULL for a WRITE of the inode, or the RENAME that
+ * carries it. */
+static void commit_start(struct fs* f,
+                         struct fs_wino* w,
+                         struct fs_op* op,
+                         struct store_cmd* c)
+{
+    struct store_cmd wc;
+    struct store_attr a;
+
+    assert(w->u.on && w->u.err == 0 && !w->busy);
+    if (c == NULL &&
+        store_getattr(node_store(f->node), w->ino, &a) == -ENOENT) {
+        upd_free(f, &w->u); /* unlinked while open: nothing to commit to */
+        op_reply_err(op, 0);
+        op_drop(op);
+        return;
+    }
+    if (c == NULL) {
+        memset(&wc, 0, sizeof(wc));
+        wc.op = STORE_OP_WRITE;
+        c = &wc;
+    }
+    c->ino = w->ino;
+    c->data = w->u.buf;
+    c->data_len = w->u.len;
+    c->set_mask = w->u.set_mask;
+    c->mode = w->u.mode;
+    c->uid = w->u.uid;
+    c->gid = w->u.gid;
+    c->atime_ns = w->u.atime_ns;
+    c->mtime_ns = w->u.mtime_ns;
+    w->fl = w->u;
+    memset(&w->u, 0, sizeof(w->u));
+    w->busy = true;
+    op->ino = w->ino;
+    fs__propose(f, op, c); /* on a refusal: fs__write_done, right away */
+}
+
+/* A FLUSH or FSYNC (or the settle timer) asks for the update: commit it,
+ * or answer now. */
+static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
+{
+    struct fs_upd* u = &w->u;
+
+    if (!u->on) {
+        op_reply_err(op, 0); /* everything before it is committed */
+        op_drop(op);
+        return;
+    }
+    if (op->wop == FS_WOP_FLUSH) {
+        if (!owner_is(u, op->tid)) {
+            op_reply_err(op, 0); /* another's unfinished update */
+            op_drop(op);
+            return;
+        }
+        if (u->err == 0 && u->trunc_only && u->flushes++ == 0) {
+            /* bash's close of the original fd after dup2: the write
+             * comes next. The writer's next FLUSH or the settle timer
+             * commits a truncation alone. */
+            u->touch_ns = mono_ns();
+            op_reply_err(op, 0);
+            op_drop(op);
+            return;
+        }
+    }
+    if (u->err != 0) {
+        int err = u->err;
+        upd_free(f, u); /* reported once, to its writer */
+        op_reply_err(op, err);
+        op_drop(op);
+        return;
+    }
+    commit_start(f, w, op, NULL);
+}
+
+/* Start queued ops of w until a commit is in flight (or none is left);
+ * frees w when nothing is left. Re-entered from fs__write_done when a
+ * proposal fails at once: the outer call goes on. */
+static void wino_run(struct fs* f, struct fs_wino* w)
+{
+    if (w->running) {
+        return;
+    }
+    w->running = true;
+    while (!w->busy && w->q_head != NULL) {
+        struct fs_op* op = w->q_head;
+        int err;
+        w->q_head = op->wnext;
+        if (w->q_head == NULL) {
+            w->q_tail = NULL;
+        }
+        op->wnext = NULL;
+        switch (op->wop) {
+        case FS_WOP_WRITE:
+            err = do_write(f, w, op);
+            if (err != 0) {
+                op_reply_err(op, err);
+            } else {
+                fuse_reply_write(op->req, op->size);
+            }
+            op_drop(op);
+            break;
+        case FS_WOP_SETATTR:
+            err = do_setattr(f, w, op);
+            if (err != 0) {
+                op_reply_err(op, err);
+            } else {
+                reply_attr_of(f, op->req, w->ino);
+            }
+            op_drop(op);
+            break;
+        default:
+            do_finish(f, w, op);
+            break;
+        }
+    }
+    w->running = false;
+    wino_put(f, w);
+}
+
+void fs__write_done(struct fs_op* op, const struct store_result* res)
+{
+    struct fs* f = op->fs;
+    struct fs_wino* w = wino_find(f, op->ino);
+
+    assert(op->kind == FS_REPLY_WRITE && w != NULL && w->busy);
+    if (op->req != NULL) {
+        fuse_reply_err(op->req, res->err != 0 ? -res->err : 0);
+    }
+    w->busy = false;
+    if (res->err == 0) {
+        upd_free(f, &w->fl);
+        fs__kview_forget(f, op->ino); /* it holds our revision */
+    } else if (op->wop == FS_WOP_RENAME && !w->u.on) {
+        w->u = w->fl; /* the rename failed: the update stays pending */
+        memset(&w->fl, 0, sizeof(w->fl));
+        settle_arm(f);
+    } else {
+        /* The kernel holds what was written; the file is what was
+         * committed before: make it read that again. */
+        upd_free(f, &w->fl);
+        kernel_drop(f, op->ino);
+    }
+    wino_run(f, w);
+}
+
+bool fs__change_is_ours(struct fs* f, uint64_t ino)
+{
+    const struct fs_wino* w = wino_find(f, ino);
+    const void* data;
+    size_t len;
+
+    if (w == NULL || !w->busy || w->fl.inexact ||
+        store_read(node_store(f->node), ino, &data, &len) != 0 ||
+        len != w->fl.len) {
+        return false;
+    }
+    return len == 0 || memcmp(data, w->fl.buf, len) == 0;
+}
+
+/* Queue op behind w's commit in flight, or run it now. Replies on
+ * error. w may be freed on return. */
+static void wino_submit(struct fs* f, struct fs_wino* w, struct fs_op* op)
+{
+    bool waits = w->busy || w->q_head != NULL;
+
+    if (waits && op->wop == FS_WOP_WRITE && op->size > 0) {
+        /* The request's buffer is libfuse's: keep a copy while queued. */
+        char* copy = malloc(op->size);
+        if (copy == NULL) {
+            op_reply_err(op, ENOMEM);
+            fs__op_free(op);
+            wino_put(f, w);
+            return;
+        }
+        memcpy(copy, op->data, op->size);
+        op->data = copy;
+        op->data_owned = true;
+        f->held_bytes += op->size;
+    }
+    if (w->q_tail != NULL) {
+        w->q_tail->wnext = op;
+    } else {
+        w->q_head = op;
+    }
+    w->q_tail = op;
+    if (!waits) {
+        wino_run(f, w);
+    }
+}
+
+/* A new write-path op of req (NULL: internal) for ino, and the inode's
+ * state; NULL after answering req with ENOMEM. */
+static struct fs_op* wop_for(struct fs* f,
+                             fuse_req_t req,
+                             uint64_t ino,
+                             int wop,
+                             struct fs_wino** w)
+{
+    struct fs_op* op;
+
+    *w = wino_get(f, ino);
+    if (*w == NULL) {
+        if (req != NULL) {
+            fuse_reply_err(req, ENOMEM);
+        }
+        return NULL;
+    }
+    op = fs__op_new(f, req, FS_REPLY_WRITE);
+    if (op == NULL) {
+        if (req != NULL) {
+            fuse_reply_err(req, ENOMEM);
+        }
+        wino_put(f, *w);
+        return NULL;
+    }
+    op->wop = wop;
+    op->ino = ino;
+    op->tid = req != NULL ? (int32_t)fuse_req_ctx(req)->pid : 0;
+    return op;
+}
+
+/* ---- the settle timer, unmount ---- */
+
+/* Whether w's update is one that no writer will close and is due. */
+static bool settle_due(struct fs_wino* w, int64_t now)
+{
+    struct fs_upd* u = &w->u;
+
+    if (!u->on || w->busy || w->q_head != NULL ||
+        now - u->touch_ns < (int64_t)FS_SETTLE_MS * 1000000) {
+        return false;
+    }
+    /* Write-back only, a truncation no write followed, or writers that
+     * are all gone. */
+    return u->n_owners == 0 || u->trunc_only || owner_is(u, 0);
+}
+
+void fs__settle_cb(uv_timer_t* t)
+{
+    struct fs* f = t->data;
+    struct fs_wino *w, *next;
+    int64_t now = mono_ns();
+    bool again = false;
+
+    for (w = f->winos.next; w != &f->winos; w = next) {
+        next = w->next;
+        if (!settle_due(w, now)) {
+            again = again || w->u.on;
+            continue;
+        }
+        struct fs_op* op = wop_for(f, NULL, w->ino, FS_WOP_SETTLE, &w);
+        if (op == NULL) {
+            again = true; /* out of memory: try again */
+            continue;
+        }
+        wino_submit(f, w, op);
+    }
+    if (again) {
+        uv_timer_start(f->settle, fs__settle_cb, FS_SETTLE_MS / 4, 0);
+    }
+}
+
+void fs_quiesce(struct fs* f, void (*cb)(void* data), void* data)
+{
+    struct fs_wino *w, *next;
+
+    assert(f->quiesce_cb == NULL && cb != NULL);
+    uv_timer_stop(f->settle);
+    f->quiesce_cb = cb;
+    f->quiesce_data = data;
+    /* Every pending update is committed (its writer's close never came:
+     * the unmount is its end), after whatever is queued. */
+    for (w = f->winos.next; w != &f->winos; w = next) {
+        next = w->next;
+        struct fs_op* op = wop_for(f, NULL, w->ino, FS_WOP_FSYNC, &w);
+        if (op == NULL) {
+            if (!w->busy && w->q_head == NULL) {
+                upd_free(f, &w->u); /* out of memory: lost, as in a crash */
+                wino_put(f, w);
+            }
+            continue;
+        }
+        wino_submit(f, w, op);
+    }
+    quiesce_check(f);
+}
+
+void fs__winos_free(struct fs* f)
+{
+    while (f->winos.next != &f->winos) {
+        struct fs_wino* w = f->winos.next;
+        while (w->q_head != NULL) {
+            struct fs_op* op = w->q_head;
+            w->q_head = op->wnext;
+            op_reply_err(op, ESHUTDOWN);
+            op_drop(op);
+        }
+        wino_unlink(f, w);
+        upd_free(f, &w->u);
+        upd_free(f, &w->fl);
+        free(w);
+    }
+}
+
+/* ---- requests ---- */
+
+void fs_write(fuse_req_t req,
+              fuse_ino_t ino,
+              const char* buf,
+              size_t size,
+              off_t off,
+              struct fuse_file_info* fi)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct fs_wino* w;
+    struct fs_op* op;
+
+    if (fs__is_virtual(ino) || fs__is_snap(ino)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    op = wop_for(f, req, ino, FS_WOP_WRITE, &w);
+    if (op == NULL) {
+        return;
+    }
+    op->data = (char*)buf; /* borrowed; copied if queued */
+    op->size = size;
+    op->off = (uint64_t)off;
+    op->append = (fi->flags & O_APPEND) != 0 && !fi->writepage;
+    op->writepage = fi->writepage != 0;
+    wino_submit(f, w, op);
+}
+
+void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct fs_wino* w = wino_find(f, ino);
+    struct fs_op* op;
+
+    (void)fi;
+    /* Every close() on the mount sends one: the cheapest answer when the
+     * inode has nothing pending (a cached `cat`). */
+    if (w == NULL || (!w->u.on && w->q_head == NULL)) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    op = wop_for(f, req, ino, FS_WOP_FLUSH, &w);
+    if (op != NULL) {
+        wino_submit(f, w, op);
+    }
+}
+
+void fs_fsync(fuse_req_t req,
+              fuse_ino_t ino,
+              int datasync,
+              struct fuse_file_info* fi)
+{
+    struct fs* f = fuse_req_userdata(req);
+    struct fs_wino* w = wino_find(f, ino);
+    struct fs_op* op;
+
+    (void)datasync;
+    (void)fi;
+    if (w == NULL || (!w->u.on && w->q_head == NULL && !w->busy)) {
+        fuse_reply_err(req, 0); /* everything committed is durable */
+        return;
+    }
+    op = wop_for(f, req, ino, FS_WOP_FSYNC, &w);
+    if (op != NULL) {
+        wino_submit(f, w, op);
+    }
+}
+
+/* Whether a SETATTR of ino by thread tid joins its pending update. */
+static bool joins(struct fs* f, uint64_t ino, int32_t tid)
+{
+    struct fs_wino* w = wino_find(f, ino);
+
+    return w != NULL && (w->busy || w->q_head != NULL || w->u.on) &&
+           (!w->u.on || owner_is(&w->u, tid));
+}
+
+void fs__setattr_file(struct fs* f,
+                      fuse_req_t req,
+                      const struct store_cmd* c,
+                      int to_set,
+                      bool with_fh)
+{
+    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
+    bool sized = (c->set_mask & STORE_SET_SIZE) != 0;
+    /* O_TRUNC (and truncate(2) to 0) arrive as SIZE|MTIME|CTIME with no
+     * file handle; ftruncate with one. */
+    bool trunc =
+        sized && !with_fh && c->size == 0 &&
+        (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
+                    FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) == 0;
+    struct fs_wino* w;
+    struct fs_op* op;
+
+    if (!trunc && !(sized && with_fh) && !joins(f, c->ino, tid)) {
+        /* Nothing of the caller's pending: its own entry. */
+        op = fs__op_new(f, req, FS_REPLY_ATTR);
+        if (op == NULL) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        op->ino = c->ino;
+        fs__propose(f, op, (struct store_cmd*)c);
+        return;
+    }
+    op = wop_for(f, req, c->ino, FS_WOP_SETATTR, &w);
+    if (op == NULL) {
+        return;
+    }
+    op->trunc = trunc;
+    op->new_size = c->size;
+    /* An O_TRUNC's times are the commit's. */
+    op->set_mask = trunc ? 0 : c->set_mask;
+    op->mode = c->mode;
+    op->uid = c->uid;
+    op->gid = c->gid;
+    op->atime_ns = c->atime_ns;
+    op->mtime_ns = c->mtime_ns;
+    wino_submit(f, w, op);
+}
+
+void fs__create_existing(struct fs* f,
+                         fuse_req_t req,
+                         const struct store_attr* a,
+                         struct fuse_file_info* fi)
+{
+    struct fuse_entry_param e;
+    struct store_attr cur = *a;
+
+    if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+        struct fs_wino* w = wino_get(f, a->ino);
+        int rv = w == NULL ? -ENOMEM : 0;
+        if (rv == 0 && !w->busy && w->q_head == NULL) {
+            if (w->u.on && w->u.err == 0) {
+                rv = upd_resize(f, &w->u, 0);
+            } else if (!w->u.on) {
+                rv = upd_begin(f, w, true);
+            }
+            if (rv == 0 && w->u.on) {
+                owner_add(&w->u, (int32_t)fuse_req_ctx(req)->pid);
+            }
+        }
+        /* (behind a commit in flight the truncation is not kept: rare,
+         * a CREATE of a name this mount just wrote through another
+         * dentry) */
+        if (w != NULL) {
+            wino_put(f, w);
+        }
+        if (rv != 0) {
+            fuse_reply_err(req, -rv);
+            return;
+        }
+    }
+    bool pending = fs__pending_attr(f, &cur);
+    fs__fill_entry(f, &cur, &e);
+    if (pending) {
+        e.attr_timeout = 0;
+    }
+    fs__file_open_flags(f, fi);
+    fuse_reply_create(req, &e, fi);
+}
+
+void fs__rename(struct fs* f, fuse_req_t req, struct store_cmd* c)
+{
+    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
+    struct store_attr a;
+    struct fs_wino* w = NULL;
+    struct fs_op* op;
+
+    if ((c->flags & STORE_EXCHANGE) == 0 &&
+        (c->parent != c->new_parent || strcmp(c->name, c->new_name) != 0) &&
+        store_lookup(node_store(f->node), c->parent, c->name, &a) == 0 &&
+        a.type == STORE_FILE) {
+        w = wino_find(f, a.ino);
+    }
+    if (w != NULL && w->u.on && w->u.err == 0 && !w->busy &&
+        w->q_head == NULL && owner_is(&w->u, tid)) {
+        /* write-temp-then-rename: the content and the rename are one
+         * entry */
+        op = fs__op_new(f, req, FS_REPLY_WRITE);
+        if (op == NULL) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        op->wop = FS_WOP_RENAME;
+        op->tid = tid;
+        c->flags |= STORE_WITH_DATA;
+        commit_start(f, w, op, c);
+        return;
+    }
+    /* Otherwise a pending update stays with its inode, under the new
+     * name. */
+    op = fs__op_new(f, req, FS_REPLY_ERR);
+    if (op == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fs__propose(f, op, c);
+}
