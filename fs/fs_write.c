@@ -781,6 +781,17 @@ static struct fs_op* wop_for(struct fs* f,
 
 /* ---- the settle timer, unmount ---- */
 
+/* Whether every thread that wrote u has exited (read now, not cached). */
+static bool owners_gone(const struct fs_upd* u)
+{
+    for (size_t i = 0; i < u->n_owners; i++) {
+        if (tgid_of(u->owners[i].tid) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Whether w's update is one that no writer will close and is due. */
 static bool settle_due(struct fs_wino* w, int64_t now)
 {
@@ -791,8 +802,9 @@ static bool settle_due(struct fs_wino* w, int64_t now)
         return false;
     }
     /* Write-back only, a truncation no write followed, or writers that
-     * are all gone. */
-    return u->n_owners == 0 || u->trunc_only || owner_is(u, 0);
+     * are all gone (their exit closed their files: a FLUSH that did not
+     * find them, e.g. from a process that inherited the fd). */
+    return u->n_owners == 0 || u->many || u->trunc_only || owners_gone(u);
 }
 
 void fs__settle_cb(uv_timer_t* t)
