@@ -814,6 +814,104 @@ static void test_in_place_updates(void)
     env_close(&e);
 }
 
+/* One file update, one entry (issue 11): a WRITE carries the attributes
+ * set through the update; a RENAME carries the content of the file it
+ * moves, checked whole before anything changes. */
+static void test_update_entries(void)
+{
+    struct store_options o;
+    store_options_default(&o);
+    o.file_size_max = 100;
+    o.quota_bytes = 150;
+    struct env e;
+    env_open(&e, &o);
+    uint64_t f, t, d;
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "f", 0, &f), 0);
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "tmp", 0, &t), 0);
+    CHECK_EQ(mk(&e, STORE_OP_MKDIR, 1, "d", 0, &d), 0);
+    struct store_cmd c = {.op = STORE_OP_WRITE,
+                          .ino = f,
+                          .data = "abc",
+                          .data_len = 3,
+                          .set_mask = STORE_SET_MODE | STORE_SET_UID |
+                                      STORE_SET_GID | STORE_SET_MTIME,
+                          .mode = 0600,
+                          .uid = 5,
+                          .gid = 6,
+                          .mtime_ns = 22};
+    struct store_stats s0, s1;
+    store_get_stats(e.st, &s0);
+    CHECK_EQ(run(&e, &c).err, 0);
+    store_get_stats(e.st, &s1);
+    CHECK_EQ(s1.revision, s0.revision + 1);
+    struct store_attr a;
+    const void* data;
+    size_t len;
+    CHECK_EQ(store_getattr(e.st, f, &a), 0);
+    CHECK_EQ(a.mode, 0600);
+    CHECK_EQ(a.uid, 5);
+    CHECK_EQ(a.gid, 6);
+    CHECK_EQ(a.mtime_ns, 22);
+    CHECK_EQ(a.size, 3);
+    /* without MTIME the content's time is the command's */
+    c.set_mask = 0;
+    CHECK_EQ(run(&e, &c).err, 0);
+    CHECK_EQ(store_getattr(e.st, f, &a), 0);
+    CHECK_EQ(a.mtime_ns, e.now);
+    CHECK_EQ(a.mode, 0600);
+
+    /* RENAME tmp -> f with tmp's new content: one revision */
+    struct store_cmd r = {.op = STORE_OP_RENAME,
+                          .parent = 1,
+                          .name = "tmp",
+                          .new_parent = 1,
+                          .new_name = "f",
+                          .flags = STORE_WITH_DATA,
+                          .ino = t,
+                          .data = "new",
+                          .data_len = 3};
+    char big[120];
+    memset(big, 'x', sizeof(big));
+    /* refused whole: another ino, too big, over the quota, a directory */
+    r.ino = f;
+    CHECK_EQ(run(&e, &r).err, -EINVAL);
+    r.ino = t;
+    r.data = big;
+    r.data_len = 101;
+    CHECK_EQ(run(&e, &r).err, -EFBIG);
+    uint64_t g;
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "g", 0, &g), 0);
+    CHECK_EQ(wr(&e, g, big, 100), 0);
+    r.data_len = 60; /* 100 (g) + 3 (f) + 60 > 150 */
+    CHECK_EQ(run(&e, &r).err, -ENOSPC);
+    r.name = "d";
+    r.ino = d;
+    r.data_len = 1;
+    CHECK_EQ(run(&e, &r).err, -EINVAL);
+    CHECK_EQ(store_read(e.st, t, &data, &len), 0);
+    CHECK_EQ(len, 0);
+    CHECK_EQ(ino_of(&e, 1, "tmp"), t);
+    store_get_stats(e.st, &s0);
+    r.name = "tmp";
+    r.ino = t;
+    r.data = "new";
+    r.data_len = 3;
+    r.set_mask = STORE_SET_MODE;
+    r.mode = 0640;
+    CHECK_EQ(run(&e, &r).err, 0);
+    store_get_stats(e.st, &s1);
+    CHECK_EQ(s1.revision, s0.revision + 1);
+    CHECK_EQ(ino_of(&e, 1, "tmp"), 0);
+    CHECK_EQ(ino_of(&e, 1, "f"), t);
+    CHECK_EQ(store_read(e.st, t, &data, &len), 0);
+    CHECK_EQ(len, 3);
+    CHECK_MEM(data, "new", 3);
+    CHECK_EQ(store_getattr(e.st, t, &a), 0);
+    CHECK_EQ(a.mode, 0640);
+    CHECK_EQ(store_getattr(e.st, f, &a), -ENOENT);
+    env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_root);
@@ -823,6 +921,7 @@ int main(void)
     RUN(test_setattr);
     RUN(test_remove);
     RUN(test_rename);
+    RUN(test_update_entries);
     RUN(test_dedup_and_errors);
     RUN(test_cancel);
     RUN(test_big_dir_and_memory);
