@@ -143,7 +143,7 @@ void fs__fill_entry(struct fs* f,
     /* This mount's own pending update or commit in flight: every reply
      * that carries attributes shows it, and only until it is committed. */
     struct store_attr cur = *a;
-    bool pending = a->type == STORE_FILE && fs__pending_attr(f, &cur);
+    bool pending = a->type == STORE_FILE && fs__pending_attr(f, &cur, -1);
     fs__attr_to_stat(&cur, &e->attr);
     e->attr_timeout = pending ? 0 : f->o.attr_timeout_s;
     e->entry_timeout = f->o.entry_timeout_s;
@@ -420,7 +420,7 @@ static void fs_getattr(fuse_req_t req,
         timeout = 0; /* the revision the kernel may hold (fs_kview.c) */
     }
     if (!fs__is_virtual(ino) && a.type == STORE_FILE &&
-        fs__pending_attr(f, &a)) {
+        fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) != 0) {
         timeout = 0; /* this mount's pending update, until committed */
     }
     fs__attr_to_stat(&a, &st);

@@ -262,7 +262,8 @@ static void setattr_reply_now(struct fs* f, fuse_req_t req, fuse_ino_t ino)
         fuse_reply_err(req, -rv);
         return;
     }
-    if (a.type == STORE_FILE && fs__pending_attr(f, &a)) {
+    if (a.type == STORE_FILE &&
+        fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) != 0) {
         timeout = 0; /* this mount's pending update */
     }
     fs__attr_to_stat(&a, &st);

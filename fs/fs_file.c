@@ -209,7 +209,8 @@ void fs_read(fuse_req_t req,
         fuse_reply_err(req, EISDIR);
         return;
     }
-    if (fs__pending_read(f, ino, &data, &len)) {
+    if (fs__pending_read(f, ino, (int32_t)fuse_req_ctx(req)->pid, &data,
+                         &len)) {
         /* This mount's own pending update (or commit in flight): what
          * its kernel was told and wrote through its page cache. */
         reply_slice(req, data, len, size, off);

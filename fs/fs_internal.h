@@ -95,10 +95,11 @@ struct fs_wino {
     struct fs_wino *prev, *next; /* fs->winos */
     struct fs_wino* hnext;       /* fs->wino_hash bucket */
     uint64_t ino;
-    struct fs_upd u;               /* pending (never while busy) */
-    struct fs_upd fl;              /* in flight (busy) */
-    bool busy;                     /* a commit of this ino is in flight */
-    bool running;                  /* wino_run is on the stack */
+    struct fs_upd u;  /* pending (never while busy) */
+    struct fs_upd fl; /* in flight (busy) */
+    bool busy;        /* a commit of this ino is in flight */
+    int done_err;     /* the last commit's result (positive errno) */
+    bool running;     /* wino_run is on the stack */
     struct fs_op *q_head, *q_tail; /* waiting for that commit, FIFO */
 };
 
@@ -153,6 +154,7 @@ struct fs_op {
     bool append;         /* O_APPEND: at the end of the content */
     bool writepage;      /* the kernel's write-back of mmap'd pages */
     bool trunc;          /* SETATTR: an O_TRUNC-like truncation to 0 */
+    bool of_flight;      /* FLUSH/FSYNC: waits for a commit of its writes */
     uint64_t new_size;   /* SETATTR size */
     uint32_t set_mask;   /* SETATTR: STORE_SET_* joined to the update */
     uint32_t mode, uid, gid;
@@ -244,17 +246,17 @@ int64_t fs__now_ns(void);
 /* fs_file.c, fs_write.c */
 /* A WRITE op's proposal finished (called by fs.c's proposal callback). */
 void fs__write_done(struct fs_op* op, const struct store_result* res);
-/* Size of ino as this mount's writers see it (a pending update or a
- * commit in flight): true and *size set when it differs from the store's. */
-bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size);
 /* Overlay ino's pending update (size, joined attributes) on *a, the
- * store's attributes: true when there is one (reply with timeout 0, so the
- * kernel asks again once it is committed). */
-bool fs__pending_attr(const struct fs* f, struct store_attr* a);
-/* The content of ino's pending update (or commit in flight), borrowed
- * until the next write-path event: 1, or 0 when there is none. */
+ * store's attributes, as requester tid (-1: an entry's attributes) may see
+ * it: 1 done, 2 there is one it may not see, 0 none. Non-zero: reply with
+ * timeout 0, so the kernel asks again once it is committed. */
+int fs__pending_attr(const struct fs* f, struct store_attr* a, int32_t tid);
+/* The content of ino's pending update (or commit in flight) as requester
+ * tid may see it, borrowed until the next write-path event: 1, or 0 when
+ * there is none to show. */
 int fs__pending_read(const struct fs* f,
                      uint64_t ino,
+                     int32_t tid,
                      const void** data,
                      size_t* len);
 /* SETATTR of a regular store file carrying c's fields (STORE_OP_SETATTR):

@@ -155,40 +155,53 @@ static void settle_arm(struct fs* f)
     }
 }
 
-/* The update this mount reads for ino: pending, or in flight. */
-static const struct fs_upd* upd_visible(const struct fs* f, uint64_t ino)
+static bool owner_tid(const struct fs_upd* u, int32_t tid)
+{
+    for (size_t i = 0; i < u->n_owners; i++) {
+        if (u->owners[i].tid == tid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The update of ino this mount reads (pending, or in flight): *hidden set
+ * when there is one that requester tid may not see. Serializable: every
+ * process of the mount sees it (one page cache, like a local file
+ * system). Linearizable (direct reads, no page cache): only the threads
+ * that wrote it, so that no other reader sees a value before its commit
+ * (tid -1: a reply to no one in particular, an entry's attributes). */
+static const struct fs_upd* upd_visible(const struct fs* f,
+                                        uint64_t ino,
+                                        int32_t tid,
+                                        bool* hidden)
 {
     const struct fs_wino* w = wino_find(f, ino);
+    const struct fs_upd* u = NULL;
 
+    *hidden = false;
     if (w == NULL) {
         return NULL;
     }
     if (w->u.on && w->u.err == 0) {
-        return &w->u;
+        u = &w->u;
+    } else if (w->busy && w->fl.err == 0) {
+        u = &w->fl;
     }
-    if (w->busy && w->fl.err == 0) {
-        return &w->fl;
+    if (u != NULL && f->o.linearizable && !owner_tid(u, tid)) {
+        *hidden = true;
+        return NULL;
     }
-    return NULL;
+    return u;
 }
 
-bool fs__pending_size(const struct fs* f, uint64_t ino, uint64_t* size)
+int fs__pending_attr(const struct fs* f, struct store_attr* a, int32_t tid)
 {
-    const struct fs_upd* u = upd_visible(f, ino);
+    bool hidden;
+    const struct fs_upd* u = upd_visible(f, a->ino, tid, &hidden);
 
     if (u == NULL) {
-        return false;
-    }
-    *size = u->len;
-    return true;
-}
-
-bool fs__pending_attr(const struct fs* f, struct store_attr* a)
-{
-    const struct fs_upd* u = upd_visible(f, a->ino);
-
-    if (u == NULL) {
-        return false;
+        return hidden ? 2 : 0;
     }
     a->size = u->len;
     if (u->set_mask & STORE_SET_MODE) {
@@ -206,15 +219,17 @@ bool fs__pending_attr(const struct fs* f, struct store_attr* a)
     if (u->set_mask & STORE_SET_MTIME) {
         a->mtime_ns = u->mtime_ns;
     }
-    return true;
+    return 1;
 }
 
 int fs__pending_read(const struct fs* f,
                      uint64_t ino,
+                     int32_t tid,
                      const void** data,
                      size_t* len)
 {
-    const struct fs_upd* u = upd_visible(f, ino);
+    bool hidden;
+    const struct fs_upd* u = upd_visible(f, ino, tid, &hidden);
 
     if (u == NULL) {
         return 0;
@@ -445,6 +460,7 @@ static void op_reply_err(struct fs_op* op, int err)
 
 static void reply_attr_of(struct fs* f, fuse_req_t req, uint64_t ino)
 {
+    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
     struct store_attr a;
     struct stat st;
     double timeout = f->o.attr_timeout_s;
@@ -454,7 +470,7 @@ static void reply_attr_of(struct fs* f, fuse_req_t req, uint64_t ino)
         fuse_reply_err(req, -rv);
         return;
     }
-    if (fs__pending_attr(f, &a)) {
+    if (fs__pending_attr(f, &a, tid) != 0) {
         timeout = 0;
     }
     fs__attr_to_stat(&a, &st);
@@ -602,7 +618,9 @@ static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
     struct fs_upd* u = &w->u;
 
     if (!u->on) {
-        op_reply_err(op, 0); /* everything before it is committed */
+        /* Everything before it is committed; it waited for a commit of
+         * its own writes: that commit's result. */
+        op_reply_err(op, op->of_flight ? w->done_err : 0);
         op_drop(op);
         return;
     }
@@ -687,6 +705,7 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
         fuse_reply_err(op->req, res->err != 0 ? -res->err : 0);
     }
     w->busy = false;
+    w->done_err = -res->err;
     if (res->err == 0) {
         upd_free(f, &w->fl);
         fs__kview_forget(f, op->ino); /* it holds our revision */
@@ -911,17 +930,23 @@ void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
 {
     struct fs* f = fuse_req_userdata(req);
     struct fs_wino* w = wino_find(f, ino);
+    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
+    bool of_flight = false;
     struct fs_op* op;
 
     (void)fi;
     /* Every close() on the mount sends one: the cheapest answer when the
      * inode has nothing pending (a cached `cat`). */
-    if (w == NULL || (!w->u.on && w->q_head == NULL)) {
+    if (w == NULL || (!w->u.on && w->q_head == NULL &&
+                      (!w->busy || !(of_flight = owner_is(&w->fl, tid))))) {
         fuse_reply_err(req, 0);
         return;
     }
+    /* A writer's close waits for the commit of its writes in flight (a
+     * FLUSH of its process may have started it), and reports its error. */
     op = wop_for(f, req, ino, FS_WOP_FLUSH, &w);
     if (op != NULL) {
+        op->of_flight = of_flight || (w->busy && owner_is(&w->fl, tid));
         wino_submit(f, w, op);
     }
 }
@@ -943,6 +968,7 @@ void fs_fsync(fuse_req_t req,
     }
     op = wop_for(f, req, ino, FS_WOP_FSYNC, &w);
     if (op != NULL) {
+        op->of_flight = w->busy; /* it waits for that commit */
         wino_submit(f, w, op);
     }
 }
@@ -1032,7 +1058,8 @@ void fs__create_existing(struct fs* f,
             return;
         }
     }
-    bool pending = fs__pending_attr(f, &cur);
+    bool pending =
+        fs__pending_attr(f, &cur, (int32_t)fuse_req_ctx(req)->pid) != 0;
     fs__fill_entry(f, &cur, &e);
     if (pending) {
         e.attr_timeout = 0;

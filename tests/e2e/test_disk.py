@@ -10,6 +10,7 @@ with the mount alive), the node starts again at once on the same mountpoint
 and data dir, and the tree holds every acknowledged write.
 """
 
+import ctypes
 import glob
 import os
 import signal
@@ -299,6 +300,34 @@ WORKERS = 4
 RESTART_MAX_S = 15.0
 
 
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def open_inheritable(path):
+    """open(O_WRONLY|O_CREAT|O_TRUNC) without O_CLOEXEC (Python's opens
+    always set it). Every close() of a file on the mount sends a FLUSH,
+    which waits while the killed node's connection is not aborted yet; the
+    restarted node is what aborts it here (without the watchdog), so the
+    process that starts it must not close the workers' descriptors: it
+    inherits them (close_fds=False) instead of closing them in the child
+    (close_fds) or at exec (O_CLOEXEC)."""
+    fd = LIBC.open(path.encode(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                   0o644)
+    if fd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), path)
+    return fd
+
+
+def start_inheriting(node):
+    """node.start(wait=False), its child keeping our descriptors (see
+    open_inheritable)."""
+    node._log = open(node.log_path, "ab")
+    node.proc = subprocess.Popen(node.cmd(node.extra_args),
+                                 stdout=node._log, stderr=node._log,
+                                 stdin=subprocess.DEVNULL, close_fds=False)
+
+
 def rename_worker(mnt, tid, tag, acked, stop):
     """Create, write and rename files in the mount root; a name goes into
     acked only once its rename returned (the write and the rename are
@@ -309,8 +338,11 @@ def rename_worker(mnt, tid, tag, acked, stop):
             tmp = os.path.join(mnt, "t%d-%d.tmp" % (tid, k))
             final = os.path.join(mnt, "t%d-%s-%d" % (tid, tag, k))
             data = ("worker %d round %d\n" % (tid, k)).encode() * 3
-            with open(tmp, "wb") as f:
-                f.write(data)
+            fd = open_inheritable(tmp)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
             os.rename(tmp, final)
             acked[os.path.basename(final)] = data
             k += 1
@@ -354,7 +386,7 @@ def test_kill9_under_renames_restarts_at_once(make_node, watchdog):
             snapshot = dict(acked)  # acknowledged before the kill returned
             t0 = time.monotonic()
             node.proc = None
-            node.start(node.extra_args, wait=False)
+            start_inheriting(node)
             node.wait_ready(timeout=60)
             restarts.append(time.monotonic() - t0)
             # the old process was freed: it exits (not a stuck zombie)

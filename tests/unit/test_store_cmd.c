@@ -122,7 +122,7 @@ static void test_malformed_fields(void)
         {1, 0},                   /* op */
         {1, 14},                  /* op (13: STORE_OP_CANCEL) */
         {2, 1},                   /* reserved */
-        {4, 0x10},                /* unknown flag */
+        {4, 0x20},                /* unknown flag */
         {68, 0x40},               /* unknown set bit */
         {96, 0xff},               /* name length */
         {100, 0xff}, {104, 0xff}, /* data length */
