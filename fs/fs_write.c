@@ -231,7 +231,11 @@ int fs__pending_read(const struct fs* f,
     bool hidden;
     const struct fs_upd* u = upd_visible(f, ino, tid, &hidden);
 
-    if (u == NULL) {
+    /* A truncation no write followed yet: this mount's kernel was told
+     * size 0 and reads nothing, so a READ now comes from a reader that
+     * sampled the size before it; the committed content is what goes
+     * with that size (an empty reply would be zero-filled to it). */
+    if (u == NULL || u->trunc_only) {
         return 0;
     }
     *data = u->buf;

@@ -115,15 +115,13 @@ def test_remote_reads_pair_size_and_bytes(make_cluster, mode):
     c.assert_same_trees()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known residue: on the writer's own mount, during open(O_TRUNC) + write "
-    "of a new value, 0-4 of ~750,000 reads in 5 s still return the new bytes "
-    "padded with NULs to the old size (1,374-1,550 per ~800,000 before the fix); "
-    "the close-to-commit write model (issue 11) replaces this path"))
 def test_own_mount_truncate_never_shows_nuls(make_node):
     """On the writer's own mount, between O_TRUNC and the write a reader may
     see the file empty (FUSE sends the truncation first), never NULs or a
-    mix of old and new bytes."""
+    mix of old and new bytes. (Before close-to-commit writes: 0-4 of
+    ~750,000 reads per 5 s were the new bytes NUL-padded to the old size;
+    with the pending update answered to READ while it was only the
+    truncation, every value's length in NULs.)"""
     n = make_node()
     n.start()
     path = n.path("own.conf")
