@@ -685,7 +685,7 @@ static void wino_run(struct fs* f, struct fs_wino* w)
             err = do_setattr(f, w, op);
             if (err != 0) {
                 op_reply_err(op, err);
-            } else {
+            } else if (op->req != NULL) {
                 reply_attr_of(f, op->req, w->ino);
             }
             op_drop(op);
@@ -1038,23 +1038,31 @@ void fs__create_existing(struct fs* f,
     struct fuse_entry_param e;
     struct store_attr cur = *a;
 
-    if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
+    bool trunc = (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY;
+
+    if (trunc) {
         struct fs_wino* w = wino_get(f, a->ino);
         int rv = w == NULL ? -ENOMEM : 0;
-        if (rv == 0 && !w->busy && w->q_head == NULL) {
+        if (rv == 0 && (w->busy || w->q_head != NULL)) {
+            /* behind the commit in flight, as an O_TRUNC's SETATTR
+             * would be (nobody to answer: the CREATE is answered now) */
+            struct fs_op* op = wop_for(f, NULL, a->ino, FS_WOP_SETATTR, &w);
+            rv = op == NULL ? -ENOMEM : 0;
+            if (op != NULL) {
+                op->tid = tid;
+                op->trunc = true;
+                wino_submit(f, w, op);
+            }
+        } else if (rv == 0) {
             if (w->u.on && w->u.err == 0) {
                 rv = upd_resize(f, &w->u, 0);
             } else if (!w->u.on) {
                 rv = upd_begin(f, w, true);
             }
             if (rv == 0 && w->u.on) {
-                owner_add(&w->u, (int32_t)fuse_req_ctx(req)->pid);
+                owner_add(&w->u, tid);
             }
-        }
-        /* (behind a commit in flight the truncation is not kept: rare,
-         * a CREATE of a name this mount just wrote through another
-         * dentry) */
-        if (w != NULL) {
             wino_put(f, w);
         }
         if (rv != 0) {
@@ -1062,11 +1070,14 @@ void fs__create_existing(struct fs* f,
             return;
         }
     }
-    bool pending =
-        fs__pending_attr(f, &cur, (int32_t)fuse_req_ctx(req)->pid) != 0;
+    bool pending = fs__pending_attr(f, &cur, tid) != 0;
     fs__fill_entry(f, &cur, &e);
-    if (pending) {
+    if (pending || trunc) {
         e.attr_timeout = 0;
+    }
+    if (trunc) {
+        e.attr.st_size = 0; /* the opener's view, queued or not */
+        e.attr.st_blocks = 0;
     }
     fs__file_open_flags(f, fi);
     fuse_reply_create(req, &e, fi);

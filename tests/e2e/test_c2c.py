@@ -497,6 +497,27 @@ def test_pending_at_clean_stop_and_kill9(make_node, procs):
     assert n.revision() == rev + 1
 
 
+def test_truncation_alone_settles_and_unmount_commits(node):
+    """open(O_TRUNC) + close() with no write and one FLUSH: this mount
+    shows the file empty at once, the settle timer commits it; pending at
+    an unmount (fusermount -u), it is committed, not lost."""
+    f = node.path("t")
+    sh("echo content > %s" % f)
+    rev = node.revision()
+    open(f, "w").close()
+    assert os.stat(f).st_size == 0
+    wait_for(lambda: node.revision() == rev + 1, timeout=5 * SETTLE_S,
+             what="the truncation committed by the settle timer")
+    assert at_rev(node, rev + 1, "t") == b""
+    sh("echo again > %s" % f)
+    rev = node.revision()
+    open(f, "w").close()
+    assert node.unmount_clean() == 0, node.log()
+    node.start()
+    assert read(f) == b""
+    assert node.revision() == rev + 1
+
+
 def test_pending_bytes_bounded(make_node, procs):
     """Past --pending-bytes a write fails with ENOSPC, its update is
     discarded (close reports it) and committed content stays."""
