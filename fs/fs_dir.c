@@ -271,6 +271,26 @@ static void setattr_reply_now(struct fs* f, fuse_req_t req, fuse_ino_t ino)
     fs__kview_forget(f, ino); /* the kernel holds the current revision */
 }
 
+/* Whether c sets only mode/uid/gid, each to what the requester sees. */
+static bool unchanged(struct fs* f,
+                      fuse_req_t req,
+                      const struct store_attr* a,
+                      const struct store_cmd* c)
+{
+    struct store_attr cur = *a;
+
+    if ((c->set_mask &
+         ~(uint32_t)(STORE_SET_MODE | STORE_SET_UID | STORE_SET_GID)) != 0) {
+        return false;
+    }
+    if (cur.type == STORE_FILE) {
+        fs__pending_attr(f, &cur, (int32_t)fuse_req_ctx(req)->pid);
+    }
+    return (!(c->set_mask & STORE_SET_MODE) || cur.mode == c->mode) &&
+           (!(c->set_mask & STORE_SET_UID) || cur.uid == c->uid) &&
+           (!(c->set_mask & STORE_SET_GID) || cur.gid == c->gid);
+}
+
 void fs_setattr(fuse_req_t req,
                 fuse_ino_t ino,
                 struct stat* attr,
@@ -324,6 +344,12 @@ void fs_setattr(fuse_req_t req,
     }
     struct store_attr a;
     int rv = store_getattr(node_store(f->node), ino, &a);
+    if (rv == 0 && unchanged(f, req, &a, &c)) {
+        /* chmod/chown to what it is already (vim's fchmod after its
+         * fsync): no entry (ctime stays) */
+        setattr_reply_now(f, req, ino);
+        return;
+    }
     if (rv == 0 && a.type == STORE_FILE) {
         /* Joined to this mount's pending update of the file when it is
          * the caller's (fs_write.c), else one proposal. */
