@@ -246,6 +246,42 @@ int64_t fs__now_ns(void);
 /* fs_file.c, fs_write.c */
 /* A WRITE op's proposal finished (called by fs.c's proposal callback). */
 void fs__write_done(struct fs_op* op, const struct store_result* res);
+/* fs_write.c, fs_owner.c: the pending update machinery, for fs_wreq.c. */
+/* ino's write state (NULL: none), or a new one (NULL: out of memory). */
+struct fs_wino* fs__wino_find(const struct fs* f, uint64_t ino);
+struct fs_wino* fs__wino_get(struct fs* f, uint64_t ino);
+/* Free w if nothing is pending, in flight or queued. */
+void fs__wino_put(struct fs* f, struct fs_wino* w);
+/* A new write-path op of req (NULL: internal) for ino and its state *w;
+ * NULL after answering req with ENOMEM. */
+struct fs_op* fs__wop_for(struct fs* f,
+                          fuse_req_t req,
+                          uint64_t ino,
+                          int wop,
+                          struct fs_wino** w);
+/* Run op now, or queue it behind w's commit in flight. Replies; w may be
+ * freed on return. */
+void fs__wino_submit(struct fs* f, struct fs_wino* w, struct fs_op* op);
+/* Thread tid wrote u (0: the kernel's write-back, not an owner). */
+void fs__owner_add(struct fs_upd* u, int32_t tid);
+/* Whether thread tid may finish u: one of its writers' threads or
+ * processes (/proc), or anyone when none is known to be alive. */
+bool fs__owner_is(struct fs_upd* u, int32_t tid);
+/* Whether tid is one of u's writer threads (no /proc read). */
+bool fs__owner_tid(const struct fs_upd* u, int32_t tid);
+/* Whether every thread that wrote u has exited (/proc, read now). */
+bool fs__owners_gone(const struct fs_upd* u);
+/* Start w's update if none: the committed content (none when trunc). */
+int fs__upd_begin(struct fs* f, struct fs_wino* w, bool trunc);
+/* Resize u's content (zero-filled); -ENOSPC past the pending bytes. */
+int fs__upd_resize(struct fs* f, struct fs_upd* u, size_t len);
+/* Propose w's pending update for op (a WRITE of it, or the RENAME c that
+ * carries it); fs__write_done answers op. */
+void fs__commit_start(struct fs* f,
+                      struct fs_wino* w,
+                      struct fs_op* op,
+                      struct store_cmd* c);
+
 /* Overlay ino's pending update (size, joined attributes) on *a, the
  * store's attributes, as requester tid (-1: an entry's attributes) may see
  * it: 1 done, 2 there is one it may not see, 0 none. Non-zero: reply with

@@ -40,6 +40,10 @@
  * Commits of one inode are serialized: a request that arrives while one is
  * in flight waits in the inode's queue and then applies to a new update
  * built from the content that commit produced.
+ *
+ * This file: the per-inode state, the update, its commits, the settle
+ * timer and unmount. fs_owner.c: who wrote an update. fs_wreq.c: the
+ * requests.
  */
 #include <assert.h>
 #include <errno.h>
@@ -67,7 +71,7 @@ static size_t wino_bucket(uint64_t ino)
            (FS_WINO_BUCKETS - 1);
 }
 
-static struct fs_wino* wino_find(const struct fs* f, uint64_t ino)
+struct fs_wino* fs__wino_find(const struct fs* f, uint64_t ino)
 {
     struct fs_wino* w;
 
@@ -94,9 +98,9 @@ static void wino_unlink(struct fs* f, struct fs_wino* w)
     w->next->prev = w->prev;
 }
 
-static struct fs_wino* wino_get(struct fs* f, uint64_t ino)
+struct fs_wino* fs__wino_get(struct fs* f, uint64_t ino)
 {
-    struct fs_wino* w = wino_find(f, ino);
+    struct fs_wino* w = fs__wino_find(f, ino);
 
     if (w != NULL) {
         return w;
@@ -138,7 +142,7 @@ static void upd_free(struct fs* f, struct fs_upd* u)
     memset(u, 0, sizeof(*u));
 }
 
-static void wino_put(struct fs* f, struct fs_wino* w)
+void fs__wino_put(struct fs* f, struct fs_wino* w)
 {
     if (w->u.on || w->busy || w->q_head != NULL || w->running) {
         return;
@@ -155,16 +159,6 @@ static void settle_arm(struct fs* f)
     }
 }
 
-static bool owner_tid(const struct fs_upd* u, int32_t tid)
-{
-    for (size_t i = 0; i < u->n_owners; i++) {
-        if (u->owners[i].tid == tid) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* The update of ino this mount reads (pending, or in flight): *hidden set
  * when there is one that requester tid may not see. Serializable: every
  * process of the mount sees it (one page cache, like a local file
@@ -176,7 +170,7 @@ static const struct fs_upd* upd_visible(const struct fs* f,
                                         int32_t tid,
                                         bool* hidden)
 {
-    const struct fs_wino* w = wino_find(f, ino);
+    const struct fs_wino* w = fs__wino_find(f, ino);
     const struct fs_upd* u = NULL;
 
     *hidden = false;
@@ -188,7 +182,7 @@ static const struct fs_upd* upd_visible(const struct fs* f,
     } else if (w->busy && w->fl.err == 0) {
         u = &w->fl;
     }
-    if (u != NULL && f->o.linearizable && !owner_tid(u, tid)) {
+    if (u != NULL && f->o.linearizable && !fs__owner_tid(u, tid)) {
         *hidden = true;
         return NULL;
     }
@@ -246,86 +240,6 @@ int fs__pending_read(const struct fs* f,
 uint64_t fs_held_bytes(const struct fs* f)
 {
     return f->held_bytes;
-}
-
-/* ---- owners ---- */
-
-/* The process of thread tid, from /proc (0: gone or unreadable). */
-static int32_t tgid_of(int32_t tid)
-{
-    char path[64], buf[512];
-    ssize_t n;
-    int fd;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return 0;
-    }
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0) {
-        return 0;
-    }
-    buf[n] = '\0';
-    const char* p = strstr(buf, "\nTgid:");
-    return p != NULL ? (int32_t)strtol(p + 6, NULL, 10) : 0;
-}
-
-static void owner_add(struct fs_upd* u, int32_t tid)
-{
-    if (tid <= 0 || u->many) {
-        return; /* the kernel's own write-back has no writer */
-    }
-    for (size_t i = 0; i < u->n_owners; i++) {
-        if (u->owners[i].tid == tid) {
-            return;
-        }
-    }
-    if (u->n_owners == FS_UPD_OWNERS) {
-        u->many = true;
-        return;
-    }
-    u->owners[u->n_owners].tid = tid;
-    u->owners[u->n_owners].tgid = 0;
-    u->n_owners++;
-}
-
-/* Whether a request of thread tid may finish u: a thread that wrote it,
- * or one of the same process, or anyone once no writer is known to be
- * alive (write-back only, or its writers are gone). */
-static bool owner_is(struct fs_upd* u, int32_t tid)
-{
-    int32_t tgid = 0;
-    bool alive = false;
-
-    if (u->many || u->n_owners == 0) {
-        return true;
-    }
-    for (size_t i = 0; i < u->n_owners; i++) {
-        if (u->owners[i].tid == tid) {
-            return true; /* the common case: no /proc read */
-        }
-    }
-    if (tid > 0) {
-        tgid = tgid_of(tid);
-    }
-    for (size_t i = 0; i < u->n_owners; i++) {
-        struct fs_owner* o = &u->owners[i];
-        if (o->tgid == 0) {
-            o->tgid = tgid_of(o->tid);
-            if (o->tgid == 0) {
-                o->tgid = -1;
-            }
-        }
-        if (o->tgid > 0) {
-            alive = true;
-            if (o->tgid == tgid || o->tid == tgid) {
-                return true;
-            }
-        }
-    }
-    return !alive;
 }
 
 /* ---- the pending update ---- */
@@ -395,7 +309,7 @@ static int upd_reserve(struct fs* f, struct fs_upd* u, size_t len)
 
 /* Start an update of w if none: the committed content (none when trunc),
  * and the current attributes (nothing joined yet). */
-static int upd_begin(struct fs* f, struct fs_wino* w, bool trunc)
+int fs__upd_begin(struct fs* f, struct fs_wino* w, bool trunc)
 {
     const void* base = NULL;
     size_t base_len = 0;
@@ -430,7 +344,7 @@ static int upd_begin(struct fs* f, struct fs_wino* w, bool trunc)
 }
 
 /* Resize the update's content (zero-filled). */
-static int upd_resize(struct fs* f, struct fs_upd* u, size_t len)
+int fs__upd_resize(struct fs* f, struct fs_upd* u, size_t len)
 {
     int rv = upd_reserve(f, u, len);
 
@@ -492,7 +406,7 @@ static int do_write(struct fs* f, struct fs_wino* w, struct fs_op* op)
     if (u->on && u->err != 0) {
         return u->err; /* discarded: nothing more is kept of it */
     }
-    rv = upd_begin(f, w, false);
+    rv = fs__upd_begin(f, w, false);
     if (rv != 0) {
         return -rv;
     }
@@ -501,14 +415,14 @@ static int do_write(struct fs* f, struct fs_wino* w, struct fs_op* op)
     }
     end = off + op->size;
     if (end > f->o.file_size_max) {
-        owner_add(u, op->tid);
+        fs__owner_add(u, op->tid);
         upd_discard(f, w, EFBIG);
         return EFBIG;
     }
     if (end > u->len) {
-        rv = upd_resize(f, u, (size_t)end);
+        rv = fs__upd_resize(f, u, (size_t)end);
         if (rv != 0) {
-            owner_add(u, op->tid);
+            fs__owner_add(u, op->tid);
             upd_discard(f, w, -rv);
             return -rv;
         }
@@ -517,7 +431,7 @@ static int do_write(struct fs* f, struct fs_wino* w, struct fs_op* op)
         memcpy(u->buf + off, op->data, op->size);
     }
     if (!op->writepage) {
-        owner_add(u, op->tid);
+        fs__owner_add(u, op->tid);
     }
     u->trunc_only = false;
     u->touch_ns = mono_ns();
@@ -537,14 +451,14 @@ static int do_setattr(struct fs* f, struct fs_wino* w, struct fs_op* op)
     if (u->on && u->err != 0) {
         return u->err;
     }
-    rv = upd_begin(f, w, op->trunc);
+    rv = fs__upd_begin(f, w, op->trunc);
     if (rv != 0) {
         return -rv;
     }
     if (op->trunc || (op->set_mask & STORE_SET_SIZE)) {
-        rv = upd_resize(f, u, op->trunc ? 0 : (size_t)op->new_size);
+        rv = fs__upd_resize(f, u, op->trunc ? 0 : (size_t)op->new_size);
         if (rv != 0) {
-            owner_add(u, op->tid);
+            fs__owner_add(u, op->tid);
             upd_discard(f, w, -rv);
             return -rv;
         }
@@ -570,7 +484,7 @@ static int do_setattr(struct fs* f, struct fs_wino* w, struct fs_op* op)
     if (op->set_mask & STORE_SET_MTIME) {
         u->mtime_ns = op->mtime_ns;
     }
-    owner_add(u, op->tid);
+    fs__owner_add(u, op->tid);
     u->touch_ns = mono_ns();
     return 0;
 }
@@ -578,10 +492,10 @@ static int do_setattr(struct fs* f, struct fs_wino* w, struct fs_op* op)
 /* Propose w's pending update for op, which the commit answers
  * (fs__write_done). c: NULL for a WRITE of the inode, or the RENAME that
  * carries it. */
-static void commit_start(struct fs* f,
-                         struct fs_wino* w,
-                         struct fs_op* op,
-                         struct store_cmd* c)
+void fs__commit_start(struct fs* f,
+                      struct fs_wino* w,
+                      struct fs_op* op,
+                      struct store_cmd* c)
 {
     struct store_cmd wc;
     struct store_attr a;
@@ -629,7 +543,7 @@ static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
         return;
     }
     if (op->wop == FS_WOP_FLUSH) {
-        if (!owner_is(u, op->tid)) {
+        if (!fs__owner_is(u, op->tid)) {
             op_reply_err(op, 0); /* another's unfinished update */
             op_drop(op);
             return;
@@ -651,7 +565,7 @@ static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
         op_drop(op);
         return;
     }
-    commit_start(f, w, op, NULL);
+    fs__commit_start(f, w, op, NULL);
 }
 
 /* Start queued ops of w until a commit is in flight (or none is left);
@@ -696,13 +610,13 @@ static void wino_run(struct fs* f, struct fs_wino* w)
         }
     }
     w->running = false;
-    wino_put(f, w);
+    fs__wino_put(f, w);
 }
 
 void fs__write_done(struct fs_op* op, const struct store_result* res)
 {
     struct fs* f = op->fs;
-    struct fs_wino* w = wino_find(f, op->ino);
+    struct fs_wino* w = fs__wino_find(f, op->ino);
 
     assert(op->kind == FS_REPLY_WRITE && w != NULL && w->busy);
     if (op->req != NULL) {
@@ -728,7 +642,7 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
 
 bool fs__change_is_ours(struct fs* f, uint64_t ino)
 {
-    const struct fs_wino* w = wino_find(f, ino);
+    const struct fs_wino* w = fs__wino_find(f, ino);
     const void* data;
     size_t len;
 
@@ -742,7 +656,7 @@ bool fs__change_is_ours(struct fs* f, uint64_t ino)
 
 /* Queue op behind w's commit in flight, or run it now. Replies on
  * error. w may be freed on return. */
-static void wino_submit(struct fs* f, struct fs_wino* w, struct fs_op* op)
+void fs__wino_submit(struct fs* f, struct fs_wino* w, struct fs_op* op)
 {
     bool waits = w->busy || w->q_head != NULL;
 
@@ -752,7 +666,7 @@ static void wino_submit(struct fs* f, struct fs_wino* w, struct fs_op* op)
         if (copy == NULL) {
             op_reply_err(op, ENOMEM);
             fs__op_free(op);
-            wino_put(f, w);
+            fs__wino_put(f, w);
             return;
         }
         memcpy(copy, op->data, op->size);
@@ -773,15 +687,15 @@ static void wino_submit(struct fs* f, struct fs_wino* w, struct fs_op* op)
 
 /* A new write-path op of req (NULL: internal) for ino, and the inode's
  * state; NULL after answering req with ENOMEM. */
-static struct fs_op* wop_for(struct fs* f,
-                             fuse_req_t req,
-                             uint64_t ino,
-                             int wop,
-                             struct fs_wino** w)
+struct fs_op* fs__wop_for(struct fs* f,
+                          fuse_req_t req,
+                          uint64_t ino,
+                          int wop,
+                          struct fs_wino** w)
 {
     struct fs_op* op;
 
-    *w = wino_get(f, ino);
+    *w = fs__wino_get(f, ino);
     if (*w == NULL) {
         if (req != NULL) {
             fuse_reply_err(req, ENOMEM);
@@ -793,7 +707,7 @@ static struct fs_op* wop_for(struct fs* f,
         if (req != NULL) {
             fuse_reply_err(req, ENOMEM);
         }
-        wino_put(f, *w);
+        fs__wino_put(f, *w);
         return NULL;
     }
     op->wop = wop;
@@ -803,17 +717,6 @@ static struct fs_op* wop_for(struct fs* f,
 }
 
 /* ---- the settle timer, unmount ---- */
-
-/* Whether every thread that wrote u has exited (read now, not cached). */
-static bool owners_gone(const struct fs_upd* u)
-{
-    for (size_t i = 0; i < u->n_owners; i++) {
-        if (tgid_of(u->owners[i].tid) != 0) {
-            return false;
-        }
-    }
-    return true;
-}
 
 /* Whether w's update is one that no writer will close and is due. */
 static bool settle_due(struct fs_wino* w, int64_t now)
@@ -827,7 +730,7 @@ static bool settle_due(struct fs_wino* w, int64_t now)
     /* Write-back only, a truncation no write followed, or writers that
      * are all gone (their exit closed their files: a FLUSH that did not
      * find them, e.g. from a process that inherited the fd). */
-    return u->n_owners == 0 || u->many || u->trunc_only || owners_gone(u);
+    return u->n_owners == 0 || u->many || u->trunc_only || fs__owners_gone(u);
 }
 
 void fs__settle_cb(uv_timer_t* t)
@@ -843,12 +746,12 @@ void fs__settle_cb(uv_timer_t* t)
             again = again || w->u.on;
             continue;
         }
-        struct fs_op* op = wop_for(f, NULL, w->ino, FS_WOP_SETTLE, &w);
+        struct fs_op* op = fs__wop_for(f, NULL, w->ino, FS_WOP_SETTLE, &w);
         if (op == NULL) {
             again = true; /* out of memory: try again */
             continue;
         }
-        wino_submit(f, w, op);
+        fs__wino_submit(f, w, op);
     }
     if (again) {
         uv_timer_start(f->settle, fs__settle_cb, FS_SETTLE_MS / 4, 0);
@@ -867,15 +770,15 @@ void fs_quiesce(struct fs* f, void (*cb)(void* data), void* data)
      * the unmount is its end), after whatever is queued. */
     for (w = f->winos.next; w != &f->winos; w = next) {
         next = w->next;
-        struct fs_op* op = wop_for(f, NULL, w->ino, FS_WOP_FSYNC, &w);
+        struct fs_op* op = fs__wop_for(f, NULL, w->ino, FS_WOP_FSYNC, &w);
         if (op == NULL) {
             if (!w->busy && w->q_head == NULL) {
                 upd_free(f, &w->u); /* out of memory: lost, as in a crash */
-                wino_put(f, w);
+                fs__wino_put(f, w);
             }
             continue;
         }
-        wino_submit(f, w, op);
+        fs__wino_submit(f, w, op);
     }
     quiesce_check(f);
 }
@@ -895,228 +798,4 @@ void fs__winos_free(struct fs* f)
         upd_free(f, &w->fl);
         free(w);
     }
-}
-
-/* ---- requests ---- */
-
-void fs_write(fuse_req_t req,
-              fuse_ino_t ino,
-              const char* buf,
-              size_t size,
-              off_t off,
-              struct fuse_file_info* fi)
-{
-    struct fs* f = fuse_req_userdata(req);
-    struct fs_wino* w;
-    struct fs_op* op;
-
-    if (fs__is_virtual(ino) || fs__is_snap(ino)) {
-        fuse_reply_err(req, EROFS);
-        return;
-    }
-    if (off < 0) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    op = wop_for(f, req, ino, FS_WOP_WRITE, &w);
-    if (op == NULL) {
-        return;
-    }
-    op->data = (char*)buf; /* borrowed; copied if queued */
-    op->size = size;
-    op->off = (uint64_t)off;
-    op->append = (fi->flags & O_APPEND) != 0 && !fi->writepage;
-    op->writepage = fi->writepage != 0;
-    wino_submit(f, w, op);
-}
-
-void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
-{
-    struct fs* f = fuse_req_userdata(req);
-    struct fs_wino* w = wino_find(f, ino);
-    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
-    bool of_flight = false;
-    struct fs_op* op;
-
-    (void)fi;
-    /* Every close() on the mount sends one: the cheapest answer when the
-     * inode has nothing pending (a cached `cat`). */
-    if (w == NULL || (!w->u.on && w->q_head == NULL &&
-                      (!w->busy || !(of_flight = owner_is(&w->fl, tid))))) {
-        fuse_reply_err(req, 0);
-        return;
-    }
-    /* A writer's close waits for the commit of its writes in flight (a
-     * FLUSH of its process may have started it), and reports its error. */
-    op = wop_for(f, req, ino, FS_WOP_FLUSH, &w);
-    if (op != NULL) {
-        op->of_flight = of_flight || (w->busy && owner_is(&w->fl, tid));
-        wino_submit(f, w, op);
-    }
-}
-
-void fs_fsync(fuse_req_t req,
-              fuse_ino_t ino,
-              int datasync,
-              struct fuse_file_info* fi)
-{
-    struct fs* f = fuse_req_userdata(req);
-    struct fs_wino* w = wino_find(f, ino);
-    struct fs_op* op;
-
-    (void)datasync;
-    (void)fi;
-    if (w == NULL || (!w->u.on && w->q_head == NULL && !w->busy)) {
-        fuse_reply_err(req, 0); /* everything committed is durable */
-        return;
-    }
-    op = wop_for(f, req, ino, FS_WOP_FSYNC, &w);
-    if (op != NULL) {
-        op->of_flight = w->busy; /* it waits for that commit */
-        wino_submit(f, w, op);
-    }
-}
-
-/* Whether a SETATTR of ino by thread tid joins its pending update. */
-static bool joins(struct fs* f, uint64_t ino, int32_t tid)
-{
-    struct fs_wino* w = wino_find(f, ino);
-
-    return w != NULL && (w->busy || w->q_head != NULL || w->u.on) &&
-           (!w->u.on || owner_is(&w->u, tid));
-}
-
-void fs__setattr_file(struct fs* f,
-                      fuse_req_t req,
-                      const struct store_cmd* c,
-                      int to_set,
-                      bool with_fh)
-{
-    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
-    bool sized = (c->set_mask & STORE_SET_SIZE) != 0;
-    /* O_TRUNC (and truncate(2) to 0) arrive as SIZE|MTIME|CTIME with no
-     * file handle; ftruncate with one. */
-    bool trunc =
-        sized && !with_fh && c->size == 0 &&
-        (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
-                    FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) == 0;
-    struct fs_wino* w;
-    struct fs_op* op;
-
-    if (!trunc && !(sized && with_fh) && !joins(f, c->ino, tid)) {
-        /* Nothing of the caller's pending: its own entry. */
-        op = fs__op_new(f, req, FS_REPLY_ATTR);
-        if (op == NULL) {
-            fuse_reply_err(req, ENOMEM);
-            return;
-        }
-        op->ino = c->ino;
-        fs__propose(f, op, (struct store_cmd*)c);
-        return;
-    }
-    op = wop_for(f, req, c->ino, FS_WOP_SETATTR, &w);
-    if (op == NULL) {
-        return;
-    }
-    op->trunc = trunc;
-    op->new_size = c->size;
-    /* An O_TRUNC's times are the commit's. */
-    op->set_mask = trunc ? 0 : c->set_mask;
-    op->mode = c->mode;
-    op->uid = c->uid;
-    op->gid = c->gid;
-    op->atime_ns = c->atime_ns;
-    op->mtime_ns = c->mtime_ns;
-    wino_submit(f, w, op);
-}
-
-void fs__create_existing(struct fs* f,
-                         fuse_req_t req,
-                         const struct store_attr* a,
-                         struct fuse_file_info* fi)
-{
-    struct fuse_entry_param e;
-    struct store_attr cur = *a;
-
-    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
-    bool trunc = (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY;
-
-    if (trunc) {
-        struct fs_wino* w = wino_get(f, a->ino);
-        int rv = w == NULL ? -ENOMEM : 0;
-        if (rv == 0 && (w->busy || w->q_head != NULL)) {
-            /* behind the commit in flight, as an O_TRUNC's SETATTR
-             * would be (nobody to answer: the CREATE is answered now) */
-            struct fs_op* op = wop_for(f, NULL, a->ino, FS_WOP_SETATTR, &w);
-            rv = op == NULL ? -ENOMEM : 0;
-            if (op != NULL) {
-                op->tid = tid;
-                op->trunc = true;
-                wino_submit(f, w, op);
-            }
-        } else if (rv == 0) {
-            if (w->u.on && w->u.err == 0) {
-                rv = upd_resize(f, &w->u, 0);
-            } else if (!w->u.on) {
-                rv = upd_begin(f, w, true);
-            }
-            if (rv == 0 && w->u.on) {
-                owner_add(&w->u, tid);
-            }
-            wino_put(f, w);
-        }
-        if (rv != 0) {
-            fuse_reply_err(req, -rv);
-            return;
-        }
-    }
-    bool pending = fs__pending_attr(f, &cur, tid) != 0;
-    fs__fill_entry(f, &cur, &e);
-    if (pending || trunc) {
-        e.attr_timeout = 0;
-    }
-    if (trunc) {
-        e.attr.st_size = 0; /* the opener's view, queued or not */
-        e.attr.st_blocks = 0;
-    }
-    fs__file_open_flags(f, fi);
-    fuse_reply_create(req, &e, fi);
-}
-
-void fs__rename(struct fs* f, fuse_req_t req, struct store_cmd* c)
-{
-    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
-    struct store_attr a;
-    struct fs_wino* w = NULL;
-    struct fs_op* op;
-
-    if ((c->flags & STORE_EXCHANGE) == 0 &&
-        (c->parent != c->new_parent || strcmp(c->name, c->new_name) != 0) &&
-        store_lookup(node_store(f->node), c->parent, c->name, &a) == 0 &&
-        a.type == STORE_FILE) {
-        w = wino_find(f, a.ino);
-    }
-    if (w != NULL && w->u.on && w->u.err == 0 && !w->busy &&
-        w->q_head == NULL && owner_is(&w->u, tid)) {
-        /* write-temp-then-rename: the content and the rename are one
-         * entry */
-        op = fs__op_new(f, req, FS_REPLY_WRITE);
-        if (op == NULL) {
-            fuse_reply_err(req, ENOMEM);
-            return;
-        }
-        op->wop = FS_WOP_RENAME;
-        op->tid = tid;
-        c->flags |= STORE_WITH_DATA;
-        commit_start(f, w, op, c);
-        return;
-    }
-    /* Otherwise a pending update stays with its inode, under the new
-     * name. */
-    op = fs__op_new(f, req, FS_REPLY_ERR);
-    if (op == NULL) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    fs__propose(f, op, c);
 }
