@@ -780,13 +780,17 @@ void fs_read(fuse_req_t req,
         fuse_reply_err(req, EISDIR);
         return;
     }
-    {
+    if (!f->o.linearizable) {
         /* The revision the kernel may still hold (fs_kview.c). This mount's
          * own deferred truncation or commit in flight changes nothing
          * here: its kernel was answered size 0 for the truncation and
          * learns a commit's size from the WRITE reply, so a READ meanwhile
          * comes from a reader that still has the size of the revision it
-         * was last told of. */
+         * was last told of. Never in linearizable mode: its opens read
+         * with direct_io (the kernel's size plays no part), and the view
+         * can be older than the open's barrier: it keeps the revision
+         * before the first change not yet notified, and changes that
+         * arrive while a barrier waits for the notifier keep it alive. */
         void* held = NULL;
         if (fs__kview_read(f, ino, &held, &len) == 1) {
             reply_slice(req, held, len, size, off);
