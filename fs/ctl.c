@@ -11,10 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../snapshot/snapshot.h"
 #include "ctl.h"
 #include "identity.h"
-#include "node_priv.h"
+#include "node_state_internal.h"
 
 enum { CTL_CLIENTS_MAX = 64 };
 

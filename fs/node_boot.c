@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "identity.h"
-#include "node_priv.h"
+#include "node_state_internal.h"
 
 static int mkdir_p(const char* path, mode_t mode)
 {
@@ -199,9 +199,10 @@ int node__open_disk(struct node* n)
     if (rv != 0) {
         goto err_after_lock;
     }
-    n->opts.store.tracer = (struct raft_tracer){.data = "store: ",
-                                                .emit = node__tracer_emit,
-                                                .level = n->opts.log_level};
+    n->opts.store.tracer =
+        (struct store_tracer){.data = "store: ",
+                              .emit = node__store_tracer_emit,
+                              .level = n->opts.log_level};
     snprintf(db, sizeof(db), "%s/db", n->data_dir);
     memset(&rec, 0, sizeof(rec));
     n->opts.store.keep_torn_tail = true; /* dropped by node__check_disk */

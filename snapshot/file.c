@@ -5,7 +5,8 @@
  * (magic + XXH3-64 of every byte before the trailer). A file is accepted
  * only when every length adds up to the file size, the trailer checksum
  * matches, the conf decodes, and the embedded image's own header and
- * checksum (docs/format-db.md, "Images") agree with the snapshot header.
+ * checksum (docs/format-db.md, "Images"; checked by the store:
+ * store_image_inspect) agree with the snapshot header.
  * Write order: FILE.tmp -> write -> fsync -> close -> rename(FILE.tmp, FILE)
  * -> fsync(dir): the rename is the commit point; a crash before it leaves
  * FILE as it was (and a stale FILE.tmp, replaced by the next save).
@@ -24,20 +25,17 @@
 
 #include <xxhash.h>
 
+#include "../store/store.h"
 #include "snapshot.h"
 
 #define SNAP_FILE_MAGIC 0x4E534651u    /* "QFSN" */
 #define SNAP_TRAILER_MAGIC 0x444E4553u /* "SEND" */
-#define SNAP_IMAGE_MAGIC 0x4D494651u   /* "QFIM", docs/format-db.md */
 
 enum {
     SNAP_FILE_VERSION = 1,
     SNAP_HEADER_LEN = 64,
     SNAP_TRAILER_LEN = 16,
     SNAP_CONF_BYTES_MAX = 64u << 10,
-    SNAP_IMAGE_HEADER_LEN = 64,
-    SNAP_IMAGE_PUT_FIXED = 96, /* PUT record before name + content */
-    SNAP_IMAGE_TAG_PUT = 1,
     SNAP_IO_CHUNK = 1u << 20, /* bytes per read()/write() call */
 };
 #define SNAP_FILE_BYTES_MAX ((uint64_t)RAFT_SNAPSHOT_BYTES_MAX + (1u << 20))
@@ -104,66 +102,6 @@ static int fail(char* err, size_t cap, int rv, const char* fmt, ...)
     return rv;
 }
 
-/* ---- the embedded store image (docs/format-db.md, "Images") ---- */
-
-struct image_summary {
-    uint64_t revision;
-    uint64_t applied_index;
-    uint64_t keys; /* PUT records but the root's (they come first) */
-};
-
-static int image_check(const uint8_t* img,
-                       size_t len,
-                       struct image_summary* s,
-                       char* err,
-                       size_t cap)
-{
-    if (len < SNAP_IMAGE_HEADER_LEN) {
-        return fail(err, cap, -EBADMSG, "store image too short (%zu bytes)",
-                    len);
-    }
-    if (get32(img) != SNAP_IMAGE_MAGIC || get16(img + 4) != 1 ||
-        get16(img + 6) != SNAP_IMAGE_HEADER_LEN) {
-        return fail(err, cap, -EBADMSG,
-                    "store image: bad magic, version or header length");
-    }
-    if (get64(img + 40) != len - SNAP_IMAGE_HEADER_LEN) {
-        return fail(err, cap, -EBADMSG,
-                    "store image: payload length %" PRIu64
-                    " does not match %zu bytes",
-                    get64(img + 40), len - SNAP_IMAGE_HEADER_LEN);
-    }
-    uint64_t seed = XXH3_64bits(img, 56);
-    uint64_t sum = XXH3_64bits_withSeed(img + SNAP_IMAGE_HEADER_LEN,
-                                        len - SNAP_IMAGE_HEADER_LEN, seed);
-    if (sum != get64(img + 56)) {
-        return fail(err, cap, -EBADMSG, "store image: checksum mismatch");
-    }
-    s->revision = get64(img + 16);
-    s->applied_index = get64(img + 24);
-    s->keys = 0;
-    /* Count the leading PUT records; bounded by the record count. */
-    uint32_t records = get32(img + 8);
-    size_t off = SNAP_IMAGE_HEADER_LEN;
-    for (uint32_t i = 0; i < records; i++) {
-        if (len - off < SNAP_IMAGE_PUT_FIXED ||
-            img[off] != SNAP_IMAGE_TAG_PUT) {
-            break;
-        }
-        uint64_t rec = (uint64_t)SNAP_IMAGE_PUT_FIXED + get16(img + off + 2) +
-                       get32(img + off + 92);
-        if (rec > len - off) {
-            return fail(err, cap, -EBADMSG,
-                        "store image: record %u overruns the image", i);
-        }
-        if (get64(img + off + 16) != STORE_ROOT_INO) {
-            s->keys++; /* live entries, as store_stats counts them */
-        }
-        off += (size_t)rec;
-    }
-    return 0;
-}
-
 /* ---- save ---- */
 
 static int write_all(int fd, const uint8_t* p, size_t len)
@@ -217,8 +155,8 @@ static int build_head(const void* image,
                       char* err,
                       size_t cap)
 {
-    struct image_summary s;
-    int rv = image_check(image, len, &s, err, cap);
+    struct store_image_info s;
+    int rv = store_image_inspect(image, len, &s, err, cap);
     if (rv != 0) {
         return rv;
     }
@@ -424,9 +362,9 @@ static int parse_file(const uint8_t* b,
     if (raft_conf_decode(&info->conf, b + SNAP_HEADER_LEN, conf_len) != 0) {
         return fail(err, cap, -EBADMSG, "corrupt membership record");
     }
-    struct image_summary s;
-    int rv = image_check(b + SNAP_HEADER_LEN + conf_len, (size_t)image_len, &s,
-                         err, cap);
+    struct store_image_info s;
+    int rv = store_image_inspect(b + SNAP_HEADER_LEN + conf_len,
+                                 (size_t)image_len, &s, err, cap);
     if (rv != 0) {
         return rv;
     }

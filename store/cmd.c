@@ -12,7 +12,7 @@
 #include <assert.h>
 #include <errno.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 enum {
     CMD_VERSION = 1,

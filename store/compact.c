@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 #include "store_compact.h"
-#include "store_int.h"
+#include "store_internal.h"
 
 #define COMPACT_BASE_RAW_MAX (4u << 20) /* raw bytes of one BASE frame */
 _Static_assert(COMPACT_BASE_RAW_MAX <= STORE_FRAME_RAW_MAX, "a frame");
@@ -425,7 +425,7 @@ int store_compact_begin(struct store* st, struct store_compaction** out)
     c->target = st->s.compact_rev;
     c->cut_off = st->durable_off;
     st->compacting = true;
-    store__trace(st, RAFT_TRACE_INFO,
+    store__trace(st, STORE_TRACE_INFO,
                  "db %s: compaction to revision %" PRIu64 " begins (%" PRIu64
                  " bytes)",
                  st->path, c->target, c->cut_off);
@@ -578,7 +578,7 @@ int store_compact_finish(struct store* st, struct store_compaction* c)
     rv = store__sync_dir(st->path);
     if (rv != 0) {
         st->io_err = rv; /* the rename may or may not be durable */
-        store__trace(st, RAFT_TRACE_ERROR,
+        store__trace(st, STORE_TRACE_ERROR,
                      "db %s: fsync of the directory after compaction failed "
                      "(%d): store stops applying",
                      st->path, rv);
@@ -586,7 +586,7 @@ int store_compact_finish(struct store* st, struct store_compaction* c)
     store__crash_point("compact-after-rename");
     uint64_t before = st->durable_off;
     compact_switch(c);
-    store__trace(st, RAFT_TRACE_INFO,
+    store__trace(st, STORE_TRACE_INFO,
                  "db %s: compacted to revision %" PRIu64 ": %" PRIu64
                  " -> %" PRIu64 " bytes",
                  st->path, c->target, before, st->durable_off);
@@ -594,7 +594,7 @@ int store_compact_finish(struct store* st, struct store_compaction* c)
     return rv;
 
 err:
-    store__trace(st, RAFT_TRACE_WARN,
+    store__trace(st, STORE_TRACE_WARN,
                  "db %s: compaction to revision %" PRIu64 " abandoned (%d)%s%s",
                  st->path, c->target, rv, c->err[0] ? ": " : "", c->err);
     compaction_free(c, true);
@@ -613,7 +613,7 @@ int store__compact_cleanup(struct store* st)
     snprintf(tmp, n, "%s.compact", st->path);
     int rv = 0;
     if (unlink(tmp) == 0) {
-        store__trace(st, RAFT_TRACE_WARN,
+        store__trace(st, STORE_TRACE_WARN,
                      "db %s: deleted an unfinished compaction (%s)", st->path,
                      tmp);
     } else if (errno != ENOENT) {

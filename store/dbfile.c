@@ -23,7 +23,7 @@
 #include <lz4.h>
 #include <xxhash.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 enum { SCAN_CHUNK = 1 << 20 };
 
@@ -441,7 +441,7 @@ int store__frame_build(const uint8_t* raw,
                        uint32_t flags,
                        uint64_t first_rev,
                        uint64_t last_rev,
-                       raft_index applied,
+                       store_index applied,
                        uint64_t next_ino,
                        uint64_t off,
                        struct store_frame** out)
@@ -812,7 +812,7 @@ static int tail_bad(struct store* st,
             "frame %" PRIu64 " at offset %" PRIu64
             ": %s, but a valid frame follows at offset %" PRIu64,
             sc->frameno, off, why, next);
-        store__trace(st, RAFT_TRACE_ERROR, "db %s corrupt: %s", st->path,
+        store__trace(st, STORE_TRACE_ERROR, "db %s corrupt: %s", st->path,
                      rec->torn_reason);
         return -EUCLEAN;
     }
@@ -828,7 +828,7 @@ static int tail_bad(struct store* st,
         st->tail_pending = true; /* the caller decides: store_drop_tail */
         return 0;
     }
-    store__trace(st, RAFT_TRACE_WARN,
+    store__trace(st, STORE_TRACE_WARN,
                  "db %s: truncating %" PRIu64 " torn bytes: %s", st->path,
                  rec->torn_bytes, rec->torn_reason);
     if (ftruncate(st->fd, (off_t)off) != 0 || fdatasync(st->fd) != 0) {
@@ -850,7 +850,7 @@ int store_drop_tail(struct store* st)
         return -errno;
     }
     assert((uint64_t)sb.st_size >= st->durable_off);
-    store__trace(st, RAFT_TRACE_WARN,
+    store__trace(st, STORE_TRACE_WARN,
                  "db %s: truncating %" PRIu64 " torn bytes at offset %" PRIu64,
                  st->path, (uint64_t)sb.st_size - st->durable_off,
                  st->durable_off);
@@ -889,7 +889,7 @@ int store__recover(struct store* st, struct store_recovery* rec)
             say(rec->torn_reason, sizeof(rec->torn_reason),
                 "frame %" PRIu64 " at offset %" PRIu64 ": %s", sc.frameno, off,
                 sc.msg);
-            store__trace(st, RAFT_TRACE_ERROR, "db %s corrupt: %s", st->path,
+            store__trace(st, STORE_TRACE_ERROR, "db %s corrupt: %s", st->path,
                          rec->torn_reason);
             return rv == -ENOMEM ? rv : -EUCLEAN;
         }
@@ -918,7 +918,7 @@ int store__recover(struct store* st, struct store_recovery* rec)
 
 /* ---- seal / write / done ---- */
 
-raft_index store_frame_applied_index(const struct store_frame* f)
+store_index store_frame_applied_index(const struct store_frame* f)
 {
     assert(f != NULL);
     return f->applied_index;
@@ -1011,7 +1011,7 @@ void store_frame_done(struct store* st, struct store_frame* f, int err)
     }
     if (err != 0) {
         if (st->io_err == 0) {
-            store__trace(st, RAFT_TRACE_ERROR,
+            store__trace(st, STORE_TRACE_ERROR,
                          "db %s: frame write at %" PRIu64
                          " failed (%d): "
                          "store stops applying",

@@ -12,13 +12,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <xxhash.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 #define IMAGE_MAGIC 0x4D494651u /* "QFIM" */
 enum { IMAGE_VERSION = 1, IMAGE_HEADER_LEN = 64 };
@@ -143,6 +144,73 @@ int store_image_build(struct store* st, void** out, size_t* len)
     put_u64(img + 56, image_checksum(img, size));
     *out = img;
     *len = size;
+    return 0;
+}
+
+/* ---- inspect (snapshot files) ---- */
+
+static int inspect_fail(char* err, size_t cap, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int inspect_fail(char* err, size_t cap, const char* fmt, ...)
+{
+    if (err != NULL && cap > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, cap, fmt, ap);
+        va_end(ap);
+    }
+    return -EBADMSG;
+}
+
+int store_image_inspect(const void* image,
+                        size_t len,
+                        struct store_image_info* info,
+                        char* err,
+                        size_t cap)
+{
+    assert(info != NULL);
+    const uint8_t* img = image;
+    if (img == NULL || len < IMAGE_HEADER_LEN) {
+        return inspect_fail(err, cap, "store image too short (%zu bytes)", len);
+    }
+    if (get_u32(img) != IMAGE_MAGIC || get_u16(img + 4) != IMAGE_VERSION ||
+        get_u16(img + 6) != IMAGE_HEADER_LEN) {
+        return inspect_fail(err, cap,
+                            "store image: bad magic, version or header "
+                            "length");
+    }
+    if (get_u64(img + 40) != len - IMAGE_HEADER_LEN) {
+        return inspect_fail(err, cap,
+                            "store image: payload length %" PRIu64
+                            " does not match %zu bytes",
+                            get_u64(img + 40), len - IMAGE_HEADER_LEN);
+    }
+    if (image_checksum(img, len) != get_u64(img + 56)) {
+        return inspect_fail(err, cap, "store image: checksum mismatch");
+    }
+    info->revision = get_u64(img + 16);
+    info->applied_index = get_u64(img + 24);
+    info->keys = 0;
+    /* Count the leading PUT records (every live entry, the root first);
+     * bounded by the record count. */
+    uint32_t records = get_u32(img + 8);
+    size_t off = IMAGE_HEADER_LEN;
+    for (uint32_t i = 0; i < records; i++) {
+        if (len - off < REC_PUT_FIXED || img[off] != REC_PUT) {
+            break;
+        }
+        uint64_t rec = (uint64_t)REC_PUT_FIXED + get_u16(img + off + 2) +
+                       get_u32(img + off + 92);
+        if (rec > len - off) {
+            return inspect_fail(err, cap,
+                                "store image: record %u overruns the image", i);
+        }
+        if (get_u64(img + off + 16) != STORE_ROOT_INO) {
+            info->keys++; /* live entries, as store_stats counts them */
+        }
+        off += (size_t)rec;
+    }
     return 0;
 }
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sim_int.h"
+#include "sim_internal.h"
 
 #define IMAGE_MAGIC 0x51465353494d494dull /* "QFSSIMIM" */
 enum { IMAGE_HDR_BYTES = 48 };

@@ -1,4 +1,4 @@
-/* store_int.h - internals shared by the store's files (not a public API).
+/* store_internal.h - internals shared by the store's files (not a public API).
  *
  * The replicated state (struct store_state) is changed ONLY through three
  * primitives: store__state_put (the full new state of one entry),
@@ -7,14 +7,15 @@
  * pending frame; recovery and image install call them on decoded records.
  * So replaying the db file takes exactly the path apply took.
  */
-#ifndef QFS_STORE_INT_H
-#define QFS_STORE_INT_H
+#ifndef QFS_STORE_INTERNAL_H
+#define QFS_STORE_INTERNAL_H
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "store.h"
+#include "store_history.h"
 
 /* ---- limits ---- */
 enum {
@@ -23,8 +24,7 @@ enum {
     STORE_ORIGINS_MAX = 1024, /* dedup table: distinct origins */
     STORE_DEDUP_WINDOW = 64,  /* seqs tracked below the highest */
     STORE_HASH_BUCKETS_MIN = 1024,
-    STORE_SNAPS_MAX = 1024,    /* named snapshots (= SNAP_NAMES_MAX) */
-    STORE_SNAP_NAME_MAX = 255, /* fits struct snap_info.name */
+    STORE_SNAP_NAME_MAX = 255, /* fits struct store_snap_info.name */
 };
 #define STORE_FILE_SIZE_LIMIT (64ull << 20) /* upper bound, file_size_max */
 /* Uncompressed frame payload. The node must seal at least this often. */
@@ -124,7 +124,7 @@ struct store_state {
     struct entry* root;
     uint64_t revision;
     uint64_t next_ino;
-    raft_index applied_index;
+    store_index applied_index;
     uint64_t live_bytes;
     struct dedup_origin* origins; /* sorted by origin */
     size_t norigins;
@@ -288,10 +288,10 @@ struct store {
     _Atomic int write_err;
     uint64_t next_off;    /* file offset of the next sealed frame */
     uint64_t durable_off; /* file end after the last done frame */
-    raft_index durable_index;
-    raft_index sealed_index; /* applied index of the last sealed frame */
-    uint64_t sealed_rev;     /* revision of the last sealed frame */
-    uint64_t frames;         /* frames in the file (valid + sealed) */
+    store_index durable_index;
+    store_index sealed_index; /* applied index of the last sealed frame */
+    uint64_t sealed_rev;      /* revision of the last sealed frame */
+    uint64_t frames;          /* frames in the file (valid + sealed) */
     uint64_t payload_raw, payload_stored; /* totals over frames */
     struct pending pend;
     struct store_frame_cache* cache;
@@ -306,9 +306,7 @@ struct store {
                              image install): views rebuild */
     bool compacting;      /* a store_compaction is between begin/finish */
     bool tail_pending;    /* keep_torn_tail: a torn tail is still on disk */
-    /* Views (snapshot/view.c): opaque to the store, freed at close. */
-    void* views;
-    void (*views_free)(void* views);
+    struct store_view_cache* views; /* view.c: NULL until the first view */
 };
 
 /* Frame header (64 bytes on disk, little-endian; docs/format-db.md). */
@@ -335,10 +333,10 @@ _Static_assert(offsetof(struct frame_header, checksum) == 56,
 #define FRAME_F_BASE 1u /* written by image install: sets the state */
 
 struct store_frame {
-    uint64_t off;             /* file offset */
-    uint64_t last_rev;        /* revision durable once written */
-    size_t len;               /* header + compressed payload */
-    raft_index applied_index; /* durable once written */
+    uint64_t off;              /* file offset */
+    uint64_t last_rev;         /* revision durable once written */
+    size_t len;                /* header + compressed payload */
+    store_index applied_index; /* durable once written */
     uint8_t bytes[];
 };
 
@@ -417,7 +415,7 @@ int store__frame_build(const uint8_t* raw,
                        uint32_t flags,
                        uint64_t first_rev,
                        uint64_t last_rev,
-                       raft_index applied,
+                       store_index applied,
                        uint64_t next_ino,
                        uint64_t off,
                        struct store_frame** out);
@@ -502,10 +500,15 @@ const struct hist_ent* store__hist_child(const struct store_hist* h,
                                          size_t len);
 void store__hist_attr(const struct hist_ent* e, struct store_attr* a);
 
+/* ---- views (view.c) ---- */
+
+/* Free the view cache (store_close; every view released). NULL: nothing. */
+void store__views_free(struct store_view_cache* c);
+
 /* Delete a leftover <db>.compact (open). */
 int store__compact_cleanup(struct store* st);
 /* Crash hooks for tests: _exit(99) if $QFS_CRASH_POINT equals point. */
 void store__crash_point(const char* point);
 int store__sync_dir(const char* path);
 
-#endif /* QFS_STORE_INT_H */
+#endif /* QFS_STORE_INTERNAL_H */
