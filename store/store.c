@@ -92,7 +92,7 @@ int store_open(const char* path,
     }
     rv = store__compact_cleanup(st);
     if (rv == 0) {
-        rv = created ? store__sync_dir(path) : store__recover(st, rec);
+        rv = created ? util_fsync_parent(path) : store__recover(st, rec);
     }
     if (rv != 0) {
         goto err_after_open;

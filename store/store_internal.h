@@ -14,6 +14,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "../util/bytes.h"
+#include "../util/fileio.h"
 #include "store.h"
 #include "store_history.h"
 
@@ -32,45 +34,6 @@ enum {
 _Static_assert(STORE_FRAME_RAW_MAX <= 0x7E000000, "within LZ4_MAX_INPUT_SIZE");
 _Static_assert(STORE_FILE_SIZE_LIMIT * 4 < STORE_FRAME_RAW_MAX,
                "a frame holds several of the largest records");
-
-/* ---- little-endian helpers (the on-disk and wire byte order) ---- */
-static inline void put_u16(uint8_t* p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static inline void put_u32(uint8_t* p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-static inline void put_u64(uint8_t* p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-static inline uint16_t get_u16(const uint8_t* p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-static inline uint32_t get_u32(const uint8_t* p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-static inline uint64_t get_u64(const uint8_t* p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
 
 /* ---- the index ---- */
 
@@ -421,8 +384,6 @@ int store__frame_build(const uint8_t* raw,
                        struct store_frame** out);
 /* The frame's header and checksum are consistent (before a write). */
 bool store__frame_verify(const struct store_frame* f);
-/* Write a buffer fully at off (pwrite loop). */
-int store__pwrite_all(int fd, const void* buf, size_t len, uint64_t off);
 
 /* ---- frame cache (cache.c) ---- */
 struct store_frame_cache* store__cache_new(uint64_t cap_bytes);
@@ -509,6 +470,5 @@ void store__views_free(struct store_view_cache* c);
 int store__compact_cleanup(struct store* st);
 /* Crash hooks for tests: _exit(99) if $QFS_CRASH_POINT equals point. */
 void store__crash_point(const char* point);
-int store__sync_dir(const char* path);
 
 #endif /* QFS_STORE_INTERNAL_H */
