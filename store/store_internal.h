@@ -1,4 +1,7 @@
 /* store_internal.h - internals shared by the store's files (not a public API).
+ * Only the .c files of store/ include it (tests/run.sh fails otherwise):
+ * every other module and every test uses store.h, store_history.h and
+ * store_compact.h.
  *
  * The replicated state (struct store_state) is changed ONLY through three
  * primitives: store__state_put (the full new state of one entry),
