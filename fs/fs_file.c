@@ -36,7 +36,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../snapshot/snapshot.h"
+#include "../store/store_history.h"
 #include "fs_internal.h"
 
 static int64_t mono_ns(void)
@@ -626,7 +626,7 @@ int fs__grave_read(struct fs* f,
                    void** data,
                    size_t* len)
 {
-    struct snap_view* v;
+    struct store_view* v;
     size_t i;
     int rv;
 
@@ -638,16 +638,17 @@ int fs__grave_read(struct fs* f,
     if (i == FS_GRAVES) {
         return -ESTALE;
     }
-    rv = snap_view_open(node_store(f->node), f->graves[i].rev - 1, &v);
+    rv = store_view_open(node_store(f->node), f->graves[i].rev - 1, &v);
     if (rv != 0) {
         return -ESTALE;
     }
-    rv = snap_view_getattr(v, ino, a);
+    rv = store_view_getattr(v, ino, a);
     a->nlink = 0; /* no name refers to it any more */
     if (rv == 0 && data != NULL) {
-        rv = a->type == STORE_DIR ? -EISDIR : snap_view_read(v, ino, data, len);
+        rv =
+            a->type == STORE_DIR ? -EISDIR : store_view_read(v, ino, data, len);
     }
-    snap_view_release(v);
+    store_view_release(v);
     return rv == -ENOENT ? -ESTALE : rv;
 }
 

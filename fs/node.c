@@ -33,7 +33,7 @@
 
 #include "../store/store_compact.h"
 #include "node_internal.h"
-#include "node_priv.h"
+#include "node_state_internal.h"
 
 /* ---- small helpers ---- */
 
