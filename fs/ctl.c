@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../util/datadir.h"
+#include "../raft/util/datadir.h"
 #include "ctl.h"
 #include "identity.h"
 #include "node_state_internal.h"

@@ -16,8 +16,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../util/datadir.h"
-#include "../util/fileio.h"
+#include "../raft/util/datadir.h"
+#include "../raft/util/fileio.h"
 #include "../raft/log.h"
 #include "../snapshot/snapshot.h"
 #include "ctl.h"

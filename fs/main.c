@@ -29,7 +29,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "../util/datadir.h"
+#include "../raft/util/datadir.h"
 #include "ctl.h"
 #include "fs.h"
 #include "fuseconn.h"

@@ -38,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/bytes.h"
+#include "util/bytes.h"
 #include "codec.h"
 
 /* ---- layout constants ---- */

@@ -12,7 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../util/bytes.h"
+#include "util/bytes.h"
 #include "raft.h"
 
 #define RAFT_CONF_VERSION 1

@@ -48,7 +48,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "../util/fileio.h"
+#include "util/fileio.h"
 #include "log.h"
 #include "log_format.h"
 

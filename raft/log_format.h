@@ -28,7 +28,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "../util/bytes.h"
+#include "util/bytes.h"
 #include "raft.h"
 
 #define RLOG_MAGIC 0x474f4c51u /* "QLOG" in little-endian byte order */

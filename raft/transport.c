@@ -44,7 +44,7 @@
 
 #include <xxhash.h>
 
-#include "../util/bytes.h"
+#include "util/bytes.h"
 #include "codec.h"
 #include "transport.h"
 

@@ -26,8 +26,8 @@
 #include <xxhash.h>
 
 #include "../store/store.h"
-#include "../util/bytes.h"
-#include "../util/fileio.h"
+#include "../raft/util/bytes.h"
+#include "../raft/util/fileio.h"
 #include "snapshot.h"
 
 #define SNAP_FILE_MAGIC 0x4E534651u    /* "QFSN" */

@@ -17,8 +17,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "../util/bytes.h"
-#include "../util/fileio.h"
+#include "../raft/util/bytes.h"
+#include "../raft/util/fileio.h"
 #include "store.h"
 #include "store_history.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../util/bytes.h"
+#include "../../raft/util/bytes.h"
 #include "sim_internal.h"
 
 #define IMAGE_MAGIC 0x51465353494d494dull /* "QFSSIMIM" */

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../../util/bytes.h"
+#include "../../raft/util/bytes.h"
 #include "check.h"
 #include "codec.h"
 

@@ -11,7 +11,7 @@
 #include <uv.h>
 #include <xxhash.h>
 
-#include "../../util/bytes.h"
+#include "../../raft/util/bytes.h"
 #include "check.h"
 #include "codec.h"
 #include "transport.h"

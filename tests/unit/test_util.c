@@ -7,9 +7,9 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "../../util/bytes.h"
-#include "../../util/datadir.h"
-#include "../../util/fileio.h"
+#include "../../raft/util/bytes.h"
+#include "../../raft/util/datadir.h"
+#include "../../raft/util/fileio.h"
 #include "check.h"
 
 static void test_le_fields(void)
