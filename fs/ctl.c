@@ -11,10 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../snapshot/snapshot.h"
+#include "../raft/util/datadir.h"
 #include "ctl.h"
 #include "identity.h"
-#include "node_priv.h"
+#include "node_state_internal.h"
 
 enum { CTL_CLIENTS_MAX = 64 };
 
@@ -534,7 +534,7 @@ struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
     c->open_handles++;
     uv_timer_start(&c->timer, retention_cb, CTL_TICK_MS, CTL_TICK_MS);
 
-    snprintf(c->path, sizeof(c->path), "%s/ctl.sock", data_dir);
+    util_datadir_path(c->path, sizeof(c->path), data_dir, DATADIR_CTL_SOCK);
     unlink(c->path); /* stale from a crash; we hold the data dir lock */
     uv_pipe_init(loop, &c->server, 0);
     c->server.data = c;

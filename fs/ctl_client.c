@@ -16,6 +16,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../raft/util/datadir.h"
+#include "../raft/util/fileio.h"
 #include "../raft/log.h"
 #include "../snapshot/snapshot.h"
 #include "ctl.h"
@@ -45,8 +47,8 @@ struct cli {
 static int ctl_connect(const char* data_dir)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/ctl.sock", data_dir);
-    if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+    if (util_datadir_path(sa.sun_path, sizeof(sa.sun_path), data_dir,
+                          DATADIR_CTL_SOCK) != 0) {
         fprintf(stderr, "quorumfs: data dir path too long\n");
         return -1;
     }
@@ -334,24 +336,13 @@ static int seed_conf(const char* name,
     return identity_initial(name, peers, n, conf, cluster_id);
 }
 
-static int fsync_path(const char* path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
-}
-
 static int seed_db(const char* dir, const void* img, size_t len)
 {
     char path[PATH_MAX + 16];
     struct store_options so;
     struct store* st;
 
-    snprintf(path, sizeof(path), "%s/db", dir);
+    util_datadir_path(path, sizeof(path), dir, DATADIR_DB);
     store_options_default(&so);
     so.quota_bytes = UINT64_MAX / 2; /* the image's tree, whatever its size */
     int rv = store_open(path, &so, &st, NULL);
@@ -370,11 +361,12 @@ static int seed_log(const char* dir,
                     const struct raft_conf* conf)
 {
     char path[PATH_MAX + 16];
-    struct rlog_options lo = {.segment_bytes_max = 64u << 20};
+    struct rlog_options lo;
     struct rlog_loaded loaded;
     struct rlog* log;
 
-    snprintf(path, sizeof(path), "%s/log", dir);
+    rlog_options_default(&lo);
+    util_datadir_path(path, sizeof(path), dir, DATADIR_LOG);
     int rv = rlog_open(path, &lo, &log, &loaded);
     if (rv != 0) {
         return rv;
@@ -436,7 +428,7 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
     struct snap_file_info info;
     struct raft_conf conf;
     uint64_t cluster_id;
-    char err[512], tmp[PATH_MAX], parent[PATH_MAX];
+    char err[512], tmp[PATH_MAX];
     void* img = NULL;
     size_t len = 0;
     const char* step;
@@ -496,23 +488,14 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
     }
     if (rv == 0) {
         step = "fsync";
-        rv = fsync_path(tmp);
+        rv = util_fsync_dir(tmp);
     }
     if (rv == 0) {
         step = "rename";
         rv = rename(tmp, o->dir) == 0 ? 0 : -errno;
     }
     if (rv == 0) {
-        snprintf(parent, sizeof(parent), "%s", o->dir);
-        char* slash = strrchr(parent, '/');
-        if (slash == NULL) {
-            snprintf(parent, sizeof(parent), ".");
-        } else if (slash == parent) {
-            parent[1] = '\0';
-        } else {
-            *slash = '\0';
-        }
-        fsync_path(parent);
+        util_fsync_parent(o->dir);
     }
     free(img);
     if (rv != 0) {

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../snapshot/snapshot.h"
+#include "../store/store_history.h"
 #include "fs_internal.h"
 
 void fs__file_open_flags(const struct fs* f, struct fuse_file_info* fi)
@@ -55,7 +55,7 @@ int fs__grave_read(struct fs* f,
                    void** data,
                    size_t* len)
 {
-    struct snap_view* v;
+    struct store_view* v;
     size_t i;
     int rv;
 
@@ -67,16 +67,17 @@ int fs__grave_read(struct fs* f,
     if (i == FS_GRAVES) {
         return -ESTALE;
     }
-    rv = snap_view_open(node_store(f->node), f->graves[i].rev - 1, &v);
+    rv = store_view_open(node_store(f->node), f->graves[i].rev - 1, &v);
     if (rv != 0) {
         return -ESTALE;
     }
-    rv = snap_view_getattr(v, ino, a);
+    rv = store_view_getattr(v, ino, a);
     a->nlink = 0; /* no name refers to it any more */
     if (rv == 0 && data != NULL) {
-        rv = a->type == STORE_DIR ? -EISDIR : snap_view_read(v, ino, data, len);
+        rv =
+            a->type == STORE_DIR ? -EISDIR : store_view_read(v, ino, data, len);
     }
-    snap_view_release(v);
+    store_view_release(v);
     return rv == -ENOENT ? -ESTALE : rv;
 }
 
@@ -216,8 +217,13 @@ void fs_read(fuse_req_t req,
         reply_slice(req, data, len, size, off);
         return;
     }
-    {
-        /* The revision the kernel may still hold (fs_kview.c). */
+    if (!f->o.linearizable) {
+        /* The revision the kernel may still hold (fs_kview.c). Never in
+         * linearizable mode: its opens read with direct_io (the kernel's
+         * size plays no part), and the view can be older than the open's
+         * barrier: it keeps the revision before the first change not yet
+         * notified, and changes that arrive while a barrier waits for the
+         * notifier keep it alive. */
         void* held = NULL;
         if (fs__kview_read(f, ino, &held, &len) == 1) {
             reply_slice(req, held, len, size, off);

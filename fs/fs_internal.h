@@ -197,6 +197,9 @@ struct fs_notify {
      * raises it after each item and wakes the loop with done_async. */
     uint64_t pushed, done;
     uv_async_t* done_async; /* owned by the caller; may be NULL */
+    /* Test hook (QFS_TEST_NOTIFY_DELAY_MS): the thread waits this long
+     * before each item, a notifier that lags as under load. */
+    unsigned delay_ms;
 };
 
 struct fs {

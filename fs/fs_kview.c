@@ -30,7 +30,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "../snapshot/snapshot.h"
+#include "../store/store_history.h"
 #include "fs_internal.h"
 
 static size_t kview_bucket(uint64_t ino)
@@ -145,17 +145,17 @@ void fs__kview_changed(struct fs* f, uint64_t ino, uint64_t rev, uint64_t seq)
 bool fs__kview_attr(struct fs* f, uint64_t ino, struct store_attr* a)
 {
     struct fs_kview* k;
-    struct snap_view* v;
+    struct store_view* v;
     struct store_attr old;
     int rv;
 
     k = kview_live(f, ino);
     if (k == NULL || k->rev == 0 ||
-        snap_view_open(node_store(f->node), k->rev, &v) != 0) {
+        store_view_open(node_store(f->node), k->rev, &v) != 0) {
         return false;
     }
-    rv = snap_view_getattr(v, ino, &old);
-    snap_view_release(v);
+    rv = store_view_getattr(v, ino, &old);
+    store_view_release(v);
     if (rv != 0) {
         return false; /* new since: the kernel cannot hold it */
     }
@@ -166,16 +166,16 @@ bool fs__kview_attr(struct fs* f, uint64_t ino, struct store_attr* a)
 int fs__kview_read(struct fs* f, uint64_t ino, void** data, size_t* len)
 {
     struct fs_kview* k;
-    struct snap_view* v;
+    struct store_view* v;
     int rv;
 
     k = kview_live(f, ino);
     if (k == NULL || k->rev == 0 ||
-        snap_view_open(node_store(f->node), k->rev, &v) != 0) {
+        store_view_open(node_store(f->node), k->rev, &v) != 0) {
         return 0;
     }
-    rv = snap_view_read(v, ino, data, len);
-    snap_view_release(v);
+    rv = store_view_read(v, ino, data, len);
+    store_view_release(v);
     return rv == 0 ? 1 : 0;
 }
 

@@ -1,5 +1,5 @@
 /* fs_snap.c - /.snapshots: named snapshots as directories, read-only views
- * of past revisions (snapshot/snapshot.h), mkdir/rmdir as replicated
+ * of past revisions (store/store_history.h), mkdir/rmdir as replicated
  * proposals (STORE_OP_SNAP_CREATE / SNAP_DROP).
  *
  * Inodes. A view's entries get FUSE inos in a reserved range below the
@@ -12,8 +12,8 @@
  * same entry of the same view. Two names showing the same revision get two
  * roots (a directory inode may have only one parent).
  *
- * Views are opened per request (snap_view_open; the snapshot module keeps
- * the last SNAP_VIEWS_MAX built) and released before the reply.
+ * Views are opened per request (store_view_open; the snapshot module keeps
+ * the last STORE_VIEWS_MAX built) and released before the reply.
  * Everything under /.snapshots is read-only: the callers in fs*.c refuse
  * writes with EROFS (EXDEV for a rename across its border).
  */
@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../snapshot/snapshot.h"
+#include "../store/store_history.h"
 #include "fs_internal.h"
 
 struct snap_root {
@@ -153,7 +153,7 @@ static struct snap_root* root_at(struct fs* f, uint64_t fino)
 static int root_lookup(struct fs* f, const char* name, int* root)
 {
     struct store* st = node_store(f->node);
-    struct snap_info si;
+    struct store_snap_info si;
     uint64_t rev = parse_at_rev(name);
     int i;
 
@@ -163,15 +163,15 @@ static int root_lookup(struct fs* f, const char* name, int* root)
         if (rev > ss.revision) {
             return -ENOENT;
         }
-        struct snap_view* v;
-        int rv = snap_view_open(st, rev, &v); /* logs a compacted rev */
+        struct store_view* v;
+        int rv = store_view_open(st, rev, &v); /* logs a compacted rev */
         if (rv != 0) {
             return rv == -EINVAL ? -ENOENT : rv;
         }
-        snap_view_release(v);
+        store_view_release(v);
         i = root_get(f, name, rev, false, 0);
     } else {
-        int rv = snap_get(st, name, &si);
+        int rv = store_snap_get(st, name, &si);
         if (rv != 0) {
             return rv;
         }
@@ -202,19 +202,19 @@ static void attr_out(const struct snap_root* r,
 static int view_open_for(struct fs* f,
                          uint64_t fino,
                          struct snap_root** r,
-                         struct snap_view** v)
+                         struct store_view** v)
 {
     *r = root_at(f, fino);
     if (*r == NULL) {
         return -ESTALE;
     }
-    return snap_view_open(node_store(f->node), (*r)->rev, v);
+    return store_view_open(node_store(f->node), (*r)->rev, v);
 }
 
 int fs__snap_getattr(struct fs* f, uint64_t ino, struct store_attr* a)
 {
     struct snap_root* r;
-    struct snap_view* v;
+    struct store_view* v;
     int rv;
 
     if (ino == FS_VINO_SNAPSHOTS) {
@@ -225,8 +225,8 @@ int fs__snap_getattr(struct fs* f, uint64_t ino, struct store_attr* a)
     if (rv != 0) {
         return rv;
     }
-    rv = snap_view_getattr(v, store_ino_of(ino), a);
-    snap_view_release(v);
+    rv = store_view_getattr(v, store_ino_of(ino), a);
+    store_view_release(v);
     if (rv == 0) {
         attr_out(r, root_of(ino), a);
     }
@@ -236,14 +236,14 @@ int fs__snap_getattr(struct fs* f, uint64_t ino, struct store_attr* a)
 int fs__snap_read(struct fs* f, uint64_t ino, void** data, size_t* len)
 {
     struct snap_root* r;
-    struct snap_view* v;
+    struct store_view* v;
     int rv = view_open_for(f, ino, &r, &v);
 
     if (rv != 0) {
         return rv;
     }
-    rv = snap_view_read(v, store_ino_of(ino), data, len);
-    snap_view_release(v);
+    rv = store_view_read(v, store_ino_of(ino), data, len);
+    store_view_release(v);
     return rv;
 }
 
@@ -272,7 +272,7 @@ void fs__snap_lookup(struct fs* f,
 {
     struct store_attr a;
     struct snap_root* r;
-    struct snap_view* v;
+    struct store_view* v;
     int root, rv;
 
     if (parent == FS_VINO_SNAPSHOTS) {
@@ -292,8 +292,8 @@ void fs__snap_lookup(struct fs* f,
     assert(fs__is_snap(parent));
     rv = view_open_for(f, parent, &r, &v);
     if (rv == 0) {
-        rv = snap_view_lookup(v, store_ino_of(parent), name, &a);
-        snap_view_release(v);
+        rv = store_view_lookup(v, store_ino_of(parent), name, &a);
+        store_view_release(v);
     }
     if (rv == 0 && a.ino > FS_SNAP_STORE_INO_MASK) {
         rv = -EOVERFLOW;
@@ -328,7 +328,7 @@ struct list_ctx {
     int stop;
 };
 
-static int list_names_cb(void* data, const struct snap_info* s)
+static int list_names_cb(void* data, const struct store_snap_info* s)
 {
     struct list_ctx* lc = data;
     struct store_attr a;
@@ -364,14 +364,14 @@ int fs__snap_readdir(struct fs* f,
                      void* data)
 {
     struct list_ctx lc = {.f = f, .after = after, .cb = cb, .data = data};
-    struct snap_view* v;
+    struct store_view* v;
     int rv;
 
     if (after != NULL && after[0] == '\0') {
         lc.after = NULL;
     }
     if (dir == FS_VINO_SNAPSHOTS) {
-        rv = snap_list(node_store(f->node), list_names_cb, &lc);
+        rv = store_snap_list(node_store(f->node), list_names_cb, &lc);
         return rv < 0 ? rv : lc.stop;
     }
     rv = view_open_for(f, dir, &lc.r, &v);
@@ -379,8 +379,8 @@ int fs__snap_readdir(struct fs* f,
         return rv;
     }
     lc.root = root_of(dir);
-    rv = snap_view_readdir(v, store_ino_of(dir), lc.after, list_view_cb, &lc);
-    snap_view_release(v);
+    rv = store_view_readdir(v, store_ino_of(dir), lc.after, list_view_cb, &lc);
+    store_view_release(v);
     return rv < 0 ? rv : lc.stop;
 }
 

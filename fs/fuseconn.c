@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../raft/util/datadir.h"
+
 #define CONN_DIR "/sys/fs/fuse/connections"
 #define FSTYPE "fuse.quorumfs"
 
@@ -158,7 +160,7 @@ struct lock_record {
 static int lock_read(const char* data_dir, struct lock_record* r)
 {
     char path[PATH_MAX + 8], buf[PATH_MAX + 128];
-    snprintf(path, sizeof(path), "%s/LOCK", data_dir);
+    util_datadir_path(path, sizeof(path), data_dir, DATADIR_LOCK);
     memset(r, 0, sizeof(*r));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -192,7 +194,7 @@ static int lock_read(const char* data_dir, struct lock_record* r)
 static bool lock_free(const char* data_dir)
 {
     char path[PATH_MAX + 8];
-    snprintf(path, sizeof(path), "%s/LOCK", data_dir);
+    util_datadir_path(path, sizeof(path), data_dir, DATADIR_LOCK);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return errno == ENOENT;
@@ -208,7 +210,7 @@ static pid_t lock_holder(const char* data_dir)
 {
     char path[PATH_MAX + 8];
     struct stat sb;
-    snprintf(path, sizeof(path), "%s/LOCK", data_dir);
+    util_datadir_path(path, sizeof(path), data_dir, DATADIR_LOCK);
     if (stat(path, &sb) != 0) {
         return 0;
     }
@@ -464,7 +466,7 @@ int fuseconn_record(const char* mountpoint,
     if (n <= 0 || (size_t)n >= sizeof(buf)) {
         return -ENAMETOOLONG;
     }
-    snprintf(path, sizeof(path), "%s/LOCK", data_dir);
+    util_datadir_path(path, sizeof(path), data_dir, DATADIR_LOCK);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) {
         return -errno;

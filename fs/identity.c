@@ -10,6 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../raft/util/datadir.h"
+#include "../raft/util/fileio.h"
+
 #define IDENTITY_HASH_SEED 14695981039346656037ULL
 
 static uint64_t fnv1a(const void* p, size_t len, uint64_t h)
@@ -94,21 +97,10 @@ int identity_initial(const char* name,
     return member ? 0 : -EINVAL;
 }
 
-static int fsync_dir(const char* dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
-}
-
 int identity_write(const char* dir, const char* name, uint64_t cluster_id)
 {
     char path[PATH_MAX], tmp[PATH_MAX + 8];
-    snprintf(path, sizeof(path), "%s/identity", dir);
+    util_datadir_path(path, sizeof(path), dir, DATADIR_IDENTITY);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE* f = fopen(tmp, "w");
     if (f == NULL) {
@@ -123,7 +115,7 @@ int identity_write(const char* dir, const char* name, uint64_t cluster_id)
     if (rv == 0 && rename(tmp, path) != 0) {
         rv = -errno;
     }
-    return rv != 0 ? rv : fsync_dir(dir);
+    return rv != 0 ? rv : util_fsync_dir(dir);
 }
 
 int identity_read(const char* dir,
@@ -133,7 +125,7 @@ int identity_read(const char* dir,
                   uint64_t* cluster_id)
 {
     char path[PATH_MAX], line[512];
-    snprintf(path, sizeof(path), "%s/identity", dir);
+    util_datadir_path(path, sizeof(path), dir, DATADIR_IDENTITY);
     FILE* f = fopen(path, "r");
     if (f == NULL) {
         return -errno;

@@ -29,6 +29,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "../raft/util/datadir.h"
 #include "ctl.h"
 #include "fs.h"
 #include "fuseconn.h"
@@ -566,7 +567,8 @@ static void tell_parent(struct app* a, char status)
 static void log_to_file(struct app* a)
 {
     char path[PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/quorumfs.log", a->mo->node.data_dir);
+    util_datadir_path(path, sizeof(path), a->mo->node.data_dir,
+                      DATADIR_NODE_LOG);
     fuseconn_stdio_to(path);
 }
 
@@ -748,7 +750,8 @@ static void start_watchdog(struct app* a)
         a->wd.fd = -1; /* test hook: the start-up clean-up alone */
         return;
     }
-    snprintf(path, sizeof(path), "%s/quorumfs.log", a->mo->node.data_dir);
+    util_datadir_path(path, sizeof(path), a->mo->node.data_dir,
+                      DATADIR_NODE_LOG);
     int rv = fuseconn_watchdog_start(&a->wd, a->mo->foreground ? NULL : path);
     if (rv != 0) {
         fprintf(stderr, "quorumfs: no watchdog (%s)\n", strerror(-rv));

@@ -33,7 +33,7 @@
 
 #include "../store/store_compact.h"
 #include "node_internal.h"
-#include "node_priv.h"
+#include "node_state_internal.h"
 
 /* ---- small helpers ---- */
 
@@ -1637,6 +1637,10 @@ int node_start(uv_loop_t* loop, const struct node_options* o, struct node** out)
     /* Proposal ids must never repeat across restarts (the store applies an
      * (origin, seq) at most once): start from the wall clock in ns. */
     n->next_seq = (uint64_t)wall_ns();
+    /* Read ids likewise: a leader may still answer a read this node asked
+     * before it restarted, and that answer (an older index) must not match
+     * a new read that reuses the id. */
+    n->next_read_ctx = (uint64_t)wall_ns();
     if (n->opts.proposal_timeout_ms == 0) {
         n->opts.proposal_timeout_ms = 5 * n->opts.election_ms;
     }

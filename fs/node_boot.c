@@ -19,8 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../raft/util/datadir.h"
+#include "../raft/util/fileio.h"
 #include "identity.h"
-#include "node_priv.h"
+#include "node_state_internal.h"
 
 static int mkdir_p(const char* path, mode_t mode)
 {
@@ -55,7 +57,7 @@ static int take_lock(struct node* n)
     char path[PATH_MAX + 8];
     char pid[32];
 
-    snprintf(path, sizeof(path), "%s/LOCK", n->data_dir);
+    util_datadir_path(path, sizeof(path), n->data_dir, DATADIR_LOCK);
     n->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (n->lock_fd < 0) {
         int err = -errno;
@@ -121,7 +123,7 @@ static struct rlog_loaded loaded; /* valid until the first log change */
 static int catch_up_marker(struct node* n, bool create)
 {
     char path[PATH_MAX + 16];
-    snprintf(path, sizeof(path), "%s/CATCHING-UP", n->data_dir);
+    util_datadir_path(path, sizeof(path), n->data_dir, DATADIR_CATCHING_UP);
     if (!create) {
         n->catching_up = access(path, F_OK) == 0;
         return 0;
@@ -137,11 +139,7 @@ static int catch_up_marker(struct node* n, bool create)
         return err;
     }
     close(fd);
-    int dfd = open(n->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
+    (void)util_fsync_dir(n->data_dir);
     n->catching_up = true;
     return 0;
 }
@@ -152,7 +150,7 @@ void node__catch_up_check(struct node* n)
         return;
     }
     char path[PATH_MAX + 16];
-    snprintf(path, sizeof(path), "%s/CATCHING-UP", n->data_dir);
+    util_datadir_path(path, sizeof(path), n->data_dir, DATADIR_CATCHING_UP);
     if (unlink(path) != 0 && errno != ENOENT) {
         node__log(RAFT_TRACE_WARN, "cannot remove %s: %s", path,
                   strerror(errno));
@@ -169,8 +167,7 @@ int node__open_disk(struct node* n)
 {
     char path[PATH_MAX + 16], db[PATH_MAX + 16];
     struct store_recovery rec;
-    struct rlog_options lo = {.segment_bytes_max = 64u << 20,
-                              .preallocate = true};
+    struct rlog_options lo;
     int rv;
 
     n->lock_fd = -1;
@@ -199,10 +196,11 @@ int node__open_disk(struct node* n)
     if (rv != 0) {
         goto err_after_lock;
     }
-    n->opts.store.tracer = (struct raft_tracer){.data = "store: ",
-                                                .emit = node__tracer_emit,
-                                                .level = n->opts.log_level};
-    snprintf(db, sizeof(db), "%s/db", n->data_dir);
+    n->opts.store.tracer =
+        (struct store_tracer){.data = "store: ",
+                              .emit = node__store_tracer_emit,
+                              .level = n->opts.log_level};
+    util_datadir_path(db, sizeof(db), n->data_dir, DATADIR_DB);
     memset(&rec, 0, sizeof(rec));
     n->opts.store.keep_torn_tail = true; /* dropped by node__check_disk */
     rv = store_open(db, &n->opts.store, &n->store, &rec);
@@ -212,9 +210,10 @@ int node__open_disk(struct node* n)
                   rec.torn_reason);
         goto err_after_lock;
     }
+    rlog_options_default(&lo);
     lo.tracer = (struct raft_tracer){
         .data = "log: ", .emit = node__tracer_emit, .level = n->opts.log_level};
-    snprintf(path, sizeof(path), "%s/log", n->data_dir);
+    util_datadir_path(path, sizeof(path), n->data_dir, DATADIR_LOG);
     rv = rlog_open(path, &lo, &n->log, &loaded);
     if (rv != 0) {
         node__log(RAFT_TRACE_ERROR, "cannot open raft log %s: %s", path,

@@ -30,7 +30,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "node_priv.h"
+#include "node_state_internal.h"
 
 /* The latest configuration the log knows (a CONF entry, else the
  * snapshot's, else the --initial-cluster one). */

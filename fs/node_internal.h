@@ -90,6 +90,8 @@ void node__msg_free(struct raft_message* m);
 void node__log(int level, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void node__tracer_emit(void* data, int level, raft_id id, const char* msg);
+/* The same sink for the store's tracer (struct store_tracer). */
+void node__store_tracer_emit(void* data, int level, const char* msg);
 void node__set_log_level(int level);
 
 #endif /* QFS_NODE_INTERNAL_H */

@@ -87,6 +87,17 @@ void node__tracer_emit(void* data, int level, raft_id id, const char* msg)
     log_plain(level, prefix, "%s", msg);
 }
 
+_Static_assert((int)STORE_TRACE_DEBUG == (int)RAFT_TRACE_DEBUG &&
+                   (int)STORE_TRACE_INFO == (int)RAFT_TRACE_INFO &&
+                   (int)STORE_TRACE_WARN == (int)RAFT_TRACE_WARN &&
+                   (int)STORE_TRACE_ERROR == (int)RAFT_TRACE_ERROR,
+               "one sink, one set of levels");
+
+void node__store_tracer_emit(void* data, int level, const char* msg)
+{
+    node__tracer_emit(data, level, 0, msg);
+}
+
 /* ---- message copies ---- */
 
 static void* dup_bytes(const void* p, size_t n)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node_priv.h"
+#include "node_state_internal.h"
 
 /* A growing text buffer; every append is bounded by NODE_TEXT_MAX. */
 enum { NODE_TEXT_MAX = 1u << 20 };

@@ -21,7 +21,9 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_internal.h"
 
@@ -179,6 +181,12 @@ static void* notify_main(void* arg)
         n->head = (n->head + 1) % FS_NOTIFY_QUEUE_MAX;
         n->count--;
         pthread_mutex_unlock(&n->mu);
+        if (n->delay_ms > 0) {
+            struct timespec ts = {
+                .tv_sec = n->delay_ms / 1000,
+                .tv_nsec = (long)(n->delay_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
         notify_one(n->se, &it);
         pthread_mutex_lock(&n->mu);
         done_raise(n);
@@ -193,6 +201,8 @@ int fs__notify_start(struct fs_notify* n, struct fuse_session* se)
 
     assert(!n->started);
     n->se = se;
+    const char* delay = getenv("QFS_TEST_NOTIFY_DELAY_MS");
+    n->delay_ms = delay != NULL ? (unsigned)strtoul(delay, NULL, 10) : 0;
     rv = pthread_create(&n->thread, NULL, notify_main, n);
     if (rv != 0) {
         return -rv;

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/bytes.h"
 #include "codec.h"
 
 /* ---- layout constants ---- */
@@ -130,24 +131,19 @@ static void put_u8(struct writer* w, uint8_t v)
 
 static void put_u16(struct writer* w, uint16_t v)
 {
-    w->p[0] = (uint8_t)v;
-    w->p[1] = (uint8_t)(v >> 8);
+    put_le16(w->p, v);
     w->p += 2;
 }
 
 static void put_u32(struct writer* w, uint32_t v)
 {
-    for (unsigned i = 0; i < 4; i++) {
-        w->p[i] = (uint8_t)(v >> (8 * i));
-    }
+    put_le32(w->p, v);
     w->p += 4;
 }
 
 static void put_u64(struct writer* w, uint64_t v)
 {
-    for (unsigned i = 0; i < 8; i++) {
-        w->p[i] = (uint8_t)(v >> (8 * i));
-    }
+    put_le64(w->p, v);
     w->p += 8;
 }
 
@@ -188,43 +184,31 @@ static uint8_t get_u8(struct reader* r)
     return v;
 }
 
-static uint16_t get_u16(struct reader* r)
+/* n bytes, little-endian (0 once the input is short). */
+static uint64_t get_n(struct reader* r, unsigned n)
 {
-    if (!take(r, 2)) {
+    if (!take(r, n)) {
         return 0;
     }
-    uint16_t v = (uint16_t)(r->p[0] | (r->p[1] << 8));
-    r->p += 2;
-    r->left -= 2;
+    uint64_t v = get_le(r->p, n);
+    r->p += n;
+    r->left -= n;
     return v;
+}
+
+static uint16_t get_u16(struct reader* r)
+{
+    return (uint16_t)get_n(r, 2);
 }
 
 static uint32_t get_u32(struct reader* r)
 {
-    if (!take(r, 4)) {
-        return 0;
-    }
-    uint32_t v = 0;
-    for (unsigned i = 0; i < 4; i++) {
-        v |= (uint32_t)r->p[i] << (8 * i);
-    }
-    r->p += 4;
-    r->left -= 4;
-    return v;
+    return (uint32_t)get_n(r, 4);
 }
 
 static uint64_t get_u64(struct reader* r)
 {
-    if (!take(r, 8)) {
-        return 0;
-    }
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 8; i++) {
-        v |= (uint64_t)r->p[i] << (8 * i);
-    }
-    r->p += 8;
-    r->left -= 8;
-    return v;
+    return get_n(r, 8);
 }
 
 /* A u32 length (<= max) and that many bytes, borrowed from the input. */

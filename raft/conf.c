@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "util/bytes.h"
 #include "raft.h"
 
 #define RAFT_CONF_VERSION 1
@@ -43,19 +44,8 @@ size_t raft_conf_encoded_size(const struct raft_conf* c)
 
 static uint8_t* put_u64(uint8_t* p, uint64_t v)
 {
-    for (unsigned i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
+    put_le64(p, v);
     return p + 8;
-}
-
-static uint64_t get_u64(const uint8_t* p)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 8; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
 }
 
 static uint8_t* put_str(uint8_t* p, const char* s, size_t max)
@@ -117,7 +107,7 @@ static int decode_server(struct raft_server* s,
         return RAFT_EMALFORMED;
     }
     memset(s, 0, sizeof(*s));
-    s->id = get_u64(*pp);
+    s->id = get_le64(*pp);
     s->role = (*pp)[8];
     *pp += 9;
     *left -= 9;

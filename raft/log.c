@@ -48,6 +48,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "util/fileio.h"
 #include "log.h"
 #include "log_format.h"
 
@@ -160,30 +161,6 @@ static bool seg_parse_name(const char* name, raft_index* first)
     return v != 0;
 }
 
-static int write_full(int fd, struct iovec* iov, int n, uint64_t off)
-{
-    while (n > 0) {
-        ssize_t w = pwritev(fd, iov, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        off += (uint64_t)w;
-        while (n > 0 && (size_t)w >= iov->iov_len) {
-            w -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (uint8_t*)iov->iov_base + w;
-            iov->iov_len -= (size_t)w;
-        }
-    }
-    return 0;
-}
-
 static int read_full(int fd, void* buf, size_t len, uint64_t off, size_t* got)
 {
     size_t done = 0;
@@ -255,7 +232,7 @@ static uint64_t rec_check(const uint8_t* buf,
 static bool valid_follows(const uint8_t* buf, uint64_t from, uint64_t size)
 {
     for (uint64_t p = from; p + RLOG_REC_HDR_SIZE <= size; p++) {
-        if (rlog__get32(buf + p) != RLOG_MAGIC) {
+        if (get_le32(buf + p) != RLOG_MAGIC) {
             continue;
         }
         struct rlog_rec_hdr h;
@@ -271,10 +248,10 @@ static void hs_encode(uint8_t out[RLOG_HS_DATA_SIZE],
                       const struct raft_hard_state* hs,
                       uint64_t seq)
 {
-    rlog__put64(out, hs->term);
-    rlog__put64(out + 8, hs->vote);
-    rlog__put64(out + 16, hs->commit);
-    rlog__put64(out + 24, seq);
+    put_le64(out, hs->term);
+    put_le64(out + 8, hs->vote);
+    put_le64(out + 16, hs->commit);
+    put_le64(out + 24, seq);
 }
 
 /* ---- meta: two slots, the valid one with the highest seq wins ---- */
@@ -294,9 +271,9 @@ static int meta_encode(uint8_t slot[RLOG_META_SLOT_SIZE],
                                l->hs.vote,   l->hs.commit,      l->snap.index,
                                l->snap.term, l->snap.conf_index};
     for (unsigned i = 0; i < 8; i++) {
-        rlog__put64(d + 8 * i, fixed[i]);
+        put_le64(d + 8 * i, fixed[i]);
     }
-    rlog__put32(d + 64, (uint32_t)n);
+    put_le32(d + 64, (uint32_t)n);
     struct rlog_rec_hdr h = {.type = RLOG_REC_META,
                              .len = RLOG_META_FIXED_SIZE + (uint32_t)n,
                              .index = l->snap.index,
@@ -322,9 +299,9 @@ static bool meta_decode(const uint8_t* slot, uint64_t avail, struct meta_val* m)
     const uint8_t* d = slot + RLOG_REC_HDR_SIZE;
     uint64_t f[8];
     for (unsigned i = 0; i < 8; i++) {
-        f[i] = rlog__get64(d + 8 * i);
+        f[i] = get_le64(d + 8 * i);
     }
-    uint32_t conf_len = rlog__get32(d + 64);
+    uint32_t conf_len = get_le32(d + 64);
     if (conf_len != h.len - RLOG_META_FIXED_SIZE) {
         return false;
     }
@@ -355,7 +332,7 @@ static int meta_write(struct rlog* l)
         return fail(l, rv, "meta encode");
     }
     struct iovec iov = {slot, sizeof(slot)};
-    rv = write_full(l->meta_fd, &iov, 1, (uint64_t)next * sizeof(slot));
+    rv = util_pwritev_all(l->meta_fd, &iov, 1, (uint64_t)next * sizeof(slot));
     if (rv != 0) {
         return fail(l, rv, "meta write");
     }
@@ -388,7 +365,7 @@ static int meta_create(struct rlog* l)
         goto err_after_alloc;
     }
     struct iovec iov = {buf, RLOG_META_SLOTS * RLOG_META_SLOT_SIZE};
-    rv = write_full(fd, &iov, 1, 0);
+    rv = util_pwritev_all(fd, &iov, 1, 0);
     if (rv == 0 && fdatasync(fd) != 0) {
         rv = -errno;
     }
@@ -544,7 +521,7 @@ static int seg_roll(struct rlog* l, raft_index first)
         .type = RLOG_REC_SEGMENT, .index = first, .term = l->epoch};
     rlog__hdr_encode(hdr, &h, NULL);
     struct iovec iov = {hdr, sizeof(hdr)};
-    rv = write_full(fd, &iov, 1, 0);
+    rv = util_pwritev_all(fd, &iov, 1, 0);
     /* Preallocate the segment: an fdatasync after an append that stays
      * inside allocated space need not commit a size change (measured here:
      * 390 us instead of 590 us per sync). The unused tail reads as zeros,
@@ -608,22 +585,7 @@ static void loaded_release(struct rlog* l)
 static int open_dir(struct rlog* l)
 {
     if (mkdir(l->dir, 0700) == 0) {
-        char parent[RLOG_PATH_MAX];
-        snprintf(parent, sizeof(parent), "%s", l->dir);
-        char* slash = strrchr(parent, '/');
-        if (slash == parent) {
-            slash[1] = '\0';
-        } else if (slash != NULL) {
-            *slash = '\0';
-        } else {
-            snprintf(parent, sizeof(parent), ".");
-        }
-        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (pfd < 0) {
-            return -errno;
-        }
-        int rv = fsync(pfd) != 0 ? -errno : 0;
-        close(pfd);
+        int rv = util_fsync_parent(l->dir);
         if (rv != 0) {
             return rv;
         }
@@ -856,12 +818,11 @@ static int seg_parse(struct rlog* l,
             }
         } else if (h.type == RLOG_REC_HARD_STATE &&
                    h.len == RLOG_HS_DATA_SIZE) {
-            uint64_t seq = rlog__get64(data + 24);
+            uint64_t seq = get_le64(data + 24);
             if (seq > best->seq) {
                 best->seq = seq;
-                best->hs = (struct raft_hard_state){rlog__get64(data),
-                                                    rlog__get64(data + 8),
-                                                    rlog__get64(data + 16)};
+                best->hs = (struct raft_hard_state){
+                    get_le64(data), get_le64(data + 8), get_le64(data + 16)};
             }
         } else {
             why = "unexpected record type";
@@ -1017,6 +978,14 @@ static int load_segments(struct rlog* l,
     return l->fd < 0 ? -errno : 0;
 }
 
+void rlog_options_default(struct rlog_options* o)
+{
+    assert(o != NULL);
+    memset(o, 0, sizeof(*o));
+    o->segment_bytes_max = RLOG_SEGMENT_BYTES_DEFAULT;
+    o->preallocate = true;
+}
+
 int rlog_open(const char* dir,
               const struct rlog_options* o,
               struct rlog** out,
@@ -1088,7 +1057,7 @@ static int flush_iov(struct rlog* l, struct iovec* iov, int n, uint64_t off)
     if (n == 0) {
         return 0;
     }
-    int rv = write_full(l->fd, iov, n, off);
+    int rv = util_pwritev_all(l->fd, iov, n, off);
     if (rv != 0) {
         return fail(l, rv, "segment write");
     }

@@ -30,6 +30,10 @@ struct rlog_options {
      * which recovery skips silently. */
     bool preallocate;
 };
+/* The options every opener of a node's log uses (the node, and the offline
+ * restore that seeds a data dir): 64 MiB segments, preallocated; no
+ * tracer. */
+void rlog_options_default(struct rlog_options* o);
 
 /* What was on disk. Owned by the rlog (valid until the next call that
  * changes the log, or rlog_close). */

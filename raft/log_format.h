@@ -28,6 +28,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "util/bytes.h"
 #include "raft.h"
 
 #define RLOG_MAGIC 0x474f4c51u /* "QLOG" in little-endian byte order */
@@ -82,38 +83,6 @@ _Static_assert(2 + RAFT_SERVERS_MAX * (8 + 1 + RAFT_NAME_MAX + RAFT_ADDR_MAX) <=
                "a configuration fits in a meta slot");
 _Static_assert(RAFT_ENTRY_DATA_MAX <= UINT32_MAX, "len is a u32");
 
-static inline void rlog__put32(uint8_t* p, uint32_t v)
-{
-    for (unsigned i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static inline void rlog__put64(uint8_t* p, uint64_t v)
-{
-    for (unsigned i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static inline uint32_t rlog__get32(const uint8_t* p)
-{
-    uint32_t v = 0;
-    for (unsigned i = 0; i < 4; i++) {
-        v |= (uint32_t)p[i] << (8 * i);
-    }
-    return v;
-}
-
-static inline uint64_t rlog__get64(const uint8_t* p)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 8; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
-}
-
 static inline uint64_t rlog__checksum(const uint8_t* hdr,
                                       const void* data,
                                       size_t len)
@@ -128,30 +97,30 @@ static inline void rlog__hdr_encode(uint8_t out[RLOG_REC_HDR_SIZE],
                                     const void* data)
 {
     memset(out, 0, RLOG_REC_HDR_SIZE);
-    rlog__put32(out + offsetof(struct rlog_rec_hdr, magic), RLOG_MAGIC);
+    put_le32(out + offsetof(struct rlog_rec_hdr, magic), RLOG_MAGIC);
     out[offsetof(struct rlog_rec_hdr, version)] = RLOG_VERSION;
     out[offsetof(struct rlog_rec_hdr, type)] = h->type;
     out[offsetof(struct rlog_rec_hdr, entry_type)] = h->entry_type;
-    rlog__put32(out + offsetof(struct rlog_rec_hdr, len), h->len);
-    rlog__put64(out + offsetof(struct rlog_rec_hdr, index), h->index);
-    rlog__put64(out + offsetof(struct rlog_rec_hdr, term), h->term);
-    rlog__put64(out + RLOG_REC_SUMMED, rlog__checksum(out, data, h->len));
+    put_le32(out + offsetof(struct rlog_rec_hdr, len), h->len);
+    put_le64(out + offsetof(struct rlog_rec_hdr, index), h->index);
+    put_le64(out + offsetof(struct rlog_rec_hdr, term), h->term);
+    put_le64(out + RLOG_REC_SUMMED, rlog__checksum(out, data, h->len));
 }
 
 /* Decode the fixed fields of a header; no validation beyond the layout. */
 static inline void rlog__hdr_decode(struct rlog_rec_hdr* h,
                                     const uint8_t in[RLOG_REC_HDR_SIZE])
 {
-    h->magic = rlog__get32(in + offsetof(struct rlog_rec_hdr, magic));
+    h->magic = get_le32(in + offsetof(struct rlog_rec_hdr, magic));
     h->version = in[offsetof(struct rlog_rec_hdr, version)];
     h->type = in[offsetof(struct rlog_rec_hdr, type)];
     h->entry_type = in[offsetof(struct rlog_rec_hdr, entry_type)];
     h->reserved0 = in[offsetof(struct rlog_rec_hdr, reserved0)];
-    h->len = rlog__get32(in + offsetof(struct rlog_rec_hdr, len));
-    h->reserved1 = rlog__get32(in + offsetof(struct rlog_rec_hdr, reserved1));
-    h->index = rlog__get64(in + offsetof(struct rlog_rec_hdr, index));
-    h->term = rlog__get64(in + offsetof(struct rlog_rec_hdr, term));
-    h->checksum = rlog__get64(in + RLOG_REC_SUMMED);
+    h->len = get_le32(in + offsetof(struct rlog_rec_hdr, len));
+    h->reserved1 = get_le32(in + offsetof(struct rlog_rec_hdr, reserved1));
+    h->index = get_le64(in + offsetof(struct rlog_rec_hdr, index));
+    h->term = get_le64(in + offsetof(struct rlog_rec_hdr, term));
+    h->checksum = get_le64(in + RLOG_REC_SUMMED);
 }
 
 #endif /* QFS_RAFT_LOG_FORMAT_H */

@@ -44,6 +44,7 @@
 
 #include <xxhash.h>
 
+#include "util/bytes.h"
 #include "codec.h"
 #include "transport.h"
 
@@ -168,22 +169,6 @@ __attribute__((format(printf, 3, 4))) static void trace(struct transport* t,
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     t->o.tracer.emit(t->o.tracer.data, level, t->o.self, msg);
-}
-
-static void put_le(uint8_t* p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t get_le(const uint8_t* p, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
 }
 
 static void frame_header(uint8_t* h,

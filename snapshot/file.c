@@ -5,7 +5,8 @@
  * (magic + XXH3-64 of every byte before the trailer). A file is accepted
  * only when every length adds up to the file size, the trailer checksum
  * matches, the conf decodes, and the embedded image's own header and
- * checksum (docs/format-db.md, "Images") agree with the snapshot header.
+ * checksum (docs/format-db.md, "Images"; checked by the store:
+ * store_image_inspect) agree with the snapshot header.
  * Write order: FILE.tmp -> write -> fsync -> close -> rename(FILE.tmp, FILE)
  * -> fsync(dir): the rename is the commit point; a crash before it leaves
  * FILE as it was (and a stale FILE.tmp, replaced by the next save).
@@ -24,71 +25,25 @@
 
 #include <xxhash.h>
 
+#include "../store/store.h"
+#include "../raft/util/bytes.h"
+#include "../raft/util/fileio.h"
 #include "snapshot.h"
 
 #define SNAP_FILE_MAGIC 0x4E534651u    /* "QFSN" */
 #define SNAP_TRAILER_MAGIC 0x444E4553u /* "SEND" */
-#define SNAP_IMAGE_MAGIC 0x4D494651u   /* "QFIM", docs/format-db.md */
 
 enum {
     SNAP_FILE_VERSION = 1,
     SNAP_HEADER_LEN = 64,
     SNAP_TRAILER_LEN = 16,
     SNAP_CONF_BYTES_MAX = 64u << 10,
-    SNAP_IMAGE_HEADER_LEN = 64,
-    SNAP_IMAGE_PUT_FIXED = 96, /* PUT record before name + content */
-    SNAP_IMAGE_TAG_PUT = 1,
-    SNAP_IO_CHUNK = 1u << 20, /* bytes per read()/write() call */
+    SNAP_IO_CHUNK = 1u << 20, /* bytes per read() call */
 };
 #define SNAP_FILE_BYTES_MAX ((uint64_t)RAFT_SNAPSHOT_BYTES_MAX + (1u << 20))
 
 _Static_assert(SNAP_HEADER_LEN % 8 == 0, "header keeps 8-byte alignment");
 _Static_assert(SNAP_CONF_BYTES_MAX < UINT32_MAX, "conf_len fits its field");
-
-/* ---- little-endian fields ---- */
-
-static void put16(uint8_t* p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t* p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static void put64(uint8_t* p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint16_t get16(const uint8_t* p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get32(const uint8_t* p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static uint64_t get64(const uint8_t* p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
 
 static int fail(char* err, size_t cap, int rv, const char* fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -104,109 +59,7 @@ static int fail(char* err, size_t cap, int rv, const char* fmt, ...)
     return rv;
 }
 
-/* ---- the embedded store image (docs/format-db.md, "Images") ---- */
-
-struct image_summary {
-    uint64_t revision;
-    uint64_t applied_index;
-    uint64_t keys; /* PUT records but the root's (they come first) */
-};
-
-static int image_check(const uint8_t* img,
-                       size_t len,
-                       struct image_summary* s,
-                       char* err,
-                       size_t cap)
-{
-    if (len < SNAP_IMAGE_HEADER_LEN) {
-        return fail(err, cap, -EBADMSG, "store image too short (%zu bytes)",
-                    len);
-    }
-    if (get32(img) != SNAP_IMAGE_MAGIC || get16(img + 4) != 1 ||
-        get16(img + 6) != SNAP_IMAGE_HEADER_LEN) {
-        return fail(err, cap, -EBADMSG,
-                    "store image: bad magic, version or header length");
-    }
-    if (get64(img + 40) != len - SNAP_IMAGE_HEADER_LEN) {
-        return fail(err, cap, -EBADMSG,
-                    "store image: payload length %" PRIu64
-                    " does not match %zu bytes",
-                    get64(img + 40), len - SNAP_IMAGE_HEADER_LEN);
-    }
-    uint64_t seed = XXH3_64bits(img, 56);
-    uint64_t sum = XXH3_64bits_withSeed(img + SNAP_IMAGE_HEADER_LEN,
-                                        len - SNAP_IMAGE_HEADER_LEN, seed);
-    if (sum != get64(img + 56)) {
-        return fail(err, cap, -EBADMSG, "store image: checksum mismatch");
-    }
-    s->revision = get64(img + 16);
-    s->applied_index = get64(img + 24);
-    s->keys = 0;
-    /* Count the leading PUT records; bounded by the record count. */
-    uint32_t records = get32(img + 8);
-    size_t off = SNAP_IMAGE_HEADER_LEN;
-    for (uint32_t i = 0; i < records; i++) {
-        if (len - off < SNAP_IMAGE_PUT_FIXED ||
-            img[off] != SNAP_IMAGE_TAG_PUT) {
-            break;
-        }
-        uint64_t rec = (uint64_t)SNAP_IMAGE_PUT_FIXED + get16(img + off + 2) +
-                       get32(img + off + 92);
-        if (rec > len - off) {
-            return fail(err, cap, -EBADMSG,
-                        "store image: record %u overruns the image", i);
-        }
-        if (get64(img + off + 16) != STORE_ROOT_INO) {
-            s->keys++; /* live entries, as store_stats counts them */
-        }
-        off += (size_t)rec;
-    }
-    return 0;
-}
-
 /* ---- save ---- */
-
-static int write_all(int fd, const uint8_t* p, size_t len)
-{
-    while (len > 0) {
-        size_t n = len < SNAP_IO_CHUNK ? len : SNAP_IO_CHUNK;
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-static int fsync_parent(const char* path)
-{
-    char dir[PATH_MAX];
-    const char* slash = strrchr(path, '/');
-    size_t n = slash == NULL ? 0 : (size_t)(slash - path);
-
-    if (slash == NULL) {
-        memcpy(dir, ".", 2);
-    } else if (n == 0) {
-        memcpy(dir, "/", 2);
-    } else if (n < sizeof(dir)) {
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    } else {
-        return -ENAMETOOLONG;
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
-}
 
 /* Header + conf into a malloc'd buffer of *len bytes. */
 static int build_head(const void* image,
@@ -217,8 +70,8 @@ static int build_head(const void* image,
                       char* err,
                       size_t cap)
 {
-    struct image_summary s;
-    int rv = image_check(image, len, &s, err, cap);
+    struct store_image_info s;
+    int rv = store_image_inspect(image, len, &s, err, cap);
     if (rv != 0) {
         return rv;
     }
@@ -235,14 +88,14 @@ static int build_head(const void* image,
         free(h);
         return fail(err, cap, -EINVAL, "cannot encode the membership");
     }
-    put32(h, SNAP_FILE_MAGIC);
-    put16(h + 4, SNAP_FILE_VERSION);
-    put16(h + 6, SNAP_HEADER_LEN);
-    put32(h + 8, (uint32_t)conf_len);
-    put64(h + 16, (uint64_t)len);
-    put64(h + 24, s.revision);
-    put64(h + 32, s.applied_index);
-    put64(h + 40, s.keys);
+    put_le32(h, SNAP_FILE_MAGIC);
+    put_le16(h + 4, SNAP_FILE_VERSION);
+    put_le16(h + 6, SNAP_HEADER_LEN);
+    put_le32(h + 8, (uint32_t)conf_len);
+    put_le64(h + 16, (uint64_t)len);
+    put_le64(h + 24, s.revision);
+    put_le64(h + 32, s.applied_index);
+    put_le64(h + 40, s.keys);
     *out = h;
     *out_len = SNAP_HEADER_LEN + conf_len;
     return 0;
@@ -277,9 +130,9 @@ int snap_file_save(const char* path,
     XXH3_64bits_reset(xs);
     XXH3_64bits_update(xs, head, head_len);
     XXH3_64bits_update(xs, image, len);
-    put32(trailer, SNAP_TRAILER_MAGIC);
-    put32(trailer + 4, 0);
-    put64(trailer + 8, XXH3_64bits_digest(xs));
+    put_le32(trailer, SNAP_TRAILER_MAGIC);
+    put_le32(trailer + 4, 0);
+    put_le64(trailer + 8, XXH3_64bits_digest(xs));
     XXH3_freeState(xs);
 
     /* Order: write tmp -> fsync -> close -> rename -> fsync(dir). */
@@ -288,12 +141,12 @@ int snap_file_save(const char* path,
         rv = fail(err, err_cap, -errno, "%s: %s", tmp, strerror(errno));
         goto err_after_head;
     }
-    rv = write_all(fd, head, head_len);
+    rv = util_write_all(fd, head, head_len);
     if (rv == 0) {
-        rv = write_all(fd, image, len);
+        rv = util_write_all(fd, image, len);
     }
     if (rv == 0) {
-        rv = write_all(fd, trailer, sizeof(trailer));
+        rv = util_write_all(fd, trailer, sizeof(trailer));
     }
     if (rv == 0 && fsync(fd) != 0) {
         rv = -errno;
@@ -310,7 +163,7 @@ int snap_file_save(const char* path,
                   strerror(errno));
         goto err_after_tmp;
     }
-    rv = fsync_parent(path);
+    rv = util_fsync_parent(path);
     if (rv != 0) {
         fail(err, err_cap, rv, "fsync of the directory of %s: %s", path,
              strerror(-rv));
@@ -392,17 +245,17 @@ static int parse_file(const uint8_t* b,
                     "truncated: %zu bytes, shorter than a snapshot header",
                     len);
     }
-    if (get32(b) != SNAP_FILE_MAGIC) {
+    if (get_le32(b) != SNAP_FILE_MAGIC) {
         return fail(err, cap, -EBADMSG, "not a quorumfs snapshot file");
     }
-    if (get16(b + 4) != SNAP_FILE_VERSION) {
+    if (get_le16(b + 4) != SNAP_FILE_VERSION) {
         return fail(err, cap, -EBADMSG, "unsupported snapshot version %u",
-                    get16(b + 4));
+                    get_le16(b + 4));
     }
-    uint32_t conf_len = get32(b + 8);
-    uint64_t image_len = get64(b + 16);
-    if (get16(b + 6) != SNAP_HEADER_LEN || get32(b + 12) != 0 ||
-        get64(b + 48) != 0 || get64(b + 56) != 0 ||
+    uint32_t conf_len = get_le32(b + 8);
+    uint64_t image_len = get_le64(b + 16);
+    if (get_le16(b + 6) != SNAP_HEADER_LEN || get_le32(b + 12) != 0 ||
+        get_le64(b + 48) != 0 || get_le64(b + 56) != 0 ||
         conf_len > SNAP_CONF_BYTES_MAX || image_len > SNAP_FILE_BYTES_MAX) {
         return fail(err, cap, -EBADMSG, "corrupt snapshot header");
     }
@@ -415,8 +268,8 @@ static int parse_file(const uint8_t* b,
     }
     const uint8_t* tr = b + len - SNAP_TRAILER_LEN;
     uint64_t sum = XXH3_64bits(b, len - SNAP_TRAILER_LEN);
-    if (get32(tr) != SNAP_TRAILER_MAGIC || get32(tr + 4) != 0 ||
-        get64(tr + 8) != sum) {
+    if (get_le32(tr) != SNAP_TRAILER_MAGIC || get_le32(tr + 4) != 0 ||
+        get_le64(tr + 8) != sum) {
         return fail(err, cap, -EBADMSG,
                     "checksum mismatch: the file is corrupted");
     }
@@ -424,14 +277,14 @@ static int parse_file(const uint8_t* b,
     if (raft_conf_decode(&info->conf, b + SNAP_HEADER_LEN, conf_len) != 0) {
         return fail(err, cap, -EBADMSG, "corrupt membership record");
     }
-    struct image_summary s;
-    int rv = image_check(b + SNAP_HEADER_LEN + conf_len, (size_t)image_len, &s,
-                         err, cap);
+    struct store_image_info s;
+    int rv = store_image_inspect(b + SNAP_HEADER_LEN + conf_len,
+                                 (size_t)image_len, &s, err, cap);
     if (rv != 0) {
         return rv;
     }
-    if (s.revision != get64(b + 24) || s.applied_index != get64(b + 32) ||
-        s.keys != get64(b + 40)) {
+    if (s.revision != get_le64(b + 24) || s.applied_index != get_le64(b + 32) ||
+        s.keys != get_le64(b + 40)) {
         return fail(err, cap, -EBADMSG,
                     "header and store image disagree (revision, index or "
                     "keys)");
@@ -468,7 +321,7 @@ int snap_file_load(const char* path,
         return rv;
     }
     if (image != NULL) {
-        uint32_t conf_len = get32(buf + 8);
+        uint32_t conf_len = get_le32(buf + 8);
         /* Move the image to the front and shrink: one copy, no second
          * buffer of the image's size. */
         memmove(buf, buf + SNAP_HEADER_LEN + conf_len, tmp.image_bytes);

@@ -8,7 +8,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 void store__rec_from_entry(const struct entry* e, struct store_rec* r)
 {
@@ -590,7 +590,7 @@ static int run(struct apply_ctx* x)
 }
 
 int store_apply(struct store* st,
-                raft_index index,
+                store_index index,
                 const void* cmd,
                 size_t len,
                 store_change_cb cb,
@@ -630,7 +630,7 @@ int store_apply(struct store* st,
     }
     if (rv != 0) {
         st->io_err = rv; /* out of memory mid-command: unusable */
-        store__trace(st, RAFT_TRACE_ERROR,
+        store__trace(st, STORE_TRACE_ERROR,
                      "apply of index %" PRIu64
                      " failed (%d): store stops applying",
                      index, rv);
@@ -662,7 +662,7 @@ int store_dedup_applied(const struct store* st, uint64_t origin, uint64_t seq)
     return -1;
 }
 
-int store_apply_index(struct store* st, raft_index index)
+int store_apply_index(struct store* st, store_index index)
 {
     assert(st != NULL && index > st->s.applied_index);
     if (st->io_err != 0) {

@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 enum { CACHE_SLOTS_MAX = 4096 }; /* bound on cached frames */
 

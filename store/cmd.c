@@ -12,7 +12,7 @@
 #include <assert.h>
 #include <errno.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 enum {
     CMD_VERSION = 1,
@@ -55,23 +55,23 @@ long store_cmd_encode(const struct store_cmd* c, void* buf, size_t cap)
     memset(p, 0, CMD_FIXED);
     p[0] = CMD_VERSION;
     p[1] = c->op;
-    put_u32(p + 4, c->flags);
-    put_u64(p + 8, c->origin);
-    put_u64(p + 16, c->seq);
-    put_u64(p + 24, (uint64_t)c->now_ns);
-    put_u64(p + 32, c->parent);
-    put_u64(p + 40, c->new_parent);
-    put_u64(p + 48, c->ino);
-    put_u32(p + 56, c->mode);
-    put_u32(p + 60, c->uid);
-    put_u32(p + 64, c->gid);
-    put_u32(p + 68, c->set_mask);
-    put_u64(p + 72, c->size);
-    put_u64(p + 80, (uint64_t)c->atime_ns);
-    put_u64(p + 88, (uint64_t)c->mtime_ns);
-    put_u32(p + 96, (uint32_t)nl);
-    put_u32(p + 100, (uint32_t)nnl);
-    put_u32(p + 104, (uint32_t)c->data_len);
+    put_le32(p + 4, c->flags);
+    put_le64(p + 8, c->origin);
+    put_le64(p + 16, c->seq);
+    put_le64(p + 24, (uint64_t)c->now_ns);
+    put_le64(p + 32, c->parent);
+    put_le64(p + 40, c->new_parent);
+    put_le64(p + 48, c->ino);
+    put_le32(p + 56, c->mode);
+    put_le32(p + 60, c->uid);
+    put_le32(p + 64, c->gid);
+    put_le32(p + 68, c->set_mask);
+    put_le64(p + 72, c->size);
+    put_le64(p + 80, (uint64_t)c->atime_ns);
+    put_le64(p + 88, (uint64_t)c->mtime_ns);
+    put_le32(p + 96, (uint32_t)nl);
+    put_le32(p + 100, (uint32_t)nnl);
+    put_le32(p + 104, (uint32_t)c->data_len);
     size_t off = CMD_FIXED;
     if (nl > 0) {
         memcpy(p + off, c->name, nl);
@@ -108,31 +108,31 @@ int store_cmd_decode(struct store_cmd* c, const void* buf, size_t len)
     assert(c != NULL);
     const uint8_t* p = buf;
     if (p == NULL || len < CMD_FIXED || p[0] != CMD_VERSION ||
-        get_u16(p + 2) != 0 || get_u32(p + 108) != 0) {
+        get_le16(p + 2) != 0 || get_le32(p + 108) != 0) {
         return -EBADMSG;
     }
     memset(c, 0, sizeof(*c));
     c->op = p[1];
-    c->flags = get_u32(p + 4);
+    c->flags = get_le32(p + 4);
     if (c->op < STORE_OP_CREATE || c->op > STORE_OP_CANCEL ||
         (c->flags & ~(uint32_t)CMD_FLAGS_ALL) != 0) {
         return -EBADMSG;
     }
-    c->origin = get_u64(p + 8);
-    c->seq = get_u64(p + 16);
-    c->now_ns = (int64_t)get_u64(p + 24);
-    c->parent = get_u64(p + 32);
-    c->new_parent = get_u64(p + 40);
-    c->ino = get_u64(p + 48);
-    c->mode = get_u32(p + 56);
-    c->uid = get_u32(p + 60);
-    c->gid = get_u32(p + 64);
-    c->set_mask = get_u32(p + 68);
-    c->size = get_u64(p + 72);
-    c->atime_ns = (int64_t)get_u64(p + 80);
-    c->mtime_ns = (int64_t)get_u64(p + 88);
-    uint64_t nl = get_u32(p + 96), nnl = get_u32(p + 100);
-    uint64_t dl = get_u32(p + 104);
+    c->origin = get_le64(p + 8);
+    c->seq = get_le64(p + 16);
+    c->now_ns = (int64_t)get_le64(p + 24);
+    c->parent = get_le64(p + 32);
+    c->new_parent = get_le64(p + 40);
+    c->ino = get_le64(p + 48);
+    c->mode = get_le32(p + 56);
+    c->uid = get_le32(p + 60);
+    c->gid = get_le32(p + 64);
+    c->set_mask = get_le32(p + 68);
+    c->size = get_le64(p + 72);
+    c->atime_ns = (int64_t)get_le64(p + 80);
+    c->mtime_ns = (int64_t)get_le64(p + 88);
+    uint64_t nl = get_le32(p + 96), nnl = get_le32(p + 100);
+    uint64_t dl = get_le32(p + 104);
     if ((c->set_mask & ~(uint32_t)CMD_SET_ALL) != 0 || nl > CMD_STRING_MAX ||
         nnl > CMD_STRING_MAX || dl > CMD_DATA_MAX ||
         CMD_FIXED + nl + nnl + dl != len) {

@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -33,7 +32,7 @@
 #include <unistd.h>
 
 #include "store_compact.h"
-#include "store_int.h"
+#include "store_internal.h"
 
 #define COMPACT_BASE_RAW_MAX (4u << 20) /* raw bytes of one BASE frame */
 _Static_assert(COMPACT_BASE_RAW_MAX <= STORE_FRAME_RAW_MAX, "a frame");
@@ -75,22 +74,6 @@ void store__crash_point(const char* point)
     if (want != NULL && strcmp(want, point) == 0) {
         _exit(99);
     }
-}
-
-int store__sync_dir(const char* path)
-{
-    char* copy = strdup(path);
-    if (copy == NULL) {
-        return -ENOMEM;
-    }
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
 }
 
 /* A rewrite replays the whole state into a second index (run, on another
@@ -202,8 +185,8 @@ static int w_rec(struct store_compaction* c,
         uint64_t ino = r->tag == REC_PUT ? r->put.ino : r->ino;
         const struct loc* l = map_find(c, ino);
         size_t at = r->tag == REC_PUT ? 80 : 17; /* prev_frame, prev_rec */
-        put_u64(q + at, l != NULL ? l->frame : UINT64_MAX);
-        put_u32(q + at + 8, l != NULL ? l->rec : 0);
+        put_le64(q + at, l != NULL ? l->frame : UINT64_MAX);
+        put_le32(q + at + 8, l != NULL ? l->rec : 0);
         if (r->tag == REC_PUT) {
             rv = map_set(c, ino, c->new_off, (uint32_t)c->w.len);
         }
@@ -226,7 +209,7 @@ static int w_flush(struct store_compaction* c,
     if (rv != 0) {
         return rv;
     }
-    rv = store__pwrite_all(c->fd, f->bytes, f->len, f->off);
+    rv = util_pwrite_all(c->fd, f->bytes, f->len, f->off);
     c->new_off += f->len;
     c->stored += f->len;
     c->raw += c->w.len;
@@ -425,7 +408,7 @@ int store_compact_begin(struct store* st, struct store_compaction** out)
     c->target = st->s.compact_rev;
     c->cut_off = st->durable_off;
     st->compacting = true;
-    store__trace(st, RAFT_TRACE_INFO,
+    store__trace(st, STORE_TRACE_INFO,
                  "db %s: compaction to revision %" PRIu64 " begins (%" PRIu64
                  " bytes)",
                  st->path, c->target, c->cut_off);
@@ -476,12 +459,12 @@ static void fix_pending(struct store_compaction* c, uint64_t pend_off)
             uint64_t ino = r.tag == REC_PUT ? r.put.ino : r.ino;
             uint8_t* q = st->pend.buf + pos + (r.tag == REC_PUT ? 80 : 17);
             const struct loc* l = map_find(c, ino);
-            uint64_t pf = get_u64(q);
+            uint64_t pf = get_le64(q);
             if (pf != st->next_off) { /* not an earlier pending record */
-                put_u64(q, l != NULL ? l->frame : UINT64_MAX);
-                put_u32(q + 8, l != NULL ? l->rec : 0);
+                put_le64(q, l != NULL ? l->frame : UINT64_MAX);
+                put_le32(q + 8, l != NULL ? l->rec : 0);
             } else {
-                put_u64(q, pend_off);
+                put_le64(q, pend_off);
             }
         }
         pos += (size_t)n;
@@ -575,10 +558,10 @@ int store_compact_finish(struct store* st, struct store_compaction* c)
         rv = -errno;
         goto err;
     }
-    rv = store__sync_dir(st->path);
+    rv = util_fsync_parent(st->path);
     if (rv != 0) {
         st->io_err = rv; /* the rename may or may not be durable */
-        store__trace(st, RAFT_TRACE_ERROR,
+        store__trace(st, STORE_TRACE_ERROR,
                      "db %s: fsync of the directory after compaction failed "
                      "(%d): store stops applying",
                      st->path, rv);
@@ -586,7 +569,7 @@ int store_compact_finish(struct store* st, struct store_compaction* c)
     store__crash_point("compact-after-rename");
     uint64_t before = st->durable_off;
     compact_switch(c);
-    store__trace(st, RAFT_TRACE_INFO,
+    store__trace(st, STORE_TRACE_INFO,
                  "db %s: compacted to revision %" PRIu64 ": %" PRIu64
                  " -> %" PRIu64 " bytes",
                  st->path, c->target, before, st->durable_off);
@@ -594,7 +577,7 @@ int store_compact_finish(struct store* st, struct store_compaction* c)
     return rv;
 
 err:
-    store__trace(st, RAFT_TRACE_WARN,
+    store__trace(st, STORE_TRACE_WARN,
                  "db %s: compaction to revision %" PRIu64 " abandoned (%d)%s%s",
                  st->path, c->target, rv, c->err[0] ? ": " : "", c->err);
     compaction_free(c, true);
@@ -613,7 +596,7 @@ int store__compact_cleanup(struct store* st)
     snprintf(tmp, n, "%s.compact", st->path);
     int rv = 0;
     if (unlink(tmp) == 0) {
-        store__trace(st, RAFT_TRACE_WARN,
+        store__trace(st, STORE_TRACE_WARN,
                      "db %s: deleted an unfinished compaction (%s)", st->path,
                      tmp);
     } else if (errno != ENOENT) {

@@ -23,7 +23,7 @@
 #include <lz4.h>
 #include <xxhash.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 enum { SCAN_CHUNK = 1 << 20 };
 
@@ -38,21 +38,21 @@ void store__rec_put_encode(const struct store_rec* r, uint8_t* p)
 {
     p[0] = REC_PUT;
     p[1] = r->type;
-    put_u16(p + 2, r->name_len);
-    put_u32(p + 4, r->mode);
-    put_u32(p + 8, r->uid);
-    put_u32(p + 12, r->gid);
-    put_u64(p + 16, r->ino);
-    put_u64(p + 24, r->parent);
-    put_u64(p + 32, r->create_rev);
-    put_u64(p + 40, r->mod_rev);
-    put_u64(p + 48, r->version);
-    put_u64(p + 56, (uint64_t)r->atime_ns);
-    put_u64(p + 64, (uint64_t)r->mtime_ns);
-    put_u64(p + 72, (uint64_t)r->ctime_ns);
-    put_u64(p + 80, r->prev_frame);
-    put_u32(p + 88, r->prev_rec);
-    put_u32(p + 92, r->content_len);
+    put_le16(p + 2, r->name_len);
+    put_le32(p + 4, r->mode);
+    put_le32(p + 8, r->uid);
+    put_le32(p + 12, r->gid);
+    put_le64(p + 16, r->ino);
+    put_le64(p + 24, r->parent);
+    put_le64(p + 32, r->create_rev);
+    put_le64(p + 40, r->mod_rev);
+    put_le64(p + 48, r->version);
+    put_le64(p + 56, (uint64_t)r->atime_ns);
+    put_le64(p + 64, (uint64_t)r->mtime_ns);
+    put_le64(p + 72, (uint64_t)r->ctime_ns);
+    put_le64(p + 80, r->prev_frame);
+    put_le32(p + 88, r->prev_rec);
+    put_le32(p + 92, r->content_len);
     memcpy(p + REC_PUT_FIXED, r->name, r->name_len);
     if (r->content_len > 0) {
         memcpy(p + REC_PUT_FIXED + r->name_len, r->content, r->content_len);
@@ -66,17 +66,17 @@ void store__rec_del_encode(uint64_t ino,
                            uint8_t* p)
 {
     p[0] = REC_DEL;
-    put_u64(p + 1, ino);
-    put_u64(p + 9, rev);
-    put_u64(p + 17, prev_frame);
-    put_u32(p + 25, prev_rec);
+    put_le64(p + 1, ino);
+    put_le64(p + 9, rev);
+    put_le64(p + 17, prev_frame);
+    put_le32(p + 25, prev_rec);
 }
 
 void store__rec_dedup_encode(uint64_t origin, uint64_t seq, uint8_t* p)
 {
     p[0] = REC_DEDUP;
-    put_u64(p + 1, origin);
-    put_u64(p + 9, seq);
+    put_le64(p + 1, origin);
+    put_le64(p + 9, seq);
 }
 
 void store__rec_snap_encode(const char* name,
@@ -87,9 +87,9 @@ void store__rec_snap_encode(const char* name,
 {
     p[0] = REC_SNAP;
     p[1] = 0;
-    put_u16(p + 2, len);
-    put_u64(p + 4, rev);
-    put_u64(p + 12, (uint64_t)ctime_ns);
+    put_le16(p + 2, len);
+    put_le64(p + 4, rev);
+    put_le64(p + 12, (uint64_t)ctime_ns);
     memcpy(p + REC_SNAP_FIXED, name, len);
 }
 
@@ -97,14 +97,14 @@ void store__rec_snapdrop_encode(const char* name, uint16_t len, uint8_t* p)
 {
     p[0] = REC_SNAPDROP;
     p[1] = 0;
-    put_u16(p + 2, len);
+    put_le16(p + 2, len);
     memcpy(p + REC_SNAPDROP_FIXED, name, len);
 }
 
 void store__rec_compact_encode(uint64_t rev, uint8_t* p)
 {
     p[0] = REC_COMPACT;
-    put_u64(p + 1, rev);
+    put_le64(p + 1, rev);
 }
 
 size_t store__meta_size(const struct store_state* s, uint32_t* records)
@@ -140,14 +140,14 @@ static long decode_snap(const uint8_t* p, size_t len, struct store_anyrec* r)
     if (len < fixed || p[1] != 0) {
         return -EBADMSG;
     }
-    r->sname_len = get_u16(p + 2);
+    r->sname_len = get_le16(p + 2);
     if (r->sname_len == 0 || r->sname_len > STORE_SNAP_NAME_MAX ||
         fixed + r->sname_len > len) {
         return -EBADMSG;
     }
     if (r->tag == REC_SNAP) {
-        r->rev = get_u64(p + 4);
-        r->sctime_ns = (int64_t)get_u64(p + 12);
+        r->rev = get_le64(p + 4);
+        r->sctime_ns = (int64_t)get_le64(p + 12);
     }
     r->sname = (const char*)p + fixed;
     if (memchr(r->sname, 0, r->sname_len) != NULL ||
@@ -163,21 +163,21 @@ static long decode_put(const uint8_t* p, size_t len, struct store_rec* r)
         return -EBADMSG;
     }
     r->type = p[1];
-    r->name_len = get_u16(p + 2);
-    r->mode = get_u32(p + 4);
-    r->uid = get_u32(p + 8);
-    r->gid = get_u32(p + 12);
-    r->ino = get_u64(p + 16);
-    r->parent = get_u64(p + 24);
-    r->create_rev = get_u64(p + 32);
-    r->mod_rev = get_u64(p + 40);
-    r->version = get_u64(p + 48);
-    r->atime_ns = (int64_t)get_u64(p + 56);
-    r->mtime_ns = (int64_t)get_u64(p + 64);
-    r->ctime_ns = (int64_t)get_u64(p + 72);
-    r->prev_frame = get_u64(p + 80);
-    r->prev_rec = get_u32(p + 88);
-    r->content_len = get_u32(p + 92);
+    r->name_len = get_le16(p + 2);
+    r->mode = get_le32(p + 4);
+    r->uid = get_le32(p + 8);
+    r->gid = get_le32(p + 12);
+    r->ino = get_le64(p + 16);
+    r->parent = get_le64(p + 24);
+    r->create_rev = get_le64(p + 32);
+    r->mod_rev = get_le64(p + 40);
+    r->version = get_le64(p + 48);
+    r->atime_ns = (int64_t)get_le64(p + 56);
+    r->mtime_ns = (int64_t)get_le64(p + 64);
+    r->ctime_ns = (int64_t)get_le64(p + 72);
+    r->prev_frame = get_le64(p + 80);
+    r->prev_rec = get_le32(p + 88);
+    r->content_len = get_le32(p + 92);
     if (r->content_len > STORE_FILE_SIZE_LIMIT ||
         (uint64_t)REC_PUT_FIXED + r->name_len + r->content_len > len) {
         return -EBADMSG;
@@ -201,17 +201,17 @@ long store__rec_decode(const uint8_t* p, size_t len, struct store_anyrec* r)
         if (len < REC_DEL_FIXED) {
             return -EBADMSG;
         }
-        r->ino = get_u64(p + 1);
-        r->rev = get_u64(p + 9);
-        r->prev_frame = get_u64(p + 17);
-        r->prev_rec = get_u32(p + 25);
+        r->ino = get_le64(p + 1);
+        r->rev = get_le64(p + 9);
+        r->prev_frame = get_le64(p + 17);
+        r->prev_rec = get_le32(p + 25);
         return REC_DEL_FIXED;
     case REC_DEDUP:
         if (len < REC_DEDUP_FIXED) {
             return -EBADMSG;
         }
-        r->origin = get_u64(p + 1);
-        r->seq = get_u64(p + 9);
+        r->origin = get_le64(p + 1);
+        r->seq = get_le64(p + 9);
         return REC_DEDUP_FIXED;
     case REC_SNAP:
     case REC_SNAPDROP:
@@ -220,7 +220,7 @@ long store__rec_decode(const uint8_t* p, size_t len, struct store_anyrec* r)
         if (len < REC_COMPACT_FIXED) {
             return -EBADMSG;
         }
-        r->rev = get_u64(p + 1);
+        r->rev = get_le64(p + 1);
         return REC_COMPACT_FIXED;
     default:
         return -EBADMSG;
@@ -381,34 +381,34 @@ int store__pend_compact(struct store* st, uint64_t rev)
 
 static void header_encode(const struct frame_header* h, uint8_t* p)
 {
-    put_u32(p, h->magic);
-    put_u16(p + 4, h->version);
-    put_u16(p + 6, h->header_len);
-    put_u32(p + 8, h->flags);
-    put_u32(p + 12, h->record_count);
-    put_u32(p + 16, h->raw_len);
-    put_u32(p + 20, h->comp_len);
-    put_u64(p + 24, h->first_rev);
-    put_u64(p + 32, h->last_rev);
-    put_u64(p + 40, h->applied_index);
-    put_u64(p + 48, h->next_ino);
-    put_u64(p + 56, h->checksum);
+    put_le32(p, h->magic);
+    put_le16(p + 4, h->version);
+    put_le16(p + 6, h->header_len);
+    put_le32(p + 8, h->flags);
+    put_le32(p + 12, h->record_count);
+    put_le32(p + 16, h->raw_len);
+    put_le32(p + 20, h->comp_len);
+    put_le64(p + 24, h->first_rev);
+    put_le64(p + 32, h->last_rev);
+    put_le64(p + 40, h->applied_index);
+    put_le64(p + 48, h->next_ino);
+    put_le64(p + 56, h->checksum);
 }
 
 static void header_decode(const uint8_t* p, struct frame_header* h)
 {
-    h->magic = get_u32(p);
-    h->version = get_u16(p + 4);
-    h->header_len = get_u16(p + 6);
-    h->flags = get_u32(p + 8);
-    h->record_count = get_u32(p + 12);
-    h->raw_len = get_u32(p + 16);
-    h->comp_len = get_u32(p + 20);
-    h->first_rev = get_u64(p + 24);
-    h->last_rev = get_u64(p + 32);
-    h->applied_index = get_u64(p + 40);
-    h->next_ino = get_u64(p + 48);
-    h->checksum = get_u64(p + 56);
+    h->magic = get_le32(p);
+    h->version = get_le16(p + 4);
+    h->header_len = get_le16(p + 6);
+    h->flags = get_le32(p + 8);
+    h->record_count = get_le32(p + 12);
+    h->raw_len = get_le32(p + 16);
+    h->comp_len = get_le32(p + 20);
+    h->first_rev = get_le64(p + 24);
+    h->last_rev = get_le64(p + 32);
+    h->applied_index = get_le64(p + 40);
+    h->next_ino = get_le64(p + 48);
+    h->checksum = get_le64(p + 56);
 }
 
 /* XXH3 over the header without its checksum, chained into the payload. */
@@ -441,7 +441,7 @@ int store__frame_build(const uint8_t* raw,
                        uint32_t flags,
                        uint64_t first_rev,
                        uint64_t last_rev,
-                       raft_index applied,
+                       store_index applied,
                        uint64_t next_ino,
                        uint64_t off,
                        struct store_frame** out)
@@ -475,7 +475,7 @@ int store__frame_build(const uint8_t* raw,
     };
     header_encode(&h, f->bytes);
     h.checksum = frame_checksum(f->bytes, payload, (size_t)comp);
-    put_u64(f->bytes + 56, h.checksum);
+    put_le64(f->bytes + 56, h.checksum);
     f->off = off;
     f->len = FRAME_HEADER_LEN + (size_t)comp;
     f->applied_index = applied;
@@ -497,23 +497,6 @@ static int pread_all(int fd, void* buf, size_t len, uint64_t off)
         }
         if (n == 0) {
             return -EIO; /* the caller checked the file size */
-        }
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-int store__pwrite_all(int fd, const void* buf, size_t len, uint64_t off)
-{
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pwrite(fd, (const uint8_t*)buf + done, len - done,
-                           (off_t)(off + done));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return -errno;
         }
         done += (size_t)n;
     }
@@ -769,7 +752,7 @@ static int tail_hints(struct store* st,
         }
         for (size_t i = 0; i + FRAME_HEADER_LEN <= n; i++) {
             struct frame_header h;
-            if (get_u32(chunk + i) != FRAME_MAGIC) {
+            if (get_le32(chunk + i) != FRAME_MAGIC) {
                 continue;
             }
             header_decode(chunk + i, &h);
@@ -812,7 +795,7 @@ static int tail_bad(struct store* st,
             "frame %" PRIu64 " at offset %" PRIu64
             ": %s, but a valid frame follows at offset %" PRIu64,
             sc->frameno, off, why, next);
-        store__trace(st, RAFT_TRACE_ERROR, "db %s corrupt: %s", st->path,
+        store__trace(st, STORE_TRACE_ERROR, "db %s corrupt: %s", st->path,
                      rec->torn_reason);
         return -EUCLEAN;
     }
@@ -828,7 +811,7 @@ static int tail_bad(struct store* st,
         st->tail_pending = true; /* the caller decides: store_drop_tail */
         return 0;
     }
-    store__trace(st, RAFT_TRACE_WARN,
+    store__trace(st, STORE_TRACE_WARN,
                  "db %s: truncating %" PRIu64 " torn bytes: %s", st->path,
                  rec->torn_bytes, rec->torn_reason);
     if (ftruncate(st->fd, (off_t)off) != 0 || fdatasync(st->fd) != 0) {
@@ -850,7 +833,7 @@ int store_drop_tail(struct store* st)
         return -errno;
     }
     assert((uint64_t)sb.st_size >= st->durable_off);
-    store__trace(st, RAFT_TRACE_WARN,
+    store__trace(st, STORE_TRACE_WARN,
                  "db %s: truncating %" PRIu64 " torn bytes at offset %" PRIu64,
                  st->path, (uint64_t)sb.st_size - st->durable_off,
                  st->durable_off);
@@ -889,7 +872,7 @@ int store__recover(struct store* st, struct store_recovery* rec)
             say(rec->torn_reason, sizeof(rec->torn_reason),
                 "frame %" PRIu64 " at offset %" PRIu64 ": %s", sc.frameno, off,
                 sc.msg);
-            store__trace(st, RAFT_TRACE_ERROR, "db %s corrupt: %s", st->path,
+            store__trace(st, STORE_TRACE_ERROR, "db %s corrupt: %s", st->path,
                          rec->torn_reason);
             return rv == -ENOMEM ? rv : -EUCLEAN;
         }
@@ -918,7 +901,7 @@ int store__recover(struct store* st, struct store_recovery* rec)
 
 /* ---- seal / write / done ---- */
 
-raft_index store_frame_applied_index(const struct store_frame* f)
+store_index store_frame_applied_index(const struct store_frame* f)
 {
     assert(f != NULL);
     return f->applied_index;
@@ -993,7 +976,7 @@ int store_frame_write(struct store* st, struct store_frame* f)
     if (rv != 0) {
         return rv; /* an earlier frame failed: keep the file a prefix */
     }
-    rv = store__pwrite_all(st->fd, f->bytes, f->len, f->off);
+    rv = util_pwrite_all(st->fd, f->bytes, f->len, f->off);
     if (rv == 0 && fdatasync(st->fd) != 0) {
         rv = -errno; /* never retried: the store stops applying */
     }
@@ -1011,7 +994,7 @@ void store_frame_done(struct store* st, struct store_frame* f, int err)
     }
     if (err != 0) {
         if (st->io_err == 0) {
-            store__trace(st, RAFT_TRACE_ERROR,
+            store__trace(st, STORE_TRACE_ERROR,
                          "db %s: frame write at %" PRIu64
                          " failed (%d): "
                          "store stops applying",

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 /* A snapshot name: file-name rules, at most 255 bytes, and not "@...",
  * which names a revision in /.snapshots. */
@@ -91,7 +91,7 @@ int store__op_compact(struct apply_ctx* x)
     int rv = store__pend_compact(st, target);
     if (rv == 0) {
         st->s.compact_rev = target;
-        store__trace(st, RAFT_TRACE_INFO,
+        store__trace(st, STORE_TRACE_INFO,
                      "history compacted to revision %" PRIu64, target);
     }
     x->fatal = rv;

@@ -18,7 +18,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 enum { HASH_MIN = 1024 };
 
@@ -44,7 +44,7 @@ int store__hist_check(struct store* st, uint64_t rev)
     }
     uint64_t oldest = store__hist_oldest(st);
     if (rev < oldest) {
-        store__trace(st, RAFT_TRACE_INFO,
+        store__trace(st, STORE_TRACE_INFO,
                      "revision %" PRIu64
                      " is compacted (oldest retained: %" PRIu64 ")",
                      rev, oldest);
@@ -217,7 +217,7 @@ static int scan(struct store* st, struct builder* b)
         rv = store__frame_read(st->fd, off, st->durable_off, &h, &raw, why,
                                sizeof(why));
         if (rv != 0) {
-            store__trace(st, RAFT_TRACE_ERROR,
+            store__trace(st, STORE_TRACE_ERROR,
                          "db %s: history read of frame at %" PRIu64 ": %s",
                          st->path, off, rv == -EBADMSG ? why : "I/O error");
             return rv == -EBADMSG ? -EUCLEAN : rv;

@@ -11,14 +11,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <xxhash.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 #define IMAGE_MAGIC 0x4D494651u /* "QFIM" */
 enum { IMAGE_VERSION = 1, IMAGE_HEADER_LEN = 64 };
@@ -132,17 +132,84 @@ int store_image_build(struct store* st, void** out, size_t* len)
     pos += meta;
     assert(pos == size && records <= UINT32_MAX);
     memset(img, 0, IMAGE_HEADER_LEN);
-    put_u32(img, IMAGE_MAGIC);
-    put_u16(img + 4, IMAGE_VERSION);
-    put_u16(img + 6, IMAGE_HEADER_LEN);
-    put_u32(img + 8, (uint32_t)records);
-    put_u64(img + 16, s->revision);
-    put_u64(img + 24, s->applied_index);
-    put_u64(img + 32, s->next_ino);
-    put_u64(img + 40, size - IMAGE_HEADER_LEN);
-    put_u64(img + 56, image_checksum(img, size));
+    put_le32(img, IMAGE_MAGIC);
+    put_le16(img + 4, IMAGE_VERSION);
+    put_le16(img + 6, IMAGE_HEADER_LEN);
+    put_le32(img + 8, (uint32_t)records);
+    put_le64(img + 16, s->revision);
+    put_le64(img + 24, s->applied_index);
+    put_le64(img + 32, s->next_ino);
+    put_le64(img + 40, size - IMAGE_HEADER_LEN);
+    put_le64(img + 56, image_checksum(img, size));
     *out = img;
     *len = size;
+    return 0;
+}
+
+/* ---- inspect (snapshot files) ---- */
+
+static int inspect_fail(char* err, size_t cap, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int inspect_fail(char* err, size_t cap, const char* fmt, ...)
+{
+    if (err != NULL && cap > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, cap, fmt, ap);
+        va_end(ap);
+    }
+    return -EBADMSG;
+}
+
+int store_image_inspect(const void* image,
+                        size_t len,
+                        struct store_image_info* info,
+                        char* err,
+                        size_t cap)
+{
+    assert(info != NULL);
+    const uint8_t* img = image;
+    if (img == NULL || len < IMAGE_HEADER_LEN) {
+        return inspect_fail(err, cap, "store image too short (%zu bytes)", len);
+    }
+    if (get_le32(img) != IMAGE_MAGIC || get_le16(img + 4) != IMAGE_VERSION ||
+        get_le16(img + 6) != IMAGE_HEADER_LEN) {
+        return inspect_fail(err, cap,
+                            "store image: bad magic, version or header "
+                            "length");
+    }
+    if (get_le64(img + 40) != len - IMAGE_HEADER_LEN) {
+        return inspect_fail(err, cap,
+                            "store image: payload length %" PRIu64
+                            " does not match %zu bytes",
+                            get_le64(img + 40), len - IMAGE_HEADER_LEN);
+    }
+    if (image_checksum(img, len) != get_le64(img + 56)) {
+        return inspect_fail(err, cap, "store image: checksum mismatch");
+    }
+    info->revision = get_le64(img + 16);
+    info->applied_index = get_le64(img + 24);
+    info->keys = 0;
+    /* Count the leading PUT records (every live entry, the root first);
+     * bounded by the record count. */
+    uint32_t records = get_le32(img + 8);
+    size_t off = IMAGE_HEADER_LEN;
+    for (uint32_t i = 0; i < records; i++) {
+        if (len - off < REC_PUT_FIXED || img[off] != REC_PUT) {
+            break;
+        }
+        uint64_t rec = (uint64_t)REC_PUT_FIXED + get_le16(img + off + 2) +
+                       get_le32(img + off + 92);
+        if (rec > len - off) {
+            return inspect_fail(err, cap,
+                                "store image: record %u overruns the image", i);
+        }
+        if (get_le64(img + off + 16) != STORE_ROOT_INO) {
+            info->keys++; /* live entries, as store_stats counts them */
+        }
+        off += (size_t)rec;
+    }
     return 0;
 }
 
@@ -188,7 +255,7 @@ static int install_chunk(struct install* in,
     if (rv != 0) {
         return rv;
     }
-    rv = store__pwrite_all(in->fd, f->bytes, f->len, f->off);
+    rv = util_pwrite_all(in->fd, f->bytes, f->len, f->off);
     in->off += f->len;
     in->frames++;
     free(f);
@@ -226,16 +293,17 @@ static int install_frames(struct install* in, const uint8_t* p, size_t len)
 
 static int verify_header(const uint8_t* p, size_t len, struct install* in)
 {
-    if (p == NULL || len < IMAGE_HEADER_LEN || get_u32(p) != IMAGE_MAGIC ||
-        get_u16(p + 4) != IMAGE_VERSION || get_u16(p + 6) != IMAGE_HEADER_LEN ||
-        get_u64(p + 40) != len - IMAGE_HEADER_LEN ||
-        get_u64(p + 56) != image_checksum(p, len)) {
+    if (p == NULL || len < IMAGE_HEADER_LEN || get_le32(p) != IMAGE_MAGIC ||
+        get_le16(p + 4) != IMAGE_VERSION ||
+        get_le16(p + 6) != IMAGE_HEADER_LEN ||
+        get_le64(p + 40) != len - IMAGE_HEADER_LEN ||
+        get_le64(p + 56) != image_checksum(p, len)) {
         return -EBADMSG;
     }
-    in->records = get_u32(p + 8);
-    in->revision = get_u64(p + 16);
-    in->applied = get_u64(p + 24);
-    in->next_ino = get_u64(p + 32);
+    in->records = get_le32(p + 8);
+    in->revision = get_le64(p + 16);
+    in->applied = get_le64(p + 24);
+    in->next_ino = get_le64(p + 32);
     return in->next_ino > STORE_ROOT_INO ? 0 : -EBADMSG;
 }
 
@@ -306,7 +374,7 @@ int store_image_install(struct store* st, const void* img, size_t len)
         rv = -errno;
         goto err_after_open;
     }
-    rv = store__sync_dir(st->path);
+    rv = util_fsync_parent(st->path);
     if (rv != 0) {
         st->io_err = rv; /* the rename may or may not be durable */
     }

@@ -1,13 +1,13 @@
 /* index.c - the in-memory namespace: ino hash map, per-directory children
  * treaps ordered by name, the dedup table, and the three primitives that
- * change the replicated state (store_int.h). */
+ * change the replicated state (store_internal.h). */
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 /* ---- hash map ino -> entry (chained) ---- */
 

@@ -19,7 +19,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 enum { RESTORE_DEPTH_MAX = STORE_PATH_LIMIT / 2 }; /* components of a path */
 
@@ -393,7 +393,7 @@ int store__op_restore(struct apply_ctx* x)
         /* Every replica retains this revision; this one cannot read it
          * (history lost to an image install, or a bad db file): applying
          * anything else would diverge, so the store stops. */
-        store__trace(st, RAFT_TRACE_ERROR,
+        store__trace(st, STORE_TRACE_ERROR,
                      "restore of revision %" PRIu64
                      " cannot be applied here (%d): store stops applying",
                      rev, rv);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "store_int.h"
+#include "store_internal.h"
 
 void store_options_default(struct store_options* o)
 {
@@ -23,7 +23,7 @@ void store_options_default(struct store_options* o)
 
 void store__trace(struct store* st, int level, const char* fmt, ...)
 {
-    const struct raft_tracer* t = &st->opt.tracer;
+    const struct store_tracer* t = &st->opt.tracer;
     if (t->emit == NULL || level < t->level) {
         return;
     }
@@ -32,7 +32,7 @@ void store__trace(struct store* st, int level, const char* fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    t->emit(t->data, level, 0, msg);
+    t->emit(t->data, level, msg);
 }
 
 static int check_options(const struct store_options* o)
@@ -92,7 +92,7 @@ int store_open(const char* path,
     }
     rv = store__compact_cleanup(st);
     if (rv == 0) {
-        rv = created ? store__sync_dir(path) : store__recover(st, rec);
+        rv = created ? util_fsync_parent(path) : store__recover(st, rec);
     }
     if (rv != 0) {
         goto err_after_open;
@@ -119,9 +119,7 @@ void store_close(struct store* st)
         return;
     }
     assert(!st->compacting); /* store_compact_abort first */
-    if (st->views_free != NULL) {
-        st->views_free(st->views);
-    }
+    store__views_free(st->views);
     close(st->fd);
     store__cache_free(st->cache);
     store__state_free(&st->s);
@@ -270,12 +268,12 @@ void store_get_stats(const struct store* st, struct store_stats* s)
     s->origins = st->s.norigins;
 }
 
-raft_index store_applied_index(const struct store* st)
+store_index store_applied_index(const struct store* st)
 {
     return st->s.applied_index;
 }
 
-raft_index store_durable_index(const struct store* st)
+store_index store_durable_index(const struct store* st)
 {
     return st->durable_index;
 }

@@ -34,9 +34,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../raft/raft.h"
-
 #define STORE_ROOT_INO 1
+
+/* The index of the raft entry a command came in (the node's log numbering:
+ * the store only compares and records it). */
+typedef uint64_t store_index;
+
+/* Where the store's log lines go. Levels: the same numbers as the raft
+ * tracer's (the node sends both to one sink). */
+enum store_trace_level {
+    STORE_TRACE_DEBUG = 0,
+    STORE_TRACE_INFO = 1,
+    STORE_TRACE_WARN = 2,
+    STORE_TRACE_ERROR = 3,
+};
+struct store_tracer {
+    void* data;
+    void (*emit)(void* data, int level, const char* msg); /* may be NULL */
+    int level; /* minimum level emitted */
+};
 
 enum store_type {
     STORE_FILE = 1,
@@ -66,7 +82,7 @@ struct store_options {
      * raft log can replay what the tail held). Default false: truncated at
      * open. */
     bool keep_torn_tail;
-    struct raft_tracer tracer;
+    struct store_tracer tracer;
 };
 void store_options_default(struct store_options* o);
 
@@ -74,14 +90,14 @@ struct store_recovery {
     uint64_t frames;       /* valid frames read */
     uint64_t torn_bytes;   /* bytes truncated from a torn/corrupt tail */
     char torn_reason[128]; /* what was wrong with the dropped tail */
-    /* added for the tail rule (docs/format-db.md "Torn tail rule"): */
-    uint64_t torn_off;        /* where the valid prefix ends (tail start) */
-    uint64_t revision;        /* revision held by the valid prefix */
-    raft_index applied_index; /* raft index applied by the valid prefix */
+    /* For the tail rule (docs/format-db.md "Torn tail rule"): */
+    uint64_t torn_off;         /* where the valid prefix ends (tail start) */
+    uint64_t revision;         /* revision held by the valid prefix */
+    store_index applied_index; /* raft index applied by the valid prefix */
     /* Best effort, 0 if unknown: the highest last_rev / applied_index named
      * by a frame header still readable in the tail (checksum not proven). */
     uint64_t tail_rev_max;
-    raft_index tail_index_max;
+    store_index tail_index_max;
 };
 
 struct store;
@@ -122,7 +138,7 @@ int store_readdir(struct store* st,
                   const char* after,
                   store_readdir_cb cb,
                   void* data);
-/* History (added): the attributes and content of live `ino` as of revision
+/* The attributes and content of live `ino` as of revision
  * `rev`, read back through the db file and the frame cache. *data is
  * malloc'd (caller frees; NULL for a directory). -ENOENT if ino did not
  * exist at rev (or is not live now), -EAGAIN if the needed frame is not
@@ -139,21 +155,20 @@ int store_path(struct store* st, uint64_t ino, char* buf, size_t cap);
 struct store_stats {
     uint64_t revision;         /* last revision */
     uint64_t compact_revision; /* oldest revision still retained */
-    raft_index applied_index;
-    raft_index durable_index;
+    store_index applied_index;
+    store_index durable_index;
     uint64_t keys;       /* live entries */
     uint64_t live_bytes; /* content bytes of live entries */
     uint64_t quota_bytes;
     uint64_t db_bytes; /* size of the db file */
     uint64_t frames;
-    /* added by the store engineer: */
     uint64_t payload_raw_bytes;    /* records before lz4, over all frames */
     uint64_t payload_stored_bytes; /* frames on disk (headers included) */
     uint64_t origins;              /* entries in the dedup table */
 };
 void store_get_stats(const struct store* st, struct store_stats* s);
-raft_index store_applied_index(const struct store* st);
-raft_index store_durable_index(const struct store* st);
+store_index store_applied_index(const struct store* st);
+store_index store_durable_index(const struct store* st);
 
 /* ---- commands (what a proposal carries) ---- */
 
@@ -168,7 +183,7 @@ enum store_op {
     STORE_OP_UNLINK = 6,
     STORE_OP_RMDIR = 7,
     STORE_OP_RENAME = 8, /* flags STORE_NOREPLACE | STORE_EXCHANGE */
-    /* History (snapshot/snapshot.h). */
+    /* History (store_history.h). */
     STORE_OP_SNAP_CREATE = 9, /* name: a named snapshot of the revision
                                  before this command; EEXIST, EINVAL */
     STORE_OP_SNAP_DROP = 10,  /* name; ENOENT */
@@ -256,7 +271,7 @@ struct store_result {
  * (-EBADMSG), identical on every replica. cb (may be NULL) is called for
  * each change. Returns 0 unless the store is unusable (sticky I/O error). */
 int store_apply(struct store* st,
-                raft_index index,
+                store_index index,
                 const void* cmd,
                 size_t len,
                 store_change_cb cb,
@@ -266,7 +281,7 @@ int store_apply(struct store* st,
  * either way): 1 yes, 0 no, -1 unknown (older than the dedup window). */
 int store_dedup_applied(const struct store* st, uint64_t origin, uint64_t seq);
 /* Advance the applied index over a NOOP/CONF entry. */
-int store_apply_index(struct store* st, raft_index index);
+int store_apply_index(struct store* st, store_index index);
 
 /* ---- durability (frames) ---- */
 
@@ -277,7 +292,7 @@ int store_frame_seal(struct store* st, struct store_frame** out);
 /* I/O thread: pwrite the frame at its offset and fdatasync the db file. */
 int store_frame_write(struct store* st, struct store_frame* f);
 /* The raft index a frame makes durable once written (any thread). */
-raft_index store_frame_applied_index(const struct store_frame* f);
+store_index store_frame_applied_index(const struct store_frame* f);
 /* Loop: the write finished with `err`; frees f. A non-zero err makes the
  * store refuse further applies (sticky). */
 void store_frame_done(struct store* st, struct store_frame* f, int err);
@@ -292,5 +307,19 @@ int store_image_build(struct store* st, void** out, size_t* len);
  * (state untouched). -EBUSY while a sealed frame is not done yet (drain the
  * I/O thread first); queued, unsealed records are dropped (superseded). */
 int store_image_install(struct store* st, const void* img, size_t len);
+
+/* What an image's header says, checked (snapshot files carry an image). */
+struct store_image_info {
+    uint64_t revision;
+    store_index applied_index;
+    uint64_t keys; /* live entries, as store_stats counts them */
+};
+/* Check an image's header, length and checksum (not its records: install
+ * does) and fill *info. -EBADMSG with a message in err (err may be NULL). */
+int store_image_inspect(const void* img,
+                        size_t len,
+                        struct store_image_info* info,
+                        char* err,
+                        size_t err_cap);
 
 #endif /* QFS_STORE_H */

@@ -1,5 +1,6 @@
-/* store_compact.h - rewriting the db file after STORE_OP_COMPACT (an
- * addition to store.h; byte format in docs/format-db.md, "Compaction").
+/* store_compact.h - rewriting the db file after STORE_OP_COMPACT (part of
+ * the store's contract with store.h and store_history.h; byte format in
+ * docs/format-db.md, "Compaction").
  *
  * STORE_OP_COMPACT only records the new compact revision C (replicated, the
  * same on every node). Each node then rewrites its own db file, off the

@@ -2,7 +2,8 @@
 # tests/run.sh - set up and run every test suite (README's test command).
 #
 # 1. installs what is missing (Debian 12 packages, as root),
-# 2. checks the tree is clang-formatted,
+# 2. checks the tree is clang-formatted and that no file outside store/
+#    includes the store's internal header,
 # 3. builds with -Dwerror=true and runs every suite: unit, sim, fuzz, e2e,
 # 4. builds with clang + AddressSanitizer/UBSan and runs unit and sim again.
 # Exits non-zero on any failure.
@@ -33,6 +34,22 @@ mapfile -t sources < <(git ls-files '*.c' '*.h' 2>/dev/null ||
                        find . -name '*.[ch]' -not -path './build*')
 if [ ${#sources[@]} -gt 0 ]; then
     clang-format --dry-run --Werror "${sources[@]}"
+fi
+
+# The store's internals (store/*_internal.h) are its own: every other
+# module, and every test, goes through its public headers (store.h,
+# store_history.h, store_compact.h; docs/architecture.md, "Modules").
+echo "== layering check: no file outside store/ includes store internals"
+leaks=()
+for f in "${sources[@]}"; do
+    case "${f#./}" in store/*) continue ;; esac
+    if grep -qE '^[[:space:]]*#[[:space:]]*include[[:space:]]*["<]([^">]*/)?store_[a-z_]*internal\.h[">]' "$f"; then
+        leaks+=("$f")
+    fi
+done
+if [ ${#leaks[@]} -gt 0 ]; then
+    echo "store internals included outside store/: ${leaks[*]}" >&2
+    exit 1
 fi
 
 build=${BUILD_DIR:-build}

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sim_int.h"
+#include "sim_internal.h"
 
 #define PREV_UNKNOWN UINT64_MAX
 

@@ -7,7 +7,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "sim_int.h"
+#include "sim_internal.h"
 
 enum {
     DRIVER_DOWN_MAX = 2,          /* nodes down at once during chaos */

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sim_int.h"
+#include "../../raft/util/bytes.h"
+#include "sim_internal.h"
 
 #define IMAGE_MAGIC 0x51465353494d494dull /* "QFSSIMIM" */
 enum { IMAGE_HDR_BYTES = 48 };
@@ -67,22 +68,6 @@ uint64_t sim__hash(uint64_t h, const void* p, size_t n)
 static uint64_t entry_hash(uint8_t type, const void* data, size_t len)
 {
     return sim__hash(sim__hash(0, &type, 1), data, len);
-}
-
-static void put64(uint8_t* p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint64_t get64(const uint8_t* p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
 }
 
 void sim__violate(struct sim* s, const char* fmt, ...)
@@ -529,12 +514,12 @@ static size_t image_encode(const struct sim_sm* sm, void** out)
 {
     size_t conf_len = raft_conf_encoded_size(&sm->conf);
     uint8_t* p = xcalloc(1, IMAGE_HDR_BYTES + conf_len);
-    put64(p, IMAGE_MAGIC);
-    put64(p + 8, sm->applied);
-    put64(p + 16, sm->count);
-    put64(p + 24, sm->hash);
-    put64(p + 32, sm->conf_index);
-    put64(p + 40, conf_len);
+    put_le64(p, IMAGE_MAGIC);
+    put_le64(p + 8, sm->applied);
+    put_le64(p + 16, sm->count);
+    put_le64(p + 24, sm->hash);
+    put_le64(p + 32, sm->conf_index);
+    put_le64(p + 40, conf_len);
     int rc = raft_conf_encode(&sm->conf, p + IMAGE_HDR_BYTES, conf_len);
     assert(rc == (int)conf_len);
     (void)rc;
@@ -545,14 +530,14 @@ static size_t image_encode(const struct sim_sm* sm, void** out)
 static int image_decode(struct sim_sm* sm, const void* img, size_t len)
 {
     const uint8_t* p = img;
-    if (len < IMAGE_HDR_BYTES || get64(p) != IMAGE_MAGIC ||
-        get64(p + 40) != len - IMAGE_HDR_BYTES) {
+    if (len < IMAGE_HDR_BYTES || get_le64(p) != IMAGE_MAGIC ||
+        get_le64(p + 40) != len - IMAGE_HDR_BYTES) {
         return -EINVAL;
     }
-    sm->applied = get64(p + 8);
-    sm->count = get64(p + 16);
-    sm->hash = get64(p + 24);
-    sm->conf_index = get64(p + 32);
+    sm->applied = get_le64(p + 8);
+    sm->count = get_le64(p + 16);
+    sm->hash = get_le64(p + 24);
+    sm->conf_index = get_le64(p + 32);
     return raft_conf_decode(&sm->conf, p + IMAGE_HDR_BYTES,
                             len - IMAGE_HDR_BYTES);
 }
@@ -593,7 +578,7 @@ static void sm_apply(struct sim* s,
                          n->id, e->data.len);
             return;
         }
-        uint64_t v = get64(e->data.base);
+        uint64_t v = get_le64(e->data.base);
         n->sm.count++;
         n->sm.hash = sim__hash(n->sm.hash, &v, sizeof v);
         if (v >= 1 && v < s->next_value && s->props[v].index == 0) {
@@ -1256,7 +1241,7 @@ int sim_propose(struct sim* s, raft_id id, uint64_t* value_out)
         s->props_cap *= 2;
     }
     uint8_t data[8];
-    put64(data, v);
+    put_le64(data, v);
     struct raft_proposal p = {
         .ctx = v, .type = RAFT_ENTRY_NORMAL, .data = {data, sizeof data}};
     struct raft_event ev = {.type = RAFT_EV_PROPOSE, .now_ms = s->now};

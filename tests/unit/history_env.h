@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../snapshot/snapshot.h"
+#include "../../store/store_history.h"
 #include "../../store/store_compact.h"
 #include "check.h"
 
@@ -19,7 +19,7 @@ struct env {
     struct store* st;
     char dir[64];
     char path[96];
-    raft_index idx;
+    store_index idx;
     uint64_t seq;
     int64_t now;
 };
@@ -115,7 +115,7 @@ struct tree {
 
 struct src {
     struct store* st;
-    struct snap_view* v;
+    struct store_view* v;
 };
 
 struct kids {
@@ -138,7 +138,7 @@ static inline int kid_cb(void* data,
 static inline void src_attr(struct src* s, uint64_t ino, struct store_attr* a)
 {
     CHECK_EQ(
-        s->v ? snap_view_getattr(s->v, ino, a) : store_getattr(s->st, ino, a),
+        s->v ? store_view_getattr(s->v, ino, a) : store_getattr(s->st, ino, a),
         0);
 }
 
@@ -149,7 +149,7 @@ static inline void src_read(struct src* s,
 {
     if (s->v != NULL) {
         void* d;
-        CHECK_EQ(snap_view_read(s->v, ino, &d, len), 0);
+        CHECK_EQ(store_view_read(s->v, ino, &d, len), 0);
         *data = d;
         return;
     }
@@ -190,7 +190,7 @@ static inline void capture(struct src* s, struct tree* t)
         static struct kids k;
         k.n = 0;
         uint64_t dir = t->v[i].a.ino;
-        CHECK_EQ(s->v ? snap_view_readdir(s->v, dir, NULL, kid_cb, &k)
+        CHECK_EQ(s->v ? store_view_readdir(s->v, dir, NULL, kid_cb, &k)
                       : store_readdir(s->st, dir, NULL, kid_cb, &k),
                  0);
         char base[512];

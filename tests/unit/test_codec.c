@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../../raft/util/bytes.h"
 #include "check.h"
 #include "codec.h"
 
@@ -25,13 +26,6 @@
 
 /* Exhaustive truncation below this size; sampled above. */
 #define TRUNC_EXHAUSTIVE_MAX (16u << 10)
-
-static void put_le(uint8_t* p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
 
 static bool buf_eq(const struct raft_buf* a, const struct raft_buf* b)
 {

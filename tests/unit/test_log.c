@@ -672,7 +672,7 @@ static void test_bitflip(void)
 
     /* A length past RAFT_ENTRY_DATA_MAX in the middle: corruption. */
     memcpy(bad, full, size);
-    rlog__put32(bad + mid + 8, RAFT_ENTRY_DATA_MAX + 1);
+    put_le32(bad + mid + 8, RAFT_ENTRY_DATA_MAX + 1);
     write_file(p, bad, size);
     struct rlog_options o = opts(0);
     CHECK_EQ(rlog_open(dir, &o, &l, &ld), -EUCLEAN);

@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../snapshot/snapshot.h"
+#include "../../store/store_history.h"
 #include "../../store/store_compact.h"
 #include "check.h"
 #include "history_env.h"
@@ -259,15 +259,15 @@ static void history(struct env* e, int steps)
 
 static void compare_view(struct env* e, uint64_t rev)
 {
-    struct snap_view* v;
-    CHECK_EQ(snap_view_open(e->st, rev, &v), 0);
+    struct store_view* v;
+    CHECK_EQ(store_view_open(e->st, rev, &v), 0);
     struct src s = {.st = e->st, .v = v};
     struct tree t;
     capture(&s, &t);
     CHECK(expect[rev].v != NULL);
     tree_eq(&t, &expect[rev]);
     tree_free(&t);
-    snap_view_release(v);
+    store_view_release(v);
 }
 
 static int compact_cmd(struct env* e, uint64_t target)
@@ -278,9 +278,9 @@ static int compact_cmd(struct env* e, uint64_t target)
 
 static void check_history(struct env* e, uint64_t from)
 {
-    struct snap_view* v;
+    struct store_view* v;
     if (from > 0) {
-        CHECK_EQ(snap_view_open(e->st, from - 1, &v), -ENOENT);
+        CHECK_EQ(store_view_open(e->st, from - 1, &v), -ENOENT);
     }
     for (uint64_t r = from; r <= revision(e); r += 1 + rnd(5)) {
         compare_view(e, r);
@@ -491,13 +491,13 @@ static void live_tree(struct env* e, struct tree* t)
 
 static void snap_tree(struct env* e, const char* name, struct tree* t)
 {
-    struct snap_info si;
-    CHECK_EQ(snap_get(e->st, name, &si), 0);
-    struct snap_view* v;
-    CHECK_EQ(snap_view_open(e->st, si.revision, &v), 0);
+    struct store_snap_info si;
+    CHECK_EQ(store_snap_get(e->st, name, &si), 0);
+    struct store_view* v;
+    CHECK_EQ(store_view_open(e->st, si.revision, &v), 0);
     struct src s = {.st = e->st, .v = v};
     capture(&s, t);
-    snap_view_release(v);
+    store_view_release(v);
 }
 
 static void test_restore(void)
@@ -573,8 +573,8 @@ static void test_restore(void)
     CHECK_EQ(revision(&e), rev + 1);
 
     /* Whole tree, by revision. */
-    struct snap_info si;
-    CHECK_EQ(snap_get(e.st, "s1", &si), 0);
+    struct store_snap_info si;
+    CHECK_EQ(store_snap_get(e.st, "s1", &si), 0);
     char at[32];
     snprintf(at, sizeof(at), "@%" PRIu64, si.revision);
     CHECK_EQ(restore_cmd(&e, at, "/", &res), 0);
@@ -593,10 +593,10 @@ static void test_restore(void)
     flush(&e);
     env_reopen(&e);
     image_eq(e.st, img, len);
-    struct snap_view* v;
-    CHECK_EQ(snap_view_open(e.st, rev, &v), 0);
-    CHECK_EQ(snap_view_lookup(v, etc.ino, "outside", &a), 0);
-    snap_view_release(v);
+    struct store_view* v;
+    CHECK_EQ(store_view_open(e.st, rev, &v), 0);
+    CHECK_EQ(store_view_lookup(v, etc.ino, "outside", &a), 0);
+    store_view_release(v);
     free(img);
     tree_free(&snap);
     tree_free(&before);

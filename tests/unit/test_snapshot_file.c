@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../../snapshot/snapshot.h"
+#include "../../store/store.h"
 #include "check.h"
 
 struct env {

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../snapshot/snapshot.h"
+#include "../../store/store_history.h"
 #include "../../store/store_compact.h"
 #include "check.h"
 #include "history_env.h"
@@ -161,16 +161,16 @@ static void random_op(struct env* e)
 
 static void compare_view(struct env* e, uint64_t rev)
 {
-    struct snap_view* v;
-    CHECK_EQ(snap_view_open(e->st, rev, &v), 0);
-    CHECK_EQ(snap_view_revision(v), rev);
+    struct store_view* v;
+    CHECK_EQ(store_view_open(e->st, rev, &v), 0);
+    CHECK_EQ(store_view_revision(v), rev);
     struct src s = {.st = e->st, .v = v};
     struct tree t;
     capture(&s, &t);
     CHECK(expect[rev].v != NULL);
     tree_eq(&t, &expect[rev]);
     tree_free(&t);
-    snap_view_release(v);
+    store_view_release(v);
 }
 
 static void compare_random(struct env* e, uint64_t lo, int count)
@@ -220,7 +220,7 @@ static void test_views_random_history(void)
     uint64_t in_flight = revision(&e);
     random_op(&e);
     random_op(&e);
-    snap_views_flush(e.st);
+    store_views_flush(e.st);
     compare_view(&e, in_flight);
     compare_view(&e, revision(&e));
     void* d;
@@ -236,8 +236,8 @@ static void test_views_random_history(void)
     compare_random(&e, 0, 30);
 
     /* Future revision, compaction. */
-    struct snap_view* v;
-    CHECK_EQ(snap_view_open(e.st, revision(&e) + 1, &v), -EINVAL);
+    struct store_view* v;
+    CHECK_EQ(store_view_open(e.st, revision(&e) + 1, &v), -EINVAL);
     uint64_t keep = revision(&e) / 3, target = revision(&e) / 2;
     for (int i = 0; i < 10; i++) {
         random_op(&e);
@@ -262,8 +262,8 @@ static void test_views_random_history(void)
             "  compacted to %" PRIu64 ": db %" PRIu64 " -> %" PRIu64 " bytes\n",
             mid, before, st.db_bytes);
     CHECK_EQ(st.compact_revision, mid);
-    CHECK_EQ(snap_view_open(e.st, mid - 1, &v), -ENOENT);
-    CHECK_EQ(snap_view_open(e.st, 0, &v), -ENOENT);
+    CHECK_EQ(store_view_open(e.st, mid - 1, &v), -ENOENT);
+    CHECK_EQ(store_view_open(e.st, 0, &v), -ENOENT);
     compare_random(&e, mid, 20);
     for (int i = 0; i < 20; i++) {
         random_op(&e);
@@ -272,7 +272,7 @@ static void test_views_random_history(void)
     flush(&e);
     env_reopen(&e);
     compare_random(&e, mid, 20);
-    CHECK_EQ(snap_view_open(e.st, mid - 1, &v), -ENOENT);
+    CHECK_EQ(store_view_open(e.st, mid - 1, &v), -ENOENT);
     /* The live tree survived everything. */
     struct tree live;
     struct src s = {.st = e.st};
@@ -293,8 +293,8 @@ static void test_view_across_compaction(void)
     }
     flush(&e);
     uint64_t r = revision(&e);
-    struct snap_view* v;
-    CHECK_EQ(snap_view_open(e.st, r, &v), 0);
+    struct store_view* v;
+    CHECK_EQ(store_view_open(e.st, r, &v), 0);
     CHECK_EQ(compact_cmd(&e, r), 0);
     for (int i = 0; i < 30; i++) {
         random_op(&e);
@@ -305,13 +305,13 @@ static void test_view_across_compaction(void)
     capture(&s, &t);
     tree_eq(&t, &expect[r]);
     tree_free(&t);
-    snap_view_release(v);
+    store_view_release(v);
     compare_view(&e, r);
     compare_view(&e, revision(&e));
     env_close(&e);
 }
 
-static int list_cb(void* data, const struct snap_info* s)
+static int list_cb(void* data, const struct store_snap_info* s)
 {
     char* out = data;
     strcat(out, s->name);
@@ -341,48 +341,48 @@ static void test_named_snapshots(void)
     c = (struct store_cmd){.op = STORE_OP_MKDIR, .parent = 1, .name = "var"};
     CHECK_EQ(run(&e, &c).err, 0);
     CHECK_EQ(snap_cmd(&e, STORE_OP_SNAP_CREATE, "a"), 0);
-    struct snap_info si;
-    CHECK_EQ(snap_get(e.st, "b", &si), 0);
+    struct store_snap_info si;
+    CHECK_EQ(store_snap_get(e.st, "b", &si), 0);
     CHECK_EQ(si.revision, rev);
-    CHECK_EQ(snap_get(e.st, "a", &si), 0);
+    CHECK_EQ(store_snap_get(e.st, "a", &si), 0);
     CHECK_EQ(si.revision, rev + 1);
     CHECK(si.ctime_ns == e.now);
-    CHECK_EQ(snap_get(e.st, "c", &si), -ENOENT);
+    CHECK_EQ(store_snap_get(e.st, "c", &si), -ENOENT);
     char list[64] = "";
-    CHECK_EQ(snap_list(e.st, list_cb, list), 0);
+    CHECK_EQ(store_snap_list(e.st, list_cb, list), 0);
     CHECK(strcmp(list, "a,b,") == 0);
     /* Durable and part of images: reopen and an image round trip. */
     flush(&e);
     env_reopen(&e);
     list[0] = 0;
-    CHECK_EQ(snap_list(e.st, list_cb, list), 0);
+    CHECK_EQ(store_snap_list(e.st, list_cb, list), 0);
     CHECK(strcmp(list, "a,b,") == 0);
     void* img;
     size_t len;
     CHECK_EQ(store_image_build(e.st, &img, &len), 0);
     CHECK_EQ(snap_cmd(&e, STORE_OP_SNAP_DROP, "b"), 0);
-    CHECK_EQ(snap_get(e.st, "b", &si), -ENOENT);
+    CHECK_EQ(store_snap_get(e.st, "b", &si), -ENOENT);
     CHECK_EQ(store_image_install(e.st, img, len), 0);
     free(img);
-    CHECK_EQ(snap_get(e.st, "b", &si), 0);
+    CHECK_EQ(store_snap_get(e.st, "b", &si), 0);
     CHECK_EQ(si.revision, rev);
     /* The view of a named snapshot: etc but no var. */
-    struct snap_view* v;
+    struct store_view* v;
     struct store_attr a;
     /* After an image install, history before it is not on this node. */
-    CHECK_EQ(snap_view_open(e.st, rev, &v), -ENOENT);
+    CHECK_EQ(store_view_open(e.st, rev, &v), -ENOENT);
     c = (struct store_cmd){.op = STORE_OP_MKDIR, .parent = 1, .name = "usr"};
     CHECK_EQ(run(&e, &c).err, 0);
     CHECK_EQ(snap_cmd(&e, STORE_OP_SNAP_CREATE, "c"), 0);
-    CHECK_EQ(snap_get(e.st, "c", &si), 0);
-    CHECK_EQ(snap_view_open(e.st, si.revision, &v), 0);
-    CHECK_EQ(snap_view_lookup(v, 1, "usr", &a), 0);
-    CHECK_EQ(snap_view_lookup(v, 1, "etc", &a), 0);
-    CHECK_EQ(snap_view_lookup(v, 1, "nope", &a), -ENOENT);
-    snap_view_release(v);
-    CHECK_EQ(snap_view_open(e.st, si.revision - 1, &v), 0);
-    CHECK_EQ(snap_view_lookup(v, 1, "usr", &a), -ENOENT);
-    snap_view_release(v);
+    CHECK_EQ(store_snap_get(e.st, "c", &si), 0);
+    CHECK_EQ(store_view_open(e.st, si.revision, &v), 0);
+    CHECK_EQ(store_view_lookup(v, 1, "usr", &a), 0);
+    CHECK_EQ(store_view_lookup(v, 1, "etc", &a), 0);
+    CHECK_EQ(store_view_lookup(v, 1, "nope", &a), -ENOENT);
+    store_view_release(v);
+    CHECK_EQ(store_view_open(e.st, si.revision - 1, &v), 0);
+    CHECK_EQ(store_view_lookup(v, 1, "usr", &a), -ENOENT);
+    store_view_release(v);
     env_close(&e);
 }
 

@@ -14,7 +14,7 @@ struct env {
     struct store* st;
     char dir[64];
     char path[96];
-    raft_index idx;
+    store_index idx;
     uint64_t seq;
     int64_t now;
     int changes;

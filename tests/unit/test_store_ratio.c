@@ -163,7 +163,7 @@ int main(void)
     struct store* st;
     CHECK_EQ(store_open(path, &o, &st, NULL), 0);
     static uint8_t enc[1 << 20];
-    raft_index idx = 0;
+    store_index idx = 0;
     uint64_t content = 0, dirs[4];
     const char* kinds[4] = {"json", "yaml", "ini", "sh"};
     void (*gens[4])(struct buf*) = {gen_json, gen_yaml, gen_ini, gen_sh};

@@ -5,12 +5,13 @@
  * images round-trip and corrupt images are refused. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../store/store.h"
-#include "../../store/store_int.h" /* struct store_frame */
 #include "check.h"
 
 enum { FRAMES_MAX = 16 };
@@ -19,12 +20,12 @@ struct env {
     struct store* st;
     char dir[64];
     char path[96];
-    raft_index idx;
+    store_index idx;
     uint64_t seq;
     /* after each sealed+written frame: file size and image */
     unsigned nframes;
     uint64_t end[FRAMES_MAX];
-    raft_index idx_at[FRAMES_MAX];
+    store_index idx_at[FRAMES_MAX];
     uint64_t rev_at[FRAMES_MAX];
     void* img[FRAMES_MAX];
     size_t img_len[FRAMES_MAX];
@@ -451,10 +452,18 @@ static void test_sticky_write_error(void)
     CHECK_EQ(store_frame_seal(e.st, &f), 0);
     mk(&e, STORE_OP_MKDIR, 1, "d2");
     CHECK_EQ(store_frame_seal(e.st, &g), 0);
-    /* the first write fails (offset past any file size limit); the second,
-     * already queued on the I/O thread, must not be written after it */
-    f->off = (uint64_t)INT64_MAX - 8;
+    /* the first write fails (a file size limit of 0 bytes: EFBIG); the
+     * second, already queued on the I/O thread, must not be written after
+     * it even once writes could succeed again */
+    struct rlimit old, zero;
+    CHECK_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+    zero = old;
+    zero.rlim_cur = 0;
+    void (*old_xfsz)(int) = signal(SIGXFSZ, SIG_IGN);
+    CHECK_EQ(setrlimit(RLIMIT_FSIZE, &zero), 0);
     int werr = store_frame_write(e.st, f);
+    CHECK_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_xfsz);
     CHECK(werr < 0);
     CHECK_EQ(store_frame_write(e.st, g), werr);
     size_t len;

@@ -11,6 +11,7 @@
 #include <uv.h>
 #include <xxhash.h>
 
+#include "../../raft/util/bytes.h"
 #include "check.h"
 #include "codec.h"
 #include "transport.h"
@@ -525,13 +526,6 @@ static bool raw_is_closed(void* arg)
 {
     struct raw* r = arg;
     return r->closed;
-}
-
-static void put_le(uint8_t* p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
 }
 
 /* Frame header + body into out (docs/format-wire.md). */

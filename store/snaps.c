@@ -1,12 +1,14 @@
-/* history.c - named snapshots as seen by readers: the list kept by the
- * store (replicated through STORE_OP_SNAP_CREATE / SNAP_DROP). */
+/* snaps.c - named snapshots as seen by readers (store_history.h): the list
+ * kept in the replicated state (STORE_OP_SNAP_CREATE / SNAP_DROP). */
 #include <assert.h>
 #include <errno.h>
 
-#include "../store/store_int.h"
-#include "snapshot.h"
+#include "store_internal.h"
 
-static void info_of(const struct store_snap* sn, struct snap_info* out)
+_Static_assert(sizeof(((struct store_snap_info*)0)->name) > STORE_SNAP_NAME_MAX,
+               "a snapshot name fits store_snap_info");
+
+static void info_of(const struct store_snap* sn, struct store_snap_info* out)
 {
     memset(out, 0, sizeof(*out));
     size_t len = strlen(sn->name);
@@ -16,13 +18,13 @@ static void info_of(const struct store_snap* sn, struct snap_info* out)
     out->ctime_ns = sn->ctime_ns;
 }
 
-int snap_list(struct store* st,
-              int (*cb)(void* data, const struct snap_info* s),
-              void* data)
+int store_snap_list(struct store* st,
+                    int (*cb)(void* data, const struct store_snap_info* s),
+                    void* data)
 {
     assert(st != NULL && cb != NULL);
     for (size_t i = 0; i < st->s.nsnaps; i++) {
-        struct snap_info info;
+        struct store_snap_info info;
         info_of(&st->s.snaps[i], &info);
         int rv = cb(data, &info);
         if (rv != 0) {
@@ -32,7 +34,9 @@ int snap_list(struct store* st,
     return 0;
 }
 
-int snap_get(struct store* st, const char* name, struct snap_info* out)
+int store_snap_get(struct store* st,
+                   const char* name,
+                   struct store_snap_info* out)
 {
     assert(st != NULL && name != NULL && out != NULL);
     const struct store_snap* sn = store__snap_find(&st->s, name, strlen(name));

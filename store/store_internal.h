@@ -1,4 +1,7 @@
-/* store_int.h - internals shared by the store's files (not a public API).
+/* store_internal.h - internals shared by the store's files (not a public API).
+ * Only the .c files of store/ include it (tests/run.sh fails otherwise):
+ * every other module and every test uses store.h, store_history.h and
+ * store_compact.h.
  *
  * The replicated state (struct store_state) is changed ONLY through three
  * primitives: store__state_put (the full new state of one entry),
@@ -7,14 +10,17 @@
  * pending frame; recovery and image install call them on decoded records.
  * So replaying the db file takes exactly the path apply took.
  */
-#ifndef QFS_STORE_INT_H
-#define QFS_STORE_INT_H
+#ifndef QFS_STORE_INTERNAL_H
+#define QFS_STORE_INTERNAL_H
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
 
+#include "../raft/util/bytes.h"
+#include "../raft/util/fileio.h"
 #include "store.h"
+#include "store_history.h"
 
 /* ---- limits ---- */
 enum {
@@ -23,8 +29,7 @@ enum {
     STORE_ORIGINS_MAX = 1024, /* dedup table: distinct origins */
     STORE_DEDUP_WINDOW = 64,  /* seqs tracked below the highest */
     STORE_HASH_BUCKETS_MIN = 1024,
-    STORE_SNAPS_MAX = 1024,    /* named snapshots (= SNAP_NAMES_MAX) */
-    STORE_SNAP_NAME_MAX = 255, /* fits struct snap_info.name */
+    STORE_SNAP_NAME_MAX = 255, /* fits struct store_snap_info.name */
 };
 #define STORE_FILE_SIZE_LIMIT (64ull << 20) /* upper bound, file_size_max */
 /* Uncompressed frame payload. The node must seal at least this often. */
@@ -32,45 +37,6 @@ enum {
 _Static_assert(STORE_FRAME_RAW_MAX <= 0x7E000000, "within LZ4_MAX_INPUT_SIZE");
 _Static_assert(STORE_FILE_SIZE_LIMIT * 4 < STORE_FRAME_RAW_MAX,
                "a frame holds several of the largest records");
-
-/* ---- little-endian helpers (the on-disk and wire byte order) ---- */
-static inline void put_u16(uint8_t* p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static inline void put_u32(uint8_t* p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-static inline void put_u64(uint8_t* p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-static inline uint16_t get_u16(const uint8_t* p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-static inline uint32_t get_u32(const uint8_t* p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-static inline uint64_t get_u64(const uint8_t* p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
 
 /* ---- the index ---- */
 
@@ -124,7 +90,7 @@ struct store_state {
     struct entry* root;
     uint64_t revision;
     uint64_t next_ino;
-    raft_index applied_index;
+    store_index applied_index;
     uint64_t live_bytes;
     struct dedup_origin* origins; /* sorted by origin */
     size_t norigins;
@@ -288,10 +254,10 @@ struct store {
     _Atomic int write_err;
     uint64_t next_off;    /* file offset of the next sealed frame */
     uint64_t durable_off; /* file end after the last done frame */
-    raft_index durable_index;
-    raft_index sealed_index; /* applied index of the last sealed frame */
-    uint64_t sealed_rev;     /* revision of the last sealed frame */
-    uint64_t frames;         /* frames in the file (valid + sealed) */
+    store_index durable_index;
+    store_index sealed_index; /* applied index of the last sealed frame */
+    uint64_t sealed_rev;      /* revision of the last sealed frame */
+    uint64_t frames;          /* frames in the file (valid + sealed) */
     uint64_t payload_raw, payload_stored; /* totals over frames */
     struct pending pend;
     struct store_frame_cache* cache;
@@ -306,9 +272,7 @@ struct store {
                              image install): views rebuild */
     bool compacting;      /* a store_compaction is between begin/finish */
     bool tail_pending;    /* keep_torn_tail: a torn tail is still on disk */
-    /* Views (snapshot/view.c): opaque to the store, freed at close. */
-    void* views;
-    void (*views_free)(void* views);
+    struct store_view_cache* views; /* view.c: NULL until the first view */
 };
 
 /* Frame header (64 bytes on disk, little-endian; docs/format-db.md). */
@@ -335,10 +299,10 @@ _Static_assert(offsetof(struct frame_header, checksum) == 56,
 #define FRAME_F_BASE 1u /* written by image install: sets the state */
 
 struct store_frame {
-    uint64_t off;             /* file offset */
-    uint64_t last_rev;        /* revision durable once written */
-    size_t len;               /* header + compressed payload */
-    raft_index applied_index; /* durable once written */
+    uint64_t off;              /* file offset */
+    uint64_t last_rev;         /* revision durable once written */
+    size_t len;                /* header + compressed payload */
+    store_index applied_index; /* durable once written */
     uint8_t bytes[];
 };
 
@@ -417,14 +381,12 @@ int store__frame_build(const uint8_t* raw,
                        uint32_t flags,
                        uint64_t first_rev,
                        uint64_t last_rev,
-                       raft_index applied,
+                       store_index applied,
                        uint64_t next_ino,
                        uint64_t off,
                        struct store_frame** out);
 /* The frame's header and checksum are consistent (before a write). */
 bool store__frame_verify(const struct store_frame* f);
-/* Write a buffer fully at off (pwrite loop). */
-int store__pwrite_all(int fd, const void* buf, size_t len, uint64_t off);
 
 /* ---- frame cache (cache.c) ---- */
 struct store_frame_cache* store__cache_new(uint64_t cap_bytes);
@@ -502,10 +464,14 @@ const struct hist_ent* store__hist_child(const struct store_hist* h,
                                          size_t len);
 void store__hist_attr(const struct hist_ent* e, struct store_attr* a);
 
+/* ---- views (view.c) ---- */
+
+/* Free the view cache (store_close; every view released). NULL: nothing. */
+void store__views_free(struct store_view_cache* c);
+
 /* Delete a leftover <db>.compact (open). */
 int store__compact_cleanup(struct store* st);
 /* Crash hooks for tests: _exit(99) if $QFS_CRASH_POINT equals point. */
 void store__crash_point(const char* point);
-int store__sync_dir(const char* path);
 
-#endif /* QFS_STORE_INT_H */
+#endif /* QFS_STORE_INTERNAL_H */

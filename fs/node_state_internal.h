@@ -1,6 +1,7 @@
-/* node_priv.h - struct node and the functions node*.c share. */
-#ifndef QFS_NODE_PRIV_H
-#define QFS_NODE_PRIV_H
+/* node_state_internal.h - struct node and the functions node*.c share (not a
+ * contract: the node's own files, ctl.c and its unit test include it). */
+#ifndef QFS_NODE_STATE_INTERNAL_H
+#define QFS_NODE_STATE_INTERNAL_H
 
 #include <limits.h>
 
@@ -189,4 +190,4 @@ int node__check_disk(struct node* n,
                      const struct store_recovery* rec,
                      const struct rlog_loaded* l);
 
-#endif /* QFS_NODE_PRIV_H */
+#endif /* QFS_NODE_STATE_INTERNAL_H */

@@ -1,8 +1,8 @@
-/* view.c - point-in-time views: an LRU of trees built by the store's
- * history reader (store/history.c), reference-counted.
+/* view.c - point-in-time views (store_history.h): an LRU of trees built by
+ * the history reader (history.c), reference-counted.
  *
  * The cache belongs to the store (st->views, freed by store_close) and
- * holds one reference on each cached view; snap_view_open returns another.
+ * holds one reference on each cached view; store_view_open returns another.
  * A view whose db locations went stale (the db file was rewritten by a
  * compaction or replaced by an image: st->db_gen changed) rebuilds its
  * tree on the next content read; the cache is flushed on the next open.
@@ -12,14 +12,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "../store/store_int.h"
-#include "snapshot.h"
+#include "store_internal.h"
 
-_Static_assert((int)SNAP_NAMES_MAX == (int)STORE_SNAPS_MAX, "one limit");
-_Static_assert(sizeof(((struct snap_info*)0)->name) > STORE_SNAP_NAME_MAX,
-               "a snapshot name fits snap_info");
-
-struct snap_view {
+struct store_view {
     struct store* st;
     uint64_t rev;
     struct store_hist* h;
@@ -27,14 +22,14 @@ struct snap_view {
     uint64_t used; /* LRU clock */
 };
 
-struct view_cache {
-    struct snap_view* v[SNAP_VIEWS_MAX];
+struct store_view_cache {
+    struct store_view* v[STORE_VIEWS_MAX];
     size_t n;
     uint64_t clock;
     uint64_t gen; /* st->db_gen of the cached views */
 };
 
-static void view_unref(struct snap_view* v)
+static void view_unref(struct store_view* v)
 {
     assert(v->refs > 0);
     if (--v->refs == 0) {
@@ -43,7 +38,7 @@ static void view_unref(struct snap_view* v)
     }
 }
 
-static void cache_drop_all(struct view_cache* c)
+static void cache_drop_all(struct store_view_cache* c)
 {
     for (size_t i = 0; i < c->n; i++) {
         view_unref(c->v[i]);
@@ -51,27 +46,25 @@ static void cache_drop_all(struct view_cache* c)
     c->n = 0;
 }
 
-static void cache_free(void* p)
+void store__views_free(struct store_view_cache* c)
 {
-    struct view_cache* c = p;
     if (c != NULL) {
         cache_drop_all(c);
         free(c);
     }
 }
 
-static struct view_cache* cache_of(struct store* st)
+static struct store_view_cache* cache_of(struct store* st)
 {
     if (st->views == NULL) {
-        struct view_cache* c = calloc(1, sizeof(*c));
+        struct store_view_cache* c = calloc(1, sizeof(*c));
         if (c == NULL) {
             return NULL;
         }
         c->gen = st->db_gen;
         st->views = c;
-        st->views_free = cache_free;
     }
-    struct view_cache* c = st->views;
+    struct store_view_cache* c = st->views;
     if (c->gen != st->db_gen) {
         cache_drop_all(c);
         c->gen = st->db_gen;
@@ -79,7 +72,7 @@ static struct view_cache* cache_of(struct store* st)
     return c;
 }
 
-void snap_views_flush(struct store* st)
+void store_views_flush(struct store* st)
 {
     assert(st != NULL);
     if (st->views != NULL) {
@@ -87,9 +80,9 @@ void snap_views_flush(struct store* st)
     }
 }
 
-static void cache_put(struct view_cache* c, struct snap_view* v)
+static void cache_put(struct store_view_cache* c, struct store_view* v)
 {
-    if (c->n == SNAP_VIEWS_MAX) {
+    if (c->n == STORE_VIEWS_MAX) {
         size_t old = 0;
         for (size_t i = 1; i < c->n; i++) {
             if (c->v[i]->used < c->v[old]->used) {
@@ -103,14 +96,14 @@ static void cache_put(struct view_cache* c, struct snap_view* v)
     c->v[c->n++] = v;
 }
 
-int snap_view_open(struct store* st, uint64_t rev, struct snap_view** out)
+int store_view_open(struct store* st, uint64_t rev, struct store_view** out)
 {
     assert(st != NULL && out != NULL);
     int rv = store__hist_check(st, rev);
     if (rv != 0) {
         return rv;
     }
-    struct view_cache* c = cache_of(st);
+    struct store_view_cache* c = cache_of(st);
     if (c == NULL) {
         return -ENOMEM;
     }
@@ -122,7 +115,7 @@ int snap_view_open(struct store* st, uint64_t rev, struct snap_view** out)
             return 0;
         }
     }
-    struct snap_view* v = calloc(1, sizeof(*v));
+    struct store_view* v = calloc(1, sizeof(*v));
     if (v == NULL) {
         return -ENOMEM;
     }
@@ -140,20 +133,20 @@ int snap_view_open(struct store* st, uint64_t rev, struct snap_view** out)
     return 0;
 }
 
-void snap_view_release(struct snap_view* v)
+void store_view_release(struct store_view* v)
 {
     if (v != NULL) {
         view_unref(v);
     }
 }
 
-uint64_t snap_view_revision(const struct snap_view* v)
+uint64_t store_view_revision(const struct store_view* v)
 {
     assert(v != NULL);
     return v->rev;
 }
 
-int snap_view_getattr(struct snap_view* v, uint64_t ino, struct store_attr* a)
+int store_view_getattr(struct store_view* v, uint64_t ino, struct store_attr* a)
 {
     assert(v != NULL && a != NULL);
     const struct hist_ent* e = store__hist_find(v->h, ino);
@@ -164,10 +157,10 @@ int snap_view_getattr(struct snap_view* v, uint64_t ino, struct store_attr* a)
     return 0;
 }
 
-int snap_view_lookup(struct snap_view* v,
-                     uint64_t parent,
-                     const char* name,
-                     struct store_attr* a)
+int store_view_lookup(struct store_view* v,
+                      uint64_t parent,
+                      const char* name,
+                      struct store_attr* a)
 {
     assert(v != NULL && name != NULL && a != NULL);
     const struct hist_ent* d = store__hist_find(v->h, parent);
@@ -197,7 +190,7 @@ int snap_view_lookup(struct snap_view* v,
 }
 
 /* The db file was rewritten since the build: rebuild (same tree). */
-static int refresh(struct snap_view* v)
+static int refresh(struct store_view* v)
 {
     if (v->h->gen == v->st->db_gen) {
         return 0;
@@ -212,7 +205,10 @@ static int refresh(struct snap_view* v)
     return 0;
 }
 
-int snap_view_read(struct snap_view* v, uint64_t ino, void** data, size_t* len)
+int store_view_read(struct store_view* v,
+                    uint64_t ino,
+                    void** data,
+                    size_t* len)
 {
     assert(v != NULL && data != NULL && len != NULL);
     int rv = refresh(v);
@@ -234,11 +230,11 @@ int snap_view_read(struct snap_view* v, uint64_t ino, void** data, size_t* len)
     return store__content_at(v->st, e->loc_frame, e->loc_rec, ino, data, len);
 }
 
-int snap_view_readdir(struct snap_view* v,
-                      uint64_t dir,
-                      const char* after,
-                      store_readdir_cb cb,
-                      void* data)
+int store_view_readdir(struct store_view* v,
+                       uint64_t dir,
+                       const char* after,
+                       store_readdir_cb cb,
+                       void* data)
 {
     assert(v != NULL && cb != NULL);
     const struct store_hist* h = v->h;

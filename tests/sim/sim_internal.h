@@ -1,6 +1,6 @@
-/* sim_int.h - internals shared by sim.c, checker.c and driver.c. */
-#ifndef QFS_SIM_INT_H
-#define QFS_SIM_INT_H
+/* sim_internal.h - internals shared by sim.c, checker.c and driver.c. */
+#ifndef QFS_SIM_INTERNAL_H
+#define QFS_SIM_INTERNAL_H
 
 #include "sim.h"
 
@@ -212,4 +212,4 @@ void checker__on_read(struct sim* s,
 /* After every event: roles, terms, commit indexes. */
 void checker__after_event(struct sim* s);
 
-#endif /* QFS_SIM_INT_H */
+#endif /* QFS_SIM_INTERNAL_H */
