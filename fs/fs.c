@@ -52,6 +52,7 @@ struct fs* fs_new(struct node* n, const struct fs_options* o)
     assert(f->o.notify_async != NULL);
     f->notify.done_async = f->o.notify_async;
     fs__kview_init(f);
+    node_set_status_extra(n, fs__nodeid_status, f);
     return f;
 }
 
@@ -73,6 +74,7 @@ void fs_free(struct fs* f)
     if (f == NULL) {
         return;
     }
+    node_set_status_extra(f->node, NULL, NULL);
     fs__notify_stop(&f->notify);
     fs__snap_free(f);
     uv_timer_stop(f->settle);
@@ -88,6 +90,7 @@ void fs_free(struct fs* f)
         fs__op_free(op);
     }
     fs__vfiles_free(f);
+    fs__fnodes_free(f);
     free(f);
 }
 
@@ -138,15 +141,23 @@ void fs__fill_entry(struct fs* f,
                     struct fuse_entry_param* e)
 {
     memset(e, 0, sizeof(*e));
-    e->ino = a->ino;
     e->generation = 1;
     /* This mount's own pending update or commit in flight: every reply
      * that carries attributes shows it, and only until it is committed. */
     struct store_attr cur = *a;
-    bool pending = a->type == STORE_FILE && fs__pending_attr(f, &cur, -1);
-    fs__attr_to_stat(&cur, &e->attr);
+    int pending = a->type == STORE_FILE ? fs__pending_attr(f, &cur, -1) : 0;
+    /* A regular file's nodeid names this revision (fs_nodeid.c), or the
+     * one this mount's update is written through. */
+    e->ino = fs__nodeid_hand(f, a, pending == 1);
+    fs__attr_to_stat(&cur, &e->attr); /* st_ino: the store ino */
     e->attr_timeout = pending ? 0 : f->o.attr_timeout_s;
     e->entry_timeout = f->o.entry_timeout_s;
+    if (a->type == STORE_FILE && !fs__is_virtual(a->ino) &&
+        fs__kview_pending(f, a->ino)) {
+        /* Changed, and the invalidation of its entry is not sent yet: the
+         * kernel may handle this reply after it (fs_kview.c). */
+        e->entry_timeout = 0;
+    }
 }
 
 bool fs__name_bad(fuse_req_t req, const char* name)
@@ -194,7 +205,6 @@ static void reply_with_ino(struct fs_op* op, uint64_t ino)
         fuse_reply_err(op->req, -rv);
         return;
     }
-    fs__kview_forget(f, ino); /* the reply carries the current revision */
     if (op->kind == FS_REPLY_ATTR) {
         struct stat st;
         fs__attr_to_stat(&a, &st);
@@ -203,12 +213,16 @@ static void reply_with_ino(struct fs_op* op, uint64_t ino)
     }
     fs__fill_entry(f, &a, &e);
     if (op->kind == FS_REPLY_ENTRY) {
-        fuse_reply_entry(op->req, &e);
+        if (fuse_reply_entry(op->req, &e) != 0) {
+            fs__nodeid_unhand(f, e.ino);
+        }
         return;
     }
     assert(op->kind == FS_REPLY_CREATE);
     fs__file_open_flags(f, &op->fi);
-    fuse_reply_create(op->req, &e, &op->fi);
+    if (fuse_reply_create(op->req, &e, &op->fi) != 0) {
+        fs__nodeid_unhand(f, e.ino);
+    }
 }
 
 static void propose_done_cb(void* data, const struct store_result* res)
@@ -298,19 +312,16 @@ static void lookup_now(struct fs* f,
         fuse_reply_err(req, -rv);
         return;
     }
-    if (!fs__is_virtual(a.ino) && fs__kview_attr(f, a.ino, &a)) {
-        fs__fill_entry(f, &a, &e);
-        e.attr_timeout = 0; /* the revision the kernel may hold */
-    } else {
-        fs__fill_entry(f, &a, &e);
-    }
+    fs__fill_entry(f, &a, &e);
     if (fs__is_vfile(a.ino)) {
         e.entry_timeout = 0; /* every open looks up a fresh text */
     } else if (fs__is_virtual(a.ino)) {
         e.attr_timeout = 1.0;
         e.entry_timeout = 1.0;
     }
-    fuse_reply_entry(req, &e);
+    if (fuse_reply_entry(req, &e) != 0) {
+        fs__nodeid_unhand(f, e.ino);
+    }
 }
 
 static void lookup_resume(struct fs_op* op, int err)
@@ -349,9 +360,12 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char* name)
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
     /* Store inos are stable and never reused: nothing to count. Snapshot
-     * view inos are counted per /.snapshots root (fs_snap.c). */
+     * view inos are counted per /.snapshots root (fs_snap.c), per-revision
+     * nodeids each (fs_nodeid.c). */
     if (fs__is_snap(ino)) {
         fs__snap_forget(fuse_req_userdata(req), ino, nlookup);
+    } else {
+        fs__nodeid_forget(fuse_req_userdata(req), ino, nlookup);
     }
     fuse_reply_none(req);
 }
@@ -364,6 +378,9 @@ static void fs_forget_multi(fuse_req_t req,
         if (fs__is_snap(forgets[i].ino)) {
             fs__snap_forget(fuse_req_userdata(req), forgets[i].ino,
                             forgets[i].nlookup);
+        } else {
+            fs__nodeid_forget(fuse_req_userdata(req), forgets[i].ino,
+                              forgets[i].nlookup);
         }
     }
     fuse_reply_none(req);
@@ -376,6 +393,7 @@ static void fs_getattr(fuse_req_t req,
     struct fs* f = fuse_req_userdata(req);
     struct store_attr a;
     struct stat st;
+    struct fs_nodeid id = {.pending_ok = true};
     double timeout = f->o.attr_timeout_s;
     int rv;
 
@@ -402,6 +420,24 @@ static void fs_getattr(fuse_req_t req,
         fs__virtual_attr(ino, &a);
         timeout = 1.0;
     } else {
+        rv = fs__nodeid_ino(f, ino, &id);
+        if (rv == 0 && !id.current) {
+            /* A nodeid of an older revision: that revision's attributes,
+             * which never change (fs_nodeid.c). */
+            rv = fs__nodeid_at(f, &id, &a, NULL, NULL);
+            if (rv != 0) {
+                fuse_reply_err(req, -rv);
+                return;
+            }
+            fs__attr_to_stat(&a, &st);
+            fuse_reply_attr(req, &st, timeout);
+            return;
+        }
+        if (rv != 0) {
+            fuse_reply_err(req, -rv);
+            return;
+        }
+        ino = id.ino;
         rv = store_getattr(node_store(f->node), ino, &a);
         if (rv == -ENOENT) {
             /* fstat() of a file removed since it was opened (the kernel
@@ -416,10 +452,7 @@ static void fs_getattr(fuse_req_t req,
             return;
         }
     }
-    if (!fs__is_virtual(ino) && fs__kview_attr(f, ino, &a)) {
-        timeout = 0; /* the revision the kernel may hold (fs_kview.c) */
-    }
-    if (!fs__is_virtual(ino) && a.type == STORE_FILE &&
+    if (!fs__is_virtual(ino) && a.type == STORE_FILE && id.pending_ok &&
         fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) != 0) {
         timeout = 0; /* this mount's pending update, until committed */
     }
@@ -488,17 +521,63 @@ void fs_on_change(void* data, const struct store_change* c)
         fs__notify_push(&f->notify, 0, c->parent, c->name);
         return;
     }
-    if (c->parent == 0 && fs__change_is_ours(f, c->ino)) {
+    bool ours = c->parent == 0 && fs__change_is_ours(f, c->ino);
+    if (c->ino != 0 && fs__nodeid_changed(f, c, ours)) {
+        return; /* a regular file: its nodeids (fs_nodeid.c) */
+    }
+    if (ours) {
         return; /* our own write: the kernel already shows it */
     }
     uint64_t seq = fs__notify_push(&f->notify, c->ino, c->parent, c->name);
-    if (c->ino != 0) {
-        /* Until seq is sent the kernel may hold the revision before this
-         * change, the store's current one (the change's is next). */
-        struct store_stats s;
-        store_get_stats(node_store(f->node), &s);
-        fs__kview_changed(f, c->ino, s.revision, seq);
+    if (c->ino != 0 && seq != 0) {
+        fs__kview_changed(f, c->ino, seq);
     }
+}
+
+/* ---- write-path requests: the nodeid becomes the store ino here, so the
+ * write path (fs_write.c) sees store inos only ---- */
+
+static void fs_write_req(fuse_req_t req,
+                         fuse_ino_t ino,
+                         const char* buf,
+                         size_t size,
+                         off_t off,
+                         struct fuse_file_info* fi)
+{
+    uint64_t sino = fs__nodeid_write(fuse_req_userdata(req), ino);
+
+    if (sino == 0) {
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
+    fs_write(req, sino, buf, size, off, fi);
+}
+
+static void fs_flush_req(fuse_req_t req,
+                         fuse_ino_t ino,
+                         struct fuse_file_info* fi)
+{
+    struct fs_nodeid id;
+
+    if (fs__nodeid_ino(fuse_req_userdata(req), ino, &id) != 0) {
+        fuse_reply_err(req, 0); /* nothing of ours behind a forgotten one */
+        return;
+    }
+    fs_flush(req, id.ino, fi);
+}
+
+static void fs_fsync_req(fuse_req_t req,
+                         fuse_ino_t ino,
+                         int datasync,
+                         struct fuse_file_info* fi)
+{
+    struct fs_nodeid id;
+
+    if (fs__nodeid_ino(fuse_req_userdata(req), ino, &id) != 0) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    fs_fsync(req, id.ino, datasync, fi);
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {
@@ -518,10 +597,10 @@ static const struct fuse_lowlevel_ops fs_ops = {
     .link = fs_link,
     .open = fs_open,
     .read = fs_read,
-    .write = fs_write,
-    .flush = fs_flush,
+    .write = fs_write_req,
+    .flush = fs_flush_req,
     .release = fs_release,
-    .fsync = fs_fsync,
+    .fsync = fs_fsync_req,
     .opendir = fs_opendir,
     .readdir = fs_readdir,
     .readdirplus = fs_readdirplus,

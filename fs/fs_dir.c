@@ -268,7 +268,6 @@ static void setattr_reply_now(struct fs* f, fuse_req_t req, fuse_ino_t ino)
     }
     fs__attr_to_stat(&a, &st);
     fuse_reply_attr(req, &st, timeout);
-    fs__kview_forget(f, ino); /* the kernel holds the current revision */
 }
 
 /* Whether c sets only mode/uid/gid, each to what the requester sees. */
@@ -304,6 +303,13 @@ void fs_setattr(fuse_req_t req,
 
     if (fs__is_virtual(ino) || fs__is_snap(ino)) {
         fuse_reply_err(req, EROFS);
+        return;
+    }
+    /* A nodeid of a regular file names a revision (fs_nodeid.c): the
+     * store ino from here on; this mount's change keeps that nodeid. */
+    ino = fs__nodeid_write(f, ino);
+    if (ino == 0) {
+        fuse_reply_err(req, ESTALE);
         return;
     }
     cmd_init(req, &c, STORE_OP_SETATTR, 0, NULL);
@@ -473,13 +479,7 @@ static int dir_add(struct dir_fill* df,
     if (next > df->start) {
         if (df->plus) {
             struct fuse_entry_param e;
-            struct store_attr held = *a;
-            if (is_store && fs__kview_attr(df->f, a->ino, &held)) {
-                fs__fill_entry(df->f, &held, &e);
-                e.attr_timeout = 0; /* the revision the kernel may hold */
-            } else {
-                fs__fill_entry(df->f, a, &e);
-            }
+            fs__fill_entry(df->f, a, &e); /* counts a per-revision nodeid */
             if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
                 fs__is_snap(a->ino) ||
                 (fs__is_virtual(a->ino) && a->type == STORE_FILE)) {
@@ -490,6 +490,9 @@ static int dir_add(struct dir_fill* df,
             }
             n = fuse_add_direntry_plus(df->req, df->buf + df->used, rem, name,
                                        &e, next);
+            if (n > rem) {
+                fs__nodeid_unhand(df->f, e.ino); /* not in this reply */
+            }
         } else {
             struct stat st;
             fs__attr_to_stat(a, &st);

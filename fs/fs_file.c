@@ -210,26 +210,34 @@ void fs_read(fuse_req_t req,
         fuse_reply_err(req, EISDIR);
         return;
     }
-    if (fs__pending_read(f, ino, (int32_t)fuse_req_ctx(req)->pid, &data,
+    struct fs_nodeid id;
+    rv = fs__nodeid_ino(f, ino, &id);
+    if (rv == 0 && !id.current) {
+        /* A nodeid of an older revision: its bytes, which go with the
+         * size its kernel inode has (fs_nodeid.c). */
+        struct store_attr a;
+        void* old = NULL;
+        rv = fs__nodeid_at(f, &id, &a, &old, &len);
+        if (rv == 0) {
+            reply_slice(req, old, len, size, off);
+        } else {
+            fuse_reply_err(req, -rv);
+        }
+        free(old);
+        return;
+    }
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    ino = id.ino;
+    if (id.pending_ok &&
+        fs__pending_read(f, ino, (int32_t)fuse_req_ctx(req)->pid, &data,
                          &len)) {
         /* This mount's own pending update (or commit in flight): what
          * its kernel was told and wrote through its page cache. */
         reply_slice(req, data, len, size, off);
         return;
-    }
-    if (!f->o.linearizable) {
-        /* The revision the kernel may still hold (fs_kview.c). Never in
-         * linearizable mode: its opens read with direct_io (the kernel's
-         * size plays no part), and the view can be older than the open's
-         * barrier: it keeps the revision before the first change not yet
-         * notified, and changes that arrive while a barrier waits for the
-         * notifier keep it alive. */
-        void* held = NULL;
-        if (fs__kview_read(f, ino, &held, &len) == 1) {
-            reply_slice(req, held, len, size, off);
-            free(held);
-            return;
-        }
     }
     rv = store_read(node_store(f->node), ino, &data, &len);
     if (rv == -ENOENT) {

@@ -31,6 +31,8 @@ enum {
     FS_WINO_BUCKETS = 1024,  /* per-inode write state hash (power of 2) */
     FS_SETTLE_MS = 1000,     /* updates no writer will close commit */
     FS_KVIEW_BUCKETS = 1024, /* kernel-view hash (power of 2) */
+    FS_FNODE_BUCKETS = 4096, /* nodeid table hashes (power of 2) */
+    FS_FNODES_MAX = 1 << 20, /* per-revision nodeids (fs_nodeid.c) */
 };
 
 /* Virtual inodes: a reserved range at the top of the ino space (store inos
@@ -49,6 +51,9 @@ enum {
 #define FS_SNAP_ROOT_SHIFT 40
 #define FS_SNAP_STORE_INO_MASK ((UINT64_C(1) << FS_SNAP_ROOT_SHIFT) - 1)
 enum { FS_SNAP_ROOTS_MAX = 4096 }; /* /.snapshots dirs the kernel may hold */
+/* Per-revision nodeids of regular files (fs_nodeid.c): FS_FNODE_BASE + a
+ * counter, between the store inos and the view inos. */
+#define FS_FNODE_BASE (UINT64_C(1) << 62)
 _Static_assert(FS_SNAP_INO_BASE +
                        ((uint64_t)FS_SNAP_ROOTS_MAX << FS_SNAP_ROOT_SHIFT) <
                    FS_VFILE_BASE,
@@ -106,14 +111,24 @@ struct fs_wino {
 /* Generated /.cluster file contents: every lookup of a name gets a new
  * inode with its own immutable text, so a reader's page cache always holds
  * one consistent generation (fs_cluster.c). */
-/* The revision of an inode that the kernel may still hold (attributes or
- * pages), until notification seq has been sent (fs_kview.c). */
+/* An inode changed whose notification (seq) has not been sent yet
+ * (fs_kview.c). */
 struct fs_kview {
     struct fs_kview *prev, *next; /* fs->kviews, by seq */
     struct fs_kview* hnext;       /* fs->kview_hash bucket */
     uint64_t ino;
-    uint64_t rev; /* the revision before the first unnotified change */
     uint64_t seq; /* the notification that ends it */
+};
+
+struct fs_fnode; /* fs_nodeid.c */
+
+/* What a request's nodeid names (fs__nodeid_ino). */
+struct fs_nodeid {
+    uint64_t ino;           /* the store ino (or a virtual / view ino) */
+    uint64_t rev;           /* fnode: the revision it names */
+    struct fs_fnode* fnode; /* NULL: not a per-revision nodeid */
+    bool current;           /* answered from the store's current state */
+    bool pending_ok;        /* may show this mount's pending update */
 };
 
 struct fs_vfile {
@@ -221,8 +236,13 @@ struct fs {
     size_t grave_next;
     struct fs_notify notify;
     struct fs_snap* snap; /* fs_snap.c; NULL until /.snapshots is used */
-    /* Inodes changed since the kernel last got their attributes, until the
-     * notifier has invalidated them (fs_kview.c). */
+    /* Per-revision nodeids (fs_nodeid.c): hashed by nodeid and by ino. */
+    struct fs_fnode* fnode_id[FS_FNODE_BUCKETS];
+    struct fs_fnode* fnode_ino[FS_FNODE_BUCKETS];
+    size_t n_fnodes, fnodes_peak;
+    uint64_t fnode_next;      /* the last nodeid counter handed */
+    uint64_t fnode_fallbacks; /* store inos handed past the bound */
+    /* Inodes changed whose notification is not sent yet (fs_kview.c). */
     struct fs_kview* kview_hash[FS_KVIEW_BUCKETS];
     struct fs_kview kviews;    /* list head, in notification order */
     struct fs_op* kview_wait;  /* read barriers waiting for the notifier */
@@ -444,30 +464,57 @@ void fs__snap_mkdir(fuse_req_t req, const char* name);
 void fs__snap_rmdir(fuse_req_t req, const char* name);
 void fs__snap_free(struct fs* f);
 
-/* fs_kview.c: until the kernel has been told of a change to an inode, it
- * may hold the previous revision's size and pages; requests that only
- * observe the inode (GETATTR, LOOKUP, READDIRPLUS, READ) are answered from
- * that revision, attributes with timeout 0, so a reader never pairs one
- * revision's size with another's bytes. */
+/* fs_kview.c: inodes changed whose notification has not been sent yet:
+ * entry replies of them get timeout 0 (a reply racing with the entry's
+ * invalidation must not pin it), and linearizable read barriers wait for
+ * the notifier. */
 void fs__kview_init(struct fs* f);
 void fs__kview_free(struct fs* f);
-/* The change being applied touched ino (rev: the revision before it) and
- * its invalidation is notification seq. */
-void fs__kview_changed(struct fs* f, uint64_t ino, uint64_t rev, uint64_t seq);
-/* If the kernel may hold an older revision of ino: *a becomes that
- * revision's attributes and true is returned (reply with timeout 0). */
-bool fs__kview_attr(struct fs* f, uint64_t ino, struct store_attr* a);
-/* If the kernel may hold an older revision of ino: that revision's content,
- * malloc'd into *data (caller frees); 1. 0: read the current content. */
-int fs__kview_read(struct fs* f, uint64_t ino, void** data, size_t* len);
-/* This mount's own request on ino was answered with its current
- * attributes: the kernel holds the current revision. */
-void fs__kview_forget(struct fs* f, uint64_t ino);
+/* The change being applied touched ino; its invalidation is notification
+ * seq. */
+void fs__kview_changed(struct fs* f, uint64_t ino, uint64_t seq);
+/* Whether a change of ino has not been sent to the kernel yet. */
+bool fs__kview_pending(struct fs* f, uint64_t ino);
 /* Resume op (a read barrier that has reached its index) once every change
  * applied so far has been sent to the kernel. */
 void fs__kview_wait(struct fs* f, struct fs_op* op);
 /* done_async fired: end the views and resume the barriers it covers. */
 void fs__kview_notified(struct fs* f);
+
+/* fs_nodeid.c: per-revision nodeids of regular files */
+bool fs__is_fnode(uint64_t nodeid);
+/* The nodeid an entry reply hands the kernel for attrs a (the current
+ * revision), counted as one lookup. update: this mount has an update of it
+ * pending, which the reply shows: the nodeid it is written through. The
+ * store ino for everything but regular store files in serializable mode
+ * (and past the table's bound). */
+uint64_t fs__nodeid_hand(struct fs* f, const struct store_attr* a, bool update);
+/* An entry reply carrying nodeid did not reach the kernel. */
+void fs__nodeid_unhand(struct fs* f, uint64_t nodeid);
+/* FORGET: the kernel dropped nlookup lookups of nodeid. */
+void fs__nodeid_forget(struct fs* f, uint64_t nodeid, uint64_t nlookup);
+/* What a request's nodeid names: 0, or -ESTALE for a forgotten one. */
+int fs__nodeid_ino(struct fs* f, uint64_t nodeid, struct fs_nodeid* out);
+/* A write-path request (WRITE, SETATTR) through nodeid: the store ino
+ * (0: stale); the nodeid follows the file from now on. */
+uint64_t fs__nodeid_write(struct fs* f, uint64_t nodeid);
+/* The revision an fnode names: attrs and (data != NULL) content, malloc'd.
+ * -ESTALE once it is compacted out of the history. */
+int fs__nodeid_at(struct fs* f,
+                  const struct fs_nodeid* id,
+                  struct store_attr* a,
+                  void** data,
+                  size_t* len);
+/* The kernel holds something other than the committed content of ino (a
+ * discarded update): invalidate the nodeids that may show it. */
+void fs__kernel_drop(struct fs* f, uint64_t ino);
+/* fs_on_change of a change c that is not a removal: true when ino is a
+ * regular file handled here (invalidations queued). ours: this mount's
+ * commit as its kernel shows it. */
+bool fs__nodeid_changed(struct fs* f, const struct store_change* c, bool ours);
+void fs__fnodes_free(struct fs* f);
+/* node_status_extra_cb (data: the fs): the table's size. */
+void fs__nodeid_status(void* data, bool json, char* buf, size_t cap);
 
 /* notify.c */
 void fs__notify_init(struct fs_notify* n);

@@ -1,28 +1,26 @@
-/* fs_kview.c - what the kernel may still hold of a changed inode.
+/* fs_kview.c - changes the kernel has not been told of yet.
  *
- * The kernel caches an inode's attributes (size included) and its pages
- * with long timeouts; an applied change reaches it through the notifier
- * thread (notify.c), some time after the store already holds the new
- * revision. In between, a reader whose kernel still has the old size could
- * be sent the new bytes: `666` read after `666666666` was written, or
- * `777` padded with NULs to the old length.
+ * An applied change reaches the kernel through the notifier thread
+ * (notify.c), some time after the store holds it. Until its notification
+ * has been sent:
  *
- * So from the apply of a change to ino until its notification has been
- * sent, the requests that only observe ino are answered from the revision
- * before the change (the one the kernel may hold): GETATTR and the attrs of
- * LOOKUP and READDIRPLUS, with attribute timeout 0, and READ. Once the
- * notification is done, the kernel has dropped the old attributes and
- * pages; the next read() revalidates (attributes were invalidated or have
- * timeout 0), gets the new size and mtime, and the kernel drops any page
- * read in the meantime (auto_inval_data: a changed mtime or size
- * invalidates the pages), then reads the new revision. Each read() thus
- * sees one revision's size and bytes.
+ *   - entry replies (LOOKUP, READDIRPLUS) of the changed inode get entry
+ *     timeout 0 (fs__fill_entry): a reply that the kernel handles after the
+ *     entry's invalidation must not pin it for the long entry timeout;
+ *   - a linearizable read barrier of an OPEN waits here until every change
+ *     applied up to its read index has been sent to the kernel
+ *     (fs__kview_wait): a read that starts after a write was acknowledged
+ *     anywhere sees it.
  *
- * A linearizable read barrier also waits here until every change applied
- * up to its read index has been sent to the kernel (fs__kview_wait): a
- * read that starts after a write was acknowledged anywhere sees it.
+ * Reads do not need it any more: a regular file's nodeid names one
+ * revision in serializable mode (fs_nodeid.c), so its size and pages never
+ * change under a reader, and linearizable reads are direct I/O. (Until
+ * per-revision nodeids, GETATTR and READ of a changed inode were answered
+ * from the revision before the change here until its notification was
+ * sent; that narrowed the size/bytes race of issue 10 item 1 but could not
+ * close it.)
  *
- * Bounded: a view lives until its notification is done, so there are at
+ * Bounded: an entry lives until its notification is done, so there are at
  * most as many as there are notifications waiting (the notifier's ring and
  * dropped set, fs_internal.h).
  */
@@ -30,7 +28,6 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "../store/store_history.h"
 #include "fs_internal.h"
 
 static size_t kview_bucket(uint64_t ino)
@@ -113,7 +110,7 @@ void fs__kview_free(struct fs* f)
     f->kview_tail = &f->kview_wait;
 }
 
-void fs__kview_changed(struct fs* f, uint64_t ino, uint64_t rev, uint64_t seq)
+void fs__kview_changed(struct fs* f, uint64_t ino, uint64_t seq)
 {
     struct fs_kview* k;
 
@@ -123,8 +120,8 @@ void fs__kview_changed(struct fs* f, uint64_t ino, uint64_t rev, uint64_t seq)
     }
     k = kview_find(f, ino);
     if (k != NULL) {
-        /* The kernel may still hold the older revision: keep it, and wait
-         * for the later notification. The list stays in seq order. */
+        /* Wait for the later notification. The list stays in seq
+         * order. */
         k->seq = seq;
         kview_unlink_list(k);
         kview_append_list(f, k);
@@ -132,64 +129,18 @@ void fs__kview_changed(struct fs* f, uint64_t ino, uint64_t rev, uint64_t seq)
     }
     k = malloc(sizeof(*k));
     if (k == NULL) {
-        return; /* the reader may see a stale size, as before views */
+        return; /* entries get the long timeout */
     }
     k->ino = ino;
-    k->rev = rev;
     k->seq = seq;
     k->hnext = f->kview_hash[kview_bucket(ino)];
     f->kview_hash[kview_bucket(ino)] = k;
     kview_append_list(f, k);
 }
 
-bool fs__kview_attr(struct fs* f, uint64_t ino, struct store_attr* a)
+bool fs__kview_pending(struct fs* f, uint64_t ino)
 {
-    struct fs_kview* k;
-    struct store_view* v;
-    struct store_attr old;
-    int rv;
-
-    k = kview_live(f, ino);
-    if (k == NULL || k->rev == 0 ||
-        store_view_open(node_store(f->node), k->rev, &v) != 0) {
-        return false;
-    }
-    rv = store_view_getattr(v, ino, &old);
-    store_view_release(v);
-    if (rv != 0) {
-        return false; /* new since: the kernel cannot hold it */
-    }
-    *a = old;
-    return true;
-}
-
-int fs__kview_read(struct fs* f, uint64_t ino, void** data, size_t* len)
-{
-    struct fs_kview* k;
-    struct store_view* v;
-    int rv;
-
-    k = kview_live(f, ino);
-    if (k == NULL || k->rev == 0 ||
-        store_view_open(node_store(f->node), k->rev, &v) != 0) {
-        return 0;
-    }
-    rv = store_view_read(v, ino, data, len);
-    store_view_release(v);
-    return rv == 0 ? 1 : 0;
-}
-
-void fs__kview_forget(struct fs* f, uint64_t ino)
-{
-    struct fs_kview* k;
-
-    if (f->kviews.next == &f->kviews) {
-        return;
-    }
-    k = kview_find(f, ino);
-    if (k != NULL) {
-        kview_drop(f, k);
-    }
+    return kview_live(f, ino) != NULL;
 }
 
 static void waiters_resume(struct fs* f, uint64_t done)

@@ -248,7 +248,7 @@ uint64_t fs_held_bytes(const struct fs* f)
  * (a discarded update, a write placed elsewhere): make it read again. */
 static void kernel_drop(struct fs* f, uint64_t ino)
 {
-    fs__notify_push(&f->notify, ino, 0, NULL);
+    fs__kernel_drop(f, ino); /* the nodeids that may show it */
 }
 
 /* Discard w's pending update with err: nothing of it is committed. */
@@ -393,7 +393,6 @@ static void reply_attr_of(struct fs* f, fuse_req_t req, uint64_t ino)
     }
     fs__attr_to_stat(&a, &st);
     fuse_reply_attr(req, &st, timeout);
-    fs__kview_forget(f, ino); /* the kernel holds the current revision */
 }
 
 /* A WRITE: patch the pending update; reply. Returns the errno replied. */
@@ -626,7 +625,6 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
     w->done_err = -res->err;
     if (res->err == 0) {
         upd_free(f, &w->fl);
-        fs__kview_forget(f, op->ino); /* it holds our revision */
     } else if (op->wop == FS_WOP_RENAME && !w->u.on) {
         w->u = w->fl; /* the rename failed: the update stays pending */
         memset(&w->fl, 0, sizeof(w->fl));

@@ -149,6 +149,14 @@ bool node_history_sample(const struct node* n,
 /* Text for /.cluster/ files and the control socket, into a malloc'd buffer
  * (*out, *len). JSON fields per DESIGN §7. */
 int node_status_json(struct node* n, char** out, size_t* len);
+/* Fields the mount adds to the status (the FUSE nodeid table): cb writes
+ * them into buf (NUL-terminated, at most cap bytes) as JSON members
+ * (`"a": 1, "b": 2`, json) or as text lines; NULL removes it. */
+typedef void (*node_status_extra_cb)(void* data,
+                                     bool json,
+                                     char* buf,
+                                     size_t cap);
+void node_set_status_extra(struct node* n, node_status_extra_cb cb, void* data);
 int node_status_text(struct node* n, char** out, size_t* len);
 int node_members_text(struct node* n, char** out, size_t* len);
 int node_leader_text(struct node* n, char** out, size_t* len);

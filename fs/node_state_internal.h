@@ -148,6 +148,9 @@ struct node {
 
     /* stats */
     uint64_t proposals, timeouts, fences;
+    /* More status from the layer above (node_set_status_extra). */
+    node_status_extra_cb status_extra;
+    void* status_extra_data;
 
     /* shutdown */
     bool stopping, closing, transport_closing;

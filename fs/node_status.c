@@ -181,6 +181,14 @@ int node_status_json(struct node* n, char** out, size_t* len)
     }
     tprintf(&t, "  \"disk_error\": %s,\n",
             n->sticky_err != 0 ? "true" : "false");
+    if (n->status_extra != NULL) {
+        char extra[512];
+        extra[0] = '\0';
+        n->status_extra(n->status_extra_data, true, extra, sizeof(extra));
+        if (extra[0] != '\0') {
+            tprintf(&t, "  %s,\n", extra);
+        }
+    }
     tprintf(&t, "  \"members\": [");
     for (unsigned i = 0; i < c->n; i++) {
         tprintf(&t, "%s\n    ", i == 0 ? "" : ",");
@@ -188,6 +196,12 @@ int node_status_json(struct node* n, char** out, size_t* len)
     }
     tprintf(&t, "\n  ]\n}\n");
     return text_end(&t, out, len);
+}
+
+void node_set_status_extra(struct node* n, node_status_extra_cb cb, void* data)
+{
+    n->status_extra = cb;
+    n->status_extra_data = data;
 }
 
 int node_members_text(struct node* n, char** out, size_t* len)
@@ -243,6 +257,12 @@ int node_status_text(struct node* n, char** out, size_t* len)
             "\ndb bytes:    %" PRIu64 "\nquorum:      %u of %u voters\n",
             raft_commit_index(n->raft), ss.applied_index, ss.revision, ss.keys,
             ss.db_bytes, raft_conf_voters(c) / 2 + 1, raft_conf_voters(c));
+    if (n->status_extra != NULL) {
+        char extra[512];
+        extra[0] = '\0';
+        n->status_extra(n->status_extra_data, false, extra, sizeof(extra));
+        tprintf(&t, "%s", extra);
+    }
     tprintf(&t, "members:\n");
     for (unsigned i = 0; i < c->n; i++) {
         const struct raft_server* s = &c->servers[i];

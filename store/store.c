@@ -250,6 +250,29 @@ int store_path(struct store* st, uint64_t ino, char* buf, size_t cap)
     return 0;
 }
 
+int store_name(struct store* st,
+               uint64_t ino,
+               uint64_t* parent,
+               char* buf,
+               size_t cap)
+{
+    assert(st != NULL && parent != NULL && buf != NULL);
+    const struct entry* e = store__find(&st->s, ino);
+    if (e == NULL) {
+        return -ENOENT;
+    }
+    if (e == st->s.root) {
+        return -EINVAL;
+    }
+    if ((size_t)e->name_len + 1 > cap) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(buf, entry_name(e), e->name_len);
+    buf[e->name_len] = 0;
+    *parent = e->parent;
+    return 0;
+}
+
 void store_get_stats(const struct store* st, struct store_stats* s)
 {
     assert(st != NULL && s != NULL);

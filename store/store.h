@@ -151,6 +151,14 @@ int store_read_at(struct store* st,
                   size_t* len);
 /* Absolute path of a live ino into buf. -ENOENT, -ENAMETOOLONG. */
 int store_path(struct store* st, uint64_t ino, char* buf, size_t cap);
+/* The directory and name of a live ino other than the root: *parent and
+ * the name (NUL-terminated) into buf. -ENOENT, -EINVAL (the root),
+ * -ENAMETOOLONG. */
+int store_name(struct store* st,
+               uint64_t ino,
+               uint64_t* parent,
+               char* buf,
+               size_t cap);
 
 struct store_stats {
     uint64_t revision;         /* last revision */
