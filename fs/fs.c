@@ -421,6 +421,14 @@ static void fs_getattr(fuse_req_t req,
         timeout = 1.0;
     } else {
         rv = fs__nodeid_ino(f, ino, &id);
+        if (rv == 0 && !id.current && id.pending_ok &&
+            store_getattr(node_store(f->node), id.ino, &a) == 0 &&
+            fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) == 1) {
+            /* Written through: this mount's pending update. */
+            fs__attr_to_stat(&a, &st);
+            fuse_reply_attr(req, &st, 0);
+            return;
+        }
         if (rv == 0 && !id.current) {
             /* A nodeid of an older revision: that revision's attributes,
              * which never change (fs_nodeid.c). */

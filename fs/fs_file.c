@@ -212,6 +212,13 @@ void fs_read(fuse_req_t req,
     }
     struct fs_nodeid id;
     rv = fs__nodeid_ino(f, ino, &id);
+    if (rv == 0 && !id.current && id.pending_ok &&
+        fs__pending_read(f, id.ino, (int32_t)fuse_req_ctx(req)->pid, &data,
+                         &len)) {
+        /* Written through: this mount's pending update. */
+        reply_slice(req, data, len, size, off);
+        return;
+    }
     if (rv == 0 && !id.current) {
         /* A nodeid of an older revision: its bytes, which go with the
          * size its kernel inode has (fs_nodeid.c). */

@@ -16,15 +16,18 @@
  * and the next path lookup gets a nodeid of the new revision.
  *
  * This mount's own writes keep the nodeid they were made through: its
- * kernel performed them. A table entry whose kernel inode may hold this
- * mount's pending update (written through it, or shown it by GETATTR,
- * READ or an entry reply: `pend`) moves to the revision that change makes
- * when it is applied: silently when it is this mount's commit as its
- * kernel shows it (fs__change_is_ours), with an invalidation of that
- * nodeid otherwise. A write through a nodeid of an older revision first
- * moves it to the current one and drops its pages (its kernel's pages are
- * not what the update is built from).
- *
+ * kernel performed them. A nodeid written through (`pend`) shows this
+ * mount's pending update to GETATTR and READ (the writer's page cache
+ * holds it) and is the one lookups hand out while the update is pending;
+ * when there is none to show (only a truncation so far), it answers its
+ * revision. The commit moves it to the new revision silently when the
+ * kernel shows exactly that commit (fs__change_is_ours); a change from
+ * elsewhere while the update is pending leaves it alone (the update
+ * replaces that change when committed); otherwise it follows the file
+ * with an invalidation of that nodeid (a discarded update, appends placed
+ * elsewhere). A write through a nodeid of an older revision drops its
+ * pages (the update is built from the current content).
+
  * st_ino stays the store ino. Directories, symlinks, /.cluster and
  * /.snapshots keep their numbering. Linearizable mode keeps store inos too
  * (its reads are direct I/O, and a nodeid of an older revision would serve
@@ -55,7 +58,9 @@ struct fs_fnode {
     uint64_t ino;
     uint64_t rev;     /* mod_rev of the revision its kernel inode holds */
     uint64_t nlookup; /* the kernel's lookup count */
-    bool pend;        /* its kernel inode may hold this mount's update */
+    bool pend;        /* written through: shows this mount's pending update */
+    bool dirty;       /* written since its last commit here: rev may not be
+                         what its kernel holds */
 };
 
 static size_t bucket(uint64_t x)
@@ -221,18 +226,19 @@ int fs__nodeid_ino(struct fs* f, uint64_t nodeid, struct fs_nodeid* out)
     out->ino = n->ino;
     out->fnode = n;
     bool live = store_getattr(node_store(f->node), n->ino, &a) == 0;
-    if (n->pend && live && n->rev != a.mod_rev && !has_update(f, n->ino)) {
+    if (n->dirty && live && n->rev != a.mod_rev && !has_update(f, n->ino)) {
         /* Written through, and the update is gone (committed as its
          * kernel does not show it, e.g. appends placed elsewhere): it
          * follows the file, its kernel drops what it has. */
         n->rev = a.mod_rev;
-        n->pend = false;
+        n->pend = n->dirty = false;
         fs__notify_push(&f->notify, nodeid, 0, NULL);
     }
     out->rev = n->rev;
-    /* A nodeid written through shows this mount's pending update. */
+    /* A nodeid written through shows this mount's pending update; when
+     * there is none to show (only a truncation so far), its revision. */
     out->pending_ok = n->pend;
-    out->current = n->pend || (live && a.mod_rev == n->rev);
+    out->current = live && a.mod_rev == n->rev;
     return 0;
 }
 
@@ -244,25 +250,31 @@ uint64_t fs__nodeid_write(struct fs* f, uint64_t nodeid)
     if (fs__nodeid_ino(f, nodeid, &id) != 0) {
         return 0;
     }
-    if (id.fnode == NULL || id.fnode->pend) {
+    if (id.fnode == NULL) {
+        return id.ino;
+    }
+    if (id.fnode->pend) {
+        id.fnode->dirty = true;
         return id.ino;
     }
     if (!id.current && store_getattr(node_store(f->node), id.ino, &a) == 0) {
         /* Written through a nodeid of an older revision (opened before a
          * change from elsewhere): the update is built from the current
-         * content, which is what this nodeid answers from now on; its
-         * kernel drops the older pages and size, and the name is looked
-         * up again (to this nodeid, fnode_of). */
+         * content, not from the pages its kernel has; it drops them and
+         * reads the update. Until the update has content (a truncation
+         * only), READs come from readers that sampled the older size: they
+         * are answered that revision, which the nodeid keeps naming until
+         * the update is committed. The name is looked up again, to this
+         * nodeid (fnode_of). */
         uint64_t parent;
         char name[FS_NAME_MAX + 1];
-        id.fnode->rev = a.mod_rev;
         fs__notify_push(&f->notify, nodeid, 0, NULL);
         if (store_name(node_store(f->node), id.ino, &parent, name,
                        sizeof(name)) == 0) {
             fs__notify_push(&f->notify, 0, parent, name);
         }
     }
-    id.fnode->pend = true;
+    id.fnode->pend = id.fnode->dirty = true;
     return id.ino;
 }
 
@@ -323,6 +335,7 @@ void fs__kernel_drop(struct fs* f, uint64_t ino)
             if (live) {
                 n->rev = a.mod_rev;
             }
+            n->dirty = false;
             fs__notify_push(&f->notify, n->nodeid, 0, NULL);
         }
     }
@@ -348,21 +361,30 @@ bool fs__nodeid_changed(struct fs* f, const struct store_change* c, bool ours)
             continue;
         }
         if (n->pend && ours) {
-            /* Written through: its kernel shows exactly this commit. */
-            n->pend = false;
+            /* Written through: its kernel shows exactly this commit. It
+             * stays the nodeid written through (a write queued behind the
+             * commit already went through it). */
             n->rev = a.mod_rev;
-        } else if (n->pend && !update) {
-            /* Written through, nothing pending any more (discarded, or
-             * committed as its kernel does not show it): it follows the
-             * file and drops what it has. */
-            n->pend = false;
-            n->rev = a.mod_rev;
-            fs__notify_push(&f->notify, n->nodeid, 0, NULL);
-        } else if (n->pend) {
+            n->dirty = false;
+            continue;
+        }
+        if (n->pend && update) {
             /* A change from elsewhere while this mount's update is
              * pending: its kernel goes on showing the update, which
              * replaces that change when committed. */
-        } else if (n->rev != a.mod_rev && n->nlookup > 0) {
+            continue;
+        }
+        if (n->pend && n->dirty) {
+            /* Written through, nothing pending any more (discarded, or
+             * committed as its kernel does not show it): it follows the
+             * file and drops what it has. */
+            n->pend = n->dirty = false;
+            n->rev = a.mod_rev;
+            fs__notify_push(&f->notify, n->nodeid, 0, NULL);
+            continue;
+        }
+        n->pend = false; /* its kernel holds its revision: as any other */
+        if (n->rev != a.mod_rev && n->nlookup > 0) {
             held = true; /* an older revision; its dentry must go */
         }
     }
