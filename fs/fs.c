@@ -497,11 +497,12 @@ static void fs_init(void* userdata, struct fuse_conn_info* conn)
     /* Every write must reach us (fs_file.c), and the kernel must take the
      * size from us: no writeback cache. No atomic_o_trunc: without OPEN
      * requests O_TRUNC would be lost; the kernel sends SETATTR(size 0).
-     * Applied changes invalidate explicitly, and auto_inval_data makes a
-     * read() whose attributes were invalidated (or given with timeout 0)
-     * revalidate them first and drop pages of another mtime or size
-     * (fs_kview.c); valid attributes cost no request. One write() up to
-     * 1 MiB is one WRITE (one proposal). */
+     * Applied changes invalidate explicitly (a regular file's entry: its
+     * nodeids name one revision each, fs_nodeid.c), and auto_inval_data
+     * makes a read() whose attributes were invalidated (or given with
+     * timeout 0: this mount's pending update) revalidate them first and
+     * drop pages of another mtime or size; valid attributes cost no
+     * request. One write() up to 1 MiB is one WRITE (one proposal). */
     conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC);
     if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) {
         conn->want |= FUSE_CAP_AUTO_INVAL_DATA;

@@ -5,12 +5,12 @@
  * is answered ENOSYS once (FUSE_NO_OPEN_SUPPORT), so the kernel stops
  * sending OPEN and RELEASE. FLUSH is kept (a writer's close commits its
  * update) and answered at once when the inode has nothing pending, so a
- * cached `cat` costs that one request: every applied change invalidates
- * the kernel's pages and attributes of the inode it touched
- * (fs_on_change), so the page cache is the committed content, or this
- * mount's own pending update, which its kernel wrote through its page cache
- * and which READ serves here. In linearizable mode OPEN stays (its
- * ReadIndex barrier) and drops the pages, but still keeps no state.
+ * cached `cat` costs that one request. A regular file's nodeid names one
+ * revision (fs_nodeid.c): READ of it answers that revision, or this
+ * mount's pending update through the nodeid it is written through, which
+ * its kernel wrote through its page cache. In linearizable mode OPEN stays
+ * (its ReadIndex barrier) and reads are direct I/O from the store, nodeids
+ * are store inos, and no state is kept either.
  */
 #include <assert.h>
 #include <errno.h>
