@@ -20,14 +20,7 @@ SECONDS = float(os.environ.get("JEPSEN_SECONDS", "50"))
 OVERHEAD_S = 120  # start, heal, final reads, checks, cleanup (bounded)
 
 
-@pytest.mark.parametrize("mode", [
-    "linearizable",
-    pytest.param("serializable", marks=pytest.mark.xfail(strict=False, reason=(
-        "issue 10 item 1 is not fixed in serializable mode: with a reader "
-        "and an in-place writer of the same files on every node, ~0.1-0.3% "
-        "of reads pair a value written on another node with the older, "
-        "shorter size (docs/jepsen.md, docs/consistency.md)"))),
-])
+@pytest.mark.parametrize("mode", ["linearizable", "serializable"])
 def test_short_run_finds_no_violation(mode):
     bin_ = os.environ.get("QUORUMFS_BIN", "")
     if not bin_ or not os.access(bin_, os.X_OK):
