@@ -116,6 +116,14 @@ static void open_now(struct fs* f,
     fs__file_open_flags(f, fi);
     if (fs__is_snap(ino) || fs__is_vfile(ino)) {
         fi->keep_cache = 1; /* immutable */
+    } else if (a.type == STORE_FILE && (fi->flags & O_ACCMODE) == O_RDONLY) {
+        /* Linearizable: a read-only open reads the revision its barrier
+         * reached, whole (close-to-open, as the per-revision nodeids of
+         * serializable mode): a `cat` whose second read() comes after a
+         * commit does not get the old bytes and then the new ones past
+         * the old size. A descriptor open for writing reads the current
+         * content (its own commits). */
+        fi->fh = a.mod_rev;
     }
     fuse_reply_open(req, fi);
 }
@@ -183,7 +191,6 @@ void fs_read(fuse_req_t req,
     size_t len;
     int rv;
 
-    (void)fi;
     if (fs__is_snap(ino)) {
         void* copy = NULL;
         rv = fs__snap_read(f, ino, &copy, &len);
@@ -245,6 +252,23 @@ void fs_read(fuse_req_t req,
          * its kernel was told and wrote through its page cache. */
         reply_slice(req, data, len, size, off);
         return;
+    }
+    if (fi != NULL && fi->fh != 0 && f->o.linearizable) {
+        /* A read-only open's revision (open_now). */
+        struct store_attr a;
+        if (store_getattr(node_store(f->node), ino, &a) != 0 ||
+            a.mod_rev != fi->fh) {
+            struct fs_nodeid at = {.ino = ino, .rev = fi->fh};
+            void* old = NULL;
+            rv = fs__nodeid_at(f, &at, &a, &old, &len);
+            if (rv == 0) {
+                reply_slice(req, old, len, size, off);
+            } else {
+                fuse_reply_err(req, -rv);
+            }
+            free(old);
+            return;
+        }
     }
     rv = store_read(node_store(f->node), ino, &data, &len);
     if (rv == -ENOENT) {
