@@ -161,8 +161,8 @@ static void usage_mount(FILE* out)
         "  --file-size-max BYTES      largest file (default 1048576): EFBIG\n"
         "  --quota-bytes BYTES        total live bytes (default 33554432 =\n"
         "                             32 MiB): ENOSPC. Live values are held\n"
-        "                             in memory: budget 300 MiB + 4 x the\n"
-        "                             quota past 32 MiB (docs/operations.md)\n"
+        "                             in memory: budget 150 MiB + 4 x the\n"
+        "                             quota per node (docs/operations.md)\n"
         "\n"
         "Stop with `fusermount3 -u MOUNTPOINT`, `umount MOUNTPOINT` or "
         "SIGTERM.\n");
