@@ -1302,12 +1302,17 @@ static void image_release(struct node* n, raft_index applied)
     struct raft_event ev = {.type = RAFT_EV_COMPACT};
     ev.compact.meta = applied_meta(n, applied);
     ev.compact.keep_from = 1; /* drop nothing */
-    void* old = n->image;
+    if (step(n, &ev) != 0) {
+        /* The core keeps its image (and ours stays alive with it). */
+        n->release_failed_at = applied;
+        node__log(RAFT_TRACE_WARN,
+                  "snapshot image not released at index %" PRIu64, applied);
+        return;
+    }
+    free(n->image); /* released: the core holds an empty image now */
     n->image = NULL;
     n->image_len = 0;
     n->image_empty = true;
-    step(n, &ev);
-    free(old); /* released: the core holds an empty image now */
     node__log(RAFT_TRACE_INFO, "snapshot image released at index %" PRIu64,
               applied);
 }
@@ -1432,8 +1437,8 @@ void node__image_check(struct node* n)
         applied > raft_applied_index(n->raft)) {
         return;
     }
-    if (wanted && applied == n->image_failed_at) {
-        return; /* the build failed at this index: wait for the next */
+    if (applied == (wanted ? n->image_failed_at : n->release_failed_at)) {
+        return; /* failed at this index: try again at the next */
     }
     if (wanted && node__db_compacting()) {
         return; /* one copy of the live data at a time: after the rewrite */

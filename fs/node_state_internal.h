@@ -136,7 +136,8 @@ struct node {
     size_t image_len;
     bool image_empty;    /* the core holds an empty image (not a leader) */
     bool image_checking; /* inside node__image_check() */
-    raft_index image_failed_at; /* an image build failed at this index */
+    raft_index image_failed_at;   /* an image build failed at this index */
+    raft_index release_failed_at; /* releasing the core's image did */
 
     struct io_job* deferred_done; /* finished jobs set aside by
                                      drain_frames(), handled first */
