@@ -271,7 +271,7 @@ static int meta_encode(uint8_t slot[RLOG_META_SLOT_SIZE],
                                l->hs.vote,   l->hs.commit,      l->snap.index,
                                l->snap.term, l->snap.conf_index};
     for (unsigned i = 0; i < 8; i++) {
-        put_le64(d + 8 * i, fixed[i]);
+        put_le64(d + 8 * (size_t)i, fixed[i]);
     }
     put_le32(d + 64, (uint32_t)n);
     struct rlog_rec_hdr h = {.type = RLOG_REC_META,
@@ -299,7 +299,7 @@ static bool meta_decode(const uint8_t* slot, uint64_t avail, struct meta_val* m)
     const uint8_t* d = slot + RLOG_REC_HDR_SIZE;
     uint64_t f[8];
     for (unsigned i = 0; i < 8; i++) {
-        f[i] = get_le64(d + 8 * i);
+        f[i] = get_le64(d + 8 * (size_t)i);
     }
     uint32_t conf_len = get_le32(d + 64);
     if (conf_len != h.len - RLOG_META_FIXED_SIZE) {
@@ -364,7 +364,7 @@ static int meta_create(struct rlog* l)
         rv = -errno;
         goto err_after_alloc;
     }
-    struct iovec iov = {buf, RLOG_META_SLOTS * RLOG_META_SLOT_SIZE};
+    struct iovec iov = {buf, (size_t)RLOG_META_SLOTS * RLOG_META_SLOT_SIZE};
     rv = util_pwritev_all(fd, &iov, 1, 0);
     if (rv == 0 && fdatasync(fd) != 0) {
         rv = -errno;
@@ -391,7 +391,7 @@ err_after_alloc:
 
 static int meta_load(struct rlog* l)
 {
-    uint8_t* buf = malloc(RLOG_META_SLOTS * RLOG_META_SLOT_SIZE);
+    uint8_t* buf = malloc((size_t)RLOG_META_SLOTS * RLOG_META_SLOT_SIZE);
     if (buf == NULL) {
         return -ENOMEM;
     }
@@ -402,13 +402,17 @@ static int meta_load(struct rlog* l)
         goto err_after_alloc;
     }
     size_t got;
-    rv = read_full(fd, buf, RLOG_META_SLOTS * RLOG_META_SLOT_SIZE, 0, &got);
+    rv = read_full(fd, buf, (size_t)RLOG_META_SLOTS * RLOG_META_SLOT_SIZE, 0,
+                   &got);
     if (rv != 0) {
         goto err_after_open;
     }
-    struct meta_val best = {0}, m;
+    struct meta_val best = {0}, m = {0};
     for (unsigned i = 0; i < RLOG_META_SLOTS; i++) {
         uint64_t at = (uint64_t)i * RLOG_META_SLOT_SIZE;
+        /* clang-tidy false positive: m.seq is read only when meta_decode
+         * returned true, after it set m. */
+        // NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult)
         uint64_t avail = got > at ? got - at : 0;
         if (avail > RLOG_META_SLOT_SIZE) {
             avail = RLOG_META_SLOT_SIZE;
