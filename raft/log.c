@@ -70,13 +70,20 @@ enum {
 
 _Static_assert(2 * RLOG_IOV_BATCH <= 1024, "stay under IOV_MAX");
 
+/* The newest hard state record seen: the one with the highest seq. */
+struct hs_best {
+    uint64_t seq;
+    struct raft_hard_state hs;
+};
+
 struct rlog_seg {
     raft_index first; /* from the name and the segment record */
     raft_index last;  /* last entry; first - 1 when empty */
     uint64_t size;    /* valid bytes */
     uint64_t* offs;   /* offs[i]: offset of the record of entry first + i */
     uint64_t offs_cap;
-    uint8_t* buf; /* open only: the file's bytes, entries point into it */
+    uint8_t* buf;      /* open only: the file's bytes, entries point into it */
+    struct hs_best hs; /* open only: its newest hard state record */
 };
 
 struct rlog {
@@ -783,20 +790,15 @@ static int seg_cut_tail(struct rlog* l,
     return rv;
 }
 
-struct hs_best {
-    uint64_t seq;
-    struct raft_hard_state hs;
-};
-
 /* Walks the records after the segment record. A bad record is a torn tail
  * when it is in the last segment and no valid record follows it; anything
  * else is corruption (-EUCLEAN, naming the file and offset). */
 static int seg_parse(struct rlog* l,
                      struct rlog_seg* s,
                      bool is_last,
-                     struct hs_best* best,
                      uint64_t* torn)
 {
+    struct hs_best* best = &s->hs;
     char name[RLOG_NAME_MAX];
     seg_name(name, s->first);
     uint64_t off = RLOG_REC_HDR_SIZE;
@@ -963,18 +965,29 @@ static int load_segments(struct rlog* l,
             return rv;
         }
     }
-    struct hs_best best = {.seq = l->seq, .hs = l->hs};
     for (unsigned i = 0; i < l->n_segs; i++) {
-        rv = seg_parse(l, &l->segs[i], i + 1 == l->n_segs, &best, torn);
+        rv = seg_parse(l, &l->segs[i], i + 1 == l->n_segs, torn);
         if (rv != 0) {
             return rv;
         }
     }
-    l->seq = best.seq;
-    l->hs = best.hs;
     rv = segs_check(l);
-    if (rv != 0 || l->n_segs == 0) {
+    if (rv != 0) {
         return rv;
+    }
+    /* The newest hard state: meta's, or a record in a segment kept. Not one
+     * in a leftover segment segs_check deleted: rlog_compact made meta
+     * durable (with a higher seq) before unlinking it, so its records are
+     * superseded; counting one would report a hard state that the next
+     * open, the file gone, does not (found by tests/fuzz/fuzz_log.c). */
+    for (unsigned i = 0; i < l->n_segs; i++) {
+        if (l->segs[i].hs.seq > l->seq) {
+            l->seq = l->segs[i].hs.seq;
+            l->hs = l->segs[i].hs.hs;
+        }
+    }
+    if (l->n_segs == 0) {
+        return 0;
     }
     char name[RLOG_NAME_MAX];
     seg_name(name, seg_last(l)->first);

@@ -488,6 +488,55 @@ static void test_compact(void)
     rmdir_all(dir);
 }
 
+/* A segment left behind by a crash in rlog_compact (wholly <= the
+ * snapshot index) is deleted at open, and a hard state record in it must
+ * not count: the first open used to report it (its seq was the highest),
+ * the second, the file gone, reported meta's. Found by fuzz_log (a corrupt
+ * seq in such a segment). */
+static void test_leftover_hard_state(void)
+{
+    char dir[256], keep[600];
+    tmpdir(dir, sizeof(dir), "leftover-hs");
+    const uint64_t segmax = 1024;
+    struct rlog_loaded ld;
+    struct rlog* l = reopen(NULL, dir, segmax, &ld);
+    append_range(l, 1, 200, 1, 9);
+    struct raft_hard_state hs = {.term = 2, .vote = 1, .commit = 5};
+    CHECK_EQ(rlog_set_hard_state(l, &hs), 0);
+    CHECK_EQ(rlog_sync(l), 0);
+    seg_path(keep, sizeof(keep), dir, 1);
+    uint8_t* first = malloc(1 << 16);
+    size_t first_n = read_file(keep, first, (1 << 16) - 128);
+    struct raft_snapshot_meta snap = mk_snap(150, 1);
+    CHECK_EQ(rlog_compact(l, &snap, 120), 0); /* meta holds hs now */
+    rlog_close(l);
+
+    /* The leftover, ending in a checksummed hard state record whose seq is
+     * above meta's. */
+    uint8_t data[RLOG_HS_DATA_SIZE], *rec = first + first_n;
+    put_le64(data, 9);
+    put_le64(data + 8, 7);
+    put_le64(data + 16, 3);
+    put_le64(data + 24, 1ull << 40);
+    struct rlog_rec_hdr h = {.type = RLOG_REC_HARD_STATE,
+                             .len = RLOG_HS_DATA_SIZE,
+                             .index = 3,
+                             .term = 9};
+    rlog__hdr_encode(rec, &h, data);
+    memcpy(rec + RLOG_REC_HDR_SIZE, data, sizeof(data));
+    write_file(keep, first, first_n + RLOG_REC_HDR_SIZE + sizeof(data));
+
+    l = reopen(NULL, dir, segmax, &ld);
+    CHECK(access(keep, F_OK) != 0); /* deleted as a leftover */
+    check_hs(&ld.hs, 2, 1, 5);
+    check_loaded(&ld, 151, 200, term1);
+    l = reopen(l, dir, segmax, &ld);
+    check_hs(&ld.hs, 2, 1, 5);
+    free(first);
+    rlog_close(l);
+    rmdir_all(dir);
+}
+
 static raft_term term5(raft_index i)
 {
     (void)i;
@@ -974,6 +1023,7 @@ int main(int argc, char** argv)
     RUN(test_truncate);
     RUN(test_segments);
     RUN(test_compact);
+    RUN(test_leftover_hard_state);
     RUN(test_reset);
     RUN(test_torn_every_byte);
     RUN(test_bitflip);
