@@ -11,7 +11,7 @@
 # $FUZZ_ARTIFACTS/TARGET-crash-* (default: the current directory).
 # Needs clang with libFuzzer, liblz4 and libxxhash (pkg-config).
 # Targets (default: all): codec cmd db log snapfile; see fuzz_*.c.
-# Long runs: docs/fuzzing.md.
+# Long runs: docs/tooling.md.
 set -eu
 
 root=${1:?usage: smoke.sh SRCROOT [SECONDS] [TARGET...]}
@@ -32,7 +32,7 @@ for dep in liblz4 libxxhash; do
     fi
 done
 
-# FUZZ_WORKDIR keeps the binaries and corpora (for long runs: docs/fuzzing.md).
+# FUZZ_WORKDIR keeps the binaries and corpora (for long runs: docs/tooling.md).
 if [ -n "${FUZZ_WORKDIR:-}" ]; then
     work=$FUZZ_WORKDIR
     rm -rf "$work"
