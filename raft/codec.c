@@ -96,14 +96,12 @@ _Static_assert(sizeof(int) == 4, "errors are encoded as i32");
 
 static unsigned flags_allowed(uint8_t type)
 {
-    /* Labels sharing one return are not clones (clang-tidy 14 reports the
-     * VOTE/PREVOTE pair as one). */
-    switch (type) {  // NOLINT(bugprone-branch-clone)
+    switch (type) {
     case RAFT_MSG_APPEND_RESP:
         return CODEC_F_REJECT;
     case RAFT_MSG_SNAPSHOT_RESP:
         return CODEC_F_REJECT | CODEC_F_DONE;
-    /* clang-tidy false positive: labels sharing one return are not clones. */
+    /* clang-tidy 14 reports two labels sharing one return as clones. */
     // NOLINTNEXTLINE(bugprone-branch-clone)
     case RAFT_MSG_VOTE:
     case RAFT_MSG_PREVOTE:

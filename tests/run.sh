@@ -93,11 +93,12 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 # every file but memory (its RSS bounds do not hold with ASan's shadow
 # memory and quarantine: 317 MiB against 300) and jepsen (2 minutes of
 # CI time for paths the others cover; it runs in the plain build). The
-# daemons write sanitizer reports to $san_logs (not to their logs, which
-# the tests may not read): any report fails the run. Leak checking is off
+# daemons write sanitizer reports to $san_logs: the test during which one
+# appears fails (tests/e2e/conftest.py), and so does the run. Leak checking is off
 # (daemons are killed with SIGKILL by design; docs/tooling.md).
 echo "== e2e under sanitizers (all but memory and jepsen)"
 san_logs=$(mktemp -d "${TMPDIR:-/tmp}/qfs-san.XXXXXX")
+QUORUMFS_SANITIZER_LOGS=$san_logs \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:log_path=$san_logs/asan \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$san_logs/ubsan \
     meson test -C "$asan" --print-errorlogs --num-processes 1 \
@@ -116,7 +117,8 @@ rm -rf "$san_logs"
 # snapshot installs (cluster, snapshots). Every e2e file but memory and
 # jepsen ran clean under TSan once (docs/tooling.md); the rest are left out
 # for CI time (disk and outcomes take ~100 s each under TSan). The e2e tests
-# pass whatever TSan prints, so reports go to $tsan_logs and fail the run.
+# would pass whatever TSan prints (it does not stop the daemon), so reports
+# go to $tsan_logs: the test and the run fail.
 tsan=${TSAN_BUILD_DIR:-build-tsan}
 echo "== build ($tsan, clang, thread sanitizer: the daemon)"
 if [ -d "$tsan" ]; then
@@ -129,7 +131,7 @@ fi
 ninja -C "$tsan" fs/quorumfs
 echo "== e2e under ThreadSanitizer: fs, cluster, snapshots, reads"
 tsan_logs=$(mktemp -d "${TMPDIR:-/tmp}/qfs-tsan.XXXXXX")
-TSAN_OPTIONS=log_path=$tsan_logs/tsan \
+QUORUMFS_SANITIZER_LOGS=$tsan_logs TSAN_OPTIONS=log_path=$tsan_logs/tsan \
     meson test -C "$tsan" --no-rebuild --print-errorlogs --num-processes 1 \
     e2e-fs e2e-cluster e2e-snapshots e2e-reads
 if [ -n "$(ls -A "$tsan_logs")" ]; then
