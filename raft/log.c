@@ -845,19 +845,31 @@ corrupt:
     return -EUCLEAN;
 }
 
-/* Drops segments wholly <= snap.index (leftovers of an interrupted
- * compaction; never the last one) and checks that the rest is contiguous
- * from snap.index + 1. */
+/* Drops segments wholly <= snap.index (never the last one) and checks
+ * that the rest is contiguous from snap.index + 1. Such a segment is a
+ * leftover of an interrupted compaction, or the last segment when
+ * rlog_compact ran up to the last index, which later appends rolled past:
+ * then it may hold the newest hard state record (written after meta).
+ * Order: meta (with the newest hard state, l->hs) durable -> unlink ->
+ * fsync(dir), so dropping a segment never loses a hard state. */
 static int segs_check(struct rlog* l)
 {
     unsigned drop = 0;
     while (drop + 1 < l->n_segs && l->segs[drop].last <= l->snap.index) {
-        int rv = seg_unlink(l, l->segs[drop].first);
+        drop++;
+    }
+    if (drop > 0) {
+        int rv = meta_write(l);
         if (rv != 0) {
             return rv;
         }
-        seg_free(&l->segs[drop]);
-        drop++;
+    }
+    for (unsigned i = 0; i < drop; i++) {
+        int rv = seg_unlink(l, l->segs[i].first);
+        if (rv != 0) {
+            return rv;
+        }
+        seg_free(&l->segs[i]);
     }
     if (drop > 0) {
         memmove(l->segs, l->segs + drop, (l->n_segs - drop) * sizeof(*l->segs));
@@ -971,23 +983,18 @@ static int load_segments(struct rlog* l,
             return rv;
         }
     }
-    rv = segs_check(l);
-    if (rv != 0) {
-        return rv;
-    }
-    /* The newest hard state: meta's, or a record in a segment kept. Not one
-     * in a leftover segment segs_check deleted: rlog_compact made meta
-     * durable (with a higher seq) before unlinking it, so its records are
-     * superseded; counting one would report a hard state that the next
-     * open, the file gone, does not (found by tests/fuzz/fuzz_log.c). */
+    /* The newest hard state: meta's or a segment's record, whichever has
+     * the highest seq, including one in a segment segs_check drops (it
+     * writes meta first). */
     for (unsigned i = 0; i < l->n_segs; i++) {
         if (l->segs[i].hs.seq > l->seq) {
             l->seq = l->segs[i].hs.seq;
             l->hs = l->segs[i].hs.hs;
         }
     }
-    if (l->n_segs == 0) {
-        return 0;
+    rv = segs_check(l);
+    if (rv != 0 || l->n_segs == 0) {
+        return rv;
     }
     char name[RLOG_NAME_MAX];
     seg_name(name, seg_last(l)->first);
