@@ -84,13 +84,13 @@ static void unescape(char* s)
 /* The topmost mount at path (the last line naming it). */
 static int mountinfo_find(const char* path, struct mnt_entry* e)
 {
+    memset(e, 0, sizeof(*e)); /* defined on every path */
     FILE* f = fopen("/proc/self/mountinfo", "re");
     if (f == NULL) {
         return -errno;
     }
     char* line = NULL;
     size_t cap = 0;
-    memset(e, 0, sizeof(*e));
     for (unsigned n = 0; n < MOUNTINFO_LINES_MAX; n++) {
         if (getline(&line, &cap, f) < 0) {
             break;

@@ -60,7 +60,7 @@ struct node_io {
     struct rlog* log;
     struct store* store;
     raft_index db_index; /* I/O thread: the db file holds this durably */
-    uint64_t rounds, syncs, jobs; /* stats */
+    uint64_t rounds, syncs, jobs; /* stats, under mu: node__io_stats */
 };
 
 int node__io_start(struct node_io* io,
@@ -71,6 +71,11 @@ int node__io_start(struct node_io* io,
                    void* data);
 /* Queue a job (takes ownership). */
 void node__io_submit(struct node_io* io, struct io_job* job);
+/* The I/O thread's counters (any thread). */
+void node__io_stats(struct node_io* io,
+                    uint64_t* rounds,
+                    uint64_t* syncs,
+                    uint64_t* jobs);
 /* Take every finished job, in submission order. */
 struct io_job* node__io_take_done(struct node_io* io);
 /* Stop the thread after it finished every queued job. */

@@ -15,6 +15,7 @@
  * Errors are sticky: after one failed job every later job fails with the
  * same error and the node stops taking writes.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -297,6 +298,7 @@ static struct io_job* take_round(struct node_io* io)
 
 static void finish_round(struct node_io* io, struct io_job* head)
 {
+    assert(head != NULL); /* take_round takes at least one job */
     struct io_job* tail = head;
     while (tail->next != NULL) {
         tail = tail->next;
@@ -330,6 +332,7 @@ static void* io_main(void* arg)
         pthread_mutex_unlock(&io->mu);
 
         bool need_sync = false;
+        uint64_t jobs = 0, syncs = 0;
         for (struct io_job* j = round; j != NULL; j = j->next) {
             j->err = err != 0 ? err : run_job(io, j, &need_sync);
             if (j->err != 0 && err == 0) {
@@ -338,11 +341,11 @@ static void* io_main(void* arg)
                           "disk: job type %d failed: %s; refusing writes",
                           j->type, strerror(-err));
             }
-            io->jobs++;
+            jobs++;
         }
         if (need_sync && err == 0) {
             err = rlog_sync(io->log);
-            io->syncs++;
+            syncs++;
             if (err != 0) {
                 node__log(RAFT_TRACE_ERROR, "disk: log sync failed: %s",
                           strerror(-err));
@@ -353,9 +356,12 @@ static void* io_main(void* arg)
                 }
             }
         }
-        io->rounds++;
         finish_round(io, round);
         pthread_mutex_lock(&io->mu);
+        /* The stats are read by the loop (node__io_stats): under mu. */
+        io->rounds++;
+        io->jobs += jobs;
+        io->syncs += syncs;
         if (err != 0) {
             io->sticky_err = err;
         }
@@ -424,6 +430,18 @@ void node__io_drain(struct node_io* io)
     while (io->queue_head != NULL || io->busy) {
         pthread_cond_wait(&io->idle_cond, &io->mu);
     }
+    pthread_mutex_unlock(&io->mu);
+}
+
+void node__io_stats(struct node_io* io,
+                    uint64_t* rounds,
+                    uint64_t* syncs,
+                    uint64_t* jobs)
+{
+    pthread_mutex_lock(&io->mu);
+    *rounds = io->rounds;
+    *syncs = io->syncs;
+    *jobs = io->jobs;
     pthread_mutex_unlock(&io->mu);
 }
 

@@ -164,10 +164,12 @@ int node_status_json(struct node* n, char** out, size_t* len)
             ",\n  \"proposal_fences\": %" PRIu64
             ",\n  \"pending_proposals\": %" PRIu64 ",\n",
             n->proposals, n->timeouts, n->fences, n->n_waiters);
+    uint64_t io_rounds, io_syncs, io_jobs;
+    node__io_stats(&n->io, &io_rounds, &io_syncs, &io_jobs);
     tprintf(&t,
             "  \"io_rounds\": %" PRIu64 ",\n  \"io_syncs\": %" PRIu64
             ",\n  \"io_jobs\": %" PRIu64 ",\n",
-            n->io.rounds, n->io.syncs, n->io.jobs);
+            io_rounds, io_syncs, io_jobs);
     if (n->transport != NULL) {
         struct transport_stats ts;
         transport_get_stats(n->transport, &ts);

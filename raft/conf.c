@@ -65,6 +65,7 @@ int raft_conf_encode(const struct raft_conf* c, void* buf, size_t cap)
     if (cap < need) {
         return -ENOSPC;
     }
+    assert(buf != NULL); /* need > 0: the version and count bytes */
     uint8_t* p = buf;
     *p++ = RAFT_CONF_VERSION;
     *p++ = (uint8_t)c->n;

@@ -52,7 +52,8 @@ struct raft* raft_new(const struct raft_options* o)
         goto err_after_alloc;
     }
     /* Failed reads: the leader's queue and the forwarded ones at once. */
-    r->failed_reads = calloc(2 * RAFT_READS_MAX, sizeof(*r->failed_reads));
+    r->failed_reads =
+        calloc(2 * (size_t)RAFT_READS_MAX, sizeof(*r->failed_reads));
     if (r->failed_reads == NULL) {
         goto err_after_alloc;
     }

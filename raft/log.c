@@ -70,13 +70,20 @@ enum {
 
 _Static_assert(2 * RLOG_IOV_BATCH <= 1024, "stay under IOV_MAX");
 
+/* The newest hard state record seen: the one with the highest seq. */
+struct hs_best {
+    uint64_t seq;
+    struct raft_hard_state hs;
+};
+
 struct rlog_seg {
     raft_index first; /* from the name and the segment record */
     raft_index last;  /* last entry; first - 1 when empty */
     uint64_t size;    /* valid bytes */
     uint64_t* offs;   /* offs[i]: offset of the record of entry first + i */
     uint64_t offs_cap;
-    uint8_t* buf; /* open only: the file's bytes, entries point into it */
+    uint8_t* buf;      /* open only: the file's bytes, entries point into it */
+    struct hs_best hs; /* open only: its newest hard state record */
 };
 
 struct rlog {
@@ -271,7 +278,7 @@ static int meta_encode(uint8_t slot[RLOG_META_SLOT_SIZE],
                                l->hs.vote,   l->hs.commit,      l->snap.index,
                                l->snap.term, l->snap.conf_index};
     for (unsigned i = 0; i < 8; i++) {
-        put_le64(d + 8 * i, fixed[i]);
+        put_le64(d + 8 * (size_t)i, fixed[i]);
     }
     put_le32(d + 64, (uint32_t)n);
     struct rlog_rec_hdr h = {.type = RLOG_REC_META,
@@ -299,7 +306,7 @@ static bool meta_decode(const uint8_t* slot, uint64_t avail, struct meta_val* m)
     const uint8_t* d = slot + RLOG_REC_HDR_SIZE;
     uint64_t f[8];
     for (unsigned i = 0; i < 8; i++) {
-        f[i] = get_le64(d + 8 * i);
+        f[i] = get_le64(d + 8 * (size_t)i);
     }
     uint32_t conf_len = get_le32(d + 64);
     if (conf_len != h.len - RLOG_META_FIXED_SIZE) {
@@ -364,7 +371,7 @@ static int meta_create(struct rlog* l)
         rv = -errno;
         goto err_after_alloc;
     }
-    struct iovec iov = {buf, RLOG_META_SLOTS * RLOG_META_SLOT_SIZE};
+    struct iovec iov = {buf, (size_t)RLOG_META_SLOTS * RLOG_META_SLOT_SIZE};
     rv = util_pwritev_all(fd, &iov, 1, 0);
     if (rv == 0 && fdatasync(fd) != 0) {
         rv = -errno;
@@ -391,7 +398,7 @@ err_after_alloc:
 
 static int meta_load(struct rlog* l)
 {
-    uint8_t* buf = malloc(RLOG_META_SLOTS * RLOG_META_SLOT_SIZE);
+    uint8_t* buf = malloc((size_t)RLOG_META_SLOTS * RLOG_META_SLOT_SIZE);
     if (buf == NULL) {
         return -ENOMEM;
     }
@@ -402,13 +409,17 @@ static int meta_load(struct rlog* l)
         goto err_after_alloc;
     }
     size_t got;
-    rv = read_full(fd, buf, RLOG_META_SLOTS * RLOG_META_SLOT_SIZE, 0, &got);
+    rv = read_full(fd, buf, (size_t)RLOG_META_SLOTS * RLOG_META_SLOT_SIZE, 0,
+                   &got);
     if (rv != 0) {
         goto err_after_open;
     }
-    struct meta_val best = {0}, m;
+    struct meta_val best = {0}, m = {0};
     for (unsigned i = 0; i < RLOG_META_SLOTS; i++) {
         uint64_t at = (uint64_t)i * RLOG_META_SLOT_SIZE;
+        /* clang-tidy false positive: m.seq is read only when meta_decode
+         * returned true, after it set m. */
+        // NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult)
         uint64_t avail = got > at ? got - at : 0;
         if (avail > RLOG_META_SLOT_SIZE) {
             avail = RLOG_META_SLOT_SIZE;
@@ -779,20 +790,15 @@ static int seg_cut_tail(struct rlog* l,
     return rv;
 }
 
-struct hs_best {
-    uint64_t seq;
-    struct raft_hard_state hs;
-};
-
 /* Walks the records after the segment record. A bad record is a torn tail
  * when it is in the last segment and no valid record follows it; anything
  * else is corruption (-EUCLEAN, naming the file and offset). */
 static int seg_parse(struct rlog* l,
                      struct rlog_seg* s,
                      bool is_last,
-                     struct hs_best* best,
                      uint64_t* torn)
 {
+    struct hs_best* best = &s->hs;
     char name[RLOG_NAME_MAX];
     seg_name(name, s->first);
     uint64_t off = RLOG_REC_HDR_SIZE;
@@ -839,19 +845,31 @@ corrupt:
     return -EUCLEAN;
 }
 
-/* Drops segments wholly <= snap.index (leftovers of an interrupted
- * compaction; never the last one) and checks that the rest is contiguous
- * from snap.index + 1. */
+/* Drops segments wholly <= snap.index (never the last one) and checks
+ * that the rest is contiguous from snap.index + 1. Such a segment is a
+ * leftover of an interrupted compaction, or the last segment when
+ * rlog_compact ran up to the last index, which later appends rolled past:
+ * then it may hold the newest hard state record (written after meta).
+ * Order: meta (with the newest hard state, l->hs) durable -> unlink ->
+ * fsync(dir), so dropping a segment never loses a hard state. */
 static int segs_check(struct rlog* l)
 {
     unsigned drop = 0;
     while (drop + 1 < l->n_segs && l->segs[drop].last <= l->snap.index) {
-        int rv = seg_unlink(l, l->segs[drop].first);
+        drop++;
+    }
+    if (drop > 0) {
+        int rv = meta_write(l);
         if (rv != 0) {
             return rv;
         }
-        seg_free(&l->segs[drop]);
-        drop++;
+    }
+    for (unsigned i = 0; i < drop; i++) {
+        int rv = seg_unlink(l, l->segs[i].first);
+        if (rv != 0) {
+            return rv;
+        }
+        seg_free(&l->segs[i]);
     }
     if (drop > 0) {
         memmove(l->segs, l->segs + drop, (l->n_segs - drop) * sizeof(*l->segs));
@@ -959,15 +977,21 @@ static int load_segments(struct rlog* l,
             return rv;
         }
     }
-    struct hs_best best = {.seq = l->seq, .hs = l->hs};
     for (unsigned i = 0; i < l->n_segs; i++) {
-        rv = seg_parse(l, &l->segs[i], i + 1 == l->n_segs, &best, torn);
+        rv = seg_parse(l, &l->segs[i], i + 1 == l->n_segs, torn);
         if (rv != 0) {
             return rv;
         }
     }
-    l->seq = best.seq;
-    l->hs = best.hs;
+    /* The newest hard state: meta's or a segment's record, whichever has
+     * the highest seq, including one in a segment segs_check drops (it
+     * writes meta first). */
+    for (unsigned i = 0; i < l->n_segs; i++) {
+        if (l->segs[i].hs.seq > l->seq) {
+            l->seq = l->segs[i].hs.seq;
+            l->hs = l->segs[i].hs.hs;
+        }
+    }
     rv = segs_check(l);
     if (rv != 0 || l->n_segs == 0) {
         return rv;

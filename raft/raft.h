@@ -81,6 +81,8 @@ enum {
     X(RAFT_ENOMEM, -1011, "out of memory")
 
 enum raft_error {
+/* name is an enumerator: it cannot be parenthesized. */
+/* NOLINTNEXTLINE(bugprone-macro-parentheses) */
 #define RAFT__ERR_ENUM(name, code, msg) name = code,
     RAFT_ERRORS(RAFT__ERR_ENUM)
 #undef RAFT__ERR_ENUM

@@ -525,7 +525,7 @@ void raft__peer_restarted(struct raft* r, raft_id id)
         return;
     }
     raft__trace(r, RAFT_TRACE_INFO, "peer %llu restarted: probing from %llu",
-                (unsigned long long)id, (unsigned long long)(p->match + 1));
+                (unsigned long long)id, (unsigned long long)p->match + 1);
     progress_to(p, PROGRESS_PROBE, p->match + 1);
     raft__send_append(r, p);
 }

@@ -184,7 +184,7 @@ static long decode_put(const uint8_t* p, size_t len, struct store_rec* r)
     }
     r->name = (const char*)p + REC_PUT_FIXED;
     r->content = p + REC_PUT_FIXED + r->name_len;
-    return (long)(REC_PUT_FIXED + r->name_len + r->content_len);
+    return (long)REC_PUT_FIXED + r->name_len + (long)r->content_len;
 }
 
 long store__rec_decode(const uint8_t* p, size_t len, struct store_anyrec* r)

@@ -29,6 +29,8 @@ struct entry* store__find(const struct store_state* s, uint64_t ino)
 static int hash_grow(struct store_state* s)
 {
     size_t n = s->nbuckets * 2;
+    /* clang-tidy false positive: an array of pointers. */
+    // NOLINTNEXTLINE(bugprone-sizeof-expression)
     struct entry** b = calloc(n, sizeof(*b));
     if (b == NULL) {
         return -ENOMEM;
@@ -232,6 +234,8 @@ int store__state_init(struct store_state* s)
 {
     memset(s, 0, sizeof(*s));
     s->nbuckets = STORE_HASH_BUCKETS_MIN;
+    /* clang-tidy false positive: an array of pointers. */
+    // NOLINTNEXTLINE(bugprone-sizeof-expression)
     s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
     if (s->buckets == NULL) {
         return -ENOMEM;
@@ -699,7 +703,11 @@ size_t store__path_len(const struct store_state* s, const struct entry* e)
 struct entry** store__walk(const struct store_state* s)
 {
     size_t n = s->nentries;
+    /* clang-tidy false positive: an array of pointers. */
+    // NOLINTNEXTLINE(bugprone-sizeof-expression)
     struct entry** out = malloc(n * sizeof(*out));
+    /* clang-tidy false positive: an array of pointers. */
+    // NOLINTNEXTLINE(bugprone-sizeof-expression)
     struct entry** stack = malloc(n * sizeof(*stack));
     if (out == NULL || stack == NULL) {
         free(out);

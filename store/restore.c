@@ -131,7 +131,13 @@ static bool has(const uint64_t* v, size_t n, uint64_t ino)
 static int collect(struct rs* r)
 {
     struct store_state* s = &r->x->st->s;
+    /* clang-tidy false positive: arrays of pointers: sizeof(*p) with p a T**.
+     */
+    // NOLINTNEXTLINE(bugprone-sizeof-expression)
     r->S = malloc(r->h->n * sizeof(*r->S));
+    /* clang-tidy false positive: arrays of pointers: sizeof(*p) with p a T**.
+     */
+    // NOLINTNEXTLINE(bugprone-sizeof-expression)
     r->L = malloc(s->nentries * sizeof(*r->L));
     r->sinos = malloc(r->h->n * sizeof(*r->sinos));
     r->linos = malloc(s->nentries * sizeof(*r->linos));
@@ -161,6 +167,9 @@ static int collect(struct rs* r)
         r->L[r->nl++] = r->lroot;
     }
     for (size_t i = 0; i < r->nl; i++) {
+        /* clang-tidy false positive: L[0..nl) are written by collect before
+         * this loop. */
+        // NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Assign)
         struct entry* d = r->L[i];
         r->linos[i] = d->ino;
         struct entry* e = store__child_after(d, NULL, 0);

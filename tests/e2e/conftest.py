@@ -20,6 +20,9 @@ import time
 import pytest
 
 QUORUMFS_BIN = os.environ.get("QUORUMFS_BIN", "")
+# With a sanitizer build (tests/run.sh): the directory the sanitizers'
+# log_path points into. A report written there during a test fails it.
+SANITIZER_LOGS = os.environ.get("QUORUMFS_SANITIZER_LOGS", "")
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
 
@@ -155,6 +158,8 @@ def make_node(tmp_path):
     yield make
     for n in nodes:
         n.cleanup()
+    for n in nodes:
+        check_log(n)
 
 
 @pytest.fixture
@@ -193,10 +198,34 @@ def tree(root):
     return out
 
 
-# A sanitizer build prints these on stderr (the node's log) and goes on or
-# aborts; either way the test fails.
+# A sanitizer build prints these on stderr (the node's log, unless log_path
+# sends them to SANITIZER_LOGS) and goes on or aborts; either way the test
+# fails.
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", ": runtime error: ",
-                   "ERROR: LeakSanitizer")
+                   "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer")
+
+
+def check_log(n):
+    log = n.log()
+    for bad in SANITIZER_MARKS:
+        assert bad not in log, "%s's log: %s" % (
+            n.name, log[max(0, log.index(bad) - 200):][:3000])
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports():
+    """Fails the test during which a daemon wrote a sanitizer report into
+    SANITIZER_LOGS (torn down after the node and cluster fixtures, which
+    stop the daemons: reports made at exit count)."""
+    if not SANITIZER_LOGS:
+        yield
+        return
+    before = set(os.listdir(SANITIZER_LOGS))
+    yield
+    new = sorted(set(os.listdir(SANITIZER_LOGS)) - before)
+    if new:
+        with open(os.path.join(SANITIZER_LOGS, new[0]), errors="replace") as f:
+            pytest.fail("sanitizer report(s) %s:\n%s" % (new, f.read()[:4000]))
 
 
 def mounted_under(root):
@@ -236,7 +265,4 @@ def make_cluster(tmp_path):
     for c in clusters:
         for n in c.nodes:
             assert n.proc is None or n.proc.poll() is not None
-            log = n.log()
-            for bad in SANITIZER_MARKS:
-                assert bad not in log, "%s's log: %s" % (
-                    n.name, log[log.index(bad) - 200:][:3000])
+            check_log(n)

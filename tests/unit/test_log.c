@@ -488,6 +488,62 @@ static void test_compact(void)
     rmdir_all(dir);
 }
 
+static raft_term term_two(raft_index i)
+{
+    (void)i;
+    return 2;
+}
+
+/* rlog_compact up to the last index keeps the last segment, all of it
+ * <= the snapshot index; the next hard state record goes there (after
+ * meta's), and appends roll to a new segment. At open that segment is no
+ * longer the last one and is dropped: its hard state (a vote) must not go
+ * with it. Found by fuzz_log: the hard state differed between two opens
+ * (the first took the record, then deleted the only copy). */
+static void test_compact_keeps_hard_state(void)
+{
+    char dir[256], p[600];
+    tmpdir(dir, sizeof(dir), "compact-hs");
+    const uint64_t segmax = 1024;
+    struct rlog_loaded ld;
+    /* r: the first index that does not fit its predecessor's segment
+     * (found in a scratch log: the entry sizes are deterministic). */
+    char scratch[256];
+    tmpdir(scratch, sizeof(scratch), "compact-hs-scratch");
+    struct rlog* l = reopen(NULL, scratch, segmax, &ld);
+    raft_index r = 0;
+    for (raft_index i = 1; i <= 100 && r == 0; i++) {
+        append_range(l, i, i, 1, 1);
+        seg_path(p, sizeof(p), scratch, i);
+        r = i > 1 && access(p, F_OK) == 0 ? i : 0;
+    }
+    CHECK(r > 0);
+    rlog_close(l);
+    rmdir_all(scratch);
+    seg_path(p, sizeof(p), dir, r);
+    l = reopen(NULL, dir, segmax, &ld);
+    append_range(l, 1, r - 1, 1, 1);
+    CHECK_EQ(rlog_sync(l), 0);
+    struct raft_snapshot_meta snap = mk_snap(r - 1, 1);
+    CHECK_EQ(rlog_compact(l, &snap, 0), 0);
+    CHECK_EQ(count_segs(dir), 1);
+    struct raft_hard_state hs = {.term = 2, .vote = 11, .commit = r - 1};
+    CHECK_EQ(rlog_set_hard_state(l, &hs), 0);
+    CHECK_EQ(rlog_sync(l), 0); /* the record: in the kept segment */
+    append_range(l, r, r + 40, 2, 5);
+    CHECK_EQ(rlog_sync(l), 0);
+    CHECK(access(p, F_OK) == 0); /* seg-r: r rolled past the kept one */
+
+    l = reopen(l, dir, segmax, &ld);
+    check_hs(&ld.hs, 2, 11, r - 1);
+    check_loaded(&ld, r, r + 40, term_two);
+    l = reopen(l, dir, segmax, &ld); /* the dropped segment is gone now */
+    check_hs(&ld.hs, 2, 11, r - 1);
+    check_loaded(&ld, r, r + 40, term_two);
+    rlog_close(l);
+    rmdir_all(dir);
+}
+
 static raft_term term5(raft_index i)
 {
     (void)i;
@@ -974,6 +1030,7 @@ int main(int argc, char** argv)
     RUN(test_truncate);
     RUN(test_segments);
     RUN(test_compact);
+    RUN(test_compact_keeps_hard_state);
     RUN(test_reset);
     RUN(test_torn_every_byte);
     RUN(test_bitflip);
