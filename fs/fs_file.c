@@ -88,7 +88,7 @@ static void open_now(struct fs* f,
                      fuse_ino_t ino,
                      struct fuse_file_info* fi)
 {
-    struct store_attr a;
+    struct store_attr a = {.ino = 0};
     int rv;
 
     if (fs__is_snap(ino)) {
