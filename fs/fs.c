@@ -74,7 +74,9 @@ void fs_free(struct fs* f)
     if (f == NULL) {
         return;
     }
-    node_set_status_extra(f->node, NULL, NULL);
+    /* No node_set_status_extra(NULL) here: the node is freed (its close
+     * callbacks ran) before fs_free, when the loop has ended, and nothing
+     * asks it for a status after that. */
     fs__notify_stop(&f->notify);
     fs__snap_free(f);
     uv_timer_stop(f->settle);
