@@ -21,6 +21,7 @@ from conftest import QUORUMFS_BIN
 # Several pages; small enough that the live data (every write is a new
 # file) and so the snapshot images that catch up a stalled node stay small.
 WRITE_BYTES = 64 * 1024
+SNAPSHOT_WRITE_BYTES = 4 * 1024
 THREADS_PER_NODE = 2
 TRANSFERS = 12
 TRANSFER_PAUSE_S = 0.4
@@ -41,8 +42,9 @@ class OutcomeWriter(threading.Thread):
     records every attempt as (rel, data, outcome): "ok", "short N" or the
     errno name."""
 
-    def __init__(self, node, prefix):
+    def __init__(self, node, prefix, write_bytes=WRITE_BYTES):
         super().__init__(daemon=True)
+        self.write_bytes = write_bytes
         self.node = node
         self.prefix = prefix
         self.stop_event = threading.Event()
@@ -66,7 +68,7 @@ class OutcomeWriter(threading.Thread):
         while not self.stop_event.is_set():
             rel = "%s-%05d" % (self.prefix, i)
             head = ("%s %d\n" % (rel, i)).encode()
-            data = head + bytes([65 + i % 26]) * (WRITE_BYTES - len(head))
+            data = head + bytes([65 + i % 26]) * (self.write_bytes - len(head))
             try:
                 outcome = self.one(rel, data)
             except OSError as e:
@@ -210,7 +212,11 @@ def test_writes_of_a_follower_caught_up_by_snapshot_answer_their_fate(
     # and f's own proposals, forwarded when it resumes, land there too.
     # The proposal timeout covers the image transfer (~100 MB): an EIO
     # whose fence also timed out would be a truly unknown outcome.
-    writers = [OutcomeWriter(n, "%s-w%d" % (n.name, k))
+    # Small files: a run of many stops writes tens of thousands of them,
+    # and the image the follower installs holds them all (at 64 KiB each,
+    # over a gigabyte: the install itself outlasted the convergence wait).
+    writers = [OutcomeWriter(n, "%s-w%d" % (n.name, k),
+                             write_bytes=SNAPSHOT_WRITE_BYTES)
                for n in (f, ld) for k in range(THREADS_PER_NODE)]
     offset = os.path.getsize(f.log_path)
     try:
