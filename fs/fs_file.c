@@ -180,6 +180,26 @@ static void reply_slice(fuse_req_t req,
     fuse_reply_buf(req, (const char*)data + off, size);
 }
 
+/* READ of the revision id names (its ino at id->rev): those bytes, or
+ * the error fs__nodeid_at gives. */
+static void reply_revision(fuse_req_t req,
+                           struct fs* f,
+                           const struct fs_nodeid* id,
+                           size_t size,
+                           off_t off)
+{
+    struct store_attr a;
+    void* old = NULL;
+    size_t len;
+    int rv = fs__nodeid_at(f, id, &a, &old, &len);
+    if (rv == 0) {
+        reply_slice(req, old, len, size, off);
+    } else {
+        fuse_reply_err(req, -rv);
+    }
+    free(old);
+}
+
 void fs_read(fuse_req_t req,
              fuse_ino_t ino,
              size_t size,
@@ -229,15 +249,7 @@ void fs_read(fuse_req_t req,
     if (rv == 0 && !id.current) {
         /* A nodeid of an older revision: its bytes, which go with the
          * size its kernel inode has (fs_nodeid.c). */
-        struct store_attr a;
-        void* old = NULL;
-        rv = fs__nodeid_at(f, &id, &a, &old, &len);
-        if (rv == 0) {
-            reply_slice(req, old, len, size, off);
-        } else {
-            fuse_reply_err(req, -rv);
-        }
-        free(old);
+        reply_revision(req, f, &id, size, off);
         return;
     }
     if (rv != 0) {
@@ -259,14 +271,7 @@ void fs_read(fuse_req_t req,
         if (store_getattr(node_store(f->node), ino, &a) != 0 ||
             a.mod_rev != fi->fh) {
             struct fs_nodeid at = {.ino = ino, .rev = fi->fh};
-            void* old = NULL;
-            rv = fs__nodeid_at(f, &at, &a, &old, &len);
-            if (rv == 0) {
-                reply_slice(req, old, len, size, off);
-            } else {
-                fuse_reply_err(req, -rv);
-            }
-            free(old);
+            reply_revision(req, f, &at, size, off);
             return;
         }
     }
