@@ -145,6 +145,27 @@ int store_getattr(struct store* st, uint64_t ino, struct store_attr* a)
     return 0;
 }
 
+int store__lookup_kind(uint8_t dir_type,
+                       const char* name,
+                       uint32_t name_max,
+                       size_t* len)
+{
+    if (dir_type != STORE_DIR) {
+        return -ENOTDIR;
+    }
+    *len = strlen(name);
+    if (*len > name_max) {
+        return -ENAMETOOLONG;
+    }
+    if (strcmp(name, ".") == 0) {
+        return STORE_LOOKUP_SELF;
+    }
+    if (strcmp(name, "..") == 0) {
+        return STORE_LOOKUP_PARENT;
+    }
+    return STORE_LOOKUP_CHILD;
+}
+
 int store_lookup(struct store* st,
                  uint64_t parent,
                  const char* name,
@@ -155,19 +176,15 @@ int store_lookup(struct store* st,
     if (d == NULL) {
         return -ENOENT;
     }
-    if (d->type != STORE_DIR) {
-        return -ENOTDIR;
+    size_t len;
+    int kind = store__lookup_kind(d->type, name, st->opt.name_max, &len);
+    if (kind < 0) {
+        return kind;
     }
-    size_t len = strlen(name);
-    if (len > st->opt.name_max) {
-        return -ENAMETOOLONG;
-    }
-    const struct entry* e;
-    if (strcmp(name, ".") == 0) {
-        e = d;
-    } else if (strcmp(name, "..") == 0) {
-        e = d == st->s.root ? d : store__find(&st->s, d->parent);
-    } else {
+    const struct entry* e = d;
+    if (kind == STORE_LOOKUP_PARENT && d != st->s.root) {
+        e = store__find(&st->s, d->parent);
+    } else if (kind == STORE_LOOKUP_CHILD) {
         e = store__child(d, name, len);
     }
     if (e == NULL) {

@@ -151,6 +151,20 @@ struct entry* store__find(const struct store_state* s, uint64_t ino);
 struct entry* store__child(const struct entry* dir,
                            const char* name,
                            size_t len);
+/* What a LOOKUP name names in its directory (store_lookup,
+ * store_view_lookup). */
+enum store_lookup_kind {
+    STORE_LOOKUP_SELF,   /* "." */
+    STORE_LOOKUP_PARENT, /* "..": the root's is the root */
+    STORE_LOOKUP_CHILD,  /* any other name: a child, *len bytes long */
+};
+/* The checks of a LOOKUP of name in an entry of type dir_type: -ENOTDIR,
+ * -ENAMETOOLONG (over name_max), or the enum store_lookup_kind of name
+ * with its length in *len. */
+int store__lookup_kind(uint8_t dir_type,
+                       const char* name,
+                       uint32_t name_max,
+                       size_t* len);
 /* Smallest child with name > after (after NULL: the first). */
 struct entry* store__child_after(const struct entry* dir,
                                  const char* after,

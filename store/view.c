@@ -167,19 +167,15 @@ int store_view_lookup(struct store_view* v,
     if (d == NULL) {
         return -ENOENT;
     }
-    if (d->type != STORE_DIR) {
-        return -ENOTDIR;
+    size_t len;
+    int kind = store__lookup_kind(d->type, name, v->st->opt.name_max, &len);
+    if (kind < 0) {
+        return kind;
     }
-    size_t len = strlen(name);
-    if (len > v->st->opt.name_max) {
-        return -ENAMETOOLONG;
-    }
-    const struct hist_ent* e;
-    if (strcmp(name, ".") == 0) {
-        e = d;
-    } else if (strcmp(name, "..") == 0) {
-        e = d->ino == STORE_ROOT_INO ? d : store__hist_find(v->h, d->parent);
-    } else {
+    const struct hist_ent* e = d;
+    if (kind == STORE_LOOKUP_PARENT && d->ino != STORE_ROOT_INO) {
+        e = store__hist_find(v->h, d->parent);
+    } else if (kind == STORE_LOOKUP_CHILD) {
         e = store__hist_child(v->h, parent, name, len);
     }
     if (e == NULL) {
