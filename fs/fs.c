@@ -165,6 +165,25 @@ void fs__fill_entry(struct fs* f,
     }
 }
 
+void fs__reply_attr(struct fs* f, fuse_req_t req, uint64_t ino)
+{
+    struct store_attr a;
+    struct stat st;
+    double timeout = f->o.attr_timeout_s;
+    int rv = store_getattr(node_store(f->node), ino, &a);
+
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    if (a.type == STORE_FILE &&
+        fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) != 0) {
+        timeout = 0; /* this mount's pending update */
+    }
+    fs__attr_to_stat(&a, &st);
+    fuse_reply_attr(req, &st, timeout);
+}
+
 bool fs__name_bad(fuse_req_t req, const char* name)
 {
     if (strnlen(name, FS_NAME_MAX + 1) > FS_NAME_MAX) {

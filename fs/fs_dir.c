@@ -251,25 +251,6 @@ static int64_t time_ns(const struct timespec* ts)
     return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
-static void setattr_reply_now(struct fs* f, fuse_req_t req, fuse_ino_t ino)
-{
-    struct store_attr a;
-    struct stat st;
-    double timeout = f->o.attr_timeout_s;
-    int rv = store_getattr(node_store(f->node), ino, &a);
-
-    if (rv != 0) {
-        fuse_reply_err(req, -rv);
-        return;
-    }
-    if (a.type == STORE_FILE &&
-        fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) != 0) {
-        timeout = 0; /* this mount's pending update */
-    }
-    fs__attr_to_stat(&a, &st);
-    fuse_reply_attr(req, &st, timeout);
-}
-
 /* Whether c sets only mode/uid/gid, each to what the requester sees. */
 static bool unchanged(struct fs* f,
                       fuse_req_t req,
@@ -345,7 +326,7 @@ void fs_setattr(fuse_req_t req,
             (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now : time_ns(&attr->st_mtim);
     }
     if (c.set_mask == 0) { /* e.g. ctime only: nothing to propose */
-        setattr_reply_now(f, req, ino);
+        fs__reply_attr(f, req, ino);
         return;
     }
     struct store_attr a;
@@ -353,7 +334,7 @@ void fs_setattr(fuse_req_t req,
     if (rv == 0 && unchanged(f, req, &a, &c)) {
         /* chmod/chown to what it is already (vim's fchmod after its
          * fsync): no entry (ctime stays) */
-        setattr_reply_now(f, req, ino);
+        fs__reply_attr(f, req, ino);
         return;
     }
     if (rv == 0 && a.type == STORE_FILE) {

@@ -257,6 +257,9 @@ void fs__attr_to_stat(const struct store_attr* a, struct stat* st);
 void fs__fill_entry(struct fs* f,
                     const struct store_attr* a,
                     struct fuse_entry_param* e);
+/* Reply ino's attributes from the store, with this mount's pending update
+ * of a regular file as the requester may see it (then timeout 0). */
+void fs__reply_attr(struct fs* f, fuse_req_t req, uint64_t ino);
 struct fs_op* fs__op_new(struct fs* f, fuse_req_t req, enum fs_reply kind);
 void fs__op_free(struct fs_op* op);
 /* Propose c for op; on error replies and frees op. */

@@ -376,25 +376,6 @@ static void op_reply_err(struct fs_op* op, int err)
     }
 }
 
-static void reply_attr_of(struct fs* f, fuse_req_t req, uint64_t ino)
-{
-    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
-    struct store_attr a;
-    struct stat st;
-    double timeout = f->o.attr_timeout_s;
-    int rv = store_getattr(node_store(f->node), ino, &a);
-
-    if (rv != 0) {
-        fuse_reply_err(req, -rv);
-        return;
-    }
-    if (fs__pending_attr(f, &a, tid) != 0) {
-        timeout = 0;
-    }
-    fs__attr_to_stat(&a, &st);
-    fuse_reply_attr(req, &st, timeout);
-}
-
 /* A WRITE: patch the pending update; reply. Returns the errno replied. */
 static int do_write(struct fs* f, struct fs_wino* w, struct fs_op* op)
 {
@@ -599,7 +580,7 @@ static void wino_run(struct fs* f, struct fs_wino* w)
             if (err != 0) {
                 op_reply_err(op, err);
             } else if (op->req != NULL) {
-                reply_attr_of(f, op->req, w->ino);
+                fs__reply_attr(f, op->req, w->ino);
             }
             op_drop(op);
             break;
