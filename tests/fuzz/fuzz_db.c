@@ -107,19 +107,7 @@ static void write_and_reopen(struct store* st, const char* path)
         FUZZ_CHECK(store_apply_index(st, next) == 0);
     }
     fuzz_store_flush(st);
-    size_t alen, blen;
-    uint8_t* a = fuzz_store_image(st, &alen);
-    store_index applied = store_applied_index(st);
-    store_close(st);
-    struct store_recovery rec;
-    FUZZ_CHECK(fuzz_store_open(path, false, &st, &rec) == 0);
-    FUZZ_CHECK(rec.torn_bytes == 0);
-    FUZZ_CHECK(store_applied_index(st) == applied);
-    uint8_t* b = fuzz_store_image(st, &blen);
-    FUZZ_CHECK(fuzz_same(a, alen, b, blen));
-    free(a);
-    free(b);
-    store_close(st);
+    fuzz_store_reopen_same(st, path);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
