@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fuzz_store.h"
+#include "../unit/conf3.h"
 #include "log.h"
 #include "snapshot.h"
 
@@ -233,19 +234,6 @@ static int gen_db(const char* dir)
     return 0;
 }
 
-static void conf3(struct raft_conf* c)
-{
-    memset(c, 0, sizeof(*c));
-    c->n = 3;
-    for (unsigned i = 0; i < 3; i++) {
-        c->servers[i].id = 100 + i;
-        c->servers[i].role = i == 2 ? RAFT_LEARNER : RAFT_VOTER;
-        snprintf(c->servers[i].name, RAFT_NAME_MAX, "n%u", i + 1);
-        snprintf(c->servers[i].addr, RAFT_ADDR_MAX, "127.0.0.%u:700%u", i + 1,
-                 i + 1);
-    }
-}
-
 /* Pack the files of a log directory as the log target reads them. */
 static void pack_log(const char* logdir,
                      const char* dir,
@@ -312,7 +300,7 @@ static int gen_log(const char* dir)
     pack_log(logdir, dir, "entries-fixed", 1);
     FUZZ_CHECK(rlog_truncate(l, 14) == 0);
     struct raft_snapshot_meta snap = {.index = 6, .term = 2, .conf_index = 1};
-    conf3(&snap.conf);
+    test_conf3(&snap.conf, 7001);
     FUZZ_CHECK(rlog_compact(l, &snap, 5) == 0);
     rlog_close(l);
     pack_log(logdir, dir, "compacted", 0);
@@ -341,7 +329,7 @@ static int gen_snapfile(const char* dir)
     store_close(st);
     unlink(db);
     struct raft_conf conf;
-    conf3(&conf);
+    test_conf3(&conf, 7001);
     char err[256];
     FUZZ_CHECK(snap_file_save(file, img, ilen, &conf, err, sizeof(err)) == 0);
     size_t n;

@@ -11,6 +11,7 @@
 #include "../../snapshot/snapshot.h"
 #include "../../store/store.h"
 #include "check.h"
+#include "conf3.h"
 
 struct env {
     struct store* st;
@@ -77,19 +78,6 @@ static void fill(struct env* e)
     run(e, &c);
 }
 
-static void conf3(struct raft_conf* c)
-{
-    memset(c, 0, sizeof(*c));
-    c->n = 3;
-    for (unsigned i = 0; i < 3; i++) {
-        c->servers[i].id = 100 + i;
-        c->servers[i].role = i == 2 ? RAFT_LEARNER : RAFT_VOTER;
-        snprintf(c->servers[i].name, RAFT_NAME_MAX, "n%u", i + 1);
-        snprintf(c->servers[i].addr, RAFT_ADDR_MAX, "127.0.0.%u:700%u", i + 1,
-                 i);
-    }
-}
-
 static void write_bytes(const char* path, const void* p, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -126,7 +114,7 @@ static void test_round_trip(void)
     fill(&e);
     store_get_stats(e.st, &stats);
     CHECK_EQ(store_image_build(e.st, &img, &len), 0);
-    conf3(&conf);
+    test_conf3(&conf, 7000);
     CHECK_EQ(snap_file_save(e.file, img, len, &conf, err, sizeof(err)), 0);
     CHECK(access(e.file, F_OK) == 0);
     char tmp[128];
@@ -219,7 +207,7 @@ static void test_damage_refused(void)
     env_open(&e);
     fill(&e);
     CHECK_EQ(store_image_build(e.st, &img, &len), 0);
-    conf3(&conf);
+    test_conf3(&conf, 7000);
     CHECK_EQ(snap_file_save(e.file, img, len, &conf, err, sizeof(err)), 0);
     uint8_t* good = read_bytes(e.file, &flen);
     /* Thousands of small files: on tmpfs when there is one. */
