@@ -43,6 +43,8 @@ struct raft__progress {
     raft_index sent_commit; /* highest commit sent that it can apply */
     /* Inflight window: last index of each pipelined append, oldest first. */
     raft_index inflight[RAFT_INFLIGHT_MAX];
+    uint64_t inflight_len[RAFT_INFLIGHT_MAX]; /* entry bytes of each */
+    uint64_t inflight_bytes;                  /* their sum */
     unsigned inflight_start;
     unsigned inflight_count;
     /* SNAPSHOT state. */

@@ -26,32 +26,41 @@ void raft__progress_reset(struct raft__progress* p, raft_id id, raft_index next)
     p->recent_active = true;
 }
 
+/* Full at inflight_max appends or inflight_bytes_max bytes of entry data
+ * in flight (back-pressure: a slow follower gets fewer appends in flight,
+ * so the sender's queue to it stays bounded in bytes). */
 static bool inflight_full(const struct raft* r, const struct raft__progress* p)
 {
-    return p->inflight_count >= r->opt.inflight_max;
+    return p->inflight_count >= r->opt.inflight_max ||
+           (r->opt.inflight_bytes_max > 0 && p->inflight_count > 0 &&
+            p->inflight_bytes >= r->opt.inflight_bytes_max);
 }
 
-static void inflight_add(struct raft__progress* p, raft_index last)
+static void inflight_add(struct raft__progress* p,
+                         raft_index last,
+                         uint64_t bytes)
 {
     assert(p->inflight_count < RAFT_INFLIGHT_MAX);
     unsigned at = (p->inflight_start + p->inflight_count) % RAFT_INFLIGHT_MAX;
     p->inflight[at] = last;
+    p->inflight_len[at] = bytes;
+    p->inflight_bytes += bytes;
     p->inflight_count++;
-}
-
-static void inflight_free_to(struct raft__progress* p, raft_index index)
-{
-    while (p->inflight_count > 0 && p->inflight[p->inflight_start] <= index) {
-        p->inflight_start = (p->inflight_start + 1) % RAFT_INFLIGHT_MAX;
-        p->inflight_count--;
-    }
 }
 
 static void inflight_free_first(struct raft__progress* p)
 {
     if (p->inflight_count > 0) {
+        p->inflight_bytes -= p->inflight_len[p->inflight_start];
         p->inflight_start = (p->inflight_start + 1) % RAFT_INFLIGHT_MAX;
         p->inflight_count--;
+    }
+}
+
+static void inflight_free_to(struct raft__progress* p, raft_index index)
+{
+    while (p->inflight_count > 0 && p->inflight[p->inflight_start] <= index) {
+        inflight_free_first(p);
     }
 }
 
@@ -62,6 +71,7 @@ static void progress_to(struct raft__progress* p, int state, raft_index next)
     p->probe_sent = false;
     p->inflight_start = 0;
     p->inflight_count = 0;
+    p->inflight_bytes = 0;
     p->snap_inflight = false;
 }
 
@@ -152,8 +162,12 @@ static bool send_one(struct raft* r, struct raft__progress* p, bool if_empty)
     m->append.entries = ents;
     note_sent_commit(p, r->commit < prev + n ? r->commit : prev + n);
     if (p->state == PROGRESS_REPLICATE && n > 0) {
+        uint64_t bytes = 0;
+        for (unsigned i = 0; i < n; i++) {
+            bytes += ents[i].data.len;
+        }
         p->next += n;
-        inflight_add(p, p->next - 1);
+        inflight_add(p, p->next - 1, bytes);
     } else if (p->state == PROGRESS_PROBE) {
         p->probe_sent = true;
     }

@@ -80,7 +80,40 @@ int raft__compact(struct raft* r,
                 (unsigned long long)meta->index,
                 (unsigned long long)r->first_index);
     restart_snapshots(r);
+    if (r->have_image && r->role == RAFT_LEADER) {
+        /* Peers that waited for an image (start_snapshot found none). */
+        for (unsigned i = 0; i < r->n_progress; i++) {
+            struct raft__progress* p = &r->progress[i];
+            if (p->id != r->opt.id && p->state != PROGRESS_SNAPSHOT &&
+                p->next < r->first_index) {
+                raft__send_append(r, p);
+            }
+        }
+    }
     return 0;
+}
+
+bool raft_image_wanted(const struct raft* r)
+{
+    if (r->role != RAFT_LEADER) {
+        return false;
+    }
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        const struct raft__progress* p = &r->progress[i];
+        /* Only for a peer heard from within an election timeout: a stopped
+         * or cut-off follower would hold an image nobody reads. */
+        if (p->id != r->opt.id &&
+            (p->state == PROGRESS_SNAPSHOT || p->next < r->first_index) &&
+            p->last_recv_ms + r->opt.election_ms > r->now_ms) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool raft_image_held(const struct raft* r)
+{
+    return r->have_image;
 }
 
 void raft__send_snapshot(struct raft* r, struct raft__progress* p)
