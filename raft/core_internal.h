@@ -251,6 +251,8 @@ int raft__compact(struct raft* r,
                   struct raft_buf image,
                   raft_index keep_from);
 void raft__send_snapshot(struct raft* r, struct raft__progress* p);
+/* Back to PROBE at `next` (an abandoned or image-less snapshot). */
+void raft__progress_probe(struct raft__progress* p, raft_index next);
 void raft__recv_snapshot(struct raft* r, const struct raft_message* m);
 void raft__recv_snapshot_resp(struct raft* r, const struct raft_message* m);
 int raft__snapshot_installed(struct raft* r,

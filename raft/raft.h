@@ -62,6 +62,9 @@ enum {
     RAFT_INFLIGHT_BYTES_DEFAULT = 8u << 20, /* their entry bytes, default */
     RAFT_SNAPSHOT_CHUNK = 256u << 10,       /* bytes per snapshot chunk */
     RAFT_SNAPSHOT_BYTES_MAX = 1u << 30,
+    /* A leader stops sending an image to a follower silent for this many
+     * election timeouts (and stops wanting one for it). */
+    RAFT_SNAPSHOT_ABANDON_TIMEOUTS = 10,
     RAFT_PROPOSE_BATCH_MAX = 256, /* proposals in one forward message */
     RAFT_READS_MAX = 4096,        /* pending ReadIndex requests */
 };
@@ -510,11 +513,14 @@ raft_index raft_first_index(const struct raft* r); /* first in memory log */
 /* Snapshot images on demand: a leader needs one only while a follower is
  * behind its compacted log. raft_image_wanted: this node is the leader and
  * some peer heard from within an election timeout needs an index the log
- * no longer has, or is being sent an image; give the core one (RAFT_EV_COMPACT
- * with a non-empty image), it streams it. raft_image_held: the core holds a
- * non-empty image (given with RAFT_EV_COMPACT, or an installed one it keeps).
- * An image held and not wanted may be released with RAFT_EV_COMPACT and an
- * empty image. */
+ * no longer has, or an image is being sent to some peer (until the
+ * transfer ends, the peer leaves the configuration, or it is silent for
+ * RAFT_SNAPSHOT_ABANDON_TIMEOUTS election timeouts); give the core one
+ * (RAFT_EV_COMPACT with a non-empty image), it streams it. Releasing the
+ * image while a transfer runs moves that peer back to probing. raft_image_held:
+ * the core holds a non-empty image (given with RAFT_EV_COMPACT, or an installed
+ * one it keeps). An image held and not wanted may be released with
+ * RAFT_EV_COMPACT and an empty image. */
 bool raft_image_wanted(const struct raft* r);
 bool raft_image_held(const struct raft* r);
 const struct raft_conf* raft_conf_current(const struct raft* r);

@@ -75,6 +75,11 @@ static void progress_to(struct raft__progress* p, int state, raft_index next)
     p->snap_inflight = false;
 }
 
+void raft__progress_probe(struct raft__progress* p, raft_index next)
+{
+    progress_to(p, PROGRESS_PROBE, next);
+}
+
 /* ---- sending ---- */
 
 /* Entries [from, ...] that fit in one append (codec rule: the data of all
@@ -599,8 +604,21 @@ void raft__tick_leader(struct raft* r)
         raft__bcast_heartbeat(r);
         for (unsigned i = 0; i < r->n_progress; i++) {
             struct raft__progress* p = &r->progress[i];
-            if (p->state == PROGRESS_SNAPSHOT && p->snap_inflight &&
-                r->now_ms >= p->snap_sent_ms + r->opt.election_ms) {
+            if (p->state != PROGRESS_SNAPSHOT) {
+                continue;
+            }
+            if (r->now_ms >=
+                p->last_recv_ms + RAFT_SNAPSHOT_ABANDON_TIMEOUTS *
+                                      (uint64_t)r->opt.election_ms) {
+                /* Silent for long (stopped, cut off, gone): stop holding
+                 * the image for it. It probes again when it answers, and
+                 * asks for an image then (raft_image_wanted). */
+                raft__trace(r, RAFT_TRACE_WARN,
+                            "snapshot to %llu abandoned: no answer",
+                            (unsigned long long)p->id);
+                raft__progress_probe(p, p->next);
+            } else if (p->snap_inflight &&
+                       r->now_ms >= p->snap_sent_ms + r->opt.election_ms) {
                 p->snap_inflight = false; /* lost: resend the chunk */
                 raft__send_snapshot(r, p);
             }
