@@ -19,7 +19,7 @@ void fs_options_default(struct fs_options* o)
     o->entry_timeout_s = 3600.0;
     o->attr_timeout_s = 3600.0;
     o->file_size_max = 1u << 20;
-    o->pending_bytes_max = 64u << 20;
+    o->pending_bytes_max = 16u << 20;
 }
 
 struct fs* fs_new(struct node* n, const struct fs_options* o)

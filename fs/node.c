@@ -230,16 +230,12 @@ static void drain_completions(struct node* n)
 /* ---- stepping ---- */
 
 static void handle_update(struct node* n, const struct raft_update* u);
-static bool lone_server(const struct node* n);
 
 int node__step(struct node* n, struct raft_event* ev)
 {
     struct raft_update u;
     int rv;
 
-    if (ev->type == RAFT_EV_CONF_CHANGE) {
-        node__image_real(n, true); /* a new server is never offered none */
-    }
     ev->now_ms = now_ms(n);
     n->depth++;
     rv = raft_step(n->raft, ev, &u);
@@ -251,6 +247,7 @@ int node__step(struct node* n, struct raft_event* ev)
             node__retry_parked(n);
         }
         drain_completions(n);
+        node__image_check(n);
     }
     return rv;
 }
@@ -422,14 +419,9 @@ static void handle_update(struct node* n, const struct raft_update* u)
     handle_failed_proposals(n, u);
     if (u->conf_changed) {
         node__sync_peers(n);
-        /* Safe: the core streams an image only after a follower rejected
-         * an append, a round trip after this update. */
-        node__image_real(n, false);
     }
     if (u->role_changed) {
         node__role_changed(n);
-        /* Only a leader sends images; same round-trip argument. */
-        node__image_real(n, false);
     }
     rearm_tick(n, u->next_timeout_ms);
 }
@@ -1103,6 +1095,7 @@ static void install_snapshot(struct node* n, const struct raft_update* u)
     n->applied_conf_index = m->conf_index;
     n->last_compact_index = m->index;
     n->log_bytes = 0; /* the core's log restarts after m->index */
+    n->log_kept = 0;
     n->lens_next = 0;
     waiters_after_install(n);
     if (n->opts.on_change != NULL) {
@@ -1226,40 +1219,60 @@ void node__frame_schedule(struct node* n)
     }
 }
 
-/* True when this node is the only server of the configuration, both the
- * applied one and the core's latest (which may be uncommitted): no follower
- * or learner exists that could ever be sent a snapshot image. */
-static bool lone_server(const struct node* n)
+/* On a leader, the lowest match index of the followers that answered
+ * recently (their next appends come from there); applied otherwise. */
+static raft_index slowest_match(struct node* n, raft_index applied)
 {
-    const struct raft_conf* cur = raft_conf_current(n->raft);
-    const struct raft_conf* app = &n->applied_conf;
-    return cur != NULL && cur->n == 1 && cur->servers[0].id == n->id &&
-           app->n == 1 && app->servers[0].id == n->id;
-}
-
-/* Whether the core may have to stream an image from this node: it is the
- * leader, or about to change the configuration as the leader, and not
- * alone. */
-static bool needs_image(const struct node* n)
-{
-    return raft_role(n->raft) == RAFT_LEADER && !lone_server(n);
+    raft_index low = applied;
+    const struct raft_conf* c = raft_conf_current(n->raft);
+    if (raft_role(n->raft) != RAFT_LEADER || c == NULL) {
+        return low;
+    }
+    for (unsigned i = 0; i < c->n; i++) {
+        raft_index match;
+        bool recent;
+        if (c->servers[i].id != n->id &&
+            raft_peer_progress(n->raft, c->servers[i].id, &match, &recent) ==
+                0 &&
+            recent && match < low) {
+            low = match;
+        }
+    }
+    return low;
 }
 
 /* The first entry to keep after compacting at `applied`: the newest
  * entries, at most snapshot_entries of them and a quarter of
- * snapshot_bytes (for followers a little behind). *kept: their bytes. */
+ * snapshot_bytes (for followers a little behind); on a leader, up to
+ * snapshot_bytes, or the live data's size when no image is held, of
+ * entries a follower that answered recently has not acknowledged yet (a
+ * slow follower is cheaper to feed from the log than with an image, a
+ * copy of the live data built with the loop stopped). *kept: their
+ * bytes. */
 static raft_index keep_from_of(struct node* n,
                                raft_index applied,
                                uint64_t* kept)
 {
     uint64_t max_bytes =
         n->opts.snapshot_bytes > 0 ? n->opts.snapshot_bytes / 4 : UINT64_MAX;
+    uint64_t max_needed =
+        n->opts.snapshot_bytes > 0 ? n->opts.snapshot_bytes : UINT64_MAX;
+    if (!raft_image_held(n->raft)) {
+        /* An image would cost the live data's size: as many bytes of log
+         * cost no more, and no CPU (the quota bounds both). */
+        struct store_stats ss;
+        store_get_stats(n->store, &ss);
+        if (ss.live_bytes > max_needed) {
+            max_needed = ss.live_bytes;
+        }
+    }
+    raft_index needed = slowest_match(n, applied) + 1;
     raft_index k = applied + 1;
     uint64_t bytes = 0;
     while (k > n->lens_first && k - 1 < n->lens_next &&
            applied + 1 - k < n->opts.snapshot_entries) {
         uint64_t c = n->log_lens[(k - 1) % NODE_LOG_LENS];
-        if (bytes + c > max_bytes) {
+        if (bytes + c > (k - 1 >= needed ? max_needed : max_bytes)) {
             break;
         }
         bytes += c;
@@ -1269,14 +1282,69 @@ static raft_index keep_from_of(struct node* n,
     return k;
 }
 
+/* The snapshot meta of store_applied_index() (apply updates both). */
+static struct raft_snapshot_meta applied_meta(const struct node* n,
+                                              raft_index applied)
+{
+    struct raft_snapshot_meta meta = {
+        .index = applied,
+        .term = n->applied_term,
+        .conf_index = n->applied_conf_index,
+        .conf = n->applied_conf,
+    };
+    return meta;
+}
+
+/* Takes the core's image away (RAFT_EV_COMPACT with an empty one, keeping
+ * the whole log) and frees ours: an image is a copy of the live data. */
+static void image_release(struct node* n, raft_index applied)
+{
+    struct raft_event ev = {.type = RAFT_EV_COMPACT};
+    ev.compact.meta = applied_meta(n, applied);
+    ev.compact.keep_from = 1; /* drop nothing */
+    if (step(n, &ev) != 0) {
+        /* The core keeps its image (and ours stays alive with it). */
+        n->release_failed_at = applied;
+        node__log(RAFT_TRACE_WARN,
+                  "snapshot image not released at index %" PRIu64, applied);
+        return;
+    }
+    free(n->image); /* released: the core holds an empty image now */
+    n->image = NULL;
+    n->image_len = 0;
+    n->image_empty = true;
+    node__log(RAFT_TRACE_INFO, "snapshot image released at index %" PRIu64,
+              applied);
+}
+
+static void compact_at(struct node* n,
+                       raft_index applied,
+                       bool with_image,
+                       bool drop_log);
+
 /* Gives the core a snapshot at `applied` and compacts the log before it
  * (keeping the tail keep_from_of() picks). with_image false: an empty
- * image (a lone server: see node__maybe_compact). */
+ * image (nobody needs one: see node__image_check). An image asked for by
+ * the core (node__image_check) drops nothing from the log: a compaction
+ * there would leave more followers behind it, each asking for the next. */
 static void compact_now(struct node* n, raft_index applied, bool with_image)
+{
+    compact_at(n, applied, with_image, true);
+}
+
+static void compact_at(struct node* n,
+                       raft_index applied,
+                       bool with_image,
+                       bool drop_log)
 {
     void* img = NULL;
     size_t len = 0;
     if (with_image) {
+        if (raft_image_held(n->raft)) {
+            /* Free the old image before building the new one: two images
+             * and the index would be three copies of the live data. */
+            image_release(n, applied);
+        }
         int rv = store_image_build(n->store, &img, &len);
         if (rv != 0) {
             node__log(RAFT_TRACE_WARN, "snapshot image: %s", strerror(-rv));
@@ -1286,14 +1354,10 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
     /* The db file must hold everything up to `applied` before the log
      * drops it: the frame job precedes the compact job in the queue. */
     node__frame_flush(n);
-    struct raft_snapshot_meta meta = {
-        .index = applied,
-        .term = n->applied_term,
-        .conf_index = n->applied_conf_index,
-        .conf = n->applied_conf,
-    };
-    uint64_t kept;
-    raft_index keep_from = keep_from_of(n, applied, &kept);
+    struct raft_snapshot_meta meta = applied_meta(n, applied);
+    uint64_t kept = n->log_bytes;
+    raft_index keep_from =
+        drop_log ? keep_from_of(n, applied, &kept) : raft_first_index(n->raft);
     struct raft_event ev = {.type = RAFT_EV_COMPACT};
     ev.compact.meta = meta;
     ev.compact.image.base = img;
@@ -1303,11 +1367,22 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
     n->image = img;
     n->image_len = len;
     n->image_empty = !with_image;
-    n->last_compact_index = applied;
-    n->need_image = false;
-    n->log_bytes = kept;
+    if (drop_log) {
+        n->last_compact_index = applied;
+        n->need_image = false;
+        n->log_bytes = kept;
+        n->log_kept = kept; /* due again after bytes_due more */
+    }
     step(n, &ev);
     free(old); /* the core released it when it took the new one */
+    if (!drop_log) {
+        node__log(RAFT_TRACE_INFO,
+                  "snapshot image at index %" PRIu64
+                  " (%zu bytes) for a "
+                  "follower behind the log",
+                  applied, len);
+        return;
+    }
     struct io_job* job = calloc(1, sizeof(*job));
     if (job == NULL) {
         abort();
@@ -1316,11 +1391,11 @@ static void compact_now(struct node* n, raft_index applied, bool with_image)
     job->snap = meta;
     job->keep_from = keep_from;
     node__io_submit(&n->io, job);
-    node__log(
-        with_image ? RAFT_TRACE_INFO : RAFT_TRACE_DEBUG,
-        "snapshot at index %" PRIu64 " (%zu bytes%s); log kept from %" PRIu64,
-        applied, len, with_image ? "" : ", no image: not a leader with peers",
-        keep_from);
+    node__log(with_image ? RAFT_TRACE_INFO : RAFT_TRACE_DEBUG,
+              "snapshot at index %" PRIu64
+              " (%zu bytes%s); log kept from %" PRIu64,
+              applied, len,
+              with_image ? "" : ", no image: no follower needs one", keep_from);
 }
 
 void node__maybe_compact(struct node* n)
@@ -1330,35 +1405,54 @@ void node__maybe_compact(struct node* n)
      * per that many bytes of log at most, so the cost stays at most the
      * write volume (the log may then hold up to the live data). */
     uint64_t bytes_due = n->opts.snapshot_bytes;
-    if (needs_image(n) && n->image_len > bytes_due) {
+    if (raft_image_held(n->raft) && n->image_len > bytes_due) {
         bytes_due = n->image_len;
     }
     bool due = (n->opts.snapshot_entries > 0 &&
                 applied >= n->last_compact_index + n->opts.snapshot_entries) ||
-               (bytes_due > 0 && n->log_bytes >= bytes_due);
+               (bytes_due > 0 && n->log_bytes >= n->log_kept + bytes_due);
     if (!(due || (n->need_image && applied >= n->restored_commit)) ||
         applied == 0 || n->sticky_err != 0 ||
         applied > raft_applied_index(n->raft)) {
         return; /* the last: a db ahead of the log (node_check.c) */
     }
-    /* Only a leader sends images (InstallSnapshot), and a lone server has
-     * nobody to send one to: the others keep none. An image is a second
-     * copy of the whole store (values included, ~2x the index's memory)
-     * and costs a pause of the loop to build. The log is compacted all the
-     * same (the db file holds what it drops). node__image_real() builds a
-     * real one when this node becomes a leader with someone to send it to. */
-    compact_now(n, applied, needs_image(n));
+    /* An image is a second copy of the whole store (values included) and
+     * costs a pause of the loop to build: only a leader with a follower
+     * behind its compacted log needs one (InstallSnapshot), and only
+     * while it is sent (node__image_check). The log is compacted all the
+     * same (the db file holds what it drops). While an image is being
+     * sent a new one replaces it at each compaction. */
+    compact_now(n, applied, raft_image_wanted(n->raft));
 }
 
-void node__image_real(struct node* n, bool even_alone)
+void node__image_check(struct node* n)
 {
-    raft_index applied = store_applied_index(n->store);
-    bool leader = raft_role(n->raft) == RAFT_LEADER;
-    if (n->image_empty && applied > 0 && n->sticky_err == 0 &&
-        applied <= raft_applied_index(n->raft) &&
-        (needs_image(n) || (even_alone && leader))) {
-        compact_now(n, applied, true);
+    if (n->image_checking || n->stopping) {
+        return;
     }
+    bool wanted = raft_image_wanted(n->raft);
+    bool held = raft_image_held(n->raft);
+    raft_index applied = store_applied_index(n->store);
+    if (wanted == held || applied == 0 || n->sticky_err != 0 ||
+        applied > raft_applied_index(n->raft)) {
+        return;
+    }
+    if (applied == (wanted ? n->image_failed_at : n->release_failed_at)) {
+        return; /* failed at this index: try again at the next */
+    }
+    if (wanted && node__db_compacting()) {
+        return; /* one copy of the live data at a time: after the rewrite */
+    }
+    n->image_checking = true;
+    if (wanted) {
+        compact_at(n, applied, true, false);
+        if (!raft_image_held(n->raft)) {
+            n->image_failed_at = applied;
+        }
+    } else {
+        image_release(n, applied);
+    }
+    n->image_checking = false;
 }
 
 void node__conf_applied(struct node* n, const struct raft_entry* e)
@@ -1380,11 +1474,15 @@ void node_options_default(struct node_options* o)
     o->election_ms = 1000;
     o->catch_up_timeout_ms = 30000;
     o->snapshot_entries = 10000;
-    o->snapshot_bytes = 32u << 20;
+    o->snapshot_bytes = NODE_SNAPSHOT_BYTES_DEFAULT;
     o->history_bytes = 512u << 20;
     o->history_revisions = 10000;
     o->history_hours = 24;
     store_options_default(&o->store);
+    /* Live values are held in memory: the quota bounds them, and with
+     * them the node's memory (docs/operations.md, "Memory"). */
+    o->store.quota_bytes = NODE_QUOTA_BYTES_DEFAULT;
+    o->store.frame_cache_bytes = NODE_FRAME_CACHE_BYTES_DEFAULT;
     o->log_level = RAFT_TRACE_INFO;
 }
 
@@ -1465,7 +1563,14 @@ static void db_compact_after_cb(uv_work_t* w, int status)
     free(job);
     if (n->stopping) {
         node__stop_continue(n);
+        return;
     }
+    node__image_check(n); /* an image may have waited for the rewrite */
+}
+
+bool node__db_compacting(void)
+{
+    return db_job != NULL;
 }
 
 int node_compact_db(struct node* n)
@@ -1473,6 +1578,12 @@ int node_compact_db(struct node* n)
     struct store_compaction* c;
 
     if (db_job != NULL || n->stopping || n->sticky_err != 0) {
+        return -EBUSY;
+    }
+    if (raft_image_held(n->raft)) {
+        /* The rewrite builds the tree at the compact revision, contents
+         * included: with an image that would be three copies of the live
+         * data. It waits until the image is released (tried each tick). */
         return -EBUSY;
     }
     if (!store_compact_needed(n->store)) {

@@ -31,6 +31,12 @@ struct node_peer {
     char addr[RAFT_ADDR_MAX];
 };
 
+/* Defaults that bound a node's memory in bytes (docs/operations.md,
+ * "Memory"): live values are held in memory, so the quota bounds them. */
+#define NODE_QUOTA_BYTES_DEFAULT ((uint64_t)32 << 20)
+#define NODE_SNAPSHOT_BYTES_DEFAULT ((uint64_t)16 << 20)
+#define NODE_FRAME_CACHE_BYTES_DEFAULT ((uint64_t)16 << 20)
+
 struct node_options {
     const char* data_dir;
     const char* name;        /* default "default" */
@@ -46,8 +52,9 @@ struct node_options {
     unsigned proposal_timeout_ms; /* default 5 * election_ms */
     uint64_t snapshot_entries;    /* compact the log every N applied */
     uint64_t snapshot_bytes;      /* and when its applied entries hold this
-                                     many bytes; keeps at most a quarter of
-                                     it (default 32 MiB, 0: no byte limit) */
+                                     many bytes; keeps a quarter of it, all of
+                                     it for followers (default 16 MiB, 0: no
+                                     byte limit) */
     uint64_t history_bytes;       /* history kept, in bytes of commands
                                      applied (fs/ctl.c); default 512 MiB,
                                      0: no limit */

@@ -124,6 +124,7 @@ struct node {
     uint32_t* log_lens; /* NODE_LOG_LENS, entry i at i % NODE_LOG_LENS */
     raft_index lens_first, lens_next;
     uint64_t log_bytes;     /* applied entries still in the core's log */
+    uint64_t log_kept;      /* of which kept by the last compaction */
     uint64_t applied_bytes; /* every entry applied since start */
     struct node_hist_sample {
         uint64_t revision, bytes;
@@ -133,7 +134,10 @@ struct node {
     bool need_image;
     void* image; /* last image given to the core */
     size_t image_len;
-    bool image_empty; /* the core holds an empty image (not a leader) */
+    bool image_empty;    /* the core holds an empty image (not a leader) */
+    bool image_checking; /* inside node__image_check() */
+    raft_index image_failed_at;   /* an image build failed at this index */
+    raft_index release_failed_at; /* releasing the core's image did */
 
     struct io_job* deferred_done; /* finished jobs set aside by
                                      drain_frames(), handled first */
@@ -168,10 +172,12 @@ void node__io_job_finished(struct node* n, struct io_job* j);
 void node__frame_flush(struct node* n);
 void node__frame_schedule(struct node* n);
 void node__maybe_compact(struct node* n);
-/* If the core holds an empty image and this node is a leader with peers
- * (or any leader, even_alone: before a configuration change), give it a
- * real one now. */
-void node__image_real(struct node* n, bool even_alone);
+/* Snapshot images on demand: builds one when the core wants one (a
+ * follower is behind the leader's compacted log) and releases the core's
+ * (ours, or an installed one it kept) when nobody needs it. */
+void node__image_check(struct node* n);
+/* A db rewrite (node_compact_db) is running. */
+bool node__db_compacting(void);
 void node__conf_applied(struct node* n, const struct raft_entry* e);
 void node__stop_continue(struct node* n);
 

@@ -20,6 +20,7 @@ void raft_options_default(struct raft_options* o)
     o->pre_vote = true;
     o->check_quorum = true;
     o->inflight_max = RAFT_INFLIGHT_MAX;
+    o->inflight_bytes_max = RAFT_INFLIGHT_BYTES_DEFAULT;
     o->tracer.level = RAFT_TRACE_INFO;
 }
 

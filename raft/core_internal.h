@@ -43,6 +43,8 @@ struct raft__progress {
     raft_index sent_commit; /* highest commit sent that it can apply */
     /* Inflight window: last index of each pipelined append, oldest first. */
     raft_index inflight[RAFT_INFLIGHT_MAX];
+    uint64_t inflight_len[RAFT_INFLIGHT_MAX]; /* entry bytes of each */
+    uint64_t inflight_bytes;                  /* their sum */
     unsigned inflight_start;
     unsigned inflight_count;
     /* SNAPSHOT state. */
@@ -249,6 +251,8 @@ int raft__compact(struct raft* r,
                   struct raft_buf image,
                   raft_index keep_from);
 void raft__send_snapshot(struct raft* r, struct raft__progress* p);
+/* Back to PROBE at `next` (an abandoned or image-less snapshot). */
+void raft__progress_probe(struct raft__progress* p, raft_index next);
 void raft__recv_snapshot(struct raft* r, const struct raft_message* m);
 void raft__recv_snapshot_resp(struct raft* r, const struct raft_message* m);
 int raft__snapshot_installed(struct raft* r,

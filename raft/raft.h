@@ -59,8 +59,12 @@ enum {
     RAFT_APPEND_ENTRIES_MAX = 512,    /* entries in one append message */
     RAFT_APPEND_BYTES_MAX = 1u << 20, /* payload bytes in one append msg */
     RAFT_INFLIGHT_MAX = 64,           /* pipelined appends per follower */
-    RAFT_SNAPSHOT_CHUNK = 256u << 10, /* bytes per snapshot chunk */
+    RAFT_INFLIGHT_BYTES_DEFAULT = 8u << 20, /* their entry bytes, default */
+    RAFT_SNAPSHOT_CHUNK = 256u << 10,       /* bytes per snapshot chunk */
     RAFT_SNAPSHOT_BYTES_MAX = 1u << 30,
+    /* A leader stops sending an image to a follower silent for this many
+     * election timeouts (and stops wanting one for it). */
+    RAFT_SNAPSHOT_ABANDON_TIMEOUTS = 10,
     RAFT_PROPOSE_BATCH_MAX = 256, /* proposals in one forward message */
     RAFT_READS_MAX = 4096,        /* pending ReadIndex requests */
 };
@@ -434,12 +438,16 @@ struct raft_tracer {
 
 struct raft_options {
     raft_id id;
-    uint64_t seed;             /* election timeout randomization */
-    unsigned heartbeat_ms;     /* default 100 */
-    unsigned election_ms;      /* base; actual in [base, 2*base), def 1000 */
-    bool pre_vote;             /* default true */
-    bool check_quorum;         /* default true */
-    unsigned inflight_max;     /* <= RAFT_INFLIGHT_MAX, default 64 */
+    uint64_t seed;         /* election timeout randomization */
+    unsigned heartbeat_ms; /* default 100 */
+    unsigned election_ms;  /* base; actual in [base, 2*base), def 1000 */
+    bool pre_vote;         /* default true */
+    bool check_quorum;     /* default true */
+    unsigned inflight_max; /* <= RAFT_INFLIGHT_MAX, default 64 */
+    /* Entry bytes in flight per follower: no new append while the ones not
+     * yet acknowledged hold this many (one is always allowed); 0 = no
+     * limit. Default RAFT_INFLIGHT_BYTES_DEFAULT (8 MiB). */
+    uint64_t inflight_bytes_max;
     struct raft_tracer tracer; /* emit may be NULL */
     /* This node's storage is new but its cluster is not: it may have voted
      * before it lost its disk, and acknowledged entries it no longer has.
@@ -502,6 +510,19 @@ raft_index raft_commit_index(const struct raft* r);
 raft_index raft_applied_index(const struct raft* r); /* emitted to apply */
 raft_index raft_last_index(const struct raft* r);
 raft_index raft_first_index(const struct raft* r); /* first in memory log */
+/* Snapshot images on demand: a leader needs one only while a follower is
+ * behind its compacted log. raft_image_wanted: this node is the leader and
+ * some peer heard from within an election timeout needs an index the log
+ * no longer has, or an image is being sent to some peer (until the
+ * transfer ends, the peer leaves the configuration, or it is silent for
+ * RAFT_SNAPSHOT_ABANDON_TIMEOUTS election timeouts); give the core one
+ * (RAFT_EV_COMPACT with a non-empty image), it streams it. Releasing the
+ * image while a transfer runs moves that peer back to probing. raft_image_held:
+ * the core holds a non-empty image (given with RAFT_EV_COMPACT, or an installed
+ * one it keeps). An image held and not wanted may be released with
+ * RAFT_EV_COMPACT and an empty image. */
+bool raft_image_wanted(const struct raft* r);
+bool raft_image_held(const struct raft* r);
 const struct raft_conf* raft_conf_current(const struct raft* r);
 /* Whether the core still waits to catch up before it votes
  * (raft_options.catch_up_first). */

@@ -26,32 +26,41 @@ void raft__progress_reset(struct raft__progress* p, raft_id id, raft_index next)
     p->recent_active = true;
 }
 
+/* Full at inflight_max appends or inflight_bytes_max bytes of entry data
+ * in flight (back-pressure: a slow follower gets fewer appends in flight,
+ * so the sender's queue to it stays bounded in bytes). */
 static bool inflight_full(const struct raft* r, const struct raft__progress* p)
 {
-    return p->inflight_count >= r->opt.inflight_max;
+    return p->inflight_count >= r->opt.inflight_max ||
+           (r->opt.inflight_bytes_max > 0 && p->inflight_count > 0 &&
+            p->inflight_bytes >= r->opt.inflight_bytes_max);
 }
 
-static void inflight_add(struct raft__progress* p, raft_index last)
+static void inflight_add(struct raft__progress* p,
+                         raft_index last,
+                         uint64_t bytes)
 {
     assert(p->inflight_count < RAFT_INFLIGHT_MAX);
     unsigned at = (p->inflight_start + p->inflight_count) % RAFT_INFLIGHT_MAX;
     p->inflight[at] = last;
+    p->inflight_len[at] = bytes;
+    p->inflight_bytes += bytes;
     p->inflight_count++;
-}
-
-static void inflight_free_to(struct raft__progress* p, raft_index index)
-{
-    while (p->inflight_count > 0 && p->inflight[p->inflight_start] <= index) {
-        p->inflight_start = (p->inflight_start + 1) % RAFT_INFLIGHT_MAX;
-        p->inflight_count--;
-    }
 }
 
 static void inflight_free_first(struct raft__progress* p)
 {
     if (p->inflight_count > 0) {
+        p->inflight_bytes -= p->inflight_len[p->inflight_start];
         p->inflight_start = (p->inflight_start + 1) % RAFT_INFLIGHT_MAX;
         p->inflight_count--;
+    }
+}
+
+static void inflight_free_to(struct raft__progress* p, raft_index index)
+{
+    while (p->inflight_count > 0 && p->inflight[p->inflight_start] <= index) {
+        inflight_free_first(p);
     }
 }
 
@@ -62,7 +71,13 @@ static void progress_to(struct raft__progress* p, int state, raft_index next)
     p->probe_sent = false;
     p->inflight_start = 0;
     p->inflight_count = 0;
+    p->inflight_bytes = 0;
     p->snap_inflight = false;
+}
+
+void raft__progress_probe(struct raft__progress* p, raft_index next)
+{
+    progress_to(p, PROGRESS_PROBE, next);
 }
 
 /* ---- sending ---- */
@@ -152,8 +167,12 @@ static bool send_one(struct raft* r, struct raft__progress* p, bool if_empty)
     m->append.entries = ents;
     note_sent_commit(p, r->commit < prev + n ? r->commit : prev + n);
     if (p->state == PROGRESS_REPLICATE && n > 0) {
+        uint64_t bytes = 0;
+        for (unsigned i = 0; i < n; i++) {
+            bytes += ents[i].data.len;
+        }
         p->next += n;
-        inflight_add(p, p->next - 1);
+        inflight_add(p, p->next - 1, bytes);
     } else if (p->state == PROGRESS_PROBE) {
         p->probe_sent = true;
     }
@@ -585,8 +604,21 @@ void raft__tick_leader(struct raft* r)
         raft__bcast_heartbeat(r);
         for (unsigned i = 0; i < r->n_progress; i++) {
             struct raft__progress* p = &r->progress[i];
-            if (p->state == PROGRESS_SNAPSHOT && p->snap_inflight &&
-                r->now_ms >= p->snap_sent_ms + r->opt.election_ms) {
+            if (p->state != PROGRESS_SNAPSHOT) {
+                continue;
+            }
+            if (r->now_ms >=
+                p->last_recv_ms + RAFT_SNAPSHOT_ABANDON_TIMEOUTS *
+                                      (uint64_t)r->opt.election_ms) {
+                /* Silent for long (stopped, cut off, gone): stop holding
+                 * the image for it. It probes again when it answers, and
+                 * asks for an image then (raft_image_wanted). */
+                raft__trace(r, RAFT_TRACE_WARN,
+                            "snapshot to %llu abandoned: no answer",
+                            (unsigned long long)p->id);
+                raft__progress_probe(p, p->next);
+            } else if (p->snap_inflight &&
+                       r->now_ms >= p->snap_sent_ms + r->opt.election_ms) {
                 p->snap_inflight = false; /* lost: resend the chunk */
                 raft__send_snapshot(r, p);
             }

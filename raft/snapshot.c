@@ -12,12 +12,23 @@
 
 #include "core_internal.h"
 
+/* After RAFT_EV_COMPACT gave a new image: transfers restart with it from
+ * offset 0 (even at the same index: a rebuilt image need not be the same
+ * bytes), and without an image they stop (the peers probe again, and ask
+ * for one through raft_image_wanted when they answer). */
 static void restart_snapshots(struct raft* r)
 {
     for (unsigned i = 0; i < r->n_progress; i++) {
         struct raft__progress* p = &r->progress[i];
-        if (p->state == PROGRESS_SNAPSHOT &&
-            p->snap_index != r->image_meta.index) {
+        if (p->state != PROGRESS_SNAPSHOT) {
+            continue;
+        }
+        if (!r->have_image) {
+            raft__trace(r, RAFT_TRACE_INFO,
+                        "snapshot to %llu stopped: image released",
+                        (unsigned long long)p->id);
+            raft__progress_probe(p, p->next);
+        } else {
             p->snap_index = r->image_meta.index;
             p->snap_offset = 0;
             p->snap_inflight = false;
@@ -80,7 +91,47 @@ int raft__compact(struct raft* r,
                 (unsigned long long)meta->index,
                 (unsigned long long)r->first_index);
     restart_snapshots(r);
+    if (r->have_image && r->role == RAFT_LEADER) {
+        /* Peers that waited for an image (start_snapshot found none). */
+        for (unsigned i = 0; i < r->n_progress; i++) {
+            struct raft__progress* p = &r->progress[i];
+            if (p->id != r->opt.id && p->state != PROGRESS_SNAPSHOT &&
+                p->next < r->first_index) {
+                raft__send_append(r, p);
+            }
+        }
+    }
     return 0;
+}
+
+bool raft_image_wanted(const struct raft* r)
+{
+    if (r->role != RAFT_LEADER) {
+        return false;
+    }
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        const struct raft__progress* p = &r->progress[i];
+        /* A transfer is not cut short by a slow answer (a follower
+         * installing a large image). Otherwise only for a peer heard from
+         * within an election timeout: a stopped or cut-off follower would
+         * hold an image nobody reads. */
+        if (p->id == r->opt.id) {
+            continue;
+        }
+        if (p->state == PROGRESS_SNAPSHOT) {
+            return true; /* until done or abandoned (raft__tick_leader) */
+        }
+        if (p->next < r->first_index &&
+            p->last_recv_ms + r->opt.election_ms > r->now_ms) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool raft_image_held(const struct raft* r)
+{
+    return r->have_image;
 }
 
 void raft__send_snapshot(struct raft* r, struct raft__progress* p)

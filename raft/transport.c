@@ -66,7 +66,7 @@ _Static_assert((size_t)RAFT_APPEND_BYTES_MAX + RAFT_ENTRY_DATA_MAX +
 _Static_assert((size_t)RAFT_SNAPSHOT_CHUNK + 4096 <= FRAME_BODY_MAX,
                "a snapshot chunk fits in one frame");
 
-#define QUEUE_BYTES_DEFAULT ((size_t)64 << 20)
+#define QUEUE_BYTES_DEFAULT ((size_t)16 << 20)
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define HANDSHAKE_TIMEOUT_MS 2000 /* connect + HELLO exchange */

@@ -36,7 +36,7 @@ struct transport_options {
     uint64_t cluster_id;
     const char* listen_addr;         /* "IP:PORT"; also the source of outgoing
                                         connections */
-    size_t queue_bytes_max;          /* per peer; default 64 MiB when 0 */
+    size_t queue_bytes_max;          /* per peer; default 16 MiB when 0 */
     transport_message_cb on_message; /* message borrowed for the call */
     uint64_t incarnation;            /* this process's, in its HELLOs: any
                                         value that differs after a restart

@@ -9,7 +9,13 @@
 # data dir size, live keys, and the bound 300 MiB + 300 B per live key.
 #
 #   tests/bench/memory.sh [--seconds N] [--fsx PATH] [--bin QUORUMFS]
-#                         [--dir D] [-- EXTRA MOUNT ARGS...]
+#                         [--dir D] [--workload fsx|writers|cluster]
+#                         [-- EXTRA MOUNT ARGS...]
+#
+# --workload writers: 100 writers x 3 files of 1 MiB, adding a new 1 MiB
+# file per round until the quota refuses (one node); --workload cluster:
+# 3 nodes, 48 writers x 1 file of 1 MiB, a follower SIGSTOPped for 20 s.
+# Both run tests/bench/memory.py and report VmHWM per node.
 #
 # fsx is not in the repo (not our code): build it as /work/shared/CONFORMANCE.md
 # says, then pass --fsx or set FSX. Only processes this script started are
@@ -29,11 +35,20 @@ while [ $# -gt 0 ]; do
     --fsx) fsx=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
+    --workload) workload_name=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "memory.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 extra=("$@")
+
+case "${workload_name:-fsx}" in
+fsx) ;;
+writers|cluster)
+    exec /usr/bin/python3 "$here/memory.py" "$workload_name" --bin "$bin" \
+        --seconds "$seconds" ${dir:+--dir "$dir"} -- "${extra[@]}" ;;
+*) echo "memory.sh: unknown workload $workload_name" >&2; exit 2 ;;
+esac
 
 if [ -z "$dir" ]; then
     dir=$(mktemp -d /tmp/qfs-memory-XXXXXX)

@@ -22,6 +22,9 @@ from conftest import QUORUMFS_BIN
 # file) and so the snapshot images that catch up a stalled node stay small.
 WRITE_BYTES = 64 * 1024
 SNAPSHOT_WRITE_BYTES = 4 * 1024
+# Every write is a new file: a run outgrows the default quota (32 MiB,
+# docs/operations.md "Memory"), and ENOSPC is not what this test is about.
+QUOTA_ARGS = ["--quota-bytes", str(1 << 30)]
 THREADS_PER_NODE = 2
 TRANSFERS = 12
 TRANSFER_PAUSE_S = 0.4
@@ -153,7 +156,8 @@ def check_outcomes(c, writers):
 
 def test_writes_during_leader_transfers_answer_their_fate(make_cluster):
     c = make_cluster(proposal_timeout_ms=PROPOSAL_TIMEOUT_MS,
-                     election_ms=ELECTION_MS, heartbeat_ms=HEARTBEAT_MS)
+                     election_ms=ELECTION_MS, heartbeat_ms=HEARTBEAT_MS,
+                     extra_args=QUOTA_ARGS)
     c.start()
     moved = [0]
 
@@ -174,7 +178,8 @@ def test_writes_while_the_leader_stalls_answer_their_fate(make_cluster):
     it. Before the fence (fs/node.c) they were answered EIO: 'failed' but
     in the tree."""
     c = make_cluster(proposal_timeout_ms=PROPOSAL_TIMEOUT_MS,
-                     election_ms=ELECTION_MS, heartbeat_ms=HEARTBEAT_MS)
+                     election_ms=ELECTION_MS, heartbeat_ms=HEARTBEAT_MS,
+                     extra_args=QUOTA_ARGS)
     c.start()
     stalls = [0]
 
@@ -204,7 +209,7 @@ def test_writes_of_a_follower_caught_up_by_snapshot_answer_their_fate(
     # manage only a few hundred writes per second.
     c = make_cluster(proposal_timeout_ms=10000,
                      extra_args=["--snapshot-bytes", str(1 << 20),
-                                 "--snapshot-entries", "100"])
+                                 "--snapshot-entries", "100"] + QUOTA_ARGS)
     ld = c.start()
     f = c.followers(ld)[0]
     # The leader's writer goes on while f is stopped: past the inflight

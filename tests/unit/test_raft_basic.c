@@ -642,6 +642,156 @@ static void test_snapshot(void)
     free(image);
 }
 
+/* Images on demand (raft_image_wanted/held): a leader compacted with an
+ * empty image wants one once a follower is behind its log, streams the one
+ * it is given (dropping nothing more), and wants none after the transfer;
+ * both sides can then release theirs with an empty image. */
+static void test_snapshot_on_demand(void)
+{
+    cluster_start(4, 3, true);
+    run(3000);
+    int l = leader_of();
+    CHECK(l >= 0);
+    for (uint64_t v = 1; v <= 20; v++) {
+        CHECK_EQ(propose((unsigned)l, v), 0);
+    }
+    run(300);
+    raft_index applied = raft_applied_index(nodes[l].r);
+    struct raft_event ev = {.type = RAFT_EV_COMPACT};
+    ev.compact.meta.index = applied;
+    ev.compact.meta.term = raft_current_term(nodes[l].r);
+    ev.compact.meta.conf = *raft_conf_current(nodes[l].r);
+    CHECK_EQ(step((unsigned)l, ev), 0); /* no image */
+    CHECK(!raft_image_held(nodes[l].r));
+    CHECK(!raft_image_wanted(nodes[l].r)); /* followers have everything */
+    CHECK_EQ(conf_change((unsigned)l, RAFT_CONF_ADD_LEARNER, 4), 0);
+    run(300);
+    CHECK(raft_image_wanted(nodes[l].r));
+    CHECK(nodes[3].image == NULL);
+    size_t len = RAFT_SNAPSHOT_CHUNK + 5;
+    uint8_t* image = calloc(1, len);
+    CHECK(image != NULL);
+    ev.compact.image.base = image;
+    ev.compact.image.len = len;
+    ev.compact.keep_from = raft_first_index(nodes[l].r); /* drop nothing */
+    raft_index first = raft_first_index(nodes[l].r);
+    CHECK_EQ(step((unsigned)l, ev), 0);
+    CHECK_EQ(raft_first_index(nodes[l].r), first);
+    CHECK(raft_image_held(nodes[l].r));
+    run(1000);
+    CHECK(nodes[3].image != NULL);
+    CHECK_EQ(nodes[3].image_len, len);
+    CHECK(!raft_image_wanted(nodes[l].r));
+    CHECK(raft_image_held(nodes[3].r)); /* the installed one, kept */
+    ev.compact.image.base = NULL;
+    ev.compact.image.len = 0;
+    ev.compact.keep_from = 1;
+    CHECK_EQ(step((unsigned)l, ev), 0);
+    CHECK(!raft_image_held(nodes[l].r));
+    CHECK_EQ(propose((unsigned)l, 77), 0);
+    run(300);
+    CHECK(has_value(&nodes[3], 77));
+    check_applied_agree();
+    cluster_stop();
+    free(image);
+}
+
+/* Gives leader l an image of `len` bytes at its applied index (keeping
+ * its whole log, as fs/node.c does for an image asked for on demand), or
+ * releases it with len 0. */
+static void give_image(unsigned l, uint8_t* image, size_t len)
+{
+    struct raft_event ev = {.type = RAFT_EV_COMPACT};
+    ev.compact.meta.index = raft_applied_index(nodes[l].r);
+    ev.compact.meta.term = raft_current_term(nodes[l].r);
+    ev.compact.meta.conf = *raft_conf_current(nodes[l].r);
+    ev.compact.image.base = len > 0 ? image : NULL;
+    ev.compact.image.len = len;
+    ev.compact.keep_from = raft_first_index(nodes[l].r);
+    CHECK_EQ(step(l, ev), 0);
+}
+
+/* An image transfer is not dropped because the follower is slow to
+ * answer; released while it runs, the follower probes again and asks for
+ * a new one, which is streamed even at the same index; a follower silent
+ * for RAFT_SNAPSHOT_ABANDON_TIMEOUTS election timeouts is abandoned (the
+ * image is no longer wanted for it) and served again once it answers. */
+static void test_snapshot_transfer_kept(void)
+{
+    cluster_start(4, 3, true);
+    run(3000);
+    int li = leader_of();
+    CHECK(li >= 0);
+    unsigned l = (unsigned)li;
+    raft_id lid = (raft_id)l + 1;
+    for (uint64_t v = 1; v <= 20; v++) {
+        CHECK_EQ(propose(l, v), 0);
+    }
+    run(300);
+    struct raft_event ev = {.type = RAFT_EV_COMPACT};
+    ev.compact.meta.index = raft_applied_index(nodes[l].r);
+    ev.compact.meta.term = raft_current_term(nodes[l].r);
+    ev.compact.meta.conf = *raft_conf_current(nodes[l].r);
+    CHECK_EQ(step(l, ev), 0); /* no image */
+    size_t len = RAFT_SNAPSHOT_CHUNK * 3;
+    uint8_t* image = calloc(1, len);
+    CHECK(image != NULL);
+
+    /* The learner's answers are lost while an image is sent to it. */
+    CHECK_EQ(conf_change(l, RAFT_CONF_ADD_LEARNER, 4), 0);
+    run(300);
+    CHECK(raft_image_wanted(nodes[l].r));
+    cut[4][lid] = true;
+    give_image(l, image, len);
+    run(3500);
+    CHECK(raft_image_wanted(nodes[l].r)); /* the transfer still runs */
+    CHECK(nodes[3].image == NULL);
+    /* Released mid-transfer: the learner goes back to probing. */
+    give_image(l, NULL, 0);
+    CHECK(!raft_image_held(nodes[l].r));
+    CHECK(!raft_image_wanted(nodes[l].r)); /* not heard from lately */
+    cut[4][lid] = false;
+    run(300);
+    CHECK(raft_image_wanted(nodes[l].r)); /* it answered: behind the log */
+    give_image(l, image, len);            /* the same index as before */
+    run(1000);
+    CHECK(nodes[3].image != NULL);
+    CHECK_EQ(nodes[3].image_len, len);
+    CHECK(!raft_image_wanted(nodes[l].r));
+    give_image(l, NULL, 0);
+
+    /* Behind again: cut off while the leader moves on and compacts. */
+    cut[lid][4] = cut[4][lid] = true;
+    for (uint64_t v = 21; v <= 25; v++) {
+        CHECK_EQ(propose(l, v), 0);
+    }
+    run(300);
+    ev.compact.meta.index = raft_applied_index(nodes[l].r);
+    CHECK_EQ(step(l, ev), 0); /* no image, log compacted past the learner */
+    cut[lid][4] = cut[4][lid] = false;
+    run(300);
+    CHECK(raft_image_wanted(nodes[l].r)); /* it rejected: behind the log */
+    cut[4][lid] = true; /* it hears the leader; its answers are lost */
+    give_image(l, image, len);
+    run(3500);
+    CHECK(raft_image_wanted(nodes[l].r)); /* being sent, slowly */
+    run((uint64_t)RAFT_SNAPSHOT_ABANDON_TIMEOUTS * 1000);
+    CHECK(!raft_image_wanted(nodes[l].r)); /* abandoned: silent too long */
+    give_image(l, NULL, 0);
+    cut[4][lid] = false;
+    run(300);
+    CHECK(raft_image_wanted(nodes[l].r));
+    give_image(l, image, len);
+    run(1000);
+    CHECK(!raft_image_wanted(nodes[l].r));
+    CHECK_EQ(propose(l, 77), 0);
+    run(300);
+    CHECK(has_value(&nodes[3], 77));
+    check_applied_agree();
+    cluster_stop();
+    free(image);
+}
+
 /* Direct single-node checks of the vote rule (thesis 3.6.1 / 5.4.1). */
 static void test_vote_rule(void)
 {
@@ -800,6 +950,8 @@ int main(void)
     RUN(test_transfer);
     RUN(test_membership);
     RUN(test_snapshot);
+    RUN(test_snapshot_on_demand);
+    RUN(test_snapshot_transfer_kept);
     RUN(test_random_faults);
     free(queue);
     return 0;
