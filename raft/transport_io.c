@@ -1,0 +1,338 @@
+/* transport_io.c - frames on one connection: batched writes of a peer's
+ * queue, the HELLO exchange, and reading, checking and delivering frames
+ * (docs/format-wire.md).
+ */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "util/bytes.h"
+#include "codec.h"
+#include "transport_internal.h"
+
+static void write_cb(uv_write_t* req, int status)
+{
+    struct conn* c = req->data;
+    struct transport* t = c->t;
+    struct frame* f;
+    while ((f = transport__fqueue_pop(&c->inflight)) != NULL) {
+        assert(c->peer->q_bytes >= f->len);
+        c->peer->q_bytes -= f->len;
+        if (status == 0) {
+            t->stats.frames_out++;
+            t->stats.bytes_out += f->len;
+        }
+        free(f);
+    }
+    c->writing = false;
+    if (status != 0) {
+        if (!c->closing) {
+            transport__trace(t, RAFT_TRACE_INFO, "write to %s: %s", c->name,
+                             uv_strerror(status));
+            transport__conn_close(c);
+        }
+        return;
+    }
+    transport__conn_flush(c);
+}
+
+/* Start one batched write of the waiting frames of an outgoing connection. */
+void transport__conn_flush(struct conn* c)
+{
+    struct peer* p = c->peer;
+    if (p == NULL || c->writing || !c->established || c->closing ||
+        p->q.head == NULL) {
+        return;
+    }
+    uv_buf_t bufs[WRITE_BATCH_MAX];
+    unsigned n = 0;
+    while (n < WRITE_BATCH_MAX && p->q.head != NULL) {
+        struct frame* f = transport__fqueue_pop(&p->q);
+        bufs[n++] = uv_buf_init((char*)f->bytes, (unsigned)f->len);
+        transport__fqueue_push(&c->inflight, f);
+    }
+    c->write_req.data = c;
+    int rv = uv_write(&c->write_req, (uv_stream_t*)&c->tcp, bufs, n, write_cb);
+    if (rv != 0) {
+        /* The callback will not run: release the batch here. */
+        struct frame* f;
+        while ((f = transport__fqueue_pop(&c->inflight)) != NULL) {
+            p->q_bytes -= f->len;
+            free(f);
+        }
+        transport__trace(c->t, RAFT_TRACE_INFO, "write to %s: %s", c->name,
+                         uv_strerror(rv));
+        transport__conn_close(c);
+        return;
+    }
+    c->writing = true;
+}
+
+static void hello_write_cb(uv_write_t* req, int status)
+{
+    struct conn* c = req->data;
+    if (status == 0) {
+        c->t->stats.frames_out++;
+        c->t->stats.bytes_out += sizeof(c->hello);
+    } else if (!c->closing) {
+        transport__trace(c->t, RAFT_TRACE_INFO, "hello to %s: %s", c->name,
+                         uv_strerror(status));
+        transport__conn_close(c);
+    }
+}
+
+int transport__send_hello(struct conn* c)
+{
+    struct transport* t = c->t;
+    uint8_t* body = c->hello + FRAME_HEADER_BYTES;
+    put_le(body, t->o.cluster_id, 8);
+    put_le(body + 8, t->o.self, 8);
+    put_le(body + 16, t->o.incarnation, 8);
+    transport__frame_header(c->hello, FRAME_KIND_HELLO, body, HELLO_BODY_BYTES);
+    uv_buf_t buf = uv_buf_init((char*)c->hello, sizeof(c->hello));
+    c->hello_req.data = c;
+    return uv_write(&c->hello_req, (uv_stream_t*)&c->tcp, &buf, 1,
+                    hello_write_cb);
+}
+
+static void established(struct conn* c, raft_id id)
+{
+    struct transport* t = c->t;
+    c->established = true;
+    c->remote = id;
+    t->stats.connects++;
+    transport__trace(t, RAFT_TRACE_INFO, "connected %s node %llu (%s)",
+                     c->peer != NULL ? "to" : "from", (unsigned long long)id,
+                     c->name);
+    if (c->peer != NULL) {
+        c->peer->backoff_ms = 0;
+        uv_timer_stop(&c->peer->timer);
+        transport__conn_flush(c);
+        return;
+    }
+    /* A newer incoming connection from the same node replaces older ones. */
+    for (struct conn* o = t->incoming; o != NULL; o = o->next) {
+        if (o != c && o->remote == id && !o->closing) {
+            transport__conn_close(o);
+        }
+    }
+}
+
+/* A HELLO with another incarnation than the last one seen from that node:
+ * it restarted (and may have lost state), tell the owner. Version 1 HELLOs
+ * carry none (0). */
+static void note_incarnation(struct transport* t, raft_id id, uint64_t inc)
+{
+    struct peer* p = transport__peer_find(t, id);
+    if (p == NULL || inc == 0 || inc == p->incarnation) {
+        return;
+    }
+    bool restarted = p->incarnation != 0;
+    p->incarnation = inc;
+    if (restarted) {
+        transport__trace(t, RAFT_TRACE_INFO,
+                         "node %llu restarted (incarnation %llx)",
+                         (unsigned long long)id, (unsigned long long)inc);
+        if (t->o.on_peer_restart != NULL) {
+            t->o.on_peer_restart(t->o.data, id);
+        }
+    }
+}
+
+static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
+{
+    struct transport* t = c->t;
+    uint64_t cluster = get_le(body, 8);
+    raft_id id = get_le(body + 8, 8);
+    uint64_t inc = len >= HELLO_BODY_BYTES ? get_le(body + 16, 8) : 0;
+    if (c->established) {
+        transport__conn_reject(c, "second HELLO");
+        return;
+    }
+    if (cluster != t->o.cluster_id) {
+        char why[96];
+        snprintf(why, sizeof(why), "foreign cluster id %llx (node %llu)",
+                 (unsigned long long)cluster, (unsigned long long)id);
+        transport__conn_reject(c, why);
+        return;
+    }
+    if (id == 0 || id == t->o.self || transport__peer_find(t, id) == NULL ||
+        (c->peer != NULL && c->peer->id != id)) {
+        char why[64];
+        snprintf(why, sizeof(why), "unexpected node id %llu",
+                 (unsigned long long)id);
+        transport__conn_reject(c, why);
+        return;
+    }
+    if (c->peer == NULL) {
+        int rv = transport__send_hello(c);
+        if (rv != 0) {
+            transport__trace(t, RAFT_TRACE_INFO, "hello to %s: %s", c->name,
+                             uv_strerror(rv));
+            transport__conn_close(c);
+            return;
+        }
+    }
+    c->incarnation = inc;
+    established(c, id);
+    note_incarnation(t, id, inc);
+}
+
+/* Whether c comes from an earlier process of its node: that node has said
+ * HELLO since with another incarnation. What the dead process still had in
+ * flight (an acknowledgement of entries it then lost, say) must not reach
+ * raft after the new process was seen. */
+static bool conn_outlived(const struct conn* c)
+{
+    const struct peer* p = transport__peer_find(c->t, c->remote);
+    return p != NULL && c->incarnation != 0 && p->incarnation != 0 &&
+           c->incarnation != p->incarnation;
+}
+
+static void handle_msg(struct conn* c, const uint8_t* body, size_t len)
+{
+    struct transport* t = c->t;
+    if (!c->established) {
+        transport__conn_reject(c, "message before HELLO");
+        return;
+    }
+    if (conn_outlived(c)) {
+        transport__trace(t, RAFT_TRACE_INFO,
+                         "closing %s: node %llu has restarted since its HELLO",
+                         c->name, (unsigned long long)c->remote);
+        transport__conn_close(c);
+        return;
+    }
+    struct raft_message m;
+    struct raft_msg_arena arena;
+    int rv = raft_msg_decode(&m, &arena, body, len);
+    if (rv != 0) {
+        transport__conn_reject(c, raft_strerror(rv));
+        return;
+    }
+    if (m.from != c->remote || m.to != t->o.self) {
+        raft_msg_arena_free(&arena);
+        transport__conn_reject(
+            c, "message not from the HELLO's node or not for us");
+        return;
+    }
+    t->o.on_message(t->o.data, &m);
+    raft_msg_arena_free(&arena);
+}
+
+/* Body length of the frame at the head of the read buffer, after checking
+ * its header; -1 if the header is malformed (the connection is closed). */
+static long frame_check_header(struct conn* c, const uint8_t* h)
+{
+    uint64_t magic = get_le(h, 4), version = get_le(h + 4, 2);
+    uint64_t kind = get_le(h + 6, 2), len = get_le(h + 8, 4);
+    const char* why = NULL;
+    if (magic != TRANSPORT_MAGIC) {
+        why = "bad frame magic";
+    } else if (version < 1 || version > TRANSPORT_VERSION) {
+        why = "unsupported frame version";
+    } else if (kind == FRAME_KIND_HELLO) {
+        size_t want = version == 1 ? HELLO_V1_BODY_BYTES : HELLO_BODY_BYTES;
+        why = len == want ? NULL : "bad HELLO length";
+    } else if (kind == FRAME_KIND_MSG) {
+        why = len <= FRAME_BODY_MAX ? NULL : "frame longer than the maximum";
+    } else {
+        why = "unknown frame kind";
+    }
+    if (why != NULL) {
+        transport__conn_reject(c, why);
+        return -1;
+    }
+    return (long)len;
+}
+
+/* Handle every complete frame in the read buffer (bounded by its bytes). */
+static void conn_process(struct conn* c)
+{
+    size_t off = 0;
+    while (!c->closing && c->rlen - off >= FRAME_HEADER_BYTES) {
+        const uint8_t* h = c->rbuf + off;
+        long len = frame_check_header(c, h);
+        if (len < 0) {
+            return;
+        }
+        if (c->rlen - off - FRAME_HEADER_BYTES < (size_t)len) {
+            break; /* the rest of the body has not arrived */
+        }
+        const uint8_t* body = h + FRAME_HEADER_BYTES;
+        if (XXH32(body, (size_t)len, 0) != get_le(h + 12, 4)) {
+            transport__conn_reject(c, "frame checksum mismatch");
+            return;
+        }
+        c->t->stats.frames_in++;
+        off += FRAME_HEADER_BYTES + (size_t)len;
+        if (get_le(h + 6, 2) == FRAME_KIND_HELLO) {
+            handle_hello(c, body, (size_t)len);
+        } else {
+            handle_msg(c, body, (size_t)len); /* may close c, even t */
+        }
+    }
+    if (c->closing) {
+        return; /* the buffer is released by the close callback */
+    }
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+    if (c->rcap > READ_BUF_MIN && c->rlen < FRAME_HEADER_BYTES) {
+        uint8_t* small = realloc(c->rbuf, READ_BUF_MIN); /* give back */
+        if (small != NULL) {
+            c->rbuf = small;
+            c->rcap = READ_BUF_MIN;
+        }
+    }
+}
+
+/* Room for the rest of the current frame (at most one maximal frame). */
+void transport__alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf)
+{
+    struct conn* c = h->data;
+    size_t need = READ_BUF_MIN;
+    if (c->rlen >= FRAME_HEADER_BYTES) {
+        size_t len = get_le(c->rbuf + 8, 4);
+        assert(len <= FRAME_BODY_MAX); /* checked by conn_process */
+        if (FRAME_HEADER_BYTES + len > need) {
+            need = FRAME_HEADER_BYTES + len;
+        }
+    }
+    if (c->rcap < need) {
+        uint8_t* bigger = realloc(c->rbuf, need);
+        if (bigger == NULL) {
+            *buf =
+                uv_buf_init(NULL, 0); /* transport__read_cb gets UV_ENOBUFS */
+            return;
+        }
+        c->rbuf = bigger;
+        c->rcap = need;
+    }
+    assert(c->rlen < c->rcap);
+    *buf = uv_buf_init((char*)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+void transport__read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
+{
+    struct conn* c = s->data;
+    if (nread == 0 || c->closing) {
+        return;
+    }
+    if (nread < 0) {
+        if (nread != UV_EOF) {
+            transport__trace(c->t, RAFT_TRACE_INFO, "read from %s: %s", c->name,
+                             uv_strerror((int)nread));
+        }
+        transport__conn_close(c);
+        return;
+    }
+    assert(buf->base == (char*)c->rbuf + c->rlen);
+    c->rlen += (size_t)nread;
+    c->t->stats.bytes_in += (uint64_t)nread;
+    conn_process(c);
+}
