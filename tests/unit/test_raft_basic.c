@@ -5,9 +5,10 @@
 #include <stdbool.h>
 
 #include "check.h"
+#include "driver.h"
 #include "raft.h"
 
-enum { N_MAX = 5, QUEUE_MAX = 1 << 16, APPLIED_MAX = 4096, LOCAL_MAX = 64 };
+enum { N_MAX = 5, QUEUE_MAX = 1 << 16, APPLIED_MAX = 4096 };
 
 struct applied {
     raft_term term;
@@ -28,18 +29,13 @@ struct node {
     unsigned n_failed_reads;
     uint64_t failed_props[64];
     unsigned n_failed_props;
-    struct raft_event local[LOCAL_MAX];
-    unsigned n_local;
-    void* image; /* installed snapshot image */
+    struct raft_driver* d; /* drives r: raft/driver.h */
+    void* image;           /* installed snapshot image */
     size_t image_len;
 };
 
 struct qmsg {
-    struct raft_message m;
-    struct raft_entry* entries;
-    struct raft_proposal* props;
-    uint64_t* ctxs;
-    void* chunk;
+    struct raft_message m; /* a deep copy: raft_msg_clone */
 };
 
 static struct node nodes[N_MAX];
@@ -77,49 +73,12 @@ static void enqueue(const struct raft_message* m)
     }
     CHECK(q_tail - q_head < QUEUE_MAX);
     struct qmsg* q = &queue[q_tail++ % QUEUE_MAX];
-    memset(q, 0, sizeof(*q));
-    q->m = *m;
-    if (m->type == RAFT_MSG_APPEND && m->append.n_entries > 0) {
-        q->entries = dup_mem(m->append.entries,
-                             m->append.n_entries * sizeof(*q->entries));
-        for (unsigned i = 0; i < m->append.n_entries; i++) {
-            q->entries[i].data.base =
-                dup_mem(q->entries[i].data.base, q->entries[i].data.len);
-        }
-        q->m.append.entries = q->entries;
-    } else if (m->type == RAFT_MSG_PROPOSE) {
-        q->props = dup_mem(m->propose.props, m->propose.n * sizeof(*q->props));
-        for (unsigned i = 0; i < m->propose.n; i++) {
-            q->props[i].data.base =
-                dup_mem(q->props[i].data.base, q->props[i].data.len);
-        }
-        q->m.propose.props = q->props;
-    } else if (m->type == RAFT_MSG_PROPOSE_RESP) {
-        q->ctxs =
-            dup_mem(m->propose_resp.ctxs, m->propose_resp.n * sizeof(*q->ctxs));
-        q->m.propose_resp.ctxs = q->ctxs;
-    } else if (m->type == RAFT_MSG_SNAPSHOT) {
-        q->chunk = dup_mem(m->snapshot.chunk.base, m->snapshot.chunk.len);
-        q->m.snapshot.chunk.base = q->chunk;
-    }
+    CHECK_EQ(raft_msg_clone(&q->m, m), 0);
 }
 
 static void qmsg_free(struct qmsg* q)
 {
-    if (q->entries) {
-        for (unsigned i = 0; i < q->m.append.n_entries; i++) {
-            free((void*)q->entries[i].data.base);
-        }
-        free(q->entries);
-    }
-    if (q->props) {
-        for (unsigned i = 0; i < q->m.propose.n; i++) {
-            free((void*)q->props[i].data.base);
-        }
-        free(q->props);
-    }
-    free(q->ctxs);
-    free(q->chunk);
+    raft_msg_free(&q->m);
 }
 
 static void check_leader(struct node* n)
@@ -135,14 +94,24 @@ static void check_leader(struct node* n)
     CHECK_EQ(term_leader[t], raft_id_self(n->r));
 }
 
-static void push_local(struct node* n, struct raft_event ev)
+/* The driver's ops (raft/driver.h): every batch is durable at once. */
+static uint64_t ops_now(void* data)
 {
-    CHECK(n->n_local < LOCAL_MAX);
-    n->local[n->n_local++] = ev;
+    (void)data;
+    return now;
 }
 
-static void handle(struct node* n, const struct raft_update* u)
+static void ops_send(void* data, const struct raft_message* m)
 {
+    (void)data;
+    enqueue(m);
+}
+
+/* Steps 3 and 4 of an update (the driver did 1 and 2). */
+static void ops_update(void* data, int rc, const struct raft_update* u)
+{
+    struct node* n = data;
+    (void)rc;
     if (u->snapshot_install) {
         free(n->image);
         n->image = dup_mem(u->snapshot_image.base, u->snapshot_image.len);
@@ -151,16 +120,7 @@ static void handle(struct node* n, const struct raft_update* u)
         n->first_applied = u->snapshot_meta.index + 1;
         struct raft_event ev = {.type = RAFT_EV_SNAPSHOT_INSTALLED};
         ev.installed.meta = u->snapshot_meta;
-        push_local(n, ev);
-    }
-    for (unsigned i = 0; i < u->n_msgs; i++) {
-        enqueue(&u->msgs[i]);
-    }
-    if (u->n_entries > 0) {
-        struct raft_event ev = {.type = RAFT_EV_PERSISTED};
-        ev.persisted.index = u->persist_index;
-        ev.persisted.term = u->persist_term;
-        push_local(n, ev);
+        CHECK_EQ(raft_driver_post(n->d, ev), 0); /* after this update */
     }
     for (unsigned i = 0; i < u->n_committed; i++) {
         const struct raft_entry* e = &u->committed[i];
@@ -188,22 +148,13 @@ static void handle(struct node* n, const struct raft_update* u)
     CHECK(u->next_timeout_ms >= now || u->next_timeout_ms == 0);
 }
 
-/* Steps one event, then the local events it caused (persist, install). */
+/* Steps one event through the node's driver, then the events it caused
+ * (persisted, installed). */
 static int step(unsigned i, struct raft_event ev)
 {
     struct node* n = &nodes[i];
-    struct raft_update u;
-    ev.now_ms = now;
-    int rv = raft_step(n->r, &ev, &u);
-    handle(n, &u);
+    int rv = raft_driver_step(n->d, ev);
     check_leader(n);
-    while (n->n_local > 0) {
-        struct raft_event l = n->local[0];
-        memmove(n->local, n->local + 1, --n->n_local * sizeof(l));
-        l.now_ms = now;
-        CHECK_EQ(raft_step(n->r, &l, &u), 0);
-        handle(n, &u);
-    }
     return rv;
 }
 
@@ -264,6 +215,12 @@ static void cluster_start(unsigned n, unsigned voters, bool pre_vote)
         memset(&nodes[i], 0, sizeof(nodes[i]));
         nodes[i].r = raft_new(&o);
         CHECK(nodes[i].r != NULL);
+        struct raft_driver_ops ops = {.data = &nodes[i],
+                                      .now_ms = ops_now,
+                                      .send = ops_send,
+                                      .update = ops_update};
+        nodes[i].d = raft_driver_new(nodes[i].r, &ops);
+        CHECK(nodes[i].d != NULL);
         nodes[i].up = true;
         nodes[i].first_applied = 1;
         if (i < voters) {
@@ -285,6 +242,7 @@ static void cluster_stop(void)
 {
     deliver_all();
     for (unsigned i = 0; i < n_nodes; i++) {
+        raft_driver_free(nodes[i].d);
         raft_free(nodes[i].r);
         free(nodes[i].image);
     }
