@@ -2,7 +2,9 @@
  *
  * Order of one step (raft_driver_step):
  *   raft_step -> the update u
- *   1+2. persist: if u changes the log or the hard state, or messages must
+ *   1.   install: a received image goes to ops.install first.
+ *   1+2. persist: if u changes the log or the hard state, installs an
+ *        image, or messages must
  *        wait behind batches already in flight, a batch (owned copies of
  *        u's entries and of the messages that may not go yet) goes to
  *        ops.persist; the messages raft_msg_sendable_now() allows are sent
@@ -202,8 +204,9 @@ static struct raft_batch* batch_new(const struct raft* r,
 /* Steps 1 and 2 of the contract for update u. */
 static void persist_and_send(struct raft_driver* d, const struct raft_update* u)
 {
-    bool persist =
-        u->truncate_from != 0 || u->n_entries > 0 || u->hard_state_changed;
+    /* An installed image counts as a persist: u's messages wait for it. */
+    bool persist = u->truncate_from != 0 || u->n_entries > 0 ||
+                   u->hard_state_changed || u->snapshot_install;
     if (!persist && (u->n_msgs == 0 || d->inflight == 0)) {
         for (unsigned i = 0; i < u->n_msgs; i++) {
             d->ops.send(d->ops.data, &u->msgs[i]);
@@ -273,6 +276,10 @@ static int step_one(struct raft_driver* d, struct raft_event* ev)
     ev->now_ms = d->ops.now_ms(d->ops.data);
     d->depth++;
     int rv = raft_step(d->r, ev, &u);
+    if (u.snapshot_install) {
+        assert(d->ops.install != NULL);
+        d->ops.install(d->ops.data, &u);
+    }
     persist_and_send(d, &u);
     d->ops.update(d->ops.data, rv, &u);
     d->depth--;

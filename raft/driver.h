@@ -4,7 +4,8 @@
  *
  * What it does, so each user does not write it again:
  *   - steps the core and hands each update's parts over in the contract's
- *     order: 1. persist (a struct raft_batch, owned copies), 2. send (the
+ *     order: 1. install a received image (ops.install) and persist (a
+ *     struct raft_batch, owned copies), 2. send (the
  *     messages raft_msg_sendable_now() allows at once; the others travel
  *     with the batch and are sent when it is durable), 3. apply, 4. results
  *     (ops.update sees the whole update for 3 and 4);
@@ -53,13 +54,18 @@ struct raft_driver_ops {
     uint64_t (*now_ms)(void* data);
     /* Sends m (borrowed for the call). */
     void (*send)(void* data, const struct raft_message* m);
+    /* u->snapshot_install: installs the received image, before anything
+     * else of u (it is part of step 1, and u's batch follows it), then
+     * posts RAFT_EV_SNAPSHOT_INSTALLED; the backend completes u's batch
+     * only after the image is in place. The image is borrowed until
+     * that event. */
+    void (*install)(void* data, const struct raft_update* u);
     /* Makes b durable after the batches submitted before it; when done,
      * the backend calls raft_driver_persisted(d, b), from this call or
      * later. NULL: every batch is durable at once (tests). */
     void (*persist)(void* data, struct raft_batch* b);
     /* The update, after its batch was submitted and its early messages
-     * sent: install a received image (then post
-     * RAFT_EV_SNAPSHOT_INSTALLED), apply u->committed in order, serve
+     * sent: apply u->committed in order, serve
      * reads, answer failures, react to role and conf changes, rearm the
      * tick at u->next_timeout_ms. rc is what raft_step returned. Events
      * raised here go through raft_driver_post(). */

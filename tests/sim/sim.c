@@ -202,71 +202,12 @@ static void log_free(struct sim_log* l)
 
 /* ---- messages ---- */
 
-static size_t msg_blob_size(const struct raft_message* m)
-{
-    size_t n = 0;
-    switch (m->type) {
-    case RAFT_MSG_APPEND:
-        n = m->append.n_entries * sizeof(struct raft_entry);
-        for (unsigned i = 0; i < m->append.n_entries; i++) {
-            n += m->append.entries[i].data.len;
-        }
-        break;
-    case RAFT_MSG_SNAPSHOT:
-        n = m->snapshot.chunk.len;
-        break;
-    case RAFT_MSG_PROPOSE:
-        n = m->propose.n * sizeof(struct raft_proposal);
-        for (unsigned i = 0; i < m->propose.n; i++) {
-            n += m->propose.props[i].data.len;
-        }
-        break;
-    case RAFT_MSG_PROPOSE_RESP:
-        n = m->propose_resp.n * sizeof(uint64_t);
-        break;
-    default:
-        break;
-    }
-    return n;
-}
-
 static struct sim_msg* msg_copy(const struct raft_message* src)
 {
     struct sim_msg* c = xcalloc(1, sizeof *c);
-    c->m = *src;
-    size_t size = msg_blob_size(src);
-    if (size == 0) {
-        return c;
-    }
-    /* Entry/proposal arrays first (aligned by malloc), payloads after. */
-    uint8_t* blob = xcalloc(1, size);
-    c->blob = blob;
-    if (src->type == RAFT_MSG_APPEND) {
-        struct raft_entry* es = (struct raft_entry*)(void*)blob;
-        uint8_t* p = blob + src->append.n_entries * sizeof *es;
-        for (unsigned i = 0; i < src->append.n_entries; i++) {
-            es[i] = src->append.entries[i];
-            memcpy(p, es[i].data.base, es[i].data.len);
-            es[i].data.base = p;
-            p += es[i].data.len;
-        }
-        c->m.append.entries = es;
-    } else if (src->type == RAFT_MSG_SNAPSHOT) {
-        memcpy(blob, src->snapshot.chunk.base, size);
-        c->m.snapshot.chunk.base = blob;
-    } else if (src->type == RAFT_MSG_PROPOSE) {
-        struct raft_proposal* ps = (struct raft_proposal*)(void*)blob;
-        uint8_t* p = blob + src->propose.n * sizeof *ps;
-        for (unsigned i = 0; i < src->propose.n; i++) {
-            ps[i] = src->propose.props[i];
-            memcpy(p, ps[i].data.base, ps[i].data.len);
-            ps[i].data.base = p;
-            p += ps[i].data.len;
-        }
-        c->m.propose.props = ps;
-    } else if (src->type == RAFT_MSG_PROPOSE_RESP) {
-        memcpy(blob, src->propose_resp.ctxs, size);
-        c->m.propose_resp.ctxs = (const uint64_t*)(void*)blob;
+    if (raft_msg_clone(&c->m, src) != 0) {
+        fprintf(stderr, "sim: out of memory\n");
+        abort();
     }
     return c;
 }
@@ -274,7 +215,7 @@ static struct sim_msg* msg_copy(const struct raft_message* src)
 static void msg_free(struct sim_msg* c)
 {
     if (c != NULL) {
-        free(c->blob);
+        raft_msg_free(&c->m);
         free(c);
     }
 }
@@ -600,9 +541,9 @@ static void sm_apply(struct sim* s,
 
 /* ---- nodes ---- */
 
-static void node_step(struct sim* s,
-                      struct sim_node* n,
-                      const struct raft_event* ev);
+static int node_step(struct sim* s,
+                     struct sim_node* n,
+                     const struct raft_event* ev);
 
 static void schedule_tick(struct sim* s, struct sim_node* n, uint64_t at)
 {
@@ -624,53 +565,41 @@ static void schedule_tick(struct sim* s, struct sim_node* n, uint64_t at)
                                  .gen = n->tick_gen});
 }
 
-static struct sim_write* write_new(const struct raft* r,
-                                   const struct raft_update* u)
-{
-    struct sim_write* w = xcalloc(1, sizeof *w);
-    w->truncate_from = u->truncate_from;
-    w->n_entries = u->n_entries;
-    w->entries = xcalloc(u->n_entries, sizeof *w->entries);
-    for (unsigned i = 0; i < u->n_entries; i++) {
-        w->entries[i] = u->entries[i];
-        void* d = xcalloc(1, u->entries[i].data.len);
-        memcpy(d, u->entries[i].data.base, u->entries[i].data.len);
-        w->entries[i].data.base = d;
-    }
-    w->persist_index = u->persist_index;
-    w->persist_term = u->persist_term;
-    w->hs_changed = u->hard_state_changed;
-    w->hs = u->hard_state;
-    if (u->snapshot_install) {
-        w->snap = true;
-        w->meta = u->snapshot_meta;
-        w->image_len = u->snapshot_image.len;
-        w->image = xcalloc(1, w->image_len);
-        memcpy(w->image, u->snapshot_image.base, w->image_len);
-    }
-    /* Messages that may go before the persist were sent already (like
-     * fs/node.c does); the rest wait for this write. */
-    w->msgs = xcalloc(u->n_msgs + 1, sizeof *w->msgs);
-    for (unsigned i = 0; i < u->n_msgs; i++) {
-        if (!raft_msg_sendable_now(r, u, &u->msgs[i])) {
-            w->msgs[w->n_msgs++] = msg_copy(&u->msgs[i]);
-        }
-    }
-    return w;
-}
-
 static void write_free(struct sim_write* w)
 {
-    for (unsigned i = 0; i < w->n_entries; i++) {
-        free((void*)w->entries[i].data.base);
-    }
-    free(w->entries);
-    for (unsigned i = 0; i < w->n_msgs; i++) {
-        msg_free(w->msgs[i]);
-    }
-    free(w->msgs);
     free(w->image);
     free(w);
+}
+
+/* Queues w on n's disk: writes complete in order; a write joins the one
+ * waiting behind the write in flight (group commit: same fsync, same
+ * completion time); one that makes nothing durable (messages waiting
+ * behind earlier writes) takes no disk time of its own. */
+static void disk_submit(struct sim* s,
+                        struct sim_node* n,
+                        struct sim_write* w,
+                        bool durable)
+{
+    if (n->wq_tail != NULL && n->wq_tail != n->wq_head) {
+        w->done_ms = n->wq_tail->done_ms;
+    } else {
+        uint64_t start = n->disk_free_ms > s->now ? n->disk_free_ms : s->now;
+        w->done_ms = start + (durable ? rand_range(s, s->cfg.disk_min_ms,
+                                                   s->cfg.disk_max_ms) +
+                                            s->disk_extra_ms[n->id]
+                                      : 0);
+    }
+    n->disk_free_ms = w->done_ms;
+    if (n->wq_tail != NULL) {
+        n->wq_tail->next = w;
+    } else {
+        n->wq_head = w;
+    }
+    n->wq_tail = w;
+    heap_push(s, (struct sim_ev){.t = w->done_ms,
+                                 .kind = SIM_EV_DISK,
+                                 .node = (uint8_t)n->id,
+                                 .gen = n->incarnation});
 }
 
 /* Step 1 of the contract, as seen by the core: the shadow log changes now,
@@ -718,50 +647,50 @@ static void shadow_update(struct sim* s,
     }
 }
 
-static void handle_update(struct sim* s,
-                          struct sim_node* n,
-                          int rc,
-                          const struct raft_update* u)
+/* ---- the driver's callbacks (raft/driver.h) ---- */
+
+static uint64_t ops_now(void* data)
 {
+    struct sim_node* n = data;
+    return n->sim->now;
+}
+
+static void ops_send(void* data, const struct raft_message* m)
+{
+    struct sim_node* n = data;
+    net_send(n->sim, msg_copy(m));
+}
+
+/* Step 1, a received image: written to the disk before the update's
+ * batch (the driver submits that after this returns). */
+static void ops_install(void* data, const struct raft_update* u)
+{
+    struct sim_node* n = data;
+    struct sim_write* w = xcalloc(1, sizeof *w);
+    w->meta = u->snapshot_meta;
+    w->image_len = u->snapshot_image.len;
+    w->image = xcalloc(1, w->image_len);
+    memcpy(w->image, u->snapshot_image.base, w->image_len);
+    disk_submit(n->sim, n, w, true);
+}
+
+static void ops_persist(void* data, struct raft_batch* b)
+{
+    struct sim_node* n = data;
+    struct sim_write* w = xcalloc(1, sizeof *w);
+    w->batch = b;
+    bool durable =
+        b->truncate_from != 0 || b->n_entries > 0 || b->hard_state_changed;
+    disk_submit(n->sim, n, w, durable);
+}
+
+/* Steps 3 and 4 of an update, and the checks on it. */
+static void ops_update(void* data, int rc, const struct raft_update* u)
+{
+    struct sim_node* n = data;
+    struct sim* s = n->sim;
     bool rewrote = u->truncate_from != 0 || u->snapshot_install;
     shadow_update(s, n, u);
-    bool persist = u->truncate_from != 0 || u->n_entries > 0 ||
-                   u->hard_state_changed || u->snapshot_install;
-    if (persist || (n->wq_head != NULL && u->n_msgs > 0)) {
-        for (unsigned i = 0; i < u->n_msgs; i++) {
-            if (raft_msg_sendable_now(n->r, u, &u->msgs[i])) {
-                net_send(s, msg_copy(&u->msgs[i]));
-            }
-        }
-        struct sim_write* w = write_new(n->r, u);
-        if (n->wq_tail != NULL && n->wq_tail != n->wq_head) {
-            /* group commit: join the batch waiting behind the one in
-             * flight (same fsync, same completion time) */
-            w->done_ms = n->wq_tail->done_ms;
-        } else {
-            uint64_t start =
-                n->disk_free_ms > s->now ? n->disk_free_ms : s->now;
-            w->done_ms = start + (persist ? rand_range(s, s->cfg.disk_min_ms,
-                                                       s->cfg.disk_max_ms) +
-                                                s->disk_extra_ms[n->id]
-                                          : 0);
-        }
-        n->disk_free_ms = w->done_ms;
-        if (n->wq_tail != NULL) {
-            n->wq_tail->next = w;
-        } else {
-            n->wq_head = w;
-        }
-        n->wq_tail = w;
-        heap_push(s, (struct sim_ev){.t = w->done_ms,
-                                     .kind = SIM_EV_DISK,
-                                     .node = (uint8_t)n->id,
-                                     .gen = n->incarnation});
-    } else {
-        for (unsigned i = 0; i < u->n_msgs; i++) {
-            net_send(s, msg_copy(&u->msgs[i]));
-        }
-    }
     for (unsigned i = 0; i < u->n_committed && !s->failed; i++) {
         sm_apply(s, n, &u->committed[i]);
     }
@@ -812,37 +741,33 @@ static void handle_update(struct sim* s,
     }
     if (s->cfg.compact_every != 0 &&
         n->sm.applied >= n->last_compact + s->cfg.compact_every && !s->failed) {
+        /* Not here: the core is never stepped inside an update's
+         * handling. node_step runs it once the update is done. */
         raft_index keep = 0;
         if (sim_rand_below(s, 3) == 0 && n->sm.applied > 3) {
             keep = n->sm.applied - sim_rand_below(s, 3);
         }
-        sim_compact(s, n->id, keep);
+        n->compact_due = true;
+        n->compact_keep = keep;
     }
 }
 
-static void node_step(struct sim* s,
-                      struct sim_node* n,
-                      const struct raft_event* ev)
+/* Steps ev through n's driver, then a compaction the update asked for. */
+static int node_step(struct sim* s,
+                     struct sim_node* n,
+                     const struct raft_event* ev)
 {
-    struct raft_update u;
-    memset(&u, 0, sizeof u);
     assert(n->alive);
-    int rc = raft_step(n->r, ev, &u);
-    handle_update(s, n, rc, &u);
-}
-
-static int node_step_rc(struct sim* s,
-                        struct sim_node* n,
-                        const struct raft_event* ev)
-{
-    struct raft_update u;
-    memset(&u, 0, sizeof u);
-    int rc = raft_step(n->r, ev, &u);
-    handle_update(s, n, rc, &u);
+    int rc = raft_driver_step(n->d, *ev);
+    while (n->compact_due && n->alive && !s->failed) {
+        n->compact_due = false;
+        sim_compact(s, n->id, n->compact_keep);
+    }
     return rc;
 }
 
-static struct raft* node_new_core(struct sim* s, struct sim_node* n)
+/* A new core for n (n->r), driven by a new driver (n->d). */
+static void node_new_core(struct sim* s, struct sim_node* n)
 {
     struct raft_options o;
     raft_options_default(&o);
@@ -858,12 +783,19 @@ static struct raft* node_new_core(struct sim* s, struct sim_node* n)
         o.tracer = (struct raft_tracer){
             .data = s, .emit = core_trace, .level = RAFT_TRACE_DEBUG};
     }
-    struct raft* r = raft_new(&o);
-    if (r == NULL) {
-        fprintf(stderr, "sim: raft_new failed\n");
+    n->r = raft_new(&o);
+    struct raft_driver_ops ops = {.data = n,
+                                  .now_ms = ops_now,
+                                  .send = ops_send,
+                                  .install = ops_install,
+                                  .persist = ops_persist,
+                                  .update = ops_update};
+    n->sim = s;
+    n->d = n->r != NULL ? raft_driver_new(n->r, &ops) : NULL;
+    if (n->d == NULL) {
+        fprintf(stderr, "sim: raft_new or raft_driver_new failed\n");
         abort();
     }
-    return r;
 }
 
 static void node_wipe(struct sim_node* n)
@@ -874,10 +806,13 @@ static void node_wipe(struct sim_node* n)
         write_free(w);
     }
     n->wq_tail = NULL;
+    n->compact_due = false;
     if (n->r != NULL) {
         /* As fs/node_boot.c's marker file: a node that had not caught up
          * when it crashed still has not after its restart. */
         n->catch_up = raft_catching_up(n->r);
+        raft_driver_free(n->d); /* the batches in flight are lost */
+        n->d = NULL;
         raft_free(n->r);
         n->r = NULL;
     }
@@ -907,7 +842,7 @@ static void node_boot(struct sim* s, struct sim_node* n)
 {
     n->incarnation++;
     n->tick_pending = false;
-    n->r = node_new_core(s, n);
+    node_new_core(s, n);
     n->alive = true;
     n->disk_free_ms = s->now;
     n->n_reads = 0;
@@ -967,7 +902,7 @@ static void node_boot(struct sim* s, struct sim_node* n)
         ev.compact.image = (struct raft_buf){n->compact_image, n->image_len};
         ev.compact.keep_from =
             n->disk.base < n->snap.index ? n->disk.base + 1 : 0;
-        int crc = node_step_rc(s, n, &ev);
+        int crc = node_step(s, n, &ev);
         if (crc != 0) {
             sim__violate(s, "n%" PRIu64 " refuses its own image at restart: %s",
                          n->id, raft_strerror(crc));
@@ -1054,6 +989,76 @@ uint64_t sim_sent(const struct sim* s, raft_id from, raft_id to)
 
 /* ---- event processing ---- */
 
+/* The image of install write w is on the disk: the app takes it, then the
+ * core hears RAFT_EV_SNAPSHOT_INSTALLED. */
+static void install_done(struct sim* s, struct sim_node* n, struct sim_write* w)
+{
+    n->snap = w->meta;
+    free(n->image);
+    n->image = w->image;
+    n->image_len = w->image_len;
+    w->image = NULL;
+    log_reset(&n->disk, w->meta.index, w->meta.term);
+    if (s->failed) {
+        return;
+    }
+    struct sim_sm sm;
+    memset(&sm, 0, sizeof sm);
+    if (image_decode(&sm, n->image, n->image_len) != 0 ||
+        sm.applied != w->meta.index) {
+        sim__violate(s, "n%" PRIu64 " received a corrupt snapshot image",
+                     n->id);
+    } else if (sm.applied < n->sm.applied) {
+        sim__violate(s,
+                     "n%" PRIu64 " snapshot %" PRIu64
+                     " would roll back applied %" PRIu64,
+                     n->id, sm.applied, n->sm.applied);
+    } else {
+        n->sm = sm;
+        n->last_compact = sm.applied;
+        s->installs++;
+        checker__on_install(s, n, &w->meta);
+        serve_reads(s, n);
+        struct raft_event ev = {.type = RAFT_EV_SNAPSHOT_INSTALLED};
+        ev.installed.meta = w->meta;
+        node_step(s, n, &ev);
+    }
+}
+
+/* Batch b is on the disk: the disk log and hard state take it, then the
+ * driver sends its messages and reports it persisted. */
+static void batch_done(struct sim* s, struct sim_node* n, struct raft_batch* b)
+{
+    if (b->truncate_from != 0) {
+        log_truncate(&n->disk, b->truncate_from);
+    }
+    for (unsigned i = 0; i < b->n_entries; i++) {
+        const struct raft_entry* e = &b->entries[i];
+        if (e->index != sim__log_last(&n->disk) + 1) {
+            sim__violate(s, "contract: n%" PRIu64 " disk append not contiguous",
+                         n->id);
+            break;
+        }
+        void* data = xcalloc(1, e->data.len + 1);
+        memcpy(data, e->data.base, e->data.len);
+        log_push(&n->disk,
+                 &(struct sim_ent){
+                     .term = e->term,
+                     .type = e->type,
+                     .len = (uint32_t)e->data.len,
+                     .hash = entry_hash(e->type, e->data.base, e->data.len),
+                     .data = data});
+    }
+    if (b->hard_state_changed) {
+        n->hs = b->hard_state;
+    }
+    raft_driver_persisted(n->d, b);
+    while (n->compact_due && n->alive && !s->failed) {
+        n->compact_due = false;
+        sim_compact(s, n->id, n->compact_keep);
+    }
+}
+
 static void disk_done(struct sim* s, struct sim_node* n)
 {
     struct sim_write* w = n->wq_head;
@@ -1062,69 +1067,10 @@ static void disk_done(struct sim* s, struct sim_node* n)
     if (n->wq_head == NULL) {
         n->wq_tail = NULL;
     }
-    if (w->snap) {
-        n->snap = w->meta;
-        free(n->image);
-        n->image = w->image;
-        n->image_len = w->image_len;
-        w->image = NULL;
-        log_reset(&n->disk, w->meta.index, w->meta.term);
-    }
-    if (w->truncate_from != 0) {
-        log_truncate(&n->disk, w->truncate_from);
-    }
-    for (unsigned i = 0; i < w->n_entries; i++) {
-        struct raft_entry* e = &w->entries[i];
-        if (e->index != sim__log_last(&n->disk) + 1) {
-            sim__violate(s, "contract: n%" PRIu64 " disk append not contiguous",
-                         n->id);
-            break;
-        }
-        log_push(&n->disk,
-                 &(struct sim_ent){
-                     .term = e->term,
-                     .type = e->type,
-                     .len = (uint32_t)e->data.len,
-                     .hash = entry_hash(e->type, e->data.base, e->data.len),
-                     .data = (void*)e->data.base});
-        e->data.base = NULL;
-    }
-    if (w->hs_changed) {
-        n->hs = w->hs;
-    }
-    for (unsigned i = 0; i < w->n_msgs; i++) {
-        net_send(s, w->msgs[i]);
-        w->msgs[i] = NULL;
-    }
-    if (w->snap && !s->failed) {
-        struct sim_sm sm;
-        memset(&sm, 0, sizeof sm);
-        if (image_decode(&sm, n->image, n->image_len) != 0 ||
-            sm.applied != w->meta.index) {
-            sim__violate(s, "n%" PRIu64 " received a corrupt snapshot image",
-                         n->id);
-        } else if (sm.applied < n->sm.applied) {
-            sim__violate(s,
-                         "n%" PRIu64 " snapshot %" PRIu64
-                         " would roll back applied %" PRIu64,
-                         n->id, sm.applied, n->sm.applied);
-        } else {
-            n->sm = sm;
-            n->last_compact = sm.applied;
-            s->installs++;
-            checker__on_install(s, n, &w->meta);
-            serve_reads(s, n);
-            struct raft_event ev = {.type = RAFT_EV_SNAPSHOT_INSTALLED,
-                                    .now_ms = s->now};
-            ev.installed.meta = w->meta;
-            node_step(s, n, &ev);
-        }
-    }
-    if (w->n_entries > 0 && !s->failed) {
-        struct raft_event ev = {.type = RAFT_EV_PERSISTED, .now_ms = s->now};
-        ev.persisted.index = w->persist_index;
-        ev.persisted.term = w->persist_term;
-        node_step(s, n, &ev);
+    if (w->batch != NULL) {
+        batch_done(s, n, w->batch);
+    } else {
+        install_done(s, n, w);
     }
     write_free(w);
 }
@@ -1248,7 +1194,7 @@ int sim_propose(struct sim* s, raft_id id, uint64_t* value_out)
     ev.propose.n = 1;
     ev.propose.props = &p;
     sim__trace(s, "n%" PRIu64 " PROPOSE v%" PRIu64, id, v);
-    int rc = node_step_rc(s, n, &ev);
+    int rc = node_step(s, n, &ev);
     if (rc != 0) {
         s->props[v].err = rc;
     }
@@ -1281,7 +1227,7 @@ int sim_read(struct sim* s, raft_id id, uint64_t* ctx_out)
     ev.read.ctx = c;
     sim__trace(s, "n%" PRIu64 " READ ctx=%" PRIu64 " required=%" PRIu64, id, c,
                s->applied_max);
-    int rc = node_step_rc(s, n, &ev);
+    int rc = node_step(s, n, &ev);
     if (rc != 0) {
         s->reads[c].err = rc;
     }
@@ -1305,7 +1251,7 @@ int sim_transfer(struct sim* s, raft_id leader, raft_id to)
     struct raft_event ev = {.type = RAFT_EV_TRANSFER, .now_ms = s->now};
     ev.transfer.to = to;
     sim__trace(s, "n%" PRIu64 " TRANSFER to n%" PRIu64, leader, to);
-    return node_step_rc(s, n, &ev);
+    return node_step(s, n, &ev);
 }
 
 int sim_conf_change(struct sim* s, raft_id leader, int op, raft_id target)
@@ -1320,7 +1266,7 @@ int sim_conf_change(struct sim* s, raft_id leader, int op, raft_id target)
              target);
     snprintf(ev.conf.server.addr, sizeof ev.conf.server.addr,
              "127.0.0.%" PRIu64 ":7000", target);
-    int rc = node_step_rc(s, n, &ev);
+    int rc = node_step(s, n, &ev);
     sim__trace(s, "n%" PRIu64 " CONF op=%d n%" PRIu64 " -> %s", leader, op,
                target, rc ? raft_errname(rc) : "ok");
     return rc;
@@ -1349,7 +1295,7 @@ int sim_compact(struct sim* s, raft_id id, raft_index keep_from)
     ev.compact.image = (struct raft_buf){img, len};
     ev.compact.keep_from = keep_from;
     n->last_compact = at;
-    int rc = node_step_rc(s, n, &ev);
+    int rc = node_step(s, n, &ev);
     sim__trace(
         s, "n%" PRIu64 " COMPACT at %" PRIu64 " keep_from %" PRIu64 " -> %d",
         id, at, keep_from, rc);
@@ -1522,7 +1468,7 @@ struct sim* sim_new(const struct sim_config* cfg)
         n->incarnation = 1;
         n->snap.conf = conf;
         n->sm.conf = conf;
-        n->r = node_new_core(s, n);
+        node_new_core(s, n);
         n->alive = true;
         int rc = raft_bootstrap(n->r, &conf, 0);
         if (rc != 0) {

@@ -2,13 +2,13 @@
 #ifndef QFS_SIM_INTERNAL_H
 #define QFS_SIM_INTERNAL_H
 
+#include "driver.h"
 #include "sim.h"
 
 /* A message in flight: a deep copy (entries, data, chunks in one blob). */
 struct sim_msg {
-    struct raft_message m;
-    void* blob;
-    unsigned from_inc; /* the sender's incarnation when it was sent */
+    struct raft_message m; /* a deep copy: raft_msg_clone */
+    unsigned from_inc;     /* the sender's incarnation when it was sent */
 };
 
 /* One log entry as the harness stores it (disk and shadow logs). */
@@ -27,23 +27,15 @@ struct sim_log {
     struct sim_ent* e;
 };
 
-/* A write handed to the simulated disk, completed in order. */
+/* A write handed to the simulated disk, completed in order: a batch of
+ * the driver (raft/driver.h), or the install of a received image. */
 struct sim_write {
     struct sim_write* next;
     uint64_t done_ms;
-    raft_index truncate_from;
-    unsigned n_entries;
-    struct raft_entry* entries; /* deep copies */
-    raft_index persist_index;
-    raft_term persist_term;
-    bool hs_changed;
-    struct raft_hard_state hs;
-    bool snap;
-    struct raft_snapshot_meta meta;
+    struct raft_batch* batch;       /* owned by the driver; NULL: an install */
+    struct raft_snapshot_meta meta; /* install: the image's meta */
     void* image;
     size_t image_len;
-    unsigned n_msgs;
-    struct sim_msg** msgs;
 };
 
 /* The application: applied values folded into a running hash. */
@@ -62,12 +54,14 @@ struct sim_read_req {
 };
 
 struct sim_node {
+    struct sim* sim; /* for the driver's callbacks */
     raft_id id;
     bool alive;
     bool exists; /* has a disk */
     unsigned incarnation;
     bool catch_up; /* boot with raft_options.catch_up_first */
     struct raft* r;
+    struct raft_driver* d; /* drives r through the update contract */
     uint64_t tick_gen;
     bool tick_pending; /* a tick event for tick_gen is queued */
     uint64_t tick_at;
@@ -87,6 +81,9 @@ struct sim_node {
     void* compact_image; /* borrowed by the core until the next compact */
     size_t compact_image_len;
     raft_index last_compact;
+    /* A compaction decided while an update was handled, run after it. */
+    bool compact_due;
+    raft_index compact_keep;
     struct sim_read_req reads[SIM_READS_MAX];
     unsigned n_reads;
     /* checker */

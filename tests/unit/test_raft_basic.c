@@ -107,21 +107,25 @@ static void ops_send(void* data, const struct raft_message* m)
     enqueue(m);
 }
 
+/* Step 1's install: the image is in place at once. */
+static void ops_install(void* data, const struct raft_update* u)
+{
+    struct node* n = data;
+    free(n->image);
+    n->image = dup_mem(u->snapshot_image.base, u->snapshot_image.len);
+    n->image_len = u->snapshot_image.len;
+    n->n_applied = 0;
+    n->first_applied = u->snapshot_meta.index + 1;
+    struct raft_event ev = {.type = RAFT_EV_SNAPSHOT_INSTALLED};
+    ev.installed.meta = u->snapshot_meta;
+    CHECK_EQ(raft_driver_post(n->d, ev), 0); /* after this update */
+}
+
 /* Steps 3 and 4 of an update (the driver did 1 and 2). */
 static void ops_update(void* data, int rc, const struct raft_update* u)
 {
     struct node* n = data;
     (void)rc;
-    if (u->snapshot_install) {
-        free(n->image);
-        n->image = dup_mem(u->snapshot_image.base, u->snapshot_image.len);
-        n->image_len = u->snapshot_image.len;
-        n->n_applied = 0;
-        n->first_applied = u->snapshot_meta.index + 1;
-        struct raft_event ev = {.type = RAFT_EV_SNAPSHOT_INSTALLED};
-        ev.installed.meta = u->snapshot_meta;
-        CHECK_EQ(raft_driver_post(n->d, ev), 0); /* after this update */
-    }
     for (unsigned i = 0; i < u->n_committed; i++) {
         const struct raft_entry* e = &u->committed[i];
         CHECK_EQ(e->index, n->first_applied + n->n_applied);
@@ -218,6 +222,7 @@ static void cluster_start(unsigned n, unsigned voters, bool pre_vote)
         struct raft_driver_ops ops = {.data = &nodes[i],
                                       .now_ms = ops_now,
                                       .send = ops_send,
+                                      .install = ops_install,
                                       .update = ops_update};
         nodes[i].d = raft_driver_new(nodes[i].r, &ops);
         CHECK(nodes[i].d != NULL);
