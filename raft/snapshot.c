@@ -46,7 +46,7 @@ static void set_image(struct raft* r,
         raft__defer_free(r, r->own_image);
     }
     r->own_image = owned;
-    /* An empty image is no image: a node that keeps none (fs/node.c: a
+    /* An empty image is no image: a node that keeps none (fs/node/node.c: a
      * follower, a lone server) must never stream an empty state. */
     r->have_image = image.len > 0;
     r->image_meta = *meta;

@@ -2,8 +2,9 @@
 # tests/run.sh - set up and run every test suite (README's test command).
 #
 # 1. installs what is missing (Debian 12 packages, as root),
-# 2. checks the tree is clang-formatted and that no file outside store/
-#    includes the store's internal header,
+# 2. checks the tree is clang-formatted, that no file outside store/
+#    includes the store's internal header, and that fs/node/ includes no
+#    header of fs/fuse/ or fs/cli/ and fs/fuse/ none of fs/cli/,
 # 3. builds with -Dwerror=true, checks every C file is in a meson list and
 #    runs every suite: unit, sim, fuzz (smoke runs of every target), e2e,
 # 4. builds with clang + AddressSanitizer/UBSan, runs clang-tidy on it
@@ -56,6 +57,34 @@ if [ ${#leaks[@]} -gt 0 ]; then
     echo "store internals included outside store/: ${leaks[*]}" >&2
     exit 1
 fi
+
+# fs/ is three libraries built in the order node -> fuse -> cli
+# (docs/architecture.md, "Modules"): fs/node/ includes no header of fs/fuse/
+# or fs/cli/, and fs/fuse/ none of fs/cli/. meson's include paths enforce it
+# for the build; this catches a relative path ("../cli/ctl.h") too. Only
+# quoted includes are ours (<linux/fs.h> is not fs/fuse/fs.h).
+echo "== layering check: fs/node -> fs/fuse -> fs/cli"
+fs_headers() { # DIR: its header names, as an alternation for grep -E
+    git ls-files "fs/$1/*.h" | sed 's@.*/@@; s@\.@\\.@g' | paste -sd'|' -
+}
+fs_layer_check() { # LOWER HIGHER...: LOWER includes none of HIGHER's headers
+    local lower=$1 higher names bad
+    shift
+    for higher in "$@"; do
+        names=$(fs_headers "$higher")
+        [ -n "$names" ] || continue
+        bad=$(git ls-files "fs/$lower/*.[ch]" | xargs grep -nE \
+            "^[[:space:]]*#[[:space:]]*include[[:space:]]*\"([^\"]*/)?($names)\"" \
+            || true)
+        if [ -n "$bad" ]; then
+            echo "fs/$lower includes headers of fs/$higher:" >&2
+            echo "$bad" >&2
+            exit 1
+        fi
+    done
+}
+fs_layer_check node fuse cli
+fs_layer_check fuse cli
 
 build=${BUILD_DIR:-build}
 echo "== build ($build, -Dwerror=true)"

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../fs/node_state_internal.h"
+#include "../../fs/node/node_state_internal.h"
 #include "check.h"
 
 enum { ENTRIES_MAX = 64 };

@@ -21,8 +21,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../raft/raft.h"
-#include "../store/store.h"
+#include "../../raft/raft.h"
+#include "../../store/store.h"
 
 struct node;
 
@@ -56,11 +56,11 @@ struct node_options {
                                      it for followers (default 16 MiB, 0: no
                                      byte limit) */
     uint64_t history_bytes;       /* history kept, in bytes of commands
-                                     applied (fs/ctl.c); default 512 MiB,
+                                     applied (fs/cli/ctl.c); default 512 MiB,
                                      0: no limit */
     uint64_t history_revisions;   /* store history kept (revisions); the
                                      leader proposes STORE_OP_COMPACT past
-                                     it (fs/ctl.c); default 10000, 0: off */
+                                     it (fs/cli/ctl.c); default 10000, 0: off */
     uint64_t history_hours;       /* and history younger than this; def 24 */
     struct store_options store;
     store_change_cb on_change; /* every applied change (invalidation);
@@ -146,7 +146,7 @@ bool node_backlog_full(const struct node* n, uint64_t extra);
 /* Bytes of the raft entries this node applied since it started, and the
  * i-th oldest of the samples (revision, bytes applied after it) taken as
  * they grow by history_bytes / 64 (false past the last): history retention
- * by bytes (fs/ctl.c). */
+ * by bytes (fs/cli/ctl.c). */
 uint64_t node_applied_bytes(const struct node* n);
 bool node_history_sample(const struct node* n,
                          size_t i,

@@ -11,10 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../raft/util/datadir.h"
+#include "../../raft/util/datadir.h"
 #include "ctl.h"
 #include "identity.h"
-#include "node_state_internal.h"
+#include "node_internal.h"
 
 enum { CTL_CLIENTS_MAX = 64 };
 

@@ -1,5 +1,5 @@
 /* node_state_internal.h - struct node and the functions node*.c share (not a
- * contract: the node's own files, ctl.c and its unit test include it). */
+ * contract: the node's own files and its unit test include it). */
 #ifndef QFS_NODE_STATE_INTERNAL_H
 #define QFS_NODE_STATE_INTERNAL_H
 
@@ -31,7 +31,7 @@ enum {
     NODE_PENDING_BYTES_MAX = 16 << 20,
     NODE_ENTRY_OVERHEAD = 64,
     /* --history-bytes: (revision, bytes applied) samples, one per
-     * history_bytes / NODE_HIST_SAMPLE_DIV applied (fs/ctl.c reads them) */
+     * history_bytes / NODE_HIST_SAMPLE_DIV applied (fs/cli/ctl.c reads them) */
     NODE_HIST_SAMPLES = 256,
     NODE_HIST_SAMPLE_DIV = 64,
 };

@@ -1,5 +1,5 @@
 /* main.c - the quorumfs command: `quorumfs mount` runs a node and its FUSE
- * mount; other subcommands talk to a running node (fs/ctl.c).
+ * mount; other subcommands talk to a running node (fs/cli/ctl.c).
  *
  * Start-up order: clear a mount left by a dead node of the data dir
  * (fuseconn.c) -> check the mountpoint -> fork (unless -f) -> fork the
@@ -29,7 +29,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "../raft/util/datadir.h"
+#include "../../raft/util/datadir.h"
 #include "ctl.h"
 #include "fs.h"
 #include "fuseconn.h"

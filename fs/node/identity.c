@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../raft/util/datadir.h"
-#include "../raft/util/fileio.h"
+#include "../../raft/util/datadir.h"
+#include "../../raft/util/fileio.h"
 
 #define IDENTITY_HASH_SEED 14695981039346656037ULL
 

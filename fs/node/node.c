@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../store/store_compact.h"
+#include "../../store/store_compact.h"
 #include "node_internal.h"
 #include "node_state_internal.h"
 
@@ -1502,7 +1502,7 @@ int node_snapshot_image(struct node* n,
     return rv;
 }
 
-/* ---- db file compaction (store_compact.h), driven from fs/ctl.c ----
+/* ---- db file compaction (store_compact.h), driven from fs/cli/ctl.c ----
  * begin on the loop, run on the libuv thread pool (reads and applies go on),
  * finish on the loop after draining sealed frames. One per process: a
  * process runs one node. */

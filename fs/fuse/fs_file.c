@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../store/store_history.h"
+#include "../../store/store_history.h"
 #include "fs_internal.h"
 
 void fs__file_open_flags(const struct fs* f, struct fuse_file_info* fi)

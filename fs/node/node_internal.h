@@ -5,8 +5,8 @@
 #include <pthread.h>
 #include <stdarg.h>
 
-#include "../raft/log.h"
-#include "../raft/transport.h"
+#include "../../raft/log.h"
+#include "../../raft/transport.h"
 #include "node.h"
 
 /* ---- the I/O thread (node_io.c) ---- */

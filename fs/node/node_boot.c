@@ -19,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../raft/util/datadir.h"
-#include "../raft/util/fileio.h"
+#include "../../raft/util/datadir.h"
+#include "../../raft/util/fileio.h"
 #include "identity.h"
 #include "node_state_internal.h"
 

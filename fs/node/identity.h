@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "../raft/raft.h"
+#include "../../raft/raft.h"
 #include "node.h"
 
 /* FNV-1a 64 of a name: a node id (never 0). */

@@ -39,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../raft/util/datadir.h"
+#include "../../raft/util/datadir.h"
 
 #define CONN_DIR "/sys/fs/fuse/connections"
 #define FSTYPE "fuse.quorumfs"

@@ -2,9 +2,9 @@
  * and node proposals (DESIGN §2-3). Runs on the node's loop thread: the FUSE
  * fd is polled on the loop, so handlers never block; a handler either replies
  * at once or keeps its fuse_req_t until its proposal's callback runs.
- * Kernel cache invalidations are queued to a notifier thread (fs/notify.c),
- * never sent from the loop (a notify can wait on a directory lock held by a
- * request that is waiting for us).
+ * Kernel cache invalidations are queued to a notifier thread
+ * (fs/fuse/notify.c), never sent from the loop (a notify can wait on a
+ * directory lock held by a request that is waiting for us).
  */
 #ifndef QFS_FS_H
 #define QFS_FS_H
@@ -13,7 +13,7 @@
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
 
-#include "../store/store.h"
+#include "../../store/store.h"
 #include "node.h"
 
 struct fs_options {

@@ -16,10 +16,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../raft/util/datadir.h"
-#include "../raft/util/fileio.h"
-#include "../raft/log.h"
-#include "../snapshot/snapshot.h"
+#include "../../raft/util/datadir.h"
+#include "../../raft/util/fileio.h"
+#include "../../raft/log.h"
+#include "../../snapshot/snapshot.h"
 #include "ctl.h"
 #include "identity.h"
 

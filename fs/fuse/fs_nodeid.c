@@ -48,7 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../store/store_history.h"
+#include "../../store/store_history.h"
 #include "fs_internal.h"
 
 struct fs_fnode {
