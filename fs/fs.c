@@ -118,6 +118,18 @@ void fs__attr_to_stat(const struct store_attr* a, struct stat* st)
     case STORE_SYMLINK:
         type = S_IFLNK;
         break;
+    case STORE_FIFO:
+        type = S_IFIFO;
+        break;
+    case STORE_SOCK:
+        type = S_IFSOCK;
+        break;
+    case STORE_CHR:
+        type = S_IFCHR;
+        break;
+    case STORE_BLK:
+        type = S_IFBLK;
+        break;
     default:
         type = S_IFREG;
         break;
@@ -127,6 +139,7 @@ void fs__attr_to_stat(const struct store_attr* a, struct stat* st)
     st->st_nlink = a->nlink != 0 ? a->nlink : 1;
     st->st_uid = a->uid;
     st->st_gid = a->gid;
+    st->st_rdev = (dev_t)a->rdev; /* the kernel decodes it (new_decode_dev) */
     st->st_size = (off_t)a->size;
     /* The preferred I/O size is one WRITE: stdio and Python size their
      * buffers by it, so a file written through them (up to 1 MiB) reaches
