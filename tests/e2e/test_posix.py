@@ -12,8 +12,11 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
+
+import pytest
 
 import cluster as qc
 from conftest import QUORUMFS_BIN
@@ -236,3 +239,70 @@ def test_special_files_replicated_restart_snapshot(make_cluster):
         assert specials_of(n.mnt) == exp, n.name
         assert specials_of(n.path(".snapshots", "specials")) == exp
     fifo_roundtrip(n3.path("sp", "fifo"))
+
+
+# ------------------------------------------------ attributes (pjdfstest)
+
+def fstest(*code):
+    """Run python code in a process of its own (as pjdfstest's fstest
+    runs each step), returning its stdout."""
+    r = subprocess.run([sys.executable, "-c", "import os, sys\n" +
+                        "\n".join(code)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def stat_of(path):
+    out = fstest("s = os.stat(%r)" % path,
+                 "print(s.st_size, s.st_mtime_ns, s.st_ctime_ns)")
+    return tuple(int(x) for x in out.split())
+
+
+@pytest.fixture(params=["single", "follower"])
+def where(request):
+    """The mount a test runs on: one node, or a follower of three (only
+    the fixture in use is set up: the cluster's teardown checks that no
+    mount is left under the test's directory)."""
+    if request.param == "single":
+        return request.getfixturevalue("make_node")().start()
+    c = request.getfixturevalue("make_cluster")()
+    c.start()
+    return c.followers()[0]
+
+
+def test_o_trunc_times_and_size(where):
+    """pjdfstest open/00 #43-45: open(O_TRUNC) of an existing file marks
+    mtime and ctime, and stat right after it shows size 0."""
+    p = where.path("t")
+    subprocess.run(["bash", "-c", "echo test > %s" % p], check=True)
+    size1, mtime1, ctime1 = stat_of(p)
+    assert size1 == 5
+    time.sleep(1.05)
+    fstest("os.close(os.open(%r, os.O_WRONLY | os.O_TRUNC))" % p)
+    size2, mtime2, ctime2 = stat_of(p)
+    assert size2 == 0
+    assert mtime2 // 10**9 > mtime1 // 10**9
+    assert ctime2 // 10**9 > ctime1 // 10**9
+    # and after the commit (the settle timer): the same, times not older
+    time.sleep(1.5)
+    size3, mtime3, ctime3 = stat_of(p)
+    assert (size3, mtime3 >= mtime2, ctime3 >= ctime2) == (0, True, True)
+
+
+def test_truncate_up_then_down_then_close(where):
+    """ftruncate(100000), ftruncate(0), close: every stat after the close
+    shows 0 (it showed 100000 for ~0.3 s)."""
+    for i in range(5):
+        p = where.path("ft%d" % i)
+        if i % 2:
+            qc.write_file(p, "previous content\n")
+        fstest("fd = os.open(%r, os.O_CREAT | os.O_RDWR, 0o644)" % p,
+               "os.ftruncate(fd, 100000)", "os.ftruncate(fd, 0)",
+               "os.close(fd)")
+        sizes = set()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.6:
+            sizes.add(os.stat(p).st_size)
+            time.sleep(0.01)
+        assert sizes == {0}, (i, sizes)
