@@ -136,7 +136,7 @@ void fs__attr_to_stat(const struct store_attr* a, struct stat* st)
     }
     st->st_ino = a->ino;
     st->st_mode = type | (a->mode & 07777);
-    st->st_nlink = a->nlink != 0 ? a->nlink : 1;
+    st->st_nlink = a->nlink; /* 0: an open file no name refers to any more */
     st->st_uid = a->uid;
     st->st_gid = a->gid;
     st->st_rdev = (dev_t)a->rdev; /* the kernel decodes it (new_decode_dev) */

@@ -290,6 +290,25 @@ def test_o_trunc_times_and_size(where):
     assert (size3, mtime3 >= mtime2, ctime3 >= ctime2) == (0, True, True)
 
 
+def test_unlinked_open_file_has_no_links(where):
+    """pjdfstest unlink/14 #4: fstat of an unlinked, still open file."""
+    for mode in ("created", "written", "existing"):
+        p = where.path("u-" + mode)
+        if mode == "existing":
+            qc.write_file(p, "x")
+            fd = os.open(p, os.O_RDONLY)
+        else:
+            fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o644)
+            if mode == "written":
+                os.write(fd, b"abc")
+        try:
+            assert os.fstat(fd).st_nlink == 1
+            os.unlink(p)
+            assert os.fstat(fd).st_nlink == 0, mode
+        finally:
+            os.close(fd)
+
+
 def test_truncate_up_then_down_then_close(where):
     """ftruncate(100000), ftruncate(0), close: every stat after the close
     shows 0 (it showed 100000 for ~0.3 s)."""
