@@ -9,6 +9,7 @@ one node.
 
 import errno
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -240,6 +241,24 @@ def test_special_files_replicated_restart_snapshot(make_cluster):
         assert specials_of(n.path(".snapshots", "specials")) == exp
     fifo_roundtrip(n3.path("sp", "fifo"))
 
+
+
+def test_special_files_reach_a_follower_by_snapshot_image(make_cluster):
+    """A wiped follower catches up through InstallSnapshot: the image
+    carries the special files' types, modes and device numbers."""
+    c = make_cluster(extra_args=["--snapshot-entries", "50"])
+    ld = c.start()
+    f = c.followers(ld)[0]
+    c.kill9(f)
+    shutil.rmtree(f.data_dir)
+    os.makedirs(f.data_dir)
+    exp = make_specials(ld.mnt)
+    for i in range(60):  # past what the leader keeps in its log
+        qc.write_file(ld.path("w-%02d" % i), b"%d\n" % i)
+    off = c.restart(f, "existing")
+    c.assert_caught_up_by_snapshot(f, off, {})
+    assert specials_of(f.mnt) == exp
+    fifo_roundtrip(f.path("sp", "fifo"))
 
 # ------------------------------------------------ attributes (pjdfstest)
 
