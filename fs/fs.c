@@ -449,11 +449,17 @@ static void fs_getattr(fuse_req_t req,
         }
         if (rv == 0 && !id.current) {
             /* A nodeid of an older revision: that revision's attributes,
-             * which never change (fs_nodeid.c). */
+             * which never change (fs_nodeid.c); or of a file removed
+             * since, nlink 0, with this mount's pending update if it was
+             * written through (its writes stay readable until closed). */
             rv = fs__nodeid_at(f, &id, &a, NULL, NULL);
             if (rv != 0) {
                 fuse_reply_err(req, -rv);
                 return;
+            }
+            if (id.pending_ok && a.nlink == 0 &&
+                fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) == 1) {
+                timeout = 0;
             }
             fs__attr_to_stat(&a, &st);
             fuse_reply_attr(req, &st, timeout);

@@ -328,6 +328,27 @@ def test_unlinked_open_file_has_no_links(where):
             os.close(fd)
 
 
+
+def test_unlinked_file_keeps_its_pending_writes(where):
+    """pjdfstest unlink/14 #6: a file written and then unlinked while open
+    reads back what was written through that descriptor (until the close
+    drops it, docs/consistency.md)."""
+    for fresh in (True, False):
+        p = where.path("uw-%s" % fresh)
+        if not fresh:
+            fstest("os.close(os.open(%r, os.O_CREAT | os.O_WRONLY, 0o644))"
+                   % p)
+        fd = os.open(p, os.O_RDWR | (os.O_CREAT if fresh else 0), 0o644)
+        try:
+            os.write(fd, b"Hello,_World!")
+            os.unlink(p)
+            assert os.pread(fd, 13, 0) == b"Hello,_World!", fresh
+            st = os.fstat(fd)
+            assert (st.st_size, st.st_nlink) == (13, 0), fresh
+        finally:
+            os.close(fd)
+        assert not os.path.lexists(p)
+
 def test_truncate_up_then_down_then_close(where):
     """ftruncate(100000), ftruncate(0), close: every stat after the close
     shows 0 (it showed 100000 for ~0.3 s)."""
