@@ -260,6 +260,33 @@ static int op_mkdir_symlink(struct apply_ctx* x)
     return create_entry(x, d, STORE_SYMLINK, c->data, c->data_len);
 }
 
+/* A FIFO, socket or device node. A device's number is its content
+ * (STORE_RDEV_LEN bytes, little-endian): records, images, history and
+ * restore carry it as they carry any content. */
+static int op_mknod(struct apply_ctx* x)
+{
+    struct entry* d;
+    const struct store_cmd* c = x->c;
+    int rv = check_dirent(x->st, c->parent, c->name, &d);
+    if (rv != 0) {
+        return rv;
+    }
+    if (child(d, c->name) != NULL) {
+        return -EEXIST;
+    }
+    uint8_t rdev[STORE_RDEV_LEN];
+    size_t len = 0;
+    if (c->type == STORE_CHR || c->type == STORE_BLK) {
+        put_le64(rdev, c->size);
+        len = sizeof(rdev);
+        rv = check_quota(x->st, 0, len);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return create_entry(x, d, c->type, rdev, len);
+}
+
 /* ---- content and attributes ---- */
 
 static int get_file(struct store* st, uint64_t ino, struct entry** e)
@@ -584,6 +611,8 @@ static int run(struct apply_ctx* x)
         return store__op_restore(x);
     case STORE_OP_CANCEL:
         return 0; /* only the DEDUP record: (origin, seq) is used up */
+    case STORE_OP_MKNOD:
+        return op_mknod(x);
     default:
         return -EBADMSG; /* decode admits only known ops */
     }

@@ -1,13 +1,13 @@
 /* cmd.c - the command codec: what a raft proposal carries.
  *
  * Layout (version 1, little-endian, 112-byte fixed part then strings):
- *   u8 version, u8 op, u16 zero, u32 flags, u64 origin, u64 seq, i64 now_ns,
- *   u64 parent, u64 new_parent, u64 ino, u32 mode, u32 uid, u32 gid,
- *   u32 set_mask, u64 size, i64 atime_ns, i64 mtime_ns,
- *   u32 name_len, u32 new_name_len, u32 data_len, u32 zero,
- *   name (with its NUL), new_name (with its NUL), data.
- * A string length of 0 means "absent" (NULL); otherwise it counts the NUL,
- * which must be the string's only NUL. The total length must match exactly.
+ *   u8 version, u8 op, u8 type (MKNOD; else 0), u8 zero, u32 flags, u64 origin,
+ * u64 seq, i64 now_ns, u64 parent, u64 new_parent, u64 ino, u32 mode, u32 uid,
+ * u32 gid, u32 set_mask, u64 size, i64 atime_ns, i64 mtime_ns, u32 name_len,
+ * u32 new_name_len, u32 data_len, u32 zero, name (with its NUL), new_name (with
+ * its NUL), data. A string length of 0 means "absent" (NULL); otherwise it
+ * counts the NUL, which must be the string's only NUL. The total length must
+ * match exactly.
  */
 #include <assert.h>
 #include <errno.h>
@@ -55,6 +55,7 @@ long store_cmd_encode(const struct store_cmd* c, void* buf, size_t cap)
     memset(p, 0, CMD_FIXED);
     p[0] = CMD_VERSION;
     p[1] = c->op;
+    p[2] = c->type;
     put_le32(p + 4, c->flags);
     put_le64(p + 8, c->origin);
     put_le64(p + 16, c->seq);
@@ -107,15 +108,21 @@ int store_cmd_decode(struct store_cmd* c, const void* buf, size_t len)
 {
     assert(c != NULL);
     const uint8_t* p = buf;
-    if (p == NULL || len < CMD_FIXED || p[0] != CMD_VERSION ||
-        get_le16(p + 2) != 0 || get_le32(p + 108) != 0) {
+    if (p == NULL || len < CMD_FIXED || p[0] != CMD_VERSION || p[3] != 0 ||
+        get_le32(p + 108) != 0) {
         return -EBADMSG;
     }
     memset(c, 0, sizeof(*c));
     c->op = p[1];
+    c->type = p[2];
     c->flags = get_le32(p + 4);
-    if (c->op < STORE_OP_CREATE || c->op > STORE_OP_CANCEL ||
+    if (c->op < STORE_OP_CREATE || c->op > STORE_OP_MKNOD ||
         (c->flags & ~(uint32_t)CMD_FLAGS_ALL) != 0) {
+        return -EBADMSG;
+    }
+    /* the type byte: only MKNOD's, one of the special files */
+    if (c->op == STORE_OP_MKNOD ? (c->type < STORE_FIFO || c->type > STORE_BLK)
+                                : c->type != 0) {
         return -EBADMSG;
     }
     c->origin = get_le64(p + 8);

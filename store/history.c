@@ -166,6 +166,7 @@ static int feed_put(struct builder* b,
     e->mtime_ns = r->mtime_ns;
     e->ctime_ns = r->ctime_ns;
     e->size = r->content_len;
+    e->rdev = store__rdev(r->type, r->content, r->content_len);
     e->loc_frame = frame;
     e->loc_rec = rec;
     e->live = 1;
@@ -457,7 +458,8 @@ void store__hist_attr(const struct hist_ent* e, struct store_attr* a)
     a->mode = e->mode;
     a->uid = e->uid;
     a->gid = e->gid;
-    a->size = e->size;
+    a->size = store__special(e->type) ? 0 : e->size;
+    a->rdev = e->rdev;
     a->atime_ns = e->atime_ns;
     a->mtime_ns = e->mtime_ns;
     a->ctime_ns = e->ctime_ns;

@@ -306,8 +306,12 @@ static int check_put(struct store_state* s,
                      char* msg,
                      size_t cap)
 {
-    if (r->type < STORE_FILE || r->type > STORE_SYMLINK ||
+    if (r->type < STORE_FILE || r->type > STORE_BLK ||
         (r->type == STORE_DIR && r->content_len != 0) ||
+        ((r->type == STORE_FIFO || r->type == STORE_SOCK) &&
+         r->content_len != 0) ||
+        ((r->type == STORE_CHR || r->type == STORE_BLK) &&
+         r->content_len != STORE_RDEV_LEN) ||
         (r->mode & ~07777u) != 0) {
         snprintf(msg, cap, "ino %" PRIu64 ": bad type/mode", r->ino);
         return -EUCLEAN;
@@ -679,7 +683,8 @@ void store__attr(const struct entry* e, struct store_attr* a)
     a->mode = e->mode;
     a->uid = e->uid;
     a->gid = e->gid;
-    a->size = e->size;
+    a->size = store__special(e->type) ? 0 : e->size;
+    a->rdev = store__rdev(e->type, entry_content(e), e->size);
     a->atime_ns = e->atime_ns;
     a->mtime_ns = e->mtime_ns;
     a->ctime_ns = e->ctime_ns;

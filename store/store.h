@@ -1,6 +1,7 @@
 /* store.h - the replicated state machine: an MVCC namespace of files,
- * directories and symlinks, materialized in an lz4-compressed append-only
- * db file (DESIGN §2, §5; byte format in docs/format.md).
+ * directories, symlinks and special files (FIFOs, sockets, devices),
+ * materialized in an lz4-compressed append-only db file (DESIGN §2, §5;
+ * byte format in docs/format.md).
  *
  * Threads: everything runs on the node's loop thread except
  * store_frame_write(), which the node's I/O thread calls (it touches only the
@@ -58,6 +59,13 @@ enum store_type {
     STORE_FILE = 1,
     STORE_DIR = 2,
     STORE_SYMLINK = 3,
+    /* Special files (STORE_OP_MKNOD): no content of their own; the kernel
+     * of each node does their I/O (a FIFO or a socket is local to the
+     * host that opens it). */
+    STORE_FIFO = 4,
+    STORE_SOCK = 5,
+    STORE_CHR = 6, /* character device: rdev */
+    STORE_BLK = 7, /* block device: rdev */
 };
 
 struct store_attr {
@@ -69,6 +77,8 @@ struct store_attr {
     int64_t atime_ns, mtime_ns, ctime_ns;
     uint64_t create_rev, mod_rev, version;
     uint32_t nlink; /* dirs: 2 + subdirectories; others 1 */
+    uint64_t rdev;  /* STORE_CHR / STORE_BLK: the device number as the
+                       FUSE protocol carries it; 0 otherwise */
 };
 
 struct store_options {
@@ -204,6 +214,10 @@ enum store_op {
      * proposal and changes nothing but the dedup table. Whichever of the
      * two is applied first wins; the other is a duplicate. */
     STORE_OP_CANCEL = 13,
+    /* A special file: `type` (STORE_FIFO..STORE_BLK), mode, uid, gid;
+     * `size` carries the device number of STORE_CHR / STORE_BLK (ignored
+     * for the others). EEXIST on an existing name. */
+    STORE_OP_MKNOD = 14,
 };
 
 enum store_cmd_flags {
@@ -230,6 +244,7 @@ enum store_set {
  * bytes after decode). */
 struct store_cmd {
     uint8_t op;          /* enum store_op */
+    uint8_t type;        /* MKNOD: enum store_type; 0 for every other op */
     uint32_t flags;      /* enum store_cmd_flags */
     uint64_t origin;     /* proposing node id */
     uint64_t seq;        /* per-origin proposal id: (origin, seq) is applied
@@ -242,7 +257,7 @@ struct store_cmd {
     uint64_t ino; /* WRITE / SETATTR target */
     uint32_t mode, uid, gid;
     uint32_t set_mask; /* SETATTR: enum store_set */
-    uint64_t size;
+    uint64_t size;     /* SETATTR: new size; MKNOD: rdev */
     int64_t atime_ns, mtime_ns;
     const void* data; /* WRITE content, SYMLINK target */
     size_t data_len;

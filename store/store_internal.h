@@ -31,6 +31,8 @@ enum {
     STORE_HASH_BUCKETS_MIN = 1024,
     STORE_SNAP_NAME_MAX = 255, /* fits struct store_snap_info.name */
 };
+/* Content of a STORE_CHR / STORE_BLK entry: its device number, u64 LE. */
+enum { STORE_RDEV_LEN = 8 };
 #define STORE_FILE_SIZE_LIMIT (64ull << 20) /* upper bound, file_size_max */
 /* Uncompressed frame payload. The node must seal at least this often. */
 #define STORE_FRAME_RAW_MAX (1u << 30)
@@ -203,6 +205,20 @@ uint64_t store__snap_oldest(const struct store_state* s);
 int store__state_check(const struct store_state* s, char* msg, size_t cap);
 /* Fill a public attr from an entry. */
 void store__attr(const struct entry* e, struct store_attr* a);
+/* Is `type` a special file (no content of its own: FIFO, socket, device)? */
+static inline bool store__special(uint8_t type)
+{
+    return type >= STORE_FIFO && type <= STORE_BLK;
+}
+/* The device number a special entry's content holds (0: none). */
+static inline uint64_t store__rdev(uint8_t type,
+                                   const void* content,
+                                   uint64_t len)
+{
+    return (type == STORE_CHR || type == STORE_BLK) && len == STORE_RDEV_LEN
+               ? get_le64(content)
+               : 0;
+}
 /* Length of the absolute path of e ("/" = 1). */
 size_t store__path_len(const struct store_state* s, const struct entry* e);
 /* Children of every directory, parents before children (BFS). Returns a
@@ -430,6 +446,7 @@ struct hist_ent {
     uint64_t create_rev, mod_rev, version;
     int64_t atime_ns, mtime_ns, ctime_ns;
     uint64_t size;
+    uint64_t rdev;      /* STORE_CHR / STORE_BLK */
     uint64_t loc_frame; /* PUT record holding the content */
     uint32_t loc_rec;
     uint32_t mode, uid, gid;

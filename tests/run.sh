@@ -8,7 +8,7 @@
 # 3. builds with -Dwerror=true, checks every C file is in a meson list and
 #    runs every suite: unit, sim, fuzz (smoke runs of every target), e2e,
 # 4. builds with clang + AddressSanitizer/UBSan, runs clang-tidy on it
-#    (.clang-tidy), and runs unit, sim and eight e2e files under the
+#    (.clang-tidy), and runs unit, sim and nine e2e files under the
 #    sanitizers (any sanitizer report in a daemon fails the run),
 # 5. builds the daemon with ThreadSanitizer and runs four e2e files.
 # Exits non-zero on any failure.
@@ -119,21 +119,21 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     --suite unit --suite sim
 
 # e2e against the ASan+UBSan daemon (QUORUMFS_BIN is the build's binary):
-# eight files by name; not memory (its RSS bounds do not hold with ASan's
+# nine files by name; not memory (its RSS bounds do not hold with ASan's
 # shadow memory and quarantine: 317 MiB against 300), jepsen (2 minutes of
 # CI time for paths the others cover; it runs in the plain build), nor c2c
 # yet (newer than this list: not measured under ASan). The
 # daemons write sanitizer reports to $san_logs: the test during which one
 # appears fails (tests/e2e/conftest.py), and so does the run. Leak checking is off
 # (daemons are killed with SIGKILL by design; docs/tooling.md).
-echo "== e2e under sanitizers (eight files: not memory, jepsen, c2c)"
+echo "== e2e under sanitizers (nine files: not memory, jepsen, c2c)"
 san_logs=$(mktemp -d "${TMPDIR:-/tmp}/qfs-san.XXXXXX")
 QUORUMFS_SANITIZER_LOGS=$san_logs \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:log_path=$san_logs/asan \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$san_logs/ubsan \
     meson test -C "$asan" --print-errorlogs --num-processes 1 \
     e2e-fs e2e-cluster e2e-snapshots e2e-repair e2e-reads e2e-stalls \
-    e2e-disk e2e-outcomes
+    e2e-disk e2e-outcomes e2e-posix
 if [ -n "$(ls -A "$san_logs")" ]; then
     cat "$san_logs"/* >&2
     echo "== FAIL: sanitizer reports from the e2e daemons ($san_logs)" >&2

@@ -118,15 +118,28 @@ void fs__attr_to_stat(const struct store_attr* a, struct stat* st)
     case STORE_SYMLINK:
         type = S_IFLNK;
         break;
+    case STORE_FIFO:
+        type = S_IFIFO;
+        break;
+    case STORE_SOCK:
+        type = S_IFSOCK;
+        break;
+    case STORE_CHR:
+        type = S_IFCHR;
+        break;
+    case STORE_BLK:
+        type = S_IFBLK;
+        break;
     default:
         type = S_IFREG;
         break;
     }
     st->st_ino = a->ino;
     st->st_mode = type | (a->mode & 07777);
-    st->st_nlink = a->nlink != 0 ? a->nlink : 1;
+    st->st_nlink = a->nlink; /* 0: an open file no name refers to any more */
     st->st_uid = a->uid;
     st->st_gid = a->gid;
+    st->st_rdev = (dev_t)a->rdev; /* the kernel decodes it (new_decode_dev) */
     st->st_size = (off_t)a->size;
     /* The preferred I/O size is one WRITE: stdio and Python size their
      * buffers by it, so a file written through them (up to 1 MiB) reaches
@@ -455,11 +468,17 @@ static void fs_getattr(fuse_req_t req,
         }
         if (rv == 0 && !id.current) {
             /* A nodeid of an older revision: that revision's attributes,
-             * which never change (fs_nodeid.c). */
+             * which never change (fs_nodeid.c); or of a file removed
+             * since, nlink 0, with this mount's pending update if it was
+             * written through (its writes stay readable until closed). */
             rv = fs__nodeid_at(f, &id, &a, NULL, NULL);
             if (rv != 0) {
                 fuse_reply_err(req, -rv);
                 return;
+            }
+            if (id.pending_ok && a.nlink == 0 &&
+                fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) == 1) {
+                timeout = 0;
             }
             fs__attr_to_stat(&a, &st);
             fuse_reply_attr(req, &st, timeout);

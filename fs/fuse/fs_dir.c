@@ -92,17 +92,44 @@ void fs_mknod(fuse_req_t req,
               dev_t rdev)
 {
     struct store_cmd c;
+    uint8_t type;
 
     if (new_name_refused(req, parent, name, EPERM)) {
         return;
     }
-    if (!S_ISREG(mode)) {
-        fuse_reply_err(req, EPERM); /* no devices, fifos or sockets */
+    switch (mode & S_IFMT) {
+    case S_IFREG:
+        cmd_init(req, &c, STORE_OP_CREATE, parent, name);
+        c.mode = mode & 07777;
+        c.flags = STORE_EXCL; /* mknod fails on an existing name */
+        propose_simple(req, &c, FS_REPLY_ENTRY);
+        return;
+    case S_IFIFO:
+        type = STORE_FIFO;
+        break;
+    case S_IFSOCK:
+        type = STORE_SOCK;
+        break;
+    case S_IFCHR:
+        type = STORE_CHR;
+        break;
+    case S_IFBLK:
+        type = STORE_BLK;
+        break;
+    default:
+        fuse_reply_err(req, EINVAL);
         return;
     }
-    cmd_init(req, &c, STORE_OP_CREATE, parent, name);
+    /* A special file is an entry like any other (one proposal); its I/O
+     * is the kernel's on each node. The VFS has checked CAP_MKNOD for a
+     * device before the request reaches us. rdev is the FUSE protocol's
+     * 32-bit encoding, kept as is and handed back in getattr. */
+    cmd_init(req, &c, STORE_OP_MKNOD, parent, name);
+    c.type = type;
     c.mode = mode & 07777;
-    c.flags = STORE_EXCL; /* mknod fails on an existing name */
+    if (type == STORE_CHR || type == STORE_BLK) {
+        c.size = (uint64_t)rdev;
+    }
     propose_simple(req, &c, FS_REPLY_ENTRY);
 }
 
@@ -127,6 +154,10 @@ void fs_create(fuse_req_t req,
         store_lookup(node_store(f->node), parent, name, &a) == 0) {
         if (a.type == STORE_DIR) {
             fuse_reply_err(req, EISDIR);
+        } else if (a.type != STORE_FILE && a.type != STORE_SYMLINK) {
+            /* a special file made elsewhere behind a negative dentry: the
+             * kernel looks the name up again and opens it itself */
+            fuse_reply_err(req, ESTALE);
         } else {
             fs__create_existing(f, req, &a, fi);
         }

@@ -90,6 +90,10 @@ struct fs_upd {
     size_t n_owners;
     unsigned flushes; /* owner FLUSHes of a trunc_only update */
     int64_t touch_ns; /* last change (CLOCK_MONOTONIC): settle timer */
+    /* Wall clock of the last content change (write, truncation) and of
+     * the last change of any kind made through the update (0: none): the
+     * mtime and ctime this mount shows until the commit sets its own. */
+    int64_t mod_ns, chg_ns;
 };
 
 /* Per-inode write state (fs_file.c). Exists while an inode has a pending
@@ -297,6 +301,8 @@ bool fs__owner_is(struct fs_upd* u, int32_t tid);
 bool fs__owner_tid(const struct fs_upd* u, int32_t tid);
 /* Whether every thread that wrote u has exited (/proc, read now). */
 bool fs__owners_gone(const struct fs_upd* u);
+/* The update changed now: its content too when `content`. */
+void fs__upd_stamp(struct fs_upd* u, bool content);
 /* Start w's update if none: the committed content (none when trunc). */
 int fs__upd_begin(struct fs* f, struct fs_wino* w, bool trunc);
 /* Resize u's content (zero-filled); -ENOSPC past the pending bytes. */

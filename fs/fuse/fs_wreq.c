@@ -169,6 +169,7 @@ void fs__create_existing(struct fs* f,
         } else if (rv == 0) {
             if (w->u.on && w->u.err == 0) {
                 rv = fs__upd_resize(f, &w->u, 0);
+                fs__upd_stamp(&w->u, true);
             } else if (!w->u.on) {
                 rv = fs__upd_begin(f, w, true);
             }

@@ -212,6 +212,11 @@ int fs__pending_attr(const struct fs* f, struct store_attr* a, int32_t tid)
     }
     if (u->set_mask & STORE_SET_MTIME) {
         a->mtime_ns = u->mtime_ns;
+    } else if (u->mod_ns != 0) {
+        a->mtime_ns = u->mod_ns; /* written or truncated here */
+    }
+    if (u->chg_ns != 0) {
+        a->ctime_ns = u->chg_ns;
     }
     return 1;
 }
@@ -307,6 +312,14 @@ static int upd_reserve(struct fs* f, struct fs_upd* u, size_t len)
     return 0;
 }
 
+void fs__upd_stamp(struct fs_upd* u, bool content)
+{
+    u->chg_ns = fs__now_ns();
+    if (content) {
+        u->mod_ns = u->chg_ns;
+    }
+}
+
 /* Start an update of w if none: the committed content (none when trunc),
  * and the current attributes (nothing joined yet). */
 int fs__upd_begin(struct fs* f, struct fs_wino* w, bool trunc)
@@ -339,6 +352,9 @@ int fs__upd_begin(struct fs* f, struct fs_wino* w, bool trunc)
     w->u.on = true;
     w->u.trunc_only = trunc;
     w->u.touch_ns = mono_ns();
+    if (trunc) {
+        fs__upd_stamp(&w->u, true);
+    }
     settle_arm(f);
     return 0;
 }
@@ -413,6 +429,7 @@ static int do_write(struct fs* f, struct fs_wino* w, struct fs_op* op)
     if (!op->writepage) {
         fs__owner_add(u, op->tid);
     }
+    fs__upd_stamp(u, true);
     u->trunc_only = false;
     u->touch_ns = mono_ns();
     if (off != op->off && !u->inexact) {
@@ -465,6 +482,7 @@ static int do_setattr(struct fs* f, struct fs_wino* w, struct fs_op* op)
         u->mtime_ns = op->mtime_ns;
     }
     fs__owner_add(u, op->tid);
+    fs__upd_stamp(u, op->trunc || (op->set_mask & STORE_SET_SIZE));
     u->touch_ns = mono_ns();
     return 0;
 }

@@ -179,7 +179,9 @@ def _read_bytes(path):
 
 
 def tree(root):
-    """{relative path: (type, mode, content or link target)} of a mount."""
+    """{relative path: (type, mode, content or link target)} of a mount.
+    Special files are never opened: ("p"|"s", mode, None) for a FIFO or a
+    socket, ("c"|"b", mode, st_rdev) for a device."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         if dirpath == root:
@@ -193,6 +195,12 @@ def tree(root):
                 out[rel] = ("l", 0, os.readlink(p))
             elif stat.S_ISDIR(st.st_mode):
                 out[rel] = ("d", stat.S_IMODE(st.st_mode), None)
+            elif stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+                out[rel] = ("p" if stat.S_ISFIFO(st.st_mode) else "s",
+                            stat.S_IMODE(st.st_mode), None)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                out[rel] = ("c" if stat.S_ISCHR(st.st_mode) else "b",
+                            stat.S_IMODE(st.st_mode), st.st_rdev)
             else:
                 out[rel] = ("f", stat.S_IMODE(st.st_mode), _read_bytes(p))
     return out

@@ -59,6 +59,17 @@ static void script_build(struct script* s)
                               .name = "link",
                               .data = "a.conf",
                               .data_len = 6});
+    add(s, (struct store_cmd){.op = STORE_OP_MKNOD,
+                              .type = STORE_FIFO,
+                              .parent = 2,
+                              .name = "fifo",
+                              .mode = 0640});
+    add(s, (struct store_cmd){.op = STORE_OP_MKNOD,
+                              .type = STORE_CHR,
+                              .parent = 2,
+                              .name = "null",
+                              .mode = 0666,
+                              .size = 0x103});
     add(s, (struct store_cmd){.op = STORE_OP_SNAP_CREATE, .name = "s1"});
     add(s, (struct store_cmd){.op = STORE_OP_SETATTR,
                               .ino = 3,

@@ -76,6 +76,19 @@ static void fill(struct env* e)
                            .name = "b",
                            .mode = 0600};
     run(e, &c);
+    c = (struct store_cmd){.op = STORE_OP_MKNOD,
+                           .type = STORE_FIFO,
+                           .parent = etc,
+                           .name = "fifo",
+                           .mode = 0640};
+    run(e, &c);
+    c = (struct store_cmd){.op = STORE_OP_MKNOD,
+                           .type = STORE_BLK,
+                           .parent = etc,
+                           .name = "disk",
+                           .mode = 0660,
+                           .size = 0x800};
+    run(e, &c);
 }
 
 static void write_bytes(const char* path, const void* p, size_t len)
@@ -128,8 +141,8 @@ static void test_round_trip(void)
     CHECK_EQ(info.version, 1);
     CHECK_EQ(info.revision, stats.revision);
     CHECK_EQ(info.applied_index, e.idx);
-    CHECK_EQ(info.keys, stats.keys); /* etc, a.conf, link, b */
-    CHECK_EQ(info.keys, 4);
+    CHECK_EQ(info.keys, stats.keys); /* etc, a.conf, link, b, fifo, disk */
+    CHECK_EQ(info.keys, 6);
     CHECK_EQ(info.image_bytes, len);
     size_t flen;
     free(read_bytes(e.file, &flen));
@@ -169,6 +182,12 @@ static void test_round_trip(void)
     CHECK_MEM(data, "alpha", 5);
     CHECK_EQ(store_lookup(st2, etc, "link", &a), 0);
     CHECK_EQ(a.type, STORE_SYMLINK);
+    CHECK_EQ(store_lookup(st2, etc, "fifo", &a), 0);
+    CHECK_EQ(a.type, STORE_FIFO);
+    CHECK_EQ(a.mode, 0640);
+    CHECK_EQ(store_lookup(st2, etc, "disk", &a), 0);
+    CHECK_EQ(a.type, STORE_BLK);
+    CHECK_EQ(a.rdev, 0x800);
     store_close(st2);
     unlink(db2);
 

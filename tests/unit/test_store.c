@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../../store/store.h"
+#include "../../store/store_history.h"
 #include "check.h"
 
 struct env {
@@ -912,6 +913,118 @@ static void test_update_entries(void)
     env_close(&e);
 }
 
+/* FIFOs, sockets and device nodes: one MKNOD each, with type and rdev kept
+ * through the db file (a reopen), an image install and a past revision. */
+static int mknod_(struct env* e,
+                  uint64_t parent,
+                  const char* name,
+                  uint8_t type,
+                  uint64_t rdev)
+{
+    struct store_cmd c = {.op = STORE_OP_MKNOD,
+                          .type = type,
+                          .parent = parent,
+                          .name = name,
+                          .mode = 0640,
+                          .uid = 3,
+                          .gid = 4,
+                          .size = rdev};
+    return run(e, &c).err;
+}
+
+static void check_special(struct store* st,
+                          const char* name,
+                          uint8_t type,
+                          uint64_t rdev)
+{
+    struct store_attr a;
+    CHECK_EQ(store_lookup(st, STORE_ROOT_INO, name, &a), 0);
+    CHECK_EQ(a.type, type);
+    CHECK_EQ(a.mode, 0640);
+    CHECK_EQ(a.uid, 3);
+    CHECK_EQ(a.size, 0);
+    CHECK_EQ(a.rdev, rdev);
+    CHECK_EQ(a.nlink, 1);
+}
+
+static void check_specials(struct store* st)
+{
+    check_special(st, "fifo", STORE_FIFO, 0);
+    check_special(st, "sock", STORE_SOCK, 0);
+    check_special(st, "chr", STORE_CHR, 0x103);
+    check_special(st, "blk", STORE_BLK, 0xfffff07c8ull);
+}
+
+static void test_special_files(void)
+{
+    struct env e;
+    env_open(&e, NULL);
+    CHECK_EQ(mknod_(&e, 1, "fifo", STORE_FIFO, 99), 0); /* rdev ignored */
+    CHECK_EQ(mknod_(&e, 1, "sock", STORE_SOCK, 0), 0);
+    CHECK_EQ(mknod_(&e, 1, "chr", STORE_CHR, 0x103), 0);
+    CHECK_EQ(mknod_(&e, 1, "blk", STORE_BLK, 0xfffff07c8ull), 0);
+    struct store_stats ss;
+    store_get_stats(e.st, &ss);
+    uint64_t rev = ss.revision;
+    check_specials(e.st);
+    /* an existing name, a bad parent, a type the codec refuses */
+    CHECK_EQ(mknod_(&e, 1, "fifo", STORE_FIFO, 0), -EEXIST);
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "chr", STORE_EXCL, NULL), -EEXIST);
+    CHECK_EQ(mknod_(&e, ino_of(&e, 1, "fifo"), "x", STORE_FIFO, 0), -ENOTDIR);
+    CHECK_EQ(mknod_(&e, 1, ".snapshots", STORE_FIFO, 0), -EPERM);
+    CHECK_EQ(mknod_(&e, 1, "d", STORE_DIR, 0), -EBADMSG);
+    CHECK_EQ(mknod_(&e, 1, "f", STORE_FILE, 0), -EBADMSG);
+    /* no content to write or truncate; attributes as any entry's */
+    CHECK_EQ(wr(&e, ino_of(&e, 1, "fifo"), "x", 1), -EINVAL);
+    struct store_cmd c = {.op = STORE_OP_SETATTR,
+                          .ino = ino_of(&e, 1, "chr"),
+                          .set_mask = STORE_SET_SIZE,
+                          .size = 0};
+    CHECK_EQ(run(&e, &c).err, -EINVAL);
+    c.set_mask = STORE_SET_UID;
+    c.uid = 3;
+    CHECK_EQ(run(&e, &c).err, 0);
+    /* a past revision */
+    struct store_view* v;
+    CHECK_EQ(store_view_open(e.st, rev, &v), 0);
+    struct store_attr a;
+    CHECK_EQ(store_view_lookup(v, STORE_ROOT_INO, "blk", &a), 0);
+    CHECK_EQ(a.type, STORE_BLK);
+    CHECK_EQ(a.rdev, 0xfffff07c8ull);
+    CHECK_EQ(a.size, 0);
+    CHECK_EQ(store_view_lookup(v, STORE_ROOT_INO, "sock", &a), 0);
+    CHECK_EQ(a.type, STORE_SOCK);
+    store_view_release(v);
+    /* the db file: reopened */
+    struct store_frame* f = NULL;
+    CHECK_EQ(store_frame_seal(e.st, &f), 0);
+    CHECK(f != NULL);
+    CHECK_EQ(store_frame_write(e.st, f), 0);
+    store_frame_done(e.st, f, 0);
+    store_close(e.st);
+    struct store_options def;
+    store_options_default(&def);
+    CHECK_EQ(store_open(e.path, &def, &e.st, NULL), 0);
+    check_specials(e.st);
+    /* an image, installed in another store */
+    void* img;
+    size_t len;
+    CHECK_EQ(store_image_build(e.st, &img, &len), 0);
+    struct store_image_info info;
+    CHECK_EQ(store_image_inspect(img, len, &info, NULL, 0), 0);
+    CHECK_EQ(info.keys, 4);
+    char db2[128];
+    snprintf(db2, sizeof(db2), "%s/db2", e.dir);
+    struct store* st2;
+    CHECK_EQ(store_open(db2, &def, &st2, NULL), 0);
+    CHECK_EQ(store_image_install(st2, img, len), 0);
+    check_specials(st2);
+    store_close(st2);
+    unlink(db2);
+    free(img);
+    env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_root);
@@ -924,6 +1037,7 @@ int main(void)
     RUN(test_update_entries);
     RUN(test_dedup_and_errors);
     RUN(test_cancel);
+    RUN(test_special_files);
     RUN(test_big_dir_and_memory);
     RUN(test_read_at);
     RUN(test_in_place_updates);

@@ -10,6 +10,7 @@
 static void check_same(const struct store_cmd* a, const struct store_cmd* b)
 {
     CHECK_EQ(a->op, b->op);
+    CHECK_EQ(a->type, b->type);
     CHECK_EQ(a->flags, b->flags);
     CHECK_EQ(a->origin, b->origin);
     CHECK_EQ(a->seq, b->seq);
@@ -90,6 +91,31 @@ static void test_round_trip(void)
     }
 }
 
+/* MKNOD: the type byte round-trips, and only the special types pass. */
+static void test_mknod_type(void)
+{
+    struct store_cmd c = {.op = STORE_OP_MKNOD,
+                          .type = STORE_CHR,
+                          .parent = 1,
+                          .name = "null",
+                          .mode = 0666,
+                          .size = 0x103},
+                     d;
+    uint8_t buf[256];
+    long n = store_cmd_encode(&c, buf, sizeof(buf));
+    CHECK(n > 0);
+    void* copy;
+    CHECK_EQ(decode_copy(&d, buf, (size_t)n, &copy), 0);
+    check_same(&c, &d);
+    free(copy);
+    for (unsigned t = 0; t < 256; t++) {
+        buf[2] = (uint8_t)t;
+        int want = t >= STORE_FIFO && t <= STORE_BLK ? 0 : -EBADMSG;
+        CHECK_EQ(decode_copy(&d, buf, (size_t)n, &copy), want);
+        free(copy);
+    }
+}
+
 static void test_truncated_and_extended(void)
 {
     struct store_cmd c = sample(5), d;
@@ -120,8 +146,9 @@ static void test_malformed_fields(void)
     } cases[] = {
         {0, 2},                   /* version */
         {1, 0},                   /* op */
-        {1, 14},                  /* op (13: STORE_OP_CANCEL) */
-        {2, 1},                   /* reserved */
+        {1, 15},                  /* op (14: STORE_OP_MKNOD) */
+        {2, 4},                   /* type: only MKNOD's */
+        {3, 1},                   /* reserved */
         {4, 0x20},                /* unknown flag */
         {68, 0x40},               /* unknown set bit */
         {96, 0xff},               /* name length */
@@ -185,6 +212,7 @@ static void test_random_corruption(void)
 int main(void)
 {
     RUN(test_round_trip);
+    RUN(test_mknod_type);
     RUN(test_truncated_and_extended);
     RUN(test_malformed_fields);
     RUN(test_random_corruption);
