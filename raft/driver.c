@@ -333,7 +333,8 @@ int raft_driver_post(struct raft_driver* d, struct raft_event ev)
     return 0;
 }
 
-void raft_driver_persisted(struct raft_driver* d, struct raft_batch* b)
+/* Takes b, the oldest batch in flight, off the list. */
+static void batch_unlink(struct raft_driver* d, struct raft_batch* b)
 {
     assert(b == d->head && "batches complete in submission order");
     d->head = b->next;
@@ -341,6 +342,17 @@ void raft_driver_persisted(struct raft_driver* d, struct raft_batch* b)
         d->tail = NULL;
     }
     d->inflight--;
+}
+
+void raft_driver_discard(struct raft_driver* d, struct raft_batch* b)
+{
+    batch_unlink(d, b);
+    batch_free(b);
+}
+
+void raft_driver_persisted(struct raft_driver* d, struct raft_batch* b)
+{
+    batch_unlink(d, b);
     for (unsigned i = 0; i < b->n_msgs; i++) {
         d->ops.send(d->ops.data, &b->msgs[i]);
     }

@@ -94,6 +94,10 @@ int raft_driver_post(struct raft_driver* d, struct raft_event ev);
 /* Batch b is durable: sends its messages, reports RAFT_EV_PERSISTED for
  * its entries (posted), frees it. Batches must complete in order. */
 void raft_driver_persisted(struct raft_driver* d, struct raft_batch* b);
+/* Batch b could not be made durable (a disk error): it leaves the list,
+ * in order, and is freed with its messages unsent and nothing reported.
+ * The core then waits for it forever: the backend stops taking writes. */
+void raft_driver_discard(struct raft_driver* d, struct raft_batch* b);
 /* Whether an update is being handled now (for the backend's asserts). */
 bool raft_driver_in_update(const struct raft_driver* d);
 /* Batches submitted and not yet completed. */

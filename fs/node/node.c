@@ -231,15 +231,20 @@ static void drain_completions(struct node* n)
 
 static void handle_update(struct node* n, const struct raft_update* u);
 
+/* Steps ev through the driver (raft/driver.h), then what its updates
+ * asked for that may step the core again: a compaction after applies
+ * (never inside the update), an image wanted or released, parked
+ * proposals. Completions (callbacks into the FUSE side) run only at the
+ * outermost depth. Never called while an update is handled (the driver
+ * asserts it): events raised there are posted. */
 int node__step(struct node* n, struct raft_event* ev)
 {
-    struct raft_update u;
-    int rv;
-
-    ev->now_ms = now_ms(n);
     n->depth++;
-    rv = raft_step(n->raft, ev, &u);
-    handle_update(n, &u);
+    int rv = raft_driver_step(n->driver, *ev);
+    if (n->compact_due) {
+        n->compact_due = false;
+        node__maybe_compact(n);
+    }
     n->depth--;
     if (n->depth == 0) {
         if (n->retry_pending && !n->stopping) {
@@ -274,77 +279,71 @@ static void send_msgs(struct node* n,
     }
 }
 
-static struct io_job* batch_job(struct node* n, const struct raft_update* u)
+/* ---- the driver's callbacks (raft/driver.h) ---- */
+
+static uint64_t ops_now(void* data)
 {
-    struct io_job* job = calloc(1, sizeof(*job));
-    if (job == NULL) {
-        return NULL;
-    }
-    job->type = IO_JOB_BATCH;
-    job->truncate_from = u->truncate_from;
-    job->has_hs = u->hard_state_changed;
-    job->hs = u->hard_state;
-    job->persist_index = u->persist_index;
-    job->persist_term = u->persist_term;
-    job->entries = calloc(u->n_entries + 1, sizeof(*job->entries));
-    job->msgs = calloc(u->n_msgs + 1, sizeof(*job->msgs));
-    if (job->entries == NULL || job->msgs == NULL) {
-        goto err;
-    }
-    for (unsigned i = 0; i < u->n_entries; i++) {
-        struct raft_entry* e = &job->entries[i];
-        *e = u->entries[i];
-        e->data.base = malloc(e->data.len + 1);
-        if (e->data.base == NULL) {
-            goto err;
-        }
-        memcpy((void*)e->data.base, u->entries[i].data.base, e->data.len);
-        job->n_entries++;
-    }
-    for (unsigned i = 0; i < u->n_msgs; i++) {
-        if (raft_msg_sendable_now(n->raft, u, &u->msgs[i])) {
-            continue; /* sent by persist_and_send already */
-        }
-        if (node__msg_clone(&job->msgs[job->n_msgs], &u->msgs[i]) != 0) {
-            goto err;
-        }
-        job->n_msgs++;
-    }
-    return job;
-err:
-    node__io_job_free(job);
-    return NULL;
+    return now_ms(data);
 }
 
-static void persist_and_send(struct node* n, const struct raft_update* u)
+static void ops_send(void* data, const struct raft_message* m)
 {
-    bool persist =
-        u->truncate_from != 0 || u->n_entries > 0 || u->hard_state_changed;
+    send_msgs(data, m, 1);
+}
 
-    if (!persist && (u->n_msgs == 0 || n->batches_inflight == 0)) {
-        send_msgs(n, u->msgs, u->n_msgs);
-        return;
-    }
-    for (unsigned i = 0; i < u->n_msgs; i++) {
-        if (raft_msg_sendable_now(n->raft, u, &u->msgs[i])) {
-            send_msgs(n, &u->msgs[i], 1);
-        }
-    }
-    struct io_job* job = batch_job(n, u);
+/* A batch goes to the I/O thread, after the jobs queued before it. */
+static void ops_persist(void* data, struct raft_batch* b)
+{
+    struct node* n = data;
+    struct io_job* job = calloc(1, sizeof(*job));
     if (job == NULL) {
         /* Out of memory: we cannot honour the persist contract. Stop. */
         node__log(RAFT_TRACE_ERROR, "out of memory queuing a log batch");
         abort();
     }
+    job->type = IO_JOB_BATCH;
+    job->batch = b;
     n->batches_inflight++;
     node__io_submit(&n->io, job);
+}
+
+static void install_snapshot(struct node* n, const struct raft_update* u);
+static void handle_update(struct node* n, const struct raft_update* u);
+
+static void ops_install(void* data, const struct raft_update* u)
+{
+    install_snapshot(data, u);
+}
+
+static void ops_update(void* data, int rc, const struct raft_update* u)
+{
+    (void)rc;
+    handle_update(data, u);
+}
+
+int node__driver_attach(struct node* n)
+{
+    struct raft_driver_ops ops = {.data = n,
+                                  .now_ms = ops_now,
+                                  .send = ops_send,
+                                  .install = ops_install,
+                                  .persist = ops_persist,
+                                  .update = ops_update};
+    n->driver = raft_driver_new(n->raft, &ops);
+    return n->driver != NULL ? 0 : -ENOMEM;
+}
+
+void node__raft_free(struct node* n)
+{
+    raft_driver_free(n->driver);
+    n->driver = NULL;
+    raft_free(n->raft);
+    n->raft = NULL;
 }
 
 static void apply_committed(struct node* n,
                             const struct raft_entry* es,
                             unsigned count);
-static void install_snapshot(struct node* n, const struct raft_update* u);
-
 static void handle_reads(struct node* n, const struct raft_update* u)
 {
     for (unsigned i = 0; i < u->n_reads; i++) {
@@ -406,12 +405,10 @@ static void rearm_tick(struct node* n, uint64_t next_ms)
     uv_timer_start(&n->tick_timer, node__tick_cb, delay, 0);
 }
 
+/* Steps 3 and 4 of an update (the driver did the install, the persist
+ * and the sends). Nothing here steps the core. */
 static void handle_update(struct node* n, const struct raft_update* u)
 {
-    if (u->snapshot_install) {
-        install_snapshot(n, u);
-    }
-    persist_and_send(n, u);
     if (u->n_committed > 0) {
         apply_committed(n, u->committed, u->n_committed);
     }
@@ -985,7 +982,7 @@ static void apply_committed(struct node* n,
         apply_one(n, &es[i]);
     }
     node__frame_schedule(n);
-    node__maybe_compact(n);
+    n->compact_due = true; /* node__step runs it after the update */
 }
 
 /* ---- snapshots ---- */
@@ -1154,14 +1151,18 @@ void node__io_job_finished(struct node* n, struct io_job* j)
     case IO_JOB_BATCH:
         n->batches_inflight--;
         if (j->err == 0) {
-            send_msgs(n, j->msgs, j->n_msgs);
-            if (j->n_entries > 0) {
-                struct raft_event ev = {.type = RAFT_EV_PERSISTED};
-                ev.persisted.index = j->persist_index;
-                ev.persisted.term = j->persist_term;
-                step(n, &ev);
+            /* Sends its messages, steps RAFT_EV_PERSISTED. */
+            n->depth++;
+            raft_driver_persisted(n->driver, j->batch);
+            if (n->compact_due) {
+                n->compact_due = false;
+                node__maybe_compact(n);
             }
+            n->depth--;
+        } else {
+            raft_driver_discard(n->driver, j->batch);
         }
+        j->batch = NULL;
         break;
     case IO_JOB_FRAME:
         store_frame_done(n->store, j->frame, j->err);
@@ -1791,7 +1792,7 @@ err_after_io:
     node__io_stop(&n->io);
     uv_close((uv_handle_t*)&n->io.done_async, NULL);
 err_after_raft:
-    raft_free(n->raft);
+    node__raft_free(n);
 err_after_disk:
     node__close_disk(n);
 err_after_alloc:
@@ -1870,8 +1871,7 @@ void node__stop_continue(struct node* n)
     }
     n->closing = true;
     node__io_stop(&n->io);
-    raft_free(n->raft);
-    n->raft = NULL;
+    node__raft_free(n);
     node__close_disk(n);
     node__log(RAFT_TRACE_INFO, "node stopped cleanly");
     uv_handle_t* hs[] = {

@@ -293,6 +293,11 @@ int node__start_raft(struct node* n)
     if (n->raft == NULL) {
         return -ENOMEM;
     }
+    rv = node__driver_attach(n);
+    if (rv != 0) {
+        node__raft_free(n);
+        return rv;
+    }
     conf = n->initial_conf;
     uv_update_time(n->loop);
     if (n->bootstrapped) {
@@ -330,8 +335,7 @@ int node__start_raft(struct node* n)
     }
     if (rv != 0) {
         node__log(RAFT_TRACE_ERROR, "raft start: %s", raft_strerror(rv));
-        raft_free(n->raft);
-        n->raft = NULL;
+        node__raft_free(n);
         return -EINVAL;
     }
     return 0; /* db and log were checked by node__check_disk */

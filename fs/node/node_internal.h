@@ -7,6 +7,7 @@
 
 #include "../../raft/log.h"
 #include "../../raft/transport.h"
+#include "../../raft/driver.h"
 #include "node.h"
 
 /* ---- the I/O thread (node_io.c) ---- */
@@ -24,16 +25,9 @@ struct io_job {
     struct io_job* next;
     uint8_t type;
     int err; /* result, set by the I/O thread */
-    /* BATCH */
-    raft_index truncate_from;
-    unsigned n_entries;
-    struct raft_entry* entries; /* deep copies */
-    raft_index persist_index;
-    raft_term persist_term;
-    bool has_hs;
-    struct raft_hard_state hs;
-    unsigned n_msgs;
-    struct raft_message* msgs; /* deep copies, sent once durable */
+    /* BATCH: the driver's batch (raft/driver.h), read by the I/O thread,
+     * owned by the driver (completed or discarded on the loop). */
+    struct raft_batch* batch;
     /* FRAME */
     struct store_frame* frame;
     /* COMPACT / RESET */
@@ -88,8 +82,6 @@ void node__io_drain(struct node_io* io);
 
 /* ---- messages ---- */
 /* Deep copy of a message (entries, payloads, arrays). Returns 0/-ENOMEM. */
-int node__msg_clone(struct raft_message* dst, const struct raft_message* src);
-void node__msg_free(struct raft_message* m);
 
 /* ---- logging ---- */
 void node__log(int level, const char* fmt, ...)

@@ -101,119 +101,10 @@ void node__store_tracer_emit(void* data, int level, const char* msg)
 
 /* ---- message copies ---- */
 
-static void* dup_bytes(const void* p, size_t n)
-{
-    void* q = malloc(n > 0 ? n : 1);
-    if (q != NULL && n > 0) {
-        memcpy(q, p, n);
-    }
-    return q;
-}
-
-static int clone_entries(struct raft_message* dst,
-                         const struct raft_message* src)
-{
-    unsigned n = src->append.n_entries;
-    struct raft_entry* es = calloc(n > 0 ? n : 1, sizeof(*es));
-    if (es == NULL) {
-        return -ENOMEM;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        es[i] = src->append.entries[i];
-        es[i].data.base = dup_bytes(src->append.entries[i].data.base,
-                                    src->append.entries[i].data.len);
-        if (es[i].data.base == NULL) {
-            for (unsigned j = 0; j < i; j++) {
-                free((void*)es[j].data.base);
-            }
-            free(es);
-            return -ENOMEM;
-        }
-    }
-    dst->append.entries = es;
-    return 0;
-}
-
-static int clone_props(struct raft_message* dst, const struct raft_message* src)
-{
-    unsigned n = src->propose.n;
-    struct raft_proposal* ps = calloc(n > 0 ? n : 1, sizeof(*ps));
-    if (ps == NULL) {
-        return -ENOMEM;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        ps[i] = src->propose.props[i];
-        ps[i].data.base = dup_bytes(src->propose.props[i].data.base,
-                                    src->propose.props[i].data.len);
-        if (ps[i].data.base == NULL) {
-            for (unsigned j = 0; j < i; j++) {
-                free((void*)ps[j].data.base);
-            }
-            free(ps);
-            return -ENOMEM;
-        }
-    }
-    dst->propose.props = ps;
-    return 0;
-}
-
-int node__msg_clone(struct raft_message* dst, const struct raft_message* src)
-{
-    *dst = *src;
-    switch (src->type) {
-    case RAFT_MSG_APPEND:
-        return clone_entries(dst, src);
-    case RAFT_MSG_SNAPSHOT:
-        dst->snapshot.chunk.base =
-            dup_bytes(src->snapshot.chunk.base, src->snapshot.chunk.len);
-        return dst->snapshot.chunk.base != NULL ? 0 : -ENOMEM;
-    case RAFT_MSG_PROPOSE:
-        return clone_props(dst, src);
-    case RAFT_MSG_PROPOSE_RESP:
-        dst->propose_resp.ctxs = dup_bytes(
-            src->propose_resp.ctxs, src->propose_resp.n * sizeof(uint64_t));
-        return dst->propose_resp.ctxs != NULL ? 0 : -ENOMEM;
-    default:
-        return 0;
-    }
-}
-
-void node__msg_free(struct raft_message* m)
-{
-    switch (m->type) {
-    case RAFT_MSG_APPEND:
-        for (unsigned i = 0; i < m->append.n_entries; i++) {
-            free((void*)m->append.entries[i].data.base);
-        }
-        free((void*)m->append.entries);
-        break;
-    case RAFT_MSG_SNAPSHOT:
-        free((void*)m->snapshot.chunk.base);
-        break;
-    case RAFT_MSG_PROPOSE:
-        for (unsigned i = 0; i < m->propose.n; i++) {
-            free((void*)m->propose.props[i].data.base);
-        }
-        free((void*)m->propose.props);
-        break;
-    case RAFT_MSG_PROPOSE_RESP:
-        free((void*)m->propose_resp.ctxs);
-        break;
-    default:
-        break;
-    }
-}
-
+/* A batch job's batch is the driver's (completed or discarded on the
+ * loop before the job is freed). */
 void node__io_job_free(struct io_job* job)
 {
-    for (unsigned i = 0; i < job->n_entries; i++) {
-        free((void*)job->entries[i].data.base);
-    }
-    free(job->entries);
-    for (unsigned i = 0; i < job->n_msgs; i++) {
-        node__msg_free(&job->msgs[i]);
-    }
-    free(job->msgs);
     free(job);
 }
 
@@ -224,20 +115,23 @@ static int run_job(struct node_io* io, struct io_job* job, bool* need_sync)
     int rv = 0;
 
     switch (job->type) {
-    case IO_JOB_BATCH:
-        if (job->truncate_from != 0) {
-            rv = rlog_truncate(io->log, job->truncate_from);
+    case IO_JOB_BATCH: {
+        const struct raft_batch* b = job->batch;
+        if (b->truncate_from != 0) {
+            rv = rlog_truncate(io->log, b->truncate_from);
         }
-        if (rv == 0 && job->n_entries > 0) {
-            rv = rlog_append(io->log, job->entries, job->n_entries);
+        if (rv == 0 && b->n_entries > 0) {
+            rv = rlog_append(io->log, b->entries, b->n_entries);
         }
-        if (rv == 0 && job->has_hs) {
-            rv = rlog_set_hard_state(io->log, &job->hs);
+        if (rv == 0 && b->hard_state_changed) {
+            rv = rlog_set_hard_state(io->log, &b->hard_state);
         }
-        if (job->truncate_from != 0 || job->n_entries > 0 || job->has_hs) {
+        if (b->truncate_from != 0 || b->n_entries > 0 ||
+            b->hard_state_changed) {
             *need_sync = true;
         }
         return rv;
+    }
     case IO_JOB_FRAME:
         rv = store_frame_write(io->store, job->frame);
         if (rv == 0) {

@@ -78,6 +78,7 @@ struct node {
     int lock_fd;
 
     struct raft* raft;
+    struct raft_driver* driver; /* drives raft: raft/driver.h */
     struct rlog* log;
     struct store* store;
     struct transport* transport;
@@ -141,7 +142,9 @@ struct node {
 
     struct io_job* deferred_done; /* finished jobs set aside by
                                      drain_frames(), handled first */
-    unsigned depth; /* nesting of step(): completions drain at 0 */
+    unsigned depth;   /* nesting of step(): completions drain at 0 */
+    bool compact_due; /* applied entries since the last compaction check:
+                         run after the update (never stepped inside it) */
     unsigned batches_inflight, frames_inflight;
     raft_id last_leader;
     int sticky_err;
@@ -164,6 +167,10 @@ struct node {
 };
 
 int node__step(struct node* n, struct raft_event* ev);
+/* Creates n->driver for n->raft (node_boot.c, after raft_new). */
+int node__driver_attach(struct node* n);
+/* Frees n->driver, then n->raft (either may be NULL). */
+void node__raft_free(struct node* n);
 void node__tick_cb(uv_timer_t* t);
 void node__flush_proposals(struct node* n);
 void node__reads_check(struct node* n);
