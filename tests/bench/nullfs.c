@@ -4,16 +4,20 @@
  * machine for the operations loadgen issues.
  *
  *   nullfs MOUNTPOINT [--timeout S] [--no-keep-cache] [--single-thread]
- *                     [--open] [-o FUSE_OPTS]
+ *                     [--open] [--no-flush] [-o FUSE_OPTS]
  *
  * Runs in the foreground until SIGINT/SIGTERM or `fusermount3 -u`. The
- * kernel-cache settings default to quorumfs's own (fs/fs.c, fs/fs_file.c):
- * entry and attribute timeouts of 3600 s, no OPEN and no FLUSH (both
- * answered ENOSYS, so the kernel stops sending OPEN, FLUSH and RELEASE),
- * no atomic_o_trunc (O_TRUNC arrives as SETATTR), no writeback cache, so
- * the two answer the same FUSE requests per operation. --open answers OPEN
- * and FLUSH instead (keep_cache on every open, FOPEN_NOFLUSH on read-only
- * opens, atomic_o_trunc: quorumfs's request pattern before 2026-11-26).
+ * kernel-cache settings default to quorumfs's own (fs/fuse/fs.c,
+ * fs/fuse/fs_file.c): entry and attribute timeouts of 3600 s, no OPEN
+ * (answered ENOSYS, so the kernel stops sending OPEN and RELEASE), one
+ * FLUSH per close() answered at once (quorumfs commits a pending update
+ * there, and answers at once when there is none), no atomic_o_trunc
+ * (O_TRUNC arrives as SETATTR), no writeback cache, so the two answer the
+ * same FUSE requests per operation. --no-flush answers FLUSH with ENOSYS
+ * too (the kernel stops sending it: quorumfs's pattern before
+ * close-to-commit writes). --open answers OPEN and FLUSH (keep_cache on
+ * every open, FOPEN_NOFLUSH on read-only opens, atomic_o_trunc:
+ * quorumfs's request pattern before 2026-11-26).
  * --timeout 0 and --no-keep-cache turn kernel caching off.
  *
  * Supported: lookup, forget, getattr, setattr (mode, size, times), mkdir,
@@ -73,7 +77,8 @@ struct nullfs {
     uint64_t nodes_used;
     double timeout_s;
     bool keep_cache;
-    bool no_open; /* answer OPEN with ENOSYS (FUSE_NO_OPEN_SUPPORT) */
+    bool no_open;  /* answer OPEN with ENOSYS (FUSE_NO_OPEN_SUPPORT) */
+    bool no_flush; /* answer FLUSH with ENOSYS (the kernel stops sending it) */
 };
 
 static struct nullfs nfs;
@@ -527,7 +532,7 @@ static void nfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
 {
     (void)ino;
     (void)fi;
-    fuse_reply_err(req, nfs.no_open ? ENOSYS : 0);
+    fuse_reply_err(req, nfs.no_flush && nfs.no_open ? ENOSYS : 0);
 }
 
 static void nfs_ok(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi)
@@ -765,7 +770,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: nullfs MOUNTPOINT [--timeout S] [--no-keep-cache] "
-            "[--single-thread] [--open] [-o FUSE_OPTS]\n");
+            "[--single-thread] [--open] [--no-flush] [-o FUSE_OPTS]\n");
     exit(2);
 }
 
@@ -797,6 +802,8 @@ int main(int argc, char** argv)
             nfs.timeout_s = atof(argv[++i]);
         } else if (strcmp(argv[i], "--open") == 0) {
             nfs.no_open = false;
+        } else if (strcmp(argv[i], "--no-flush") == 0) {
+            nfs.no_flush = true;
         } else if (strcmp(argv[i], "--no-keep-cache") == 0) {
             nfs.keep_cache = false;
         } else if (strcmp(argv[i], "--single-thread") == 0) {
