@@ -233,16 +233,25 @@ static int op_create(struct apply_ctx* x)
     return 0;
 }
 
+/* The command's (parent, name) may be created: the parent is a directory
+ * the name may go in (check_dirent, *d) and nothing has that name. */
+static int check_new_dirent(struct apply_ctx* x, struct entry** d)
+{
+    const struct store_cmd* c = x->c;
+    int rv = check_dirent(x->st, c->parent, c->name, d);
+    if (rv != 0) {
+        return rv;
+    }
+    return child(*d, c->name) != NULL ? -EEXIST : 0;
+}
+
 static int op_mkdir_symlink(struct apply_ctx* x)
 {
     struct entry* d;
     const struct store_cmd* c = x->c;
-    int rv = check_dirent(x->st, c->parent, c->name, &d);
+    int rv = check_new_dirent(x, &d);
     if (rv != 0) {
         return rv;
-    }
-    if (child(d, c->name) != NULL) {
-        return -EEXIST;
     }
     if (c->op == STORE_OP_MKDIR) {
         return create_entry(x, d, STORE_DIR, NULL, 0);
@@ -267,12 +276,9 @@ static int op_mknod(struct apply_ctx* x)
 {
     struct entry* d;
     const struct store_cmd* c = x->c;
-    int rv = check_dirent(x->st, c->parent, c->name, &d);
+    int rv = check_new_dirent(x, &d);
     if (rv != 0) {
         return rv;
-    }
-    if (child(d, c->name) != NULL) {
-        return -EEXIST;
     }
     uint8_t rdev[STORE_RDEV_LEN];
     size_t len = 0;

@@ -81,28 +81,7 @@ print("tree: %d entries (%d dirs), %d bytes of files" % (made, len(dirs) - 1,
                                                           total))
 EOF
 
-cluster=""
-for i in 1 2 3; do
-    cluster+="${cluster:+,}n$i=127.0.0.1:$((base_port + i - 1))"
-done
-for i in 1 2 3; do
-    mkdir -p "$dir/n$i/data" "$dir/n$i/mnt"
-    mounts+=("$dir/n$i/mnt")
-    "$bin" mount "$dir/n$i/mnt" --name "n$i" --data-dir "$dir/n$i/data" \
-        --listen-peer "127.0.0.1:$((base_port + i - 1))" \
-        --initial-cluster "$cluster" --initial-cluster-state new \
-        -f >"$dir/n$i.log" 2>&1 &
-    pids+=("$!")
-done
-leader=""
-for _ in $(seq 1 200); do
-    leader=$(cat "$dir/n1/mnt/.cluster/leader" 2>/dev/null || true)
-    [ -n "$leader" ] && break
-    sleep 0.1
-done
-[ -n "$leader" ] || { tail -n 20 "$dir"/n*.log; exit 1; }
-follower=n1
-[ "$leader" = n1 ] && follower=n2
+start_cluster3 "$dir" "$bin" "$base_port"
 mnt="$dir/$follower/mnt"
 echo "leader $leader, copying into follower $follower"
 

@@ -1,4 +1,5 @@
-# tests/bench/common.sh - sourced by run.sh and perf.sh (not run alone).
+# tests/bench/common.sh - sourced by the bench scripts (run.sh, perf.sh,
+# memory.sh, pjdfstest.sh, fsx.sh, bulkcopy.sh); not run alone.
 #
 # stop_started: stops every process in the caller's `pids` array (SIGTERM,
 # then SIGKILL after 5 s; only PIDs this script started are ever listed)
@@ -24,4 +25,41 @@ stop_started() {
                 true
         fi
     done
+}
+
+# start_cluster3 DIR BIN BASE_PORT [MOUNT ARGS...]: three nodes n1..n3 on
+# 127.0.0.1 ports BASE_PORT..BASE_PORT+2, data dirs DIR/nX/data, mounts
+# DIR/nX/mnt, logs DIR/nX.log, started in the foreground mode in the
+# background (their PIDs and mounts go to the caller's `pids` and `mounts`
+# arrays). Waits up to 20 s for a leader, then sets `leader` and
+# `follower` (a node that is not the leader); returns 1 after printing
+# the logs' tails if no leader came.
+start_cluster3() {
+    local dir=$1 bin=$2 base=$3 cluster="" i
+    shift 3
+    for i in 1 2 3; do
+        cluster+="${cluster:+,}n$i=127.0.0.1:$((base + i - 1))"
+    done
+    for i in 1 2 3; do
+        mkdir -p "$dir/n$i/data" "$dir/n$i/mnt"
+        mounts+=("$dir/n$i/mnt")
+        "$bin" mount "$dir/n$i/mnt" --name "n$i" --data-dir "$dir/n$i/data" \
+            --listen-peer "127.0.0.1:$((base + i - 1))" \
+            --initial-cluster "$cluster" --initial-cluster-state new \
+            -f "$@" >"$dir/n$i.log" 2>&1 &
+        pids+=("$!")
+    done
+    leader=""
+    for _ in $(seq 1 200); do
+        leader=$(cat "$dir/n1/mnt/.cluster/leader" 2>/dev/null || true)
+        [ -n "$leader" ] && break
+        sleep 0.1
+    done
+    if [ -z "$leader" ]; then
+        tail -n 20 "$dir"/n*.log
+        return 1
+    fi
+    follower=n1
+    [ "$leader" = n1 ] && follower=n2
+    return 0
 }

@@ -66,23 +66,7 @@ pids+=("$!")
 wait_ready "$dir/one/mnt" || { tail -n 20 "$dir/one.log"; exit 1; }
 
 # The cluster; fsx runs on a follower.
-cluster=""
-for i in 1 2 3; do
-    cluster+="${cluster:+,}n$i=127.0.0.1:$((base_port + i - 1))"
-done
-for i in 1 2 3; do
-    mkdir -p "$dir/n$i/data" "$dir/n$i/mnt"
-    mounts+=("$dir/n$i/mnt")
-    "$bin" mount "$dir/n$i/mnt" --name "n$i" --data-dir "$dir/n$i/data" \
-        --listen-peer "127.0.0.1:$((base_port + i - 1))" \
-        --initial-cluster "$cluster" --initial-cluster-state new \
-        -f >"$dir/n$i.log" 2>&1 &
-    pids+=("$!")
-done
-wait_ready "$dir/n1/mnt" || { tail -n 20 "$dir"/n*.log; exit 1; }
-leader=$(cat "$dir/n1/mnt/.cluster/leader")
-follower=n1
-[ "$leader" = n1 ] && follower=n2
+start_cluster3 "$dir" "$bin" "$base_port"
 
 variants=("" "-R -W" "-R -W -c 8" "-R -W -y")
 failed=0

@@ -50,33 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cluster=""
-for i in 1 2 3; do
-    cluster+="${cluster:+,}n$i=127.0.0.1:$((base_port + i - 1))"
-done
-for i in 1 2 3; do
-    mkdir -p "$dir/n$i/data" "$dir/n$i/mnt"
-    mounts+=("$dir/n$i/mnt")
-    "$bin" mount "$dir/n$i/mnt" --name "n$i" --data-dir "$dir/n$i/data" \
-        --listen-peer "127.0.0.1:$((base_port + i - 1))" \
-        --initial-cluster "$cluster" --initial-cluster-state new \
-        -o allow_other -f >"$dir/n$i.log" 2>&1 &
-    pids+=("$!")
-done
-leader=""
-for _ in $(seq 1 200); do
-    leader=$(cat "$dir/n1/mnt/.cluster/leader" 2>/dev/null || true)
-    [ -n "$leader" ] && break
-    sleep 0.1
-done
-[ -n "$leader" ] || { tail -n 20 "$dir"/n*.log; exit 1; }
-follower=""
-for i in 1 2 3; do
-    if [ "n$i" != "$leader" ]; then
-        follower=n$i
-        break
-    fi
-done
+start_cluster3 "$dir" "$bin" "$base_port" -o allow_other
 echo "leader $leader, running pjdfstest on follower $follower"
 
 work="$dir/$follower/mnt/pjd"
