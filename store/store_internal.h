@@ -225,7 +225,7 @@ size_t store__path_len(const struct store_state* s, const struct entry* e);
  * malloc'd array of s->nentries entries, or NULL (-ENOMEM). */
 struct entry** store__walk(const struct store_state* s);
 
-/* ---- records (dbfile.c) ---- */
+/* ---- records (dbfile_record.c) ---- */
 size_t store__rec_put_size(const struct store_rec* r);
 void store__rec_put_encode(const struct store_rec* r, uint8_t* p);
 void store__rec_del_encode(uint64_t ino,
@@ -339,7 +339,7 @@ struct store_frame {
 void store__trace(struct store* st, int level, const char* fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Queue records in the pending frame (apply). -ENOMEM. */
+/* Queue records in the pending frame (apply, dbfile_record.c). -ENOMEM. */
 int store__pend_put(struct store* st,
                     const struct store_rec* r,
                     uint32_t* rec_off);
@@ -393,8 +393,14 @@ int store__op_snap_drop(struct apply_ctx* x);
 int store__op_compact(struct apply_ctx* x);
 int store__op_restore(struct apply_ctx* x);
 
-/* Scan the db file, rebuild st->s, truncate a torn tail. */
+/* Scan the db file, rebuild st->s, truncate a torn tail (dbfile_recover.c). */
 int store__recover(struct store* st, struct store_recovery* rec);
+
+/* ---- frames (dbfile_frame.c) ---- */
+/* Decode a frame header (FRAME_HEADER_LEN bytes at p), unchecked. */
+void store__frame_header_decode(const uint8_t* p, struct frame_header* h);
+/* pread exactly len bytes at off (-EIO at end of file, -errno). */
+int store__pread_all(int fd, void* buf, size_t len, uint64_t off);
 /* Read and verify the frame at off: header + decompressed payload
  * (malloc'd *raw). -EBADMSG with reason, -EIO. */
 int store__frame_read(int fd,

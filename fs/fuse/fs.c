@@ -537,7 +537,7 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 static void fs_init(void* userdata, struct fuse_conn_info* conn)
 {
     (void)userdata;
-    /* Every write must reach us (fs_file.c), and the kernel must take the
+    /* Every write must reach us (fs_write.c), and the kernel must take the
      * size from us: no writeback cache. No atomic_o_trunc: without OPEN
      * requests O_TRUNC would be lost; the kernel sends SETATTR(size 0).
      * Applied changes invalidate explicitly (a regular file's entry: its

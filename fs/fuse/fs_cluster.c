@@ -3,7 +3,7 @@
  * itself (its contents: fs_snap.c). Their inos live in a reserved range
  * above every store ino (FS_VINO_BASE).
  *
- * Regular files are opened without a request (fs_file.c), so a generated
+ * Regular files are opened without a request (fs_read.c), so a generated
  * file cannot be refreshed at open. Instead every lookup of a /.cluster
  * name (entry timeout 0: every path walk looks it up) makes a new
  * generation with its own ino (FS_VFILE_BASE + n) and immutable text; the

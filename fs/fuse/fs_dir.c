@@ -149,7 +149,7 @@ void fs_create(fuse_req_t req,
     }
     /* The kernel sends CREATE for a name it has no dentry for, which may
      * exist (made on another node): open it here, without a proposal, and
-     * defer its O_TRUNC like an open's (fs_file.c). */
+     * defer its O_TRUNC like an open's (fs_wreq.c). */
     if (!(fi->flags & O_EXCL) &&
         store_lookup(node_store(f->node), parent, name, &a) == 0) {
         if (a.type == STORE_DIR) {

@@ -1,5 +1,6 @@
 /* fs_internal.h - shared state of the fs module's files (fs.c, fs_dir.c,
- * fs_file.c, fs_cluster.c, notify.c). Not a public contract: see fs.h.
+ * fs_read.c, fs_write.c, fs_grave.c, fs_cluster.c, notify.c, ...). Not a
+ * public contract: see fs.h.
  *
  * Everything here is touched only by the loop thread, except struct
  * fs_notify, whose queue is shared with the notifier thread under its mutex.
@@ -61,7 +62,7 @@ _Static_assert(FS_SNAP_INO_BASE +
 #define FS_CLUSTER_NAME ".cluster"
 #define FS_SNAPSHOTS_NAME ".snapshots"
 
-/* Close-to-commit writes (fs_file.c, docs/consistency.md). An inode's
+/* Close-to-commit writes (fs_write.c, docs/consistency.md). An inode's
  * pending update on this mount: its whole new content (the committed
  * content patched by this mount's writes, or a truncation), attributes set
  * through it, and who wrote it. It becomes one proposal at its writer's
@@ -96,7 +97,7 @@ struct fs_upd {
     int64_t mod_ns, chg_ns;
 };
 
-/* Per-inode write state (fs_file.c). Exists while an inode has a pending
+/* Per-inode write state (fs_write.c). Exists while an inode has a pending
  * update, a commit in flight, or requests queued behind that commit:
  * commits of one inode are serialized, and every write-path request that
  * arrives while one is in flight waits for it in the queue. */
@@ -149,7 +150,7 @@ enum fs_reply {
     FS_REPLY_ENTRY,   /* fuse_reply_entry of res->ino */
     FS_REPLY_CREATE,  /* fuse_reply_create of res->ino with op->fi */
     FS_REPLY_ATTR,    /* fuse_reply_attr of op->ino */
-    FS_REPLY_WRITE,   /* a write-path request (fs_file.c) */
+    FS_REPLY_WRITE,   /* a write-path request (fs_write.c) */
     FS_REPLY_BARRIER, /* a read barrier; op->resume continues the request */
 };
 
@@ -162,7 +163,7 @@ struct fs_op {
     uint64_t ino;             /* ATTR / WRITE target; resumed lookup's parent */
     void (*resume)(struct fs_op* op, int err); /* BARRIER */
     char name[FS_NAME_MAX + 1];                /* resumed lookup */
-    /* FS_REPLY_WRITE (fs_file.c) */
+    /* FS_REPLY_WRITE (fs_write.c) */
     struct fs_op* wnext; /* fs_wino queue */
     int wop;             /* FS_WOP_* */
     int32_t tid;         /* the request's thread (0: the kernel's) */
@@ -233,7 +234,7 @@ struct fs {
     struct fs_vfile vfiles[FS_VFILE_RING];
     uint64_t vfile_next; /* generation counter */
     /* Inos removed lately and the revision that removed them: a process
-     * that opened one before reads it as it was (fs_file.c). */
+     * that opened one before reads it as it was (fs_grave.c). */
     struct {
         uint64_t ino, rev;
     } graves[FS_GRAVES];
@@ -273,7 +274,7 @@ void fs__barrier(struct fs* f, struct fs_op* op);
 bool fs__name_bad(fuse_req_t req, const char* name);
 int64_t fs__now_ns(void);
 
-/* fs_file.c, fs_write.c */
+/* fs_read.c, fs_grave.c, fs_write.c */
 /* A WRITE op's proposal finished (called by fs.c's proposal callback). */
 void fs__write_done(struct fs_op* op, const struct store_result* res);
 /* fs_write.c, fs_owner.c: the pending update machinery, for fs_wreq.c. */

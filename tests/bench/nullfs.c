@@ -8,7 +8,7 @@
  *
  * Runs in the foreground until SIGINT/SIGTERM or `fusermount3 -u`. The
  * kernel-cache settings default to quorumfs's own (fs/fuse/fs.c,
- * fs/fuse/fs_file.c): entry and attribute timeouts of 3600 s, no OPEN
+ * fs/fuse/fs_read.c): entry and attribute timeouts of 3600 s, no OPEN
  * (answered ENOSYS, so the kernel stops sending OPEN and RELEASE), one
  * FLUSH per close() answered at once (quorumfs commits a pending update
  * there, and answers at once when there is none), no atomic_o_trunc

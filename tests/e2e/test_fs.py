@@ -359,7 +359,7 @@ def test_atomic_write_never_partial(node):
 
 def test_appenders_keep_every_line(node):
     """Writes to one file from one mount are applied one after the other,
-    each on the content the previous one produced (fs_file.c)."""
+    each on the content the previous one produced (fs_write.c)."""
     f = node.path("shared.log")
     write(f, "")
     errors = []

@@ -1,4 +1,4 @@
-/* fuzz_db.c - libFuzzer target for the db file (store/dbfile.c: frames,
+/* fuzz_db.c - libFuzzer target for the db file (store/dbfile*.c: frames,
  * records, recovery; store/cache.c: history reads through record
  * locations found in the file).
  *

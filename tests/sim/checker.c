@@ -3,7 +3,7 @@
  *
  *   election safety     at most one leader per term
  *   leader append-only  a leader never truncates or replaces its log
- *                       (checked in sim.c, where the update is seen)
+ *                       (checked in sim_node.c, where the update is seen)
  *   log matching        (index, term) identifies the content and the term
  *                       of the entry before it, on every node
  *   leader completeness every entry known committed is in the log of every

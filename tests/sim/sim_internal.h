@@ -1,4 +1,7 @@
-/* sim_internal.h - internals shared by sim.c, checker.c and driver.c. */
+/* sim_internal.h - internals shared by the files of the simulated
+ * cluster (sim.c, sim_log.c, sim_net.c, sim_event.c, sim_app.c,
+ * sim_disk.c, sim_node.c, sim_client.c, sim_query.c), checker.c and
+ * driver.c. */
 #ifndef QFS_SIM_INTERNAL_H
 #define QFS_SIM_INTERNAL_H
 
@@ -185,8 +188,65 @@ void sim__violate(struct sim* s, const char* fmt, ...)
 void sim__trace(struct sim* s, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
 uint64_t sim__hash(uint64_t h, const void* p, size_t n);
+/* calloc / realloc that abort when out of memory. */
+void* sim__xcalloc(size_t n, size_t size);
+void* sim__xrealloc(void* p, size_t size);
+/* A random number in [lo, hi]. */
+unsigned sim__rand_range(struct sim* s, unsigned lo, unsigned hi);
+uint64_t sim__entry_hash(uint8_t type, const void* data, size_t len);
+/* The core's tracer (raft_options.tracer.emit): into the trace. */
+void sim__core_trace(void* data, int level, raft_id node, const char* msg);
+
+/* sim_log.c */
 raft_term sim__log_term(const struct sim_log* l, raft_index i);
 raft_index sim__log_last(const struct sim_log* l);
+void sim__log_push(struct sim_log* l, const struct sim_ent* e);
+void sim__log_truncate(struct sim_log* l, raft_index from);
+void sim__log_reset(struct sim_log* l, raft_index base, raft_term term);
+/* Drop entries < keep_from (they are covered by a snapshot). */
+void sim__log_drop_before(struct sim_log* l, raft_index keep_from);
+void sim__log_free(struct sim_log* l);
+
+/* sim_net.c */
+struct sim_msg* sim__msg_copy(const struct raft_message* src);
+void sim__msg_free(struct sim_msg* c);
+void sim__msg_describe(const struct raft_message* m, char* buf, size_t cap);
+/* Send c (owned from here on): delivered later, dropped or duplicated. */
+void sim__net_send(struct sim* s, struct sim_msg* c);
+
+/* sim_event.c */
+void sim__heap_push(struct sim* s, struct sim_ev ev);
+struct sim_ev sim__heap_pop(struct sim* s);
+
+/* sim_app.c */
+size_t sim__image_encode(const struct sim_sm* sm, void** out);
+int sim__image_decode(struct sim_sm* sm, const void* img, size_t len);
+void sim__serve_reads(struct sim* s, struct sim_node* n);
+void sim__sm_apply(struct sim* s,
+                   struct sim_node* n,
+                   const struct raft_entry* e);
+
+/* sim_disk.c */
+void sim__schedule_tick(struct sim* s, struct sim_node* n, uint64_t at);
+void sim__write_free(struct sim_write* w);
+/* Queue w on n's disk: writes complete in order. */
+void sim__disk_submit(struct sim* s,
+                      struct sim_node* n,
+                      struct sim_write* w,
+                      bool durable);
+/* Step 1 of the contract, as seen by the core: the shadow log changes. */
+void sim__shadow_update(struct sim* s,
+                        struct sim_node* n,
+                        const struct raft_update* u);
+
+/* sim_node.c */
+/* Steps ev through n's driver, then a compaction the update asked for. */
+int sim__node_step(struct sim* s,
+                   struct sim_node* n,
+                   const struct raft_event* ev);
+/* A new core for n (n->r), driven by a new driver (n->d). */
+void sim__node_new_core(struct sim* s, struct sim_node* n);
+void sim__node_wipe(struct sim_node* n);
 
 /* checker.c */
 void checker__init(struct sim* s);
