@@ -291,23 +291,9 @@ void sim_restart(struct sim* s, raft_id id)
     node_boot(s, n);
 }
 
-void sim_start_fresh(struct sim* s, raft_id id)
-{
-    assert(id >= 1 && id <= SIM_NODES_MAX);
-    struct sim_node* n = &s->nodes[id];
-    sim__node_wipe(n);
-    free(n->image);
-    n->image = NULL;
-    n->image_len = 0;
-    sim__log_reset(&n->disk, 0, 0);
-    memset(&n->hs, 0, sizeof n->hs);
-    memset(&n->snap, 0, sizeof n->snap); /* empty configuration */
-    n->exists = true;
-    sim__trace(s, "n%" PRIu64 " FRESH", id);
-    node_boot(s, n);
-}
-
-void sim_wipe(struct sim* s, raft_id id)
+/* Node id crashes and loses its disk: no image, no log, no hard state,
+ * an empty configuration. */
+static struct sim_node* disk_lost(struct sim* s, raft_id id)
 {
     assert(id >= 1 && id <= SIM_NODES_MAX);
     struct sim_node* n = &s->nodes[id];
@@ -318,8 +304,21 @@ void sim_wipe(struct sim* s, raft_id id)
     sim__log_reset(&n->disk, 0, 0);
     memset(&n->hs, 0, sizeof n->hs);
     memset(&n->snap, 0, sizeof n->snap);
-    n->snap.conf = s->initial_conf; /* as fs/node_boot.c: --initial-cluster */
     n->exists = true;
+    return n;
+}
+
+void sim_start_fresh(struct sim* s, raft_id id)
+{
+    struct sim_node* n = disk_lost(s, id); /* empty configuration */
+    sim__trace(s, "n%" PRIu64 " FRESH", id);
+    node_boot(s, n);
+}
+
+void sim_wipe(struct sim* s, raft_id id)
+{
+    struct sim_node* n = disk_lost(s, id);
+    n->snap.conf = s->initial_conf; /* as fs/node_boot.c: --initial-cluster */
     n->catch_up = s->cfg.wipe_catch_up;
     sim__trace(s, "n%" PRIu64 " WIPED", id);
     node_boot(s, n);
