@@ -182,6 +182,9 @@ int node__open_disk(struct node* n)
                   n->name);
         return rv;
     }
+    if (n->opts.cluster_id != 0) {
+        n->cluster_id = n->opts.cluster_id;
+    }
     rv = mkdir_p(n->data_dir, 0700);
     if (rv != 0) {
         node__log(RAFT_TRACE_ERROR, "cannot create data dir %s: %s",
@@ -405,9 +408,35 @@ void node__sync_peers(struct node* n)
     }
     const struct raft_conf* c = raft_conf_current(n->raft);
     for (unsigned i = 0; i < c->n; i++) {
-        if (c->servers[i].id != n->id && c->servers[i].addr[0] != '\0') {
+        if (c->servers[i].id != n->id && c->servers[i].addr[0] != '\0' &&
             transport_set_peer(n->transport, c->servers[i].id,
-                               c->servers[i].addr);
+                               c->servers[i].addr) == 0 &&
+            raft_conf_get(&n->peers_conf, c->servers[i].id) == NULL &&
+            n->peers_conf.n < RAFT_SERVERS_MAX) {
+            n->peers_conf.servers[n->peers_conf.n++] = c->servers[i];
+        }
+    }
+    node__drop_peers(n);
+}
+
+/* A member that left is dropped from the transport (its connections
+ * close, its HELLOs are refused) once its removal is committed here and it
+ * is not the leader: a removed leader replicates until then, and the
+ * acknowledgements it needs go back over those connections. */
+void node__drop_peers(struct node* n)
+{
+    const struct raft_conf* c = raft_conf_current(n->raft);
+    if (n->transport == NULL ||
+        raft_commit_index(n->raft) < raft_conf_index(n->raft)) {
+        return;
+    }
+    for (unsigned i = 0; i < n->peers_conf.n;) {
+        raft_id id = n->peers_conf.servers[i].id;
+        if (raft_conf_get(c, id) == NULL && id != raft_leader(n->raft)) {
+            transport_remove_peer(n->transport, id);
+            n->peers_conf.servers[i] = n->peers_conf.servers[--n->peers_conf.n];
+        } else {
+            i++;
         }
     }
 }
