@@ -319,8 +319,10 @@ static int cmd_snapshot_status(struct cli* o, const char* file)
 
 /* ---- offline: a new data dir from a snapshot file ---- */
 
-/* --initial-cluster into conf and the cluster id, by the rules the node
- * checks at start (identity.c). */
+/* --initial-cluster into conf, by the rules the node checks at start
+ * (identity.c), and the cluster id: a new random one made by the first
+ * member of the list (or the only node), 0 for the others (they learn it
+ * from the first one at their first handshake). */
 static int seed_conf(const char* name,
                      const char* list,
                      struct raft_conf* conf,
@@ -334,7 +336,12 @@ static int seed_conf(const char* name,
             return rv;
         }
     }
-    return identity_initial(name, peers, n, conf, cluster_id);
+    int rv = identity_initial(name, peers, n, conf);
+    *cluster_id = 0;
+    if (rv == 0 && identity_makes_cluster_id(name, peers, n)) {
+        rv = identity_new_cluster_id(cluster_id);
+    }
+    return rv;
 }
 
 static int seed_db(const char* dir, const void* img, size_t len)
@@ -478,7 +485,8 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
      * log (meta + hard state, fsync), fsync(D.tmp), rename(D.tmp, D),
      * fsync(parent): D appears complete or not at all. */
     step = "identity";
-    rv = identity_write(tmp, o->name, cluster_id);
+    rv = identity_write(tmp, o->name, cluster_id,
+                        o->cluster != NULL ? o->cluster : "");
     if (rv == 0) {
         step = "db";
         rv = seed_db(tmp, img, len);

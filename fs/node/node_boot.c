@@ -82,33 +82,113 @@ static int take_lock(struct node* n)
     return 0;
 }
 
+/* The data dir's identity: its name must be ours; its cluster id is kept
+ * (a value made when the cluster was bootstrapped, or learned at the first
+ * handshake), and --cluster-id must agree with it. A data dir without one
+ * gets one: --cluster-id, a new random id when this node bootstraps a new
+ * cluster and is the first member of its list (or alone), else 0 (learned
+ * from the first peer that knows it: node__cluster_learned). */
 static int check_identity(struct node* n)
 {
     char name[256];
     raft_id id;
     uint64_t cluster;
+    uint64_t flag = n->opts.cluster_id;
 
-    int rv = identity_read(n->data_dir, name, sizeof(name), &id, &cluster);
+    int rv = identity_read(n->data_dir, name, sizeof(name), &id, &cluster,
+                           n->identity_list, sizeof(n->identity_list));
     if (rv == -ENOENT) {
-        return identity_write(n->data_dir, n->name, n->cluster_id);
+        rv =
+            identity_format_cluster(n->opts.initial, n->opts.n_initial,
+                                    n->identity_list, sizeof(n->identity_list));
+        if (rv != 0) {
+            return rv;
+        }
+        n->cluster_id = flag;
+        if (flag == 0 && !n->opts.cluster_existing &&
+            identity_makes_cluster_id(n->name, n->opts.initial,
+                                      n->opts.n_initial)) {
+            rv = identity_new_cluster_id(&n->cluster_id);
+            if (rv != 0) {
+                return rv;
+            }
+            node__log(RAFT_TRACE_INFO,
+                      "new cluster: made cluster id %016" PRIx64,
+                      n->cluster_id);
+        }
+        return identity_write(n->data_dir, n->name, n->cluster_id,
+                              n->identity_list);
     }
     if (rv != 0) {
         return rv;
     }
+    if (n->identity_list[0] != '\0') {
+        struct node_peer peers[RAFT_SERVERS_MAX];
+        unsigned k = 0;
+        if (identity_parse_cluster(n->identity_list, peers, &k) != 0 ||
+            identity_initial(n->name, peers, k, &n->recorded_conf) != 0) {
+            node__log(RAFT_TRACE_ERROR,
+                      "data dir %s: bad member list in its identity file: "
+                      "refusing to start",
+                      n->data_dir);
+            return -EINVAL;
+        }
+        n->have_recorded_conf = true;
+    }
     if (strcmp(name, n->name) != 0 || id != n->id) {
         node__log(RAFT_TRACE_ERROR,
-                  "data dir %s belongs to node '%s', not '%s': refusing to "
-                  "start",
+                  "data dir %s belongs to node '%s', not '%s' (--name): "
+                  "refusing to start",
                   n->data_dir, name, n->name);
         return -EINVAL;
     }
-    if (cluster != n->cluster_id) {
+    if (cluster != 0 && flag != 0 && cluster != flag) {
         node__log(RAFT_TRACE_ERROR,
-                  "data dir %s belongs to another cluster (id %016" PRIx64
-                  ", this configuration gives %016" PRIx64
-                  "): refusing to start",
-                  n->data_dir, cluster, n->cluster_id);
+                  "data dir %s belongs to cluster %016" PRIx64
+                  ", --cluster-id gives %016" PRIx64 ": refusing to start",
+                  n->data_dir, cluster, flag);
         return -EINVAL;
+    }
+    n->cluster_id = cluster != 0 ? cluster : flag;
+    if (cluster == 0 && flag != 0) {
+        return identity_write(n->data_dir, n->name, flag, n->identity_list);
+    }
+    return 0;
+}
+
+int node__cluster_learned(struct node* n, uint64_t cluster_id)
+{
+    int rv = identity_write(n->data_dir, n->name, cluster_id, n->identity_list);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR, "cannot record cluster id in %s: %s",
+                  n->data_dir, strerror(-rv));
+        return rv;
+    }
+    n->cluster_id = cluster_id;
+    node__log(RAFT_TRACE_INFO, "learned cluster id %016" PRIx64 " (stored)",
+              cluster_id);
+    return 0;
+}
+
+/* --initial-cluster against the configuration the data dir records: a
+ * member named in both must have the same address in both (members the list
+ * names that the configuration no longer has, or the reverse, are the
+ * history of membership changes, not a conflict). */
+static int check_conf_conflict(struct node* n, const struct raft_conf* c)
+{
+    for (unsigned i = 0; i < n->opts.n_initial; i++) {
+        const struct node_peer* p = &n->opts.initial[i];
+        const struct raft_server* s =
+            raft_conf_get(c, identity_node_id(p->name));
+        if (s != NULL && s->addr[0] != '\0' && strcmp(s->addr, p->addr) != 0) {
+            node__log(RAFT_TRACE_ERROR,
+                      "--initial-cluster gives %s=%s, but the configuration "
+                      "in data dir %s has %s=%s: refusing to start (give "
+                      "the current members: `quorumfs member list` on a "
+                      "running member)",
+                      p->name, p->addr, n->data_dir, s->name, s->addr);
+            return -EINVAL;
+        }
     }
     return 0;
 }
@@ -175,15 +255,12 @@ int node__open_disk(struct node* n)
     snprintf(n->name, sizeof(n->name), "%s", n->opts.name);
     n->id = identity_node_id(n->name);
     rv = identity_initial(n->name, n->opts.initial, n->opts.n_initial,
-                          &n->initial_conf, &n->cluster_id);
+                          &n->initial_conf);
     if (rv != 0) {
         node__log(RAFT_TRACE_ERROR,
                   "name '%s' is not in --initial-cluster: refusing to start",
                   n->name);
         return rv;
-    }
-    if (n->opts.cluster_id != 0) {
-        n->cluster_id = n->opts.cluster_id;
     }
     rv = mkdir_p(n->data_dir, 0700);
     if (rv != 0) {
@@ -309,7 +386,8 @@ int node__start_raft(struct node* n)
     } else {
         struct raft_snapshot_meta snap = loaded.snap;
         if (snap.conf.n == 0 && snap.index == 0) {
-            snap.conf = conf; /* the log has no configuration of its own */
+            /* the log has no configuration of its own */
+            snap.conf = n->have_recorded_conf ? n->recorded_conf : conf;
         }
         /* The recorded commit may lag (it is written lazily) or, after a
          * torn tail, point past what survived: clamp it to what we have. */
@@ -323,6 +401,10 @@ int node__start_raft(struct node* n)
         }
         rv = raft_restore(n->raft, &hs, &snap, loaded.entries, loaded.n_entries,
                           uv_now(n->loop));
+        if (rv == 0 && check_conf_conflict(n, raft_conf_current(n->raft))) {
+            node__raft_free(n);
+            return -EINVAL;
+        }
         n->applied_term = snap.term;
         n->applied_conf = snap.conf;
         n->applied_conf_index = snap.conf_index;
@@ -368,6 +450,15 @@ static void on_peer_restart(void* data, raft_id id)
     node__step(n, &ev);
 }
 
+static int on_cluster_id(void* data, uint64_t cluster_id)
+{
+    struct node* n = data;
+    if (n->stopping || n->cluster_id != 0) {
+        return -EINVAL;
+    }
+    return node__cluster_learned(n, cluster_id);
+}
+
 int node__start_transport(struct node* n)
 {
     if (n->opts.listen_peer == NULL) {
@@ -386,6 +477,7 @@ int node__start_transport(struct node* n)
         .on_message = on_peer_message,
         .incarnation = inc != 0 ? inc : 1,
         .on_peer_restart = on_peer_restart,
+        .on_cluster_id = on_cluster_id,
         .data = n,
         .tracer = {.data = "transport: ",
                    .emit = node__tracer_emit,

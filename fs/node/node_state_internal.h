@@ -5,6 +5,7 @@
 
 #include <limits.h>
 
+#include "identity.h"
 #include "node_internal.h"
 
 enum {
@@ -89,6 +90,12 @@ struct node {
     raft_id id;
     uint64_t cluster_id;
     struct raft_conf initial_conf; /* --initial-cluster (or just us) */
+    /* The member list the data dir was made with (identity file): the
+     * configuration while the log holds none of its own ("" in data dirs
+     * made before it was recorded: --initial-cluster is used then). */
+    char identity_list[IDENTITY_LIST_MAX];
+    struct raft_conf recorded_conf;
+    bool have_recorded_conf;
     int lock_fd;
 
     struct raft* raft;
@@ -221,6 +228,8 @@ int node__start_raft(struct node* n);
 int node__start_transport(struct node* n);
 void node__sync_peers(struct node* n);
 void node__drop_peers(struct node* n);
+/* Store the cluster id learned at a handshake (identity file) and use it. */
+int node__cluster_learned(struct node* n, uint64_t cluster_id);
 void node__role_changed(struct node* n);
 /* Remove the CATCHING-UP marker once the core has caught up. */
 void node__catch_up_check(struct node* n);

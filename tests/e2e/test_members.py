@@ -54,9 +54,11 @@ def parse_join(out):
     return kv
 
 
-def add_member(c, via, name, ip):
+def add_member(c, via, name, ip, with_id=True):
     """`member add` on node `via`; a Node for the new member (not started)
-    and the args it starts with, built from what `add` printed."""
+    and the args it starts with, built from what `add` printed (without
+    --cluster-id when not with_id: the node learns it at its first
+    handshake)."""
     addr = free_addr(ip)
     r = cli(via, "member", "add", name, addr)
     assert "as a learner" in r.stdout, r.stdout
@@ -66,10 +68,12 @@ def add_member(c, via, name, ip):
     assert "%s=%s" % (name, addr) in kv["QUORUMFS_INITIAL_CLUSTER"].split(",")
     node = Node(c.root, name)
     c.nodes.append(node)
+    assert kv["QUORUMFS_CLUSTER_ID"] == via.status()["cluster_id"]
     args = (["--listen-peer", addr,
              "--initial-cluster", kv["QUORUMFS_INITIAL_CLUSTER"],
-             "--initial-cluster-state", "existing",
-             "--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] + c.common)
+             "--initial-cluster-state", "existing"] +
+            (["--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] if with_id else []) +
+            c.common)
     return node, args
 
 
@@ -114,6 +118,30 @@ def wait_quorum(c, nodes, voters, timeout=CHANGE_TIMEOUT_S):
     raise AssertionError("quorum of %d voters not reported: %s"
                          % (voters, {k: v and (v["quorum"], len(v["members"]))
                                      for k, v in st.items()}))
+
+
+def identity(node):
+    with open(os.path.join(node.data_dir, "identity")) as f:
+        return dict(line.strip().split("=", 1) for line in f if "=" in line)
+
+
+def fnv1a(data, h=14695981039346656037):
+    for b in data:
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def start_refused(node, args, timeout=20):
+    """Start node with args: it must exit non-zero; returns its log."""
+    offset = os.path.getsize(node.log_path) \
+        if os.path.exists(node.log_path) else 0
+    node.start(args, wait=False)
+    rc = node.proc.wait(timeout)
+    node.stop()
+    assert rc != 0
+    with open(node.log_path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
 
 
 def check_writes(c, nodes, writers):
@@ -178,7 +206,7 @@ def test_add_promote_fourth_then_remove_first(make_cluster):
     w = c.writer(writer_node, "w")
     time.sleep(0.5)
     via = next(n for n in (n1, n2, n3) if n is not leader)
-    n4, args = add_member(c, via, "n4", "127.0.0.4")
+    n4, args = add_member(c, via, "n4", "127.0.0.4", with_id=False)
     ml = member_list(leader)
     m4 = next(m for m in ml["members"] if m["name"] == "n4")
     assert m4["role"] == "learner" and not m4["voter"]
@@ -189,6 +217,9 @@ def test_add_promote_fourth_then_remove_first(make_cluster):
     n4.start(args)
     promote(via, "n4")
     wait_quorum(c, [n1, n2, n3, n4], 4)
+    # n4 learned the cluster id at its first handshake and stored it
+    assert n4.status()["cluster_id"] == n1.status()["cluster_id"]
+    assert identity(n4)["cluster"] == n1.status()["cluster_id"]
     time.sleep(0.5)
     remove(n2 if via is n1 else via, "n1")
     rest = [n2, n3, n4]
@@ -242,3 +273,47 @@ def test_replace_a_failed_host(make_cluster):
     n4.start(args)
     c.assert_same_trees([n1, n2, n4])
     assert os.path.ismount(n4.mnt)
+
+
+def test_cluster_id_is_random_stored_and_checked(make_cluster):
+    """The cluster id is made at bootstrap (not a hash of the member list),
+    stored in every data dir and kept across restarts; a node started with
+    a member list or a --cluster-id that conflicts with its data dir is
+    refused with a message naming the flag."""
+    c = make_cluster()
+    c.start()
+    ids = {n.status()["cluster_id"] for n in c.nodes}
+    assert len(ids) == 1, ids
+    cid = ids.pop()
+    assert cid != "%016x" % 0 and len(cid) == 16
+    assert all(identity(n)["cluster"] == cid for n in c.nodes)
+    # not the old derivation from the list
+    h = 14695981039346656037
+    for name in qc.NAMES:
+        h = fnv1a(("%s=%s," % (name, c.addrs[name])).encode(), h)
+    assert cid != "%016x" % h
+    n1, n2, n3 = c.nodes
+    c.wait_applied()
+    n3.stop()
+    # n2 at another address than n3's data dir records
+    bad = c.initial.replace(c.addrs["n2"], free_addr("127.0.0.2"))
+    log = start_refused(n3, ["--listen-peer", c.addrs["n3"],
+                             "--initial-cluster", bad] + c.common)
+    assert "--initial-cluster gives n2=" in log and "refusing" in log, log
+    # another cluster's id
+    other = "%016x" % (int(cid, 16) ^ 0x1234)
+    log = start_refused(n3, c.args(n3, "existing") + ["--cluster-id", other])
+    assert "--cluster-id gives %s" % other in log, log
+    # the right flags: it starts, the id is the same
+    c.restart(n3)
+    c.wait_leader()
+    assert n3.status()["cluster_id"] == cid
+    # a whole-cluster restart keeps it
+    for n in c.nodes:
+        n.stop()
+    for n in c.nodes:
+        n.start(c.args(n, "existing"), wait=False)
+    for n in c.nodes:
+        n.wait_ready()
+    c.wait_leader()
+    assert {n.status()["cluster_id"] for n in c.nodes} == {cid}
