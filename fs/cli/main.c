@@ -98,6 +98,7 @@ static void usage_main(FILE* out)
             "  quorumfs snapshot status FILE [--json]\n"
             "  quorumfs snapshot restore FILE --data-dir D --name N\n"
             "           [--initial-cluster LIST]    seed a new cluster\n"
+            "  quorumfs help [CMD] | CMD --help     usage of one command\n"
             "  quorumfs --help | --version\n"
             "\n"
             "Run `quorumfs mount --help` for the mount options,\n"
@@ -816,6 +817,26 @@ int main(int argc, char** argv)
     if (strcmp(argv[1], "--version") == 0) {
         printf("quorumfs " QFS_VERSION "\n");
         return 0;
+    }
+    if (strcmp(argv[1], "help") == 0) {
+        /* `quorumfs help [CMD]`: the same text as `CMD --help`. */
+        if (argc < 3) {
+            usage_main(stdout);
+            return 0;
+        }
+        if (strcmp(argv[2], "mount") == 0) {
+            usage_mount(stdout);
+            return 0;
+        }
+        char help[] = "--help";
+        char* sub[] = {argv[2], help, NULL};
+        int hv = ctl_command(2, sub);
+        if (hv == -ENOSYS) {
+            fprintf(stderr, "quorumfs help: unknown command '%s'\n", argv[2]);
+            usage_main(stderr);
+            return 2;
+        }
+        return hv;
     }
     if (strcmp(argv[1], "mount") == 0) {
         return cmd_mount(argc - 1, argv + 1);

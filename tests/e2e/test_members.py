@@ -183,6 +183,12 @@ def test_member_list_from_any_node(make_cluster):
     # usage and refusals
     r = cli(c.nodes[0], "member", "--help")
     assert "member add NAME" in r.stdout
+    h = subprocess.run([QUORUMFS_BIN, "help", "member"], capture_output=True,
+                       text=True, timeout=10)
+    assert h.returncode == 0 and h.stdout == r.stdout
+    h = subprocess.run([QUORUMFS_BIN, "help"], capture_output=True,
+                       text=True, timeout=10)
+    assert h.returncode == 0 and "quorumfs member add NAME" in h.stdout
     r = cli(c.nodes[0], "member", "promote", "nope", check=False)
     assert r.returncode == 1 and "no member of that name" in r.stderr
     r = cli(c.nodes[0], "member", "promote", "n2", check=False)
@@ -317,3 +323,54 @@ def test_cluster_id_is_random_stored_and_checked(make_cluster):
         n.wait_ready()
     c.wait_leader()
     assert {n.status()["cluster_id"] for n in c.nodes} == {cid}
+
+
+def test_learner_never_counts_toward_quorum(make_cluster):
+    """n1, n2, n3 voters and a caught-up learner n4: with n2 and n3 cut
+    off, n1 and n4 are two of four members but one voter of three: no
+    write is acknowledged. Healed, the writes go on and n4 has them."""
+    c = make_cluster()
+    c.start()
+    n1, n2, n3 = c.nodes
+    n4, args = add_member(c, n1, "n4", "127.0.0.4")
+    n4.start(args)
+    c.wait_applied([n1, n2, n3, n4])
+    wait_quorum(c, [n1, n2, n3, n4], 3)
+    c.kill9(n2)
+    c.kill9(n3)
+    failed = 0
+    for i in range(3):
+        try:
+            qc.write_file(n1.path("nq-%d" % i), "x")
+        except OSError:
+            failed += 1
+    assert failed == 3, "a write was acknowledged by one voter + a learner"
+    assert n1.status()["quorum"] == 2  # 3 voters; the learner is not one
+    c.restart(n2)
+    c.restart(n3)
+    c.wait_leader()
+    qc.write_file(n1.path("after"), "y")
+    c.assert_same_trees([n1, n2, n3, n4])
+    assert qc.read_file(n4.path("after")) == b"y"
+
+
+def test_grow_one_node_to_three(make_cluster):
+    """A single-member cluster with a peer listener becomes the first of
+    three with `member add` + `promote` twice, no restart, nothing lost."""
+    c = make_cluster()
+    n1 = c.nodes[0]
+    one = ["--listen-peer", c.addrs["n1"],
+           "--initial-cluster", "n1=%s" % c.addrs["n1"]] + c.common
+    n1.start(one)
+    c.nodes = [n1]
+    c.wait_leader([n1])
+    w = c.writer(n1, "w")
+    time.sleep(0.3)
+    for name, ip in (("n2", "127.0.0.2"), ("n3", "127.0.0.3")):
+        node, args = add_member(c, n1, name, ip)
+        node.start(args)
+        promote(n1, name)
+    members = c.nodes
+    wait_quorum(c, members, 3)
+    time.sleep(0.5)
+    check_writes(c, members, [w])
