@@ -293,6 +293,10 @@ static const char* conf_err_text(int err)
         return "the configuration is full";
     case -EAGAIN:
         return "too many membership changes waiting here";
+    case -EOPNOTSUPP:
+        return "this node runs without a peer listener: restart it with "
+               "--listen-peer ADDR:PORT --initial-cluster NAME=ADDR:PORT "
+               "(its own name and address) first";
     default:
         return err <= -1000 ? raft_strerror(err) : strerror(-err);
     }

@@ -84,6 +84,9 @@ int node_conf_change(struct node* n,
         if (s != NULL) {
             return -EEXIST;
         }
+        if (n->transport == NULL) {
+            return -EOPNOTSUPP; /* nobody could reach the new member */
+        }
         for (unsigned i = 0; addr != NULL && i < c->n; i++) {
             if (strcmp(c->servers[i].addr, addr) == 0) {
                 return -EADDRINUSE;

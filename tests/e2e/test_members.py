@@ -355,14 +355,21 @@ def test_learner_never_counts_toward_quorum(make_cluster):
 
 
 def test_grow_one_node_to_three(make_cluster):
-    """A single-member cluster with a peer listener becomes the first of
-    three with `member add` + `promote` twice, no restart, nothing lost."""
+    """The embedded single node (no cluster flags) cannot add a member: it
+    says to restart with a peer listener. Restarted with one (a
+    single-member cluster, same data dir), it becomes the first of three
+    with `member add` + `promote` twice, nothing lost."""
     c = make_cluster()
     n1 = c.nodes[0]
+    c.nodes = [n1]
+    n1.start(c.common)
+    qc.write_file(n1.path("before"), "alone")
+    r = cli(n1, "member", "add", "n2", free_addr("127.0.0.2"), check=False)
+    assert r.returncode == 1 and "--listen-peer" in r.stderr, r.stderr
+    n1.stop()
     one = ["--listen-peer", c.addrs["n1"],
            "--initial-cluster", "n1=%s" % c.addrs["n1"]] + c.common
     n1.start(one)
-    c.nodes = [n1]
     c.wait_leader([n1])
     w = c.writer(n1, "w")
     time.sleep(0.3)
@@ -373,4 +380,5 @@ def test_grow_one_node_to_three(make_cluster):
     members = c.nodes
     wait_quorum(c, members, 3)
     time.sleep(0.5)
-    check_writes(c, members, [w])
+    t = check_writes(c, members, [w])
+    assert t["before"][2] == b"alone"
