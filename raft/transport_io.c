@@ -164,7 +164,10 @@ static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
                          (unsigned long long)cluster, (unsigned long long)id);
         t->o.cluster_id = cluster;
     }
-    if (cluster != t->o.cluster_id && (cluster != 0 || t->o.cluster_id == 0)) {
+    bool known = cluster == t->o.cluster_id
+                     ? cluster != 0
+                     : cluster == 0 && t->o.cluster_id != 0;
+    if (!known) {
         char why[96];
         snprintf(why, sizeof(why), "%s cluster id %llx (node %llu)",
                  cluster == 0 ? "no" : "foreign", (unsigned long long)cluster,
