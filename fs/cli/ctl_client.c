@@ -486,7 +486,7 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
      * fsync(parent): D appears complete or not at all. */
     step = "identity";
     rv = identity_write(tmp, o->name, cluster_id,
-                        o->cluster != NULL ? o->cluster : "");
+                        o->cluster != NULL ? o->cluster : IDENTITY_LIST_SINGLE);
     if (rv == 0) {
         step = "db";
         rv = seed_db(tmp, img, len);

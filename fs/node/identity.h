@@ -14,6 +14,8 @@
 
 /* A member list as text ("n1=ADDR:PORT,..."), incl. NUL. */
 #define IDENTITY_LIST_MAX 4096
+/* The recorded list of a data dir made for a single node (no list). */
+#define IDENTITY_LIST_SINGLE "-"
 
 /* FNV-1a 64 of a name: a node id (never 0). */
 raft_id identity_node_id(const char* name);

@@ -104,6 +104,9 @@ static int check_identity(struct node* n)
         if (rv != 0) {
             return rv;
         }
+        if (n->opts.n_initial == 0) {
+            strcpy(n->identity_list, IDENTITY_LIST_SINGLE);
+        }
         n->cluster_id = flag;
         if (flag == 0 && !n->opts.cluster_existing &&
             identity_makes_cluster_id(n->name, n->opts.initial,
@@ -125,7 +128,9 @@ static int check_identity(struct node* n)
     if (n->identity_list[0] != '\0') {
         struct node_peer peers[RAFT_SERVERS_MAX];
         unsigned k = 0;
-        if (identity_parse_cluster(n->identity_list, peers, &k) != 0 ||
+        bool single = strcmp(n->identity_list, IDENTITY_LIST_SINGLE) == 0;
+        if ((!single &&
+             identity_parse_cluster(n->identity_list, peers, &k) != 0) ||
             identity_initial(n->name, peers, k, &n->recorded_conf) != 0) {
             node__log(RAFT_TRACE_ERROR,
                       "data dir %s: bad member list in its identity file: "
@@ -170,10 +175,12 @@ int node__cluster_learned(struct node* n, uint64_t cluster_id)
     return 0;
 }
 
-/* --initial-cluster against the configuration the data dir records: a
- * member named in both must have the same address in both (members the list
- * names that the configuration no longer has, or the reverse, are the
- * history of membership changes, not a conflict). */
+/* --initial-cluster against the configuration the data dir records. A
+ * member named in both must have the same address in both. While the log
+ * holds no membership change of its own (conf index 0: the configuration
+ * is the one the data dir was made with), the list must name the same
+ * members; afterwards members only one of the two names are the history
+ * of membership changes, not a conflict. */
 static int check_conf_conflict(struct node* n, const struct raft_conf* c)
 {
     for (unsigned i = 0; i < n->opts.n_initial; i++) {
@@ -190,7 +197,49 @@ static int check_conf_conflict(struct node* n, const struct raft_conf* c)
             return -EINVAL;
         }
     }
+    if (n->opts.n_initial == 0 || raft_conf_index(n->raft) != 0) {
+        return 0;
+    }
+    bool same = c->n == n->opts.n_initial;
+    for (unsigned i = 0; same && i < n->opts.n_initial; i++) {
+        same =
+            raft_conf_get(c, identity_node_id(n->opts.initial[i].name)) != NULL;
+    }
+    if (!same) {
+        char have[IDENTITY_LIST_MAX];
+        size_t pos = 0;
+        have[0] = '\0';
+        for (unsigned i = 0; i < c->n && pos < sizeof(have); i++) {
+            int k = snprintf(have + pos, sizeof(have) - pos, "%s%s",
+                             i > 0 ? "," : "", c->servers[i].name);
+            pos += k > 0 ? (size_t)k : 0;
+        }
+        node__log(RAFT_TRACE_ERROR,
+                  "--initial-cluster names other members than data dir %s "
+                  "was made with (%s), and no membership change was made "
+                  "since: refusing to start (give the list it was started "
+                  "with; change the membership with `quorumfs member`)",
+                  n->data_dir, have);
+        return -EINVAL;
+    }
     return 0;
+}
+
+/* The configuration recorded in the identity file, with this start's
+ * addresses for members it records none for (a single node restarted with
+ * a peer listener). */
+static struct raft_conf recorded_base_conf(const struct node* n)
+{
+    struct raft_conf c = n->recorded_conf;
+    for (unsigned i = 0; i < c.n; i++) {
+        const struct raft_server* f =
+            raft_conf_get(&n->initial_conf, c.servers[i].id);
+        if (c.servers[i].addr[0] == '\0' && f != NULL) {
+            snprintf(c.servers[i].addr, sizeof(c.servers[i].addr), "%s",
+                     f->addr);
+        }
+    }
+    return c;
 }
 
 static struct rlog_loaded loaded; /* valid until the first log change */
@@ -387,7 +436,7 @@ int node__start_raft(struct node* n)
         struct raft_snapshot_meta snap = loaded.snap;
         if (snap.conf.n == 0 && snap.index == 0) {
             /* the log has no configuration of its own */
-            snap.conf = n->have_recorded_conf ? n->recorded_conf : conf;
+            snap.conf = n->have_recorded_conf ? recorded_base_conf(n) : conf;
         }
         /* The recorded commit may lag (it is written lazily) or, after a
          * torn tail, point past what survived: clamp it to what we have. */
