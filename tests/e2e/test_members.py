@@ -202,9 +202,10 @@ def test_member_list_from_any_node(make_cluster):
     assert r.returncode == 2 and "HOST:PORT" in r.stderr
 
 
-def test_add_promote_fourth_then_remove_first(make_cluster):
+def test_add_promote_fourth_and_fifth_then_remove_first(make_cluster):
     """Add n4 from a follower while writes run, start it with the printed
-    flags, promote it, then remove n1: quorum 2 of 3 -> 3 of 4 -> 2 of 3."""
+    flags, promote it; the same for n5; then remove n1: quorum 2 of 3 ->
+    3 of 4 -> 3 of 5 -> 3 of 4."""
     c = make_cluster()
     leader = c.start()
     n1, n2, n3 = c.nodes
@@ -226,11 +227,15 @@ def test_add_promote_fourth_then_remove_first(make_cluster):
     # n4 learned the cluster id at its first handshake and stored it
     assert n4.status()["cluster_id"] == n1.status()["cluster_id"]
     assert identity(n4)["cluster"] == n1.status()["cluster_id"]
+    n5, args5 = add_member(c, n4, "n5", "127.0.0.5")
+    n5.start(args5)
+    promote(n3, "n5")
+    wait_quorum(c, [n1, n2, n3, n4, n5], 5)
     time.sleep(0.5)
     remove(n2 if via is n1 else via, "n1")
-    rest = [n2, n3, n4]
+    rest = [n2, n3, n4, n5]
     c.wait_leader(rest)
-    wait_quorum(c, rest, 3)
+    wait_quorum(c, rest, 4)
     n1.stop()
     time.sleep(0.5)
     t = check_writes(c, rest, [w])
