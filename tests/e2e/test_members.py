@@ -9,6 +9,7 @@ acknowledged write is on every member and the trees are identical.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -387,3 +388,28 @@ def test_grow_one_node_to_three(make_cluster):
     time.sleep(0.5)
     t = check_writes(c, members, [w])
     assert t["before"][2] == b"alone"
+
+
+def test_replace_a_wiped_node_under_its_name(make_cluster):
+    """n3 loses its disk: `member remove n3`, wipe, `member add n3` at the
+    same address, start it with the printed flags, promote: it comes back
+    as a new member under its old name, with every acknowledged write."""
+    c = make_cluster()
+    c.start()
+    n1, n2, n3 = c.nodes
+    w = c.writer(n1, "w")
+    time.sleep(0.5)
+    c.kill9(n3)
+    remove(n1, "n3")
+    wait_quorum(c, [n1, n2], 2)
+    shutil.rmtree(n3.data_dir)
+    r = cli(n2, "member", "add", "n3", c.addrs["n3"])
+    kv = parse_join(r.stdout)
+    n3.start(["--listen-peer", c.addrs["n3"],
+              "--initial-cluster", kv["QUORUMFS_INITIAL_CLUSTER"],
+              "--initial-cluster-state", "existing",
+              "--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] + c.common)
+    promote(n2, "n3")
+    wait_quorum(c, [n1, n2, n3], 3)
+    time.sleep(0.5)
+    check_writes(c, [n1, n2, n3], [w])
