@@ -293,6 +293,10 @@ static const char* conf_err_text(int err)
         return "the configuration is full";
     case -EAGAIN:
         return "too many membership changes waiting here";
+    case -EDESTADDRREQ:
+        return "a member has no peer address in the configuration: restart "
+               "it with --listen-peer ADDR:PORT --initial-cluster "
+               "NAME=ADDR:PORT (its own name and address) first";
     case -EOPNOTSUPP:
         return "this node runs without a peer listener: restart it with "
                "--listen-peer ADDR:PORT --initial-cluster NAME=ADDR:PORT "

@@ -185,7 +185,8 @@ int node_member_list(struct node* n, bool json, char** out, size_t* len);
  * -EALREADY (already a voter), -EPERM (removing this node from a node that
  * is not the leader: it would not learn the outcome), -ENOSPC (no room),
  * -ENAMETOOLONG, -EAGAIN (too many changes waiting), -EOPNOTSUPP (add on
- * a node that runs without a peer listener), or a RAFT_E* code
+ * a node that runs without a peer listener), -EDESTADDRREQ (a member has
+ * no peer address in the configuration), or a RAFT_E* code
  * from the core (RAFT_ENOTLEADER: no leader known). */
 typedef void (*node_conf_cb)(void* data, int err);
 int node_conf_change(struct node* n,

@@ -225,21 +225,21 @@ static int check_conf_conflict(struct node* n, const struct raft_conf* c)
     return 0;
 }
 
-/* The configuration recorded in the identity file, with this start's
- * addresses for members it records none for (a single node restarted with
- * a peer listener). */
-static struct raft_conf recorded_base_conf(const struct node* n)
+/* Members of c with no peer address get the one --initial-cluster gives
+ * them: a single node (made without a list, so its configuration names it
+ * with no address) restarted with a peer listener, whose configuration is
+ * the recorded one or a snapshot's. The address reaches the others with
+ * the first membership change, which encodes the whole configuration. */
+static void fill_addrs(const struct node* n, struct raft_conf* c)
 {
-    struct raft_conf c = n->recorded_conf;
-    for (unsigned i = 0; i < c.n; i++) {
+    for (unsigned i = 0; i < c->n; i++) {
         const struct raft_server* f =
-            raft_conf_get(&n->initial_conf, c.servers[i].id);
-        if (c.servers[i].addr[0] == '\0' && f != NULL) {
-            snprintf(c.servers[i].addr, sizeof(c.servers[i].addr), "%s",
+            raft_conf_get(&n->initial_conf, c->servers[i].id);
+        if (c->servers[i].addr[0] == '\0' && f != NULL) {
+            snprintf(c->servers[i].addr, sizeof(c->servers[i].addr), "%s",
                      f->addr);
         }
     }
-    return c;
 }
 
 static struct rlog_loaded loaded; /* valid until the first log change */
@@ -436,8 +436,9 @@ int node__start_raft(struct node* n)
         struct raft_snapshot_meta snap = loaded.snap;
         if (snap.conf.n == 0 && snap.index == 0) {
             /* the log has no configuration of its own */
-            snap.conf = n->have_recorded_conf ? recorded_base_conf(n) : conf;
+            snap.conf = n->have_recorded_conf ? n->recorded_conf : conf;
         }
+        fill_addrs(n, &snap.conf);
         /* The recorded commit may lag (it is written lazily) or, after a
          * torn tail, point past what survived: clamp it to what we have. */
         struct raft_hard_state hs = loaded.hs;

@@ -87,6 +87,11 @@ int node_conf_change(struct node* n,
         if (n->transport == NULL) {
             return -EOPNOTSUPP; /* nobody could reach the new member */
         }
+        for (unsigned i = 0; i < c->n; i++) {
+            if (c->servers[i].addr[0] == '\0') {
+                return -EDESTADDRREQ; /* the new member could not reach it */
+            }
+        }
         for (unsigned i = 0; addr != NULL && i < c->n; i++) {
             if (strcmp(c->servers[i].addr, addr) == 0) {
                 return -EADDRINUSE;

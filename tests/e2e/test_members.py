@@ -368,8 +368,10 @@ def test_grow_one_node_to_three(make_cluster):
     c = make_cluster()
     n1 = c.nodes[0]
     c.nodes = [n1]
-    n1.start(c.common)
+    n1.start(c.common + ["--snapshot-entries", "20"])
     qc.write_file(n1.path("before"), "alone")
+    for i in range(30):  # past --snapshot-entries: the log is compacted
+        qc.write_file(n1.path("pre-%d" % i), "x")
     r = cli(n1, "member", "add", "n2", free_addr("127.0.0.2"), check=False)
     assert r.returncode == 1 and "--listen-peer" in r.stderr, r.stderr
     n1.stop()
