@@ -420,6 +420,7 @@ static void handle_update(struct node* n, const struct raft_update* u)
     handle_failed_proposals(n, u);
     if (u->conf_changed) {
         node__sync_peers(n);
+        node__conf_log(n);
     }
     if (u->role_changed) {
         node__role_changed(n);

@@ -203,3 +203,26 @@ void node__conf_fail_all(struct node* n, int err)
         }
     }
 }
+
+void node__conf_log(struct node* n)
+{
+    const struct raft_conf* c = raft_conf_current(n->raft);
+    char line[RAFT_SERVERS_MAX * (RAFT_NAME_MAX + 12) + 1];
+    size_t pos = 0;
+    line[0] = '\0';
+    for (unsigned i = 0; i < c->n && pos < sizeof(line); i++) {
+        int k = snprintf(line + pos, sizeof(line) - pos, "%s%s%s",
+                         i > 0 ? ", " : "", c->servers[i].name,
+                         c->servers[i].role == RAFT_VOTER ? "" : " (learner)");
+        pos += k > 0 ? (size_t)k : 0;
+    }
+    raft_index at = raft_conf_index(n->raft);
+    if (at == n->logged_conf_index && at != 0) {
+        return;
+    }
+    n->logged_conf_index = at;
+    unsigned voters = raft_conf_voters(c);
+    node__log(RAFT_TRACE_INFO,
+              "membership at index %" PRIu64 ": %s; %u voters, quorum %u", at,
+              line, voters, voters / 2 + 1);
+}

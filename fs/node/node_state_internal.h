@@ -173,7 +173,8 @@ struct node {
     /* membership changes (node_members.c) */
     struct node_conf_req conf_reqs[NODE_CONF_REQS_MAX];
     uint64_t next_conf_ctx;
-    struct raft_conf peers_conf; /* the members the transport knows */
+    struct raft_conf peers_conf;  /* the members the transport knows */
+    raft_index logged_conf_index; /* node__conf_log's last */
 
     /* start-up (node_boot.c) */
     bool bootstrapped; /* started a brand-new cluster */
@@ -220,6 +221,8 @@ void node__stop_continue(struct node* n);
 bool node__conf_failed(struct node* n, uint64_t ctx, int err);
 void node__conf_check(struct node* n);
 void node__conf_fail_all(struct node* n, int err);
+/* One line naming the members when the configuration changed. */
+void node__conf_log(struct node* n);
 
 /* node_boot.c */
 int node__open_disk(struct node* n);
