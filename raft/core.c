@@ -545,7 +545,8 @@ static int dispatch(struct raft* r, const struct raft_event* ev)
     case RAFT_EV_READ_INDEX:
         return raft__read_index(r, ev->read.ctx);
     case RAFT_EV_CONF_CHANGE:
-        return raft__conf_change(r, ev->conf.op, &ev->conf.server);
+        return raft__conf_change(r, ev->conf.op, &ev->conf.server,
+                                 ev->conf.ctx);
     case RAFT_EV_TRANSFER:
         return raft__transfer(r, ev->transfer.to);
     case RAFT_EV_SNAPSHOT_INSTALLED:
@@ -692,6 +693,11 @@ raft_index raft_last_index(const struct raft* r)
 raft_index raft_first_index(const struct raft* r)
 {
     return r->first_index;
+}
+
+raft_index raft_conf_index(const struct raft* r)
+{
+    return r->conf_index;
 }
 
 const struct raft_conf* raft_conf_current(const struct raft* r)

@@ -237,7 +237,10 @@ void raft__conf_compact(struct raft* r, raft_index new_first);
 void raft__progress_sync(struct raft* r);
 int raft__conf_change(struct raft* r,
                       uint8_t op,
-                      const struct raft_server* server);
+                      const struct raft_server* server,
+                      uint64_t ctx);
+/* A forwarded change (a RAFT_ENTRY_CONF proposal): 0 or a RAFT_E* code. */
+int raft__conf_change_forwarded(struct raft* r, const struct raft_proposal* p);
 void raft__conf_check_removed_leader(struct raft* r);
 
 /* catchup.c */

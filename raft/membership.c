@@ -126,9 +126,16 @@ static int conf_edit(struct raft* r,
         return 0;
     case RAFT_CONF_PROMOTE: {
         const struct raft__progress* p = raft__progress_get(r, server->id);
-        if (s == NULL || s->role != RAFT_LEARNER || p == NULL ||
-            p->match + RAFT_APPEND_ENTRIES_MAX < raft__last_index(r)) {
+        if (s == NULL || s->role != RAFT_LEARNER || p == NULL) {
             return RAFT_EBADCONF;
+        }
+        /* Caught up: it has answered (match > 0) within an election
+         * timeout and is at most one append batch behind. A learner that
+         * never answered would be a voter that cannot vote. */
+        if (p->match == 0 ||
+            p->last_recv_ms + r->opt.election_ms <= r->now_ms ||
+            p->match + RAFT_APPEND_ENTRIES_MAX < raft__last_index(r)) {
+            return RAFT_EBEHIND;
         }
         s->role = RAFT_VOTER;
         return 0;
@@ -145,12 +152,59 @@ static int conf_edit(struct raft* r,
     }
 }
 
+/* A forwarded change: one RAFT_ENTRY_CONF proposal whose data is the op
+ * byte and raft_conf_encode() of a one-server configuration. */
+static int conf_forward(struct raft* r,
+                        uint8_t op,
+                        const struct raft_server* server,
+                        uint64_t ctx)
+{
+    struct raft_conf one = {.n = 1};
+    one.servers[0] = *server;
+    one.servers[0].role = RAFT_LEARNER;
+    size_t len = 1 + raft_conf_encoded_size(&one);
+    uint8_t* data = raft__scratch(r, len);
+    struct raft_proposal* p = raft__scratch(r, sizeof(*p));
+    if (data == NULL || p == NULL) {
+        return RAFT_ENOMEM;
+    }
+    data[0] = op;
+    if (raft_conf_encode(&one, data + 1, len - 1) != (int)(len - 1)) {
+        return RAFT_EBADCONF;
+    }
+    *p = (struct raft_proposal){
+        .ctx = ctx, .type = RAFT_ENTRY_CONF, .data = {data, len}};
+    struct raft_message* m = raft__msg(r, RAFT_MSG_PROPOSE, r->leader);
+    if (m == NULL) {
+        return RAFT_ENOMEM;
+    }
+    m->propose.n = 1;
+    m->propose.props = p;
+    return 0;
+}
+
+int raft__conf_change_forwarded(struct raft* r, const struct raft_proposal* p)
+{
+    struct raft_conf one;
+    const uint8_t* d = p->data.base;
+    if (p->data.len < 2 || d == NULL ||
+        raft_conf_decode(&one, d + 1, p->data.len - 1) != 0 || one.n != 1) {
+        return RAFT_EMALFORMED;
+    }
+    if (r->role != RAFT_LEADER) {
+        return RAFT_ENOTLEADER; /* never forwarded twice */
+    }
+    return raft__conf_change(r, d[0], &one.servers[0], 0);
+}
+
 int raft__conf_change(struct raft* r,
                       uint8_t op,
-                      const struct raft_server* server)
+                      const struct raft_server* server,
+                      uint64_t ctx)
 {
     if (r->role != RAFT_LEADER) {
-        return RAFT_ENOTLEADER;
+        return r->leader != 0 ? conf_forward(r, op, server, ctx)
+                              : RAFT_ENOTLEADER;
     }
     if (r->transfer_to != 0) {
         return RAFT_ETRANSFER;

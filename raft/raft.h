@@ -81,7 +81,8 @@ enum {
     X(RAFT_EMALFORMED, -1008, "malformed message or entry")                    \
     X(RAFT_ECOMPACTED, -1009, "index is compacted")                            \
     X(RAFT_EVERSION, -1010, "unsupported format version")                      \
-    X(RAFT_ENOMEM, -1011, "out of memory")
+    X(RAFT_ENOMEM, -1011, "out of memory")                                     \
+    X(RAFT_EBEHIND, -1012, "the learner is behind or silent")
 
 enum raft_error {
 /* name is an enumerator: it cannot be parenthesized. */
@@ -323,7 +324,9 @@ enum raft_event_type {
 
 enum raft_conf_op {
     RAFT_CONF_ADD_LEARNER = 1,
-    RAFT_CONF_PROMOTE = 2, /* learner -> voter (refused until caught up) */
+    RAFT_CONF_PROMOTE = 2, /* learner -> voter (RAFT_EBEHIND until it has
+                              answered within an election timeout and is
+                              at most RAFT_APPEND_ENTRIES_MAX behind) */
     RAFT_CONF_REMOVE = 3,  /* voter or learner; may remove the leader */
 };
 
@@ -346,6 +349,10 @@ struct raft_event {
         struct {
             uint8_t op;                /* enum raft_conf_op */
             struct raft_server server; /* id (+ name/addr for ADD_LEARNER) */
+            uint64_t ctx; /* a follower forwards the change to the leader
+                             (RAFT_MSG_PROPOSE, one proposal of type
+                             RAFT_ENTRY_CONF); the leader's refusal comes
+                             back as a failed proposal with this ctx */
         } conf;
         struct {
             raft_id to;
@@ -494,7 +501,10 @@ int raft_bootstrap(struct raft* r,
 
 /* Feed one event; fills *u (see the contract above). Returns 0, or a RAFT_E*
  * code for an event refused synchronously (PROPOSE with no leader known,
- * during a transfer, or too big; CONF_CHANGE when not leader/busy/invalid;
+ * during a transfer, or too big; CONF_CHANGE when busy/invalid, or not the
+ * leader and no leader known (a follower forwards it: the leader's refusal
+ * is a failed proposal, its acceptance a CONF entry in the log; PROMOTE of a
+ * learner that is behind: RAFT_EBEHIND);
  * TRANSFER when not leader). On error *u is still valid and must be
  * processed (it may carry messages produced before the refusal). */
 int raft_step(struct raft* r,
@@ -524,6 +534,8 @@ raft_index raft_first_index(const struct raft* r); /* first in memory log */
 bool raft_image_wanted(const struct raft* r);
 bool raft_image_held(const struct raft* r);
 const struct raft_conf* raft_conf_current(const struct raft* r);
+/* Index of the entry that produced raft_conf_current() (0: bootstrap). */
+raft_index raft_conf_index(const struct raft* r);
 /* Whether the core still waits to catch up before it votes
  * (raft_options.catch_up_first). */
 bool raft_catching_up(const struct raft* r);

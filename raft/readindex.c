@@ -297,12 +297,15 @@ int raft__propose(struct raft* r, const struct raft_proposal* props, unsigned n)
 void raft__recv_propose(struct raft* r, const struct raft_message* m)
 {
     const struct raft_msg_propose* a = &m->propose;
-    int err = props_check(a->props, a->n);
-    if (err == 0) {
+    bool conf =
+        a->n == 1 && a->props != NULL && a->props[0].type == RAFT_ENTRY_CONF;
+    int err = conf ? raft__conf_change_forwarded(r, &a->props[0])
+                   : props_check(a->props, a->n);
+    if (err == 0 && !conf) {
         err = r->role == RAFT_LEADER ? leader_append(r, a->props, a->n)
                                      : RAFT_ENOTLEADER;
     }
-    if (err == 0 || a->n > RAFT_PROPOSE_BATCH_MAX) {
+    if (err == 0 || a->n > RAFT_PROPOSE_BATCH_MAX || a->props == NULL) {
         return;
     }
     uint64_t* ctxs = raft__scratch(r, a->n * sizeof(*ctxs));

@@ -30,18 +30,24 @@ typedef void (*transport_message_cb)(void* data, const struct raft_message* m);
 /* A peer's HELLO carried another incarnation than its previous one: the
  * peer process restarted (docs/format-wire.md, section 3). */
 typedef void (*transport_restart_cb)(void* data, raft_id id);
+/* A transport started with cluster_id 0 learned the cluster's id from a
+ * peer's HELLO (docs/format-wire.md, section 3). Returns 0 to adopt it
+ * (the owner has stored it), else the connection is refused. */
+typedef int (*transport_cluster_cb)(void* data, uint64_t cluster_id);
 
 struct transport_options {
     raft_id self;
-    uint64_t cluster_id;
-    const char* listen_addr;         /* "IP:PORT"; also the source of outgoing
-                                        connections */
-    size_t queue_bytes_max;          /* per peer; default 16 MiB when 0 */
-    transport_message_cb on_message; /* message borrowed for the call */
-    uint64_t incarnation;            /* this process's, in its HELLOs: any
-                                        value that differs after a restart
-                                        (0: none) */
+    uint64_t cluster_id;     /* 0: not known yet; learned from the first peer
+                                whose HELLO carries one (on_cluster_id) */
+    const char* listen_addr; /* "IP:PORT"; also the source of outgoing
+                                connections */
+    size_t queue_bytes_max;  /* per peer; default 16 MiB when 0 */
+    transport_message_cb on_message;      /* message borrowed for the call */
+    uint64_t incarnation;                 /* this process's, in its HELLOs: any
+                                             value that differs after a restart
+                                             (0: none) */
     transport_restart_cb on_peer_restart; /* may be NULL */
+    transport_cluster_cb on_cluster_id;   /* needed when cluster_id is 0 */
     void* data;
     struct raft_tracer tracer;
 };

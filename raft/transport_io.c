@@ -154,10 +154,24 @@ static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
         transport__conn_reject(c, "second HELLO");
         return;
     }
-    if (cluster != t->o.cluster_id) {
+    /* A node with a fresh data dir may not know the id yet: it says 0, and
+     * learns it from the answer of a node that knows it. */
+    if (cluster != t->o.cluster_id && cluster != 0 && t->o.cluster_id == 0 &&
+        t->o.on_cluster_id != NULL && transport__peer_find(t, id) != NULL &&
+        t->o.on_cluster_id(t->o.data, cluster) == 0) {
+        transport__trace(t, RAFT_TRACE_INFO,
+                         "learned cluster id %016llx from node %llu",
+                         (unsigned long long)cluster, (unsigned long long)id);
+        t->o.cluster_id = cluster;
+    }
+    bool known = cluster == t->o.cluster_id
+                     ? cluster != 0
+                     : cluster == 0 && t->o.cluster_id != 0;
+    if (!known) {
         char why[96];
-        snprintf(why, sizeof(why), "foreign cluster id %llx (node %llu)",
-                 (unsigned long long)cluster, (unsigned long long)id);
+        snprintf(why, sizeof(why), "%s cluster id %llx (node %llu)",
+                 cluster == 0 ? "no" : "foreign", (unsigned long long)cluster,
+                 (unsigned long long)id);
         transport__conn_reject(c, why);
         return;
     }

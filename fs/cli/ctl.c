@@ -252,6 +252,104 @@ static void req_snapshot_save(struct ctl_client* cl)
                 len);
 }
 
+/* ---- membership ---- */
+
+static const char* conf_err_text(int err)
+{
+    switch (err) {
+    case RAFT_EBEHIND:
+        return "the learner is still catching up with the leader (or has "
+               "not answered it lately): start it with the flags `member "
+               "add` printed, and retry when `quorumfs member list` on the "
+               "leader shows it reachable with a match index near the "
+               "leader's";
+    case RAFT_ECONFBUSY:
+        return "another membership change is not committed yet (or the "
+               "leader has not committed an entry of its term): retry in a "
+               "moment";
+    case RAFT_EBADCONF:
+        return "refused by the leader (the last voter cannot be removed; "
+               "only a learner can be promoted)";
+    case RAFT_ENOTLEADER:
+        return "no leader known: the cluster has no quorum now";
+    case RAFT_ETRANSFER:
+        return "a leadership transfer is running: retry in a moment";
+    case -ETIMEDOUT:
+        return "no answer within the proposal timeout: the change may still "
+               "take effect; check `quorumfs member list`";
+    case -EEXIST:
+        return "a member of that name exists";
+    case -EADDRINUSE:
+        return "a member has that address";
+    case -ENOENT:
+        return "no member of that name";
+    case -EALREADY:
+        return "that member is a voter already";
+    case -EPERM:
+        return "this node is the one to remove and it is not the leader: it "
+               "would not learn the outcome; run the command on another "
+               "member";
+    case -ENOSPC:
+        return "the configuration is full";
+    case -EAGAIN:
+        return "too many membership changes waiting here";
+    case -EDESTADDRREQ:
+        return "a member has no peer address in the configuration: restart "
+               "it with --listen-peer ADDR:PORT --initial-cluster "
+               "NAME=ADDR:PORT (its own name and address) first";
+    case -EOPNOTSUPP:
+        return "this node runs without a peer listener: restart it with "
+               "--listen-peer ADDR:PORT --initial-cluster NAME=ADDR:PORT "
+               "(its own name and address) first";
+    default:
+        return err <= -1000 ? raft_strerror(err) : strerror(-err);
+    }
+}
+
+static void member_done_cb(void* data, int err)
+{
+    struct ctl_client* cl = data;
+    if (err != 0) {
+        client_printf(cl, "error: %s\n", conf_err_text(err));
+    } else {
+        client_printf(cl, "ok committed\n");
+    }
+}
+
+/* "member\tadd\tNAME\tADDR" | "member\tpromote\tNAME" |
+ * "member\tremove\tNAME" */
+static void req_member(struct ctl_client* cl, char* args)
+{
+    char* name = strchr(args, '\t');
+    if (name == NULL || name[1] == '\0') {
+        client_printf(cl, "error: usage: member add|promote|remove NAME\n");
+        return;
+    }
+    *name++ = '\0';
+    char* addr = strchr(name, '\t');
+    if (addr != NULL) {
+        *addr++ = '\0';
+    }
+    uint8_t op;
+    if (strcmp(args, "add") == 0 && addr != NULL && addr[0] != '\0') {
+        op = RAFT_CONF_ADD_LEARNER;
+    } else if (strcmp(args, "promote") == 0 && addr == NULL) {
+        op = RAFT_CONF_PROMOTE;
+    } else if (strcmp(args, "remove") == 0 && addr == NULL) {
+        op = RAFT_CONF_REMOVE;
+    } else {
+        client_printf(cl,
+                      "error: usage: member add NAME ADDR | promote NAME "
+                      "| remove NAME\n");
+        return;
+    }
+    int rv =
+        node_conf_change(cl->ctl->node, op, name, addr, member_done_cb, cl);
+    if (rv != 0) {
+        member_done_cb(cl, rv);
+    }
+}
+
 static void answer(struct ctl_client* cl)
 {
     struct node* n = cl->ctl->node;
@@ -272,6 +370,10 @@ static void answer(struct ctl_client* cl)
         req_snapshot_save(cl);
         return;
     }
+    if (strncmp(cl->req, "member\t", 7) == 0) {
+        req_member(cl, cl->req + 7);
+        return;
+    }
     if (strncmp(cl->req, "transfer\t", 9) == 0) {
         rv = node_transfer_leadership(n, cl->req + 9);
         if (rv != 0) {
@@ -290,6 +392,9 @@ static void answer(struct ctl_client* cl)
         rv = node_status_text(n, &out, &len);
     } else if (strcmp(cl->req, "members") == 0) {
         rv = node_members_text(n, &out, &len);
+    } else if (strcmp(cl->req, "member list json") == 0 ||
+               strcmp(cl->req, "member list text") == 0) {
+        rv = node_member_list(n, cl->req[12] == 'j', &out, &len);
     } else if (strcmp(cl->req, "leader") == 0) {
         rv = node_leader_text(n, &out, &len);
     } else {

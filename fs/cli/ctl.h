@@ -12,6 +12,11 @@
  *                          revision minus --history-revisions)
  *   snapshot save          "ok CONF_LEN IMAGE_LEN\n", then the encoded
  *                          raft_conf, then the store image (binary)
+ *   member list json | member list text
+ *   member\tadd\tNAME\tADDR | member\tpromote\tNAME | member\tremove\tNAME
+ *                          node_conf_change(); "ok committed" once this
+ *                          node sees the change committed
+ *   transfer\tNAME         start a leadership transfer (leader only)
  * A reply that is not "ok" starts with "error: ".
  *
  * Retention: on the leader, every CTL_RETENTION_CHECK_MS the history kept

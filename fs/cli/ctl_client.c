@@ -39,6 +39,7 @@ struct cli {
     const char* listen_peer;
     const char* to; /* leader transfer --to */
     bool json;
+    bool learner; /* member add --learner: the default (cmd_member) */
     bool has_revision;
     uint64_t revision;
     char def_dir[PATH_MAX];
@@ -318,8 +319,10 @@ static int cmd_snapshot_status(struct cli* o, const char* file)
 
 /* ---- offline: a new data dir from a snapshot file ---- */
 
-/* --initial-cluster into conf and the cluster id, by the rules the node
- * checks at start (identity.c). */
+/* --initial-cluster into conf, by the rules the node checks at start
+ * (identity.c), and the cluster id: a new random one made by the first
+ * member of the list (or the only node), 0 for the others (they learn it
+ * from the first one at their first handshake). */
 static int seed_conf(const char* name,
                      const char* list,
                      struct raft_conf* conf,
@@ -333,7 +336,12 @@ static int seed_conf(const char* name,
             return rv;
         }
     }
-    return identity_initial(name, peers, n, conf, cluster_id);
+    int rv = identity_initial(name, peers, n, conf);
+    *cluster_id = 0;
+    if (rv == 0 && identity_makes_cluster_id(name, peers, n)) {
+        rv = identity_new_cluster_id(cluster_id);
+    }
+    return rv;
 }
 
 static int seed_db(const char* dir, const void* img, size_t len)
@@ -477,7 +485,8 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
      * log (meta + hard state, fsync), fsync(D.tmp), rename(D.tmp, D),
      * fsync(parent): D appears complete or not at all. */
     step = "identity";
-    rv = identity_write(tmp, o->name, cluster_id);
+    rv = identity_write(tmp, o->name, cluster_id,
+                        o->cluster != NULL ? o->cluster : IDENTITY_LIST_SINGLE);
     if (rv == 0) {
         step = "db";
         rv = seed_db(tmp, img, len);
@@ -509,6 +518,177 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
            "index %" PRIu64 ")\n",
            file, o->dir, info.revision, info.keys, o->name, conf.n,
            info.applied_index);
+    return 0;
+}
+
+/* ---- membership ---- */
+
+static void usage_member(FILE* out)
+{
+    fprintf(out,
+            "Usage: quorumfs member list [--json] [--data-dir D]\n"
+            "       quorumfs member add NAME ADDR:PORT [--learner] [--json] "
+            "[--data-dir D]\n"
+            "       quorumfs member promote NAME [--data-dir D]\n"
+            "       quorumfs member remove NAME [--data-dir D]\n"
+            "\n"
+            "Works from any member: the change is forwarded to the leader and\n"
+            "the command returns once this node sees it committed.\n"
+            "  list     members, ids, peer addresses, voter or learner, the\n"
+            "           leader, reachability and match index (known on the\n"
+            "           leader)\n"
+            "  add      adds NAME as a learner (a non-voter: the core admits\n"
+            "           new members as learners only, so --learner is the\n"
+            "           default) and prints the flags NAME starts with\n"
+            "  promote  makes a learner a voter; refused while it is behind\n"
+            "  remove   removes a voter or a learner (the leader too: it\n"
+            "           steps down once the removal is committed)\n"
+            "See docs/operations.md (\"Membership\").\n");
+}
+
+/* The current members ("members" request: NAME ID ADDR ROLE [leader]) as
+ * an --initial-cluster list, and the cluster id from the status. */
+static int member_join_info(const char* dir,
+                            char* list,
+                            size_t cap,
+                            char* cluster_id,
+                            size_t id_cap)
+{
+    char *out = NULL, *st = NULL;
+    size_t len = 0, pos = 0;
+    if (ctl_fetch(dir, "members", &out, &len) != 0) {
+        return -1;
+    }
+    list[0] = '\0';
+    char* save = NULL;
+    for (char* line = strtok_r(out, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char name[RAFT_NAME_MAX], addr[RAFT_ADDR_MAX];
+        if (sscanf(line, "%31s %*s %63s", name, addr) == 2) {
+            int k = snprintf(list + pos, cap - pos, "%s%s=%s",
+                             pos > 0 ? "," : "", name, addr);
+            if (k < 0 || (size_t)k >= cap - pos) {
+                free(out);
+                return -1;
+            }
+            pos += (size_t)k;
+        }
+    }
+    free(out);
+    if (ctl_fetch(dir, "status json", &st, &len) != 0) {
+        return -1;
+    }
+    const char* p = strstr(st, "\"cluster_id\": \"");
+    int rv = -1;
+    if (p != NULL) {
+        p += strlen("\"cluster_id\": \"");
+        size_t n = strcspn(p, "\"");
+        if (n > 0 && n < id_cap) {
+            memcpy(cluster_id, p, n);
+            cluster_id[n] = '\0';
+            rv = 0;
+        }
+    }
+    free(st);
+    return rv;
+}
+
+static int member_print_join(struct cli* o, const char* name, const char* addr)
+{
+    char list[4096], cid[32];
+    if (member_join_info(o->dir, list, sizeof(list), cid, sizeof(cid)) != 0) {
+        fprintf(stderr,
+                "quorumfs member add: added %s, but the member list could "
+                "not be read back: see `quorumfs member list`\n",
+                name);
+        return 1;
+    }
+    if (o->json) {
+        printf("{\"name\":");
+        print_json_string(name);
+        printf(",\"addr\":");
+        print_json_string(addr);
+        printf(",\"role\":\"learner\",\"initial_cluster\":");
+        print_json_string(list);
+        printf(",\"initial_cluster_state\":\"existing\",\"cluster_id\":");
+        print_json_string(cid);
+        printf("}\n");
+        return 0;
+    }
+    printf(
+        "added %s at %s as a learner (committed)\n"
+        "\n"
+        "QUORUMFS_NAME=%s\n"
+        "QUORUMFS_INITIAL_CLUSTER=%s\n"
+        "QUORUMFS_INITIAL_CLUSTER_STATE=existing\n"
+        "QUORUMFS_CLUSTER_ID=%s\n"
+        "\n"
+        "Start %s with an empty data dir:\n"
+        "  quorumfs mount MOUNTPOINT --name %s --data-dir DIR \\\n"
+        "    --listen-peer %s \\\n"
+        "    --initial-cluster %s \\\n"
+        "    --initial-cluster-state existing --cluster-id %s\n"
+        "Once it has caught up: quorumfs member promote %s\n",
+        name, addr, name, list, cid, name, name, addr, list, cid, name);
+    return 0;
+}
+
+static int cmd_member(struct cli* o, int argc, char** argv)
+{
+    char req[CTL_REQUEST_MAX];
+    const char* sub = argc > 0 ? argv[0] : "";
+
+    if (strcmp(sub, "list") == 0 && argc == 1) {
+        return ctl_request(o->dir,
+                           o->json ? "member list json" : "member list text");
+    }
+    bool add = strcmp(sub, "add") == 0 && argc == 3;
+    bool one = (strcmp(sub, "promote") == 0 || strcmp(sub, "remove") == 0) &&
+               argc == 2;
+    if (!add && !one) {
+        usage_member(stderr);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '\0' || strpbrk(argv[i], "\t\n,= ") != NULL) {
+            fprintf(stderr,
+                    "quorumfs member %s: bad %s '%s' (no spaces, tabs, ',' "
+                    "or '=')\n",
+                    sub, i == 1 ? "NAME" : "ADDR", argv[i]);
+            return 2;
+        }
+    }
+    if (strlen(argv[1]) >= RAFT_NAME_MAX ||
+        (add && strlen(argv[2]) >= RAFT_ADDR_MAX)) {
+        fprintf(stderr, "quorumfs member %s: name or address too long\n", sub);
+        return 2;
+    }
+    if (add && strchr(argv[2], ':') == NULL) {
+        fprintf(stderr,
+                "quorumfs member add: ADDR '%s' is not HOST:PORT (the new "
+                "member's --listen-peer)\n",
+                argv[2]);
+        return 2;
+    }
+    snprintf(req, sizeof(req), "member\t%s\t%s%s%s", sub, argv[1],
+             add ? "\t" : "", add ? argv[2] : "");
+    char* out;
+    size_t len;
+    if (ctl_fetch(o->dir, req, &out, &len) != 0) {
+        return 1;
+    }
+    if (strncmp(out, "ok", 2) != 0) {
+        fprintf(stderr, "quorumfs member %s %s: %s", sub, argv[1],
+                strncmp(out, "error: ", 7) == 0 ? out + 7 : out);
+        free(out);
+        return 1;
+    }
+    free(out);
+    if (add) {
+        return member_print_join(o, argv[1], argv[2]);
+    }
+    printf("%s %s (committed)\n",
+           strcmp(sub, "promote") == 0 ? "promoted" : "removed", argv[1]);
     return 0;
 }
 
@@ -574,6 +754,10 @@ static int cmd_leader_transfer(struct cli* o)
 
 static void usage_client(const char* cmd)
 {
+    if (strcmp(cmd, "member") == 0) {
+        usage_member(stdout);
+        return;
+    }
     printf(
         "Usage: quorumfs %s [options]\n"
         "  --data-dir D     the node's data dir (default "
@@ -590,7 +774,16 @@ static void usage_client(const char* cmd)
 
 int ctl_command(int argc, char** argv)
 {
-    enum { O_JSON = 1000, O_DIR, O_NAME, O_REV, O_CLUSTER, O_PEER, O_TO };
+    enum {
+        O_JSON = 1000,
+        O_DIR,
+        O_NAME,
+        O_REV,
+        O_CLUSTER,
+        O_PEER,
+        O_TO,
+        O_LEARNER
+    };
     static const struct option opts[] = {
         {"json", no_argument, NULL, O_JSON},
         {"data-dir", required_argument, NULL, O_DIR},
@@ -599,11 +792,13 @@ int ctl_command(int argc, char** argv)
         {"initial-cluster", required_argument, NULL, O_CLUSTER},
         {"listen-peer", required_argument, NULL, O_PEER},
         {"to", required_argument, NULL, O_TO},
+        {"learner", no_argument, NULL, O_LEARNER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static const char* const cmds[] = {"status",  "members", "leader",
-                                       "restore", "compact", "snapshot"};
+                                       "restore", "compact", "snapshot",
+                                       "member"};
     struct cli o = {.cmd = argv[0]};
     bool known = false;
     char* end;
@@ -644,6 +839,9 @@ int ctl_command(int argc, char** argv)
         case O_TO:
             o.to = optarg;
             break;
+        case O_LEARNER:
+            o.learner = true;
+            break;
         case 'h':
             usage_client(o.cmd);
             return 0;
@@ -666,6 +864,9 @@ int ctl_command(int argc, char** argv)
     }
     if (strcmp(o.cmd, "snapshot") == 0) {
         return cmd_snapshot(&o, argc, argv);
+    }
+    if (strcmp(o.cmd, "member") == 0) {
+        return cmd_member(&o, argc, argv);
     }
     if (strcmp(o.cmd, "status") == 0) {
         return ctl_request(o.dir, o.json ? "status json" : "status text");

@@ -86,6 +86,10 @@ static void usage_main(FILE* out)
             "                                       state of a running node\n"
             "  quorumfs leader [transfer [--to N]] [--data-dir D]\n"
             "                                       show or move the leader\n"
+            "  quorumfs member list [--json] [--data-dir D]\n"
+            "  quorumfs member add NAME ADDR:PORT [--learner] [--data-dir D]\n"
+            "  quorumfs member promote|remove NAME [--data-dir D]\n"
+            "                                       change the membership\n"
             "  quorumfs restore NAME|@REV [PATH] [--data-dir D]\n"
             "                                       reset PATH to a snapshot\n"
             "  quorumfs compact [--revision R] [--data-dir D]\n"
@@ -94,9 +98,11 @@ static void usage_main(FILE* out)
             "  quorumfs snapshot status FILE [--json]\n"
             "  quorumfs snapshot restore FILE --data-dir D --name N\n"
             "           [--initial-cluster LIST]    seed a new cluster\n"
+            "  quorumfs help [CMD] | CMD --help     usage of one command\n"
             "  quorumfs --help | --version\n"
             "\n"
-            "Run `quorumfs mount --help` for the mount options.\n");
+            "Run `quorumfs mount --help` for the mount options,\n"
+            "`quorumfs member --help` for membership.\n");
 }
 
 static void usage_mount(FILE* out)
@@ -124,6 +130,9 @@ static void usage_mount(FILE* out)
         "  --initial-cluster-state S  new (default) or existing (restart, or\n"
         "                             rejoin with an empty data dir; such a\n"
         "                             node does not vote until caught up)\n"
+        "  --cluster-id HEX           the cluster's id, as `quorumfs member\n"
+        "                             add` prints it: a node joining a\n"
+        "                             cluster with an empty data dir needs it\n"
         "  --catch-up-timeout-ms MS   at start, a cluster member mounts only\n"
         "                             once it has applied what the cluster\n"
         "                             had committed; it waits this long for\n"
@@ -212,6 +221,7 @@ enum {
     OPT_SNAPSHOT_BYTES,
     OPT_HISTORY_BYTES,
     OPT_PENDING_BYTES,
+    OPT_CLUSTER_ID,
 };
 
 static const struct option mount_long[] = {
@@ -237,6 +247,7 @@ static const struct option mount_long[] = {
     {"snapshot-bytes", required_argument, NULL, OPT_SNAPSHOT_BYTES},
     {"history-bytes", required_argument, NULL, OPT_HISTORY_BYTES},
     {"pending-bytes", required_argument, NULL, OPT_PENDING_BYTES},
+    {"cluster-id", required_argument, NULL, OPT_CLUSTER_ID},
     {NULL, 0, NULL, 0},
 };
 
@@ -284,6 +295,13 @@ static int parse_one(struct mount_opts* mo, int c, const char* arg)
     case OPT_CLUSTER_STATE:
         o->cluster_existing = strcmp(arg, "existing") == 0;
         return !(o->cluster_existing || strcmp(arg, "new") == 0);
+    case OPT_CLUSTER_ID: {
+        char* end;
+        errno = 0;
+        o->cluster_id = strtoull(arg, &end, 16);
+        return errno != 0 || end == arg || *end != '\0' || arg[0] == '-' ||
+               o->cluster_id == 0;
+    }
     case OPT_CONSISTENCY:
         mo->linearizable = strcmp(arg, "linearizable") == 0;
         return !(mo->linearizable || strcmp(arg, "serializable") == 0);
@@ -799,6 +817,26 @@ int main(int argc, char** argv)
     if (strcmp(argv[1], "--version") == 0) {
         printf("quorumfs " QFS_VERSION "\n");
         return 0;
+    }
+    if (strcmp(argv[1], "help") == 0) {
+        /* `quorumfs help [CMD]`: the same text as `CMD --help`. */
+        if (argc < 3) {
+            usage_main(stdout);
+            return 0;
+        }
+        if (strcmp(argv[2], "mount") == 0) {
+            usage_mount(stdout);
+            return 0;
+        }
+        char help[] = "--help";
+        char* sub[] = {argv[2], help, NULL};
+        int hv = ctl_command(2, sub);
+        if (hv == -ENOSYS) {
+            fprintf(stderr, "quorumfs help: unknown command '%s'\n", argv[2]);
+            usage_main(stderr);
+            return 2;
+        }
+        return hv;
     }
     if (strcmp(argv[1], "mount") == 0) {
         return cmd_mount(argc - 1, argv + 1);

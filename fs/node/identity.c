@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "../../raft/util/datadir.h"
@@ -35,7 +36,7 @@ int identity_parse_cluster(const char* list,
                            struct node_peer* peers,
                            unsigned* n)
 {
-    char buf[4096];
+    char buf[IDENTITY_LIST_MAX];
     char* save = NULL;
 
     if (strlen(list) >= sizeof(buf)) {
@@ -65,10 +66,8 @@ int identity_parse_cluster(const char* list,
 int identity_initial(const char* name,
                      const struct node_peer* peers,
                      unsigned n,
-                     struct raft_conf* conf,
-                     uint64_t* cluster_id)
+                     struct raft_conf* conf)
 {
-    uint64_t h = IDENTITY_HASH_SEED;
     bool member = n == 0;
 
     memset(conf, 0, sizeof(*conf));
@@ -77,8 +76,6 @@ int identity_initial(const char* name,
         conf->servers[0].id = identity_node_id(name);
         conf->servers[0].role = RAFT_VOTER;
         snprintf(conf->servers[0].name, RAFT_NAME_MAX, "%s", name);
-        h = fnv1a("single:", 7, h);
-        *cluster_id = fnv1a(name, strlen(name), h);
         return 0;
     }
     for (unsigned i = 0; i < n && i < RAFT_SERVERS_MAX; i++) {
@@ -88,16 +85,37 @@ int identity_initial(const char* name,
         snprintf(s->name, RAFT_NAME_MAX, "%s", peers[i].name);
         snprintf(s->addr, RAFT_ADDR_MAX, "%s", peers[i].addr);
         member = member || strcmp(peers[i].name, name) == 0;
-        h = fnv1a(peers[i].name, strlen(peers[i].name), h);
-        h = fnv1a("=", 1, h);
-        h = fnv1a(peers[i].addr, strlen(peers[i].addr), h);
-        h = fnv1a(",", 1, h);
     }
-    *cluster_id = h != 0 ? h : 1;
     return member ? 0 : -EINVAL;
 }
 
-int identity_write(const char* dir, const char* name, uint64_t cluster_id)
+bool identity_makes_cluster_id(const char* name,
+                               const struct node_peer* peers,
+                               unsigned n)
+{
+    return n == 0 || strcmp(peers[0].name, name) == 0;
+}
+
+int identity_new_cluster_id(uint64_t* cluster_id)
+{
+    uint64_t v = 0;
+    while (v == 0) {
+        ssize_t r = getrandom(&v, sizeof(v), 0);
+        if (r < 0 && errno != EINTR) {
+            return -errno;
+        }
+        if (r != (ssize_t)sizeof(v)) {
+            v = 0;
+        }
+    }
+    *cluster_id = v;
+    return 0;
+}
+
+int identity_write(const char* dir,
+                   const char* name,
+                   uint64_t cluster_id,
+                   const char* initial)
 {
     char path[PATH_MAX], tmp[PATH_MAX + 8];
     util_datadir_path(path, sizeof(path), dir, DATADIR_IDENTITY);
@@ -110,6 +128,9 @@ int identity_write(const char* dir, const char* name, uint64_t cluster_id)
             "quorumfs-identity 1\nname=%s\nid=%016" PRIx64
             "\ncluster=%016" PRIx64 "\n",
             name, identity_node_id(name), cluster_id);
+    if (initial != NULL && initial[0] != '\0') {
+        fprintf(f, "initial=%s\n", initial);
+    }
     int rv = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
     fclose(f);
     if (rv == 0 && rename(tmp, path) != 0) {
@@ -122,15 +143,20 @@ int identity_read(const char* dir,
                   char* name,
                   size_t name_cap,
                   raft_id* id,
-                  uint64_t* cluster_id)
+                  uint64_t* cluster_id,
+                  char* initial,
+                  size_t initial_cap)
 {
-    char path[PATH_MAX], line[512];
+    char path[PATH_MAX], line[IDENTITY_LIST_MAX + 16];
     util_datadir_path(path, sizeof(path), dir, DATADIR_IDENTITY);
     FILE* f = fopen(path, "r");
     if (f == NULL) {
         return -errno;
     }
     name[0] = '\0';
+    if (initial != NULL && initial_cap > 0) {
+        initial[0] = '\0';
+    }
     *id = *cluster_id = 0;
     while (fgets(line, sizeof(line), f) != NULL) {
         line[strcspn(line, "\n")] = '\0';
@@ -140,8 +166,30 @@ int identity_read(const char* dir,
             *id = strtoull(line + 3, NULL, 16);
         } else if (strncmp(line, "cluster=", 8) == 0) {
             *cluster_id = strtoull(line + 8, NULL, 16);
+        } else if (strncmp(line, "initial=", 8) == 0 && initial != NULL &&
+                   initial_cap > 0) {
+            snprintf(initial, initial_cap, "%s", line + 8);
         }
     }
     fclose(f);
+    return 0;
+}
+
+int identity_format_cluster(const struct node_peer* peers,
+                            unsigned n,
+                            char* out,
+                            size_t cap)
+{
+    size_t pos = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < n; i++) {
+        int k = snprintf(out + pos, cap - pos, "%s%s=%s", i > 0 ? "," : "",
+                         peers[i].name, peers[i].addr);
+        if (k < 0 || (size_t)k >= cap - pos) {
+            out[0] = '\0';
+            return -ENAMETOOLONG;
+        }
+        pos += (size_t)k;
+    }
     return 0;
 }

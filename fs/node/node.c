@@ -382,6 +382,10 @@ void node__reads_check(struct node* n)
 static void handle_failed_proposals(struct node* n, const struct raft_update* u)
 {
     for (unsigned i = 0; i < u->n_failed_proposals; i++) {
+        if (node__conf_failed(n, u->failed_proposals[i].ctx,
+                              u->failed_proposals[i].err)) {
+            continue;
+        }
         struct waiter* w = waiter_find(n, u->failed_proposals[i].ctx);
         if (w == NULL) {
             continue;
@@ -416,10 +420,12 @@ static void handle_update(struct node* n, const struct raft_update* u)
     handle_failed_proposals(n, u);
     if (u->conf_changed) {
         node__sync_peers(n);
+        node__conf_log(n);
     }
     if (u->role_changed) {
         node__role_changed(n);
     }
+    node__conf_check(n);
     rearm_tick(n, u->next_timeout_ms);
 }
 
@@ -829,6 +835,7 @@ static void sweep_now(struct node* n)
     uint64_t now = now_ms(n);
 
     n->depth++;
+    node__conf_check(n);
     fences_again(n, now);
     while (n->whead != NULL && n->whead->deadline_ms <= now) {
         struct waiter* w = n->whead;
@@ -1804,6 +1811,7 @@ err_after_alloc:
 static void fail_everything(struct node* n, int err)
 {
     n->depth++;
+    node__conf_fail_all(n, err);
     while (n->whead != NULL) {
         fail_waiter(n, n->whead, err);
     }

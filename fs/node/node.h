@@ -44,6 +44,7 @@ struct node_options {
     unsigned n_initial;      /* --initial-cluster members */
     struct node_peer initial[RAFT_SERVERS_MAX];
     bool cluster_existing;        /* --initial-cluster-state existing */
+    uint64_t cluster_id;          /* --cluster-id (0: none given) */
     unsigned catch_up_timeout_ms; /* start-up wait for the cluster's commit
                                      (default 30000) */
     bool mount_stale;             /* mount local state if that wait fails */
@@ -166,6 +167,34 @@ typedef void (*node_status_extra_cb)(void* data,
 void node_set_status_extra(struct node* n, node_status_extra_cb cb, void* data);
 int node_status_text(struct node* n, char** out, size_t* len);
 int node_members_text(struct node* n, char** out, size_t* len);
+/* `quorumfs member list`: every member with its id, address, role, whether
+ * it leads, whether it is reachable and its match index (known on the
+ * leader; this node's own last index; null otherwise), as JSON or as a
+ * table for people. */
+int node_member_list(struct node* n, bool json, char** out, size_t* len);
+
+/* Membership changes (RAFT_CONF_ADD_LEARNER | PROMOTE | REMOVE) from any
+ * node: the leader appends the change, a follower's core forwards it to
+ * the leader. cb runs once, never inside the call: 0 once this node sees
+ * the new configuration committed; a RAFT_E* code when the leader refused
+ * it (RAFT_EBEHIND: the learner is behind; RAFT_ECONFBUSY: another change
+ * is not committed yet); -ETIMEDOUT when neither happened within the
+ * proposal timeout (the change may still take effect); -ESHUTDOWN. Errors
+ * returned at once (cb does not run): -EEXIST (a member has that name),
+ * -EADDRINUSE (or that address), -ENOENT (no member of that name),
+ * -EALREADY (already a voter), -EPERM (removing this node from a node that
+ * is not the leader: it would not learn the outcome), -ENOSPC (no room),
+ * -ENAMETOOLONG, -EAGAIN (too many changes waiting), -EOPNOTSUPP (add on
+ * a node that runs without a peer listener), -EDESTADDRREQ (a member has
+ * no peer address in the configuration), or a RAFT_E* code
+ * from the core (RAFT_ENOTLEADER: no leader known). */
+typedef void (*node_conf_cb)(void* data, int err);
+int node_conf_change(struct node* n,
+                     uint8_t op,
+                     const char* name,
+                     const char* addr,
+                     node_conf_cb cb,
+                     void* data);
 int node_leader_text(struct node* n, char** out, size_t* len);
 
 #endif /* QFS_NODE_H */

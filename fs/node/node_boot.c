@@ -82,35 +82,164 @@ static int take_lock(struct node* n)
     return 0;
 }
 
+/* The data dir's identity: its name must be ours; its cluster id is kept
+ * (a value made when the cluster was bootstrapped, or learned at the first
+ * handshake), and --cluster-id must agree with it. A data dir without one
+ * gets one: --cluster-id, a new random id when this node bootstraps a new
+ * cluster and is the first member of its list (or alone), else 0 (learned
+ * from the first peer that knows it: node__cluster_learned). */
 static int check_identity(struct node* n)
 {
     char name[256];
     raft_id id;
     uint64_t cluster;
+    uint64_t flag = n->opts.cluster_id;
 
-    int rv = identity_read(n->data_dir, name, sizeof(name), &id, &cluster);
+    int rv = identity_read(n->data_dir, name, sizeof(name), &id, &cluster,
+                           n->identity_list, sizeof(n->identity_list));
     if (rv == -ENOENT) {
-        return identity_write(n->data_dir, n->name, n->cluster_id);
+        rv =
+            identity_format_cluster(n->opts.initial, n->opts.n_initial,
+                                    n->identity_list, sizeof(n->identity_list));
+        if (rv != 0) {
+            return rv;
+        }
+        if (n->opts.n_initial == 0) {
+            strcpy(n->identity_list, IDENTITY_LIST_SINGLE);
+        }
+        n->cluster_id = flag;
+        if (flag == 0 && !n->opts.cluster_existing &&
+            identity_makes_cluster_id(n->name, n->opts.initial,
+                                      n->opts.n_initial)) {
+            rv = identity_new_cluster_id(&n->cluster_id);
+            if (rv != 0) {
+                return rv;
+            }
+            node__log(RAFT_TRACE_INFO,
+                      "new cluster: made cluster id %016" PRIx64,
+                      n->cluster_id);
+        }
+        return identity_write(n->data_dir, n->name, n->cluster_id,
+                              n->identity_list);
     }
     if (rv != 0) {
         return rv;
     }
+    if (n->identity_list[0] != '\0') {
+        struct node_peer peers[RAFT_SERVERS_MAX];
+        unsigned k = 0;
+        bool single = strcmp(n->identity_list, IDENTITY_LIST_SINGLE) == 0;
+        if ((!single &&
+             identity_parse_cluster(n->identity_list, peers, &k) != 0) ||
+            identity_initial(n->name, peers, k, &n->recorded_conf) != 0) {
+            node__log(RAFT_TRACE_ERROR,
+                      "data dir %s: bad member list in its identity file: "
+                      "refusing to start",
+                      n->data_dir);
+            return -EINVAL;
+        }
+        n->have_recorded_conf = true;
+    }
     if (strcmp(name, n->name) != 0 || id != n->id) {
         node__log(RAFT_TRACE_ERROR,
-                  "data dir %s belongs to node '%s', not '%s': refusing to "
-                  "start",
+                  "data dir %s belongs to node '%s', not '%s' (--name): "
+                  "refusing to start",
                   n->data_dir, name, n->name);
         return -EINVAL;
     }
-    if (cluster != n->cluster_id) {
+    if (cluster != 0 && flag != 0 && cluster != flag) {
         node__log(RAFT_TRACE_ERROR,
-                  "data dir %s belongs to another cluster (id %016" PRIx64
-                  ", this configuration gives %016" PRIx64
-                  "): refusing to start",
-                  n->data_dir, cluster, n->cluster_id);
+                  "data dir %s belongs to cluster %016" PRIx64
+                  ", --cluster-id gives %016" PRIx64 ": refusing to start",
+                  n->data_dir, cluster, flag);
+        return -EINVAL;
+    }
+    n->cluster_id = cluster != 0 ? cluster : flag;
+    if (cluster == 0 && flag != 0) {
+        return identity_write(n->data_dir, n->name, flag, n->identity_list);
+    }
+    return 0;
+}
+
+int node__cluster_learned(struct node* n, uint64_t cluster_id)
+{
+    int rv = identity_write(n->data_dir, n->name, cluster_id, n->identity_list);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR, "cannot record cluster id in %s: %s",
+                  n->data_dir, strerror(-rv));
+        return rv;
+    }
+    n->cluster_id = cluster_id;
+    node__log(RAFT_TRACE_INFO, "learned cluster id %016" PRIx64 " (stored)",
+              cluster_id);
+    return 0;
+}
+
+/* --initial-cluster against the configuration the data dir records. A
+ * member named in both must have the same address in both. While the log
+ * holds no membership change of its own (conf index 0: the configuration
+ * is the one the data dir was made with), the list must name the same
+ * members; afterwards members only one of the two names are the history
+ * of membership changes, not a conflict. */
+static int check_conf_conflict(struct node* n, const struct raft_conf* c)
+{
+    for (unsigned i = 0; i < n->opts.n_initial; i++) {
+        const struct node_peer* p = &n->opts.initial[i];
+        const struct raft_server* s =
+            raft_conf_get(c, identity_node_id(p->name));
+        if (s != NULL && s->addr[0] != '\0' && strcmp(s->addr, p->addr) != 0) {
+            node__log(RAFT_TRACE_ERROR,
+                      "--initial-cluster gives %s=%s, but the configuration "
+                      "in data dir %s has %s=%s: refusing to start (give "
+                      "the current members: `quorumfs member list` on a "
+                      "running member)",
+                      p->name, p->addr, n->data_dir, s->name, s->addr);
+            return -EINVAL;
+        }
+    }
+    if (n->opts.n_initial == 0 || raft_conf_index(n->raft) != 0) {
+        return 0;
+    }
+    bool same = c->n == n->opts.n_initial;
+    for (unsigned i = 0; same && i < n->opts.n_initial; i++) {
+        same =
+            raft_conf_get(c, identity_node_id(n->opts.initial[i].name)) != NULL;
+    }
+    if (!same) {
+        char have[IDENTITY_LIST_MAX];
+        size_t pos = 0;
+        have[0] = '\0';
+        for (unsigned i = 0; i < c->n && pos < sizeof(have); i++) {
+            int k = snprintf(have + pos, sizeof(have) - pos, "%s%s",
+                             i > 0 ? "," : "", c->servers[i].name);
+            pos += k > 0 ? (size_t)k : 0;
+        }
+        node__log(RAFT_TRACE_ERROR,
+                  "--initial-cluster names other members than data dir %s "
+                  "was made with (%s), and no membership change was made "
+                  "since: refusing to start (give the list it was started "
+                  "with; change the membership with `quorumfs member`)",
+                  n->data_dir, have);
         return -EINVAL;
     }
     return 0;
+}
+
+/* Members of c with no peer address get the one --initial-cluster gives
+ * them: a single node (made without a list, so its configuration names it
+ * with no address) restarted with a peer listener, whose configuration is
+ * the recorded one or a snapshot's. The address reaches the others with
+ * the first membership change, which encodes the whole configuration. */
+static void fill_addrs(const struct node* n, struct raft_conf* c)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct raft_server* f =
+            raft_conf_get(&n->initial_conf, c->servers[i].id);
+        if (c->servers[i].addr[0] == '\0' && f != NULL) {
+            snprintf(c->servers[i].addr, sizeof(c->servers[i].addr), "%s",
+                     f->addr);
+        }
+    }
 }
 
 static struct rlog_loaded loaded; /* valid until the first log change */
@@ -175,7 +304,7 @@ int node__open_disk(struct node* n)
     snprintf(n->name, sizeof(n->name), "%s", n->opts.name);
     n->id = identity_node_id(n->name);
     rv = identity_initial(n->name, n->opts.initial, n->opts.n_initial,
-                          &n->initial_conf, &n->cluster_id);
+                          &n->initial_conf);
     if (rv != 0) {
         node__log(RAFT_TRACE_ERROR,
                   "name '%s' is not in --initial-cluster: refusing to start",
@@ -306,8 +435,10 @@ int node__start_raft(struct node* n)
     } else {
         struct raft_snapshot_meta snap = loaded.snap;
         if (snap.conf.n == 0 && snap.index == 0) {
-            snap.conf = conf; /* the log has no configuration of its own */
+            /* the log has no configuration of its own */
+            snap.conf = n->have_recorded_conf ? n->recorded_conf : conf;
         }
+        fill_addrs(n, &snap.conf);
         /* The recorded commit may lag (it is written lazily) or, after a
          * torn tail, point past what survived: clamp it to what we have. */
         struct raft_hard_state hs = loaded.hs;
@@ -320,6 +451,10 @@ int node__start_raft(struct node* n)
         }
         rv = raft_restore(n->raft, &hs, &snap, loaded.entries, loaded.n_entries,
                           uv_now(n->loop));
+        if (rv == 0 && check_conf_conflict(n, raft_conf_current(n->raft))) {
+            node__raft_free(n);
+            return -EINVAL;
+        }
         n->applied_term = snap.term;
         n->applied_conf = snap.conf;
         n->applied_conf_index = snap.conf_index;
@@ -365,6 +500,15 @@ static void on_peer_restart(void* data, raft_id id)
     node__step(n, &ev);
 }
 
+static int on_cluster_id(void* data, uint64_t cluster_id)
+{
+    struct node* n = data;
+    if (n->stopping || n->cluster_id != 0) {
+        return -EINVAL;
+    }
+    return node__cluster_learned(n, cluster_id);
+}
+
 int node__start_transport(struct node* n)
 {
     if (n->opts.listen_peer == NULL) {
@@ -383,6 +527,7 @@ int node__start_transport(struct node* n)
         .on_message = on_peer_message,
         .incarnation = inc != 0 ? inc : 1,
         .on_peer_restart = on_peer_restart,
+        .on_cluster_id = on_cluster_id,
         .data = n,
         .tracer = {.data = "transport: ",
                    .emit = node__tracer_emit,
@@ -405,9 +550,35 @@ void node__sync_peers(struct node* n)
     }
     const struct raft_conf* c = raft_conf_current(n->raft);
     for (unsigned i = 0; i < c->n; i++) {
-        if (c->servers[i].id != n->id && c->servers[i].addr[0] != '\0') {
+        if (c->servers[i].id != n->id && c->servers[i].addr[0] != '\0' &&
             transport_set_peer(n->transport, c->servers[i].id,
-                               c->servers[i].addr);
+                               c->servers[i].addr) == 0 &&
+            raft_conf_get(&n->peers_conf, c->servers[i].id) == NULL &&
+            n->peers_conf.n < RAFT_SERVERS_MAX) {
+            n->peers_conf.servers[n->peers_conf.n++] = c->servers[i];
+        }
+    }
+    node__drop_peers(n);
+}
+
+/* A member that left is dropped from the transport (its connections
+ * close, its HELLOs are refused) once its removal is committed here and it
+ * is not the leader: a removed leader replicates until then, and the
+ * acknowledgements it needs go back over those connections. */
+void node__drop_peers(struct node* n)
+{
+    const struct raft_conf* c = raft_conf_current(n->raft);
+    if (n->transport == NULL ||
+        raft_commit_index(n->raft) < raft_conf_index(n->raft)) {
+        return;
+    }
+    for (unsigned i = 0; i < n->peers_conf.n;) {
+        raft_id id = n->peers_conf.servers[i].id;
+        if (raft_conf_get(c, id) == NULL && id != raft_leader(n->raft)) {
+            transport_remove_peer(n->transport, id);
+            n->peers_conf.servers[i] = n->peers_conf.servers[--n->peers_conf.n];
+        } else {
+            i++;
         }
     }
 }

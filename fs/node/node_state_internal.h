@@ -5,6 +5,7 @@
 
 #include <limits.h>
 
+#include "identity.h"
 #include "node_internal.h"
 
 enum {
@@ -34,6 +35,20 @@ enum {
      * history_bytes / NODE_HIST_SAMPLE_DIV applied (fs/cli/ctl.c reads them) */
     NODE_HIST_SAMPLES = 256,
     NODE_HIST_SAMPLE_DIV = 64,
+};
+
+/* A membership change asked on this node (node_conf_change). Its ctx has
+ * NODE_CONF_CTX_BIT set: proposal seqs never do. */
+enum { NODE_CONF_REQS_MAX = 8 };
+#define NODE_CONF_CTX_BIT (1ULL << 63)
+struct node_conf_req {
+    bool used;
+    uint8_t op;
+    uint64_t ctx;
+    uint64_t deadline_ms; /* uv_now */
+    struct raft_server server;
+    node_conf_cb cb;
+    void* data;
 };
 
 /* A proposal made on this node, waiting for its entry to be applied. */
@@ -75,6 +90,12 @@ struct node {
     raft_id id;
     uint64_t cluster_id;
     struct raft_conf initial_conf; /* --initial-cluster (or just us) */
+    /* The member list the data dir was made with (identity file): the
+     * configuration while the log holds none of its own ("" in data dirs
+     * made before it was recorded: --initial-cluster is used then). */
+    char identity_list[IDENTITY_LIST_MAX];
+    struct raft_conf recorded_conf;
+    bool have_recorded_conf;
     int lock_fd;
 
     struct raft* raft;
@@ -149,6 +170,12 @@ struct node {
     raft_id last_leader;
     int sticky_err;
 
+    /* membership changes (node_members.c) */
+    struct node_conf_req conf_reqs[NODE_CONF_REQS_MAX];
+    uint64_t next_conf_ctx;
+    struct raft_conf peers_conf;  /* the members the transport knows */
+    raft_index logged_conf_index; /* node__conf_log's last */
+
     /* start-up (node_boot.c) */
     bool bootstrapped; /* started a brand-new cluster */
     bool catching_up;  /* the CATCHING-UP marker exists */
@@ -188,12 +215,24 @@ bool node__db_compacting(void);
 void node__conf_applied(struct node* n, const struct raft_entry* e);
 void node__stop_continue(struct node* n);
 
+/* node_members.c: a failed proposal that is a membership change (true:
+ * handled); completions and timeouts (after each update and sweep); all
+ * of them failed with err (stop). */
+bool node__conf_failed(struct node* n, uint64_t ctx, int err);
+void node__conf_check(struct node* n);
+void node__conf_fail_all(struct node* n, int err);
+/* One line naming the members when the configuration changed. */
+void node__conf_log(struct node* n);
+
 /* node_boot.c */
 int node__open_disk(struct node* n);
 void node__close_disk(struct node* n);
 int node__start_raft(struct node* n);
 int node__start_transport(struct node* n);
 void node__sync_peers(struct node* n);
+void node__drop_peers(struct node* n);
+/* Store the cluster id learned at a handshake (identity file) and use it. */
+int node__cluster_learned(struct node* n, uint64_t cluster_id);
 void node__role_changed(struct node* n);
 /* Remove the CATCHING-UP marker once the core has caught up. */
 void node__catch_up_check(struct node* n);

@@ -225,6 +225,106 @@ int node_members_text(struct node* n, char** out, size_t* len)
     return text_end(&t, out, len);
 }
 
+/* One member's view from here: match index (-1: unknown) and reachable. */
+static void member_view(struct node* n,
+                        const struct raft_server* s,
+                        int64_t* match,
+                        bool* reachable)
+{
+    raft_index m = 0;
+    *match = -1;
+    *reachable = false;
+    if (s->id == n->id) {
+        *match = (int64_t)raft_last_index(n->raft);
+        *reachable = true;
+    } else if (raft_role(n->raft) == RAFT_LEADER) {
+        if (raft_peer_progress(n->raft, s->id, &m, reachable) == 0) {
+            *match = (int64_t)m;
+        }
+    } else if (n->transport != NULL) {
+        *reachable = transport_connected(n->transport, s->id);
+    }
+}
+
+int node_member_list(struct node* n, bool json, char** out, size_t* len)
+{
+    struct text t;
+    const struct raft_conf* c = raft_conf_current(n->raft);
+    raft_id leader = raft_leader(n->raft);
+    const char* lname = leader_name(n);
+    unsigned voters = raft_conf_voters(c);
+
+    if (text_begin(&t) != 0) {
+        return -ENOMEM;
+    }
+    if (json) {
+        tprintf(&t,
+                "{\"node\": \"%s\", \"role\": \"%s\", \"cluster_id\": "
+                "\"%016" PRIx64 "\", \"term\": %" PRIu64
+                ", \"commit_index\": %" PRIu64 ", \"conf_index\": %" PRIu64
+                ", \"voters\": %u, \"quorum\": %u, ",
+                n->name, role_of(n), n->cluster_id, raft_current_term(n->raft),
+                raft_commit_index(n->raft), raft_conf_index(n->raft), voters,
+                voters / 2 + 1);
+        if (lname != NULL) {
+            tprintf(&t, "\"leader\": \"%s\", \"members\": [", lname);
+        } else {
+            tprintf(&t, "\"leader\": null, \"members\": [");
+        }
+    } else {
+        tprintf(&t, "%-12s %-16s %-22s %-7s %-6s %-9s %s\n", "NAME", "ID",
+                "ADDRESS", "ROLE", "LEADER", "REACHABLE", "MATCH");
+    }
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct raft_server* s = &c->servers[i];
+        int64_t match;
+        bool reachable;
+        member_view(n, s, &match, &reachable);
+        const char* role = s->role == RAFT_VOTER ? "voter" : "learner";
+        if (json) {
+            tprintf(&t,
+                    "%s\n  {\"name\": \"%s\", \"id\": \"%016" PRIx64
+                    "\", \"addr\": \"%s\", \"role\": \"%s\", \"voter\": %s, "
+                    "\"leader\": %s, \"self\": %s, \"reachable\": %s, "
+                    "\"match_index\": ",
+                    i > 0 ? "," : "", s->name, s->id, s->addr, role,
+                    s->role == RAFT_VOTER ? "true" : "false",
+                    s->id == leader ? "true" : "false",
+                    s->id == n->id ? "true" : "false",
+                    reachable ? "true" : "false");
+            if (match >= 0) {
+                tprintf(&t, "%" PRId64 "}", match);
+            } else {
+                tprintf(&t, "null}");
+            }
+            continue;
+        }
+        char m[24];
+        if (match >= 0) {
+            snprintf(m, sizeof(m), "%" PRId64, match);
+        } else {
+            snprintf(m, sizeof(m), "-");
+        }
+        tprintf(&t, "%-12s %016" PRIx64 " %-22s %-7s %-6s %-9s %s\n", s->name,
+                s->id, s->addr[0] != '\0' ? s->addr : "-", role,
+                s->id == leader ? "*" : "", reachable ? "yes" : "no", m);
+    }
+    if (json) {
+        tprintf(&t, "\n]}\n");
+    } else {
+        tprintf(&t,
+                "cluster %016" PRIx64
+                ": %u voters, quorum %u, leader %s; "
+                "seen from %s (%s)%s\n",
+                n->cluster_id, voters, voters / 2 + 1,
+                lname != NULL ? lname : "(none)", n->name, role_of(n),
+                raft_role(n->raft) == RAFT_LEADER
+                    ? ""
+                    : "; match indexes are known on the leader");
+    }
+    return text_end(&t, out, len);
+}
+
 int node_leader_text(struct node* n, char** out, size_t* len)
 {
     struct text t;

@@ -845,7 +845,7 @@ def test_wrong_node_or_cluster_refused(node, tmp_path):
         (["--name", "intruder"], "belongs to node 'default', not 'intruder'"),
         (["--name", "default", "--listen-peer", "127.0.0.1:17009",
           "--initial-cluster", "default=127.0.0.1:17009," + cluster],
-         "belongs to another cluster"),
+         "--initial-cluster names other members than data dir"),
         (["--name", "n4", "--listen-peer", "127.0.0.4:17004",
           "--initial-cluster", cluster], "is not in --initial-cluster"),
     ]

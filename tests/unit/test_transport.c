@@ -3,7 +3,8 @@
  * arrives intact and in order; a foreign cluster id, a garbage frame, a bad
  * checksum or an oversized length prefix closes only that connection (and is
  * counted); a peer that is down keeps the queue bounded and is reconnected
- * when it comes up; outgoing connections come from the listen address. */
+ * when it comes up; outgoing connections come from the listen address; a
+ * node without a cluster id learns it at its first handshake. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,7 +38,16 @@ struct node {
     uint64_t incarnation; /* sent in HELLOs (node_start) */
     unsigned n_restarts;  /* on_peer_restart calls */
     raft_id last_restart; /* and the last id it named */
+    uint64_t learned;     /* on_cluster_id: the id it adopted (0: none) */
 };
+
+static int on_cluster_id(void* data, uint64_t cluster_id)
+{
+    struct node* n = data;
+    CHECK_EQ(n->learned, 0);
+    n->learned = cluster_id;
+    return 0;
+}
 
 static void on_peer_restart(void* data, raft_id id)
 {
@@ -108,6 +118,7 @@ static void node_start(struct node* n, uint64_t cluster, size_t queue_max)
                                   .on_message = on_message,
                                   .incarnation = n->incarnation,
                                   .on_peer_restart = on_peer_restart,
+                                  .on_cluster_id = on_cluster_id,
                                   .data = n};
     CHECK_EQ(transport_start(&loop, &o, &n->t), 0);
     n->closed = false;
@@ -871,6 +882,58 @@ static void test_peer_restart(void)
     close_nodes(ns);
 }
 
+/* Cluster id 0 ("not known yet"): a node that knows the id accepts it and
+ * the other adopts the id (on_cluster_id), dialing or dialed; two nodes
+ * that both say 0 are refused; a node that knows an id never adopts
+ * another. */
+static void test_cluster_id_learned(void)
+{
+    struct node a, b, c, d;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&b, 2, "127.0.0.2");
+    node_init(&c, 3, "127.0.0.3");
+    node_init(&d, 4, "127.0.0.3");
+    node_start(&a, CLUSTER, 0);
+    node_start(&b, 0, 0);
+    node_start(&c, 0, 0);
+    node_start(&d, CLUSTER + 1, 0);
+    /* b dials a; a dials c (c learns it as the dialed side) */
+    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, b.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 3, c.addr), 0);
+    CHECK_EQ(transport_set_peer(c.t, 1, a.addr), 0);
+    struct link ab = {&a, 2}, ac = {&a, 3};
+    CHECK(run_until(is_connected, &ab, WAIT_MS));
+    CHECK(run_until(is_connected, &ac, WAIT_MS));
+    CHECK_EQ(b.learned, CLUSTER);
+    CHECK_EQ(c.learned, CLUSTER);
+    CHECK_EQ(a.learned, 0);
+    /* d knows another id: d and a refuse each other, d adopts nothing */
+    CHECK_EQ(transport_set_peer(d.t, 1, a.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 4, d.addr), 0);
+    run_for(300);
+    CHECK(!transport_connected(a.t, 4));
+    CHECK_EQ(d.learned, 0);
+    struct node* ns[] = {&a, &b, &c, &d, NULL};
+    close_nodes(ns);
+
+    /* two nodes that both say 0 */
+    struct node e, f;
+    node_init(&e, 5, "127.0.0.1");
+    node_init(&f, 6, "127.0.0.2");
+    node_start(&e, 0, 0);
+    node_start(&f, 0, 0);
+    CHECK_EQ(transport_set_peer(e.t, 6, f.addr), 0);
+    CHECK_EQ(transport_set_peer(f.t, 5, e.addr), 0);
+    run_for(300);
+    CHECK(!transport_connected(e.t, 6));
+    CHECK(stats(&e).rejected_frames + stats(&f).rejected_frames >= 1);
+    CHECK_EQ(e.learned, 0);
+    CHECK_EQ(f.learned, 0);
+    struct node* ns2[] = {&e, &f, NULL};
+    close_nodes(ns2);
+}
+
 static void test_close_in_callback(void)
 {
     struct node a, b;
@@ -905,6 +968,7 @@ int main(void)
     RUN(test_source_addr_and_hello);
     RUN(test_peer_restart);
     RUN(test_close_in_callback);
+    RUN(test_cluster_id_learned);
     CHECK_EQ(uv_loop_close(&loop), 0);
     return 0;
 }

@@ -1,0 +1,417 @@
+"""End-to-end tests of membership changes: `quorumfs member list | add |
+promote | remove` on a three-node cluster of real processes and mounts.
+
+A new member gets a free port on its own 127.0.0.x address (127.0.0.4 and
+up); it is started with exactly the flags `member add` printed. Writers run
+on a member that stays while the membership changes; at the end every
+acknowledged write is on every member and the trees are identical.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import cluster as qc
+from conftest import QUORUMFS_BIN, Node
+
+CHANGE_TIMEOUT_S = 30.0
+
+
+def cli(node, *args, check=True):
+    """`quorumfs ARGS --data-dir D` against node's control socket."""
+    r = subprocess.run([QUORUMFS_BIN] + list(args) +
+                       ["--data-dir", node.data_dir],
+                       capture_output=True, text=True, timeout=30)
+    if check and r.returncode != 0:
+        raise AssertionError("quorumfs %s on %s failed (%d): %s%s"
+                             % (" ".join(args), node.name, r.returncode,
+                                r.stdout, r.stderr))
+    return r
+
+
+def member_list(node):
+    return json.loads(cli(node, "member", "list", "--json").stdout)
+
+
+def free_addr(ip):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((ip, 0))
+        return "%s:%d" % (ip, s.getsockname()[1])
+    finally:
+        s.close()
+
+
+def parse_join(out):
+    """The QUORUMFS_* lines `member add` prints."""
+    kv = {}
+    for line in out.splitlines():
+        if line.startswith("QUORUMFS_") and "=" in line:
+            k, v = line.split("=", 1)
+            kv[k] = v
+    return kv
+
+
+def add_member(c, via, name, ip, with_id=True):
+    """`member add` on node `via`; a Node for the new member (not started)
+    and the args it starts with, built from what `add` printed (without
+    --cluster-id when not with_id: the node learns it at its first
+    handshake)."""
+    addr = free_addr(ip)
+    r = cli(via, "member", "add", name, addr)
+    assert "as a learner" in r.stdout, r.stdout
+    kv = parse_join(r.stdout)
+    assert kv["QUORUMFS_NAME"] == name
+    assert kv["QUORUMFS_INITIAL_CLUSTER_STATE"] == "existing"
+    assert "%s=%s" % (name, addr) in kv["QUORUMFS_INITIAL_CLUSTER"].split(",")
+    node = Node(c.root, name)
+    c.nodes.append(node)
+    assert kv["QUORUMFS_CLUSTER_ID"] == via.status()["cluster_id"]
+    args = (["--listen-peer", addr,
+             "--initial-cluster", kv["QUORUMFS_INITIAL_CLUSTER"],
+             "--initial-cluster-state", "existing"] +
+            (["--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] if with_id else []) +
+            c.common)
+    return node, args
+
+
+def promote(via, name, timeout=CHANGE_TIMEOUT_S):
+    """`member promote` until the learner has caught up; the refusals
+    before that must say why."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = cli(via, "member", "promote", name, check=False)
+        if r.returncode == 0:
+            assert "promoted %s" % name in r.stdout, r.stdout
+            return
+        assert ("catching up" in r.stderr or "retry" in r.stderr or
+                "no answer" in r.stderr), r.stderr
+        if time.monotonic() > deadline:
+            raise AssertionError("promote %s: %s" % (name, r.stderr))
+        time.sleep(0.3)
+
+
+def remove(via, name):
+    r = cli(via, "member", "remove", name)
+    assert "removed %s" % name in r.stdout, r.stdout
+
+
+def wait_quorum(c, nodes, voters, timeout=CHANGE_TIMEOUT_S):
+    """Every node's status reports `voters` voters and quorum
+    voters // 2 + 1 (the status file and `member list`)."""
+    deadline = time.monotonic() + timeout
+    st = {}
+    while time.monotonic() < deadline:
+        st = c.statuses(nodes)
+        ok = all(s is not None and s["quorum"] == voters // 2 + 1 and
+                 sum(1 for m in s["members"] if m["voter"]) == voters
+                 for s in st.values())
+        if ok:
+            for n in nodes:
+                ml = member_list(n)
+                assert ml["voters"] == voters and \
+                    ml["quorum"] == voters // 2 + 1, ml
+            return
+        time.sleep(qc.POLL_S)
+    raise AssertionError("quorum of %d voters not reported: %s"
+                         % (voters, {k: v and (v["quorum"], len(v["members"]))
+                                     for k, v in st.items()}))
+
+
+def identity(node):
+    with open(os.path.join(node.data_dir, "identity")) as f:
+        return dict(line.strip().split("=", 1) for line in f if "=" in line)
+
+
+def fnv1a(data, h=14695981039346656037):
+    for b in data:
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def start_refused(node, args, timeout=20):
+    """Start node with args: it must exit non-zero; returns its log."""
+    offset = os.path.getsize(node.log_path) \
+        if os.path.exists(node.log_path) else 0
+    node.start(args, wait=False)
+    rc = node.proc.wait(timeout)
+    node.stop()
+    assert rc != 0
+    with open(node.log_path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def check_writes(c, nodes, writers):
+    for w in writers:
+        w.stop()
+        assert w.unexpected is None, w.unexpected
+        assert w.acked, "writer %s acknowledged nothing" % w.prefix
+    t = c.assert_same_trees(nodes)
+    for w in writers:
+        c.assert_acked_present(w.acked, t)
+    return t
+
+
+def test_member_list_from_any_node(make_cluster):
+    c = make_cluster()
+    leader = c.start()
+    for n in c.nodes:
+        ml = member_list(n)
+        assert ml["node"] == n.name
+        assert ml["leader"] == leader.name
+        assert ml["voters"] == 3 and ml["quorum"] == 2
+        assert [m["name"] for m in ml["members"]] == ["n1", "n2", "n3"]
+        for m in ml["members"]:
+            assert m["addr"] == c.addrs[m["name"]]
+            assert m["role"] == "voter" and m["voter"] is True
+            assert m["leader"] == (m["name"] == leader.name)
+            assert len(m["id"]) == 16
+        me = next(m for m in ml["members"] if m["self"])
+        assert me["name"] == n.name and me["match_index"] > 0
+        if n is leader:
+            assert all(m["reachable"] and m["match_index"] is not None
+                       for m in ml["members"]), ml
+    text = cli(c.nodes[0], "member", "list").stdout
+    lines = text.splitlines()
+    assert lines[0].split()[:4] == ["NAME", "ID", "ADDRESS", "ROLE"]
+    assert any(line.split()[0] == leader.name and "*" in line.split()
+               for line in lines[1:4]), text
+    assert "3 voters, quorum 2" in text, text
+    # usage and refusals
+    r = cli(c.nodes[0], "member", "--help")
+    assert "member add NAME" in r.stdout
+    h = subprocess.run([QUORUMFS_BIN, "help", "member"], capture_output=True,
+                       text=True, timeout=10)
+    assert h.returncode == 0 and h.stdout == r.stdout
+    h = subprocess.run([QUORUMFS_BIN, "help"], capture_output=True,
+                       text=True, timeout=10)
+    assert h.returncode == 0 and "quorumfs member add NAME" in h.stdout
+    r = cli(c.nodes[0], "member", "promote", "nope", check=False)
+    assert r.returncode == 1 and "no member of that name" in r.stderr
+    r = cli(c.nodes[0], "member", "promote", "n2", check=False)
+    assert r.returncode == 1 and "voter already" in r.stderr
+    r = cli(c.nodes[0], "member", "add", "n2", free_addr("127.0.0.2"),
+            check=False)
+    assert r.returncode == 1 and "name exists" in r.stderr
+    r = cli(c.nodes[0], "member", "add", "n9", c.addrs["n2"], check=False)
+    assert r.returncode == 1 and "has that address" in r.stderr
+    r = cli(c.nodes[0], "member", "add", "n9", "nonsense", check=False)
+    assert r.returncode == 2 and "HOST:PORT" in r.stderr
+
+
+def test_add_promote_fourth_and_fifth_then_remove_first(make_cluster):
+    """Add n4 from a follower while writes run, start it with the printed
+    flags, promote it; the same for n5; then remove n1: quorum 2 of 3 ->
+    3 of 4 -> 3 of 5 -> 3 of 4."""
+    c = make_cluster()
+    leader = c.start()
+    n1, n2, n3 = c.nodes
+    writer_node = n2 if leader is not n2 else n3
+    w = c.writer(writer_node, "w")
+    time.sleep(0.5)
+    via = next(n for n in (n1, n2, n3) if n is not leader)
+    n4, args = add_member(c, via, "n4", "127.0.0.4", with_id=False)
+    ml = member_list(leader)
+    m4 = next(m for m in ml["members"] if m["name"] == "n4")
+    assert m4["role"] == "learner" and not m4["voter"]
+    wait_quorum(c, [n1, n2, n3], 3)  # a learner does not count
+    # promote is refused while n4 has not even started
+    r = cli(via, "member", "promote", "n4", check=False)
+    assert r.returncode == 1 and "catching up" in r.stderr, r.stderr
+    n4.start(args)
+    promote(via, "n4")
+    wait_quorum(c, [n1, n2, n3, n4], 4)
+    # n4 learned the cluster id at its first handshake and stored it
+    assert n4.status()["cluster_id"] == n1.status()["cluster_id"]
+    assert identity(n4)["cluster"] == n1.status()["cluster_id"]
+    n5, args5 = add_member(c, n4, "n5", "127.0.0.5")
+    n5.start(args5)
+    promote(n3, "n5")
+    wait_quorum(c, [n1, n2, n3, n4, n5], 5)
+    time.sleep(0.5)
+    remove(n2 if via is n1 else via, "n1")
+    rest = [n2, n3, n4, n5]
+    c.wait_leader(rest)
+    wait_quorum(c, rest, 4)
+    n1.stop()
+    time.sleep(0.5)
+    t = check_writes(c, rest, [w])
+    assert len(t) > 0
+
+
+def test_remove_the_leader(make_cluster):
+    c = make_cluster()
+    leader = c.start()
+    others = [n for n in c.nodes if n is not leader]
+    w = c.writer(others[0], "w")
+    time.sleep(0.5)
+    remove(leader, leader.name)  # on the leader itself
+    new = c.wait_leader(others)
+    assert new is not leader
+    wait_quorum(c, others, 2)
+    ml = member_list(others[1])
+    assert [m["name"] for m in ml["members"]] == \
+        [n.name for n in others]
+    leader.stop()
+    time.sleep(0.5)
+    check_writes(c, others, [w])
+
+
+def test_replace_a_failed_host(make_cluster):
+    """kill -9 n3, `member remove n3`, `member add n4`, start n4 with the
+    printed flags, promote it: writes go on, trees identical."""
+    c = make_cluster()
+    c.start()
+    n1, n2, n3 = c.nodes
+    w = c.writer(n1, "w")
+    time.sleep(0.5)
+    c.kill9(n3)
+    c.wait_leader([n1, n2])
+    remove(n2, "n3")
+    wait_quorum(c, [n1, n2], 2)
+    n4, args = add_member(c, n2, "n4", "127.0.0.4")
+    assert "n3=" not in " ".join(args)
+    n4.start(args)
+    promote(n1, "n4")
+    wait_quorum(c, [n1, n2, n4], 3)
+    time.sleep(1.0)
+    check_writes(c, [n1, n2, n4], [w])
+    # n4 restarts with the same flags (its data dir keeps the cluster id)
+    n4.stop()
+    n4.start(args)
+    c.assert_same_trees([n1, n2, n4])
+    assert os.path.ismount(n4.mnt)
+
+
+def test_cluster_id_is_random_stored_and_checked(make_cluster):
+    """The cluster id is made at bootstrap (not a hash of the member list),
+    stored in every data dir and kept across restarts; a node started with
+    a member list or a --cluster-id that conflicts with its data dir is
+    refused with a message naming the flag."""
+    c = make_cluster()
+    c.start()
+    ids = {n.status()["cluster_id"] for n in c.nodes}
+    assert len(ids) == 1, ids
+    cid = ids.pop()
+    assert cid != "%016x" % 0 and len(cid) == 16
+    assert all(identity(n)["cluster"] == cid for n in c.nodes)
+    # not the old derivation from the list
+    h = 14695981039346656037
+    for name in qc.NAMES:
+        h = fnv1a(("%s=%s," % (name, c.addrs[name])).encode(), h)
+    assert cid != "%016x" % h
+    n1, n2, n3 = c.nodes
+    c.wait_applied()
+    n3.stop()
+    # n2 at another address than n3's data dir records
+    bad = c.initial.replace(c.addrs["n2"], free_addr("127.0.0.2"))
+    log = start_refused(n3, ["--listen-peer", c.addrs["n3"],
+                             "--initial-cluster", bad] + c.common)
+    assert "--initial-cluster gives n2=" in log and "refusing" in log, log
+    # another cluster's id
+    other = "%016x" % (int(cid, 16) ^ 0x1234)
+    log = start_refused(n3, c.args(n3, "existing") + ["--cluster-id", other])
+    assert "--cluster-id gives %s" % other in log, log
+    # the right flags: it starts, the id is the same
+    c.restart(n3)
+    c.wait_leader()
+    assert n3.status()["cluster_id"] == cid
+    # a whole-cluster restart keeps it
+    for n in c.nodes:
+        n.stop()
+    for n in c.nodes:
+        n.start(c.args(n, "existing"), wait=False)
+    for n in c.nodes:
+        n.wait_ready()
+    c.wait_leader()
+    assert {n.status()["cluster_id"] for n in c.nodes} == {cid}
+
+
+def test_learner_never_counts_toward_quorum(make_cluster):
+    """n1, n2, n3 voters and a caught-up learner n4: with n2 and n3 cut
+    off, n1 and n4 are two of four members but one voter of three: no
+    write is acknowledged. Healed, the writes go on and n4 has them."""
+    c = make_cluster()
+    c.start()
+    n1, n2, n3 = c.nodes
+    n4, args = add_member(c, n1, "n4", "127.0.0.4")
+    n4.start(args)
+    c.wait_applied([n1, n2, n3, n4])
+    wait_quorum(c, [n1, n2, n3, n4], 3)
+    c.kill9(n2)
+    c.kill9(n3)
+    failed = 0
+    for i in range(3):
+        try:
+            qc.write_file(n1.path("nq-%d" % i), "x")
+        except OSError:
+            failed += 1
+    assert failed == 3, "a write was acknowledged by one voter + a learner"
+    assert n1.status()["quorum"] == 2  # 3 voters; the learner is not one
+    c.restart(n2)
+    c.restart(n3)
+    c.wait_leader()
+    qc.write_file(n1.path("after"), "y")
+    c.assert_same_trees([n1, n2, n3, n4])
+    assert qc.read_file(n4.path("after")) == b"y"
+
+
+def test_grow_one_node_to_three(make_cluster):
+    """The embedded single node (no cluster flags) cannot add a member: it
+    says to restart with a peer listener. Restarted with one (a
+    single-member cluster, same data dir), it becomes the first of three
+    with `member add` + `promote` twice, nothing lost."""
+    c = make_cluster()
+    n1 = c.nodes[0]
+    c.nodes = [n1]
+    n1.start(c.common + ["--snapshot-entries", "20"])
+    qc.write_file(n1.path("before"), "alone")
+    for i in range(30):  # past --snapshot-entries: the log is compacted
+        qc.write_file(n1.path("pre-%d" % i), "x")
+    r = cli(n1, "member", "add", "n2", free_addr("127.0.0.2"), check=False)
+    assert r.returncode == 1 and "--listen-peer" in r.stderr, r.stderr
+    n1.stop()
+    one = ["--listen-peer", c.addrs["n1"],
+           "--initial-cluster", "n1=%s" % c.addrs["n1"]] + c.common
+    n1.start(one)
+    c.wait_leader([n1])
+    w = c.writer(n1, "w")
+    time.sleep(0.3)
+    for name, ip in (("n2", "127.0.0.2"), ("n3", "127.0.0.3")):
+        node, args = add_member(c, n1, name, ip)
+        node.start(args)
+        promote(n1, name)
+    members = c.nodes
+    wait_quorum(c, members, 3)
+    time.sleep(0.5)
+    t = check_writes(c, members, [w])
+    assert t["before"][2] == b"alone"
+
+
+def test_replace_a_wiped_node_under_its_name(make_cluster):
+    """n3 loses its disk: `member remove n3`, wipe, `member add n3` at the
+    same address, start it with the printed flags, promote: it comes back
+    as a new member under its old name, with every acknowledged write."""
+    c = make_cluster()
+    c.start()
+    n1, n2, n3 = c.nodes
+    w = c.writer(n1, "w")
+    time.sleep(0.5)
+    c.kill9(n3)
+    remove(n1, "n3")
+    wait_quorum(c, [n1, n2], 2)
+    shutil.rmtree(n3.data_dir)
+    r = cli(n2, "member", "add", "n3", c.addrs["n3"])
+    kv = parse_join(r.stdout)
+    n3.start(["--listen-peer", c.addrs["n3"],
+              "--initial-cluster", kv["QUORUMFS_INITIAL_CLUSTER"],
+              "--initial-cluster-state", "existing",
+              "--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] + c.common)
+    promote(n2, "n3")
+    wait_quorum(c, [n1, n2, n3], 3)
+    time.sleep(0.5)
+    check_writes(c, [n1, n2, n3], [w])
