@@ -97,7 +97,7 @@ static int errno_of_raft(int rv)
     }
 }
 
-static bool raft_retryable(int rv)
+bool node__retryable(int rv)
 {
     return rv == RAFT_ENOTLEADER || rv == RAFT_ETRANSFER ||
            rv == RAFT_ELEADERLOST;
@@ -390,7 +390,7 @@ static void handle_failed_proposals(struct node* n, const struct raft_update* u)
         if (w == NULL) {
             continue;
         }
-        if (raft_retryable(u->failed_proposals[i].err)) {
+        if (node__retryable(u->failed_proposals[i].err)) {
             w->parked = true; /* re-proposed when a leader is known */
             n->parked_any = true;
         } else {
@@ -495,9 +495,9 @@ static int propose_waiter(struct node* n, struct waiter* w)
     ev.propose.n = 1;
     ev.propose.props = &p;
     int rv = step(n, &ev);
-    w->parked = raft_retryable(rv);
+    w->parked = node__retryable(rv);
     n->parked_any |= w->parked;
-    return raft_retryable(rv) ? 0 : rv;
+    return node__retryable(rv) ? 0 : rv;
 }
 
 void node__flush_proposals(struct node* n)
@@ -532,7 +532,7 @@ void node__flush_proposals(struct node* n)
         if (w == NULL) {
             continue;
         }
-        if (raft_retryable(rv)) {
+        if (node__retryable(rv)) {
             w->parked = true;
             n->parked_any = true;
         } else {
@@ -636,7 +636,7 @@ static void read_index_step(struct node* n, uint64_t ctx)
     if (r == NULL) {
         return;
     }
-    r->parked = raft_retryable(rv);
+    r->parked = node__retryable(rv);
     if (rv != 0 && !r->parked) {
         complete_read(n, r, errno_of_raft(rv));
     }
@@ -836,6 +836,7 @@ static void sweep_now(struct node* n)
 
     n->depth++;
     node__conf_check(n);
+    node__conf_retry(n);
     fences_again(n, now);
     while (n->whead != NULL && n->whead->deadline_ms <= now) {
         struct waiter* w = n->whead;

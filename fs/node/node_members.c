@@ -28,8 +28,9 @@ static void req_done(struct node_conf_req* q, int err)
     cb(data, err);
 }
 
-/* Whether the current configuration shows q's change, committed here. */
-static bool req_committed(struct node* n, const struct node_conf_req* q)
+/* Whether the current configuration shows q's change (appended, maybe
+ * not committed yet). */
+static bool req_shown(struct node* n, const struct node_conf_req* q)
 {
     const struct raft_conf* c = raft_conf_current(n->raft);
     const struct raft_server* s = raft_conf_get(c, q->server.id);
@@ -47,7 +48,26 @@ static bool req_committed(struct node* n, const struct node_conf_req* q)
     default:
         break;
     }
-    return shown && raft_commit_index(n->raft) >= raft_conf_index(n->raft);
+    return shown;
+}
+
+/* Whether the current configuration shows q's change, committed here. */
+static bool req_committed(struct node* n, const struct node_conf_req* q)
+{
+    return req_shown(n, q) &&
+           raft_commit_index(n->raft) >= raft_conf_index(n->raft);
+}
+
+/* Steps q's change into the core: the leader appends it, a follower
+ * forwards it to the leader it knows. */
+static int req_step(struct node* n, struct node_conf_req* q)
+{
+    struct raft_event ev = {.type = RAFT_EV_CONF_CHANGE};
+    ev.conf.op = q->op;
+    ev.conf.server = q->server;
+    ev.conf.ctx = q->ctx;
+    q->leader = raft_leader(n->raft);
+    return node__step(n, &ev);
 }
 
 int node_conf_change(struct node* n,
@@ -125,10 +145,6 @@ int node_conf_change(struct node* n,
         return -EAGAIN;
     }
     uint64_t ctx = NODE_CONF_CTX_BIT | ++n->next_conf_ctx;
-    struct raft_event ev = {.type = RAFT_EV_CONF_CHANGE};
-    ev.conf.op = op;
-    ev.conf.server = server;
-    ev.conf.ctx = ctx;
     /* Registered first: the update of this very step may complete it. */
     *q = (struct node_conf_req){
         .used = true,
@@ -144,7 +160,7 @@ int node_conf_change(struct node* n,
                                           : "remove",
               name, addr != NULL ? " at " : "", addr != NULL ? addr : "");
     q->cb = NULL; /* not completed from inside this call */
-    int rv = node__step(n, &ev);
+    int rv = req_step(n, q);
     if (rv != 0) {
         q->used = false;
         return rv;
@@ -160,11 +176,40 @@ bool node__conf_failed(struct node* n, uint64_t ctx, int err)
     }
     for (unsigned i = 0; i < NODE_CONF_REQS_MAX; i++) {
         struct node_conf_req* q = &n->conf_reqs[i];
-        if (q->used && q->ctx == ctx && q->cb != NULL) {
+        if (!q->used || q->ctx != ctx || q->cb == NULL) {
+            continue;
+        }
+        if (node__retryable(err)) {
+            q->leader = 0; /* sent again once a leader is known */
+        } else if (!req_shown(n, q)) {
+            /* A refusal of a change already in the configuration is of a
+             * copy sent again (node__conf_retry): it waits for the
+             * commit. */
             req_done(q, err);
         }
     }
     return true;
+}
+
+void node__conf_retry(struct node* n)
+{
+    if (n->raft == NULL || raft_leader(n->raft) == 0) {
+        return;
+    }
+    raft_id leader = raft_leader(n->raft);
+    for (unsigned i = 0; i < NODE_CONF_REQS_MAX; i++) {
+        struct node_conf_req* q = &n->conf_reqs[i];
+        if (q->used && q->cb != NULL && q->leader != leader &&
+            !req_shown(n, q)) {
+            /* Sent to a leader that is gone (or refused for want of one):
+             * the new leader gets it. A refusal waits for its answer. */
+            node__log(RAFT_TRACE_INFO,
+                      "membership: change for %s sent again to the new "
+                      "leader",
+                      q->server.name);
+            (void)req_step(n, q);
+        }
+    }
 }
 
 void node__conf_check(struct node* n)

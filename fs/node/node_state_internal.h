@@ -46,6 +46,7 @@ struct node_conf_req {
     uint8_t op;
     uint64_t ctx;
     uint64_t deadline_ms; /* uv_now */
+    raft_id leader;       /* the leader it was last sent to (0: none) */
     struct raft_server server;
     node_conf_cb cb;
     void* data;
@@ -220,6 +221,13 @@ void node__stop_continue(struct node* n);
  * of them failed with err (stop). */
 bool node__conf_failed(struct node* n, uint64_t ctx, int err);
 void node__conf_check(struct node* n);
+/* Membership changes asked here and not in the configuration yet, sent to
+ * a leader that is gone: sent again to the current one. Never called
+ * while an update is handled (it steps the core): from the sweep. */
+void node__conf_retry(struct node* n);
+/* Whether a refusal of the core is for want of a leader (no leader known,
+ * a transfer under way, the leader lost): tried again once one is known. */
+bool node__retryable(int rv);
 void node__conf_fail_all(struct node* n, int err);
 /* One line naming the members when the configuration changed. */
 void node__conf_log(struct node* n);
