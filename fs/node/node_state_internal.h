@@ -253,4 +253,37 @@ int node__check_disk(struct node* n,
                      const struct store_recovery* rec,
                      const struct rlog_loaded* l);
 
+/* ---- shared by the files of node.c (each described at its definition) ---- */
+
+/* node.c */
+uint64_t node__now_ms(struct node* n);
+int64_t node__wall_ns(void);
+int node__errno_of_raft(int rv);
+void node__handle_update(struct node* n, const struct raft_update* u);
+void node__after_poll_arm(struct node* n);
+void node__history_sample(struct node* n);
+
+/* node_propose.c */
+struct waiter* node__waiter_find(struct node* n, uint64_t seq);
+void node__complete_waiter(struct node* n,
+                           struct waiter* w,
+                           const struct store_result* res);
+void node__fail_waiter(struct node* n, struct waiter* w, int err);
+void node__complete_read(struct node* n, struct read_waiter* r, int err);
+void node__drain_completions(struct node* n);
+void node__prepare_cb(uv_prepare_t* p);
+void node__sweep_cb(uv_timer_t* t);
+void node__sweep_now(struct node* n);
+
+/* node_apply.c */
+void node__apply_committed(struct node* n,
+                           const struct raft_entry* es,
+                           unsigned count);
+
+/* node_snapshot.c */
+void node__waiters_after_install(struct node* n);
+void node__install_snapshot(struct node* n, const struct raft_update* u);
+void node__io_done_cb(uv_async_t* a);
+bool node__db_compact_busy(struct node* n);
+
 #endif /* QFS_NODE_STATE_INTERNAL_H */

@@ -1,0 +1,109 @@
+/* node_apply.c - committed entries applied to the store, in order: the
+ * proposer's waiter answered, configuration entries noted, the log's
+ * entry sizes kept for byte-bounded compaction. */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "node_internal.h"
+#include "node_state_internal.h"
+
+/* ---- apply ---- */
+
+static void on_applied_cmd(struct node* n,
+                           const struct raft_entry* e,
+                           const struct store_result* res)
+{
+    struct store_cmd c;
+    if (store_cmd_decode(&c, e->data.base, e->data.len) != 0 ||
+        c.origin != n->id) {
+        return;
+    }
+    struct waiter* w = node__waiter_find(n, c.seq);
+    if (w == NULL) {
+        return;
+    }
+    if (res->duplicate) {
+        /* Not applied by this entry; if it had been applied before, the
+         * waiter would be gone: it was refused as too old (or consumed by
+         * an installed image: its result is not known here). */
+        node__fail_waiter(n, w, -EIO);
+        return;
+    }
+    if (c.op == STORE_OP_CANCEL) {
+        /* The fence won: the proposal is not applied and never will be. */
+        n->timeouts++;
+        node__fail_waiter(n, w, -EIO);
+        return;
+    }
+    node__complete_waiter(n, w, res);
+}
+
+/* Counts e in the applied part of the in-memory log (--snapshot-bytes). */
+static void log_lens_note(struct node* n, const struct raft_entry* e)
+{
+    uint64_t cost = e->data.len + NODE_ENTRY_OVERHEAD;
+    if (e->index != n->lens_next) { /* the first, or after an install */
+        n->lens_first = e->index;
+    } else if (e->index - n->lens_first >= NODE_LOG_LENS) {
+        n->lens_first++;
+    }
+    n->log_lens[e->index % NODE_LOG_LENS] =
+        cost > UINT32_MAX ? UINT32_MAX : (uint32_t)cost;
+    n->lens_next = e->index + 1;
+    n->log_bytes += cost;
+}
+
+static void apply_one(struct node* n, const struct raft_entry* e)
+{
+    struct store_result res;
+    int rv = 0;
+
+    log_lens_note(n, e);
+
+    if (e->index <= store_applied_index(n->store)) {
+        /* Replay after a restart: the db file already has it. */
+        n->applied_term = e->term;
+        if (e->type == RAFT_ENTRY_CONF) {
+            node__conf_applied(n, e);
+        }
+        return;
+    }
+    n->applied_bytes += e->data.len;
+    switch (e->type) {
+    case RAFT_ENTRY_NORMAL:
+        rv = store_apply(n->store, e->index, e->data.base, e->data.len,
+                         n->opts.on_change, n->opts.on_change_data, &res);
+        if (rv == 0) {
+            on_applied_cmd(n, e, &res);
+            node__history_sample(n);
+        }
+        break;
+    case RAFT_ENTRY_CONF:
+        node__conf_applied(n, e);
+        rv = store_apply_index(n->store, e->index);
+        break;
+    default:
+        rv = store_apply_index(n->store, e->index);
+        break;
+    }
+    if (rv != 0 && n->sticky_err == 0) {
+        n->sticky_err = rv;
+        node__log(RAFT_TRACE_ERROR,
+                  "store apply failed at index %" PRIu64
+                  ": %s; refusing writes",
+                  e->index, strerror(-rv));
+    }
+    n->applied_term = e->term;
+}
+
+void node__apply_committed(struct node* n,
+                           const struct raft_entry* es,
+                           unsigned count)
+{
+    for (unsigned i = 0; i < count; i++) {
+        apply_one(n, &es[i]);
+    }
+    node__frame_schedule(n);
+    n->compact_due = true; /* node__step runs it after the update */
+}
