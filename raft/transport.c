@@ -77,7 +77,9 @@ void transport__frame_header(uint8_t* h,
 }
 
 /* "a.b.c.d:port" or "[v6]:port" (numeric only). Port 0 only if allowed. */
-static int parse_addr(const char* s, struct sockaddr_storage* sa, bool port0_ok)
+int transport_parse_addr(const char* s,
+                         struct sockaddr_storage* sa,
+                         bool port0_ok)
 {
     char host[RAFT_ADDR_MAX];
     size_t n = s != NULL ? strnlen(s, RAFT_ADDR_MAX) : RAFT_ADDR_MAX;
@@ -191,7 +193,7 @@ int transport_start(uv_loop_t* loop,
     assert(loop != NULL && o != NULL && out != NULL);
     assert(o->self != 0 && o->on_message != NULL);
     struct sockaddr_storage sa;
-    int rv = parse_addr(o->listen_addr, &sa, true);
+    int rv = transport_parse_addr(o->listen_addr, &sa, true);
     if (rv != 0) {
         return rv;
     }
@@ -239,7 +241,7 @@ int transport_set_peer(struct transport* t, raft_id id, const char* addr)
 {
     assert(t != NULL && !t->closing && id != 0);
     struct sockaddr_storage sa;
-    int rv = parse_addr(addr, &sa, false);
+    int rv = transport_parse_addr(addr, &sa, false);
     if (rv != 0) {
         return rv;
     }

@@ -59,6 +59,13 @@ struct transport_stats {
     uint64_t connects, disconnects;
 };
 
+/* Parse a peer address, "a.b.c.d:port" or "[v6]:port" (numeric only, as
+ * the transport dials and listens): 0, or -EINVAL. Port 0 (any free port)
+ * only if port0_ok. The command line checks its flags with it. */
+int transport_parse_addr(const char* s,
+                         struct sockaddr_storage* sa,
+                         bool port0_ok);
+
 /* Create and start listening. Returns 0 or a negative errno (-EADDRINUSE,
  * -EINVAL for a bad address). *out is valid until transport_close's cb. */
 int transport_start(uv_loop_t* loop,

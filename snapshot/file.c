@@ -240,13 +240,17 @@ static int parse_file(const uint8_t* b,
                       char* err,
                       size_t cap)
 {
+    /* The magic first: a file that is not ours is not "truncated". */
+    uint8_t magic[4];
+    put_le32(magic, SNAP_FILE_MAGIC);
+    if (len == 0 || memcmp(b, magic, len < 4 ? len : 4) != 0) {
+        return fail(err, cap, -EBADMSG, "not a quorumfs snapshot file%s",
+                    len == 0 ? " (empty)" : "");
+    }
     if (len < SNAP_HEADER_LEN + SNAP_TRAILER_LEN) {
         return fail(err, cap, -EBADMSG,
                     "truncated: %zu bytes, shorter than a snapshot header",
                     len);
-    }
-    if (get_le32(b) != SNAP_FILE_MAGIC) {
-        return fail(err, cap, -EBADMSG, "not a quorumfs snapshot file");
     }
     if (get_le16(b + 4) != SNAP_FILE_VERSION) {
         return fail(err, cap, -EBADMSG, "unsupported snapshot version %u",

@@ -81,6 +81,9 @@ struct store_attr {
                        FUSE protocol carries it; 0 otherwise */
 };
 
+/* The largest file_size_max store_open accepts (64 MiB). */
+#define STORE_FILE_SIZE_LIMIT (64ull << 20)
+
 struct store_options {
     uint64_t file_size_max;     /* EFBIG past this; default 1 MiB */
     uint64_t quota_bytes;       /* live bytes; ENOSPC past this; def 2 GiB */

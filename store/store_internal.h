@@ -33,7 +33,6 @@ enum {
 };
 /* Content of a STORE_CHR / STORE_BLK entry: its device number, u64 LE. */
 enum { STORE_RDEV_LEN = 8 };
-#define STORE_FILE_SIZE_LIMIT (64ull << 20) /* upper bound, file_size_max */
 /* Uncompressed frame payload. The node must seal at least this often. */
 #define STORE_FRAME_RAW_MAX (1u << 30)
 _Static_assert(STORE_FRAME_RAW_MAX <= 0x7E000000, "within LZ4_MAX_INPUT_SIZE");

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "../../raft/transport.h"
 #include "../../raft/util/datadir.h"
 #include "ctl.h"
 #include "fs.h"
@@ -125,8 +127,12 @@ static void usage_mount(FILE* out)
         "  --log-level L              debug|info|warn|error (default info)\n"
         "\n"
         "Cluster (etcd's names):\n"
-        "  --listen-peer ADDR:PORT    peer address of this node\n"
-        "  --initial-cluster LIST     n1=ADDR:PORT,n2=ADDR:PORT,...\n"
+        "  --listen-peer ADDR:PORT    peer address of this node: its own\n"
+        "                             entry in --initial-cluster (or\n"
+        "                             0.0.0.0 / [::] with that port)\n"
+        "  --initial-cluster LIST     n1=ADDR:PORT,n2=ADDR:PORT,...: numeric\n"
+        "                             IPv4 or [IPv6] addresses, ports 1 to\n"
+        "                             65535; no name or address twice\n"
         "  --initial-cluster-state S  new (default) or existing (restart, or\n"
         "                             rejoin with an empty data dir; such a\n"
         "                             node does not vote until caught up)\n"
@@ -141,7 +147,8 @@ static void usage_mount(FILE* out)
         "  --mount-stale              if that wait fails, mount the local\n"
         "                             state anyway, maybe behind the cluster\n"
         "                             (disaster recovery only)\n"
-        "  --heartbeat-ms MS          leader heartbeat (default 100)\n"
+        "  --heartbeat-ms MS          leader heartbeat (default 100); below\n"
+        "                             --election-ms\n"
         "  --election-ms MS           election timeout base (default 1000)\n"
         "  --proposal-timeout-ms MS   a write waits this long for a quorum,\n"
         "                             then fails with EIO (default 5 x\n"
@@ -151,7 +158,9 @@ static void usage_mount(FILE* out)
         "  --snapshot-bytes BYTES     and when its applied entries in memory\n"
         "                             reach BYTES (default 16777216 = 16 MiB;\n"
         "                             0: no byte limit; else >= 1 MiB)\n"
-        "\n"
+        "\n");
+    fprintf(
+        out,
         "History (/.snapshots/@REV, quorumfs restore):\n"
         "  --history-revisions N      keep at most N past revisions (default\n"
         "                             10000; 0: no limit)\n"
@@ -168,7 +177,8 @@ static void usage_mount(FILE* out)
         "  --consistency C            serializable (default): reads from the\n"
         "                             local applied state; linearizable:\n"
         "                             lookups/opens confirm with the leader\n"
-        "  --file-size-max BYTES      largest file (default 1048576): EFBIG\n"
+        "  --file-size-max BYTES      largest file (default 1048576, at\n"
+        "                             most 67108864 = 64 MiB): EFBIG\n"
         "  --quota-bytes BYTES        total live bytes (default 33554432 =\n"
         "                             32 MiB): ENOSPC. Live values are held\n"
         "                             in memory: budget 150 MiB + 4 x the\n"
@@ -177,6 +187,9 @@ static void usage_mount(FILE* out)
         "                             not yet closed, in bytes (default\n"
         "                             16777216 = 16 MiB): past it a write\n"
         "                             fails with ENOSPC, its update dropped\n"
+        "\n"
+        "Times (MS) are 1 to 86400000 (a day). A bad flag is refused\n"
+        "(exit status 2) before anything is written.\n"
         "\n"
         "Stop with `fusermount3 -u MOUNTPOINT`, `umount MOUNTPOINT` or "
         "SIGTERM.\n");
@@ -262,12 +275,21 @@ static int parse_level(const char* s)
     return -1;
 }
 
-/* Returns 0, or 1 with a message printed (exit status 2: usage). */
-static int parse_one(struct mount_opts* mo, int c, const char* arg)
+/* The longest election timeout, heartbeat, proposal or catch-up wait a
+ * flag may ask for: one day, in ms. */
+#define MOUNT_MS_MAX 86400000u
+
+/* Returns 0, or 1 with *why set to what the flag takes (the caller prints
+ * the message; exit status 2: usage). */
+static int parse_one(struct mount_opts* mo,
+                     int c,
+                     const char* arg,
+                     const char** why)
 {
     struct node_options* o = &mo->node;
     uint64_t v = 0;
 
+    *why = "a whole number above 0";
     switch (c) {
     case 'f':
         mo->foreground = true;
@@ -279,46 +301,76 @@ static int parse_one(struct mount_opts* mo, int c, const char* arg)
         o->mount_stale = true;
         return 0;
     case OPT_NAME:
+        *why = "at most 31 bytes";
         o->name = arg;
         return strlen(arg) < RAFT_NAME_MAX ? 0 : 1;
     case OPT_DATA_DIR:
         o->data_dir = arg;
         return 0;
     case OPT_LISTEN_PEER:
+        *why =
+            "expected IP:PORT, a numeric IPv4 address or [IPv6] and a "
+            "port up to 65535";
         o->listen_peer = arg;
-        return 0;
+        return transport_parse_addr(arg, &(struct sockaddr_storage){0}, true) !=
+               0;
     case OPT_LOG_LEVEL:
+        *why = "debug, info, warn or error";
         o->log_level = parse_level(arg);
         return o->log_level < 0;
     case OPT_INITIAL_CLUSTER:
+        *why = "expected NAME=IP:PORT,NAME=IP:PORT,...";
         return parse_cluster(arg, o) != 0;
     case OPT_CLUSTER_STATE:
+        *why = "new or existing";
         o->cluster_existing = strcmp(arg, "existing") == 0;
         return !(o->cluster_existing || strcmp(arg, "new") == 0);
     case OPT_CLUSTER_ID: {
         char* end;
+        *why = "a hex number above 0";
         errno = 0;
         o->cluster_id = strtoull(arg, &end, 16);
         return errno != 0 || end == arg || *end != '\0' || arg[0] == '-' ||
                o->cluster_id == 0;
     }
     case OPT_CONSISTENCY:
+        *why = "serializable or linearizable";
         mo->linearizable = strcmp(arg, "linearizable") == 0;
         return !(mo->linearizable || strcmp(arg, "serializable") == 0);
     case OPT_HISTORY_REVISIONS: /* 0 is allowed: no limit */
+        *why = "a whole number, 0 for no limit";
         return parse_u64(arg, &o->history_revisions) != 0;
     case OPT_HISTORY_HOURS:
+        *why = "a whole number of hours, 0 for no limit";
         return parse_u64(arg, &o->history_hours) != 0 ||
                o->history_hours > UINT64_MAX / 3600000;
     case OPT_SNAPSHOT_BYTES: /* 0: no byte limit; else at least 1 MiB */
+        *why = "0 for no limit, or at least 1048576";
         return parse_u64(arg, &o->snapshot_bytes) != 0 ||
                (o->snapshot_bytes != 0 && o->snapshot_bytes < (1u << 20));
     case OPT_PENDING_BYTES:
         return parse_u64(arg, &mo->pending_bytes) != 0 ||
                mo->pending_bytes == 0;
     case OPT_HISTORY_BYTES: /* 0: no limit; else at least 1 MiB */
+        *why = "0 for no limit, or at least 1048576";
         return parse_u64(arg, &o->history_bytes) != 0 ||
                (o->history_bytes != 0 && o->history_bytes < (1u << 20));
+    case OPT_HEARTBEAT:
+    case OPT_ELECTION:
+    case OPT_PROPOSAL_TIMEOUT:
+    case OPT_CATCH_UP_TIMEOUT:
+        *why = "milliseconds, 1 to 86400000";
+        if (parse_u64(arg, &v) != 0 || v == 0 || v > MOUNT_MS_MAX) {
+            return 1;
+        }
+        break;
+    case OPT_FILE_SIZE_MAX:
+        *why = "1 to 67108864 bytes, 64 MiB";
+        if (parse_u64(arg, &v) != 0 || v == 0 || v > STORE_FILE_SIZE_LIMIT) {
+            return 1;
+        }
+        o->store.file_size_max = v;
+        return 0;
     default:
         break;
     }
@@ -336,22 +388,103 @@ static int parse_one(struct mount_opts* mo, int c, const char* arg)
         o->proposal_timeout_ms = (unsigned)v;
         break;
     case OPT_CATCH_UP_TIMEOUT:
-        if (v > UINT32_MAX) {
-            return 1;
-        }
         o->catch_up_timeout_ms = (unsigned)v;
         break;
     case OPT_SNAPSHOT_ENTRIES:
         o->snapshot_entries = v;
-        break;
-    case OPT_FILE_SIZE_MAX:
-        o->store.file_size_max = v;
         break;
     case OPT_QUOTA:
         o->store.quota_bytes = v;
         break;
     default:
         return 1;
+    }
+    return 0;
+}
+
+/* The flag of option c as typed ("--heartbeat-ms", "-o"). */
+static void flag_name(int c, char* out, size_t cap)
+{
+    snprintf(out, cap, "-%c", c);
+    for (const struct option* l = mount_long; l->name != NULL; l++) {
+        if (l->val == c) {
+            snprintf(out, cap, "--%s", l->name);
+            return;
+        }
+    }
+}
+
+/* Whether a node listening on `listen` is reached at `peer`: the same
+ * address and port, or a wildcard listen address (0.0.0.0, [::]) and the
+ * same port. */
+static bool peer_addr_matches(const struct sockaddr_storage* listen,
+                              const struct sockaddr_storage* peer)
+{
+    if (listen->ss_family != peer->ss_family) {
+        return false;
+    }
+    if (listen->ss_family == AF_INET) {
+        const struct sockaddr_in* l = (const struct sockaddr_in*)listen;
+        const struct sockaddr_in* p = (const struct sockaddr_in*)peer;
+        return l->sin_port == p->sin_port &&
+               (l->sin_addr.s_addr == p->sin_addr.s_addr ||
+                l->sin_addr.s_addr == htonl(INADDR_ANY));
+    }
+    const struct sockaddr_in6* l = (const struct sockaddr_in6*)listen;
+    const struct sockaddr_in6* p = (const struct sockaddr_in6*)peer;
+    return l->sin6_port == p->sin6_port &&
+           (memcmp(&l->sin6_addr, &p->sin6_addr, sizeof(p->sin6_addr)) == 0 ||
+            IN6_IS_ADDR_UNSPECIFIED(&l->sin6_addr));
+}
+
+/* The members of --initial-cluster: valid addresses, no name or address
+ * twice, and this node's entry is its --listen-peer (a wildcard listen
+ * address, 0.0.0.0 or [::], matches any host with the same port).
+ * Returns 0, or 2 with a message printed. */
+static int check_cluster(const struct node_options* o)
+{
+    struct sockaddr_storage sa[RAFT_SERVERS_MAX];
+
+    for (unsigned i = 0; i < o->n_initial; i++) {
+        const struct node_peer* p = &o->initial[i];
+        if (transport_parse_addr(p->addr, &sa[i], false) != 0) {
+            fprintf(stderr,
+                    "quorumfs mount: --initial-cluster: bad address in "
+                    "'%s=%s' (expected IP:PORT, a numeric IPv4 address or "
+                    "[IPv6] and a port from 1 to 65535)\n",
+                    p->name, p->addr);
+            return 2;
+        }
+        for (unsigned j = 0; j < i; j++) {
+            const struct node_peer* q = &o->initial[j];
+            bool same_name = strcmp(p->name, q->name) == 0;
+            if (same_name || strcmp(p->addr, q->addr) == 0) {
+                fprintf(stderr,
+                        "quorumfs mount: --initial-cluster: '%s=%s' and "
+                        "'%s=%s' have the same %s (each member needs its "
+                        "own name and address)\n",
+                        q->name, q->addr, p->name, p->addr,
+                        same_name ? "name" : "address");
+                return 2;
+            }
+        }
+    }
+    struct sockaddr_storage ls;
+    if (o->listen_peer == NULL ||
+        transport_parse_addr(o->listen_peer, &ls, true) != 0) {
+        return 0;
+    }
+    for (unsigned i = 0; i < o->n_initial; i++) {
+        if (strcmp(o->initial[i].name, o->name) != 0) {
+            continue;
+        }
+        if (!peer_addr_matches(&ls, &sa[i])) {
+            fprintf(stderr,
+                    "quorumfs mount: --listen-peer %s is not this node's "
+                    "address in --initial-cluster (%s=%s)\n",
+                    o->listen_peer, o->initial[i].name, o->initial[i].addr);
+            return 2;
+        }
     }
     return 0;
 }
@@ -363,14 +496,17 @@ static int parse_mount(int argc, char** argv, struct mount_opts* mo)
     node_options_default(&mo->node);
     optind = 1;
     while ((c = getopt_long(argc, argv, "hfo:", mount_long, NULL)) != -1) {
+        const char* why = NULL;
         if (c == 'h') {
             usage_mount(stdout);
             exit(0);
         }
-        if (c == '?' || parse_one(mo, c, optarg) != 0) {
+        if (c == '?' || parse_one(mo, c, optarg, &why) != 0) {
             if (c != '?') {
-                fprintf(stderr, "quorumfs mount: bad value '%s' for %s\n",
-                        optarg, argv[optind - 1]);
+                char flag[64];
+                flag_name(c, flag, sizeof(flag));
+                fprintf(stderr, "quorumfs mount: %s: bad value '%s' (%s)\n",
+                        flag, optarg, why);
             }
             fprintf(stderr, "Try `quorumfs mount --help`.\n");
             return 2;
@@ -387,6 +523,17 @@ static int parse_mount(int argc, char** argv, struct mount_opts* mo)
         fprintf(stderr,
                 "quorumfs mount: --initial-cluster needs "
                 "--listen-peer\n");
+        return 2;
+    }
+    if (mo->node.heartbeat_ms >= mo->node.election_ms) {
+        fprintf(stderr,
+                "quorumfs mount: --heartbeat-ms %u must be below "
+                "--election-ms %u (the leader heartbeats several times per "
+                "election timeout)\n",
+                mo->node.heartbeat_ms, mo->node.election_ms);
+        return 2;
+    }
+    if (check_cluster(&mo->node) != 0) {
         return 2;
     }
     if (mo->node.data_dir == NULL) {

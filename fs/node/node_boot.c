@@ -67,9 +67,10 @@ static int take_lock(struct node* n)
     if (flock(n->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         ssize_t r = pread(n->lock_fd, pid, sizeof(pid) - 1, 0);
         pid[r > 0 ? r : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0'; /* the file ends with one */
         node__log(RAFT_TRACE_ERROR,
                   "data dir %s is in use by another quorumfs node (pid %s)",
-                  n->data_dir, r > 0 ? pid : "unknown");
+                  n->data_dir, pid[0] != '\0' ? pid : "unknown");
         close(n->lock_fd);
         n->lock_fd = -1;
         return -EBUSY;
