@@ -405,29 +405,6 @@ static int remove_tree_cb(const char* path,
     return 0;
 }
 
-/* The missing parent directories of path, as `quorumfs mount` creates
- * those of its data dir (mode 0700). */
-static int mkdir_parents(const char* path, mode_t mode)
-{
-    char buf[PATH_MAX];
-    size_t len = strlen(path);
-
-    if (len == 0 || len >= sizeof(buf)) {
-        return -ENAMETOOLONG;
-    }
-    memcpy(buf, path, len + 1);
-    for (char* p = buf + 1; *p != '\0'; p++) {
-        if (*p == '/' && p[-1] != '/') {
-            *p = '\0';
-            if (mkdir(buf, mode) != 0 && errno != EEXIST) {
-                return -errno;
-            }
-            *p = '/';
-        }
-    }
-    return 0;
-}
-
 /* D must not exist, or be an empty directory. */
 static int seed_check_target(const char* dir)
 {
@@ -495,7 +472,9 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
         return 1;
     }
     snprintf(tmp, sizeof(tmp), "%s.tmp", o->dir);
-    rv = mkdir_parents(o->dir, 0700);
+    /* The missing parents, as `quorumfs mount` creates those of its data
+     * dir. */
+    rv = util_mkdir_parents(o->dir, 0700);
     if (rv != 0) {
         fprintf(stderr,
                 "quorumfs snapshot restore: cannot create the parent "

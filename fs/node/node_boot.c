@@ -24,29 +24,19 @@
 #include "identity.h"
 #include "node_state_internal.h"
 
+/* path and its missing parents, as directories (mode); path must end up
+ * a directory. */
 static int mkdir_p(const char* path, mode_t mode)
 {
-    char buf[PATH_MAX];
-    size_t len = strlen(path);
-
-    if (len == 0 || len >= sizeof(buf)) {
-        return -ENAMETOOLONG;
+    int rv = util_mkdir_parents(path, mode);
+    if (rv != 0) {
+        return rv;
     }
-    memcpy(buf, path, len + 1);
-    for (char* p = buf + 1; *p != '\0'; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, mode) != 0 && errno != EEXIST) {
-                return -errno;
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, mode) != 0 && errno != EEXIST) {
+    if (mkdir(path, mode) != 0 && errno != EEXIST) {
         return -errno;
     }
     struct stat st;
-    if (stat(buf, &st) != 0) {
+    if (stat(path, &st) != 0) {
         return -errno;
     }
     return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int util_write_all(int fd, const void* buf, size_t len)
@@ -57,6 +58,28 @@ int util_pwritev_all(int fd, struct iovec* iov, int n, uint64_t off)
         if (n > 0) {
             iov->iov_base = (uint8_t*)iov->iov_base + w;
             iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+int util_mkdir_parents(const char* path, unsigned mode)
+{
+    assert(path != NULL);
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+
+    if (len == 0 || len >= sizeof(buf)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(buf, path, len + 1);
+    for (char* p = buf + 1; *p != '\0'; p++) {
+        if (*p == '/' && p[-1] != '/') {
+            *p = '\0';
+            if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST) {
+                return -errno;
+            }
+            *p = '/';
         }
     }
     return 0;

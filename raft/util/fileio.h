@@ -23,6 +23,10 @@ int util_pwrite_all(int fd, const void* buf, size_t len, uint64_t off);
 /* pwritev(2) all of iov[0..n) at off. iov is modified (consumed). */
 int util_pwritev_all(int fd, struct iovec* iov, int n, uint64_t off);
 
+/* mkdir(2) with mode each missing parent directory of path (not path
+ * itself), like `mkdir -p $(dirname path)`. -ENAMETOOLONG past PATH_MAX. */
+int util_mkdir_parents(const char* path, unsigned mode);
+
 /* fsync the directory dir. */
 int util_fsync_dir(const char* dir);
 /* fsync the directory holding path ("." for a bare name, "/" for
