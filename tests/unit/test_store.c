@@ -41,6 +41,27 @@ static void env_close(struct env* e)
     rmdir(e->dir);
 }
 
+/* Seals what apply queued into a frame and writes it to the db file. */
+static void flush_frame(struct env* e)
+{
+    struct store_frame* f = NULL;
+    CHECK_EQ(store_frame_seal(e->st, &f), 0);
+    CHECK(f != NULL);
+    CHECK_EQ(store_frame_write(e->st, f), 0);
+    store_frame_done(e->st, f, 0);
+}
+
+/* Writes what is queued, closes the store and opens its db file again
+ * with default options: the state must replay from the file. */
+static void reopen(struct env* e)
+{
+    flush_frame(e);
+    store_close(e->st);
+    struct store_options def;
+    store_options_default(&def);
+    CHECK_EQ(store_open(e->path, &def, &e->st, NULL), 0);
+}
+
 static void on_change(void* data, const struct store_change* c)
 {
     struct env* e = data;
@@ -564,15 +585,7 @@ static void test_cancel(void)
     r = apply_as(&e, &cancel, 200);
     CHECK_EQ(store_dedup_applied(e.st, 9, 100), -1); /* below the window */
     /* the fence is in the db: still a duplicate after a reopen */
-    struct store_frame* f = NULL;
-    CHECK_EQ(store_frame_seal(e.st, &f), 0);
-    CHECK(f != NULL);
-    CHECK_EQ(store_frame_write(e.st, f), 0);
-    store_frame_done(e.st, f, 0);
-    store_close(e.st);
-    struct store_options def;
-    store_options_default(&def);
-    CHECK_EQ(store_open(e.path, &def, &e.st, NULL), 0);
+    reopen(&e);
     r = apply_as(&e, &mkx, 20);
     CHECK(r.duplicate);
     CHECK_EQ(ino_of(&e, 1, "x"), 0);
@@ -801,13 +814,7 @@ static void test_in_place_updates(void)
     CHECK_EQ(store_path(e.st, aa, p, sizeof(p)), 0);
     CHECK(strcmp(p, "/dd/cc") == 0);
     /* everything replays to the same state */
-    CHECK_EQ(store_frame_seal(e.st, &f), 0);
-    CHECK_EQ(store_frame_write(e.st, f), 0);
-    store_frame_done(e.st, f, 0);
-    store_close(e.st);
-    struct store_options o;
-    store_options_default(&o);
-    CHECK_EQ(store_open(e.path, &o, &e.st, NULL), 0);
+    reopen(&e);
     check_names(&e, d, "aa cc");
     check_content(&e, aa, "abcde");
     check_content(&e, bb, "xyz");
@@ -996,15 +1003,7 @@ static void test_special_files(void)
     CHECK_EQ(a.type, STORE_SOCK);
     store_view_release(v);
     /* the db file: reopened */
-    struct store_frame* f = NULL;
-    CHECK_EQ(store_frame_seal(e.st, &f), 0);
-    CHECK(f != NULL);
-    CHECK_EQ(store_frame_write(e.st, f), 0);
-    store_frame_done(e.st, f, 0);
-    store_close(e.st);
-    struct store_options def;
-    store_options_default(&def);
-    CHECK_EQ(store_open(e.path, &def, &e.st, NULL), 0);
+    reopen(&e);
     check_specials(e.st);
     /* an image, installed in another store */
     void* img;
@@ -1016,6 +1015,8 @@ static void test_special_files(void)
     char db2[128];
     snprintf(db2, sizeof(db2), "%s/db2", e.dir);
     struct store* st2;
+    struct store_options def;
+    store_options_default(&def);
     CHECK_EQ(store_open(db2, &def, &st2, NULL), 0);
     CHECK_EQ(store_image_install(st2, img, len), 0);
     check_specials(st2);
