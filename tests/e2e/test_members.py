@@ -416,21 +416,3 @@ def test_replace_a_wiped_node_under_its_name(make_cluster):
     time.sleep(0.5)
     check_writes(c, [n1, n2, n3], [w])
 
-
-def test_remove_a_killed_leader_at_once(make_cluster):
-    """kill -9 of the leader, then `member remove` of it right away on a
-    follower, before the others have elected a new leader: the follower
-    forwards the change to the leader it still knows (dead), and sends it
-    again to the new one once elected. The change commits; writes go on
-    with the two left (before, the request was lost with the dead leader
-    and the command failed at the proposal timeout)."""
-    c = make_cluster()
-    c.start()
-    leader = c.leader()
-    rest = [n for n in c.nodes if n is not leader]
-    c.kill9(leader)
-    remove(rest[0], leader.name)
-    wait_quorum(c, rest, 2)
-    w = c.writer(rest[1], "after")
-    time.sleep(0.5)
-    check_writes(c, rest, [w])
