@@ -402,6 +402,7 @@ def test_replace_a_wiped_node_under_its_name(make_cluster):
     w = c.writer(n1, "w")
     time.sleep(0.5)
     c.kill9(n3)
+    c.wait_leader([n1, n2])  # as docs/operations.md says to
     remove(n1, "n3")
     wait_quorum(c, [n1, n2], 2)
     shutil.rmtree(n3.data_dir)
