@@ -225,7 +225,9 @@ int transport_start(uv_loop_t* loop,
     t->handles_open++;
     uv_timer_start(&t->sweep, transport__sweep_cb, SWEEP_INTERVAL_MS,
                    SWEEP_INTERVAL_MS);
-    transport__trace(t, RAFT_TRACE_INFO, "listening on %s", t->listen_addr);
+    transport__trace(t, RAFT_TRACE_INFO, "listening on %s (%s)", t->listen_addr,
+                     t->o.tls != NULL ? tls_config_mode(t->o.tls)
+                                      : "no TLS: --peer-insecure");
     *out = t;
     return 0;
 
@@ -237,7 +239,23 @@ err_after_listener:
     return rv;
 }
 
-int transport_set_peer(struct transport* t, raft_id id, const char* addr)
+const char* transport__peer_label(const struct transport* t,
+                                  raft_id id,
+                                  char* buf,
+                                  size_t cap)
+{
+    const struct peer* p = transport__peer_find(t, id);
+    if (p != NULL && p->name[0] != '\0') {
+        return p->name;
+    }
+    snprintf(buf, cap, "node %016llx", (unsigned long long)id);
+    return buf;
+}
+
+int transport_set_peer(struct transport* t,
+                       raft_id id,
+                       const char* name,
+                       const char* addr)
 {
     assert(t != NULL && !t->closing && id != 0);
     struct sockaddr_storage sa;
@@ -250,6 +268,9 @@ int transport_set_peer(struct transport* t, raft_id id, const char* addr)
     }
     struct peer* p = transport__peer_find(t, id);
     if (p != NULL) {
+        if (name != NULL && name[0] != '\0') {
+            snprintf(p->name, sizeof(p->name), "%s", name);
+        }
         if (strcmp(p->addr, addr) != 0) {
             snprintf(p->addr, sizeof(p->addr), "%s", addr);
             p->sa = sa;
@@ -269,6 +290,7 @@ int transport_set_peer(struct transport* t, raft_id id, const char* addr)
     }
     p->t = t;
     p->id = id;
+    snprintf(p->name, sizeof(p->name), "%s", name != NULL ? name : "");
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
     p->sa = sa;
     uv_timer_init(t->loop, &p->timer);

@@ -1,5 +1,15 @@
 /* transport.h - raft messages between nodes over TCP, on libuv.
  *
+ * Security (docs/security.md): with a tls_config every connection is a
+ * mutually authenticated TLS 1.3 session (tls.h) and frames travel inside
+ * its records; the HELLO's node id must then be a member the peer proved
+ * (its certificate names that member, or it holds the shared secret).
+ * Without one (--peer-insecure) frames travel in the clear. Connections
+ * that have not finished their handshake are capped per source address
+ * and in total, the oldest evicted first; established members are never
+ * evicted by strangers. Refusals are logged at most once per address per
+ * REJECT_LOG_INTERVAL_MS, with the count of the ones not logged.
+ *
  * Frames (docs/format-wire.md): u32 magic "QFSP", u16 version, u16 kind,
  * u32 body length, u32 checksum (xxh32 of the body), body. The first frame
  * on a connection, in each direction, is a HELLO carrying the cluster id,
@@ -23,6 +33,7 @@
 #include <uv.h>
 
 #include "raft.h"
+#include "tls.h"
 
 struct transport;
 
@@ -50,6 +61,7 @@ struct transport_options {
     transport_cluster_cb on_cluster_id;   /* needed when cluster_id is 0 */
     void* data;
     struct raft_tracer tracer;
+    struct tls_config* tls; /* borrowed; NULL: frames in the clear */
 };
 
 struct transport_stats {
@@ -57,6 +69,8 @@ struct transport_stats {
     uint64_t dropped_queue_full; /* messages dropped: peer queue full */
     uint64_t rejected_frames;    /* malformed / bad checksum / foreign */
     uint64_t connects, disconnects;
+    uint64_t refused_handshakes; /* TLS failed, or a name not proved */
+    uint64_t evicted;            /* unauthenticated, over a cap */
 };
 
 /* Parse a peer address, "a.b.c.d:port" or "[v6]:port" (numeric only, as
@@ -72,9 +86,13 @@ int transport_start(uv_loop_t* loop,
                     const struct transport_options* o,
                     struct transport** out);
 
-/* Add or update a peer's address (from the raft configuration). Removing a
- * peer closes its connections. */
-int transport_set_peer(struct transport* t, raft_id id, const char* addr);
+/* Add or update a peer's member name and address (from the raft
+ * configuration). The name is what its certificate must carry, and what
+ * the logs call it. Removing a peer closes its connections. */
+int transport_set_peer(struct transport* t,
+                       raft_id id,
+                       const char* name,
+                       const char* addr);
 void transport_remove_peer(struct transport* t, raft_id id);
 
 /* Encode and queue m for m->to. Never blocks; returns 0, -ENOENT (unknown

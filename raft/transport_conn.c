@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "transport_internal.h"
 
@@ -53,9 +54,10 @@ static void peer_timer_cb(uv_timer_t* timer)
         p->out->deadline_seen = true;
         uv_timer_start(&p->timer, peer_timer_cb, 1, 0);
     } else if (!p->out->established) {
-        transport__trace(p->t, RAFT_TRACE_INFO,
-                         "handshake with node %llu (%s) timed out",
-                         (unsigned long long)p->id, p->addr);
+        char buf[32];
+        transport__trace(
+            p->t, RAFT_TRACE_INFO, "handshake with %s (%s) timed out",
+            transport__peer_label(p->t, p->id, buf, sizeof(buf)), p->addr);
         transport__conn_close(
             p->out); /* its close callback schedules a reconnect */
     }
@@ -90,6 +92,8 @@ static void conn_close_cb(uv_handle_t* h)
         *pp = c->next;
         t->n_incoming--;
     }
+    tls_free(c->tls);
+    free(c->wcipher);
     free(c->rbuf);
     free(c);
     t->handles_open--;
@@ -103,21 +107,88 @@ void transport__conn_close(struct conn* c)
     }
     c->closing = true;
     if (c->established) {
+        char buf[32];
         c->t->stats.disconnects++;
-        transport__trace(c->t, RAFT_TRACE_INFO,
-                         "disconnected from node %llu (%s)",
-                         (unsigned long long)c->remote, c->name);
+        transport__trace(
+            c->t, RAFT_TRACE_INFO, "disconnected from %s (%s)",
+            transport__peer_label(c->t, c->remote, buf, sizeof(buf)), c->name);
     }
     uv_close((uv_handle_t*)&c->tcp, conn_close_cb);
+}
+
+/* Whether a refusal from `ip` is logged now: at most once per address per
+ * REJECT_LOG_INTERVAL_MS; *suppressed gets how many were not logged since
+ * the last line. */
+static bool reject_log_due(struct transport* t,
+                           const char* ip,
+                           unsigned* suppressed)
+{
+    uint64_t now = uv_now(t->loop);
+    struct reject_log* slot = NULL;
+    struct reject_log* oldest = &t->rejects[0];
+    for (unsigned i = 0; i < REJECT_LOG_SLOTS; i++) {
+        struct reject_log* r = &t->rejects[i];
+        if (r->ip[0] != '\0' && strcmp(r->ip, ip) == 0) {
+            slot = r;
+            break;
+        }
+        if (r->last_ms < oldest->last_ms) {
+            oldest = r;
+        }
+    }
+    if (slot != NULL && now - slot->last_ms < REJECT_LOG_INTERVAL_MS) {
+        slot->suppressed++;
+        return false;
+    }
+    if (slot == NULL) {
+        slot = oldest;
+        snprintf(slot->ip, sizeof(slot->ip), "%s", ip);
+        slot->suppressed = 0;
+    }
+    *suppressed = slot->suppressed;
+    slot->suppressed = 0;
+    slot->last_ms = now;
+    return true;
+}
+
+/* A connection that did not prove it is a member (failed TLS handshake,
+ * a name its certificate does not carry, no HELLO in time, evicted): log
+ * it, rate-limited per source address, and close it. */
+void transport__conn_refuse(struct conn* c, const char* why)
+{
+    struct transport* t = c->t;
+    unsigned suppressed = 0;
+    if (c->closing) {
+        return;
+    }
+    t->stats.refused_handshakes++;
+    if (reject_log_due(t, c->ip[0] != '\0' ? c->ip : c->name, &suppressed)) {
+        if (suppressed > 0) {
+            transport__trace(t, RAFT_TRACE_WARN,
+                             "refused connection %s %s: %s (and %u more "
+                             "from this address since the last report)",
+                             c->peer != NULL ? "to" : "from", c->name, why,
+                             suppressed);
+        } else {
+            transport__trace(t, RAFT_TRACE_WARN, "refused connection %s %s: %s",
+                             c->peer != NULL ? "to" : "from", c->name, why);
+        }
+    }
+    transport__conn_close(c);
 }
 
 /* A protocol violation: count it, log it, close this connection only. */
 void transport__conn_reject(struct conn* c, const char* why)
 {
     c->t->stats.rejected_frames++;
-    transport__trace(c->t, RAFT_TRACE_WARN,
-                     "rejected connection %s (node %llu): %s", c->name,
-                     (unsigned long long)c->remote, why);
+    if (!c->established) {
+        transport__conn_refuse(c, why);
+        return;
+    }
+    char buf[32];
+    transport__trace(
+        c->t, RAFT_TRACE_WARN, "rejected connection %s (%s): %s", c->name,
+        transport__peer_label(c->t, c->remote, buf, sizeof(buf)), why);
     transport__conn_close(c);
 }
 
@@ -125,6 +196,10 @@ static struct conn* conn_new(struct transport* t, struct peer* p)
 {
     struct conn* c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        return NULL;
+    }
+    if (t->o.tls != NULL && (c->tls = tls_new(t->o.tls, p != NULL)) == NULL) {
+        free(c);
         return NULL;
     }
     c->t = t;
@@ -152,12 +227,16 @@ static void connect_cb(uv_connect_t* req, int status)
                            transport__read_cb);
     }
     if (rv == 0) {
-        rv = transport__send_hello(c);
+        /* TLS: the dialer's HELLO follows the handshake. */
+        rv =
+            c->tls != NULL ? transport__tls_start(c) : transport__send_hello(c);
     }
     if (rv != 0) {
+        char buf[32];
         transport__trace(
-            c->t, RAFT_TRACE_DEBUG, "connect to node %llu (%s): %s",
-            (unsigned long long)c->peer->id, c->name, uv_strerror(rv));
+            c->t, RAFT_TRACE_DEBUG, "connect to %s (%s): %s",
+            transport__peer_label(c->t, c->peer->id, buf, sizeof(buf)), c->name,
+            uv_strerror(rv));
         transport__conn_close(c);
     }
 }
@@ -187,12 +266,70 @@ void transport__peer_connect(struct peer* p)
                             (const struct sockaddr*)&p->sa, connect_cb);
     }
     if (rv != 0) {
-        transport__trace(t, RAFT_TRACE_DEBUG, "connect to node %llu (%s): %s",
-                         (unsigned long long)p->id, p->addr, uv_strerror(rv));
+        char buf[32];
+        transport__trace(t, RAFT_TRACE_DEBUG, "connect to %s (%s): %s",
+                         transport__peer_label(t, p->id, buf, sizeof(buf)),
+                         p->addr, uv_strerror(rv));
         transport__conn_close(c); /* its close callback schedules a reconnect */
         return;
     }
     uv_timer_start(&p->timer, peer_timer_cb, HANDSHAKE_TIMEOUT_MS, 0);
+}
+
+/* Whether ip is the host of a member's address. */
+static bool member_ip(const struct transport* t, const char* ip)
+{
+    for (unsigned i = 0; i < t->n_peers; i++) {
+        const char* a = t->peers[i]->addr;
+        const char* colon = strrchr(a, ':');
+        size_t n = colon != NULL ? (size_t)(colon - a) : strlen(a);
+        if (n >= 2 && a[0] == '[') { /* [v6]:port */
+            a++;
+            n -= 2;
+        }
+        if (strlen(ip) == n && strncmp(a, ip, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Make room for c among the connections that have not finished their
+ * handshake: past UNAUTH_PER_ADDR_MAX from its address, the oldest from
+ * that address goes; past UNAUTH_MAX in all, the oldest from an address
+ * that is no member's (else the oldest). Established members are never
+ * evicted. */
+static void admit(struct transport* t, struct conn* c)
+{
+    unsigned same = 0, all = 0;
+    struct conn *old_same = NULL, *old_stranger = NULL, *old_any = NULL;
+    for (struct conn* o = t->incoming; o != NULL; o = o->next) {
+        if (o == c || o->established || o->closing) {
+            continue;
+        }
+        all++;
+        old_any = o; /* the list is newest first: the last is the oldest */
+        if (strcmp(o->ip, c->ip) == 0) {
+            same++;
+            old_same = o;
+        }
+        if (!member_ip(t, o->ip)) {
+            old_stranger = o;
+        }
+    }
+    struct conn* victim = NULL;
+    const char* why = NULL;
+    if (same >= UNAUTH_PER_ADDR_MAX) {
+        victim = old_same;
+        why = "evicted: too many unfinished handshakes from this address";
+    } else if (all >= UNAUTH_MAX) {
+        victim = old_stranger != NULL ? old_stranger : old_any;
+        why = "evicted: too many unfinished handshakes";
+    }
+    if (victim != NULL) {
+        t->stats.evicted++;
+        transport__conn_refuse(victim, why);
+    }
 }
 
 void transport__connection_cb(uv_stream_t* server, int status)
@@ -215,11 +352,14 @@ void transport__connection_cb(uv_stream_t* server, int status)
     if (rv == 0 &&
         uv_tcp_getpeername(&c->tcp, (struct sockaddr*)&sa, &sa_len) == 0) {
         transport__sockaddr_name(&sa, c->name, sizeof(c->name));
+        snprintf(c->ip, sizeof(c->ip), "%s", c->name);
+        char* colon = strrchr(c->ip, ':');
+        if (colon != NULL) {
+            *colon = '\0';
+        }
     }
-    if (rv == 0 && t->n_incoming > INCOMING_MAX) {
-        transport__trace(t, RAFT_TRACE_WARN, "too many connections, closing %s",
-                         c->name);
-        rv = UV_EMFILE;
+    if (rv == 0) {
+        admit(t, c);
     }
     if (rv == 0) {
         uv_tcp_nodelay(&c->tcp, 1);
@@ -245,8 +385,8 @@ void transport__sweep_cb(uv_timer_t* timer)
                 true; /* judged at the next sweep, after a poll */
             continue;
         }
-        transport__trace(t, RAFT_TRACE_INFO, "no HELLO from %s in time",
-                         c->name);
-        transport__conn_close(c);
+        transport__conn_refuse(c, c->tls != NULL && !c->tls_done
+                                      ? "no TLS handshake in time"
+                                      : "no HELLO in time");
     }
 }

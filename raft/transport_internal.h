@@ -41,7 +41,15 @@ _Static_assert((size_t)RAFT_SNAPSHOT_CHUNK + 4096 <= FRAME_BODY_MAX,
 #define HANDSHAKE_TIMEOUT_MS 2000 /* connect + HELLO exchange */
 #define SWEEP_INTERVAL_MS 250     /* checks incoming handshake deadlines */
 #define PEERS_MAX (2 * RAFT_SERVERS_MAX)
-#define INCOMING_MAX (4 * RAFT_SERVERS_MAX)
+/* Incoming connections that have not finished their handshake: at most
+ * this many from one address, and in all (past either, the oldest such
+ * connection is evicted: a member's handshake takes milliseconds, a
+ * stranger's idles until its deadline). */
+#define UNAUTH_PER_ADDR_MAX 8
+#define UNAUTH_MAX 64
+#define REJECT_LOG_INTERVAL_MS 10000 /* per source address */
+#define REJECT_LOG_SLOTS 32
+#define CIPHER_READ_BYTES ((size_t)64 << 10)
 #define WRITE_BATCH_MAX 64
 #define READ_BUF_MIN ((size_t)64 << 10)
 #define LISTEN_BACKLOG 64
@@ -80,14 +88,19 @@ struct conn {
      * loop has polled this socket (a stalled process must read the HELLO
      * waiting for it before it calls the peer silent). */
     bool deadline_seen;
-    uint8_t* rbuf; /* <= FRAME_HEADER_BYTES + FRAME_BODY_MAX */
+    struct tls* tls;  /* NULL: frames in the clear */
+    bool tls_done;    /* handshake complete */
+    uint8_t* wcipher; /* ciphertext of the data write in flight */
+    uint8_t* rbuf;    /* <= FRAME_HEADER_BYTES + FRAME_BODY_MAX */
     size_t rlen, rcap;
     char name[RAFT_ADDR_MAX + 8]; /* remote address, for logs */
+    char ip[RAFT_ADDR_MAX + 8];   /* remote address without the port */
 };
 
 struct peer {
     struct transport* t;
     raft_id id;
+    char name[RAFT_NAME_MAX]; /* member name: its certificate's, its logs' */
     char addr[RAFT_ADDR_MAX];
     struct sockaddr_storage sa;
     struct conn* out;
@@ -112,6 +125,14 @@ struct transport {
     struct conn* incoming;
     unsigned n_incoming;
     struct transport_stats stats;
+    struct reject_log {
+        char ip[RAFT_ADDR_MAX + 8];
+        uint64_t last_ms;
+        unsigned suppressed;
+    } rejects[REJECT_LOG_SLOTS];
+    /* Ciphertext just read (libuv calls alloc then read for one stream at
+     * a time, so one buffer serves all connections). */
+    uint8_t cipher_in[CIPHER_READ_BYTES];
     unsigned handles_open;
     bool closing;
     void (*close_cb)(void* data);
@@ -131,6 +152,11 @@ void transport__sockaddr_name(const struct sockaddr_storage* sa,
                               char* out,
                               size_t cap);
 struct peer* transport__peer_find(const struct transport* t, raft_id id);
+/* "n2" (the member name), or the hex id when the name is unknown. */
+const char* transport__peer_label(const struct transport* t,
+                                  raft_id id,
+                                  char* buf,
+                                  size_t cap);
 void transport__fqueue_push(struct fqueue* q, struct frame* f);
 struct frame* transport__fqueue_pop(struct fqueue* q);
 void transport__fqueue_free(struct fqueue* q);
@@ -140,6 +166,7 @@ void transport__maybe_finish_close(struct transport* t);
 void transport__peer_timer_close_cb(uv_handle_t* h);
 void transport__conn_close(struct conn* c);
 void transport__conn_reject(struct conn* c, const char* why);
+void transport__conn_refuse(struct conn* c, const char* why);
 void transport__peer_connect(struct peer* p);
 void transport__connection_cb(uv_stream_t* server, int status);
 void transport__sweep_cb(uv_timer_t* timer);
@@ -147,6 +174,7 @@ void transport__sweep_cb(uv_timer_t* timer);
 /* ---- transport_io.c ---- */
 void transport__conn_flush(struct conn* c);
 int transport__send_hello(struct conn* c);
+int transport__tls_start(struct conn* c);
 void transport__alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
 void transport__read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
 

@@ -20,6 +20,8 @@ static void write_cb(uv_write_t* req, int status)
     struct conn* c = req->data;
     struct transport* t = c->t;
     struct frame* f;
+    free(c->wcipher);
+    c->wcipher = NULL;
     while ((f = transport__fqueue_pop(&c->inflight)) != NULL) {
         assert(c->peer->q_bytes >= f->len);
         c->peer->q_bytes -= f->len;
@@ -41,6 +43,92 @@ static void write_cb(uv_write_t* req, int status)
     transport__conn_flush(c);
 }
 
+/* ---- TLS: what the session produced goes out in order ----
+ *
+ * Everything a session writes (handshake, alerts, records) is taken from
+ * it right after the call that produced it and queued on the stream, so
+ * the stream carries it in the session's order. Frames go in one data
+ * write at a time (their ciphertext in c->wcipher, the frames kept in
+ * c->inflight until it completes, as without TLS); the rest goes in raw
+ * writes, each owning its bytes. */
+
+struct raw_write {
+    uv_write_t req;
+    struct conn* c;
+    uint8_t bytes[];
+};
+
+static void raw_write_cb(uv_write_t* req, int status)
+{
+    struct raw_write* w = req->data;
+    struct conn* c = w->c;
+    free(w);
+    if (status != 0 && !c->closing) {
+        transport__trace(c->t, RAFT_TRACE_INFO, "write to %s: %s", c->name,
+                         uv_strerror(status));
+        transport__conn_close(c);
+    }
+}
+
+/* Queue what the session has produced. 0, or a libuv error. */
+static int tls_flush_raw(struct conn* c)
+{
+    size_t n = tls_pending(c->tls);
+    if (n == 0) {
+        return 0;
+    }
+    struct raw_write* w = malloc(sizeof(*w) + n);
+    if (w == NULL) {
+        return UV_ENOMEM;
+    }
+    w->c = c;
+    w->req.data = w;
+    size_t got = tls_take(c->tls, w->bytes, n);
+    assert(got == n);
+    uv_buf_t buf = uv_buf_init((char*)w->bytes, (unsigned)got);
+    int rv = uv_write(&w->req, (uv_stream_t*)&c->tcp, &buf, 1, raw_write_cb);
+    if (rv != 0) {
+        free(w);
+    }
+    c->t->stats.bytes_out += got;
+    return rv;
+}
+
+/* The dialer's first flight (ClientHello). */
+int transport__tls_start(struct conn* c)
+{
+    int rv = tls_handshake(c->tls);
+    assert(rv <= 0); /* cannot be complete before the peer answered */
+    if (rv < 0) {
+        transport__trace(c->t, RAFT_TRACE_WARN, "TLS to %s: %s", c->name,
+                         tls_error(c->tls));
+        return UV_EPROTO;
+    }
+    return tls_flush_raw(c);
+}
+
+/* Encrypt the batch of frames into one buffer. 0, or a libuv error. */
+static int tls_seal(struct conn* c, uv_buf_t* out)
+{
+    for (struct frame* f = c->inflight.head; f != NULL; f = f->next) {
+        if (tls_write(c->tls, f->bytes, f->len) != 0) {
+            transport__trace(c->t, RAFT_TRACE_WARN, "TLS to %s: %s", c->name,
+                             tls_error(c->tls));
+            return UV_EPROTO;
+        }
+    }
+    size_t n = tls_pending(c->tls);
+    assert(c->wcipher == NULL);
+    c->wcipher = malloc(n);
+    if (c->wcipher == NULL) {
+        return UV_ENOMEM;
+    }
+    size_t got = tls_take(c->tls, c->wcipher, n);
+    assert(got == n);
+    *out = uv_buf_init((char*)c->wcipher, (unsigned)got);
+    return 0;
+}
+
 /* Start one batched write of the waiting frames of an outgoing connection. */
 void transport__conn_flush(struct conn* c)
 {
@@ -56,8 +144,15 @@ void transport__conn_flush(struct conn* c)
         bufs[n++] = uv_buf_init((char*)f->bytes, (unsigned)f->len);
         transport__fqueue_push(&c->inflight, f);
     }
+    int rv = 0;
+    if (c->tls != NULL) {
+        rv = tls_seal(c, &bufs[0]);
+        n = 1;
+    }
     c->write_req.data = c;
-    int rv = uv_write(&c->write_req, (uv_stream_t*)&c->tcp, bufs, n, write_cb);
+    if (rv == 0) {
+        rv = uv_write(&c->write_req, (uv_stream_t*)&c->tcp, bufs, n, write_cb);
+    }
     if (rv != 0) {
         /* The callback will not run: release the batch here. */
         struct frame* f;
@@ -65,6 +160,8 @@ void transport__conn_flush(struct conn* c)
             p->q_bytes -= f->len;
             free(f);
         }
+        free(c->wcipher);
+        c->wcipher = NULL;
         transport__trace(c->t, RAFT_TRACE_INFO, "write to %s: %s", c->name,
                          uv_strerror(rv));
         transport__conn_close(c);
@@ -94,6 +191,13 @@ int transport__send_hello(struct conn* c)
     put_le(body + 8, t->o.self, 8);
     put_le(body + 16, t->o.incarnation, 8);
     transport__frame_header(c->hello, FRAME_KIND_HELLO, body, HELLO_BODY_BYTES);
+    if (c->tls != NULL) {
+        if (tls_write(c->tls, c->hello, sizeof(c->hello)) != 0) {
+            return UV_EPROTO;
+        }
+        t->stats.frames_out++;
+        return tls_flush_raw(c);
+    }
     uv_buf_t buf = uv_buf_init((char*)c->hello, sizeof(c->hello));
     c->hello_req.data = c;
     return uv_write(&c->hello_req, (uv_stream_t*)&c->tcp, &buf, 1,
@@ -103,12 +207,14 @@ int transport__send_hello(struct conn* c)
 static void established(struct conn* c, raft_id id)
 {
     struct transport* t = c->t;
+    char buf[32];
     c->established = true;
     c->remote = id;
     t->stats.connects++;
-    transport__trace(t, RAFT_TRACE_INFO, "connected %s node %llu (%s)",
-                     c->peer != NULL ? "to" : "from", (unsigned long long)id,
-                     c->name);
+    transport__trace(t, RAFT_TRACE_INFO, "connected %s %s (%s%s)",
+                     c->peer != NULL ? "to" : "from",
+                     transport__peer_label(t, id, buf, sizeof(buf)), c->name,
+                     c->tls != NULL ? ", TLS 1.3" : "");
     if (c->peer != NULL) {
         c->peer->backoff_ms = 0;
         uv_timer_stop(&c->peer->timer);
@@ -135,9 +241,10 @@ static void note_incarnation(struct transport* t, raft_id id, uint64_t inc)
     bool restarted = p->incarnation != 0;
     p->incarnation = inc;
     if (restarted) {
-        transport__trace(t, RAFT_TRACE_INFO,
-                         "node %llu restarted (incarnation %llx)",
-                         (unsigned long long)id, (unsigned long long)inc);
+        char buf[32];
+        transport__trace(t, RAFT_TRACE_INFO, "%s restarted (incarnation %llx)",
+                         transport__peer_label(t, id, buf, sizeof(buf)),
+                         (unsigned long long)inc);
         if (t->o.on_peer_restart != NULL) {
             t->o.on_peer_restart(t->o.data, id);
         }
@@ -159,9 +266,11 @@ static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
     if (cluster != t->o.cluster_id && cluster != 0 && t->o.cluster_id == 0 &&
         t->o.on_cluster_id != NULL && transport__peer_find(t, id) != NULL &&
         t->o.on_cluster_id(t->o.data, cluster) == 0) {
+        char buf[32];
         transport__trace(t, RAFT_TRACE_INFO,
-                         "learned cluster id %016llx from node %llu",
-                         (unsigned long long)cluster, (unsigned long long)id);
+                         "learned cluster id %016llx from %s",
+                         (unsigned long long)cluster,
+                         transport__peer_label(t, id, buf, sizeof(buf)));
         t->o.cluster_id = cluster;
     }
     bool known = cluster == t->o.cluster_id
@@ -169,7 +278,7 @@ static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
                      : cluster == 0 && t->o.cluster_id != 0;
     if (!known) {
         char why[96];
-        snprintf(why, sizeof(why), "%s cluster id %llx (node %llu)",
+        snprintf(why, sizeof(why), "%s cluster id %llx (node %016llx)",
                  cluster == 0 ? "no" : "foreign", (unsigned long long)cluster,
                  (unsigned long long)id);
         transport__conn_reject(c, why);
@@ -178,9 +287,21 @@ static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
     if (id == 0 || id == t->o.self || transport__peer_find(t, id) == NULL ||
         (c->peer != NULL && c->peer->id != id)) {
         char why[64];
-        snprintf(why, sizeof(why), "unexpected node id %llu",
+        snprintf(why, sizeof(why), "unexpected node id %016llx",
                  (unsigned long long)id);
         transport__conn_reject(c, why);
+        return;
+    }
+    /* With TLS the id must be one the peer proved: its certificate names
+     * that member (shared secret: every holder is a member). */
+    const struct peer* claimed = transport__peer_find(t, id);
+    if (c->tls != NULL && !tls_peer_is(c->tls, claimed->name)) {
+        char why[128];
+        snprintf(why, sizeof(why),
+                 "its certificate does not name member '%s' (%016llx), "
+                 "which it claims to be",
+                 claimed->name, (unsigned long long)id);
+        transport__conn_refuse(c, why);
         return;
     }
     if (c->peer == NULL) {
@@ -216,9 +337,10 @@ static void handle_msg(struct conn* c, const uint8_t* body, size_t len)
         return;
     }
     if (conn_outlived(c)) {
-        transport__trace(t, RAFT_TRACE_INFO,
-                         "closing %s: node %llu has restarted since its HELLO",
-                         c->name, (unsigned long long)c->remote);
+        char buf[32];
+        transport__trace(
+            t, RAFT_TRACE_INFO, "closing %s: %s has restarted since its HELLO",
+            c->name, transport__peer_label(t, c->remote, buf, sizeof(buf)));
         transport__conn_close(c);
         return;
     }
@@ -305,10 +427,10 @@ static void conn_process(struct conn* c)
     }
 }
 
-/* Room for the rest of the current frame (at most one maximal frame). */
-void transport__alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf)
+/* Room in the read buffer for the rest of the current frame (at most one
+ * maximal frame); NULL when out of memory. */
+static uint8_t* rbuf_room(struct conn* c, size_t* room)
 {
-    struct conn* c = h->data;
     size_t need = READ_BUF_MIN;
     if (c->rlen >= FRAME_HEADER_BYTES) {
         size_t len = get_le(c->rbuf + 8, 4);
@@ -320,15 +442,86 @@ void transport__alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf)
     if (c->rcap < need) {
         uint8_t* bigger = realloc(c->rbuf, need);
         if (bigger == NULL) {
-            *buf =
-                uv_buf_init(NULL, 0); /* transport__read_cb gets UV_ENOBUFS */
-            return;
+            return NULL;
         }
         c->rbuf = bigger;
         c->rcap = need;
     }
     assert(c->rlen < c->rcap);
-    *buf = uv_buf_init((char*)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+    *room = c->rcap - c->rlen;
+    return c->rbuf + c->rlen;
+}
+
+/* Room for what arrives: the frame being read, or with TLS the shared
+ * ciphertext buffer (deciphered into the frame buffer by tls_input). */
+void transport__alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf)
+{
+    struct conn* c = h->data;
+    (void)suggested;
+    if (c->tls != NULL) {
+        *buf = uv_buf_init((char*)c->t->cipher_in, sizeof(c->t->cipher_in));
+        return;
+    }
+    size_t room = 0;
+    uint8_t* p = rbuf_room(c, &room);
+    /* NULL: transport__read_cb gets UV_ENOBUFS */
+    *buf = uv_buf_init((char*)p, p != NULL ? (unsigned)room : 0);
+}
+
+/* Ciphertext arrived: advance the handshake (the dialer then says HELLO),
+ * then decipher records into the frame buffer and handle their frames. */
+static void tls_input(struct conn* c, const uint8_t* p, size_t n)
+{
+    if (tls_feed(c->tls, p, n) != 0) {
+        transport__conn_close(c);
+        return;
+    }
+    if (!c->tls_done) {
+        int rv = tls_handshake(c->tls);
+        if (tls_flush_raw(c) != 0 || rv < 0) {
+            transport__conn_refuse(
+                c, rv < 0 ? tls_error(c->tls) : "cannot write the handshake");
+            return;
+        }
+        if (rv == 0) {
+            return;
+        }
+        c->tls_done = true;
+        if (c->peer != NULL && transport__send_hello(c) != 0) {
+            transport__conn_close(c);
+            return;
+        }
+    }
+    for (;;) {
+        size_t room = 0;
+        uint8_t* dst = rbuf_room(c, &room);
+        if (dst == NULL) {
+            transport__trace(c->t, RAFT_TRACE_WARN, "read from %s: %s", c->name,
+                             uv_strerror(UV_ENOBUFS));
+            transport__conn_close(c);
+            return;
+        }
+        long got = tls_read(c->tls, dst, room);
+        if (got < 0) {
+            if (got == -EPIPE) {
+                transport__conn_close(c);
+            } else {
+                transport__conn_reject(c, tls_error(c->tls));
+            }
+            return;
+        }
+        if (got == 0) {
+            break;
+        }
+        c->rlen += (size_t)got;
+        conn_process(c);
+        if (c->closing) {
+            return;
+        }
+    }
+    if (tls_flush_raw(c) != 0) { /* e.g. a key update's answer */
+        transport__conn_close(c);
+    }
 }
 
 void transport__read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
@@ -345,8 +538,12 @@ void transport__read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
         transport__conn_close(c);
         return;
     }
+    c->t->stats.bytes_in += (uint64_t)nread;
+    if (c->tls != NULL) {
+        tls_input(c, (const uint8_t*)buf->base, (size_t)nread);
+        return;
+    }
     assert(buf->base == (char*)c->rbuf + c->rlen);
     c->rlen += (size_t)nread;
-    c->t->stats.bytes_in += (uint64_t)nread;
     conn_process(c);
 }

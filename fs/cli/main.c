@@ -30,6 +30,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "../../raft/tls.h"
 #include "../../raft/transport.h"
 #include "../../raft/util/datadir.h"
 #include "ctl.h"
@@ -50,6 +51,8 @@ struct mount_opts {
     bool foreground;
     bool linearizable;
     uint64_t pending_bytes; /* fs_options.pending_bytes_max (0: default) */
+    struct tls_config_options tls; /* --peer-* files */
+    bool peer_insecure;
     struct node_options node;
     char data_dir[PATH_MAX];
 };
@@ -158,6 +161,23 @@ static void usage_mount(FILE* out)
         "  --snapshot-bytes BYTES     and when its applied entries in memory\n"
         "                             reach BYTES (default 16777216 = 16 MiB;\n"
         "                             0: no byte limit; else >= 1 MiB)\n"
+        "\n"
+        "Peer security (docs/security.md); a node with --listen-peer needs\n"
+        "one of these:\n"
+        "  --peer-secret-file FILE    a secret shared by all members (16 to\n"
+        "                             4096 bytes, mode 0600): mutual TLS 1.3\n"
+        "                             with it as pre-shared key; make one "
+        "with\n"
+        "                             `head -c 32 /dev/urandom | base64`\n"
+        "  --peer-cert-file FILE      this member's certificate (PEM), naming\n"
+        "                             it (SAN DNS:NAME or CN=NAME)\n"
+        "  --peer-key-file FILE       its private key (PEM)\n"
+        "  --peer-trusted-ca-file F   the CA that signs every member's\n"
+        "                             certificate: mutual TLS 1.3, a peer\n"
+        "                             must prove the member name it claims\n"
+        "  --peer-insecure            no authentication and no encryption:\n"
+        "                             anyone who reaches the peer port can\n"
+        "                             write the tree (tests, trusted links)\n"
         "\n");
     fprintf(
         out,
@@ -235,6 +255,11 @@ enum {
     OPT_HISTORY_BYTES,
     OPT_PENDING_BYTES,
     OPT_CLUSTER_ID,
+    OPT_PEER_SECRET,
+    OPT_PEER_CERT,
+    OPT_PEER_KEY,
+    OPT_PEER_CA,
+    OPT_PEER_INSECURE,
 };
 
 static const struct option mount_long[] = {
@@ -261,6 +286,11 @@ static const struct option mount_long[] = {
     {"history-bytes", required_argument, NULL, OPT_HISTORY_BYTES},
     {"pending-bytes", required_argument, NULL, OPT_PENDING_BYTES},
     {"cluster-id", required_argument, NULL, OPT_CLUSTER_ID},
+    {"peer-secret-file", required_argument, NULL, OPT_PEER_SECRET},
+    {"peer-cert-file", required_argument, NULL, OPT_PEER_CERT},
+    {"peer-key-file", required_argument, NULL, OPT_PEER_KEY},
+    {"peer-trusted-ca-file", required_argument, NULL, OPT_PEER_CA},
+    {"peer-insecure", no_argument, NULL, OPT_PEER_INSECURE},
     {NULL, 0, NULL, 0},
 };
 
@@ -299,6 +329,21 @@ static int parse_one(struct mount_opts* mo,
         return 0;
     case OPT_MOUNT_STALE:
         o->mount_stale = true;
+        return 0;
+    case OPT_PEER_SECRET:
+        mo->tls.secret_file = arg;
+        return 0;
+    case OPT_PEER_CERT:
+        mo->tls.cert_file = arg;
+        return 0;
+    case OPT_PEER_KEY:
+        mo->tls.key_file = arg;
+        return 0;
+    case OPT_PEER_CA:
+        mo->tls.ca_file = arg;
+        return 0;
+    case OPT_PEER_INSECURE:
+        mo->peer_insecure = true;
         return 0;
     case OPT_NAME:
         *why = "at most 31 bytes";
@@ -489,6 +534,54 @@ static int check_cluster(const struct node_options* o)
     return 0;
 }
 
+/* A node with a peer listener proves its membership with a secret or a
+ * certificate (docs/security.md), unless --peer-insecure says otherwise:
+ * the files are loaded and checked here, before anything is written, so a
+ * wrong file, an expired certificate or a wrong CA fails the start with
+ * its reason. Returns 0, or 2 with a message printed. */
+static int check_peer_security(struct mount_opts* mo)
+{
+    struct tls_config_options* t = &mo->tls;
+    bool any = t->secret_file != NULL || t->cert_file != NULL ||
+               t->key_file != NULL || t->ca_file != NULL;
+    char err[TLS_ERROR_MAX + PATH_MAX];
+    if (mo->node.listen_peer == NULL) {
+        if (any || mo->peer_insecure) {
+            fprintf(stderr,
+                    "quorumfs mount: the --peer-* flags need --listen-peer "
+                    "(a node without it has no peers)\n");
+            return 2;
+        }
+        return 0;
+    }
+    if (mo->peer_insecure && any) {
+        fprintf(stderr,
+                "quorumfs mount: --peer-insecure and the --peer-secret-file "
+                "/ certificate flags are exclusive\n");
+        return 2;
+    }
+    if (mo->peer_insecure) {
+        return 0;
+    }
+    if (!any) {
+        fprintf(stderr,
+                "quorumfs mount: a node with --listen-peer needs peer "
+                "authentication: --peer-secret-file FILE, or "
+                "--peer-cert-file, --peer-key-file and "
+                "--peer-trusted-ca-file (docs/security.md); "
+                "--peer-insecure lets anyone who reaches %s write the "
+                "tree\n",
+                mo->node.listen_peer);
+        return 2;
+    }
+    t->self_name = mo->node.name;
+    if (tls_config_new(t, &mo->node.peer_tls, err, sizeof(err)) != 0) {
+        fprintf(stderr, "quorumfs mount: %s\n", err);
+        return 2;
+    }
+    return 0;
+}
+
 static int parse_mount(int argc, char** argv, struct mount_opts* mo)
 {
     int c;
@@ -533,7 +626,7 @@ static int parse_mount(int argc, char** argv, struct mount_opts* mo)
                 mo->node.heartbeat_ms, mo->node.election_ms);
         return 2;
     }
-    if (check_cluster(&mo->node) != 0) {
+    if (check_cluster(&mo->node) != 0 || check_peer_security(mo) != 0) {
         return 2;
     }
     if (mo->node.data_dir == NULL) {
@@ -949,6 +1042,7 @@ static int cmd_mount(int argc, char** argv)
     }
     start_watchdog(&a);
     rv = run_node(&a);
+    tls_config_free(mo.node.peer_tls);
     fuseconn_watchdog_disarm(&a.wd);
     tell_parent(&a, 'F');
     return rv;

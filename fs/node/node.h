@@ -24,6 +24,8 @@
 #include "../../raft/raft.h"
 #include "../../store/store.h"
 
+struct tls_config; /* raft/tls.h */
+
 struct node;
 
 struct node_peer {
@@ -39,9 +41,11 @@ struct node_peer {
 
 struct node_options {
     const char* data_dir;
-    const char* name;        /* default "default" */
-    const char* listen_peer; /* NULL: single node, no transport */
-    unsigned n_initial;      /* --initial-cluster members */
+    const char* name;            /* default "default" */
+    const char* listen_peer;     /* NULL: single node, no transport */
+    struct tls_config* peer_tls; /* borrowed; NULL: peers in the clear
+                                    (--peer-insecure) */
+    unsigned n_initial;          /* --initial-cluster members */
     struct node_peer initial[RAFT_SERVERS_MAX];
     bool cluster_existing;        /* --initial-cluster-state existing */
     uint64_t cluster_id;          /* --cluster-id (0: none given) */

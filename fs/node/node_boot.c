@@ -523,6 +523,7 @@ int node__start_transport(struct node* n)
         .tracer = {.data = "transport: ",
                    .emit = node__tracer_emit,
                    .level = n->opts.log_level},
+        .tls = n->opts.peer_tls,
     };
     int rv = transport_start(n->loop, &to, &n->transport);
     if (rv != 0) {
@@ -543,7 +544,7 @@ void node__sync_peers(struct node* n)
     for (unsigned i = 0; i < c->n; i++) {
         if (c->servers[i].id != n->id && c->servers[i].addr[0] != '\0' &&
             transport_set_peer(n->transport, c->servers[i].id,
-                               c->servers[i].addr) == 0 &&
+                               c->servers[i].name, c->servers[i].addr) == 0 &&
             raft_conf_get(&n->peers_conf, c->servers[i].id) == NULL &&
             n->peers_conf.n < RAFT_SERVERS_MAX) {
             n->peers_conf.servers[n->peers_conf.n++] = c->servers[i];

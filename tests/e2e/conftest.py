@@ -9,12 +9,15 @@ unmounted with `fusermount3 -uz` and only the PIDs this file started are
 killed.
 """
 
+import atexit
+import base64
 import json
 import os
 import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -25,6 +28,26 @@ QUORUMFS_BIN = os.environ.get("QUORUMFS_BIN", "")
 SANITIZER_LOGS = os.environ.get("QUORUMFS_SANITIZER_LOGS", "")
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
+
+# Peers authenticate (docs/security.md): every node started with
+# --listen-peer and no --peer-* flag of its own gets this shared secret, so
+# the suites run over TLS as users do. Tests of the clear-text framing pass
+# --peer-insecure themselves.
+PEER_SECRET_DIR = tempfile.mkdtemp(prefix="qfs-e2e-secret-")
+PEER_SECRET = os.path.join(PEER_SECRET_DIR, "peer.secret")
+with open(os.open(PEER_SECRET, os.O_WRONLY | os.O_CREAT, 0o600), "w") as _f:
+    _f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+atexit.register(shutil.rmtree, PEER_SECRET_DIR, True)
+
+
+def peer_security_args(args):
+    """args plus the shared secret when it listens for peers and says
+    nothing about peer security itself."""
+    args = list(args)
+    if "--listen-peer" in args and not any(
+            a.startswith("--peer-") for a in args):
+        args += ["--peer-secret-file", PEER_SECRET]
+    return args
 
 
 def unmount(path):
@@ -49,7 +72,7 @@ class Node:
     # ---- process control ----
     def cmd(self, extra_args=()):
         return [QUORUMFS_BIN, "mount", self.mnt, "--data-dir", self.data_dir,
-                "--name", self.name, "-f"] + list(extra_args)
+                "--name", self.name, "-f"] + peer_security_args(extra_args)
 
     def start(self, extra_args=(), wait=True):
         assert self.proc is None or self.proc.poll() is not None

@@ -6,8 +6,14 @@
  * when it comes up; outgoing connections come from the listen address; a
  * node without a cluster id learns it at its first handshake. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <uv.h>
 #include <xxhash.h>
@@ -15,13 +21,19 @@
 #include "../../raft/util/bytes.h"
 #include "check.h"
 #include "codec.h"
+#include "tls.h"
 #include "transport.h"
 
 #define CLUSTER 0xc1c1c1c1u
 #define RECV_MAX 4096
 #define WAIT_MS 5000
+/* raft/transport_internal.h's UNAUTH_PER_ADDR_MAX */
+#define UNAUTH_PER_ADDR_MAX_TEST 8
 
 static uv_loop_t loop;
+/* The TLS configuration node_start gives a node without its own (NULL:
+ * frames in the clear): the exchange tests run both ways. */
+static struct tls_config* tls_default;
 
 /* ---- a node: a transport plus the messages it received ---- */
 
@@ -35,10 +47,11 @@ struct node {
     bool echo;        /* answer VOTE with VOTE_RESP from the callback */
     bool close_on_rx; /* transport_close from the callback */
     bool closed;
-    uint64_t incarnation; /* sent in HELLOs (node_start) */
-    unsigned n_restarts;  /* on_peer_restart calls */
-    raft_id last_restart; /* and the last id it named */
-    uint64_t learned;     /* on_cluster_id: the id it adopted (0: none) */
+    uint64_t incarnation;   /* sent in HELLOs (node_start) */
+    unsigned n_restarts;    /* on_peer_restart calls */
+    raft_id last_restart;   /* and the last id it named */
+    uint64_t learned;       /* on_cluster_id: the id it adopted (0: none) */
+    struct tls_config* tls; /* NULL: tls_default */
 };
 
 static int on_cluster_id(void* data, uint64_t cluster_id)
@@ -109,17 +122,28 @@ static void node_init(struct node* n, raft_id id, const char* ip)
     snprintf(n->addr, sizeof(n->addr), "%s:%d", ip, free_port(ip));
 }
 
+/* QFS_TRACE=1 in the environment: the transports' logs on stderr. */
+static void trace_emit(void* data, int level, raft_id node, const char* msg)
+{
+    (void)data;
+    fprintf(stderr, "   [%d] node %llu: %s\n", level, (unsigned long long)node,
+            msg);
+}
+
 static void node_start(struct node* n, uint64_t cluster, size_t queue_max)
 {
-    struct transport_options o = {.self = n->id,
-                                  .cluster_id = cluster,
-                                  .listen_addr = n->addr,
-                                  .queue_bytes_max = queue_max,
-                                  .on_message = on_message,
-                                  .incarnation = n->incarnation,
-                                  .on_peer_restart = on_peer_restart,
-                                  .on_cluster_id = on_cluster_id,
-                                  .data = n};
+    struct transport_options o = {
+        .self = n->id,
+        .cluster_id = cluster,
+        .listen_addr = n->addr,
+        .queue_bytes_max = queue_max,
+        .on_message = on_message,
+        .incarnation = n->incarnation,
+        .on_peer_restart = on_peer_restart,
+        .on_cluster_id = on_cluster_id,
+        .data = n,
+        .tls = n->tls != NULL ? n->tls : tls_default,
+        .tracer = {.emit = getenv("QFS_TRACE") != NULL ? trace_emit : NULL}};
     CHECK_EQ(transport_start(&loop, &o, &n->t), 0);
     n->closed = false;
 }
@@ -267,8 +291,8 @@ static void test_bad_options(void)
     struct transport_options o = {
         .self = 2, .listen_addr = a.addr, .on_message = on_message, .data = &a};
     CHECK_EQ(transport_start(&loop, &o, &t), -EADDRINUSE);
-    CHECK_EQ(transport_set_peer(a.t, 2, "nowhere"), -EINVAL);
-    CHECK_EQ(transport_set_peer(a.t, 2, "127.0.0.2:0"), -EINVAL);
+    CHECK_EQ(transport_set_peer(a.t, 2, NULL, "nowhere"), -EINVAL);
+    CHECK_EQ(transport_set_peer(a.t, 2, NULL, "127.0.0.2:0"), -EINVAL);
     struct raft_message m = {.type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 2};
     CHECK_EQ(transport_send(a.t, &m), -ENOENT);
     struct node* ns[] = {&a, NULL};
@@ -288,8 +312,9 @@ static void test_exchange(void)
     }
     for (unsigned i = 0; i < 3; i++) {
         for (unsigned j = 0; j < 3; j++) {
-            CHECK_EQ(transport_set_peer(all[i]->t, all[j]->id, all[j]->addr),
-                     0);
+            CHECK_EQ(
+                transport_set_peer(all[i]->t, all[j]->id, NULL, all[j]->addr),
+                0);
         }
     }
     b.echo = true;
@@ -452,8 +477,8 @@ static void test_foreign_cluster(void)
     node_init(&d, 4, "127.0.0.3");
     node_start(&a, CLUSTER, 0);
     node_start(&d, CLUSTER + 1, 0);
-    CHECK_EQ(transport_set_peer(a.t, 4, d.addr), 0);
-    CHECK_EQ(transport_set_peer(d.t, 1, a.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 4, NULL, d.addr), 0);
+    CHECK_EQ(transport_set_peer(d.t, 1, NULL, a.addr), 0);
     struct raft_message m = {
         .type = RAFT_MSG_VOTE, .from = 4, .to = 1, .term = 1};
     CHECK_EQ(transport_send(d.t, &m), 0);
@@ -610,12 +635,12 @@ static void test_garbage(void)
     node_init(&b, 2, "127.0.0.2");
     node_start(&a, CLUSTER, 0);
     node_start(&b, CLUSTER, 0);
-    CHECK_EQ(transport_set_peer(a.t, 2, b.addr), 0);
-    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, NULL, b.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, NULL, a.addr), 0);
     /* Raw connections below speak as node 3 (nobody listens there). */
     char addr3[RAFT_ADDR_MAX];
     snprintf(addr3, sizeof(addr3), "127.0.0.3:%d", free_port("127.0.0.3"));
-    CHECK_EQ(transport_set_peer(a.t, 3, addr3), 0);
+    CHECK_EQ(transport_set_peer(a.t, 3, NULL, addr3), 0);
     struct link l = {&b, 1};
     CHECK(run_until(is_connected, &l, WAIT_MS));
 
@@ -682,7 +707,7 @@ static void test_peer_down(void)
     node_init(&b, 2, "127.0.0.2");
     const size_t queue_max = 64u << 10;
     node_start(&a, CLUSTER, queue_max);
-    CHECK_EQ(transport_set_peer(a.t, 2, b.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, NULL, b.addr), 0);
     static uint8_t data[1000];
     struct raft_entry e = {.term = 1,
                            .index = 1,
@@ -707,7 +732,7 @@ static void test_peer_down(void)
     CHECK_EQ(b.n_recv, 0);
 
     node_start(&b, CLUSTER, 0);
-    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, NULL, a.addr), 0);
     uv_update_time(&loop);
     uint64_t t0 = uv_now(&loop);
     struct link l = {&a, 2};
@@ -730,7 +755,7 @@ static void test_peer_down(void)
     close_nodes(nb);
     CHECK(!run_until(is_connected, &l, 100));
     node_start(&b, CLUSTER, 0);
-    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, NULL, a.addr), 0);
     CHECK(run_until(is_connected, &l, 3000));
     CHECK_EQ(transport_send(a.t, &m), 0);
     wait_recv(&b, 1);
@@ -820,7 +845,7 @@ static void test_source_addr_and_hello(void)
     CHECK_EQ(uv_listen((uv_stream_t*)&s.listener, 4, srv_connection), 0);
     char addr[RAFT_ADDR_MAX];
     snprintf(addr, sizeof(addr), "127.0.0.3:%d", port);
-    CHECK_EQ(transport_set_peer(a.t, 9, addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 9, NULL, addr), 0);
     CHECK(run_until(srv_has_hello, &s, WAIT_MS));
     CHECK(strcmp(s.peer_ip, "127.0.0.2") == 0);
     CHECK_EQ(s.n_in, 40);
@@ -850,8 +875,8 @@ static void test_peer_restart(void)
     b.incarnation = 200;
     node_start(&a, CLUSTER, 0);
     node_start(&b, CLUSTER, 0);
-    CHECK_EQ(transport_set_peer(a.t, 2, b.addr), 0);
-    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, NULL, b.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, NULL, a.addr), 0);
     struct link la = {&a, 2}, lb = {&b, 1};
     CHECK(run_until(is_connected, &la, WAIT_MS));
     CHECK(run_until(is_connected, &lb, WAIT_MS));
@@ -863,7 +888,7 @@ static void test_peer_restart(void)
     close_nodes(nb);
     b.incarnation = 201;
     node_start(&b, CLUSTER, 0);
-    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, NULL, a.addr), 0);
     CHECK(run_until(is_connected, &la, 3000));
     CHECK(run_until(is_connected, &lb, 3000));
     run_for(50);
@@ -871,12 +896,14 @@ static void test_peer_restart(void)
     CHECK_EQ(a.last_restart, 2);
     CHECK_EQ(b.n_restarts, 0); /* b's transport is new: a is a first contact */
 
-    struct raw r; /* bad length for a version 2 HELLO */
-    memset(&r, 0, sizeof(r));
-    r.out_len = make_hello_v2(r.out, CLUSTER, 2, 5);
-    put_le(r.out + 8, 16, 4);
-    raw_expect_closed(&a, &r, "v2 HELLO of 16 bytes");
-    CHECK_EQ(a.n_restarts, 1);
+    if (tls_default == NULL) { /* hand-made frames travel in the clear */
+        struct raw r;          /* bad length for a version 2 HELLO */
+        memset(&r, 0, sizeof(r));
+        r.out_len = make_hello_v2(r.out, CLUSTER, 2, 5);
+        put_le(r.out + 8, 16, 4);
+        raw_expect_closed(&a, &r, "v2 HELLO of 16 bytes");
+        CHECK_EQ(a.n_restarts, 1);
+    }
 
     struct node* ns[] = {&a, &b, NULL};
     close_nodes(ns);
@@ -898,10 +925,10 @@ static void test_cluster_id_learned(void)
     node_start(&c, 0, 0);
     node_start(&d, CLUSTER + 1, 0);
     /* b dials a; a dials c (c learns it as the dialed side) */
-    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
-    CHECK_EQ(transport_set_peer(a.t, 2, b.addr), 0);
-    CHECK_EQ(transport_set_peer(a.t, 3, c.addr), 0);
-    CHECK_EQ(transport_set_peer(c.t, 1, a.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, NULL, a.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, NULL, b.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 3, NULL, c.addr), 0);
+    CHECK_EQ(transport_set_peer(c.t, 1, NULL, a.addr), 0);
     struct link ab = {&a, 2}, ac = {&a, 3};
     CHECK(run_until(is_connected, &ab, WAIT_MS));
     CHECK(run_until(is_connected, &ac, WAIT_MS));
@@ -909,8 +936,8 @@ static void test_cluster_id_learned(void)
     CHECK_EQ(c.learned, CLUSTER);
     CHECK_EQ(a.learned, 0);
     /* d knows another id: d and a refuse each other, d adopts nothing */
-    CHECK_EQ(transport_set_peer(d.t, 1, a.addr), 0);
-    CHECK_EQ(transport_set_peer(a.t, 4, d.addr), 0);
+    CHECK_EQ(transport_set_peer(d.t, 1, NULL, a.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 4, NULL, d.addr), 0);
     run_for(300);
     CHECK(!transport_connected(a.t, 4));
     CHECK_EQ(d.learned, 0);
@@ -923,8 +950,8 @@ static void test_cluster_id_learned(void)
     node_init(&f, 6, "127.0.0.2");
     node_start(&e, 0, 0);
     node_start(&f, 0, 0);
-    CHECK_EQ(transport_set_peer(e.t, 6, f.addr), 0);
-    CHECK_EQ(transport_set_peer(f.t, 5, e.addr), 0);
+    CHECK_EQ(transport_set_peer(e.t, 6, NULL, f.addr), 0);
+    CHECK_EQ(transport_set_peer(f.t, 5, NULL, e.addr), 0);
     run_for(300);
     CHECK(!transport_connected(e.t, 6));
     CHECK(stats(&e).rejected_frames + stats(&f).rejected_frames >= 1);
@@ -941,8 +968,8 @@ static void test_close_in_callback(void)
     node_init(&b, 2, "127.0.0.2");
     node_start(&a, CLUSTER, 0);
     node_start(&b, CLUSTER, 0);
-    CHECK_EQ(transport_set_peer(a.t, 2, b.addr), 0);
-    CHECK_EQ(transport_set_peer(b.t, 1, a.addr), 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, NULL, b.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, NULL, a.addr), 0);
     b.close_on_rx = true;
     struct raft_message m = {.type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 2};
     for (unsigned i = 0; i < 10; i++) {
@@ -957,9 +984,201 @@ static void test_close_in_callback(void)
     close_nodes(ns);
 }
 
+/* ---- TLS (raft/tls.h) ---- */
+
+static char tmpdir[64];
+
+/* A secret file under tmpdir with this content and mode. */
+static const char* secret_file(const char* name, const char* content, int mode)
+{
+    static char path[8][128];
+    static unsigned next;
+    char* p = path[next++ % 8];
+    snprintf(p, 128, "%s/%s", tmpdir, name);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    CHECK_EQ(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    CHECK_EQ(fchmod(fd, (mode_t)mode), 0);
+    close(fd);
+    return p;
+}
+
+static struct tls_config* secret_config(const char* name, const char* content)
+{
+    struct tls_config_options o = {.secret_file =
+                                       secret_file(name, content, 0600)};
+    struct tls_config* c = NULL;
+    char err[TLS_ERROR_MAX];
+    CHECK_EQ(tls_config_new(&o, &c, err, sizeof(err)), 0);
+    return c;
+}
+
+/* Each bad configuration is refused with a reason that names the flag. */
+static void test_tls_config_errors(void)
+{
+    struct {
+        struct tls_config_options o;
+        const char* says;
+    } bad[] = {
+        {{.secret_file = secret_file("open", "0123456789abcdef0123", 0644)},
+         "chmod 600"},
+        {{.secret_file = secret_file("short", "0123456789\n", 0600)},
+         "at least 16"},
+        {{.secret_file = "/nonexistent/secret"}, "--peer-secret-file"},
+        {{.secret_file = tmpdir}, "not a regular file"},
+        {{.secret_file = secret_file("ok", "0123456789abcdef", 0600),
+          .cert_file = "/etc/hostname"},
+         "exclusive"},
+        {{.cert_file = "/etc/hostname"}, "all three"},
+        {{.cert_file = "/etc/hostname",
+          .key_file = "/etc/hostname",
+          .ca_file = "/etc/hostname"},
+         "--peer-cert-file"},
+        {{0}, "no certificate"},
+    };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct tls_config* c = (struct tls_config*)&bad; /* not touched */
+        char err[TLS_ERROR_MAX + 128];
+        err[0] = '\0';
+        CHECK_EQ(tls_config_new(&bad[i].o, &c, err, sizeof(err)), -EINVAL);
+        CHECK(c == NULL);
+        if (strstr(err, bad[i].says) == NULL) {
+            fprintf(stderr, "case %u: '%s' does not say '%s'\n", i, err,
+                    bad[i].says);
+            CHECK(false);
+        }
+    }
+}
+
+/* Every exchange test again, with every connection in TLS (a shared
+ * secret): the frames inside the records are the same. */
+static void test_tls_exchange(void)
+{
+    tls_default = secret_config("shared", "correct horse battery staple\n");
+    test_exchange();
+    test_peer_down();
+    test_peer_restart();
+    test_close_in_callback();
+    test_cluster_id_learned();
+    tls_config_free(tls_default);
+    tls_default = NULL;
+}
+
+/* A node with another secret never gets a connection up, in either
+ * direction, and nothing it sends is delivered; both sides count the
+ * refused handshakes. */
+static void test_tls_wrong_secret(void)
+{
+    struct node a, b;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&b, 2, "127.0.0.2");
+    a.tls = secret_config("a", "the members' secret, 32 bytes...");
+    b.tls = secret_config("b", "an outsider's guess at it.......");
+    node_start(&a, CLUSTER, 0);
+    node_start(&b, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, "b", b.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, "a", a.addr), 0);
+    struct raft_message m = {
+        .type = RAFT_MSG_TIMEOUT_NOW, .from = 2, .to = 1, .term = 7};
+    CHECK_EQ(transport_send(b.t, &m), 0);
+    run_for(1500);
+    CHECK(!transport_connected(a.t, 2));
+    CHECK(!transport_connected(b.t, 1));
+    CHECK_EQ(a.n_recv, 0);
+    CHECK_EQ(b.n_recv, 0);
+    CHECK(stats(&a).refused_handshakes > 0);
+    CHECK(stats(&b).refused_handshakes > 0);
+    struct node* all[] = {&a, &b, NULL};
+    close_nodes(all);
+    tls_config_free(a.tls);
+    tls_config_free(b.tls);
+}
+
+/* Open a raw connection to n from 127.0.0.3 and send r->out. */
+static void raw_open(struct node* n, struct raw* r)
+{
+    struct sockaddr_in sa, src;
+    char ip[32];
+    int port;
+    CHECK_EQ(sscanf(n->addr, "%31[^:]:%d", ip, &port), 2);
+    CHECK_EQ(uv_ip4_addr(ip, port, &sa), 0);
+    CHECK_EQ(uv_ip4_addr("127.0.0.3", 0, &src), 0);
+    CHECK_EQ(uv_tcp_init(&loop, &r->tcp), 0);
+    r->tcp.data = r;
+    r->creq.data = r;
+    CHECK_EQ(uv_tcp_bind(&r->tcp, (struct sockaddr*)&src, 0), 0);
+    CHECK_EQ(
+        uv_tcp_connect(&r->creq, &r->tcp, (struct sockaddr*)&sa, raw_connected),
+        0);
+}
+
+static void raw_close(struct raw* r)
+{
+    if (!uv_is_closing((uv_handle_t*)&r->tcp)) {
+        uv_close((uv_handle_t*)&r->tcp, raw_closed);
+    }
+    CHECK(run_until(raw_is_closed, r, WAIT_MS));
+}
+
+/* A TLS node: a HELLO in the clear (the forged-member attack of an
+ * outsider) is refused before any frame is read, and so is garbage;
+ * connections that never finish a handshake are evicted past the
+ * per-address cap while the members' own connection keeps working. */
+static void test_tls_refuses_strangers(void)
+{
+    struct node a, b;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&b, 2, "127.0.0.2");
+    tls_default = secret_config("shared2", "0123456789abcdef0123456789abcdef");
+    node_start(&a, CLUSTER, 0);
+    node_start(&b, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, "b", b.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, "a", a.addr), 0);
+    struct link l = {&b, 1};
+    CHECK(run_until(is_connected, &l, WAIT_MS));
+
+    static struct raw r[UNAUTH_PER_ADDR_MAX_TEST + 4];
+    memset(&r[0], 0, sizeof(r[0])); /* a member's HELLO, in the clear */
+    r[0].out_len = make_hello_v2(r[0].out, CLUSTER, 2, 42);
+    uint64_t refused = stats(&a).refused_handshakes;
+    raw_open(&a, &r[0]);
+    CHECK(run_until(raw_done, &r[0], WAIT_MS));
+    CHECK_EQ(stats(&a).refused_handshakes, refused + 1);
+    raw_close(&r[0]);
+
+    /* Idle strangers: past the cap the oldest are evicted. */
+    unsigned n = sizeof(r) / sizeof(r[0]);
+    for (unsigned i = 0; i < n; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        r[i].out_len = 0;
+        raw_open(&a, &r[i]);
+        run_for(20);
+    }
+    run_for(200);
+    CHECK(stats(&a).evicted >= n - UNAUTH_PER_ADDR_MAX_TEST);
+    for (unsigned i = 0; i < n - UNAUTH_PER_ADDR_MAX_TEST; i++) {
+        CHECK(r[i].eof); /* the oldest went first */
+    }
+    struct raft_message m = {
+        .type = RAFT_MSG_TIMEOUT_NOW, .from = 2, .to = 1, .term = 3};
+    CHECK_EQ(transport_send(b.t, &m), 0);
+    wait_recv(&a, 1);
+    CHECK(transport_connected(b.t, 1));
+    for (unsigned i = 0; i < n; i++) {
+        raw_close(&r[i]);
+    }
+    CHECK_EQ(a.n_recv, 1);
+    struct node* all[] = {&a, &b, NULL};
+    close_nodes(all);
+    tls_config_free(tls_default);
+    tls_default = NULL;
+}
+
 int main(void)
 {
     CHECK_EQ(uv_loop_init(&loop), 0);
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/qfs-transport-XXXXXX");
+    CHECK(mkdtemp(tmpdir) != NULL);
     RUN(test_bad_options);
     RUN(test_exchange);
     RUN(test_foreign_cluster);
@@ -969,6 +1188,13 @@ int main(void)
     RUN(test_peer_restart);
     RUN(test_close_in_callback);
     RUN(test_cluster_id_learned);
+    RUN(test_tls_config_errors);
+    RUN(test_tls_exchange);
+    RUN(test_tls_wrong_secret);
+    RUN(test_tls_refuses_strangers);
     CHECK_EQ(uv_loop_close(&loop), 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    CHECK_EQ(system(cmd), 0);
     return 0;
 }
