@@ -3,7 +3,9 @@
 #
 # A three-node quorumfs cluster on one machine: nodes n1, n2, n3 listen on
 # 127.0.0.1:7001, 127.0.0.2:7002, 127.0.0.3:7003; data dirs DIR/nX/data,
-# mounts DIR/nX/mnt (DIR defaults to /tmp/quorumfs-demo).
+# mounts DIR/nX/mnt (DIR defaults to /tmp/quorumfs-demo). Peers
+# authenticate with a shared secret made once in DIR/peer.secret (mode
+# 0600): mutual TLS 1.3, docs/security.md.
 #   up      installs build dependencies if missing (Debian 12, as root),
 #           builds, starts the three nodes, waits for a leader
 #   status  prints each node's status
@@ -20,7 +22,7 @@ cluster="n1=${addrs[0]},n2=${addrs[1]},n3=${addrs[2]}"
 
 install_and_build() {
     local pkgs=(meson ninja-build pkg-config gcc libfuse3-dev fuse3
-                libuv1-dev liblz4-dev libxxhash-dev)
+                libuv1-dev liblz4-dev libxxhash-dev libssl-dev)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
@@ -52,6 +54,10 @@ running() {
 
 up() {
     install_and_build
+    mkdir -p "$dir"
+    if [ ! -f "$dir/peer.secret" ]; then
+        (umask 077 && head -c 32 /dev/urandom | base64 >"$dir/peer.secret")
+    fi
     for i in 0 1 2; do
         local n=${names[$i]}
         mounted "$dir/$n/mnt" || mkdir -p "$dir/$n/mnt"
@@ -65,6 +71,7 @@ up() {
         [ -f "$dir/$n/data/identity" ] && state=existing
         "$bin" mount "$dir/$n/mnt" --name "$n" --data-dir "$dir/$n/data" \
             --listen-peer "${addrs[$i]}" --initial-cluster "$cluster" \
+            --peer-secret-file "$dir/peer.secret" \
             --initial-cluster-state "$state" &
         launched[$i]=$!
     done

@@ -204,6 +204,15 @@ static int load_certs(struct tls_config* c,
     }
     if (SSL_CTX_use_PrivateKey_file(c->ctx, o->key_file, SSL_FILETYPE_PEM) !=
         1) {
+        if (ERR_GET_REASON(ERR_peek_last_error()) ==
+            X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            snprintf(err, cap,
+                     "--peer-key-file %s is not the key of --peer-cert-file "
+                     "%s",
+                     o->key_file, o->cert_file);
+            return -EINVAL;
+        }
         ssl_reason(why, sizeof(why), "cannot read it");
         snprintf(err, cap, "--peer-key-file %s: not a PEM private key (%s)",
                  o->key_file, why);

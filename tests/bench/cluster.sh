@@ -41,6 +41,8 @@ for x in "$bin" "$loadgen"; do
 done
 
 work=$(mktemp -d /tmp/qfs-bench.XXXXXX)
+secret=$work/peer.secret
+(umask 077 && head -c 32 /dev/urandom | base64 >"$secret")
 base=$((20000 + RANDOM % 30000))
 names=(n1 n2 n3)
 addrs=("127.0.0.1:$base" "127.0.0.2:$((base + 1))" "127.0.0.3:$((base + 2))")
@@ -79,6 +81,7 @@ start_node() { # start_node INDEX new|existing
     "$bin" mount "$work/$n/mnt" --name "$n" --data-dir "$work/$n/data" \
         --listen-peer "${addrs[$i]}" --initial-cluster "$cluster" \
         --initial-cluster-state "$2" --heartbeat-ms "$heartbeat_ms" \
+        --peer-secret-file "$secret" \
         --election-ms "$election_ms" -f 2>>"$work/$n.log" &
     pids[i]=$!
 }

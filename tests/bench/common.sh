@@ -27,16 +27,31 @@ stop_started() {
     done
 }
 
+# peer_secret DIR: makes DIR/peer.secret (mode 0600, 32 random bytes in
+# base64) if missing and prints its path: the nodes' --peer-secret-file.
+peer_secret() {
+    local f=$1/peer.secret
+    if [ ! -f "$f" ]; then
+        (umask 077 && head -c 32 /dev/urandom | base64 >"$f")
+    fi
+    echo "$f"
+}
+
 # start_cluster3 DIR BIN BASE_PORT [MOUNT ARGS...]: three nodes n1..n3 on
 # 127.0.0.1 ports BASE_PORT..BASE_PORT+2, data dirs DIR/nX/data, mounts
 # DIR/nX/mnt, logs DIR/nX.log, started in the foreground mode in the
 # background (their PIDs and mounts go to the caller's `pids` and `mounts`
-# arrays). Waits up to 20 s for a leader, then sets `leader` and
+# arrays). Peers use a shared secret (TLS) unless the MOUNT ARGS say
+# otherwise (--peer-insecure, certificates). Waits up to 20 s for a leader, then sets `leader` and
 # `follower` (a node that is not the leader); returns 1 after printing
 # the logs' tails if no leader came.
 start_cluster3() {
-    local dir=$1 bin=$2 base=$3 cluster="" i
+    local dir=$1 bin=$2 base=$3 cluster="" i sec=()
     shift 3
+    case " $* " in
+    *" --peer-"*) ;;
+    *) sec=(--peer-secret-file "$(peer_secret "$dir")") ;;
+    esac
     for i in 1 2 3; do
         cluster+="${cluster:+,}n$i=127.0.0.1:$((base + i - 1))"
     done
@@ -46,7 +61,7 @@ start_cluster3() {
         "$bin" mount "$dir/n$i/mnt" --name "n$i" --data-dir "$dir/n$i/data" \
             --listen-peer "127.0.0.1:$((base + i - 1))" \
             --initial-cluster "$cluster" --initial-cluster-state new \
-            -f "$@" >"$dir/n$i.log" 2>&1 &
+            -f "${sec[@]}" "$@" >"$dir/n$i.log" 2>&1 &
         pids+=("$!")
     done
     leader=""

@@ -94,6 +94,9 @@ def main():
         subprocess.run(["apt-get", "install", "-y", "-qq", "stress-ng"],
                        check=True, stdout=subprocess.DEVNULL)
     work = tempfile.mkdtemp(prefix="qfs-cpuload.")
+    secret = os.path.join(work, "peer.secret")
+    with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+        f.write(os.urandom(32).hex().encode() + b"\n")
     base = 20000 + random.randrange(30000)
     addrs = {n: "127.0.0.%d:%d" % (i + 1, base + i)
              for i, n in enumerate(NAMES)}
@@ -124,6 +127,7 @@ def main():
                 [binary, "mount", mnts[n], "-f", "--name", n,
                  "--data-dir", os.path.join(d, "data"),
                  "--listen-peer", addrs[n], "--initial-cluster", cluster,
+                 "--peer-secret-file", secret,
                  "--election-ms", str(args.election_ms),
                  "--heartbeat-ms", str(args.heartbeat_ms)],
                 stdout=subprocess.DEVNULL,

@@ -118,6 +118,7 @@ for i in 0 1 2; do
     mounts+=("$d/mnt")
     "$bin" mount "$d/mnt" --name "n$((i + 1))" --data-dir "$d/data" \
         --listen-peer "${addrs[$i]}" --initial-cluster "$cluster" -f \
+        --peer-secret-file "$(peer_secret "$work")" \
         2>"$work/n$((i + 1)).log" &
     pids+=($!)
     qp+=($!)

@@ -178,6 +178,7 @@ for i in 0 1 2; do
     mounts+=("$d/mnt")
     "$bin" mount "$d/mnt" --name "n$((i + 1))" --data-dir "$d/data" \
         --listen-peer "${qaddrs[$i]}" --initial-cluster "$qcluster" \
+        --peer-secret-file "$(peer_secret "$work")" \
         --initial-cluster-state new -f 2>"$work/q3-n$((i + 1)).log" &
     q3_pids+=($!)
     pids+=($!)
