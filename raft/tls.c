@@ -306,7 +306,6 @@ int tls_config_new(const struct tls_config_options* o,
     SSL_CTX_set_num_tickets(c->ctx, 0);
     SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(c->ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
     int rv;
     if (certs) {
         rv = load_certs(c, o, err, cap);
