@@ -34,6 +34,7 @@ import threading
 import time
 
 from conftest import Node, tree  # noqa: F401 (tree: used by callers)
+from peer_forge import xxh32
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 300
@@ -98,47 +99,6 @@ def free_port_base():
             for s in socks:
                 s.close()
     raise RuntimeError("no free port base after %d tries" % PORT_TRIES_MAX)
-
-
-def xxh32(data, seed=0):
-    """XXH32 (the transport's frame checksum), in pure Python."""
-    p1, p2, p3, p4, p5 = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F,
-                          0x165667B1)
-    m = 0xFFFFFFFF
-
-    def rotl(x, r):
-        return ((x << r) | (x >> (32 - r))) & m
-
-    def rnd(acc, lane):
-        return (rotl((acc + lane * p2) & m, 13) * p1) & m
-
-    n, i = len(data), 0
-    if n >= 16:
-        v = [(seed + p1 + p2) & m, (seed + p2) & m, seed & m,
-             (seed - p1) & m]
-        while i + 16 <= n:
-            for j in range(4):
-                v[j] = rnd(v[j], struct.unpack_from("<I", data, i + 4 * j)[0])
-            i += 16
-        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) +
-             rotl(v[3], 18)) & m
-    else:
-        h = (seed + p5) & m
-    h = (h + n) & m
-    while i + 4 <= n:
-        h = (h + struct.unpack_from("<I", data, i)[0] * p3) & m
-        h = (rotl(h, 17) * p4) & m
-        i += 4
-    while i < n:
-        h = (h + data[i] * p5) & m
-        h = (rotl(h, 11) * p1) & m
-        i += 1
-    h ^= h >> 15
-    h = (h * p2) & m
-    h ^= h >> 13
-    h = (h * p3) & m
-    h ^= h >> 16
-    return h
 
 
 FRAME_MAGIC = b"QFSP"

@@ -332,3 +332,38 @@ def test_flood_and_impersonation(make_cluster):
         # windows each.
         assert 0 < len(lines) <= 12 * 3, (n.name, len(lines), lines[:5])
         assert any("more from this address" in l for l in lines), lines[:5]
+
+
+@pytest.mark.parametrize("security", ["insecure", "secret"])
+def test_forged_propose_from_nobody(make_cluster, security):
+    """The outside tester's repro, as uid nobody: HELLO as a member, then
+    a PROPOSE of a mkdir to the leader. Without peer security it is
+    applied on every replica (which shows the forger is real); with a
+    shared secret the connection is refused before any frame is read and
+    the tree does not change."""
+    c = make_cluster(extra_args=["--peer-insecure"]
+                     if security == "insecure" else [])
+    ld = c.start()
+    st = ld.status()
+    follower = c.followers(ld)[0]
+    host, port = c.addrs[ld.name].rsplit(":", 1)
+    name = "forged-by-nobody"
+    script = os.path.join(os.path.dirname(__file__), "peer_forge.py")
+    r = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         "/usr/bin/python3", script, host, port, st["cluster_id"],
+         "%x" % member_id(ld, follower.name), "%x" % member_id(ld, ld.name),
+         str(st["term"]), name],
+        capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r
+    if security == "insecure":
+        assert r.stdout.strip() == "answered", r
+        deadline = time.monotonic() + 10
+        while not all(os.path.isdir(n.path(name)) for n in c.nodes):
+            assert time.monotonic() < deadline, "the forged mkdir was lost"
+            time.sleep(qc.POLL_S)
+    else:
+        assert r.stdout.strip() == "closed", r
+        qc.write_file(ld.path("after"), b"ok")
+        t = c.assert_same_trees()
+        assert name not in t and "after" in t

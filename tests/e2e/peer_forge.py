@@ -1,0 +1,121 @@
+"""An outsider's raft client: the outside tester's attack, kept as a test
+client (docs/security.md). It connects to a node's peer port in the clear,
+says HELLO as a member, and sends a PROPOSE of a mkdir to that node (which
+must be the leader), as a member's forwarded proposal would arrive.
+
+Run as a script (tests run it as uid nobody):
+    peer_forge.py HOST PORT CLUSTER_ID FROM_ID TO_ID TERM NAME
+prints "closed" if the node closed the connection without answering a
+frame, "answered" if it answered the HELLO (the mkdir then reaches every
+replica unless peer security is on).
+
+Encodings: docs/format-wire.md (frames, messages) and docs/format-db.md
+("Commands").
+"""
+
+import socket
+import struct
+import sys
+import time
+
+FRAME_MAGIC = b"QFSP"
+FRAME_KIND_HELLO, FRAME_KIND_MSG = 1, 2
+MSG_PROPOSE = 10
+ENTRY_NORMAL = 1
+STORE_OP_MKDIR = 2
+ROOT_INO = 1
+
+
+def xxh32(data, seed=0):
+    p1, p2, p3, p4, p5 = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F,
+                          0x165667B1)
+    m = 0xFFFFFFFF
+
+    def rotl(x, r):
+        return ((x << r) | (x >> (32 - r))) & m
+
+    n, i = len(data), 0
+    if n >= 16:
+        v = [(seed + p1 + p2) & m, (seed + p2) & m, seed & m, (seed - p1) & m]
+        while i + 16 <= n:
+            for k in range(4):
+                lane = struct.unpack_from("<I", data, i + 4 * k)[0]
+                v[k] = (rotl((v[k] + lane * p2) & m, 13) * p1) & m
+            i += 16
+        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) +
+             rotl(v[3], 18)) & m
+    else:
+        h = (seed + p5) & m
+    h = (h + n) & m
+    while i + 4 <= n:
+        h = (rotl((h + struct.unpack_from("<I", data, i)[0] * p3) & m, 17)
+             * p4) & m
+        i += 4
+    while i < n:
+        h = (rotl((h + data[i] * p5) & m, 11) * p1) & m
+        i += 1
+    h ^= h >> 15
+    h = (h * p2) & m
+    h ^= h >> 13
+    h = (h * p3) & m
+    h ^= h >> 16
+    return h
+
+
+def frame(kind, body):
+    return FRAME_MAGIC + struct.pack("<HHII", 2, kind, len(body),
+                                     xxh32(body)) + body
+
+
+def hello(cluster_id, node_id):
+    return frame(FRAME_KIND_HELLO,
+                 struct.pack("<QQQ", cluster_id, node_id, 0x0BAD))
+
+
+def mkdir_cmd(name, origin, seq):
+    """A store command: mkdir NAME in the root, owned by root, 0755."""
+    nm = name.encode() + b"\0"
+    now = time.time_ns()
+    fixed = struct.pack("<BBBBIQQQQQQIIIIQQQIIII",
+                        1, STORE_OP_MKDIR, 0, 0, 0, origin, seq, now,
+                        ROOT_INO, 0, 0, 0o40755, 0, 0, 0, 0, 0, 0,
+                        len(nm), 0, 0, 0)
+    assert len(fixed) == 112
+    return fixed + nm
+
+
+def propose(from_id, to_id, term, data, ctx=1):
+    header = struct.pack("<BBHQQQ", 1, MSG_PROPOSE, 0, from_id, to_id, term)
+    body = struct.pack("<I", 1) + struct.pack("<QB", ctx, ENTRY_NORMAL) + \
+        struct.pack("<I", len(data)) + data
+    return frame(FRAME_KIND_MSG, header + body)
+
+
+def attack(host, port, cluster_id, from_id, to_id, term, name,
+           source="127.0.0.9", timeout=5.0):
+    """Returns "answered" or "closed"."""
+    s = socket.create_connection((host, port), timeout=timeout,
+                                 source_address=(source, 0))
+    try:
+        s.sendall(hello(cluster_id, from_id))
+        s.sendall(propose(from_id, to_id, term,
+                          mkdir_cmd(name, origin=from_id ^ 0x5EED, seq=1)))
+        got = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(got) < 16:
+            try:
+                chunk = s.recv(4096)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            got += chunk
+        return "answered" if got.startswith(FRAME_MAGIC) else "closed"
+    finally:
+        s.close()
+
+
+if __name__ == "__main__":
+    h, p, cid, f, t, term, name = sys.argv[1:8]
+    print(attack(h, int(p), int(cid, 16), int(f, 16), int(t, 16), int(term),
+                 name))
