@@ -191,6 +191,10 @@ static void usage_mount(FILE* out)
         "Times (MS) are 1 to 86400000 (a day). A bad flag is refused\n"
         "(exit status 2) before anything is written.\n"
         "\n"
+        "The control socket D/ctl.sock (`quorumfs status`, `member`,\n"
+        "`restore`, `compact`, `snapshot save`, `leader`) serves root and\n"
+        "the uid the node runs as, no one else (docs/security.md).\n"
+        "\n"
         "Stop with `fusermount3 -u MOUNTPOINT`, `umount MOUNTPOINT` or "
         "SIGTERM.\n");
 }
