@@ -50,6 +50,8 @@ struct mount_opts {
     bool foreground;
     bool linearizable;
     uint64_t pending_bytes; /* fs_options.pending_bytes_max (0: default) */
+    bool reserve_set;       /* --quota-reserve-percent given */
+    uint64_t reserve_pct;   /* fs_options.quota_reserve_pct */
     struct node_options node;
     char data_dir[PATH_MAX];
 };
@@ -183,6 +185,11 @@ static void usage_mount(FILE* out)
         "                             32 MiB): ENOSPC. Live values are held\n"
         "                             in memory: budget 150 MiB + 4 x the\n"
         "                             quota per node (docs/operations.md)\n"
+        "  --quota-reserve-percent P  the last P%% of the quota is root's\n"
+        "                             (default 5, 0 to 50): other uids get\n"
+        "                             ENOSPC past quota x (100 - P) / 100.\n"
+        "                             A write is held to the P of the node\n"
+        "                             it is made on: set it alike on all\n"
         "  --pending-bytes BYTES      file updates written on this mount and\n"
         "                             not yet closed, in bytes (default\n"
         "                             16777216 = 16 MiB): past it a write\n"
@@ -239,6 +246,7 @@ enum {
     OPT_HISTORY_BYTES,
     OPT_PENDING_BYTES,
     OPT_CLUSTER_ID,
+    OPT_QUOTA_RESERVE,
 };
 
 static const struct option mount_long[] = {
@@ -265,6 +273,7 @@ static const struct option mount_long[] = {
     {"history-bytes", required_argument, NULL, OPT_HISTORY_BYTES},
     {"pending-bytes", required_argument, NULL, OPT_PENDING_BYTES},
     {"cluster-id", required_argument, NULL, OPT_CLUSTER_ID},
+    {"quota-reserve-percent", required_argument, NULL, OPT_QUOTA_RESERVE},
     {NULL, 0, NULL, 0},
 };
 
@@ -355,6 +364,11 @@ static int parse_one(struct mount_opts* mo,
     case OPT_PENDING_BYTES:
         return parse_u64(arg, &mo->pending_bytes) != 0 ||
                mo->pending_bytes == 0;
+    case OPT_QUOTA_RESERVE:
+        *why = "a whole number of percent, 0 to 50";
+        mo->reserve_set = true;
+        return parse_u64(arg, &mo->reserve_pct) != 0 ||
+               mo->reserve_pct > STORE_RESERVE_PCT_MAX;
     case OPT_HISTORY_BYTES: /* 0: no limit; else at least 1 MiB */
         *why = "0 for no limit, or at least 1048576";
         return parse_u64(arg, &o->history_bytes) != 0 ||
@@ -826,6 +840,9 @@ static int run_node(struct app* a)
     fo.linearizable = a->mo->linearizable;
     if (a->mo->pending_bytes != 0) {
         fo.pending_bytes_max = a->mo->pending_bytes;
+    }
+    if (a->mo->reserve_set) {
+        fo.quota_reserve_pct = (unsigned)a->mo->reserve_pct;
     }
     if (a->mo->node.store.file_size_max != 0) {
         fo.file_size_max = a->mo->node.store.file_size_max;

@@ -1,6 +1,8 @@
 """Local users (docs/security.md): no local user can lock the control
-socket, and only root and the node's own uid may use it."""
+socket, only root and the node's own uid may use it, and the quota keeps a
+reserve that only root may fill."""
 
+import errno
 import os
 import shutil
 import socket
@@ -90,15 +92,18 @@ def test_idle_clients_do_not_block_the_control_socket(make_node):
             s.close()
 
 
-def as_nobody(fn):
-    """Run fn() in a forked child as uid/gid nobody; its return value (a
-    short bytes) comes back through a pipe."""
+def as_nobody(fn, cwd=None):
+    """Run fn() in a forked child as uid/gid nobody, from cwd (entered
+    first: pytest's tmp dirs are 0700); its return value (a short bytes)
+    comes back through a pipe."""
     rd, wr = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
             os.close(rd)
+            if cwd is not None:
+                os.chdir(cwd)
             os.setgid(NOBODY)
             os.setgroups([])
             os.setuid(NOBODY)
@@ -181,3 +186,134 @@ def test_control_socket_refuses_other_users(open_root):
     r, _ = status_cli(n)
     assert r.returncode == 0, r.stderr
 
+
+QUOTA = 64 * 1024
+CHUNK = 1024
+
+
+def fill(dirpath, prefix, chunk=CHUNK, limit=1000):
+    """Write files of `chunk` bytes into dirpath until one fails; returns
+    (files written, errno of the failure)."""
+    for i in range(limit):
+        path = os.path.join(dirpath, "%s%04d" % (prefix, i))
+        try:
+            with open(path, "wb") as f:
+                f.write(b"x" * chunk)
+        except OSError as e:
+            return i, e.errno
+    return limit, 0
+
+
+def test_quota_keeps_a_reserve_for_root(make_node):
+    """An unprivileged user fills the tree to quota x 95 %; root can still
+    write, up to the full quota."""
+    n = make_node().start(["-o", "allow_other", "--quota-bytes", str(QUOTA)])
+    os.chmod(n.mnt, 0o777)
+    os.mkdir(n.path("u"))
+    os.chmod(n.path("u"), 0o777)
+    limit = QUOTA - QUOTA * 5 // 100  # the default reserve: 5 %
+
+    def fill_as_user():
+        files, err = fill("u", "f")
+        st = os.statvfs("u")
+        return b"%d %d %d" % (files, err, st.f_bavail)
+
+    out = as_nobody(fill_as_user, n.mnt)
+    files, err, bavail = [int(x) for x in out.split()]
+    assert err == errno.ENOSPC, out
+    assert bavail == 0, out
+    live = n.status()["live_bytes"]
+    assert files * CHUNK == live
+    assert limit - CHUNK < live <= limit, (live, limit)
+
+    def write_as_user(name, size):
+        def write():
+            try:
+                with open(os.path.join("u", name), "wb") as f:
+                    f.write(b"y" * size)
+                return b"0"
+            except OSError as e:
+                return b"%d" % e.errno
+        return int(as_nobody(write, n.mnt))
+
+    # To the byte: the user may reach its limit, not pass it.
+    assert write_as_user("rest", limit - live) == 0
+    assert n.status()["live_bytes"] == limit
+    assert write_as_user("one", 1) == errno.ENOSPC
+    assert os.stat(n.path("u", "one")).st_uid == NOBODY  # created, empty
+    # Root is served from the reserve: a file of a few KiB, then up to the
+    # full quota, to the byte.
+    with open(n.path("root.conf"), "wb") as f:
+        f.write(b"r" * 2048)
+    assert n.status()["live_bytes"] == limit + 2048
+    _, err = fill(n.mnt, "r")
+    assert err == errno.ENOSPC
+    live = n.status()["live_bytes"]
+    assert QUOTA - CHUNK < live <= QUOTA, live
+    with open(n.path("root-rest"), "wb") as f:
+        f.write(b"r" * (QUOTA - live))
+    with pytest.raises(OSError) as e:
+        with open(n.path("root.conf"), "ab") as f:
+            f.write(b"r")
+    assert e.value.errno == errno.ENOSPC
+    assert n.status()["live_bytes"] == QUOTA
+    # Space freed inside the reserve is still root's only.
+    os.unlink(n.path("u", "f0000"))
+    assert n.status()["live_bytes"] == QUOTA - CHUNK > limit
+    assert write_as_user("two", 1) == errno.ENOSPC
+
+
+def test_quota_reserve_percent_flag(make_node):
+    """--quota-reserve-percent 0: the user may fill the whole quota; 50:
+    half of it. A refused value exits 2."""
+    n = make_node().start(["-o", "allow_other", "--quota-bytes", str(QUOTA),
+                           "--quota-reserve-percent", "50"])
+    os.chmod(n.mnt, 0o777)
+    out = as_nobody(lambda: b"%d %d" % fill(".", "f"), n.mnt)
+    files, err = [int(x) for x in out.split()]
+    assert err == errno.ENOSPC
+    assert files == QUOTA // 2 // CHUNK, out
+    n.restart(["-o", "allow_other", "--quota-bytes", str(QUOTA),
+               "--quota-reserve-percent", "0"])
+    out = as_nobody(lambda: b"%d %d" % fill(".", "g"), n.mnt)
+    files, err = [int(x) for x in out.split()]
+    assert err == errno.ENOSPC
+    assert n.status()["live_bytes"] == QUOTA
+    r = subprocess.run([QUORUMFS_BIN, "mount", n.mnt, "--data-dir",
+                        n.data_dir, "-f", "--quota-reserve-percent", "51"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2
+    assert "--quota-reserve-percent: bad value '51'" in r.stderr, r.stderr
+
+
+def test_quota_reserve_is_decided_alike_on_every_node(make_cluster):
+    """The reserve travels in each command: n2 runs with 50 %, the others
+    with the default 5 %. A user's writes through n2 stop at half the
+    quota, through n3 at 95 %; root's through n1 reach the quota; every
+    node applies the same outcome (same tree, same live bytes)."""
+    args = ["-o", "allow_other", "--quota-bytes", str(QUOTA)]
+    c = make_cluster(extra_args=args,
+                     node_args={"n2": ["--quota-reserve-percent", "50"]})
+    c.start()
+    n1, n2, n3 = c.node("n1"), c.node("n2"), c.node("n3")
+    os.chmod(n1.mnt, 0o777)
+    c.wait_applied()
+
+    def user_fill(node, prefix):
+        out = as_nobody(lambda: b"%d %d" % fill(".", prefix), node.mnt)
+        files, err = [int(x) for x in out.split()]
+        assert err == errno.ENOSPC, out
+        return files
+
+    assert user_fill(n2, "a") == QUOTA // 2 // CHUNK
+    st = c.wait_applied()
+    assert {s["live_bytes"] for s in st.values()} == {QUOTA // 2}
+    more = user_fill(n3, "b")
+    limit = QUOTA - QUOTA * 5 // 100
+    assert (QUOTA // 2 // CHUNK + more) * CHUNK == limit // CHUNK * CHUNK
+    _, err = fill(n1.mnt, "r")
+    assert err == errno.ENOSPC
+    st = c.wait_applied()
+    live = {s["live_bytes"] for s in st.values()}
+    assert len(live) == 1 and QUOTA - CHUNK < live.pop() <= QUOTA, st
+    c.assert_same_trees()
