@@ -317,3 +317,35 @@ def test_quota_reserve_is_decided_alike_on_every_node(make_cluster):
     live = {s["live_bytes"] for s in st.values()}
     assert len(live) == 1 and QUOTA - CHUNK < live.pop() <= QUOTA, st
     c.assert_same_trees()
+
+
+def test_a_client_waiting_for_its_proposal_is_not_idle(make_cluster):
+    """The idle timeout is for clients still sending their request: one
+    whose answer waits for a proposal (here: no quorum, so until the
+    proposal times out, well past 2 s) gets that answer."""
+    c = make_cluster(proposal_timeout_ms=3000)
+    leader = c.start()
+    with open(leader.path("f"), "w") as f:
+        f.write("x")
+    with open(leader.path("f"), "w") as f:
+        f.write("y")
+    for n in c.followers(leader):
+        c.sigstop(n)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(ctl_path(leader))
+    t0 = time.monotonic()
+    s.sendall(b"compact\t2\n")
+    s.settimeout(20)
+    got = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    took = time.monotonic() - t0
+    s.close()
+    for n in list(c.nodes):
+        if n.name in c.stopped:
+            c.sigcont(n)
+    assert got.startswith(b"error: "), got
+    assert took > 2.5, (took, got)
