@@ -144,14 +144,28 @@ static int check_path(struct store* st, const struct entry* d, const char* name)
     return plen + 1 + strlen(name) > st->opt.path_max ? -ENAMETOOLONG : 0;
 }
 
-/* Would content growing from old_len to new_len pass the quota? */
-static int check_quota(struct store* st, uint64_t old_len, uint64_t new_len)
+/* The live bytes a command may grow content to: the quota less the
+ * root reserve it carries (floor(quota x pct / 100), without overflow).
+ * The percentage comes from the command, the quota from the options (the
+ * same on every node), so every replica decides alike. */
+static uint64_t quota_limit(const struct store* st, uint8_t pct)
 {
+    uint64_t q = st->opt.quota_bytes;
+    return q - (q / 100 * pct + q % 100 * pct / 100);
+}
+
+/* Would content growing from old_len to new_len pass the quota (less the
+ * command's reserve)? */
+static int check_quota(const struct apply_ctx* x,
+                       uint64_t old_len,
+                       uint64_t new_len)
+{
+    const struct store* st = x->st;
     if (new_len <= old_len) {
         return 0; /* shrinking is always allowed */
     }
     uint64_t live = st->s.live_bytes - old_len + new_len;
-    return live > st->opt.quota_bytes ? -ENOSPC : 0;
+    return live > quota_limit(st, x->c->reserve_pct) ? -ENOSPC : 0;
 }
 
 static struct entry* child(struct entry* d, const char* name)
@@ -262,7 +276,7 @@ static int op_mkdir_symlink(struct apply_ctx* x)
     if (c->data_len > x->st->opt.path_max) {
         return -ENAMETOOLONG;
     }
-    rv = check_quota(x->st, 0, c->data_len);
+    rv = check_quota(x, 0, c->data_len);
     if (rv != 0) {
         return rv;
     }
@@ -285,7 +299,7 @@ static int op_mknod(struct apply_ctx* x)
     if (c->type == STORE_CHR || c->type == STORE_BLK) {
         put_le64(rdev, c->size);
         len = sizeof(rdev);
-        rv = check_quota(x->st, 0, len);
+        rv = check_quota(x, 0, len);
         if (rv != 0) {
             return rv;
         }
@@ -337,7 +351,7 @@ static int check_content(struct apply_ctx* x, const struct entry* e)
     if (x->c->data_len > x->st->opt.file_size_max) {
         return -EFBIG;
     }
-    return check_quota(x->st, e->size, x->c->data_len);
+    return check_quota(x, e->size, x->c->data_len);
 }
 
 static int op_write(struct apply_ctx* x)
@@ -377,7 +391,7 @@ static int op_setattr(struct apply_ctx* x)
             rv = -EFBIG;
         }
         if (rv == 0) {
-            rv = check_quota(x->st, e->size, c->size);
+            rv = check_quota(x, e->size, c->size);
         }
         if (rv != 0) {
             return rv;
@@ -498,7 +512,7 @@ static int rename_check(struct apply_ctx* x, struct mv* m)
         if (rv == 0 && m->dst != NULL && m->dst != m->src &&
             m->dst->type == STORE_FILE) {
             /* the replaced file's bytes are freed by the same entry */
-            rv = check_quota(st, m->src->size + m->dst->size, c->data_len);
+            rv = check_quota(x, m->src->size + m->dst->size, c->data_len);
         }
         if (rv != 0) {
             return rv;

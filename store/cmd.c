@@ -1,7 +1,9 @@
 /* cmd.c - the command codec: what a raft proposal carries.
  *
  * Layout (version 1, little-endian, 112-byte fixed part then strings):
- *   u8 version, u8 op, u8 type (MKNOD; else 0), u8 zero, u32 flags, u64 origin,
+ *   u8 version, u8 op, u8 type (MKNOD; else 0), u8 reserve_pct (0 to
+ *   STORE_RESERVE_PCT_MAX; was a zero byte before the root reserve, so a
+ *   command with none is encoded as before), u32 flags, u64 origin,
  * u64 seq, i64 now_ns, u64 parent, u64 new_parent, u64 ino, u32 mode, u32 uid,
  * u32 gid, u32 set_mask, u64 size, i64 atime_ns, i64 mtime_ns, u32 name_len,
  * u32 new_name_len, u32 data_len, u32 zero, name (with its NUL), new_name (with
@@ -42,6 +44,9 @@ long store_cmd_encode(const struct store_cmd* c, void* buf, size_t cap)
 {
     assert(c != NULL && (buf != NULL || cap == 0));
     assert(c->data != NULL || c->data_len == 0);
+    if (c->reserve_pct > STORE_RESERVE_PCT_MAX) {
+        return -EINVAL;
+    }
     size_t nl = str_size(c->name), nnl = str_size(c->new_name);
     if (nl > CMD_STRING_MAX || nnl > CMD_STRING_MAX ||
         c->data_len > CMD_DATA_MAX) {
@@ -56,6 +61,7 @@ long store_cmd_encode(const struct store_cmd* c, void* buf, size_t cap)
     p[0] = CMD_VERSION;
     p[1] = c->op;
     p[2] = c->type;
+    p[3] = c->reserve_pct;
     put_le32(p + 4, c->flags);
     put_le64(p + 8, c->origin);
     put_le64(p + 16, c->seq);
@@ -108,13 +114,14 @@ int store_cmd_decode(struct store_cmd* c, const void* buf, size_t len)
 {
     assert(c != NULL);
     const uint8_t* p = buf;
-    if (p == NULL || len < CMD_FIXED || p[0] != CMD_VERSION || p[3] != 0 ||
-        get_le32(p + 108) != 0) {
+    if (p == NULL || len < CMD_FIXED || p[0] != CMD_VERSION ||
+        p[3] > STORE_RESERVE_PCT_MAX || get_le32(p + 108) != 0) {
         return -EBADMSG;
     }
     memset(c, 0, sizeof(*c));
     c->op = p[1];
     c->type = p[2];
+    c->reserve_pct = p[3];
     c->flags = get_le32(p + 4);
     if (c->op < STORE_OP_CREATE || c->op > STORE_OP_MKNOD ||
         (c->flags & ~(uint32_t)CMD_FLAGS_ALL) != 0) {

@@ -86,7 +86,9 @@ struct store_attr {
 
 struct store_options {
     uint64_t file_size_max;     /* EFBIG past this; default 1 MiB */
-    uint64_t quota_bytes;       /* live bytes; ENOSPC past this; def 2 GiB */
+    uint64_t quota_bytes;       /* live bytes; ENOSPC past this (past
+                                   less for a command with a reserve_pct);
+                                   def 2 GiB */
     uint32_t name_max;          /* default 255 */
     uint32_t path_max;          /* default 4096 */
     uint64_t frame_cache_bytes; /* decompressed frames cached; def 64 MiB */
@@ -264,7 +266,15 @@ struct store_cmd {
     int64_t atime_ns, mtime_ns;
     const void* data; /* WRITE content, SYMLINK target */
     size_t data_len;
+    /* The quota's root reserve (0..STORE_RESERVE_PCT_MAX): content may
+     * grow only while the live bytes stay within quota x (100 -
+     * reserve_pct) / 100. The proposer sets it: its
+     * --quota-reserve-percent for a request of a uid other than 0, 0 for
+     * root's. Carried in the command, so every replica takes the same
+     * decision whatever its own flags (docs/operations.md, "Quota"). */
+    uint8_t reserve_pct;
 };
+#define STORE_RESERVE_PCT_MAX 50
 
 /* Encoded size, encode (returns bytes written or -ENOSPC), decode (strict
  * bounds checks; -EBADMSG on malformed input, never over-reads). */

@@ -1,5 +1,23 @@
 /* ctl.c - control socket server and history retention, on the node's
- * loop (ctl.h). The client side of the subcommands is in ctl_client.c. */
+ * loop (ctl.h). The client side of the subcommands is in ctl_client.c.
+ *
+ * Clients (docs/security.md, "Local users"). The peer's uid is read at
+ * accept (SO_PEERCRED): only root and the node's own effective uid are
+ * served; anyone else gets one "error: permission denied" line. A served
+ * client is in one of three states:
+ *   reading  - its request line is not complete yet. It has
+ *              CTL_IDLE_MS from its accept to complete it (a client that
+ *              trickles bytes is closed too). With CTL_CLIENTS_MAX
+ *              clients served, a new connection closes the oldest client
+ *              still reading: idle clients cannot lock others out;
+ *   busy     - its answer waits for a proposal or a membership change
+ *              (the node answers those within its proposal timeouts);
+ *              never closed early, since the callback holds the client;
+ *   writing  - its answer is queued on the socket. Closed when none of
+ *              it is taken for CTL_WRITE_STALL_MS (a client that does not
+ *              read its snapshot image).
+ * All sockets are non-blocking and read through libuv: a request is
+ * gathered across reads, nothing waits for a client. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -7,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,7 +35,20 @@
 #include "identity.h"
 #include "node_internal.h"
 
-enum { CTL_CLIENTS_MAX = 64 };
+enum {
+    CTL_CLIENTS_MAX = 64,       /* clients served at once */
+    CTL_IDLE_MS = 2000,         /* from accept to a complete request line */
+    CTL_WRITE_STALL_MS = 10000, /* an answer not read for this long */
+    CTL_SWEEP_MS = 250,         /* the check of the two above */
+};
+
+enum ctl_client_state {
+    CL_READING = 0,
+    CL_BUSY,
+    CL_WRITING,
+    CL_REFUSED, /* told "permission denied"; its request is read and
+                   dropped (its write must not fail), then closed */
+};
 
 struct ctl_sample {
     uint64_t ms; /* CLOCK_REALTIME */
@@ -28,10 +60,14 @@ struct ctl {
     struct node* node;
     uv_pipe_t server;
     uv_timer_t timer;
+    uv_timer_t sweep; /* idle and stalled clients, while there are any */
     bool listening;
     bool closing;
-    unsigned open_handles; /* server + timer */
-    unsigned clients;
+    unsigned open_handles;   /* server + timer + sweep */
+    unsigned clients;        /* allocated (freed by their close callback) */
+    unsigned served;         /* on the list: not closing, not refused */
+    struct ctl_client* head; /* served clients, oldest accept first */
+    struct ctl_client* tail;
     char path[PATH_MAX];
     /* retention */
     bool compact_inflight;
@@ -45,12 +81,20 @@ struct ctl {
 struct ctl_client {
     uv_pipe_t pipe;
     struct ctl* ctl;
+    struct ctl_client *prev, *next; /* ctl's list of served clients */
+    bool listed;
+    bool closing;
+    uint8_t state;     /* enum ctl_client_state */
+    uint64_t since_ms; /* accept (reading) or last write progress */
+    size_t queued;     /* bytes still queued at the last sweep */
     char req[CTL_REQUEST_MAX];
     size_t len;
     uv_write_t wreq;
     char* reply; /* text, or the head of a binary reply */
     void* extra; /* second buffer (snapshot image) */
 };
+
+static void handle_closed_cb(uv_handle_t* h);
 
 static void ctl_maybe_free(struct ctl* c)
 {
@@ -72,11 +116,46 @@ static void client_closed_cb(uv_handle_t* h)
     ctl_maybe_free(c);
 }
 
+static void client_unlink(struct ctl_client* cl)
+{
+    struct ctl* c = cl->ctl;
+
+    if (!cl->listed) {
+        return;
+    }
+    if (cl->prev != NULL) {
+        cl->prev->next = cl->next;
+    } else {
+        c->head = cl->next;
+    }
+    if (cl->next != NULL) {
+        cl->next->prev = cl->prev;
+    } else {
+        c->tail = cl->prev;
+    }
+    cl->prev = cl->next = NULL;
+    cl->listed = false;
+    c->served--;
+}
+
+/* Close the client's socket (once); freed by client_closed_cb. Never for a
+ * client whose proposal is in flight: its callback holds it. */
+static void client_close(struct ctl_client* cl)
+{
+    if (cl->closing) {
+        return;
+    }
+    cl->closing = true;
+    client_unlink(cl);
+    uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
+}
+
 static void client_written_cb(uv_write_t* w, int status)
 {
     struct ctl_client* cl = w->data;
-    (void)status;
-    uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
+    if (cl->state != CL_REFUSED || status != 0) {
+        client_close(cl);
+    }
 }
 
 /* Send reply (+ extra) and close; takes ownership of both buffers. */
@@ -91,6 +170,9 @@ static void client_send(struct ctl_client* cl,
 
     cl->reply = reply;
     cl->extra = extra;
+    cl->state = CL_WRITING;
+    cl->since_ms = uv_now(cl->ctl->loop);
+    cl->queued = SIZE_MAX;
     b[0] = uv_buf_init(reply, (unsigned)len);
     if (extra != NULL) {
         b[n++] = uv_buf_init(extra, (unsigned)extra_len);
@@ -98,7 +180,7 @@ static void client_send(struct ctl_client* cl,
     cl->wreq.data = cl;
     if (uv_write(&cl->wreq, (uv_stream_t*)&cl->pipe, b, n, client_written_cb) !=
         0) {
-        uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
+        client_close(cl);
     }
 }
 
@@ -113,7 +195,7 @@ static void client_printf(struct ctl_client* cl, const char* fmt, ...)
     int n = vasprintf(&s, fmt, ap);
     va_end(ap);
     if (n < 0) {
-        uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
+        client_close(cl);
         return;
     }
     client_send(cl, s, (size_t)n, NULL, 0);
@@ -358,6 +440,7 @@ static void answer(struct ctl_client* cl)
     int rv;
 
     uv_read_stop((uv_stream_t*)&cl->pipe);
+    cl->state = CL_BUSY; /* until client_send */
     if (strncmp(cl->req, "restore\t", 8) == 0) {
         req_restore(cl, cl->req + 8);
         return;
@@ -419,10 +502,15 @@ static void alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf)
 static void read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
 {
     struct ctl_client* cl = s->data;
-    (void)buf;
     if (nread < 0) {
-        uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
+        client_close(cl);
         return;
+    }
+    if (cl->state == CL_REFUSED) {
+        if (memchr(buf->base, '\n', (size_t)nread) != NULL) {
+            client_close(cl); /* its request: dropped */
+        }
+        return; /* cl->len stays 0: the buffer is reused */
     }
     cl->len += (size_t)nread;
     cl->req[cl->len] = '\0';
@@ -431,8 +519,71 @@ static void read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
         *nl = '\0';
         answer(cl);
     } else if (cl->len >= sizeof(cl->req) - 1) {
-        uv_close((uv_handle_t*)&cl->pipe, client_closed_cb); /* too long */
+        client_close(cl); /* too long */
     }
+}
+
+/* Close reading clients past CTL_IDLE_MS and writing ones that took none
+ * of their answer for CTL_WRITE_STALL_MS. Stops when no client is left
+ * (ctl_close: closes the timer then). */
+static void sweep_cb(uv_timer_t* t)
+{
+    struct ctl* c = t->data;
+    uint64_t now = uv_now(c->loop);
+    struct ctl_client *cl, *next;
+
+    for (cl = c->head; cl != NULL; cl = next) {
+        next = cl->next;
+        if ((cl->state == CL_READING || cl->state == CL_REFUSED) &&
+            now - cl->since_ms >= CTL_IDLE_MS) {
+            client_close(cl);
+        } else if (cl->state == CL_WRITING) {
+            size_t q = uv_stream_get_write_queue_size((uv_stream_t*)&cl->pipe);
+            if (q < cl->queued) {
+                cl->queued = q; /* it reads: the clock starts again */
+                cl->since_ms = now;
+            } else if (now - cl->since_ms >= CTL_WRITE_STALL_MS) {
+                client_close(cl);
+            }
+        }
+    }
+    if (c->head == NULL) {
+        uv_timer_stop(t);
+        if (c->closing) {
+            uv_close((uv_handle_t*)t, handle_closed_cb);
+        }
+    }
+}
+
+/* The peer's uid may use the socket: root or the node's own euid. */
+static bool peer_allowed(struct ctl_client* cl)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    uv_os_fd_t fd;
+
+    if (uv_fileno((uv_handle_t*)&cl->pipe, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        len != sizeof(cred)) {
+        return false;
+    }
+    return cred.uid == 0 || cred.uid == geteuid();
+}
+
+/* The oldest client still sending its request (a refused one first), or
+ * NULL. */
+static struct ctl_client* oldest_reading(struct ctl* c)
+{
+    struct ctl_client* reading = NULL;
+    for (struct ctl_client* cl = c->head; cl != NULL; cl = cl->next) {
+        if (cl->state == CL_REFUSED) {
+            return cl;
+        }
+        if (cl->state == CL_READING && reading == NULL) {
+            reading = cl;
+        }
+    }
+    return reading;
 }
 
 static void connection_cb(uv_stream_t* server, int status)
@@ -449,12 +600,51 @@ static void connection_cb(uv_stream_t* server, int status)
     uv_pipe_init(c->loop, &cl->pipe, 0);
     cl->pipe.data = cl;
     c->clients++;
-    if (uv_accept(server, (uv_stream_t*)&cl->pipe) != 0 ||
-        c->clients > CTL_CLIENTS_MAX) {
-        uv_close((uv_handle_t*)&cl->pipe, client_closed_cb);
+    if (uv_accept(server, (uv_stream_t*)&cl->pipe) != 0) {
+        client_close(cl);
         return;
     }
-    uv_read_start((uv_stream_t*)&cl->pipe, alloc_cb, read_cb);
+    if (c->served >= CTL_CLIENTS_MAX) {
+        struct ctl_client* old = oldest_reading(c);
+        if (old == NULL) {
+            client_printf(cl,
+                          "error: the node is answering %d control requests "
+                          "already: retry in a moment\n",
+                          CTL_CLIENTS_MAX);
+            return;
+        }
+        client_close(old); /* the newest connection wins over an idle one */
+    }
+    cl->listed = true;
+    cl->prev = c->tail;
+    if (c->tail != NULL) {
+        c->tail->next = cl;
+    } else {
+        c->head = cl;
+    }
+    c->tail = cl;
+    c->served++;
+    cl->state = CL_READING;
+    if (!peer_allowed(cl)) {
+        /* One line, which a fresh socket's buffer takes at once; the
+         * request is read and dropped so that the client's write of it
+         * does not fail before it reads the line. */
+        client_printf(cl,
+                      "error: permission denied (the control socket serves "
+                      "root and uid %u only)\n",
+                      (unsigned)geteuid());
+        if (cl->closing) {
+            return;
+        }
+        cl->state = CL_REFUSED;
+    }
+    cl->since_ms = uv_now(c->loop);
+    if (!uv_is_active((uv_handle_t*)&c->sweep)) {
+        uv_timer_start(&c->sweep, sweep_cb, CTL_SWEEP_MS, CTL_SWEEP_MS);
+    }
+    if (uv_read_start((uv_stream_t*)&cl->pipe, alloc_cb, read_cb) != 0) {
+        client_close(cl);
+    }
 }
 
 /* ---- retention (leader only) ---- */
@@ -641,6 +831,9 @@ struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
     c->timer.data = c;
     c->open_handles++;
     uv_timer_start(&c->timer, retention_cb, CTL_TICK_MS, CTL_TICK_MS);
+    uv_timer_init(loop, &c->sweep);
+    c->sweep.data = c;
+    c->open_handles++;
 
     util_datadir_path(c->path, sizeof(c->path), data_dir, DATADIR_CTL_SOCK);
     unlink(c->path); /* stale from a crash; we hold the data dir lock */
@@ -675,4 +868,19 @@ void ctl_close(struct ctl* c)
         uv_close((uv_handle_t*)&c->server, handle_closed_cb);
     }
     uv_close((uv_handle_t*)&c->timer, handle_closed_cb);
+    /* Clients still sending a request get none; the others finish (the
+     * sweep goes on, and closes its timer once none is left). */
+    struct ctl_client *cl, *next;
+    for (cl = c->head; cl != NULL; cl = next) {
+        next = cl->next;
+        if (cl->state == CL_READING) {
+            client_close(cl);
+        }
+    }
+    if (c->head == NULL) {
+        uv_timer_stop(&c->sweep);
+        uv_close((uv_handle_t*)&c->sweep, handle_closed_cb);
+    } else if (!uv_is_active((uv_handle_t*)&c->sweep)) {
+        uv_timer_start(&c->sweep, sweep_cb, CTL_SWEEP_MS, CTL_SWEEP_MS);
+    }
 }

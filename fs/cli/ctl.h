@@ -2,6 +2,12 @@
  * 0600), the history retention driver, and the `quorumfs` subcommands that
  * talk to a node (or, for `snapshot status|restore`, work offline).
  *
+ * Who may talk: root (uid 0) and the node's own effective uid, checked at
+ * accept (SO_PEERCRED) whatever the socket file's mode; anyone else reads
+ * "error: permission denied (...)" and is closed. A client has 2 s from
+ * its connect to send its request line; with 64 clients served a new
+ * connection closes the oldest one still sending (ctl.c).
+ *
  * Protocol: the client sends one request line (at most CTL_REQUEST_MAX
  * bytes, fields separated by tabs), the node answers and closes the
  * connection. Requests:

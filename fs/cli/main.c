@@ -53,6 +53,8 @@ struct mount_opts {
     uint64_t pending_bytes; /* fs_options.pending_bytes_max (0: default) */
     struct tls_config_options tls; /* --peer-* files */
     bool peer_insecure;
+    bool reserve_set;       /* --quota-reserve-percent given */
+    uint64_t reserve_pct;   /* fs_options.quota_reserve_pct */
     struct node_options node;
     char data_dir[PATH_MAX];
 };
@@ -203,6 +205,11 @@ static void usage_mount(FILE* out)
         "                             32 MiB): ENOSPC. Live values are held\n"
         "                             in memory: budget 150 MiB + 4 x the\n"
         "                             quota per node (docs/operations.md)\n"
+        "  --quota-reserve-percent P  the last P%% of the quota is root's\n"
+        "                             (default 5, 0 to 50): other uids get\n"
+        "                             ENOSPC past quota x (100 - P) / 100.\n"
+        "                             A write is held to the P of the node\n"
+        "                             it is made on: set it alike on all\n"
         "  --pending-bytes BYTES      file updates written on this mount and\n"
         "                             not yet closed, in bytes (default\n"
         "                             16777216 = 16 MiB): past it a write\n"
@@ -210,6 +217,10 @@ static void usage_mount(FILE* out)
         "\n"
         "Times (MS) are 1 to 86400000 (a day). A bad flag is refused\n"
         "(exit status 2) before anything is written.\n"
+        "\n"
+        "The control socket D/ctl.sock (`quorumfs status`, `member`,\n"
+        "`restore`, `compact`, `snapshot save`, `leader`) serves root and\n"
+        "the uid the node runs as, no one else (docs/security.md).\n"
         "\n"
         "Stop with `fusermount3 -u MOUNTPOINT`, `umount MOUNTPOINT` or "
         "SIGTERM.\n");
@@ -260,6 +271,7 @@ enum {
     OPT_PEER_KEY,
     OPT_PEER_CA,
     OPT_PEER_INSECURE,
+    OPT_QUOTA_RESERVE,
 };
 
 static const struct option mount_long[] = {
@@ -291,6 +303,7 @@ static const struct option mount_long[] = {
     {"peer-key-file", required_argument, NULL, OPT_PEER_KEY},
     {"peer-trusted-ca-file", required_argument, NULL, OPT_PEER_CA},
     {"peer-insecure", no_argument, NULL, OPT_PEER_INSECURE},
+    {"quota-reserve-percent", required_argument, NULL, OPT_QUOTA_RESERVE},
     {NULL, 0, NULL, 0},
 };
 
@@ -396,6 +409,11 @@ static int parse_one(struct mount_opts* mo,
     case OPT_PENDING_BYTES:
         return parse_u64(arg, &mo->pending_bytes) != 0 ||
                mo->pending_bytes == 0;
+    case OPT_QUOTA_RESERVE:
+        *why = "a whole number of percent, 0 to 50";
+        mo->reserve_set = true;
+        return parse_u64(arg, &mo->reserve_pct) != 0 ||
+               mo->reserve_pct > STORE_RESERVE_PCT_MAX;
     case OPT_HISTORY_BYTES: /* 0: no limit; else at least 1 MiB */
         *why = "0 for no limit, or at least 1048576";
         return parse_u64(arg, &o->history_bytes) != 0 ||
@@ -915,6 +933,9 @@ static int run_node(struct app* a)
     fo.linearizable = a->mo->linearizable;
     if (a->mo->pending_bytes != 0) {
         fo.pending_bytes_max = a->mo->pending_bytes;
+    }
+    if (a->mo->reserve_set) {
+        fo.quota_reserve_pct = (unsigned)a->mo->reserve_pct;
     }
     if (a->mo->node.store.file_size_max != 0) {
         fo.file_size_max = a->mo->node.store.file_size_max;

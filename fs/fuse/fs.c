@@ -20,6 +20,7 @@ void fs_options_default(struct fs_options* o)
     o->attr_timeout_s = 3600.0;
     o->file_size_max = 1u << 20;
     o->pending_bytes_max = 16u << 20;
+    o->quota_reserve_pct = 5;
 }
 
 struct fs* fs_new(struct node* n, const struct fs_options* o)
@@ -516,17 +517,23 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
     struct fs* f = fuse_req_userdata(req);
     struct store_stats s;
     struct statvfs sv;
-    uint64_t free_bytes;
+    uint64_t free_bytes, avail_bytes, q;
+    uint64_t pct = f->o.quota_reserve_pct;
 
     store_get_stats(node_store(f->node), &s);
     free_bytes =
         s.quota_bytes > s.live_bytes ? s.quota_bytes - s.live_bytes : 0;
+    /* Available to users other than root: below the root reserve, as the
+     * store computes it (store/apply.c quota_limit). */
+    q = s.quota_bytes -
+        (s.quota_bytes / 100 * pct + s.quota_bytes % 100 * pct / 100);
+    avail_bytes = q > s.live_bytes ? q - s.live_bytes : 0;
     memset(&sv, 0, sizeof(sv));
     sv.f_bsize = FS_BLOCK_SIZE;
     sv.f_frsize = FS_BLOCK_SIZE;
     sv.f_blocks = s.quota_bytes / FS_BLOCK_SIZE;
     sv.f_bfree = free_bytes / FS_BLOCK_SIZE;
-    sv.f_bavail = sv.f_bfree;
+    sv.f_bavail = avail_bytes / FS_BLOCK_SIZE;
     sv.f_files = s.keys + free_bytes / FS_BLOCK_SIZE;
     sv.f_ffree = free_bytes / FS_BLOCK_SIZE;
     sv.f_favail = sv.f_ffree;

@@ -26,6 +26,11 @@ struct fs_options {
      * writes not yet committed); a write past it fails with ENOSPC and
      * discards its update. Default 64 MiB. */
     uint64_t pending_bytes_max;
+    /* The quota's root reserve, in percent (0..STORE_RESERVE_PCT_MAX,
+     * default 5): requests of a uid other than 0 may grow content only
+     * while the live bytes stay within quota x (100 - it) / 100. Put in
+     * every command this mount proposes (store_cmd.reserve_pct). */
+    unsigned quota_reserve_pct;
     /* An initialized timer on the loop, owned by the caller (closed by it
      * after fs_free): commits updates no writer will close. Required. */
     uv_timer_t* settle_timer;

@@ -44,6 +44,7 @@ static void cmd_init(fuse_req_t req,
                      const char* name)
 {
     const struct fuse_ctx* ctx = fuse_req_ctx(req);
+    const struct fs* f = fuse_req_userdata(req);
 
     memset(c, 0, sizeof(*c));
     c->op = op;
@@ -51,6 +52,9 @@ static void cmd_init(fuse_req_t req,
     c->name = name;
     c->uid = ctx->uid;
     c->gid = ctx->gid;
+    /* The quota's root reserve is root's only (fs_options); applied by
+     * the store on every node from the command (store_cmd.reserve_pct). */
+    c->reserve_pct = ctx->uid != 0 ? (uint8_t)f->o.quota_reserve_pct : 0;
 }
 
 /* Start a one-proposal request whose reply is of `kind`. */

@@ -81,6 +81,8 @@ struct fs_upd {
     bool trunc_only; /* content is an O_TRUNC no write followed yet */
     bool inexact;    /* the kernel's pages differ from buf (append moved) */
     bool many;       /* more writers than owners[]: any FLUSH commits */
+    bool unpriv;     /* a uid other than root wrote or resized it: its
+                        commit may not use the quota's root reserve */
     int err;         /* discarded (positive errno): reported, not committed */
     char* buf;       /* content (on && !err), cap bytes allocated */
     size_t len, cap;
@@ -173,6 +175,7 @@ struct fs_op {
     uint64_t off;        /* WRITE offset */
     bool append;         /* O_APPEND: at the end of the content */
     bool writepage;      /* the kernel's write-back of mmap'd pages */
+    bool unpriv;         /* the requester's uid is not 0 (quota reserve) */
     bool trunc;          /* SETATTR: an O_TRUNC-like truncation to 0 */
     bool of_flight;      /* FLUSH/FSYNC: waits for a commit of its writes */
     uint64_t new_size;   /* SETATTR size */

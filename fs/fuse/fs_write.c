@@ -392,6 +392,21 @@ static void op_reply_err(struct fs_op* op, int err)
     }
 }
 
+/* Whether op's change of w may not use the quota's root reserve: its
+ * requester is not root; for the kernel's write-back of mmap'd pages,
+ * which names no writer, the file's owner is not root. */
+static bool op_unpriv(struct fs* f,
+                      const struct fs_wino* w,
+                      const struct fs_op* op)
+{
+    struct store_attr a;
+
+    if (!op->writepage) {
+        return op->unpriv;
+    }
+    return store_getattr(node_store(f->node), w->ino, &a) != 0 || a.uid != 0;
+}
+
 /* A WRITE: patch the pending update; reply. Returns the errno replied. */
 static int do_write(struct fs* f, struct fs_wino* w, struct fs_op* op)
 {
@@ -426,6 +441,7 @@ static int do_write(struct fs* f, struct fs_wino* w, struct fs_op* op)
     if (op->size > 0) {
         memcpy(u->buf + off, op->data, op->size);
     }
+    u->unpriv = u->unpriv || op_unpriv(f, w, op);
     if (!op->writepage) {
         fs__owner_add(u, op->tid);
     }
@@ -465,6 +481,7 @@ static int do_setattr(struct fs* f, struct fs_wino* w, struct fs_op* op)
             u->flushes = 0;
         }
     }
+    u->unpriv = u->unpriv || op->unpriv;
     u->set_mask |= op->set_mask & ~(uint32_t)STORE_SET_SIZE;
     if (op->set_mask & STORE_SET_MODE) {
         u->mode = op->mode;
@@ -520,6 +537,11 @@ void fs__commit_start(struct fs* f,
     c->gid = w->u.gid;
     c->atime_ns = w->u.atime_ns;
     c->mtime_ns = w->u.mtime_ns;
+    /* Who wrote it decides the quota's reserve, not who closes it (a
+     * RENAME carrying it: either). */
+    if (w->u.unpriv) {
+        c->reserve_pct = (uint8_t)f->o.quota_reserve_pct;
+    }
     w->fl = w->u;
     memset(&w->u, 0, sizeof(w->u));
     w->busy = true;
@@ -710,6 +732,7 @@ struct fs_op* fs__wop_for(struct fs* f,
     op->wop = wop;
     op->ino = ino;
     op->tid = req != NULL ? (int32_t)fuse_req_ctx(req)->pid : 0;
+    op->unpriv = req != NULL && fuse_req_ctx(req)->uid != 0;
     return op;
 }
 

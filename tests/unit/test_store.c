@@ -309,6 +309,114 @@ static void test_limits(void)
     env_close(&e);
 }
 
+static struct store_result wr_pct(struct env* e,
+                                  uint64_t ino,
+                                  const char* data,
+                                  size_t len,
+                                  uint8_t pct)
+{
+    struct store_cmd c = {.op = STORE_OP_WRITE,
+                          .ino = ino,
+                          .data = data,
+                          .data_len = len,
+                          .reserve_pct = pct};
+    return run(e, &c);
+}
+
+/* The quota's root reserve: a command carrying reserve_pct P grows
+ * content only up to quota - floor(quota x P / 100); one with 0 (root's)
+ * up to the quota. Every kind of growth is held to it; shrinking and
+ * removing are not. */
+static void test_quota_reserve(void)
+{
+    struct store_options o;
+    store_options_default(&o);
+    o.quota_bytes = 1000;
+    struct env e;
+    env_open(&e, &o);
+    uint64_t f, g, h;
+    char buf[1000];
+    memset(buf, 'x', sizeof(buf));
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "f", 0, &f), 0);
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "g", 0, &g), 0);
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "h", 0, &h), 0);
+    /* 10%: a limit of 900 live bytes */
+    CHECK_EQ(wr_pct(&e, f, buf, 901, 10).err, -ENOSPC);
+    struct store_result r = wr_pct(&e, f, buf, 900, 10);
+    CHECK_EQ(r.err, 0);
+    uint64_t rev = r.revision;
+    CHECK_EQ(wr_pct(&e, g, buf, 1, 10).err, -ENOSPC);
+    /* the refusal changed nothing */
+    struct store_stats s;
+    store_get_stats(e.st, &s);
+    CHECK_EQ(s.live_bytes, 900);
+    CHECK_EQ(s.revision, rev);
+    /* a smaller reserve, and root's none, go further */
+    CHECK_EQ(wr_pct(&e, g, buf, 50, 5).err, 0);
+    CHECK_EQ(wr_pct(&e, g, buf, 51, 5).err, -ENOSPC);
+    CHECK_EQ(wr_pct(&e, h, buf, 50, 0).err, 0);
+    CHECK_EQ(wr_pct(&e, h, buf, 51, 0).err, -ENOSPC); /* the full quota */
+    /* shrinking under a reserve is allowed, past its limit too */
+    CHECK_EQ(wr_pct(&e, f, buf, 899, 50).err, 0);
+    /* SETATTR size, SYMLINK and MKNOD content, RENAME with data */
+    struct store_cmd c = {.op = STORE_OP_SETATTR,
+                          .ino = f,
+                          .set_mask = STORE_SET_SIZE,
+                          .size = 900,
+                          .reserve_pct = 10};
+    CHECK_EQ(run(&e, &c).err, -ENOSPC);
+    c.reserve_pct = 0;
+    CHECK_EQ(run(&e, &c).err, 0);                /* root: 1000 live */
+    CHECK_EQ(wr_pct(&e, f, buf, 700, 0).err, 0); /* 800 live */
+    struct store_cmd sl = {.op = STORE_OP_SYMLINK,
+                           .parent = 1,
+                           .name = "l",
+                           .mode = 0777,
+                           .data = buf,
+                           .data_len = 101,
+                           .reserve_pct = 10};
+    CHECK_EQ(run(&e, &sl).err, -ENOSPC);
+    sl.data_len = 100;
+    CHECK_EQ(run(&e, &sl).err, 0); /* 900 live */
+    struct store_cmd dev = {.op = STORE_OP_MKNOD,
+                            .type = STORE_CHR,
+                            .parent = 1,
+                            .name = "dev",
+                            .mode = 0600,
+                            .size = 7,
+                            .reserve_pct = 10};
+    CHECK_EQ(run(&e, &dev).err, -ENOSPC);
+    /* an empty entry counts nothing: created under any reserve */
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "t", 0, NULL), 0);
+    struct store_cmd mvd = {.op = STORE_OP_RENAME,
+                            .flags = STORE_WITH_DATA,
+                            .parent = 1,
+                            .name = "t",
+                            .new_parent = 1,
+                            .new_name = "u",
+                            .ino = ino_of(&e, 1, "t"),
+                            .data = buf,
+                            .data_len = 1,
+                            .reserve_pct = 10};
+    CHECK_EQ(run(&e, &mvd).err, -ENOSPC);
+    mvd.reserve_pct = 0;
+    CHECK_EQ(run(&e, &mvd).err, 0);
+    /* a large quota does not overflow the limit's arithmetic */
+    env_close(&e);
+    o.quota_bytes = UINT64_MAX / 2;
+    env_open(&e, &o);
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "f", 0, &f), 0);
+    CHECK_EQ(wr_pct(&e, f, buf, 1000, 50).err, 0);
+    env_close(&e);
+    o.quota_bytes = 1099;
+    env_open(&e, &o);
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "f", 0, &f), 0);
+    /* 1099 - floor(1099 x 10 / 100) = 1099 - 109 = 990 */
+    CHECK_EQ(wr_pct(&e, f, buf, 991, 10).err, -ENOSPC);
+    CHECK_EQ(wr_pct(&e, f, buf, 990, 10).err, 0);
+    env_close(&e);
+}
+
 static void test_setattr(void)
 {
     struct env e;
@@ -1032,6 +1140,7 @@ int main(void)
     RUN(test_create_write_read);
     RUN(test_names);
     RUN(test_limits);
+    RUN(test_quota_reserve);
     RUN(test_setattr);
     RUN(test_remove);
     RUN(test_rename);

@@ -25,6 +25,7 @@ static void check_same(const struct store_cmd* a, const struct store_cmd* b)
     CHECK_EQ(a->size, b->size);
     CHECK_EQ(a->atime_ns, b->atime_ns);
     CHECK_EQ(a->mtime_ns, b->mtime_ns);
+    CHECK_EQ(a->reserve_pct, b->reserve_pct);
     CHECK((a->name == NULL) == (b->name == NULL));
     CHECK(a->name == NULL || strcmp(a->name, b->name) == 0);
     CHECK((a->new_name == NULL) == (b->new_name == NULL));
@@ -148,7 +149,8 @@ static void test_malformed_fields(void)
         {1, 0},                   /* op */
         {1, 15},                  /* op (14: STORE_OP_MKNOD) */
         {2, 4},                   /* type: only MKNOD's */
-        {3, 1},                   /* reserved */
+        {3, 51},                  /* reserve_pct past 50 */
+        {3, 0xff},                /* reserve_pct */
         {4, 0x20},                /* unknown flag */
         {68, 0x40},               /* unknown set bit */
         {96, 0xff},               /* name length */
@@ -175,6 +177,27 @@ static void test_malformed_fields(void)
     free(copy);
     free(buf);
     free(bad);
+}
+
+/* Byte 3 carries the quota's root reserve: 0 encodes as the zero byte
+ * it was before, 0..50 round-trips, more is refused both ways. */
+static void test_reserve_pct(void)
+{
+    struct store_cmd c = sample(4), d;
+    size_t n = store_cmd_encoded_size(&c);
+    uint8_t* buf = malloc(n);
+    for (unsigned pct = 0; pct <= STORE_RESERVE_PCT_MAX; pct += 5) {
+        c.reserve_pct = (uint8_t)pct;
+        CHECK_EQ(store_cmd_encode(&c, buf, n), (long)n);
+        CHECK_EQ(buf[3], pct);
+        void* copy;
+        CHECK_EQ(decode_copy(&d, buf, n, &copy), 0);
+        check_same(&c, &d);
+        free(copy);
+    }
+    c.reserve_pct = STORE_RESERVE_PCT_MAX + 1;
+    CHECK_EQ(store_cmd_encode(&c, buf, n), -EINVAL);
+    free(buf);
 }
 
 static void test_random_corruption(void)
@@ -215,6 +238,7 @@ int main(void)
     RUN(test_mknod_type);
     RUN(test_truncated_and_extended);
     RUN(test_malformed_fields);
+    RUN(test_reserve_pct);
     RUN(test_random_corruption);
     return 0;
 }
