@@ -53,8 +53,8 @@ struct mount_opts {
     uint64_t pending_bytes; /* fs_options.pending_bytes_max (0: default) */
     struct tls_config_options tls; /* --peer-* files */
     bool peer_insecure;
-    bool reserve_set;       /* --quota-reserve-percent given */
-    uint64_t reserve_pct;   /* fs_options.quota_reserve_pct */
+    bool reserve_set;     /* --quota-reserve-percent given */
+    uint64_t reserve_pct; /* fs_options.quota_reserve_pct */
     struct node_options node;
     char data_dir[PATH_MAX];
 };
