@@ -198,7 +198,9 @@ static struct conn* conn_new(struct transport* t, struct peer* p)
     if (c == NULL) {
         return NULL;
     }
-    if (t->o.tls != NULL && (c->tls = tls_new(t->o.tls, p != NULL)) == NULL) {
+    /* A dialer's session now; a listener's with its first bytes. */
+    if (t->o.tls != NULL && p != NULL &&
+        (c->tls = tls_new(t->o.tls, true)) == NULL) {
         free(c);
         return NULL;
     }
@@ -385,7 +387,7 @@ void transport__sweep_cb(uv_timer_t* timer)
                 true; /* judged at the next sweep, after a poll */
             continue;
         }
-        transport__conn_refuse(c, c->tls != NULL && !c->tls_done
+        transport__conn_refuse(c, t->o.tls != NULL && !c->tls_done
                                       ? "no TLS handshake in time"
                                       : "no HELLO in time");
     }

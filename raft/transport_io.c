@@ -458,7 +458,7 @@ void transport__alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf)
 {
     struct conn* c = h->data;
     (void)suggested;
-    if (c->tls != NULL) {
+    if (c->t->o.tls != NULL) {
         *buf = uv_buf_init((char*)c->t->cipher_in, sizeof(c->t->cipher_in));
         return;
     }
@@ -472,6 +472,12 @@ void transport__alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf)
  * then decipher records into the frame buffer and handle their frames. */
 static void tls_input(struct conn* c, const uint8_t* p, size_t n)
 {
+    /* An incoming connection gets its session with its first bytes: a
+     * stranger that only connects costs no TLS state. */
+    if (c->tls == NULL && (c->tls = tls_new(c->t->o.tls, false)) == NULL) {
+        transport__conn_close(c);
+        return;
+    }
     if (tls_feed(c->tls, p, n) != 0) {
         transport__conn_close(c);
         return;
@@ -539,7 +545,7 @@ void transport__read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
         return;
     }
     c->t->stats.bytes_in += (uint64_t)nread;
-    if (c->tls != NULL) {
+    if (c->t->o.tls != NULL) {
         tls_input(c, (const uint8_t*)buf->base, (size_t)nread);
         return;
     }
