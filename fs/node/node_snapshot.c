@@ -2,6 +2,7 @@
  * one only while a follower needs it), installing a received image, the
  * completion of I/O jobs, and the online db file compaction driven from
  * fs/cli/ctl.c. */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -467,7 +468,7 @@ void node__image_check(struct node* n)
     if (applied == (wanted ? n->image_failed_at : n->release_failed_at)) {
         return; /* failed at this index: try again at the next */
     }
-    if (wanted && node__db_compacting()) {
+    if (wanted && node__db_compact_busy(n)) {
         return; /* one copy of the live data at a time: after the rewrite */
     }
     n->image_checking = true;
@@ -509,8 +510,8 @@ int node_snapshot_image(struct node* n,
 
 /* ---- db file compaction (store_compact.h), driven from fs/cli/ctl.c ----
  * begin on the loop, run on the libuv thread pool (reads and applies go on),
- * finish on the loop after draining sealed frames. One per process: a
- * process runs one node. */
+ * finish on the loop after draining sealed frames. One at a time per node
+ * (n->db_job). */
 
 struct db_compact_job {
     uv_work_t work;
@@ -519,11 +520,9 @@ struct db_compact_job {
     int rv;
 };
 
-static struct db_compact_job* db_job;
-
 bool node__db_compact_busy(struct node* n)
 {
-    return db_job != NULL && db_job->n == n;
+    return n->db_job != NULL;
 }
 
 static void db_compact_work_cb(uv_work_t* w)
@@ -538,7 +537,8 @@ static void db_compact_after_cb(uv_work_t* w, int status)
     struct node* n = job->n;
     int rv = status != 0 ? status : job->rv;
 
-    db_job = NULL;
+    assert(n->db_job == job);
+    n->db_job = NULL;
     if (rv != 0 || n->stopping || n->sticky_err != 0) {
         store_compact_abort(n->store, job->c);
         if (rv != 0) {
@@ -573,16 +573,11 @@ static void db_compact_after_cb(uv_work_t* w, int status)
     node__image_check(n); /* an image may have waited for the rewrite */
 }
 
-bool node__db_compacting(void)
-{
-    return db_job != NULL;
-}
-
 int node_compact_db(struct node* n)
 {
     struct store_compaction* c;
 
-    if (db_job != NULL || n->stopping || n->sticky_err != 0) {
+    if (n->db_job != NULL || n->stopping || n->sticky_err != 0) {
         return -EBUSY;
     }
     if (raft_image_held(n->raft)) {
@@ -616,6 +611,6 @@ int node_compact_db(struct node* n)
         free(job);
         return rv;
     }
-    db_job = job;
+    n->db_job = job;
     return 0;
 }

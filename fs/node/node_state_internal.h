@@ -83,9 +83,13 @@ struct read_waiter {
     void* data;
 };
 
+struct db_compact_job;
+
 struct node {
     uv_loop_t* loop;
     struct node_options opts;
+    struct db_compact_job* db_job; /* the db rewrite in flight, one per node
+                                      (node_snapshot.c) */
     char data_dir[PATH_MAX];
     char name[RAFT_NAME_MAX];
     raft_id id;
@@ -211,8 +215,6 @@ void node__maybe_compact(struct node* n);
  * follower is behind the leader's compacted log) and releases the core's
  * (ours, or an installed one it kept) when nobody needs it. */
 void node__image_check(struct node* n);
-/* A db rewrite (node_compact_db) is running. */
-bool node__db_compacting(void);
 void node__conf_applied(struct node* n, const struct raft_entry* e);
 void node__stop_continue(struct node* n);
 
