@@ -1,13 +1,20 @@
-"""An outsider's raft client: the outside tester's attack, kept as a test
+"""An outsider's raft client: the outside tester's attacks, kept as a test
 client (docs/security.md). It connects to a node's peer port in the clear,
-says HELLO as a member, and sends a PROPOSE of a mkdir to that node (which
-must be the leader), as a member's forwarded proposal would arrive.
+says HELLO as a member, and sends either
+  - propose: a PROPOSE of a mkdir to the leader, as a member's forwarded
+    proposal would arrive (the mkdir then reaches every replica), or
+  - append: an APPEND "from the leader" to a follower, carrying a mkdir at
+    the index and term of the next real entry (the follower applies it and
+    later skips the real entry as one it already has: that replica then
+    differs from the others for good).
 
 Run as a script (tests run it as uid nobody):
-    peer_forge.py HOST PORT CLUSTER_ID FROM_ID TO_ID TERM NAME
-prints "closed" if the node closed the connection without answering a
-frame, "answered" if it answered the HELLO (the mkdir then reaches every
-replica unless peer security is on).
+    peer_forge.py propose HOST PORT CLUSTER_ID FROM_ID TO_ID TERM NAME
+    peer_forge.py append HOST PORT CLUSTER_ID FROM_ID TO_ID TERM NAME PREV
+(ids in hex; PREV: the follower's last index, whose term is TERM) prints
+"closed" if the node closed the connection without answering a frame,
+"answered" if it answered the HELLO (unless peer security is on, the
+forged message is then taken as the member's).
 
 Encodings: docs/format-wire.md (frames, messages) and docs/format-db.md
 ("Commands").
@@ -20,6 +27,7 @@ import time
 
 FRAME_MAGIC = b"QFSP"
 FRAME_KIND_HELLO, FRAME_KIND_MSG = 1, 2
+MSG_APPEND = 1
 MSG_PROPOSE = 10
 ENTRY_NORMAL = 1
 STORE_OP_MKDIR = 2
@@ -91,15 +99,28 @@ def propose(from_id, to_id, term, data, ctx=1):
     return frame(FRAME_KIND_MSG, header + body)
 
 
-def attack(host, port, cluster_id, from_id, to_id, term, name,
-           source="127.0.0.9", timeout=5.0):
+def append(from_id, to_id, term, prev, data):
+    """APPEND of one entry at prev + 1 (term `term`) after prev (same term),
+    committing it."""
+    header = struct.pack("<BBHQQQ", 1, MSG_APPEND, 0, from_id, to_id, term)
+    body = struct.pack("<QQQQI", prev, term, prev + 1, 0, 1) + \
+        struct.pack("<QQB", term, prev + 1, ENTRY_NORMAL) + \
+        struct.pack("<I", len(data)) + data
+    return frame(FRAME_KIND_MSG, header + body)
+
+
+def attack(kind, host, port, cluster_id, from_id, to_id, term, name,
+           prev=0, source="127.0.0.9", timeout=5.0):
     """Returns "answered" or "closed"."""
     s = socket.create_connection((host, port), timeout=timeout,
                                  source_address=(source, 0))
+    cmd = mkdir_cmd(name, origin=from_id ^ 0x5EED, seq=1)
     try:
         s.sendall(hello(cluster_id, from_id))
-        s.sendall(propose(from_id, to_id, term,
-                          mkdir_cmd(name, origin=from_id ^ 0x5EED, seq=1)))
+        if kind == "propose":
+            s.sendall(propose(from_id, to_id, term, cmd))
+        else:
+            s.sendall(append(from_id, to_id, term, prev, cmd))
         got = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and len(got) < 16:
@@ -116,6 +137,7 @@ def attack(host, port, cluster_id, from_id, to_id, term, name,
 
 
 if __name__ == "__main__":
-    h, p, cid, f, t, term, name = sys.argv[1:8]
-    print(attack(h, int(p), int(cid, 16), int(f, 16), int(t, 16), int(term),
-                 name))
+    kind, h, p, cid, f, t, term, name = sys.argv[1:9]
+    prev = int(sys.argv[9]) if len(sys.argv) > 9 else 0
+    print(attack(kind, h, int(p), int(cid, 16), int(f, 16), int(t, 16),
+                 int(term), name, prev))

@@ -334,6 +334,17 @@ def test_flood_and_impersonation(make_cluster):
         assert any("more from this address" in l for l in lines), lines[:5]
 
 
+def forge(*args):
+    """Run peer_forge.py as uid nobody; returns its verdict."""
+    script = os.path.join(os.path.dirname(__file__), "peer_forge.py")
+    r = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         "/usr/bin/python3", script] + [str(a) for a in args],
+        capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r
+    return r.stdout.strip()
+
+
 @pytest.mark.parametrize("security", ["insecure", "secret"])
 def test_forged_propose_from_nobody(make_cluster, security):
     """The outside tester's repro, as uid nobody: HELLO as a member, then
@@ -348,22 +359,51 @@ def test_forged_propose_from_nobody(make_cluster, security):
     follower = c.followers(ld)[0]
     host, port = c.addrs[ld.name].rsplit(":", 1)
     name = "forged-by-nobody"
-    script = os.path.join(os.path.dirname(__file__), "peer_forge.py")
-    r = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-         "/usr/bin/python3", script, host, port, st["cluster_id"],
-         "%x" % member_id(ld, follower.name), "%x" % member_id(ld, ld.name),
-         str(st["term"]), name],
-        capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r
+    verdict = forge("propose", host, port, st["cluster_id"],
+                    "%x" % member_id(ld, follower.name),
+                    "%x" % member_id(ld, ld.name), st["term"], name)
     if security == "insecure":
-        assert r.stdout.strip() == "answered", r
+        assert verdict == "answered"
         deadline = time.monotonic() + 10
         while not all(os.path.isdir(n.path(name)) for n in c.nodes):
             assert time.monotonic() < deadline, "the forged mkdir was lost"
             time.sleep(qc.POLL_S)
     else:
-        assert r.stdout.strip() == "closed", r
+        assert verdict == "closed"
         qc.write_file(ld.path("after"), b"ok")
         t = c.assert_same_trees()
         assert name not in t and "after" in t
+
+
+@pytest.mark.parametrize("security", ["insecure", "secret"])
+def test_forged_append_from_nobody(make_cluster, security):
+    """The forged APPEND, as uid nobody: "from the leader" to a follower,
+    a mkdir at the index and term of the next real entry. Without peer
+    security the follower applies it and its tree differs from the others'
+    for good (the real entry is skipped as one it has); with a shared
+    secret the connection is refused and the replicas stay identical."""
+    c = make_cluster(extra_args=["--peer-insecure"]
+                     if security == "insecure" else [])
+    ld = c.start()
+    c.wait_applied()
+    victim = c.followers(ld)[0]
+    st = victim.status()
+    host, port = c.addrs[victim.name].rsplit(":", 1)
+    name = "forged-append"
+    verdict = forge("append", host, port, st["cluster_id"],
+                    "%x" % member_id(ld, ld.name),
+                    "%x" % member_id(ld, victim.name), st["term"], name,
+                    st["last_index"])
+    qc.write_file(ld.path("real"), b"the real next entry")
+    if security == "insecure":
+        assert verdict == "answered"
+        deadline = time.monotonic() + 10
+        while not os.path.isdir(victim.path(name)):
+            assert time.monotonic() < deadline, "the forged append was lost"
+            time.sleep(qc.POLL_S)
+        assert not os.path.exists(ld.path(name))
+        assert not os.path.exists(victim.path("real"))
+    else:
+        assert verdict == "closed"
+        t = c.assert_same_trees()
+        assert name not in t and "real" in t
