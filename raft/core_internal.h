@@ -52,7 +52,9 @@ struct raft__progress {
     uint64_t snap_offset;  /* next byte to send */
     bool snap_inflight;
     uint64_t snap_sent_ms;
-    uint64_t snap_start_ms; /* when this image's transfer began */
+    uint64_t snap_start_ms;      /* when this image's transfer began */
+    raft_index snap_logged;      /* image whose transfer was last logged */
+    raft_index snap_sent_logged; /* image whose arrival was last logged */
 };
 
 /* A ReadIndex request queued on the leader. */
@@ -146,7 +148,6 @@ struct raft {
     uint8_t* rx_buf;
     uint64_t rx_total;
     uint64_t rx_received;
-    uint64_t rx_start_ms; /* when its first chunk arrived */
 
     /* Update under construction. */
     struct raft_message* msgs;

@@ -111,8 +111,14 @@ static void start_snapshot(struct raft* r, struct raft__progress* p)
     progress_to(p, PROGRESS_SNAPSHOT, p->next);
     p->snap_index = r->image_meta.index;
     p->snap_offset = 0;
-    p->snap_start_ms = r->now_ms;
-    raft__trace(r, RAFT_TRACE_INFO,
+    /* Logged once per image and peer: a transfer that starts again (the
+     * peer answered for an older one, or probed again) says so at debug. */
+    bool again = p->snap_logged == p->snap_index;
+    p->snap_logged = p->snap_index;
+    if (!again) {
+        p->snap_start_ms = r->now_ms;
+    }
+    raft__trace(r, again ? RAFT_TRACE_DEBUG : RAFT_TRACE_INFO,
                 "sending snapshot at index %llu (%llu bytes) to %s",
                 (unsigned long long)p->snap_index,
                 (unsigned long long)r->image.len, RAFT__NAME(r, p->id));

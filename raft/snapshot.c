@@ -184,7 +184,6 @@ static bool rx_start(struct raft* r, const struct raft_message* m)
     r->rx_meta = m->snapshot.meta;
     r->rx_total = m->snapshot.total;
     r->rx_received = 0;
-    r->rx_start_ms = r->now_ms;
     return r->rx_active;
 }
 
@@ -214,11 +213,9 @@ static bool rx_chunk(struct raft* r,
         return true;
     }
     raft__trace(r, RAFT_TRACE_INFO,
-                "received snapshot at index %llu (%llu bytes) from %s in "
-                "%llu ms",
+                "received snapshot at index %llu (%llu bytes) from %s",
                 (unsigned long long)s->meta.index,
-                (unsigned long long)r->rx_total, RAFT__NAME(r, m->from),
-                (unsigned long long)(r->now_ms - r->rx_start_ms));
+                (unsigned long long)r->rx_total, RAFT__NAME(r, m->from));
     r->rx_installing = true;
     r->snapshot_install = true;
     return false;
@@ -309,7 +306,9 @@ void raft__recv_snapshot_resp(struct raft* r, const struct raft_message* m)
             p->match = a->index;
         }
         if (p->state == PROGRESS_SNAPSHOT) {
-            raft__trace(r, RAFT_TRACE_INFO,
+            bool again = p->snap_sent_logged == a->index;
+            p->snap_sent_logged = a->index;
+            raft__trace(r, again ? RAFT_TRACE_DEBUG : RAFT_TRACE_INFO,
                         "snapshot at index %llu (%llu bytes) sent to %s in "
                         "%llu ms",
                         (unsigned long long)a->index,
