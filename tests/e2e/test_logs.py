@@ -195,3 +195,22 @@ def test_daemon_logs(cluster, tmp_path):
         assert not os.path.ismount(str(other))
     finally:
         unmount(str(other))
+
+
+def test_stale_mount_warning_in_file_and_on_terminal(cluster):
+    """A member started alone with --mount-stale mounts its local state and
+    warns: on the terminal that ran mount and in the log file."""
+    c = cluster
+    c.start()
+    for n in c.nodes:
+        assert n.stop() == 0, n.name
+    n1 = c.node("n1")
+    off = os.path.getsize(n1.log_path)
+    n1.start(c.args(n1, "existing") +
+             ["--mount-stale", "--catch-up-timeout-ms", "1000"], wait=False)
+    err = n1.wait_ready()
+    warning = "mounting the local state as it is (--mount-stale)"
+    assert warning in err, err
+    text = c.log_since(n1, off)
+    assert warning in text, text
+    assert text.find(warning) < text.find("quorumfs n1 mounted on"), text
