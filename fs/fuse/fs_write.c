@@ -705,11 +705,7 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
     struct fs_wino* w = fs__wino_find(f, op->ino);
 
     assert(op->kind == FS_REPLY_WRITE && w != NULL && w->busy);
-    if (op->req != NULL) {
-        fuse_reply_err(op->req, res->err != 0 ? -res->err : 0);
-    }
-    w->busy = false;
-    w->done_err = -res->err;
+    /* Logged before the reply: the writer's close() returns after it. */
     if (res->err == -ENOSPC) {
         wfail_log(f, op->ino, WFAIL_QUOTA);
     } else if (res->err == -EIO) {
@@ -717,6 +713,11 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
     } else if (res->err == -EFBIG) {
         wfail_log(f, op->ino, WFAIL_SIZE);
     }
+    if (op->req != NULL) {
+        fuse_reply_err(op->req, res->err != 0 ? -res->err : 0);
+    }
+    w->busy = false;
+    w->done_err = -res->err;
     if (res->err == 0) {
         upd_free(f, &w->fl);
     } else if (op->wop == FS_WOP_RENAME && !w->u.on) {

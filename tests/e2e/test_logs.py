@@ -174,10 +174,13 @@ def test_daemon_logs(cluster, tmp_path):
         while True:
             text = c.log_since(n, offs[n.name])
             if re.search(r"leader is now %s( \(this node\))? at term \d+ "
-                         r"\(was %s;" % (new.name, ld.name), text):
+                         r"\(was n[123];" % new.name, text):
                 break
             assert time.monotonic() < deadline, (n.name, text)
             time.sleep(0.05)
+        # (was OLD; on the first change after the kill, whichever won it)
+        assert re.search(r"leader is now \S+ .*\(was %s;" % ld.name, text), \
+            (n.name, text)
         assert not RAW_ID.findall(text), (n.name, text)
 
     # A start that fails says why on the terminal, and in the file.
