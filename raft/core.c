@@ -114,6 +114,22 @@ void raft__trace(struct raft* r, int level, const char* fmt, ...)
     r->opt.tracer.emit(r->opt.tracer.data, level, r->opt.id, buf);
 }
 
+const char* raft__name(const struct raft* r, raft_id id, char* buf)
+{
+    const struct raft_server* s = raft_conf_get(&r->conf, id);
+    if (s == NULL) {
+        s = raft_conf_get(&r->base_conf, id);
+    }
+    if (id == 0) {
+        return "none";
+    }
+    if (s != NULL && s->name[0] != '\0') {
+        return s->name;
+    }
+    snprintf(buf, RAFT__NAME_BUF, "node %016llx", (unsigned long long)id);
+    return buf;
+}
+
 void raft__defer_free(struct raft* r, void* p)
 {
     if (p == NULL) {
@@ -156,8 +172,8 @@ struct raft_message* raft__msg(struct raft* r, int type, raft_id to)
         struct raft_message* m =
             cap <= RAFT__MSGS_MAX ? realloc(r->msgs, cap * sizeof(*m)) : NULL;
         if (m == NULL) {
-            raft__trace(r, RAFT_TRACE_WARN, "dropping %s to %llu",
-                        raft_msg_type_name(type), (unsigned long long)to);
+            raft__trace(r, RAFT_TRACE_WARN, "dropping %s to %s",
+                        raft_msg_type_name(type), RAFT__NAME(r, to));
             return NULL;
         }
         r->msgs = m;
@@ -386,8 +402,8 @@ int raft_restore(struct raft* r,
         r->election_deadline_ms = now_ms; /* elect itself at the first tick */
     }
     raft__trace(r, RAFT_TRACE_INFO,
-                "restored term %llu vote %llu snapshot %llu last %llu",
-                (unsigned long long)r->term, (unsigned long long)r->vote,
+                "restored term %llu vote %s snapshot %llu last %llu",
+                (unsigned long long)r->term, RAFT__NAME(r, r->vote),
                 (unsigned long long)snap->index, (unsigned long long)last);
     return 0;
 }

@@ -52,6 +52,9 @@ struct raft__progress {
     uint64_t snap_offset;  /* next byte to send */
     bool snap_inflight;
     uint64_t snap_sent_ms;
+    uint64_t snap_start_ms;      /* when this image's transfer began */
+    raft_index snap_logged;      /* image whose transfer was last logged */
+    raft_index snap_sent_logged; /* image whose arrival was last logged */
 };
 
 /* A ReadIndex request queued on the leader. */
@@ -170,6 +173,13 @@ struct raft {
 /* core.c */
 void raft__trace(struct raft* r, int level, const char* fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* For traces: server id's member name in the configuration (the current
+ * one, else the base one), else "node " and the id in 16 hex digits; 0 is
+ * "none". buf has RAFT__NAME_BUF bytes; RAFT__NAME gives each use a buffer
+ * of its own that lives until the end of the enclosing statement's block. */
+enum { RAFT__NAME_BUF = 40 };
+const char* raft__name(const struct raft* r, raft_id id, char* buf);
+#define RAFT__NAME(r, id) raft__name((r), (id), (char[RAFT__NAME_BUF]){0})
 void* raft__scratch(struct raft* r, size_t size); /* freed at next call */
 void raft__defer_free(struct raft* r, void* p);
 struct raft_message* raft__msg(struct raft* r, int type, raft_id to);

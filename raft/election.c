@@ -60,8 +60,8 @@ int raft__check_term(struct raft* r, const struct raft_message* m)
     if (vote_req && !m->vote.transfer && r->opt.check_quorum &&
         heard_from_leader(r)) {
         raft__trace(r, RAFT_TRACE_DEBUG,
-                    "ignoring %s from %llu at term %llu: leader lease",
-                    raft_msg_type_name(m->type), (unsigned long long)m->from,
+                    "ignoring %s from %s at term %llu: leader lease",
+                    raft_msg_type_name(m->type), RAFT__NAME(r, m->from),
                     (unsigned long long)m->term);
         return -1;
     }
@@ -71,9 +71,9 @@ int raft__check_term(struct raft* r, const struct raft_message* m)
     }
     bool from_leader =
         m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT;
-    raft__trace(r, RAFT_TRACE_INFO, "term %llu -> %llu (%s from %llu)",
+    raft__trace(r, RAFT_TRACE_INFO, "term %llu -> %llu (%s from %s)",
                 (unsigned long long)r->term, (unsigned long long)m->term,
-                raft_msg_type_name(m->type), (unsigned long long)m->from);
+                raft_msg_type_name(m->type), RAFT__NAME(r, m->from));
     raft__become_follower(r, m->term, from_leader ? m->from : 0);
     return 0;
 }
@@ -87,8 +87,8 @@ void raft__set_leader(struct raft* r, raft_id leader)
     r->leader = leader;
     r->leader_contact = false;
     if (leader != 0 && leader != r->opt.id) {
-        raft__trace(r, RAFT_TRACE_INFO, "leader is %llu at term %llu",
-                    (unsigned long long)leader, (unsigned long long)r->term);
+        raft__trace(r, RAFT_TRACE_DEBUG, "leader is %s at term %llu",
+                    RAFT__NAME(r, leader), (unsigned long long)r->term);
     }
 }
 
@@ -122,7 +122,7 @@ static void become_leader(struct raft* r)
     raft__progress_sync(r);
     r->heartbeat_deadline_ms = r->now_ms + r->opt.heartbeat_ms;
     r->quorum_deadline_ms = r->now_ms + r->opt.election_ms;
-    raft__trace(r, RAFT_TRACE_INFO, "became leader at term %llu",
+    raft__trace(r, RAFT_TRACE_DEBUG, "became leader at term %llu",
                 (unsigned long long)r->term);
     /* Thesis 6.4: commit an entry of the new term as soon as possible. */
     int rv = raft__log_append(r, r->term, RAFT_ENTRY_NOOP, NULL, 0);
@@ -254,9 +254,9 @@ void raft__recv_vote(struct raft* r, const struct raft_message* m)
         r->hs_dirty = true;
         raft__reset_election_timer(r);
     }
-    raft__trace(r, RAFT_TRACE_DEBUG, "%s %s to %llu for term %llu",
+    raft__trace(r, RAFT_TRACE_DEBUG, "%s %s to %s for term %llu",
                 grant ? "grant" : "reject", raft_msg_type_name(m->type),
-                (unsigned long long)m->from, (unsigned long long)m->term);
+                RAFT__NAME(r, m->from), (unsigned long long)m->term);
     if (out != NULL) {
         out->term = grant && pre ? m->term : r->term;
         out->vote_resp.granted = grant;
@@ -293,8 +293,8 @@ void raft__recv_timeout_now(struct raft* r, const struct raft_message* m)
         r->rx_installing || r->catching_up) {
         return;
     }
-    raft__trace(r, RAFT_TRACE_INFO, "timeout-now from %llu: campaigning",
-                (unsigned long long)m->from);
+    raft__trace(r, RAFT_TRACE_INFO, "timeout-now from %s: campaigning",
+                RAFT__NAME(r, m->from));
     raft__campaign(r, false, true);
 }
 

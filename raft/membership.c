@@ -33,7 +33,7 @@ void raft__conf_apply_entry(struct raft* r, const struct raft_entry* e)
         return;
     }
     conf_set(r, &c, e->index);
-    raft__trace(r, RAFT_TRACE_INFO, "conf at %llu: %u servers, %u voters",
+    raft__trace(r, RAFT_TRACE_DEBUG, "conf at %llu: %u servers, %u voters",
                 (unsigned long long)e->index, c.n, raft_conf_voters(&c));
 }
 
@@ -222,8 +222,8 @@ int raft__conf_change(struct raft* r,
     uint8_t buf[2 + RAFT_SERVERS_MAX * (11 + RAFT_NAME_MAX + RAFT_ADDR_MAX)];
     int len = raft_conf_encode(&c, buf, sizeof(buf));
     assert(len > 0);
-    raft__trace(r, RAFT_TRACE_INFO, "conf change op %d server %llu", op,
-                (unsigned long long)server->id);
+    raft__trace(r, RAFT_TRACE_DEBUG, "conf change op %d server %s (%016llx)",
+                op, server->name, (unsigned long long)server->id);
     rv = raft__log_append(r, r->term, RAFT_ENTRY_CONF, buf, (size_t)len);
     if (rv != 0) {
         return rv;

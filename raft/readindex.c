@@ -354,8 +354,8 @@ void raft__transfer_check(struct raft* r, struct raft__progress* p)
     if (r->transfer_to != p->id || p->match != raft__last_index(r)) {
         return;
     }
-    raft__trace(r, RAFT_TRACE_INFO, "transfer: timeout-now to %llu",
-                (unsigned long long)p->id);
+    raft__trace(r, RAFT_TRACE_INFO, "transfer: timeout-now to %s",
+                RAFT__NAME(r, p->id));
     raft__msg(r, RAFT_MSG_TIMEOUT_NOW, p->id);
 }
 
@@ -379,8 +379,8 @@ int raft__transfer(struct raft* r, raft_id to)
     }
     r->transfer_to = to;
     r->transfer_deadline_ms = r->now_ms + r->opt.election_ms;
-    raft__trace(r, RAFT_TRACE_INFO, "transfer leadership to %llu",
-                (unsigned long long)to);
+    raft__trace(r, RAFT_TRACE_INFO, "transfer leadership to %s",
+                RAFT__NAME(r, to));
     if (p->match == raft__last_index(r)) {
         raft__transfer_check(r, p);
     } else {

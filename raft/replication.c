@@ -104,15 +104,24 @@ static void start_snapshot(struct raft* r, struct raft__progress* p)
 {
     if (!r->have_image) {
         raft__trace(r, RAFT_TRACE_WARN,
-                    "peer %llu needs index %llu, compacted, and no image",
-                    (unsigned long long)p->id, (unsigned long long)p->next);
+                    "peer %s needs index %llu, compacted, and no image",
+                    RAFT__NAME(r, p->id), (unsigned long long)p->next);
         return;
     }
     progress_to(p, PROGRESS_SNAPSHOT, p->next);
     p->snap_index = r->image_meta.index;
     p->snap_offset = 0;
-    raft__trace(r, RAFT_TRACE_INFO, "sending snapshot %llu to %llu",
-                (unsigned long long)p->snap_index, (unsigned long long)p->id);
+    /* Logged once per image and peer: a transfer that starts again (the
+     * peer answered for an older one, or probed again) says so at debug. */
+    bool again = p->snap_logged == p->snap_index;
+    p->snap_logged = p->snap_index;
+    if (!again) {
+        p->snap_start_ms = r->now_ms;
+    }
+    raft__trace(r, again ? RAFT_TRACE_DEBUG : RAFT_TRACE_INFO,
+                "sending snapshot at index %llu (%llu bytes) to %s",
+                (unsigned long long)p->snap_index,
+                (unsigned long long)r->image.len, RAFT__NAME(r, p->id));
     raft__send_snapshot(r, p);
 }
 
@@ -307,8 +316,8 @@ static raft_index append_entries(struct raft* r, const struct raft_message* m)
             }
             if (e->index <= r->commit) {
                 raft__trace(r, RAFT_TRACE_ERROR,
-                            "leader %llu conflicts at committed %llu",
-                            (unsigned long long)m->from,
+                            "leader %s conflicts at committed %llu",
+                            RAFT__NAME(r, m->from),
                             (unsigned long long)e->index);
                 return matched;
             }
@@ -328,8 +337,8 @@ static raft_index append_entries(struct raft* r, const struct raft_message* m)
 void raft__recv_append(struct raft* r, const struct raft_message* m)
 {
     if (r->role == RAFT_LEADER) {
-        raft__trace(r, RAFT_TRACE_ERROR, "second leader %llu at term %llu",
-                    (unsigned long long)m->from, (unsigned long long)r->term);
+        raft__trace(r, RAFT_TRACE_ERROR, "second leader %s at term %llu",
+                    RAFT__NAME(r, m->from), (unsigned long long)r->term);
         return;
     }
     if (r->role != RAFT_FOLLOWER) {
@@ -346,8 +355,8 @@ void raft__recv_append(struct raft* r, const struct raft_message* m)
     r->leader_contact_ms = r->now_ms;
     raft__reset_election_timer(r);
     if (!append_valid(m)) {
-        raft__trace(r, RAFT_TRACE_WARN, "malformed append from %llu",
-                    (unsigned long long)m->from);
+        raft__trace(r, RAFT_TRACE_WARN, "malformed append from %s",
+                    RAFT__NAME(r, m->from));
         return;
     }
     if (r->rx_installing && m->append.n_entries > 0) {
@@ -375,9 +384,9 @@ void raft__recv_append(struct raft* r, const struct raft_message* m)
         if (r->catching_up && matched >= m->append.commit) {
             r->catching_up = false;
             raft__trace(r, RAFT_TRACE_INFO,
-                        "caught up with leader %llu at commit %llu in term "
+                        "caught up with leader %s at commit %llu in term "
                         "%llu: voting again",
-                        (unsigned long long)m->from,
+                        RAFT__NAME(r, m->from),
                         (unsigned long long)m->append.commit,
                         (unsigned long long)r->term);
         }
@@ -430,8 +439,8 @@ static void handle_reject(struct raft* r,
     }
     next = next < rejected ? next : rejected;
     next = next > p->match + 1 ? next : p->match + 1;
-    raft__trace(r, RAFT_TRACE_DEBUG, "peer %llu rejected %llu, next %llu",
-                (unsigned long long)p->id, (unsigned long long)rejected,
+    raft__trace(r, RAFT_TRACE_DEBUG, "peer %s rejected %llu, next %llu",
+                RAFT__NAME(r, p->id), (unsigned long long)rejected,
                 (unsigned long long)next);
     progress_to(p, PROGRESS_PROBE, next);
     raft__send_append(r, p);
@@ -508,9 +517,9 @@ static void peer_reprobe(struct raft* r,
     }
     next = next > 0 ? next : 1;
     raft__trace(r, RAFT_TRACE_WARN,
-                "peer %llu lost entries: it has up to %llu, acknowledged "
+                "peer %s lost entries: it has up to %llu, acknowledged "
                 "%llu; probing from %llu",
-                (unsigned long long)p->id, (unsigned long long)a->last_index,
+                RAFT__NAME(r, p->id), (unsigned long long)a->last_index,
                 (unsigned long long)p->match, (unsigned long long)next);
     p->match = 0;
     p->sent_commit = 0;
@@ -529,8 +538,8 @@ void raft__peer_restarted(struct raft* r, raft_id id)
     if (p == NULL) {
         return;
     }
-    raft__trace(r, RAFT_TRACE_INFO, "peer %llu restarted: probing from %llu",
-                (unsigned long long)id, (unsigned long long)p->match + 1);
+    raft__trace(r, RAFT_TRACE_INFO, "peer %s restarted: probing from %llu",
+                RAFT__NAME(r, id), (unsigned long long)p->match + 1);
     progress_to(p, PROGRESS_PROBE, p->match + 1);
     raft__send_append(r, p);
 }
@@ -614,8 +623,8 @@ void raft__tick_leader(struct raft* r)
                  * the image for it. It probes again when it answers, and
                  * asks for an image then (raft_image_wanted). */
                 raft__trace(r, RAFT_TRACE_WARN,
-                            "snapshot to %llu abandoned: no answer",
-                            (unsigned long long)p->id);
+                            "snapshot to %s abandoned: no answer",
+                            RAFT__NAME(r, p->id));
                 raft__progress_probe(p, p->next);
             } else if (p->snap_inflight &&
                        r->now_ms >= p->snap_sent_ms + r->opt.election_ms) {
@@ -625,8 +634,8 @@ void raft__tick_leader(struct raft* r)
         }
     }
     if (r->transfer_to != 0 && r->now_ms >= r->transfer_deadline_ms) {
-        raft__trace(r, RAFT_TRACE_WARN, "transfer to %llu timed out",
-                    (unsigned long long)r->transfer_to);
+        raft__trace(r, RAFT_TRACE_WARN, "transfer to %s timed out",
+                    RAFT__NAME(r, r->transfer_to));
         r->transfer_to = 0;
     }
     if (!r->opt.check_quorum || r->now_ms < r->quorum_deadline_ms) {

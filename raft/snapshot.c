@@ -25,13 +25,14 @@ static void restart_snapshots(struct raft* r)
         }
         if (!r->have_image) {
             raft__trace(r, RAFT_TRACE_INFO,
-                        "snapshot to %llu stopped: image released",
-                        (unsigned long long)p->id);
+                        "snapshot to %s stopped: image released",
+                        RAFT__NAME(r, p->id));
             raft__progress_probe(p, p->next);
         } else {
             p->snap_index = r->image_meta.index;
             p->snap_offset = 0;
             p->snap_inflight = false;
+            p->snap_start_ms = r->now_ms;
             raft__send_snapshot(r, p);
         }
     }
@@ -211,9 +212,10 @@ static bool rx_chunk(struct raft* r,
     if (r->rx_received < r->rx_total) {
         return true;
     }
-    raft__trace(r, RAFT_TRACE_INFO, "snapshot %llu received (%llu bytes)",
+    raft__trace(r, RAFT_TRACE_INFO,
+                "received snapshot at index %llu (%llu bytes) from %s",
                 (unsigned long long)s->meta.index,
-                (unsigned long long)r->rx_total);
+                (unsigned long long)r->rx_total, RAFT__NAME(r, m->from));
     r->rx_installing = true;
     r->snapshot_install = true;
     return false;
@@ -273,7 +275,7 @@ int raft__snapshot_installed(struct raft* r,
     r->rx_buf = NULL;
     r->rx_active = false;
     r->rx_installing = false;
-    raft__trace(r, RAFT_TRACE_INFO, "snapshot %llu installed",
+    raft__trace(r, RAFT_TRACE_DEBUG, "snapshot %llu installed",
                 (unsigned long long)sm->index);
     if (r->rx_from != 0 && r->rx_from != r->opt.id) {
         struct raft_message* out =
@@ -304,6 +306,15 @@ void raft__recv_snapshot_resp(struct raft* r, const struct raft_message* m)
             p->match = a->index;
         }
         if (p->state == PROGRESS_SNAPSHOT) {
+            bool again = p->snap_sent_logged == a->index;
+            p->snap_sent_logged = a->index;
+            raft__trace(r, again ? RAFT_TRACE_DEBUG : RAFT_TRACE_INFO,
+                        "snapshot at index %llu (%llu bytes) sent to %s in "
+                        "%llu ms",
+                        (unsigned long long)a->index,
+                        (unsigned long long)r->image.len,
+                        RAFT__NAME(r, m->from),
+                        (unsigned long long)(r->now_ms - p->snap_start_ms));
             p->state = PROGRESS_PROBE;
             p->next = p->match + 1;
             p->probe_sent = false;

@@ -10,7 +10,12 @@
  * --mount-stale) -> FUSE session mount -> record the connection in LOCK
  * and arm the watchdog -> the notifier thread -> poll the FUSE fd on the
  * loop -> tell the parent
- * "ready" (the parent exits 0) -> from then on log to DATA_DIR/quorumfs.log.
+ * "ready" (the parent exits 0).
+ * Logs: with -f on stderr. Without -f the child logs to
+ * DATA_DIR/quorumfs.log from its first line (log_to_file, before the
+ * watchdog and node_start); until it is mounted its warnings and errors
+ * are also written to the terminal of the waiting parent, so a start-up
+ * that fails says why where it was started.
  * Shutdown (SIGTERM/SIGINT, or the mount going away): stop reading FUSE
  * requests, node_stop (pending operations fail, log and db are synced),
  * disarm the watchdog, unmount, exit 0.
@@ -33,6 +38,7 @@
 #include "../../raft/tls.h"
 #include "../../raft/transport.h"
 #include "../../raft/util/datadir.h"
+#include "../../raft/util/fileio.h"
 #include "ctl.h"
 #include "fs.h"
 #include "fuseconn.h"
@@ -73,6 +79,7 @@ struct app {
     uv_timer_t resume_timer; /* backlog full: FUSE reads paused */
     uv_signal_t sigterm, sigint;
     int ready_fd; /* pipe to the waiting parent, -1 when none */
+    int term_fd;  /* the parent's stderr until mounted (no -f), else -1 */
     struct fs_options fo;
     bool startup_failed;
     bool shutting_down;
@@ -796,14 +803,12 @@ static int mount_fuse(struct app* a)
                              sizeof(struct fuse_lowlevel_ops), a->fs);
     fuse_opt_free_args(&args);
     if (a->se == NULL) {
-        fprintf(stderr,
-                "quorumfs: cannot create the FUSE session (options "
-                "'%s')\n",
-                opts);
+        node__log(RAFT_TRACE_ERROR,
+                  "cannot create the FUSE session (options '%s')", opts);
         return -EINVAL;
     }
     if (fuse_session_mount(a->se, a->mo->mountpoint) != 0) {
-        fprintf(stderr, "quorumfs: cannot mount on %s\n", a->mo->mountpoint);
+        node__log(RAFT_TRACE_ERROR, "cannot mount on %s", a->mo->mountpoint);
         fuse_session_destroy(a->se);
         a->se = NULL;
         return -EIO;
@@ -842,12 +847,41 @@ static void tell_parent(struct app* a, char status)
     }
 }
 
+/* Without -f, in the child, before anything logs: stdio goes to
+ * DATA_DIR/quorumfs.log (the data dir is made here if it is new), and the
+ * parent's stderr is kept as a tee for warnings and errors until the mount
+ * is ready (terminal_done). The parent waits on the ready pipe, not on
+ * this fd, so it sees the lines before it exits. */
 static void log_to_file(struct app* a)
 {
     char path[PATH_MAX + 32];
-    util_datadir_path(path, sizeof(path), a->mo->node.data_dir,
-                      DATADIR_NODE_LOG);
+    const char* dir = a->mo->node.data_dir;
+    util_datadir_path(path, sizeof(path), dir, DATADIR_NODE_LOG);
+    if (util_mkdir_parents(dir, 0700) == 0 && mkdir(dir, 0700) != 0 &&
+        errno != EEXIST) {
+        fprintf(stderr, "quorumfs: cannot create data dir %s: %s\n", dir,
+                strerror(errno));
+    }
+    a->term_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     fuseconn_stdio_to(path);
+    if (a->term_fd >= 0) {
+        node__log_tee(a->term_fd, RAFT_TRACE_WARN);
+    }
+}
+
+/* The tee to the parent's terminal ends: /dev/null takes the fd's place
+ * (another thread may be writing a line to it right now). */
+static void terminal_done(struct app* a)
+{
+    if (a->term_fd < 0) {
+        return;
+    }
+    node__log_tee(-1, RAFT_TRACE_WARN);
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, a->term_fd);
+        close(null);
+    }
 }
 
 static void notify_async_cb(uv_async_t* h)
@@ -891,7 +925,7 @@ static void startup_ready_cb(void* data, int err)
     }
     a->fs = fs_new(a->node, &a->fo);
     if (a->fs == NULL) {
-        fprintf(stderr, "quorumfs: out of memory\n");
+        node__log(RAFT_TRACE_ERROR, "out of memory");
         a->startup_failed = true;
         node_stop(a->node, node_stopped_cb, a);
         return;
@@ -909,11 +943,7 @@ static void startup_ready_cb(void* data, int err)
     uv_signal_start(&a->sigint, signal_cb, SIGINT);
     node__log(RAFT_TRACE_INFO, "quorumfs %s mounted on %s (data dir %s)",
               a->mo->node.name, a->mo->mountpoint, a->mo->node.data_dir);
-    if (!a->mo->foreground) {
-        log_to_file(a);
-        node__log(RAFT_TRACE_INFO, "node %s started, mounted on %s",
-                  a->mo->node.name, a->mo->mountpoint);
-    }
+    terminal_done(a);
     tell_parent(a, 'R');
 }
 
@@ -949,8 +979,8 @@ static int run_node(struct app* a)
     a->mo->node.on_change_data = a;
     rv = node_start(&a->loop, &a->mo->node, &a->node);
     if (rv != 0) {
-        fprintf(
-            stderr, "quorumfs: cannot start the node: %s\n",
+        node__log(
+            RAFT_TRACE_ERROR, "cannot start the node: %s",
             rv == -EBUSY ? "data dir in use by another node" : strerror(-rv));
         return 1;
     }
@@ -1035,7 +1065,7 @@ static void start_watchdog(struct app* a)
                       DATADIR_NODE_LOG);
     int rv = fuseconn_watchdog_start(&a->wd, a->mo->foreground ? NULL : path);
     if (rv != 0) {
-        fprintf(stderr, "quorumfs: no watchdog (%s)\n", strerror(-rv));
+        node__log(RAFT_TRACE_WARN, "no watchdog (%s)", strerror(-rv));
     }
 }
 
@@ -1056,15 +1086,27 @@ static int cmd_mount(int argc, char** argv)
     }
     a.mo = &mo;
     a.ready_fd = -1;
+    a.term_fd = -1;
     a.wd.fd = -1;
     signal(SIGPIPE, SIG_IGN);
-    if (!mo.foreground && daemonize(&a) != 0) {
-        return 1;
+    if (!mo.foreground) {
+        if (daemonize(&a) != 0) {
+            return 1;
+        }
+        log_to_file(&a);
     }
     start_watchdog(&a);
     rv = run_node(&a);
     tls_config_free(mo.node.peer_tls);
     fuseconn_watchdog_disarm(&a.wd);
+    if (rv != 0 && a.term_fd >= 0) {
+        char path[PATH_MAX + 32];
+        util_datadir_path(path, sizeof(path), mo.node.data_dir,
+                          DATADIR_NODE_LOG);
+        node__log(RAFT_TRACE_ERROR, "not mounted; the whole log is in %s",
+                  path);
+    }
+    terminal_done(&a);
     tell_parent(&a, 'F');
     return rv;
 }

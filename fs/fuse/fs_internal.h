@@ -257,7 +257,11 @@ struct fs {
     struct fs_op** kview_tail; /* where the next waiter goes */
     uint64_t held_bytes;       /* copies of queued WRITEs (fs_held_bytes) */
     uint64_t pending_bytes;    /* buffers of updates (fs_options) */
-    int64_t pending_warn_ns;   /* last "pending bytes full" log line */
+    /* Failed writes, logged per cause (fs_write.c wfail_log). */
+    struct fs_wfail {
+        int64_t last_ns;     /* last line of this cause, 0: none yet */
+        uint64_t suppressed; /* failures since, not logged */
+    } wfail[4];
 };
 
 /* fs.c */

@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "fs_internal.h"
+#include "node_internal.h"
 
 static int64_t mono_ns(void)
 {
@@ -256,6 +257,99 @@ static void kernel_drop(struct fs* f, uint64_t ino)
     fs__kernel_drop(f, ino); /* the nodeids that may show it */
 }
 
+/* ---- failed writes in the log ---- */
+
+/* A write that fails is logged with its cause: at most one line per cause
+ * every WFAIL_PERIOD_NS; the next line says how many were not logged. */
+#define WFAIL_PERIOD_NS INT64_C(10000000000)
+
+enum wfail_cause {
+    WFAIL_SIZE = 0, /* EFBIG: past the file size limit */
+    WFAIL_PENDING,  /* ENOSPC: past the mount's pending bytes */
+    WFAIL_QUOTA,    /* ENOSPC: the cluster's quota */
+    WFAIL_COMMIT,   /* EIO: not committed */
+};
+_Static_assert(WFAIL_COMMIT + 1 == sizeof(((struct fs*)0)->wfail) /
+                                       sizeof(((struct fs*)0)->wfail[0]),
+               "one slot per cause");
+
+/* "32 MiB" when bytes is a whole number of MiB or KiB, else "N bytes". */
+static void fmt_bytes(char* buf, size_t cap, uint64_t bytes)
+{
+    if (bytes >= (1u << 20) && bytes % (1u << 20) == 0) {
+        snprintf(buf, cap, "%llu MiB", (unsigned long long)(bytes >> 20));
+    } else if (bytes >= 1024 && bytes % 1024 == 0) {
+        snprintf(buf, cap, "%llu KiB", (unsigned long long)(bytes >> 10));
+    } else {
+        snprintf(buf, cap, "%llu bytes", (unsigned long long)bytes);
+    }
+}
+
+static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
+{
+    struct fs_wfail* s = &f->wfail[cause];
+    int64_t now = mono_ns();
+    if (s->last_ns != 0 && now - s->last_ns < WFAIL_PERIOD_NS) {
+        s->suppressed++;
+        return;
+    }
+    char path[512], amount[32], why[160], more[96] = "";
+    if (store_path(node_store(f->node), ino, path, sizeof(path)) != 0) {
+        snprintf(path, sizeof(path), "inode %llu (removed)",
+                 (unsigned long long)ino);
+    }
+    const char* err = "EIO";
+    switch (cause) {
+    case WFAIL_SIZE:
+        err = "EFBIG";
+        fmt_bytes(amount, sizeof(amount), f->o.file_size_max);
+        snprintf(why, sizeof(why), "file size limit %s", amount);
+        break;
+    case WFAIL_PENDING:
+        err = "ENOSPC";
+        fmt_bytes(amount, sizeof(amount), f->o.pending_bytes_max);
+        snprintf(why, sizeof(why),
+                 "writes waiting to commit on this mount reached "
+                 "--pending-bytes %s",
+                 amount);
+        break;
+    case WFAIL_QUOTA: {
+        struct store_stats st;
+        err = "ENOSPC";
+        store_get_stats(node_store(f->node), &st);
+        fmt_bytes(amount, sizeof(amount), st.quota_bytes);
+        snprintf(why, sizeof(why), "quota %s reached, %llu bytes live", amount,
+                 (unsigned long long)st.live_bytes);
+        break;
+    }
+    case WFAIL_COMMIT:
+        snprintf(why, sizeof(why),
+                 "not committed: no quorum or leader within the proposal "
+                 "timeout");
+        break;
+    }
+    if (s->suppressed > 0) {
+        snprintf(more, sizeof(more),
+                 "; %llu more such failures in the last %lld s not logged",
+                 (unsigned long long)s->suppressed,
+                 (long long)((now - s->last_ns) / 1000000000));
+    }
+    node__log(RAFT_TRACE_WARN, "write of %s failed: %s (%s)%s", path, err, why,
+              more);
+    s->last_ns = now;
+    s->suppressed = 0;
+}
+
+/* A write-path request failed here with err (a positive errno). */
+static void wfail_local(struct fs* f, uint64_t ino, int err)
+{
+    if (err == EFBIG) {
+        wfail_log(f, ino, WFAIL_SIZE);
+    } else if (err == ENOSPC) {
+        wfail_log(f, ino, WFAIL_PENDING);
+    }
+}
+
 /* Discard w's pending update with err: nothing of it is committed. */
 static void upd_discard(struct fs* f, struct fs_wino* w, int err)
 {
@@ -269,6 +363,7 @@ static void upd_discard(struct fs* f, struct fs_wino* w, int err)
     w->u.set_mask = 0;
     w->u.trunc_only = false;
     w->u.err = err;
+    wfail_local(f, w->ino, err);
     w->u.touch_ns = mono_ns();
     kernel_drop(f, w->ino);
     settle_arm(f);
@@ -291,16 +386,7 @@ static int upd_reserve(struct fs* f, struct fs_upd* u, size_t len)
         cap = (size_t)f->o.file_size_max;
     }
     if (f->pending_bytes - u->cap + cap > f->o.pending_bytes_max) {
-        int64_t now = mono_ns();
-        if (now - f->pending_warn_ns > INT64_C(10000000000)) {
-            f->pending_warn_ns = now;
-            fprintf(stderr,
-                    "quorumfs: WARN: pending writes on this mount reached "
-                    "--pending-bytes (%llu bytes): a write that needs more "
-                    "fails with ENOSPC and its file update is discarded\n",
-                    (unsigned long long)f->o.pending_bytes_max);
-        }
-        return -ENOSPC;
+        return -ENOSPC; /* logged by the caller (wfail_local) */
     }
     nb = realloc(u->buf, cap);
     if (nb == NULL) {
@@ -419,6 +505,7 @@ static int do_write(struct fs* f, struct fs_wino* w, struct fs_op* op)
     }
     rv = fs__upd_begin(f, w, false);
     if (rv != 0) {
+        wfail_local(f, w->ino, -rv);
         return -rv;
     }
     if (op->append) {
@@ -466,6 +553,7 @@ static int do_setattr(struct fs* f, struct fs_wino* w, struct fs_op* op)
     }
     rv = fs__upd_begin(f, w, op->trunc);
     if (rv != 0) {
+        wfail_local(f, w->ino, -rv);
         return -rv;
     }
     if (op->trunc || (op->set_mask & STORE_SET_SIZE)) {
@@ -639,6 +727,14 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
     struct fs_wino* w = fs__wino_find(f, op->ino);
 
     assert(op->kind == FS_REPLY_WRITE && w != NULL && w->busy);
+    /* Logged before the reply: the writer's close() returns after it. */
+    if (res->err == -ENOSPC) {
+        wfail_log(f, op->ino, WFAIL_QUOTA);
+    } else if (res->err == -EIO) {
+        wfail_log(f, op->ino, WFAIL_COMMIT);
+    } else if (res->err == -EFBIG) {
+        wfail_log(f, op->ino, WFAIL_SIZE);
+    }
     if (op->req != NULL) {
         fuse_reply_err(op->req, res->err != 0 ? -res->err : 0);
     }

@@ -133,9 +133,10 @@ static void send_msgs(struct node* n,
     for (unsigned i = 0; i < count; i++) {
         int rv = transport_send(n->transport, &msgs[i]);
         if (rv != 0 && rv != -ENOBUFS) {
-            node__log(RAFT_TRACE_DEBUG, "send %s to %" PRIx64 ": %s",
-                      raft_msg_type_name(msgs[i].type), msgs[i].to,
-                      strerror(-rv));
+            char to[NODE_NAME_BUF];
+            node__log(RAFT_TRACE_DEBUG, "send %s to %s: %s",
+                      raft_msg_type_name(msgs[i].type),
+                      node__name(msgs[i].to, to), strerror(-rv));
         }
     }
 }

@@ -302,6 +302,7 @@ int node__open_disk(struct node* n)
                   n->name);
         return rv;
     }
+    node__names_learn(&n->initial_conf);
     rv = mkdir_p(n->data_dir, 0700);
     if (rv != 0) {
         node__log(RAFT_TRACE_ERROR, "cannot create data dir %s: %s",
@@ -537,10 +538,11 @@ int node__start_transport(struct node* n)
 
 void node__sync_peers(struct node* n)
 {
+    const struct raft_conf* c = raft_conf_current(n->raft);
+    node__names_learn(c);
     if (n->transport == NULL) {
         return;
     }
-    const struct raft_conf* c = raft_conf_current(n->raft);
     for (unsigned i = 0; i < c->n; i++) {
         if (c->servers[i].id != n->id && c->servers[i].addr[0] != '\0' &&
             transport_set_peer(n->transport, c->servers[i].id,
@@ -579,12 +581,26 @@ void node__role_changed(struct node* n)
 {
     raft_id leader = raft_leader(n->raft);
     if (leader != n->last_leader) {
-        const struct raft_server* s =
-            raft_conf_get(raft_conf_current(n->raft), leader);
-        node__log(RAFT_TRACE_INFO, "term %" PRIu64 ": %s, leader %s",
-                  raft_current_term(n->raft),
-                  raft_role_name(raft_role(n->raft)),
-                  leader == 0 ? "unknown" : (s != NULL ? s->name : "?"));
+        char now[NODE_NAME_BUF], was[NODE_NAME_BUF];
+        const char* was_name = node__name(n->last_known_leader, was);
+        if (leader != 0) {
+            node__log(
+                RAFT_TRACE_INFO,
+                "leader is now %s%s at term %" PRIu64
+                " (was %s; this node %s, commit index %" PRIu64 ")",
+                node__name(leader, now), leader == n->id ? " (this node)" : "",
+                raft_current_term(n->raft), was_name,
+                raft_role_name(raft_role(n->raft)), raft_commit_index(n->raft));
+            n->last_known_leader = leader;
+        } else {
+            node__log(RAFT_TRACE_INFO,
+                      "no leader at term %" PRIu64
+                      " (last leader %s; this "
+                      "node %s, commit index %" PRIu64 ")",
+                      raft_current_term(n->raft), was_name,
+                      raft_role_name(raft_role(n->raft)),
+                      raft_commit_index(n->raft));
+        }
         n->last_leader = leader;
         n->leader_changed_since_propose = true;
     }

@@ -90,5 +90,22 @@ void node__tracer_emit(void* data, int level, raft_id id, const char* msg);
 /* The same sink for the store's tracer (struct store_tracer). */
 void node__store_tracer_emit(void* data, int level, const char* msg);
 void node__set_log_level(int level);
+/* Lines at level >= min_level are also written to fd (the terminal that
+ * started a daemonized node, until it is mounted); fd -1: none. The fd is
+ * the caller's; it must stay open (e.g. /dev/null dup2'ed over it) for as
+ * long as another thread may log. */
+void node__log_tee(int fd, int min_level);
+
+/* Names of the nodes in log lines. Every configuration the node sees is
+ * learned (never forgotten: a removed member keeps its name).
+ * node__name writes into buf (NODE_NAME_BUF bytes) and returns the member
+ * name of id, "node " and its id in 16 hex digits when no name is known,
+ * or "none" for 0. Thread-safe. */
+enum { NODE_NAME_BUF = 40 };
+void node__names_learn(const struct raft_conf* c);
+const char* node__name(raft_id id, char* buf);
+/* A tracer line with "node <decimal id>" (the transport's) rewritten with
+ * names (node_io.c); out has cap bytes. */
+void node__names_rewrite(const char* in, char* out, size_t cap);
 
 #endif /* QFS_NODE_INTERNAL_H */

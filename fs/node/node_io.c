@@ -29,10 +29,135 @@
 /* ---- logging ---- */
 
 static int log_level = RAFT_TRACE_INFO;
+static _Atomic int log_tee_fd = -1;
+static _Atomic int log_tee_level = RAFT_TRACE_ERROR;
 
 void node__set_log_level(int level)
 {
     log_level = level;
+}
+
+void node__log_tee(int fd, int min_level)
+{
+    log_tee_level = min_level;
+    log_tee_fd = fd;
+}
+
+/* ---- names ---- */
+
+enum { NAMES_MAX = 4 * RAFT_SERVERS_MAX };
+
+static pthread_mutex_t names_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    raft_id id;
+    char name[RAFT_NAME_MAX];
+} names[NAMES_MAX];
+static unsigned n_names;
+
+void node__names_learn(const struct raft_conf* c)
+{
+    pthread_mutex_lock(&names_mu);
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct raft_server* s = &c->servers[i];
+        unsigned j = 0;
+        while (j < n_names && names[j].id != s->id) {
+            j++;
+        }
+        if (s->id == 0 || s->name[0] == '\0' ||
+            (j == n_names && n_names == NAMES_MAX)) {
+            continue; /* full: the oldest names stay */
+        }
+        if (j == n_names) {
+            n_names++;
+        }
+        names[j].id = s->id;
+        snprintf(names[j].name, sizeof(names[j].name), "%s", s->name);
+    }
+    pthread_mutex_unlock(&names_mu);
+}
+
+static bool name_known(raft_id id, char* buf)
+{
+    bool found = false;
+    pthread_mutex_lock(&names_mu);
+    for (unsigned j = 0; j < n_names && !found; j++) {
+        if (names[j].id == id) {
+            snprintf(buf, NODE_NAME_BUF, "%s", names[j].name);
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&names_mu);
+    return found;
+}
+
+const char* node__name(raft_id id, char* buf)
+{
+    if (id == 0) {
+        return "none";
+    }
+    if (!name_known(id, buf)) {
+        snprintf(buf, NODE_NAME_BUF, "node %016" PRIx64, id);
+    }
+    return buf;
+}
+
+/* If in starts with tag and a nonzero decimal id: writes its replacement
+ * into out (cap bytes), sets *used to the input bytes it replaces and
+ * returns the bytes written; else 0. */
+static size_t rewrite_one(const char* in,
+                          const char* tag,
+                          char* out,
+                          size_t cap,
+                          size_t* used)
+{
+    size_t len = strlen(tag);
+    if (strncmp(in, tag, len) != 0 || in[len] < '1' || in[len] > '9') {
+        return 0;
+    }
+    char* end;
+    errno = 0;
+    unsigned long long id = strtoull(in + len, &end, 10);
+    if (errno != 0) {
+        return 0;
+    }
+    char buf[NODE_NAME_BUF];
+    const char* name = node__name(id, buf);
+    bool named = strncmp(name, "node ", 5) != 0;
+    int w;
+    if (strcmp(tag, "node ") == 0) {
+        w = snprintf(out, cap, "%s", name);
+    } else {
+        w = snprintf(out, cap, "%s%016llx%s%s%s", tag, id, named ? " (" : "",
+                     named ? name : "", named ? ")" : "");
+    }
+    if (w <= 0 || (size_t)w >= cap) {
+        return 0; /* no room: copied as it is */
+    }
+    *used = (size_t)(end - in);
+    return (size_t)w;
+}
+
+/* The transport's lines say "node <decimal id>": each becomes the member
+ * name (or "node <hex id>" when none is known); "node id <decimal>"
+ * becomes "node id <hex>" and the name when one is known. "node 0" (no id)
+ * stays. */
+void node__names_rewrite(const char* in, char* out, size_t cap)
+{
+    size_t o = 0;
+    while (*in != '\0' && o + 1 < cap) {
+        size_t used = 0;
+        size_t w = rewrite_one(in, "node id ", out + o, cap - o, &used);
+        if (w == 0) {
+            w = rewrite_one(in, "node ", out + o, cap - o, &used);
+        }
+        if (w != 0) {
+            o += w;
+            in += used;
+            continue;
+        }
+        out[o++] = *in++;
+    }
+    out[o] = '\0';
 }
 
 static void log_vemit(int level,
@@ -45,7 +170,7 @@ static void log_vemit(int level,
                       const char* fmt,
                       va_list ap)
 {
-    static const char* names[] = {"debug", "info", "warn", "error"};
+    static const char* levels[] = {"debug", "info", "warn", "error"};
     struct timespec ts;
     struct tm tm;
     char msg[1024];
@@ -59,7 +184,18 @@ static void log_vemit(int level,
     fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s%s\n",
             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
             tm.tm_sec, ts.tv_nsec / 1000000,
-            names[level < 0 ? 0 : (level > 3 ? 3 : level)], prefix, msg);
+            levels[level < 0 ? 0 : (level > 3 ? 3 : level)], prefix, msg);
+    int tee = log_tee_fd;
+    if (tee >= 0 && level >= log_tee_level) {
+        char line[1200];
+        int len = snprintf(line, sizeof(line), "quorumfs: %s%s\n", prefix, msg);
+        if (len > 0 &&
+            write(tee, line,
+                  (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1) <
+                0) {
+            /* the terminal is gone: the file has the line */
+        }
+    }
 }
 
 void node__log(int level, const char* fmt, ...)
@@ -84,8 +220,13 @@ static void log_plain(int level, const char* prefix, const char* fmt, ...)
 void node__tracer_emit(void* data, int level, raft_id id, const char* msg)
 {
     const char* prefix = data != NULL ? data : "";
+    char named[1024];
     (void)id;
-    log_plain(level, prefix, "%s", msg);
+    if (level < log_level) {
+        return;
+    }
+    node__names_rewrite(msg, named, sizeof(named));
+    log_plain(level, prefix, "%s", named);
 }
 
 _Static_assert((int)STORE_TRACE_DEBUG == (int)RAFT_TRACE_DEBUG &&

@@ -154,11 +154,12 @@ int node_conf_change(struct node* n,
         .server = server,
         .cb = cb,
         .data = data};
-    node__log(RAFT_TRACE_INFO, "membership: %s %s%s%s asked here",
-              op == RAFT_CONF_ADD_LEARNER ? "add learner"
-              : op == RAFT_CONF_PROMOTE   ? "promote"
-                                          : "remove",
-              name, addr != NULL ? " at " : "", addr != NULL ? addr : "");
+    node__log(
+        RAFT_TRACE_INFO, "membership: %s %s (id %016" PRIx64 ")%s%s asked here",
+        op == RAFT_CONF_ADD_LEARNER ? "add learner"
+        : op == RAFT_CONF_PROMOTE   ? "promote"
+                                    : "remove",
+        name, server.id, addr != NULL ? " at " : "", addr != NULL ? addr : "");
     q->cb = NULL; /* not completed from inside this call */
     int rv = req_step(n, q);
     if (rv != 0) {

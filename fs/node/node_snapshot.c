@@ -110,10 +110,12 @@ void node__install_snapshot(struct node* n, const struct raft_update* u)
         n->sticky_err = rv;
         return;
     }
+    char from[NODE_NAME_BUF];
     node__log(RAFT_TRACE_INFO,
               "installed snapshot at index %" PRIu64 " term %" PRIu64
-              " (%zu bytes)",
-              m->index, m->term, u->snapshot_image.len);
+              " (%zu bytes) from %s",
+              m->index, m->term, u->snapshot_image.len,
+              node__name(raft_leader(n->raft), from));
     n->applied_term = m->term;
     n->applied_conf = m->conf;
     n->applied_conf_index = m->conf_index;
@@ -384,6 +386,7 @@ static void compact_at(struct node* n,
     node__frame_flush(n);
     struct raft_snapshot_meta meta = applied_meta(n, applied);
     uint64_t kept = n->log_bytes;
+    uint64_t log_before = n->log_bytes;
     raft_index keep_from =
         drop_log ? keep_from_of(n, applied, &kept) : raft_first_index(n->raft);
     struct raft_event ev = {.type = RAFT_EV_COMPACT};
@@ -419,11 +422,13 @@ static void compact_at(struct node* n,
     job->snap = meta;
     job->keep_from = keep_from;
     node__io_submit(&n->io, job);
-    node__log(with_image ? RAFT_TRACE_INFO : RAFT_TRACE_DEBUG,
-              "snapshot at index %" PRIu64
-              " (%zu bytes%s); log kept from %" PRIu64,
+    node__log(RAFT_TRACE_INFO,
+              "log compacted: snapshot at index %" PRIu64
+              " (%zu bytes%s); log kept from index %" PRIu64 " (%" PRIu64
+              " bytes reclaimed)",
               applied, len,
-              with_image ? "" : ", no image: no follower needs one", keep_from);
+              with_image ? "" : ", no image: no follower needs one", keep_from,
+              log_before > kept ? log_before - kept : 0);
 }
 
 void node__maybe_compact(struct node* n)
@@ -518,6 +523,8 @@ struct db_compact_job {
     struct node* n;
     struct store_compaction* c;
     int rv;
+    uint64_t db_bytes_before; /* for the log line */
+    uint64_t start_ms;
 };
 
 bool node__db_compact_busy(struct node* n)
@@ -557,9 +564,14 @@ static void db_compact_after_cb(uv_work_t* w, int status)
         struct store_stats s;
         store_get_stats(n->store, &s);
         if (rv == 0) {
+            uint64_t before = job->db_bytes_before;
             node__log(RAFT_TRACE_INFO,
-                      "db compacted to revision %" PRIu64 ": %" PRIu64 " bytes",
-                      s.compact_revision, s.db_bytes);
+                      "db compacted to revision %" PRIu64 ": %" PRIu64
+                      " bytes reclaimed, %" PRIu64 " bytes left, in %" PRIu64
+                      " ms",
+                      s.compact_revision,
+                      before > s.db_bytes ? before - s.db_bytes : 0, s.db_bytes,
+                      uv_now(n->loop) - job->start_ms);
         } else {
             node__log(RAFT_TRACE_WARN, "db compaction abandoned: %s",
                       strerror(-rv));
@@ -604,6 +616,10 @@ int node_compact_db(struct node* n)
     job->n = n;
     job->c = c;
     job->work.data = job;
+    struct store_stats st;
+    store_get_stats(n->store, &st);
+    job->db_bytes_before = st.db_bytes;
+    job->start_ms = uv_now(n->loop);
     rv = uv_queue_work(n->loop, &job->work, db_compact_work_cb,
                        db_compact_after_cb);
     if (rv != 0) {

@@ -173,6 +173,7 @@ struct node {
                          run after the update (never stepped inside it) */
     unsigned batches_inflight, frames_inflight;
     raft_id last_leader;
+    raft_id last_known_leader; /* the last nonzero last_leader (log lines) */
     int sticky_err;
 
     /* membership changes (node_members.c) */
