@@ -104,8 +104,5 @@ void node__log_tee(int fd, int min_level);
 enum { NODE_NAME_BUF = 40 };
 void node__names_learn(const struct raft_conf* c);
 const char* node__name(raft_id id, char* buf);
-/* A tracer line with "node <decimal id>" (the transport's) rewritten with
- * names (node_io.c); out has cap bytes. */
-void node__names_rewrite(const char* in, char* out, size_t cap);
 
 #endif /* QFS_NODE_INTERNAL_H */

@@ -101,65 +101,6 @@ const char* node__name(raft_id id, char* buf)
     return buf;
 }
 
-/* If in starts with tag and a nonzero decimal id: writes its replacement
- * into out (cap bytes), sets *used to the input bytes it replaces and
- * returns the bytes written; else 0. */
-static size_t rewrite_one(const char* in,
-                          const char* tag,
-                          char* out,
-                          size_t cap,
-                          size_t* used)
-{
-    size_t len = strlen(tag);
-    if (strncmp(in, tag, len) != 0 || in[len] < '1' || in[len] > '9') {
-        return 0;
-    }
-    char* end;
-    errno = 0;
-    unsigned long long id = strtoull(in + len, &end, 10);
-    if (errno != 0) {
-        return 0;
-    }
-    char buf[NODE_NAME_BUF];
-    const char* name = node__name(id, buf);
-    bool named = strncmp(name, "node ", 5) != 0;
-    int w;
-    if (strcmp(tag, "node ") == 0) {
-        w = snprintf(out, cap, "%s", name);
-    } else {
-        w = snprintf(out, cap, "%s%016llx%s%s%s", tag, id, named ? " (" : "",
-                     named ? name : "", named ? ")" : "");
-    }
-    if (w <= 0 || (size_t)w >= cap) {
-        return 0; /* no room: copied as it is */
-    }
-    *used = (size_t)(end - in);
-    return (size_t)w;
-}
-
-/* The transport's lines say "node <decimal id>": each becomes the member
- * name (or "node <hex id>" when none is known); "node id <decimal>"
- * becomes "node id <hex>" and the name when one is known. "node 0" (no id)
- * stays. */
-void node__names_rewrite(const char* in, char* out, size_t cap)
-{
-    size_t o = 0;
-    while (*in != '\0' && o + 1 < cap) {
-        size_t used = 0;
-        size_t w = rewrite_one(in, "node id ", out + o, cap - o, &used);
-        if (w == 0) {
-            w = rewrite_one(in, "node ", out + o, cap - o, &used);
-        }
-        if (w != 0) {
-            o += w;
-            in += used;
-            continue;
-        }
-        out[o++] = *in++;
-    }
-    out[o] = '\0';
-}
-
 static void log_vemit(int level,
                       const char* prefix,
                       const char* fmt,
@@ -220,13 +161,12 @@ static void log_plain(int level, const char* prefix, const char* fmt, ...)
 void node__tracer_emit(void* data, int level, raft_id id, const char* msg)
 {
     const char* prefix = data != NULL ? data : "";
-    char named[1024];
     (void)id;
     if (level < log_level) {
         return;
     }
-    node__names_rewrite(msg, named, sizeof(named));
-    log_plain(level, prefix, "%s", named);
+    /* The core and the transport name nodes themselves (member names). */
+    log_plain(level, prefix, "%s", msg);
 }
 
 _Static_assert((int)STORE_TRACE_DEBUG == (int)RAFT_TRACE_DEBUG &&

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import QUORUMFS_BIN, tree as snapshot_tree
+from conftest import QUORUMFS_BIN, peer_security_args, tree as snapshot_tree
 
 
 def sh(cmd, cwd=None, check=True):
@@ -851,7 +851,7 @@ def test_wrong_node_or_cluster_refused(node, tmp_path):
     ]
     for args, message in cases:
         r = run_bin(["mount", str(other), "--data-dir", node.data_dir, "-f"]
-                    + args)
+                    + peer_security_args(args))
         assert r.returncode != 0, args
         assert message in r.stderr, (args, r.stderr)
         assert not os.path.ismount(str(other))

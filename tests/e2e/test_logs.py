@@ -19,7 +19,7 @@ import time
 import pytest
 
 import cluster as qc
-from conftest import QUORUMFS_BIN, Node, check_log, unmount
+from conftest import QUORUMFS_BIN, Node, check_log, peer_security_args, unmount
 
 QUOTA = 400_000
 FILE = 100_000
@@ -74,7 +74,7 @@ class DaemonNode(Node):
 
     def cmd(self, extra_args=()):
         return [QUORUMFS_BIN, "mount", self.mnt, "--data-dir", self.data_dir,
-                "--name", self.name] + list(extra_args)
+                "--name", self.name] + peer_security_args(extra_args)
 
     def start(self, extra_args=(), wait=True):
         self.extra_args = list(extra_args)
@@ -188,7 +188,8 @@ def test_daemon_logs(cluster, tmp_path):
     other.mkdir()
     off = os.path.getsize(new.log_path)
     r = subprocess.run([QUORUMFS_BIN, "mount", str(other), "--data-dir",
-                        new.data_dir, "--name", new.name] + c.args(new),
+                        new.data_dir, "--name", new.name] +
+                       peer_security_args(c.args(new)),
                        capture_output=True, text=True, timeout=60)
     try:
         assert r.returncode != 0, r
