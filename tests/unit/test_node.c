@@ -1,15 +1,22 @@
-/* test_node.c - the node on a real libuv loop, real disk, no FUSE and no
- * transport (a single voter): proposals through the driver, log
- * compaction while they run (stepped after the update that applied
- * them, never inside it), then restarts from the data dir, which must
- * replay to the same tree. */
+/* test_node.c - the node on a real libuv loop, real disk, no FUSE:
+ *  - a single voter (no transport): proposals through the driver, log
+ *    compaction while they run (stepped after the update that applied
+ *    them, never inside it), then restarts from the data dir, which must
+ *    replay to the same tree;
+ *  - three members on one loop over TLS on 127.0.0.1/2/3: proposals on
+ *    every member reach every store in one order; the leader stops, the
+ *    other two elect and go on, and the old leader, restarted, catches up
+ *    (the production sequencing of several nodes, which the sim models
+ *    and the e2e tests reach only through FUSE). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../../fs/node/identity.h"
 #include "../../fs/node/node_state_internal.h"
+#include "../../raft/tls.h"
 #include "check.h"
 
 enum { DIRS = 300 };
@@ -169,9 +176,231 @@ static void test_names_in_log_lines(void)
                  "node 0123456789abcdef") == 0);
 }
 
+/* ---- three members on one loop ---- */
+
+enum { MEMBERS = 3, WAIT_MS = 15000 };
+
+struct member {
+    char name[8];
+    char dir[64];
+    char addr[32];
+    struct node* n;
+};
+
+static char cluster_list[256];
+static struct tls_config* tls;
+
+static void wake_cb(uv_timer_t* t)
+{
+    (void)t;
+}
+
+/* Run the loop until pred(arg) holds; false after WAIT_MS. */
+static bool run_until(uv_loop_t* loop, bool (*pred)(void*), void* arg)
+{
+    uv_timer_t wake;
+    uv_timer_init(loop, &wake);
+    uv_timer_start(&wake, wake_cb, 10, 10);
+    uv_update_time(loop);
+    uint64_t deadline = uv_now(loop) + WAIT_MS;
+    bool ok = pred(arg);
+    while (!ok && uv_now(loop) < deadline) {
+        uv_run(loop, UV_RUN_ONCE);
+        ok = pred(arg);
+    }
+    uv_close((uv_handle_t*)&wake, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+static void member_start(uv_loop_t* loop, struct member* m, bool existing)
+{
+    static struct node_options o[MEMBERS];
+    struct node_options* mo = &o[m->name[1] - '1'];
+    options(mo, m->dir);
+    mo->name = m->name;
+    mo->listen_peer = m->addr;
+    mo->peer_tls = tls;
+    mo->heartbeat_ms = 50;
+    mo->election_ms = 300;
+    mo->cluster_existing = existing;
+    CHECK_EQ(identity_parse_cluster(cluster_list, mo->initial, &mo->n_initial),
+             0);
+    CHECK_EQ(node_start(loop, mo, &m->n), 0);
+}
+
+struct group {
+    struct member* m;
+    unsigned count; /* the first `count` members, the running ones */
+};
+
+/* Every running member names the same leader, one of them. */
+static bool agreed_leader(void* arg)
+{
+    struct group* g = arg;
+    raft_id l = raft_leader(g->m[0].n->raft);
+    bool among = false;
+    for (unsigned i = 0; i < g->count; i++) {
+        if (raft_leader(g->m[i].n->raft) != l) {
+            return false;
+        }
+        among = among || g->m[i].n->id == l;
+    }
+    return l != 0 && among;
+}
+
+struct want {
+    struct run* r;
+    unsigned done;
+};
+
+static bool proposals_done(void* arg)
+{
+    struct want* w = arg;
+    return w->r->done >= w->done;
+}
+
+/* Every running member has applied what the leader committed. */
+static bool caught_up(void* arg)
+{
+    struct group* g = arg;
+    raft_index commit = 0;
+    for (unsigned i = 0; i < g->count; i++) {
+        raft_index c = raft_commit_index(g->m[i].n->raft);
+        commit = c > commit ? c : commit;
+    }
+    for (unsigned i = 0; i < g->count; i++) {
+        if (store_applied_index(node_store(g->m[i].n)) < commit) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static struct member* leader_of(struct member* ms, unsigned count)
+{
+    for (unsigned i = 0; i < count; i++) {
+        if (raft_role(ms[i].n->raft) == RAFT_LEADER) {
+            return &ms[i];
+        }
+    }
+    CHECK(false);
+    return NULL;
+}
+
+/* `count` mkdirs named PREFIX<i>, proposed round robin on the members. */
+static void propose_dirs(uv_loop_t* loop,
+                         struct member* ms,
+                         unsigned members,
+                         const char* prefix,
+                         unsigned count)
+{
+    static char names[128][32];
+    struct run r = {0};
+    CHECK(count <= 128);
+    for (unsigned i = 0; i < count; i++) {
+        snprintf(names[i], sizeof(names[i]), "%s%u", prefix, i);
+        struct store_cmd c;
+        mkdir_cmd(&c, names[i]);
+        CHECK_EQ(node_propose(ms[i % members].n, &c, propose_cb, &r), 0);
+    }
+    struct want w = {&r, count};
+    CHECK(run_until(loop, proposals_done, &w));
+    CHECK_EQ(r.failed, 0);
+}
+
+static void check_dirs(struct node* n, const char* prefix, unsigned count)
+{
+    for (unsigned i = 0; i < count; i++) {
+        char name[32];
+        struct store_attr a;
+        snprintf(name, sizeof(name), "%s%u", prefix, i);
+        CHECK_EQ(store_lookup(node_store(n), STORE_ROOT_INO, name, &a), 0);
+    }
+}
+
+static void test_three_members(void)
+{
+    static struct member ms[MEMBERS];
+    char secret[] = "/tmp/qfs-test-node-secret-XXXXXX";
+    int fd = mkstemp(secret);
+    CHECK(fd >= 0);
+    const char* key = "a secret the three members share\n";
+    CHECK_EQ(write(fd, key, strlen(key)), (ssize_t)strlen(key));
+    close(fd);
+    struct tls_config_options to = {.secret_file = secret};
+    char err[TLS_ERROR_MAX];
+    CHECK_EQ(tls_config_new(&to, &tls, err, sizeof(err)), 0);
+    unlink(secret);
+
+    cluster_list[0] = '\0';
+    int base = 20000 + (int)(getpid() % 20000);
+    for (unsigned i = 0; i < MEMBERS; i++) {
+        struct member* m = &ms[i];
+        snprintf(m->name, sizeof(m->name), "n%u", i + 1);
+        snprintf(m->dir, sizeof(m->dir), "/tmp/qfs-test-node-n%u-XXXXXX",
+                 i + 1);
+        CHECK(mkdtemp(m->dir) != NULL);
+        snprintf(m->addr, sizeof(m->addr), "127.0.0.%u:%d", i + 1,
+                 base + (int)i);
+        size_t len = strlen(cluster_list);
+        snprintf(cluster_list + len, sizeof(cluster_list) - len,
+                 "%sn%u=127.0.0.%u:%d", i > 0 ? "," : "", i + 1, i + 1,
+                 base + (int)i);
+    }
+    uv_loop_t loop;
+    CHECK_EQ(uv_loop_init(&loop), 0);
+    for (unsigned i = 0; i < MEMBERS; i++) {
+        member_start(&loop, &ms[i], false);
+    }
+    struct group all = {ms, MEMBERS};
+    CHECK(run_until(&loop, agreed_leader, &all));
+    propose_dirs(&loop, ms, MEMBERS, "a", 60);
+    CHECK(run_until(&loop, caught_up, &all));
+    for (unsigned i = 0; i < MEMBERS; i++) {
+        check_dirs(ms[i].n, "a", 60);
+    }
+
+    /* The leader stops; the two others elect one of them and go on. */
+    struct member* old = leader_of(ms, MEMBERS);
+    stop(&loop, old->n);
+    if (old != &ms[MEMBERS - 1]) { /* keep the running ones first */
+        struct member tmp = *old;
+        *old = ms[MEMBERS - 1];
+        ms[MEMBERS - 1] = tmp;
+        old = &ms[MEMBERS - 1];
+    }
+    struct group two = {ms, MEMBERS - 1};
+    CHECK(run_until(&loop, agreed_leader, &two));
+    propose_dirs(&loop, ms, MEMBERS - 1, "b", 40);
+
+    /* The old leader comes back and catches up. */
+    member_start(&loop, old, true);
+    CHECK(run_until(&loop, agreed_leader, &all));
+    CHECK(run_until(&loop, caught_up, &all));
+    check_dirs(old->n, "a", 60);
+    check_dirs(old->n, "b", 40);
+    struct store_stats s0, s1;
+    store_get_stats(node_store(old->n), &s0);
+    store_get_stats(node_store(ms[0].n), &s1);
+    CHECK_EQ(s0.revision, s1.revision);
+
+    for (unsigned i = 0; i < MEMBERS; i++) {
+        stop(&loop, ms[i].n);
+    }
+    CHECK_EQ(uv_loop_close(&loop), 0);
+    tls_config_free(tls);
+    for (unsigned i = 0; i < MEMBERS; i++) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", ms[i].dir);
+        CHECK_EQ(system(cmd), 0);
+    }
+}
+
 int main(void)
 {
     RUN(test_names_in_log_lines);
     RUN(test_proposals_compaction_restart);
+    RUN(test_three_members);
     return 0;
 }
