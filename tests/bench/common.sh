@@ -31,6 +31,7 @@ stop_started() {
 # base64) if missing and prints its path: the nodes' --peer-secret-file.
 peer_secret() {
     local f=$1/peer.secret
+    mkdir -p "$1"
     if [ ! -f "$f" ]; then
         (umask 077 && head -c 32 /dev/urandom | base64 >"$f")
     fi
