@@ -390,6 +390,8 @@ static void answer(struct ctl_client* cl)
         rv = node_status_json(n, &out, &len);
     } else if (strcmp(cl->req, "status text") == 0) {
         rv = node_status_text(n, &out, &len);
+    } else if (strcmp(cl->req, "health") == 0) {
+        rv = node_health_text(n, &out, &len);
     } else if (strcmp(cl->req, "members") == 0) {
         rv = node_members_text(n, &out, &len);
     } else if (strcmp(cl->req, "member list json") == 0 ||
