@@ -498,6 +498,20 @@ int node_status_text(struct node* n, char** out, size_t* len)
             n->name, role_of(n), raft_current_term(n->raft),
             leader != NULL ? leader : "(none)");
     health_line(&t, &h);
+    for (unsigned i = 0; i < c->n; i++) {
+        struct member_health m;
+        member_health(n, &c->servers[i], &m);
+        if (!m.reachable) {
+            char heard[32];
+            fmt_ms(heard, sizeof(heard), m.heard_ms);
+            tprintf(&t, "member %s: UNREACHABLE", m.s->name);
+            if (m.heard_ms >= 0) {
+                tprintf(&t, " (last heard %s)\n", heard);
+            } else {
+                tprintf(&t, " (not connected to %s)\n", n->name);
+            }
+        }
+    }
     tprintf(&t,
             "commit:      %" PRIu64 "\napplied:     %" PRIu64
             "\nrevision:    %" PRIu64 "\nkeys:        %" PRIu64
@@ -534,20 +548,6 @@ int node_status_text(struct node* n, char** out, size_t* len)
                 m.s->addr[0] != '\0' ? m.s->addr : "-",
                 m.s->role == RAFT_VOTER ? "voter" : "learner", state, lag,
                 heard);
-    }
-    for (unsigned i = 0; i < c->n; i++) {
-        struct member_health m;
-        member_health(n, &c->servers[i], &m);
-        if (!m.reachable) {
-            char heard[32];
-            fmt_ms(heard, sizeof(heard), m.heard_ms);
-            tprintf(&t, "member %s: UNREACHABLE", m.s->name);
-            if (m.heard_ms >= 0) {
-                tprintf(&t, " (last heard %s)\n", heard);
-            } else {
-                tprintf(&t, " (not connected to %s)\n", n->name);
-            }
-        }
     }
     return text_end(&t, out, len);
 }
