@@ -891,6 +891,8 @@ static void bad_flag(const char* cmd, char** argv, int c)
         fprintf(stderr, "quorumfs %s: flag '%s' needs a value\n", cmd, word);
     } else if (optopt != 0 && optopt < 1000) {
         fprintf(stderr, "quorumfs %s: unknown flag '-%c'\n", cmd, optopt);
+    } else if (optopt != 0) {
+        fprintf(stderr, "quorumfs %s: flag '%s' takes no value\n", cmd, word);
     } else {
         fprintf(stderr, "quorumfs %s: unknown flag '%s'\n", cmd, word);
     }

@@ -274,6 +274,7 @@ def test_unknown_command_far_from_all_has_no_suggestion():
     (["members", "--to", "n1"], "'--to'"),
     (["leader", "--learner"], "'--learner'"),
     (["compact", "--data-dir"], "'--data-dir' needs a value"),
+    (["status", "--json=yes"], "'--json=yes' takes no value"),
 ])
 def test_bad_flag_names_it_and_the_help(args, flag):
     r = run(args)
