@@ -389,17 +389,14 @@ static int mount_data_dir(const char* cmd,
     return 0;
 }
 
-/* The data dir of the node behind path: path itself when it is a data
- * dir (unless only_mount), else the node mounted where path is. */
+/* The data dir of the node behind path: the node mounted where path is
+ * (first: a file named identity may well be in a quorumfs tree), else
+ * path itself when it is a data dir (unless only_mount). */
 static int resolve_path(struct ctl_target* o, const char* path, bool only_mount)
 {
     char abs[PATH_MAX], mnt[PATH_MAX];
     bool qfs = false;
 
-    if (!only_mount && ctl__is_data_dir(path)) {
-        snprintf(o->dir, sizeof(o->dir), "%s", path);
-        return 0;
-    }
     if (realpath(path, abs) == NULL) {
         int err = errno;
         fprintf(stderr, "quorumfs %s: %s: %s%s\n", o->cmd, path, strerror(err),
@@ -408,15 +405,19 @@ static int resolve_path(struct ctl_target* o, const char* path, bool only_mount)
                                 : "");
         return -1;
     }
-    if (mount_of(abs, mnt, sizeof(mnt), &qfs, NULL) != 0 || !qfs) {
-        fprintf(stderr,
-                "quorumfs %s: %s is neither a quorumfs mount%s nor a "
-                "quorumfs data dir (no %s file)\n",
-                o->cmd, path, only_mount ? "" : " (nor a path in one)",
-                DATADIR_IDENTITY);
-        return -1;
+    if (mount_of(abs, mnt, sizeof(mnt), &qfs, NULL) == 0 && qfs) {
+        return mount_data_dir(o->cmd, mnt, o->dir, sizeof(o->dir));
     }
-    return mount_data_dir(o->cmd, mnt, o->dir, sizeof(o->dir));
+    if (!only_mount && ctl__is_data_dir(abs)) {
+        snprintf(o->dir, sizeof(o->dir), "%s", abs);
+        return 0;
+    }
+    fprintf(stderr,
+            "quorumfs %s: %s is neither a quorumfs mount%s nor a quorumfs "
+            "data dir (no %s file)\n",
+            o->cmd, path, only_mount ? "" : " (nor a path in one)",
+            DATADIR_IDENTITY);
+    return -1;
 }
 
 int ctl__resolve_target(struct ctl_target* o)

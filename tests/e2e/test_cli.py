@@ -309,6 +309,10 @@ def test_a_path_that_is_no_node_is_a_clear_error(tmp_path):
 
 def test_status_of_a_single_node_by_mount_data_dir_and_path_in_it(node):
     os.mkdir(node.path("app"))
+    # A file named like the data dir's identity file does not make the
+    # mount a data dir.
+    with open(node.path("identity"), "w") as f:
+        f.write("not a data dir\n")
     for args in ([node.mnt], [node.data_dir], [node.path("app")],
                  ["--mount", node.mnt], ["--data-dir", node.data_dir]):
         r = run(["status", "--json"] + args)
