@@ -1,8 +1,8 @@
 /* node_status.c - the node's state as JSON and text, for /.cluster/ files
  * and the control socket (DESIGN §7). */
 #include <errno.h>
-#include <limits.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,27 +343,6 @@ int node_members_text(struct node* n, char** out, size_t* len)
     return text_end(&t, out, len);
 }
 
-/* One member's view from here: match index (-1: unknown) and reachable. */
-static void member_view(struct node* n,
-                        const struct raft_server* s,
-                        int64_t* match,
-                        bool* reachable)
-{
-    raft_index m = 0;
-    *match = -1;
-    *reachable = false;
-    if (s->id == n->id) {
-        *match = (int64_t)raft_last_index(n->raft);
-        *reachable = true;
-    } else if (raft_role(n->raft) == RAFT_LEADER) {
-        if (raft_peer_progress(n->raft, s->id, &m, reachable) == 0) {
-            *match = (int64_t)m;
-        }
-    } else if (n->transport != NULL) {
-        *reachable = transport_connected(n->transport, s->id);
-    }
-}
-
 int node_member_list(struct node* n, bool json, char** out, size_t* len)
 {
     struct text t;
@@ -395,9 +374,10 @@ int node_member_list(struct node* n, bool json, char** out, size_t* len)
     }
     for (unsigned i = 0; i < c->n; i++) {
         const struct raft_server* s = &c->servers[i];
-        int64_t match;
-        bool reachable;
-        member_view(n, s, &match, &reachable);
+        struct member_health mh;
+        member_health(n, s, &mh);
+        int64_t match = mh.match;
+        bool reachable = mh.reachable;
         const char* role = s->role == RAFT_VOTER ? "voter" : "learner";
         if (json) {
             tprintf(&t,
