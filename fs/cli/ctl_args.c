@@ -130,11 +130,14 @@ static const struct cmd_usage usages[] = {
      "  save     writes the running node's state to FILE\n"
      "  status   checks FILE and prints what it holds (offline)\n"
      "  restore  makes a new data dir D for node N from FILE, the first\n"
-     "           node of a new cluster (offline)\n"
-     "\n" TARGET_FLAGS "  --json           status: machine-readable output\n"
+     "           node of a new cluster (offline; there --data-dir D is\n"
+     "           the new data dir, new or empty, and --name N the new\n"
+     "           node's name)\n"
+     "\n"
+     "  --json           status: machine-readable output\n"
      "  --initial-cluster LIST, --listen-peer ADDR:PORT\n"
      "                   restore: the new cluster, as for `quorumfs mount`\n"
-     "See docs/snapshots.md.\n"},
+     "The node save talks to:\n" TARGET_FLAGS "See docs/snapshots.md.\n"},
 };
 
 static const struct {
