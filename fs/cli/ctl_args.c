@@ -225,18 +225,115 @@ static unsigned edit_distance(const char* a, const char* b)
     return d[la][lb] < 9 ? d[la][lb] : 9;
 }
 
-const char* ctl_nearest_command(const char* word)
+/* The word of words (n of them) at most two edits from word, or NULL. */
+static const char* nearest(const char* word, const char* const* words, size_t n)
 {
     const char* best = NULL;
     unsigned best_d = 3; /* at most 2 edits */
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        unsigned d = edit_distance(word, commands[i]);
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = edit_distance(word, words[i]);
         if (d < best_d) {
             best_d = d;
-            best = commands[i];
+            best = words[i];
         }
     }
     return best;
+}
+
+const char* ctl_nearest_command(const char* word)
+{
+    return nearest(word, commands, sizeof(commands) / sizeof(commands[0]));
+}
+
+/* The arguments each command takes: a subcommand word (NULL: none) and
+ * how many arguments in all (the word included). */
+static const struct {
+    const char* cmd;
+    const char* word;
+    int min, max;
+} arities[] = {
+    {"status", NULL, 0, 1},        /* [PATH] */
+    {"endpoint", "health", 1, 2},  /* health [PATH] */
+    {"members", NULL, 0, 0},       /* */
+    {"leader", NULL, 0, 0},        /* */
+    {"leader", "transfer", 1, 1},  /* transfer */
+    {"member", "list", 1, 1},      /* list */
+    {"member", "add", 3, 3},       /* add NAME ADDR */
+    {"member", "promote", 2, 2},   /* promote NAME */
+    {"member", "remove", 2, 2},    /* remove NAME */
+    {"restore", NULL, 1, 2},       /* NAME|@REV [PATH] */
+    {"compact", NULL, 0, 0},       /* */
+    {"snapshot", "save", 2, 2},    /* save FILE */
+    {"snapshot", "status", 2, 2},  /* status FILE */
+    {"snapshot", "restore", 2, 2}, /* restore FILE */
+};
+
+enum { ARITIES = sizeof(arities) / sizeof(arities[0]) };
+
+/* The subcommand words of cmd, in table order. */
+static void words_of(const char* cmd, const char** words, size_t* n)
+{
+    *n = 0;
+    for (size_t i = 0; i < ARITIES; i++) {
+        if (strcmp(arities[i].cmd, cmd) == 0 && arities[i].word != NULL) {
+            words[(*n)++] = arities[i].word;
+        }
+    }
+}
+
+int ctl__check_args(const char* cmd, int argc, char** argv)
+{
+    const char* words[ARITIES];
+    size_t n;
+    bool bare = false; /* cmd takes no subcommand word (or may omit it) */
+
+    words_of(cmd, words, &n);
+    for (size_t i = 0; i < ARITIES; i++) {
+        if (strcmp(arities[i].cmd, cmd) != 0) {
+            continue;
+        }
+        bool match = arities[i].word == NULL
+                         ? n == 0 || argc == 0
+                         : argc > 0 && strcmp(argv[0], arities[i].word) == 0;
+        bare = bare || arities[i].word == NULL;
+        if (!match) {
+            continue;
+        }
+        if (argc < arities[i].min) {
+            fprintf(stderr, "quorumfs %s%s%s: missing arguments\n", cmd,
+                    arities[i].word != NULL ? " " : "",
+                    arities[i].word != NULL ? arities[i].word : "");
+            return ctl__usage_error(cmd);
+        }
+        if (argc > arities[i].max) {
+            fprintf(stderr, "quorumfs %s: unexpected argument '%s'\n", cmd,
+                    argv[arities[i].max]);
+            return ctl__usage_error(cmd);
+        }
+        return 0;
+    }
+    if (n == 0) {
+        return 0; /* not a client command: the caller says so */
+    }
+    if (argc == 0 && !bare) {
+        fprintf(stderr, "quorumfs %s: expected ", cmd);
+        for (size_t j = 0; j < n; j++) {
+            fprintf(stderr, "%s%s",
+                    j == 0      ? ""
+                    : j + 1 < n ? ", "
+                                : " or ",
+                    words[j]);
+        }
+        fprintf(stderr, "\n");
+        return ctl__usage_error(cmd);
+    }
+    const char* near = nearest(argv[0], words, n);
+    fprintf(stderr, "quorumfs %s: unknown subcommand '%s'", cmd, argv[0]);
+    if (near != NULL) {
+        fprintf(stderr, "; did you mean '%s'?", near);
+    }
+    fprintf(stderr, "\n");
+    return ctl__usage_error(cmd);
 }
 
 /* ---- which node: a data dir, or the node behind a mount ---- */

@@ -633,15 +633,8 @@ static int cmd_member(struct cli* o, int argc, char** argv)
     bool one = (strcmp(sub, "promote") == 0 || strcmp(sub, "remove") == 0) &&
                argc == 2;
     if (!add && !one) {
-        if (argc == 0) {
-            fprintf(stderr,
-                    "quorumfs member: expected list, add, promote or "
-                    "remove\n");
-        } else {
-            fprintf(stderr, "quorumfs member %s: bad arguments\n", sub);
-        }
-        (void)ctl_usage("member", stderr);
-        return 2;
+        fprintf(stderr, "quorumfs member %s: wrong number of arguments\n", sub);
+        return ctl__usage_error("member");
     }
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] == '\0' || strpbrk(argv[i], "\t\n,= ") != NULL) {
@@ -700,11 +693,8 @@ static int cmd_snapshot(struct cli* o, int argc, char** argv)
         o->dir = o->dir_arg; /* no default: the target must be named */
         return cmd_snapshot_restore(o, argv[1]);
     }
-    fprintf(stderr,
-            "quorumfs snapshot: expected save FILE, status FILE or "
-            "restore FILE\n");
-    (void)ctl_usage("snapshot", stderr);
-    return 2;
+    fprintf(stderr, "quorumfs snapshot %s: expected one FILE\n", argv[0]);
+    return ctl__usage_error("snapshot");
 }
 
 /* `quorumfs leader transfer [--to N]`, sent to the leader's node: start
@@ -994,17 +984,12 @@ int ctl_command(int argc, char** argv)
     argv += optind;
     const char* path = NULL;
     bool offline = false;
+    int rv = ctl__check_args(o.cmd, argc, argv);
+    if (rv != 0) {
+        return rv;
+    }
     if (strcmp(o.cmd, "status") == 0 || strcmp(o.cmd, "endpoint") == 0) {
         int first = strcmp(o.cmd, "endpoint") == 0;
-        if (first && (argc < 1 || strcmp(argv[0], "health") != 0)) {
-            fprintf(stderr, "quorumfs endpoint: expected `health`\n");
-            return ctl__usage_error(o.cmd);
-        }
-        if (argc > first + 1) {
-            fprintf(stderr, "quorumfs %s: unexpected argument '%s'\n", o.cmd,
-                    argv[first + 1]);
-            return ctl__usage_error(o.cmd);
-        }
         path = argc > first ? argv[first] : NULL;
     } else if (strcmp(o.cmd, "snapshot") == 0) {
         offline = argc > 0 && (strcmp(argv[0], "status") == 0 ||
@@ -1014,13 +999,6 @@ int ctl_command(int argc, char** argv)
                     argv[0]);
             return ctl__usage_error(o.cmd);
         }
-    } else if ((strcmp(o.cmd, "members") == 0 && argc > 0) ||
-               (strcmp(o.cmd, "leader") == 0 &&
-                (argc > 1 ||
-                 (argc == 1 && strcmp(argv[0], "transfer") != 0)))) {
-        fprintf(stderr, "quorumfs %s: unexpected argument '%s'\n", o.cmd,
-                argv[argc > 1 && strcmp(argv[0], "transfer") == 0 ? 1 : 0]);
-        return ctl__usage_error(o.cmd);
     }
     if (o.to != NULL && (argc < 1 || strcmp(argv[0], "transfer") != 0)) {
         fprintf(stderr, "quorumfs leader: --to is for `leader transfer`\n");
@@ -1034,7 +1012,7 @@ int ctl_command(int argc, char** argv)
                                        .mount = o.mount,
                                        .data_dir = o.dir_arg,
                                        .name = o.name};
-        int rv = ctl__resolve_target(&o.target);
+        rv = ctl__resolve_target(&o.target);
         if (rv != 0) {
             return rv;
         }

@@ -20,6 +20,10 @@ enum {
 bool ctl__cmd_flags(const char* cmd, unsigned* flags);
 /* "Try `quorumfs CMD --help`." on stderr; returns 2 (the exit status). */
 int ctl__usage_error(const char* cmd);
+/* The arguments of cmd (after the flags): its subcommand word, if it has
+ * some, and their number. 0, or 2 once the error is printed (naming the
+ * nearest subcommand to a mistyped one). */
+int ctl__check_args(const char* cmd, int argc, char** argv);
 /* Whether path is a data dir (it holds an identity file). */
 bool ctl__is_data_dir(const char* path);
 

@@ -259,6 +259,27 @@ def test_unknown_command_suggests_the_nearest(word, near):
         assert r.stdout == ""
 
 
+@pytest.mark.parametrize("args,msg", [
+    (["member", "lst"], "unknown subcommand 'lst'; did you mean 'list'?"),
+    (["snapshot", "sav", "f"], "did you mean 'save'?"),
+    (["endpoint", "helth"], "did you mean 'health'?"),
+    (["leader", "tranfser"], "did you mean 'transfer'?"),
+    (["member"], "expected list, add, promote or remove"),
+    (["snapshot"], "expected save, status or restore"),
+    (["member", "add", "n4"], "member add: missing arguments"),
+    (["snapshot", "save"], "snapshot save: missing arguments"),
+    (["members", "x"], "unexpected argument 'x'"),
+    (["compact", "x"], "unexpected argument 'x'"),
+    (["status", "a", "b"], "unexpected argument 'b'"),
+])
+def test_bad_arguments_are_refused_before_any_node_is_looked_for(args, msg):
+    # No node anywhere: the usage error comes first.
+    r = run(args + ["--data-dir", "/nonexistent"])
+    assert r.returncode == 2, (args, r.stderr)
+    assert msg in r.stderr, r.stderr
+    assert "quorumfs %s --help" % args[0] in r.stderr, r.stderr
+
+
 def test_unknown_command_far_from_all_has_no_suggestion():
     r = run(["xyzzyq"])
     assert r.returncode == 2
