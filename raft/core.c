@@ -744,3 +744,23 @@ int raft_peer_progress(const struct raft* r,
     }
     return -ENOENT;
 }
+
+int raft_peer_last_heard(const struct raft* r, raft_id id, uint64_t* ms_ago)
+{
+    if (r->role != RAFT_LEADER) {
+        return -ENOENT;
+    }
+    if (id == r->opt.id) {
+        *ms_ago = 0;
+        return 0;
+    }
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        const struct raft__progress* p = &r->progress[i];
+        if (p->id == id) {
+            *ms_ago =
+                r->now_ms > p->last_recv_ms ? r->now_ms - p->last_recv_ms : 0;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}

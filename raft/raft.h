@@ -545,5 +545,10 @@ int raft_peer_progress(const struct raft* r,
                        raft_id id,
                        raft_index* match,
                        bool* recent);
+/* Leader's view of a peer: milliseconds since it last heard from it, on the
+ * core's clock (since it became leader, or since the peer joined the
+ * configuration, when it has not heard from it since). Returns -ENOENT
+ * when not leader or unknown id; 0 for itself. */
+int raft_peer_last_heard(const struct raft* r, raft_id id, uint64_t* ms_ago);
 
 #endif /* QFS_RAFT_H */

@@ -432,6 +432,41 @@ static void req_member(struct ctl_client* cl, char* args)
     }
 }
 
+/* "transfer\tNAME": only the leader's node starts a transfer; elsewhere
+ * the error names the leader to run it on. */
+static void req_transfer(struct ctl_client* cl, const char* to)
+{
+    struct node* n = cl->ctl->node;
+    int rv = node_transfer_leadership(n, to);
+    if (rv == 0) {
+        client_printf(cl, "ok transfer started\n");
+        return;
+    }
+    if (rv == -ENOENT) {
+        client_printf(cl, "error: no member of that name\n");
+        return;
+    }
+    if (node_is_leader(n)) {
+        client_printf(cl, "error: the target is not a voter\n");
+        return;
+    }
+    char* leader = NULL;
+    size_t len = 0;
+    if (node_leader_text(n, &leader, &len) != 0 || len < 2) {
+        free(leader);
+        client_printf(cl,
+                      "error: this node is not the leader and no leader "
+                      "is known: retry once one is elected\n");
+        return;
+    }
+    leader[len - 1] = '\0';
+    client_printf(cl,
+                  "error: this node is not the leader; run it on the "
+                  "leader's node, %s\n",
+                  leader);
+    free(leader);
+}
+
 static void answer(struct ctl_client* cl)
 {
     struct node* n = cl->ctl->node;
@@ -458,21 +493,15 @@ static void answer(struct ctl_client* cl)
         return;
     }
     if (strncmp(cl->req, "transfer\t", 9) == 0) {
-        rv = node_transfer_leadership(n, cl->req + 9);
-        if (rv != 0) {
-            client_printf(cl, "error: %s\n",
-                          rv == -ENOENT ? "no member of that name"
-                                        : "this node is not the leader, or "
-                                          "the target is not a voter");
-        } else {
-            client_printf(cl, "ok transfer started\n");
-        }
+        req_transfer(cl, cl->req + 9);
         return;
     }
     if (strcmp(cl->req, "status json") == 0) {
         rv = node_status_json(n, &out, &len);
     } else if (strcmp(cl->req, "status text") == 0) {
         rv = node_status_text(n, &out, &len);
+    } else if (strcmp(cl->req, "health") == 0) {
+        rv = node_health_text(n, &out, &len);
     } else if (strcmp(cl->req, "members") == 0) {
         rv = node_members_text(n, &out, &len);
     } else if (strcmp(cl->req, "member list json") == 0 ||

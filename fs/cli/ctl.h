@@ -12,6 +12,7 @@
  * bytes, fields separated by tabs), the node answers and closes the
  * connection. Requests:
  *   status json | status text | members | leader      text
+ *   health                 one line per member (node_health_text)
  *   restore\tNAME\tPATH    one STORE_OP_RESTORE proposal; "ok ..." or
  *                          "error: ..." once applied
  *   compact\tREV           one STORE_OP_COMPACT proposal (REV 0: current
@@ -35,6 +36,8 @@
 #ifndef QFS_CTL_H
 #define QFS_CTL_H
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <uv.h>
 
 #include "node.h"
@@ -61,5 +64,10 @@ void ctl_close(struct ctl* c);
 /* Run a client subcommand (argv[0] is its name). Returns the exit status,
  * or -ENOSYS for an unknown subcommand. */
 int ctl_command(int argc, char** argv);
+/* The usage of client subcommand cmd, to out; false when cmd is not one. */
+bool ctl_usage(const char* cmd, FILE* out);
+/* The subcommand (mount and help included) nearest to word, at most two
+ * edits away (a swap of neighbours is one), or NULL. */
+const char* ctl_nearest_command(const char* word);
 
 #endif /* QFS_CTL_H */

@@ -21,6 +21,7 @@
 #include "../../raft/log.h"
 #include "../../snapshot/snapshot.h"
 #include "ctl.h"
+#include "ctl_internal.h"
 #include "identity.h"
 
 /* ---- client ---- */
@@ -37,12 +38,14 @@ struct cli {
     const char* name;
     const char* cluster;
     const char* listen_peer;
-    const char* to; /* leader transfer --to */
+    const char* to;      /* leader transfer --to */
+    const char* mount;   /* --mount M */
+    const char* dir_arg; /* --data-dir D as given */
     bool json;
     bool learner; /* member add --learner: the default (cmd_member) */
     bool has_revision;
     uint64_t revision;
-    char def_dir[PATH_MAX];
+    struct ctl_target target;
 };
 
 static int ctl_connect(const char* data_dir)
@@ -145,10 +148,8 @@ static int cmd_restore(struct cli* o, int argc, char** argv)
     const char* path = argc > 1 ? argv[1] : "/";
 
     if (argc < 1 || argc > 2) {
-        fprintf(stderr,
-                "Usage: quorumfs restore NAME|@REV [PATH] "
-                "[--data-dir D]\n");
-        return 2;
+        fprintf(stderr, "quorumfs restore: expected NAME|@REV [PATH]\n");
+        return ctl__usage_error("restore");
     }
     if (path[0] != '/' || strpbrk(argv[0], "\t\n") != NULL ||
         strpbrk(path, "\t\n") != NULL) {
@@ -185,10 +186,9 @@ static int cmd_compact(struct cli* o, int argc, char** argv)
     char req[64];
 
     if (argc != 0) {
-        fprintf(stderr,
-                "Usage: quorumfs compact [--revision R] "
-                "[--data-dir D]\n");
-        return 2;
+        fprintf(stderr, "quorumfs compact: unexpected argument '%s'\n",
+                argv[0]);
+        return ctl__usage_error("compact");
     }
     snprintf(req, sizeof(req), "compact\t%" PRIu64,
              o->has_revision ? o->revision : 0);
@@ -444,10 +444,9 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
 
     if (o->dir == NULL || o->name == NULL) {
         fprintf(stderr,
-                "Usage: quorumfs snapshot restore FILE --data-dir D "
-                "--name N [--initial-cluster LIST] "
-                "[--listen-peer ADDR]\n");
-        return 2;
+                "quorumfs snapshot restore: needs --data-dir D (new or "
+                "empty) and --name N\n");
+        return ctl__usage_error("snapshot");
     }
     if (seed_conf(o->name, o->cluster, &conf, &cluster_id) != 0) {
         fprintf(stderr,
@@ -533,29 +532,6 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
 }
 
 /* ---- membership ---- */
-
-static void usage_member(FILE* out)
-{
-    fprintf(out,
-            "Usage: quorumfs member list [--json] [--data-dir D]\n"
-            "       quorumfs member add NAME ADDR:PORT [--learner] [--json] "
-            "[--data-dir D]\n"
-            "       quorumfs member promote NAME [--data-dir D]\n"
-            "       quorumfs member remove NAME [--data-dir D]\n"
-            "\n"
-            "Works from any member: the change is forwarded to the leader and\n"
-            "the command returns once this node sees it committed.\n"
-            "  list     members, ids, peer addresses, voter or learner, the\n"
-            "           leader, reachability and match index (known on the\n"
-            "           leader)\n"
-            "  add      adds NAME as a learner (a non-voter: the core admits\n"
-            "           new members as learners only, so --learner is the\n"
-            "           default) and prints the flags NAME starts with\n"
-            "  promote  makes a learner a voter; refused while it is behind\n"
-            "  remove   removes a voter or a learner (the leader too: it\n"
-            "           steps down once the removal is committed)\n"
-            "See docs/operations.md (\"Membership\").\n");
-}
 
 /* The current members ("members" request: NAME ID ADDR ROLE [leader]) as
  * an --initial-cluster list, and the cluster id from the status. */
@@ -657,8 +633,8 @@ static int cmd_member(struct cli* o, int argc, char** argv)
     bool one = (strcmp(sub, "promote") == 0 || strcmp(sub, "remove") == 0) &&
                argc == 2;
     if (!add && !one) {
-        usage_member(stderr);
-        return 2;
+        fprintf(stderr, "quorumfs member %s: wrong number of arguments\n", sub);
+        return ctl__usage_error("member");
     }
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] == '\0' || strpbrk(argv[i], "\t\n,= ") != NULL) {
@@ -714,16 +690,11 @@ static int cmd_snapshot(struct cli* o, int argc, char** argv)
         return cmd_snapshot_status(o, argv[1]);
     }
     if (argc == 2 && strcmp(argv[0], "restore") == 0) {
-        o->dir = o->dir == o->def_dir ? NULL : o->dir;
+        o->dir = o->dir_arg; /* no default: the target must be named */
         return cmd_snapshot_restore(o, argv[1]);
     }
-    fprintf(stderr,
-            "Usage: quorumfs snapshot save FILE [--data-dir D]\n"
-            "       quorumfs snapshot status FILE [--json]\n"
-            "       quorumfs snapshot restore FILE --data-dir D --name N\n"
-            "                [--initial-cluster n1=ADDR:PORT,...] "
-            "[--listen-peer ADDR:PORT]\n");
-    return 2;
+    fprintf(stderr, "quorumfs snapshot %s: expected one FILE\n", argv[0]);
+    return ctl__usage_error("snapshot");
 }
 
 /* `quorumfs leader transfer [--to N]`, sent to the leader's node: start
@@ -763,24 +734,158 @@ static int cmd_leader_transfer(struct cli* o)
     return 1;
 }
 
-static void usage_client(const char* cmd)
+/* ---- endpoint health ---- */
+
+struct health_member {
+    char name[RAFT_NAME_MAX], addr[RAFT_ADDR_MAX], role[16];
+    int reachable, leader, self;
+    long long lag, heard_ms;
+};
+
+static void print_health_member(const struct health_member* m, bool have_leader)
 {
-    if (strcmp(cmd, "member") == 0) {
-        usage_member(stdout);
-        return;
+    bool healthy = m->reachable && have_leader;
+    printf("%s %s %s", m->name, m->addr, healthy ? "healthy" : "unhealthy");
+    if (!m->reachable) {
+        printf(": unreachable");
+    } else if (!have_leader) {
+        printf(": no leader known");
     }
-    printf(
-        "Usage: quorumfs %s [options]\n"
-        "  --data-dir D     the node's data dir (default "
-        "/var/lib/quorumfs/NAME)\n"
-        "  --name N         node name (default: default)\n"
-        "  --json           machine-readable output (status)\n"
-        "  --revision R     compact: forget history before R\n"
-        "  --initial-cluster LIST, --listen-peer ADDR   snapshot restore\n"
-        "  --to N           leader transfer: the new leader (default: the\n"
-        "                   most up-to-date voter)\n"
-        "See docs/snapshots.md.\n",
-        cmd);
+    const char* sep = " (";
+    if (m->leader) {
+        printf("%sleader", sep);
+        sep = ", ";
+    }
+    if (m->self) {
+        printf("%sthis node", sep);
+        sep = ", ";
+    }
+    if (strcmp(m->role, "learner") == 0) {
+        printf("%slearner", sep);
+        sep = ", ";
+    }
+    if (m->lag >= 0 && !m->self) {
+        printf("%slag %lld entries", sep, m->lag);
+        sep = ", ";
+    }
+    if (m->heard_ms >= 0 && !m->self) {
+        printf("%slast heard %lld.%lld s ago", sep, m->heard_ms / 1000,
+               m->heard_ms % 1000 / 100);
+        sep = ", ";
+    }
+    printf("%s\n", sep[0] == ',' ? ")" : "");
+}
+
+static int cmd_endpoint_health(struct cli* o)
+{
+    char* out;
+    size_t len;
+    char state[32], view[16], node[RAFT_NAME_MAX], leader[RAFT_NAME_MAX];
+    unsigned members, reachable, voters, voters_reachable, quorum;
+
+    if (ctl_fetch(o->dir, "health", &out, &len) != 0) {
+        return 1;
+    }
+    char* save = NULL;
+    char* line = strtok_r(out, "\n", &save);
+    if (line == NULL || strncmp(line, "error: ", 7) == 0 ||
+        sscanf(line,
+               "%31[^\t]\t%15[^\t]\t%31[^\t]\t%31[^\t]\t%u\t%u\t%u\t%u\t%u",
+               state, view, node, leader, &members, &reachable, &voters,
+               &voters_reachable, &quorum) != 9) {
+        fprintf(stderr, "quorumfs endpoint health: %s",
+                line != NULL && strncmp(line, "error: ", 7) == 0
+                    ? line + 7
+                    : "malformed reply (a node of another version?)");
+        fprintf(stderr, "\n");
+        free(out);
+        return 1;
+    }
+    bool have_leader = strcmp(leader, "-") != 0;
+    bool all = have_leader;
+    if (o->json) {
+        printf("{\"node\":");
+        print_json_string(node);
+        printf(",\"seen_from\":\"%s\",\"leader\":", view);
+        if (have_leader) {
+            print_json_string(leader);
+        } else {
+            printf("null");
+        }
+        printf(
+            ",\"health\":\"%s\",\"members_reachable\":%u,\"members\":%u,"
+            "\"voters_reachable\":%u,\"voters\":%u,\"quorum\":%u,"
+            "\"endpoints\":[",
+            state, reachable, members, voters_reachable, voters, quorum);
+    }
+    unsigned i = 0;
+    while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+        struct health_member m;
+        if (sscanf(line, "%31[^\t]\t%63[^\t]\t%15[^\t]\t%d\t%d\t%d\t%lld\t%lld",
+                   m.name, m.addr, m.role, &m.reachable, &m.leader, &m.self,
+                   &m.lag, &m.heard_ms) != 8) {
+            continue;
+        }
+        bool healthy = m.reachable && have_leader;
+        all = all && healthy;
+        if (o->json) {
+            printf("%s{\"name\":", i++ > 0 ? "," : "");
+            print_json_string(m.name);
+            printf(",\"addr\":");
+            print_json_string(m.addr);
+            printf(
+                ",\"role\":\"%s\",\"healthy\":%s,\"reachable\":%s,"
+                "\"leader\":%s,\"self\":%s,\"lag_entries\":",
+                m.role, healthy ? "true" : "false",
+                m.reachable ? "true" : "false", m.leader ? "true" : "false",
+                m.self ? "true" : "false");
+            if (m.lag >= 0) {
+                printf("%lld", m.lag);
+            } else {
+                printf("null");
+            }
+            printf(",\"last_heard_ms\":");
+            if (m.heard_ms >= 0) {
+                printf("%lld}", m.heard_ms);
+            } else {
+                printf("null}");
+            }
+        } else {
+            print_health_member(&m, have_leader);
+        }
+    }
+    free(out);
+    if (o->json) {
+        printf("]}\n");
+    } else {
+        printf(
+            "health: %s (%u of %u members reachable, quorum %u of %u "
+            "voters%s); seen from %s (%s)\n",
+            state, reachable, members, quorum, voters,
+            have_leader ? "" : ", no leader known", node,
+            strcmp(view, "leader") == 0
+                ? "the leader"
+                : "not the leader: healthy means connected to it");
+    }
+    return all ? 0 : 1;
+}
+
+/* ---- commands ---- */
+
+/* The flag a refused option was spelled as (getopt_long leaves the word
+ * at argv[optind - 1], or optopt for a short one). */
+static void bad_flag(const char* cmd, char** argv, int c)
+{
+    const char* word = argv[optind - 1];
+    if (c == ':') {
+        fprintf(stderr, "quorumfs %s: flag '%s' needs a value\n", cmd, word);
+    } else if (optopt != 0 && optopt < 1000) {
+        fprintf(stderr, "quorumfs %s: unknown flag '-%c'\n", cmd, optopt);
+    } else if (optopt != 0) {
+        fprintf(stderr, "quorumfs %s: flag '%s' takes no value\n", cmd, word);
+    } else {
+        fprintf(stderr, "quorumfs %s: unknown flag '%s'\n", cmd, word);
+    }
 }
 
 int ctl_command(int argc, char** argv)
@@ -793,11 +898,13 @@ int ctl_command(int argc, char** argv)
         O_CLUSTER,
         O_PEER,
         O_TO,
-        O_LEARNER
+        O_LEARNER,
+        O_MOUNT,
     };
     static const struct option opts[] = {
         {"json", no_argument, NULL, O_JSON},
         {"data-dir", required_argument, NULL, O_DIR},
+        {"mount", required_argument, NULL, O_MOUNT},
         {"name", required_argument, NULL, O_NAME},
         {"revision", required_argument, NULL, O_REV},
         {"initial-cluster", required_argument, NULL, O_CLUSTER},
@@ -807,28 +914,39 @@ int ctl_command(int argc, char** argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    static const char* const cmds[] = {"status",  "members", "leader",
-                                       "restore", "compact", "snapshot",
-                                       "member"};
     struct cli o = {.cmd = argv[0]};
-    bool known = false;
+    unsigned allowed = 0;
     char* end;
     int c;
 
-    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-        known = known || strcmp(o.cmd, cmds[i]) == 0;
-    }
-    if (!known) {
+    if (!ctl__cmd_flags(o.cmd, &allowed)) {
         return -ENOSYS;
     }
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0;
+    int li = -1;
+    while ((c = getopt_long(argc, argv, ":h", opts, &li)) != -1) {
+        unsigned need = c == O_JSON                                 ? F_JSON
+                        : c == O_DIR || c == O_MOUNT || c == O_NAME ? F_TARGET
+                        : c == O_REV                                ? F_REV
+                        : c == O_CLUSTER || c == O_PEER             ? F_SEED
+                        : c == O_TO                                 ? F_TO
+                        : c == O_LEARNER                            ? F_LEARNER
+                                                                    : 0;
+        if (need != 0 && (allowed & need) == 0) {
+            fprintf(stderr, "quorumfs %s: flag '--%s' does not apply here\n",
+                    o.cmd, li >= 0 ? opts[li].name : "?");
+            return ctl__usage_error(o.cmd);
+        }
         switch (c) {
         case O_JSON:
             o.json = true;
             break;
         case O_DIR:
-            o.dir = optarg;
+            o.dir_arg = optarg;
+            break;
+        case O_MOUNT:
+            o.mount = optarg;
             break;
         case O_NAME:
             o.name = optarg;
@@ -837,8 +955,9 @@ int ctl_command(int argc, char** argv)
             o.has_revision = true;
             o.revision = strtoull(optarg, &end, 10);
             if (*end != '\0' || o.revision == 0) {
-                fprintf(stderr, "quorumfs: bad --revision '%s'\n", optarg);
-                return 2;
+                fprintf(stderr, "quorumfs compact: bad --revision '%s'\n",
+                        optarg);
+                return ctl__usage_error(o.cmd);
             }
             break;
         case O_CLUSTER:
@@ -854,19 +973,51 @@ int ctl_command(int argc, char** argv)
             o.learner = true;
             break;
         case 'h':
-            usage_client(o.cmd);
+            (void)ctl_usage(o.cmd, stdout);
             return 0;
         default:
-            return 2;
+            bad_flag(o.cmd, argv, c);
+            return ctl__usage_error(o.cmd);
         }
-    }
-    if (o.dir == NULL) {
-        snprintf(o.def_dir, sizeof(o.def_dir), "/var/lib/quorumfs/%s",
-                 o.name != NULL ? o.name : "default");
-        o.dir = o.def_dir;
     }
     argc -= optind;
     argv += optind;
+    const char* path = NULL;
+    bool offline = false;
+    int rv = ctl__check_args(o.cmd, argc, argv);
+    if (rv != 0) {
+        return rv;
+    }
+    if (strcmp(o.cmd, "status") == 0 || strcmp(o.cmd, "endpoint") == 0) {
+        int first = strcmp(o.cmd, "endpoint") == 0;
+        path = argc > first ? argv[first] : NULL;
+    } else if (strcmp(o.cmd, "snapshot") == 0) {
+        offline = argc > 0 && (strcmp(argv[0], "status") == 0 ||
+                               strcmp(argv[0], "restore") == 0);
+        if (offline && o.mount != NULL) {
+            fprintf(stderr, "quorumfs snapshot %s: --mount does not apply\n",
+                    argv[0]);
+            return ctl__usage_error(o.cmd);
+        }
+    }
+    if (o.to != NULL && (argc < 1 || strcmp(argv[0], "transfer") != 0)) {
+        fprintf(stderr, "quorumfs leader: --to is for `leader transfer`\n");
+        return ctl__usage_error(o.cmd);
+    }
+    if (offline) {
+        o.dir = o.dir_arg;
+    } else {
+        o.target = (struct ctl_target){.cmd = o.cmd,
+                                       .path = path,
+                                       .mount = o.mount,
+                                       .data_dir = o.dir_arg,
+                                       .name = o.name};
+        rv = ctl__resolve_target(&o.target);
+        if (rv != 0) {
+            return rv;
+        }
+        o.dir = o.target.dir;
+    }
     if (strcmp(o.cmd, "restore") == 0) {
         return cmd_restore(&o, argc, argv);
     }
@@ -879,11 +1030,13 @@ int ctl_command(int argc, char** argv)
     if (strcmp(o.cmd, "member") == 0) {
         return cmd_member(&o, argc, argv);
     }
+    if (strcmp(o.cmd, "endpoint") == 0) {
+        return cmd_endpoint_health(&o);
+    }
     if (strcmp(o.cmd, "status") == 0) {
         return ctl_request(o.dir, o.json ? "status json" : "status text");
     }
-    if (strcmp(o.cmd, "leader") == 0 && argc >= 1 &&
-        strcmp(argv[0], "transfer") == 0) {
+    if (strcmp(o.cmd, "leader") == 0 && argc == 1) {
         return cmd_leader_transfer(&o);
     }
     return ctl_request(o.dir, o.cmd);

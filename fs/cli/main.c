@@ -90,33 +90,37 @@ struct app {
 
 static void usage_main(FILE* out)
 {
-    fprintf(out,
-            "quorumfs " QFS_VERSION
-            " - a replicated configuration filesystem\n"
-            "\n"
-            "Usage:\n"
-            "  quorumfs mount MOUNTPOINT [options]   run a node and mount it\n"
-            "  quorumfs status [--json] [--data-dir D]\n"
-            "                                       state of a running node\n"
-            "  quorumfs leader [transfer [--to N]] [--data-dir D]\n"
-            "                                       show or move the leader\n"
-            "  quorumfs member list [--json] [--data-dir D]\n"
-            "  quorumfs member add NAME ADDR:PORT [--learner] [--data-dir D]\n"
-            "  quorumfs member promote|remove NAME [--data-dir D]\n"
-            "                                       change the membership\n"
-            "  quorumfs restore NAME|@REV [PATH] [--data-dir D]\n"
-            "                                       reset PATH to a snapshot\n"
-            "  quorumfs compact [--revision R] [--data-dir D]\n"
-            "                                       forget old history now\n"
-            "  quorumfs snapshot save FILE [--data-dir D]\n"
-            "  quorumfs snapshot status FILE [--json]\n"
-            "  quorumfs snapshot restore FILE --data-dir D --name N\n"
-            "           [--initial-cluster LIST]    seed a new cluster\n"
-            "  quorumfs help [CMD] | CMD --help     usage of one command\n"
-            "  quorumfs --help | --version\n"
-            "\n"
-            "Run `quorumfs mount --help` for the mount options,\n"
-            "`quorumfs member --help` for membership.\n");
+    fprintf(
+        out,
+        "quorumfs " QFS_VERSION
+        " - a replicated configuration filesystem\n"
+        "\n"
+        "Usage:\n"
+        "  quorumfs mount MOUNTPOINT [options]   run a node and mount it\n"
+        "  quorumfs status [PATH] [--json]      state and health of a node\n"
+        "  quorumfs endpoint health [PATH] [--json]\n"
+        "                                       every member healthy?\n"
+        "  quorumfs members                     the members, one a line\n"
+        "  quorumfs leader [transfer [--to N]]  show or move the leader\n"
+        "  quorumfs member list [--json]\n"
+        "  quorumfs member add NAME ADDR:PORT [--learner]\n"
+        "  quorumfs member promote|remove NAME  change the membership\n"
+        "  quorumfs restore NAME|@REV [PATH]    reset PATH to a snapshot\n"
+        "  quorumfs compact [--revision R]      forget old history now\n"
+        "  quorumfs snapshot save FILE\n"
+        "  quorumfs snapshot status FILE [--json]\n"
+        "  quorumfs snapshot restore FILE --data-dir D --name N\n"
+        "           [--initial-cluster LIST]    seed a new cluster\n"
+        "  quorumfs help [CMD] | CMD --help     usage of one command\n"
+        "  quorumfs --help | --version\n"
+        "\n"
+        "The commands that talk to a running node choose it with PATH\n"
+        "(status, endpoint health: a quorumfs mountpoint or a data dir),\n"
+        "--mount M (the node mounted on M), --data-dir D or --name N\n"
+        "(data dir /var/lib/quorumfs/N); the default is\n"
+        "/var/lib/quorumfs/default.\n"
+        "Run `quorumfs help CMD` (or `quorumfs CMD --help`) for one\n"
+        "command's usage and flags.\n");
 }
 
 static void usage_mount(FILE* out)
@@ -1111,6 +1115,18 @@ static int cmd_mount(int argc, char** argv)
     return rv;
 }
 
+/* An unknown command: name it, suggest the nearest one, exit status 2. */
+static int unknown_command(const char* prefix, const char* word)
+{
+    const char* near = ctl_nearest_command(word);
+    fprintf(stderr, "%s: unknown command '%s'", prefix, word);
+    if (near != NULL) {
+        fprintf(stderr, "; did you mean '%s'?", near);
+    }
+    fprintf(stderr, "\nRun `quorumfs --help` for the commands.\n");
+    return 2;
+}
+
 int main(int argc, char** argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
@@ -1124,7 +1140,7 @@ int main(int argc, char** argv)
     }
     if (strcmp(argv[1], "help") == 0) {
         /* `quorumfs help [CMD]`: the same text as `CMD --help`. */
-        if (argc < 3) {
+        if (argc < 3 || strcmp(argv[2], "help") == 0) {
             usage_main(stdout);
             return 0;
         }
@@ -1132,24 +1148,17 @@ int main(int argc, char** argv)
             usage_mount(stdout);
             return 0;
         }
-        char help[] = "--help";
-        char* sub[] = {argv[2], help, NULL};
-        int hv = ctl_command(2, sub);
-        if (hv == -ENOSYS) {
-            fprintf(stderr, "quorumfs help: unknown command '%s'\n", argv[2]);
-            usage_main(stderr);
-            return 2;
+        if (!ctl_usage(argv[2], stdout)) {
+            return unknown_command("quorumfs help", argv[2]);
         }
-        return hv;
+        return 0;
     }
     if (strcmp(argv[1], "mount") == 0) {
         return cmd_mount(argc - 1, argv + 1);
     }
     int rv = ctl_command(argc - 1, argv + 1);
     if (rv == -ENOSYS) {
-        fprintf(stderr, "quorumfs: unknown command '%s'\n", argv[1]);
-        usage_main(stderr);
-        return 2;
+        return unknown_command("quorumfs", argv[1]);
     }
     return rv;
 }

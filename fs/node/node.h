@@ -170,6 +170,9 @@ typedef void (*node_status_extra_cb)(void* data,
                                      size_t cap);
 void node_set_status_extra(struct node* n, node_status_extra_cb cb, void* data);
 int node_status_text(struct node* n, char** out, size_t* len);
+/* `quorumfs endpoint health`: this node's view of every member, for the
+ * client to format (tab-separated lines; see node_status.c). */
+int node_health_text(struct node* n, char** out, size_t* len);
 int node_members_text(struct node* n, char** out, size_t* len);
 /* `quorumfs member list`: every member with its id, address, role, whether
  * it leads, whether it is reachable and its match index (known on the

@@ -2,6 +2,7 @@
  * and the control socket (DESIGN §7). */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,28 +101,131 @@ static const char* leader_name(struct node* n)
     return s != NULL ? s->name : NULL;
 }
 
+/* A member's health as seen from this node: on the leader from the core's
+ * progress (answered within an election timeout, match index, time since
+ * last heard), elsewhere from the transport (connected or not). */
+struct member_health {
+    const struct raft_server* s;
+    bool self;
+    bool leader;
+    bool reachable;
+    int64_t match;    /* -1: unknown here */
+    int64_t lag;      /* entries behind the leader's log; -1: unknown */
+    int64_t heard_ms; /* ms since the leader last heard from it; -1 */
+};
+
+struct health {
+    bool from_leader;
+    unsigned members, reachable, voters, voters_reachable, quorum;
+    const char* state; /* healthy | degraded | unavailable */
+    const char* why;   /* for unavailable */
+};
+
+static void member_health(struct node* n,
+                          const struct raft_server* s,
+                          struct member_health* m)
+{
+    raft_index match = 0;
+    uint64_t heard = 0;
+    bool leader = raft_role(n->raft) == RAFT_LEADER;
+
+    memset(m, 0, sizeof(*m));
+    m->s = s;
+    m->self = s->id == n->id;
+    m->leader = s->id == raft_leader(n->raft);
+    m->match = m->lag = m->heard_ms = -1;
+    if (m->self) {
+        m->reachable = true;
+        m->match = (int64_t)raft_last_index(n->raft);
+        if (leader) {
+            m->lag = 0;
+        }
+    } else if (leader) {
+        if (raft_peer_progress(n->raft, s->id, &match, &m->reachable) == 0) {
+            m->match = (int64_t)match;
+            raft_index last = raft_last_index(n->raft);
+            m->lag = last > match ? (int64_t)(last - match) : 0;
+        }
+        if (raft_peer_last_heard(n->raft, s->id, &heard) == 0) {
+            m->heard_ms = (int64_t)heard;
+        }
+    } else if (n->transport != NULL) {
+        m->reachable = transport_connected(n->transport, s->id);
+    }
+}
+
+static void health_of(struct node* n, struct health* h)
+{
+    const struct raft_conf* c = raft_conf_current(n->raft);
+    struct member_health m;
+
+    memset(h, 0, sizeof(*h));
+    h->from_leader = raft_role(n->raft) == RAFT_LEADER;
+    h->members = c->n;
+    h->voters = raft_conf_voters(c);
+    h->quorum = h->voters / 2 + 1;
+    for (unsigned i = 0; i < c->n; i++) {
+        member_health(n, &c->servers[i], &m);
+        if (m.reachable) {
+            h->reachable++;
+            h->voters_reachable += c->servers[i].role == RAFT_VOTER ? 1 : 0;
+        }
+    }
+    if (raft_leader(n->raft) == 0) {
+        h->state = "unavailable";
+        h->why = "no leader known";
+    } else if (h->voters_reachable < h->quorum) {
+        h->state = "unavailable";
+        h->why = "fewer voters reachable than a quorum";
+    } else if (h->reachable < h->members) {
+        h->state = "degraded";
+    } else {
+        h->state = "healthy";
+    }
+}
+
 static void member_json(struct node* n,
                         struct text* t,
                         const struct raft_server* s)
 {
-    raft_index match = 0;
-    bool recent = false;
-    bool leader = raft_role(n->raft) == RAFT_LEADER;
+    struct member_health m;
 
-    if (s->id == n->id) {
-        match = raft_last_index(n->raft);
-        recent = true;
-    } else if (leader) {
-        raft_peer_progress(n->raft, s->id, &match, &recent);
-    } else if (n->transport != NULL) {
-        recent = transport_connected(n->transport, s->id);
-    }
+    member_health(n, s, &m);
     tprintf(t,
             "{\"name\": \"%s\", \"id\": \"%016" PRIx64
-            "\", \"addr\": \"%s\", \"voter\": %s, \"reachable\": %s, "
-            "\"match_index\": %" PRIu64 "}",
+            "\", \"addr\": \"%s\", \"voter\": %s, \"leader\": %s, "
+            "\"self\": %s, \"reachable\": %s, \"match_index\": %" PRIu64,
             s->name, s->id, s->addr, s->role == RAFT_VOTER ? "true" : "false",
-            recent ? "true" : "false", match);
+            m.leader ? "true" : "false", m.self ? "true" : "false",
+            m.reachable ? "true" : "false",
+            m.match >= 0 ? (uint64_t)m.match : 0);
+    if (m.lag >= 0) {
+        tprintf(t, ", \"lag_entries\": %" PRId64, m.lag);
+    } else {
+        tprintf(t, ", \"lag_entries\": null");
+    }
+    if (m.heard_ms >= 0) {
+        tprintf(t, ", \"last_heard_ms\": %" PRId64 "}", m.heard_ms);
+    } else {
+        tprintf(t, ", \"last_heard_ms\": null}");
+    }
+}
+
+/* s as a JSON string (quotes included). */
+static void json_string(struct text* t, const char* s)
+{
+    tprintf(t, "\"");
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            tprintf(t, "\\%c", ch);
+        } else if (ch < 0x20) {
+            tprintf(t, "\\u%04x", ch);
+        } else {
+            tprintf(t, "%c", ch);
+        }
+    }
+    tprintf(t, "\"");
 }
 
 int node_status_json(struct node* n, char** out, size_t* len)
@@ -138,6 +242,12 @@ int node_status_json(struct node* n, char** out, size_t* len)
     tprintf(&t, "{\n  \"name\": \"%s\",\n  \"id\": \"%016" PRIx64 "\",\n",
             n->name, n->id);
     tprintf(&t, "  \"cluster_id\": \"%016" PRIx64 "\",\n", n->cluster_id);
+    /* Absolute: `quorumfs status MOUNTPOINT` finds the control socket by
+     * it (fs/cli/ctl_client.c). */
+    char dir[PATH_MAX];
+    tprintf(&t, "  \"data_dir\": ");
+    json_string(&t, realpath(n->data_dir, dir) != NULL ? dir : n->data_dir);
+    tprintf(&t, ",\n");
     tprintf(&t, "  \"role\": \"%s\",\n  \"term\": %" PRIu64 ",\n", role_of(n),
             raft_current_term(n->raft));
     if (leader != NULL) {
@@ -191,6 +301,14 @@ int node_status_json(struct node* n, char** out, size_t* len)
             tprintf(&t, "  %s,\n", extra);
         }
     }
+    struct health h;
+    health_of(n, &h);
+    tprintf(&t,
+            "  \"health\": {\"state\": \"%s\", \"seen_from\": \"%s\", "
+            "\"members\": %u, \"reachable\": %u, \"voters\": %u, "
+            "\"voters_reachable\": %u, \"quorum\": %u},\n",
+            h.state, h.from_leader ? "leader" : "follower", h.members,
+            h.reachable, h.voters, h.voters_reachable, h.quorum);
     tprintf(&t, "  \"members\": [");
     for (unsigned i = 0; i < c->n; i++) {
         tprintf(&t, "%s\n    ", i == 0 ? "" : ",");
@@ -225,27 +343,6 @@ int node_members_text(struct node* n, char** out, size_t* len)
     return text_end(&t, out, len);
 }
 
-/* One member's view from here: match index (-1: unknown) and reachable. */
-static void member_view(struct node* n,
-                        const struct raft_server* s,
-                        int64_t* match,
-                        bool* reachable)
-{
-    raft_index m = 0;
-    *match = -1;
-    *reachable = false;
-    if (s->id == n->id) {
-        *match = (int64_t)raft_last_index(n->raft);
-        *reachable = true;
-    } else if (raft_role(n->raft) == RAFT_LEADER) {
-        if (raft_peer_progress(n->raft, s->id, &m, reachable) == 0) {
-            *match = (int64_t)m;
-        }
-    } else if (n->transport != NULL) {
-        *reachable = transport_connected(n->transport, s->id);
-    }
-}
-
 int node_member_list(struct node* n, bool json, char** out, size_t* len)
 {
     struct text t;
@@ -277,9 +374,10 @@ int node_member_list(struct node* n, bool json, char** out, size_t* len)
     }
     for (unsigned i = 0; i < c->n; i++) {
         const struct raft_server* s = &c->servers[i];
-        int64_t match;
-        bool reachable;
-        member_view(n, s, &match, &reachable);
+        struct member_health mh;
+        member_health(n, s, &mh);
+        int64_t match = mh.match;
+        bool reachable = mh.reachable;
         const char* role = s->role == RAFT_VOTER ? "voter" : "learner";
         if (json) {
             tprintf(&t,
@@ -337,10 +435,35 @@ int node_leader_text(struct node* n, char** out, size_t* len)
     return text_end(&t, out, len);
 }
 
+static void fmt_ms(char* buf, size_t cap, int64_t ms)
+{
+    if (ms < 0) {
+        snprintf(buf, cap, "-");
+    } else {
+        snprintf(buf, cap, "%" PRId64 ".%" PRId64 " s ago", ms / 1000,
+                 ms % 1000 / 100);
+    }
+}
+
+static void health_line(struct text* t, const struct health* h)
+{
+    if (h->why != NULL) {
+        tprintf(t,
+                "%s (%s; %u of %u members reachable, quorum %u of %u "
+                "voters)\n",
+                h->state, h->why, h->reachable, h->members, h->quorum,
+                h->voters);
+    } else {
+        tprintf(t, "%s (%u of %u members reachable, quorum %u)\n", h->state,
+                h->reachable, h->members, h->quorum);
+    }
+}
+
 int node_status_text(struct node* n, char** out, size_t* len)
 {
     struct text t;
     struct store_stats ss;
+    struct health h;
     const struct raft_conf* c = raft_conf_current(n->raft);
     const char* leader = leader_name(n);
 
@@ -348,30 +471,94 @@ int node_status_text(struct node* n, char** out, size_t* len)
         return -ENOMEM;
     }
     store_get_stats(n->store, &ss);
+    health_of(n, &h);
     tprintf(&t,
             "name:        %s\nrole:        %s\nterm:        %" PRIu64
-            "\nleader:      %s\n",
+            "\nleader:      %s\nhealth:      ",
             n->name, role_of(n), raft_current_term(n->raft),
             leader != NULL ? leader : "(none)");
+    health_line(&t, &h);
+    for (unsigned i = 0; i < c->n; i++) {
+        struct member_health m;
+        member_health(n, &c->servers[i], &m);
+        if (!m.reachable) {
+            char heard[32];
+            fmt_ms(heard, sizeof(heard), m.heard_ms);
+            tprintf(&t, "member %s: UNREACHABLE", m.s->name);
+            if (m.heard_ms >= 0) {
+                tprintf(&t, " (last heard %s)\n", heard);
+            } else {
+                tprintf(&t, " (not connected to %s)\n", n->name);
+            }
+        }
+    }
     tprintf(&t,
             "commit:      %" PRIu64 "\napplied:     %" PRIu64
             "\nrevision:    %" PRIu64 "\nkeys:        %" PRIu64
             "\ndb bytes:    %" PRIu64 "\nquorum:      %u of %u voters\n",
             raft_commit_index(n->raft), ss.applied_index, ss.revision, ss.keys,
-            ss.db_bytes, raft_conf_voters(c) / 2 + 1, raft_conf_voters(c));
+            ss.db_bytes, h.quorum, h.voters);
     if (n->status_extra != NULL) {
         char extra[512];
         extra[0] = '\0';
         n->status_extra(n->status_extra_data, false, extra, sizeof(extra));
         tprintf(&t, "%s", extra);
     }
-    tprintf(&t, "members:\n");
+    tprintf(&t, "members (seen from %s, %s):\n", n->name,
+            h.from_leader ? "the leader"
+                          : "not the leader: reachable means connected; lag "
+                            "and last heard are known on the leader");
+    tprintf(&t, "  %-12s %-22s %-7s %-12s %-8s %s\n", "NAME", "ADDRESS", "ROLE",
+            "STATE", "LAG", "LAST HEARD");
     for (unsigned i = 0; i < c->n; i++) {
-        const struct raft_server* s = &c->servers[i];
-        tprintf(&t, "  %-12s %-22s %-7s%s\n", s->name,
-                s->addr[0] != '\0' ? s->addr : "-",
-                s->role == RAFT_VOTER ? "voter" : "learner",
-                s->id == raft_leader(n->raft) ? " leader" : "");
+        struct member_health m;
+        char lag[24], heard[32];
+        member_health(n, &c->servers[i], &m);
+        const char* state = !m.reachable ? "UNREACHABLE"
+                            : m.self     ? (m.leader ? "leader,self" : "self")
+                            : m.leader   ? "leader"
+                                         : "reachable";
+        if (m.lag >= 0) {
+            snprintf(lag, sizeof(lag), "%" PRId64, m.lag);
+        } else {
+            snprintf(lag, sizeof(lag), "-");
+        }
+        fmt_ms(heard, sizeof(heard), m.self ? -1 : m.heard_ms);
+        tprintf(&t, "  %-12s %-22s %-7s %-12s %-8s %s\n", m.s->name,
+                m.s->addr[0] != '\0' ? m.s->addr : "-",
+                m.s->role == RAFT_VOTER ? "voter" : "learner", state, lag,
+                heard);
+    }
+    return text_end(&t, out, len);
+}
+
+int node_health_text(struct node* n, char** out, size_t* len)
+{
+    struct text t;
+    struct health h;
+    const struct raft_conf* c = raft_conf_current(n->raft);
+    const char* leader = leader_name(n);
+
+    if (text_begin(&t) != 0) {
+        return -ENOMEM;
+    }
+    health_of(n, &h);
+    /* Line 1: STATE SEEN_FROM NODE LEADER MEMBERS REACHABLE VOTERS
+     * VOTERS_REACHABLE QUORUM; then one line per member: NAME ADDR ROLE
+     * REACHABLE(0|1) LEADER(0|1) SELF(0|1) LAG HEARD_MS (-1: unknown).
+     * Tab-separated. */
+    tprintf(&t, "%s\t%s\t%s\t%s\t%u\t%u\t%u\t%u\t%u\n", h.state,
+            h.from_leader ? "leader" : "follower", n->name,
+            leader != NULL ? leader : "-", h.members, h.reachable, h.voters,
+            h.voters_reachable, h.quorum);
+    for (unsigned i = 0; i < c->n; i++) {
+        struct member_health m;
+        member_health(n, &c->servers[i], &m);
+        tprintf(&t, "%s\t%s\t%s\t%d\t%d\t%d\t%" PRId64 "\t%" PRId64 "\n",
+                m.s->name, m.s->addr[0] != '\0' ? m.s->addr : "-",
+                m.s->role == RAFT_VOTER ? "voter" : "learner",
+                m.reachable ? 1 : 0, m.leader ? 1 : 0, m.self ? 1 : 0, m.lag,
+                m.heard_ms);
     }
     return text_end(&t, out, len);
 }

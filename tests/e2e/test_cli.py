@@ -4,9 +4,11 @@ that starts with the command's prefix). Also the CLI's own messages for a
 data dir in use and for files that are not snapshot files, and `snapshot
 restore` into a data dir whose parents do not exist yet."""
 
+import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -195,3 +197,241 @@ def test_snapshot_restore_creates_missing_parents(make_node, tmp_path):
     dst.start()
     with open(dst.path("k")) as f:
         assert f.read() == "v\n"
+
+
+# ---- help, unknown commands and flags (no node needed) ----
+
+# Each command's help names its own flags and not those of the others.
+OWN_FLAGS = {
+    "status": (["--json", "--mount", "--data-dir", "PATH"],
+               ["--revision", "--to", "--learner", "--initial-cluster"]),
+    "endpoint": (["health", "--json", "--mount", "--data-dir"],
+                 ["--revision", "--to", "--learner", "--initial-cluster"]),
+    "members": (["--mount", "--data-dir"],
+                ["--json", "--revision", "--to", "--learner"]),
+    "leader": (["transfer", "--to", "--mount", "--data-dir"],
+               ["--json", "--revision", "--learner", "--initial-cluster"]),
+    "member": (["add", "promote", "remove", "--learner", "--json"],
+               ["--revision", "--to", "--initial-cluster"]),
+    "restore": (["NAME|@REV", "--mount", "--data-dir"],
+                ["--json", "--revision", "--to", "--learner"]),
+    "compact": (["--revision", "--mount", "--data-dir"],
+                ["--json", "--to", "--learner", "--initial-cluster"]),
+    "snapshot": (["save", "restore", "--initial-cluster", "--listen-peer"],
+                 ["--revision", "--to", "--learner"]),
+}
+
+
+@pytest.mark.parametrize("cmd", sorted(OWN_FLAGS))
+def test_each_command_has_its_own_help(cmd):
+    own, others = OWN_FLAGS[cmd]
+    r = run([cmd, "--help"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Usage: quorumfs %s" % cmd), r.stdout
+    for f in own:
+        assert f in r.stdout, (cmd, f, r.stdout)
+    for f in others:
+        assert f not in r.stdout, (cmd, f, r.stdout)
+    h = run(["help", cmd])
+    assert h.returncode == 0 and h.stdout == r.stdout
+
+
+def test_helps_differ():
+    texts = {cmd: run([cmd, "--help"]).stdout for cmd in OWN_FLAGS}
+    assert len(set(texts.values())) == len(texts)
+    assert run(["help", "mount"]).stdout.startswith(
+        "Usage: quorumfs mount MOUNTPOINT")
+
+
+@pytest.mark.parametrize("word,near", [("stauts", "status"),
+                                       ("statu", "status"),
+                                       ("membr", "member"),
+                                       ("leadre", "leader"),
+                                       ("compcat", "compact"),
+                                       ("mnt", "mount")])
+def test_unknown_command_suggests_the_nearest(word, near):
+    for args in ([word], [word, "--data-dir", "/nonexistent"],
+                 ["help", word]):
+        r = run(args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "unknown command '%s'" % word in r.stderr, r.stderr
+        assert "did you mean '%s'?" % near in r.stderr, r.stderr
+        assert r.stdout == ""
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["member", "lst"], "unknown subcommand 'lst'; did you mean 'list'?"),
+    (["snapshot", "sav", "f"], "did you mean 'save'?"),
+    (["endpoint", "helth"], "did you mean 'health'?"),
+    (["leader", "tranfser"], "did you mean 'transfer'?"),
+    (["member"], "expected list, add, promote or remove"),
+    (["snapshot"], "expected save, status or restore"),
+    (["member", "add", "n4"], "member add: missing arguments"),
+    (["snapshot", "save"], "snapshot save: missing arguments"),
+    (["members", "x"], "unexpected argument 'x'"),
+    (["compact", "x"], "unexpected argument 'x'"),
+    (["status", "a", "b"], "unexpected argument 'b'"),
+])
+def test_bad_arguments_are_refused_before_any_node_is_looked_for(args, msg):
+    # No node anywhere: the usage error comes first.
+    r = run(args + ["--data-dir", "/nonexistent"])
+    assert r.returncode == 2, (args, r.stderr)
+    assert msg in r.stderr, r.stderr
+    assert "quorumfs %s --help" % args[0] in r.stderr, r.stderr
+
+
+def test_unknown_command_far_from_all_has_no_suggestion():
+    r = run(["xyzzyq"])
+    assert r.returncode == 2
+    assert "unknown command 'xyzzyq'" in r.stderr
+    assert "did you mean" not in r.stderr
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["status", "--bogus"], "'--bogus'"),
+    (["status", "-x"], "'-x'"),
+    (["status", "--revision", "3"], "'--revision'"),
+    (["compact", "--json"], "'--json'"),
+    (["members", "--to", "n1"], "'--to'"),
+    (["leader", "--learner"], "'--learner'"),
+    (["compact", "--data-dir"], "'--data-dir' needs a value"),
+    (["status", "--json=yes"], "'--json=yes' takes no value"),
+])
+def test_bad_flag_names_it_and_the_help(args, flag):
+    r = run(args)
+    assert r.returncode == 2, (args, r.stderr)
+    assert r.stderr.startswith("quorumfs %s: " % args[0]), r.stderr
+    assert flag in r.stderr, r.stderr
+    assert "quorumfs %s --help" % args[0] in r.stderr, r.stderr
+
+
+# ---- which node: PATH, --mount, --data-dir ----
+
+def test_a_path_that_is_no_node_is_a_clear_error(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for args in (["status", plain], ["endpoint", "health", plain],
+                 ["status", "--mount", plain], ["members", "--mount", plain]):
+        r = run(args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert str(plain) in r.stderr, r.stderr
+        assert "neither a quorumfs mount" in r.stderr, r.stderr
+        assert "/var/lib/quorumfs" not in r.stderr, r.stderr
+    r = run(["status", tmp_path / "missing"])
+    assert r.returncode == 1
+    assert str(tmp_path / "missing") in r.stderr
+    assert "No such file or directory" in r.stderr, r.stderr
+    r = run(["leader", "--data-dir", plain])
+    assert r.returncode == 1
+    assert "--data-dir %s is not a quorumfs data dir" % plain in r.stderr
+    r = run(["status", plain, "--data-dir", plain])
+    assert r.returncode == 2 and "give one of" in r.stderr, r.stderr
+
+
+def test_status_of_a_single_node_by_mount_data_dir_and_path_in_it(node):
+    os.mkdir(node.path("app"))
+    # A file named like the data dir's identity file does not make the
+    # mount a data dir.
+    with open(node.path("identity"), "w") as f:
+        f.write("not a data dir\n")
+    for args in ([node.mnt], [node.data_dir], [node.path("app")],
+                 ["--mount", node.mnt], ["--data-dir", node.data_dir]):
+        r = run(["status", "--json"] + args)
+        assert r.returncode == 0, (args, r.stderr)
+        st = json.loads(r.stdout)
+        assert st["name"] == node.name
+        assert st["data_dir"] == os.path.realpath(node.data_dir)
+        assert st["health"]["state"] == "healthy"
+    r = run(["status", node.mnt])
+    assert r.returncode == 0
+    assert "health:      healthy (1 of 1 members reachable" in r.stdout
+    for args in (["leader", "--mount", node.mnt], ["members", "--mount",
+                                                   node.mnt]):
+        r = run(args)
+        assert r.returncode == 0 and node.name in r.stdout, r.stderr
+    r = run(["endpoint", "health", node.mnt])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith("default - healthy"), r.stdout
+
+
+# ---- a cluster: addressing every node, health after a kill ----
+
+def _health(path):
+    r = run(["endpoint", "health", path])
+    return r.returncode, r.stdout, r.stderr
+
+
+def _wait(pred, timeout=20):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        ok, last = pred()
+        if ok:
+            return last
+        time.sleep(0.1)
+    raise AssertionError("timed out; last: %r" % (last,))
+
+
+def test_status_and_health_on_a_cluster(make_cluster):
+    c = make_cluster()
+    leader = c.start()
+    for n in c.nodes:
+        for args in ([n.mnt], [n.data_dir], ["--mount", n.mnt]):
+            r = run(["status", "--json"] + args)
+            assert r.returncode == 0, (n.name, args, r.stderr)
+            st = json.loads(r.stdout)
+            assert st["name"] == n.name, (args, st["name"])
+            assert st["leader"] == leader.name
+        r = run(["status", n.mnt])
+        assert r.returncode == 0 and "name:        %s\n" % n.name in r.stdout
+    # leader transfer on a follower's node names the leader to run it on.
+    f = c.followers(leader)[0]
+    r = run(["leader", "transfer", "--mount", f.mnt])
+    assert r.returncode == 1, r.stderr
+    assert "run it on the leader's node, %s" % leader.name in r.stderr, \
+        r.stderr
+    r = run(["member", "list", "--json", "--mount", f.mnt])
+    assert r.returncode == 0 and json.loads(r.stdout)["node"] == f.name
+    # All healthy, from the leader: lag and last heard known.
+    rc, out, err = _wait(lambda: (_health(leader.mnt)[0] == 0,
+                                  _health(leader.mnt)))
+    assert len(out.splitlines()) == 4, out
+    assert "health: healthy (3 of 3 members reachable" in out, out
+    victim = c.followers(leader)[0]
+    other = next(n for n in c.followers(leader) if n is not victim)
+    c.kill9(victim)
+
+    # The leader: the victim unhealthy, degraded, exit status 1.
+    def leader_sees_it_down():
+        rc, out, err = _health(leader.mnt)
+        line = next((ln for ln in out.splitlines()
+                     if ln.startswith(victim.name + " ")), "")
+        return rc == 1 and "unhealthy: unreachable" in line, (rc, out, err)
+    rc, out, err = _wait(leader_sees_it_down)
+    assert "health: degraded (2 of 3 members reachable, quorum 2 of 3" in out
+    assert "last heard" in out
+    r = run(["status", leader.mnt])
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^member %s: UNREACHABLE \(last heard \d+\.\d s ago\)$"
+                     % victim.name, r.stdout, re.M), r.stdout
+    assert "health:      degraded (2 of 3 members reachable, quorum 2)" \
+        in r.stdout, r.stdout
+    st = json.loads(run(["status", "--json", leader.mnt]).stdout)
+    assert st["health"]["state"] == "degraded"
+    vm = next(m for m in st["members"] if m["name"] == victim.name)
+    assert vm["reachable"] is False and vm["last_heard_ms"] >= 0
+    # The other follower: no longer connected to the victim.
+    rc, out, err = _wait(lambda: (_health(other.mnt)[0] == 1,
+                                  _health(other.mnt)))
+    assert "%s " % victim.name in out and "unhealthy" in out, out
+    # The victim's own mount: a clear error, not another node's answer.
+    r = run(["status", victim.data_dir])
+    assert r.returncode == 1 and victim.data_dir in r.stderr, r.stderr
+
+    c.restart(victim)
+    victim.wait_ready()
+    for n in (leader, other, victim):
+        _wait(lambda n=n: (_health(n.mnt)[0] == 0, _health(n.mnt)))
+    r = run(["status", leader.mnt])
+    assert "health:      healthy (3 of 3 members reachable" in r.stdout
+    assert "UNREACHABLE" not in r.stdout

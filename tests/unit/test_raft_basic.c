@@ -491,6 +491,40 @@ static void test_no_prevote_term_inflation(void)
     cluster_stop();
 }
 
+/* raft_peer_last_heard: the leader's time since it last heard from a peer
+ * (heartbeat answers keep it short; a cut peer's grows), -ENOENT elsewhere.
+ */
+static void test_peer_last_heard(void)
+{
+    uint64_t ago = 12345;
+    raft_index match;
+    bool recent;
+
+    cluster_start(3, 3, true);
+    run(3000);
+    int l = leader_of();
+    CHECK(l >= 0);
+    unsigned f = (unsigned)(l + 1) % 3;
+    CHECK_EQ(raft_peer_last_heard(nodes[l].r, (raft_id)l + 1, &ago), 0);
+    CHECK_EQ(ago, 0);
+    CHECK_EQ(raft_peer_last_heard(nodes[l].r, f + 1, &ago), 0);
+    CHECK(ago < 1000); /* within an election timeout */
+    CHECK_EQ(raft_peer_last_heard(nodes[f].r, (raft_id)l + 1, &ago), -ENOENT);
+    CHECK_EQ(raft_peer_last_heard(nodes[l].r, 99, &ago), -ENOENT);
+    isolate(f, true);
+    run(2500);
+    CHECK_EQ(leader_of(), l); /* the other follower keeps its quorum */
+    CHECK_EQ(raft_peer_last_heard(nodes[l].r, f + 1, &ago), 0);
+    CHECK(ago >= 2000);
+    CHECK_EQ(raft_peer_progress(nodes[l].r, f + 1, &match, &recent), 0);
+    CHECK(!recent);
+    isolate(f, false);
+    run(1000);
+    CHECK_EQ(raft_peer_last_heard(nodes[l].r, f + 1, &ago), 0);
+    CHECK(ago < 1000);
+    cluster_stop();
+}
+
 static void test_transfer(void)
 {
     cluster_start(3, 3, true);
@@ -910,6 +944,7 @@ int main(void)
     RUN(test_forward_and_reads);
     RUN(test_leader_failover);
     RUN(test_no_prevote_term_inflation);
+    RUN(test_peer_last_heard);
     RUN(test_transfer);
     RUN(test_membership);
     RUN(test_snapshot);

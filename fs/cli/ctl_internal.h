@@ -1,0 +1,46 @@
+/* ctl_internal.h - shared by the client side of the subcommands
+ * (ctl_client.c) and its argument handling (ctl_args.c). */
+#ifndef QFS_CTL_INTERNAL_H
+#define QFS_CTL_INTERNAL_H
+
+#include <limits.h>
+#include <stdbool.h>
+
+/* The flags each command takes (the rest are refused, naming the help). */
+enum {
+    F_JSON = 1u << 0,
+    F_TARGET = 1u << 1, /* --mount, --data-dir, --name */
+    F_REV = 1u << 2,
+    F_SEED = 1u << 3, /* --initial-cluster, --listen-peer */
+    F_TO = 1u << 4,
+    F_LEARNER = 1u << 5,
+};
+
+/* The flags cmd takes into *flags; false when cmd is no client command. */
+bool ctl__cmd_flags(const char* cmd, unsigned* flags);
+/* "Try `quorumfs CMD --help`." on stderr; returns 2 (the exit status). */
+int ctl__usage_error(const char* cmd);
+/* The arguments of cmd (after the flags): its subcommand word, if it has
+ * some, and their number. 0, or 2 once the error is printed (naming the
+ * nearest subcommand to a mistyped one). */
+int ctl__check_args(const char* cmd, int argc, char** argv);
+/* Whether path is a data dir (it holds an identity file). */
+bool ctl__is_data_dir(const char* path);
+
+/* Which node a command talks to: at most one of path (a data dir, or a
+ * path in a quorumfs mount), mount (a path in a quorumfs mount: the data
+ * dir is read from MOUNTPOINT/.cluster/status) and data_dir; else name
+ * (/var/lib/quorumfs/NAME) or /var/lib/quorumfs/default (which must then
+ * be a data dir: if not, the error lists this host's quorumfs mounts). */
+struct ctl_target {
+    const char* cmd; /* for messages */
+    const char* path;
+    const char* mount;
+    const char* data_dir;
+    const char* name;
+    char dir[PATH_MAX]; /* out: the data dir */
+};
+/* 0: dir is set; 1: an error was printed; 2: usage error. */
+int ctl__resolve_target(struct ctl_target* t);
+
+#endif /* QFS_CTL_INTERNAL_H */
