@@ -614,7 +614,10 @@ static int member_print_join(struct cli* o, const char* name, const char* addr)
         "  quorumfs mount MOUNTPOINT --name %s --data-dir DIR \\\n"
         "    --listen-peer %s \\\n"
         "    --initial-cluster %s \\\n"
-        "    --initial-cluster-state existing --cluster-id %s\n"
+        "    --initial-cluster-state existing --cluster-id %s \\\n"
+        "    --peer-secret-file FILE (the members' secret) or its own\n"
+        "    --peer-cert-file/--peer-key-file and the cluster's\n"
+        "    --peer-trusted-ca-file (docs/security.md)\n"
         "Once it has caught up: quorumfs member promote %s\n",
         name, addr, name, list, cid, name, name, addr, list, cid, name);
     return 0;
