@@ -1,5 +1,6 @@
-/* ctl.c - control socket server and history retention, on the node's
- * loop (ctl.h). The client side of the subcommands is in ctl_client.c.
+/* ctl.c - control socket server, on the node's loop (ctl.h). The client
+ * side of the subcommands is in ctl_client.c; history retention, which
+ * this file once ran, is the node's (fs/node/node_retention.c).
  *
  * Clients (docs/security.md, "Local users"). The peer's uid is read at
  * accept (SO_PEERCRED): only root and the node's own effective uid are
@@ -50,32 +51,19 @@ enum ctl_client_state {
                    dropped (its write must not fail), then closed */
 };
 
-struct ctl_sample {
-    uint64_t ms; /* CLOCK_REALTIME */
-    uint64_t revision;
-};
-
 struct ctl {
     uv_loop_t* loop;
     struct node* node;
     uv_pipe_t server;
-    uv_timer_t timer;
     uv_timer_t sweep; /* idle and stalled clients, while there are any */
     bool listening;
     bool closing;
-    unsigned open_handles;   /* server + timer + sweep */
+    unsigned open_handles;   /* server + sweep */
     unsigned clients;        /* allocated (freed by their close callback) */
     unsigned served;         /* on the list: not closing, not refused */
     struct ctl_client* head; /* served clients, oldest accept first */
     struct ctl_client* tail;
     char path[PATH_MAX];
-    /* retention */
-    bool compact_inflight;
-    uint64_t last_compact_ms;
-    uint64_t last_retention_ms;
-    struct ctl_sample* samples; /* ring of CTL_RETENTION_SAMPLES */
-    size_t s_head, s_count;
-    uint64_t bytes_target_sent; /* last target proposed for history_bytes */
 };
 
 struct ctl_client {
@@ -98,9 +86,7 @@ static void handle_closed_cb(uv_handle_t* h);
 
 static void ctl_maybe_free(struct ctl* c)
 {
-    if (c->closing && c->open_handles == 0 && c->clients == 0 &&
-        !c->compact_inflight) {
-        free(c->samples);
+    if (c->closing && c->open_handles == 0 && c->clients == 0) {
         free(c);
     }
 }
@@ -676,164 +662,6 @@ static void connection_cb(uv_stream_t* server, int status)
     }
 }
 
-/* ---- retention (leader only) ---- */
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sample_push(struct ctl* c, uint64_t now, uint64_t revision)
-{
-    uint64_t hours = node_options_of(c->node)->history_hours;
-    uint64_t gap = hours * 3600 * 1000 / CTL_RETENTION_SAMPLES;
-    struct ctl_sample* last =
-        c->s_count == 0
-            ? NULL
-            : &c->samples[(c->s_head + c->s_count - 1) % CTL_RETENTION_SAMPLES];
-
-    if (last != NULL && (last->revision == revision || now < last->ms + gap)) {
-        return;
-    }
-    if (c->s_count == CTL_RETENTION_SAMPLES) {
-        c->s_head = (c->s_head + 1) % CTL_RETENTION_SAMPLES;
-        c->s_count--;
-    }
-    /* clang-tidy false positive: samples is allocated with the ctl; the path
-     * assumes it NULL with s_count > 0. */
-    // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
-    c->samples[(c->s_head + c->s_count) % CTL_RETENTION_SAMPLES] =
-        (struct ctl_sample){.ms = now, .revision = revision};
-    c->s_count++;
-}
-
-/* The newest revision sampled at or before `when` (0: none known). */
-static uint64_t revision_at(const struct ctl* c, uint64_t when)
-{
-    uint64_t rev = 0;
-    for (size_t i = 0; i < c->s_count; i++) {
-        const struct ctl_sample* s =
-            &c->samples[(c->s_head + i) % CTL_RETENTION_SAMPLES];
-        if (s->ms > when) {
-            break;
-        }
-        rev = s->revision;
-    }
-    return rev;
-}
-
-/* --history-bytes: when more than the limit was applied after the compact
- * revision, the revision after which about half of it was applied (so a
- * db rewrite costs about what was written since the last one); else 0.
- * Known from the samples of this node's run only. */
-static uint64_t bytes_target(const struct ctl* c, const struct store_stats* s)
-{
-    uint64_t limit = node_options_of(c->node)->history_bytes;
-    uint64_t now = node_applied_bytes(c->node);
-    uint64_t target = 0;
-    bool over = false;
-
-    uint64_t rev, bytes;
-    for (size_t i = 0;
-         limit > 0 && node_history_sample(c->node, i, &rev, &bytes); i++) {
-        if (rev >= s->compact_revision && now - bytes > limit) {
-            over = true; /* history since the compact revision is too big */
-        }
-        if (now - bytes >= limit / 2) {
-            target = rev + 1; /* keep what came after this sample */
-        }
-    }
-    if (!over || target > s->revision) {
-        return over ? s->revision : 0;
-    }
-    return target > s->compact_revision ? target : 0;
-}
-
-static void retention_done_cb(void* data, const struct store_result* res)
-{
-    struct ctl* c = data;
-    c->compact_inflight = false;
-    if (res->err != 0 && res->err != -ESHUTDOWN) {
-        node__log(RAFT_TRACE_WARN, "automatic compaction: %s",
-                  strerror(-res->err));
-    }
-    ctl_maybe_free(c);
-}
-
-/* The revision to compact to now, 0 for none: history is bounded by both
- * limits (a limit of 0 is off). */
-static uint64_t retention_target(struct ctl* c,
-                                 const struct store_stats* s,
-                                 uint64_t now)
-{
-    uint64_t keep = node_options_of(c->node)->history_revisions;
-    uint64_t hours = node_options_of(c->node)->history_hours;
-    uint64_t target = 0;
-
-    if (keep > 0 && s->revision > keep) {
-        uint64_t slack = keep / 10 > 0 ? keep / 10 : 1;
-        if (s->revision - s->compact_revision > keep + slack) {
-            target = s->revision - keep;
-        }
-    }
-    if (hours > 0 && now > hours * 3600 * 1000) {
-        uint64_t old = revision_at(c, now - hours * 3600 * 1000);
-        if (old > target && old > s->compact_revision) {
-            target = old + 1; /* forget what is older than `hours` */
-        }
-    }
-    if (target > s->revision) {
-        target = s->revision;
-    }
-    return target > s->compact_revision ? target : 0;
-}
-
-static void retention_cb(uv_timer_t* t)
-{
-    struct ctl* c = t->data;
-    struct store_stats s;
-    uint64_t now = wall_ms();
-
-    node_compact_db(c->node); /* -EALREADY / -EBUSY / -EAGAIN: next tick */
-    store_get_stats(node_store(c->node), &s);
-    bool check = now >= c->last_retention_ms + CTL_RETENTION_CHECK_MS;
-    if (check) {
-        c->last_retention_ms = now;
-        sample_push(c, now, s.revision);
-    }
-    if (c->compact_inflight || !node_is_leader(c->node)) {
-        return;
-    }
-    uint64_t target = 0;
-    if (now >= c->last_compact_ms + CTL_RETENTION_CHECK_MS) {
-        target = bytes_target(c, &s); /* write volume: no minute's gap */
-        if (target <= c->bytes_target_sent) {
-            target = 0; /* clamped by a named snapshot: nothing new */
-        }
-    }
-    if (target != 0) {
-        c->bytes_target_sent = target;
-    } else if (check && (c->last_compact_ms == 0 ||
-                         now >= c->last_compact_ms + CTL_COMPACT_GAP_MIN_MS)) {
-        target = retention_target(c, &s, now);
-    }
-    if (target == 0) {
-        return;
-    }
-    struct store_cmd cmd = {.op = STORE_OP_COMPACT, .size = target};
-    c->compact_inflight = true;
-    c->last_compact_ms = now;
-    node__log(RAFT_TRACE_INFO,
-              "history retention: compacting revisions before %" PRIu64
-              " (revision %" PRIu64 ", compact revision %" PRIu64 ")",
-              target, s.revision, s.compact_revision);
-    if (node_propose(c->node, &cmd, retention_done_cb, c) != 0) {
-        c->compact_inflight = false;
-    }
-}
-
 /* ---- lifecycle ---- */
 
 static void handle_closed_cb(uv_handle_t* h)
@@ -849,17 +677,8 @@ struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
     if (c == NULL) {
         return NULL;
     }
-    c->samples = calloc(CTL_RETENTION_SAMPLES, sizeof(*c->samples));
-    if (c->samples == NULL) {
-        free(c);
-        return NULL;
-    }
     c->loop = loop;
     c->node = n;
-    uv_timer_init(loop, &c->timer);
-    c->timer.data = c;
-    c->open_handles++;
-    uv_timer_start(&c->timer, retention_cb, CTL_TICK_MS, CTL_TICK_MS);
     uv_timer_init(loop, &c->sweep);
     c->sweep.data = c;
     c->open_handles++;
@@ -896,7 +715,6 @@ void ctl_close(struct ctl* c)
         unlink(c->path);
         uv_close((uv_handle_t*)&c->server, handle_closed_cb);
     }
-    uv_close((uv_handle_t*)&c->timer, handle_closed_cb);
     /* Clients still sending a request get none; the others finish (the
      * sweep goes on, and closes its timer once none is left). */
     struct ctl_client *cl, *next;

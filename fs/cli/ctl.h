@@ -1,5 +1,5 @@
 /* ctl.h - the control socket of a running node (DATA_DIR/ctl.sock, mode
- * 0600), the history retention driver, and the `quorumfs` subcommands that
+ * 0600) and the `quorumfs` subcommands that
  * talk to a node (or, for `snapshot status|restore`, work offline).
  *
  * Who may talk: root (uid 0) and the node's own effective uid, checked at
@@ -25,14 +25,7 @@
  *                          node sees the change committed
  *   transfer\tNAME         start a leadership transfer (leader only)
  * A reply that is not "ok" starts with "error: ".
- *
- * Retention: on the leader, every CTL_RETENTION_CHECK_MS the history kept
- * by the store is compared with node_options.history_revisions and
- * history_hours; past either, one STORE_OP_COMPACT is proposed (see
- * docs/snapshots.md). Past history_bytes (checked every CTL_TICK_MS, at
- * most one compaction per CTL_RETENTION_CHECK_MS), the history is cut to
- * half of it. Every CTL_TICK_MS, on every node, the db file is
- * rewritten when the compact revision moved (node_compact_db). */
+ */
 #ifndef QFS_CTL_H
 #define QFS_CTL_H
 
@@ -43,20 +36,16 @@
 #include "node.h"
 
 enum {
-    CTL_REQUEST_MAX = 8192,         /* request line, incl. NUL */
-    CTL_TICK_MS = 1000,             /* db rewrite check (node_compact_db) */
-    CTL_RETENTION_CHECK_MS = 5000,  /* retention check period */
-    CTL_RETENTION_SAMPLES = 17280,  /* (time, revision) samples kept */
-    CTL_COMPACT_GAP_MIN_MS = 60000, /* between two automatic compactions */
+    CTL_REQUEST_MAX = 8192, /* request line, incl. NUL */
 };
 
 struct ctl;
 
-/* Listen on data_dir/ctl.sock (a stale socket file is replaced) and start
- * the retention timer. When the socket cannot be created it is logged and
- * the node runs without it (retention still runs). NULL: out of memory. */
+/* Listen on data_dir/ctl.sock (a stale socket file is replaced). When the
+ * socket cannot be created it is logged and the node runs without it.
+ * NULL: out of memory. */
 struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir);
-/* Close the listener and the timer; frees ctl once closed. Clients with a
+/* Close the listener; frees ctl once closed. Clients with a
  * proposal in flight get their answer when its callback runs (the node
  * fails pending proposals when it stops). */
 void ctl_close(struct ctl* c);

@@ -74,6 +74,7 @@ struct app {
     struct fs* fs;
     struct fuse_session* se;
     struct ctl* ctl;
+    struct node_retention* retention;
     struct fuse_buf buf;
     uv_poll_t fuse_poll;
     uv_timer_t resume_timer; /* backlog full: FUSE reads paused */
@@ -781,6 +782,8 @@ static void begin_shutdown(struct app* a, const char* why)
         ctl_close(a->ctl);
         a->ctl = NULL;
     }
+    node_retention_close(a->retention);
+    a->retention = NULL;
     if (a->fs != NULL) {
         fs_quiesce(a->fs, fs_quiesced_cb, a); /* then the node stops */
         return;
@@ -940,6 +943,7 @@ static void startup_ready_cb(void* data, int err)
         return;
     }
     a->ctl = ctl_start(&a->loop, a->node, a->mo->node.data_dir);
+    a->retention = node_retention_start(&a->loop, a->node);
     uv_signal_init(&a->loop, &a->sigterm);
     uv_signal_init(&a->loop, &a->sigint);
     a->sigterm.data = a->sigint.data = a;

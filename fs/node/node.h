@@ -151,12 +151,28 @@ bool node_backlog_full(const struct node* n, uint64_t extra);
 /* Bytes of the raft entries this node applied since it started, and the
  * i-th oldest of the samples (revision, bytes applied after it) taken as
  * they grow by history_bytes / 64 (false past the last): history retention
- * by bytes (fs/cli/ctl.c). */
+ * by bytes (node_retention.c). */
 uint64_t node_applied_bytes(const struct node* n);
 bool node_history_sample(const struct node* n,
                          size_t i,
                          uint64_t* revision,
                          uint64_t* bytes);
+
+/* History retention (node_retention.c, docs/snapshots.md): on the leader,
+ * compactions that keep the history within history_revisions,
+ * history_hours and history_bytes; on every node, the db file rewritten
+ * when the compact revision moved. Started by the node's owner once the
+ * node runs (NULL: out of memory); closed before node_stop (memory is
+ * freed once its timer has closed and its proposal, if any, answered). */
+enum {
+    NODE_RETENTION_TICK_MS = 1000,   /* db rewrite check (node_compact_db) */
+    NODE_RETENTION_CHECK_MS = 5000,  /* retention check period */
+    NODE_RETENTION_SAMPLES = 17280,  /* (time, revision) samples kept */
+    NODE_COMPACT_GAP_MIN_MS = 60000, /* between two automatic compactions */
+};
+struct node_retention;
+struct node_retention* node_retention_start(uv_loop_t* loop, struct node* n);
+void node_retention_close(struct node_retention* r);
 
 /* Text for /.cluster/ files and the control socket, into a malloc'd buffer
  * (*out, *len). JSON fields per DESIGN §7. */
