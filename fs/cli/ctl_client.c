@@ -1,10 +1,9 @@
 /* ctl_client.c - the client side of the `quorumfs` subcommands (ctl.h):
  * requests over a node's control socket, and the offline `snapshot
- * restore` that builds a new data dir from a snapshot file. */
-#include <dirent.h>
+ * status` and `snapshot restore` (which has the node seed a new data dir
+ * from a snapshot file: node_seed_data_dir). */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -17,12 +16,9 @@
 #include <unistd.h>
 
 #include "../../raft/util/datadir.h"
-#include "../../raft/util/fileio.h"
-#include "../../raft/log.h"
 #include "../../snapshot/snapshot.h"
 #include "ctl.h"
 #include "ctl_internal.h"
-#include "identity.h"
 
 /* ---- client ---- */
 
@@ -317,126 +313,11 @@ static int cmd_snapshot_status(struct cli* o, const char* file)
     return 0;
 }
 
-/* ---- offline: a new data dir from a snapshot file ---- */
-
-/* --initial-cluster into conf, by the rules the node checks at start
- * (identity.c), and the cluster id: a new random one made by the first
- * member of the list (or the only node), 0 for the others (they learn it
- * from the first one at their first handshake). */
-static int seed_conf(const char* name,
-                     const char* list,
-                     struct raft_conf* conf,
-                     uint64_t* cluster_id)
-{
-    struct node_peer peers[RAFT_SERVERS_MAX];
-    unsigned n = 0;
-    if (list != NULL) {
-        int rv = identity_parse_cluster(list, peers, &n);
-        if (rv != 0) {
-            return rv;
-        }
-    }
-    int rv = identity_initial(name, peers, n, conf);
-    *cluster_id = 0;
-    if (rv == 0 && identity_makes_cluster_id(name, peers, n)) {
-        rv = identity_new_cluster_id(cluster_id);
-    }
-    return rv;
-}
-
-static int seed_db(const char* dir, const void* img, size_t len)
-{
-    char path[PATH_MAX + 16];
-    struct store_options so;
-    struct store* st;
-
-    util_datadir_path(path, sizeof(path), dir, DATADIR_DB);
-    store_options_default(&so);
-    so.quota_bytes = UINT64_MAX / 2; /* the image's tree, whatever its size */
-    int rv = store_open(path, &so, &st, NULL);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = store_image_install(st, img, len);
-    store_close(st);
-    return rv;
-}
-
-/* The raft log starts after the image: snapshot meta at its applied index,
- * term 1, the new cluster's membership; nothing to replay. */
-static int seed_log(const char* dir,
-                    raft_index index,
-                    const struct raft_conf* conf)
-{
-    char path[PATH_MAX + 16];
-    struct rlog_options lo;
-    struct rlog_loaded loaded;
-    struct rlog* log;
-
-    rlog_options_default(&lo);
-    util_datadir_path(path, sizeof(path), dir, DATADIR_LOG);
-    int rv = rlog_open(path, &lo, &log, &loaded);
-    if (rv != 0) {
-        return rv;
-    }
-    struct raft_snapshot_meta meta = {
-        .index = index, .term = 1, .conf_index = index, .conf = *conf};
-    struct raft_hard_state hs = {.term = 1, .vote = 0, .commit = index};
-    rv = rlog_reset(log, &meta);
-    if (rv == 0) {
-        rv = rlog_set_hard_state(log, &hs);
-    }
-    if (rv == 0) {
-        rv = rlog_sync(log);
-    }
-    rlog_close(log);
-    return rv;
-}
-
-static int remove_tree_cb(const char* path,
-                          const struct stat* sb,
-                          int flag,
-                          struct FTW* ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-/* D must not exist, or be an empty directory. */
-static int seed_check_target(const char* dir)
-{
-    struct stat sb;
-    if (stat(dir, &sb) != 0) {
-        return errno == ENOENT ? 0 : -errno;
-    }
-    if (!S_ISDIR(sb.st_mode)) {
-        return -ENOTDIR;
-    }
-    DIR* d = opendir(dir);
-    if (d == NULL) {
-        return -errno;
-    }
-    struct dirent* de;
-    int rv = 0;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-            rv = -ENOTEMPTY;
-            break;
-        }
-    }
-    closedir(d);
-    return rv;
-}
-
 static int cmd_snapshot_restore(struct cli* o, const char* file)
 {
     struct snap_file_info info;
     struct raft_conf conf;
-    uint64_t cluster_id;
-    char err[512], tmp[PATH_MAX];
+    char err[512];
     void* img = NULL;
     size_t len = 0;
     const char* step;
@@ -448,87 +329,51 @@ static int cmd_snapshot_restore(struct cli* o, const char* file)
                 "empty) and --name N\n");
         return ctl__usage_error("snapshot");
     }
-    if (seed_conf(o->name, o->cluster, &conf, &cluster_id) != 0) {
-        fprintf(stderr,
-                "quorumfs snapshot restore: bad --initial-cluster (expected "
-                "n1=ADDR:PORT,... naming %s)\n",
-                o->name);
-        return 2;
-    }
     rv = snap_file_load(file, &info, &img, &len, err, sizeof(err));
     if (rv != 0) {
         fprintf(stderr, "quorumfs snapshot restore: %s: %s; nothing done\n",
                 file, err);
         return 1;
     }
-    rv = seed_check_target(o->dir);
-    if (rv != 0) {
+    rv = node_seed_data_dir(o->dir, o->name, o->cluster, img, len,
+                            info.applied_index, &conf, &step);
+    free(img);
+    if (rv == 0) {
+        printf("restored %s into %s: revision %" PRIu64 ", %" PRIu64
+               " keys; node %s of a new cluster of %u (raft log starts "
+               "after index %" PRIu64 ")\n",
+               file, o->dir, info.revision, info.keys, o->name, conf.n,
+               info.applied_index);
+        return 0;
+    }
+    if (strcmp(step, "--initial-cluster") == 0) {
+        fprintf(stderr,
+                "quorumfs snapshot restore: bad --initial-cluster (expected "
+                "n1=ADDR:PORT,... naming %s)\n",
+                o->name);
+        return 2;
+    }
+    if (strcmp(step, "target") == 0) {
         fprintf(stderr,
                 "quorumfs snapshot restore: %s: %s; refusing to touch it "
                 "(give a new or empty data dir)\n",
                 o->dir, rv == -ENOTEMPTY ? "not empty" : strerror(-rv));
-        free(img);
-        return 1;
-    }
-    snprintf(tmp, sizeof(tmp), "%s.tmp", o->dir);
-    /* The missing parents, as `quorumfs mount` creates those of its data
-     * dir. */
-    rv = util_mkdir_parents(o->dir, 0700);
-    if (rv != 0) {
+    } else if (strcmp(step, "parents") == 0) {
         fprintf(stderr,
                 "quorumfs snapshot restore: cannot create the parent "
                 "directories of %s: %s\n",
                 o->dir, strerror(-rv));
-        free(img);
-        return 1;
-    }
-    if (mkdir(tmp, 0700) != 0) {
-        fprintf(stderr, "quorumfs snapshot restore: cannot create %s: %s%s\n",
-                tmp, strerror(errno),
-                errno == EEXIST ? " (left by an interrupted restore: remove "
-                                  "it)"
-                                : "");
-        free(img);
-        return 1;
-    }
-    /* Order: identity, db (image install: tmp, fsync, rename, fsync dir),
-     * log (meta + hard state, fsync), fsync(D.tmp), rename(D.tmp, D),
-     * fsync(parent): D appears complete or not at all. */
-    step = "identity";
-    rv = identity_write(tmp, o->name, cluster_id,
-                        o->cluster != NULL ? o->cluster : IDENTITY_LIST_SINGLE);
-    if (rv == 0) {
-        step = "db";
-        rv = seed_db(tmp, img, len);
-    }
-    if (rv == 0) {
-        step = "raft log";
-        rv = seed_log(tmp, info.applied_index, &conf);
-    }
-    if (rv == 0) {
-        step = "fsync";
-        rv = util_fsync_dir(tmp);
-    }
-    if (rv == 0) {
-        step = "rename";
-        rv = rename(tmp, o->dir) == 0 ? 0 : -errno;
-    }
-    if (rv == 0) {
-        util_fsync_parent(o->dir);
-    }
-    free(img);
-    if (rv != 0) {
+    } else if (strcmp(step, "tmp") == 0) {
+        fprintf(stderr,
+                "quorumfs snapshot restore: cannot create %s.tmp: %s%s\n",
+                o->dir, strerror(-rv),
+                rv == -EEXIST ? " (left by an interrupted restore: remove it)"
+                              : "");
+    } else {
         fprintf(stderr, "quorumfs snapshot restore: %s: %s\n", step,
                 strerror(-rv));
-        nftw(tmp, remove_tree_cb, 16, FTW_DEPTH | FTW_PHYS);
-        return 1;
     }
-    printf("restored %s into %s: revision %" PRIu64 ", %" PRIu64
-           " keys; node %s of a new cluster of %u (raft log starts after "
-           "index %" PRIu64 ")\n",
-           file, o->dir, info.revision, info.keys, o->name, conf.n,
-           info.applied_index);
-    return 0;
+    return 1;
 }
 
 /* ---- membership ---- */

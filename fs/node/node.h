@@ -174,6 +174,28 @@ struct node_retention;
 struct node_retention* node_retention_start(uv_loop_t* loop, struct node* n);
 void node_retention_close(struct node_retention* r);
 
+/* Seeding a data dir (node_seed.c, `quorumfs snapshot restore`): a new
+ * data dir DIR for member `name` of the cluster `cluster` (an
+ * --initial-cluster list; NULL: a single node) from a store image whose
+ * applied index is applied_index: the identity file (a new random cluster
+ * id made by the list's first member, 0 for the others), the db file with
+ * the image installed, and a raft log that starts after applied_index
+ * (term 1, the new membership). DIR must not exist or be empty; missing
+ * parents are created. Built in DIR.tmp and renamed: DIR appears complete
+ * or not at all. 0 with *conf set; else a negative errno and *step names
+ * what failed: "--initial-cluster" (-EINVAL), "target" (-ENOTEMPTY,
+ * -ENOTDIR...), "parents", "tmp" (-EEXIST: left by an interrupted
+ * restore), "identity", "db", "raft log", "fsync", "rename" (DIR.tmp is
+ * removed). */
+int node_seed_data_dir(const char* dir,
+                       const char* name,
+                       const char* cluster,
+                       const void* img,
+                       size_t len,
+                       raft_index applied_index,
+                       struct raft_conf* conf,
+                       const char** step);
+
 /* Text for /.cluster/ files and the control socket, into a malloc'd buffer
  * (*out, *len). JSON fields per DESIGN §7. */
 int node_status_json(struct node* n, char** out, size_t* len);
