@@ -1,0 +1,522 @@
+/* mount.c - `quorumfs mount` runs a node and its FUSE mount (mount.h;
+ * the flags are mount_flags.c's).
+ *
+ * Start-up order: clear a mount left by a dead node of the data dir
+ * (fuseconn.c) -> check the mountpoint -> fork (unless -f) -> fork the
+ * watchdog (before any thread) -> node_start
+ * (lock, log, db, replay, raft, transport) -> a read barrier (the store
+ * catches up with what the cluster had committed; a cluster member that
+ * cannot within --catch-up-timeout-ms exits with an error unless
+ * --mount-stale) -> FUSE session mount -> record the connection in LOCK
+ * and arm the watchdog -> the notifier thread -> poll the FUSE fd on the
+ * loop -> tell the parent
+ * "ready" (the parent exits 0).
+ * Logs: with -f on stderr. Without -f the child logs to
+ * DATA_DIR/quorumfs.log from its first line (log_to_file, before the
+ * watchdog and node_start); until it is mounted its warnings and errors
+ * are also written to the terminal of the waiting parent, so a start-up
+ * that fails says why where it was started.
+ * Shutdown (SIGTERM/SIGINT, or the mount going away): stop reading FUSE
+ * requests, node_stop (pending operations fail, log and db are synced),
+ * disarm the watchdog, unmount, exit 0.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../raft/tls.h"
+#include "../../raft/util/datadir.h"
+#include "../../raft/util/fileio.h"
+#include "ctl.h"
+#include "fs.h"
+#include "fuseconn.h"
+#include "mount.h"
+#include "node.h"
+#include "node_internal.h"
+
+/* FUSE requests handled per poll callback before yielding to the loop. */
+enum { FUSE_REQUESTS_PER_POLL = 64 };
+
+struct app {
+    uv_loop_t loop;
+    uv_timer_t settle_timer; /* fs_options.settle_timer */
+    uv_async_t notify_async; /* fs_options.notify_async */
+    struct mount_opts* mo;
+    struct node* node;
+    struct fs* fs;
+    struct fuse_session* se;
+    struct ctl* ctl;
+    struct node_retention* retention;
+    struct fuse_buf buf;
+    uv_poll_t fuse_poll;
+    uv_timer_t resume_timer; /* backlog full: FUSE reads paused */
+    uv_signal_t sigterm, sigint;
+    int ready_fd; /* pipe to the waiting parent, -1 when none */
+    int term_fd;  /* the parent's stderr until mounted (no -f), else -1 */
+    struct fs_options fo;
+    bool startup_failed;
+    bool shutting_down;
+    bool mounted;
+    int exit_code;
+    struct fuseconn_watchdog wd; /* aborts the connection if we die */
+};
+
+static int check_mountpoint(const char* mnt)
+{
+    struct stat st;
+    if (stat(mnt, &st) != 0) {
+        fprintf(stderr, "quorumfs: mountpoint %s: %s\n", mnt, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "quorumfs: mountpoint %s is not a directory\n", mnt);
+        return -1;
+    }
+    DIR* d = opendir(mnt);
+    if (d == NULL) {
+        fprintf(stderr, "quorumfs: mountpoint %s: %s\n", mnt, strerror(errno));
+        return -1;
+    }
+    struct dirent* e;
+    bool empty = true;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            empty = false;
+            break;
+        }
+    }
+    closedir(d);
+    if (!empty) {
+        fprintf(stderr, "quorumfs: mountpoint %s is not empty\n", mnt);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- running ---- */
+
+static void begin_shutdown(struct app* a, const char* why);
+
+static void fuse_poll_cb(uv_poll_t* p, int status, int events);
+
+static bool backlog_full(struct app* a)
+{
+    return a->fs != NULL && node_backlog_full(a->node, fs_held_bytes(a->fs));
+}
+
+/* Memory is bounded in bytes (DESIGN §1): while the proposals waiting for
+ * a quorum hold NODE_PENDING_BYTES_MAX, requests stay in the kernel's
+ * queue (their writers wait there) instead of in our memory. */
+static void resume_cb(uv_timer_t* t)
+{
+    struct app* a = t->data;
+    if (a->shutting_down) {
+        return;
+    }
+    if (backlog_full(a)) {
+        uv_timer_start(&a->resume_timer, resume_cb, 1, 0);
+        return;
+    }
+    uv_poll_start(&a->fuse_poll, UV_READABLE, fuse_poll_cb);
+}
+
+static void fuse_poll_cb(uv_poll_t* p, int status, int events)
+{
+    struct app* a = p->data;
+
+    for (int i = 0; i < FUSE_REQUESTS_PER_POLL && !a->shutting_down; i++) {
+        if (backlog_full(a)) {
+            uv_poll_stop(&a->fuse_poll);
+            a->resume_timer.data = a;
+            uv_timer_start(&a->resume_timer, resume_cb, 1, 0);
+            return;
+        }
+        int res = fuse_session_receive_buf(a->se, &a->buf);
+        if (res == -EINTR) {
+            continue;
+        }
+        if (res == -EAGAIN) {
+            return;
+        }
+        if (res <= 0 || fuse_session_exited(a->se)) {
+            a->mounted = res == 0 ? false : a->mounted;
+            begin_shutdown(a, res == 0 ? "unmounted" : strerror(-res));
+            return;
+        }
+        fuse_session_process_buf(a->se, &a->buf);
+    }
+}
+
+static void node_stopped_cb(void* data)
+{
+    struct app* a = data;
+    a->node = NULL;
+    uv_stop(&a->loop);
+}
+
+/* Deferred truncations are committed and writes in flight answered. */
+static void fs_quiesced_cb(void* data)
+{
+    struct app* a = data;
+    node_stop(a->node, node_stopped_cb, a);
+}
+
+static void begin_shutdown(struct app* a, const char* why)
+{
+    if (a->shutting_down) {
+        return;
+    }
+    a->shutting_down = true;
+    node__log(RAFT_TRACE_INFO, "shutting down (%s)", why);
+    uv_poll_stop(&a->fuse_poll);
+    uv_timer_stop(&a->resume_timer);
+    uv_signal_stop(&a->sigterm);
+    uv_signal_stop(&a->sigint);
+    if (a->ctl != NULL) {
+        ctl_close(a->ctl);
+        a->ctl = NULL;
+    }
+    node_retention_close(a->retention);
+    a->retention = NULL;
+    if (a->fs != NULL) {
+        fs_quiesce(a->fs, fs_quiesced_cb, a); /* then the node stops */
+        return;
+    }
+    node_stop(a->node, node_stopped_cb, a);
+}
+
+static void signal_cb(uv_signal_t* s, int signum)
+{
+    begin_shutdown(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int mount_fuse(struct app* a)
+{
+    char opts[1024];
+    snprintf(opts, sizeof(opts),
+             "default_permissions,fsname=quorumfs,subtype=quorumfs%s%s",
+             a->mo->fuse_opts != NULL ? "," : "",
+             a->mo->fuse_opts != NULL ? a->mo->fuse_opts : "");
+    char* argv[] = {"quorumfs", "-o", opts, NULL};
+    struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+
+    a->se = fuse_session_new(&args, fs_lowlevel_ops(),
+                             sizeof(struct fuse_lowlevel_ops), a->fs);
+    fuse_opt_free_args(&args);
+    if (a->se == NULL) {
+        node__log(RAFT_TRACE_ERROR,
+                  "cannot create the FUSE session (options '%s')", opts);
+        return -EINVAL;
+    }
+    if (fuse_session_mount(a->se, a->mo->mountpoint) != 0) {
+        node__log(RAFT_TRACE_ERROR, "cannot mount on %s", a->mo->mountpoint);
+        fuse_session_destroy(a->se);
+        a->se = NULL;
+        return -EIO;
+    }
+    a->mounted = true;
+    unsigned conn;
+    if (fuseconn_record(a->mo->mountpoint, a->mo->node.data_dir, &conn) == 0) {
+        fuseconn_watchdog_arm(&a->wd, conn, a->mo->mountpoint);
+    } else {
+        node__log(RAFT_TRACE_WARN,
+                  "cannot record the FUSE connection of %s: a restart after "
+                  "kill -9 will not clear the mount by itself",
+                  a->mo->mountpoint);
+    }
+    int fd = fuse_session_fd(a->se);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int rv = fs_start_notifier(a->fs, a->se);
+    if (rv == 0) {
+        rv = uv_poll_init(&a->loop, &a->fuse_poll, fd);
+    }
+    if (rv == 0) {
+        a->fuse_poll.data = a;
+        rv = uv_poll_start(&a->fuse_poll, UV_READABLE, fuse_poll_cb);
+    }
+    return rv;
+}
+
+static void tell_parent(struct app* a, char status)
+{
+    if (a->ready_fd >= 0) {
+        if (write(a->ready_fd, &status, 1) != 1) {
+            /* the parent is gone: nothing to tell */
+        }
+        close(a->ready_fd);
+        a->ready_fd = -1;
+    }
+}
+
+/* Without -f, in the child, before anything logs: stdio goes to
+ * DATA_DIR/quorumfs.log (the data dir is made here if it is new), and the
+ * parent's stderr is kept as a tee for warnings and errors until the mount
+ * is ready (terminal_done). The parent waits on the ready pipe, not on
+ * this fd, so it sees the lines before it exits. */
+static void log_to_file(struct app* a)
+{
+    char path[PATH_MAX + 32];
+    const char* dir = a->mo->node.data_dir;
+    util_datadir_path(path, sizeof(path), dir, DATADIR_NODE_LOG);
+    if (util_mkdir_parents(dir, 0700) == 0 && mkdir(dir, 0700) != 0 &&
+        errno != EEXIST) {
+        fprintf(stderr, "quorumfs: cannot create data dir %s: %s\n", dir,
+                strerror(errno));
+    }
+    a->term_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    fuseconn_stdio_to(path);
+    if (a->term_fd >= 0) {
+        node__log_tee(a->term_fd, RAFT_TRACE_WARN);
+    }
+}
+
+/* The tee to the parent's terminal ends: /dev/null takes the fd's place
+ * (another thread may be writing a line to it right now). */
+static void terminal_done(struct app* a)
+{
+    if (a->term_fd < 0) {
+        return;
+    }
+    node__log_tee(-1, RAFT_TRACE_WARN);
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, a->term_fd);
+        close(null);
+    }
+}
+
+static void notify_async_cb(uv_async_t* h)
+{
+    struct app* a = h->data;
+    fs_notified(a->fs);
+}
+
+static void app_on_change(void* data, const struct store_change* c)
+{
+    struct app* a = data;
+    if (a->fs != NULL) {
+        fs_on_change(a->fs, c);
+    }
+}
+
+/* The node has applied what was committed when it started (or gave up
+ * waiting): mount, open the control socket, tell the waiting parent. */
+static void startup_ready_cb(void* data, int err)
+{
+    struct app* a = data;
+    if (err != 0 && node_startup_needs_cluster(a->node) &&
+        !a->mo->node.mount_stale) {
+        node__log(RAFT_TRACE_ERROR,
+                  "could not catch up with the cluster within %u ms (%s): "
+                  "not mounting a tree that may be behind it. Start enough "
+                  "members for a quorum, raise --catch-up-timeout-ms, or "
+                  "mount the local state anyway with --mount-stale",
+                  a->mo->node.catch_up_timeout_ms, strerror(-err));
+        a->startup_failed = true;
+        node_stop(a->node, node_stopped_cb, a);
+        return;
+    }
+    if (err != 0) {
+        node__log(
+            RAFT_TRACE_WARN,
+            "no quorum to confirm the latest state (%s): mounting the "
+            "local state as it is%s",
+            strerror(-err),
+            node_startup_needs_cluster(a->node) ? " (--mount-stale)" : "");
+    }
+    a->fs = fs_new(a->node, &a->fo);
+    if (a->fs == NULL) {
+        node__log(RAFT_TRACE_ERROR, "out of memory");
+        a->startup_failed = true;
+        node_stop(a->node, node_stopped_cb, a);
+        return;
+    }
+    if (mount_fuse(a) != 0) {
+        a->startup_failed = true;
+        node_stop(a->node, node_stopped_cb, a);
+        return;
+    }
+    a->ctl = ctl_start(&a->loop, a->node, a->mo->node.data_dir);
+    a->retention = node_retention_start(&a->loop, a->node);
+    uv_signal_init(&a->loop, &a->sigterm);
+    uv_signal_init(&a->loop, &a->sigint);
+    a->sigterm.data = a->sigint.data = a;
+    uv_signal_start(&a->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&a->sigint, signal_cb, SIGINT);
+    node__log(RAFT_TRACE_INFO, "quorumfs %s mounted on %s (data dir %s)",
+              a->mo->node.name, a->mo->mountpoint, a->mo->node.data_dir);
+    terminal_done(a);
+    tell_parent(a, 'R');
+}
+
+static int run_node(struct app* a)
+{
+    struct fs_options fo;
+    int rv;
+
+    uv_loop_init(&a->loop);
+    uv_timer_init(&a->loop, &a->settle_timer);
+    uv_async_init(&a->loop, &a->notify_async, notify_async_cb);
+    a->notify_async.data = a;
+    uv_timer_init(&a->loop, &a->resume_timer);
+    fs_options_default(&fo);
+    fo.settle_timer = &a->settle_timer;
+    fo.notify_async = &a->notify_async;
+    fo.linearizable = a->mo->linearizable;
+    if (a->mo->pending_bytes != 0) {
+        fo.pending_bytes_max = a->mo->pending_bytes;
+    }
+    if (a->mo->reserve_set) {
+        fo.quota_reserve_pct = (unsigned)a->mo->reserve_pct;
+    }
+    if (a->mo->node.store.file_size_max != 0) {
+        fo.file_size_max = a->mo->node.store.file_size_max;
+    } else {
+        a->mo->node.store.file_size_max = fo.file_size_max;
+    }
+    /* The node replays its log inside node_start, before the fs exists:
+     * changes are forwarded to the fs once it does (the kernel has cached
+     * nothing before the mount anyway). */
+    a->mo->node.on_change = app_on_change;
+    a->mo->node.on_change_data = a;
+    rv = node_start(&a->loop, &a->mo->node, &a->node);
+    if (rv != 0) {
+        node__log(
+            RAFT_TRACE_ERROR, "cannot start the node: %s",
+            rv == -EBUSY ? "data dir in use by another node" : strerror(-rv));
+        return 1;
+    }
+    /* Mount only once the local store has caught up with what the cluster
+     * (or, alone, this node's own log) had committed: a read barrier. A
+     * member of a multi-node cluster that cannot within
+     * --catch-up-timeout-ms does not mount (startup_ready_cb) unless
+     * --mount-stale; a brand-new cluster gives up after the proposal
+     * timeout and mounts the local state as it is, saying so. */
+    a->fo = fo;
+    if (node_startup_needs_cluster(a->node)) {
+        node__log(RAFT_TRACE_INFO,
+                  "waiting up to %u ms to apply what the cluster has "
+                  "committed before mounting (--catch-up-timeout-ms)",
+                  a->mo->node.catch_up_timeout_ms);
+    }
+    rv = node_startup_barrier(a->node, startup_ready_cb, a);
+    if (rv != 0) {
+        startup_ready_cb(a, rv);
+    }
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    if (a->startup_failed) {
+        return 1;
+    }
+    fuseconn_watchdog_disarm(&a->wd); /* an orderly exit from here on */
+    /* Also after an external unmount: it frees what fuse_session_mount
+     * allocated (a poll on the dead fd tells it not to unmount again). */
+    fuse_session_unmount(a->se);
+    fs_free(a->fs);
+    fuse_session_destroy(a->se);
+    free(a->buf.mem);
+    uv_walk(&a->loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&a->loop);
+    return 0;
+}
+
+/* Without -f: fork; the parent waits until the child says the mount is
+ * ready (exit 0) or the child fails (exit 1, its message already printed). */
+static int daemonize(struct app* a)
+{
+    int p[2];
+    if (pipe(p) != 0) {
+        perror("quorumfs: pipe");
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("quorumfs: fork");
+        return -1;
+    }
+    if (pid > 0) {
+        char c = 0;
+        close(p[1]);
+        ssize_t r;
+        do {
+            r = read(p[0], &c, 1);
+        } while (r < 0 && errno == EINTR);
+        if (r == 1 && c == 'R') {
+            exit(0);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        exit(1);
+    }
+    close(p[0]);
+    setsid();
+    a->ready_fd = p[1];
+    return 0;
+}
+
+/* Before the node starts any thread (fork). Without it the start-up
+ * clean-up of the next start still frees a hung mount. */
+static void start_watchdog(struct app* a)
+{
+    char path[PATH_MAX + 32];
+    if (getenv("QFS_NO_WATCHDOG") != NULL) {
+        a->wd.fd = -1; /* test hook: the start-up clean-up alone */
+        return;
+    }
+    util_datadir_path(path, sizeof(path), a->mo->node.data_dir,
+                      DATADIR_NODE_LOG);
+    int rv = fuseconn_watchdog_start(&a->wd, a->mo->foreground ? NULL : path);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_WARN, "no watchdog (%s)", strerror(-rv));
+    }
+}
+
+int mount_command(int argc, char** argv)
+{
+    static struct mount_opts mo;
+    static struct app a;
+    int rv = mount_parse(argc, argv, &mo);
+
+    if (rv != 0) {
+        return rv;
+    }
+    /* A mount left by a dead node of this data dir (kill -9) is aborted
+     * and unmounted first; nothing may stat the mountpoint before. */
+    if (fuseconn_clear_stale(mo.mountpoint, mo.node.data_dir) != 0 ||
+        check_mountpoint(mo.mountpoint) != 0) {
+        return 1;
+    }
+    a.mo = &mo;
+    a.ready_fd = -1;
+    a.term_fd = -1;
+    a.wd.fd = -1;
+    signal(SIGPIPE, SIG_IGN);
+    if (!mo.foreground) {
+        if (daemonize(&a) != 0) {
+            return 1;
+        }
+        log_to_file(&a);
+    }
+    start_watchdog(&a);
+    rv = run_node(&a);
+    tls_config_free(mo.node.peer_tls);
+    fuseconn_watchdog_disarm(&a.wd);
+    if (rv != 0 && a.term_fd >= 0) {
+        char path[PATH_MAX + 32];
+        util_datadir_path(path, sizeof(path), mo.node.data_dir,
+                          DATADIR_NODE_LOG);
+        node__log(RAFT_TRACE_ERROR, "not mounted; the whole log is in %s",
+                  path);
+    }
+    terminal_done(&a);
+    tell_parent(&a, 'F');
+    return rv;
+}

@@ -1,0 +1,39 @@
+/* mount.h - `quorumfs mount`: its flags (mount_flags.c: usage, parsing
+ * and every check made before anything is written) and the running node
+ * with its FUSE mount (mount.c). Shared by main.c and those two files of
+ * fs/cli only. */
+#ifndef QFS_MOUNT_H
+#define QFS_MOUNT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../../raft/tls.h"
+#include "node.h"
+
+struct mount_opts {
+    const char* mountpoint;
+    const char* fuse_opts; /* extra -o options */
+    bool foreground;
+    bool linearizable;
+    uint64_t pending_bytes; /* fs_options.pending_bytes_max (0: default) */
+    struct tls_config_options tls; /* --peer-* files */
+    bool peer_insecure;
+    bool reserve_set;     /* --quota-reserve-percent given */
+    uint64_t reserve_pct; /* fs_options.quota_reserve_pct */
+    struct node_options node;
+    char data_dir[PATH_MAX];
+};
+
+/* The mount command's usage text. */
+void mount_usage(FILE* out);
+/* Parse and check the flags into *mo (node_options_default first): 0, or
+ * 2 (usage error, message printed); --help prints the usage and exits 0.
+ * With peer security it loads the files (mo->node.peer_tls). */
+int mount_parse(int argc, char** argv, struct mount_opts* mo);
+/* `quorumfs mount ...` (argv[0] is "mount"): the exit status. */
+int mount_command(int argc, char** argv);
+
+#endif /* QFS_MOUNT_H */
