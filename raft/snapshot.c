@@ -328,6 +328,29 @@ void raft__recv_snapshot_resp(struct raft* r, const struct raft_message* m)
         if (a->index > p->match) {
             p->match = a->index;
         }
+        raft_term t;
+        if (p->state == PROGRESS_SNAPSHOT && a->index != p->snap_index &&
+            !raft__term_at(r, p->match, &t)) {
+            /* Done for another image than the one being sent (a late or
+             * duplicate answer: to a chunk resent after a timeout, or
+             * from before a restart), and the log cannot go on from what
+             * the peer has: the transfer goes on where it is instead of
+             * starting again from offset 0. Its first chunk is resent if
+             * it has no answer yet: the peer may have dropped it while it
+             * installed the older image. */
+            raft__trace(r, RAFT_TRACE_DEBUG,
+                        "snapshot %llu done at %s; sending %llu goes on",
+                        (unsigned long long)a->index, RAFT__NAME(r, m->from),
+                        (unsigned long long)p->snap_index);
+            if (p->snap_offset == 0) {
+                p->snap_inflight = false;
+            }
+            raft__maybe_commit(r);
+            if (r->role == RAFT_LEADER) {
+                raft__send_append(r, p); /* the chunk, if none in flight */
+            }
+            return;
+        }
         if (p->state == PROGRESS_SNAPSHOT) {
             bool again = p->snap_sent_logged == a->index;
             p->snap_sent_logged = a->index;

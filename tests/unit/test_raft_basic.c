@@ -858,6 +858,104 @@ static void test_snapshot_install_not_restarted(void)
     free(image2);
 }
 
+/* Delivers queued messages until the next one is a snapshot chunk to `to`
+ * at an offset past 0 (a transfer under way); true if found. */
+static bool deliver_until_chunk_past_0(raft_id to)
+{
+    for (unsigned k = 0; k < 1000 && q_head != q_tail; k++) {
+        struct qmsg* q = &queue[q_head % QUEUE_MAX];
+        if (q->m.type == RAFT_MSG_SNAPSHOT && q->m.to == to &&
+            q->m.snapshot.offset > 0) {
+            return true;
+        }
+        struct qmsg one = *q;
+        q_head++;
+        unsigned i = (unsigned)one.m.to - 1;
+        if (i < n_nodes && nodes[i].up && !cut[one.m.from][one.m.to]) {
+            struct raft_event ev = {.type = RAFT_EV_RECEIVE};
+            ev.msg = &one.m;
+            step(i, ev);
+        }
+        qmsg_free(&one);
+    }
+    return false;
+}
+
+/* A late done answer for an image the follower installed earlier (a
+ * duplicate: to a chunk resent after a timeout) does not restart the
+ * transfer of a newer image under way: before, the leader went back to
+ * probing and started the newer image again from offset 0. */
+static void test_snapshot_stale_done(void)
+{
+    cluster_start(4, 3, true);
+    run(3000);
+    int li = leader_of();
+    CHECK(li >= 0);
+    unsigned l = (unsigned)li;
+    raft_id lid = (raft_id)l + 1;
+    for (uint64_t v = 1; v <= 20; v++) {
+        CHECK_EQ(propose(l, v), 0);
+    }
+    run(300);
+    struct raft_event ev = {.type = RAFT_EV_COMPACT};
+    ev.compact.meta.index = raft_applied_index(nodes[l].r);
+    ev.compact.meta.term = raft_current_term(nodes[l].r);
+    ev.compact.meta.conf = *raft_conf_current(nodes[l].r);
+    CHECK_EQ(step(l, ev), 0); /* no image */
+    CHECK_EQ(conf_change(l, RAFT_CONF_ADD_LEARNER, 4), 0);
+    run(300);
+    raft_index first_image = raft_applied_index(nodes[l].r);
+    size_t len = RAFT_SNAPSHOT_CHUNK * 3;
+    uint8_t* image = calloc(1, len);
+    uint8_t* image2 = calloc(1, len);
+    CHECK(image != NULL && image2 != NULL);
+    image[0] = 1;
+    image2[0] = 2;
+    give_image(l, image, len);
+    run(1000);
+    CHECK_EQ(((const uint8_t*)nodes[3].image)[0], 1);
+    give_image(l, NULL, 0);
+
+    /* Behind again: the leader compacts past it, then sends image2. */
+    cut[lid][4] = cut[4][lid] = true;
+    for (uint64_t v = 21; v <= 25; v++) {
+        CHECK_EQ(propose(l, v), 0);
+    }
+    run(300);
+    ev.compact.meta.index = raft_applied_index(nodes[l].r);
+    CHECK_EQ(step(l, ev), 0); /* no image, log compacted past the learner */
+    cut[lid][4] = cut[4][lid] = false;
+    run(300);
+    CHECK(raft_image_wanted(nodes[l].r));
+    unsigned starts = snap_starts[4];
+    give_image(l, image2, len);
+    CHECK_EQ(snap_starts[4], starts + 1);
+    CHECK(deliver_until_chunk_past_0(4));
+
+    /* A duplicate done for the first image arrives now. */
+    struct raft_message late = {.type = RAFT_MSG_SNAPSHOT_RESP,
+                                .from = 4,
+                                .to = lid,
+                                .term = raft_current_term(nodes[l].r)};
+    late.snapshot_resp.index = first_image;
+    late.snapshot_resp.next_offset = len;
+    late.snapshot_resp.done = true;
+    struct raft_event rev = {.type = RAFT_EV_RECEIVE};
+    rev.msg = &late;
+    step(l, rev);
+    run(1000);
+    CHECK_EQ(snap_starts[4], starts + 1); /* one transfer of image2 */
+    CHECK_EQ(((const uint8_t*)nodes[3].image)[0], 2);
+    CHECK(!raft_image_wanted(nodes[l].r));
+    CHECK_EQ(propose(l, 77), 0);
+    run(300);
+    CHECK(has_value(&nodes[3], 77));
+    check_applied_agree();
+    cluster_stop();
+    free(image);
+    free(image2);
+}
+
 /* Direct single-node checks of the vote rule (thesis 3.6.1 / 5.4.1). */
 static void test_vote_rule(void)
 {
@@ -1019,6 +1117,7 @@ int main(void)
     RUN(test_snapshot_on_demand);
     RUN(test_snapshot_transfer_kept);
     RUN(test_snapshot_install_not_restarted);
+    RUN(test_snapshot_stale_done);
     RUN(test_random_faults);
     free(queue);
     return 0;
