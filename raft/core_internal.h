@@ -51,6 +51,8 @@ struct raft__progress {
     raft_index snap_index; /* image being sent */
     uint64_t snap_offset;  /* next byte to send */
     bool snap_inflight;
+    bool snap_last; /* the chunk in flight is the image's last: the peer
+                     * may be installing it (answers when installed) */
     uint64_t snap_sent_ms;
     uint64_t snap_start_ms;      /* when this image's transfer began */
     raft_index snap_logged;      /* image whose transfer was last logged */

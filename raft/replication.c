@@ -455,9 +455,15 @@ static void handle_accept(struct raft* r,
     if (p->state == PROGRESS_PROBE) {
         p->probe_sent = false;
     }
+    raft_term t;
     if (progressed) {
         p->match = index;
-        if (p->state != PROGRESS_REPLICATE) {
+        if (p->state == PROGRESS_SNAPSHOT && !raft__term_at(r, index, &t)) {
+            /* A follower being sent an image answered a heartbeat with
+             * its commit (an image it installed), which our log cannot
+             * go on from: the transfer goes on (replicating would start
+             * it again from offset 0). */
+        } else if (p->state != PROGRESS_REPLICATE) {
             progress_to(p, PROGRESS_REPLICATE, index + 1);
         } else if (p->next <= index) {
             p->next = index + 1;

@@ -2,7 +2,8 @@
  *
  * The leader streams the image the app gave with RAFT_EV_COMPACT, one chunk
  * of RAFT_SNAPSHOT_CHUNK bytes in flight per follower, resuming from the
- * follower's next_offset and restarting at 0 when the image changed or the
+ * follower's next_offset and restarting at 0 when the image changed (unless
+ * the follower holds the whole image and is installing it) or the
  * follower rejected. The follower collects chunks in memory (at most
  * RAFT_SNAPSHOT_BYTES_MAX), hands the complete image to the app with
  * update.snapshot_install and answers done after RAFT_EV_SNAPSHOT_INSTALLED.
@@ -12,15 +13,36 @@
 
 #include "core_internal.h"
 
+/* Whether p's last chunk is in flight: the peer holds the whole image
+ * and answers once it has installed it (an install of a large image takes
+ * a while, and it drops chunks meanwhile). */
+static bool installing(const struct raft__progress* p)
+{
+    return p->state == PROGRESS_SNAPSHOT && p->snap_inflight && p->snap_last;
+}
+
 /* After RAFT_EV_COMPACT gave a new image: transfers restart with it from
  * offset 0 (even at the same index: a rebuilt image need not be the same
  * bytes), and without an image they stop (the peers probe again, and ask
- * for one through raft_image_wanted when they answer). */
+ * for one through raft_image_wanted when they answer). A peer that has
+ * the whole image (its last chunk is in flight) is left to install it:
+ * a chunk of the new one would be dropped unanswered while it installs,
+ * and once installed it may catch up by log. Its answer moves it on
+ * (raft__recv_snapshot_resp: by log, or the newest image from offset 0);
+ * if none comes, the chunk is resent after an election timeout
+ * (raft__tick_leader), from the newest image (raft__send_snapshot). */
 static void restart_snapshots(struct raft* r)
 {
     for (unsigned i = 0; i < r->n_progress; i++) {
         struct raft__progress* p = &r->progress[i];
         if (p->state != PROGRESS_SNAPSHOT) {
+            continue;
+        }
+        if (installing(p) && p->snap_index != r->image_meta.index) {
+            raft__trace(r, RAFT_TRACE_DEBUG,
+                        "snapshot to %s: waiting for its install of %llu",
+                        RAFT__NAME(r, p->id),
+                        (unsigned long long)p->snap_index);
             continue;
         }
         if (!r->have_image) {
@@ -157,6 +179,7 @@ void raft__send_snapshot(struct raft* r, struct raft__progress* p)
     m->snapshot.chunk.len =
         left < RAFT_SNAPSHOT_CHUNK ? left : RAFT_SNAPSHOT_CHUNK;
     p->snap_inflight = true;
+    p->snap_last = m->snapshot.chunk.len == left;
     p->snap_sent_ms = r->now_ms;
 }
 
@@ -304,6 +327,29 @@ void raft__recv_snapshot_resp(struct raft* r, const struct raft_message* m)
     if (a->done) {
         if (a->index > p->match) {
             p->match = a->index;
+        }
+        raft_term t;
+        if (p->state == PROGRESS_SNAPSHOT && a->index != p->snap_index &&
+            !raft__term_at(r, p->match, &t)) {
+            /* Done for another image than the one being sent (a late or
+             * duplicate answer: to a chunk resent after a timeout, or
+             * from before a restart), and the log cannot go on from what
+             * the peer has: the transfer goes on where it is instead of
+             * starting again from offset 0. Its first chunk is resent if
+             * it has no answer yet: the peer may have dropped it while it
+             * installed the older image. */
+            raft__trace(r, RAFT_TRACE_DEBUG,
+                        "snapshot %llu done at %s; sending %llu goes on",
+                        (unsigned long long)a->index, RAFT__NAME(r, m->from),
+                        (unsigned long long)p->snap_index);
+            if (p->snap_offset == 0) {
+                p->snap_inflight = false;
+            }
+            raft__maybe_commit(r);
+            if (r->role == RAFT_LEADER) {
+                raft__send_append(r, p); /* the chunk, if none in flight */
+            }
+            return;
         }
         if (p->state == PROGRESS_SNAPSHOT) {
             bool again = p->snap_sent_logged == a->index;

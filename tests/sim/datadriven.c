@@ -242,12 +242,14 @@ static int64_t call(struct parser* ps,
         const char* name;
         unsigned args;
     } arity[] = {
-        {"term", 1},     {"commit", 1},   {"applied", 1},     {"last", 1},
-        {"first", 1},    {"role", 1},     {"leader_of", 1},   {"alive", 1},
-        {"hash", 1},     {"log_term", 2}, {"catching_up", 1}, {"match", 2},
-        {"recent", 2},   {"member", 2},   {"index", 1},       {"served", 1},
-        {"read_err", 1}, {"sent", 2},     {"agree", 2},       {"converged", 1},
-        {"other", 0},
+        {"term", 1},        {"commit", 1},      {"applied", 1},
+        {"last", 1},        {"first", 1},       {"role", 1},
+        {"leader_of", 1},   {"alive", 1},       {"hash", 1},
+        {"log_term", 2},    {"catching_up", 1}, {"match", 2},
+        {"recent", 2},      {"member", 2},      {"index", 1},
+        {"served", 1},      {"read_err", 1},    {"sent", 2},
+        {"agree", 2},       {"converged", 1},   {"other", 0},
+        {"snap_starts", 2},
     };
     for (size_t i = 0; i < sizeof arity / sizeof arity[0]; i++) {
         if (strcmp(arity[i].name, name) == 0) {
@@ -324,6 +326,9 @@ known:;
     }
     if (strcmp(name, "sent") == 0) {
         return (int64_t)sim_sent(s, node_id(a[0]), node_id(a[1]));
+    }
+    if (strcmp(name, "snap_starts") == 0) {
+        return (int64_t)sim_snap_starts(s, node_id(a[0]), node_id(a[1]));
     }
     if (strcmp(name, "other") == 0) {
         /* the lowest node id not among the arguments */

@@ -104,6 +104,9 @@ void sim_wipe(struct sim* s, raft_id id);
 void sim_tear_tail(struct sim* s, raft_id id, unsigned entries);
 /* Messages sent so far from -> to (duplicates not counted). */
 uint64_t sim_sent(const struct sim* s, raft_id from, raft_id to);
+/* Snapshot chunks at offset 0 sent from -> to: image transfers started or
+ * restarted from the beginning (duplicates not counted). */
+uint64_t sim_snap_starts(const struct sim* s, raft_id from, raft_id to);
 
 /* Add `ms` to every write of the node's disk (0: back to normal). */
 void sim_set_disk_delay(struct sim* s, raft_id id, unsigned ms);

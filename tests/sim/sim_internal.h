@@ -147,6 +147,8 @@ struct sim {
     uint64_t reads_cap;
     unsigned installs;
     uint64_t sent[SIM_NODES_MAX + 1][SIM_NODES_MAX + 1]; /* by from, to */
+    /* snapshot chunks at offset 0 (a transfer started or restarted) */
+    uint64_t snap_starts[SIM_NODES_MAX + 1][SIM_NODES_MAX + 1];
     struct raft_conf initial_conf; /* what a wiped node restarts with */
     char violation[SIM_VIOLATION_MAX];
     bool failed;

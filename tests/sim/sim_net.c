@@ -144,6 +144,9 @@ void sim__net_send(struct sim* s, struct sim_msg* c)
     }
     sim__trace(s, "send %s", d);
     s->sent[m->from][m->to]++;
+    if (m->type == RAFT_MSG_SNAPSHOT && m->snapshot.offset == 0) {
+        s->snap_starts[m->from][m->to]++;
+    }
     sim__heap_push(
         s,
         (struct sim_ev){.t = s->now + delay, .kind = SIM_EV_DELIVER, .msg = c});

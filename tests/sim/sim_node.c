@@ -347,3 +347,10 @@ uint64_t sim_sent(const struct sim* s, raft_id from, raft_id to)
            to <= SIM_NODES_MAX);
     return s->sent[from][to];
 }
+
+uint64_t sim_snap_starts(const struct sim* s, raft_id from, raft_id to)
+{
+    assert(from >= 1 && from <= SIM_NODES_MAX && to >= 1 &&
+           to <= SIM_NODES_MAX);
+    return s->snap_starts[from][to];
+}

@@ -47,6 +47,9 @@ static uint64_t now;
 static unsigned drop_pct; /* random message loss, percent */
 static uint64_t test_rng = 1;
 static raft_id term_leader[4096]; /* election safety: one leader a term */
+/* Snapshot chunks at offset 0 sent to each node (transfers started or
+ * restarted), lost or not. */
+static unsigned snap_starts[N_MAX + 1];
 
 static uint64_t rnd(void)
 {
@@ -68,6 +71,10 @@ static void* dup_mem(const void* p, size_t n)
 
 static void enqueue(const struct raft_message* m)
 {
+    if (m->type == RAFT_MSG_SNAPSHOT && m->snapshot.offset == 0 &&
+        m->to <= N_MAX) {
+        snap_starts[m->to]++;
+    }
     if (cut[m->from][m->to] || (drop_pct && rnd() % 100 < drop_pct)) {
         return;
     }
@@ -789,6 +796,200 @@ static void test_snapshot_transfer_kept(void)
     free(image);
 }
 
+/* A follower that holds the whole image (its last chunk is in flight: it
+ * is installing it) is not restarted by a compaction done as fs/node does
+ * it (release the image, then give one at the new applied index, keeping
+ * the log): it installs the image it has and catches up by log. Before,
+ * the release sent it back to probing and the new image started a second
+ * transfer from offset 0, whose first chunk replaced the nearly complete
+ * one. */
+static void test_snapshot_install_not_restarted(void)
+{
+    cluster_start(4, 3, true);
+    run(3000);
+    int li = leader_of();
+    CHECK(li >= 0);
+    unsigned l = (unsigned)li;
+    raft_id lid = (raft_id)l + 1;
+    for (uint64_t v = 1; v <= 20; v++) {
+        CHECK_EQ(propose(l, v), 0);
+    }
+    run(300);
+    struct raft_event ev = {.type = RAFT_EV_COMPACT};
+    ev.compact.meta.index = raft_applied_index(nodes[l].r);
+    ev.compact.meta.term = raft_current_term(nodes[l].r);
+    ev.compact.meta.conf = *raft_conf_current(nodes[l].r);
+    CHECK_EQ(step(l, ev), 0); /* no image */
+    CHECK_EQ(conf_change(l, RAFT_CONF_ADD_LEARNER, 4), 0);
+    run(300);
+    CHECK(raft_image_wanted(nodes[l].r));
+    raft_index first_image = raft_applied_index(nodes[l].r);
+    size_t len = RAFT_SNAPSHOT_CHUNK * 2;
+    uint8_t* image = calloc(1, len);
+    uint8_t* image2 = calloc(1, len);
+    CHECK(image != NULL && image2 != NULL);
+    image[0] = 1;
+    image2[0] = 2;
+    give_image(l, image, len);
+
+    /* Deliver until the image's last chunk to the learner is next; hold
+     * it back (the learner "installs" meanwhile). */
+    struct qmsg held;
+    bool holding = false;
+    for (unsigned k = 0; k < 1000 && q_head != q_tail; k++) {
+        struct qmsg* q = &queue[q_head % QUEUE_MAX];
+        if (q->m.type == RAFT_MSG_SNAPSHOT && q->m.to == 4 &&
+            q->m.snapshot.offset + q->m.snapshot.chunk.len ==
+                q->m.snapshot.total) {
+            held = *q;
+            q_head++;
+            holding = true;
+            break;
+        }
+        struct qmsg one = *q;
+        q_head++;
+        unsigned to = (unsigned)one.m.to - 1;
+        if (to < n_nodes && nodes[to].up) {
+            struct raft_event rev = {.type = RAFT_EV_RECEIVE};
+            rev.msg = &one.m;
+            step(to, rev);
+        }
+        qmsg_free(&one);
+    }
+    CHECK(holding);
+    CHECK_EQ(held.m.snapshot.meta.index, first_image);
+
+    /* The leader moves on and compacts: release, then a new image at the
+     * new applied index (the log kept), while the learner installs. */
+    unsigned starts = snap_starts[4];
+    cut[lid][4] = true;
+    for (uint64_t v = 21; v <= 25; v++) {
+        CHECK_EQ(propose(l, v), 0);
+    }
+    run(100);
+    CHECK(raft_applied_index(nodes[l].r) > first_image);
+    give_image(l, NULL, 0);
+    give_image(l, image2, len);
+    run(100);
+    cut[lid][4] = false;
+    CHECK_EQ(snap_starts[4], starts); /* the transfer was not restarted */
+
+    /* The learner installs the image it has, then catches up by log. */
+    struct raft_event rev = {.type = RAFT_EV_RECEIVE};
+    rev.msg = &held.m;
+    step(3, rev);
+    qmsg_free(&held);
+    run(300);
+    CHECK(nodes[3].image != NULL);
+    CHECK_EQ(nodes[3].image_len, len);
+    CHECK_EQ(((const uint8_t*)nodes[3].image)[0], 1);
+    CHECK_EQ(snap_starts[4], starts);
+    CHECK(has_value(&nodes[3], 25));
+    CHECK(!raft_image_wanted(nodes[l].r));
+    check_applied_agree();
+    cluster_stop();
+    free(image);
+    free(image2);
+}
+
+/* Delivers queued messages until the next one is a snapshot chunk to `to`
+ * at an offset past 0 (a transfer under way); true if found. */
+static bool deliver_until_chunk_past_0(raft_id to)
+{
+    for (unsigned k = 0; k < 1000 && q_head != q_tail; k++) {
+        struct qmsg* q = &queue[q_head % QUEUE_MAX];
+        if (q->m.type == RAFT_MSG_SNAPSHOT && q->m.to == to &&
+            q->m.snapshot.offset > 0) {
+            return true;
+        }
+        struct qmsg one = *q;
+        q_head++;
+        unsigned i = (unsigned)one.m.to - 1;
+        if (i < n_nodes && nodes[i].up && !cut[one.m.from][one.m.to]) {
+            struct raft_event ev = {.type = RAFT_EV_RECEIVE};
+            ev.msg = &one.m;
+            step(i, ev);
+        }
+        qmsg_free(&one);
+    }
+    return false;
+}
+
+/* A late done answer for an image the follower installed earlier (a
+ * duplicate: to a chunk resent after a timeout) does not restart the
+ * transfer of a newer image under way: before, the leader went back to
+ * probing and started the newer image again from offset 0. */
+static void test_snapshot_stale_done(void)
+{
+    cluster_start(4, 3, true);
+    run(3000);
+    int li = leader_of();
+    CHECK(li >= 0);
+    unsigned l = (unsigned)li;
+    raft_id lid = (raft_id)l + 1;
+    for (uint64_t v = 1; v <= 20; v++) {
+        CHECK_EQ(propose(l, v), 0);
+    }
+    run(300);
+    struct raft_event ev = {.type = RAFT_EV_COMPACT};
+    ev.compact.meta.index = raft_applied_index(nodes[l].r);
+    ev.compact.meta.term = raft_current_term(nodes[l].r);
+    ev.compact.meta.conf = *raft_conf_current(nodes[l].r);
+    CHECK_EQ(step(l, ev), 0); /* no image */
+    CHECK_EQ(conf_change(l, RAFT_CONF_ADD_LEARNER, 4), 0);
+    run(300);
+    raft_index first_image = raft_applied_index(nodes[l].r);
+    size_t len = RAFT_SNAPSHOT_CHUNK * 3;
+    uint8_t* image = calloc(1, len);
+    uint8_t* image2 = calloc(1, len);
+    CHECK(image != NULL && image2 != NULL);
+    image[0] = 1;
+    image2[0] = 2;
+    give_image(l, image, len);
+    run(1000);
+    CHECK_EQ(((const uint8_t*)nodes[3].image)[0], 1);
+    give_image(l, NULL, 0);
+
+    /* Behind again: the leader compacts past it, then sends image2. */
+    cut[lid][4] = cut[4][lid] = true;
+    for (uint64_t v = 21; v <= 25; v++) {
+        CHECK_EQ(propose(l, v), 0);
+    }
+    run(300);
+    ev.compact.meta.index = raft_applied_index(nodes[l].r);
+    CHECK_EQ(step(l, ev), 0); /* no image, log compacted past the learner */
+    cut[lid][4] = cut[4][lid] = false;
+    run(300);
+    CHECK(raft_image_wanted(nodes[l].r));
+    unsigned starts = snap_starts[4];
+    give_image(l, image2, len);
+    CHECK_EQ(snap_starts[4], starts + 1);
+    CHECK(deliver_until_chunk_past_0(4));
+
+    /* A duplicate done for the first image arrives now. */
+    struct raft_message late = {.type = RAFT_MSG_SNAPSHOT_RESP,
+                                .from = 4,
+                                .to = lid,
+                                .term = raft_current_term(nodes[l].r)};
+    late.snapshot_resp.index = first_image;
+    late.snapshot_resp.next_offset = len;
+    late.snapshot_resp.done = true;
+    struct raft_event rev = {.type = RAFT_EV_RECEIVE};
+    rev.msg = &late;
+    step(l, rev);
+    run(1000);
+    CHECK_EQ(snap_starts[4], starts + 1); /* one transfer of image2 */
+    CHECK_EQ(((const uint8_t*)nodes[3].image)[0], 2);
+    CHECK(!raft_image_wanted(nodes[l].r));
+    CHECK_EQ(propose(l, 77), 0);
+    run(300);
+    CHECK(has_value(&nodes[3], 77));
+    check_applied_agree();
+    cluster_stop();
+    free(image);
+    free(image2);
+}
+
 /* Direct single-node checks of the vote rule (thesis 3.6.1 / 5.4.1). */
 static void test_vote_rule(void)
 {
@@ -950,6 +1151,8 @@ int main(void)
     RUN(test_snapshot);
     RUN(test_snapshot_on_demand);
     RUN(test_snapshot_transfer_kept);
+    RUN(test_snapshot_install_not_restarted);
+    RUN(test_snapshot_stale_done);
     RUN(test_random_faults);
     free(queue);
     return 0;
