@@ -55,6 +55,7 @@
 #define CODEC_PROPOSE_RESP_FIXED_BYTES (4 + 4)
 #define CODEC_READ_INDEX_BYTES 8
 #define CODEC_READ_INDEX_RESP_BYTES (8 + 8 + 4)
+#define CODEC_TRANSFER_BYTES 8
 
 /* A configuration: 2 header bytes + per server id, role, two strings. */
 #define CODEC_CONF_BYTES_MAX 1024
@@ -264,6 +265,8 @@ static size_t body_size(const struct raft_message* m)
         return CODEC_READ_INDEX_BYTES;
     case RAFT_MSG_READ_INDEX_RESP:
         return CODEC_READ_INDEX_RESP_BYTES;
+    case RAFT_MSG_TRANSFER:
+        return CODEC_TRANSFER_BYTES;
     default: /* VOTE_RESP, PREVOTE_RESP, TIMEOUT_NOW, and invalid types */
         return 0;
     }
@@ -486,6 +489,9 @@ static void encode_body(struct writer* w, const struct raft_message* m)
         put_u64(w, m->read_index_resp.index);
         put_u32(w, (uint32_t)m->read_index_resp.err);
         break;
+    case RAFT_MSG_TRANSFER:
+        put_u64(w, m->transfer.to);
+        break;
     default: /* VOTE_RESP, PREVOTE_RESP, TIMEOUT_NOW: header only */
         break;
     }
@@ -689,6 +695,9 @@ static int decode_body(struct reader* r,
         m->read_index_resp.index = get_u64(r);
         m->read_index_resp.err = (int32_t)get_u32(r);
         return m->read_index_resp.err > 0 ? RAFT_EMALFORMED : 0;
+    case RAFT_MSG_TRANSFER:
+        m->transfer.to = get_u64(r);
+        return 0;
     default: /* TIMEOUT_NOW */
         return 0;
     }

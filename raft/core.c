@@ -470,6 +470,9 @@ static void recv_msg(struct raft* r, const struct raft_message* m)
     case RAFT_MSG_READ_INDEX_RESP:
         raft__recv_read_index_resp(r, m);
         return;
+    case RAFT_MSG_TRANSFER:
+        raft__recv_transfer(r, m);
+        return;
     default:
         break;
     }

@@ -231,6 +231,7 @@ void raft__tick_leader(struct raft* r);
 int raft__read_index(struct raft* r, uint64_t ctx);
 void raft__recv_read_index(struct raft* r, const struct raft_message* m);
 void raft__recv_read_index_resp(struct raft* r, const struct raft_message* m);
+void raft__recv_transfer(struct raft* r, const struct raft_message* m);
 void raft__reads_advance(struct raft* r);
 void raft__reads_fail_all(struct raft* r, int err);
 void raft__fwd_reads_fail(struct raft* r, raft_id leader, int err);

@@ -77,6 +77,7 @@ const char* raft_msg_type_name(int type)
         [RAFT_MSG_PROPOSE_RESP] = "propose_resp",
         [RAFT_MSG_READ_INDEX] = "read_index",
         [RAFT_MSG_READ_INDEX_RESP] = "read_index_resp",
+        [RAFT_MSG_TRANSFER] = "transfer",
     };
     if (type < 1 || type > RAFT_MSG_TYPE_MAX) {
         return "unknown";
@@ -94,6 +95,7 @@ bool raft_msg_sendable_early(const struct raft_message* m)
     case RAFT_MSG_READ_INDEX:
     case RAFT_MSG_READ_INDEX_RESP:
     case RAFT_MSG_TIMEOUT_NOW:
+    case RAFT_MSG_TRANSFER:
         return true;
     default:
         return false;

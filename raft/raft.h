@@ -182,7 +182,8 @@ enum raft_msg_type {
     RAFT_MSG_PROPOSE_RESP = 11, /* leader refuses forwarded proposals */
     RAFT_MSG_READ_INDEX = 12,   /* follower asks the leader for a read index */
     RAFT_MSG_READ_INDEX_RESP = 13,
-    RAFT_MSG_TYPE_MAX = 13,
+    RAFT_MSG_TRANSFER = 14, /* a member asks the leader for a transfer */
+    RAFT_MSG_TYPE_MAX = 14,
 };
 const char* raft_msg_type_name(int type);
 
@@ -257,6 +258,12 @@ struct raft_msg_read_index_resp {
     int err;
 };
 
+/* RAFT_EV_TRANSFER stepped on a follower, sent to the leader, which
+ * starts the transfer (no answer: the asker sees the leader change). */
+struct raft_msg_transfer {
+    raft_id to; /* 0: the most up-to-date voter */
+};
+
 struct raft_message {
     uint8_t type; /* enum raft_msg_type */
     raft_id from;
@@ -273,6 +280,7 @@ struct raft_message {
         struct raft_msg_propose_resp propose_resp;
         struct raft_msg_read_index read_index;
         struct raft_msg_read_index_resp read_index_resp;
+        struct raft_msg_transfer transfer;
     };
 };
 

@@ -362,7 +362,18 @@ void raft__transfer_check(struct raft* r, struct raft__progress* p)
 int raft__transfer(struct raft* r, raft_id to)
 {
     if (r->role != RAFT_LEADER) {
-        return RAFT_ENOTLEADER;
+        /* Asked on a follower: the leader starts it (like a forwarded
+         * proposal, but without an answer: the asker sees the leader
+         * change, or not). */
+        if (r->role != RAFT_FOLLOWER || r->leader == 0) {
+            return RAFT_ENOTLEADER;
+        }
+        struct raft_message* m = raft__msg(r, RAFT_MSG_TRANSFER, r->leader);
+        m->transfer.to = to;
+        raft__trace(r, RAFT_TRACE_INFO, "transfer to %s: asked of leader %s",
+                    to != 0 ? RAFT__NAME(r, to) : "the best voter",
+                    RAFT__NAME(r, r->leader));
+        return 0;
     }
     if (to == 0) {
         to = transfer_pick(r);
@@ -387,4 +398,20 @@ int raft__transfer(struct raft* r, raft_id to)
         raft__send_append(r, p);
     }
     return 0;
+}
+
+/* A member asked for a transfer (raft__transfer on a follower). */
+void raft__recv_transfer(struct raft* r, const struct raft_message* m)
+{
+    if (r->role != RAFT_LEADER || raft__progress_get(r, m->from) == NULL) {
+        raft__trace(r, RAFT_TRACE_DEBUG,
+                    "transfer asked by %s: not the leader, dropped",
+                    RAFT__NAME(r, m->from));
+        return;
+    }
+    int rv = raft__transfer(r, m->transfer.to);
+    if (rv != 0) {
+        raft__trace(r, RAFT_TRACE_INFO, "transfer asked by %s refused: %s",
+                    RAFT__NAME(r, m->from), raft_strerror(rv));
+    }
 }

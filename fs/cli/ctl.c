@@ -418,39 +418,24 @@ static void req_member(struct ctl_client* cl, char* args)
     }
 }
 
-/* "transfer\tNAME": only the leader's node starts a transfer; elsewhere
- * the error names the leader to run it on. */
+/* "transfer\tNAME": the leader starts a transfer; a follower asks the
+ * leader to (RAFT_MSG_TRANSFER). */
 static void req_transfer(struct ctl_client* cl, const char* to)
 {
     struct node* n = cl->ctl->node;
     int rv = node_transfer_leadership(n, to);
     if (rv == 0) {
-        client_printf(cl, "ok transfer started\n");
-        return;
-    }
-    if (rv == -ENOENT) {
+        client_printf(cl, "ok transfer %s\n",
+                      node_is_leader(n) ? "started" : "asked of the leader");
+    } else if (rv == -ENOENT) {
         client_printf(cl, "error: no member of that name\n");
-        return;
-    }
-    if (node_is_leader(n)) {
-        client_printf(cl, "error: the target is not a voter\n");
-        return;
-    }
-    char* leader = NULL;
-    size_t len = 0;
-    if (node_leader_text(n, &leader, &len) != 0 || len < 2) {
-        free(leader);
+    } else if (rv == -EAGAIN) {
         client_printf(cl,
-                      "error: this node is not the leader and no leader "
-                      "is known: retry once one is elected\n");
-        return;
+                      "error: no leader is known: retry once one is "
+                      "elected\n");
+    } else {
+        client_printf(cl, "error: the target is not a voter\n");
     }
-    leader[len - 1] = '\0';
-    client_printf(cl,
-                  "error: this node is not the leader; run it on the "
-                  "leader's node, %s\n",
-                  leader);
-    free(leader);
 }
 
 static void answer(struct ctl_client* cl)

@@ -74,8 +74,9 @@ static const struct cmd_usage usages[] = {
      "--name N]\n"
      "\n"
      "Prints the leader's name (empty when none is known). `transfer`,\n"
-     "run on the leader's node, hands leadership to another voter and\n"
-     "waits (up to 5 s) for the new leader.\n"
+     "run on any member's node (a follower asks the leader), hands\n"
+     "leadership to another voter and waits (up to 5 s) for the new\n"
+     "leader.\n"
      "\n"
      "  --to N2          the new leader (default: the most up-to-date\n"
      "                   voter)\n" TARGET_FLAGS},

@@ -545,28 +545,42 @@ static int cmd_snapshot(struct cli* o, int argc, char** argv)
     return ctl__usage_error("snapshot");
 }
 
-/* `quorumfs leader transfer [--to N]`, sent to the leader's node: start
- * the transfer, then wait (bounded) for the new leader and print it. */
+/* `quorumfs leader transfer [--to N]`, on any member (a follower asks
+ * the leader): start the transfer, then wait (bounded) for the new leader
+ * (N when given) and print it. */
 static int cmd_leader_transfer(struct cli* o)
 {
     char req[CTL_REQUEST_MAX];
     char* out = NULL;
     size_t len = 0;
 
-    snprintf(req, sizeof(req), "transfer\t%s", o->to != NULL ? o->to : "");
-    if (ctl_request(o->dir, req) != 0 ||
-        ctl_fetch(o->dir, "leader", &out, &len) != 0) {
+    /* The leader before asking: on a follower the transfer may be done
+     * before this node hears of it. */
+    if (ctl_fetch(o->dir, "leader", &out, &len) != 0) {
         return 1;
     }
     char old[RAFT_NAME_MAX + 2];
     snprintf(old, sizeof(old), "%s", out);
     free(out);
+    snprintf(req, sizeof(req), "transfer\t%s", o->to != NULL ? o->to : "");
+    if (ctl_request(o->dir, req) != 0) {
+        return 1;
+    }
+    char want[RAFT_NAME_MAX + 2] = "";
+    if (o->to != NULL) {
+        snprintf(want, sizeof(want), "%s\n", o->to);
+    }
+    if (want[0] != '\0' && strcmp(old, want) == 0) {
+        printf("leader is now %s", old); /* already */
+        return 0;
+    }
     for (int i = 0; i < LEADER_WAIT_POLLS; i++) {
         usleep(100 * 1000);
         if (ctl_fetch(o->dir, "leader", &out, &len) != 0) {
             return 1;
         }
-        bool moved = len > 1 && strcmp(out, old) != 0;
+        bool moved = len > 1 && strcmp(out, old) != 0 &&
+                     (want[0] == '\0' || strcmp(out, want) == 0);
         if (moved) {
             printf("leader is now %s", out);
         }

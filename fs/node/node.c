@@ -430,14 +430,15 @@ int node_transfer_leadership(struct node* n, const char* to)
         if (ev.transfer.to == 0) {
             return -ENOENT;
         }
-        if (ev.transfer.to == n->id) {
-            return raft_role(n->raft) == RAFT_LEADER ? 0 : -EINVAL;
+        if (ev.transfer.to == n->id && raft_role(n->raft) == RAFT_LEADER) {
+            return 0;
         }
     }
-    if (raft_role(n->raft) != RAFT_LEADER) {
-        return -EINVAL;
-    }
+    /* On a follower the core asks the leader (RAFT_MSG_TRANSFER). */
     int rv = node__step(n, &ev);
+    if (rv == RAFT_ENOTLEADER) {
+        return -EAGAIN;
+    }
     return rv == 0 ? 0 : -EINVAL;
 }
 

@@ -120,10 +120,13 @@ bool node_startup_needs_cluster(const struct node* n);
 struct store* node_store(struct node* n);
 
 /* Hand leadership to the member named `to` (NULL or "": the most
- * up-to-date voter) with TimeoutNow (thesis 3.10). Returns 0 once the
- * transfer started (it completes within an election timeout, or is
- * abandoned), -EINVAL when this node is not the leader or `to` is not a
- * voter of the configuration, -ENOENT for an unknown name. */
+ * up-to-date voter) with TimeoutNow (thesis 3.10); on a follower the
+ * leader is asked to (RAFT_MSG_TRANSFER). Returns 0 once the transfer
+ * started or was asked for (it completes within an election timeout, or
+ * is abandoned: watch the leader), -EAGAIN when no leader is known,
+ * -EINVAL when `to` is not a voter of the configuration (known on the
+ * leader only; a follower's request is then dropped there), -ENOENT for
+ * an unknown name. */
 int node_transfer_leadership(struct node* n, const char* to);
 
 /* Snapshots (snapshot/snapshot.h). A store image of the applied state

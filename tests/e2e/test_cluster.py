@@ -313,24 +313,25 @@ def test_new_leader_sends_snapshot(make_cluster):
 
 
 def test_leader_transfer_cli(make_cluster):
+    """`quorumfs leader transfer` from the leader's node, then from a
+    follower's (which asks the leader: RAFT_MSG_TRANSFER), each to a named
+    member; writes go on after each."""
     c = make_cluster()
     ld = c.start()
     target = c.followers(ld)[0]
-    other = c.followers(ld)[1]
-    # Asked on a follower: refused, nothing moves.
-    r = subprocess.run([QUORUMFS_BIN, "leader", "transfer", "--to",
-                        target.name, "--data-dir", other.data_dir],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode != 0 and "not the leader" in r.stderr, r
-    assert c.wait_leader(timeout=5.0) is ld
-    # On the leader: leadership moves to the named follower.
-    r = subprocess.run([QUORUMFS_BIN, "leader", "transfer", "--to",
-                        target.name, "--data-dir", ld.data_dir],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r
-    assert r.stdout.splitlines()[-1] == "leader is now " + target.name, \
-        r.stdout
-    assert c.wait_leader(timeout=5.0) is target
+
+    def transfer(via, to):
+        r = subprocess.run([QUORUMFS_BIN, "leader", "transfer", "--to",
+                            to.name, "--data-dir", via.data_dir],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r
+        assert r.stdout.splitlines()[-1] == "leader is now " + to.name, \
+            r.stdout
+        assert c.wait_leader(timeout=5.0) is to
+
+    transfer(ld, target)             # on the leader
+    other = next(n for n in c.nodes if n is not target and n is not ld)
+    transfer(ld, other)              # ld is a follower now: it asks target
     acked = {}
     for n in c.nodes:
         rel = "after-transfer-" + n.name

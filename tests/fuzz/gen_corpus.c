@@ -119,5 +119,8 @@ int main(int argc, char** argv)
     m = hdr(RAFT_MSG_READ_INDEX_RESP);
     m.read_index_resp = (struct raft_msg_read_index_resp){.ctx = 5, .index = 8};
     bad |= write_msg(dir, "read_index_resp", &m);
+    m = hdr(RAFT_MSG_TRANSFER);
+    m.transfer.to = 3;
+    bad |= write_msg(dir, "transfer", &m);
     return bad;
 }

@@ -120,6 +120,8 @@ static bool body_eq(const struct raft_message* a, const struct raft_message* b)
         return a->read_index_resp.ctx == b->read_index_resp.ctx &&
                a->read_index_resp.index == b->read_index_resp.index &&
                a->read_index_resp.err == b->read_index_resp.err;
+    case RAFT_MSG_TRANSFER:
+        return a->transfer.to == b->transfer.to;
     default:
         return true; /* TIMEOUT_NOW: header only */
     }
@@ -271,6 +273,12 @@ static void test_small_types(void)
         m = header(RAFT_MSG_READ_INDEX_RESP);
         m.read_index_resp = (struct raft_msg_read_index_resp){
             .ctx = 3, .index = UINT64_MAX, .err = errs[i]};
+        roundtrip(&m);
+    }
+    raft_id tos[] = {0, 2, UINT64_MAX};
+    for (unsigned i = 0; i < 3; i++) {
+        m = header(RAFT_MSG_TRANSFER);
+        m.transfer.to = tos[i];
         roundtrip(&m);
     }
 }
