@@ -99,8 +99,8 @@ struct fs_upd {
     int64_t mod_ns, chg_ns;
 };
 
-/* Per-inode write state (fs_write.c). Exists while an inode has a pending
- * update, a commit in flight, or requests queued behind that commit:
+/* Per-inode write state (fs_wstate.c, fs_write.c). Exists while an inode has a
+ * pending update, a commit in flight, or requests queued behind that commit:
  * commits of one inode are serialized, and every write-path request that
  * arrives while one is in flight waits for it in the queue. */
 struct fs_wino {
@@ -284,7 +284,8 @@ int64_t fs__now_ns(void);
 /* fs_read.c, fs_grave.c, fs_write.c */
 /* A WRITE op's proposal finished (called by fs.c's proposal callback). */
 void fs__write_done(struct fs_op* op, const struct store_result* res);
-/* fs_write.c, fs_owner.c: the pending update machinery, for fs_wreq.c. */
+/* fs_write.c, fs_wstate.c, fs_owner.c: the pending update machinery, for
+ * fs_wreq.c. */
 /* ino's write state (NULL: none), or a new one (NULL: out of memory). */
 struct fs_wino* fs__wino_find(const struct fs* f, uint64_t ino);
 struct fs_wino* fs__wino_get(struct fs* f, uint64_t ino);
@@ -321,6 +322,16 @@ void fs__commit_start(struct fs* f,
                       struct fs_wino* w,
                       struct fs_op* op,
                       struct store_cmd* c);
+/* fs_wstate.c, for fs_write.c: take w out of fs->winos and its hash
+ * bucket (not freed). */
+void fs__wino_unlink(struct fs* f, struct fs_wino* w);
+/* fs_quiesce's callback, on the next loop turn, once no inode has write
+ * state. */
+void fs__quiesce_check(struct fs* f);
+/* Free u's buffer (and its pending bytes); u is zeroed. */
+void fs__upd_free(struct fs* f, struct fs_upd* u);
+/* Start the settle timer, unless it runs or an unmount waits. */
+void fs__settle_arm(struct fs* f);
 
 /* Overlay ino's pending update (size, joined attributes) on *a, the
  * store's attributes, as requester tid (-1: an entry's attributes) may see

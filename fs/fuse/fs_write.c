@@ -41,9 +41,9 @@
  * in flight waits in the inode's queue and then applies to a new update
  * built from the content that commit produced.
  *
- * This file: the per-inode state, the update, its commits, the settle
- * timer and unmount. fs_owner.c: who wrote an update. fs_wreq.c: the
- * requests.
+ * This file: the update, its commits, the settle timer and unmount.
+ * fs_wstate.c: the per-inode state. fs_owner.c: who wrote an update.
+ * fs_wreq.c: the requests.
  */
 #include <assert.h>
 #include <errno.h>
@@ -62,190 +62,6 @@ static int64_t mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* ---- per-inode state ---- */
-
-static size_t wino_bucket(uint64_t ino)
-{
-    return (size_t)((ino * UINT64_C(0x9E3779B97F4A7C15)) >> 32) &
-           (FS_WINO_BUCKETS - 1);
-}
-
-struct fs_wino* fs__wino_find(const struct fs* f, uint64_t ino)
-{
-    struct fs_wino* w;
-
-    if (f->winos.next == &f->winos) {
-        return NULL; /* the common case: nothing pending */
-    }
-    for (w = f->wino_hash[wino_bucket(ino)]; w != NULL; w = w->hnext) {
-        if (w->ino == ino) {
-            return w;
-        }
-    }
-    return NULL;
-}
-
-static void wino_unlink(struct fs* f, struct fs_wino* w)
-{
-    struct fs_wino** p = &f->wino_hash[wino_bucket(w->ino)];
-
-    while (*p != w) {
-        p = &(*p)->hnext;
-    }
-    *p = w->hnext;
-    w->prev->next = w->next;
-    w->next->prev = w->prev;
-}
-
-struct fs_wino* fs__wino_get(struct fs* f, uint64_t ino)
-{
-    struct fs_wino* w = fs__wino_find(f, ino);
-
-    if (w != NULL) {
-        return w;
-    }
-    w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        return NULL;
-    }
-    w->ino = ino;
-    w->next = f->winos.next;
-    w->prev = &f->winos;
-    f->winos.next->prev = w;
-    f->winos.next = w;
-    w->hnext = f->wino_hash[wino_bucket(ino)];
-    f->wino_hash[wino_bucket(ino)] = w;
-    return w;
-}
-
-static void quiesced_cb(uv_timer_t* t)
-{
-    struct fs* f = t->data;
-    void (*cb)(void* data) = f->quiesce_cb;
-
-    f->quiesce_cb = NULL;
-    cb(f->quiesce_data);
-}
-
-static void quiesce_check(struct fs* f)
-{
-    if (f->quiesce_cb != NULL && f->winos.next == &f->winos) {
-        uv_timer_start(f->settle, quiesced_cb, 0, 0); /* the next turn */
-    }
-}
-
-static void upd_free(struct fs* f, struct fs_upd* u)
-{
-    f->pending_bytes -= u->cap;
-    free(u->buf);
-    memset(u, 0, sizeof(*u));
-}
-
-void fs__wino_put(struct fs* f, struct fs_wino* w)
-{
-    if (w->u.on || w->busy || w->q_head != NULL || w->running) {
-        return;
-    }
-    wino_unlink(f, w);
-    free(w);
-    quiesce_check(f);
-}
-
-static void settle_arm(struct fs* f)
-{
-    if (f->quiesce_cb == NULL && !uv_is_active((uv_handle_t*)f->settle)) {
-        uv_timer_start(f->settle, fs__settle_cb, FS_SETTLE_MS, 0);
-    }
-}
-
-/* The update of ino this mount reads (pending, or in flight): *hidden set
- * when there is one that requester tid may not see. Serializable: every
- * process of the mount sees it (one page cache, like a local file
- * system). Linearizable (direct reads, no page cache): only the threads
- * that wrote it, so that no other reader sees a value before its commit
- * (tid -1: a reply to no one in particular, an entry's attributes). */
-static const struct fs_upd* upd_visible(const struct fs* f,
-                                        uint64_t ino,
-                                        int32_t tid,
-                                        bool* hidden)
-{
-    const struct fs_wino* w = fs__wino_find(f, ino);
-    const struct fs_upd* u = NULL;
-
-    *hidden = false;
-    if (w == NULL) {
-        return NULL;
-    }
-    if (w->u.on && w->u.err == 0) {
-        u = &w->u;
-    } else if (w->busy && w->fl.err == 0) {
-        u = &w->fl;
-    }
-    if (u != NULL && f->o.linearizable && !fs__owner_tid(u, tid)) {
-        *hidden = true;
-        return NULL;
-    }
-    return u;
-}
-
-int fs__pending_attr(const struct fs* f, struct store_attr* a, int32_t tid)
-{
-    bool hidden;
-    const struct fs_upd* u = upd_visible(f, a->ino, tid, &hidden);
-
-    if (u == NULL) {
-        return hidden ? 2 : 0;
-    }
-    a->size = u->len;
-    if (u->set_mask & STORE_SET_MODE) {
-        a->mode = u->mode;
-    }
-    if (u->set_mask & STORE_SET_UID) {
-        a->uid = u->uid;
-    }
-    if (u->set_mask & STORE_SET_GID) {
-        a->gid = u->gid;
-    }
-    if (u->set_mask & STORE_SET_ATIME) {
-        a->atime_ns = u->atime_ns;
-    }
-    if (u->set_mask & STORE_SET_MTIME) {
-        a->mtime_ns = u->mtime_ns;
-    } else if (u->mod_ns != 0) {
-        a->mtime_ns = u->mod_ns; /* written or truncated here */
-    }
-    if (u->chg_ns != 0) {
-        a->ctime_ns = u->chg_ns;
-    }
-    return 1;
-}
-
-int fs__pending_read(const struct fs* f,
-                     uint64_t ino,
-                     int32_t tid,
-                     const void** data,
-                     size_t* len)
-{
-    bool hidden;
-    const struct fs_upd* u = upd_visible(f, ino, tid, &hidden);
-
-    /* A truncation no write followed yet: this mount's kernel was told
-     * size 0 and reads nothing, so a READ now comes from a reader that
-     * sampled the size before it; the committed content is what goes
-     * with that size (an empty reply would be zero-filled to it). */
-    if (u == NULL || u->trunc_only) {
-        return 0;
-    }
-    *data = u->buf;
-    *len = u->len;
-    return 1;
-}
-
-uint64_t fs_held_bytes(const struct fs* f)
-{
-    return f->held_bytes;
 }
 
 /* ---- the pending update ---- */
@@ -356,7 +172,7 @@ static void upd_discard(struct fs* f, struct fs_wino* w, int err)
     struct fs_upd keep = w->u;
 
     keep.buf = NULL;
-    upd_free(f, &w->u);
+    fs__upd_free(f, &w->u);
     w->u = keep;
     w->u.cap = 0;
     w->u.len = 0;
@@ -366,7 +182,7 @@ static void upd_discard(struct fs* f, struct fs_wino* w, int err)
     wfail_local(f, w->ino, err);
     w->u.touch_ns = mono_ns();
     kernel_drop(f, w->ino);
-    settle_arm(f);
+    fs__settle_arm(f);
 }
 
 /* Room for len bytes in u's buffer; -ENOSPC past the pending bytes. */
@@ -441,7 +257,7 @@ int fs__upd_begin(struct fs* f, struct fs_wino* w, bool trunc)
     if (trunc) {
         fs__upd_stamp(&w->u, true);
     }
-    settle_arm(f);
+    fs__settle_arm(f);
     return 0;
 }
 
@@ -606,7 +422,7 @@ void fs__commit_start(struct fs* f,
     assert(w->u.on && w->u.err == 0 && !w->busy);
     if (c == NULL &&
         store_getattr(node_store(f->node), w->ino, &a) == -ENOENT) {
-        upd_free(f, &w->u); /* unlinked while open: nothing to commit to */
+        fs__upd_free(f, &w->u); /* unlinked while open: nothing to commit to */
         op_reply_err(op, 0);
         op_drop(op);
         return;
@@ -668,7 +484,7 @@ static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
     }
     if (u->err != 0) {
         int err = u->err;
-        upd_free(f, u); /* reported once, to its writer */
+        fs__upd_free(f, u); /* reported once, to its writer */
         op_reply_err(op, err);
         op_drop(op);
         return;
@@ -741,15 +557,15 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
     w->busy = false;
     w->done_err = -res->err;
     if (res->err == 0) {
-        upd_free(f, &w->fl);
+        fs__upd_free(f, &w->fl);
     } else if (op->wop == FS_WOP_RENAME && !w->u.on) {
         w->u = w->fl; /* the rename failed: the update stays pending */
         memset(&w->fl, 0, sizeof(w->fl));
-        settle_arm(f);
+        fs__settle_arm(f);
     } else {
         /* The kernel holds what was written; the file is what was
          * committed before: make it read that again. */
-        upd_free(f, &w->fl);
+        fs__upd_free(f, &w->fl);
         kernel_drop(f, op->ino);
     }
     wino_run(f, w);
@@ -894,14 +710,14 @@ void fs_quiesce(struct fs* f, void (*cb)(void* data), void* data)
              * which the put did not free (not idle). */
             // NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
             if (!idle && !w->busy && w->q_head == NULL) {
-                upd_free(f, &w->u); /* out of memory: lost, as in a crash */
+                fs__upd_free(f, &w->u); /* out of memory: lost, as in a crash */
                 fs__wino_put(f, w);
             }
             continue;
         }
         fs__wino_submit(f, w, op);
     }
-    quiesce_check(f);
+    fs__quiesce_check(f);
 }
 
 void fs__winos_free(struct fs* f)
@@ -916,9 +732,9 @@ void fs__winos_free(struct fs* f)
             op_reply_err(op, ESHUTDOWN);
             op_drop(op);
         }
-        wino_unlink(f, w);
-        upd_free(f, &w->u);
-        upd_free(f, &w->fl);
+        fs__wino_unlink(f, w);
+        fs__upd_free(f, &w->u);
+        fs__upd_free(f, &w->fl);
         free(w);
     }
 }
