@@ -1,7 +1,6 @@
 /* ctl_client.c - the client side of the `quorumfs` subcommands (ctl.h):
- * requests over a node's control socket, and the offline `snapshot
- * status` and `snapshot restore` (which has the node seed a new data dir
- * from a snapshot file: node_seed_data_dir). */
+ * requests over a node's control socket, and the dispatch of every client
+ * command (the offline snapshot file commands are ctl_snapfile.c's). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -235,7 +234,7 @@ static int cmd_snapshot_save(struct cli* o, const char* file)
     return 0;
 }
 
-static void print_json_string(const char* s)
+void ctl__print_json_string(const char* s)
 {
     putchar('"');
     for (; *s != '\0'; s++) {
@@ -249,131 +248,6 @@ static void print_json_string(const char* s)
         }
     }
     putchar('"');
-}
-
-static int cmd_snapshot_status(struct cli* o, const char* file)
-{
-    struct snap_file_info info;
-    char err[512];
-    int rv = snap_file_load(file, &info, NULL, NULL, err, sizeof(err));
-
-    if (rv != 0) {
-        if (o->json) {
-            printf("{\"file\":");
-            print_json_string(file);
-            printf(",\"ok\":false,\"error\":");
-            print_json_string(err);
-            printf("}\n");
-        }
-        fprintf(stderr, "quorumfs snapshot status: %s: %s\n", file, err);
-        return 1;
-    }
-    if (o->json) {
-        printf("{\"file\":");
-        print_json_string(file);
-        printf(",\"ok\":true,\"version\":%u,\"revision\":%" PRIu64
-               ",\"applied_index\":%" PRIu64 ",\"keys\":%" PRIu64
-               ",\"size\":%" PRIu64 ",\"image_bytes\":%" PRIu64
-               ",\"checksum\":\"%016" PRIx64
-               "\",\"checksum_verified\":true,\"members\":[",
-               info.version, info.revision, info.applied_index, info.keys,
-               info.file_bytes, info.image_bytes, info.checksum);
-        for (unsigned i = 0; i < info.conf.n; i++) {
-            printf("%s{\"name\":", i > 0 ? "," : "");
-            print_json_string(info.conf.servers[i].name);
-            printf(",\"addr\":");
-            print_json_string(info.conf.servers[i].addr);
-            printf(",\"voter\":%s}",
-                   info.conf.servers[i].role == RAFT_VOTER ? "true" : "false");
-        }
-        printf("]}\n");
-        return 0;
-    }
-    printf(
-        "file:           %s\n"
-        "format version: %u\n"
-        "revision:       %" PRIu64
-        "\n"
-        "applied index:  %" PRIu64
-        "\n"
-        "keys:           %" PRIu64
-        "\n"
-        "size:           %" PRIu64 " bytes (image %" PRIu64
-        ")\n"
-        "checksum:       %016" PRIx64
-        " (verified)\n"
-        "members:       ",
-        file, info.version, info.revision, info.applied_index, info.keys,
-        info.file_bytes, info.image_bytes, info.checksum);
-    for (unsigned i = 0; i < info.conf.n; i++) {
-        printf(" %s=%s%s", info.conf.servers[i].name, info.conf.servers[i].addr,
-               info.conf.servers[i].role == RAFT_VOTER ? "" : " (learner)");
-    }
-    printf("\n");
-    return 0;
-}
-
-static int cmd_snapshot_restore(struct cli* o, const char* file)
-{
-    struct snap_file_info info;
-    struct raft_conf conf;
-    char err[512];
-    void* img = NULL;
-    size_t len = 0;
-    const char* step;
-    int rv;
-
-    if (o->dir == NULL || o->name == NULL) {
-        fprintf(stderr,
-                "quorumfs snapshot restore: needs --data-dir D (new or "
-                "empty) and --name N\n");
-        return ctl__usage_error("snapshot");
-    }
-    rv = snap_file_load(file, &info, &img, &len, err, sizeof(err));
-    if (rv != 0) {
-        fprintf(stderr, "quorumfs snapshot restore: %s: %s; nothing done\n",
-                file, err);
-        return 1;
-    }
-    rv = node_seed_data_dir(o->dir, o->name, o->cluster, img, len,
-                            info.applied_index, &conf, &step);
-    free(img);
-    if (rv == 0) {
-        printf("restored %s into %s: revision %" PRIu64 ", %" PRIu64
-               " keys; node %s of a new cluster of %u (raft log starts "
-               "after index %" PRIu64 ")\n",
-               file, o->dir, info.revision, info.keys, o->name, conf.n,
-               info.applied_index);
-        return 0;
-    }
-    if (strcmp(step, "--initial-cluster") == 0) {
-        fprintf(stderr,
-                "quorumfs snapshot restore: bad --initial-cluster (expected "
-                "n1=ADDR:PORT,... naming %s)\n",
-                o->name);
-        return 2;
-    }
-    if (strcmp(step, "target") == 0) {
-        fprintf(stderr,
-                "quorumfs snapshot restore: %s: %s; refusing to touch it "
-                "(give a new or empty data dir)\n",
-                o->dir, rv == -ENOTEMPTY ? "not empty" : strerror(-rv));
-    } else if (strcmp(step, "parents") == 0) {
-        fprintf(stderr,
-                "quorumfs snapshot restore: cannot create the parent "
-                "directories of %s: %s\n",
-                o->dir, strerror(-rv));
-    } else if (strcmp(step, "tmp") == 0) {
-        fprintf(stderr,
-                "quorumfs snapshot restore: cannot create %s.tmp: %s%s\n",
-                o->dir, strerror(-rv),
-                rv == -EEXIST ? " (left by an interrupted restore: remove it)"
-                              : "");
-    } else {
-        fprintf(stderr, "quorumfs snapshot restore: %s: %s\n", step,
-                strerror(-rv));
-    }
-    return 1;
 }
 
 /* ---- membership ---- */
@@ -437,13 +311,13 @@ static int member_print_join(struct cli* o, const char* name, const char* addr)
     }
     if (o->json) {
         printf("{\"name\":");
-        print_json_string(name);
+        ctl__print_json_string(name);
         printf(",\"addr\":");
-        print_json_string(addr);
+        ctl__print_json_string(addr);
         printf(",\"role\":\"learner\",\"initial_cluster\":");
-        print_json_string(list);
+        ctl__print_json_string(list);
         printf(",\"initial_cluster_state\":\"existing\",\"cluster_id\":");
-        print_json_string(cid);
+        ctl__print_json_string(cid);
         printf("}\n");
         return 0;
     }
@@ -535,11 +409,11 @@ static int cmd_snapshot(struct cli* o, int argc, char** argv)
         return cmd_snapshot_save(o, argv[1]);
     }
     if (argc == 2 && strcmp(argv[0], "status") == 0) {
-        return cmd_snapshot_status(o, argv[1]);
+        return ctl__snapshot_status(argv[1], o->json);
     }
     if (argc == 2 && strcmp(argv[0], "restore") == 0) {
         o->dir = o->dir_arg; /* no default: the target must be named */
-        return cmd_snapshot_restore(o, argv[1]);
+        return ctl__snapshot_restore(argv[1], o->dir, o->name, o->cluster);
     }
     fprintf(stderr, "quorumfs snapshot %s: expected one FILE\n", argv[0]);
     return ctl__usage_error("snapshot");
@@ -667,10 +541,10 @@ static int cmd_endpoint_health(struct cli* o)
     bool all = have_leader;
     if (o->json) {
         printf("{\"node\":");
-        print_json_string(node);
+        ctl__print_json_string(node);
         printf(",\"seen_from\":\"%s\",\"leader\":", view);
         if (have_leader) {
-            print_json_string(leader);
+            ctl__print_json_string(leader);
         } else {
             printf("null");
         }
@@ -692,9 +566,9 @@ static int cmd_endpoint_health(struct cli* o)
         all = all && healthy;
         if (o->json) {
             printf("%s{\"name\":", i++ > 0 ? "," : "");
-            print_json_string(m.name);
+            ctl__print_json_string(m.name);
             printf(",\"addr\":");
-            print_json_string(m.addr);
+            ctl__print_json_string(m.addr);
             printf(
                 ",\"role\":\"%s\",\"healthy\":%s,\"reachable\":%s,"
                 "\"leader\":%s,\"self\":%s,\"lag_entries\":",

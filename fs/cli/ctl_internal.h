@@ -1,5 +1,6 @@
 /* ctl_internal.h - shared by the client side of the subcommands
- * (ctl_client.c) and its argument handling (ctl_args.c). */
+ * (ctl_client.c), its argument handling (ctl_args.c) and the offline
+ * snapshot file commands (ctl_snapfile.c). */
 #ifndef QFS_CTL_INTERNAL_H
 #define QFS_CTL_INTERNAL_H
 
@@ -42,5 +43,17 @@ struct ctl_target {
 };
 /* 0: dir is set; 1: an error was printed; 2: usage error. */
 int ctl__resolve_target(struct ctl_target* t);
+
+/* s as a JSON string (quoted, escaped) on stdout. */
+void ctl__print_json_string(const char* s);
+
+/* `snapshot status FILE [--json]` and `snapshot restore FILE --data-dir
+ * DIR --name NAME [--initial-cluster LIST]` (ctl_snapfile.c): the exit
+ * status, messages printed. */
+int ctl__snapshot_status(const char* file, bool json);
+int ctl__snapshot_restore(const char* file,
+                          const char* dir,
+                          const char* name,
+                          const char* cluster);
 
 #endif /* QFS_CTL_INTERNAL_H */
