@@ -14,6 +14,7 @@
 #include "../../raft/util/datadir.h"
 #include "ctl.h"
 #include "ctl_internal.h"
+#include "fuseconn.h"
 
 /* ---- usage, one text per command ---- */
 
@@ -353,23 +354,6 @@ bool ctl__is_data_dir(const char* path)
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-/* /proc/self/mountinfo escapes (\040 ...) in place. */
-static void mountinfo_unescape(char* s)
-{
-    char* out = s;
-    for (char* p = s; *p != '\0'; p++) {
-        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' &&
-            p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
-            *out++ =
-                (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-            p += 3;
-        } else {
-            *out++ = *p;
-        }
-    }
-    *out = '\0';
-}
-
 /* Whether mountpoint mp holds the absolute path abs. */
 static bool path_under(const char* abs, const char* mp)
 {
@@ -408,7 +392,7 @@ static int mount_of(const char* abs,
         if (dash == NULL || sscanf(dash + 3, "%63s", fstype) != 1) {
             continue;
         }
-        mountinfo_unescape(mp);
+        fuseconn_mountinfo_unescape(mp);
         if (all != NULL) {
             if (strcmp(fstype, QFS_FSTYPE) == 0) {
                 fprintf(all, "  %s\n", mp);

@@ -64,8 +64,7 @@ static unsigned conn_number(unsigned maj, unsigned min)
     return (maj << 20) | min; /* the kernel's dev_t, as fusectl names it */
 }
 
-/* mountinfo escapes space, tab, newline and backslash as \ooo. */
-static void unescape(char* s)
+void fuseconn_mountinfo_unescape(char* s)
 {
     char* out = s;
     for (char* p = s; *p != '\0'; p++) {
@@ -107,7 +106,7 @@ static int mountinfo_find(const char* path, struct mnt_entry* e)
         if (dash == NULL || sscanf(dash + 3, "%63s", fstype) != 1) {
             continue;
         }
-        unescape(mp);
+        fuseconn_mountinfo_unescape(mp);
         if (strcmp(mp, path) == 0) {
             e->found = true;
             e->maj = maj;

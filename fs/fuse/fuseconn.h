@@ -33,6 +33,10 @@ int fuseconn_record(const char* mountpoint,
                     const char* data_dir,
                     unsigned* conn);
 
+/* A path field of /proc/self/mountinfo, whose space, tab, newline and
+ * backslash are escaped as \ooo, unescaped in place. */
+void fuseconn_mountinfo_unescape(char* s);
+
 /* stderr appended to log_path (NULL: left as it is), stdin and stdout to
  * /dev/null: a process that runs in the background. */
 void fuseconn_stdio_to(const char* log_path);
