@@ -737,15 +737,13 @@ int raft_peer_progress(const struct raft* r,
         *recent = true;
         return 0;
     }
-    for (unsigned i = 0; i < r->n_progress; i++) {
-        const struct raft__progress* p = &r->progress[i];
-        if (p->id == id) {
-            *match = p->match;
-            *recent = p->last_recv_ms + r->opt.election_ms > r->now_ms;
-            return 0;
-        }
+    const struct raft__progress* p = raft__progress_get(r, id);
+    if (p == NULL) {
+        return -ENOENT;
     }
-    return -ENOENT;
+    *match = p->match;
+    *recent = p->last_recv_ms + r->opt.election_ms > r->now_ms;
+    return 0;
 }
 
 int raft_peer_last_heard(const struct raft* r, raft_id id, uint64_t* ms_ago)
@@ -757,13 +755,10 @@ int raft_peer_last_heard(const struct raft* r, raft_id id, uint64_t* ms_ago)
         *ms_ago = 0;
         return 0;
     }
-    for (unsigned i = 0; i < r->n_progress; i++) {
-        const struct raft__progress* p = &r->progress[i];
-        if (p->id == id) {
-            *ms_ago =
-                r->now_ms > p->last_recv_ms ? r->now_ms - p->last_recv_ms : 0;
-            return 0;
-        }
+    const struct raft__progress* p = raft__progress_get(r, id);
+    if (p == NULL) {
+        return -ENOENT;
     }
-    return -ENOENT;
+    *ms_ago = r->now_ms > p->last_recv_ms ? r->now_ms - p->last_recv_ms : 0;
+    return 0;
 }

@@ -213,7 +213,7 @@ void raft__recv_timeout_now(struct raft* r, const struct raft_message* m);
 void raft__tick_election(struct raft* r);
 
 /* replication.c */
-struct raft__progress* raft__progress_get(struct raft* r, raft_id id);
+struct raft__progress* raft__progress_get(const struct raft* r, raft_id id);
 void raft__progress_reset(struct raft__progress* p,
                           raft_id id,
                           raft_index next);

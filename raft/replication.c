@@ -7,11 +7,13 @@
 
 /* ---- progress and the inflight window ---- */
 
-struct raft__progress* raft__progress_get(struct raft* r, raft_id id)
+struct raft__progress* raft__progress_get(const struct raft* r, raft_id id)
 {
     for (unsigned i = 0; i < r->n_progress; i++) {
         if (r->progress[i].id == id) {
-            return &r->progress[i];
+            /* const in, mutable out (as strchr): read-only callers keep
+             * a const pointer */
+            return (struct raft__progress*)&r->progress[i];
         }
     }
     return NULL;
