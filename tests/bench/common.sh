@@ -1,5 +1,11 @@
 # tests/bench/common.sh - sourced by the bench scripts (run.sh, perf.sh,
-# memory.sh, pjdfstest.sh, fsx.sh, bulkcopy.sh); not run alone.
+# memory.sh, pjdfstest.sh, fsx.sh, bulkcopy.sh, tls.sh, flood.sh); not run
+# alone.
+#
+# bench_start NAME: builds quorumfs and loadgen in $build (set up first if
+# needed), sets bin and loadgen to them, work to a new temp dir
+# /tmp/qfs-bench-NAME.XXXXXX, empties pids and mounts, and traps EXIT to
+# stop what was started (stop_started) and remove work.
 #
 # stop_started: stops every process in the caller's `pids` array (SIGTERM,
 # then SIGKILL after 5 s; only PIDs this script started are ever listed)
@@ -78,4 +84,18 @@ start_cluster3() {
     follower=n1
     [ "$leader" = n1 ] && follower=n2
     return 0
+}
+
+bench_start() {
+    if [ ! -f "$build/build.ninja" ]; then
+        meson setup "$build" >/dev/null
+    fi
+    ninja -C "$build" fs/quorumfs tests/bench/loadgen >/dev/null
+    bin=$build/fs/quorumfs
+    loadgen=$build/tests/bench/loadgen
+    work=$(mktemp -d "/tmp/qfs-bench-$1.XXXXXX")
+    pids=()
+    mounts=()
+    trap 'stop_started; rm -rf "$work"' EXIT
+    trap 'exit 130' INT TERM
 }

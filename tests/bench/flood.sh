@@ -37,22 +37,8 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-if [ ! -f "$build/build.ninja" ]; then
-    meson setup "$build" >/dev/null
-fi
-ninja -C "$build" fs/quorumfs tests/bench/loadgen >/dev/null
-bin=$build/fs/quorumfs
-loadgen=$build/tests/bench/loadgen
-work=$(mktemp -d /tmp/qfs-bench-flood.XXXXXX)
-pids=()
-mounts=()
 . "$here/tests/bench/common.sh"
-cleanup() {
-    stop_started
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start flood
 
 base=$((20000 + RANDOM % 30000))
 start_cluster3 "$work" "$bin" "$base" || { echo "flood.sh: no leader" >&2; exit 1; }
@@ -64,46 +50,9 @@ status() { # status FIELD: from the leader's /.cluster/status
 cluster_id=$(status cluster_id)
 
 flood() { # flood SECONDS: prints the number of connections made
-    nice -n "$attacker_nice" /usr/bin/python3 - "$1" "$base" "$cluster_id" <<'EOF'
-import socket, struct, sys, threading, time
-seconds, base, cid = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3], 16)
-ports = [base, base + 1, base + 2]
-body = struct.pack("<QQQ", cid, 0x1234, 1)
-# a HELLO frame (docs/format-wire.md); the checksum is wrong on purpose:
-# in the clear it is refused either way, under TLS it is never parsed.
-hello = b"QFSP" + struct.pack("<HHII", 2, 1, len(body), 0) + body
-count = [0]
-stop = time.monotonic() + seconds
-def attacker(i):
-    held = []
-    while time.monotonic() < stop:
-        for p in ports:
-            try:
-                s = socket.create_connection(("127.0.0.1", p), timeout=1,
-                                             source_address=("127.0.1.%d" % (i + 1), 0))
-            except OSError:
-                continue
-            count[0] += 1
-            if i % 2 == 0:
-                try:
-                    s.sendall(hello)
-                except OSError:
-                    pass
-                s.close()
-            else:
-                held.append(s)
-        if len(held) > 40:
-            for s in held[:20]:
-                s.close()
-            del held[:20]
-        time.sleep(0.005)
-    for s in held:
-        s.close()
-ts = [threading.Thread(target=attacker, args=(i,)) for i in range(12)]
-for t in ts: t.start()
-for t in ts: t.join()
-print(count[0])
-EOF
+    nice -n "$attacker_nice" /usr/bin/python3 "$here/tests/e2e/peer_forge.py" \
+        flood "$1" "$cluster_id" 1234 \
+        "127.0.0.1:$base" "127.0.0.1:$((base + 1))" "127.0.0.1:$((base + 2))"
 }
 
 cpu_s() { # CPU seconds used so far by the three nodes

@@ -36,24 +36,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 command -v perf >/dev/null || { echo "perf.sh: needs perf" >&2; exit 2; }
-if [ ! -f "$build/build.ninja" ]; then
-    meson setup "$build" >/dev/null
-fi
-ninja -C "$build" fs/quorumfs tests/bench/loadgen >/dev/null
-bin=$build/fs/quorumfs
-loadgen=$build/tests/bench/loadgen
-work=$(mktemp -d /tmp/qfs-bench-perf.XXXXXX)
-base=$((20000 + RANDOM % 30000))
-pids=()
-mounts=()
-
 . "$here/tests/bench/common.sh"
-cleanup() {
-    stop_started
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start perf
+base=$((20000 + RANDOM % 30000))
 
 has_status() { grep -q '"name"' "$1/.cluster/status" 2>/dev/null; }
 leader_of() {

@@ -32,22 +32,8 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-if [ ! -f "$build/build.ninja" ]; then
-    meson setup "$build" >/dev/null
-fi
-ninja -C "$build" fs/quorumfs tests/bench/loadgen >/dev/null
-bin=$build/fs/quorumfs
-loadgen=$build/tests/bench/loadgen
-work=$(mktemp -d /tmp/qfs-bench-tls.XXXXXX)
-pids=()
-mounts=()
 . "$here/tests/bench/common.sh"
-cleanup() {
-    stop_started
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start tls
 results=$work/results.jsonl
 : >"$results"
 

@@ -27,6 +27,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import stat
 import struct
 import subprocess
@@ -99,6 +100,38 @@ def free_port_base():
             for s in socks:
                 s.close()
     raise RuntimeError("no free port base after %d tries" % PORT_TRIES_MAX)
+
+
+def expect_closed(sock, timeout=5.0):
+    """Read until the peer closes sock; returns what it sent before (a
+    reset or a TLS error counts as closed). Fails if it stays open."""
+    sock.settimeout(timeout)
+    got = b""
+    try:
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return got
+            got += chunk
+    except (ConnectionResetError, ssl.SSLError):
+        return got
+    except socket.timeout:
+        raise AssertionError("connection still open after %ss (got %r)"
+                             % (timeout, got))
+
+
+def wait_log(node, offset, needle, timeout=5.0):
+    """Wait until needle is in node's log after offset; returns that part
+    of the log."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = Cluster.log_since(node, offset)
+        if needle in text:
+            return text
+        time.sleep(POLL_S)
+    raise AssertionError("%r not in %s's log:\n%s"
+                         % (needle, node.name, text[-2000:]))
 
 
 FRAME_MAGIC = b"QFSP"

@@ -8,9 +8,14 @@ says HELLO as a member, and sends either
     later skips the real entry as one it already has: that replica then
     differs from the others for good).
 
+It also floods: flood() is the connection flood of test_peer_security
+and tests/bench/flood.sh.
+
 Run as a script (tests run it as uid nobody):
     peer_forge.py propose HOST PORT CLUSTER_ID FROM_ID TO_ID TERM NAME
     peer_forge.py append HOST PORT CLUSTER_ID FROM_ID TO_ID TERM NAME PREV
+    peer_forge.py flood SECONDS CLUSTER_ID FROM_ID HOST:PORT...
+(the last prints the number of connections made)
 (ids in hex; PREV: the follower's last index, whose term is TERM) prints
 "closed" if the node closed the connection without answering a frame,
 "answered" if it answered the HELLO (unless peer security is on, the
@@ -20,9 +25,11 @@ Encodings: docs/format-wire.md (frames, messages) and docs/format-db.md
 ("Commands").
 """
 
+import os
 import socket
 import struct
 import sys
+import threading
 import time
 
 FRAME_MAGIC = b"QFSP"
@@ -136,7 +143,62 @@ def attack(kind, host, port, cluster_id, from_id, to_id, term, name,
         s.close()
 
 
+def flood(ports, seconds, cluster_id, from_id, threads=12, nice=0,
+          stop=None):
+    """Strangers flood the peer ports ((host, port) pairs) for `seconds`
+    or until `stop` (a threading.Event) is set: attacker i connects from
+    127.0.1.(i + 1) to every port as fast as it can; the even ones send a
+    HELLO claiming from_id in the clear and close, the odd ones hold their
+    connections (the 20 oldest closed past 40). Each attacker thread runs
+    at nice `nice` (0: as the caller). Returns the connections made."""
+    stop = stop or threading.Event()
+    deadline = time.monotonic() + seconds
+    frame = hello(cluster_id, from_id)
+    counts = [0] * threads
+
+    def attacker(i):
+        if nice:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        src = "127.0.1.%d" % (i + 1)
+        held = []
+        while not stop.is_set() and time.monotonic() < deadline:
+            for host, port in ports:
+                try:
+                    s = socket.create_connection((host, int(port)), timeout=1,
+                                                 source_address=(src, 0))
+                except OSError:
+                    continue
+                counts[i] += 1
+                if i % 2 == 0:
+                    try:
+                        s.sendall(frame)
+                    except OSError:
+                        pass
+                    s.close()
+                else:
+                    held.append(s)
+            if len(held) > 40:
+                for s in held[:20]:
+                    s.close()
+                del held[:20]
+            time.sleep(0.005)
+        for s in held:
+            s.close()
+
+    ts = [threading.Thread(target=attacker, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return sum(counts)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "flood":
+        secs, cid, fid = sys.argv[2:5]
+        targets = [a.rsplit(":", 1) for a in sys.argv[5:]]
+        print(flood(targets, float(secs), int(cid, 16), int(fid, 16)))
+        sys.exit(0)
     kind, h, p, cid, f, t, term, name = sys.argv[1:9]
     prev = int(sys.argv[9]) if len(sys.argv) > 9 else 0
     print(attack(kind, h, int(p), int(cid, 16), int(f, 16), int(t, 16),

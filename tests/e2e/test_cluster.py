@@ -381,36 +381,6 @@ def test_o_excl_race_one_winner(make_cluster):
     assert len([k for k in t if k.startswith("lock-")]) == rounds
 
 
-def expect_closed(sock, timeout=5.0):
-    """The peer closes the connection without answering a HELLO."""
-    sock.settimeout(timeout)
-    got = b""
-    try:
-        while True:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            got += chunk
-    except ConnectionResetError:
-        pass
-    except socket.timeout:
-        raise AssertionError("connection still open after %ss (got %r)"
-                             % (timeout, got))
-    assert got == b"", "the node answered: %r" % got
-
-
-def wait_log(node, offset, needle, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = qc.Cluster.log_since(node, offset)
-        if needle in text:
-            return text
-        time.sleep(qc.POLL_S)
-    raise AssertionError("%r not in %s's log:\n%s"
-                         % (needle, node.name, text[-2000:]))
-
-
 def test_garbage_and_foreign_frames_rejected(make_cluster):
     """The framing layer, in the clear (--peer-insecure): a malformed or
     foreign frame closes its connection only, is logged and counted.
@@ -438,34 +408,34 @@ def test_garbage_and_foreign_frames_rejected(make_cluster):
     # Garbage: not a frame header at all.
     s = connect()
     s.sendall(b"this is not a quorumfs frame at all, just garbage\n" * 2)
-    expect_closed(s)
+    assert qc.expect_closed(s) == b"", "the node answered"
     s.close()
-    wait_log(target, off, "bad frame magic")
+    qc.wait_log(target, off, "bad frame magic")
 
     # A well-formed HELLO from a foreign cluster, claiming a real node id.
     s = connect()
     s.sendall(qc.hello_frame(cluster_id ^ 0x5A5A5A5A, other_id))
-    expect_closed(s)
+    assert qc.expect_closed(s) == b"", "the node answered"
     s.close()
-    wait_log(target, off, "foreign cluster id")
+    qc.wait_log(target, off, "foreign cluster id")
 
     # Our cluster id, a real node id, but a bad checksum.
     frame = bytearray(qc.hello_frame(cluster_id, other_id))
     frame[12] ^= 0xFF
     s = connect()
     s.sendall(bytes(frame))
-    expect_closed(s)
+    assert qc.expect_closed(s) == b"", "the node answered"
     s.close()
-    text = wait_log(target, off, "frame checksum mismatch")
+    text = qc.wait_log(target, off, "frame checksum mismatch")
     assert text.count("refused connection") >= 3, text[-2000:]
 
     # A HELLO header announcing a body longer than allowed.
     s = connect()
     s.sendall(qc.FRAME_MAGIC + struct.pack("<HHII", qc.FRAME_VERSION,
                                            qc.FRAME_KIND_HELLO, 1 << 30, 0))
-    expect_closed(s)
+    assert qc.expect_closed(s) == b"", "the node answered"
     s.close()
-    wait_log(target, off, "bad HELLO length")
+    qc.wait_log(target, off, "bad HELLO length")
     # ... and each one is counted in /.cluster/status.
     assert target.status()["transport"]["rejected_frames"] >= rejected0 + 4
 
