@@ -331,10 +331,9 @@ def test_cluster_id_is_random_stored_and_checked(make_cluster):
     assert {n.status()["cluster_id"] for n in c.nodes} == {cid}
 
 
-def test_learner_never_counts_toward_quorum(make_cluster):
-    """n1, n2, n3 voters and a caught-up learner n4: with n2 and n3 cut
-    off, n1 and n4 are two of four members but one voter of three: no
-    write is acknowledged. Healed, the writes go on and n4 has them."""
+def three_voters_and_a_learner(make_cluster):
+    """n1, n2, n3 voters and n4 added as a learner, caught up; returns the
+    cluster, n4 and the args n4 was started with."""
     c = make_cluster()
     c.start()
     n1, n2, n3 = c.nodes
@@ -342,6 +341,15 @@ def test_learner_never_counts_toward_quorum(make_cluster):
     n4.start(args)
     c.wait_applied([n1, n2, n3, n4])
     wait_quorum(c, [n1, n2, n3, n4], 3)
+    return c, n4, args
+
+
+def test_learner_never_counts_toward_quorum(make_cluster):
+    """n1, n2, n3 voters and a caught-up learner n4: with n2 and n3 cut
+    off, n1 and n4 are two of four members but one voter of three: no
+    write is acknowledged. Healed, the writes go on and n4 has them."""
+    c, n4, args = three_voters_and_a_learner(make_cluster)
+    n1, n2, n3 = c.nodes[:3]
     c.kill9(n2)
     c.kill9(n3)
     failed = 0
@@ -428,13 +436,8 @@ def test_learner_never_counts_toward_quorum_partitioned(make_cluster):
     minority's writes failed with EIO, whose outcome is unknown: one may
     be re-proposed and applied once healed; docs/architecture.md, "The
     write path".)"""
-    c = make_cluster()
-    c.start()
-    n1, n2, n3 = c.nodes
-    n4, args = add_member(c, n1, "n4", "127.0.0.4")
-    n4.start(args)
-    c.wait_applied([n1, n2, n3, n4])
-    wait_quorum(c, [n1, n2, n3, n4], 3)
+    c, n4, args = three_voters_and_a_learner(make_cluster)
+    n1, n2, n3 = c.nodes[:3]
     ports = {c.ips[n.name]: int(c.addrs[n.name].rsplit(":", 1)[1])
              for n in (n1, n2, n3)}
     ports["127.0.0.4"] = int(args[args.index("--listen-peer") + 1]
