@@ -545,15 +545,19 @@ static void test_transfer(void)
     CHECK_EQ(propose((unsigned)l, 9), RAFT_ETRANSFER);
     deliver_all();
     CHECK_EQ(leader_of(), (int)target);
-    CHECK_EQ(step(target, (struct raft_event){.type = RAFT_EV_TRANSFER}), 0);
     /* Asked on a follower (the old leader): it asks the leader
      * (RAFT_MSG_TRANSFER), which hands leadership back to it. */
     run(300);
+    CHECK_EQ(leader_of(), (int)target);
+    CHECK_EQ(raft_role(nodes[l].r), RAFT_FOLLOWER);
     ev.transfer.to = (raft_id)l + 1;
     CHECK_EQ(step((unsigned)l, ev), 0);
     deliver_all();
     run(300);
     CHECK_EQ(leader_of(), l);
+    /* On the leader, 0 picks the most up-to-date voter. */
+    CHECK_EQ(step((unsigned)l, (struct raft_event){.type = RAFT_EV_TRANSFER}),
+             0);
     cluster_stop();
 }
 
