@@ -4,7 +4,7 @@ Issue: a reader on another node paired the new bytes of a file with the
 size the kernel had cached for the old content (`666` after `666666666`
 was written, `777\\0\\0\\0\\0\\0\\0` after `777`), because the kernel kept the
 old attributes until the notifier thread reached the inode. These tests
-write values of alternating lengths on one mount and read them back with
+write values of changing lengths on one mount and read them back with
 one read() on others, in both consistency modes, and fail on any read whose
 bytes no write produced.
 """
@@ -27,10 +27,12 @@ LAG_SECONDS = 8
 WRITE_PAUSE_S = 0.015
 
 
+LENGTHS = (3, 9, 6)  # a value's length by round: one growth, two shrinks
+
+
 def value(i):
-    """Alternating 3- and 9-byte values, each unique to its round."""
-    d = str(i % 10)
-    return (d * 3 if i % 2 == 0 else d * 9).encode()
+    """3-, 9- and 6-byte values in turn, each unique to its round."""
+    return (str(i % 10) * LENGTHS[i % 3]).encode()
 
 
 def read_once(path):
@@ -43,21 +45,38 @@ def read_once(path):
 
 def valid(got):
     """Bytes some write produced: one of the values, whole."""
-    if len(got) not in (3, 9) or got != got[:1] * len(got):
+    if len(got) not in LENGTHS or got != got[:1] * len(got):
         return False
     return got[:1].isdigit()
 
 
-class Reader(threading.Thread):
-    """Reads path in a loop; keeps up to 20 reads no write produced (an
-    empty read counts as valid with allow_empty)."""
+def truncate_then_extend(got):
+    """The Linux page cache's own race on the writer's host: a reader took
+    the 3-byte value's page, the writer's open(O_TRUNC) dropped it and its
+    write() grew the file to 9 bytes, and the reader then sampled the new
+    size (mm/filemap.c filemap_read: "unless another truncate extends the
+    file - this is desired though"). ext4 returns the same bytes: 2 of
+    19.7 M reads in 60 s of this pattern, a C writer and two readers on
+    /tmp (the test's own loop). It is the OLD value padded to the NEXT,
+    larger, length; padding a value to the length before it (the stale size
+    of issue 10: a 6-byte value after a 9, a 3 after a 6) stays wrong."""
+    return (len(got) == LENGTHS[1] and got[:1].isdigit() and
+            got == got[:1] * LENGTHS[0] + b"\0" * (LENGTHS[1] - LENGTHS[0]))
 
-    def __init__(self, path, allow_empty=False):
+
+class Reader(threading.Thread):
+    """Reads path in a loop; keeps up to 20 reads no write produced. With
+    own_mount (readers on the writer's host) an empty read, between the
+    O_TRUNC and the write, is valid, and the kernel's truncate-then-extend
+    race is counted in self.extended, not as wrong."""
+
+    def __init__(self, path, own_mount=False):
         super().__init__(daemon=True)
         self.path = path
-        self.allow_empty = allow_empty
+        self.own_mount = own_mount
         self.stop_event = threading.Event()
         self.reads = 0
+        self.extended = 0
         self.bad = []
 
     def run(self):
@@ -67,7 +86,10 @@ class Reader(threading.Thread):
             except FileNotFoundError:
                 continue
             self.reads += 1
-            if got == b"" and self.allow_empty:
+            if self.own_mount and got == b"":
+                continue
+            if self.own_mount and truncate_then_extend(got):
+                self.extended += 1
                 continue
             if not valid(got) and len(self.bad) < 20:
                 self.bad.append(got)
@@ -123,16 +145,19 @@ def test_remote_reads_pair_size_and_bytes(make_cluster, mode):
 
 def test_own_mount_truncate_never_shows_nuls(make_node):
     """On the writer's own mount, between O_TRUNC and the write a reader may
-    see the file empty (FUSE sends the truncation first), never NULs or a
-    mix of old and new bytes. (Before close-to-commit writes: 0-4 of
-    ~750,000 reads per 5 s were the new bytes NUL-padded to the old size;
-    with the pending update answered to READ while it was only the
-    truncation, every value's length in NULs.)"""
+    see the file empty (FUSE sends the truncation first), never the new
+    bytes NUL-padded to the old size, all NULs or a mix of old and new
+    bytes. (Before close-to-commit writes: 0-4 of ~750,000 reads per 5 s
+    were the new bytes NUL-padded to the old size; with the pending update
+    answered to READ while it was only the truncation, every value's
+    length in NULs.) What a local file system shows too is allowed: the
+    old value padded to the next one's larger size (truncate_then_extend;
+    CI saw 2 in one 5 s run on a machine with more cores)."""
     n = make_node()
     n.start()
     path = n.path("own.conf")
     qc.write_file(path, value(1))
-    readers = [Reader(path, allow_empty=True) for _ in range(2)]
+    readers = [Reader(path, own_mount=True) for _ in range(2)]
     for r in readers:
         r.start()
     try:
@@ -144,8 +169,11 @@ def test_own_mount_truncate_never_shows_nuls(make_node):
     finally:
         stop_readers(readers)
     bad = [b for r in readers for b in r.bad]
+    reads = sum(r.reads for r in readers)
+    print("own mount: %d writes, %d reads, %d truncate-then-extend" %
+          (i - 2, reads, sum(r.extended for r in readers)))
     assert bad == [], "bad reads on the writer's mount: %r" % bad[:10]
-    assert sum(r.reads for r in readers) > 0
+    assert reads > 0
 
 
 
@@ -204,14 +232,17 @@ TIGHT_READERS = 4
 
 class TightReader(threading.Thread):
     """One open() and ONE read() of 64 KiB per round, no pause: every read
-    must be exactly one written value."""
+    must be exactly one written value. With own_mount (a writer on the
+    readers' host too) an empty read and the kernel's truncate-then-extend
+    race are allowed (Reader)."""
 
-    def __init__(self, path, deadline, allow_empty=False):
+    def __init__(self, path, deadline, own_mount=False):
         super().__init__(daemon=True)
         self.path = path
         self.deadline = deadline
-        self.allow_empty = allow_empty
+        self.own_mount = own_mount
         self.reads = 0
+        self.extended = 0
         self.nbad = 0
         self.bad = []
 
@@ -219,7 +250,10 @@ class TightReader(threading.Thread):
         while time.monotonic() < self.deadline:
             got = read_once(self.path)
             self.reads += 1
-            if got == b"" and self.allow_empty:
+            if self.own_mount and got == b"":
+                continue
+            if self.own_mount and truncate_then_extend(got):
+                self.extended += 1
                 continue
             if not valid(got):
                 self.nbad += 1
@@ -255,7 +289,7 @@ def start_writer(path, deadline, start):
 def test_remote_reads_under_churn_are_one_revision(make_cluster,
                                                    local_writer):
     """Serializable mode, the window issue 10 item 1 is about: a writer on
-    one node rewrites a file (3- and 9-byte values, unique per round) in a
+    one node rewrites a file (3-, 9- and 6-byte values, unique per round) in a
     tight loop while reader threads on another node read it with one read()
     of 64 KiB each, for TIGHT_SECONDS (with local_writer, a second writer
     on the readers' node as well, as in the jepsen runs). The kernel reads
@@ -278,7 +312,7 @@ def test_remote_reads_under_churn_are_one_revision(make_cluster,
     if local_writer:
         writers.append(start_writer(follower.path(rel), deadline, 2))
     readers = [TightReader(follower.path(rel), deadline,
-                           allow_empty=local_writer)
+                           own_mount=local_writer)
                for _ in range(TIGHT_READERS)]
     for t in readers:
         t.start()
@@ -291,7 +325,8 @@ def test_remote_reads_under_churn_are_one_revision(make_cluster,
     reads = sum(r.reads for r in readers)
     nbad = sum(r.nbad for r in readers)
     bad = [b for r in readers for b in r.bad]
-    print("tight loop: %d writes, %d reads, %d wrong" % (writes, reads, nbad))
+    print("tight loop: %d writes, %d reads, %d wrong, %d truncate-then-extend"
+          % (writes, reads, nbad, sum(r.extended for r in readers)))
     assert writes > 50 and reads > 1000
     assert nbad == 0, "%d of %d reads wrong: %r" % (nbad, reads, bad[:10])
 
