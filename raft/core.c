@@ -694,6 +694,14 @@ raft_index raft_commit_index(const struct raft* r)
     return r->commit;
 }
 
+raft_index raft_leader_commit_index(const struct raft* r)
+{
+    if (r->role == RAFT_LEADER) {
+        return r->commit;
+    }
+    return r->leader != 0 ? r->leader_commit : 0;
+}
+
 bool raft_catching_up(const struct raft* r)
 {
     return r->catching_up;

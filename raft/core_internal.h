@@ -87,6 +87,8 @@ struct raft {
     int role;
     raft_id leader;
     raft_index commit;
+    raft_index leader_commit; /* follower: the highest commit index the
+                                 current leader sent (0: none yet) */
     raft_index applied;
     raft_index persisted;
     uint64_t election_deadline_ms;

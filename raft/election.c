@@ -85,6 +85,7 @@ void raft__set_leader(struct raft* r, raft_id leader)
     }
     raft__fwd_reads_fail(r, leader, RAFT_ELEADERLOST);
     r->leader = leader;
+    r->leader_commit = 0;
     r->leader_contact = false;
     if (leader != 0 && leader != r->opt.id) {
         raft__trace(r, RAFT_TRACE_DEBUG, "leader is %s at term %llu",

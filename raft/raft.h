@@ -525,6 +525,11 @@ raft_id raft_id_self(const struct raft* r);
 raft_term raft_current_term(const struct raft* r);
 raft_id raft_leader(const struct raft* r); /* 0 when unknown */
 raft_index raft_commit_index(const struct raft* r);
+/* What the leader has committed as far as this node knows: its own commit
+ * index on the leader; on a follower the highest commit index the current
+ * leader sent (it may be past this node's log while it catches up); 0
+ * when no leader has sent one. For status: how far a follower is behind. */
+raft_index raft_leader_commit_index(const struct raft* r);
 raft_index raft_applied_index(const struct raft* r); /* emitted to apply */
 raft_index raft_last_index(const struct raft* r);
 raft_index raft_first_index(const struct raft* r); /* first in memory log */

@@ -361,6 +361,9 @@ void raft__recv_append(struct raft* r, const struct raft_message* m)
                     RAFT__NAME(r, m->from));
         return;
     }
+    if (m->append.commit > r->leader_commit) {
+        r->leader_commit = m->append.commit;
+    }
     if (r->rx_installing && m->append.n_entries > 0) {
         return; /* the log is being replaced by a snapshot */
     }

@@ -110,7 +110,9 @@ struct member_health {
     bool leader;
     bool reachable;
     int64_t match;    /* -1: unknown here */
-    int64_t lag;      /* entries behind the leader's log; -1: unknown */
+    int64_t lag;      /* entries behind the leader's log (on a follower,
+                         for itself: entries the leader has committed that
+                         it has not applied); -1: unknown */
     int64_t heard_ms; /* ms since the leader last heard from it; -1 */
 };
 
@@ -137,8 +139,12 @@ static void member_health(struct node* n,
     if (m->self) {
         m->reachable = true;
         m->match = (int64_t)raft_last_index(n->raft);
+        raft_index lc = raft_leader_commit_index(n->raft);
+        raft_index applied = store_applied_index(n->store);
         if (leader) {
             m->lag = 0;
+        } else if (lc != 0) {
+            m->lag = lc > applied ? (int64_t)(lc - applied) : 0;
         }
     } else if (leader) {
         if (raft_peer_progress(n->raft, s->id, &match, &m->reachable) == 0) {
@@ -506,8 +512,10 @@ int node_status_text(struct node* n, char** out, size_t* len)
     }
     tprintf(&t, "members (seen from %s, %s):\n", n->name,
             h.from_leader ? "the leader"
-                          : "not the leader: reachable means connected; lag "
-                            "and last heard are known on the leader");
+                          : "not the leader: reachable means connected; its "
+                            "own lag is what the leader committed that it "
+                            "has not applied; the others' lag and last "
+                            "heard are known on the leader");
     tprintf(&t, "  %-12s %-22s %-7s %-12s %-8s %s\n", "NAME", "ADDRESS", "ROLE",
             "STATE", "LAG", "LAST HEARD");
     for (unsigned i = 0; i < c->n; i++) {

@@ -122,6 +122,26 @@ def test_write_each_node_read_on_others(make_cluster):
     for n in c.nodes:
         assert t["d-%s" % n.name][:2] == ("d", 0o750)
         assert t["d-%s/f" % n.name][:2] == ("f", 0o600)
+    # Lag: the leader knows every member's; a follower knows its own (what
+    # the leader committed that it has not applied: 0 once caught up) and
+    # not the others'. A heartbeat carries the commit index of the last
+    # write; wait for it to reach the followers.
+    c.wait_applied()
+    deadline = time.monotonic() + 10
+    while True:
+        lags = {n.name: {m["name"]: m["lag_entries"]
+                         for m in c.status_json_ctl(n)["members"]}
+                for n in c.nodes}
+        if all(lags[n.name][n.name] == 0 for n in c.nodes) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for n in c.nodes:
+        for m, lag in lags[n.name].items():
+            if n is ld or m == n.name:
+                assert lag == 0, lags
+            else:
+                assert lag is None, lags
     # Orderly shutdown of a cluster member (SIGTERM) exits 0; the others
     # keep their quorum until the last one.
     for n in c.nodes:

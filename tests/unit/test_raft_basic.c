@@ -319,6 +319,14 @@ static void check_applied_agree(void)
     }
 }
 
+static void isolate(unsigned i, bool on)
+{
+    for (unsigned j = 1; j <= N_MAX; j++) {
+        cut[i + 1][j] = on;
+        cut[j][i + 1] = on;
+    }
+}
+
 static void test_single_node(void)
 {
     cluster_start(1, 1, true);
@@ -375,6 +383,23 @@ static void test_three_elect_commit(void)
     CHECK_EQ(match, 11);
     CHECK(recent);
     CHECK_EQ(raft_peer_progress(nodes[f].r, 1, &match, &recent), -ENOENT);
+    /* What the leader committed, as each node knows it (status: a
+     * follower's own lag). Cut off, a follower knows no more than the
+     * last commit it was sent; back, it learns the new one. */
+    for (unsigned i = 0; i < 3; i++) {
+        CHECK_EQ(raft_leader_commit_index(nodes[i].r), 11);
+    }
+    isolate(f, true);
+    for (uint64_t v = 200; v < 205; v++) {
+        CHECK_EQ(propose((unsigned)l, v), 0);
+    }
+    run(500);
+    CHECK_EQ(raft_leader_commit_index(nodes[l].r), 16);
+    CHECK_EQ(raft_leader_commit_index(nodes[f].r), 11);
+    isolate(f, false);
+    run(500);
+    CHECK_EQ(raft_leader_commit_index(nodes[f].r), 16);
+    CHECK_EQ(raft_commit_index(nodes[f].r), 16);
     cluster_stop();
 }
 
@@ -426,14 +451,6 @@ static void test_forward_and_reads(void)
     CHECK_EQ(nodes[g].failed_props[0], 77);
     CHECK(!has_value(&nodes[f], 4242));
     cluster_stop();
-}
-
-static void isolate(unsigned i, bool on)
-{
-    for (unsigned j = 1; j <= N_MAX; j++) {
-        cut[i + 1][j] = on;
-        cut[j][i + 1] = on;
-    }
 }
 
 static void test_leader_failover(void)
