@@ -7,8 +7,10 @@
  * Without one (--peer-insecure) frames travel in the clear. Connections
  * that have not finished their handshake are capped per source address
  * and in total, the oldest evicted first; established members are never
- * evicted by strangers. Refusals are logged at most once per address per
- * REJECT_LOG_INTERVAL_MS, with the count of the ones not logged.
+ * evicted by strangers; an address that is no member's host may connect
+ * ACCEPT_RATE_PER_S times a second (burst ACCEPT_BURST), and past that is
+ * closed at accept, before any TLS work. Refusals are logged at most once per
+ * address per REJECT_LOG_INTERVAL_MS, with the count of the ones not logged.
  *
  * Frames (docs/format-wire.md): u32 magic "QFSP", u16 version, u16 kind,
  * u32 body length, u32 checksum (xxh32 of the body), body. The first frame
@@ -71,6 +73,8 @@ struct transport_stats {
     uint64_t connects, disconnects;
     uint64_t refused_handshakes; /* TLS failed, or a name not proved */
     uint64_t evicted;            /* unauthenticated, over a cap */
+    uint64_t rate_limited;       /* closed at accept: its address connected more
+                                    than ACCEPT_RATE_PER_S a second */
 };
 
 /* Parse a peer address, "a.b.c.d:port" or "[v6]:port" (numeric only, as

@@ -151,17 +151,11 @@ static bool reject_log_due(struct transport* t,
     return true;
 }
 
-/* A connection that did not prove it is a member (failed TLS handshake,
- * a name its certificate does not carry, no HELLO in time, evicted): log
- * it, rate-limited per source address, and close it. */
-void transport__conn_refuse(struct conn* c, const char* why)
+/* Log the refusal of c, rate-limited per source address. */
+static void refuse_log(struct conn* c, const char* why)
 {
     struct transport* t = c->t;
     unsigned suppressed = 0;
-    if (c->closing) {
-        return;
-    }
-    t->stats.refused_handshakes++;
     if (reject_log_due(t, c->ip[0] != '\0' ? c->ip : c->name, &suppressed)) {
         if (suppressed > 0) {
             transport__trace(t, RAFT_TRACE_WARN,
@@ -174,6 +168,18 @@ void transport__conn_refuse(struct conn* c, const char* why)
                              c->peer != NULL ? "to" : "from", c->name, why);
         }
     }
+}
+
+/* A connection that did not prove it is a member (failed TLS handshake,
+ * a name its certificate does not carry, no HELLO in time, evicted): log
+ * it, rate-limited per source address, and close it. */
+void transport__conn_refuse(struct conn* c, const char* why)
+{
+    if (c->closing) {
+        return;
+    }
+    c->t->stats.refused_handshakes++;
+    refuse_log(c, why);
     transport__conn_close(c);
 }
 
@@ -334,6 +340,47 @@ static void admit(struct transport* t, struct conn* c)
     }
 }
 
+/* Whether a connection from ip may go on to its handshake: a member's
+ * host always; any other address while its bucket holds a token (see
+ * ACCEPT_RATE_PER_S). */
+static bool accept_allowed(struct transport* t, const char* ip)
+{
+    const uint64_t full = (uint64_t)ACCEPT_BURST * 1000;
+    uint64_t now = uv_now(t->loop);
+    struct accept_bucket* b = NULL;
+    struct accept_bucket* oldest = &t->buckets[0];
+
+    if (member_ip(t, ip)) {
+        return true;
+    }
+    for (unsigned i = 0; i < ACCEPT_SLOTS; i++) {
+        struct accept_bucket* s = &t->buckets[i];
+        if (s->ip[0] != '\0' && strcmp(s->ip, ip) == 0) {
+            b = s;
+            break;
+        }
+        if (s->last_ms < oldest->last_ms) {
+            oldest = s;
+        }
+    }
+    if (b == NULL) {
+        b = oldest;
+        snprintf(b->ip, sizeof(b->ip), "%s", ip);
+        b->milli_tokens = full;
+    } else {
+        /* ACCEPT_RATE_PER_S tokens a second: that many thousandths a ms. */
+        uint64_t add = (now - b->last_ms) * ACCEPT_RATE_PER_S;
+        b->milli_tokens =
+            full - b->milli_tokens < add ? full : b->milli_tokens + add;
+    }
+    b->last_ms = now;
+    if (b->milli_tokens < 1000) {
+        return false;
+    }
+    b->milli_tokens -= 1000;
+    return true;
+}
+
 void transport__connection_cb(uv_stream_t* server, int status)
 {
     struct transport* t = server->data;
@@ -359,6 +406,15 @@ void transport__connection_cb(uv_stream_t* server, int status)
         if (colon != NULL) {
             *colon = '\0';
         }
+    }
+    if (rv == 0 && c->ip[0] != '\0' && !accept_allowed(t, c->ip)) {
+        t->stats.rate_limited++;
+        refuse_log(
+            c,
+            "more than " TRANSPORT_STR(
+                ACCEPT_RATE_PER_S) " connections a second from this address");
+        transport__conn_close(c);
+        return;
     }
     if (rv == 0) {
         admit(t, c);

@@ -49,6 +49,17 @@ _Static_assert((size_t)RAFT_SNAPSHOT_CHUNK + 4096 <= FRAME_BODY_MAX,
 #define UNAUTH_MAX 64
 #define REJECT_LOG_INTERVAL_MS 10000 /* per source address */
 #define REJECT_LOG_SLOTS 32
+/* Connections from an address that is no member's host: a token bucket
+ * per address, ACCEPT_BURST deep, refilled at ACCEPT_RATE_PER_S; past it a
+ * connection is closed as soon as it is accepted, before its TLS session
+ * or any read (a flooder costs an accept and a close, not a handshake).
+ * The last ACCEPT_SLOTS addresses are remembered (least recently seen
+ * replaced). A member's host is never limited. */
+#define ACCEPT_RATE_PER_S 16
+#define ACCEPT_BURST 32
+#define ACCEPT_SLOTS 64
+#define TRANSPORT_STR_(x) #x
+#define TRANSPORT_STR(x) TRANSPORT_STR_(x)
 #define CIPHER_READ_BYTES ((size_t)64 << 10)
 #define WRITE_BATCH_MAX 64
 #define READ_BUF_MIN ((size_t)64 << 10)
@@ -130,6 +141,11 @@ struct transport {
         uint64_t last_ms;
         unsigned suppressed;
     } rejects[REJECT_LOG_SLOTS];
+    struct accept_bucket {
+        char ip[RAFT_ADDR_MAX + 8];
+        uint64_t last_ms;
+        uint64_t milli_tokens; /* tokens x 1000 */
+    } buckets[ACCEPT_SLOTS];
     /* Ciphertext just read (libuv calls alloc then read for one stream at
      * a time, so one buffer serves all connections). */
     uint8_t cipher_in[CIPHER_READ_BYTES];

@@ -293,9 +293,12 @@ int node_status_json(struct node* n, char** out, size_t* len)
                 "  \"transport\": {\"frames_in\": %" PRIu64
                 ", \"frames_out\": %" PRIu64 ", \"rejected_frames\": %" PRIu64
                 ", \"dropped_queue_full\": %" PRIu64 ", \"connects\": %" PRIu64
-                ", \"disconnects\": %" PRIu64 "},\n",
+                ", \"disconnects\": %" PRIu64
+                ", \"refused_handshakes\": %" PRIu64 ", \"evicted\": %" PRIu64
+                ", \"rate_limited\": %" PRIu64 "},\n",
                 ts.frames_in, ts.frames_out, ts.rejected_frames,
-                ts.dropped_queue_full, ts.connects, ts.disconnects);
+                ts.dropped_queue_full, ts.connects, ts.disconnects,
+                ts.refused_handshakes, ts.evicted, ts.rate_limited);
     }
     tprintf(&t, "  \"disk_error\": %s,\n",
             n->sticky_err != 0 ? "true" : "false");

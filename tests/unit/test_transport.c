@@ -29,6 +29,8 @@
 #define WAIT_MS 5000
 /* raft/transport_internal.h's UNAUTH_PER_ADDR_MAX */
 #define UNAUTH_PER_ADDR_MAX_TEST 8
+#define ACCEPT_BURST_TEST 32 /* transport_internal.h ACCEPT_BURST */
+#define ACCEPT_RATE_TEST 16  /* ACCEPT_RATE_PER_S */
 
 static uv_loop_t loop;
 /* The TLS configuration node_start gives a node without its own (NULL:
@@ -1094,15 +1096,15 @@ static void test_tls_wrong_secret(void)
     tls_config_free(b.tls);
 }
 
-/* Open a raw connection to n from 127.0.0.3 and send r->out. */
-static void raw_open(struct node* n, struct raw* r)
+/* Open a raw connection to n from src_ip and send r->out. */
+static void raw_open_from(struct node* n, struct raw* r, const char* src_ip)
 {
     struct sockaddr_in sa, src;
     char ip[32];
     int port;
     CHECK_EQ(sscanf(n->addr, "%31[^:]:%d", ip, &port), 2);
     CHECK_EQ(uv_ip4_addr(ip, port, &sa), 0);
-    CHECK_EQ(uv_ip4_addr("127.0.0.3", 0, &src), 0);
+    CHECK_EQ(uv_ip4_addr(src_ip, 0, &src), 0);
     CHECK_EQ(uv_tcp_init(&loop, &r->tcp), 0);
     r->tcp.data = r;
     r->creq.data = r;
@@ -1110,6 +1112,12 @@ static void raw_open(struct node* n, struct raw* r)
     CHECK_EQ(
         uv_tcp_connect(&r->creq, &r->tcp, (struct sockaddr*)&sa, raw_connected),
         0);
+}
+
+/* Open a raw connection to n from 127.0.0.3 (no member's host). */
+static void raw_open(struct node* n, struct raw* r)
+{
+    raw_open_from(n, r, "127.0.0.3");
 }
 
 static void raw_close(struct raw* r)
@@ -1174,6 +1182,68 @@ static void test_tls_refuses_strangers(void)
     tls_default = NULL;
 }
 
+/* A stranger's address may connect ACCEPT_RATE_PER_S times a second
+ * after a burst of ACCEPT_BURST; past that its connections are closed at
+ * accept (counted in rate_limited), while a member's host is never
+ * limited and the members' own connection keeps working. */
+static void test_accept_rate(void)
+{
+    enum { N = ACCEPT_BURST_TEST + 16 }; /* under the listen backlog (64) */
+    static struct raw r[N];
+    struct node a, b;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&b, 2, "127.0.0.2");
+    tls_default = secret_config("rate", "0123456789abcdef0123456789abcdef");
+    node_start(&a, CLUSTER, 0);
+    node_start(&b, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(a.t, 2, "b", b.addr), 0);
+    CHECK_EQ(transport_set_peer(b.t, 1, "a", a.addr), 0);
+    struct link l = {&b, 1};
+    CHECK(run_until(is_connected, &l, WAIT_MS));
+
+    /* From b's host: many connections, none limited. */
+    uint64_t t0 = uv_now(&loop);
+    for (unsigned i = 0; i < N; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        raw_open_from(&a, &r[i], "127.0.0.2");
+    }
+    run_for(200);
+    CHECK_EQ(stats(&a).rate_limited, 0);
+    for (unsigned i = 0; i < N; i++) {
+        raw_close(&r[i]);
+    }
+
+    /* From a stranger's: the burst passes, then about the rate. */
+    t0 = uv_now(&loop);
+    for (unsigned i = 0; i < N; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        raw_open(&a, &r[i]);
+    }
+    run_for(200);
+    uint64_t secs_x1000 = uv_now(&loop) - t0 + 1;
+    uint64_t passed_max =
+        ACCEPT_BURST_TEST + ACCEPT_RATE_TEST * secs_x1000 / 1000 + 1;
+    CHECK(stats(&a).rate_limited >= N - passed_max);
+    CHECK(stats(&a).rate_limited <= N - ACCEPT_BURST_TEST);
+    unsigned closed = 0;
+    for (unsigned i = 0; i < N; i++) {
+        closed += r[i].eof ? 1 : 0;
+    }
+    CHECK(closed >= stats(&a).rate_limited);
+
+    struct raft_message m = {
+        .type = RAFT_MSG_TIMEOUT_NOW, .from = 2, .to = 1, .term = 3};
+    CHECK_EQ(transport_send(b.t, &m), 0);
+    wait_recv(&a, 1);
+    for (unsigned i = 0; i < N; i++) {
+        raw_close(&r[i]);
+    }
+    struct node* all[] = {&a, &b, NULL};
+    close_nodes(all);
+    tls_config_free(tls_default);
+    tls_default = NULL;
+}
+
 int main(void)
 {
     CHECK_EQ(uv_loop_init(&loop), 0);
@@ -1192,6 +1262,7 @@ int main(void)
     RUN(test_tls_exchange);
     RUN(test_tls_wrong_secret);
     RUN(test_tls_refuses_strangers);
+    RUN(test_accept_rate);
     CHECK_EQ(uv_loop_close(&loop), 0);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
