@@ -13,6 +13,22 @@
  * gives it its majority) could count the node's acknowledgements and
  * commit entries over ones its newer term had committed with the node's
  * forgotten acknowledgement.
+ *
+ * It has caught up when it holds the commit index of a leader's append
+ * whose entry is of that leader's term (replication.c). Then it must not
+ * vote as the member it was (thesis 3.8, 4.4: a server that lost its
+ * storage rejoins as a new server): it checks which configuration made it
+ * a voter. One at or below the commit index it caught up with
+ * (rejoin_commit) may have existed before it lost its storage, so it may
+ * have been that voter; it then never grants a vote, never campaigns and
+ * ignores TimeoutNow (lost_vote), until a later configuration removes it
+ * or makes it a learner and another makes it a voter again (the replace
+ * procedure: remove, add, promote). A learner that was added, joined
+ * empty and is promoted after it caught up is a voter from an index past
+ * rejoin_commit and votes; one promoted before it had caught up is taken
+ * for the voter it may have been (it has to be replaced: promote refuses
+ * a learner that is far behind, so this needs a promote in the last
+ * moments of its catch-up).
  */
 #include "core_internal.h"
 
@@ -81,4 +97,38 @@ void raft__catchup_recv(struct raft* r, const struct raft_message* m)
         "from term %llu",
         r->n_term_answers, (unsigned long long)r->term_seen,
         (unsigned long long)(r->term_seen > r->term ? r->term_seen : r->term));
+}
+
+/* ---- was it a voter before it lost its storage? ---- */
+
+void raft__rejoin_conf(struct raft* r, bool was_voter, raft_index index)
+{
+    if (raft__is_voter(r, r->opt.id) && !was_voter) {
+        r->voter_from = index;
+    }
+    raft__rejoin_eval(r);
+}
+
+void raft__rejoin_eval(struct raft* r)
+{
+    if (!r->opt.catch_up_first || r->catching_up) {
+        return;
+    }
+    bool lost = r->rejoin_commit != 0 && raft__is_voter(r, r->opt.id) &&
+                r->voter_from <= r->rejoin_commit;
+    if (lost == r->lost_vote) {
+        return;
+    }
+    r->lost_vote = lost;
+    if (lost) {
+        raft__trace(r, RAFT_TRACE_ERROR,
+                    "this node was a voter (configuration at index %llu) "
+                    "before it lost its storage: it will not vote; replace "
+                    "it (member remove, wipe, member add, promote)",
+                    (unsigned long long)r->voter_from);
+    } else {
+        raft__trace(r, RAFT_TRACE_INFO,
+                    "a voter again from configuration %llu: voting",
+                    (unsigned long long)r->voter_from);
+    }
 }

@@ -382,6 +382,7 @@ int raft_restore(struct raft* r,
     r->conf_index = snap->conf_index;
     r->base_conf = snap->conf;
     r->base_conf_index = snap->conf_index;
+    r->voter_from = snap->conf_index;
     raft__log_reset(r, snap->index, snap->term);
     for (unsigned i = 0; i < n_entries; i++) {
         const struct raft_entry* e = &entries[i];
@@ -700,6 +701,11 @@ raft_index raft_leader_commit_index(const struct raft* r)
         return r->commit;
     }
     return r->leader != 0 ? r->leader_commit : 0;
+}
+
+bool raft_lost_vote(const struct raft* r)
+{
+    return r->lost_vote;
 }
 
 bool raft_catching_up(const struct raft* r)

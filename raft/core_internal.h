@@ -100,6 +100,11 @@ struct raft {
     raft_id term_answers[RAFT_SERVERS_MAX]; /* who answered */
     unsigned n_term_answers;
     uint64_t term_query_ms; /* ask again at */
+    /* Was it a voter before it lost its storage? (catchup.c) */
+    raft_index rejoin_commit; /* the commit index it caught up with */
+    raft_index voter_from;    /* index of the configuration that made this
+                                 node a voter (while it is one) */
+    bool lost_vote; /* a voter since before rejoin_commit: never votes */
 
     /* In-memory log: entries[i] has index first_index + i; data owned. */
     struct raft_entry* entries;
@@ -262,6 +267,8 @@ void raft__conf_check_removed_leader(struct raft* r);
 bool raft__catchup_term_known(const struct raft* r);
 void raft__catchup_tick(struct raft* r);
 void raft__catchup_recv(struct raft* r, const struct raft_message* m);
+void raft__rejoin_conf(struct raft* r, bool was_voter, raft_index index);
+void raft__rejoin_eval(struct raft* r);
 
 /* snapshot.c */
 int raft__compact(struct raft* r,

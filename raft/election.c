@@ -247,7 +247,8 @@ void raft__recv_vote(struct raft* r, const struct raft_message* m)
     /* A node that lost its storage may have voted in this term already,
      * and its empty log makes every candidate look up to date: it must not
      * help elect a leader that lacks entries it acknowledged. */
-    bool grant = can_vote && up_to_date && !lease && !r->catching_up;
+    bool grant =
+        can_vote && up_to_date && !lease && !r->catching_up && !r->lost_vote;
     struct raft_message* out =
         raft__msg(r, pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP, m->from);
     if (grant && !pre) {
@@ -291,7 +292,7 @@ void raft__recv_vote_resp(struct raft* r, const struct raft_message* m)
 void raft__recv_timeout_now(struct raft* r, const struct raft_message* m)
 {
     if (r->role == RAFT_LEADER || !raft__is_voter(r, r->opt.id) ||
-        r->rx_installing || r->catching_up) {
+        r->rx_installing || r->catching_up || r->lost_vote) {
         return;
     }
     raft__trace(r, RAFT_TRACE_INFO, "timeout-now from %s: campaigning",
@@ -307,8 +308,10 @@ void raft__tick_election(struct raft* r)
     }
     /* Non-voters never campaign; neither does a node whose log is being
      * replaced by a snapshot (it would append to a log about to vanish),
-     * nor one that lost its storage and has not caught up yet. */
-    if (!raft__is_voter(r, r->opt.id) || r->rx_installing || r->catching_up) {
+     * nor one that lost its storage and has not caught up yet, or was a
+     * voter before it lost it (catchup.c). */
+    if (!raft__is_voter(r, r->opt.id) || r->rx_installing || r->catching_up ||
+        r->lost_vote) {
         raft__reset_election_timer(r);
         return;
     }

@@ -14,12 +14,14 @@ static void conf_set(struct raft* r,
                      const struct raft_conf* c,
                      raft_index index)
 {
+    bool was_voter = raft__is_voter(r, r->opt.id);
     r->conf = *c;
     r->conf_index = index;
     r->conf_changed = true;
     if (r->role == RAFT_LEADER) {
         raft__progress_sync(r);
     }
+    raft__rejoin_conf(r, was_voter, index);
 }
 
 void raft__conf_apply_entry(struct raft* r, const struct raft_entry* e)

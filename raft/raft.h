@@ -552,6 +552,10 @@ raft_index raft_conf_index(const struct raft* r);
 /* Whether the core still waits to catch up before it votes
  * (raft_options.catch_up_first). */
 bool raft_catching_up(const struct raft* r);
+/* Caught up after losing its storage, and a voter by a configuration that
+ * existed before it rejoined: it was that voter, so it never votes again
+ * under that configuration (catchup.c). The operator replaces it. */
+bool raft_lost_vote(const struct raft* r);
 /* Leader's view of a peer: match index and whether it answered within the
  * last election timeout. Returns -ENOENT when not leader or unknown id. */
 int raft_peer_progress(const struct raft* r,

@@ -386,14 +386,23 @@ void raft__recv_append(struct raft* r, const struct raft_message* m)
             r->commit = c;
         }
         out->append_resp.index = matched;
-        if (r->catching_up && matched >= m->append.commit) {
+        raft_term ct;
+        if (r->catching_up && matched >= m->append.commit &&
+            raft__term_at(r, m->append.commit, &ct) && ct == m->term) {
+            /* Caught up with a commit index the leader reached in its own
+             * term: every entry committed before is at or below it (a new
+             * leader's commit index starts behind until it commits an
+             * entry of its term; catching up with that would be with
+             * nothing). */
             r->catching_up = false;
+            r->rejoin_commit = m->append.commit;
             raft__trace(r, RAFT_TRACE_INFO,
                         "caught up with leader %s at commit %llu in term "
-                        "%llu: voting again",
+                        "%llu",
                         RAFT__NAME(r, m->from),
                         (unsigned long long)m->append.commit,
                         (unsigned long long)r->term);
+            raft__rejoin_eval(r);
         }
     }
     out->append_resp.last_index = raft__last_index(r);

@@ -290,9 +290,11 @@ int raft__snapshot_installed(struct raft* r,
     r->persisted = sm->index;
     r->base_conf = sm->conf;
     r->base_conf_index = sm->conf_index;
+    bool was_voter = raft__is_voter(r, r->opt.id);
     r->conf = sm->conf;
     r->conf_index = sm->conf_index;
     r->conf_changed = true;
+    raft__rejoin_conf(r, was_voter, sm->conf_index);
     struct raft_buf image = {r->rx_buf, r->rx_total};
     set_image(r, sm, image, r->rx_buf);
     r->rx_buf = NULL;

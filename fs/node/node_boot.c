@@ -266,7 +266,9 @@ static int catch_up_marker(struct node* n, bool create)
 
 void node__catch_up_check(struct node* n)
 {
-    if (!n->catching_up || n->raft == NULL || raft_catching_up(n->raft)) {
+    if (!n->catching_up || n->raft == NULL || raft_catching_up(n->raft) ||
+        raft_lost_vote(n->raft)) {
+        /* Lost its vote: the marker stays, so a restart checks again. */
         return;
     }
     char path[PATH_MAX + 16];

@@ -267,9 +267,12 @@ int node_status_json(struct node* n, char** out, size_t* len)
             ",\n",
             raft_commit_index(n->raft), ss.applied_index, ss.revision,
             ss.compact_revision);
-    tprintf(&t, "  \"last_index\": %" PRIu64 ",\n  \"catching_up\": %s,\n",
+    tprintf(&t,
+            "  \"last_index\": %" PRIu64
+            ",\n  \"catching_up\": %s,\n  \"lost_vote\": %s,\n",
             raft_last_index(n->raft),
-            raft_catching_up(n->raft) ? "true" : "false");
+            raft_catching_up(n->raft) ? "true" : "false",
+            raft_lost_vote(n->raft) ? "true" : "false");
     tprintf(&t, "  \"quorum\": %u,\n", raft_conf_voters(c) / 2 + 1);
     tprintf(&t,
             "  \"keys\": %" PRIu64 ",\n  \"live_bytes\": %" PRIu64
@@ -487,6 +490,12 @@ int node_status_text(struct node* n, char** out, size_t* len)
             n->name, role_of(n), raft_current_term(n->raft),
             leader != NULL ? leader : "(none)");
     health_line(&t, &h);
+    if (raft_lost_vote(n->raft)) {
+        tprintf(&t,
+                "vote:        LOST: this node was a voter before it lost "
+                "its storage and does not vote; replace it (member "
+                "remove, wipe, member add, promote)\n");
+    }
     for (unsigned i = 0; i < c->n; i++) {
         struct member_health m;
         member_health(n, &c->servers[i], &m);

@@ -422,6 +422,9 @@ def test_replace_a_wiped_node_under_its_name(make_cluster):
               "--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] + c.common)
     promote(n2, "n3")
     wait_quorum(c, [n1, n2, n3], 3)
+    # A new voter from the promotion on, not the one that lost its disk.
+    assert n3.status()["lost_vote"] is False
+    assert not os.path.exists(os.path.join(n3.data_dir, "CATCHING-UP"))
     time.sleep(0.5)
     check_writes(c, [n1, n2, n3], [w])
 

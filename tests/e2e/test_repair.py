@@ -17,7 +17,7 @@ import subprocess
 import time
 
 import cluster as qc
-from conftest import tree
+from conftest import QUORUMFS_BIN, tree
 
 PRE_WRITES = 40
 GONE_WRITES = 30
@@ -153,7 +153,18 @@ def test_wiped_follower_mounts_only_when_caught_up(make_cluster):
 
     log = restart_behind(c, ld, f, wipe)
     assert "will not vote before it has caught up" in log, log[-2000:]
-    assert not os.path.exists(os.path.join(f.data_dir, "CATCHING-UP"))
+    # It was a voter before it lost its disk: caught up, it still does not
+    # vote as that voter (thesis 3.8), says so, and keeps the marker so a
+    # restart checks again; the operator replaces it.
+    log = c.log_since(f, 0)
+    assert "before it lost its storage: it will not vote; replace it" in \
+        log, log[-2000:]
+    assert f.status()["lost_vote"] is True
+    assert ld.status()["lost_vote"] is False
+    assert os.path.exists(os.path.join(f.data_dir, "CATCHING-UP"))
+    out = subprocess.run([QUORUMFS_BIN, "status", "--data-dir", f.data_dir],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert "vote:        LOST" in out and "member remove" in out, out
 
 
 def test_torn_follower_log_is_repaired(make_cluster):

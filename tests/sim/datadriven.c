@@ -185,7 +185,9 @@ static void state_line(raft_id id)
     dd_outf(", log %" PRIu64 "..%" PRIu64 ", commit %" PRIu64
             ", applied %" PRIu64 "%s\n",
             raft_first_index(r), last, raft_commit_index(r), sim_applied(s, id),
-            raft_catching_up(r) ? ", catching up" : "");
+            raft_catching_up(r) ? ", catching up"
+            : raft_lost_vote(r) ? ", lost its vote"
+                                : "");
 }
 
 void dd_state_lines(void)

@@ -102,7 +102,7 @@ static int64_t call(struct parser* ps,
         {"recent", 2},      {"member", 2},      {"index", 1},
         {"served", 1},      {"read_err", 1},    {"sent", 2},
         {"agree", 2},       {"converged", 1},   {"other", 0},
-        {"snap_starts", 2},
+        {"snap_starts", 2}, {"lost_vote", 1},
     };
     for (size_t i = 0; i < sizeof arity / sizeof arity[0]; i++) {
         if (strcmp(arity[i].name, name) == 0) {
@@ -153,6 +153,9 @@ known:;
     }
     if (strcmp(name, "catching_up") == 0) {
         return r != NULL && raft_catching_up(r);
+    }
+    if (strcmp(name, "lost_vote") == 0) {
+        return r != NULL && raft_lost_vote(r);
     }
     if (strcmp(name, "match") == 0 || strcmp(name, "recent") == 0) {
         raft_index match = 0;

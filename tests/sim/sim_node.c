@@ -171,8 +171,9 @@ void sim__node_wipe(struct sim_node* n)
     n->compact_due = false;
     if (n->r != NULL) {
         /* As fs/node_boot.c's marker file: a node that had not caught up
-         * when it crashed still has not after its restart. */
-        n->catch_up = raft_catching_up(n->r);
+         * when it crashed still has not after its restart, and one that
+         * lost its vote checks again. */
+        n->catch_up = raft_catching_up(n->r) || raft_lost_vote(n->r);
         raft_driver_free(n->d); /* the batches in flight are lost */
         n->d = NULL;
         raft_free(n->r);
