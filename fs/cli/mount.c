@@ -234,7 +234,13 @@ static int mount_fuse(struct app* a)
     }
     int fd = fuse_session_fd(a->se);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    int rv = fs_start_notifier(a->fs, a->se);
+    int rv = fs_metrics_attach(a->fs, a->se);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR, "cannot set the FUSE session's I/O: %s",
+                  strerror(-rv));
+        return rv;
+    }
+    rv = fs_start_notifier(a->fs, a->se);
     if (rv == 0) {
         rv = uv_poll_init(&a->loop, &a->fuse_poll, fd);
     }
