@@ -20,7 +20,8 @@ pkgs=(meson ninja-build pkg-config gcc clang clang-format clang-tidy
       clang-tools libclang-rt-14-dev
       libfuse3-dev fuse3 libuv1-dev liblz4-dev libxxhash-dev libssl-dev openssl
       python3
-      python3-pytest nftables iproute2 psmisc procps rsync)
+      python3-pytest nftables iproute2 psmisc procps rsync
+      libmicrohttpd-dev prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
