@@ -256,3 +256,27 @@ def test_bad_listen_metrics(tmp_path):
             assert not data.exists(), "nothing written before the refusal"
     finally:
         taken.close()
+
+
+def test_snapshot_sends_and_installs(make_cluster):
+    """A paused follower misses more than the leader keeps in its log: the
+    leader counts a snapshot send, the follower an install."""
+    c = make_cluster(extra_args=["--snapshot-entries", "50"])
+    leader = c.start()
+    f1 = c.followers(leader)[0]
+    off = os.path.getsize(f1.log_path)
+    sent = value(parse_metrics(read_vfile(leader)),
+                 "quorumfs_snapshot_sends_total")
+    assert value(parse_metrics(read_vfile(f1)),
+                 "quorumfs_snapshot_installs_total") == 0
+    c.sigstop(f1)
+    try:
+        for i in range(120):
+            write_file(leader.path("p%03d" % i), b"%d\n" % i)
+    finally:
+        c.sigcont(f1)
+    c.assert_caught_up_by_snapshot(f1, off, {})
+    assert value(parse_metrics(read_vfile(f1)),
+                 "quorumfs_snapshot_installs_total") >= 1
+    assert value(parse_metrics(read_vfile(leader)),
+                 "quorumfs_snapshot_sends_total") >= sent + 1
