@@ -220,6 +220,9 @@ def test_health_endpoints(metrics_cluster):
     others = c.followers(leader)
     for n in others:
         assert n.stop() == 0
+        # the listener stopped with the node (SIGTERM)
+        with pytest.raises(urllib.error.URLError):
+            http_get(c.ports[n.name], "/livez")
     port = c.ports[leader.name]
     body = wait_http(port, "/readyz", 503)
     assert body == "no leader known\n", body
