@@ -43,8 +43,10 @@ void node_metrics_printf(struct node_metrics_buf* b, const char* fmt, ...)
         return;
     }
     for (;;) {
+        /* An empty buffer (buf NULL, cap 0) is sized by the first call. */
+        char* at = b->buf != NULL ? b->buf + b->len : NULL;
         va_start(ap, fmt);
-        int need = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+        int need = vsnprintf(at, b->cap - b->len, fmt, ap);
         va_end(ap);
         if (need < 0) {
             b->err = -EINVAL;

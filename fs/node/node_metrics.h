@@ -32,7 +32,8 @@ struct node_hist {
 void node_hist_observe(struct node_hist* h, uint64_t ns);
 
 /* The text being made: every append is bounded (NODE_METRICS_TEXT_MAX);
- * the first failure is kept in err and later appends do nothing. */
+ * the first failure is kept in err and later appends do nothing. Starts
+ * zeroed or with a malloc'd buf of cap bytes; buf is the caller's to free. */
 enum { NODE_METRICS_TEXT_MAX = 4u << 20 };
 struct node_metrics_buf {
     char* buf;
