@@ -136,7 +136,10 @@ def wait_http(port, path, status, timeout=WAIT_S):
     deadline = time.monotonic() + timeout
     got = None
     while time.monotonic() < deadline:
-        got = http_get(port, path)
+        try:
+            got = http_get(port, path)
+        except urllib.error.URLError as e:  # not listening yet
+            got = (None, str(e))
         if got[0] == status:
             return got[1]
         time.sleep(0.1)
@@ -283,3 +286,26 @@ def test_snapshot_sends_and_installs(make_cluster):
                  "quorumfs_snapshot_installs_total") >= 1
     assert value(parse_metrics(read_vfile(leader)),
                  "quorumfs_snapshot_sends_total") >= sent + 1
+
+
+def test_readyz_before_the_mount(make_cluster):
+    """The listener starts with the node: while a member waits at start for
+    the cluster's commit (no quorum yet), /livez answers and /readyz says it
+    is not mounted; once the others come, it is ready."""
+    ports = {n: free_port() for n in NAMES}
+    c = make_cluster(node_args={
+        n: ["--listen-metrics", "127.0.0.1:%d" % ports[n]] for n in NAMES})
+    first = c.nodes[0]
+    first.start(c.args(first), wait=False)
+    wait_http(ports[first.name], "/livez", 200)
+    status, body = http_get(ports[first.name], "/readyz")
+    assert (status, body) == \
+        (503, "not mounted (catching up with the cluster at start)\n")
+    assert not os.path.ismount(first.mnt)
+    for n in c.nodes[1:]:
+        n.start(c.args(n), wait=False)
+    for n in c.nodes:
+        n.wait_ready()
+    c.wait_leader()
+    for n in c.nodes:
+        wait_http(ports[n.name], "/readyz", 200)
