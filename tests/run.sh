@@ -8,9 +8,9 @@
 # 3. builds with -Dwerror=true, checks every C file is in a meson list and
 #    runs every suite: unit, sim, fuzz (smoke runs of every target), e2e,
 # 4. builds with clang + AddressSanitizer/UBSan, runs clang-tidy on it
-#    (.clang-tidy), and runs unit, sim and nine e2e files under the
+#    (.clang-tidy), and runs unit, sim and ten e2e files under the
 #    sanitizers (any sanitizer report in a daemon fails the run),
-# 5. builds the daemon with ThreadSanitizer and runs four e2e files.
+# 5. builds the daemon with ThreadSanitizer and runs five e2e files.
 # Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,8 @@ pkgs=(meson ninja-build pkg-config gcc clang clang-format clang-tidy
       clang-tools libclang-rt-14-dev
       libfuse3-dev fuse3 libuv1-dev liblz4-dev libxxhash-dev libssl-dev openssl
       python3
-      python3-pytest nftables iproute2 psmisc procps rsync)
+      python3-pytest nftables iproute2 psmisc procps rsync
+      libmicrohttpd-dev prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
@@ -120,21 +121,21 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     --suite unit --suite sim
 
 # e2e against the ASan+UBSan daemon (QUORUMFS_BIN is the build's binary):
-# nine files by name; not memory (its RSS bounds do not hold with ASan's
+# ten files by name; not memory (its RSS bounds do not hold with ASan's
 # shadow memory and quarantine: 317 MiB against 300), jepsen (2 minutes of
 # CI time for paths the others cover; it runs in the plain build), nor c2c
 # yet (newer than this list: not measured under ASan). The
 # daemons write sanitizer reports to $san_logs: the test during which one
 # appears fails (tests/e2e/conftest.py), and so does the run. Leak checking is off
 # (daemons are killed with SIGKILL by design; docs/tooling.md).
-echo "== e2e under sanitizers (nine files: not memory, jepsen, c2c)"
+echo "== e2e under sanitizers (ten files: not memory, jepsen, c2c)"
 san_logs=$(mktemp -d "${TMPDIR:-/tmp}/qfs-san.XXXXXX")
 QUORUMFS_SANITIZER_LOGS=$san_logs \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:log_path=$san_logs/asan \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$san_logs/ubsan \
     meson test -C "$asan" --print-errorlogs --num-processes 1 \
     e2e-fs e2e-cluster e2e-snapshots e2e-repair e2e-reads e2e-stalls \
-    e2e-disk e2e-outcomes e2e-posix
+    e2e-disk e2e-outcomes e2e-posix e2e-metrics
 if [ -n "$(ls -A "$san_logs")" ]; then
     cat "$san_logs"/* >&2
     echo "== FAIL: sanitizer reports from the e2e daemons ($san_logs)" >&2
@@ -145,7 +146,8 @@ rm -rf "$san_logs"
 # ThreadSanitizer: the daemon only (the loop, the I/O thread, the notifier
 # and libuv's threads), against the e2e files where they meet most: the
 # FUSE handlers with the notifier (fs, reads), a cluster with restarts and
-# snapshot installs (cluster, snapshots). Every e2e file but memory and
+# snapshot installs (cluster, snapshots), the --listen-metrics HTTP
+# thread asking the loop (metrics). Every e2e file but memory and
 # jepsen ran clean under TSan once (docs/tooling.md); the rest are left out
 # for CI time (disk and outcomes take ~100 s each under TSan). The e2e tests
 # would pass whatever TSan prints (it does not stop the daemon), so reports
@@ -160,11 +162,11 @@ else
         -Db_sanitize=thread -Db_lundef=false >/dev/null
 fi
 ninja -C "$tsan" fs/quorumfs
-echo "== e2e under ThreadSanitizer: fs, cluster, snapshots, reads"
+echo "== e2e under ThreadSanitizer: fs, cluster, snapshots, reads, metrics"
 tsan_logs=$(mktemp -d "${TMPDIR:-/tmp}/qfs-tsan.XXXXXX")
 QUORUMFS_SANITIZER_LOGS=$tsan_logs TSAN_OPTIONS=log_path=$tsan_logs/tsan \
     meson test -C "$tsan" --no-rebuild --print-errorlogs --num-processes 1 \
-    e2e-fs e2e-cluster e2e-snapshots e2e-reads
+    e2e-fs e2e-cluster e2e-snapshots e2e-reads e2e-metrics
 if [ -n "$(ls -A "$tsan_logs")" ]; then
     cat "$tsan_logs"/* >&2
     echo "== FAIL: ThreadSanitizer reports from the e2e daemons ($tsan_logs)" >&2

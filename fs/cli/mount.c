@@ -38,9 +38,11 @@
 #include "ctl.h"
 #include "fs.h"
 #include "fuseconn.h"
+#include "metrics_http.h"
 #include "mount.h"
 #include "node.h"
 #include "node_internal.h"
+#include "node_metrics.h"
 
 /* FUSE requests handled per poll callback before yielding to the loop. */
 enum { FUSE_REQUESTS_PER_POLL = 64 };
@@ -55,6 +57,7 @@ struct app {
     struct fuse_session* se;
     struct ctl* ctl;
     struct node_retention* retention;
+    struct metrics_http* http; /* --listen-metrics; NULL: none */
     struct fuse_buf buf;
     uv_poll_t fuse_poll;
     uv_timer_t resume_timer; /* backlog full: FUSE reads paused */
@@ -180,6 +183,8 @@ static void begin_shutdown(struct app* a, const char* why)
     uv_timer_stop(&a->resume_timer);
     uv_signal_stop(&a->sigterm);
     uv_signal_stop(&a->sigint);
+    metrics_http_stop(a->http);
+    a->http = NULL;
     if (a->ctl != NULL) {
         ctl_close(a->ctl);
         a->ctl = NULL;
@@ -234,7 +239,13 @@ static int mount_fuse(struct app* a)
     }
     int fd = fuse_session_fd(a->se);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    int rv = fs_start_notifier(a->fs, a->se);
+    int rv = fs_metrics_attach(a->fs, a->se);
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR, "cannot set the FUSE session's I/O: %s",
+                  strerror(-rv));
+        return rv;
+    }
+    rv = fs_start_notifier(a->fs, a->se);
     if (rv == 0) {
         rv = uv_poll_init(&a->loop, &a->fuse_poll, fd);
     }
@@ -357,6 +368,74 @@ static void startup_ready_cb(void* data, int err)
     tell_parent(a, 'R');
 }
 
+/* The --listen-metrics answers, on the loop (metrics_http.h). */
+static int http_answer(void* data,
+                       enum metrics_http_what what,
+                       char** body,
+                       size_t* len)
+{
+    struct app* a = data;
+    const char* why = NULL;
+    char* text = NULL;
+
+    if (a->node == NULL || a->shutting_down) {
+        why = "shutting down";
+    } else if (what == METRICS_HTTP_METRICS) {
+        int rv = node_metrics_text(a->node, body, len);
+        if (rv == 0) {
+            return 200;
+        }
+        why = strerror(-rv);
+    } else if (what == METRICS_HTTP_LIVEZ) {
+        why = NULL; /* the loop answered */
+    } else if (!a->mounted) {
+        why = "not mounted (catching up with the cluster at start)";
+    } else {
+        node_ready(a->node, &why); /* why stays NULL when ready */
+    }
+    if (asprintf(&text, "%s\n", why != NULL ? why : "ok") < 0) {
+        text = NULL;
+    }
+    *body = text;
+    *len = text != NULL ? strlen(text) : 0;
+    if (why == NULL) {
+        return 200;
+    }
+    return what == METRICS_HTTP_METRICS && a->node != NULL ? 500 : 503;
+}
+
+/* The HTTP listener runs from the node's start: /livez answers and
+ * /readyz says why not while the node catches up. */
+static void start_http(struct app* a)
+{
+    if (a->mo->metrics_fd < 0) {
+        return;
+    }
+    int rv = metrics_http_start(&a->loop, a->mo->metrics_fd, http_answer, a,
+                                &a->http);
+    a->mo->metrics_fd = -1; /* taken */
+    if (rv != 0) {
+        node__log(RAFT_TRACE_ERROR,
+                  "--listen-metrics %s: cannot serve: %s: no metrics "
+                  "listener",
+                  a->mo->listen_metrics, strerror(-rv));
+        return;
+    }
+    node__log(RAFT_TRACE_INFO,
+              "metrics on http://%s/metrics (and /livez, /readyz)",
+              a->mo->listen_metrics);
+}
+
+/* Every handle the loop still has is closed (those closing already are
+ * left to finish). */
+static void close_handle(uv_handle_t* h, void* arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
+}
+
 static int run_node(struct app* a)
 {
     struct fs_options fo;
@@ -394,6 +473,7 @@ static int run_node(struct app* a)
             rv == -EBUSY ? "data dir in use by another node" : strerror(-rv));
         return 1;
     }
+    start_http(a);
     /* Mount only once the local store has caught up with what the cluster
      * (or, alone, this node's own log) had committed: a read barrier. A
      * member of a multi-node cluster that cannot within
@@ -412,6 +492,8 @@ static int run_node(struct app* a)
         startup_ready_cb(a, rv);
     }
     uv_run(&a->loop, UV_RUN_DEFAULT);
+    metrics_http_stop(a->http); /* after a failed start (else done) */
+    a->http = NULL;
     if (a->startup_failed) {
         return 1;
     }
@@ -422,7 +504,7 @@ static int run_node(struct app* a)
     fs_free(a->fs);
     fuse_session_destroy(a->se);
     free(a->buf.mem);
-    uv_walk(&a->loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
+    uv_walk(&a->loop, close_handle, NULL);
     uv_run(&a->loop, UV_RUN_DEFAULT);
     uv_loop_close(&a->loop);
     return 0;

@@ -25,6 +25,10 @@ struct mount_opts {
     uint64_t reserve_pct; /* fs_options.quota_reserve_pct */
     struct node_options node;
     char data_dir[PATH_MAX];
+    /* --listen-metrics ADDR:PORT (NULL: off) and its listening socket,
+     * bound while the flags are checked (-1: none). */
+    const char* listen_metrics;
+    int metrics_fd;
 };
 
 /* The mount command's usage text. */

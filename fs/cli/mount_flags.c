@@ -14,6 +14,7 @@
 #include "../../raft/tls.h"
 #include "../../raft/transport.h"
 #include "identity.h"
+#include "metrics_http.h"
 #include "mount.h"
 #include "node.h"
 
@@ -120,6 +121,15 @@ void mount_usage(FILE* out)
         "                             16777216 = 16 MiB): past it a write\n"
         "                             fails with ENOSPC, its update dropped\n"
         "\n"
+        "Metrics and health (docs/operations.md):\n"
+        "  --listen-metrics ADDR:PORT serve GET /metrics (Prometheus text),\n"
+        "                             /livez and /readyz over HTTP on\n"
+        "                             ADDR:PORT (default: off). Use\n"
+        "                             127.0.0.1: there is no authentication,\n"
+        "                             and any other address shows the\n"
+        "                             cluster's details to all who reach it\n"
+        "                             (/.cluster/metrics has the same text)\n"
+        "\n"
         "Times (MS) are 1 to 86400000 (a day). A bad flag is refused\n"
         "(exit status 2) before anything is written.\n"
         "\n"
@@ -177,6 +187,7 @@ enum {
     OPT_PEER_CA,
     OPT_PEER_INSECURE,
     OPT_QUOTA_RESERVE,
+    OPT_LISTEN_METRICS,
 };
 
 static const struct option mount_long[] = {
@@ -209,6 +220,7 @@ static const struct option mount_long[] = {
     {"peer-trusted-ca-file", required_argument, NULL, OPT_PEER_CA},
     {"peer-insecure", no_argument, NULL, OPT_PEER_INSECURE},
     {"quota-reserve-percent", required_argument, NULL, OPT_QUOTA_RESERVE},
+    {"listen-metrics", required_argument, NULL, OPT_LISTEN_METRICS},
     {NULL, 0, NULL, 0},
 };
 
@@ -277,6 +289,13 @@ static int parse_one(struct mount_opts* mo,
         o->listen_peer = arg;
         return transport_parse_addr(arg, &(struct sockaddr_storage){0}, true) !=
                0;
+    case OPT_LISTEN_METRICS:
+        *why =
+            "expected ADDR:PORT, a numeric IPv4 address or [IPv6] and a "
+            "port from 1 to 65535, e.g. 127.0.0.1:9479";
+        mo->listen_metrics = arg;
+        return transport_parse_addr(arg, &(struct sockaddr_storage){0},
+                                    false) != 0;
     case OPT_LOG_LEVEL:
         *why = "debug, info, warn or error";
         o->log_level = parse_level(arg);
@@ -505,11 +524,33 @@ static int check_peer_security(struct mount_opts* mo)
     return 0;
 }
 
+/* --listen-metrics: the socket is bound now, so a port in use is refused
+ * like any bad flag, before anything is written. */
+static int listen_metrics(struct mount_opts* mo)
+{
+    struct sockaddr_storage ss;
+    if (mo->listen_metrics == NULL) {
+        return 0;
+    }
+    if (transport_parse_addr(mo->listen_metrics, &ss, false) != 0) {
+        return 2; /* checked by parse_one */
+    }
+    mo->metrics_fd = metrics_http_listen(&ss);
+    if (mo->metrics_fd < 0) {
+        fprintf(stderr,
+                "quorumfs mount: --listen-metrics %s: cannot listen: %s\n",
+                mo->listen_metrics, strerror(-mo->metrics_fd));
+        return 2;
+    }
+    return 0;
+}
+
 int mount_parse(int argc, char** argv, struct mount_opts* mo)
 {
     int c;
 
     node_options_default(&mo->node);
+    mo->metrics_fd = -1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "hfo:", mount_long, NULL)) != -1) {
         const char* why = NULL;
@@ -549,7 +590,8 @@ int mount_parse(int argc, char** argv, struct mount_opts* mo)
                 mo->node.heartbeat_ms, mo->node.election_ms);
         return 2;
     }
-    if (check_cluster(&mo->node) != 0 || check_peer_security(mo) != 0) {
+    if (check_cluster(&mo->node) != 0 || check_peer_security(mo) != 0 ||
+        listen_metrics(mo) != 0) {
         return 2;
     }
     if (mo->node.data_dir == NULL) {

@@ -33,6 +33,11 @@ struct fs* fs_new(struct node* n, const struct fs_options* o)
         return NULL;
     }
     f->node = n;
+    if (fs__metrics_init(f) != 0) {
+        free(f->metrics);
+        free(f);
+        return NULL;
+    }
     if (o != NULL) {
         f->o = *o;
     } else {
@@ -79,6 +84,7 @@ void fs_free(struct fs* f)
      * callbacks ran) before fs_free, when the loop has ended, and nothing
      * asks it for a status after that. */
     fs__notify_stop(&f->notify);
+    fs__metrics_free(f);
     fs__snap_free(f);
     uv_timer_stop(f->settle);
     fs__winos_free(f); /* queued writes */

@@ -61,6 +61,11 @@ void fs_free(struct fs* f);
  * hold. */
 uint64_t fs_held_bytes(const struct fs* f);
 
+/* After fuse_session_mount: the session reads requests and writes replies
+ * through fs_metrics.c's I/O functions, which time every request for the
+ * metrics (quorumfs_fuse_*). 0 or the -errno of fuse_session_custom_io. */
+int fs_metrics_attach(struct fs* f, struct fuse_session* se);
+
 /* The request table; pass `f` as the session's userdata. */
 const struct fuse_lowlevel_ops* fs_lowlevel_ops(void);
 

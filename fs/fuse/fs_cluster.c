@@ -1,7 +1,7 @@
-/* fs_cluster.c - the virtual entries: /.cluster (status, members, leader:
- * read-only text generated from the node) and the /.snapshots directory
- * itself (its contents: fs_snap.c). Their inos live in a reserved range
- * above every store ino (FS_VINO_BASE).
+/* fs_cluster.c - the virtual entries: /.cluster (status, members, leader,
+ * metrics: read-only text generated from the node) and the /.snapshots
+ * directory itself (its contents: fs_snap.c). Their inos live in a reserved
+ * range above every store ino (FS_VINO_BASE).
  *
  * Regular files are opened without a request (fs_read.c), so a generated
  * file cannot be refreshed at open. Instead every lookup of a /.cluster
@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "fs_internal.h"
+#include "node_metrics.h"
 
 struct vfile {
     const char* name;
@@ -27,6 +28,7 @@ struct vfile {
 static const struct vfile cluster_files[] = {
     {"leader", FS_VINO_LEADER, node_leader_text},
     {"members", FS_VINO_MEMBERS, node_members_text},
+    {"metrics", FS_VINO_METRICS, node_metrics_text},
     {"status", FS_VINO_STATUS, node_status_json},
 };
 enum { CLUSTER_FILES = sizeof(cluster_files) / sizeof(cluster_files[0]) };

@@ -44,6 +44,7 @@ enum {
 #define FS_VINO_MEMBERS (FS_VINO_BASE + 3)   /* /.cluster/members */
 #define FS_VINO_LEADER (FS_VINO_BASE + 4)    /* /.cluster/leader */
 #define FS_VINO_SNAPSHOTS (FS_VINO_BASE + 5) /* /.snapshots */
+#define FS_VINO_METRICS (FS_VINO_BASE + 6)   /* /.cluster/metrics */
 /* Generations of /.cluster files: FS_VFILE_BASE + generation. */
 #define FS_VFILE_BASE (FS_VINO_BASE - (UINT64_C(1) << 40))
 /* Entries of snapshot views (fs_snap.c): FS_SNAP_INO_BASE | root slot <<
@@ -140,7 +141,7 @@ struct fs_nodeid {
 
 struct fs_vfile {
     uint64_t ino;  /* 0: free slot */
-    uint64_t kind; /* FS_VINO_STATUS, _MEMBERS or _LEADER */
+    uint64_t kind; /* FS_VINO_STATUS, _MEMBERS, _LEADER or _METRICS */
     int64_t made_ns;
     char* text;
     size_t len;
@@ -262,7 +263,14 @@ struct fs {
         int64_t last_ns;     /* last line of this cause, 0: none yet */
         uint64_t suppressed; /* failures since, not logged */
     } wfail[4];
+    struct fs_metrics* metrics; /* fs_metrics.c */
 };
+
+/* fs_metrics.c: FUSE request counts and latencies, registered with the
+ * node as a metrics source (-ENOMEM); freed with the fs. */
+struct fs_metrics;
+int fs__metrics_init(struct fs* f);
+void fs__metrics_free(struct fs* f);
 
 /* fs.c */
 void fs__attr_to_stat(const struct store_attr* a, struct stat* st);

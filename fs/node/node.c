@@ -131,6 +131,9 @@ static void send_msgs(struct node* n,
         return;
     }
     for (unsigned i = 0; i < count; i++) {
+        if (msgs[i].type == RAFT_MSG_SNAPSHOT && msgs[i].snapshot.offset == 0) {
+            n->counters.snapshot_sends++;
+        }
         int rv = transport_send(n->transport, &msgs[i]);
         if (rv != 0 && rv != -ENOBUFS) {
             char to[NODE_NAME_BUF];

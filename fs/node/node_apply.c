@@ -70,6 +70,7 @@ static void apply_one(struct node* n, const struct raft_entry* e)
         return;
     }
     n->applied_bytes += e->data.len;
+    n->counters.applied_entries++;
     switch (e->type) {
     case RAFT_ENTRY_NORMAL:
         rv = store_apply(n->store, e->index, e->data.base, e->data.len,

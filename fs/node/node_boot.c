@@ -605,6 +605,7 @@ void node__role_changed(struct node* n)
         }
         n->last_leader = leader;
         n->leader_changed_since_propose = true;
+        n->counters.leader_changes++;
     }
     if (leader != 0) {
         n->retry_pending = true; /* run by step() once the update is done */

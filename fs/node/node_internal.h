@@ -9,6 +9,7 @@
 #include "../../raft/transport.h"
 #include "../../raft/driver.h"
 #include "node.h"
+#include "node_metrics.h"
 
 /* ---- the I/O thread (node_io.c) ---- */
 
@@ -55,6 +56,7 @@ struct node_io {
     struct store* store;
     raft_index db_index; /* I/O thread: the db file holds this durably */
     uint64_t rounds, syncs, jobs; /* stats, under mu: node__io_stats */
+    struct node_hist fsync_hist;  /* rlog_sync durations, under mu */
 };
 
 int node__io_start(struct node_io* io,
@@ -70,6 +72,8 @@ void node__io_stats(struct node_io* io,
                     uint64_t* rounds,
                     uint64_t* syncs,
                     uint64_t* jobs);
+/* A copy of the log fsync histogram (any thread). */
+void node__io_fsync_hist(struct node_io* io, struct node_hist* out);
 /* Take every finished job, in submission order. */
 struct io_job* node__io_take_done(struct node_io* io);
 /* Stop the thread after it finished every queued job. */

@@ -318,8 +318,11 @@ static void* io_main(void* arg)
             }
             jobs++;
         }
+        uint64_t sync_ns = 0;
         if (need_sync && err == 0) {
+            uint64_t t0 = uv_hrtime();
             err = rlog_sync(io->log);
+            sync_ns = uv_hrtime() - t0;
             syncs++;
             if (err != 0) {
                 node__log(RAFT_TRACE_ERROR, "disk: log sync failed: %s",
@@ -337,6 +340,9 @@ static void* io_main(void* arg)
         io->rounds++;
         io->jobs += jobs;
         io->syncs += syncs;
+        if (syncs > 0) {
+            node_hist_observe(&io->fsync_hist, sync_ns);
+        }
         if (err != 0) {
             io->sticky_err = err;
         }
@@ -417,6 +423,13 @@ void node__io_stats(struct node_io* io,
     *rounds = io->rounds;
     *syncs = io->syncs;
     *jobs = io->jobs;
+    pthread_mutex_unlock(&io->mu);
+}
+
+void node__io_fsync_hist(struct node_io* io, struct node_hist* out)
+{
+    pthread_mutex_lock(&io->mu);
+    *out = io->fsync_hist;
     pthread_mutex_unlock(&io->mu);
 }
 

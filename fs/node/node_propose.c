@@ -79,6 +79,10 @@ void node__complete_waiter(struct node* n,
                            const struct store_result* res)
 {
     waiter_unlink(n, w);
+    if (w->start_ns != 0) {
+        node_hist_observe(&n->counters.proposal_hist,
+                          uv_hrtime() - w->start_ns);
+    }
     w->res = *res;
     w->next = NULL;
     if (n->done_tail != NULL) {
@@ -260,6 +264,7 @@ int node_propose(struct node* n,
     w->cb = cb;
     w->data = data;
     w->deadline_ms = node__now_ms(n) + n->opts.proposal_timeout_ms;
+    w->start_ns = uv_hrtime();
     waiter_link(n, w);
     n->proposals++;
     /* Batch: every proposal made during this loop iteration goes to the

@@ -116,6 +116,7 @@ void node__install_snapshot(struct node* n, const struct raft_update* u)
               " (%zu bytes) from %s",
               m->index, m->term, u->snapshot_image.len,
               node__name(raft_leader(n->raft), from));
+    n->counters.snapshot_installs++;
     n->applied_term = m->term;
     n->applied_conf = m->conf;
     n->applied_conf_index = m->conf_index;

@@ -7,6 +7,7 @@
 
 #include "identity.h"
 #include "node_internal.h"
+#include "node_metrics.h"
 
 enum {
     NODE_WAITER_BUCKETS = 4096,
@@ -67,6 +68,7 @@ struct waiter {
     bool parked; /* refused for want of a leader: retry when one is known */
     bool fenced; /* past its first deadline: fence is proposed, not cmd */
     struct store_result res;
+    uint64_t start_ns; /* uv_hrtime() at node_propose (metrics) */
 };
 
 struct read_waiter {
@@ -84,6 +86,15 @@ struct read_waiter {
 };
 
 struct db_compact_job;
+
+/* Counters kept for the metrics only (node_metrics.c); loop thread. */
+struct node_counters {
+    uint64_t applied_entries;       /* committed entries applied since start */
+    uint64_t leader_changes;        /* node__role_changed saw another leader */
+    uint64_t snapshot_sends;        /* images whose first chunk was sent */
+    uint64_t snapshot_installs;     /* images installed from the leader */
+    struct node_hist proposal_hist; /* node_propose() to its answer */
+};
 
 struct node {
     uv_loop_t* loop;
@@ -188,6 +199,11 @@ struct node {
 
     /* stats */
     uint64_t proposals, timeouts, fences;
+    struct node_counters counters; /* node_metrics.c */
+    struct {
+        node_metrics_source_cb cb; /* NULL: free slot */
+        void* data;
+    } metric_sources[NODE_METRICS_SOURCES_MAX];
     /* More status from the layer above (node_set_status_extra). */
     node_status_extra_cb status_extra;
     void* status_extra_data;

@@ -759,7 +759,7 @@ def test_reserved_names(node):
     os.rmdir(node.path("x"))
     assert snapshot_tree(m) == before
     assert sorted(os.listdir(node.path(".cluster"))) == \
-        ["leader", "members", "status"]
+        ["leader", "members", "metrics", "status"]
     assert os.listdir(node.path(".snapshots")) == []
     # the refused operations proposed nothing (6 mkdir/rmdir on x do)
     assert node.revision() == rev + 6

@@ -1,0 +1,212 @@
+/* fs_metrics.c - FUSE requests by type and their latency, for the node's
+ * metrics text (a node_metrics source: quorumfs_fuse_requests_total and
+ * quorumfs_fuse_request_duration_seconds, label op).
+ *
+ * A request's latency runs from the read of its message from /dev/fuse to
+ * the write of its reply, whichever handler replies and however late (a
+ * write waits for its commit). Both ends are seen in the session's I/O:
+ * fs_metrics_attach gives the session a fuse_custom_io whose read and
+ * writev are the plain system calls plus a look at the header (the
+ * request's opcode and unique; the reply's unique). Requests are read
+ * and answered on the loop thread only; the notifier thread's writes are
+ * notifications (unique 0), which touch nothing here.
+ */
+#include <errno.h>
+#include <linux/fuse.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_internal.h"
+#include "node_metrics.h"
+
+enum {
+    FS_MOPS = 64,         /* opcodes counted by number; the rest: "other" */
+    FS_MREQ_SLOTS = 4096, /* requests in flight timed at once */
+};
+
+struct fs_metrics {
+    uint64_t requests[FS_MOPS + 1]; /* [FS_MOPS]: opcodes past the table */
+    struct node_hist lat[FS_MOPS + 1];
+    /* Requests in flight by unique: slot (unique >> 1) % FS_MREQ_SLOTS
+     * (the kernel steps uniques by 2). A request whose slot is taken is
+     * counted but not timed. */
+    struct fs_mreq {
+        uint64_t unique; /* 0: free */
+        uint64_t t0_ns;
+        uint32_t op;
+    } inflight[FS_MREQ_SLOTS];
+};
+
+static const char* const op_names[FS_MOPS] = {
+    [FUSE_LOOKUP] = "lookup",
+    [FUSE_FORGET] = "forget",
+    [FUSE_GETATTR] = "getattr",
+    [FUSE_SETATTR] = "setattr",
+    [FUSE_READLINK] = "readlink",
+    [FUSE_SYMLINK] = "symlink",
+    [FUSE_MKNOD] = "mknod",
+    [FUSE_MKDIR] = "mkdir",
+    [FUSE_UNLINK] = "unlink",
+    [FUSE_RMDIR] = "rmdir",
+    [FUSE_RENAME] = "rename",
+    [FUSE_LINK] = "link",
+    [FUSE_OPEN] = "open",
+    [FUSE_READ] = "read",
+    [FUSE_WRITE] = "write",
+    [FUSE_STATFS] = "statfs",
+    [FUSE_RELEASE] = "release",
+    [FUSE_FSYNC] = "fsync",
+    [FUSE_SETXATTR] = "setxattr",
+    [FUSE_GETXATTR] = "getxattr",
+    [FUSE_LISTXATTR] = "listxattr",
+    [FUSE_REMOVEXATTR] = "removexattr",
+    [FUSE_FLUSH] = "flush",
+    [FUSE_INIT] = "init",
+    [FUSE_OPENDIR] = "opendir",
+    [FUSE_READDIR] = "readdir",
+    [FUSE_RELEASEDIR] = "releasedir",
+    [FUSE_FSYNCDIR] = "fsyncdir",
+    [FUSE_GETLK] = "getlk",
+    [FUSE_SETLK] = "setlk",
+    [FUSE_SETLKW] = "setlkw",
+    [FUSE_ACCESS] = "access",
+    [FUSE_CREATE] = "create",
+    [FUSE_INTERRUPT] = "interrupt",
+    [FUSE_BMAP] = "bmap",
+    [FUSE_DESTROY] = "destroy",
+    [FUSE_IOCTL] = "ioctl",
+    [FUSE_POLL] = "poll",
+    [FUSE_NOTIFY_REPLY] = "notify_reply",
+    [FUSE_BATCH_FORGET] = "batch_forget",
+    [FUSE_FALLOCATE] = "fallocate",
+    [FUSE_READDIRPLUS] = "readdirplus",
+    [FUSE_RENAME2] = "rename2",
+    [FUSE_LSEEK] = "lseek",
+    [FUSE_COPY_FILE_RANGE] = "copy_file_range",
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned op_index(uint32_t opcode)
+{
+    return opcode < FS_MOPS && op_names[opcode] != NULL ? opcode : FS_MOPS;
+}
+
+/* Requests the kernel expects no reply to. */
+static bool no_reply(uint32_t opcode)
+{
+    return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET ||
+           opcode == FUSE_INTERRUPT || opcode == FUSE_NOTIFY_REPLY;
+}
+
+static void request_read(struct fs_metrics* m, const void* buf, ssize_t len)
+{
+    const struct fuse_in_header* h = buf;
+    if (len < (ssize_t)sizeof(*h)) {
+        return;
+    }
+    unsigned i = op_index(h->opcode);
+    m->requests[i]++;
+    if (no_reply(h->opcode) || h->unique == 0) {
+        return;
+    }
+    struct fs_mreq* r = &m->inflight[(h->unique >> 1) % FS_MREQ_SLOTS];
+    if (r->unique == 0) {
+        r->unique = h->unique;
+        r->t0_ns = mono_ns();
+        r->op = i;
+    }
+}
+
+static void reply_written(struct fs_metrics* m, uint64_t unique)
+{
+    struct fs_mreq* r = &m->inflight[(unique >> 1) % FS_MREQ_SLOTS];
+    if (r->unique != unique) {
+        return; /* not timed (slot taken) */
+    }
+    node_hist_observe(&m->lat[r->op], mono_ns() - r->t0_ns);
+    r->unique = 0;
+}
+
+static ssize_t mio_read(int fd, void* buf, size_t len, void* userdata)
+{
+    struct fs* f = userdata;
+    ssize_t r = read(fd, buf, len);
+    if (r > 0 && f->metrics != NULL) {
+        request_read(f->metrics, buf, r);
+    }
+    return r;
+}
+
+static ssize_t mio_writev(int fd, struct iovec* iov, int count, void* userdata)
+{
+    struct fs* f = userdata;
+    if (count > 0 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
+        const struct fuse_out_header* h = iov[0].iov_base;
+        /* unique 0: a notification (maybe from the notifier thread). */
+        if (h->unique != 0 && f->metrics != NULL) {
+            reply_written(f->metrics, h->unique);
+        }
+    }
+    return writev(fd, iov, count);
+}
+
+static void fuse_metrics_text(void* data, struct node_metrics_buf* b)
+{
+    const struct fs_metrics* m = data;
+    char labels[64];
+
+    node_metrics_family(b, "quorumfs_fuse_requests_total", "counter",
+                        "FUSE requests read from the kernel, by type.");
+    for (unsigned i = 0; i <= FS_MOPS; i++) {
+        if (m->requests[i] != 0) {
+            node_metrics_printf(
+                b, "quorumfs_fuse_requests_total{op=\"%s\"} %llu\n",
+                i < FS_MOPS ? op_names[i] : "other",
+                (unsigned long long)m->requests[i]);
+        }
+    }
+    node_metrics_family(b, "quorumfs_fuse_request_duration_seconds",
+                        "histogram",
+                        "From reading a FUSE request to writing its reply, "
+                        "by type.");
+    for (unsigned i = 0; i <= FS_MOPS; i++) {
+        if (m->lat[i].count != 0) {
+            snprintf(labels, sizeof(labels), "op=\"%s\"",
+                     i < FS_MOPS ? op_names[i] : "other");
+            node_metrics_hist(b, "quorumfs_fuse_request_duration_seconds",
+                              labels, &m->lat[i]);
+        }
+    }
+}
+
+int fs__metrics_init(struct fs* f)
+{
+    f->metrics = calloc(1, sizeof(*f->metrics));
+    if (f->metrics == NULL) {
+        return -ENOMEM;
+    }
+    return node_metrics_add_source(f->node, fuse_metrics_text, f->metrics);
+}
+
+void fs__metrics_free(struct fs* f)
+{
+    free(f->metrics);
+    f->metrics = NULL;
+}
+
+int fs_metrics_attach(struct fs* f, struct fuse_session* se)
+{
+    static const struct fuse_custom_io io = {
+        .read = mio_read,
+        .writev = mio_writev,
+    };
+    return fuse_session_custom_io(se, &io, fuse_session_fd(se));
+}
