@@ -10,7 +10,8 @@
  * --mount-stale) -> FUSE session mount -> record the connection in LOCK
  * and arm the watchdog -> the notifier thread -> poll the FUSE fd on the
  * loop -> tell the parent
- * "ready" (the parent exits 0).
+ * "ready" (the parent exits 0; with -f under systemd, READY=1 instead:
+ * sdnotify.h).
  * Logs: with -f on stderr. Without -f the child logs to
  * DATA_DIR/quorumfs.log from its first line (log_to_file, before the
  * watchdog and node_start); until it is mounted its warnings and errors
@@ -41,6 +42,7 @@
 #include "mount.h"
 #include "node.h"
 #include "node_internal.h"
+#include "sdnotify.h"
 
 /* FUSE requests handled per poll callback before yielding to the loop. */
 enum { FUSE_REQUESTS_PER_POLL = 64 };
@@ -67,6 +69,7 @@ struct app {
     bool mounted;
     int exit_code;
     struct fuseconn_watchdog wd; /* aborts the connection if we die */
+    struct sdnotify sdn;         /* systemd's notify socket (-f only) */
 };
 
 static int check_mountpoint(const char* mnt)
@@ -176,6 +179,7 @@ static void begin_shutdown(struct app* a, const char* why)
     }
     a->shutting_down = true;
     node__log(RAFT_TRACE_INFO, "shutting down (%s)", why);
+    sdnotify_stopping(&a->sdn, why);
     uv_poll_stop(&a->fuse_poll);
     uv_timer_stop(&a->resume_timer);
     uv_signal_stop(&a->sigterm);
@@ -320,6 +324,10 @@ static void startup_ready_cb(void* data, int err)
                   "members for a quorum, raise --catch-up-timeout-ms, or "
                   "mount the local state anyway with --mount-stale",
                   a->mo->node.catch_up_timeout_ms, strerror(-err));
+        sdnotify_status(&a->sdn,
+                        "not mounted: could not catch up with the cluster "
+                        "within %u ms",
+                        a->mo->node.catch_up_timeout_ms);
         a->startup_failed = true;
         node_stop(a->node, node_stopped_cb, a);
         return;
@@ -355,6 +363,7 @@ static void startup_ready_cb(void* data, int err)
               a->mo->node.name, a->mo->mountpoint, a->mo->node.data_dir);
     terminal_done(a);
     tell_parent(a, 'R');
+    sdnotify_ready(&a->sdn, &a->loop, a->node);
 }
 
 static int run_node(struct app* a)
@@ -401,6 +410,10 @@ static int run_node(struct app* a)
      * --mount-stale; a brand-new cluster gives up after the proposal
      * timeout and mounts the local state as it is, saying so. */
     a->fo = fo;
+    sdnotify_status(&a->sdn,
+                    "catching up with the cluster before mounting (up to "
+                    "%u ms)",
+                    a->mo->node.catch_up_timeout_ms);
     if (node_startup_needs_cluster(a->node)) {
         node__log(RAFT_TRACE_INFO,
                   "waiting up to %u ms to apply what the cluster has "
@@ -498,6 +511,7 @@ int mount_command(int argc, char** argv)
     a.ready_fd = -1;
     a.term_fd = -1;
     a.wd.fd = -1;
+    sdnotify_init(&a.sdn, mo.foreground);
     signal(SIGPIPE, SIG_IGN);
     if (!mo.foreground) {
         if (daemonize(&a) != 0) {

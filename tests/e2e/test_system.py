@@ -1,0 +1,202 @@
+"""Living in the system: the systemd notify protocol of a foreground node
+(READY=1 only once the tree is mounted and caught up, STATUS= naming the
+role and the leader, STOPPING=1 on SIGTERM), checked with a notify socket
+of the test's own (the machine need not run systemd); the unit file
+through `systemd-analyze verify`."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import QUORUMFS_BIN, unmount
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+UNIT_IN = os.path.join(ROOT, "examples", "quorumfs@.service.in")
+WAIT_S = 20.0
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []  # (monotonic time, {key: value})
+
+    def recv(self, timeout):
+        """The next message as a dict, or None after timeout seconds."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            return None
+        fields = dict(line.split("=", 1)
+                      for line in data.decode().split("\n") if "=" in line)
+        self.messages.append(fields)
+        return fields
+
+    def wait_for(self, key, timeout=WAIT_S, proc=None):
+        """Messages until one has key (returned); None when proc exits or
+        the time is up first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = self.recv(0.2)
+            if m is not None and key in m:
+                return m
+            if m is None and proc is not None and proc.poll() is not None:
+                return None
+        return None
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def notify(tmp_path):
+    s = NotifySocket(str(tmp_path / "notify.sock"))
+    yield s
+    s.close()
+
+
+def start_node(tmp_path, notify, name="default", args=(), env_extra=None):
+    mnt = tmp_path / (name + "-mnt")
+    mnt.mkdir(exist_ok=True)
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path)
+    env.update(env_extra or {})
+    log = open(tmp_path / (name + ".log"), "ab")
+    proc = subprocess.Popen(
+        [QUORUMFS_BIN, "mount", str(mnt), "--data-dir",
+         str(tmp_path / (name + "-data")), "--name", name, "-f"] + list(args),
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
+    log.close()
+    return proc, str(mnt)
+
+
+def stop(proc, mnt):
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(WAIT_S)
+    unmount(mnt)
+
+
+def test_ready_status_stopping(tmp_path, notify):
+    proc, mnt = start_node(tmp_path, notify)
+    try:
+        ready = notify.wait_for("READY", proc=proc)
+        assert ready is not None, (notify.messages, proc.poll())
+        # READY=1 comes once the tree is mounted and usable.
+        assert os.path.ismount(mnt)
+        with open(os.path.join(mnt, "app.conf"), "w") as f:
+            f.write("port = 8080\n")
+        with open(os.path.join(mnt, "app.conf")) as f:
+            assert f.read() == "port = 8080\n"
+        assert ready["READY"] == "1"
+        assert ready["STATUS"] == "role leader, leader default", ready
+        # Before it: the start-up said what it waits for, and no READY.
+        before = notify.messages[:-1]
+        assert any("catching up" in m.get("STATUS", "") for m in before), \
+            notify.messages
+        proc.send_signal(signal.SIGTERM)
+        stopping = notify.wait_for("STOPPING", proc=None)
+        assert stopping is not None, notify.messages
+        assert stopping["STOPPING"] == "1"
+        assert "SIGTERM" in stopping["STATUS"]
+        assert proc.wait(WAIT_S) == 0
+        assert not os.path.ismount(mnt)
+    finally:
+        stop(proc, mnt)
+
+
+def test_no_notify_without_foreground(tmp_path, notify):
+    """A daemonized node is not the service's main process: it says
+    nothing on the socket (use -f under Type=notify)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path)
+    r = subprocess.run([QUORUMFS_BIN, "mount", str(mnt), "--data-dir",
+                        str(tmp_path / "data")], env=env,
+                       capture_output=True, text=True, timeout=WAIT_S)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert os.path.ismount(str(mnt))
+        assert notify.recv(0.5) is None
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)])
+        deadline = time.monotonic() + WAIT_S
+        while os.path.exists(tmp_path / "data" / "ctl.sock") and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def test_status_names_follower_and_leader(make_cluster, notify,
+                                          monkeypatch):
+    """A cluster member's STATUS= names its role and the leader, and
+    changes with them; restarted alone (no quorum) it never says READY=1
+    and exits 1 with the reason in STATUS=."""
+    c = make_cluster()
+    monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
+    n1 = c.node("n1")
+    n1.start(c.args(n1), wait=False)
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    for n in c.nodes[1:]:
+        n.start(c.args(n), wait=False)
+    ready = notify.wait_for("READY", proc=n1.proc)
+    assert ready is not None, notify.messages
+    assert os.path.ismount(n1.mnt)
+    leader = c.wait_leader()
+    want = "role %s, leader %s" % (
+        "leader" if leader is n1 else "follower", leader.name)
+    deadline = time.monotonic() + WAIT_S
+    while notify.messages[-1].get("STATUS") != want and \
+            time.monotonic() < deadline:
+        notify.recv(0.5)
+    assert notify.messages[-1].get("STATUS") == want, notify.messages
+    # Hand leadership to another node: n1's STATUS= follows.
+    other = "n2" if leader.name != "n2" else "n3"
+    subprocess.run([QUORUMFS_BIN, "leader", "transfer", "--to", other,
+                    "--data-dir", leader.data_dir], check=True,
+                   capture_output=True, timeout=WAIT_S)
+    want = "role %s, leader %s" % (
+        "leader" if other == "n1" else "follower", other)
+    deadline = time.monotonic() + WAIT_S
+    while notify.messages[-1].get("STATUS") != want and \
+            time.monotonic() < deadline:
+        notify.recv(0.5)
+    assert notify.messages[-1].get("STATUS") == want, notify.messages
+    for n in c.nodes:
+        n.stop()
+    # Alone, n1 cannot catch up: no READY=1, exit 1, STATUS= says why.
+    del notify.messages[:]
+    monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
+    n1.start(c.args(n1, "existing") + ["--catch-up-timeout-ms", "1000"],
+             wait=False)
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert notify.wait_for("READY", timeout=WAIT_S, proc=n1.proc) is None
+    assert n1.proc.wait(WAIT_S) == 1
+    assert not os.path.ismount(n1.mnt)
+    assert any("not mounted" in m.get("STATUS", "")
+               for m in notify.messages), notify.messages
+
+
+def test_unit_verifies(tmp_path):
+    """examples/quorumfs@.service.in, with @bindir@ set as meson install
+    sets it, passes `systemd-analyze verify` with no warning."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (package systemd)")
+    with open(UNIT_IN) as f:
+        text = f.read()
+    assert "Type=notify" in text and "NotifyAccess=main" in text
+    unit = tmp_path / "quorumfs@n1.service"
+    unit.write_text(text.replace("@bindir@",
+                                 os.path.dirname(QUORUMFS_BIN)))
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == "", r.stderr
