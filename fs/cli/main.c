@@ -36,6 +36,8 @@ static void usage_main(FILE* out)
         "           [--initial-cluster LIST]    seed a new cluster\n"
         "  quorumfs help [CMD] | CMD --help     usage of one command\n"
         "  quorumfs --help | --version\n"
+        "  quorumfs NAME MOUNTPOINT -o OPTIONS  fstab: what mount.fuse3 runs\n"
+        "                                       for a fuse.quorumfs line\n"
         "\n"
         "The commands that talk to a running node choose it with PATH\n"
         "(status, endpoint health: a quorumfs mountpoint or a data dir),\n"
@@ -86,6 +88,9 @@ int main(int argc, char** argv)
     }
     if (strcmp(argv[1], "mount") == 0) {
         return mount_command(argc - 1, argv + 1);
+    }
+    if (mount_fstab_form(argc, argv)) {
+        return mount_fstab_command(argc, argv);
     }
     int rv = ctl_command(argc - 1, argv + 1);
     if (rv == -ENOSYS) {

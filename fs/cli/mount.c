@@ -202,22 +202,72 @@ static void signal_cb(uv_signal_t* s, int signum)
     begin_shutdown(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static int mount_fuse(struct app* a)
+/* The FUSE session with our options and the -o ones (NULL: bad options,
+ * libfuse said which). */
+static struct fuse_session* new_session(const char* extra, void* data)
 {
     char opts[1024];
     snprintf(opts, sizeof(opts),
              "default_permissions,fsname=quorumfs,subtype=quorumfs%s%s",
-             a->mo->fuse_opts != NULL ? "," : "",
-             a->mo->fuse_opts != NULL ? a->mo->fuse_opts : "");
+             extra != NULL ? "," : "", extra != NULL ? extra : "");
     char* argv[] = {"quorumfs", "-o", opts, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-
-    a->se = fuse_session_new(&args, fs_lowlevel_ops(),
-                             sizeof(struct fuse_lowlevel_ops), a->fs);
+    struct fuse_session* se = fuse_session_new(
+        &args, fs_lowlevel_ops(), sizeof(struct fuse_lowlevel_ops), data);
     fuse_opt_free_args(&args);
+    return se;
+}
+
+static void quiet_log(enum fuse_log_level level, const char* fmt, va_list ap)
+{
+}
+
+int mount_check_fuse_opt(const char* opt)
+{
+    fuse_set_log_func(quiet_log);
+    struct fuse_session* se = new_session(opt, NULL);
+    fuse_set_log_func(NULL);
+    if (se == NULL) {
+        return -EINVAL;
+    }
+    fuse_session_destroy(se);
+    return 0;
+}
+
+/* Every -o option is one libfuse takes: checked before anything is
+ * written (exit status 2 naming the option). */
+static int check_fuse_opts(const char* opts)
+{
+    char buf[1024];
+    if (opts == NULL) {
+        return 0;
+    }
+    if (strlen(opts) >= sizeof(buf)) {
+        fprintf(stderr, "quorumfs mount: -o: options too long\n");
+        return 2;
+    }
+    snprintf(buf, sizeof(buf), "%s", opts);
+    char* save = NULL;
+    for (char* o = strtok_r(buf, ",", &save); o != NULL;
+         o = strtok_r(NULL, ",", &save)) {
+        if (mount_check_fuse_opt(o) != 0) {
+            fprintf(stderr,
+                    "quorumfs mount: -o %s: not a FUSE mount option (see "
+                    "`man 8 fuse`)\nTry `quorumfs mount --help`.\n",
+                    o);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int mount_fuse(struct app* a)
+{
+    a->se = new_session(a->mo->fuse_opts, a->fs);
     if (a->se == NULL) {
         node__log(RAFT_TRACE_ERROR,
-                  "cannot create the FUSE session (options '%s')", opts);
+                  "cannot create the FUSE session (options '%s')",
+                  a->mo->fuse_opts != NULL ? a->mo->fuse_opts : "");
         return -EINVAL;
     }
     if (fuse_session_mount(a->se, a->mo->mountpoint) != 0) {
@@ -498,6 +548,9 @@ int mount_command(int argc, char** argv)
     static struct app a;
     int rv = mount_parse(argc, argv, &mo);
 
+    if (rv == 0) {
+        rv = check_fuse_opts(mo.fuse_opts);
+    }
     if (rv != 0) {
         return rv;
     }

@@ -200,3 +200,123 @@ def test_unit_verifies(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == "", r.stderr
+
+
+# ---------------------------------------------------------------- fstab
+# mount(8) runs mount.fuse3 for a fuse line; for the source BIN#NAME it
+# runs `BIN NAME MOUNTPOINT -o OPTIONS` (for type fuse.quorumfs and source
+# NAME: `quorumfs NAME ...` from sh's default PATH; the same command line).
+
+
+def daemon_gone(data_dir, timeout=WAIT_S):
+    """Whether the node of data_dir stopped answering within timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = subprocess.run([QUORUMFS_BIN, "status", "--data-dir", data_dir],
+                           capture_output=True, timeout=WAIT_S)
+        if r.returncode != 0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def fstab_mount(tmp_path, line, mnt):
+    fstab = tmp_path / "fstab"
+    fstab.write_text(line + "\n")
+    return subprocess.run(["mount", "-T", str(fstab), mnt],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def fstab_dirs(tmp_path):
+    if shutil.which("mount.fuse3") is None and \
+            not os.path.exists("/sbin/mount.fuse3"):
+        pytest.fail("mount.fuse3 is not installed (package fuse3)")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    data = str(tmp_path / "data")
+    yield str(mnt), data
+    if os.path.ismount(str(mnt)):
+        subprocess.run(["umount", str(mnt)])
+    daemon_gone(data)
+    unmount(str(mnt))
+
+
+def test_fstab_mount_write_umount(tmp_path, fstab_dirs):
+    mnt, data = fstab_dirs
+    r = fstab_mount(tmp_path, "%s#n1 %s fuse defaults,data_dir=%s,"
+                    "file_size_max=4096,noatime,_netdev,nofail,"
+                    "x-systemd.requires=network-online.target 0 0"
+                    % (QUORUMFS_BIN, mnt, data), mnt)
+    assert r.returncode == 0, r.stderr
+    # mount returned: the node runs in the background, the tree is there.
+    assert os.path.ismount(mnt)
+    with open(os.path.join(mnt, "app.conf"), "w") as f:
+        f.write("port = 8080\n")
+    with open(os.path.join(mnt, "app.conf")) as f:
+        assert f.read() == "port = 8080\n"
+    st = subprocess.run([QUORUMFS_BIN, "status", "--data-dir", data],
+                        capture_output=True, text=True, timeout=WAIT_S)
+    assert "name:        n1" in st.stdout, st.stdout
+    # file_size_max=4096 became --file-size-max 4096.
+    with pytest.raises(OSError) as e:
+        with open(os.path.join(mnt, "big"), "wb") as f:
+            f.write(b"x" * 8192)
+    assert e.value.errno == 27  # EFBIG
+    assert subprocess.run(["umount", mnt]).returncode == 0
+    assert daemon_gone(data)
+    assert not os.path.ismount(mnt)
+
+
+def test_fstab_quoted_cluster(tmp_path, fstab_dirs):
+    """A value with commas in double quotes: initial_cluster."""
+    mnt, data = fstab_dirs
+    cluster = "n1=127.0.0.1:27301,n2=127.0.0.1:27302,n3=127.0.0.1:27303"
+    r = fstab_mount(tmp_path, '%s#n1 %s fuse data_dir=%s,'
+                    'listen_peer=127.0.0.1:27301,initial_cluster="%s",'
+                    'peer_insecure,election_ms=300,heartbeat_ms=50,'
+                    'proposal_timeout_ms=1000 0 0'
+                    % (QUORUMFS_BIN, mnt, data, cluster), mnt)
+    assert r.returncode == 0, r.stderr
+    out = subprocess.run([QUORUMFS_BIN, "members", "--data-dir", data],
+                         capture_output=True, text=True, timeout=WAIT_S)
+    assert [line.split()[0] for line in out.stdout.splitlines()] == \
+        ["n1", "n2", "n3"], out.stdout
+
+
+@pytest.mark.parametrize("opts,wanted", [
+    ("data_dir=D,bogus", "fstab option 'bogus': not a quorumfs mount flag"),
+    ("data_dir=D,relatime", "fstab option 'relatime'"),
+    ("data_dir=D,file_size_max", "'file_size_max': needs a value"),
+    ("data_dir=D,mount_stale=1", "'mount_stale=1': takes no value"),
+    ("data_dir=D,name=x", "the node name is the fstab source"),
+    ("data_dir=D,file_size_max=lots", "--file-size-max: bad value 'lots'"),
+])
+def test_fstab_bad_option(tmp_path, fstab_dirs, opts, wanted):
+    """A bad option fails the mount with its name, before anything is
+    written."""
+    mnt, data = fstab_dirs
+    r = fstab_mount(tmp_path, "%s#n1 %s fuse %s 0 0"
+                    % (QUORUMFS_BIN, mnt, opts.replace("D", data)), mnt)
+    assert r.returncode != 0
+    assert wanted in r.stderr, r.stderr
+    assert not os.path.exists(data)
+    assert not os.path.ismount(mnt)
+
+
+def test_fstab_form_is_not_a_command(tmp_path):
+    """`quorumfs NAME /abs -o OPTS` is the fstab form only when NAME is no
+    command: `quorumfs status /x -o y` stays the status command."""
+    r = subprocess.run([QUORUMFS_BIN, "status", "/nonexistent", "-o", "rw"],
+                       capture_output=True, text=True, timeout=WAIT_S)
+    assert r.returncode == 2, r.stderr
+    assert "fstab" not in r.stderr
+    # The form itself, as mount.fuse3 runs it: a quote not closed.
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = subprocess.run([QUORUMFS_BIN, "n1", str(mnt), "-o",
+                        'rw,initial_cluster="n1=127.0.0.1:27301'],
+                       capture_output=True, text=True, timeout=WAIT_S)
+    assert r.returncode == 2, r.stderr
+    assert "not closed" in r.stderr, r.stderr
+    assert not os.path.ismount(str(mnt))
