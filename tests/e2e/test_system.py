@@ -4,7 +4,9 @@ role and the leader, STOPPING=1 on SIGTERM), checked with a notify socket
 of the test's own (the machine need not run systemd); the unit file
 through `systemd-analyze verify`."""
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -284,6 +286,29 @@ def test_fstab_quoted_cluster(tmp_path, fstab_dirs):
         ["n1", "n2", "n3"], out.stdout
 
 
+def test_fstab_mount_helper(tmp_path, fstab_dirs):
+    """examples/mount.fuse.quorumfs.in (installed as
+    /sbin/mount.fuse.quorumfs) run as mount(8) runs it, with no PATH:
+    mount.fuse3 finds quorumfs in the bindir the helper names and drops
+    mount's own options."""
+    mnt, data = fstab_dirs
+    with open(os.path.join(ROOT, "examples", "mount.fuse.quorumfs.in")) as f:
+        text = f.read()
+    helper = tmp_path / "mount.fuse.quorumfs"
+    helper.write_text(text.replace("@bindir@",
+                                   os.path.dirname(QUORUMFS_BIN)))
+    helper.chmod(0o755)
+    r = subprocess.run(["env", "-i", str(helper), "n1", mnt, "-o",
+                        "rw,data_dir=%s,_netdev,nofail,x-a=b" % data],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert os.path.ismount(mnt)
+    with open(os.path.join(mnt, ".cluster", "status")) as f:
+        assert json.load(f)["name"] == "n1"
+    assert subprocess.run(["umount", mnt]).returncode == 0
+    assert daemon_gone(data)
+
+
 @pytest.mark.parametrize("opts,wanted", [
     ("data_dir=D,bogus", "fstab option 'bogus': not a quorumfs mount flag"),
     ("data_dir=D,relatime", "fstab option 'relatime'"),
@@ -320,3 +345,149 @@ def test_fstab_form_is_not_a_command(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "not closed" in r.stderr, r.stderr
     assert not os.path.ismount(str(mnt))
+
+
+# ------------------------------------------------- man page, completion
+MAN_SRC = os.path.join(ROOT, "docs", "quorumfs.8.scd")
+COMPLETION = os.path.join(ROOT, "examples", "bash-completion", "quorumfs")
+
+
+def help_text(*args):
+    r = subprocess.run([QUORUMFS_BIN] + list(args), capture_output=True,
+                       text=True, timeout=WAIT_S)
+    assert r.returncode == 0, (args, r.stderr)
+    return r.stdout
+
+
+def commands():
+    """The commands `quorumfs --help` lists (quorumfs WORD lines)."""
+    words = re.findall(r"^  quorumfs ([a-z]+)\b", help_text("--help"), re.M)
+    cmds = sorted(set(words) - {"help"})
+    assert "mount" in cmds and "snapshot" in cmds, cmds
+    return cmds
+
+
+def option_flags(text):
+    """The flags an option line of a usage text starts with ("  --x",
+    "  -f, --foreground", "  --a LIST, --b ADDR")."""
+    flags = set()
+    for line in text.splitlines():
+        m = re.match(r"^\s{2}(-[-a-z]+)", line)
+        if m:
+            flags.add(m.group(1))
+            flags.update(re.findall(r", (-[-a-z]+)", line))
+    return flags
+
+
+def test_man_page_lists_every_flag():
+    """Every command and every flag of the binary's help is in the man
+    page source (as *--flag*), so the two cannot drift."""
+    with open(MAN_SRC) as f:
+        man = f.read()
+    missing = []
+    for cmd in commands():
+        if "*%s" % cmd not in man:
+            missing.append(cmd)
+        text = help_text(cmd, "--help")
+        for flag in set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)) | \
+                option_flags(text):
+            if "*%s*" % flag not in man:
+                missing.append("%s %s" % (cmd, flag))
+    assert missing == [], "not in docs/quorumfs.8.scd: %s" % missing
+
+
+def test_man_page_builds(tmp_path):
+    if shutil.which("scdoc") is None:
+        pytest.skip("scdoc is not installed (package scdoc)")
+    with open(MAN_SRC, "rb") as f:
+        r = subprocess.run(["scdoc"], stdin=f, capture_output=True,
+                           timeout=WAIT_S)
+    assert r.returncode == 0, r.stderr
+    assert b".TH \"quorumfs\" \"8\"" in r.stdout
+
+
+def complete(*words):
+    """What the completion offers for the command line words (the last
+    one being completed), in bash with COMP_WORDS/COMP_CWORD set."""
+    script = ('. "$1"; shift; COMP_WORDS=("$@"); '
+              'COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _quorumfs; '
+              'printf "%s\\n" "${COMPREPLY[@]}"')
+    r = subprocess.run(["bash", "-c", script, "bash", COMPLETION] +
+                       list(words), capture_output=True, text=True,
+                       timeout=WAIT_S)
+    assert r.returncode == 0, r.stderr
+    return sorted(w for w in r.stdout.splitlines() if w)
+
+
+def test_completion():
+    assert complete("quorumfs", "mem") == ["member", "members"]
+    assert complete("quorumfs", "") == sorted(
+        commands() + ["help", "--help", "--version"])
+    assert complete("quorumfs", "member", "") == \
+        ["add", "list", "promote", "remove"]
+    assert complete("quorumfs", "snapshot", "re") == ["restore"]
+    assert complete("quorumfs", "mount", "/m", "--peer-s") == \
+        ["--peer-secret-file"]
+    assert complete("quorumfs", "mount", "/m", "--log-level", "w") == \
+        ["warn"]
+    assert complete("quorumfs", "mount", "/m", "--consistency", "") == \
+        ["linearizable", "serializable"]
+    assert complete("quorumfs", "snapshot", "status", "--") == \
+        ["--help", "--json"]
+
+
+def test_completion_lists_every_flag():
+    """Each command's completed flags include every flag its --help
+    lists (for snapshot: over its three subcommands)."""
+    for cmd in commands():
+        want = option_flags(help_text(cmd, "--help"))
+        if cmd == "snapshot":
+            got = set()
+            for word in ("save", "status", "restore"):
+                got.update(complete("quorumfs", cmd, word, "-"))
+        else:
+            got = set(complete("quorumfs", cmd, "-"))
+        assert want - got == set(), (cmd, want - got)
+
+
+# ------------------------------------------------------------- install
+def test_meson_install(tmp_path):
+    """`meson install --destdir` puts the binary, the man page, the
+    completion, the unit and the mount helper where their users look,
+    the unit and the helper naming the installed binary."""
+    build = os.path.dirname(os.path.dirname(QUORUMFS_BIN))
+    if not os.path.isdir(os.path.join(build, "meson-private")):
+        pytest.skip("QUORUMFS_BIN is not in a meson build dir")
+    dest = str(tmp_path / "dest")
+    r = subprocess.run(["meson", "install", "-C", build, "--no-rebuild",
+                        "--destdir", dest], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    paths = [os.path.join(d, n)
+             for d, _, names in os.walk(dest) for n in names]
+
+    def installed(name, under):
+        found = [p for p in paths if os.path.basename(p) == name and
+                 os.path.basename(os.path.dirname(p)) == under]
+        assert len(found) == 1, (name, under, paths)
+        return found[0]
+
+    binary = installed("quorumfs", "bin")
+    assert os.access(binary, os.X_OK)
+    assert help_text("--version") == subprocess.run(
+        [binary, "--version"], capture_output=True, text=True).stdout
+    bindir = os.path.dirname(binary)[len(dest):]
+    with open(installed("quorumfs@.service", "system")) as f:
+        unit = f.read()
+    assert "ExecStart=%s/quorumfs mount " % bindir in unit
+    helper = installed("mount.fuse.quorumfs", "sbin")
+    assert os.path.dirname(helper) == os.path.join(dest, "sbin")
+    assert os.access(helper, os.X_OK)
+    with open(helper) as f:
+        assert "PATH=%s:" % bindir in f.read()
+    completion = installed("quorumfs", "completions")
+    assert "bash-completion" in completion
+    installed("quorumfs.conf", "examples")
+    if shutil.which("scdoc") is not None:
+        with open(installed("quorumfs.8", "man8")) as f:
+            assert '.TH "quorumfs" "8"' in f.read()
