@@ -108,7 +108,9 @@ static int map_option(char* o,
     }
     snprintf(flag, FSTAB_FLAG_MAX, "--%.*s", (int)klen, o);
     for (char* p = flag + 2; *p != '\0'; p++) {
-        *p = *p == '_' ? '-' : *p;
+        if (*p == '_') {
+            *p = '-';
+        }
     }
     int takes = mount_flag_takes_value(flag + 2);
     if (strcmp(flag, "--name") == 0) {
