@@ -491,3 +491,60 @@ def test_meson_install(tmp_path):
     if shutil.which("scdoc") is not None:
         with open(installed("quorumfs.8", "man8")) as f:
             assert '.TH "quorumfs" "8"' in f.read()
+
+
+# ----------------------------------------------------------- check perf
+def check_perf(mnt, *args):
+    return subprocess.run([QUORUMFS_BIN, "check", "perf", "--mount", mnt] +
+                          list(args), capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_check_perf_prints_a_verdict(make_node):
+    """It runs, prints the figures and PASS or FAIL with reasons (the
+    verdict depends on the host: no timing is asserted), and leaves
+    nothing behind in the tree or the data dir."""
+    n = make_node().start()
+    r = check_perf(n.mnt, "--load", "s", "--seconds", "2")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("load s: 2 writers for 2 s through "), r.stdout
+    assert any(x.startswith("fdatasync: p50 ") for x in lines), r.stdout
+    assert any(x.startswith("writes: ") and ", 0 failed" in x
+               for x in lines), r.stdout
+    assert any(x.startswith("close(): p50 ") for x in lines), r.stdout
+    verdict = [x for x in lines if x.startswith(("PASS", "FAIL"))]
+    assert verdict, r.stdout
+    if r.returncode == 0:
+        assert verdict == [lines[-1]] and lines[-1].startswith("PASS: ")
+    else:
+        assert r.returncode == 1, r.stderr
+        assert all(v.startswith("FAIL: ") for v in verdict), r.stdout
+    assert sorted(os.listdir(n.mnt)) == [".cluster", ".snapshots"]
+    assert not [f for f in os.listdir(n.data_dir) if "check-perf" in f]
+
+
+def test_check_perf_fails_with_reasons(make_node):
+    """A quota too small for the load: every write past it fails, and the
+    verdict says so."""
+    n = make_node().start(["--quota-bytes", "4096"])
+    r = check_perf(n.mnt, "--seconds", "1")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL: " in r.stdout and "writes failed (the first: " \
+        "No space left on device)" in r.stdout, r.stdout
+    assert sorted(os.listdir(n.mnt)) == [".cluster", ".snapshots"]
+
+
+@pytest.mark.parametrize("args,wanted", [
+    (["perf"], "give --mount M"),
+    (["perf", "--mount", "/", "--load", "xl"], "--load: bad value 'xl'"),
+    (["perf", "--mount", "/", "--seconds", "0"], "--seconds: bad value '0'"),
+    (["perf", "--mount", "/", "--bogus"], "unknown flag '--bogus'"),
+    (["perf", "--mount"], "needs a value"),
+    (["perf", "extra", "--mount", "/"], "unexpected argument 'extra'"),
+    (["perfs", "--mount", "/"], "expected perf, not perfs"),
+])
+def test_check_usage_errors(args, wanted):
+    r = subprocess.run([QUORUMFS_BIN, "check"] + args, capture_output=True,
+                       text=True, timeout=WAIT_S)
+    assert r.returncode == 2, r.stderr
+    assert wanted in r.stderr, r.stderr
