@@ -548,3 +548,19 @@ def test_check_usage_errors(args, wanted):
                        text=True, timeout=WAIT_S)
     assert r.returncode == 2, r.stderr
     assert wanted in r.stderr, r.stderr
+
+
+def test_mount_refuses_unknown_fuse_option(tmp_path):
+    """`quorumfs mount -o` options are checked with libfuse before the node
+    starts: exit 2, the option named, no data dir made."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    data = tmp_path / "data"
+    r = subprocess.run([QUORUMFS_BIN, "mount", str(mnt), "--data-dir",
+                        str(data), "-f", "-o", "allow_other,relatime"],
+                       capture_output=True, text=True, timeout=WAIT_S)
+    assert r.returncode == 2, r.stderr
+    assert "quorumfs mount: -o relatime: not a FUSE mount option" in \
+        r.stderr, r.stderr
+    assert not data.exists()
+    assert not os.path.ismount(str(mnt))
