@@ -1,8 +1,15 @@
-"""Living in the system: the systemd notify protocol of a foreground node
-(READY=1 only once the tree is mounted and caught up, STATUS= naming the
-role and the leader, STOPPING=1 on SIGTERM), checked with a notify socket
-of the test's own (the machine need not run systemd); the unit file
-through `systemd-analyze verify`."""
+"""Living in the system (docs/operations.md, "Install" to "check perf"):
+- systemd: the notify protocol of a foreground node (READY=1 only once the
+  tree is mounted and caught up, STATUS= naming the role and the leader,
+  STOPPING=1 on SIGTERM), checked with a notify socket of the test's own
+  (the machine need not run systemd); the unit through `systemd-analyze
+  verify`;
+- fstab: `mount -T FILE` with a temporary fstab (never /etc/fstab), the
+  mount helper, and option errors;
+- the man page and the bash completion list every flag of the binary's
+  help; completions; `meson install --destdir`;
+- `quorumfs check perf` prints PASS or FAIL with reasons (no timing is
+  asserted)."""
 
 import json
 import os
