@@ -22,7 +22,7 @@ cluster="n1=${addrs[0]},n2=${addrs[1]},n3=${addrs[2]}"
 
 install_and_build() {
     local pkgs=(meson ninja-build pkg-config gcc libfuse3-dev fuse3
-                libuv1-dev liblz4-dev libxxhash-dev libssl-dev)
+                libuv1-dev liblz4-dev libxxhash-dev libssl-dev libsystemd-dev libmicrohttpd-dev)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null |

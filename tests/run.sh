@@ -19,6 +19,7 @@ root=$(pwd)
 pkgs=(meson ninja-build pkg-config gcc clang clang-format clang-tidy
       clang-tools libclang-rt-14-dev
       libfuse3-dev fuse3 libuv1-dev liblz4-dev libxxhash-dev libssl-dev openssl
+      libsystemd-dev systemd scdoc bash-completion
       python3
       python3-pytest nftables iproute2 psmisc procps rsync
       libmicrohttpd-dev prometheus)

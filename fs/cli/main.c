@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check_perf.h"
 #include "ctl.h"
 #include "mount.h"
 
@@ -34,8 +35,12 @@ static void usage_main(FILE* out)
         "  quorumfs snapshot status FILE [--json]\n"
         "  quorumfs snapshot restore FILE --data-dir D --name N\n"
         "           [--initial-cluster LIST]    seed a new cluster\n"
+        "  quorumfs check perf --mount M [--load s|m|l]\n"
+        "                                       is this host fast enough?\n"
         "  quorumfs help [CMD] | CMD --help     usage of one command\n"
         "  quorumfs --help | --version\n"
+        "  quorumfs NAME MOUNTPOINT -o OPTIONS  fstab: what mount.fuse3 runs\n"
+        "                                       for a fuse.quorumfs line\n"
         "\n"
         "The commands that talk to a running node choose it with PATH\n"
         "(status, endpoint health: a quorumfs mountpoint or a data dir),\n"
@@ -79,6 +84,10 @@ int main(int argc, char** argv)
             mount_usage(stdout);
             return 0;
         }
+        if (strcmp(argv[2], "check") == 0) {
+            check_usage(stdout);
+            return 0;
+        }
         if (!ctl_usage(argv[2], stdout)) {
             return unknown_command("quorumfs help", argv[2]);
         }
@@ -86,6 +95,12 @@ int main(int argc, char** argv)
     }
     if (strcmp(argv[1], "mount") == 0) {
         return mount_command(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "check") == 0) {
+        return check_command(argc - 1, argv + 1);
+    }
+    if (mount_fstab_form(argc, argv)) {
+        return mount_fstab_command(argc, argv);
     }
     int rv = ctl_command(argc - 1, argv + 1);
     if (rv == -ENOSYS) {

@@ -10,7 +10,8 @@
  * --mount-stale) -> FUSE session mount -> record the connection in LOCK
  * and arm the watchdog -> the notifier thread -> poll the FUSE fd on the
  * loop -> tell the parent
- * "ready" (the parent exits 0).
+ * "ready" (the parent exits 0; with -f under systemd, READY=1 instead:
+ * sdnotify.h).
  * Logs: with -f on stderr. Without -f the child logs to
  * DATA_DIR/quorumfs.log from its first line (log_to_file, before the
  * watchdog and node_start); until it is mounted its warnings and errors
@@ -43,6 +44,7 @@
 #include "node.h"
 #include "node_internal.h"
 #include "node_metrics.h"
+#include "sdnotify.h"
 
 /* FUSE requests handled per poll callback before yielding to the loop. */
 enum { FUSE_REQUESTS_PER_POLL = 64 };
@@ -70,6 +72,7 @@ struct app {
     bool mounted;
     int exit_code;
     struct fuseconn_watchdog wd; /* aborts the connection if we die */
+    struct sdnotify sdn;         /* systemd's notify socket (-f only) */
 };
 
 static int check_mountpoint(const char* mnt)
@@ -179,6 +182,7 @@ static void begin_shutdown(struct app* a, const char* why)
     }
     a->shutting_down = true;
     node__log(RAFT_TRACE_INFO, "shutting down (%s)", why);
+    sdnotify_stopping(&a->sdn, why);
     uv_poll_stop(&a->fuse_poll);
     uv_timer_stop(&a->resume_timer);
     uv_signal_stop(&a->sigterm);
@@ -203,22 +207,72 @@ static void signal_cb(uv_signal_t* s, int signum)
     begin_shutdown(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static int mount_fuse(struct app* a)
+/* The FUSE session with our options and the -o ones (NULL: bad options,
+ * libfuse said which). */
+static struct fuse_session* new_session(const char* extra, void* data)
 {
     char opts[1024];
     snprintf(opts, sizeof(opts),
              "default_permissions,fsname=quorumfs,subtype=quorumfs%s%s",
-             a->mo->fuse_opts != NULL ? "," : "",
-             a->mo->fuse_opts != NULL ? a->mo->fuse_opts : "");
+             extra != NULL ? "," : "", extra != NULL ? extra : "");
     char* argv[] = {"quorumfs", "-o", opts, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-
-    a->se = fuse_session_new(&args, fs_lowlevel_ops(),
-                             sizeof(struct fuse_lowlevel_ops), a->fs);
+    struct fuse_session* se = fuse_session_new(
+        &args, fs_lowlevel_ops(), sizeof(struct fuse_lowlevel_ops), data);
     fuse_opt_free_args(&args);
+    return se;
+}
+
+static void quiet_log(enum fuse_log_level level, const char* fmt, va_list ap)
+{
+}
+
+int mount_check_fuse_opt(const char* opt)
+{
+    fuse_set_log_func(quiet_log);
+    struct fuse_session* se = new_session(opt, NULL);
+    fuse_set_log_func(NULL);
+    if (se == NULL) {
+        return -EINVAL;
+    }
+    fuse_session_destroy(se);
+    return 0;
+}
+
+/* Every -o option is one libfuse takes: checked before anything is
+ * written (exit status 2 naming the option). */
+static int check_fuse_opts(const char* opts)
+{
+    char buf[1024];
+    if (opts == NULL) {
+        return 0;
+    }
+    if (strlen(opts) >= sizeof(buf)) {
+        fprintf(stderr, "quorumfs mount: -o: options too long\n");
+        return 2;
+    }
+    snprintf(buf, sizeof(buf), "%s", opts);
+    char* save = NULL;
+    for (char* o = strtok_r(buf, ",", &save); o != NULL;
+         o = strtok_r(NULL, ",", &save)) {
+        if (mount_check_fuse_opt(o) != 0) {
+            fprintf(stderr,
+                    "quorumfs mount: -o %s: not a FUSE mount option (see "
+                    "`man 8 fuse`)\nTry `quorumfs mount --help`.\n",
+                    o);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int mount_fuse(struct app* a)
+{
+    a->se = new_session(a->mo->fuse_opts, a->fs);
     if (a->se == NULL) {
         node__log(RAFT_TRACE_ERROR,
-                  "cannot create the FUSE session (options '%s')", opts);
+                  "cannot create the FUSE session (options '%s')",
+                  a->mo->fuse_opts != NULL ? a->mo->fuse_opts : "");
         return -EINVAL;
     }
     if (fuse_session_mount(a->se, a->mo->mountpoint) != 0) {
@@ -331,6 +385,10 @@ static void startup_ready_cb(void* data, int err)
                   "members for a quorum, raise --catch-up-timeout-ms, or "
                   "mount the local state anyway with --mount-stale",
                   a->mo->node.catch_up_timeout_ms, strerror(-err));
+        sdnotify_status(&a->sdn,
+                        "not mounted: could not catch up with the cluster "
+                        "within %u ms",
+                        a->mo->node.catch_up_timeout_ms);
         a->startup_failed = true;
         node_stop(a->node, node_stopped_cb, a);
         return;
@@ -366,6 +424,7 @@ static void startup_ready_cb(void* data, int err)
               a->mo->node.name, a->mo->mountpoint, a->mo->node.data_dir);
     terminal_done(a);
     tell_parent(a, 'R');
+    sdnotify_ready(&a->sdn, &a->loop, a->node);
 }
 
 /* The --listen-metrics answers, on the loop (metrics_http.h). */
@@ -481,6 +540,10 @@ static int run_node(struct app* a)
      * --mount-stale; a brand-new cluster gives up after the proposal
      * timeout and mounts the local state as it is, saying so. */
     a->fo = fo;
+    sdnotify_status(&a->sdn,
+                    "catching up with the cluster before mounting (up to "
+                    "%u ms)",
+                    a->mo->node.catch_up_timeout_ms);
     if (node_startup_needs_cluster(a->node)) {
         node__log(RAFT_TRACE_INFO,
                   "waiting up to %u ms to apply what the cluster has "
@@ -567,6 +630,9 @@ int mount_command(int argc, char** argv)
     static struct app a;
     int rv = mount_parse(argc, argv, &mo);
 
+    if (rv == 0) {
+        rv = check_fuse_opts(mo.fuse_opts);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -580,6 +646,7 @@ int mount_command(int argc, char** argv)
     a.ready_fd = -1;
     a.term_fd = -1;
     a.wd.fd = -1;
+    sdnotify_init(&a.sdn, mo.foreground);
     signal(SIGPIPE, SIG_IGN);
     if (!mo.foreground) {
         if (daemonize(&a) != 0) {

@@ -39,5 +39,19 @@ void mount_usage(FILE* out);
 int mount_parse(int argc, char** argv, struct mount_opts* mo);
 /* `quorumfs mount ...` (argv[0] is "mount"): the exit status. */
 int mount_command(int argc, char** argv);
+/* Whether `name` (without "--") is a flag of `quorumfs mount`: 1 when it
+ * takes a value, 0 when not, -1 for no such flag. */
+int mount_flag_takes_value(const char* name);
+/* 0 when libfuse takes `opt` (one option, no comma) as a mount option,
+ * else -EINVAL; says nothing. */
+int mount_check_fuse_opt(const char* opt);
+
+/* fstab (mount_fstab.c): mount.fuse3 runs `quorumfs SOURCE MOUNTPOINT
+ * -o OPTIONS`. Whether argv (the whole command line) has that form (an
+ * absolute MOUNTPOINT, SOURCE no command's name), and the command that
+ * maps the options to `quorumfs mount` flags and runs it (the exit
+ * status; 2 with a message for an unknown option). */
+bool mount_fstab_form(int argc, char** argv);
+int mount_fstab_command(int argc, char** argv);
 
 #endif /* QFS_MOUNT_H */

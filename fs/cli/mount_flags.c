@@ -224,6 +224,16 @@ static const struct option mount_long[] = {
     {NULL, 0, NULL, 0},
 };
 
+int mount_flag_takes_value(const char* name)
+{
+    for (const struct option* l = mount_long; l->name != NULL; l++) {
+        if (strcmp(l->name, name) == 0) {
+            return l->has_arg == required_argument ? 1 : 0;
+        }
+    }
+    return -1;
+}
+
 static int parse_level(const char* s)
 {
     static const char* names[] = {"debug", "info", "warn", "error"};

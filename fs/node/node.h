@@ -244,5 +244,11 @@ int node_conf_change(struct node* n,
                      node_conf_cb cb,
                      void* data);
 int node_leader_text(struct node* n, char** out, size_t* len);
+/* This node's role ("leader", "follower", "candidate", "learner") and the
+ * leader's name (NULL when none is known), as `quorumfs status` shows
+ * them; borrowed, valid until the next loop iteration (systemd's STATUS=
+ * line, fs/cli/sdnotify.c). */
+const char* node_role_name(struct node* n);
+const char* node_leader_name(struct node* n);
 
 #endif /* QFS_NODE_H */

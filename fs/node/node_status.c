@@ -101,6 +101,16 @@ static const char* leader_name(struct node* n)
     return s != NULL ? s->name : NULL;
 }
 
+const char* node_role_name(struct node* n)
+{
+    return role_of(n);
+}
+
+const char* node_leader_name(struct node* n)
+{
+    return leader_name(n);
+}
+
 /* A member's health as seen from this node: on the leader from the core's
  * progress (answered within an election timeout, match index, time since
  * last heard), elsewhere from the transport (connected or not). */

@@ -63,7 +63,8 @@ log() { echo "run.sh: $*" >&2; }
 install_missing() {
     local pkgs=(etcd-server etcd-client wrk python3 python3-matplotlib
                 meson ninja-build pkg-config gcc libfuse3-dev fuse3
-                libuv1-dev liblz4-dev libxxhash-dev)
+                libuv1-dev liblz4-dev libxxhash-dev libssl-dev libsystemd-dev
+                libmicrohttpd-dev)
     local missing=() p
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
