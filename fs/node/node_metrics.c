@@ -169,6 +169,14 @@ static void raft_metrics(struct node* n, struct node_metrics_buf* b)
         raft_role(n->raft) == RAFT_LEADER ? 1 : 0);
     one(b, "quorumfs_has_leader", "gauge", "1 if this node knows a leader.",
         raft_leader(n->raft) != 0 ? 1 : 0);
+    one(b, "quorumfs_catching_up", "gauge",
+        "1 while this node, started with no storage of its own, catches up "
+        "(it does not vote).",
+        raft_catching_up(n->raft) ? 1 : 0);
+    one(b, "quorumfs_lost_vote", "gauge",
+        "1 if this node was a voter before it lost its storage: it does "
+        "not vote and must be replaced.",
+        raft_lost_vote(n->raft) ? 1 : 0);
     one(b, "quorumfs_leader_changes_total", "counter",
         "Times the leader this node knows changed (to none included).",
         c->leader_changes);
@@ -327,7 +335,11 @@ bool node_ready(struct node* n, const char** why)
         *why = "no leader known";
         return false;
     }
-    if (n->catching_up || raft_catching_up(n->raft)) {
+    /* A node that lost its vote has caught up (it serves its mount; the
+     * marker stays for its next start): ready, and its metrics and status
+     * say it must be replaced. */
+    if (raft_catching_up(n->raft) ||
+        (n->catching_up && !raft_lost_vote(n->raft))) {
         *why = "catching up with the cluster after start";
         return false;
     }

@@ -165,6 +165,10 @@ def test_wiped_follower_mounts_only_when_caught_up(make_cluster):
     out = subprocess.run([QUORUMFS_BIN, "status", "--data-dir", f.data_dir],
                          capture_output=True, text=True, timeout=30).stdout
     assert "vote:        LOST" in out and "member remove" in out, out
+    with open(os.path.join(f.mnt, ".cluster", "metrics")) as m:
+        metrics = m.read()
+    assert "\nquorumfs_lost_vote 1\n" in metrics, metrics[:2000]
+    assert "\nquorumfs_catching_up 0\n" in metrics
 
 
 def test_torn_follower_log_is_repaired(make_cluster):
