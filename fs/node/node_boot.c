@@ -233,8 +233,6 @@ static void fill_addrs(const struct node* n, struct raft_conf* c)
     }
 }
 
-static struct rlog_loaded loaded; /* valid until the first log change */
-
 /* DATA_DIR/CATCHING-UP: this node lost its storage (or never had it) and
  * joins a cluster that exists: it must not vote before it has caught up
  * (raft_options.catch_up_first, docs/raft.md). The file outlives restarts
@@ -337,18 +335,18 @@ int node__open_disk(struct node* n)
     lo.tracer = (struct raft_tracer){
         .data = "log: ", .emit = node__tracer_emit, .level = n->opts.log_level};
     util_datadir_path(path, sizeof(path), n->data_dir, DATADIR_LOG);
-    rv = rlog_open(path, &lo, &n->log, &loaded);
+    rv = rlog_open(path, &lo, &n->log, &n->loaded);
     if (rv != 0) {
         node__log(RAFT_TRACE_ERROR, "cannot open raft log %s: %s", path,
                   strerror(-rv));
         goto err_after_store;
     }
-    if (loaded.torn_bytes > 0) {
+    if (n->loaded.torn_bytes > 0) {
         node__log(RAFT_TRACE_WARN,
                   "raft log %s: dropped a torn tail of %" PRIu64 " bytes", path,
-                  loaded.torn_bytes);
+                  n->loaded.torn_bytes);
     }
-    rv = node__check_disk(n, db, &rec, &loaded);
+    rv = node__check_disk(n, db, &rec, &n->loaded);
     if (rv != 0) {
         goto err_after_log;
     }
@@ -399,9 +397,9 @@ int node__start_raft(struct node* n)
     ro.tracer = (struct raft_tracer){.data = "raft: ",
                                      .emit = node__tracer_emit,
                                      .level = n->opts.log_level};
-    n->bootstrapped = loaded.fresh && !n->opts.cluster_existing;
-    rv = catch_up_marker(
-        n, loaded.fresh && n->opts.cluster_existing && n->initial_conf.n > 1);
+    n->bootstrapped = n->loaded.fresh && !n->opts.cluster_existing;
+    rv = catch_up_marker(n, n->loaded.fresh && n->opts.cluster_existing &&
+                                n->initial_conf.n > 1);
     if (rv != 0) {
         return rv;
     }
@@ -427,7 +425,7 @@ int node__start_raft(struct node* n)
         rv = raft_bootstrap(n->raft, &conf, uv_now(n->loop));
         n->applied_conf = conf;
     } else {
-        struct raft_snapshot_meta snap = loaded.snap;
+        struct raft_snapshot_meta snap = n->loaded.snap;
         if (snap.conf.n == 0 && snap.index == 0) {
             /* the log has no configuration of its own */
             snap.conf = n->have_recorded_conf ? n->recorded_conf : conf;
@@ -435,16 +433,16 @@ int node__start_raft(struct node* n)
         fill_addrs(n, &snap.conf);
         /* The recorded commit may lag (it is written lazily) or, after a
          * torn tail, point past what survived: clamp it to what we have. */
-        struct raft_hard_state hs = loaded.hs;
-        raft_index last = snap.index + loaded.n_entries;
+        struct raft_hard_state hs = n->loaded.hs;
+        raft_index last = snap.index + n->loaded.n_entries;
         if (hs.commit < snap.index) {
             hs.commit = snap.index;
         }
         if (hs.commit > last) {
             hs.commit = last;
         }
-        rv = raft_restore(n->raft, &hs, &snap, loaded.entries, loaded.n_entries,
-                          uv_now(n->loop));
+        rv = raft_restore(n->raft, &hs, &snap, n->loaded.entries,
+                          n->loaded.n_entries, uv_now(n->loop));
         if (rv == 0 && check_conf_conflict(n, raft_conf_current(n->raft))) {
             node__raft_free(n);
             return -EINVAL;
@@ -455,12 +453,12 @@ int node__start_raft(struct node* n)
         n->last_compact_index = snap.index;
         n->need_image = snap.index > 0;
         n->restored_commit =
-            loaded.hs.commit > snap.index ? loaded.hs.commit : snap.index;
+            n->loaded.hs.commit > snap.index ? n->loaded.hs.commit : snap.index;
         node__log(RAFT_TRACE_INFO,
                   "restored term %" PRIu64 ", commit %" PRIu64
                   ", snapshot %" PRIu64 ", %u log entries, db applied %" PRIu64,
-                  loaded.hs.term, loaded.hs.commit, snap.index,
-                  loaded.n_entries, store_applied_index(n->store));
+                  n->loaded.hs.term, n->loaded.hs.commit, snap.index,
+                  n->loaded.n_entries, store_applied_index(n->store));
     }
     if (rv != 0) {
         node__log(RAFT_TRACE_ERROR, "raft start: %s", raft_strerror(rv));

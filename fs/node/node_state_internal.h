@@ -117,6 +117,9 @@ struct node {
     struct raft* raft;
     struct raft_driver* driver; /* drives raft: raft/driver.h */
     struct rlog* log;
+    struct rlog_loaded loaded; /* what rlog_open found (node_boot.c); its
+                                  entries are valid until the first log
+                                  change */
     struct store* store;
     struct transport* transport;
     struct node_io io;
