@@ -352,7 +352,7 @@ static void req_snapshot_save(struct ctl_client* cl)
  * watcher is a cursor into it, and lines are formatted only while the
  * watcher's socket queue is below CTL_WATCH_QUEUE_BYTES (the rest waits
  * in the ring, shared by all). A watcher whose cursor is in the oldest
- * quarter of a full ring (its next events are about to be dropped) is
+ * sixteenth of a full ring (its next events are about to be dropped) is
  * sent "fell behind; resume with --since REV" (REV still in the ring) and
  * closed. The node never waits for a watcher. */
 
@@ -432,7 +432,7 @@ static void watch_fell_behind(struct ctl_client* cl, uint64_t rev)
 }
 
 /* Lines for the events after cl's cursor, until they are all written or
- * its socket queue is full; then the fell-behind check. */
+ * its socket queue is full. */
 static void watch_pump(struct ctl_client* cl)
 {
     struct watch_ring* r = node_watch_ring(cl->ctl->node);
@@ -479,10 +479,25 @@ static void watch_pump(struct ctl_client* cl)
             return;
         }
     }
-    uint64_t first = watch_ring_first_seq(r);
-    if (cl->cursor < watch_ring_next_seq(r) && watch_ring_full(r) &&
-        cl->cursor - first < watch_ring_count(r) / 4 &&
-        watch_ring_get(r, cl->cursor, &ev)) {
+}
+
+/* After events were added to a full ring: a watcher whose next event is
+ * among the oldest sixteenth (dropped within that many changes) is told
+ * to resume from it, while it is still held. */
+static void watch_check_behind(struct ctl_client* cl)
+{
+    struct watch_ring* r = node_watch_ring(cl->ctl->node);
+    struct watch_event ev;
+
+    if (cl->state != CL_WATCHING || cl->closing ||
+        cl->cursor >= watch_ring_next_seq(r) || !watch_ring_full(r)) {
+        return;
+    }
+    if (cl->cursor < watch_ring_first_seq(r)) {
+        watch_fell_behind(cl, watch_ring_from_rev(r));
+    } else if (cl->cursor - watch_ring_first_seq(r) <
+                   watch_ring_count(r) / 16 &&
+               watch_ring_get(r, cl->cursor, &ev)) {
         watch_fell_behind(cl, ev.revision);
     }
 }
@@ -496,6 +511,7 @@ static void watch_listener_cb(void* data)
         next = cl->next;
         if (cl->state == CL_WATCHING) {
             watch_pump(cl);
+            watch_check_behind(cl);
         }
     }
 }
