@@ -262,3 +262,27 @@ def test_exec_once_per_settled_burst(make_node, tmp_path):
     w.terminate()
     _, err = w.communicate(timeout=10)
     assert err.count("command exited with status 3") == 3, err
+
+
+def test_watchers_are_not_idle_clients(make_node):
+    """70 watchers, more than the 64 control clients served at once: none
+    is closed as idle (past the 2 s a request has), `quorumfs status`
+    still answers, and each watcher gets the next change."""
+    n = make_node().start()
+    socks = []
+    for _ in range(70):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(os.path.join(n.data_dir, "ctl.sock"))
+        s.sendall(b"watch\t0\t/w\n")
+        socks.append(s)
+    for s in socks:
+        s.settimeout(10)
+        assert s.recv(64).startswith(b"ok watching from revision ")
+    time.sleep(2.5)  # past the idle limit of a client still sending
+    r = run(["status", "--data-dir", n.data_dir])
+    assert r.returncode == 0, r.stderr
+    os.mkdir(n.path("w"))
+    rev = n.revision()
+    for s in socks:
+        assert s.recv(256) == b"%d\tmkdir\t/w\n" % rev
+        s.close()
