@@ -384,7 +384,14 @@ static bool put_escaped(struct watch_write* ww, const char* s)
         if (ww->len + 2 > ww->cap) {
             return false;
         }
-        char e = *s == '\\' ? '\\' : *s == '\t' ? 't' : *s == '\n' ? 'n' : 0;
+        char e = '\0';
+        if (*s == '\\') {
+            e = '\\';
+        } else if (*s == '\t') {
+            e = 't';
+        } else if (*s == '\n') {
+            e = 'n';
+        }
         if (e != 0) {
             ww->buf[ww->len++] = '\\';
             ww->buf[ww->len++] = e;

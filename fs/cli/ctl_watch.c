@@ -97,7 +97,13 @@ static void unescape(char* s)
     for (; *s != '\0'; s++) {
         if (*s == '\\' && s[1] != '\0') {
             s++;
-            *d++ = *s == 't' ? '\t' : *s == 'n' ? '\n' : *s;
+            char c = *s;
+            if (c == 't') {
+                c = '\t';
+            } else if (c == 'n') {
+                c = '\n';
+            }
+            *d++ = c;
         } else {
             *d++ = *s;
         }
