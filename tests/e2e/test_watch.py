@@ -286,3 +286,41 @@ def test_watchers_are_not_idle_clients(make_node):
     for s in socks:
         assert s.recv(256) == b"%d\tmkdir\t/w\n" % rev
         s.close()
+
+
+def test_snapshot_install_is_one_reset(make_cluster):
+    """A follower that missed more than the leader's log holds installs a
+    snapshot: its watchers get one `reset /` at the snapshot's revision
+    (the changes up to it were not applied there one by one), then the
+    changes after it (those the snapshot does not hold), in order."""
+    import cluster as qc
+    c = make_cluster(extra_args=["--snapshot-entries", "50"])
+    ld = c.start()
+    f1 = c.followers(ld)[0]
+    os.mkdir(ld.path("s"))
+    c.wait_applied()
+    w = Watcher([f1.path("s")])
+    wait_ready(w)
+    off = os.path.getsize(f1.log_path)
+    c.sigstop(f1)
+    try:
+        for i in range(200):
+            qc.write_file(ld.path("s/paused-%03d" % i), b"%d\n" % i)
+    finally:
+        c.sigcont(f1)
+    c.assert_caught_up_by_snapshot(f1, off, {})
+    qc.write_file(ld.path("s/after"), b"after\n")
+    w.wait_for(lambda l: l.endswith(" write /s/after"))
+    got = [parse(l) for l in w.lines]
+    revs = [e[0] for e in got]
+    assert revs == sorted(set(revs)), got
+    resets = [e for e in got if e[1] == "reset"]
+    assert len(resets) == 1 and resets[0][2] == "/", got
+    assert got[-2:] == [(revs[-2], "create", "/s/after"),
+                        (revs[-1], "write", "/s/after")], got[-3:]
+    # Nothing of the pause was applied there before the snapshot; after
+    # it, only what the snapshot did not hold (the log after its index).
+    at = got.index(resets[0])
+    assert all("paused" not in e[2] for e in got[:at]), got[:at]
+    assert len(got) - at - 1 < 2 * 200, got[at:]
+    w.stop()
