@@ -5,14 +5,19 @@ replays from the node's ring, and a revision older than the ring is a
 clear error; --exec runs its command once per settled burst; a watcher
 that never reads does not hold up writes (docs/operations.md, "Watch")."""
 
+import ctypes
 import json
 import os
+import select
 import socket
+import struct
 import subprocess
 import threading
 import time
 
 from conftest import QUORUMFS_BIN
+
+IN_DELETE_SELF = 0x400
 
 
 class Watcher:
@@ -149,6 +154,35 @@ def test_remote_changes_in_order_once_each(make_cluster):
     assert [e for e in replay if e[2].startswith("/app/")
             or (len(e) > 3 and e[3].startswith("/app/"))] == got
     assert any(e[1:] == ("mkdir", "/apple") for e in replay)
+
+    # inotify on b: a directory removed on a raises IN_DELETE_SELF on
+    # b's watch of it (the node's notify_delete); nothing else does.
+    os.mkdir(a.path("gone"))
+    c.wait_applied()
+    os.stat(b.path("gone"))
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    ifd = libc.inotify_init1(os.O_NONBLOCK)
+    assert ifd >= 0
+    try:
+        wd = libc.inotify_add_watch(ifd, b.path("gone").encode(), 0xfff)
+        assert wd >= 0
+        os.rmdir(a.path("gone"))
+        masks = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and IN_DELETE_SELF not in masks:
+            select.select([ifd], [], [], 0.2)
+            try:
+                data = os.read(ifd, 4096)
+            except BlockingIOError:
+                continue
+            i = 0
+            while i < len(data):
+                _, mask, _, ln = struct.unpack_from("iIII", data, i)
+                masks.append(mask)
+                i += 16 + ln
+        assert IN_DELETE_SELF in masks, masks
+    finally:
+        os.close(ifd)
 
     # A node restarted holds only what it applied since: an older --since
     # is refused with the oldest revision it can replay.
