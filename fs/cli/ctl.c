@@ -46,12 +46,12 @@ enum {
     CTL_IDLE_MS = 2000,         /* from accept to a complete request line */
     CTL_WRITE_STALL_MS = 10000, /* an answer not read for this long */
     CTL_SWEEP_MS = 250,         /* the check of the two above */
-    CTL_WATCHERS_MAX = 256,     /* watching clients at once */
+    CTL_WATCHERS_MAX = 128,     /* watching clients at once */
     /* A watcher's lines queued on its socket (beyond the kernel's
      * buffer): past it, nothing more is formatted for it until some is
      * taken. Its backlog stays in the node's watch ring meanwhile. */
-    CTL_WATCH_QUEUE_BYTES = 256 << 10,
-    CTL_WATCH_CHUNK = 64 << 10, /* lines formatted per write */
+    CTL_WATCH_QUEUE_BYTES = 64 << 10,
+    CTL_WATCH_CHUNK = 32 << 10, /* lines formatted per write */
 };
 
 enum ctl_client_state {
@@ -476,6 +476,12 @@ static void watch_pump(struct ctl_client* cl)
         if (ww->len == 0) {
             free(ww);
             continue;
+        }
+        /* Queued until written: only the bytes of its lines. */
+        struct watch_write* small = realloc(ww, sizeof(*ww) + ww->len);
+        if (small != NULL) {
+            ww = small;
+            ww->cap = ww->len;
         }
         ww->req.data = ww;
         uv_buf_t b = uv_buf_init(ww->buf, (unsigned)ww->len);

@@ -30,7 +30,7 @@ enum {
     WATCH_RING_EVENTS_DEFAULT = 65536,
     WATCH_RING_EVENTS_MIN = 16,
     WATCH_RING_EVENTS_MAX = 1 << 24,
-    WATCH_RING_BYTES_DEFAULT = 32 << 20, /* paths, plus 64 per event */
+    WATCH_RING_BYTES_DEFAULT = 8 << 20, /* paths, plus 64 per event */
     WATCH_EVENT_OVERHEAD = 64,
     /* The longest path an event holds, with its NUL (the store's path_max
      * is at most 65536). */
