@@ -345,7 +345,7 @@ static void req_snapshot_save(struct ctl_client* cl)
 
 /* ---- watchers ----
  *
- * "watch\tSINCE\tPATH": the node answers "ok watching PATH from revision
+ * "watch\tSINCE\tPATH": the node answers "ok watching from revision
  * R" and then one line per change under PATH it applies, in revision
  * order: REV TAB OP TAB PATH [TAB PATH2], paths with \\, \t and \n
  * escaped. Events come from the node's watch ring (node_watch.h): a
@@ -442,12 +442,15 @@ static void watch_fell_behind(struct ctl_client* cl, uint64_t rev)
  * its socket queue is full. */
 static void watch_pump(struct ctl_client* cl)
 {
-    struct watch_ring* r = node_watch_ring(cl->ctl->node);
     /* A line is at most two paths, each escaped to twice its length. */
     const size_t cap = CTL_WATCH_CHUNK + 4 * WATCH_PATH_MAX + 64;
     struct watch_event ev;
 
-    if (cl->state != CL_WATCHING || cl->closing || r == NULL) {
+    if (cl->state != CL_WATCHING || cl->closing) {
+        return; /* (closed: the node may be stopping) */
+    }
+    struct watch_ring* r = node_watch_ring(cl->ctl->node);
+    if (r == NULL) {
         return;
     }
     while (cl->cursor < watch_ring_next_seq(r) &&
@@ -499,11 +502,13 @@ static void watch_pump(struct ctl_client* cl)
  * to resume from it, while it is still held. */
 static void watch_check_behind(struct ctl_client* cl)
 {
-    struct watch_ring* r = node_watch_ring(cl->ctl->node);
     struct watch_event ev;
 
-    if (cl->state != CL_WATCHING || cl->closing ||
-        cl->cursor >= watch_ring_next_seq(r) || !watch_ring_full(r)) {
+    if (cl->state != CL_WATCHING || cl->closing) {
+        return;
+    }
+    struct watch_ring* r = node_watch_ring(cl->ctl->node);
+    if (cl->cursor >= watch_ring_next_seq(r) || !watch_ring_full(r)) {
         return;
     }
     if (cl->cursor < watch_ring_first_seq(r)) {
