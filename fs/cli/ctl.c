@@ -16,7 +16,11 @@
  *              never closed early, since the callback holds the client;
  *   writing  - its answer is queued on the socket. Closed when none of
  *              it is taken for CTL_WRITE_STALL_MS (a client that does not
- *              read its snapshot image).
+ *              read its snapshot image);
+ *   watching - `quorumfs watch`: changes are streamed to it as the node
+ *              applies them (below, "Watchers"). Never closed as idle, and
+ *              not counted against CTL_CLIENTS_MAX: watchers have their
+ *              own cap, CTL_WATCHERS_MAX.
  * All sockets are non-blocking and read through libuv: a request is
  * gathered across reads, nothing waits for a client. */
 #include <errno.h>
@@ -35,12 +39,19 @@
 #include "ctl.h"
 #include "identity.h"
 #include "node_internal.h"
+#include "node_watch.h"
 
 enum {
     CTL_CLIENTS_MAX = 64,       /* clients served at once */
     CTL_IDLE_MS = 2000,         /* from accept to a complete request line */
     CTL_WRITE_STALL_MS = 10000, /* an answer not read for this long */
     CTL_SWEEP_MS = 250,         /* the check of the two above */
+    CTL_WATCHERS_MAX = 128,     /* watching clients at once */
+    /* A watcher's lines queued on its socket (beyond the kernel's
+     * buffer): past it, nothing more is formatted for it until some is
+     * taken. Its backlog stays in the node's watch ring meanwhile. */
+    CTL_WATCH_QUEUE_BYTES = 64 << 10,
+    CTL_WATCH_CHUNK = 32 << 10, /* lines formatted per write */
 };
 
 enum ctl_client_state {
@@ -49,6 +60,7 @@ enum ctl_client_state {
     CL_WRITING,
     CL_REFUSED, /* told "permission denied"; its request is read and
                    dropped (its write must not fail), then closed */
+    CL_WATCHING,
 };
 
 struct ctl {
@@ -60,7 +72,8 @@ struct ctl {
     bool closing;
     unsigned open_handles;   /* server + sweep */
     unsigned clients;        /* allocated (freed by their close callback) */
-    unsigned served;         /* on the list: not closing, not refused */
+    unsigned served;         /* on the list, not watchers */
+    unsigned watchers;       /* on the list, watching (or told to stop) */
     struct ctl_client* head; /* served clients, oldest accept first */
     struct ctl_client* tail;
     char path[PATH_MAX];
@@ -80,6 +93,12 @@ struct ctl_client {
     uv_write_t wreq;
     char* reply; /* text, or the head of a binary reply */
     void* extra; /* second buffer (snapshot image) */
+    /* watching */
+    bool watcher;       /* counted in ctl->watchers, not served */
+    uint64_t cursor;    /* seq of the next watch ring event to look at */
+    uint64_t min_rev;   /* --since: events before it are skipped */
+    const char* prefix; /* the subtree watched (in req) */
+    char sink[64];      /* what a watcher sends after its request */
 };
 
 static void handle_closed_cb(uv_handle_t* h);
@@ -121,7 +140,11 @@ static void client_unlink(struct ctl_client* cl)
     }
     cl->prev = cl->next = NULL;
     cl->listed = false;
-    c->served--;
+    if (cl->watcher) {
+        c->watchers--;
+    } else {
+        c->served--;
+    }
 }
 
 /* Close the client's socket (once); freed by client_closed_cb. Never for a
@@ -320,6 +343,293 @@ static void req_snapshot_save(struct ctl_client* cl)
                 len);
 }
 
+/* ---- watchers ----
+ *
+ * "watch\tSINCE\tPATH": the node answers "ok watching from revision
+ * R" and then one line per change under PATH it applies, in revision
+ * order: REV TAB OP TAB PATH [TAB PATH2], paths with \\, \t and \n
+ * escaped. Events come from the node's watch ring (node_watch.h): a
+ * watcher is a cursor into it, and lines are formatted only while the
+ * watcher's socket queue is below CTL_WATCH_QUEUE_BYTES (the rest waits
+ * in the ring, shared by all). A watcher whose cursor is in the oldest
+ * sixteenth of a full ring (its next events are about to be dropped) is
+ * sent "fell behind; resume with --since REV" (REV still in the ring) and
+ * closed. The node never waits for a watcher. */
+
+struct watch_write {
+    uv_write_t req;
+    struct ctl_client* cl;
+    size_t len, cap;
+    char buf[];
+};
+
+static void watch_pump(struct ctl_client* cl);
+
+static void watch_written_cb(uv_write_t* w, int status)
+{
+    struct watch_write* ww = w->data;
+    struct ctl_client* cl = ww->cl;
+    free(ww);
+    if (status != 0) {
+        client_close(cl);
+        return;
+    }
+    watch_pump(cl);
+}
+
+/* s escaped (\\, \t, \n) onto the end of *ww; false: no room. */
+static bool put_escaped(struct watch_write* ww, const char* s)
+{
+    for (; *s != '\0'; s++) {
+        if (ww->len + 2 > ww->cap) {
+            return false;
+        }
+        char e = '\0';
+        if (*s == '\\') {
+            e = '\\';
+        } else if (*s == '\t') {
+            e = 't';
+        } else if (*s == '\n') {
+            e = 'n';
+        }
+        if (e != 0) {
+            ww->buf[ww->len++] = '\\';
+            ww->buf[ww->len++] = e;
+        } else {
+            ww->buf[ww->len++] = *s;
+        }
+    }
+    return true;
+}
+
+/* One event's line onto *ww; false when it does not fit (nothing added). */
+static bool put_event(struct watch_write* ww, const struct watch_event* ev)
+{
+    size_t start = ww->len;
+    int n = snprintf(ww->buf + ww->len, ww->cap - ww->len, "%" PRIu64 "\t%s\t",
+                     ev->revision, watch_op_name(ev->op));
+    bool ok = n > 0 && (size_t)n < ww->cap - ww->len;
+    if (ok) {
+        ww->len += (size_t)n;
+        ok = put_escaped(ww, ev->path);
+    }
+    if (ok && ev->path2 != NULL) {
+        ok = ww->len + 1 < ww->cap;
+        if (ok) {
+            ww->buf[ww->len++] = '\t';
+            ok = put_escaped(ww, ev->path2);
+        }
+    }
+    ok = ok && ww->len + 1 <= ww->cap;
+    if (!ok) {
+        ww->len = start;
+        return false;
+    }
+    ww->buf[ww->len++] = '\n';
+    return true;
+}
+
+static void watch_fell_behind(struct ctl_client* cl, uint64_t rev)
+{
+    client_printf(cl,
+                  "fell behind; resume with --since %" PRIu64
+                  " (this watcher did not read its changes as fast as the "
+                  "node applied them)\n",
+                  rev);
+}
+
+/* Lines for the events after cl's cursor, until they are all written or
+ * its socket queue is full. */
+static void watch_pump(struct ctl_client* cl)
+{
+    /* A line is at most two paths, each escaped to twice its length. */
+    const size_t cap = CTL_WATCH_CHUNK + 4 * WATCH_PATH_MAX + 64;
+    struct watch_event ev;
+
+    if (cl->state != CL_WATCHING || cl->closing) {
+        return; /* (closed: the node may be stopping) */
+    }
+    struct watch_ring* r = node_watch_ring(cl->ctl->node);
+    if (r == NULL) {
+        return;
+    }
+    while (cl->cursor < watch_ring_next_seq(r) &&
+           uv_stream_get_write_queue_size((uv_stream_t*)&cl->pipe) <
+               CTL_WATCH_QUEUE_BYTES) {
+        if (cl->cursor < watch_ring_first_seq(r)) {
+            watch_fell_behind(cl, watch_ring_from_rev(r));
+            return;
+        }
+        struct watch_write* ww = malloc(sizeof(*ww) + cap);
+        if (ww == NULL) {
+            client_close(cl);
+            return;
+        }
+        ww->cl = cl;
+        ww->len = 0;
+        ww->cap = cap;
+        while (ww->len < CTL_WATCH_CHUNK &&
+               watch_ring_get(r, cl->cursor, &ev)) {
+            if (ev.revision >= cl->min_rev &&
+                watch_event_matches(&ev, cl->prefix) && !put_event(ww, &ev)) {
+                break; /* cannot happen: cap holds the longest line */
+            }
+            cl->cursor++;
+        }
+        if (ww->len == 0) {
+            free(ww);
+            continue;
+        }
+        /* Queued until written: only the bytes of its lines. */
+        struct watch_write* small = realloc(ww, sizeof(*ww) + ww->len);
+        if (small != NULL) {
+            ww = small;
+            ww->cap = ww->len;
+        }
+        ww->req.data = ww;
+        uv_buf_t b = uv_buf_init(ww->buf, (unsigned)ww->len);
+        if (uv_write(&ww->req, (uv_stream_t*)&cl->pipe, &b, 1,
+                     watch_written_cb) != 0) {
+            free(ww);
+            client_close(cl);
+            return;
+        }
+    }
+}
+
+/* After events were added to a full ring: a watcher whose next event is
+ * among the oldest sixteenth (dropped within that many changes) is told
+ * to resume from it, while it is still held. */
+static void watch_check_behind(struct ctl_client* cl)
+{
+    struct watch_event ev;
+
+    if (cl->state != CL_WATCHING || cl->closing) {
+        return;
+    }
+    struct watch_ring* r = node_watch_ring(cl->ctl->node);
+    if (cl->cursor >= watch_ring_next_seq(r) || !watch_ring_full(r)) {
+        return;
+    }
+    if (cl->cursor < watch_ring_first_seq(r)) {
+        watch_fell_behind(cl, watch_ring_from_rev(r));
+    } else if (cl->cursor - watch_ring_first_seq(r) <
+                   watch_ring_count(r) / 16 &&
+               watch_ring_get(r, cl->cursor, &ev)) {
+        watch_fell_behind(cl, ev.revision);
+    }
+}
+
+/* The node applied entries that added events: every watcher is pumped. */
+static void watch_listener_cb(void* data)
+{
+    struct ctl* c = data;
+    struct ctl_client *cl, *next;
+    for (cl = c->head; cl != NULL; cl = next) {
+        next = cl->next;
+        if (cl->state == CL_WATCHING) {
+            watch_pump(cl);
+            watch_check_behind(cl);
+        }
+    }
+}
+
+static void watch_alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf)
+{
+    struct ctl_client* cl = h->data;
+    (void)suggested;
+    *buf = uv_buf_init(cl->sink, sizeof(cl->sink));
+}
+
+/* A watcher's socket: anything it sends is dropped; its hang-up closes
+ * it. */
+static void watch_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
+{
+    (void)buf;
+    if (nread < 0) {
+        client_close(s->data);
+    }
+}
+
+/* "watch\tSINCE\tPATH" (SINCE 0: from the next change). */
+static void req_watch(struct ctl_client* cl, char* args)
+{
+    struct ctl* c = cl->ctl;
+    struct watch_ring* r = node_watch_ring(c->node);
+    char* path = strchr(args, '\t');
+    char* end;
+
+    if (path == NULL || path[1] != '/') {
+        client_printf(cl, "error: usage: watch SINCE PATH\n");
+        return;
+    }
+    *path++ = '\0';
+    uint64_t since = strtoull(args, &end, 10);
+    if (*end != '\0' || args[0] == '\0' || args[0] == '-') {
+        client_printf(cl, "error: bad revision '%s'\n", args);
+        return;
+    }
+    if (r == NULL) {
+        client_printf(cl, "error: this node keeps no watch ring\n");
+        return;
+    }
+    uint64_t from = watch_ring_from_rev(r);
+    if (since != 0 && since < from) {
+        client_printf(
+            cl,
+            "error: revision %" PRIu64
+            " is older than this node can replay: the oldest is %" PRIu64
+            " (%s)\n",
+            since, from,
+            watch_ring_full(r)
+                ? "older changes were dropped from its watch ring, which "
+                  "keeps the last --watch-events changes"
+                : "the watch ring is kept in memory and starts when the "
+                  "node starts");
+        return;
+    }
+    if (c->watchers >= CTL_WATCHERS_MAX) {
+        client_printf(cl,
+                      "error: the node serves %d watchers already: retry "
+                      "later\n",
+                      CTL_WATCHERS_MAX);
+        return;
+    }
+    if (since == 0) {
+        since = watch_ring_next_rev(r);
+    }
+    cl->prefix = path;
+    cl->min_rev = since;
+    cl->cursor = watch_ring_seq_of(r, since);
+    /* Counted as a watcher from now on (never evicted as idle). */
+    c->served--;
+    c->watchers++;
+    cl->watcher = true;
+    cl->state = CL_WATCHING;
+    char head[64];
+    int n = snprintf(head, sizeof(head),
+                     "ok watching from revision %" PRIu64 "\n", since);
+    struct watch_write* ww = malloc(sizeof(*ww) + (size_t)n);
+    if (ww == NULL) {
+        client_close(cl);
+        return;
+    }
+    memcpy(ww->buf, head, (size_t)n);
+    ww->cl = cl;
+    ww->len = ww->cap = (size_t)n;
+    ww->req.data = ww;
+    uv_buf_t b = uv_buf_init(ww->buf, (unsigned)n);
+    if (uv_write(&ww->req, (uv_stream_t*)&cl->pipe, &b, 1, watch_written_cb) !=
+        0) {
+        free(ww);
+        client_close(cl);
+        return;
+    }
+    /* Reading again: the client's hang-up closes the watcher. */
+    uv_read_start((uv_stream_t*)&cl->pipe, watch_alloc_cb, watch_read_cb);
+    watch_pump(cl);
+}
+
 /* ---- membership ---- */
 
 static const char* conf_err_text(int err)
@@ -465,6 +775,10 @@ static void answer(struct ctl_client* cl)
     }
     if (strncmp(cl->req, "transfer\t", 9) == 0) {
         req_transfer(cl, cl->req + 9);
+        return;
+    }
+    if (strncmp(cl->req, "watch\t", 6) == 0) {
+        req_watch(cl, cl->req + 6);
         return;
     }
     if (strcmp(cl->req, "status json") == 0) {
@@ -687,6 +1001,7 @@ struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
     }
     c->listening = true;
     chmod(c->path, 0600);
+    node_set_watch_listener(n, watch_listener_cb, c);
     return c;
 }
 
@@ -696,6 +1011,7 @@ void ctl_close(struct ctl* c)
         return;
     }
     c->closing = true;
+    node_set_watch_listener(c->node, NULL, NULL);
     if (c->listening) {
         unlink(c->path);
         uv_close((uv_handle_t*)&c->server, handle_closed_cb);
@@ -705,7 +1021,7 @@ void ctl_close(struct ctl* c)
     struct ctl_client *cl, *next;
     for (cl = c->head; cl != NULL; cl = next) {
         next = cl->next;
-        if (cl->state == CL_READING) {
+        if (cl->state == CL_READING || cl->state == CL_WATCHING) {
             client_close(cl);
         }
     }

@@ -10,7 +10,7 @@
  *
  * Protocol: the client sends one request line (at most CTL_REQUEST_MAX
  * bytes, fields separated by tabs), the node answers and closes the
- * connection. Requests:
+ * connection (a watch streams instead). Requests:
  *   status json | status text | members | leader      text
  *   health                 one line per member (node_health_text)
  *   restore\tNAME\tPATH    one STORE_OP_RESTORE proposal; "ok ..." or
@@ -24,6 +24,9 @@
  *                          node_conf_change(); "ok committed" once this
  *                          node sees the change committed
  *   transfer\tNAME         start a leadership transfer (leader only)
+ *   watch\tSINCE\tPATH     "ok watching from revision R", then one line
+ *                          per change under PATH as it is applied, until
+ *                          the client hangs up (ctl.c, "Watchers")
  * A reply that is not "ok" starts with "error: ".
  */
 #ifndef QFS_CTL_H

@@ -140,6 +140,30 @@ static const struct cmd_usage usages[] = {
      "  --initial-cluster LIST, --listen-peer ADDR:PORT\n"
      "                   restore: the new cluster, as for `quorumfs mount`\n"
      "The node save talks to:\n" TARGET_FLAGS "See docs/snapshots.md.\n"},
+    {"watch",
+     "Usage: quorumfs watch [PATH] [--since REV] [--json] [--mount M | "
+     "--data-dir D | --name N]\n"
+     "       quorumfs watch PATH --exec CMD [--debounce MS] [TARGET]\n"
+     "\n"
+     "Streams every committed change under PATH, made on any member, in\n"
+     "revision order, one line each: REV OP PATH [-> NEWPATH], OP one of\n"
+     "create mkdir symlink mknod write setattr unlink rmdir rename\n"
+     "exchange restore reset. A file written between open and close is\n"
+     "one write. PATH is a path in a quorumfs mount (which also chooses\n"
+     "the node) or a path inside the tree (\"/app\"; default /).\n"
+     "\n"
+     "  --since REV      replay from revision REV first (from this node's\n"
+     "                   in-memory ring of recent changes)\n"
+     "  --json           one JSON object per line\n"
+     "  --exec CMD       run /bin/sh -c CMD once changes under PATH have\n"
+     "                   settled, never two at once, with QUORUMFS_REVISION\n"
+     "                   and QUORUMFS_PATH set; its exit status is logged\n"
+     "                   to stderr; a lost node is waited for\n"
+     "  --debounce MS    how long changes must settle (default "
+     "200)\n" TARGET_FLAGS
+     "Exit status: 1 when the node refuses (e.g. REV too old), goes away or\n"
+     "this watcher fell behind (the message names the --since to resume\n"
+     "with); 2 for bad usage. See docs/operations.md (\"Watch\").\n"},
 };
 
 static const struct {
@@ -154,6 +178,7 @@ static const struct {
     {"restore", F_TARGET},
     {"compact", F_TARGET | F_REV},
     {"snapshot", F_JSON | F_TARGET | F_SEED},
+    {"watch", F_JSON | F_TARGET | F_WATCH},
 };
 
 bool ctl_usage(const char* cmd, FILE* out)
@@ -187,8 +212,8 @@ int ctl__usage_error(const char* cmd)
 /* ---- the nearest command ---- */
 
 static const char* const commands[] = {
-    "mount",  "status",  "endpoint", "members",  "leader",
-    "member", "restore", "compact",  "snapshot", "help",
+    "mount",   "status",  "endpoint", "members", "leader", "member",
+    "restore", "compact", "snapshot", "watch",   "check",  "help",
 };
 
 /* Optimal string alignment distance (a swap of two neighbours is one
@@ -268,6 +293,7 @@ static const struct {
     {"snapshot", "save", 2, 2},    /* save FILE */
     {"snapshot", "status", 2, 2},  /* status FILE */
     {"snapshot", "restore", 2, 2}, /* restore FILE */
+    {"watch", NULL, 0, 1},         /* [PATH] */
 };
 
 enum { ARITIES = sizeof(arities) / sizeof(arities[0]) };
@@ -503,6 +529,49 @@ static int resolve_path(struct ctl_target* o, const char* path, bool only_mount)
             o->cmd, path, only_mount ? "" : " (nor a path in one)",
             DATADIR_IDENTITY);
     return -1;
+}
+
+int ctl__tree_path(const char* path,
+                   char* tree,
+                   size_t tree_cap,
+                   char* mnt,
+                   size_t mnt_cap)
+{
+    char abs[PATH_MAX], cwd[PATH_MAX];
+    bool qfs = false;
+
+    if (realpath(path, abs) == NULL) {
+        /* Not there (yet): as written, made absolute. */
+        if (path[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL) {
+            fprintf(stderr, "quorumfs watch: getcwd: %s\n", strerror(errno));
+            return -1;
+        }
+        int n = snprintf(abs, sizeof(abs), "%s%s%s", path[0] == '/' ? "" : cwd,
+                         path[0] == '/' ? "" : "/", path);
+        if (n < 0 || (size_t)n >= sizeof(abs)) {
+            fprintf(stderr, "quorumfs watch: PATH too long\n");
+            return -1;
+        }
+    }
+    if (mount_of(abs, mnt, mnt_cap, &qfs, NULL) == 0 && qfs) {
+        const char* rest = abs + (strcmp(mnt, "/") == 0 ? 0 : strlen(mnt));
+        snprintf(tree, tree_cap, "%s", rest[0] == '\0' ? "/" : rest);
+        return 1;
+    }
+    if (path[0] != '/') {
+        fprintf(stderr,
+                "quorumfs watch: %s is not in a quorumfs mount; give a path "
+                "in one, or a path inside the tree starting with '/' and "
+                "the node with --mount M or --data-dir D\n",
+                path);
+        return -1;
+    }
+    if (strlen(path) >= tree_cap) {
+        fprintf(stderr, "quorumfs watch: PATH too long\n");
+        return -1;
+    }
+    snprintf(tree, tree_cap, "%s", path);
+    return 0;
 }
 
 int ctl__resolve_target(struct ctl_target* o)

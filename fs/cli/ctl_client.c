@@ -41,6 +41,10 @@ struct cli {
     bool has_revision;
     uint64_t revision;
     struct ctl_target target;
+    /* watch */
+    uint64_t since;
+    const char* exec;
+    unsigned debounce_ms;
 };
 
 static int ctl_connect(const char* data_dir)
@@ -606,6 +610,58 @@ static int cmd_endpoint_health(struct cli* o)
     return all ? 0 : 1;
 }
 
+/* ---- watch ---- */
+
+/* `quorumfs watch [PATH]`: the subtree from PATH (a path in a mount also
+ * chooses the node, unless a flag does), then the stream (ctl_watch.c). */
+static int cmd_watch(struct cli* o, int argc, char** argv)
+{
+    char tree[PATH_MAX], mnt[PATH_MAX];
+    int in_mount = 0;
+
+    snprintf(tree, sizeof(tree), "/");
+    if (argc > 0) {
+        in_mount =
+            ctl__tree_path(argv[0], tree, sizeof(tree), mnt, sizeof(mnt));
+        if (in_mount < 0) {
+            return 2;
+        }
+    }
+    if (strpbrk(tree, "\t\n") != NULL) {
+        fprintf(stderr, "quorumfs watch: PATH holds a tab or a newline\n");
+        return 2;
+    }
+    o->target = (struct ctl_target){.cmd = o->cmd,
+                                    .mount = o->mount,
+                                    .data_dir = o->dir_arg,
+                                    .name = o->name};
+    if (in_mount == 1 && o->mount == NULL && o->dir_arg == NULL &&
+        o->name == NULL) {
+        o->target.mount = mnt;
+    }
+    int rv = ctl__resolve_target(&o->target);
+    if (rv != 0) {
+        return rv;
+    }
+    if (o->debounce_ms != 0 && o->exec == NULL) {
+        fprintf(stderr, "quorumfs watch: --debounce is for --exec\n");
+        return ctl__usage_error(o->cmd);
+    }
+    if (o->exec != NULL && o->json) {
+        fprintf(stderr, "quorumfs watch: --json does not apply to --exec\n");
+        return ctl__usage_error(o->cmd);
+    }
+    struct ctl_watch_opts w = {.dir = o->target.dir,
+                               .tree = tree,
+                               .since = o->since,
+                               .json = o->json,
+                               .exec = o->exec,
+                               .debounce_ms = o->debounce_ms != 0
+                                                  ? o->debounce_ms
+                                                  : CTL_WATCH_DEBOUNCE_MS};
+    return ctl__watch(&w);
+}
+
 /* ---- commands ---- */
 
 /* The flag a refused option was spelled as (getopt_long leaves the word
@@ -636,6 +692,9 @@ int ctl_command(int argc, char** argv)
         O_TO,
         O_LEARNER,
         O_MOUNT,
+        O_SINCE,
+        O_EXEC,
+        O_DEBOUNCE,
     };
     static const struct option opts[] = {
         {"json", no_argument, NULL, O_JSON},
@@ -647,6 +706,9 @@ int ctl_command(int argc, char** argv)
         {"listen-peer", required_argument, NULL, O_PEER},
         {"to", required_argument, NULL, O_TO},
         {"learner", no_argument, NULL, O_LEARNER},
+        {"since", required_argument, NULL, O_SINCE},
+        {"exec", required_argument, NULL, O_EXEC},
+        {"debounce", required_argument, NULL, O_DEBOUNCE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -668,7 +730,9 @@ int ctl_command(int argc, char** argv)
                         : c == O_CLUSTER || c == O_PEER             ? F_SEED
                         : c == O_TO                                 ? F_TO
                         : c == O_LEARNER                            ? F_LEARNER
-                                                                    : 0;
+                        : c == O_SINCE || c == O_EXEC || c == O_DEBOUNCE
+                            ? F_WATCH
+                            : 0;
         if (need != 0 && (allowed & need) == 0) {
             fprintf(stderr, "quorumfs %s: flag '--%s' does not apply here\n",
                     o.cmd, li >= 0 ? opts[li].name : "?");
@@ -708,6 +772,33 @@ int ctl_command(int argc, char** argv)
         case O_LEARNER:
             o.learner = true;
             break;
+        case O_SINCE:
+            errno = 0;
+            o.since = strtoull(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || optarg[0] == '-' ||
+                o.since == 0) {
+                fprintf(stderr,
+                        "quorumfs watch: bad --since '%s' (a revision, 1 or "
+                        "more)\n",
+                        optarg);
+                return ctl__usage_error(o.cmd);
+            }
+            break;
+        case O_EXEC:
+            o.exec = optarg;
+            break;
+        case O_DEBOUNCE: {
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end != '\0' || optarg[0] == '-' || v == 0 || v > 86400000) {
+                fprintf(stderr,
+                        "quorumfs watch: bad --debounce '%s' (milliseconds, 1 "
+                        "to 86400000)\n",
+                        optarg);
+                return ctl__usage_error(o.cmd);
+            }
+            o.debounce_ms = (unsigned)v;
+            break;
+        }
         case 'h':
             (void)ctl_usage(o.cmd, stdout);
             return 0;
@@ -739,6 +830,9 @@ int ctl_command(int argc, char** argv)
     if (o.to != NULL && (argc < 1 || strcmp(argv[0], "transfer") != 0)) {
         fprintf(stderr, "quorumfs leader: --to is for `leader transfer`\n");
         return ctl__usage_error(o.cmd);
+    }
+    if (strcmp(o.cmd, "watch") == 0) {
+        return cmd_watch(&o, argc, argv);
     }
     if (offline) {
         o.dir = o.dir_arg;

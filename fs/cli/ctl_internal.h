@@ -6,6 +6,8 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* The flags each command takes (the rest are refused, naming the help). */
 enum {
@@ -15,6 +17,8 @@ enum {
     F_SEED = 1u << 3, /* --initial-cluster, --listen-peer */
     F_TO = 1u << 4,
     F_LEARNER = 1u << 5,
+    F_WATCH = 1u << 6,           /* --since, --exec, --debounce */
+    CTL_WATCH_DEBOUNCE_MS = 200, /* watch --exec: default --debounce */
 };
 
 /* The flags cmd takes into *flags; false when cmd is no client command. */
@@ -55,5 +59,28 @@ int ctl__snapshot_restore(const char* file,
                           const char* dir,
                           const char* name,
                           const char* cluster);
+
+/* Where `quorumfs watch PATH` looks: a path in a quorumfs mount gives
+ * the path inside the tree (into tree) and the mountpoint (into mnt: 1);
+ * any other absolute PATH is a path inside the tree already (0; the node
+ * is chosen by the flags). -1: an error was printed. */
+int ctl__tree_path(const char* path,
+                   char* tree,
+                   size_t tree_cap,
+                   char* mnt,
+                   size_t mnt_cap);
+
+/* `quorumfs watch` (ctl_watch.c): the node's data dir, the subtree, and
+ * the flags. Returns the exit status (it returns only on an error or when
+ * the node goes away without --exec). */
+struct ctl_watch_opts {
+    const char* dir;
+    const char* tree;
+    uint64_t since; /* 0: from the next change */
+    bool json;
+    const char* exec; /* NULL: print the changes */
+    unsigned debounce_ms;
+};
+int ctl__watch(const struct ctl_watch_opts* o);
 
 #endif /* QFS_CTL_INTERNAL_H */

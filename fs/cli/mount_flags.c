@@ -17,6 +17,7 @@
 #include "metrics_http.h"
 #include "mount.h"
 #include "node.h"
+#include "node_watch.h"
 
 void mount_usage(FILE* out)
 {
@@ -120,6 +121,9 @@ void mount_usage(FILE* out)
         "                             not yet closed, in bytes (default\n"
         "                             16777216 = 16 MiB): past it a write\n"
         "                             fails with ENOSPC, its update dropped\n"
+        "  --watch-events N           changes kept in memory for `quorumfs\n"
+        "                             watch --since` (default 65536, 16 to\n"
+        "                             16777216; docs/operations.md, Watch)\n"
         "\n"
         "Metrics and health (docs/operations.md):\n"
         "  --listen-metrics ADDR:PORT serve GET /metrics (Prometheus text),\n"
@@ -188,6 +192,7 @@ enum {
     OPT_PEER_INSECURE,
     OPT_QUOTA_RESERVE,
     OPT_LISTEN_METRICS,
+    OPT_WATCH_EVENTS,
 };
 
 static const struct option mount_long[] = {
@@ -221,6 +226,7 @@ static const struct option mount_long[] = {
     {"peer-insecure", no_argument, NULL, OPT_PEER_INSECURE},
     {"quota-reserve-percent", required_argument, NULL, OPT_QUOTA_RESERVE},
     {"listen-metrics", required_argument, NULL, OPT_LISTEN_METRICS},
+    {"watch-events", required_argument, NULL, OPT_WATCH_EVENTS},
     {NULL, 0, NULL, 0},
 };
 
@@ -348,6 +354,11 @@ static int parse_one(struct mount_opts* mo,
         mo->reserve_set = true;
         return parse_u64(arg, &mo->reserve_pct) != 0 ||
                mo->reserve_pct > STORE_RESERVE_PCT_MAX;
+    case OPT_WATCH_EVENTS:
+        *why = "a whole number, 16 to 16777216";
+        return parse_u64(arg, &o->watch_events) != 0 ||
+               o->watch_events < WATCH_RING_EVENTS_MIN ||
+               o->watch_events > WATCH_RING_EVENTS_MAX;
     case OPT_HISTORY_BYTES: /* 0: no limit; else at least 1 MiB */
         *why = "0 for no limit, or at least 1048576";
         return parse_u64(arg, &o->history_bytes) != 0 ||

@@ -582,6 +582,11 @@ void fs_on_change(void* data, const struct store_change* c)
             store_get_stats(node_store(f->node), &s);
             /* Called while the change applies: its revision is next. */
             fs__grave_add(f, c->ino, s.revision + 1);
+            /* Dead: the kernel may drop its inode (a wrong nodeid is
+             * refused there, and the entry only invalidated). */
+            fs__notify_push_delete(&f->notify, c->parent, c->name,
+                                   fs__nodeid_newest(f, c->ino));
+            return;
         }
         fs__notify_push(&f->notify, 0, c->parent, c->name);
         return;

@@ -200,6 +200,7 @@ struct fs_notify_item {
     uint64_t seq;    /* fs_notify.pushed when it was pushed */
     uint64_t ino;    /* inval_inode (0: none) */
     uint64_t parent; /* inval_entry(parent, name) (0: none) */
+    uint64_t child;  /* non-zero: notify_delete(parent, child, name) */
     char name[FS_NAME_MAX + 1];
 };
 
@@ -551,6 +552,9 @@ bool fs__nodeid_changed(struct fs* f, const struct store_change* c, bool ours);
 void fs__fnodes_free(struct fs* f);
 /* node_status_extra_cb (data: the fs): the table's size. */
 void fs__nodeid_status(void* data, bool json, char* buf, size_t cap);
+/* The nodeid the kernel most likely holds ino under: its newest nodeid
+ * with lookups (handed out last), else ino itself. */
+uint64_t fs__nodeid_newest(const struct fs* f, uint64_t ino);
 
 /* notify.c */
 void fs__notify_init(struct fs_notify* n);
@@ -562,6 +566,15 @@ uint64_t fs__notify_push(struct fs_notify* n,
                          uint64_t ino,
                          uint64_t parent,
                          const char* name);
+/* As fs__notify_push(n, 0, parent, name) for a name whose entry, nodeid
+ * child, is gone from the tree: sent as notify_delete, so that the
+ * kernel also drops the inode if it holds it under that nodeid (then
+ * inotify watches on it get IN_DELETE_SELF: docs/operations.md, "Watch");
+ * when it does not, an inval_entry as before. */
+uint64_t fs__notify_push_delete(struct fs_notify* n,
+                                uint64_t parent,
+                                const char* name,
+                                uint64_t child);
 /* The highest number pushed so far, and the highest one up to which every
  * item has been sent to the kernel. */
 uint64_t fs__notify_pushed(struct fs_notify* n);

@@ -323,6 +323,19 @@ int fs__nodeid_at(struct fs* f,
     return 0;
 }
 
+uint64_t fs__nodeid_newest(const struct fs* f, uint64_t ino)
+{
+    uint64_t best = ino;
+    for (struct fs_fnode* n = f->fnode_ino[bucket(ino)]; n != NULL;
+         n = n->ino_next) {
+        if (n->ino == ino && n->nlookup > 0 &&
+            (best == ino || n->nodeid > best)) {
+            best = n->nodeid;
+        }
+    }
+    return best;
+}
+
 void fs__kernel_drop(struct fs* f, uint64_t ino)
 {
     struct store_attr a;

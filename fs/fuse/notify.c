@@ -55,10 +55,11 @@ static void dropped_add(struct fs_notify* n, uint64_t ino, uint64_t seq)
     n->n_dropped++;
 }
 
-uint64_t fs__notify_push(struct fs_notify* n,
-                         uint64_t ino,
-                         uint64_t parent,
-                         const char* name)
+static uint64_t push_item(struct fs_notify* n,
+                          uint64_t ino,
+                          uint64_t parent,
+                          const char* name,
+                          uint64_t child)
 {
     struct fs_notify_item* it;
     uint64_t seq;
@@ -79,9 +80,11 @@ uint64_t fs__notify_push(struct fs_notify* n,
     it->seq = seq;
     it->ino = ino;
     it->parent = 0;
+    it->child = 0;
     it->name[0] = '\0';
     if (parent != 0 && name != NULL && strlen(name) <= FS_NAME_MAX) {
         it->parent = parent;
+        it->child = child;
         memcpy(it->name, name, strlen(name) + 1);
     } else if (parent != 0) {
         dropped_add(n, parent, seq); /* no usable name: the dir's inode */
@@ -90,6 +93,22 @@ uint64_t fs__notify_push(struct fs_notify* n,
     pthread_cond_signal(&n->cond);
     pthread_mutex_unlock(&n->mu);
     return seq;
+}
+
+uint64_t fs__notify_push(struct fs_notify* n,
+                         uint64_t ino,
+                         uint64_t parent,
+                         const char* name)
+{
+    return push_item(n, ino, parent, name, 0);
+}
+
+uint64_t fs__notify_push_delete(struct fs_notify* n,
+                                uint64_t parent,
+                                const char* name,
+                                uint64_t child)
+{
+    return push_item(n, 0, parent, name, child);
 }
 
 uint64_t fs__notify_done(struct fs_notify* n)
@@ -141,6 +160,15 @@ static void notify_one(struct fuse_session* se, const struct fs_notify_item* it)
     /* -ENOENT: the kernel does not know the inode/entry; nothing cached. */
     if (it->ino != 0) {
         fuse_lowlevel_notify_inval_inode(se, it->ino, 0, 0);
+    }
+    /* notify_delete: -ENOENT when the kernel holds no inode of that
+     * nodeid under the name, -ENOTEMPTY for a directory it still shows
+     * entries of: the entry is invalidated all the same, and again below
+     * (cheap) for any other refusal. */
+    if (it->parent != 0 && it->child != 0 &&
+        fuse_lowlevel_notify_delete(se, it->parent, it->child, it->name,
+                                    strlen(it->name)) == 0) {
+        return;
     }
     if (it->parent != 0) {
         fuse_lowlevel_notify_inval_entry(se, it->parent, it->name,

@@ -26,6 +26,7 @@
 
 #include "node_internal.h"
 #include "node_state_internal.h"
+#include "node_watch.h"
 
 /* ---- small helpers ---- */
 
@@ -353,6 +354,8 @@ void node_options_default(struct node_options* o)
     o->store.quota_bytes = NODE_QUOTA_BYTES_DEFAULT;
     o->store.frame_cache_bytes = NODE_FRAME_CACHE_BYTES_DEFAULT;
     o->log_level = RAFT_TRACE_INFO;
+    o->watch_events = WATCH_RING_EVENTS_DEFAULT;
+    o->watch_bytes = WATCH_RING_BYTES_DEFAULT;
 }
 
 const struct node_options* node_options_of(struct node* n)
@@ -506,6 +509,11 @@ int node_start(uv_loop_t* loop, const struct node_options* o, struct node** out)
     if (rv != 0) {
         goto err_after_alloc;
     }
+    n->watch_next = malloc(sizeof(*n->watch_next));
+    rv = n->watch_next != NULL ? node__watch_open(n) : -ENOMEM;
+    if (rv != 0) {
+        goto err_after_disk;
+    }
     rv = node__start_raft(n);
     if (rv != 0) {
         goto err_after_disk;
@@ -534,6 +542,8 @@ err_after_io:
 err_after_raft:
     node__raft_free(n);
 err_after_disk:
+    node__watch_close(n);
+    free(n->watch_next);
     node__close_disk(n);
 err_after_alloc:
     free(n->log_lens);
@@ -582,6 +592,8 @@ static void closed_cb(uv_handle_t* h)
         void* data = n->stop_data;
         free(n->image);
         free(n->log_lens);
+        node__watch_close(n);
+        free(n->watch_next);
         free(n);
         if (cb != NULL) {
             cb(data);

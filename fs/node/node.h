@@ -74,6 +74,10 @@ struct node_options {
                                   replaced (snapshot installed) */
     void* on_change_data;
     int log_level; /* RAFT_TRACE_* */
+    /* The watch ring (node_watch.h): events and bytes kept (defaults
+     * WATCH_RING_EVENTS_DEFAULT, WATCH_RING_BYTES_DEFAULT). */
+    uint64_t watch_events;
+    uint64_t watch_bytes;
 };
 void node_options_default(struct node_options* o);
 
@@ -142,6 +146,12 @@ int node_snapshot_image(struct node* n,
  * -EALREADY: nothing to do; -EBUSY: one is running (or stopping); -EAGAIN:
  * records not durable yet (retry); other errors from the store. */
 int node_compact_db(struct node* n);
+struct watch_ring;
+/* The watch ring of this node (node_watch.h; borrowed, NULL before the
+ * node started), and the one listener told (on the loop) after each batch
+ * of applied entries that added events to it; cb NULL: none. */
+struct watch_ring* node_watch_ring(struct node* n);
+void node_set_watch_listener(struct node* n, void (*cb)(void*), void* data);
 /* The options the node runs with (borrowed). */
 const struct node_options* node_options_of(struct node* n);
 /* Whether this node is the leader now (retention proposes COMPACT there

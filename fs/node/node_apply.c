@@ -1,5 +1,6 @@
 /* node_apply.c - committed entries applied to the store, in order: the
- * proposer's waiter answered, configuration entries noted, the log's
+ * proposer's waiter answered, the watch ring's event recorded
+ * (node_watch.c), configuration entries noted, the log's
  * entry sizes kept for byte-bounded compaction. */
 #include <errno.h>
 #include <inttypes.h>
@@ -73,9 +74,11 @@ static void apply_one(struct node* n, const struct raft_entry* e)
     n->counters.applied_entries++;
     switch (e->type) {
     case RAFT_ENTRY_NORMAL:
+        node__watch_prepare(n, e->data.base, e->data.len, n->watch_next);
         rv = store_apply(n->store, e->index, e->data.base, e->data.len,
                          n->opts.on_change, n->opts.on_change_data, &res);
         if (rv == 0) {
+            node__watch_applied(n, n->watch_next, &res);
             on_applied_cmd(n, e, &res);
             node__history_sample(n);
         }
@@ -106,5 +109,6 @@ void node__apply_committed(struct node* n,
         apply_one(n, &es[i]);
     }
     node__frame_schedule(n);
+    node__watch_notify(n);
     n->compact_due = true; /* node__step runs it after the update */
 }

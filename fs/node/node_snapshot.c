@@ -125,6 +125,8 @@ void node__install_snapshot(struct node* n, const struct raft_update* u)
     n->log_kept = 0;
     n->lens_next = 0;
     node__waiters_after_install(n);
+    node__watch_reset(n);
+    node__watch_notify(n);
     if (n->opts.on_change != NULL) {
         /* ino 0 and parent 0: the whole tree may have changed. */
         struct store_change c = {.ino = 0, .parent = 0};

@@ -8,6 +8,7 @@
 #include "identity.h"
 #include "node_internal.h"
 #include "node_metrics.h"
+#include "node_watch.h"
 
 enum {
     NODE_WAITER_BUCKETS = 4096,
@@ -94,6 +95,14 @@ struct node_counters {
     uint64_t snapshot_sends;        /* images whose first chunk was sent */
     uint64_t snapshot_installs;     /* images installed from the leader */
     struct node_hist proposal_hist; /* node_propose() to its answer */
+};
+
+/* node_watch.c: what a command about to be applied will change, read
+ * before it changes the tree (the paths of an unlink or a rename). */
+struct node_watch_pending {
+    uint8_t op; /* enum watch_op; 0: the command changes no path */
+    char path[WATCH_PATH_MAX];
+    char path2[WATCH_PATH_MAX];
 };
 
 struct node {
@@ -200,6 +209,13 @@ struct node {
     bool bootstrapped; /* started a brand-new cluster */
     bool catching_up;  /* the CATCHING-UP marker exists */
 
+    /* watch (node_watch.c) */
+    struct watch_ring* watch;
+    struct node_watch_pending* watch_next; /* scratch for apply_one */
+    bool watch_pending; /* events appended since the listener was told */
+    void (*watch_cb)(void* data);
+    void* watch_cb_data;
+
     /* stats */
     uint64_t proposals, timeouts, fences;
     struct node_counters counters; /* node_metrics.c */
@@ -253,6 +269,22 @@ bool node__retryable(int rv);
 void node__conf_fail_all(struct node* n, int err);
 /* One line naming the members when the configuration changed. */
 void node__conf_log(struct node* n);
+
+/* node_watch.c: the ring made after the store is open (-ENOMEM) and
+ * freed; the event of one applied command: prepare before store_apply,
+ * applied after it; a snapshot installed; the listener told once per batch
+ * of applied entries (when any event was added). */
+int node__watch_open(struct node* n);
+void node__watch_close(struct node* n);
+void node__watch_prepare(struct node* n,
+                         const void* cmd,
+                         size_t len,
+                         struct node_watch_pending* p);
+void node__watch_applied(struct node* n,
+                         const struct node_watch_pending* p,
+                         const struct store_result* res);
+void node__watch_reset(struct node* n);
+void node__watch_notify(struct node* n);
 
 /* node_boot.c */
 int node__open_disk(struct node* n);
