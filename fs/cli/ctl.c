@@ -39,6 +39,7 @@
 #include "ctl.h"
 #include "identity.h"
 #include "node_internal.h"
+#include "node_metrics.h"
 #include "node_watch.h"
 
 enum {
@@ -970,6 +971,42 @@ static void handle_closed_cb(uv_handle_t* h)
     ctl_maybe_free(c);
 }
 
+/* Metrics of the watchers (a node_metrics source): how many, the bytes
+ * queued on their sockets, and how far the slowest is behind the ring. */
+static void watch_metrics(void* data, struct node_metrics_buf* b)
+{
+    const struct ctl* c = data;
+    const struct watch_ring* ring = node_watch_ring(c->node);
+    uint64_t next = ring != NULL ? watch_ring_next_seq(ring) : 0;
+    uint64_t queued = 0, behind = 0;
+    for (const struct ctl_client* cl = c->head; cl != NULL; cl = cl->next) {
+        if (cl->state != CL_WATCHING || cl->closing) {
+            continue;
+        }
+        queued += uv_stream_get_write_queue_size((const uv_stream_t*)&cl->pipe);
+        if (next > cl->cursor && next - cl->cursor > behind) {
+            behind = next - cl->cursor;
+        }
+    }
+    node_metrics_family(b, "quorumfs_watchers", "gauge",
+                        "Clients of quorumfs watch on this node.");
+    node_metrics_printf(b, "quorumfs_watchers %u\n", c->watchers);
+    node_metrics_family(b, "quorumfs_watch_queue_bytes", "gauge",
+                        "Lines queued on the watchers' sockets, in bytes.");
+    node_metrics_printf(b, "quorumfs_watch_queue_bytes %llu\n",
+                        (unsigned long long)queued);
+    node_metrics_family(b, "quorumfs_watch_queue_depth", "gauge",
+                        "Changes the slowest watcher has not been sent yet "
+                        "(it falls behind when the ring drops them).");
+    node_metrics_printf(b, "quorumfs_watch_queue_depth %llu\n",
+                        (unsigned long long)behind);
+    node_metrics_family(b, "quorumfs_watch_ring_events", "gauge",
+                        "Changes in this node's watch ring.");
+    node_metrics_printf(
+        b, "quorumfs_watch_ring_events %llu\n",
+        (unsigned long long)(ring != NULL ? watch_ring_count(ring) : 0));
+}
+
 struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
 {
     struct ctl* c = calloc(1, sizeof(*c));
@@ -1002,6 +1039,11 @@ struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
     c->listening = true;
     chmod(c->path, 0600);
     node_set_watch_listener(n, watch_listener_cb, c);
+    if (node_metrics_add_source(n, watch_metrics, c) != 0) {
+        node__log(RAFT_TRACE_WARN,
+                  "control socket: no room for the watch "
+                  "metrics");
+    }
     return c;
 }
 
@@ -1012,6 +1054,7 @@ void ctl_close(struct ctl* c)
     }
     c->closing = true;
     node_set_watch_listener(c->node, NULL, NULL);
+    node_metrics_remove_source(c->node, watch_metrics, c);
     if (c->listening) {
         unlink(c->path);
         uv_close((uv_handle_t*)&c->server, handle_closed_cb);

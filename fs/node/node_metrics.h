@@ -55,8 +55,8 @@ void node_metrics_hist(struct node_metrics_buf* b,
                        const struct node_hist* h);
 
 /* Sources of more metrics (at most NODE_METRICS_SOURCES_MAX): cb appends
- * whole families to b each time the text is made. Hook for the watch
- * module: quorumfs_watch_queue_depth is to be added as such a source.
+ * whole families to b each time the text is made (the FUSE requests:
+ * fs/fuse/fs_metrics.c; the watchers: fs/cli/ctl.c).
  * Errors: -ENOSPC (no free slot). remove: the source with that cb and
  * data (nothing if none). */
 enum { NODE_METRICS_SOURCES_MAX = 4 };

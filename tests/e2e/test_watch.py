@@ -315,6 +315,10 @@ def test_watchers_are_not_idle_clients(make_node):
     time.sleep(2.5)  # past the idle limit of a client still sending
     r = run(["status", "--data-dir", n.data_dir])
     assert r.returncode == 0, r.stderr
+    with open(n.path(".cluster/metrics")) as m:
+        metrics = m.read()
+    assert "\nquorumfs_watchers 70\n" in metrics, metrics[-3000:]
+    assert "\nquorumfs_watch_queue_depth 0\n" in metrics
     os.mkdir(n.path("w"))
     rev = n.revision()
     for s in socks:
