@@ -23,6 +23,7 @@ enum { DIRS = 300 };
 
 struct run {
     unsigned done, failed;
+    unsigned unknown; /* EIO: the outcome is not known (counted apart) */
     bool stopped;
 };
 
@@ -30,7 +31,10 @@ static void propose_cb(void* data, const struct store_result* res)
 {
     struct run* r = data;
     r->done++;
-    if (res->err != 0) {
+    if (res->err == -EIO) {
+        fprintf(stderr, "proposal outcome unknown (EIO)\n");
+        r->unknown++;
+    } else if (res->err != 0) {
         fprintf(stderr, "proposal failed: %s\n", strerror(-res->err));
         r->failed++;
     }
@@ -117,6 +121,7 @@ static void test_proposals_compaction_restart(void)
         uv_run(&loop, UV_RUN_ONCE);
     }
     CHECK_EQ(r.failed, 0);
+    CHECK_EQ(r.unknown, 0); /* one node: every outcome is known */
     check_tree(n, DIRS);
     /* The log was compacted on the way (every 50 entries, keeping at
      * most 50): its first entry is past the first 200. */
@@ -146,6 +151,7 @@ static void test_proposals_compaction_restart(void)
             uv_run(&loop, UV_RUN_ONCE);
         }
         CHECK_EQ(one.failed, 0);
+        CHECK_EQ(one.unknown, 0);
         stop(&loop, n);
     }
     n = start(&loop, dir);
@@ -288,7 +294,14 @@ static struct member* leader_of(struct member* ms, unsigned count)
     return NULL;
 }
 
-/* `count` mkdirs named PREFIX<i>, proposed round robin on the members. */
+/* `count` mkdirs named PREFIX<i>, proposed round robin on the members.
+ * None may fail; EIO (outcome unknown) is allowed: a member that falls
+ * behind the leader's compacted log (snapshot_entries 50, a slow TLS
+ * handshake on a loaded machine) installs an image that holds its own
+ * mkdirs, and a mkdir consumed by an image is answered EIO
+ * (fs/node/node_snapshot.c effect_in_tree: only writes and creates can be
+ * told from the tree). The callers' check_dirs show that every one was
+ * applied. */
 static void propose_dirs(uv_loop_t* loop,
                          struct member* ms,
                          unsigned members,
@@ -307,6 +320,10 @@ static void propose_dirs(uv_loop_t* loop,
     struct want w = {&r, count};
     CHECK(run_until(loop, proposals_done, &w));
     CHECK_EQ(r.failed, 0);
+    if (r.unknown > 0) {
+        fprintf(stderr, "%u of %u mkdirs %s*: outcome unknown (EIO)\n",
+                r.unknown, count, prefix);
+    }
 }
 
 static void check_dirs(struct node* n, const char* prefix, unsigned count)
