@@ -86,6 +86,39 @@ static void test_tls_wrong_secret(void)
     tls_config_free(b.tls);
 }
 
+/* Members a (id 1, 127.0.0.1) and b (id 2, 127.0.0.2) sharing a secret,
+ * connected. */
+static void members_start(struct node* a, struct node* b, const char* name)
+{
+    node_init(a, 1, "127.0.0.1");
+    node_init(b, 2, "127.0.0.2");
+    tls_default = secret_config(name, "0123456789abcdef0123456789abcdef");
+    node_start(a, CLUSTER, 0);
+    node_start(b, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(a->t, 2, "b", b->addr), 0);
+    CHECK_EQ(transport_set_peer(b->t, 1, "a", a->addr), 0);
+    struct link l = {b, 1};
+    CHECK(run_until(is_connected, &l, WAIT_MS));
+}
+
+/* b's next message reaches a, over b's connection still up. */
+static void member_still_heard(struct node* a, struct node* b)
+{
+    struct raft_message m = {
+        .type = RAFT_MSG_TIMEOUT_NOW, .from = 2, .to = 1, .term = 3};
+    CHECK_EQ(transport_send(b->t, &m), 0);
+    wait_recv(a, a->n_recv + 1);
+    CHECK(transport_connected(b->t, 1));
+}
+
+static void members_stop(struct node* a, struct node* b)
+{
+    struct node* all[] = {a, b, NULL};
+    close_nodes(all);
+    tls_config_free(tls_default);
+    tls_default = NULL;
+}
+
 /* A TLS node: a HELLO in the clear (the forged-member attack of an
  * outsider) is refused before any frame is read, and so is garbage;
  * connections that never finish a handshake are evicted past the
@@ -93,15 +126,7 @@ static void test_tls_wrong_secret(void)
 static void test_tls_refuses_strangers(void)
 {
     struct node a, b;
-    node_init(&a, 1, "127.0.0.1");
-    node_init(&b, 2, "127.0.0.2");
-    tls_default = secret_config("shared2", "0123456789abcdef0123456789abcdef");
-    node_start(&a, CLUSTER, 0);
-    node_start(&b, CLUSTER, 0);
-    CHECK_EQ(transport_set_peer(a.t, 2, "b", b.addr), 0);
-    CHECK_EQ(transport_set_peer(b.t, 1, "a", a.addr), 0);
-    struct link l = {&b, 1};
-    CHECK(run_until(is_connected, &l, WAIT_MS));
+    members_start(&a, &b, "shared2");
 
     static struct raw r[UNAUTH_PER_ADDR_MAX_TEST + 4];
     memset(&r[0], 0, sizeof(r[0])); /* a member's HELLO, in the clear */
@@ -125,19 +150,12 @@ static void test_tls_refuses_strangers(void)
     for (unsigned i = 0; i < n - UNAUTH_PER_ADDR_MAX_TEST; i++) {
         CHECK(r[i].eof); /* the oldest went first */
     }
-    struct raft_message m = {
-        .type = RAFT_MSG_TIMEOUT_NOW, .from = 2, .to = 1, .term = 3};
-    CHECK_EQ(transport_send(b.t, &m), 0);
-    wait_recv(&a, 1);
-    CHECK(transport_connected(b.t, 1));
+    member_still_heard(&a, &b);
     for (unsigned i = 0; i < n; i++) {
         raw_close(&r[i]);
     }
     CHECK_EQ(a.n_recv, 1);
-    struct node* all[] = {&a, &b, NULL};
-    close_nodes(all);
-    tls_config_free(tls_default);
-    tls_default = NULL;
+    members_stop(&a, &b);
 }
 
 /* A stranger's address may connect ACCEPT_RATE_PER_S times a second
@@ -149,18 +167,9 @@ static void test_accept_rate(void)
     enum { N = ACCEPT_BURST_TEST + 16 }; /* under the listen backlog (64) */
     static struct raw r[N];
     struct node a, b;
-    node_init(&a, 1, "127.0.0.1");
-    node_init(&b, 2, "127.0.0.2");
-    tls_default = secret_config("rate", "0123456789abcdef0123456789abcdef");
-    node_start(&a, CLUSTER, 0);
-    node_start(&b, CLUSTER, 0);
-    CHECK_EQ(transport_set_peer(a.t, 2, "b", b.addr), 0);
-    CHECK_EQ(transport_set_peer(b.t, 1, "a", a.addr), 0);
-    struct link l = {&b, 1};
-    CHECK(run_until(is_connected, &l, WAIT_MS));
+    members_start(&a, &b, "rate");
 
     /* From b's host: many connections, none limited. */
-    uint64_t t0 = uv_now(&loop);
     for (unsigned i = 0; i < N; i++) {
         memset(&r[i], 0, sizeof(r[i]));
         raw_open_from(&a, &r[i], "127.0.0.2");
@@ -172,7 +181,7 @@ static void test_accept_rate(void)
     }
 
     /* From a stranger's: the burst passes, then about the rate. */
-    t0 = uv_now(&loop);
+    uint64_t t0 = uv_now(&loop);
     for (unsigned i = 0; i < N; i++) {
         memset(&r[i], 0, sizeof(r[i]));
         raw_open(&a, &r[i]);
@@ -189,17 +198,11 @@ static void test_accept_rate(void)
     }
     CHECK(closed >= stats(&a).rate_limited);
 
-    struct raft_message m = {
-        .type = RAFT_MSG_TIMEOUT_NOW, .from = 2, .to = 1, .term = 3};
-    CHECK_EQ(transport_send(b.t, &m), 0);
-    wait_recv(&a, 1);
+    member_still_heard(&a, &b);
     for (unsigned i = 0; i < N; i++) {
         raw_close(&r[i]);
     }
-    struct node* all[] = {&a, &b, NULL};
-    close_nodes(all);
-    tls_config_free(tls_default);
-    tls_default = NULL;
+    members_stop(&a, &b);
 }
 
 int main(void)
