@@ -371,7 +371,34 @@ def ratios_md(summary, systems, clients_list):
                 r = ratio(summary, (n, wl, cl), (other, owl, cl), field)
                 row.append("-" if r is None else "%.2f" % r)
             lines.append("| %s | %d | %s |" % (label, cl, " | ".join(row)))
+    if not specs:
+        lines = []  # no yardstick in this run (tests/bench/ab.sh)
+    lines += ab_ratios_md(summary, names, clients_list)
     return "\n".join(lines) + "\n"
+
+
+def ab_ratios_md(summary, names, clients_list):
+    """tests/bench/ab.sh's systems come in pairs NAME-before / NAME-after:
+    after ÷ before for every workload (1.00: no change)."""
+    pairs = [n[:-len("-after")] for n in names if n.endswith("-after") and
+             n[:-len("-after")] + "-before" in names]
+    if not pairs:
+        return []
+    lines = ["", "### After ÷ before (of medians; ops/s: higher is better, "
+             "p99: lower is better)", "",
+             "| workload | clients | " + " | ".join(
+                 "%s ops/s | %s p99" % (p, p) for p in pairs) + " |",
+             "|---|---:|" + "---:|---:|" * len(pairs)]
+    for w in FS_WORKLOADS:
+        for cl in clients_list:
+            row = []
+            for p in pairs:
+                for field in ("ops_per_s", "p99_us"):
+                    r = ratio(summary, (p + "-after", w, cl),
+                              (p + "-before", w, cl), field)
+                    row.append("-" if r is None else "%.2f" % r)
+            lines.append("| %s | %d | %s |" % (w, cl, " | ".join(row)))
+    return lines
 
 
 def other_cpu_md(cells):

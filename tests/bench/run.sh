@@ -116,7 +116,7 @@ wait_for() { # wait_for WHAT PID CMD...: until CMD succeeds, PID alive
     while [ $SECONDS -lt $end ]; do
         if ! kill -0 "$pid" 2>/dev/null; then
             log "$what exited while starting; logs in $work:"
-            tail -5 "$work"/*.log >&2 || true
+            tail -n 5 "$work"/*.log >&2 || true
             exit 1
         fi
         if "$@" >/dev/null 2>&1; then
