@@ -217,15 +217,18 @@ static int check_conf_conflict(struct node* n, const struct raft_conf* c)
     return 0;
 }
 
-/* A node whose configuration gives it a peer address is a member others
- * reach there (a cluster's, or a single node grown with `quorumfs member
- * update`): started without --listen-peer it would never hear them. It is
- * refused, naming the flags to add: the peer security is the operator's
- * to give again (the data dir records no secret and no path to one). */
+/* A node whose configuration has other members and gives it a peer
+ * address is one they reach there (a cluster's member, or a single node
+ * grown with `quorumfs member update` and `member add`): started without
+ * --listen-peer it would never hear them. It is refused, naming the flags
+ * to add: the peer security is the operator's to give again (the data dir
+ * records no secret and no path to one). Alone in its configuration, it
+ * may run without a listener. */
 static int check_listener(struct node* n, const struct raft_conf* c)
 {
     const struct raft_server* self = raft_conf_get(c, n->id);
-    if (n->opts.listen_peer != NULL || self == NULL || self->addr[0] == '\0') {
+    if (n->opts.listen_peer != NULL || c->n < 2 || self == NULL ||
+        self->addr[0] == '\0') {
         return 0;
     }
     char list[IDENTITY_LIST_MAX];
