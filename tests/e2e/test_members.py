@@ -486,16 +486,20 @@ def test_grow_embedded_node_without_restart(make_cluster, tmp_path):
     wait_quorum(c, [n1, n2, n3], 3)
     assert n1.proc.pid == pid and n1.proc.poll() is None  # no restart
     time.sleep(0.5)
+    t = check_writes(c, [n1, n2, n3], [w])  # all three, every ack
+    assert t["before"][2] == b"alone"
     # n1's neighbour dies: the writes go on with n1 and n3
+    w2 = c.writer(n1, "v")
+    time.sleep(0.3)
     c.kill9(n2)
     c.wait_leader([n1, n3])
     t0 = time.monotonic()
     deadline = t0 + 10
-    while w.acks_since(t0) < 5 and time.monotonic() < deadline:
+    while w2.acks_since(t0) < 5 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert w.acks_since(t0) >= 5, "no writes acknowledged after n2 died"
-    t = check_writes(c, [n1, n3], [w])
-    assert t["before"][2] == b"alone"
+    assert w2.acks_since(t0) >= 5, "no writes acknowledged after n2 died"
+    assert n1.status()["quorum"] == 2
+    check_writes(c, [n1, n3], [w2])
     # restart n1: without peer flags it is refused, naming them
     n1.stop()
     log = start_refused(n1, c.common)
