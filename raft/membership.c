@@ -149,6 +149,13 @@ static int conf_edit(struct raft* r,
         memmove(s, s + 1, (size_t)(&c->servers[c->n] - (s + 1)) * sizeof(*s));
         c->n--;
         return 0;
+    case RAFT_CONF_SET_ADDR:
+        if (s == NULL || server->addr[0] == '\0') {
+            return RAFT_EBADCONF;
+        }
+        memcpy(s->addr, server->addr, RAFT_ADDR_MAX);
+        s->addr[RAFT_ADDR_MAX - 1] = '\0';
+        return 0;
     default:
         return RAFT_EBADCONF;
     }

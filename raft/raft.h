@@ -332,10 +332,14 @@ enum raft_event_type {
 
 enum raft_conf_op {
     RAFT_CONF_ADD_LEARNER = 1,
-    RAFT_CONF_PROMOTE = 2, /* learner -> voter (RAFT_EBEHIND until it has
-                              answered within an election timeout and is
-                              at most RAFT_APPEND_ENTRIES_MAX behind) */
-    RAFT_CONF_REMOVE = 3,  /* voter or learner; may remove the leader */
+    RAFT_CONF_PROMOTE = 2,  /* learner -> voter (RAFT_EBEHIND until it has
+                               answered within an election timeout and is
+                               at most RAFT_APPEND_ENTRIES_MAX behind) */
+    RAFT_CONF_REMOVE = 3,   /* voter or learner; may remove the leader */
+    RAFT_CONF_SET_ADDR = 4, /* a member's peer address becomes server.addr
+                               (a non-empty one); role and membership stay:
+                               a single node that starts its peer listener
+                               records where the others reach it */
 };
 
 struct raft_event {
@@ -356,7 +360,8 @@ struct raft_event {
         } read;
         struct {
             uint8_t op;                /* enum raft_conf_op */
-            struct raft_server server; /* id (+ name/addr for ADD_LEARNER) */
+            struct raft_server server; /* id (+ name/addr for ADD_LEARNER,
+                                          addr for SET_ADDR) */
             uint64_t ctx; /* a follower forwards the change to the leader
                              (RAFT_MSG_PROPOSE, one proposal of type
                              RAFT_ENTRY_CONF); the leader's refusal comes

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../raft/tls.h"
 #include "../../raft/util/datadir.h"
 #include "ctl.h"
 #include "identity.h"
@@ -673,13 +674,15 @@ static const char* conf_err_text(int err)
     case -EAGAIN:
         return "too many membership changes waiting here";
     case -EDESTADDRREQ:
-        return "a member has no peer address in the configuration: restart "
-               "it with --listen-peer ADDR:PORT --initial-cluster "
-               "NAME=ADDR:PORT (its own name and address) first";
+        return "a member has no peer address in the configuration: give it "
+               "one first, on its node: `quorumfs member update NAME "
+               "ADDR:PORT` with the peer security flags (docs/operations.md, "
+               "\"Grow from one node\")";
     case -EOPNOTSUPP:
-        return "this node runs without a peer listener: restart it with "
-               "--listen-peer ADDR:PORT --initial-cluster NAME=ADDR:PORT "
-               "(its own name and address) first";
+        return "this node runs without a peer listener: give it one first, "
+               "with no restart: `quorumfs member update NAME ADDR:PORT` "
+               "(its own name and address) with the peer security flags "
+               "(docs/operations.md, \"Grow from one node\")";
     default:
         return err <= -1000 ? raft_strerror(err) : strerror(-err);
     }
@@ -692,6 +695,86 @@ static void member_done_cb(void* data, int err)
         client_printf(cl, "error: %s\n", conf_err_text(err));
     } else {
         client_printf(cl, "ok committed\n");
+    }
+}
+
+/* "update\tNAME\tADDR\tSECRET\tCERT\tKEY\tCA\tINSECURE" (absolute paths or
+ * empty; INSECURE 0 or 1; checked by the client as mount checks them):
+ * this node, running without a peer listener, starts one on ADDR and
+ * records ADDR in the configuration (RAFT_CONF_SET_ADDR). Again on a node
+ * that listens on ADDR already: the change only, or "ok" when it is
+ * recorded. The listener stays when the change fails (a retry with the
+ * same ADDR goes on from there). */
+static void req_member_update(struct ctl_client* cl, char* args)
+{
+    char* f[8];
+    unsigned k = 0;
+    for (char* p = args; k < 8; k++) {
+        f[k] = p;
+        char* tab = strchr(p, '\t');
+        if (tab == NULL) {
+            k++;
+            break;
+        }
+        *tab = '\0';
+        p = tab + 1;
+    }
+    if (k != 8) {
+        client_printf(cl, "error: usage: member update NAME ADDR\n");
+        return;
+    }
+    struct node* n = cl->ctl->node;
+    const char *name = f[1], *addr = f[2];
+    const char* self = node_options_of(n)->name;
+    if (strcmp(name, self) != 0) {
+        client_printf(cl,
+                      "error: this node is %s: `member update` gives the "
+                      "node it runs on its own peer address; run it on the "
+                      "node of %s\n",
+                      self, name);
+        return;
+    }
+    const char* now = node_peer_addr(n);
+    if (now != NULL && strcmp(now, addr) != 0) {
+        client_printf(cl,
+                      "error: this node listens for peers on %s already: "
+                      "a member's address changes only with a restart "
+                      "(docs/operations.md)\n",
+                      now);
+        return;
+    }
+    if (now == NULL) {
+        struct tls_config* tls = NULL;
+        struct tls_config_options t = {
+            .secret_file = f[3][0] != '\0' ? f[3] : NULL,
+            .cert_file = f[4][0] != '\0' ? f[4] : NULL,
+            .key_file = f[5][0] != '\0' ? f[5] : NULL,
+            .ca_file = f[6][0] != '\0' ? f[6] : NULL,
+            .self_name = self};
+        bool insecure = strcmp(f[7], "1") == 0;
+        char err[TLS_ERROR_MAX + PATH_MAX];
+        if (!insecure && t.secret_file == NULL && t.cert_file == NULL) {
+            client_printf(cl, "error: peer security flags missing\n");
+            return;
+        }
+        if (!insecure && tls_config_new(&t, &tls, err, sizeof(err)) != 0) {
+            client_printf(cl, "error: %s\n", err);
+            return;
+        }
+        int rv = node_peer_listen(n, addr, tls);
+        if (rv != 0) {
+            tls_config_free(tls);
+            client_printf(cl, "error: cannot listen on %s: %s\n", addr,
+                          strerror(-rv));
+            return;
+        }
+    }
+    int rv =
+        node_conf_change(n, RAFT_CONF_SET_ADDR, name, addr, member_done_cb, cl);
+    if (rv == -EALREADY) {
+        client_printf(cl, "ok committed\n");
+    } else if (rv != 0) {
+        member_done_cb(cl, rv);
     }
 }
 
@@ -768,6 +851,10 @@ static void answer(struct ctl_client* cl)
     }
     if (strcmp(cl->req, "snapshot save") == 0) {
         req_snapshot_save(cl);
+        return;
+    }
+    if (strncmp(cl->req, "member\tupdate\t", 14) == 0) {
+        req_member_update(cl, cl->req + 7);
         return;
     }
     if (strncmp(cl->req, "member\t", 7) == 0) {

@@ -23,6 +23,11 @@
  *   member\tadd\tNAME\tADDR | member\tpromote\tNAME | member\tremove\tNAME
  *                          node_conf_change(); "ok committed" once this
  *                          node sees the change committed
+ *   member\tupdate\tNAME\tADDR\tSECRET\tCERT\tKEY\tCA\tINSECURE
+ *                          this node (NAME) starts its peer listener on
+ *                          ADDR with those files (absolute paths, or
+ *                          empty; INSECURE 0 or 1) and records ADDR
+ *                          (RAFT_CONF_SET_ADDR); "ok committed" as above
  *   transfer\tNAME         start a leadership transfer (leader only)
  *   watch\tSINCE\tPATH     "ok watching from revision R", then one line
  *                          per change under PATH as it is applied, until

@@ -87,7 +87,10 @@ static const struct cmd_usage usages[] = {
      "[TARGET]\n"
      "       quorumfs member promote NAME [TARGET]\n"
      "       quorumfs member remove NAME [TARGET]\n"
+     "       quorumfs member update NAME ADDR:PORT PEER-SECURITY [TARGET]\n"
      "TARGET: --mount M | --data-dir D | --name N\n"
+     "PEER-SECURITY: --peer-secret-file F | --peer-cert-file F\n"
+     "  --peer-key-file F --peer-trusted-ca-file F | --peer-insecure\n"
      "\n"
      "Works from any member: the change is forwarded to the leader and\n"
      "the command returns once this node sees it committed.\n"
@@ -100,10 +103,27 @@ static const struct cmd_usage usages[] = {
      "  promote  makes a learner a voter; refused while it is behind\n"
      "  remove   removes a voter or a learner (the leader too: it\n"
      "           steps down once the removal is committed)\n"
+     "  update   on a node started alone (no peer listener): NAME is\n"
+     "           that node; it starts listening for peers on ADDR:PORT,\n"
+     "           with no restart, and records the address in its\n"
+     "           configuration; then `add` grows it into a cluster. At\n"
+     "           its next start it needs --listen-peer and the same\n"
+     "           peer security flags (it is refused without)\n"
      "\n" TARGET_FLAGS
      "  --json           machine-readable output (list, add)\n"
      "  --learner        add: as a learner (the default and only way)\n"
-     "See docs/operations.md (\"Membership\").\n"},
+     "  --peer-secret-file FILE\n"
+     "                   update: the secret shared by all members (mode\n"
+     "                   0600; as for mount)\n"
+     "  --peer-cert-file FILE\n"
+     "                   update: this member's certificate (PEM)\n"
+     "  --peer-key-file FILE\n"
+     "                   update: its private key (PEM)\n"
+     "  --peer-trusted-ca-file FILE\n"
+     "                   update: the CA of every member's certificate\n"
+     "  --peer-insecure  update: no peer authentication, no encryption\n"
+     "                   (a trusted link only)\n"
+     "See docs/operations.md (\"Membership\", \"Grow from one node\").\n"},
     {"restore",
      "Usage: quorumfs restore NAME|@REV [PATH] [--mount M | --data-dir D "
      "| --name N]\n"
@@ -174,7 +194,7 @@ static const struct {
     {"endpoint", F_JSON | F_TARGET},
     {"members", F_TARGET},
     {"leader", F_TARGET | F_TO},
-    {"member", F_JSON | F_TARGET | F_LEARNER},
+    {"member", F_JSON | F_TARGET | F_LEARNER | F_PEER},
     {"restore", F_TARGET},
     {"compact", F_TARGET | F_REV},
     {"snapshot", F_JSON | F_TARGET | F_SEED},
@@ -288,6 +308,7 @@ static const struct {
     {"member", "add", 3, 3},       /* add NAME ADDR */
     {"member", "promote", 2, 2},   /* promote NAME */
     {"member", "remove", 2, 2},    /* remove NAME */
+    {"member", "update", 3, 3},    /* update NAME ADDR */
     {"restore", NULL, 1, 2},       /* NAME|@REV [PATH] */
     {"compact", NULL, 0, 0},       /* */
     {"snapshot", "save", 2, 2},    /* save FILE */

@@ -12,12 +12,16 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
+#include "../../raft/transport.h"
 #include "../../raft/util/datadir.h"
 #include "../../snapshot/snapshot.h"
 #include "ctl.h"
 #include "ctl_internal.h"
+#include "mount.h"
 
 /* ---- client ---- */
 
@@ -38,6 +42,10 @@ struct cli {
     const char* dir_arg; /* --data-dir D as given */
     bool json;
     bool learner; /* member add --learner: the default (cmd_member) */
+    /* member update: the peer security flags */
+    struct tls_config_options tls;
+    bool peer_insecure;
+    bool peer_flags; /* any of them given */
     bool has_revision;
     uint64_t revision;
     struct ctl_target target;
@@ -262,7 +270,9 @@ static int member_join_info(const char* dir,
                             char* list,
                             size_t cap,
                             char* cluster_id,
-                            size_t id_cap)
+                            size_t id_cap,
+                            char* security,
+                            size_t sec_cap)
 {
     char *out = NULL, *st = NULL;
     size_t len = 0, pos = 0;
@@ -299,14 +309,25 @@ static int member_join_info(const char* dir,
             rv = 0;
         }
     }
+    p = strstr(st, "\"peer_security\": \"");
+    snprintf(security, sec_cap, "%s", "");
+    if (p != NULL) {
+        p += strlen("\"peer_security\": \"");
+        size_t n = strcspn(p, "\"");
+        if (n < sec_cap) {
+            memcpy(security, p, n);
+            security[n] = '\0';
+        }
+    }
     free(st);
     return rv;
 }
 
 static int member_print_join(struct cli* o, const char* name, const char* addr)
 {
-    char list[4096], cid[32];
-    if (member_join_info(o->dir, list, sizeof(list), cid, sizeof(cid)) != 0) {
+    char list[4096], cid[32], sec[32];
+    if (member_join_info(o->dir, list, sizeof(list), cid, sizeof(cid), sec,
+                         sizeof(sec)) != 0) {
         fprintf(stderr,
                 "quorumfs member add: added %s, but the member list could "
                 "not be read back: see `quorumfs member list`\n",
@@ -322,9 +343,21 @@ static int member_print_join(struct cli* o, const char* name, const char* addr)
         ctl__print_json_string(list);
         printf(",\"initial_cluster_state\":\"existing\",\"cluster_id\":");
         ctl__print_json_string(cid);
+        printf(",\"peer_security\":");
+        ctl__print_json_string(sec);
         printf("}\n");
         return 0;
     }
+    /* The peer security flags the new member needs: the cluster's kind. */
+    const char* flags =
+        strcmp(sec, "insecure") == 0
+            ? "    --peer-insecure (the members run without peer security)\n"
+        : strcmp(sec, "certificates") == 0
+            ? "    --peer-cert-file FILE --peer-key-file FILE (its own\n"
+              "    certificate, naming it) --peer-trusted-ca-file FILE (the\n"
+              "    cluster's CA; docs/security.md)\n"
+            : "    --peer-secret-file FILE (a copy of the members' secret\n"
+              "    file, mode 0600; docs/security.md)\n";
     printf(
         "added %s at %s as a learner (committed)\n"
         "\n"
@@ -338,11 +371,97 @@ static int member_print_join(struct cli* o, const char* name, const char* addr)
         "    --listen-peer %s \\\n"
         "    --initial-cluster %s \\\n"
         "    --initial-cluster-state existing --cluster-id %s \\\n"
-        "    --peer-secret-file FILE (the members' secret) or its own\n"
-        "    --peer-cert-file/--peer-key-file and the cluster's\n"
-        "    --peer-trusted-ca-file (docs/security.md)\n"
+        "%s"
         "Once it has caught up: quorumfs member promote %s\n",
-        name, addr, name, list, cid, name, name, addr, list, cid, name);
+        name, addr, name, list, cid, name, name, addr, list, cid, flags, name);
+    return 0;
+}
+
+/* The address `member update` gives this node: a numeric IP:PORT the
+ * others can dial (not a wildcard). */
+static bool update_addr_ok(const char* addr)
+{
+    struct sockaddr_storage ss;
+    if (transport_parse_addr(addr, &ss, false) != 0) {
+        return false;
+    }
+    if (ss.ss_family == AF_INET) {
+        return ((const struct sockaddr_in*)&ss)->sin_addr.s_addr !=
+               htonl(INADDR_ANY);
+    }
+    return !IN6_IS_ADDR_UNSPECIFIED(
+        &((const struct sockaddr_in6*)&ss)->sin6_addr);
+}
+
+/* `quorumfs member update NAME ADDR [--peer-* flags]`: the node (NAME,
+ * which runs without a peer listener: the embedded single node) starts
+ * one on ADDR with the peer security the flags give, checked here as
+ * mount checks them, and records ADDR in the configuration (a committed
+ * RAFT_CONF_SET_ADDR). The node loads the files again itself, by their
+ * absolute paths. */
+static int cmd_member_update(struct cli* o, const char* name, const char* addr)
+{
+    const char* cmd = "quorumfs member update";
+    if (!update_addr_ok(addr)) {
+        fprintf(stderr,
+                "%s: bad ADDR '%s' (expected IP:PORT, a numeric IPv4 "
+                "address or [IPv6], not a wildcard, and a port from 1 to "
+                "65535: where the other members reach %s)\n",
+                cmd, addr, name);
+        return 2;
+    }
+    struct tls_config* tls = NULL;
+    o->tls.self_name = name;
+    if (mount_peer_security(cmd, &o->tls, o->peer_insecure, addr, &tls) != 0) {
+        return 2;
+    }
+    tls_config_free(tls);
+    const char* files[4] = {o->tls.secret_file, o->tls.cert_file,
+                            o->tls.key_file, o->tls.ca_file};
+    char abs[4][PATH_MAX];
+    for (int i = 0; i < 4; i++) {
+        abs[i][0] = '\0';
+        if (files[i] != NULL && realpath(files[i], abs[i]) == NULL) {
+            fprintf(stderr, "%s: %s: %s\n", cmd, files[i], strerror(errno));
+            return 2;
+        }
+        if (strpbrk(abs[i], "\t\n") != NULL) {
+            fprintf(stderr, "%s: %s: no tabs or newlines in a path\n", cmd,
+                    abs[i]);
+            return 2;
+        }
+    }
+    char req[CTL_REQUEST_MAX];
+    int k = snprintf(req, sizeof(req),
+                     "member\tupdate\t%s\t%s\t%s\t%s\t%s\t%s\t%d", name, addr,
+                     abs[0], abs[1], abs[2], abs[3], o->peer_insecure ? 1 : 0);
+    if (k < 0 || (size_t)k >= sizeof(req)) {
+        fprintf(stderr, "%s: the file paths are too long\n", cmd);
+        return 2;
+    }
+    char* out;
+    size_t len;
+    if (ctl_fetch(o->dir, req, &out, &len) != 0) {
+        return 1;
+    }
+    if (strncmp(out, "ok", 2) != 0) {
+        fprintf(stderr, "%s %s: %s", cmd, name,
+                strncmp(out, "error: ", 7) == 0 ? out + 7 : out);
+        free(out);
+        return 1;
+    }
+    free(out);
+    printf(
+        "%s listens for peers on %s (%s); its address is in the "
+        "configuration (committed)\n"
+        "Add members with: quorumfs member add NAME ADDR:PORT\n"
+        "At its next start it needs --listen-peer %s, --initial-cluster "
+        "(see `quorumfs member list`) and the same peer security flags\n",
+        name, addr,
+        o->peer_insecure             ? "insecure"
+        : o->tls.secret_file != NULL ? "shared secret"
+                                     : "certificates",
+        addr);
     return 0;
 }
 
@@ -355,7 +474,15 @@ static int cmd_member(struct cli* o, int argc, char** argv)
         return ctl_request(o->dir,
                            o->json ? "member list json" : "member list text");
     }
-    bool add = strcmp(sub, "add") == 0 && argc == 3;
+    bool update = strcmp(sub, "update") == 0 && argc == 3;
+    if (o->peer_flags && !update) {
+        fprintf(stderr,
+                "quorumfs member %s: the --peer-* flags apply to `member "
+                "update` only\n",
+                sub);
+        return ctl__usage_error("member");
+    }
+    bool add = (strcmp(sub, "add") == 0 || update) && argc == 3;
     bool one = (strcmp(sub, "promote") == 0 || strcmp(sub, "remove") == 0) &&
                argc == 2;
     if (!add && !one) {
@@ -375,6 +502,9 @@ static int cmd_member(struct cli* o, int argc, char** argv)
         (add && strlen(argv[2]) >= RAFT_ADDR_MAX)) {
         fprintf(stderr, "quorumfs member %s: name or address too long\n", sub);
         return 2;
+    }
+    if (update) {
+        return cmd_member_update(o, argv[1], argv[2]);
     }
     if (add && strchr(argv[2], ':') == NULL) {
         fprintf(stderr,
@@ -695,6 +825,11 @@ int ctl_command(int argc, char** argv)
         O_SINCE,
         O_EXEC,
         O_DEBOUNCE,
+        O_SECRET,
+        O_CERT,
+        O_KEY,
+        O_CA,
+        O_INSECURE,
     };
     static const struct option opts[] = {
         {"json", no_argument, NULL, O_JSON},
@@ -709,6 +844,11 @@ int ctl_command(int argc, char** argv)
         {"since", required_argument, NULL, O_SINCE},
         {"exec", required_argument, NULL, O_EXEC},
         {"debounce", required_argument, NULL, O_DEBOUNCE},
+        {"peer-secret-file", required_argument, NULL, O_SECRET},
+        {"peer-cert-file", required_argument, NULL, O_CERT},
+        {"peer-key-file", required_argument, NULL, O_KEY},
+        {"peer-trusted-ca-file", required_argument, NULL, O_CA},
+        {"peer-insecure", no_argument, NULL, O_INSECURE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -732,7 +872,8 @@ int ctl_command(int argc, char** argv)
                         : c == O_LEARNER                            ? F_LEARNER
                         : c == O_SINCE || c == O_EXEC || c == O_DEBOUNCE
                             ? F_WATCH
-                            : 0;
+                        : c >= O_SECRET && c <= O_INSECURE ? F_PEER
+                                                           : 0;
         if (need != 0 && (allowed & need) == 0) {
             fprintf(stderr, "quorumfs %s: flag '--%s' does not apply here\n",
                     o.cmd, li >= 0 ? opts[li].name : "?");
@@ -786,6 +927,26 @@ int ctl_command(int argc, char** argv)
             break;
         case O_EXEC:
             o.exec = optarg;
+            break;
+        case O_SECRET:
+            o.tls.secret_file = optarg;
+            o.peer_flags = true;
+            break;
+        case O_CERT:
+            o.tls.cert_file = optarg;
+            o.peer_flags = true;
+            break;
+        case O_KEY:
+            o.tls.key_file = optarg;
+            o.peer_flags = true;
+            break;
+        case O_CA:
+            o.tls.ca_file = optarg;
+            o.peer_flags = true;
+            break;
+        case O_INSECURE:
+            o.peer_insecure = true;
+            o.peer_flags = true;
             break;
         case O_DEBOUNCE: {
             unsigned long v = strtoul(optarg, &end, 10);

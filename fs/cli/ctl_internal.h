@@ -18,6 +18,7 @@ enum {
     F_TO = 1u << 4,
     F_LEARNER = 1u << 5,
     F_WATCH = 1u << 6,           /* --since, --exec, --debounce */
+    F_PEER = 1u << 7,            /* --peer-* (member update) */
     CTL_WATCH_DEBOUNCE_MS = 200, /* watch --exec: default --debounce */
 };
 

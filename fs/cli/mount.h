@@ -46,6 +46,18 @@ int mount_flag_takes_value(const char* name);
  * else -EINVAL; says nothing. */
 int mount_check_fuse_opt(const char* opt);
 
+/* The peer security flags of a node that listens for peers on `listen`
+ * (NULL: it does not): a secret file, or a certificate, its key and the
+ * CA, or `insecure`; loaded into *out (t->self_name set by the caller;
+ * NULL when insecure or no listener). 0, or 2 with the reason printed
+ * after "CMD: " (the messages of `quorumfs mount`, also used by
+ * `quorumfs member update`). */
+int mount_peer_security(const char* cmd,
+                        const struct tls_config_options* t,
+                        bool insecure,
+                        const char* listen,
+                        struct tls_config** out);
+
 /* fstab (mount_fstab.c): mount.fuse3 runs `quorumfs SOURCE MOUNTPOINT
  * -o OPTIONS`. Whether argv (the whole command line) has that form (an
  * absolute MOUNTPOINT, SOURCE no command's name), and the command that

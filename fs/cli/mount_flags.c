@@ -501,48 +501,61 @@ static int check_cluster(const struct node_options* o)
  * certificate (docs/security.md), unless --peer-insecure says otherwise:
  * the files are loaded and checked here, before anything is written, so a
  * wrong file, an expired certificate or a wrong CA fails the start with
- * its reason. Returns 0, or 2 with a message printed. */
-static int check_peer_security(struct mount_opts* mo)
+ * its reason. The same rules and messages for `quorumfs member update`
+ * (mount.h). */
+int mount_peer_security(const char* cmd,
+                        const struct tls_config_options* t,
+                        bool insecure,
+                        const char* listen,
+                        struct tls_config** out)
 {
-    struct tls_config_options* t = &mo->tls;
     bool any = t->secret_file != NULL || t->cert_file != NULL ||
                t->key_file != NULL || t->ca_file != NULL;
     char err[TLS_ERROR_MAX + PATH_MAX];
-    if (mo->node.listen_peer == NULL) {
-        if (any || mo->peer_insecure) {
+    *out = NULL;
+    if (listen == NULL) {
+        if (any || insecure) {
             fprintf(stderr,
-                    "quorumfs mount: the --peer-* flags need --listen-peer "
-                    "(a node without it has no peers)\n");
+                    "%s: the --peer-* flags need --listen-peer "
+                    "(a node without it has no peers)\n",
+                    cmd);
             return 2;
         }
         return 0;
     }
-    if (mo->peer_insecure && any) {
+    if (insecure && any) {
         fprintf(stderr,
-                "quorumfs mount: --peer-insecure and the --peer-secret-file "
-                "/ certificate flags are exclusive\n");
+                "%s: --peer-insecure and the --peer-secret-file "
+                "/ certificate flags are exclusive\n",
+                cmd);
         return 2;
     }
-    if (mo->peer_insecure) {
+    if (insecure) {
         return 0;
     }
     if (!any) {
         fprintf(stderr,
-                "quorumfs mount: a node with --listen-peer needs peer "
+                "%s: a node with --listen-peer needs peer "
                 "authentication: --peer-secret-file FILE, or "
                 "--peer-cert-file, --peer-key-file and "
                 "--peer-trusted-ca-file (docs/security.md); "
                 "--peer-insecure lets anyone who reaches %s write the "
                 "tree\n",
-                mo->node.listen_peer);
+                cmd, listen);
         return 2;
     }
-    t->self_name = mo->node.name;
-    if (tls_config_new(t, &mo->node.peer_tls, err, sizeof(err)) != 0) {
-        fprintf(stderr, "quorumfs mount: %s\n", err);
+    if (tls_config_new(t, out, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: %s\n", cmd, err);
         return 2;
     }
     return 0;
+}
+
+static int check_peer_security(struct mount_opts* mo)
+{
+    mo->tls.self_name = mo->node.name;
+    return mount_peer_security("quorumfs mount", &mo->tls, mo->peer_insecure,
+                               mo->node.listen_peer, &mo->node.peer_tls);
 }
 
 /* --listen-metrics: the socket is bound now, so a port in use is refused

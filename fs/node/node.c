@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../../raft/tls.h"
 #include "node_internal.h"
 #include "node_state_internal.h"
 #include "node_watch.h"
@@ -605,6 +606,8 @@ static void transport_closed_cb(void* data)
 {
     struct node* n = data;
     n->transport = NULL;
+    tls_config_free(n->own_tls); /* the sessions that used it are gone */
+    n->own_tls = NULL;
     node__stop_continue(n);
 }
 

@@ -246,6 +246,9 @@ int node_member_list(struct node* n, bool json, char** out, size_t* len);
  * a node that runs without a peer listener), -EDESTADDRREQ (a member has
  * no peer address in the configuration), or a RAFT_E* code
  * from the core (RAFT_ENOTLEADER: no leader known). */
+/* RAFT_CONF_SET_ADDR gives member `name` the peer address addr (the
+ * node must have a peer listener: -EOPNOTSUPP; -EALREADY when it has that
+ * address, -EADDRINUSE when another member has it). */
 typedef void (*node_conf_cb)(void* data, int err);
 int node_conf_change(struct node* n,
                      uint8_t op,
@@ -253,6 +256,16 @@ int node_conf_change(struct node* n,
                      const char* addr,
                      node_conf_cb cb,
                      void* data);
+/* Start the peer listener of a node that runs without one (started with
+ * no --listen-peer: `quorumfs member update`), on addr, with tls (NULL:
+ * peers in the clear, --peer-insecure). On success the node owns tls
+ * (freed once its transport has closed). -EALREADY when it listens on
+ * addr already, -EEXIST when on another address, -ESHUTDOWN, or an errno
+ * of transport_start (-EADDRINUSE, -EADDRNOTAVAIL...): tls stays the
+ * caller's. */
+int node_peer_listen(struct node* n, const char* addr, struct tls_config* tls);
+/* The address the peer listener listens on; NULL when it has none. */
+const char* node_peer_addr(const struct node* n);
 int node_leader_text(struct node* n, char** out, size_t* len);
 /* This node's role ("leader", "follower", "candidate", "learner") and the
  * leader's name (NULL when none is known), as `quorumfs status` shows

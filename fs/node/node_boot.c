@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "../../raft/util/datadir.h"
+#include "../../raft/tls.h"
 #include "../../raft/util/fileio.h"
 #include "identity.h"
 #include "node_state_internal.h"
@@ -214,6 +215,42 @@ static int check_conf_conflict(struct node* n, const struct raft_conf* c)
         return -EINVAL;
     }
     return 0;
+}
+
+/* A node whose configuration has other members and gives it a peer
+ * address is one they reach there (a cluster's member, or a single node
+ * grown with `quorumfs member update` and `member add`): started without
+ * --listen-peer it would never hear them. It is refused, naming the flags
+ * to add: the peer security is the operator's to give again (the data dir
+ * records no secret and no path to one). Alone in its configuration, it
+ * may run without a listener. */
+static int check_listener(struct node* n, const struct raft_conf* c)
+{
+    const struct raft_server* self = raft_conf_get(c, n->id);
+    if (n->opts.listen_peer != NULL || c->n < 2 || self == NULL ||
+        self->addr[0] == '\0') {
+        return 0;
+    }
+    char list[IDENTITY_LIST_MAX];
+    size_t pos = 0;
+    list[0] = '\0';
+    for (unsigned i = 0; i < c->n && pos < sizeof(list); i++) {
+        int k =
+            snprintf(list + pos, sizeof(list) - pos, "%s%s=%s",
+                     i > 0 ? "," : "", c->servers[i].name,
+                     c->servers[i].addr[0] != '\0' ? c->servers[i].addr : "?");
+        pos += k > 0 ? (size_t)k : 0;
+    }
+    node__log(RAFT_TRACE_ERROR,
+              "data dir %s records this node as %s=%s, a member of the "
+              "cluster %s: started without --listen-peer it could not hear "
+              "them; refusing to start (give --listen-peer %s "
+              "--initial-cluster %s and the peer security flags: "
+              "--peer-secret-file FILE, or --peer-cert-file, "
+              "--peer-key-file and --peer-trusted-ca-file, or "
+              "--peer-insecure)",
+              n->data_dir, self->name, self->addr, list, self->addr, list);
+    return -EINVAL;
 }
 
 /* Members of c with no peer address get the one --initial-cluster gives
@@ -443,7 +480,8 @@ int node__start_raft(struct node* n)
         }
         rv = raft_restore(n->raft, &hs, &snap, n->loaded.entries,
                           n->loaded.n_entries, uv_now(n->loop));
-        if (rv == 0 && check_conf_conflict(n, raft_conf_current(n->raft))) {
+        if (rv == 0 && (check_conf_conflict(n, raft_conf_current(n->raft)) ||
+                        check_listener(n, raft_conf_current(n->raft)))) {
             node__raft_free(n);
             return -EINVAL;
         }
@@ -501,11 +539,11 @@ static int on_cluster_id(void* data, uint64_t cluster_id)
     return node__cluster_learned(n, cluster_id);
 }
 
-int node__start_transport(struct node* n)
+/* The transport, listening on addr with tls (NULL: in the clear). */
+static int start_transport(struct node* n,
+                           const char* addr,
+                           struct tls_config* tls)
 {
-    if (n->opts.listen_peer == NULL) {
-        return 0;
-    }
     /* This process's incarnation: the wall clock at start, which differs
      * from the previous run's, mixed with the pid; never 0. */
     struct timespec ts;
@@ -515,7 +553,7 @@ int node__start_transport(struct node* n)
     struct transport_options to = {
         .self = n->id,
         .cluster_id = n->cluster_id,
-        .listen_addr = n->opts.listen_peer,
+        .listen_addr = addr,
         .on_message = on_peer_message,
         .incarnation = inc != 0 ? inc : 1,
         .on_peer_restart = on_peer_restart,
@@ -524,16 +562,52 @@ int node__start_transport(struct node* n)
         .tracer = {.data = "transport: ",
                    .emit = node__tracer_emit,
                    .level = n->opts.log_level},
-        .tls = n->opts.peer_tls,
+        .tls = tls,
     };
     int rv = transport_start(n->loop, &to, &n->transport);
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR, "cannot listen on %s: %s",
-                  n->opts.listen_peer, strerror(-rv));
+        n->transport = NULL;
+        node__log(RAFT_TRACE_ERROR, "cannot listen on %s: %s", addr,
+                  strerror(-rv));
         return rv;
     }
+    snprintf(n->listen_addr, sizeof(n->listen_addr), "%s", addr);
     node__sync_peers(n);
     return 0;
+}
+
+int node__start_transport(struct node* n)
+{
+    if (n->opts.listen_peer == NULL) {
+        return 0;
+    }
+    return start_transport(n, n->opts.listen_peer, n->opts.peer_tls);
+}
+
+int node_peer_listen(struct node* n, const char* addr, struct tls_config* tls)
+{
+    if (n->stopping || n->raft == NULL) {
+        return -ESHUTDOWN;
+    }
+    if (n->transport != NULL) {
+        return strcmp(n->listen_addr, addr) == 0 ? -EALREADY : -EEXIST;
+    }
+    if (strlen(addr) >= RAFT_ADDR_MAX) {
+        return -ENAMETOOLONG;
+    }
+    int rv = start_transport(n, addr, tls);
+    if (rv != 0) {
+        return rv;
+    }
+    n->own_tls = tls;
+    node__log(RAFT_TRACE_INFO, "peer listener started at run time on %s (%s)",
+              addr, tls != NULL ? tls_config_mode(tls) : "insecure: no TLS");
+    return 0;
+}
+
+const char* node_peer_addr(const struct node* n)
+{
+    return n->transport != NULL ? n->listen_addr : NULL;
 }
 
 void node__sync_peers(struct node* n)

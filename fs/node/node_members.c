@@ -10,6 +10,20 @@
 #include "identity.h"
 #include "node_state_internal.h"
 
+static const char* op_name(uint8_t op)
+{
+    switch (op) {
+    case RAFT_CONF_ADD_LEARNER:
+        return "add learner";
+    case RAFT_CONF_PROMOTE:
+        return "promote";
+    case RAFT_CONF_SET_ADDR:
+        return "set the peer address of";
+    default:
+        return "remove";
+    }
+}
+
 static struct node_conf_req* req_free_slot(struct node* n)
 {
     for (unsigned i = 0; i < NODE_CONF_REQS_MAX; i++) {
@@ -44,6 +58,9 @@ static bool req_shown(struct node* n, const struct node_conf_req* q)
         break;
     case RAFT_CONF_REMOVE:
         shown = s == NULL;
+        break;
+    case RAFT_CONF_SET_ADDR:
+        shown = s != NULL && strcmp(s->addr, q->server.addr) == 0;
         break;
     default:
         break;
@@ -137,6 +154,26 @@ int node_conf_change(struct node* n,
             return -EPERM;
         }
         break;
+    case RAFT_CONF_SET_ADDR:
+        if (s == NULL) {
+            return -ENOENT;
+        }
+        if (addr == NULL || addr[0] == '\0') {
+            return -EINVAL;
+        }
+        if (n->transport == NULL) {
+            return -EOPNOTSUPP;
+        }
+        if (strcmp(s->addr, addr) == 0) {
+            return -EALREADY;
+        }
+        for (unsigned i = 0; i < c->n; i++) {
+            if (&c->servers[i] != s && strcmp(c->servers[i].addr, addr) == 0) {
+                return -EADDRINUSE;
+            }
+        }
+        server.id = s->id;
+        break;
     default:
         return -EINVAL;
     }
@@ -154,12 +191,10 @@ int node_conf_change(struct node* n,
         .server = server,
         .cb = cb,
         .data = data};
-    node__log(
-        RAFT_TRACE_INFO, "membership: %s %s (id %016" PRIx64 ")%s%s asked here",
-        op == RAFT_CONF_ADD_LEARNER ? "add learner"
-        : op == RAFT_CONF_PROMOTE   ? "promote"
-                                    : "remove",
-        name, server.id, addr != NULL ? " at " : "", addr != NULL ? addr : "");
+    node__log(RAFT_TRACE_INFO,
+              "membership: %s %s (id %016" PRIx64 ")%s%s asked here",
+              op_name(op), name, server.id, addr != NULL ? " at " : "",
+              addr != NULL ? addr : "");
     q->cb = NULL; /* not completed from inside this call */
     int rv = req_step(n, q);
     if (rv != 0) {
@@ -228,10 +263,7 @@ void node__conf_check(struct node* n)
         if (req_committed(n, q)) {
             node__log(RAFT_TRACE_INFO,
                       "membership: %s %s committed at %" PRIu64 " (%u voters)",
-                      q->op == RAFT_CONF_ADD_LEARNER ? "add learner"
-                      : q->op == RAFT_CONF_PROMOTE   ? "promote"
-                                                     : "remove",
-                      q->server.name, raft_conf_index(n->raft),
+                      op_name(q->op), q->server.name, raft_conf_index(n->raft),
                       raft_conf_voters(raft_conf_current(n->raft)));
             req_done(q, 0);
         } else if (now >= q->deadline_ms) {

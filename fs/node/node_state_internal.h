@@ -131,6 +131,11 @@ struct node {
                                   change */
     struct store* store;
     struct transport* transport;
+    /* The peer listener started at run time (node_peer_listen): its
+     * address, and its TLS configuration, owned (freed once the transport
+     * has closed). */
+    char listen_addr[RAFT_ADDR_MAX];
+    struct tls_config* own_tls;
     struct node_io io;
 
     uv_timer_t tick_timer, sweep_timer, frame_timer;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../raft/tls.h"
 #include "node_state_internal.h"
 
 /* A growing text buffer; every append is bounded by NODE_TEXT_MAX. */
@@ -258,6 +259,19 @@ int node_status_json(struct node* n, char** out, size_t* len)
     tprintf(&t, "{\n  \"name\": \"%s\",\n  \"id\": \"%016" PRIx64 "\",\n",
             n->name, n->id);
     tprintf(&t, "  \"cluster_id\": \"%016" PRIx64 "\",\n", n->cluster_id);
+    /* The peer listener and its security (`member add` prints the flags a
+     * new member needs from them): "none" without a listener. */
+    const struct tls_config* tls =
+        n->own_tls != NULL ? n->own_tls : n->opts.peer_tls;
+    if (n->transport != NULL) {
+        tprintf(&t, "  \"peer_listen\": \"%s\",\n", n->listen_addr);
+    } else {
+        tprintf(&t, "  \"peer_listen\": null,\n");
+    }
+    tprintf(&t, "  \"peer_security\": \"%s\",\n",
+            n->transport == NULL ? "none"
+            : tls != NULL        ? tls_config_mode(tls)
+                                 : "insecure");
     /* Absolute: `quorumfs status MOUNTPOINT` finds the control socket by
      * it (fs/cli/ctl_client.c). */
     char dir[PATH_MAX];

@@ -264,7 +264,7 @@ def test_unknown_command_suggests_the_nearest(word, near):
     (["snapshot", "sav", "f"], "did you mean 'save'?"),
     (["endpoint", "helth"], "did you mean 'health'?"),
     (["leader", "tranfser"], "did you mean 'transfer'?"),
-    (["member"], "expected list, add, promote or remove"),
+    (["member"], "expected list, add, promote, remove or update"),
     (["snapshot"], "expected save, status or restore"),
     (["member", "add", "n4"], "member add: missing arguments"),
     (["snapshot", "save"], "snapshot save: missing arguments"),

@@ -15,7 +15,7 @@ import subprocess
 import time
 
 import cluster as qc
-from conftest import QUORUMFS_BIN, Node
+from conftest import PEER_SECRET, QUORUMFS_BIN, Node
 
 CHANGE_TIMEOUT_S = 30.0
 
@@ -63,6 +63,8 @@ def add_member(c, via, name, ip, with_id=True):
     addr = free_addr(ip)
     r = cli(via, "member", "add", name, addr)
     assert "as a learner" in r.stdout, r.stdout
+    # the flags the cluster's peer security needs (the suites' secret)
+    assert "--peer-secret-file FILE" in r.stdout, r.stdout
     kv = parse_join(r.stdout)
     assert kv["QUORUMFS_NAME"] == name
     assert kv["QUORUMFS_INITIAL_CLUSTER_STATE"] == "existing"
@@ -368,11 +370,12 @@ def test_learner_never_counts_toward_quorum(make_cluster):
     assert qc.read_file(n4.path("after")) == b"y"
 
 
-def test_grow_one_node_to_three(make_cluster):
+def test_grow_one_node_to_three_after_a_restart(make_cluster):
     """The embedded single node (no cluster flags) cannot add a member: it
-    says to restart with a peer listener. Restarted with one (a
-    single-member cluster, same data dir), it becomes the first of three
-    with `member add` + `promote` twice, nothing lost."""
+    says to give it a peer listener (`member update`). Restarted with one
+    instead (a single-member cluster, same data dir: the other way),
+    it becomes the first of three with `member add` + `promote` twice,
+    nothing lost."""
     c = make_cluster()
     n1 = c.nodes[0]
     c.nodes = [n1]
@@ -381,7 +384,7 @@ def test_grow_one_node_to_three(make_cluster):
     for i in range(30):  # past --snapshot-entries: the log is compacted
         qc.write_file(n1.path("pre-%d" % i), "x")
     r = cli(n1, "member", "add", "n2", free_addr("127.0.0.2"), check=False)
-    assert r.returncode == 1 and "--listen-peer" in r.stderr, r.stderr
+    assert r.returncode == 1 and "member update" in r.stderr, r.stderr
     n1.stop()
     one = ["--listen-peer", c.addrs["n1"],
            "--initial-cluster", "n1=%s" % c.addrs["n1"]] + c.common
@@ -398,6 +401,124 @@ def test_grow_one_node_to_three(make_cluster):
     time.sleep(0.5)
     t = check_writes(c, members, [w])
     assert t["before"][2] == b"alone"
+
+
+def listening(addr):
+    """A socket listening on addr (IP:PORT): the port is in use."""
+    ip, port = addr.rsplit(":", 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((ip, int(port)))
+    s.listen(1)
+    return s
+
+
+def test_grow_embedded_node_without_restart(make_cluster, tmp_path):
+    """Issue 13: the embedded single node (no cluster flags) becomes the
+    first of three with no restart. `member update n1 ADDR` with the
+    peer security flags starts its peer listener and records its address
+    (flag errors first: each is refused with its reason and changes
+    nothing); then `member add` + start + `promote` twice while a writer
+    runs on n1: nothing acknowledged is lost, the trees are identical,
+    quorum 2. n2 killed, the writes go on. n1 restarted without peer
+    flags is refused with a message naming them; with them it rejoins."""
+    c = make_cluster()
+    n1 = c.nodes[0]
+    c.nodes = [n1]
+    n1.start(c.common)
+    pid = n1.proc.pid
+    qc.write_file(n1.path("before"), "alone")
+    addr = c.addrs["n1"]
+    st = n1.status()
+    assert st["peer_listen"] is None and st["peer_security"] == "none"
+    r = cli(n1, "member", "add", "n2", free_addr("127.0.0.2"), check=False)
+    assert r.returncode == 1 and "member update" in r.stderr, r.stderr
+    # flag errors
+    loose = tmp_path / "loose.secret"
+    loose.write_text(open(PEER_SECRET).read())
+    loose.chmod(0o644)
+    busy = listening(free_addr("127.0.0.1"))
+    busy_addr = "%s:%d" % busy.getsockname()
+    secret = ["--peer-secret-file", PEER_SECRET]
+    for args, code, why in (
+            ([addr], 2, "needs peer authentication"),
+            (["nonsense"] + secret, 2, "bad ADDR 'nonsense'"),
+            (["0.0.0.0:%s" % addr.split(":")[1]] + secret, 2, "wildcard"),
+            ([addr, "--peer-secret-file", str(loose)], 2,
+             "group or others may access it"),
+            ([addr, "--peer-secret-file", "/nonexistent"], 2, "/nonexistent"),
+            ([addr, "--peer-insecure"] + secret, 2, "exclusive"),
+            ([addr, "--peer-cert-file", PEER_SECRET], 2, "--peer-"),
+            ([busy_addr] + secret, 1, "cannot listen on %s" % busy_addr)):
+        r = cli(n1, "member", "update", "n1", *args, check=False)
+        assert r.returncode == code and why in r.stderr, (args, r.stderr)
+        assert r.stderr.startswith("quorumfs member update"), r.stderr
+    busy.close()
+    r = cli(n1, "member", "update", "n2", addr, *secret, check=False)
+    assert r.returncode == 1 and "this node is n1" in r.stderr, r.stderr
+    r = cli(n1, "member", "add", "n2", addr, *secret, check=False)
+    assert r.returncode == 2 and "`member update` only" in r.stderr
+    st = n1.status()
+    assert st["peer_listen"] is None and st["peer_security"] == "none"
+    assert member_list(n1)["members"][0]["addr"] in ("", None)
+    # the update: listener, security, address committed
+    r = cli(n1, "member", "update", "n1", addr, *secret)
+    assert "listens for peers on %s" % addr in r.stdout, r.stdout
+    st = n1.status()
+    assert st["peer_listen"] == addr, st
+    assert st["peer_security"] == "shared secret", st
+    assert member_list(n1)["members"][0]["addr"] == addr
+    cli(n1, "member", "update", "n1", addr, *secret)  # again: nothing to do
+    r = cli(n1, "member", "update", "n1", free_addr("127.0.0.1"), *secret,
+            check=False)
+    assert r.returncode == 1 and "already" in r.stderr, r.stderr
+    # grow to three while n1 takes writes
+    w = c.writer(n1, "w")
+    time.sleep(0.3)
+    started = {}
+    for name, ip in (("n2", "127.0.0.2"), ("n3", "127.0.0.3")):
+        node, args = add_member(c, n1, name, ip)
+        assert "%s=%s" % ("n1", addr) in args[args.index(
+            "--initial-cluster") + 1].split(",")
+        node.start(args)
+        started[name] = (node, args)
+        promote(n1, name)
+    n2, n3 = started["n2"][0], started["n3"][0]
+    wait_quorum(c, [n1, n2, n3], 3)
+    assert n1.proc.pid == pid and n1.proc.poll() is None  # no restart
+    time.sleep(0.5)
+    t = check_writes(c, [n1, n2, n3], [w])  # all three, every ack
+    assert t["before"][2] == b"alone"
+    # n1's neighbour dies: the writes go on with n1 and n3
+    w2 = c.writer(n1, "v")
+    time.sleep(0.3)
+    c.kill9(n2)
+    c.wait_leader([n1, n3])
+    t0 = time.monotonic()
+    deadline = t0 + 10
+    while w2.acks_since(t0) < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert w2.acks_since(t0) >= 5, "no writes acknowledged after n2 died"
+    assert n1.status()["quorum"] == 2
+    check_writes(c, [n1, n3], [w2])
+    # restart n1: without peer flags it is refused, naming them
+    n1.stop()
+    log = start_refused(n1, c.common)
+    assert "refusing to start" in log, log
+    assert "--listen-peer %s" % addr in log and \
+        "--peer-secret-file" in log, log
+    members = "n1=%s,%s" % (addr, ",".join(
+        "%s=%s" % (nm, started[nm][1][started[nm][1].index(
+            "--listen-peer") + 1]) for nm in ("n2", "n3")))
+    assert "--initial-cluster %s" % members in log, log
+    # with them (the suites' secret is added by the harness) it rejoins
+    n1.start(["--listen-peer", addr, "--initial-cluster", members] +
+             c.common)
+    n2.start(started["n2"][1])
+    c.wait_leader([n1, n2, n3])
+    qc.write_file(n1.path("after"), "three")
+    c.assert_same_trees([n1, n2, n3])
+    assert qc.read_file(n3.path("after")) == b"three"
+    assert n1.status()["quorum"] == 2
 
 
 def test_replace_a_wiped_node_under_its_name(make_cluster):

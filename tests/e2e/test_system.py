@@ -431,7 +431,9 @@ def test_completion():
     assert complete("quorumfs", "") == sorted(
         commands() + ["help", "--help", "--version"])
     assert complete("quorumfs", "member", "") == \
-        ["add", "list", "promote", "remove"]
+        ["add", "list", "promote", "remove", "update"]
+    assert complete("quorumfs", "member", "update", "n1", "--peer-i") == \
+        ["--peer-insecure"]
     assert complete("quorumfs", "snapshot", "re") == ["restore"]
     assert complete("quorumfs", "mount", "/m", "--peer-s") == \
         ["--peer-secret-file"]

@@ -6,6 +6,7 @@
  * test_raft_snapshot.c. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -304,6 +305,55 @@ static void test_membership(void)
     cluster_stop();
 }
 
+/* SET_ADDR: a member with no peer address gets one through a committed
+ * configuration entry (the single node that starts its peer listener);
+ * asked on a follower, the leader appends it. Name, role and membership
+ * stay; an unknown member or an empty address is refused. */
+static void test_set_addr(void)
+{
+    cluster_start(1, 1, true);
+    run(3000);
+    CHECK_EQ(leader_of(), 0);
+    CHECK_EQ(raft_conf_get(raft_conf_current(nodes[0].r), 1)->addr[0], '\0');
+    CHECK_EQ(conf_change(0, RAFT_CONF_SET_ADDR, 7), RAFT_EBADCONF);
+    CHECK_EQ(conf_change(0, RAFT_CONF_SET_ADDR, 1), 0);
+    run(300);
+    const struct raft_conf* c = raft_conf_current(nodes[0].r);
+    CHECK_EQ(c->n, 1);
+    CHECK(strcmp(raft_conf_get(c, 1)->addr, "127.0.0.1:7000") == 0);
+    CHECK(strcmp(raft_conf_get(c, 1)->name, "n1") == 0);
+    CHECK_EQ(raft_conf_get(c, 1)->role, RAFT_VOTER);
+    CHECK(raft_conf_index(nodes[0].r) > 0);
+    CHECK(raft_commit_index(nodes[0].r) >= raft_conf_index(nodes[0].r));
+    struct raft_event ev = {.type = RAFT_EV_CONF_CHANGE};
+    ev.conf.op = RAFT_CONF_SET_ADDR;
+    ev.conf.server.id = 1;
+    CHECK_EQ(step(0, ev), RAFT_EBADCONF); /* no address */
+    cluster_stop();
+
+    cluster_start(3, 3, true);
+    run(3000);
+    int l = leader_of();
+    CHECK(l >= 0);
+    unsigned f = (unsigned)(l + 1) % 3;
+    CHECK_EQ(conf_change(f, RAFT_CONF_SET_ADDR, f + 1), 0);
+    run(500);
+    for (unsigned i = 0; i < 3; i++) {
+        c = raft_conf_current(nodes[i].r);
+        CHECK_EQ(c->n, 3);
+        CHECK_EQ(raft_conf_voters(c), 3);
+        char want[RAFT_ADDR_MAX];
+        snprintf(want, sizeof(want), "127.0.0.%u:7000", f + 1);
+        CHECK(strcmp(raft_conf_get(c, f + 1)->addr, want) == 0);
+        CHECK_EQ(raft_conf_get(c, (raft_id)l + 1)->addr[0], '\0');
+    }
+    CHECK_EQ(propose((unsigned)l, 46), 0);
+    run(300);
+    CHECK(has_value(&nodes[f], 46));
+    check_applied_agree();
+    cluster_stop();
+}
+
 /* Direct single-node checks of the vote rule (thesis 3.6.1 / 5.4.1). */
 static void test_vote_rule(void)
 {
@@ -462,6 +512,7 @@ int main(void)
     RUN(test_peer_last_heard);
     RUN(test_transfer);
     RUN(test_membership);
+    RUN(test_set_addr);
     RUN(test_random_faults);
     free(queue);
     return 0;
