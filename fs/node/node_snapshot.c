@@ -48,7 +48,8 @@ static void drain_frames(struct node* n)
 /* Whether the live tree shows that c, used up by an installed image, took
  * effect, and then its result: a WRITE whose content is the live one, a
  * CREATE (not exclusive) whose name is a regular file. Whether c or its
- * cancel won, the tree then holds what c asked for. */
+ * cancel won, the tree then holds what c asked for. Only for an image whose
+ * dedup table does not carry the result (written by an earlier version). */
 static bool effect_in_tree(struct node* n,
                            const struct store_cmd* c,
                            struct store_result* res)
@@ -75,22 +76,44 @@ static bool effect_in_tree(struct node* n,
     return false;
 }
 
+bool node__answer_from_table(struct node* n, struct waiter* w, bool tree)
+{
+    struct store_result res;
+    switch (store_dedup_result(n->store, n->id, w->seq, &res)) {
+    case STORE_OUTCOME_RESULT:
+        node__complete_waiter(n, w, &res);
+        return true;
+    case STORE_OUTCOME_CANCELLED:
+        /* The fence won: the proposal is not applied and never will be. */
+        n->timeouts++;
+        node__fail_waiter(n, w, -EIO);
+        return true;
+    case STORE_OUTCOME_UNKNOWN: {
+        struct store_cmd c;
+        if (tree && store_cmd_decode(&c, w->cmd, w->cmd_len) == 0 &&
+            effect_in_tree(n, &c, &res)) {
+            node__complete_waiter(n, w, &res);
+            return true;
+        }
+        return false;
+    }
+    case STORE_OUTCOME_NONE:
+    default:
+        return false;
+    }
+}
+
 /* An installed image may hold this node's proposals: their entries were
  * never applied here one by one, so their waiters learn nothing from the
- * apply path. Those whose effect the tree shows are answered success; the
- * others wait for their fence, whose duplicate answers EIO. */
+ * apply path. The image's dedup table carries each one's result (or that
+ * its fence won): they are answered with it. Those it does not know wait
+ * (for their entry, or their fence). */
 void node__waiters_after_install(struct node* n)
 {
     struct waiter* w = n->whead;
     while (w != NULL) {
         struct waiter* next = w->next;
-        struct store_cmd c;
-        struct store_result res;
-        if (store_dedup_applied(n->store, n->id, w->seq) == 1 &&
-            store_cmd_decode(&c, w->cmd, w->cmd_len) == 0 &&
-            effect_in_tree(n, &c, &res)) {
-            node__complete_waiter(n, w, &res);
-        }
+        (void)node__answer_from_table(n, w, true);
         w = next;
     }
 }

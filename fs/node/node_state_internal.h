@@ -336,6 +336,12 @@ void node__apply_committed(struct node* n,
 
 /* node_snapshot.c */
 void node__waiters_after_install(struct node* n);
+/* Answer w from the store's dedup table if it knows what became of w's
+ * (origin, seq): its result, or EIO when its fence won. tree: for a result
+ * the table does not keep, answer success when the live tree shows the
+ * effect (right after an image install only). Returns whether w was
+ * answered (it is then gone). */
+bool node__answer_from_table(struct node* n, struct waiter* w, bool tree);
 void node__install_snapshot(struct node* n, const struct raft_update* u);
 void node__io_done_cb(uv_async_t* a);
 bool node__db_compact_busy(struct node* n);
