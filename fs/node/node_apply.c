@@ -96,7 +96,7 @@ static void apply_one(struct node* n, const struct raft_entry* e)
     }
     if (rv != 0 && n->sticky_err == 0) {
         n->sticky_err = rv;
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "store apply failed at index %" PRIu64
                   ": %s; refusing writes",
                   e->index, strerror(-rv));

@@ -154,12 +154,13 @@ int node_conf_change(struct node* n,
         .server = server,
         .cb = cb,
         .data = data};
-    node__log(
-        RAFT_TRACE_INFO, "membership: %s %s (id %016" PRIx64 ")%s%s asked here",
-        op == RAFT_CONF_ADD_LEARNER ? "add learner"
-        : op == RAFT_CONF_PROMOTE   ? "promote"
-                                    : "remove",
-        name, server.id, addr != NULL ? " at " : "", addr != NULL ? addr : "");
+    node__log(n, RAFT_TRACE_INFO,
+              "membership: %s %s (id %016" PRIx64 ")%s%s asked here",
+              op == RAFT_CONF_ADD_LEARNER ? "add learner"
+              : op == RAFT_CONF_PROMOTE   ? "promote"
+                                          : "remove",
+              name, server.id, addr != NULL ? " at " : "",
+              addr != NULL ? addr : "");
     q->cb = NULL; /* not completed from inside this call */
     int rv = req_step(n, q);
     if (rv != 0) {
@@ -204,7 +205,7 @@ void node__conf_retry(struct node* n)
             !req_shown(n, q)) {
             /* Sent to a leader that is gone (or refused for want of one):
              * the new leader gets it. A refusal waits for its answer. */
-            node__log(RAFT_TRACE_INFO,
+            node__log(n, RAFT_TRACE_INFO,
                       "membership: change for %s sent again to the new "
                       "leader",
                       q->server.name);
@@ -226,7 +227,7 @@ void node__conf_check(struct node* n)
             continue;
         }
         if (req_committed(n, q)) {
-            node__log(RAFT_TRACE_INFO,
+            node__log(n, RAFT_TRACE_INFO,
                       "membership: %s %s committed at %" PRIu64 " (%u voters)",
                       q->op == RAFT_CONF_ADD_LEARNER ? "add learner"
                       : q->op == RAFT_CONF_PROMOTE   ? "promote"
@@ -268,7 +269,7 @@ void node__conf_log(struct node* n)
     }
     n->logged_conf_index = at;
     unsigned voters = raft_conf_voters(c);
-    node__log(RAFT_TRACE_INFO,
+    node__log(n, RAFT_TRACE_INFO,
               "membership at index %" PRIu64 ": %s; %u voters, quorum %u", at,
               line, voters, voters / 2 + 1);
 }

@@ -108,6 +108,7 @@ struct node_watch_pending {
 struct node {
     uv_loop_t* loop;
     struct node_options opts;
+    struct node_log logger;        /* this node's level and sink (node_io.c) */
     struct db_compact_job* db_job; /* the db rewrite in flight, one per node
                                       (node_snapshot.c) */
     char data_dir[PATH_MAX];
@@ -335,6 +336,9 @@ void node__apply_committed(struct node* n,
                            unsigned count);
 
 /* node_snapshot.c */
+/* A line in n's log (node.c). */
+void node__log(const struct node* n, int level, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void node__waiters_after_install(struct node* n);
 /* Answer w from the store's dedup table if it knows what became of w's
  * (origin, seq): its result, or EIO when its fence won. tree: for a result

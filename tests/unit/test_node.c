@@ -9,6 +9,7 @@
  *    (the production sequencing of several nodes, which the sim models
  *    and the e2e tests reach only through FUSE). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,77 @@ static void test_proposals_compaction_restart(void)
     CHECK_EQ(uv_loop_close(&loop), 0);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
+/* The text of the file at path (malloc'd, NUL-terminated). */
+static char* slurp(const char* path)
+{
+    FILE* f = fopen(path, "r");
+    CHECK(f != NULL);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char* s = strdup(buf);
+    CHECK(s != NULL);
+    return s;
+}
+
+/* Two nodes in one process log each to its own sink with its own level
+ * (the log is the node's, not the process's): "a" at info, "b" at warn. */
+static void test_logs_per_node(void)
+{
+    char dir_a[] = "/tmp/qfs-test-node-loga-XXXXXX";
+    char dir_b[] = "/tmp/qfs-test-node-logb-XXXXXX";
+    CHECK(mkdtemp(dir_a) != NULL && mkdtemp(dir_b) != NULL);
+    char log_a[64], log_b[64];
+    snprintf(log_a, sizeof(log_a), "%s.log", dir_a);
+    snprintf(log_b, sizeof(log_b), "%s.log", dir_b);
+    int fd_a = open(log_a, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+    int fd_b = open(log_b, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+    CHECK(fd_a >= 0 && fd_b >= 0);
+    uv_loop_t loop;
+    CHECK_EQ(uv_loop_init(&loop), 0);
+    struct node_options oa, ob;
+    options(&oa, dir_a);
+    oa.name = "a";
+    oa.log_level = RAFT_TRACE_INFO;
+    oa.log_fd = fd_a;
+    options(&ob, dir_b);
+    ob.name = "b";
+    ob.log_level = RAFT_TRACE_WARN;
+    ob.log_fd = fd_b;
+    struct node *a = NULL, *b = NULL;
+    CHECK_EQ(node_start(&loop, &oa, &a), 0);
+    CHECK_EQ(node_start(&loop, &ob, &b), 0);
+    /* Each says something of its own, at each level. */
+    node_log(a, RAFT_TRACE_INFO, "line of a at info");
+    node_log(a, RAFT_TRACE_WARN, "line of a at warn");
+    node_log(b, RAFT_TRACE_INFO, "line of b at info");
+    node_log(b, RAFT_TRACE_WARN, "line of b at warn");
+    stop(&loop, a);
+    stop(&loop, b);
+    CHECK_EQ(uv_loop_close(&loop), 0);
+    close(fd_a);
+    close(fd_b);
+    char* text_a = slurp(log_a);
+    char* text_b = slurp(log_b);
+    /* a's own lines, its raft core's and its loop's among them */
+    CHECK(strstr(text_a, " info  line of a at info\n") != NULL);
+    CHECK(strstr(text_a, " warn  line of a at warn\n") != NULL);
+    CHECK(strstr(text_a, " info  raft: campaign for term 1\n") != NULL);
+    CHECK(strstr(text_a, " info  node stopped cleanly\n") != NULL);
+    CHECK(strstr(text_a, "of b") == NULL);
+    CHECK(strstr(text_b, " warn  line of b at warn\n") != NULL);
+    CHECK(strstr(text_b, " info ") == NULL); /* b's level: warn */
+    CHECK(strstr(text_b, "of a") == NULL);
+    free(text_a);
+    free(text_b);
+    unlink(log_a);
+    unlink(log_b);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir_a, dir_b);
     CHECK_EQ(system(cmd), 0);
 }
 
@@ -536,6 +608,7 @@ static void test_three_members(void)
 int main(void)
 {
     RUN(test_names_in_log_lines);
+    RUN(test_logs_per_node);
     RUN(test_proposals_compaction_restart);
     RUN(test_three_members);
     return 0;
