@@ -256,7 +256,8 @@ static int install_chunk(struct install* in,
         if (n < 0 || r.tag == REC_DEL || r.tag == REC_SNAPDROP ||
             (r.tag == REC_PUT && r.put.mod_rev > in->revision) ||
             ((r.tag == REC_SNAP || r.tag == REC_COMPACT) &&
-             r.rev > in->revision)) {
+             r.rev > in->revision) ||
+            (r.tag == REC_RESULT && r.res.revision > in->revision)) {
             return -EBADMSG;
         }
         int rv = store__rec_apply(&in->ns, &r, in->off, (uint32_t)pos, msg,
