@@ -672,9 +672,19 @@ int store_apply(struct store* st,
     int err = run(&x);
     int rv = x.fatal;
     if (rv == 0 && c.origin != 0 && c.seq != 0) {
-        rv = store__pend_dedup(st, c.origin, c.seq);
+        /* The result, as the proposer's waiter gets it, is replicated
+         * with the (origin, seq): a node that sees this command only in an
+         * installed image answers its waiter from the table. */
+        struct dedup_result dr = {
+            .seq = c.seq,
+            .revision = x.changed ? x.rev : st->s.revision,
+            .ino = err == 0 ? x.ino : 0,
+            .err = err,
+            .flags = c.op == STORE_OP_CANCEL ? DEDUP_F_CANCEL : 0,
+        };
+        rv = store__pend_result(st, c.origin, &dr);
         if (rv == 0) {
-            rv = store__dedup_mark(&st->s, c.origin, c.seq);
+            rv = store__dedup_mark(&st->s, c.origin, c.seq, &dr);
         }
     }
     if (rv != 0) {
@@ -709,6 +719,28 @@ int store_dedup_applied(const struct store* st, uint64_t origin, uint64_t seq)
         }
     }
     return -1;
+}
+
+enum store_outcome store_dedup_result(const struct store* st,
+                                      uint64_t origin,
+                                      uint64_t seq,
+                                      struct store_result* res)
+{
+    assert(st != NULL && res != NULL);
+    memset(res, 0, sizeof(*res));
+    if (!store__dedup_seen(&st->s, origin, seq)) {
+        return STORE_OUTCOME_NONE;
+    }
+    const struct dedup_result* r = store__dedup_result(&st->s, origin, seq);
+    if (r == NULL) {
+        return STORE_OUTCOME_UNKNOWN;
+    }
+    if (r->flags & DEDUP_F_CANCEL) {
+        return STORE_OUTCOME_CANCELLED;
+    }
+    *res = (struct store_result){
+        .err = r->err, .ino = r->ino, .revision = r->revision};
+    return STORE_OUTCOME_RESULT;
 }
 
 int store_apply_index(struct store* st, store_index index)

@@ -260,8 +260,9 @@ static int write_base(struct store_compaction* c,
     uint32_t meta_records;
     size_t meta = store__meta_size(ns, &meta_records);
     size_t dedup = 0;
+    uint32_t dedup_records = 0;
     for (size_t i = 0; i < ns->norigins; i++) {
-        dedup += store__dedup_emit(&ns->origins[i], NULL) * REC_DEDUP_FIXED;
+        dedup += store__dedup_emit(&ns->origins[i], NULL, &dedup_records);
     }
     if (rv == 0) {
         rv = w_reserve(&c->w, dedup + meta);
@@ -270,9 +271,8 @@ static int write_base(struct store_compaction* c,
         return rv;
     }
     for (size_t i = 0; i < ns->norigins; i++) {
-        size_t k = store__dedup_emit(&ns->origins[i], c->w.buf + c->w.len);
-        c->w.len += k * REC_DEDUP_FIXED;
-        c->w.records += (uint32_t)k;
+        c->w.len += store__dedup_emit(&ns->origins[i], c->w.buf + c->w.len,
+                                      &c->w.records);
     }
     store__meta_encode(ns, c->w.buf + c->w.len);
     c->w.len += meta;

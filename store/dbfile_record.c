@@ -63,6 +63,22 @@ void store__rec_dedup_encode(uint64_t origin, uint64_t seq, uint8_t* p)
     put_le64(p + 9, seq);
 }
 
+void store__rec_result_encode(uint64_t origin,
+                              const struct dedup_result* res,
+                              uint8_t* p)
+{
+    assert(res->err <= 0 && res->err >= REC_RESULT_ERR_MIN);
+    assert((res->flags & ~DEDUP_F_CANCEL) == 0);
+    p[0] = REC_RESULT;
+    p[1] = res->flags;
+    put_le16(p + 2, 0);
+    put_le32(p + 4, (uint32_t)res->err);
+    put_le64(p + 8, origin);
+    put_le64(p + 16, res->seq);
+    put_le64(p + 24, res->revision);
+    put_le64(p + 32, res->ino);
+}
+
 void store__rec_snap_encode(const char* name,
                             uint16_t len,
                             uint64_t rev,
@@ -141,6 +157,26 @@ static long decode_snap(const uint8_t* p, size_t len, struct store_anyrec* r)
     return (long)(fixed + r->sname_len);
 }
 
+static long decode_result(const uint8_t* p, size_t len, struct store_anyrec* r)
+{
+    if (len < REC_RESULT_FIXED) {
+        return -EBADMSG;
+    }
+    int32_t err = (int32_t)get_le32(p + 4);
+    if ((p[1] & ~DEDUP_F_CANCEL) != 0 || get_le16(p + 2) != 0 || err > 0 ||
+        err < REC_RESULT_ERR_MIN) {
+        return -EBADMSG;
+    }
+    r->origin = get_le64(p + 8);
+    r->seq = get_le64(p + 16);
+    r->res = (struct dedup_result){.seq = r->seq,
+                                   .revision = get_le64(p + 24),
+                                   .ino = get_le64(p + 32),
+                                   .err = err,
+                                   .flags = p[1]};
+    return REC_RESULT_FIXED;
+}
+
 static long decode_put(const uint8_t* p, size_t len, struct store_rec* r)
 {
     if (len < REC_PUT_FIXED) {
@@ -206,6 +242,8 @@ long store__rec_decode(const uint8_t* p, size_t len, struct store_anyrec* r)
         }
         r->rev = get_le64(p + 1);
         return REC_COMPACT_FIXED;
+    case REC_RESULT:
+        return decode_result(p, len, r);
     default:
         return -EBADMSG;
     }
@@ -224,7 +262,9 @@ int store__rec_apply(struct store_state* s,
     case REC_DEL:
         return store__state_del(s, r->ino, msg, cap);
     case REC_DEDUP:
-        return store__dedup_mark(s, r->origin, r->seq);
+        return store__dedup_mark(s, r->origin, r->seq, NULL);
+    case REC_RESULT:
+        return store__dedup_mark(s, r->origin, r->seq, &r->res);
     case REC_SNAP: {
         int rv =
             store__snap_add(s, r->sname, r->sname_len, r->rev, r->sctime_ns);
@@ -308,14 +348,16 @@ int store__pend_del(struct store* st,
     return 0;
 }
 
-int store__pend_dedup(struct store* st, uint64_t origin, uint64_t seq)
+int store__pend_result(struct store* st,
+                       uint64_t origin,
+                       const struct dedup_result* res)
 {
-    int rv = pend_reserve(&st->pend, REC_DEDUP_FIXED);
+    int rv = pend_reserve(&st->pend, REC_RESULT_FIXED);
     if (rv != 0) {
         return rv;
     }
-    store__rec_dedup_encode(origin, seq, st->pend.buf + st->pend.len);
-    st->pend.len += REC_DEDUP_FIXED;
+    store__rec_result_encode(origin, res, st->pend.buf + st->pend.len);
+    st->pend.len += REC_RESULT_FIXED;
     st->pend.records++;
     return 0;
 }

@@ -73,6 +73,9 @@ static bool rec_rev_ok(const struct frame_header* h,
     if (r->tag == REC_SNAP || r->tag == REC_COMPACT) {
         return r->rev <= h->last_rev; /* names a revision already made */
     }
+    if (r->tag == REC_RESULT) {
+        return r->res.revision <= h->last_rev; /* likewise */
+    }
     return true;
 }
 

@@ -4,7 +4,8 @@
  * Image = 64-byte header (magic "QFIM", version, header length, record
  * count, revision, applied index, ino counter, payload length, checksum) +
  * payload: a PUT record for every live entry, parents before children, then
- * DEDUP records that rebuild the dedup table exactly. The payload uses the
+ * DEDUP/RESULT records that rebuild the dedup table exactly (results
+ * included). The payload uses the
  * db file's record encoding, so install writes it as BASE frames.
  */
 #include <assert.h>
@@ -46,23 +47,39 @@ static uint64_t image_checksum(const uint8_t* img, size_t len)
                                 seed);
 }
 
-/* DEDUP records that rebuild one origin: window seqs ascending, then high. */
-size_t store__dedup_emit(const struct dedup_origin* o, uint8_t* p)
+/* One applied seq of o: a RESULT record when its result is kept, else a
+ * DEDUP record (p NULL: size only). Returns its size. */
+static size_t emit_seq(const struct dedup_origin* o, uint64_t seq, uint8_t* p)
+{
+    const struct dedup_result* r =
+        o->res != NULL ? &o->res[seq % STORE_DEDUP_SLOTS] : NULL;
+    if (r != NULL && r->seq == seq) {
+        if (p != NULL) {
+            store__rec_result_encode(o->origin, r, p);
+        }
+        return REC_RESULT_FIXED;
+    }
+    if (p != NULL) {
+        store__rec_dedup_encode(o->origin, seq, p);
+    }
+    return REC_DEDUP_FIXED;
+}
+
+/* Records that rebuild one origin: window seqs ascending, then high. */
+size_t store__dedup_emit(const struct dedup_origin* o,
+                         uint8_t* p,
+                         uint32_t* records)
 {
     size_t n = 0;
     for (int i = STORE_DEDUP_WINDOW - 1; i >= 0; i--) {
         if ((o->window >> i) & 1) {
-            if (p != NULL) {
-                store__rec_dedup_encode(o->origin, o->high - 1 - (uint64_t)i,
-                                        p + n * REC_DEDUP_FIXED);
-            }
-            n++;
+            n += emit_seq(o, o->high - 1 - (uint64_t)i, p ? p + n : NULL);
+            (*records)++;
         }
     }
-    if (p != NULL) {
-        store__rec_dedup_encode(o->origin, o->high, p + n * REC_DEDUP_FIXED);
-    }
-    return n + 1;
+    n += emit_seq(o, o->high, p ? p + n : NULL);
+    (*records)++;
+    return n;
 }
 
 static void entry_rec(const struct entry* e, struct store_rec* r)
@@ -103,11 +120,11 @@ int store_image_build(struct store* st, void** out, size_t* len)
         size += store__rec_put_size(&r);
         records++;
     }
+    uint32_t dedup_records = 0;
     for (size_t i = 0; i < s->norigins; i++) {
-        size_t n = store__dedup_emit(&s->origins[i], NULL);
-        size += n * REC_DEDUP_FIXED;
-        records += n;
+        size += store__dedup_emit(&s->origins[i], NULL, &dedup_records);
     }
+    records += dedup_records;
     uint32_t meta_records;
     size_t meta = store__meta_size(s, &meta_records);
     size += meta;
@@ -126,7 +143,7 @@ int store_image_build(struct store* st, void** out, size_t* len)
     }
     free(all);
     for (size_t i = 0; i < s->norigins; i++) {
-        pos += store__dedup_emit(&s->origins[i], img + pos) * REC_DEDUP_FIXED;
+        pos += store__dedup_emit(&s->origins[i], img + pos, &dedup_records);
     }
     store__meta_encode(s, img + pos);
     pos += meta;
@@ -239,7 +256,8 @@ static int install_chunk(struct install* in,
         if (n < 0 || r.tag == REC_DEL || r.tag == REC_SNAPDROP ||
             (r.tag == REC_PUT && r.put.mod_rev > in->revision) ||
             ((r.tag == REC_SNAP || r.tag == REC_COMPACT) &&
-             r.rev > in->revision)) {
+             r.rev > in->revision) ||
+            (r.tag == REC_RESULT && r.res.revision > in->revision)) {
             return -EBADMSG;
         }
         int rv = store__rec_apply(&in->ns, &r, in->off, (uint32_t)pos, msg,

@@ -279,6 +279,9 @@ void store__state_free(struct store_state* s)
         }
     }
     free(s->buckets);
+    for (size_t i = 0; i < s->norigins; i++) {
+        free(s->origins[i].res);
+    }
     free(s->origins);
     for (size_t i = 0; i < s->nsnaps; i++) {
         free(s->snaps[i].name);
@@ -517,6 +520,7 @@ static void evict_origin(struct store_state* s)
             victim = i;
         }
     }
+    free(s->origins[victim].res);
     memmove(&s->origins[victim], &s->origins[victim + 1],
             (s->norigins - victim - 1) * sizeof(s->origins[0]));
     s->norigins--;
@@ -540,7 +544,38 @@ bool store__dedup_seen(const struct store_state* s,
     return (o->window >> (o->high - seq - 1)) & 1;
 }
 
-int store__dedup_mark(struct store_state* s, uint64_t origin, uint64_t seq)
+/* Keep res in o's slot of its seq, or forget what the slot held (res
+ * NULL: the result of seq is not known). Seqs out of the window: nothing. */
+static int result_keep(struct dedup_origin* o,
+                       uint64_t seq,
+                       const struct dedup_result* res)
+{
+    if (o->high - seq > STORE_DEDUP_WINDOW) {
+        return 0;
+    }
+    if (o->res == NULL) {
+        if (res == NULL) {
+            return 0;
+        }
+        o->res = calloc(STORE_DEDUP_SLOTS, sizeof(*o->res));
+        if (o->res == NULL) {
+            return -ENOMEM;
+        }
+    }
+    struct dedup_result* slot = &o->res[seq % STORE_DEDUP_SLOTS];
+    if (res != NULL) {
+        assert(res->seq == seq);
+        *slot = *res;
+    } else if (slot->seq != seq) {
+        memset(slot, 0, sizeof(*slot));
+    }
+    return 0;
+}
+
+int store__dedup_mark(struct store_state* s,
+                      uint64_t origin,
+                      uint64_t seq,
+                      const struct dedup_result* res)
 {
     size_t pos;
     if (origin == 0 || seq == 0) {
@@ -561,10 +596,8 @@ int store__dedup_mark(struct store_state* s, uint64_t origin, uint64_t seq)
                 (s->norigins - pos) * sizeof(*o));
         s->norigins++;
         o = &s->origins[pos];
-        o->origin = origin;
-        o->high = seq;
-        o->window = 0;
-        return 0;
+        *o = (struct dedup_origin){.origin = origin, .high = seq};
+        return result_keep(o, seq, res);
     }
     if (seq > o->high) {
         uint64_t shift = seq - o->high;
@@ -576,7 +609,24 @@ int store__dedup_mark(struct store_state* s, uint64_t origin, uint64_t seq)
     } else if (seq < o->high && o->high - seq <= STORE_DEDUP_WINDOW) {
         o->window |= 1ull << (o->high - seq - 1);
     }
-    return 0;
+    return result_keep(o, seq, res);
+}
+
+const struct dedup_result* store__dedup_result(const struct store_state* s,
+                                               uint64_t origin,
+                                               uint64_t seq)
+{
+    size_t pos;
+    if (origin == 0 || seq == 0) {
+        return NULL;
+    }
+    const struct dedup_origin* o = origin_find(s, origin, &pos);
+    if (o == NULL || o->res == NULL || seq > o->high ||
+        o->high - seq > STORE_DEDUP_WINDOW) {
+        return NULL;
+    }
+    const struct dedup_result* r = &o->res[seq % STORE_DEDUP_SLOTS];
+    return r->seq == seq ? r : NULL;
 }
 
 /* ---- named snapshots ---- */

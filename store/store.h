@@ -316,6 +316,22 @@ int store_apply(struct store* st,
 /* Whether the command (origin, seq) was applied (or refused: used up
  * either way): 1 yes, 0 no, -1 unknown (older than the dedup window). */
 int store_dedup_applied(const struct store* st, uint64_t origin, uint64_t seq);
+/* What became of the command (origin, seq), from the replicated dedup
+ * table: every replica answers alike, also one that received it only in an
+ * installed image. RESULT: *res is the result store_apply gave (err, ino,
+ * revision; duplicate false). */
+enum store_outcome {
+    STORE_OUTCOME_NONE,      /* not applied (yet) */
+    STORE_OUTCOME_RESULT,    /* applied: its result in *res */
+    STORE_OUTCOME_CANCELLED, /* used up by a STORE_OP_CANCEL (a fence) */
+    STORE_OUTCOME_UNKNOWN,   /* used up, result not kept: older than the
+                                window, or recorded without one (a db file
+                                or image of an earlier version) */
+};
+enum store_outcome store_dedup_result(const struct store* st,
+                                      uint64_t origin,
+                                      uint64_t seq,
+                                      struct store_result* res);
 /* Advance the applied index over a NOOP/CONF entry. */
 int store_apply_index(struct store* st, store_index index);
 

@@ -28,6 +28,7 @@ enum {
     STORE_PATH_LIMIT = 65536, /* upper bound for path_max */
     STORE_ORIGINS_MAX = 1024, /* dedup table: distinct origins */
     STORE_DEDUP_WINDOW = 64,  /* seqs tracked below the highest */
+    STORE_DEDUP_SLOTS = STORE_DEDUP_WINDOW + 1, /* results: window + high */
     STORE_HASH_BUCKETS_MIN = 1024,
     STORE_SNAP_NAME_MAX = 255, /* fits struct store_snap_info.name */
 };
@@ -71,10 +72,28 @@ static inline const uint8_t* entry_content(const struct entry* e)
     return (const uint8_t*)e->buf + e->name_len + 1;
 }
 
+/* The result of one applied (origin, seq), kept while seq is within the
+ * window: replicated state, so that a node that learns of its own command
+ * only through an installed image answers its waiter with the real result
+ * (record REC_RESULT, docs/format-db.md). */
+enum { DEDUP_F_CANCEL = 1 }; /* a STORE_OP_CANCEL used the (origin, seq) */
+struct dedup_result {
+    uint64_t seq; /* 0: empty slot */
+    uint64_t revision, ino;
+    int32_t err;   /* 0 or -errno */
+    uint8_t flags; /* DEDUP_F_* */
+};
+_Static_assert(sizeof(struct dedup_result) == 32,
+               "results: 1024 origins x 65 slots x 32 bytes at most");
+
 struct dedup_origin {
     uint64_t origin;
     uint64_t high;   /* highest seq applied */
     uint64_t window; /* bit i: seq high-1-i applied */
+    /* STORE_DEDUP_SLOTS results, slot seq % STORE_DEDUP_SLOTS (malloc'd at
+     * the first result; NULL: none known). A slot holding another seq: the
+     * result of seq is not known (written by a version without results). */
+    struct dedup_result* res;
 };
 
 /* A named snapshot: replicated state (records REC_SNAP / REC_SNAPDROP). */
@@ -123,6 +142,7 @@ enum rec_tag {
     REC_SNAP = 4,     /* a named snapshot was made */
     REC_SNAPDROP = 5, /* a named snapshot was dropped */
     REC_COMPACT = 6,  /* the compact revision advanced */
+    REC_RESULT = 7,   /* DEDUP with the command's result */
 };
 enum {
     REC_PUT_FIXED = 96,
@@ -131,17 +151,21 @@ enum {
     REC_SNAP_FIXED = 20,
     REC_SNAPDROP_FIXED = 4,
     REC_COMPACT_FIXED = 9,
+    REC_RESULT_FIXED = 40,
 };
+/* Results a REC_RESULT may carry: 0 or -errno (-1..-4095). */
+enum { REC_RESULT_ERR_MIN = -4095 };
 
 /* A decoded record of any kind. */
 struct store_anyrec {
     uint8_t tag;
-    struct store_rec put; /* REC_PUT */
-    uint64_t ino, rev;    /* REC_DEL */
-    uint64_t prev_frame;  /* REC_DEL */
-    uint32_t prev_rec;    /* REC_DEL */
-    uint64_t origin, seq; /* REC_DEDUP */
-    const char* sname;    /* REC_SNAP, REC_SNAPDROP (not NUL-terminated) */
+    struct store_rec put;    /* REC_PUT */
+    uint64_t ino, rev;       /* REC_DEL */
+    uint64_t prev_frame;     /* REC_DEL */
+    uint32_t prev_rec;       /* REC_DEL */
+    uint64_t origin, seq;    /* REC_DEDUP, REC_RESULT */
+    struct dedup_result res; /* REC_RESULT (res.seq = seq) */
+    const char* sname;       /* REC_SNAP, REC_SNAPDROP (not NUL-terminated) */
     uint16_t sname_len;
     int64_t sctime_ns; /* REC_SNAP; rev = its revision */
 };                     /* REC_COMPACT: rev = the compact revision */
@@ -187,7 +211,17 @@ int store__state_del(struct store_state* s,
 bool store__dedup_seen(const struct store_state* s,
                        uint64_t origin,
                        uint64_t seq);
-int store__dedup_mark(struct store_state* s, uint64_t origin, uint64_t seq);
+/* Mark (origin, seq) applied, with its result (res->seq == seq; NULL: not
+ * known, a REC_DEDUP). The result is kept while seq is in the window.
+ * -ENOMEM. */
+int store__dedup_mark(struct store_state* s,
+                      uint64_t origin,
+                      uint64_t seq,
+                      const struct dedup_result* res);
+/* The kept result of (origin, seq), or NULL. */
+const struct dedup_result* store__dedup_result(const struct store_state* s,
+                                               uint64_t origin,
+                                               uint64_t seq);
 /* Named snapshots. add: -EEXIST, -ENOSPC, -ENOMEM; del: -ENOENT. */
 struct store_snap* store__snap_find(const struct store_state* s,
                                     const char* name,
@@ -233,6 +267,9 @@ void store__rec_del_encode(uint64_t ino,
                            uint32_t prev_rec,
                            uint8_t* p);
 void store__rec_dedup_encode(uint64_t origin, uint64_t seq, uint8_t* p);
+void store__rec_result_encode(uint64_t origin,
+                              const struct dedup_result* res,
+                              uint8_t* p);
 void store__rec_snap_encode(const char* name,
                             uint16_t len,
                             uint64_t rev,
@@ -240,8 +277,11 @@ void store__rec_snap_encode(const char* name,
                             uint8_t* p);
 void store__rec_snapdrop_encode(const char* name, uint16_t len, uint8_t* p);
 void store__rec_compact_encode(uint64_t rev, uint8_t* p);
-/* DEDUP records that rebuild one origin exactly (p NULL: count only). */
-size_t store__dedup_emit(const struct dedup_origin* o, uint8_t* p);
+/* DEDUP and RESULT records that rebuild one origin exactly (p NULL: size
+ * only). Returns their bytes; *records += their count. */
+size_t store__dedup_emit(const struct dedup_origin* o,
+                         uint8_t* p,
+                         uint32_t* records);
 /* Size of the SNAP/SNAPDROP/COMPACT records of a state (images, base). */
 size_t store__meta_size(const struct store_state* s, uint32_t* records);
 /* Encode them at p (store__meta_size bytes). */
@@ -347,7 +387,10 @@ int store__pend_del(struct store* st,
                     uint64_t rev,
                     uint64_t prev_frame,
                     uint32_t prev_rec);
-int store__pend_dedup(struct store* st, uint64_t origin, uint64_t seq);
+/* A RESULT record: (origin, res->seq) applied with its result. */
+int store__pend_result(struct store* st,
+                       uint64_t origin,
+                       const struct dedup_result* res);
 
 int store__pend_snap(struct store* st,
                      const char* name,

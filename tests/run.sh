@@ -4,7 +4,8 @@
 # 1. installs what is missing (Debian 12 packages, as root),
 # 2. checks the tree is clang-formatted, that no file outside store/
 #    includes the store's internal header, and that fs/node/ includes no
-#    header of fs/fuse/ or fs/cli/ and fs/fuse/ none of fs/cli/,
+#    header of fs/fuse/ or fs/cli/ and fs/fuse/ none of fs/cli/, and that
+#    only fs/node/ logs through the node's internal node__log,
 # 3. builds with -Dwerror=true, checks every C file is in a meson list and
 #    runs every suite: unit, sim, fuzz (smoke runs of every target), e2e,
 # 4. builds with clang + AddressSanitizer/UBSan, runs clang-tidy on it
@@ -88,6 +89,14 @@ fs_layer_check() { # LOWER HIGHER...: LOWER includes none of HIGHER's headers
 }
 fs_layer_check node fuse cli
 fs_layer_check fuse cli
+# The log is the node's (its level and sink, struct node_log): fs/fuse
+# writes through node_log (node.h), fs/cli through its own cli_log.h;
+# neither through the node's internal node__log.
+echo "== logging check: node__log only in fs/node"
+if git ls-files 'fs/fuse/*.[ch]' 'fs/cli/*.[ch]' | xargs grep -n 'node__log'; then
+    echo "node__log outside fs/node (fs/cli: cli_log.h; fs/fuse: node_log)" >&2
+    exit 1
+fi
 
 build=${BUILD_DIR:-build}
 echo "== build ($build, -Dwerror=true)"

@@ -39,7 +39,6 @@
 #include "../../raft/util/datadir.h"
 #include "ctl.h"
 #include "identity.h"
-#include "node_internal.h"
 #include "node_metrics.h"
 #include "node_watch.h"
 
@@ -68,6 +67,7 @@ enum ctl_client_state {
 struct ctl {
     uv_loop_t* loop;
     struct node* node;
+    const struct cli_log* log; /* the CLI's (borrowed) */
     uv_pipe_t server;
     uv_timer_t sweep; /* idle and stalled clients, while there are any */
     bool listening;
@@ -1094,7 +1094,10 @@ static void watch_metrics(void* data, struct node_metrics_buf* b)
         (unsigned long long)(ring != NULL ? watch_ring_count(ring) : 0));
 }
 
-struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
+struct ctl* ctl_start(uv_loop_t* loop,
+                      struct node* n,
+                      const char* data_dir,
+                      const struct cli_log* log)
 {
     struct ctl* c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -1102,6 +1105,7 @@ struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
     }
     c->loop = loop;
     c->node = n;
+    c->log = log;
     uv_timer_init(loop, &c->sweep);
     c->sweep.data = c;
     c->open_handles++;
@@ -1118,8 +1122,8 @@ struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
         rv = uv_listen((uv_stream_t*)&c->server, 16, connection_cb);
     }
     if (rv != 0) {
-        node__log(RAFT_TRACE_WARN, "control socket %s: %s", c->path,
-                  uv_strerror(rv));
+        cli_log(c->log, RAFT_TRACE_WARN, "control socket %s: %s", c->path,
+                uv_strerror(rv));
         uv_close((uv_handle_t*)&c->server, handle_closed_cb);
         return c;
     }
@@ -1127,9 +1131,9 @@ struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir)
     chmod(c->path, 0600);
     node_set_watch_listener(n, watch_listener_cb, c);
     if (node_metrics_add_source(n, watch_metrics, c) != 0) {
-        node__log(RAFT_TRACE_WARN,
-                  "control socket: no room for the watch "
-                  "metrics");
+        cli_log(c->log, RAFT_TRACE_WARN,
+                "control socket: no room for the watch "
+                "metrics");
     }
     return c;
 }

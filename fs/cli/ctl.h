@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "cli_log.h"
 #include "node.h"
 
 enum {
@@ -50,9 +51,12 @@ enum {
 struct ctl;
 
 /* Listen on data_dir/ctl.sock (a stale socket file is replaced). When the
- * socket cannot be created it is logged and the node runs without it.
- * NULL: out of memory. */
-struct ctl* ctl_start(uv_loop_t* loop, struct node* n, const char* data_dir);
+ * socket cannot be created it is logged (to log, borrowed until ctl is
+ * freed) and the node runs without it. NULL: out of memory. */
+struct ctl* ctl_start(uv_loop_t* loop,
+                      struct node* n,
+                      const char* data_dir,
+                      const struct cli_log* log);
 /* Close the listener; frees ctl once closed. Clients with a
  * proposal in flight get their answer when its callback runs (the node
  * fails pending proposals when it stops). */

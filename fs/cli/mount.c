@@ -36,13 +36,13 @@
 #include "../../raft/tls.h"
 #include "../../raft/util/datadir.h"
 #include "../../raft/util/fileio.h"
+#include "cli_log.h"
 #include "ctl.h"
 #include "fs.h"
 #include "fuseconn.h"
 #include "metrics_http.h"
 #include "mount.h"
 #include "node.h"
-#include "node_internal.h"
 #include "node_metrics.h"
 #include "sdnotify.h"
 
@@ -54,6 +54,7 @@ struct app {
     uv_timer_t settle_timer; /* fs_options.settle_timer */
     uv_async_t notify_async; /* fs_options.notify_async */
     struct mount_opts* mo;
+    struct cli_log log; /* the CLI's own lines (not the node's) */
     struct node* node;
     struct fs* fs;
     struct fuse_session* se;
@@ -181,7 +182,7 @@ static void begin_shutdown(struct app* a, const char* why)
         return;
     }
     a->shutting_down = true;
-    node__log(RAFT_TRACE_INFO, "shutting down (%s)", why);
+    cli_log(&a->log, RAFT_TRACE_INFO, "shutting down (%s)", why);
     sdnotify_stopping(&a->sdn, why);
     uv_poll_stop(&a->fuse_poll);
     uv_timer_stop(&a->resume_timer);
@@ -270,13 +271,14 @@ static int mount_fuse(struct app* a)
 {
     a->se = new_session(a->mo->fuse_opts, a->fs);
     if (a->se == NULL) {
-        node__log(RAFT_TRACE_ERROR,
-                  "cannot create the FUSE session (options '%s')",
-                  a->mo->fuse_opts != NULL ? a->mo->fuse_opts : "");
+        cli_log(&a->log, RAFT_TRACE_ERROR,
+                "cannot create the FUSE session (options '%s')",
+                a->mo->fuse_opts != NULL ? a->mo->fuse_opts : "");
         return -EINVAL;
     }
     if (fuse_session_mount(a->se, a->mo->mountpoint) != 0) {
-        node__log(RAFT_TRACE_ERROR, "cannot mount on %s", a->mo->mountpoint);
+        cli_log(&a->log, RAFT_TRACE_ERROR, "cannot mount on %s",
+                a->mo->mountpoint);
         fuse_session_destroy(a->se);
         a->se = NULL;
         return -EIO;
@@ -286,17 +288,17 @@ static int mount_fuse(struct app* a)
     if (fuseconn_record(a->mo->mountpoint, a->mo->node.data_dir, &conn) == 0) {
         fuseconn_watchdog_arm(&a->wd, conn, a->mo->mountpoint);
     } else {
-        node__log(RAFT_TRACE_WARN,
-                  "cannot record the FUSE connection of %s: a restart after "
-                  "kill -9 will not clear the mount by itself",
-                  a->mo->mountpoint);
+        cli_log(&a->log, RAFT_TRACE_WARN,
+                "cannot record the FUSE connection of %s: a restart after "
+                "kill -9 will not clear the mount by itself",
+                a->mo->mountpoint);
     }
     int fd = fuse_session_fd(a->se);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     int rv = fs_metrics_attach(a->fs, a->se);
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR, "cannot set the FUSE session's I/O: %s",
-                  strerror(-rv));
+        cli_log(&a->log, RAFT_TRACE_ERROR,
+                "cannot set the FUSE session's I/O: %s", strerror(-rv));
         return rv;
     }
     rv = fs_start_notifier(a->fs, a->se);
@@ -339,7 +341,9 @@ static void log_to_file(struct app* a)
     a->term_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     fuseconn_stdio_to(path);
     if (a->term_fd >= 0) {
-        node__log_tee(a->term_fd, RAFT_TRACE_WARN);
+        cli_log_tee(&a->log, a->term_fd, RAFT_TRACE_WARN);
+        a->mo->node.log_tee_fd = a->term_fd; /* the node's, from its start */
+        a->mo->node.log_tee_level = RAFT_TRACE_WARN;
     }
 }
 
@@ -350,7 +354,10 @@ static void terminal_done(struct app* a)
     if (a->term_fd < 0) {
         return;
     }
-    node__log_tee(-1, RAFT_TRACE_WARN);
+    cli_log_tee(&a->log, -1, RAFT_TRACE_WARN);
+    if (a->node != NULL) {
+        node_log_tee(a->node, -1, RAFT_TRACE_WARN);
+    }
     int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (null >= 0) {
         dup2(null, a->term_fd);
@@ -379,12 +386,12 @@ static void startup_ready_cb(void* data, int err)
     struct app* a = data;
     if (err != 0 && node_startup_needs_cluster(a->node) &&
         !a->mo->node.mount_stale) {
-        node__log(RAFT_TRACE_ERROR,
-                  "could not catch up with the cluster within %u ms (%s): "
-                  "not mounting a tree that may be behind it. Start enough "
-                  "members for a quorum, raise --catch-up-timeout-ms, or "
-                  "mount the local state anyway with --mount-stale",
-                  a->mo->node.catch_up_timeout_ms, strerror(-err));
+        cli_log(&a->log, RAFT_TRACE_ERROR,
+                "could not catch up with the cluster within %u ms (%s): "
+                "not mounting a tree that may be behind it. Start enough "
+                "members for a quorum, raise --catch-up-timeout-ms, or "
+                "mount the local state anyway with --mount-stale",
+                a->mo->node.catch_up_timeout_ms, strerror(-err));
         sdnotify_status(&a->sdn,
                         "not mounted: could not catch up with the cluster "
                         "within %u ms",
@@ -394,16 +401,15 @@ static void startup_ready_cb(void* data, int err)
         return;
     }
     if (err != 0) {
-        node__log(
-            RAFT_TRACE_WARN,
-            "no quorum to confirm the latest state (%s): mounting the "
-            "local state as it is%s",
-            strerror(-err),
-            node_startup_needs_cluster(a->node) ? " (--mount-stale)" : "");
+        cli_log(&a->log, RAFT_TRACE_WARN,
+                "no quorum to confirm the latest state (%s): mounting the "
+                "local state as it is%s",
+                strerror(-err),
+                node_startup_needs_cluster(a->node) ? " (--mount-stale)" : "");
     }
     a->fs = fs_new(a->node, &a->fo);
     if (a->fs == NULL) {
-        node__log(RAFT_TRACE_ERROR, "out of memory");
+        cli_log(&a->log, RAFT_TRACE_ERROR, "out of memory");
         a->startup_failed = true;
         node_stop(a->node, node_stopped_cb, a);
         return;
@@ -413,15 +419,15 @@ static void startup_ready_cb(void* data, int err)
         node_stop(a->node, node_stopped_cb, a);
         return;
     }
-    a->ctl = ctl_start(&a->loop, a->node, a->mo->node.data_dir);
+    a->ctl = ctl_start(&a->loop, a->node, a->mo->node.data_dir, &a->log);
     a->retention = node_retention_start(&a->loop, a->node);
     uv_signal_init(&a->loop, &a->sigterm);
     uv_signal_init(&a->loop, &a->sigint);
     a->sigterm.data = a->sigint.data = a;
     uv_signal_start(&a->sigterm, signal_cb, SIGTERM);
     uv_signal_start(&a->sigint, signal_cb, SIGINT);
-    node__log(RAFT_TRACE_INFO, "quorumfs %s mounted on %s (data dir %s)",
-              a->mo->node.name, a->mo->mountpoint, a->mo->node.data_dir);
+    cli_log(&a->log, RAFT_TRACE_INFO, "quorumfs %s mounted on %s (data dir %s)",
+            a->mo->node.name, a->mo->mountpoint, a->mo->node.data_dir);
     terminal_done(a);
     tell_parent(a, 'R');
     sdnotify_ready(&a->sdn, &a->loop, a->node);
@@ -474,15 +480,15 @@ static void start_http(struct app* a)
                                 &a->http);
     a->mo->metrics_fd = -1; /* taken */
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR,
-                  "--listen-metrics %s: cannot serve: %s: no metrics "
-                  "listener",
-                  a->mo->listen_metrics, strerror(-rv));
+        cli_log(&a->log, RAFT_TRACE_ERROR,
+                "--listen-metrics %s: cannot serve: %s: no metrics "
+                "listener",
+                a->mo->listen_metrics, strerror(-rv));
         return;
     }
-    node__log(RAFT_TRACE_INFO,
-              "metrics on http://%s/metrics (and /livez, /readyz)",
-              a->mo->listen_metrics);
+    cli_log(&a->log, RAFT_TRACE_INFO,
+            "metrics on http://%s/metrics (and /livez, /readyz)",
+            a->mo->listen_metrics);
 }
 
 /* Every handle the loop still has is closed (those closing already are
@@ -527,8 +533,8 @@ static int run_node(struct app* a)
     a->mo->node.on_change_data = a;
     rv = node_start(&a->loop, &a->mo->node, &a->node);
     if (rv != 0) {
-        node__log(
-            RAFT_TRACE_ERROR, "cannot start the node: %s",
+        cli_log(
+            &a->log, RAFT_TRACE_ERROR, "cannot start the node: %s",
             rv == -EBUSY ? "data dir in use by another node" : strerror(-rv));
         return 1;
     }
@@ -545,10 +551,10 @@ static int run_node(struct app* a)
                     "%u ms)",
                     a->mo->node.catch_up_timeout_ms);
     if (node_startup_needs_cluster(a->node)) {
-        node__log(RAFT_TRACE_INFO,
-                  "waiting up to %u ms to apply what the cluster has "
-                  "committed before mounting (--catch-up-timeout-ms)",
-                  a->mo->node.catch_up_timeout_ms);
+        cli_log(&a->log, RAFT_TRACE_INFO,
+                "waiting up to %u ms to apply what the cluster has "
+                "committed before mounting (--catch-up-timeout-ms)",
+                a->mo->node.catch_up_timeout_ms);
     }
     rv = node_startup_barrier(a->node, startup_ready_cb, a);
     if (rv != 0) {
@@ -620,7 +626,7 @@ static void start_watchdog(struct app* a)
                       DATADIR_NODE_LOG);
     int rv = fuseconn_watchdog_start(&a->wd, a->mo->foreground ? NULL : path);
     if (rv != 0) {
-        node__log(RAFT_TRACE_WARN, "no watchdog (%s)", strerror(-rv));
+        cli_log(&a->log, RAFT_TRACE_WARN, "no watchdog (%s)", strerror(-rv));
     }
 }
 
@@ -643,10 +649,11 @@ int mount_command(int argc, char** argv)
         return 1;
     }
     a.mo = &mo;
+    cli_log_init(&a.log, mo.node.log_level, STDERR_FILENO);
     a.ready_fd = -1;
     a.term_fd = -1;
     a.wd.fd = -1;
-    sdnotify_init(&a.sdn, mo.foreground);
+    sdnotify_init(&a.sdn, mo.foreground, &a.log);
     signal(SIGPIPE, SIG_IGN);
     if (!mo.foreground) {
         if (daemonize(&a) != 0) {
@@ -662,8 +669,8 @@ int mount_command(int argc, char** argv)
         char path[PATH_MAX + 32];
         util_datadir_path(path, sizeof(path), mo.node.data_dir,
                           DATADIR_NODE_LOG);
-        node__log(RAFT_TRACE_ERROR, "not mounted; the whole log is in %s",
-                  path);
+        cli_log(&a.log, RAFT_TRACE_ERROR, "not mounted; the whole log is in %s",
+                path);
     }
     terminal_done(&a);
     tell_parent(&a, 'F');

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
-#include "node_internal.h"
+#include "../../raft/raft.h"
 #include "sdnotify.h"
 
 static void send_state(struct sdnotify* s, const char* state)
@@ -16,15 +16,18 @@ static void send_state(struct sdnotify* s, const char* state)
     int rv = sd_notify(0, state);
     if (rv < 0 && !s->warned) {
         s->warned = true;
-        node__log(RAFT_TRACE_WARN, "systemd notify socket %s: %s",
-                  getenv("NOTIFY_SOCKET"), strerror(-rv));
+        cli_log(s->log, RAFT_TRACE_WARN, "systemd notify socket %s: %s",
+                getenv("NOTIFY_SOCKET"), strerror(-rv));
     }
 }
 
-void sdnotify_init(struct sdnotify* s, bool foreground)
+void sdnotify_init(struct sdnotify* s,
+                   bool foreground,
+                   const struct cli_log* log)
 {
     const char* sock = getenv("NOTIFY_SOCKET");
     memset(s, 0, sizeof(*s));
+    s->log = log;
     s->on = foreground && sock != NULL && sock[0] != '\0';
 }
 

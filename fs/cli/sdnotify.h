@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "cli_log.h"
 #include "node.h"
 
 enum {
@@ -24,11 +25,14 @@ struct sdnotify {
     bool warned;      /* a failed send was logged */
     uv_timer_t timer; /* the STATUS= refresh */
     struct node* node;
+    const struct cli_log* log;      /* the CLI's (borrowed) */
     char last[SDNOTIFY_STATUS_MAX]; /* the STATUS= text last sent */
 };
 
 /* Whether to notify at all: foreground and NOTIFY_SOCKET set. */
-void sdnotify_init(struct sdnotify* s, bool foreground);
+void sdnotify_init(struct sdnotify* s,
+                   bool foreground,
+                   const struct cli_log* log);
 /* STATUS=text (printf format), sent only when it differs from the last. */
 void sdnotify_status(struct sdnotify* s, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));

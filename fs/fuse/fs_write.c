@@ -55,7 +55,6 @@
 #include <unistd.h>
 
 #include "fs_internal.h"
-#include "node_internal.h"
 
 static int64_t mono_ns(void)
 {
@@ -150,8 +149,8 @@ static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
                  (unsigned long long)s->suppressed,
                  (long long)((now - s->last_ns) / 1000000000));
     }
-    node__log(RAFT_TRACE_WARN, "write of %s failed: %s (%s)%s", path, err, why,
-              more);
+    node_log(f->node, RAFT_TRACE_WARN, "write of %s failed: %s (%s)%s", path,
+             err, why, more);
     s->last_ns = now;
     s->suppressed = 0;
 }

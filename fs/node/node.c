@@ -19,10 +19,12 @@
 #include <inttypes.h>
 #ifdef __GLIBC__
 #include <malloc.h>
+#include <stdarg.h>
 #endif
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../../raft/tls.h"
 #include "node_internal.h"
@@ -50,7 +52,7 @@ static uint64_t clock_read(struct node* n, uint64_t real)
         n->stalled_ms += gap;
         n->stalls++;
         if (gap >= n->opts.election_ms / 2) {
-            node__log(RAFT_TRACE_INFO,
+            node__log(n, RAFT_TRACE_INFO,
                       "the loop stalled for %llu ms (not counted as silence "
                       "from peers)",
                       (unsigned long long)gap);
@@ -139,7 +141,7 @@ static void send_msgs(struct node* n,
         int rv = transport_send(n->transport, &msgs[i]);
         if (rv != 0 && rv != -ENOBUFS) {
             char to[NODE_NAME_BUF];
-            node__log(RAFT_TRACE_DEBUG, "send %s to %s: %s",
+            node__log(n, RAFT_TRACE_DEBUG, "send %s to %s: %s",
                       raft_msg_type_name(msgs[i].type),
                       node__name(msgs[i].to, to), strerror(-rv));
         }
@@ -165,7 +167,7 @@ static void ops_persist(void* data, struct raft_batch* b)
     struct io_job* job = calloc(1, sizeof(*job));
     if (job == NULL) {
         /* Out of memory: we cannot honour the persist contract. Stop. */
-        node__log(RAFT_TRACE_ERROR, "out of memory queuing a log batch");
+        node__log(n, RAFT_TRACE_ERROR, "out of memory queuing a log batch");
         abort();
     }
     job->type = IO_JOB_BATCH;
@@ -355,6 +357,9 @@ void node_options_default(struct node_options* o)
     o->store.quota_bytes = NODE_QUOTA_BYTES_DEFAULT;
     o->store.frame_cache_bytes = NODE_FRAME_CACHE_BYTES_DEFAULT;
     o->log_level = RAFT_TRACE_INFO;
+    o->log_fd = STDERR_FILENO;
+    o->log_tee_fd = -1;
+    o->log_tee_level = RAFT_TRACE_WARN;
     o->watch_events = WATCH_RING_EVENTS_DEFAULT;
     o->watch_bytes = WATCH_RING_BYTES_DEFAULT;
 }
@@ -500,7 +505,8 @@ int node_start(uv_loop_t* loop, const struct node_options* o, struct node** out)
     if (n->opts.proposal_timeout_ms == 0) {
         n->opts.proposal_timeout_ms = 5 * n->opts.election_ms;
     }
-    node__set_log_level(o->log_level);
+    node__log_init(&n->logger, o->log_level, o->log_fd, o->log_tee_fd,
+                   o->log_tee_level);
     n->log_lens = calloc(NODE_LOG_LENS, sizeof(*n->log_lens));
     if (n->log_lens == NULL) {
         free(n);
@@ -519,7 +525,8 @@ int node_start(uv_loop_t* loop, const struct node_options* o, struct node** out)
     if (rv != 0) {
         goto err_after_disk;
     }
-    rv = node__io_start(&n->io, loop, n->log, n->store, node__io_done_cb, n);
+    rv = node__io_start(&n->io, loop, n->log, n->store, &n->logger,
+                        node__io_done_cb, n);
     if (rv != 0) {
         goto err_after_raft;
     }
@@ -629,7 +636,7 @@ void node__stop_continue(struct node* n)
     node__io_stop(&n->io);
     node__raft_free(n);
     node__close_disk(n);
-    node__log(RAFT_TRACE_INFO, "node stopped cleanly");
+    node__log(n, RAFT_TRACE_INFO, "node stopped cleanly");
     uv_handle_t* hs[] = {
         (uv_handle_t*)&n->tick_timer,      (uv_handle_t*)&n->sweep_timer,
         (uv_handle_t*)&n->frame_timer,     (uv_handle_t*)&n->io.done_async,
@@ -640,4 +647,28 @@ void node__stop_continue(struct node* n)
         hs[i]->data = n;
         uv_close(hs[i], closed_cb);
     }
+}
+
+/* ---- the node's log ---- */
+
+void node__log(const struct node* n, int level, const char* fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    node__log_va(&n->logger, level, fmt, ap);
+    va_end(ap);
+}
+
+void node_log(struct node* n, int level, const char* fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    node__log_va(&n->logger, level, fmt, ap);
+    va_end(ap);
+}
+
+void node_log_tee(struct node* n, int fd, int min_level)
+{
+    n->logger.tee_level = min_level;
+    n->logger.tee_fd = fd;
 }

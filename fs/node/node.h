@@ -73,7 +73,11 @@ struct node_options {
                                   parent == 0 means the whole tree was
                                   replaced (snapshot installed) */
     void* on_change_data;
-    int log_level; /* RAFT_TRACE_* */
+    int log_level;     /* RAFT_TRACE_*: this node's lines below it dropped */
+    int log_fd;        /* this node's sink (default STDERR_FILENO); borrowed,
+                          open until node_stop's callback */
+    int log_tee_fd;    /* -1 (default), or a second sink for lines at */
+    int log_tee_level; /* log_tee_level or above (node_log_tee) */
     /* The watch ring (node_watch.h): events and bytes kept (defaults
      * WATCH_RING_EVENTS_DEFAULT, WATCH_RING_BYTES_DEFAULT). */
     uint64_t watch_events;
@@ -91,6 +95,16 @@ int node_start(uv_loop_t* loop,
 /* Fail pending proposals with -ESHUTDOWN, flush and sync the log and the
  * db, close handles; cb runs when everything is closed (then n is freed). */
 void node_stop(struct node* n, void (*cb)(void* data), void* data);
+
+/* A line in n's own log: its level (options.log_level) and sink
+ * (options.log_fd); for the layers that serve this node (fs/fuse). Two
+ * nodes of one process log each to its own sink. Any thread. */
+void node_log(struct node* n, int level, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* n's lines at min_level or above also go to fd from now on (fd -1: no
+ * more). The fd is the caller's; it must stay open (e.g. /dev/null dup2'ed
+ * over it) for as long as another thread may log. Loop thread. */
+void node_log_tee(struct node* n, int fd, int min_level);
 
 typedef void (*node_done_cb)(void* data, const struct store_result* res);
 

@@ -26,9 +26,12 @@ static void on_applied_cmd(struct node* n,
     }
     if (res->duplicate) {
         /* Not applied by this entry; if it had been applied before, the
-         * waiter would be gone: it was refused as too old (or consumed by
-         * an installed image: its result is not known here). */
-        node__fail_waiter(n, w, -EIO);
+         * waiter would be gone, unless an installed image consumed it:
+         * the dedup table has its result (or its fence's). Else it was
+         * refused as too old: unknown. */
+        if (!node__answer_from_table(n, w, false)) {
+            node__fail_waiter(n, w, -EIO);
+        }
         return;
     }
     if (c.op == STORE_OP_CANCEL) {
@@ -93,7 +96,7 @@ static void apply_one(struct node* n, const struct raft_entry* e)
     }
     if (rv != 0 && n->sticky_err == 0) {
         n->sticky_err = rv;
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "store apply failed at index %" PRIu64
                   ": %s; refusing writes",
                   e->index, strerror(-rv));

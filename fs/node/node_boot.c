@@ -52,14 +52,15 @@ static int take_lock(struct node* n)
     n->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (n->lock_fd < 0) {
         int err = -errno;
-        node__log(RAFT_TRACE_ERROR, "cannot open %s: %s", path, strerror(-err));
+        node__log(n, RAFT_TRACE_ERROR, "cannot open %s: %s", path,
+                  strerror(-err));
         return err;
     }
     if (flock(n->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         ssize_t r = pread(n->lock_fd, pid, sizeof(pid) - 1, 0);
         pid[r > 0 ? r : 0] = '\0';
         pid[strcspn(pid, "\n")] = '\0'; /* the file ends with one */
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "data dir %s is in use by another quorumfs node (pid %s)",
                   n->data_dir, pid[0] != '\0' ? pid : "unknown");
         close(n->lock_fd);
@@ -69,7 +70,7 @@ static int take_lock(struct node* n)
     int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
     if (ftruncate(n->lock_fd, 0) != 0 ||
         pwrite(n->lock_fd, pid, (size_t)len, 0) != len) {
-        node__log(RAFT_TRACE_WARN, "cannot write pid to %s", path);
+        node__log(n, RAFT_TRACE_WARN, "cannot write pid to %s", path);
     }
     return 0;
 }
@@ -107,7 +108,7 @@ static int check_identity(struct node* n)
             if (rv != 0) {
                 return rv;
             }
-            node__log(RAFT_TRACE_INFO,
+            node__log(n, RAFT_TRACE_INFO,
                       "new cluster: made cluster id %016" PRIx64,
                       n->cluster_id);
         }
@@ -124,7 +125,7 @@ static int check_identity(struct node* n)
         if ((!single &&
              identity_parse_cluster(n->identity_list, peers, &k) != 0) ||
             identity_initial(n->name, peers, k, &n->recorded_conf) != 0) {
-            node__log(RAFT_TRACE_ERROR,
+            node__log(n, RAFT_TRACE_ERROR,
                       "data dir %s: bad member list in its identity file: "
                       "refusing to start",
                       n->data_dir);
@@ -133,14 +134,14 @@ static int check_identity(struct node* n)
         n->have_recorded_conf = true;
     }
     if (strcmp(name, n->name) != 0 || id != n->id) {
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "data dir %s belongs to node '%s', not '%s' (--name): "
                   "refusing to start",
                   n->data_dir, name, n->name);
         return -EINVAL;
     }
     if (cluster != 0 && flag != 0 && cluster != flag) {
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "data dir %s belongs to cluster %016" PRIx64
                   ", --cluster-id gives %016" PRIx64 ": refusing to start",
                   n->data_dir, cluster, flag);
@@ -157,12 +158,12 @@ int node__cluster_learned(struct node* n, uint64_t cluster_id)
 {
     int rv = identity_write(n->data_dir, n->name, cluster_id, n->identity_list);
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR, "cannot record cluster id in %s: %s",
+        node__log(n, RAFT_TRACE_ERROR, "cannot record cluster id in %s: %s",
                   n->data_dir, strerror(-rv));
         return rv;
     }
     n->cluster_id = cluster_id;
-    node__log(RAFT_TRACE_INFO, "learned cluster id %016" PRIx64 " (stored)",
+    node__log(n, RAFT_TRACE_INFO, "learned cluster id %016" PRIx64 " (stored)",
               cluster_id);
     return 0;
 }
@@ -180,7 +181,7 @@ static int check_conf_conflict(struct node* n, const struct raft_conf* c)
         const struct raft_server* s =
             raft_conf_get(c, identity_node_id(p->name));
         if (s != NULL && s->addr[0] != '\0' && strcmp(s->addr, p->addr) != 0) {
-            node__log(RAFT_TRACE_ERROR,
+            node__log(n, RAFT_TRACE_ERROR,
                       "--initial-cluster gives %s=%s, but the configuration "
                       "in data dir %s has %s=%s: refusing to start (give "
                       "the current members: `quorumfs member list` on a "
@@ -206,7 +207,7 @@ static int check_conf_conflict(struct node* n, const struct raft_conf* c)
                              i > 0 ? "," : "", c->servers[i].name);
             pos += k > 0 ? (size_t)k : 0;
         }
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "--initial-cluster names other members than data dir %s "
                   "was made with (%s), and no membership change was made "
                   "since: refusing to start (give the list it was started "
@@ -241,7 +242,7 @@ static int check_listener(struct node* n, const struct raft_conf* c)
                      c->servers[i].addr[0] != '\0' ? c->servers[i].addr : "?");
         pos += k > 0 ? (size_t)k : 0;
     }
-    node__log(RAFT_TRACE_ERROR,
+    node__log(n, RAFT_TRACE_ERROR,
               "data dir %s records this node as %s=%s, a member of the "
               "cluster %s: started without --listen-peer it could not hear "
               "them; refusing to start (give --listen-peer %s "
@@ -286,7 +287,7 @@ static int catch_up_marker(struct node* n, bool create)
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || fsync(fd) != 0) {
         int err = -errno;
-        node__log(RAFT_TRACE_ERROR, "cannot write %s: %s", path,
+        node__log(n, RAFT_TRACE_ERROR, "cannot write %s: %s", path,
                   strerror(-err));
         if (fd >= 0) {
             close(fd);
@@ -309,12 +310,12 @@ void node__catch_up_check(struct node* n)
     char path[PATH_MAX + 16];
     util_datadir_path(path, sizeof(path), n->data_dir, DATADIR_CATCHING_UP);
     if (unlink(path) != 0 && errno != ENOENT) {
-        node__log(RAFT_TRACE_WARN, "cannot remove %s: %s", path,
+        node__log(n, RAFT_TRACE_WARN, "cannot remove %s: %s", path,
                   strerror(errno));
         return;
     }
     n->catching_up = false;
-    node__log(RAFT_TRACE_INFO,
+    node__log(n, RAFT_TRACE_INFO,
               "caught up with the cluster (commit %" PRIu64
               "): this node votes again",
               raft_commit_index(n->raft));
@@ -334,7 +335,7 @@ int node__open_disk(struct node* n)
     rv = identity_initial(n->name, n->opts.initial, n->opts.n_initial,
                           &n->initial_conf);
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "name '%s' is not in --initial-cluster: refusing to start",
                   n->name);
         return rv;
@@ -342,7 +343,7 @@ int node__open_disk(struct node* n)
     node__names_learn(&n->initial_conf);
     rv = mkdir_p(n->data_dir, 0700);
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR, "cannot create data dir %s: %s",
+        node__log(n, RAFT_TRACE_ERROR, "cannot create data dir %s: %s",
                   n->data_dir, strerror(-rv));
         return rv;
     }
@@ -355,7 +356,7 @@ int node__open_disk(struct node* n)
         goto err_after_lock;
     }
     n->opts.store.tracer =
-        (struct store_tracer){.data = "store: ",
+        (struct store_tracer){.data = &n->logger.store,
                               .emit = node__store_tracer_emit,
                               .level = n->opts.log_level};
     util_datadir_path(db, sizeof(db), n->data_dir, DATADIR_DB);
@@ -363,23 +364,24 @@ int node__open_disk(struct node* n)
     n->opts.store.keep_torn_tail = true; /* dropped by node__check_disk */
     rv = store_open(db, &n->opts.store, &n->store, &rec);
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR, "cannot open db %s: %s%s%s", db,
+        node__log(n, RAFT_TRACE_ERROR, "cannot open db %s: %s%s%s", db,
                   strerror(-rv), rec.torn_reason[0] != '\0' ? ": " : "",
                   rec.torn_reason);
         goto err_after_lock;
     }
     rlog_options_default(&lo);
-    lo.tracer = (struct raft_tracer){
-        .data = "log: ", .emit = node__tracer_emit, .level = n->opts.log_level};
+    lo.tracer = (struct raft_tracer){.data = &n->logger.rlog,
+                                     .emit = node__tracer_emit,
+                                     .level = n->opts.log_level};
     util_datadir_path(path, sizeof(path), n->data_dir, DATADIR_LOG);
     rv = rlog_open(path, &lo, &n->log, &n->loaded);
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR, "cannot open raft log %s: %s", path,
+        node__log(n, RAFT_TRACE_ERROR, "cannot open raft log %s: %s", path,
                   strerror(-rv));
         goto err_after_store;
     }
     if (n->loaded.torn_bytes > 0) {
-        node__log(RAFT_TRACE_WARN,
+        node__log(n, RAFT_TRACE_WARN,
                   "raft log %s: dropped a torn tail of %" PRIu64 " bytes", path,
                   n->loaded.torn_bytes);
     }
@@ -431,7 +433,7 @@ int node__start_raft(struct node* n)
     ro.seed = n->id ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
     ro.heartbeat_ms = n->opts.heartbeat_ms;
     ro.election_ms = n->opts.election_ms;
-    ro.tracer = (struct raft_tracer){.data = "raft: ",
+    ro.tracer = (struct raft_tracer){.data = &n->logger.raft,
                                      .emit = node__tracer_emit,
                                      .level = n->opts.log_level};
     n->bootstrapped = n->loaded.fresh && !n->opts.cluster_existing;
@@ -441,7 +443,7 @@ int node__start_raft(struct node* n)
         return rv;
     }
     if (n->catching_up) {
-        node__log(RAFT_TRACE_WARN,
+        node__log(n, RAFT_TRACE_WARN,
                   "this node starts with no log of its own in a cluster "
                   "that exists: it will not vote before it has caught up "
                   "with a leader");
@@ -492,14 +494,14 @@ int node__start_raft(struct node* n)
         n->need_image = snap.index > 0;
         n->restored_commit =
             n->loaded.hs.commit > snap.index ? n->loaded.hs.commit : snap.index;
-        node__log(RAFT_TRACE_INFO,
+        node__log(n, RAFT_TRACE_INFO,
                   "restored term %" PRIu64 ", commit %" PRIu64
                   ", snapshot %" PRIu64 ", %u log entries, db applied %" PRIu64,
                   n->loaded.hs.term, n->loaded.hs.commit, snap.index,
                   n->loaded.n_entries, store_applied_index(n->store));
     }
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR, "raft start: %s", raft_strerror(rv));
+        node__log(n, RAFT_TRACE_ERROR, "raft start: %s", raft_strerror(rv));
         node__raft_free(n);
         return -EINVAL;
     }
@@ -559,7 +561,7 @@ static int start_transport(struct node* n,
         .on_peer_restart = on_peer_restart,
         .on_cluster_id = on_cluster_id,
         .data = n,
-        .tracer = {.data = "transport: ",
+        .tracer = {.data = &n->logger.transport,
                    .emit = node__tracer_emit,
                    .level = n->opts.log_level},
         .tls = tls,
@@ -567,7 +569,7 @@ static int start_transport(struct node* n,
     int rv = transport_start(n->loop, &to, &n->transport);
     if (rv != 0) {
         n->transport = NULL;
-        node__log(RAFT_TRACE_ERROR, "cannot listen on %s: %s", addr,
+        node__log(n, RAFT_TRACE_ERROR, "cannot listen on %s: %s", addr,
                   strerror(-rv));
         return rv;
     }
@@ -600,8 +602,9 @@ int node_peer_listen(struct node* n, const char* addr, struct tls_config* tls)
         return rv;
     }
     n->own_tls = tls;
-    node__log(RAFT_TRACE_INFO, "peer listener started at run time on %s (%s)",
-              addr, tls != NULL ? tls_config_mode(tls) : "insecure: no TLS");
+    node__log(n, RAFT_TRACE_INFO,
+              "peer listener started at run time on %s (%s)", addr,
+              tls != NULL ? tls_config_mode(tls) : "insecure: no TLS");
     return 0;
 }
 
@@ -659,7 +662,7 @@ void node__role_changed(struct node* n)
         const char* was_name = node__name(n->last_known_leader, was);
         if (leader != 0) {
             node__log(
-                RAFT_TRACE_INFO,
+                n, RAFT_TRACE_INFO,
                 "leader is now %s%s at term %" PRIu64
                 " (was %s; this node %s, commit index %" PRIu64 ")",
                 node__name(leader, now), leader == n->id ? " (this node)" : "",
@@ -667,7 +670,7 @@ void node__role_changed(struct node* n)
                 raft_role_name(raft_role(n->raft)), raft_commit_index(n->raft));
             n->last_known_leader = leader;
         } else {
-            node__log(RAFT_TRACE_INFO,
+            node__log(n, RAFT_TRACE_INFO,
                       "no leader at term %" PRIu64
                       " (last leader %s; this "
                       "node %s, commit index %" PRIu64 ")",

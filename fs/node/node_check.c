@@ -88,7 +88,7 @@ static int refuse_tail(const struct node* n,
                  "revisions after %" PRIu64 " (no frame header is readable)",
                  rec->revision);
     }
-    node__log(RAFT_TRACE_ERROR,
+    node__log(n, RAFT_TRACE_ERROR,
               "db %s: bytes %" PRIu64 "..%" PRIu64 " (%" PRIu64
               " bytes) do not validate (%s); the raft log cannot replay what "
               "they held: it holds entries %" PRIu64 "..%" PRIu64
@@ -118,7 +118,7 @@ int node__check_disk(struct node* n,
         return refuse_tail(n, db, rec, s, m);
     }
     if (s > a) {
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "db %s holds index %" PRIu64 " (revision %" PRIu64
                   ") but the raft log was compacted to index %" PRIu64
                   ": raft indexes %" PRIu64 "..%" PRIu64
@@ -127,7 +127,7 @@ int node__check_disk(struct node* n,
         return -EUCLEAN;
     }
     if (l->hs.commit > m && lone) {
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "raft log of %s: its hard state records commit index "
                   "%" PRIu64 " but the log ends at %" PRIu64
                   ": committed entries %" PRIu64 "..%" PRIu64
@@ -136,7 +136,7 @@ int node__check_disk(struct node* n,
         return -EUCLEAN;
     }
     if (l->hs.commit > m) {
-        node__log(RAFT_TRACE_WARN,
+        node__log(n, RAFT_TRACE_WARN,
                   "raft log of %s: its hard state records commit index "
                   "%" PRIu64 " but the log ends at %" PRIu64
                   ": entries %" PRIu64 "..%" PRIu64
@@ -144,7 +144,7 @@ int node__check_disk(struct node* n,
                   n->data_dir, l->hs.commit, m, m + 1, l->hs.commit);
     }
     if (a > m && (lone || l->fresh)) {
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "db %s has index %" PRIu64 " but the raft log %s%" PRIu64
                   ": the data dir is inconsistent (a new entry would reuse an "
                   "index the db has applied). Refusing to start; nothing was "
@@ -153,7 +153,7 @@ int node__check_disk(struct node* n,
         return -EUCLEAN;
     }
     if (a > m) {
-        node__log(RAFT_TRACE_WARN,
+        node__log(n, RAFT_TRACE_WARN,
                   "db %s has index %" PRIu64
                   " but the raft log ends at "
                   "%" PRIu64
@@ -164,12 +164,12 @@ int node__check_disk(struct node* n,
     if (rec->torn_bytes > 0) {
         int rv = store_drop_tail(n->store);
         if (rv != 0) {
-            node__log(RAFT_TRACE_ERROR, "db %s: cannot truncate: %s", db,
+            node__log(n, RAFT_TRACE_ERROR, "db %s: cannot truncate: %s", db,
                       strerror(-rv));
             return rv;
         }
         node__log(
-            RAFT_TRACE_WARN,
+            n, RAFT_TRACE_WARN,
             "db %s: dropped a torn tail of %" PRIu64 " bytes at offset %" PRIu64
             " (%s); the raft log replays entries %" PRIu64 "..%" PRIu64,
             db, rec->torn_bytes, rec->torn_off, rec->torn_reason, a + 1, m);

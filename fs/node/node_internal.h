@@ -54,6 +54,7 @@ struct node_io {
     uv_async_t done_async;
     struct rlog* log;
     struct store* store;
+    const struct node_log* logger; /* the node's (any thread) */
     raft_index db_index; /* I/O thread: the db file holds this durably */
     uint64_t rounds, syncs, jobs; /* stats, under mu: node__io_stats */
     struct node_hist fsync_hist;  /* rlog_sync durations, under mu */
@@ -63,6 +64,7 @@ int node__io_start(struct node_io* io,
                    uv_loop_t* loop,
                    struct rlog* log,
                    struct store* store,
+                   const struct node_log* logger,
                    uv_async_cb done_cb,
                    void* data);
 /* Queue a job (takes ownership). */
@@ -87,18 +89,43 @@ void node__io_drain(struct node_io* io);
 /* ---- messages ---- */
 /* Deep copy of a message (entries, payloads, arrays). Returns 0/-ENOMEM. */
 
-/* ---- logging ---- */
-void node__log(int level, const char* fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* ---- logging: each node its own level and sink ---- */
+
+struct node_log;
+/* The data of one module's tracer (raft core, log, store, transport):
+ * its node's log and the prefix of its lines. */
+struct node_log_source {
+    const struct node_log* log;
+    const char* prefix;
+};
+struct node_log {
+    int level; /* lines below it are dropped (options.log_level) */
+    int fd;    /* the sink (options.log_fd) */
+    /* A second sink for lines at tee_level or above (-1: none): the
+     * terminal that started a daemonized node, until it is mounted. Set
+     * from the loop, read by any thread. */
+    _Atomic int tee_fd;
+    _Atomic int tee_level;
+    struct node_log_source raft, rlog, store, transport;
+};
+
+/* Set up l (the sources point into l: it must not move afterwards). */
+void node__log_init(struct node_log* l,
+                    int level,
+                    int fd,
+                    int tee_fd,
+                    int tee_level);
+/* A line to l (any thread). */
+void node__log_to(const struct node_log* l, int level, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void node__log_va(const struct node_log* l,
+                  int level,
+                  const char* fmt,
+                  va_list ap) __attribute__((format(printf, 3, 0)));
+/* Tracer emit functions; data is a struct node_log_source. */
 void node__tracer_emit(void* data, int level, raft_id id, const char* msg);
 /* The same sink for the store's tracer (struct store_tracer). */
 void node__store_tracer_emit(void* data, int level, const char* msg);
-void node__set_log_level(int level);
-/* Lines at level >= min_level are also written to fd (the terminal that
- * started a daemonized node, until it is mounted); fd -1: none. The fd is
- * the caller's; it must stay open (e.g. /dev/null dup2'ed over it) for as
- * long as another thread may log. */
-void node__log_tee(int fd, int min_level);
 
 /* Names of the nodes in log lines. Every configuration the node sees is
  * learned (never forgotten: a removed member keeps its name).

@@ -24,23 +24,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../raft/util/logline.h"
 #include "node_internal.h"
 
 /* ---- logging ---- */
 
-static int log_level = RAFT_TRACE_INFO;
-static _Atomic int log_tee_fd = -1;
-static _Atomic int log_tee_level = RAFT_TRACE_ERROR;
-
-void node__set_log_level(int level)
+void node__log_init(struct node_log* l,
+                    int level,
+                    int fd,
+                    int tee_fd,
+                    int tee_level)
 {
-    log_level = level;
-}
-
-void node__log_tee(int fd, int min_level)
-{
-    log_tee_level = min_level;
-    log_tee_fd = fd;
+    l->level = level;
+    l->fd = fd;
+    l->tee_fd = tee_fd;
+    l->tee_level = tee_level;
+    l->raft = (struct node_log_source){l, "raft: "};
+    l->rlog = (struct node_log_source){l, "log: "};
+    l->store = (struct node_log_source){l, "store: "};
+    l->transport = (struct node_log_source){l, "transport: "};
 }
 
 /* ---- names ---- */
@@ -101,72 +103,45 @@ const char* node__name(raft_id id, char* buf)
     return buf;
 }
 
-static void log_vemit(int level,
-                      const char* prefix,
-                      const char* fmt,
-                      va_list ap) __attribute__((format(printf, 3, 0)));
-
-static void log_vemit(int level,
-                      const char* prefix,
-                      const char* fmt,
-                      va_list ap)
+static void log_emit(const struct node_log* l,
+                     int level,
+                     const char* prefix,
+                     const char* msg)
 {
-    static const char* levels[] = {"debug", "info", "warn", "error"};
-    struct timespec ts;
-    struct tm tm;
-    char msg[1024];
-
-    if (level < log_level) {
+    if (level < l->level) {
         return;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s%s\n",
-            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-            tm.tm_sec, ts.tv_nsec / 1000000,
-            levels[level < 0 ? 0 : (level > 3 ? 3 : level)], prefix, msg);
-    int tee = log_tee_fd;
-    if (tee >= 0 && level >= log_tee_level) {
-        char line[1200];
-        int len = snprintf(line, sizeof(line), "quorumfs: %s%s\n", prefix, msg);
-        if (len > 0 &&
-            write(tee, line,
-                  (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1) <
-                0) {
-            /* the terminal is gone: the file has the line */
-        }
+    int tee = l->tee_fd;
+    util_log_write(l->fd, level >= l->tee_level ? tee : -1, level, prefix, msg);
+}
+
+void node__log_va(const struct node_log* l,
+                  int level,
+                  const char* fmt,
+                  va_list ap)
+{
+    char msg[UTIL_LOG_MSG_MAX];
+    if (level < l->level) {
+        return;
     }
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    log_emit(l, level, "", msg);
 }
 
-void node__log(int level, const char* fmt, ...)
+void node__log_to(const struct node_log* l, int level, const char* fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_vemit(level, "", fmt, ap);
-    va_end(ap);
-}
-
-static void log_plain(int level, const char* prefix, const char* fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void log_plain(int level, const char* prefix, const char* fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    log_vemit(level, prefix, fmt, ap);
+    node__log_va(l, level, fmt, ap);
     va_end(ap);
 }
 
 void node__tracer_emit(void* data, int level, raft_id id, const char* msg)
 {
-    const char* prefix = data != NULL ? data : "";
+    const struct node_log_source* src = data;
     (void)id;
-    if (level < log_level) {
-        return;
-    }
     /* The core and the transport name nodes themselves (member names). */
-    log_plain(level, prefix, "%s", msg);
+    log_emit(src->log, level, src->prefix, msg);
 }
 
 _Static_assert((int)STORE_TRACE_DEBUG == (int)RAFT_TRACE_DEBUG &&
@@ -224,10 +199,10 @@ static int run_job(struct node_io* io, struct io_job* job, bool* need_sync)
          * jobs precede this one): past it, a torn db tail could not be
          * replayed at the next start (docs/format-db.md). */
         if (job->snap.index > io->db_index) {
-            node__log(RAFT_TRACE_ERROR,
-                      "log compaction to index %" PRIu64
-                      " refused: the db file holds index %" PRIu64 " only",
-                      job->snap.index, io->db_index);
+            node__log_to(io->logger, RAFT_TRACE_ERROR,
+                         "log compaction to index %" PRIu64
+                         " refused: the db file holds index %" PRIu64 " only",
+                         job->snap.index, io->db_index);
             return -EIO;
         }
         /* Make earlier appends durable first: compaction must never make
@@ -312,9 +287,9 @@ static void* io_main(void* arg)
             j->err = err != 0 ? err : run_job(io, j, &need_sync);
             if (j->err != 0 && err == 0) {
                 err = j->err;
-                node__log(RAFT_TRACE_ERROR,
-                          "disk: job type %d failed: %s; refusing writes",
-                          j->type, strerror(-err));
+                node__log_to(io->logger, RAFT_TRACE_ERROR,
+                             "disk: job type %d failed: %s; refusing writes",
+                             j->type, strerror(-err));
             }
             jobs++;
         }
@@ -325,8 +300,8 @@ static void* io_main(void* arg)
             sync_ns = uv_hrtime() - t0;
             syncs++;
             if (err != 0) {
-                node__log(RAFT_TRACE_ERROR, "disk: log sync failed: %s",
-                          strerror(-err));
+                node__log_to(io->logger, RAFT_TRACE_ERROR,
+                             "disk: log sync failed: %s", strerror(-err));
                 for (struct io_job* j = round; j != NULL; j = j->next) {
                     if (j->err == 0 && j->type == IO_JOB_BATCH) {
                         j->err = err;
@@ -357,12 +332,14 @@ int node__io_start(struct node_io* io,
                    uv_loop_t* loop,
                    struct rlog* log,
                    struct store* store,
+                   const struct node_log* logger,
                    uv_async_cb done_cb,
                    void* data)
 {
     int rv;
 
     memset(io, 0, sizeof(*io));
+    io->logger = logger;
     io->log = log;
     io->store = store;
     io->db_index = store_durable_index(store);

@@ -191,7 +191,7 @@ int node_conf_change(struct node* n,
         .server = server,
         .cb = cb,
         .data = data};
-    node__log(RAFT_TRACE_INFO,
+    node__log(n, RAFT_TRACE_INFO,
               "membership: %s %s (id %016" PRIx64 ")%s%s asked here",
               op_name(op), name, server.id, addr != NULL ? " at " : "",
               addr != NULL ? addr : "");
@@ -239,7 +239,7 @@ void node__conf_retry(struct node* n)
             !req_shown(n, q)) {
             /* Sent to a leader that is gone (or refused for want of one):
              * the new leader gets it. A refusal waits for its answer. */
-            node__log(RAFT_TRACE_INFO,
+            node__log(n, RAFT_TRACE_INFO,
                       "membership: change for %s sent again to the new "
                       "leader",
                       q->server.name);
@@ -261,7 +261,7 @@ void node__conf_check(struct node* n)
             continue;
         }
         if (req_committed(n, q)) {
-            node__log(RAFT_TRACE_INFO,
+            node__log(n, RAFT_TRACE_INFO,
                       "membership: %s %s committed at %" PRIu64 " (%u voters)",
                       op_name(q->op), q->server.name, raft_conf_index(n->raft),
                       raft_conf_voters(raft_conf_current(n->raft)));
@@ -300,7 +300,7 @@ void node__conf_log(struct node* n)
     }
     n->logged_conf_index = at;
     unsigned voters = raft_conf_voters(c);
-    node__log(RAFT_TRACE_INFO,
+    node__log(n, RAFT_TRACE_INFO,
               "membership at index %" PRIu64 ": %s; %u voters, quorum %u", at,
               line, voters, voters / 2 + 1);
 }

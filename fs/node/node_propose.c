@@ -407,13 +407,13 @@ void node__retry_parked(struct node* n)
 static void startup_progress(struct node* n, const struct read_waiter* r)
 {
     if (!r->has_index) {
-        node__log(RAFT_TRACE_INFO,
+        node__log(n, RAFT_TRACE_INFO,
                   "still waiting to learn the cluster's commit index "
                   "(leader %s)",
                   raft_leader(n->raft) != 0 ? "known" : "unknown");
         return;
     }
-    node__log(RAFT_TRACE_INFO,
+    node__log(n, RAFT_TRACE_INFO,
               "still catching up with the cluster: applied %" PRIu64
               " of %" PRIu64,
               store_applied_index(n->store), r->index);

@@ -128,8 +128,8 @@ static void retention_done_cb(void* data, const struct store_result* res)
     struct node_retention* c = data;
     c->compact_inflight = false;
     if (res->err != 0 && res->err != -ESHUTDOWN) {
-        node__log(RAFT_TRACE_WARN, "automatic compaction: %s",
-                  strerror(-res->err));
+        node_log(c->n, RAFT_TRACE_WARN, "automatic compaction: %s",
+                 strerror(-res->err));
     }
     maybe_free(c);
 }
@@ -197,10 +197,10 @@ static void retention_cb(uv_timer_t* t)
     struct store_cmd cmd = {.op = STORE_OP_COMPACT, .size = target};
     c->compact_inflight = true;
     c->last_compact_ms = now;
-    node__log(RAFT_TRACE_INFO,
-              "history retention: compacting revisions before %" PRIu64
-              " (revision %" PRIu64 ", compact revision %" PRIu64 ")",
-              target, s.revision, s.compact_revision);
+    node_log(c->n, RAFT_TRACE_INFO,
+             "history retention: compacting revisions before %" PRIu64
+             " (revision %" PRIu64 ", compact revision %" PRIu64 ")",
+             target, s.revision, s.compact_revision);
     if (node_propose(c->n, &cmd, retention_done_cb, c) != 0) {
         c->compact_inflight = false;
     }

@@ -48,7 +48,8 @@ static void drain_frames(struct node* n)
 /* Whether the live tree shows that c, used up by an installed image, took
  * effect, and then its result: a WRITE whose content is the live one, a
  * CREATE (not exclusive) whose name is a regular file. Whether c or its
- * cancel won, the tree then holds what c asked for. */
+ * cancel won, the tree then holds what c asked for. Only for an image whose
+ * dedup table does not carry the result (written by an earlier version). */
 static bool effect_in_tree(struct node* n,
                            const struct store_cmd* c,
                            struct store_result* res)
@@ -75,22 +76,44 @@ static bool effect_in_tree(struct node* n,
     return false;
 }
 
+bool node__answer_from_table(struct node* n, struct waiter* w, bool tree)
+{
+    struct store_result res;
+    switch (store_dedup_result(n->store, n->id, w->seq, &res)) {
+    case STORE_OUTCOME_RESULT:
+        node__complete_waiter(n, w, &res);
+        return true;
+    case STORE_OUTCOME_CANCELLED:
+        /* The fence won: the proposal is not applied and never will be. */
+        n->timeouts++;
+        node__fail_waiter(n, w, -EIO);
+        return true;
+    case STORE_OUTCOME_UNKNOWN: {
+        struct store_cmd c;
+        if (tree && store_cmd_decode(&c, w->cmd, w->cmd_len) == 0 &&
+            effect_in_tree(n, &c, &res)) {
+            node__complete_waiter(n, w, &res);
+            return true;
+        }
+        return false;
+    }
+    case STORE_OUTCOME_NONE:
+    default:
+        return false;
+    }
+}
+
 /* An installed image may hold this node's proposals: their entries were
  * never applied here one by one, so their waiters learn nothing from the
- * apply path. Those whose effect the tree shows are answered success; the
- * others wait for their fence, whose duplicate answers EIO. */
+ * apply path. The image's dedup table carries each one's result (or that
+ * its fence won): they are answered with it. Those it does not know wait
+ * (for their entry, or their fence). */
 void node__waiters_after_install(struct node* n)
 {
     struct waiter* w = n->whead;
     while (w != NULL) {
         struct waiter* next = w->next;
-        struct store_cmd c;
-        struct store_result res;
-        if (store_dedup_applied(n->store, n->id, w->seq) == 1 &&
-            store_cmd_decode(&c, w->cmd, w->cmd_len) == 0 &&
-            effect_in_tree(n, &c, &res)) {
-            node__complete_waiter(n, w, &res);
-        }
+        (void)node__answer_from_table(n, w, true);
         w = next;
     }
 }
@@ -104,14 +127,14 @@ void node__install_snapshot(struct node* n, const struct raft_update* u)
     int rv = store_image_install(n->store, u->snapshot_image.base,
                                  u->snapshot_image.len);
     if (rv != 0) {
-        node__log(RAFT_TRACE_ERROR,
+        node__log(n, RAFT_TRACE_ERROR,
                   "installing snapshot at index %" PRIu64 " failed: %s",
                   m->index, strerror(-rv));
         n->sticky_err = rv;
         return;
     }
     char from[NODE_NAME_BUF];
-    node__log(RAFT_TRACE_INFO,
+    node__log(n, RAFT_TRACE_INFO,
               "installed snapshot at index %" PRIu64 " term %" PRIu64
               " (%zu bytes) from %s",
               m->index, m->term, u->snapshot_image.len,
@@ -176,7 +199,7 @@ void node__io_job_finished(struct node* n, struct io_job* j)
 {
     if (j->err != 0 && n->sticky_err == 0) {
         n->sticky_err = j->err;
-        node__log(RAFT_TRACE_ERROR, "disk error: %s; node refuses writes",
+        node__log(n, RAFT_TRACE_ERROR, "disk error: %s; node refuses writes",
                   strerror(-j->err));
     }
     switch (j->type) {
@@ -338,7 +361,7 @@ static void image_release(struct node* n, raft_index applied)
     if (node__step(n, &ev) != 0) {
         /* The core keeps its image (and ours stays alive with it). */
         n->release_failed_at = applied;
-        node__log(RAFT_TRACE_WARN,
+        node__log(n, RAFT_TRACE_WARN,
                   "snapshot image not released at index %" PRIu64, applied);
         return;
     }
@@ -346,7 +369,7 @@ static void image_release(struct node* n, raft_index applied)
     n->image = NULL;
     n->image_len = 0;
     n->image_empty = true;
-    node__log(RAFT_TRACE_INFO, "snapshot image released at index %" PRIu64,
+    node__log(n, RAFT_TRACE_INFO, "snapshot image released at index %" PRIu64,
               applied);
 }
 
@@ -380,7 +403,7 @@ static void compact_at(struct node* n,
         }
         int rv = store_image_build(n->store, &img, &len);
         if (rv != 0) {
-            node__log(RAFT_TRACE_WARN, "snapshot image: %s", strerror(-rv));
+            node__log(n, RAFT_TRACE_WARN, "snapshot image: %s", strerror(-rv));
             return;
         }
     }
@@ -410,7 +433,7 @@ static void compact_at(struct node* n,
     node__step(n, &ev);
     free(old); /* the core released it when it took the new one */
     if (!drop_log) {
-        node__log(RAFT_TRACE_INFO,
+        node__log(n, RAFT_TRACE_INFO,
                   "snapshot image at index %" PRIu64
                   " (%zu bytes) for a "
                   "follower behind the log",
@@ -425,7 +448,7 @@ static void compact_at(struct node* n,
     job->snap = meta;
     job->keep_from = keep_from;
     node__io_submit(&n->io, job);
-    node__log(RAFT_TRACE_INFO,
+    node__log(n, RAFT_TRACE_INFO,
               "log compacted: snapshot at index %" PRIu64
               " (%zu bytes%s); log kept from index %" PRIu64 " (%" PRIu64
               " bytes reclaimed)",
@@ -552,7 +575,7 @@ static void db_compact_after_cb(uv_work_t* w, int status)
     if (rv != 0 || n->stopping || n->sticky_err != 0) {
         store_compact_abort(n->store, job->c);
         if (rv != 0) {
-            node__log(RAFT_TRACE_WARN, "db compaction failed: %s",
+            node__log(n, RAFT_TRACE_WARN, "db compaction failed: %s",
                       strerror(-rv));
         }
     } else {
@@ -568,7 +591,7 @@ static void db_compact_after_cb(uv_work_t* w, int status)
         store_get_stats(n->store, &s);
         if (rv == 0) {
             uint64_t before = job->db_bytes_before;
-            node__log(RAFT_TRACE_INFO,
+            node__log(n, RAFT_TRACE_INFO,
                       "db compacted to revision %" PRIu64 ": %" PRIu64
                       " bytes reclaimed, %" PRIu64 " bytes left, in %" PRIu64
                       " ms",
@@ -576,7 +599,7 @@ static void db_compact_after_cb(uv_work_t* w, int status)
                       before > s.db_bytes ? before - s.db_bytes : 0, s.db_bytes,
                       uv_now(n->loop) - job->start_ms);
         } else {
-            node__log(RAFT_TRACE_WARN, "db compaction abandoned: %s",
+            node__log(n, RAFT_TRACE_WARN, "db compaction abandoned: %s",
                       strerror(-rv));
         }
     }

@@ -108,6 +108,7 @@ struct node_watch_pending {
 struct node {
     uv_loop_t* loop;
     struct node_options opts;
+    struct node_log logger;        /* this node's level and sink (node_io.c) */
     struct db_compact_job* db_job; /* the db rewrite in flight, one per node
                                       (node_snapshot.c) */
     char data_dir[PATH_MAX];
@@ -340,7 +341,16 @@ void node__apply_committed(struct node* n,
                            unsigned count);
 
 /* node_snapshot.c */
+/* A line in n's log (node.c). */
+void node__log(const struct node* n, int level, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void node__waiters_after_install(struct node* n);
+/* Answer w from the store's dedup table if it knows what became of w's
+ * (origin, seq): its result, or EIO when its fence won. tree: for a result
+ * the table does not keep, answer success when the live tree shows the
+ * effect (right after an image install only). Returns whether w was
+ * answered (it is then gone). */
+bool node__answer_from_table(struct node* n, struct waiter* w, bool tree);
 void node__install_snapshot(struct node* n, const struct raft_update* u);
 void node__io_done_cb(uv_async_t* a);
 bool node__db_compact_busy(struct node* n);

@@ -328,7 +328,7 @@ void node__watch_applied(struct node* n,
             p->op == WATCH_RENAME || p->op == WATCH_EXCHANGE ? p->path2 : NULL,
     };
     if (watch_ring_append(n->watch, &ev) == -ENOMEM) {
-        node__log(RAFT_TRACE_WARN,
+        node__log(n, RAFT_TRACE_WARN,
                   "watch: out of memory: the watch ring restarts after "
                   "revision %" PRIu64,
                   res->revision);

@@ -15,71 +15,17 @@
  * a db that opened takes a new frame and opens again without a torn tail
  * into the same state (equal images).
  */
-#include <lz4.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "fuzz_store.h"
 
 enum {
-    HDR = 64,           /* frame header, docs/format-db.md */
-    RAW_MAX = 1u << 20, /* bound on one payload in the harness */
-    FRAMES_MAX = 64,    /* frames built from one input */
-    READS_MAX = 16,     /* history reads per input */
+    READS_MAX = 16, /* history reads per input */
 };
-#define FRAME_MAGIC 0x42444651u
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
-
-/* Mode 1: build well-checksummed frames from headers and raw payloads. */
-static uint8_t* build_frames(const uint8_t* p,
-                             size_t n,
-                             bool fix_magic,
-                             size_t* out_len)
-{
-    size_t cap = 0;
-    uint8_t* out = NULL;
-    size_t len = 0;
-    for (unsigned i = 0; i < FRAMES_MAX && n >= HDR + 4; i++) {
-        uint32_t raw_len = fuzz_get32(p + HDR);
-        if (raw_len > n - HDR - 4) {
-            raw_len = (uint32_t)(n - HDR - 4);
-        }
-        if (raw_len > RAW_MAX) {
-            raw_len = RAW_MAX;
-        }
-        int bound = LZ4_compressBound((int)raw_len);
-        if (len + HDR + (size_t)bound > cap) {
-            cap = 2 * (len + HDR + (size_t)bound);
-            out = realloc(out, cap);
-            FUZZ_CHECK(out != NULL);
-        }
-        uint8_t* h = out + len;
-        memcpy(h, p, HDR);
-        int comp = 0;
-        if (raw_len > 0) {
-            comp = LZ4_compress_default((const char*)p + HDR + 4,
-                                        (char*)h + HDR, (int)raw_len, bound);
-            FUZZ_CHECK(comp > 0);
-        }
-        if (fix_magic) {
-            fuzz_put32(h, FRAME_MAGIC);
-            fuzz_put16(h + 4, 1);
-            fuzz_put16(h + 6, HDR);
-        }
-        fuzz_put32(h + 16, raw_len);
-        fuzz_put32(h + 20, (uint32_t)comp);
-        uint64_t seed = XXH3_64bits(h, 56);
-        fuzz_put64(h + 56, XXH3_64bits_withSeed(h + HDR, (size_t)comp, seed));
-        len += HDR + (size_t)comp;
-        p += HDR + 4 + raw_len;
-        n -= HDR + 4 + raw_len;
-    }
-    *out_len = len;
-    return out;
-}
 
 /* History reads at a few (ino, revision) pairs: ino 1.. and revisions
  * spread over [0, revision]. */
@@ -120,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     snprintf(path, sizeof(path), "%s/db", fuzz_dir());
     if (mode & 1) {
         size_t len;
-        uint8_t* file = build_frames(data + 1, size - 1, mode & 2, &len);
+        uint8_t* file = fuzz_build_frames(data + 1, size - 1, mode & 2, &len);
         fuzz_write_file(path, file, len);
         free(file);
     } else {

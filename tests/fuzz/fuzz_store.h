@@ -2,12 +2,22 @@
  * default options, write every queued record durably, compare two stores
  * through their images (image building is deterministic: the same state
  * gives the same bytes, docs/format-db.md "Images"), check that a store
- * reopens into the same state. */
+ * reopens into the same state, build a db file from raw frames. */
 #ifndef QFS_FUZZ_STORE_H
 #define QFS_FUZZ_STORE_H
 
+#include <lz4.h>
+#include <xxhash.h>
+
 #include "fuzz_util.h"
 #include "store.h"
+
+enum {
+    FUZZ_FRAME_HDR = 64,           /* frame header, docs/format-db.md */
+    FUZZ_FRAME_RAW_MAX = 1u << 20, /* bound on one payload */
+    FUZZ_FRAMES_MAX = 64,          /* frames built from one input */
+};
+#define FUZZ_FRAME_MAGIC 0x42444651u
 
 static inline int fuzz_store_open(const char* path,
                                   bool keep_torn_tail,
@@ -70,6 +80,58 @@ static inline void fuzz_store_reopen_same(struct store* st, const char* path)
     free(a);
     free(b);
     store_close(st);
+}
+
+/* The db target's mode 1 (fuzz_db.c): well-checksummed frames from
+ * [64-byte header][u32 raw_len][raw records]... (fix_magic: magic, version
+ * and header_len too). malloc'd. */
+static inline uint8_t* fuzz_build_frames(const uint8_t* p,
+                                         size_t n,
+                                         bool fix_magic,
+                                         size_t* out_len)
+{
+    size_t cap = 0;
+    uint8_t* out = NULL;
+    size_t len = 0;
+    for (unsigned i = 0; i < FUZZ_FRAMES_MAX && n >= FUZZ_FRAME_HDR + 4; i++) {
+        uint32_t raw_len = fuzz_get32(p + FUZZ_FRAME_HDR);
+        if (raw_len > n - FUZZ_FRAME_HDR - 4) {
+            raw_len = (uint32_t)(n - FUZZ_FRAME_HDR - 4);
+        }
+        if (raw_len > FUZZ_FRAME_RAW_MAX) {
+            raw_len = FUZZ_FRAME_RAW_MAX;
+        }
+        int bound = LZ4_compressBound((int)raw_len);
+        if (len + FUZZ_FRAME_HDR + (size_t)bound > cap) {
+            cap = 2 * (len + FUZZ_FRAME_HDR + (size_t)bound);
+            out = realloc(out, cap);
+            FUZZ_CHECK(out != NULL);
+        }
+        uint8_t* h = out + len;
+        memcpy(h, p, FUZZ_FRAME_HDR);
+        int comp = 0;
+        if (raw_len > 0) {
+            comp = LZ4_compress_default((const char*)p + FUZZ_FRAME_HDR + 4,
+                                        (char*)h + FUZZ_FRAME_HDR, (int)raw_len,
+                                        bound);
+            FUZZ_CHECK(comp > 0);
+        }
+        if (fix_magic) {
+            fuzz_put32(h, FUZZ_FRAME_MAGIC);
+            fuzz_put16(h + 4, 1);
+            fuzz_put16(h + 6, FUZZ_FRAME_HDR);
+        }
+        fuzz_put32(h + 16, raw_len);
+        fuzz_put32(h + 20, (uint32_t)comp);
+        uint64_t seed = XXH3_64bits(h, 56);
+        fuzz_put64(h + 56, XXH3_64bits_withSeed(h + FUZZ_FRAME_HDR,
+                                                (size_t)comp, seed));
+        len += FUZZ_FRAME_HDR + (size_t)comp;
+        p += FUZZ_FRAME_HDR + 4 + raw_len;
+        n -= FUZZ_FRAME_HDR + 4 + raw_len;
+    }
+    *out_len = len;
+    return out;
 }
 
 #endif /* QFS_FUZZ_STORE_H */

@@ -204,13 +204,105 @@ static uint8_t* unseal(const uint8_t* f, size_t n, size_t* out_len)
     return out;
 }
 
+/* Records as an earlier version wrote them: every RESULT record (tag 7,
+ * 40 bytes) becomes the DEDUP record (tag 3, 17 bytes) of its (origin,
+ * seq), the rest is copied (docs/format-db.md). Returns the bytes written
+ * to out (at most n). Record sizes by tag, from the format. */
+static size_t downgrade_records(const uint8_t* p, size_t n, uint8_t* out)
+{
+    size_t pos = 0, len = 0;
+    while (pos < n) {
+        size_t size;
+        switch (p[pos]) {
+        case 1: /* PUT */
+            size = pos + 96 <= n ? 96 + (size_t)fuzz_get16(p + pos + 2) +
+                                       fuzz_get32(p + pos + 92)
+                                 : n - pos;
+            break;
+        case 2: /* DEL */
+            size = 29;
+            break;
+        case 3: /* DEDUP */
+            size = 17;
+            break;
+        case 4: /* SNAP */
+        case 5: /* SNAPDROP */
+            size = (p[pos] == 4 ? 20 : 4) +
+                   (pos + 4 <= n ? (size_t)fuzz_get16(p + pos + 2) : 0);
+            break;
+        case 6: /* COMPACT */
+            size = 9;
+            break;
+        case 7: /* RESULT: u8 tag, u8 flags, u16 0, i32 err, origin, seq */
+            if (pos + 40 > n) {
+                size = n - pos;
+                break;
+            }
+            out[len] = 3;
+            memcpy(out + len + 1, p + pos + 8, 16);
+            len += 17;
+            pos += 40;
+            continue;
+        default:
+            size = n - pos;
+            break;
+        }
+        size = size > n - pos ? n - pos : size;
+        memcpy(out + len, p + pos, size);
+        len += size;
+        pos += size;
+    }
+    return len;
+}
+
+/* Frames [64-byte header][u32 raw_len][raw] (mode 1) with their records
+ * downgraded (the harness fixes lengths and checksums). */
+static uint8_t* downgrade_frames(const uint8_t* u, size_t n, size_t* out_len)
+{
+    uint8_t* out = malloc(n);
+    FUZZ_CHECK(out != NULL);
+    size_t pos = 0, len = 0;
+    while (pos + 68 <= n) {
+        uint32_t raw = fuzz_get32(u + pos + 64);
+        FUZZ_CHECK(pos + 68 + raw <= n);
+        memcpy(out + len, u + pos, 64);
+        size_t k = downgrade_records(u + pos + 68, raw, out + len + 68);
+        fuzz_put32(out + len + 64, (uint32_t)k);
+        len += 68 + k;
+        pos += 68 + raw;
+    }
+    *out_len = len;
+    return out;
+}
+
+/* A db file of an earlier version (frames, records without results)
+ * opens; the commands are used up, their results unknown. path is
+ * overwritten. */
+static void check_dedup_only(const char* path, const uint8_t* frames, size_t n)
+{
+    size_t len;
+    uint8_t* file = fuzz_build_frames(frames, n, false, &len);
+    fuzz_write_file(path, file, len);
+    free(file);
+    struct store* st;
+    struct store_recovery rec;
+    FUZZ_CHECK(fuzz_store_open(path, false, &st, &rec) == 0);
+    struct store_result res;
+    FUZZ_CHECK(store_dedup_result(st, 7, 1, &res) == STORE_OUTCOME_UNKNOWN);
+    FUZZ_CHECK(store_dedup_result(st, 7, 99, &res) == STORE_OUTCOME_NONE);
+    store_close(st);
+}
+
 static int gen_db(const char* dir)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/db", fuzz_dir());
     static const unsigned every[] = {1, 4, 100};
     for (unsigned k = 0; k < 3; k++) {
-        store_close(store_with_script(path, every[k]));
+        struct store* st = store_with_script(path, every[k]);
+        struct store_result res;
+        FUZZ_CHECK(store_dedup_result(st, 7, 1, &res) == STORE_OUTCOME_RESULT);
+        store_close(st);
         size_t n, un;
         uint8_t* f = fuzz_read_file(path, &n);
         FUZZ_CHECK(f != NULL && n > 0);
@@ -222,6 +314,13 @@ static int gen_db(const char* dir)
         uint8_t* u = unseal(f, n, &un);
         snprintf(name, sizeof(name), "frames-every%u", every[k]);
         put_mode(dir, name, 1, u, un);
+        /* the same as an earlier version wrote it: DEDUP, no results */
+        size_t dn;
+        uint8_t* d = downgrade_frames(u, un, &dn);
+        snprintf(name, sizeof(name), "frames-dedup-every%u", every[k]);
+        put_mode(dir, name, 1, d, dn);
+        check_dedup_only(path, d, dn);
+        free(d);
         free(u);
         free(f);
     }
@@ -329,6 +428,25 @@ static int gen_log(const char* dir)
     return 0;
 }
 
+/* An image of an earlier version (records without results; img's header
+ * gets its payload length and checksum here, docs/format-db.md "Images")
+ * installs; the commands are used up, their results unknown. */
+static void check_image_dedup_only(const char* path, uint8_t* img, size_t n)
+{
+    fuzz_put64(img + 40, n - 64);
+    uint64_t seed = XXH3_64bits(img, 56);
+    fuzz_put64(img + 56, XXH3_64bits_withSeed(img + 64, n - 64, seed));
+    unlink(path);
+    struct store* st;
+    struct store_recovery rec;
+    FUZZ_CHECK(fuzz_store_open(path, false, &st, &rec) == 0);
+    FUZZ_CHECK(store_image_install(st, img, n) == 0);
+    struct store_result res;
+    FUZZ_CHECK(store_dedup_result(st, 7, 1, &res) == STORE_OUTCOME_UNKNOWN);
+    store_close(st);
+    unlink(path);
+}
+
 static int gen_snapfile(const char* dir)
 {
     char db[512], file[512];
@@ -355,6 +473,11 @@ static int gen_snapfile(const char* dir)
     memcpy(b + 4, f + 64, conf_len);
     memcpy(b + 4 + conf_len, img, ilen);
     put_mode(dir, "parts", 1, b, 4 + conf_len + ilen);
+    /* the image as an earlier version built it: DEDUP, no results */
+    size_t dlen = 4 + conf_len + 64;
+    dlen += downgrade_records(img + 64, ilen - 64, b + dlen);
+    put_mode(dir, "parts-dedup", 1, b, dlen);
+    check_image_dedup_only(db, b + 4 + conf_len, dlen - 4 - conf_len);
     free(b);
     free(f);
     free(img);

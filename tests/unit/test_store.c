@@ -9,6 +9,9 @@
 #include "check.h"
 #include "store_env.h"
 
+/* store/store_internal.h STORE_DEDUP_WINDOW: seqs kept below the highest. */
+enum { STORE_DEDUP_WINDOW_TEST = 64 };
+
 static void test_root(void)
 {
     struct env e;
@@ -559,6 +562,104 @@ static void test_cancel(void)
     env_close(&e);
 }
 
+/* The outcome of (origin 9, seq) as store_dedup_result gives it. */
+static enum store_outcome outcome(struct env* e,
+                                  uint64_t seq,
+                                  struct store_result* r)
+{
+    return store_dedup_result(e->st, 9, seq, r);
+}
+
+/* Each seq's result, as the proposer's waiter got it from store_apply. */
+static void check_outcomes(struct env* e,
+                           const struct store_result* want,
+                           unsigned count)
+{
+    for (unsigned i = 0; i < count; i++) {
+        struct store_result r;
+        CHECK_EQ(outcome(e, 30 + i, &r), STORE_OUTCOME_RESULT);
+        CHECK_EQ(r.err, want[i].err);
+        CHECK_EQ(r.ino, want[i].ino);
+        CHECK_EQ(r.revision, want[i].revision);
+        CHECK(!r.duplicate);
+    }
+    struct store_result r;
+    CHECK_EQ(outcome(e, 30 + count, &r), STORE_OUTCOME_CANCELLED);
+    CHECK_EQ(outcome(e, 31 + count, &r), STORE_OUTCOME_NONE);
+    CHECK_EQ(store_dedup_result(e->st, 8, 30, &r), STORE_OUTCOME_NONE);
+}
+
+/* The result of every command is replicated with its (origin, seq): it
+ * survives the db file (recovery) and an image install, so a node that
+ * learns of its command only from an image answers the real result
+ * (fs/node/node_snapshot.c). Out of the window: unknown. */
+static void test_results_replicated(void)
+{
+    struct env e;
+    env_open(&e, NULL);
+    struct store_cmd mk = {
+        .op = STORE_OP_MKDIR, .parent = 1, .name = "x", .mode = 0700};
+    struct store_cmd create = {
+        .op = STORE_OP_CREATE, .parent = 1, .name = "f", .mode = 0600};
+    struct store_cmd ren = {.op = STORE_OP_RENAME,
+                            .parent = 1,
+                            .name = "f",
+                            .new_parent = 1,
+                            .new_name = "g"};
+    struct store_cmd rm = {.op = STORE_OP_RMDIR, .parent = 1, .name = "nope"};
+    struct store_cmd cancel = {.op = STORE_OP_CANCEL};
+    struct store_result want[5];
+    want[0] = apply_as(&e, &mk, 30);
+    want[1] = apply_as(&e, &mk, 31); /* EEXIST */
+    want[2] = apply_as(&e, &create, 32);
+    want[3] = apply_as(&e, &ren, 33);
+    want[4] = apply_as(&e, &rm, 34); /* ENOENT */
+    CHECK(want[0].ino != 0 && want[0].revision == 1);
+    CHECK_EQ(want[1].err, -EEXIST);
+    CHECK_EQ(want[1].revision, 1);
+    CHECK(want[2].ino != 0 && want[2].revision == 2);
+    CHECK_EQ(want[3].err, 0);
+    CHECK_EQ(want[3].revision, 3);
+    CHECK_EQ(want[4].err, -ENOENT);
+    apply_as(&e, &cancel, 35);
+    check_outcomes(&e, want, 5);
+
+    /* recovery: the db file holds the results */
+    reopen(&e);
+    check_outcomes(&e, want, 5);
+
+    /* image install: another store gets the same table */
+    void* img;
+    size_t len;
+    CHECK_EQ(store_image_build(e.st, &img, &len), 0);
+    struct env f;
+    env_open(&f, NULL);
+    CHECK_EQ(store_image_install(f.st, img, len), 0);
+    check_outcomes(&f, want, 5);
+    /* and its db file too (the image's BASE frames) */
+    store_close(f.st);
+    struct store_options def;
+    store_options_default(&def);
+    CHECK_EQ(store_open(f.path, &def, &f.st, NULL), 0);
+    check_outcomes(&f, want, 5);
+    /* the image it builds is the same bytes */
+    void* img2;
+    size_t len2;
+    CHECK_EQ(store_image_build(f.st, &img2, &len2), 0);
+    CHECK(len2 == len && memcmp(img, img2, len) == 0);
+    free(img);
+    free(img2);
+    env_close(&f);
+
+    /* a seq that left the window: applied, result no longer kept */
+    struct store_result r;
+    apply_as(&e, &cancel, 30 + STORE_DEDUP_WINDOW_TEST + 1);
+    CHECK_EQ(outcome(&e, 30, &r), STORE_OUTCOME_UNKNOWN);
+    CHECK_EQ(outcome(&e, 31, &r), STORE_OUTCOME_RESULT);
+    CHECK_EQ(r.err, -EEXIST);
+    env_close(&e);
+}
+
 int main(void)
 {
     RUN(test_root);
@@ -571,5 +672,6 @@ int main(void)
     RUN(test_rename);
     RUN(test_dedup_and_errors);
     RUN(test_cancel);
+    RUN(test_results_replicated);
     return 0;
 }
