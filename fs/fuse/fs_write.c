@@ -84,8 +84,9 @@ enum wfail_cause {
     WFAIL_PENDING,  /* ENOSPC: past the mount's pending bytes */
     WFAIL_QUOTA,    /* ENOSPC: the cluster's quota */
     WFAIL_COMMIT,   /* EIO: not committed */
+    WFAIL_CREATE,   /* a new file's create refused (its directory gone) */
 };
-_Static_assert(WFAIL_COMMIT + 1 == sizeof(((struct fs*)0)->wfail) /
+_Static_assert(WFAIL_CREATE + 1 == sizeof(((struct fs*)0)->wfail) /
                                        sizeof(((struct fs*)0)->wfail[0]),
                "one slot per cause");
 
@@ -101,7 +102,10 @@ static void fmt_bytes(char* buf, size_t cap, uint64_t bytes)
     }
 }
 
-static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
+static void wfail_log_err(struct fs* f,
+                          uint64_t ino,
+                          enum wfail_cause cause,
+                          int errnum)
 {
     struct fs_wfail* s = &f->wfail[cause];
     int64_t now = mono_ns();
@@ -110,7 +114,11 @@ static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
         return;
     }
     char path[512], amount[32], why[160], more[96] = "";
-    if (store_path(node_store(f->node), ino, path, sizeof(path)) != 0) {
+    if (fs__is_pnode(ino)) {
+        if (fs__pnew_path(f, ino, path, sizeof(path)) != 0) {
+            snprintf(path, sizeof(path), "a new file (its directory is gone)");
+        }
+    } else if (store_path(node_store(f->node), ino, path, sizeof(path)) != 0) {
         snprintf(path, sizeof(path), "inode %llu (removed)",
                  (unsigned long long)ino);
     }
@@ -143,6 +151,18 @@ static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
                  "not committed: no quorum or leader within the proposal "
                  "timeout");
         break;
+    case WFAIL_CREATE:
+        err = strerrorname_np(errnum);
+        if (err == NULL) {
+            err = "error";
+        }
+        snprintf(why, sizeof(why), "%s",
+                 errnum == ENOENT
+                     ? "its directory was removed before the new file was "
+                       "committed; the file was dropped"
+                     : "the new file could not be created under its name; "
+                       "it was dropped");
+        break;
     }
     if (s->suppressed > 0) {
         snprintf(more, sizeof(more),
@@ -154,6 +174,11 @@ static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
               more);
     s->last_ns = now;
     s->suppressed = 0;
+}
+
+static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
+{
+    wfail_log_err(f, ino, cause, 0);
 }
 
 /* A write-path request failed here with err (a positive errno). */
@@ -420,6 +445,16 @@ void fs__commit_start(struct fs* f,
     struct store_attr a;
 
     assert(w->u.on && w->u.err == 0 && !w->busy);
+    bool pnew = c == NULL && fs__is_pnode(w->ino);
+    if (pnew && fs__pnew_cmd(f, w->ino, &w->u, &wc)) {
+        c = &wc; /* a new file: one CREATE with its content (fs_pnew.c) */
+    } else if (pnew) {
+        fs__upd_free(f, &w->u); /* unlinked before its commit: no entry */
+        fs__pnew_drop(f, w->ino);
+        op_reply_err(op, 0);
+        op_drop(op);
+        return;
+    }
     if (c == NULL &&
         store_getattr(node_store(f->node), w->ino, &a) == -ENOENT) {
         fs__upd_free(f, &w->u); /* unlinked while open: nothing to commit to */
@@ -432,13 +467,18 @@ void fs__commit_start(struct fs* f,
         wc.op = STORE_OP_WRITE;
         c = &wc;
     }
-    c->ino = w->ino;
+    c->ino = pnew ? 0 : w->ino;
     c->data = w->u.buf;
     c->data_len = w->u.len;
     c->set_mask = w->u.set_mask;
-    c->mode = w->u.mode;
-    c->uid = w->u.uid;
-    c->gid = w->u.gid;
+    if (pnew) {
+        /* mode and owner: the create's, or as set (fs__pnew_cmd) */
+        c->set_mask &= STORE_SET_ATIME | STORE_SET_MTIME;
+    } else {
+        c->mode = w->u.mode;
+        c->uid = w->u.uid;
+        c->gid = w->u.gid;
+    }
     c->atime_ns = w->u.atime_ns;
     c->mtime_ns = w->u.mtime_ns;
     /* Who wrote it decides the quota's reserve, not who closes it (a
@@ -485,6 +525,9 @@ static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
     if (u->err != 0) {
         int err = u->err;
         fs__upd_free(f, u); /* reported once, to its writer */
+        if (fs__is_pnode(w->ino)) {
+            fs__pnew_drop(f, w->ino); /* a new file: nothing of it */
+        }
         op_reply_err(op, err);
         op_drop(op);
         return;
@@ -550,6 +593,8 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
         wfail_log(f, op->ino, WFAIL_COMMIT);
     } else if (res->err == -EFBIG) {
         wfail_log(f, op->ino, WFAIL_SIZE);
+    } else if (res->err != 0 && fs__is_pnode(op->ino)) {
+        wfail_log_err(f, op->ino, WFAIL_CREATE, -res->err);
     }
     if (op->req != NULL) {
         fuse_reply_err(op->req, res->err != 0 ? -res->err : 0);
@@ -567,6 +612,9 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
          * committed before: make it read that again. */
         fs__upd_free(f, &w->fl);
         kernel_drop(f, op->ino);
+    }
+    if (fs__is_pnode(op->ino)) {
+        w = fs__pnew_done(f, w, res);
     }
     wino_run(f, w);
 }
