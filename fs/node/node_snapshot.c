@@ -47,8 +47,9 @@ static void drain_frames(struct node* n)
 
 /* Whether the live tree shows that c, used up by an installed image, took
  * effect, and then its result: a WRITE whose content is the live one, a
- * CREATE (not exclusive) whose name is a regular file. Whether c or its
- * cancel won, the tree then holds what c asked for. */
+ * CREATE (not exclusive) whose name is a regular file (with the content
+ * it carries, if any). Whether c or its cancel won, the tree then holds
+ * what c asked for. */
 static bool effect_in_tree(struct node* n,
                            const struct store_cmd* c,
                            struct store_result* res)
@@ -70,6 +71,12 @@ static bool effect_in_tree(struct node* n,
         store_lookup(n->store, c->parent, c->name, &a) == 0 &&
         a.type == STORE_FILE) {
         res->ino = a.ino;
+        if ((c->flags & STORE_WITH_DATA) != 0) {
+            /* a new file with its content: that content */
+            return store_read(n->store, a.ino, &data, &len) == 0 &&
+                   len == c->data_len &&
+                   (len == 0 || memcmp(data, c->data, len) == 0);
+        }
         return true;
     }
     return false;

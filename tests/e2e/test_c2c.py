@@ -881,3 +881,36 @@ def test_new_file_races(make_cluster, procs):
     assert not os.path.exists(w_node.path("d"))
     wait_for(lambda: "its directory was removed" in read(
         w_node.log_path).decode(errors="replace"), what="the log line")
+
+
+def test_new_file_fsync_then_more(make_cluster, procs):
+    """fsync commits a new file (one entry); the writer's descriptor then
+    goes on as for any committed file: more writes, one more entry at
+    close, read back through the same descriptor's nodeid and by path."""
+    c = make_cluster()
+    c.start()
+    w_node, other = c.followers()[0], c.leader()
+    f = w_node.path("s.conf")
+    rev = w_node.revision()
+    w = procs()
+    w.do("open", "f", f, "RDWR|CREAT|TRUNC")
+    w.write("f", "one\n")
+    w.do("fsync", "f")
+    assert w_node.revision() == rev + 1
+    c.wait_applied()
+    assert read(other.path("s.conf")) == b"one\n"
+    w.write("f", "two\n")
+    assert read(f) == b"one\ntwo\n"
+    assert w.do("fstat", "f") == "8"
+    assert w_node.revision() == rev + 1
+    w.do("close", "f")
+    assert w_node.revision() == rev + 2
+    c.wait_applied()
+    for n in c.nodes:
+        wait_for(lambda: read(n.path("s.conf")) == b"one\ntwo\n",
+                 what="on " + n.name)
+    # changed elsewhere afterwards: this mount follows
+    qc.write_file(other.path("s.conf"), b"three\n")
+    c.wait_applied()
+    wait_for(lambda: read(f) == b"three\n", what="the change from elsewhere")
+    sh("ls -l %s > /dev/null" % w_node.mnt)
