@@ -411,6 +411,11 @@ static int do_setattr(struct fs* f, struct fs_wino* w, struct fs_op* op)
         }
     }
     u->unpriv = u->unpriv || op->unpriv;
+    if (fs__is_pnode(w->ino) && (op->set_mask & ~(uint32_t)STORE_SET_SIZE)) {
+        /* a new file given times or a mode (touch, cp): its next FLUSH
+         * commits it, whether or not anything was written */
+        u->trunc_only = false;
+    }
     u->set_mask |= op->set_mask & ~(uint32_t)STORE_SET_SIZE;
     if (op->set_mask & STORE_SET_MODE) {
         u->mode = op->mode;

@@ -914,3 +914,18 @@ def test_new_file_fsync_then_more(make_cluster, procs):
     c.wait_applied()
     wait_for(lambda: read(f) == b"three\n", what="the change from elsewhere")
     sh("ls -l %s > /dev/null" % w_node.mnt)
+
+
+def test_touch_new_file(node):
+    """touch of a new name (open, futimens, close) commits at its close:
+    one revision, not left to the settle timer; open + close alone (no
+    write, no attribute) is a truncation the settle timer commits."""
+    rev = node.revision()
+    sh("touch %s" % node.path("marker"))
+    assert node.revision() == rev + 1
+    assert at_rev(node, rev + 1, "marker") == b""
+    open(node.path("empty"), "w").close()
+    assert "empty" in os.listdir(node.mnt)
+    wait_for(lambda: node.revision() == rev + 2, timeout=5 * SETTLE_S,
+             what="the new empty file committed by the settle timer")
+    assert at_rev(node, rev + 2, "empty") == b""
