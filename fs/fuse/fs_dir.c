@@ -283,6 +283,14 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name)
     if (parent == FS_VINO_SNAPSHOTS || old_name_refused(req, parent, name)) {
         return;
     }
+    struct fs* f = fuse_req_userdata(req);
+    struct store_attr a;
+    if (f->pnews != NULL &&
+        store_lookup(node_store(f->node), parent, name, &a) == 0 &&
+        fs__pnew_in(f, a.ino)) {
+        fuse_reply_err(req, ENOTEMPTY); /* a pending new file in it */
+        return;
+    }
     cmd_init(req, &c, STORE_OP_RMDIR, parent, name);
     propose_simple(req, &c, FS_REPLY_ERR);
 }

@@ -584,6 +584,8 @@ bool fs__pnew_cmd(struct fs* f,
 struct fs_wino* fs__pnew_done(struct fs* f,
                               struct fs_wino* w,
                               const struct store_result* res);
+/* Whether dir holds a pending new file (rmdir: ENOTEMPTY). */
+bool fs__pnew_in(const struct fs* f, uint64_t dir);
 /* Forget it (its update is gone): the name disappears from this mount. */
 void fs__pnew_drop(struct fs* f, uint64_t pino);
 /* The pending new files of dir after the one with nodeid `after` (0: all)

@@ -240,7 +240,8 @@ bool fs__pnew_rename(struct fs* f, fuse_req_t req, struct store_cmd* c)
     struct store_attr a;
 
     if (p == NULL) {
-        if (dst != NULL && (c->flags & STORE_NOREPLACE) == 0) {
+        if (dst != NULL &&
+            (c->flags & (STORE_NOREPLACE | STORE_EXCHANGE)) == 0) {
             dst->unlinked = true; /* replaced by the renamed file */
         }
         return false;
@@ -355,6 +356,18 @@ struct fs_wino* fs__pnew_done(struct fs* f,
     }
     fs__nodeid_adopt(f, pino, res->ino, nlookup);
     return w;
+}
+
+bool fs__pnew_in(const struct fs* f, uint64_t dir)
+{
+    const struct fs_pnew* p;
+
+    for (p = f->pnews; p != NULL; p = p->next) {
+        if (!p->unlinked && p->parent == dir) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int fs__pnew_readdir(struct fs* f,

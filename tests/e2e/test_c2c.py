@@ -881,6 +881,14 @@ def test_new_file_races(make_cluster, procs):
     assert not os.path.exists(w_node.path("d"))
     wait_for(lambda: "its directory was removed" in read(
         w_node.log_path).decode(errors="replace"), what="the log line")
+    # on its own mount the directory is not empty
+    os.mkdir(w_node.path("d2"))
+    w.do("open", "h", w_node.path("d2", "x"), "WRONLY|CREAT|TRUNC")
+    with pytest.raises(OSError) as e:
+        os.rmdir(w_node.path("d2"))
+    assert e.value.errno == errno.ENOTEMPTY
+    w.do("close", "h")
+    assert read(w_node.path("d2", "x")) == b""
 
 
 def test_new_file_fsync_then_more(make_cluster, procs):
