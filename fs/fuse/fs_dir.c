@@ -678,21 +678,18 @@ static void dir_list(fuse_req_t req,
     } else if (dir_fixed(&df, &self) != 0) {
         goto reply;
     }
-    if (pend_after != 0) {
-        rv = 0; /* the store's children are listed already */
-    } else if (fs__in_snapshots(df.d->ino)) {
+    /* Past a pending new file's cursor the store's children are listed
+     * already; a virtual dir has none. */
+    rv = 0;
+    if (pend_after == 0 && fs__in_snapshots(df.d->ino)) {
         rv = fs__snap_readdir(f, df.d->ino, after, dir_store_cb, &df);
-    } else if (!fs__is_virtual(df.d->ino)) {
+    } else if (pend_after == 0 && !fs__is_virtual(df.d->ino)) {
         rv = store_readdir(node_store(f->node), df.d->ino, after, dir_store_cb,
                            &df);
-    } else {
-        rv = 0;
     }
     if (rv == 0 && f->pnews != NULL && !fs__is_virtual(df.d->ino) &&
         !fs__in_snapshots(df.d->ino)) {
-        uint64_t last = 0;
-        rv = fs__pnew_readdir(f, df.d->ino, pend_after, &last, dir_store_cb,
-                              &df);
+        rv = fs__pnew_readdir(f, df.d->ino, pend_after, dir_store_cb, &df);
     }
     if (rv < 0) {
         free(df.buf);

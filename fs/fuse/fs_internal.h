@@ -589,12 +589,11 @@ bool fs__pnew_in(const struct fs* f, uint64_t dir);
 /* Forget it (its update is gone): the name disappears from this mount. */
 void fs__pnew_drop(struct fs* f, uint64_t pino);
 /* The pending new files of dir after the one with nodeid `after` (0: all)
- * whose names the store does not have, oldest first; cb as
- * store_readdir's, with *last set to each one's nodeid. */
+ * whose names the store does not have, oldest first (attrs carry their
+ * nodeids); cb as store_readdir's. */
 int fs__pnew_readdir(struct fs* f,
                      uint64_t dir,
                      uint64_t after,
-                     uint64_t* last,
                      store_readdir_cb cb,
                      void* data);
 /* FORGET of a pending nodeid: true when it was one. */

@@ -373,7 +373,6 @@ bool fs__pnew_in(const struct fs* f, uint64_t dir)
 int fs__pnew_readdir(struct fs* f,
                      uint64_t dir,
                      uint64_t after,
-                     uint64_t* last,
                      store_readdir_cb cb,
                      void* data)
 {
@@ -390,7 +389,6 @@ int fs__pnew_readdir(struct fs* f,
         if (rv != 0) {
             return rv;
         }
-        *last = p->pino;
     }
     return 0;
 }

@@ -41,6 +41,11 @@
  * in flight waits in the inode's queue and then applies to a new update
  * built from the content that commit produced.
  *
+ * A new file not committed yet (fs_pnew.c) has its update keyed by its
+ * local nodeid; its commit is one STORE_OP_CREATE with STORE_WITH_DATA
+ * (fs__pnew_cmd), and when done the state moves to the store ino
+ * (fs__pnew_done). Removed before that, it is dropped without an entry.
+ *
  * This file: the update, its commits, the settle timer and unmount.
  * fs_wstate.c: the per-inode state. fs_owner.c: who wrote an update.
  * fs_wreq.c: the requests.

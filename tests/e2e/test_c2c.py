@@ -937,3 +937,28 @@ def test_touch_new_file(node):
     wait_for(lambda: node.revision() == rev + 2, timeout=5 * SETTLE_S,
              what="the new empty file committed by the settle timer")
     assert at_rev(node, rev + 2, "empty") == b""
+
+
+def test_many_pending_new_files_listed(node, procs):
+    """ls of a directory with committed files and more pending new files
+    than one READDIR reply holds: every name once; then all committed."""
+    d = node.path("many")
+    os.mkdir(d)
+    for i in range(40):
+        sh("echo %d > %s/committed-%03d" % (i, d, i))
+    rev = node.revision()
+    w = procs()
+    names = ["pending-file-with-a-long-name-%03d" % i for i in range(250)]
+    for i, name in enumerate(names):
+        w.do("open", str(i), os.path.join(d, name), "WRONLY|CREAT|TRUNC")
+        w.write(str(i), "%d\n" % i)
+    for listing in (os.listdir(d), sh("ls -l %s" % d).decode().split("\n")):
+        got = [x for x in listing if "pending-" in x or "committed-" in x]
+        assert len(got) == 290, len(got)
+    assert sorted(os.listdir(d)) == sorted(
+        ["committed-%03d" % i for i in range(40)] + names)
+    assert node.revision() == rev
+    for i in range(len(names)):
+        w.do("close", str(i))
+    assert node.revision() == rev + 250
+    assert read(os.path.join(d, names[7])) == b"7\n"
