@@ -727,6 +727,8 @@ def test_new_file_unseen_until_complete(make_cluster, procs):
             time.sleep(0.05)
             assert rel in os.listdir(w_node.mnt)
             assert os.stat(w_node.path(rel)).st_size == (i + 1) * part
+            # another process's read and close there commits nothing
+            assert read(w_node.path(rel)) == new[:(i + 1) * part]
         assert w_node.revision() == rev, "committed before close"
         assert not os.path.exists(other.path(rel))
         w.do("close", "f")
@@ -962,3 +964,26 @@ def test_many_pending_new_files_listed(node, procs):
         w.do("close", str(i))
     assert node.revision() == rev + 250
     assert read(os.path.join(d, names[7])) == b"7\n"
+
+
+def test_new_file_past_the_limits(make_node, procs):
+    """A new file's update is bounded like any other: past the file size
+    EFBIG (write and close), past --pending-bytes ENOSPC; the failed new
+    file is dropped whole (no entry, the name gone on its mount too)."""
+    n = make_node().start(["--file-size-max", "65536",
+                           "--pending-bytes", str(96 * 1024)])
+    rev = n.revision()
+    w = procs()
+    w.do("open", "f", n.path("big"), "WRONLY|CREAT|TRUNC")
+    assert w.err("write", "f", (b"x" * 70000).hex()) == errno.EFBIG
+    assert w.err("close", "f") == errno.EFBIG
+    assert not os.path.exists(n.path("big"))
+    w.do("open", "a", n.path("a"), "WRONLY|CREAT|TRUNC")
+    w.do("open", "b", n.path("b"), "WRONLY|CREAT|TRUNC")
+    w.write("a", b"a" * 60000)
+    assert w.err("write", "b", (b"b" * 60000).hex()) == errno.ENOSPC
+    assert w.err("close", "b") == errno.ENOSPC
+    assert not os.path.exists(n.path("b"))
+    w.do("close", "a")
+    assert read(n.path("a")) == b"a" * 60000
+    assert n.revision() == rev + 1
