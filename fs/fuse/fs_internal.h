@@ -555,7 +555,8 @@ struct fs_pnew* fs__pnew_named(const struct fs* f,
                                const char* name);
 /* Its attributes before its pending update is overlaid: 0, -ENOENT. */
 int fs__pnew_attr(const struct fs* f, uint64_t pino, struct store_attr* a);
-/* Its path (for the log): 0, -ENOENT. */
+/* Its path, or "new file NAME" when its directory is gone (for the log):
+ * 0, -ENOENT. */
 int fs__pnew_path(const struct fs* f, uint64_t pino, char* buf, size_t cap);
 /* A CREATE without O_EXCL of a name that does not exist: a pending new
  * file, answered now. Replies. */

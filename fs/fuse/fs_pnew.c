@@ -93,9 +93,12 @@ int fs__pnew_path(const struct fs* f, uint64_t pino, char* buf, size_t cap)
     const struct fs_pnew* p = fs__pnew_find(f, pino);
     char dir[512];
 
-    if (p == NULL ||
-        store_path(node_store(f->node), p->parent, dir, sizeof(dir)) != 0) {
+    if (p == NULL) {
         return -ENOENT;
+    }
+    if (store_path(node_store(f->node), p->parent, dir, sizeof(dir)) != 0) {
+        snprintf(buf, cap, "new file %s", p->name);
+        return 0;
     }
     snprintf(buf, cap, "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/",
              p->name);

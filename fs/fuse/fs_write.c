@@ -121,7 +121,7 @@ static void wfail_log_err(struct fs* f,
     char path[512], amount[32], why[160], more[96] = "";
     if (fs__is_pnode(ino)) {
         if (fs__pnew_path(f, ino, path, sizeof(path)) != 0) {
-            snprintf(path, sizeof(path), "a new file (its directory is gone)");
+            snprintf(path, sizeof(path), "a new file (dropped)");
         }
     } else if (store_path(node_store(f->node), ino, path, sizeof(path)) != 0) {
         snprintf(path, sizeof(path), "inode %llu (removed)",
