@@ -175,6 +175,8 @@ static struct entry* child(struct entry* d, const char* name)
 
 /* ---- creation ---- */
 
+static void set_content(const struct store_cmd* c, struct store_rec* r);
+
 static int create_entry(struct apply_ctx* x,
                         struct entry* d,
                         uint8_t type,
@@ -205,12 +207,58 @@ static int create_entry(struct apply_ctx* x,
         .content = content,
         .content_len = (uint32_t)len,
     };
+    if (c->op == STORE_OP_CREATE && (c->flags & STORE_WITH_DATA) != 0) {
+        /* a deferred create: the times its writer set */
+        if ((c->set_mask & STORE_SET_ATIME) != 0) {
+            r.atime_ns = c->atime_ns;
+        }
+        if ((c->set_mask & STORE_SET_MTIME) != 0) {
+            r.mtime_ns = c->mtime_ns;
+        }
+    }
     st->s.next_ino++;
     store__commit_put(x, &r);
     store__touch_dir(x, d);
     x->ino = r.ino;
     store__notify(x, r.ino, d->ino, c->name, false);
     store__notify(x, d->ino, 0, NULL, false);
+    return 0;
+}
+
+/* CREATE with STORE_WITH_DATA: a new file and its whole first content,
+ * mode, owner and the times set_mask selects, in one entry (a deferred
+ * create, fs/fuse/fs_pnew.c). A regular file made under that name
+ * meanwhile is replaced whole, in place (its ino stays): the last commit
+ * wins, as for two writers of one file. */
+static int create_with_data(struct apply_ctx* x, struct entry* d)
+{
+    const struct store_cmd* c = x->c;
+    struct entry* e = child(d, c->name);
+    if (e != NULL && (c->flags & STORE_EXCL) != 0) {
+        return -EEXIST;
+    }
+    if (e != NULL && e->type != STORE_FILE) {
+        return e->type == STORE_DIR ? -EISDIR : -EEXIST;
+    }
+    if (c->data_len > x->st->opt.file_size_max) {
+        return -EFBIG;
+    }
+    int rv = check_quota(x, e != NULL ? e->size : 0, c->data_len);
+    if (rv != 0) {
+        return rv;
+    }
+    if (e == NULL) {
+        return create_entry(x, d, STORE_FILE, c->data, c->data_len);
+    }
+    struct store_rec r;
+    store__rec_from_entry(e, &r);
+    set_content(c, &r);
+    r.mode = c->mode & 07777;
+    r.uid = c->uid;
+    r.gid = c->gid;
+    modified(x, &r);
+    x->ino = e->ino;
+    store__notify(x, e->ino, 0, NULL, false);
     return 0;
 }
 
@@ -221,6 +269,9 @@ static int op_create(struct apply_ctx* x)
     int rv = check_dirent(x->st, c->parent, c->name, &d);
     if (rv != 0) {
         return rv;
+    }
+    if ((c->flags & STORE_WITH_DATA) != 0) {
+        return create_with_data(x, d);
     }
     struct entry* e = child(d, c->name);
     if (e == NULL) {

@@ -196,7 +196,8 @@ store_index store_durable_index(const struct store* st);
 /* ---- commands (what a proposal carries) ---- */
 
 enum store_op {
-    STORE_OP_CREATE = 1, /* regular file; flags STORE_EXCL */
+    STORE_OP_CREATE = 1, /* regular file; flags STORE_EXCL, STORE_TRUNC,
+                            STORE_WITH_DATA */
     STORE_OP_MKDIR = 2,
     STORE_OP_SYMLINK = 3, /* data = target */
     STORE_OP_WRITE = 4,   /* replace ino's whole content with data; and
@@ -232,7 +233,11 @@ enum store_cmd_flags {
     STORE_TRUNC = 1u << 3,     /* CREATE of an existing file: truncate */
     /* RENAME of the regular file `ino` (the source) that also replaces its
      * content with data and sets the attributes set_mask selects, as a
-     * WRITE would: one entry for write-temp-then-rename. */
+     * WRITE would: one entry for write-temp-then-rename.
+     * CREATE: the new file with its whole content (data), mode, uid, gid
+     * and the times set_mask selects (ATIME, MTIME) in one entry; a
+     * regular file of that name (made meanwhile) is replaced whole in
+     * place, the last commit winning; EISDIR / EEXIST for another type. */
     STORE_WITH_DATA = 1u << 4,
 };
 

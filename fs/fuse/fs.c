@@ -88,6 +88,7 @@ void fs_free(struct fs* f)
     fs__snap_free(f);
     uv_timer_stop(f->settle);
     fs__winos_free(f); /* queued writes */
+    fs__pnews_free(f);
     fs__kview_free(f);
     /* The node is stopped first (its callbacks failed every pending
      * proposal with -ESHUTDOWN); whatever is left never gets a callback. */
@@ -192,6 +193,9 @@ void fs__reply_attr(struct fs* f, fuse_req_t req, uint64_t ino)
     double timeout = f->o.attr_timeout_s;
     int rv = store_getattr(node_store(f->node), ino, &a);
 
+    if (rv == -ENOENT && fs__is_pnode(ino)) {
+        rv = fs__pnew_attr(f, ino, &a); /* a pending new file */
+    }
     if (rv != 0) {
         fuse_reply_err(req, -rv);
         return;
@@ -346,6 +350,9 @@ static void lookup_now(struct fs* f,
         rv = 0;
     } else if (fs__is_virtual(parent)) {
         rv = fs__virtual_lookup(parent, name, &a);
+    } else if (f->pnews != NULL && fs__pnew_named(f, parent, name) != NULL) {
+        /* this mount's pending new file (fs_pnew.c) */
+        rv = fs__pnew_attr(f, fs__pnew_named(f, parent, name)->pino, &a);
     } else {
         rv = store_lookup(node_store(f->node), parent, name, &a);
     }
@@ -497,7 +504,9 @@ static void fs_getattr(fuse_req_t req,
         }
         ino = id.ino;
         rv = store_getattr(node_store(f->node), ino, &a);
-        if (rv == -ENOENT) {
+        if (rv == -ENOENT && fs__is_pnode(ino)) {
+            rv = fs__pnew_attr(f, ino, &a); /* a pending new file */
+        } else if (rv == -ENOENT) {
             /* fstat() of a file removed since it was opened (the kernel
              * does not say whether a GETATTR is an fstat; a path's stat
              * of a name removed on another node may see the old file until

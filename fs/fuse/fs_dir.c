@@ -37,6 +37,19 @@ static bool new_name_refused(fuse_req_t req,
     return false;
 }
 
+/* Replies EEXIST and returns true when name is this mount's pending new
+ * file (fs_pnew.c): as if it existed. */
+static bool pending_name(fuse_req_t req, fuse_ino_t parent, const char* name)
+{
+    const struct fs* f = fuse_req_userdata(req);
+
+    if (f->pnews == NULL || fs__pnew_named(f, parent, name) == NULL) {
+        return false;
+    }
+    fuse_reply_err(req, EEXIST);
+    return true;
+}
+
 static void cmd_init(fuse_req_t req,
                      struct store_cmd* c,
                      enum store_op op,
@@ -81,7 +94,8 @@ void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode)
         return;
     }
     if (parent == FS_VINO_SNAPSHOTS ||
-        new_name_refused(req, parent, name, EEXIST)) {
+        new_name_refused(req, parent, name, EEXIST) ||
+        pending_name(req, parent, name)) {
         return;
     }
     cmd_init(req, &c, STORE_OP_MKDIR, parent, name);
@@ -98,7 +112,8 @@ void fs_mknod(fuse_req_t req,
     struct store_cmd c;
     uint8_t type;
 
-    if (new_name_refused(req, parent, name, EPERM)) {
+    if (new_name_refused(req, parent, name, EPERM) ||
+        pending_name(req, parent, name)) {
         return;
     }
     switch (mode & S_IFMT) {
@@ -151,6 +166,17 @@ void fs_create(fuse_req_t req,
     if (new_name_refused(req, parent, name, EPERM)) {
         return;
     }
+    struct fs_pnew* p =
+        f->pnews != NULL ? fs__pnew_named(f, parent, name) : NULL;
+    if (p != NULL && (fi->flags & O_EXCL)) {
+        fuse_reply_err(req, EEXIST); /* this mount's pending new file */
+        return;
+    }
+    if (p != NULL) {
+        fs__pnew_attr(f, p->pino, &a); /* open it again */
+        fs__create_existing(f, req, &a, fi);
+        return;
+    }
     /* The kernel sends CREATE for a name it has no dentry for, which may
      * exist (made on another node): open it here, without a proposal, and
      * defer its O_TRUNC like an open's (fs_wreq.c). */
@@ -165,6 +191,14 @@ void fs_create(fuse_req_t req,
         } else {
             fs__create_existing(f, req, &a, fi);
         }
+        return;
+    }
+    if (!(fi->flags & O_EXCL) && !f->o.linearizable) {
+        /* A new name: a pending new file of this mount, committed with
+         * its content as one entry (fs_pnew.c). O_EXCL stays a
+         * compare-and-create decided in the replicated order (lock
+         * files); linearizable mode shows nothing before its commit. */
+        fs__pnew_create(f, req, parent, name, mode, fi);
         return;
     }
     op = fs__op_new(f, req, FS_REPLY_CREATE);
@@ -191,7 +225,8 @@ void fs_symlink(fuse_req_t req,
 {
     struct store_cmd c;
 
-    if (new_name_refused(req, parent, name, EPERM)) {
+    if (new_name_refused(req, parent, name, EPERM) ||
+        pending_name(req, parent, name)) {
         return;
     }
     cmd_init(req, &c, STORE_OP_SYMLINK, parent, name);
@@ -229,6 +264,10 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char* name)
     if (old_name_refused(req, parent, name)) {
         return;
     }
+    struct fs* f = fuse_req_userdata(req);
+    if (f->pnews != NULL && fs__pnew_unlink(f, req, parent, name)) {
+        return; /* a pending new file: no entry (fs_pnew.c) */
+    }
     cmd_init(req, &c, STORE_OP_UNLINK, parent, name);
     propose_simple(req, &c, FS_REPLY_ERR);
 }
@@ -242,6 +281,14 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name)
         return;
     }
     if (parent == FS_VINO_SNAPSHOTS || old_name_refused(req, parent, name)) {
+        return;
+    }
+    struct fs* f = fuse_req_userdata(req);
+    struct store_attr a;
+    if (f->pnews != NULL &&
+        store_lookup(node_store(f->node), parent, name, &a) == 0 &&
+        fs__pnew_in(f, a.ino)) {
+        fuse_reply_err(req, ENOTEMPTY); /* a pending new file in it */
         return;
     }
     cmd_init(req, &c, STORE_OP_RMDIR, parent, name);
@@ -364,6 +411,15 @@ void fs_setattr(fuse_req_t req,
         fs__reply_attr(f, req, ino);
         return;
     }
+    if (fs__is_pnode(ino)) {
+        /* a pending new file (fs_pnew.c): joined to its update */
+        if (fs__pnew_find(f, ino) == NULL) {
+            fuse_reply_err(req, ESTALE);
+        } else {
+            fs__setattr_file(f, req, &c, to_set, fi != NULL);
+        }
+        return;
+    }
     struct store_attr a;
     int rv = store_getattr(node_store(f->node), ino, &a);
     if (rv == 0 && unchanged(f, req, &a, &c)) {
@@ -469,6 +525,10 @@ struct fs_dir {
     uint64_t ino;
     off_t cursor_off; /* offset of the entry named cursor (0: none) */
     char cursor[FS_NAME_MAX + 1];
+    /* After the store's children, this mount's pending new files
+     * (fs_pnew.c), oldest first: the nodeid of the one at cursor_off
+     * (0: the cursor is a store name). */
+    uint64_t pend_cursor;
 };
 
 struct dir_fill {
@@ -524,6 +584,7 @@ static int dir_add(struct dir_fill* df,
     if (is_store) {
         memcpy(df->d->cursor, name, strlen(name) + 1);
         df->d->cursor_off = next;
+        df->d->pend_cursor = fs__is_pnode(a->ino) ? a->ino : 0;
     }
     return 0;
 }
@@ -609,19 +670,26 @@ static void dir_list(fuse_req_t req,
             return;
         }
     }
+    uint64_t pend_after = 0;
     if (off != 0 && off == df.d->cursor_off) {
         df.off = off; /* continue after the remembered name */
         after = df.d->cursor;
+        pend_after = df.d->pend_cursor;
     } else if (dir_fixed(&df, &self) != 0) {
         goto reply;
     }
-    if (fs__in_snapshots(df.d->ino)) {
+    /* Past a pending new file's cursor the store's children are listed
+     * already; a virtual dir has none. */
+    rv = 0;
+    if (pend_after == 0 && fs__in_snapshots(df.d->ino)) {
         rv = fs__snap_readdir(f, df.d->ino, after, dir_store_cb, &df);
-    } else if (!fs__is_virtual(df.d->ino)) {
+    } else if (pend_after == 0 && !fs__is_virtual(df.d->ino)) {
         rv = store_readdir(node_store(f->node), df.d->ino, after, dir_store_cb,
                            &df);
-    } else {
-        rv = 0;
+    }
+    if (rv == 0 && f->pnews != NULL && !fs__is_virtual(df.d->ino) &&
+        !fs__in_snapshots(df.d->ino)) {
+        rv = fs__pnew_readdir(f, df.d->ino, pend_after, dir_store_cb, &df);
     }
     if (rv < 0) {
         free(df.buf);

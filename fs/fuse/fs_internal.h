@@ -56,6 +56,10 @@ enum { FS_SNAP_ROOTS_MAX = 4096 }; /* /.snapshots dirs the kernel may hold */
 /* Per-revision nodeids of regular files (fs_nodeid.c): FS_FNODE_BASE + a
  * counter, between the store inos and the view inos. */
 #define FS_FNODE_BASE (UINT64_C(1) << 62)
+/* Pending new files (fs_pnew.c): FS_PNODE_BASE + a counter, below the
+ * per-revision nodeids; once committed such a nodeid becomes one of them
+ * (fs__nodeid_adopt). */
+#define FS_PNODE_BASE (UINT64_C(1) << 61)
 _Static_assert(FS_SNAP_INO_BASE +
                        ((uint64_t)FS_SNAP_ROOTS_MAX << FS_SNAP_ROOT_SHIFT) <
                    FS_VFILE_BASE,
@@ -114,6 +118,25 @@ struct fs_wino {
     int done_err;     /* the last commit's result (positive errno) */
     bool running;     /* wino_run is on the stack */
     struct fs_op *q_head, *q_tail; /* waiting for that commit, FIFO */
+};
+
+/* A pending new file of this mount (fs_pnew.c): made by a CREATE without
+ * O_EXCL of a name that did not exist, answered at once; its content and
+ * attributes are the pending update of the write state keyed by `pino`,
+ * and its commit is one STORE_OP_CREATE with STORE_WITH_DATA. Freed when
+ * that commit is done (pino then names the committed file) or when it is
+ * dropped (unlinked, failed). */
+struct fs_pnew {
+    struct fs_pnew* next; /* fs->pnews, oldest first */
+    uint64_t pino;        /* its nodeid, and its write state's key */
+    uint64_t parent;      /* where it goes (a rename moves it) */
+    char name[FS_NAME_MAX + 1];
+    uint32_t mode, uid, gid; /* of the CREATE */
+    int64_t made_ns;         /* wall clock of the CREATE */
+    uint64_t nlookup;        /* the kernel's lookups of pino */
+    bool unlinked;           /* removed before it was committed */
+    bool excl;               /* renamed with RENAME_NOREPLACE: its create
+                                may not replace a file made meanwhile */
 };
 
 /* Generated /.cluster file contents: every lookup of a name gets a new
@@ -263,8 +286,10 @@ struct fs {
     struct fs_wfail {
         int64_t last_ns;     /* last line of this cause, 0: none yet */
         uint64_t suppressed; /* failures since, not logged */
-    } wfail[4];
+    } wfail[5];
     struct fs_metrics* metrics; /* fs_metrics.c */
+    struct fs_pnew* pnews;      /* pending new files (fs_pnew.c) */
+    uint64_t pnode_next;        /* the last pending nodeid counter handed */
 };
 
 /* fs_metrics.c: FUSE request counts and latencies, registered with the
@@ -334,6 +359,8 @@ void fs__commit_start(struct fs* f,
 /* fs_wstate.c, for fs_write.c: take w out of fs->winos and its hash
  * bucket (not freed). */
 void fs__wino_unlink(struct fs* f, struct fs_wino* w);
+/* Put an unlinked w back in under ino. */
+void fs__wino_link(struct fs* f, struct fs_wino* w, uint64_t ino);
 /* fs_quiesce's callback, on the next loop turn, once no inode has write
  * state. */
 void fs__quiesce_check(struct fs* f);
@@ -518,7 +545,69 @@ void fs__kview_wait(struct fs* f, struct fs_op* op);
 /* done_async fired: end the views and resume the barriers it covers. */
 void fs__kview_notified(struct fs* f);
 
+/* fs_pnew.c: pending new files (deferred creates) */
+bool fs__is_pnode(uint64_t nodeid);
+/* The pending new file of nodeid pino / named (parent, name): NULL if
+ * none (an unlinked one is not found by name). */
+struct fs_pnew* fs__pnew_find(const struct fs* f, uint64_t pino);
+struct fs_pnew* fs__pnew_named(const struct fs* f,
+                               uint64_t parent,
+                               const char* name);
+/* Its attributes before its pending update is overlaid: 0, -ENOENT. */
+int fs__pnew_attr(const struct fs* f, uint64_t pino, struct store_attr* a);
+/* Its path, or "new file NAME" when its directory is gone (for the log):
+ * 0, -ENOENT. */
+int fs__pnew_path(const struct fs* f, uint64_t pino, char* buf, size_t cap);
+/* A CREATE without O_EXCL of a name that does not exist: a pending new
+ * file, answered now. Replies. */
+void fs__pnew_create(struct fs* f,
+                     fuse_req_t req,
+                     uint64_t parent,
+                     const char* name,
+                     mode_t mode,
+                     struct fuse_file_info* fi);
+/* UNLINK / RENAME meeting a pending new file: true when handled
+ * (replied). */
+bool fs__pnew_unlink(struct fs* f,
+                     fuse_req_t req,
+                     uint64_t parent,
+                     const char* name);
+bool fs__pnew_rename(struct fs* f, fuse_req_t req, struct store_cmd* c);
+/* The CREATE that commits pino's update u into *c (false: there is none
+ * to commit, the file was unlinked or dropped). */
+bool fs__pnew_cmd(struct fs* f,
+                  uint64_t pino,
+                  const struct fs_upd* u,
+                  struct store_cmd* c);
+/* Its commit is done: on success w (keyed by pino) becomes the write
+ * state of the committed ino and pino one of its nodeids; else the file
+ * is dropped. Returns w, which may be another (the committed ino's). */
+struct fs_wino* fs__pnew_done(struct fs* f,
+                              struct fs_wino* w,
+                              const struct store_result* res);
+/* Whether dir holds a pending new file (rmdir: ENOTEMPTY). */
+bool fs__pnew_in(const struct fs* f, uint64_t dir);
+/* Forget it (its update is gone): the name disappears from this mount. */
+void fs__pnew_drop(struct fs* f, uint64_t pino);
+/* The pending new files of dir after the one with nodeid `after` (0: all)
+ * whose names the store does not have, oldest first (attrs carry their
+ * nodeids); cb as store_readdir's. */
+int fs__pnew_readdir(struct fs* f,
+                     uint64_t dir,
+                     uint64_t after,
+                     store_readdir_cb cb,
+                     void* data);
+/* FORGET of a pending nodeid: true when it was one. */
+bool fs__pnew_forget(struct fs* f, uint64_t pino, uint64_t nlookup);
+void fs__pnews_free(struct fs* f);
+
 /* fs_nodeid.c: per-revision nodeids of regular files */
+/* A committed pending new file: its nodeid pino names ino's current
+ * revision from now on, with nlookup lookups. */
+void fs__nodeid_adopt(struct fs* f,
+                      uint64_t pino,
+                      uint64_t ino,
+                      uint64_t nlookup);
 bool fs__is_fnode(uint64_t nodeid);
 /* The nodeid an entry reply hands the kernel for attrs a (the current
  * revision), counted as one lookup. update: this mount has an update of it

@@ -71,7 +71,8 @@ static size_t bucket(uint64_t x)
 
 bool fs__is_fnode(uint64_t nodeid)
 {
-    return nodeid >= FS_FNODE_BASE && nodeid < FS_SNAP_INO_BASE;
+    /* a committed pending new file's nodeid is one (fs__nodeid_adopt) */
+    return nodeid >= FS_PNODE_BASE && nodeid < FS_SNAP_INO_BASE;
 }
 
 static bool nodeids_on(const struct fs* f)
@@ -171,6 +172,13 @@ uint64_t fs__nodeid_hand(struct fs* f, const struct store_attr* a, bool update)
 {
     struct fs_fnode* n;
 
+    if (fs__is_pnode(a->ino)) {
+        struct fs_pnew* p = fs__pnew_find(f, a->ino);
+        if (p != NULL) {
+            p->nlookup++; /* a pending new file (fs_pnew.c) */
+        }
+        return a->ino;
+    }
     if (!nodeids_on(f) || a->type != STORE_FILE || fs__is_virtual(a->ino) ||
         fs__is_snap(a->ino)) {
         return a->ino;
@@ -198,6 +206,9 @@ void fs__nodeid_forget(struct fs* f, uint64_t nodeid, uint64_t nlookup)
 {
     struct fs_fnode* n;
 
+    if (fs__is_pnode(nodeid) && fs__pnew_forget(f, nodeid, nlookup)) {
+        return;
+    }
     if (!fs__is_fnode(nodeid) || (n = fnode_find(f, nodeid)) == NULL) {
         return;
     }
@@ -213,7 +224,9 @@ int fs__nodeid_ino(struct fs* f, uint64_t nodeid, struct fs_nodeid* out)
     struct store_attr a;
 
     memset(out, 0, sizeof(*out));
-    if (!fs__is_fnode(nodeid)) {
+    if (!fs__is_fnode(nodeid) ||
+        (fs__is_pnode(nodeid) && fs__pnew_find(f, nodeid) != NULL)) {
+        /* a store ino, or a pending new file's (fs_pnew.c) */
         out->ino = nodeid;
         out->current = true;
         out->pending_ok = true;
@@ -240,6 +253,34 @@ int fs__nodeid_ino(struct fs* f, uint64_t nodeid, struct fs_nodeid* out)
     out->pending_ok = n->pend;
     out->current = live && a.mod_rev == n->rev;
     return 0;
+}
+
+void fs__nodeid_adopt(struct fs* f,
+                      uint64_t pino,
+                      uint64_t ino,
+                      uint64_t nlookup)
+{
+    struct store_attr a;
+    struct fs_fnode* n;
+
+    if (nlookup == 0 || store_getattr(node_store(f->node), ino, &a) != 0 ||
+        (n = calloc(1, sizeof(*n))) == NULL) {
+        return; /* the kernel holds it no more (or ESTALE from now on) */
+    }
+    n->nodeid = pino;
+    n->ino = ino;
+    n->rev = a.mod_rev;
+    n->nlookup = nlookup;
+    /* written through: its kernel inode holds exactly this commit, and
+     * shows what this mount writes to it next */
+    n->pend = true;
+    n->id_next = f->fnode_id[bucket(n->nodeid)];
+    f->fnode_id[bucket(n->nodeid)] = n;
+    n->ino_next = f->fnode_ino[bucket(ino)];
+    f->fnode_ino[bucket(ino)] = n;
+    if (++f->n_fnodes > f->fnodes_peak) {
+        f->fnodes_peak = f->n_fnodes;
+    }
 }
 
 uint64_t fs__nodeid_write(struct fs* f, uint64_t nodeid)

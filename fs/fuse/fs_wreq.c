@@ -115,7 +115,9 @@ void fs__setattr_file(struct fs* f,
     struct fs_wino* w;
     struct fs_op* op;
 
-    if (!trunc && !(sized && with_fh) && !joins(f, c->ino, tid)) {
+    /* A pending new file has nothing committed: every change joins it. */
+    if (!trunc && !(sized && with_fh) && !fs__is_pnode(c->ino) &&
+        !joins(f, c->ino, tid)) {
         /* Nothing of the caller's pending: its own entry. */
         op = fs__op_new(f, req, FS_REPLY_ATTR);
         if (op == NULL) {
@@ -203,6 +205,9 @@ void fs__rename(struct fs* f, fuse_req_t req, struct store_cmd* c)
     struct fs_wino* w = NULL;
     struct fs_op* op;
 
+    if (f->pnews != NULL && fs__pnew_rename(f, req, c)) {
+        return; /* a pending new file (fs_pnew.c) */
+    }
     if ((c->flags & STORE_EXCHANGE) == 0 &&
         (c->parent != c->new_parent || strcmp(c->name, c->new_name) != 0) &&
         store_lookup(node_store(f->node), c->parent, c->name, &a) == 0 &&

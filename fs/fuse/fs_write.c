@@ -41,6 +41,11 @@
  * in flight waits in the inode's queue and then applies to a new update
  * built from the content that commit produced.
  *
+ * A new file not committed yet (fs_pnew.c) has its update keyed by its
+ * local nodeid; its commit is one STORE_OP_CREATE with STORE_WITH_DATA
+ * (fs__pnew_cmd), and when done the state moves to the store ino
+ * (fs__pnew_done). Removed before that, it is dropped without an entry.
+ *
  * This file: the update, its commits, the settle timer and unmount.
  * fs_wstate.c: the per-inode state. fs_owner.c: who wrote an update.
  * fs_wreq.c: the requests.
@@ -83,8 +88,9 @@ enum wfail_cause {
     WFAIL_PENDING,  /* ENOSPC: past the mount's pending bytes */
     WFAIL_QUOTA,    /* ENOSPC: the cluster's quota */
     WFAIL_COMMIT,   /* EIO: not committed */
+    WFAIL_CREATE,   /* a new file's create refused (its directory gone) */
 };
-_Static_assert(WFAIL_COMMIT + 1 == sizeof(((struct fs*)0)->wfail) /
+_Static_assert(WFAIL_CREATE + 1 == sizeof(((struct fs*)0)->wfail) /
                                        sizeof(((struct fs*)0)->wfail[0]),
                "one slot per cause");
 
@@ -100,7 +106,10 @@ static void fmt_bytes(char* buf, size_t cap, uint64_t bytes)
     }
 }
 
-static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
+static void wfail_log_err(struct fs* f,
+                          uint64_t ino,
+                          enum wfail_cause cause,
+                          int errnum)
 {
     struct fs_wfail* s = &f->wfail[cause];
     int64_t now = mono_ns();
@@ -109,7 +118,11 @@ static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
         return;
     }
     char path[512], amount[32], why[160], more[96] = "";
-    if (store_path(node_store(f->node), ino, path, sizeof(path)) != 0) {
+    if (fs__is_pnode(ino)) {
+        if (fs__pnew_path(f, ino, path, sizeof(path)) != 0) {
+            snprintf(path, sizeof(path), "a new file (dropped)");
+        }
+    } else if (store_path(node_store(f->node), ino, path, sizeof(path)) != 0) {
         snprintf(path, sizeof(path), "inode %llu (removed)",
                  (unsigned long long)ino);
     }
@@ -142,6 +155,18 @@ static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
                  "not committed: no quorum or leader within the proposal "
                  "timeout");
         break;
+    case WFAIL_CREATE:
+        err = strerrorname_np(errnum);
+        if (err == NULL) {
+            err = "error";
+        }
+        snprintf(why, sizeof(why), "%s",
+                 errnum == ENOENT
+                     ? "its directory was removed before the new file was "
+                       "committed; the file was dropped"
+                     : "the new file could not be created under its name; "
+                       "it was dropped");
+        break;
     }
     if (s->suppressed > 0) {
         snprintf(more, sizeof(more),
@@ -153,6 +178,11 @@ static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
              err, why, more);
     s->last_ns = now;
     s->suppressed = 0;
+}
+
+static void wfail_log(struct fs* f, uint64_t ino, enum wfail_cause cause)
+{
+    wfail_log_err(f, ino, cause, 0);
 }
 
 /* A write-path request failed here with err (a positive errno). */
@@ -385,6 +415,11 @@ static int do_setattr(struct fs* f, struct fs_wino* w, struct fs_op* op)
         }
     }
     u->unpriv = u->unpriv || op->unpriv;
+    if (fs__is_pnode(w->ino) && (op->set_mask & ~(uint32_t)STORE_SET_SIZE)) {
+        /* a new file given times or a mode (touch, cp): its next FLUSH
+         * commits it, whether or not anything was written */
+        u->trunc_only = false;
+    }
     u->set_mask |= op->set_mask & ~(uint32_t)STORE_SET_SIZE;
     if (op->set_mask & STORE_SET_MODE) {
         u->mode = op->mode;
@@ -419,6 +454,16 @@ void fs__commit_start(struct fs* f,
     struct store_attr a;
 
     assert(w->u.on && w->u.err == 0 && !w->busy);
+    bool pnew = c == NULL && fs__is_pnode(w->ino);
+    if (pnew && fs__pnew_cmd(f, w->ino, &w->u, &wc)) {
+        c = &wc; /* a new file: one CREATE with its content (fs_pnew.c) */
+    } else if (pnew) {
+        fs__upd_free(f, &w->u); /* unlinked before its commit: no entry */
+        fs__pnew_drop(f, w->ino);
+        op_reply_err(op, 0);
+        op_drop(op);
+        return;
+    }
     if (c == NULL &&
         store_getattr(node_store(f->node), w->ino, &a) == -ENOENT) {
         fs__upd_free(f, &w->u); /* unlinked while open: nothing to commit to */
@@ -431,13 +476,18 @@ void fs__commit_start(struct fs* f,
         wc.op = STORE_OP_WRITE;
         c = &wc;
     }
-    c->ino = w->ino;
+    c->ino = pnew ? 0 : w->ino;
     c->data = w->u.buf;
     c->data_len = w->u.len;
     c->set_mask = w->u.set_mask;
-    c->mode = w->u.mode;
-    c->uid = w->u.uid;
-    c->gid = w->u.gid;
+    if (pnew) {
+        /* mode and owner: the create's, or as set (fs__pnew_cmd) */
+        c->set_mask &= STORE_SET_ATIME | STORE_SET_MTIME;
+    } else {
+        c->mode = w->u.mode;
+        c->uid = w->u.uid;
+        c->gid = w->u.gid;
+    }
     c->atime_ns = w->u.atime_ns;
     c->mtime_ns = w->u.mtime_ns;
     /* Who wrote it decides the quota's reserve, not who closes it (a
@@ -484,6 +534,9 @@ static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
     if (u->err != 0) {
         int err = u->err;
         fs__upd_free(f, u); /* reported once, to its writer */
+        if (fs__is_pnode(w->ino)) {
+            fs__pnew_drop(f, w->ino); /* a new file: nothing of it */
+        }
         op_reply_err(op, err);
         op_drop(op);
         return;
@@ -549,6 +602,8 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
         wfail_log(f, op->ino, WFAIL_COMMIT);
     } else if (res->err == -EFBIG) {
         wfail_log(f, op->ino, WFAIL_SIZE);
+    } else if (res->err != 0 && fs__is_pnode(op->ino)) {
+        wfail_log_err(f, op->ino, WFAIL_CREATE, -res->err);
     }
     if (op->req != NULL) {
         fuse_reply_err(op->req, res->err != 0 ? -res->err : 0);
@@ -566,6 +621,9 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
          * committed before: make it read that again. */
         fs__upd_free(f, &w->fl);
         kernel_drop(f, op->ino);
+    }
+    if (fs__is_pnode(op->ino)) {
+        w = fs__pnew_done(f, w, res);
     }
     wino_run(f, w);
 }

@@ -47,6 +47,17 @@ void fs__wino_unlink(struct fs* f, struct fs_wino* w)
     w->next->prev = w->prev;
 }
 
+void fs__wino_link(struct fs* f, struct fs_wino* w, uint64_t ino)
+{
+    w->ino = ino;
+    w->next = f->winos.next;
+    w->prev = &f->winos;
+    f->winos.next->prev = w;
+    f->winos.next = w;
+    w->hnext = f->wino_hash[wino_bucket(ino)];
+    f->wino_hash[wino_bucket(ino)] = w;
+}
+
 struct fs_wino* fs__wino_get(struct fs* f, uint64_t ino)
 {
     struct fs_wino* w = fs__wino_find(f, ino);
@@ -58,13 +69,7 @@ struct fs_wino* fs__wino_get(struct fs* f, uint64_t ino)
     if (w == NULL) {
         return NULL;
     }
-    w->ino = ino;
-    w->next = f->winos.next;
-    w->prev = &f->winos;
-    f->winos.next->prev = w;
-    f->winos.next = w;
-    w->hnext = f->wino_hash[wino_bucket(ino)];
-    f->wino_hash[wino_bucket(ino)] = w;
+    fs__wino_link(f, w, ino);
     return w;
 }
 
@@ -183,8 +188,8 @@ int fs__pending_read(const struct fs* f,
      * size 0 and reads nothing, so a READ now comes from a reader that
      * sampled the size before it; the committed content is what goes
      * with that size (an empty reply would be zero-filled to it). */
-    if (u == NULL || u->trunc_only) {
-        return 0;
+    if (u == NULL || (u->trunc_only && !fs__is_pnode(ino))) {
+        return 0; /* (a new file has no committed content: its own) */
     }
     *data = u->buf;
     *len = u->len;

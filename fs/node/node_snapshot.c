@@ -47,9 +47,10 @@ static void drain_frames(struct node* n)
 
 /* Whether the live tree shows that c, used up by an installed image, took
  * effect, and then its result: a WRITE whose content is the live one, a
- * CREATE (not exclusive) whose name is a regular file. Whether c or its
- * cancel won, the tree then holds what c asked for. Only for an image whose
- * dedup table does not carry the result (written by an earlier version). */
+ * CREATE (not exclusive) whose name is a regular file (with the content
+ * it carries, if any). Whether c or its cancel won, the tree then holds
+ * what c asked for. Only for an image whose dedup table does not carry the
+ * result (written by an earlier version). */
 static bool effect_in_tree(struct node* n,
                            const struct store_cmd* c,
                            struct store_result* res)
@@ -71,6 +72,12 @@ static bool effect_in_tree(struct node* n,
         store_lookup(n->store, c->parent, c->name, &a) == 0 &&
         a.type == STORE_FILE) {
         res->ino = a.ino;
+        if ((c->flags & STORE_WITH_DATA) != 0) {
+            /* a new file with its content: that content */
+            return store_read(n->store, a.ino, &data, &len) == 0 &&
+                   len == c->data_len &&
+                   (len == 0 || memcmp(data, c->data, len) == 0);
+        }
         return true;
     }
     return false;

@@ -262,6 +262,7 @@ void node__watch_prepare(struct node* n,
                          struct node_watch_pending* p)
 {
     struct store_cmd c;
+    struct store_attr a;
     int rv = -EINVAL;
 
     p->op = 0;
@@ -283,6 +284,12 @@ void node__watch_prepare(struct node* n,
                 : c.op == STORE_OP_MKNOD   ? WATCH_MKNOD
                 : c.op == STORE_OP_UNLINK  ? WATCH_UNLINK
                                            : WATCH_RMDIR;
+        if (rv == 0 && c.op == STORE_OP_CREATE &&
+            (c.flags & STORE_WITH_DATA) != 0 &&
+            store_lookup(n->store, c.parent, c.name, &a) == 0) {
+            p->op = WATCH_WRITE; /* a new file's content over a file
+                                    made meanwhile (last commit wins) */
+        }
         break;
     case STORE_OP_WRITE:
     case STORE_OP_SETATTR:

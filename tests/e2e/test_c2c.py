@@ -626,3 +626,364 @@ def test_close_reports_eio_and_enospc(make_cluster, procs):
              what="the same file on every node")
     got = read(leader.path("q"))
     assert got in (b"small\n", b"no quorum\n"), got
+
+
+# ------------------------------------------------------------ new files
+
+PROC_EXCL = r'''
+import os, sys
+try:
+    os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    print("ok")
+except OSError as e:
+    print(e.errno)
+'''
+
+
+def test_new_file_one_revision(node, procs, tmp_path):
+    """A new file is one revision: its create, content, mode, owner and
+    times (a deferred create, docs/consistency.md "Creating a file"); the
+    writer's mount lists it before it is committed."""
+    counts = {}
+
+    def count(name, cmd):
+        rev = node.revision()
+        sh(cmd)
+        counts[name] = node.revision() - rev
+
+    count("echo", "echo x > %s" % node.path("new"))
+    assert read(node.path("new")) == b"x\n"
+    count("printf", "printf 'a = 1\\nb = 2\\n' > %s" % node.path("p.conf"))
+    assert read(node.path("p.conf")) == b"a = 1\nb = 2\n"
+    count("seq", "seq 1000 > %s" % node.path("seq"))
+    assert read(node.path("seq")) == sh("seq 1000")
+    # cp -a without O_EXCL (as cp does onto an existing name): open,
+    # write, fchmod, fchown, futimens, close
+    src = tmp_path / "src.conf"
+    src.write_bytes(b"x = 1\n" * 100)
+    os.chmod(src, 0o640)
+    os.utime(src, (1000000000, 1000000000))
+    rev = node.revision()
+    w = procs()
+    dst = node.path("copy.conf")
+    w.do("open", "f", dst, "WRONLY|CREAT|TRUNC")
+    w.write("f", src.read_bytes())
+    w.do("fchmod", "f", "640")
+    assert node.revision() == rev
+    # listed on its own mount before its commit, with its size and mode
+    assert "copy.conf" in os.listdir(node.mnt)
+    st = os.stat(dst)
+    assert (st.st_size, st.st_mode & 0o7777) == (600, 0o640)
+    assert read(dst) == src.read_bytes()
+    w.do("close", "f")
+    counts["cp-like"] = node.revision() - rev
+    assert at_rev(node, rev + 1, "copy.conf") == src.read_bytes()
+    assert os.stat(node.path(".snapshots", "@%d" % (rev + 1),
+                             "copy.conf")).st_mode & 0o7777 == 0o640
+    # GNU cp opens a new destination with O_EXCL: a compare-and-create,
+    # its own entry, then the update
+    count("cp -a (O_EXCL)", "cp -a %s %s" % (src, node.path("cp.conf")))
+    st = os.stat(node.path("cp.conf"))
+    assert (st.st_mode & 0o7777, int(st.st_mtime)) == (0o640, 1000000000)
+    print("revisions per new file:", counts)
+    assert counts == {"echo": 1, "printf": 1, "seq": 1, "cp-like": 1,
+                      "cp -a (O_EXCL)": 2}, counts
+
+
+def test_new_file_unseen_until_complete(make_cluster, procs):
+    """A writer on one node writes a new file in parts with pauses while
+    another node polls its name: the name appears there only with the
+    whole content; the writer's mount lists it at once."""
+    c = make_cluster()
+    c.start()
+    w_node = c.followers()[0]
+    other = c.leader()
+    rel = "growing.conf"
+    new = b"".join(b"part %02d of the new file\n" % i for i in range(10))
+    stop = threading.Event()
+    seen, bad = [], []
+
+    def poll():
+        while not stop.is_set():
+            try:
+                listed = rel in os.listdir(other.mnt)
+                got = read(other.path(rel))
+            except FileNotFoundError:
+                listed, got = False, None
+            if listed or got is not None:
+                seen.append(got)
+                if got != new and len(bad) < 10:
+                    bad.append(got)
+
+    t = threading.Thread(target=poll)
+    rev = w_node.revision()
+    w = procs()
+    w.do("open", "f", w_node.path(rel), "WRONLY|CREAT|TRUNC")
+    t.start()
+    try:
+        part = len(new) // 10
+        for i in range(10):
+            w.write("f", new[i * part:(i + 1) * part])
+            time.sleep(0.05)
+            assert rel in os.listdir(w_node.mnt)
+            assert os.stat(w_node.path(rel)).st_size == (i + 1) * part
+            # another process's read and close there commits nothing
+            assert read(w_node.path(rel)) == new[:(i + 1) * part]
+        assert w_node.revision() == rev, "committed before close"
+        assert not os.path.exists(other.path(rel))
+        w.do("close", "f")
+        c.wait_applied()
+        wait_for(lambda: len(seen) > 0, what="the file on the other node")
+    finally:
+        stop.set()
+        t.join(10)
+    assert bad == [], bad
+    assert w_node.revision() == rev + 1
+    assert history(other, rel, rev) == [new]
+
+
+def test_new_temp_then_rename(node, procs):
+    """Write a new temporary file and rename it over (or to) the real
+    name: one revision, the temporary name never committed."""
+    for dest_exists in (False, True):
+        dest = node.path("app%d.conf" % dest_exists)
+        if dest_exists:
+            sh("echo old > %s" % dest)
+        tmp = node.path(".app.conf.tmp")
+        rev = node.revision()
+        w = procs()
+        w.do("open", "t", tmp, "WRONLY|CREAT|TRUNC")
+        w.write("t", "new = 1\n")
+        w.do("rename", tmp, dest)
+        assert node.revision() == rev + 1
+        w.do("close", "t")
+        assert node.revision() == rev + 1
+        assert read(dest) == b"new = 1\n"
+        assert not os.path.exists(tmp)
+        assert at_rev(node, rev + 1, os.path.basename(dest)) == b"new = 1\n"
+    # renamed by another process: its writer's close commits it there
+    rev = node.revision()
+    w.do("open", "t", tmp, "WRONLY|CREAT|TRUNC")
+    w.write("t", "by another\n")
+    os.rename(tmp, node.path("moved.conf"))
+    assert node.revision() == rev
+    assert read(node.path("moved.conf")) == b"by another\n"
+    w.do("close", "t")
+    assert node.revision() == rev + 1
+    assert at_rev(node, rev + 1, "moved.conf") == b"by another\n"
+    assert at_rev(node, rev + 1, ".app.conf.tmp") is None
+
+
+def test_new_file_unlinked_before_close(node, procs):
+    """A new file removed before anything committed it costs no entry
+    (vim's swap name probe); its writer's writes go into the void."""
+    f = node.path(".f.swx")
+    rev = node.revision()
+    w = procs()
+    w.do("open", "f", f, "WRONLY|CREAT|TRUNC")
+    w.write("f", "swap\n")
+    os.unlink(f)
+    assert not os.path.exists(f)
+    assert ".f.swx" not in os.listdir(node.mnt)
+    w.write("f", "more\n")
+    assert w.do("fstat", "f") == "10"
+    w.do("close", "f")
+    # its own remove, and the create+remove of a process closing at once
+    w.do("open", "g", node.path("g"), "WRONLY|CREAT")
+    os.unlink(node.path("g"))
+    w.do("close", "g")
+    time.sleep(2 * SETTLE_S)
+    assert node.revision() == rev
+    assert not os.path.exists(f) and not os.path.exists(node.path("g"))
+    # a name made again after the removal is a new file
+    sh("echo again > %s" % f)
+    assert node.revision() == rev + 1
+    assert read(f) == b"again\n"
+
+
+def test_o_excl_is_compare_and_create(make_cluster):
+    """O_CREAT|O_EXCL stays one synchronous entry: of two mounts racing
+    for one name exactly one creates it, and the other node sees it at
+    once (lock files)."""
+    c = make_cluster()
+    c.start()
+    a, b = c.nodes[0], c.nodes[1]
+    for i in range(5):
+        rel = "lock%d" % i
+        ps = [subprocess.Popen([sys.executable, "-c", PROC_EXCL,
+                                n.path(rel)], stdout=subprocess.PIPE,
+                               text=True) for n in (a, b)]
+        got = sorted(p.communicate(timeout=30)[0].strip() for p in ps)
+        assert got == [str(errno.EEXIST), "ok"], got
+        c.wait_applied()
+        assert all(os.path.exists(n.path(rel)) for n in c.nodes)
+    # a pending new file's name is taken on its own mount too
+    w = Proc()
+    try:
+        w.do("open", "f", a.path("pending"), "WRONLY|CREAT")
+        out = subprocess.run([sys.executable, "-c", PROC_EXCL,
+                              a.path("pending")], capture_output=True,
+                             text=True).stdout.strip()
+        assert out == str(errno.EEXIST)
+        w.do("close", "f")
+    finally:
+        w.kill()
+
+
+def test_new_file_kill9_and_clean_stop(make_node, procs):
+    """kill -9 before its close: the new name never appears, after a
+    restart either; a clean stop commits it."""
+    n = make_node().start()
+    rev = n.revision()
+    w = procs()
+    w.do("open", "f", n.path("lost"), "WRONLY|CREAT|TRUNC")
+    w.write("f", "lost\n")
+    assert "lost" in os.listdir(n.mnt)
+    n.kill9()
+    w.kill()
+    n.start()
+    assert not os.path.exists(n.path("lost"))
+    assert "lost" not in os.listdir(n.mnt)
+    assert n.revision() == rev
+    w = procs()
+    w.do("open", "f", n.path("kept"), "WRONLY|CREAT|TRUNC")
+    w.write("f", "kept\n")
+    assert n.stop() == 0
+    w.kill()
+    n.start()
+    assert read(n.path("kept")) == b"kept\n"
+    assert n.revision() == rev + 1
+
+
+def test_new_file_races(make_cluster, procs):
+    """At its commit the name may have been made elsewhere (whole files,
+    the last commit wins) or its directory removed (close() reports
+    ENOENT, the file is dropped, logged)."""
+    c = make_cluster()
+    c.start()
+    w_node = c.followers()[0]
+    other = c.leader()
+    w = procs()
+    w.do("open", "f", w_node.path("c.conf"), "WRONLY|CREAT|TRUNC")
+    w.write("f", "mine\n")
+    qc.write_file(other.path("c.conf"), b"theirs\n")
+    c.wait_applied()
+    w.do("close", "f")
+    c.wait_applied()
+    for n in c.nodes:
+        wait_for(lambda: read(n.path("c.conf")) == b"mine\n",
+                 what="the last commit on " + n.name)
+    os.mkdir(other.path("d"))
+    c.wait_applied()
+    w.do("open", "g", w_node.path("d", "new"), "WRONLY|CREAT|TRUNC")
+    w.write("g", "orphan\n")
+    os.rmdir(other.path("d"))
+    c.wait_applied()
+    assert w.err("close", "g") == errno.ENOENT
+    assert not os.path.exists(w_node.path("d"))
+    wait_for(lambda: "its directory was removed" in read(
+        w_node.log_path).decode(errors="replace"), what="the log line")
+    # on its own mount the directory is not empty
+    os.mkdir(w_node.path("d2"))
+    w.do("open", "h", w_node.path("d2", "x"), "WRONLY|CREAT|TRUNC")
+    with pytest.raises(OSError) as e:
+        os.rmdir(w_node.path("d2"))
+    assert e.value.errno == errno.ENOTEMPTY
+    w.do("close", "h")
+    assert read(w_node.path("d2", "x")) == b""
+
+
+def test_new_file_fsync_then_more(make_cluster, procs):
+    """fsync commits a new file (one entry); the writer's descriptor then
+    goes on as for any committed file: more writes, one more entry at
+    close, read back through the same descriptor's nodeid and by path."""
+    c = make_cluster()
+    c.start()
+    w_node, other = c.followers()[0], c.leader()
+    f = w_node.path("s.conf")
+    rev = w_node.revision()
+    w = procs()
+    w.do("open", "f", f, "RDWR|CREAT|TRUNC")
+    w.write("f", "one\n")
+    w.do("fsync", "f")
+    assert w_node.revision() == rev + 1
+    c.wait_applied()
+    assert read(other.path("s.conf")) == b"one\n"
+    w.write("f", "two\n")
+    assert read(f) == b"one\ntwo\n"
+    assert w.do("fstat", "f") == "8"
+    assert w_node.revision() == rev + 1
+    w.do("close", "f")
+    assert w_node.revision() == rev + 2
+    c.wait_applied()
+    for n in c.nodes:
+        wait_for(lambda: read(n.path("s.conf")) == b"one\ntwo\n",
+                 what="on " + n.name)
+    # changed elsewhere afterwards: this mount follows
+    qc.write_file(other.path("s.conf"), b"three\n")
+    c.wait_applied()
+    wait_for(lambda: read(f) == b"three\n", what="the change from elsewhere")
+    sh("ls -l %s > /dev/null" % w_node.mnt)
+
+
+def test_touch_new_file(node):
+    """touch of a new name (open, futimens, close) commits at its close:
+    one revision, not left to the settle timer; open + close alone (no
+    write, no attribute) is a truncation the settle timer commits."""
+    rev = node.revision()
+    sh("touch %s" % node.path("marker"))
+    assert node.revision() == rev + 1
+    assert at_rev(node, rev + 1, "marker") == b""
+    open(node.path("empty"), "w").close()
+    assert "empty" in os.listdir(node.mnt)
+    wait_for(lambda: node.revision() == rev + 2, timeout=5 * SETTLE_S,
+             what="the new empty file committed by the settle timer")
+    assert at_rev(node, rev + 2, "empty") == b""
+
+
+def test_many_pending_new_files_listed(node, procs):
+    """ls of a directory with committed files and more pending new files
+    than one READDIR reply holds: every name once; then all committed."""
+    d = node.path("many")
+    os.mkdir(d)
+    for i in range(40):
+        sh("echo %d > %s/committed-%03d" % (i, d, i))
+    rev = node.revision()
+    w = procs()
+    names = ["pending-file-with-a-long-name-%03d" % i for i in range(250)]
+    for i, name in enumerate(names):
+        w.do("open", str(i), os.path.join(d, name), "WRONLY|CREAT|TRUNC")
+        w.write(str(i), "%d\n" % i)
+    for listing in (os.listdir(d), sh("ls -l %s" % d).decode().split("\n")):
+        got = [x for x in listing if "pending-" in x or "committed-" in x]
+        assert len(got) == 290, len(got)
+    assert sorted(os.listdir(d)) == sorted(
+        ["committed-%03d" % i for i in range(40)] + names)
+    assert node.revision() == rev
+    for i in range(len(names)):
+        w.do("close", str(i))
+    assert node.revision() == rev + 250
+    assert read(os.path.join(d, names[7])) == b"7\n"
+
+
+def test_new_file_past_the_limits(make_node, procs):
+    """A new file's update is bounded like any other: past the file size
+    EFBIG (write and close), past --pending-bytes ENOSPC; the failed new
+    file is dropped whole (no entry, the name gone on its mount too)."""
+    n = make_node().start(["--file-size-max", "65536",
+                           "--pending-bytes", str(96 * 1024)])
+    rev = n.revision()
+    w = procs()
+    w.do("open", "f", n.path("big"), "WRONLY|CREAT|TRUNC")
+    assert w.err("write", "f", (b"x" * 70000).hex()) == errno.EFBIG
+    assert w.err("close", "f") == errno.EFBIG
+    assert not os.path.exists(n.path("big"))
+    w.do("open", "a", n.path("a"), "WRONLY|CREAT|TRUNC")
+    w.do("open", "b", n.path("b"), "WRONLY|CREAT|TRUNC")
+    w.write("a", b"a" * 60000)
+    assert w.err("write", "b", (b"b" * 60000).hex()) == errno.ENOSPC
+    assert w.err("close", "b") == errno.ENOSPC
+    assert not os.path.exists(n.path("b"))
+    w.do("close", "a")
+    assert read(n.path("a")) == b"a" * 60000
+    assert n.revision() == rev + 1

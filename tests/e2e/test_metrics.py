@@ -277,7 +277,8 @@ def test_snapshot_sends_and_installs(make_cluster):
                  "quorumfs_snapshot_installs_total") == 0
     c.sigstop(f1)
     try:
-        for i in range(120):
+        # a new file is one entry (a deferred create)
+        for i in range(240):
             write_file(leader.path("p%03d" % i), b"%d\n" % i)
     finally:
         c.sigcont(f1)

@@ -253,7 +253,7 @@ def test_special_files_reach_a_follower_by_snapshot_image(make_cluster):
     shutil.rmtree(f.data_dir)
     os.makedirs(f.data_dir)
     exp = make_specials(ld.mnt)
-    for i in range(60):  # past what the leader keeps in its log
+    for i in range(120):  # past what the leader keeps in its log
         qc.write_file(ld.path("w-%02d" % i), b"%d\n" % i)
     off = c.restart(f, "existing")
     c.assert_caught_up_by_snapshot(f, off, {})

@@ -110,14 +110,14 @@ def test_remote_changes_in_order_once_each(make_cluster):
     with open(a.path("app", "last"), "w") as f:
         f.write("done\n")
 
-    w.wait_for(lambda l: l.endswith(" write /app/last"))
-    wj.wait_for(lambda l: '"/app/last"' in l and '"write"' in l)
+    w.wait_for(lambda l: l.endswith(" create /app/last"))
+    wj.wait_for(lambda l: '"/app/last"' in l and '"create"' in l)
     got = [parse(l) for l in w.lines]
     revs = [e[0] for e in got]
     assert revs == sorted(set(revs)), got  # in order, none twice
+    # a new file is one entry with its content (a deferred create)
     assert [e[1:] for e in got] == [
         ("create", "/app/a.conf"),
-        ("write", "/app/a.conf"),
         ("write", "/app/a.conf"),  # five write() calls: one update
         ("mkdir", "/app/sub"),
         ("rename", "/app/a.conf", "/app/sub/b.conf"),
@@ -125,13 +125,12 @@ def test_remote_changes_in_order_once_each(make_cluster):
         ("unlink", "/app/sub/b.conf"),
         ("rmdir", "/app/sub"),
         ("create", "/app/last"),
-        ("write", "/app/last"),
     ], got
     # The same changes, with the same revisions, on the third node.
     js = [json.loads(l) for l in wj.lines]
     assert [(e["revision"], e["op"], e["path"]) for e in js] == \
         [e[:3] for e in got]
-    assert js[4]["new_path"] == "/app/sub/b.conf"
+    assert js[3]["new_path"] == "/app/sub/b.conf"
     w.stop()
     wj.stop()
 
@@ -145,7 +144,7 @@ def test_remote_changes_in_order_once_each(make_cluster):
     lines = []
     for line in r.stdout:
         lines.append(line.rstrip("\n"))
-        if line.endswith(" write /app/last\n"):
+        if line.endswith(" create /app/last\n"):
             break
     r.terminate()
     r.wait(10)
@@ -277,7 +276,7 @@ def test_exec_once_per_settled_burst(make_node, tmp_path):
             f.write("x")
     with open(n.path("other"), "w") as f:  # not under PATH
         f.write("x")
-    burst1 = n.revision() - 2  # the last change under /etc
+    burst1 = n.revision() - 1  # the last change under /etc
     wait_runs(1)
     assert runs()[0] == "%d /etc/f4" % burst1
     # A change while the command runs: one more run after it, not two
@@ -348,14 +347,14 @@ def test_snapshot_install_is_one_reset(make_cluster):
         c.sigcont(f1)
     c.assert_caught_up_by_snapshot(f1, off, {})
     qc.write_file(ld.path("s/after"), b"after\n")
-    w.wait_for(lambda l: l.endswith(" write /s/after"))
+    w.wait_for(lambda l: l.endswith(" create /s/after"))
     got = [parse(l) for l in w.lines]
     revs = [e[0] for e in got]
     assert revs == sorted(set(revs)), got
     resets = [e for e in got if e[1] == "reset"]
     assert len(resets) == 1 and resets[0][2] == "/", got
-    assert got[-2:] == [(revs[-2], "create", "/s/after"),
-                        (revs[-1], "write", "/s/after")], got[-3:]
+    # a new file with its content: one entry (a deferred create)
+    assert got[-1:] == [(revs[-1], "create", "/s/after")], got[-3:]
     # Nothing of the pause was applied there before the snapshot; after
     # it, only what the snapshot did not hold (the log after its index).
     at = got.index(resets[0])

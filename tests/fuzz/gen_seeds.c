@@ -93,6 +93,16 @@ static void script_build(struct script* s)
     add(s, (struct store_cmd){.op = STORE_OP_COMPACT, .size = 3});
     add(s, (struct store_cmd){.op = STORE_OP_CANCEL, .origin = 7, .seq = 99});
     add(s, (struct store_cmd){.op = STORE_OP_SNAP_DROP, .name = "s1"});
+    /* a deferred create: the new file with its content and times */
+    add(s, (struct store_cmd){.op = STORE_OP_CREATE,
+                              .flags = STORE_WITH_DATA,
+                              .parent = 1,
+                              .name = "new.conf",
+                              .mode = 0640,
+                              .set_mask = STORE_SET_MTIME,
+                              .mtime_ns = 5,
+                              .data = text,
+                              .data_len = sizeof(text) - 1});
 }
 
 static void script_free(struct script* s)

@@ -340,6 +340,77 @@ static void test_update_entries(void)
 
 /* FIFOs, sockets and device nodes: one MKNOD each, with type and rdev kept
  * through the db file (a reopen), an image install and a past revision. */
+/* A deferred create (issue 11): CREATE with its content, mode, owner and
+ * times is one revision; a file made meanwhile is replaced whole in place;
+ * refused whole for a directory, a missing parent, past the size limit. */
+static void test_create_with_data(void)
+{
+    struct store_options o;
+    store_options_default(&o);
+    o.file_size_max = 100;
+    struct env e;
+    env_open(&e, &o);
+    struct store_cmd c = {.op = STORE_OP_CREATE,
+                          .flags = STORE_WITH_DATA,
+                          .parent = 1,
+                          .name = "new",
+                          .mode = 0640,
+                          .uid = 7,
+                          .gid = 8,
+                          .set_mask = STORE_SET_MTIME | STORE_SET_ATIME,
+                          .atime_ns = 11,
+                          .mtime_ns = 22,
+                          .data = "abc",
+                          .data_len = 3};
+    struct store_stats s0, s1;
+    store_get_stats(e.st, &s0);
+    struct store_result r = run(&e, &c);
+    CHECK_EQ(r.err, 0);
+    store_get_stats(e.st, &s1);
+    CHECK_EQ(s1.revision, s0.revision + 1);
+    struct store_attr a;
+    CHECK_EQ(store_lookup(e.st, 1, "new", &a), 0);
+    CHECK_EQ(a.ino, r.ino);
+    CHECK_EQ(a.mode, 0640);
+    CHECK_EQ(a.uid, 7);
+    CHECK_EQ(a.gid, 8);
+    CHECK_EQ(a.atime_ns, 11);
+    CHECK_EQ(a.mtime_ns, 22);
+    check_content(&e, r.ino, "abc");
+    /* made meanwhile: the last commit wins, the ino stays */
+    uint64_t ino = r.ino;
+    c.data = "xy";
+    c.data_len = 2;
+    c.mode = 0600;
+    c.set_mask = 0;
+    r = run(&e, &c);
+    CHECK_EQ(r.err, 0);
+    CHECK_EQ(r.ino, ino);
+    CHECK_EQ(store_getattr(e.st, ino, &a), 0);
+    CHECK_EQ(a.mode, 0600);
+    CHECK_EQ(a.version, 2);
+    check_content(&e, ino, "xy");
+    /* refused whole */
+    c.flags |= STORE_EXCL;
+    CHECK_EQ(run(&e, &c).err, -EEXIST);
+    c.flags = STORE_WITH_DATA;
+    uint64_t d;
+    CHECK_EQ(mk(&e, STORE_OP_MKDIR, 1, "d", 0, &d), 0);
+    c.name = "d";
+    CHECK_EQ(run(&e, &c).err, -EISDIR);
+    c.parent = 999;
+    c.name = "x";
+    CHECK_EQ(run(&e, &c).err, -ENOENT);
+    c.parent = 1;
+    char big[101];
+    memset(big, 'x', sizeof(big));
+    c.data = big;
+    c.data_len = sizeof(big);
+    CHECK_EQ(run(&e, &c).err, -EFBIG);
+    CHECK_EQ(store_lookup(e.st, 1, "x", &a), -ENOENT);
+    env_close(&e);
+}
+
 static int mknod_(struct env* e,
                   uint64_t parent,
                   const char* name,
@@ -447,6 +518,7 @@ static void test_special_files(void)
 int main(void)
 {
     RUN(test_update_entries);
+    RUN(test_create_with_data);
     RUN(test_special_files);
     RUN(test_big_dir_and_memory);
     RUN(test_read_at);

@@ -1,0 +1,397 @@
+/* fs_pnew.c - pending new files: a deferred create (issue 11,
+ * docs/consistency.md "Creating a file").
+ *
+ * A CREATE without O_EXCL of a name that does not exist (in this node's
+ * applied state) is answered at once: the file is a pending new file of
+ * this mount. Its content and attributes are a pending update like any
+ * other (fs_write.c), in the write state keyed by its nodeid `pino`
+ * (FS_PNODE_BASE + a counter: not a store ino, which the store assigns
+ * only when the file is created). This mount shows it in LOOKUP, GETATTR,
+ * READDIR and READ; other nodes see nothing of it. Its commit (the
+ * writer's close, fsync, a rename by its writer, the settle timer, a clean
+ * unmount) is ONE entry, STORE_OP_CREATE with STORE_WITH_DATA: the file
+ * with its content, mode, owner and times. Once applied, pino becomes a
+ * per-revision nodeid of the committed ino (fs__nodeid_adopt) and the
+ * write state is re-keyed to that ino: the writer's open file goes on as
+ * for any committed file.
+ *
+ * Why a local nodeid and not an ino the proposer picks: store inos are
+ * assigned in apply order from one counter (never reused, below the 40
+ * bits the snapshot views keep for them), the same on every replica; a
+ * node-chosen range would need a node-unique, restart-proof number in
+ * those bits. The FUSE layer maps nodeids to inos anyway (fs_nodeid.c),
+ * so the binding at commit is local and the store stays as it was.
+ *
+ * Unlinked before its commit: no entry at all (the writer's descriptor
+ * goes on writing into the void, as for an unlinked file). Renamed: its
+ * name changes here; when the renamer is its writer, that rename is its
+ * commit (one entry creating it at the destination), otherwise the writer's
+ * close commits it under the new name. A failed commit (the directory was
+ * removed: ENOENT; a directory or special file made there meanwhile:
+ * EISDIR, EEXIST; quota, size, EIO) drops the file: the error is its
+ * writer's close()'s, logged once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_internal.h"
+
+bool fs__is_pnode(uint64_t nodeid)
+{
+    return nodeid >= FS_PNODE_BASE && nodeid < FS_FNODE_BASE;
+}
+
+struct fs_pnew* fs__pnew_find(const struct fs* f, uint64_t pino)
+{
+    struct fs_pnew* p;
+
+    for (p = f->pnews; p != NULL; p = p->next) {
+        if (p->pino == pino) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+struct fs_pnew* fs__pnew_named(const struct fs* f,
+                               uint64_t parent,
+                               const char* name)
+{
+    struct fs_pnew* p;
+
+    for (p = f->pnews; p != NULL; p = p->next) {
+        if (!p->unlinked && p->parent == parent && strcmp(p->name, name) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+int fs__pnew_attr(const struct fs* f, uint64_t pino, struct store_attr* a)
+{
+    const struct fs_pnew* p = fs__pnew_find(f, pino);
+
+    if (p == NULL) {
+        return -ENOENT;
+    }
+    memset(a, 0, sizeof(*a));
+    a->ino = pino;
+    a->type = STORE_FILE;
+    a->mode = p->mode;
+    a->uid = p->uid;
+    a->gid = p->gid;
+    a->atime_ns = a->mtime_ns = a->ctime_ns = p->made_ns;
+    a->nlink = p->unlinked ? 0 : 1;
+    return 0;
+}
+
+int fs__pnew_path(const struct fs* f, uint64_t pino, char* buf, size_t cap)
+{
+    const struct fs_pnew* p = fs__pnew_find(f, pino);
+    char dir[512];
+
+    if (p == NULL) {
+        return -ENOENT;
+    }
+    if (store_path(node_store(f->node), p->parent, dir, sizeof(dir)) != 0) {
+        snprintf(buf, cap, "new file %s", p->name);
+        return 0;
+    }
+    snprintf(buf, cap, "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/",
+             p->name);
+    return 0;
+}
+
+static void pnew_free(struct fs* f, struct fs_pnew* p)
+{
+    struct fs_pnew** pp = &f->pnews;
+
+    while (*pp != p) {
+        pp = &(*pp)->next;
+    }
+    *pp = p->next;
+    f->pending_bytes -= sizeof(*p);
+    free(p);
+}
+
+void fs__pnew_drop(struct fs* f, uint64_t pino)
+{
+    struct fs_pnew* p = fs__pnew_find(f, pino);
+
+    if (p == NULL) {
+        return;
+    }
+    if (!p->unlinked) {
+        fs__notify_push(&f->notify, pino, p->parent, p->name);
+    }
+    pnew_free(f, p);
+}
+
+void fs__pnews_free(struct fs* f)
+{
+    while (f->pnews != NULL) {
+        pnew_free(f, f->pnews);
+    }
+}
+
+bool fs__pnew_forget(struct fs* f, uint64_t pino, uint64_t nlookup)
+{
+    struct fs_pnew* p = fs__pnew_find(f, pino);
+
+    if (p == NULL) {
+        return false;
+    }
+    p->nlookup = p->nlookup > nlookup ? p->nlookup - nlookup : 0;
+    return true;
+}
+
+void fs__pnew_create(struct fs* f,
+                     fuse_req_t req,
+                     uint64_t parent,
+                     const char* name,
+                     mode_t mode,
+                     struct fuse_file_info* fi)
+{
+    const struct fuse_ctx* ctx = fuse_req_ctx(req);
+    struct store_attr a;
+    struct fs_pnew *p, **tail;
+    struct fs_wino* w;
+    int rv = store_getattr(node_store(f->node), parent, &a);
+
+    if (rv == 0 && a.type != STORE_DIR) {
+        rv = -ENOTDIR;
+    }
+    if (rv == 0 && f->pending_bytes + sizeof(*p) > f->o.pending_bytes_max) {
+        rv = -ENOSPC;
+    }
+    if (rv != 0) {
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    p = calloc(1, sizeof(*p));
+    w = p != NULL ? fs__wino_get(f, FS_PNODE_BASE + f->pnode_next + 1) : NULL;
+    if (w == NULL) {
+        free(p);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    p->pino = FS_PNODE_BASE + ++f->pnode_next;
+    p->parent = parent;
+    memcpy(p->name, name, strlen(name) + 1);
+    p->mode = mode & 07777;
+    p->uid = ctx->uid;
+    p->gid = ctx->gid;
+    p->made_ns = fs__now_ns();
+    for (tail = &f->pnews; *tail != NULL; tail = &(*tail)->next) {
+    }
+    *tail = p;
+    f->pending_bytes += sizeof(*p);
+    /* Its update: empty so far, as after an O_TRUNC (the first FLUSH of
+     * bash's `cmd > f` does not commit it). */
+    rv = fs__upd_begin(f, w, true);
+    if (rv != 0) {
+        pnew_free(f, p);
+        fs__wino_put(f, w);
+        fuse_reply_err(req, -rv);
+        return;
+    }
+    w->u.unpriv = ctx->uid != 0;
+    fs__owner_add(&w->u, (int32_t)ctx->pid);
+    struct fuse_entry_param e;
+    fs__pnew_attr(f, p->pino, &a);
+    fs__fill_entry(f, &a, &e); /* counts one lookup of pino */
+    fs__file_open_flags(f, fi);
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        /* not answered: nobody has it */
+        fs__upd_free(f, &w->u);
+        fs__wino_put(f, w);
+        pnew_free(f, p);
+    }
+}
+
+bool fs__pnew_unlink(struct fs* f,
+                     fuse_req_t req,
+                     uint64_t parent,
+                     const char* name)
+{
+    struct fs_pnew* p = fs__pnew_named(f, parent, name);
+    struct store_attr a;
+
+    if (p == NULL) {
+        return false;
+    }
+    struct fs_wino* w = fs__wino_find(f, p->pino);
+    if (w != NULL && (w->busy || w->q_head != NULL)) {
+        return false; /* its commit is in flight: an UNLINK after it */
+    }
+    p->unlinked = true; /* its writer's close drops it */
+    if (store_lookup(node_store(f->node), parent, name, &a) == 0) {
+        return false; /* made elsewhere meanwhile: that one goes too */
+    }
+    fuse_reply_err(req, 0);
+    return true;
+}
+
+bool fs__pnew_rename(struct fs* f, fuse_req_t req, struct store_cmd* c)
+{
+    struct fs_pnew* p = fs__pnew_named(f, c->parent, c->name);
+    struct fs_pnew* dst = fs__pnew_named(f, c->new_parent, c->new_name);
+    int32_t tid = (int32_t)fuse_req_ctx(req)->pid;
+    struct store_attr a;
+
+    if (p == NULL) {
+        if (dst != NULL &&
+            (c->flags & (STORE_NOREPLACE | STORE_EXCHANGE)) == 0) {
+            dst->unlinked = true; /* replaced by the renamed file */
+        }
+        return false;
+    }
+    if (p == dst) {
+        fuse_reply_err(req, 0);
+        return true;
+    }
+    struct fs_wino* w = fs__wino_find(f, p->pino);
+    if ((c->flags & STORE_EXCHANGE) != 0 || w == NULL) {
+        fuse_reply_err(req, EINVAL); /* not with a file not created yet */
+        return true;
+    }
+    if (w->busy || w->q_head != NULL) {
+        fuse_reply_err(req, EBUSY); /* its commit is in flight */
+        return true;
+    }
+    if ((c->flags & STORE_NOREPLACE) != 0 &&
+        (dst != NULL || store_lookup(node_store(f->node), c->new_parent,
+                                     c->new_name, &a) == 0)) {
+        fuse_reply_err(req, EEXIST);
+        return true;
+    }
+    if (store_getattr(node_store(f->node), c->new_parent, &a) != 0 ||
+        a.type != STORE_DIR) {
+        fuse_reply_err(req, ENOENT);
+        return true;
+    }
+    if (dst != NULL) {
+        dst->unlinked = true; /* replaced */
+    }
+    p->parent = c->new_parent;
+    memcpy(p->name, c->new_name, strlen(c->new_name) + 1);
+    p->excl = (c->flags & STORE_NOREPLACE) != 0;
+    if (!w->u.on || w->u.err != 0 || !fs__owner_is(&w->u, tid)) {
+        /* another's unfinished file: its writer's close commits it under
+         * the new name */
+        fuse_reply_err(req, 0);
+        return true;
+    }
+    /* write-temp-then-rename of a new temp file: one entry creating it at
+     * the destination */
+    struct fs_op* op = fs__op_new(f, req, FS_REPLY_WRITE);
+    if (op == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return true;
+    }
+    op->wop = FS_WOP_FSYNC;
+    op->tid = tid;
+    fs__commit_start(f, w, op, NULL);
+    return true;
+}
+
+bool fs__pnew_cmd(struct fs* f,
+                  uint64_t pino,
+                  const struct fs_upd* u,
+                  struct store_cmd* c)
+{
+    const struct fs_pnew* p = fs__pnew_find(f, pino);
+
+    if (p == NULL || p->unlinked) {
+        return false;
+    }
+    memset(c, 0, sizeof(*c));
+    c->op = STORE_OP_CREATE;
+    c->flags = STORE_WITH_DATA | (p->excl ? STORE_EXCL : 0);
+    c->parent = p->parent;
+    c->name = p->name;
+    c->mode = (u->set_mask & STORE_SET_MODE) ? u->mode : p->mode;
+    c->uid = (u->set_mask & STORE_SET_UID) ? u->uid : p->uid;
+    c->gid = (u->set_mask & STORE_SET_GID) ? u->gid : p->gid;
+    return true;
+}
+
+struct fs_wino* fs__pnew_done(struct fs* f,
+                              struct fs_wino* w,
+                              const struct store_result* res)
+{
+    struct fs_pnew* p = fs__pnew_find(f, w->ino);
+    uint64_t pino = w->ino;
+
+    if (res->err != 0 || p == NULL) {
+        fs__pnew_drop(f, pino);
+        return w;
+    }
+    uint64_t nlookup = p->nlookup;
+    pnew_free(f, p);
+    /* From now on the committed ino's: its writer's descriptor goes on
+     * as for any committed file. */
+    struct fs_wino* other = fs__wino_find(f, res->ino);
+    fs__wino_unlink(f, w);
+    if (other == NULL) {
+        fs__wino_link(f, w, res->ino);
+    } else {
+        /* That ino has write state here already (a file of this name
+         * made elsewhere and written on this mount meanwhile: the commit
+         * replaced it). What is queued here goes behind it; an update
+         * begun here since the commit started is dropped. */
+        fs__wino_link(f, w, pino);
+        fs__upd_free(f, &w->u);
+        while (w->q_head != NULL) {
+            struct fs_op* op = w->q_head;
+            w->q_head = op->wnext;
+            op->wnext = NULL;
+            op->ino = res->ino;
+            fs__wino_submit(f, other, op);
+        }
+        w->q_tail = NULL;
+        w->busy = false;
+        fs__wino_put(f, w);
+        w = other;
+    }
+    fs__nodeid_adopt(f, pino, res->ino, nlookup);
+    return w;
+}
+
+bool fs__pnew_in(const struct fs* f, uint64_t dir)
+{
+    const struct fs_pnew* p;
+
+    for (p = f->pnews; p != NULL; p = p->next) {
+        if (!p->unlinked && p->parent == dir) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int fs__pnew_readdir(struct fs* f,
+                     uint64_t dir,
+                     uint64_t after,
+                     store_readdir_cb cb,
+                     void* data)
+{
+    struct fs_pnew* p;
+    struct store_attr a;
+
+    for (p = f->pnews; p != NULL; p = p->next) {
+        if (p->pino <= after || p->unlinked || p->parent != dir ||
+            store_lookup(node_store(f->node), dir, p->name, &a) == 0) {
+            continue;
+        }
+        fs__pnew_attr(f, p->pino, &a);
+        int rv = cb(data, p->name, &a);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
