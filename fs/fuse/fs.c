@@ -204,6 +204,9 @@ void fs__reply_attr(struct fs* f, fuse_req_t req, uint64_t ino)
         fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) != 0) {
         timeout = 0; /* this mount's pending update */
     }
+    if (fs__pnew_dir_attr(f, &a)) {
+        timeout = 0; /* its pending new files, until committed */
+    }
     fs__attr_to_stat(&a, &st);
     fuse_reply_attr(req, &st, timeout);
 }
@@ -522,6 +525,9 @@ static void fs_getattr(fuse_req_t req,
     if (!fs__is_virtual(ino) && a.type == STORE_FILE && id.pending_ok &&
         fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) != 0) {
         timeout = 0; /* this mount's pending update, until committed */
+    }
+    if (!fs__is_virtual(ino) && fs__pnew_dir_attr(f, &a)) {
+        timeout = 0; /* its pending new files, until committed */
     }
     fs__attr_to_stat(&a, &st);
     fuse_reply_attr(req, &st, timeout);

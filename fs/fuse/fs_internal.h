@@ -587,6 +587,11 @@ struct fs_wino* fs__pnew_done(struct fs* f,
                               const struct store_result* res);
 /* Whether dir holds a pending new file (rmdir: ENOTEMPTY). */
 bool fs__pnew_in(const struct fs* f, uint64_t dir);
+/* A directory's attributes as this mount sees them: its mtime and ctime
+ * are at least the creation time of the pending new files made in it, as
+ * a local file system's would be (the commit makes them the store's).
+ * Returns whether a was changed (then its attributes must not be cached). */
+bool fs__pnew_dir_attr(const struct fs* f, struct store_attr* a);
 /* Forget it (its update is gone): the name disappears from this mount. */
 void fs__pnew_drop(struct fs* f, uint64_t pino);
 /* The pending new files of dir after the one with nodeid `after` (0: all)

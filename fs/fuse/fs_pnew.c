@@ -373,6 +373,30 @@ bool fs__pnew_in(const struct fs* f, uint64_t dir)
     return false;
 }
 
+bool fs__pnew_dir_attr(const struct fs* f, struct store_attr* a)
+{
+    const struct fs_pnew* p;
+    bool changed = false;
+
+    if (a->type != STORE_DIR) {
+        return false;
+    }
+    for (p = f->pnews; p != NULL; p = p->next) {
+        if (p->parent != a->ino) {
+            continue;
+        }
+        if (p->made_ns > a->mtime_ns) {
+            a->mtime_ns = p->made_ns;
+            changed = true;
+        }
+        if (p->made_ns > a->ctime_ns) {
+            a->ctime_ns = p->made_ns;
+            changed = true;
+        }
+    }
+    return changed;
+}
+
 int fs__pnew_readdir(struct fs* f,
                      uint64_t dir,
                      uint64_t after,

@@ -941,6 +941,25 @@ def test_touch_new_file(node):
     assert at_rev(node, rev + 2, "empty") == b""
 
 
+def test_new_file_dir_times(node):
+    """The directory of a pending new file shows the creation in its mtime
+    and ctime on the writer's mount at once, as a local file system's
+    would (pjdfstest open/00 #33-34), not only once the settle timer
+    commits the file."""
+    os.mkdir(node.path("d"))
+    before = os.stat(node.path("d"))
+    time.sleep(1.1)  # the creation's time must differ from before's
+    open(node.path("d/new"), "w").close()  # pending until the settle timer
+    after = os.stat(node.path("d"))
+    assert after.st_mtime_ns > before.st_mtime_ns
+    assert after.st_ctime_ns > before.st_ctime_ns
+    rev = node.revision()
+    wait_for(lambda: node.revision() == rev + 1, timeout=5 * SETTLE_S,
+             what="the new empty file committed by the settle timer")
+    committed = os.stat(node.path("d"))
+    assert committed.st_mtime_ns >= after.st_mtime_ns
+
+
 def test_many_pending_new_files_listed(node, procs):
     """ls of a directory with committed files and more pending new files
     than one READDIR reply holds: every name once; then all committed."""
