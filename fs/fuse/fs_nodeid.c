@@ -126,6 +126,18 @@ static bool has_update(const struct fs* f, uint64_t ino)
     return fs__pending_attr(f, &a, -1) == 1;
 }
 
+/* n (nodeid, ino set) joins both hash tables. */
+static void fnode_link(struct fs* f, struct fs_fnode* n)
+{
+    n->id_next = f->fnode_id[bucket(n->nodeid)];
+    f->fnode_id[bucket(n->nodeid)] = n;
+    n->ino_next = f->fnode_ino[bucket(n->ino)];
+    f->fnode_ino[bucket(n->ino)] = n;
+    if (++f->n_fnodes > f->fnodes_peak) {
+        f->fnodes_peak = f->n_fnodes;
+    }
+}
+
 /* The entry of (ino, rev), made if there is none (nlookup 0); while this
  * mount has an update of ino pending, the nodeid it is written through. */
 static struct fs_fnode* fnode_of(struct fs* f,
@@ -158,13 +170,7 @@ static struct fs_fnode* fnode_of(struct fs* f,
     n->nodeid = FS_FNODE_BASE + ++f->fnode_next;
     n->ino = ino;
     n->rev = rev;
-    n->id_next = f->fnode_id[bucket(n->nodeid)];
-    f->fnode_id[bucket(n->nodeid)] = n;
-    n->ino_next = f->fnode_ino[bucket(ino)];
-    f->fnode_ino[bucket(ino)] = n;
-    if (++f->n_fnodes > f->fnodes_peak) {
-        f->fnodes_peak = f->n_fnodes;
-    }
+    fnode_link(f, n);
     return n;
 }
 
@@ -274,13 +280,7 @@ void fs__nodeid_adopt(struct fs* f,
     /* written through: its kernel inode holds exactly this commit, and
      * shows what this mount writes to it next */
     n->pend = true;
-    n->id_next = f->fnode_id[bucket(n->nodeid)];
-    f->fnode_id[bucket(n->nodeid)] = n;
-    n->ino_next = f->fnode_ino[bucket(ino)];
-    f->fnode_ino[bucket(ino)] = n;
-    if (++f->n_fnodes > f->fnodes_peak) {
-        f->fnodes_peak = f->n_fnodes;
-    }
+    fnode_link(f, n);
 }
 
 uint64_t fs__nodeid_write(struct fs* f, uint64_t nodeid)

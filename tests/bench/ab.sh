@@ -77,28 +77,6 @@ else
 fi
 log "before: $before, after: $after"
 
-wait_for() { # wait_for WHAT PID CMD...: until CMD succeeds, PID alive
-    local what=$1 pid=$2 end=$((SECONDS + wait_max_s))
-    shift 2
-    while [ $SECONDS -lt $end ]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$what exited while starting; logs in $work:"
-            tail -n 5 "$work"/*.log >&2 || true
-            exit 1
-        fi
-        if "$@" >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "$what not ready after ${wait_max_s}s"
-    exit 1
-}
-has_status() { grep -q '"name"' "$1/.cluster/status"; }
-json_field() { # json_field FILE FIELD
-    $py -c 'import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]
-print("" if v is None else v)' "$1" "$2" 2>/dev/null
-}
 
 # Both set globals (not printed: a command substitution's subshell would
 # lose the pids and mounts the cleanup needs).

@@ -7,6 +7,9 @@
 # /tmp/qfs-bench-NAME.XXXXXX, empties pids and mounts, and traps EXIT to
 # stop what was started (stop_started) and remove work.
 #
+# wait_for, has_status, json_field: waiting for a started system, reading
+# a mount's /.cluster/status (below).
+#
 # stop_started: stops every process in the caller's `pids` array (SIGTERM,
 # then SIGKILL after 5 s; only PIDs this script started are ever listed)
 # and lazily unmounts every mountpoint in its `mounts` array that is still
@@ -98,4 +101,32 @@ bench_start() {
     mounts=()
     trap 'stop_started; rm -rf "$work"' EXIT
     trap 'exit 130' INT TERM
+}
+
+# wait_for WHAT PID CMD...: until CMD succeeds, while PID lives (at most
+# $wait_max_s seconds; the caller's `log` reports, `work` holds the logs).
+wait_for() {
+    local what=$1 pid=$2 end=$((SECONDS + wait_max_s))
+    shift 2
+    while [ $SECONDS -lt $end ]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$what exited while starting; logs in $work:"
+            tail -n 5 "$work"/*.log >&2 || true
+            exit 1
+        fi
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "$what not ready after ${wait_max_s}s"
+    exit 1
+}
+
+# FUSE's /.cluster files show size 0: read them, do not test -s.
+has_status() { grep -q '"name"' "$1/.cluster/status"; }
+
+json_field() { # json_field FILE FIELD
+    ${py:-/usr/bin/python3} -c 'import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]
+print("" if v is None else v)' "$1" "$2" 2>/dev/null
 }
