@@ -584,3 +584,41 @@ def test_learner_never_counts_toward_quorum_partitioned(make_cluster):
     t = c.assert_same_trees([n1, n2, n3, n4])
     assert "majority" in t
     assert qc.read_file(n4.path("majority")) == b"m"
+
+
+def test_restart_with_first_flags_after_a_member_moved(make_cluster):
+    """Found by the member nemesis (issue 13): n3 is replaced under its
+    name at another address (remove, wipe, add, promote), then n1 is
+    killed -9 and started again with the flags it always had, whose
+    --initial-cluster still gives n3's old address. The data dir's
+    configuration wins (a warning names the stale flag): n1 starts and
+    rejoins with every acknowledged write. It used to be refused, which
+    left a member that crashed around the change unable to start with
+    either list (the old one or, before it learned the change, the new
+    one)."""
+    c = make_cluster()
+    c.start()
+    n1, n2, n3 = c.nodes
+    w = c.writer(n2, "w")
+    remove(n1, "n3")
+    n3.stop()
+    shutil.rmtree(n3.data_dir)
+    addr = free_addr("127.0.0.4")
+    r = cli(n1, "member", "add", "n3", addr)
+    kv = parse_join(r.stdout)
+    n3.start(["--listen-peer", addr,
+              "--initial-cluster", kv["QUORUMFS_INITIAL_CLUSTER"],
+              "--initial-cluster-state", "existing",
+              "--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] + c.common)
+    promote(n2, "n3")
+    wait_quorum(c, [n1, n2, n3], 3)
+    c.wait_applied([n1, n2, n3])
+    c.kill9(n1)
+    offset = c.restart(n1)  # c.args(n1): n3 at its first address
+    log = qc.Cluster.log_since(n1, offset)
+    assert "--initial-cluster gives n3=%s" % c.addrs["n3"] in log, log
+    assert "using the configuration" in log, log
+    c.wait_leader([n1, n2, n3])
+    qc.write_file(n1.path("after"), "x")
+    time.sleep(0.5)
+    check_writes(c, [n1, n2, n3], [w])

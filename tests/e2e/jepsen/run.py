@@ -539,6 +539,11 @@ class Run:
             node.start(m.args)
             return
         except Exception as e:  # noqa: BLE001
+            if m.retired.is_set() or not self.listed(m):
+                # removed while it was down: a member no longer, and
+                # retire() stops and wipes it
+                self.event("restart_removed", m.label, str(e)[-200:])
+                return
             self.violation("restart", t - self.t0, "%s: %s"
                            % (m.label, str(e)[-500:]))
         if node.proc is not None and node.proc.poll() is None:
@@ -658,6 +663,18 @@ class Run:
         for name in set(listed) - known:
             rc, out, err = self.cli(via, "member", "remove", name)
             self.outcome("member_remove_stray", None, rc, out, err, name)
+        return True
+
+    def listed(self, m):
+        """Whether a member that answers lists m (True when none does)."""
+        for via in self.current():
+            if via is m:
+                continue
+            rc, out, _ = self.cli(via, "member", "list", "--json",
+                                  timeout=5.0)
+            if rc == 0:
+                return any(x["name"] == m.node.name
+                           for x in json.loads(out)["members"])
         return True
 
     def remove(self, rng, m, why=""):
