@@ -41,6 +41,7 @@ failed write has an unknown outcome.
 import argparse
 import collections
 import errno
+import itertools
 import json
 import os
 import queue
@@ -565,8 +566,9 @@ class Run:
         one; a learner left over is promoted first. A command that fails
         is an outcome (an event), not an error: the next step starts from
         what `member list` says."""
-        names = iter("n%d" % i for i in range(4, 1000))
-        ips = iter("127.0.0.%d" % i for i in range(4, 255))
+        names = ("n%d" % i for i in itertools.count(4))
+        ips = ("127.0.%d.%d" % (i // 251 % 256, 4 + i % 251)
+               for i in itertools.count())
         while not self.stop.wait(rng.uniform(*self.args.quiet_s)):
             if self.dead:
                 return
