@@ -66,6 +66,7 @@ import conftest  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 READ_BYTES_MAX = 64 * 1024
 KILL_EXIT_S = 5.0        # a SIGKILLed node must be gone by then (item 4)
+STOP_S = 20.0            # a removed member SIGTERMed must be gone by then
 HEAL_TIMEOUT_S = 60.0
 # Reading a whole tree back: a cold linearizable mount pays a ReadIndex per
 # lookup and per open (~1-2 ms here), and a 20-minute run leaves ~100,000
@@ -698,10 +699,34 @@ class Run:
             if m in self.members:
                 self.members.remove(m)
         with m.lock:  # waits for a fault on it to end
-            m.node.stop()  # SIGTERM, as an operator does
+            self.stop_node(m)
             conftest.unmount(m.node.mnt)
             shutil.rmtree(m.node.data_dir, ignore_errors=True)
             os.makedirs(m.node.data_dir)
+
+    def stop_node(self, m):
+        """SIGTERM, as an operator does: a node still running STOP_S later
+        is a violation (`unstoppable`; its connection is then aborted)."""
+        node = m.node
+        if node.proc is None or node.proc.poll() is not None:
+            node.stop()
+            return
+        node.proc.send_signal(signal.SIGTERM)
+        t = now()
+        try:
+            node.proc.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            self.violation("unstoppable", t - self.t0,
+                           "%s still running %.0f s after SIGTERM"
+                           % (m.label, STOP_S))
+            abort_connection(node.mnt)
+            node.proc.kill()
+            try:
+                node.proc.wait(KILL_EXIT_S)
+            except subprocess.TimeoutExpired:
+                self.event("lost_node", m.label, "did not exit")
+                return
+        node.stop()  # closes its log
 
     def add(self, rng, names, ips, reuse=None):
         """`member add` (a new name, or a removed one's with an empty data
