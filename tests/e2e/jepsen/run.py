@@ -78,7 +78,7 @@ FUSECTL = "/sys/fs/fuse/connections"
 MEMBER_CLI_S = 20.0      # a membership command that takes longer: failed
 JOIN_READY_S = 90.0      # a new member catches up and mounts within this
 PROMOTE_S = 30.0         # `member promote` retried this long
-MEMBER_PORTS = (27700, 27800)  # new members' peer ports (127.0.0.4 and up)
+MEMBER_PORTS = (27700, 27800)  # new members' peer ports (on 127.0.N.4-254)
 B62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
