@@ -64,6 +64,13 @@ import cluster as qc  # noqa: E402
 import conftest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+# fork, not vfork, for every subprocess: the child closes the clients'
+# fds of the mounts, and a close of a FUSE file waits for its daemon
+# (FLUSH). Under vfork the calling thread waits for that child, holding
+# the GIL: with a member nemesis command started while the other nemesis
+# has a node SIGSTOPped, no thread could send the SIGCONT (seen: a run
+# stuck until the node was continued by hand).
+subprocess._USE_VFORK = False
 READ_BYTES_MAX = 64 * 1024
 KILL_EXIT_S = 5.0        # a SIGKILLed node must be gone by then (item 4)
 STOP_S = 20.0            # a removed member SIGTERMed must be gone by then
