@@ -48,6 +48,9 @@
 
 /* FUSE requests handled per poll callback before yielding to the loop. */
 enum { FUSE_REQUESTS_PER_POLL = 64 };
+/* How long the notifier may take to stop at shutdown before the connection
+ * is aborted (stop_notifier). */
+enum { NOTIFIER_STOP_MS = 2000 };
 
 struct app {
     uv_loop_t loop;
@@ -73,6 +76,7 @@ struct app {
     bool mounted;
     int exit_code;
     struct fuseconn_watchdog wd; /* aborts the connection if we die */
+    unsigned conn;               /* its number, 0 when not recorded */
     struct sdnotify sdn;         /* systemd's notify socket (-f only) */
 };
 
@@ -160,6 +164,23 @@ static void fuse_poll_cb(uv_poll_t* p, int status, int events)
         }
         fuse_session_process_buf(a->se, &a->buf);
     }
+}
+
+/* No request is read any more: a notify blocked on a page that a pending
+ * WRITE holds would keep the process from ever exiting (seen after a
+ * `member remove` + SIGTERM under load, issue 13). Abort the connection
+ * then: the pending requests fail, the notify returns. */
+static void stop_notifier(struct app* a)
+{
+    if (fs_stop_notifier(a->fs, NOTIFIER_STOP_MS) != -ETIMEDOUT) {
+        return;
+    }
+    int rv = a->conn != 0 ? fuseconn_abort(a->conn) : -ENOENT;
+    cli_log(&a->log, RAFT_TRACE_WARN,
+            "the kernel-cache notifier is blocked by a request nobody "
+            "will answer: %s FUSE connection %u%s%s",
+            rv == 0 ? "aborted" : "cannot abort", a->conn, rv == 0 ? "" : ": ",
+            rv == 0 ? "" : strerror(-rv));
 }
 
 static void node_stopped_cb(void* data)
@@ -286,6 +307,7 @@ static int mount_fuse(struct app* a)
     a->mounted = true;
     unsigned conn;
     if (fuseconn_record(a->mo->mountpoint, a->mo->node.data_dir, &conn) == 0) {
+        a->conn = conn;
         fuseconn_watchdog_arm(&a->wd, conn, a->mo->mountpoint);
     } else {
         cli_log(&a->log, RAFT_TRACE_WARN,
@@ -567,6 +589,7 @@ static int run_node(struct app* a)
         return 1;
     }
     fuseconn_watchdog_disarm(&a->wd); /* an orderly exit from here on */
+    stop_notifier(a);
     /* Also after an external unmount: it frees what fuse_session_mount
      * allocated (a poll on the dead fd tells it not to unmount again). */
     fuse_session_unmount(a->se);

@@ -68,6 +68,11 @@ int fs_start_notifier(struct fs* f, struct fuse_session* se)
     return fs__notify_start(&f->notify, se);
 }
 
+int fs_stop_notifier(struct fs* f, unsigned timeout_ms)
+{
+    return f != NULL ? fs__notify_stop_within(&f->notify, timeout_ms) : 0;
+}
+
 void fs_notified(struct fs* f)
 {
     if (f != NULL) {

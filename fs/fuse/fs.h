@@ -46,6 +46,11 @@ struct fs;
 struct fs* fs_new(struct node* n, const struct fs_options* o);
 /* Start the notifier thread on se (call after the session is mounted). */
 int fs_start_notifier(struct fs* f, struct fuse_session* se);
+/* At shutdown, once no request is read any more: stops the notifier
+ * thread, waiting up to timeout_ms. -ETIMEDOUT: it is blocked in a notify
+ * that waits for a request nobody will answer; abort the connection
+ * (fuseconn_abort), then fs_free joins it. */
+int fs_stop_notifier(struct fs* f, unsigned timeout_ms);
 /* The notifier has sent invalidations (called from notify_async's
  * callback, on the loop). */
 void fs_notified(struct fs* f);

@@ -232,6 +232,7 @@ struct fs_notify {
     pthread_cond_t cond;
     pthread_t thread;
     bool started, stop;
+    bool exited; /* the thread has left notify_main (under mu) */
     struct fuse_session* se;
     struct fs_notify_item q[FS_NOTIFY_QUEUE_MAX]; /* ring */
     size_t head, count;
@@ -654,6 +655,9 @@ uint64_t fs__nodeid_newest(const struct fs* f, uint64_t ino);
 void fs__notify_init(struct fs_notify* n);
 int fs__notify_start(struct fs_notify* n, struct fuse_session* se);
 void fs__notify_stop(struct fs_notify* n);
+/* Asks the thread to stop and waits up to timeout_ms for it: 0 once it
+ * has, -ETIMEDOUT while it is still blocked in a notify. */
+int fs__notify_stop_within(struct fs_notify* n, unsigned timeout_ms);
 /* Queues the invalidation of ino's attributes and pages and of the entry
  * parent/name (either may be 0); returns its number (0: nothing queued). */
 uint64_t fs__notify_push(struct fs_notify* n,

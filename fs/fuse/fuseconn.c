@@ -309,6 +309,11 @@ static int conn_abort(unsigned conn)
     return rv;
 }
 
+int fuseconn_abort(unsigned conn)
+{
+    return conn_abort(conn);
+}
+
 static int lazy_unmount(const char* mnt)
 {
     if (umount2(mnt, MNT_DETACH) == 0) {

@@ -55,6 +55,9 @@ int fuseconn_watchdog_start(struct fuseconn_watchdog* w, const char* log_path);
 void fuseconn_watchdog_arm(struct fuseconn_watchdog* w,
                            unsigned conn,
                            const char* mountpoint);
+/* Abort connection conn (/sys/fs/fuse/connections/conn/abort): every
+ * pending request ends with an error. */
+int fuseconn_abort(unsigned conn);
 /* Orderly shutdown: it exits without touching anything. */
 void fuseconn_watchdog_disarm(struct fuseconn_watchdog* w);
 

@@ -219,6 +219,8 @@ static void* notify_main(void* arg)
         pthread_mutex_lock(&n->mu);
         done_raise(n);
     }
+    n->exited = true;
+    pthread_cond_broadcast(&n->cond);
     pthread_mutex_unlock(&n->mu);
     return NULL;
 }
@@ -237,6 +239,37 @@ int fs__notify_start(struct fs_notify* n, struct fuse_session* se)
     }
     n->started = true;
     return 0;
+}
+
+/* At shutdown the loop no longer reads requests, so a notify that waits
+ * on a page a pending WRITE holds locked (invalidate_inode_pages2 under
+ * fuse_reverse_inval_inode) would wait forever, and so would a join: the
+ * caller bounds the wait and aborts the connection if it must (issue 13,
+ * docs/architecture.md). */
+int fs__notify_stop_within(struct fs_notify* n, unsigned timeout_ms)
+{
+    struct timespec until;
+    int rv = 0;
+
+    if (!n->started) {
+        return 0;
+    }
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&n->mu);
+    n->stop = true;
+    pthread_cond_broadcast(&n->cond);
+    while (!n->exited && rv == 0) {
+        rv = pthread_cond_timedwait(&n->cond, &n->mu, &until);
+    }
+    rv = n->exited ? 0 : -ETIMEDOUT;
+    pthread_mutex_unlock(&n->mu);
+    return rv;
 }
 
 void fs__notify_stop(struct fs_notify* n)

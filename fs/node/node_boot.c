@@ -168,29 +168,43 @@ int node__cluster_learned(struct node* n, uint64_t cluster_id)
     return 0;
 }
 
-/* --initial-cluster against the configuration the data dir records. A
- * member named in both must have the same address in both. While the log
- * holds no membership change of its own (conf index 0: the configuration
- * is the one the data dir was made with), the list must name the same
- * members; afterwards members only one of the two names are the history
- * of membership changes, not a conflict. */
+/* --initial-cluster against the configuration the data dir records.
+ * While the log holds no membership change of its own (conf index 0: the
+ * configuration is the one the data dir was made with), the list must
+ * name the same members at the same addresses. Afterwards a member only
+ * one of the two names, or one at another address (removed and added
+ * again elsewhere under its name), is the history of membership changes,
+ * not a conflict: the recorded configuration wins, with a warning, so
+ * that a member killed around a change starts again with the flags it
+ * had (issue 13). */
 static int check_conf_conflict(struct node* n, const struct raft_conf* c)
 {
+    bool changed = raft_conf_index(n->raft) != 0;
     for (unsigned i = 0; i < n->opts.n_initial; i++) {
         const struct node_peer* p = &n->opts.initial[i];
         const struct raft_server* s =
             raft_conf_get(c, identity_node_id(p->name));
-        if (s != NULL && s->addr[0] != '\0' && strcmp(s->addr, p->addr) != 0) {
-            node__log(n, RAFT_TRACE_ERROR,
-                      "--initial-cluster gives %s=%s, but the configuration "
-                      "in data dir %s has %s=%s: refusing to start (give "
-                      "the current members: `quorumfs member list` on a "
-                      "running member)",
-                      p->name, p->addr, n->data_dir, s->name, s->addr);
-            return -EINVAL;
+        if (s == NULL || s->addr[0] == '\0' || strcmp(s->addr, p->addr) == 0) {
+            continue;
         }
+        if (changed) {
+            node__log(n, RAFT_TRACE_WARN,
+                      "--initial-cluster gives %s=%s, but the configuration "
+                      "in data dir %s has %s=%s since a membership change: "
+                      "using the configuration (update the start command: "
+                      "`quorumfs member list` on a running member)",
+                      p->name, p->addr, n->data_dir, s->name, s->addr);
+            continue;
+        }
+        node__log(n, RAFT_TRACE_ERROR,
+                  "--initial-cluster gives %s=%s, but the configuration "
+                  "in data dir %s has %s=%s: refusing to start (give "
+                  "the current members: `quorumfs member list` on a "
+                  "running member)",
+                  p->name, p->addr, n->data_dir, s->name, s->addr);
+        return -EINVAL;
     }
-    if (n->opts.n_initial == 0 || raft_conf_index(n->raft) != 0) {
+    if (n->opts.n_initial == 0 || changed) {
         return 0;
     }
     bool same = c->n == n->opts.n_initial;

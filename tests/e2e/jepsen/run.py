@@ -12,6 +12,10 @@ nodes, one fault at a time. Then everything is healed and checked:
 - every acknowledged write of a unique file is on every node (no loss);
 - every node has the same tree;
 - a killed node exits and starts again at once (issue 10, item 4).
+With `member` among the nemeses, a second nemesis changes the membership
+through the CLI as an operator would (docs/jepsen.md, "The member
+nemesis"); clients follow it: a removed node's mount stops being a target,
+a new member's becomes one.
 
 Usage (as root, from the repository):
   tests/e2e/jepsen/run.py --seconds 60 --mode linearizable \\
@@ -37,12 +41,14 @@ failed write has an unknown outcome.
 import argparse
 import collections
 import errno
+import itertools
 import json
 import os
 import queue
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -58,8 +64,16 @@ import cluster as qc  # noqa: E402
 import conftest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+# fork, not vfork, for every subprocess: the child closes the clients'
+# fds of the mounts, and a close of a FUSE file waits for its daemon
+# (FLUSH). Under vfork the calling thread waits for that child, holding
+# the GIL: with a member nemesis command started while the other nemesis
+# has a node SIGSTOPped, no thread could send the SIGCONT (seen: a run
+# stuck until the node was continued by hand).
+subprocess._USE_VFORK = False
 READ_BYTES_MAX = 64 * 1024
 KILL_EXIT_S = 5.0        # a SIGKILLed node must be gone by then (item 4)
+STOP_S = 20.0            # a removed member SIGTERMed must be gone by then
 HEAL_TIMEOUT_S = 60.0
 # Reading a whole tree back: a cold linearizable mount pays a ReadIndex per
 # lookup and per open (~1-2 ms here), and a 20-minute run leaves ~100,000
@@ -68,6 +82,10 @@ TREE_READ_S_PER_FILE = 0.005
 UNIQUE_EVERY = 5         # every 5th op of a client writes a new file
 ERROR_PAUSE_S = 0.05     # a client's pause after a failed call
 FUSECTL = "/sys/fs/fuse/connections"
+MEMBER_CLI_S = 20.0      # a membership command that takes longer: failed
+JOIN_READY_S = 90.0      # a new member catches up and mounts within this
+PROMOTE_S = 30.0         # `member promote` retried this long
+MEMBER_PORTS = (27700, 27800)  # new members' peer ports (on 127.0.N.4-254)
 B62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -183,6 +201,42 @@ def abort_connection(mnt):
         return False
 
 
+# ---------------------------------------------------------------- members
+
+class Member:
+    """One incarnation of a member: its Node (mount, data dir), its peer
+    address, the args it (re)starts with and its label in the history (the
+    name, then NAME.2, NAME.3 ... when a name comes back with a fresh data
+    dir: another state machine). lock serializes process control (a fault,
+    a removal's stop and wipe); retired is set once it is removed."""
+
+    def __init__(self, node, ip, port, args, label, voter=True):
+        self.node = node
+        self.ip = ip
+        self.port = port
+        self.args = list(args)
+        self.label = label
+        self.voter = voter
+        self.lock = threading.Lock()
+        self.retired = threading.Event()
+
+
+def free_port(ip):
+    """A port of MEMBER_PORTS that ip:port can be bound to now."""
+    ports = list(range(*MEMBER_PORTS))
+    random.shuffle(ports)
+    for port in ports:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((ip, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port in %s on %s" % (MEMBER_PORTS, ip))
+
+
 # ---------------------------------------------------------------- run
 
 class Run:
@@ -199,7 +253,10 @@ class Run:
         self.violations = collections.defaultdict(list)  # kind -> [(t, s)]
         self.next_id = len(B62) ** 2
         self.stop = threading.Event()
-        self.dead = set()        # names of nodes that could not be restarted
+        self.dead = set()        # labels of nodes that could not be restarted
+        self.members = []        # Member, the current ones (self.lock)
+        self.threads = []        # clients, joined at the end
+        self.incarnations = collections.Counter({n: 1 for n in qc.NAMES})
         self.t0 = now()
         extra = ["--consistency", args.mode]
         self.c = qc.Cluster(root, extra_args=extra)
@@ -248,34 +305,51 @@ class Run:
             self.initial[k] = ("init-" + k).encode()
             write_once(n1.path(k), self.initial[k])
         self.c.wait_applied()
+        self.members = [Member(n, self.c.ips[n.name], self.c.port_base + i,
+                               self.c.args(n, "existing"), n.name)
+                        for i, n in enumerate(self.c.nodes)]
+
+    def current(self):
+        with self.lock:
+            return list(self.members)
+
+    def start_clients(self, m):
+        for j in range(self.args.clients_per_node):
+            name = "%s.c%d" % (m.label, j)
+            rng = random.Random("%s-%s" % (self.args.seed, name))
+            t = threading.Thread(target=self.client, args=(m, name, rng),
+                                 daemon=True)
+            with self.lock:
+                self.threads.append(t)
+            t.start()
 
     # ---- clients ----
-    def client(self, node, name, rng):
+    def client(self, m, name, rng):
         caller = Caller()
         timeout = self.args.op_timeout
         seq = 0
         while not self.stop.is_set():
             time.sleep(rng.random() * self.args.think_ms / 1000.0)
-            if node.name in self.dead:
+            if m.label in self.dead or m.retired.is_set():
                 return
             if caller.abandoned > self.args.abandoned_max:
-                self.event("client_gave_up", node.name, name)
+                self.event("client_gave_up", m.label, name)
                 return
             seq += 1
             if seq % UNIQUE_EVERY == 0:
-                self.unique_write(node, name, seq, rng, caller, timeout)
+                self.unique_write(m, name, seq, rng, caller, timeout)
                 continue
             key = self.pick_key(rng)
             if key is None:
                 continue
             if rng.random() < 0.5:
-                self.read(node, name, key, caller, timeout)
-            elif self.write(node, name, key, rng, caller, timeout):
+                self.read(m, name, key, caller, timeout)
+            elif self.write(m, name, key, rng, caller, timeout):
                 # Read it back at once: a lost write shows before the next
                 # write to the file hides it.
                 with self.lock:
                     self.key_ops[key] += 1
-                self.read(node, name, key, caller, timeout)
+                self.read(m, name, key, caller, timeout)
 
     def pick_key(self, rng):
         e = min(int((now() - self.t0) / self.args.epoch_s),
@@ -289,19 +363,20 @@ class Run:
             self.key_ops[key] += 1
         return key
 
-    def read(self, node, name, key, caller, timeout, note=""):
+    def read(self, m, name, key, caller, timeout, note=""):
         t = now()
         try:
-            v = caller.call(lambda: read_once(node.path(key)), timeout)
+            v = caller.call(lambda: read_once(m.node.path(key)), timeout)
         except (OSError, Abandoned) as e:
             self.count_error("read", e)
             return None
-        self.record(ck.Op(name, node.name, key, "r", v, t - self.t0,
+        self.record(ck.Op(name, m.label, key, "r", v, t - self.t0,
                           now() - self.t0, note))
         self.counts["reads"] += 1
         return v
 
-    def write(self, node, name, key, rng, caller, timeout):
+    def write(self, m, name, key, rng, caller, timeout):
+        node = m.node
         value = self.new_value(rng)
         rename = key.endswith("-r")
         tmp = node.path("d/tmp", name)
@@ -310,7 +385,7 @@ class Run:
         # open(O_TRUNC) and then write on one mount get what a local file
         # system gives, the second value over the first one's tail, which
         # is no register. Released by the call itself, when it ends.
-        busy = None if rename else self.write_lock(node.name, key)
+        busy = None if rename else self.write_lock(m.label, key)
         if busy is not None and not busy.acquire(timeout=timeout):
             self.counts["write_busy"] += 1
             return False
@@ -343,7 +418,7 @@ class Run:
                 return False  # failed before the value was sent
             self.counts["writes_unknown"] += 1
             note += " " + errname(e)
-        self.record(ck.Op(name, node.name, key, "w", value, t - self.t0,
+        self.record(ck.Op(name, m.label, key, "w", value, t - self.t0,
                           complete, note.strip()))
         return complete is not None
 
@@ -352,7 +427,8 @@ class Run:
             return self.write_locks.setdefault((node_name, key),
                                                threading.Lock())
 
-    def unique_write(self, node, name, seq, rng, caller, timeout):
+    def unique_write(self, m, name, seq, rng, caller, timeout):
+        node = m.node
         rel = "d/u/%s-%06d" % (name, seq)
         value = self.new_value(rng)
         try:
@@ -375,41 +451,57 @@ class Run:
 
     # ---- nemesis ----
     def nemesis(self, rng, kinds):
+        """kill, pause, partition: one fault at a time, on a current
+        member that no membership step is stopping or starting."""
         while not self.stop.wait(rng.uniform(*self.args.quiet_s)):
             kind = rng.choice(kinds)
-            up = [n for n in self.c.nodes if n.name not in self.dead]
-            if len(up) < len(self.c.nodes):
+            if self.dead:
                 return  # a node is gone for good: stop hurting the rest
-            node = self.victim(rng, up)
-            hold = rng.uniform(*self.args.fault_s)
+            up = self.current()
+            m = self.victim(rng, up)
+            if not m.lock.acquire(blocking=False):
+                continue  # a membership step owns its process now
             try:
-                if kind == "kill":
-                    self.kill_restart(node, hold)
-                elif kind == "pause":
-                    self.event("pause", node.name)
-                    self.c.sigstop(node)
-                    self.stop.wait(hold)
-                    self.c.sigcont(node)
-                else:
-                    others = [self.c.ips[n.name] for n in self.c.nodes
-                              if n is not node]
-                    p = self.c.partition()
-                    self.event("partition", node.name)
-                    p.isolate([self.c.ips[node.name]], others)
-                    self.stop.wait(hold)
-                    p.heal()
+                if not m.retired.is_set():
+                    self.fault(kind, m, up, rng.uniform(*self.args.fault_s))
             except Exception as e:  # noqa: BLE001 - reported, run goes on
-                self.event("error", node.name, repr(e))
+                self.event("error", m.label, repr(e))
+            finally:
+                m.lock.release()
+
+    def fault(self, kind, m, up, hold):
+        node = m.node
+        if kind == "kill":
+            self.kill_restart(m, hold)
+        elif kind == "pause":
+            self.event("pause", m.label)
+            self.c.sigstop(node)
+            self.stop.wait(hold)
+            self.c.sigcont(node)
+        else:
+            # the rules match the current members' peer ports only
+            p = qc.Partition({x.ip: x.port for x in up})
+            self.c.partitions.append(p)
+            self.event("partition", m.label)
+            p.isolate([m.ip], [x.ip for x in up if x is not m])
+            self.stop.wait(hold)
+            p.heal()
 
     def victim(self, rng, up):
         """The leader half of the time (where faults hurt most)."""
         if rng.random() < 0.5:
-            st = self.status(up[0])
-            if st and st.get("leader"):
-                for n in up:
-                    if n.name == st["leader"]:
-                        return n
+            ld = self.leader_of(up)
+            if ld is not None:
+                return ld
         return rng.choice(up)
+
+    def leader_of(self, up):
+        st = self.status(up[0].node)
+        if st and st.get("leader"):
+            for m in up:
+                if m.node.name == st["leader"]:
+                    return m
+        return None
 
     def status(self, node):
         try:
@@ -417,15 +509,16 @@ class Run:
         except (OSError, ValueError, Abandoned):
             return None
 
-    def kill_restart(self, node, hold):
-        self.event("kill", node.name)
-        self.kill(node)
+    def kill_restart(self, m, hold):
+        self.event("kill", m.label)
+        self.kill(m)
         self.stop.wait(hold)
-        self.restart(node)
+        self.restart(m)
 
-    def kill(self, node):
+    def kill(self, m):
         """kill -9; a node still there after KILL_EXIT_S is issue 10's
         item 4 (a violation): its connection is then aborted to free it."""
+        node = m.node
         node.proc.send_signal(signal.SIGKILL)
         t = now()
         try:
@@ -433,39 +526,288 @@ class Run:
         except subprocess.TimeoutExpired:
             self.violation("unkillable", t - self.t0,
                            "%s still running %.0f s after SIGKILL"
-                           % (node.name, KILL_EXIT_S))
+                           % (m.label, KILL_EXIT_S))
             abort_connection(node.mnt)
             try:
                 node.proc.wait(KILL_EXIT_S)
             except subprocess.TimeoutExpired:
-                self.dead.add(node.name)
-                self.event("lost_node", node.name, "did not exit")
+                self.dead.add(m.label)
+                self.event("lost_node", m.label, "did not exit")
                 return
         node.stop()  # closes its log
         conftest.unmount(node.mnt)  # fusermount3 -uz of the dead mount
 
-    def restart(self, node):
+    def restart(self, m):
         """Start again on the same mountpoint and data dir: must work at
         once (issue 10, item 4); a failure is a violation."""
-        if node.name in self.dead:
+        if m.label in self.dead:
             return
+        node = m.node
         t = now()
         try:
-            self.c.restart(node, "existing")
+            node.start(m.args)
             return
         except Exception as e:  # noqa: BLE001
+            if m.retired.is_set() or not self.listed(m):
+                # removed while it was down: a member no longer, and
+                # retire() stops and wipes it
+                self.event("restart_removed", m.label, str(e)[-200:])
+                return
             self.violation("restart", t - self.t0, "%s: %s"
-                           % (node.name, str(e)[-500:]))
+                           % (m.label, str(e)[-500:]))
         if node.proc is not None and node.proc.poll() is None:
             node.proc.kill()
             node.proc.wait(KILL_EXIT_S)
         abort_connection(node.mnt)
         conftest.unmount(node.mnt)
         try:
-            self.c.restart(node, "existing")
+            node.start(m.args)
         except Exception as e:  # noqa: BLE001
-            self.dead.add(node.name)
-            self.event("lost_node", node.name, str(e)[-300:])
+            self.dead.add(m.label)
+            self.event("lost_node", m.label, str(e)[-300:])
+
+    # ---- the member nemesis ----
+    def member_nemesis(self, rng):
+        """Membership changes through the CLI, one at a time, 1-3 s apart
+        (--quiet-s): with 3 voters, replace a node, add a 4th voter, move
+        the leader or remove it; with 4, remove one; with fewer than 3, add
+        one; a learner left over is promoted first. A command that fails
+        is an outcome (an event), not an error: the next step starts from
+        what `member list` says."""
+        names = ("n%d" % i for i in itertools.count(4))
+        ips = ("127.0.%d.%d" % (i // 251 % 256, 4 + i % 251)
+               for i in itertools.count())
+        while not self.stop.wait(rng.uniform(*self.args.quiet_s)):
+            if self.dead:
+                return
+            try:
+                self.member_step(rng, names, ips)
+            except Exception as e:  # noqa: BLE001 - reported, run goes on
+                self.event("member_error", "", repr(e)[-300:])
+
+    def cli(self, m, *args, timeout=MEMBER_CLI_S):
+        """`quorumfs ARGS --data-dir D` on member m: (rc, stdout, stderr);
+        rc None when it did not answer in time."""
+        try:
+            r = subprocess.run([self.args.bin] + list(args) +
+                               ["--data-dir", m.node.data_dir],
+                               capture_output=True, text=True,
+                               timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, "", "timeout"
+        return r.returncode, r.stdout, r.stderr
+
+    def outcome(self, what, m, rc, out, err, detail=""):
+        ok = rc == 0
+        last = (err or out).strip().splitlines()
+        self.event(what if ok else what + "_failed", m.label if m else "",
+                   (detail + " " + ("" if ok else (last[-1] if last else
+                                                   "rc=%s" % rc))).strip())
+        return ok
+
+    def member_step(self, rng, names, ips):
+        up = self.current()
+        if not self.reconcile(rng, up):
+            return
+        up = self.current()
+        voters = [m for m in up if m.voter]
+        learners = [m for m in up if not m.voter]
+        if learners:
+            self.promote(rng, learners[0])
+        elif len(voters) < 3:
+            self.add(rng, names, ips)
+        elif len(voters) > 3:
+            self.remove(rng, self.pick_victim(rng, voters))
+        else:
+            step = rng.choice(("replace", "grow", "transfer",
+                               "remove_leader"))
+            if step == "replace":
+                gone = self.remove(rng, rng.choice(voters))
+                if gone is not None:
+                    self.add(rng, names, ips, reuse=gone)
+            elif step == "grow":
+                self.add(rng, names, ips)
+            elif step == "transfer":
+                via = rng.choice(voters)
+                to = rng.choice([None] + voters)
+                args = ["leader", "transfer"]
+                if to is not None:
+                    args += ["--to", to.node.name]
+                rc, out, err = self.cli(via, *args)
+                self.outcome("transfer", via, rc, out, err,
+                             "to " + (to.label if to else "any"))
+            else:
+                ld = self.leader_of(voters)
+                if ld is not None:
+                    self.remove(rng, ld, "the leader")
+
+    def pick_victim(self, rng, voters):
+        if rng.random() < 0.3:
+            ld = self.leader_of(voters)
+            if ld is not None:
+                return ld
+        return rng.choice(voters)
+
+    def reconcile(self, rng, up):
+        """Bring our view in line with `member list` on some member (a
+        command whose outcome was unknown may have landed): a member we
+        think removed is retired, one we do not know is removed, roles
+        are taken as listed. False when no member answered."""
+        for via in rng.sample(up, len(up)):
+            rc, out, _ = self.cli(via, "member", "list", "--json",
+                                  timeout=5.0)
+            if rc == 0:
+                break
+        else:
+            self.event("member_list_failed")
+            return False
+        listed = {x["name"]: x for x in json.loads(out)["members"]}
+        for m in up:
+            x = listed.get(m.node.name)
+            if x is None:
+                self.event("member_gone", m.label, "found removed")
+                self.retire(m)
+            else:
+                m.voter = bool(x["voter"])
+        known = {m.node.name for m in up}
+        for name in set(listed) - known:
+            rc, out, err = self.cli(via, "member", "remove", name)
+            self.outcome("member_remove_stray", None, rc, out, err, name)
+        return True
+
+    def listed(self, m):
+        """Whether a member that answers lists m (True when none does)."""
+        for via in self.current():
+            if via is m:
+                continue
+            rc, out, _ = self.cli(via, "member", "list", "--json",
+                                  timeout=5.0)
+            if rc == 0:
+                return any(x["name"] == m.node.name
+                           for x in json.loads(out)["members"])
+        return True
+
+    def remove(self, rng, m, why=""):
+        """`member remove` on another member; once it is committed, m's
+        clients stop, and it is stopped and wiped. Returns its Node (for a
+        re-add under the same name) or None."""
+        vias = [x for x in self.current() if x is not m]
+        via = rng.choice(vias)
+        rc, out, err = self.cli(via, "member", "remove", m.node.name)
+        if not self.outcome("member_remove", m, rc, out, err,
+                            ("%s via %s" % (why, via.label)).strip()):
+            return None
+        self.retire(m)
+        return m.node
+
+    def retire(self, m):
+        m.retired.set()  # its clients stop (calls in flight finish)
+        with self.lock:
+            if m in self.members:
+                self.members.remove(m)
+        with m.lock:  # waits for a fault on it to end
+            self.stop_node(m)
+            conftest.unmount(m.node.mnt)
+            shutil.rmtree(m.node.data_dir, ignore_errors=True)
+            os.makedirs(m.node.data_dir)
+
+    def stop_node(self, m):
+        """SIGTERM, as an operator does: a node still running STOP_S later
+        is a violation (`unstoppable`; its connection is then aborted)."""
+        node = m.node
+        if node.proc is None or node.proc.poll() is not None:
+            node.stop()
+            return
+        node.proc.send_signal(signal.SIGTERM)
+        t = now()
+        try:
+            node.proc.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            self.violation("unstoppable", t - self.t0,
+                           "%s still running %.0f s after SIGTERM"
+                           % (m.label, STOP_S))
+            abort_connection(node.mnt)
+            node.proc.kill()
+            try:
+                node.proc.wait(KILL_EXIT_S)
+            except subprocess.TimeoutExpired:
+                self.event("lost_node", m.label, "did not exit")
+                return
+        node.stop()  # closes its log
+
+    def add(self, rng, names, ips, reuse=None):
+        """`member add` (a new name, or a removed one's with an empty data
+        dir), start it with the flags printed, clients on it once it is
+        mounted, then promote it."""
+        up = self.current()
+        if reuse is None and rng.random() < 0.5:
+            gone = [n for n in self.c.nodes
+                    if n.name not in {m.node.name for m in up} and
+                    n.proc is not None and n.proc.poll() is not None]
+            reuse = rng.choice(gone) if gone else None
+        node = reuse if reuse is not None else conftest.Node(self.root,
+                                                             next(names))
+        ip = next(ips)
+        port = free_port(ip)
+        via = rng.choice(up)
+        rc, out, err = self.cli(via, "member", "add", node.name,
+                                "%s:%d" % (ip, port))
+        if not self.outcome("member_add", via, rc, out, err,
+                            "%s at %s:%d" % (node.name, ip, port)):
+            return
+        kv = dict(line.split("=", 1) for line in out.splitlines()
+                  if line.startswith("QUORUMFS_") and "=" in line)
+        args = (["--listen-peer", "%s:%d" % (ip, port),
+                 "--initial-cluster", kv["QUORUMFS_INITIAL_CLUSTER"],
+                 "--initial-cluster-state", "existing",
+                 "--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] +
+                self.c.common)
+        with self.lock:
+            if node not in self.c.nodes:
+                self.c.nodes.append(node)  # cleanup() stops it
+            self.incarnations[node.name] += 1
+            k = self.incarnations[node.name]
+        m = Member(node, ip, port, args,
+                   node.name if k == 1 else "%s.%d" % (node.name, k),
+                   voter=False)
+        with m.lock:
+            with self.lock:
+                self.members.append(m)
+            t = now()
+            try:
+                node.start(args, wait=False)
+                node.wait_ready(JOIN_READY_S)
+            except Exception as e:  # noqa: BLE001
+                self.violation("rejoin", t - self.t0, "%s did not join "
+                               "within %.0f s: %s" % (m.label, JOIN_READY_S,
+                                                      str(e)[-500:]))
+                failed = True
+            else:
+                failed = False
+        if failed:  # out again, so that the run can go on
+            self.retire(m)
+            rc, out, err = self.cli(via, "member", "remove", node.name)
+            self.outcome("member_remove", m, rc, out, err, "not joined")
+            return
+        self.event("member_started", m.label, "%.1f s" % (now() - t))
+        self.start_clients(m)
+        self.promote(rng, m)
+
+    def promote(self, rng, m):
+        """`member promote` until the learner has caught up (or
+        PROMOTE_S)."""
+        deadline = now() + PROMOTE_S
+        tries = 0
+        while not self.stop.is_set():
+            via = rng.choice(self.current())
+            rc, out, err = self.cli(via, "member", "promote", m.node.name)
+            tries += 1
+            if rc == 0 or now() > deadline:
+                if self.outcome("member_promote", m, rc, out, err,
+                                "%d tries" % tries):
+                    m.voter = True
+                return
+            self.stop.wait(0.3)
 
     # ---- heal and final checks ----
     def heal(self):
@@ -473,11 +815,11 @@ class Run:
             p.heal()
         for name in list(self.c.stopped):
             self.c.sigcont(self.c.node(name))
-        for n in self.c.nodes:
-            if n.name not in self.dead and (n.proc is None or
-                                            n.proc.poll() is not None):
-                self.restart(n)
-        up = [n for n in self.c.nodes if n.name not in self.dead]
+        for m in self.current():
+            if m.label not in self.dead and (m.node.proc is None or
+                                             m.node.proc.poll() is not None):
+                self.restart(m)
+        up = [m.node for m in self.current() if m.label not in self.dead]
         try:
             Caller().call(lambda: self.c.wait_leader(up), HEAL_TIMEOUT_S)
             Caller().call(lambda: self.c.wait_applied(up), HEAL_TIMEOUT_S)
@@ -488,11 +830,12 @@ class Run:
         return True
 
     def final_checks(self):
-        up = [n for n in self.c.nodes if n.name not in self.dead]
+        ms = [m for m in self.current() if m.label not in self.dead]
+        up = [m.node for m in ms]
         caller = Caller()
-        for n in up:
+        for m in ms:
             for k in self.keys:
-                self.read(n, "final-" + n.name, k, caller,
+                self.read(m, "final-" + m.label, k, caller,
                           self.args.op_timeout, note="final")
         trees = {}
         # The files: every acknowledged unique write's, plus the keys'.
@@ -540,23 +883,25 @@ class Run:
         self.setup()
         self.t0 = now()
         kinds = [k for k in self.args.nemesis.split(",") if k]
-        threads = []
-        for i, n in enumerate(self.c.nodes):
-            for j in range(self.args.clients_per_node):
-                name = "%s.c%d" % (n.name, j)
-                rng = random.Random("%s-%s" % (self.args.seed, name))
-                threads.append(threading.Thread(
-                    target=self.client, args=(n, name, rng), daemon=True))
-        if kinds:
-            threads.append(threading.Thread(
-                target=self.nemesis, args=(self.rng, kinds), daemon=True))
-        for t in threads:
+        faults = [k for k in kinds if k != "member"]
+        for m in self.current():
+            self.start_clients(m)
+        nemeses = []
+        if faults:
+            nemeses.append(threading.Thread(
+                target=self.nemesis, args=(self.rng, faults), daemon=True))
+        if "member" in kinds:
+            # its own schedule, so that seeds without it keep theirs
+            rng = random.Random("%s-member" % self.args.seed)
+            nemeses.append(threading.Thread(
+                target=self.member_nemesis, args=(rng,), daemon=True))
+        for t in nemeses:
             t.start()
         self.stop.wait(self.args.seconds)
         self.stop.set()
-        for t in threads:
-            t.join(self.args.op_timeout + 2 * KILL_EXIT_S +
-                   conftest.READY_TIMEOUT_S)
+        # the nemeses first: a membership step ends before clients do
+        for t in nemeses + self.threads:
+            t.join(self.args.op_timeout + 2 * KILL_EXIT_S + JOIN_READY_S)
             if t.is_alive():
                 self.event("thread_stuck", "", t.name)
         if self.heal():
@@ -639,7 +984,8 @@ def parse_args(argv):
     p.add_argument("--mode", choices=("linearizable", "serializable"),
                    default="linearizable")
     p.add_argument("--nemesis", default="kill,pause,partition",
-                   help="comma-separated: kill, pause, partition ('' none)")
+                   help="comma-separated: kill, pause, partition, member "
+                   "('' none)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keys", type=int, default=3)
     p.add_argument("--clients-per-node", type=int, default=2)
@@ -665,7 +1011,8 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if a.seed is None:
         a.seed = random.SystemRandom().randrange(1 << 31)
-    bad = set(a.nemesis.split(",")) - {"", "kill", "pause", "partition"}
+    bad = set(a.nemesis.split(",")) - {"", "kill", "pause", "partition",
+                                       "member"}
     if bad:
         p.error("unknown nemesis: %s" % ",".join(sorted(bad)))
     return a
