@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../raft/util/deadline.h"
 #include "metrics_http.h"
 
 enum { LISTEN_BACKLOG = 16 };
@@ -136,14 +137,8 @@ static int ask_loop(struct metrics_http* h,
                     char** body,
                     size_t* len)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += METRICS_HTTP_WAIT_MS / 1000;
-    deadline.tv_nsec += (long)(METRICS_HTTP_WAIT_MS % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline =
+        util_deadline_ms(CLOCK_MONOTONIC, METRICS_HTTP_WAIT_MS);
     pthread_mutex_lock(&h->mu);
     uint64_t seq = ++h->asked;
     h->what = what;

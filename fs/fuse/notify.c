@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../../raft/util/deadline.h"
 #include "fs_internal.h"
 
 void fs__notify_init(struct fs_notify* n)
@@ -254,13 +255,7 @@ int fs__notify_stop_within(struct fs_notify* n, unsigned timeout_ms)
     if (!n->started) {
         return 0;
     }
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    until = util_deadline_ms(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&n->mu);
     n->stop = true;
     pthread_cond_broadcast(&n->cond);

@@ -20,19 +20,29 @@ SECONDS = float(os.environ.get("JEPSEN_SECONDS", "50"))
 OVERHEAD_S = 120  # start, heal, final reads, checks, cleanup (bounded)
 
 
-@pytest.mark.parametrize("mode", ["linearizable", "serializable"])
-def test_short_run_finds_no_violation(mode):
+def short_run(mode, nemesis, seconds, overhead_s):
+    """Runs run.py for `seconds` with the given nemesis kinds and a seed
+    (QFS_JEPSEN_SEED or random); asserts it passed; returns its stdout
+    (the summary line: seed, counts, nemesis events)."""
     bin_ = os.environ.get("QUORUMFS_BIN", "")
     if not bin_ or not os.access(bin_, os.X_OK):
         pytest.fail("QUORUMFS_BIN is not set to an executable")
     seed = int(os.environ.get("QFS_JEPSEN_SEED",
                               random.SystemRandom().randrange(1 << 31)))
-    r = subprocess.run([sys.executable, RUN, "--seconds", str(SECONDS),
-                        "--mode", mode, "--nemesis", "kill,pause,partition",
+    if mode is None:  # alternate with the seed: both over time
+        mode = ("linearizable", "serializable")[seed % 2]
+    r = subprocess.run([sys.executable, RUN, "--seconds", str(seconds),
+                        "--mode", mode, "--nemesis", nemesis,
                         "--seed", str(seed), "--bin", bin_],
                        capture_output=True, text=True,
-                       timeout=SECONDS + OVERHEAD_S)
+                       timeout=seconds + overhead_s)
     print(r.stdout)
     print(r.stderr[-20000:], file=sys.stderr)
     assert r.returncode == 0, "%s\n%s" % (r.stdout, r.stderr[-6000:])
     assert " result=PASS" in r.stdout
+    return r.stdout
+
+
+@pytest.mark.parametrize("mode", ["linearizable", "serializable"])
+def test_short_run_finds_no_violation(mode):
+    short_run(mode, "kill,pause,partition", SECONDS, OVERHEAD_S)
