@@ -176,6 +176,7 @@ static struct entry* child(struct entry* d, const char* name)
 /* ---- creation ---- */
 
 static void set_content(const struct store_cmd* c, struct store_rec* r);
+static int check_content(struct apply_ctx* x, uint64_t old_size);
 
 static int create_entry(struct apply_ctx* x,
                         struct entry* d,
@@ -240,10 +241,7 @@ static int create_with_data(struct apply_ctx* x, struct entry* d)
     if (e != NULL && e->type != STORE_FILE) {
         return e->type == STORE_DIR ? -EISDIR : -EEXIST;
     }
-    if (c->data_len > x->st->opt.file_size_max) {
-        return -EFBIG;
-    }
-    int rv = check_quota(x, e != NULL ? e->size : 0, c->data_len);
+    int rv = check_content(x, e != NULL ? e->size : 0);
     if (rv != 0) {
         return rv;
     }
@@ -396,13 +394,13 @@ static void set_content(const struct store_cmd* c, struct store_rec* r)
     }
 }
 
-/* Checks of a WRITE's content for file e. */
-static int check_content(struct apply_ctx* x, const struct entry* e)
+/* Checks of a WRITE's content for a file of old_size bytes (0: new). */
+static int check_content(struct apply_ctx* x, uint64_t old_size)
 {
     if (x->c->data_len > x->st->opt.file_size_max) {
         return -EFBIG;
     }
-    return check_quota(x, e->size, x->c->data_len);
+    return check_quota(x, old_size, x->c->data_len);
 }
 
 static int op_write(struct apply_ctx* x)
@@ -413,7 +411,7 @@ static int op_write(struct apply_ctx* x)
     if (rv != 0) {
         return rv;
     }
-    rv = check_content(x, e);
+    rv = check_content(x, e->size);
     if (rv != 0) {
         return rv;
     }
@@ -559,7 +557,7 @@ static int rename_check(struct apply_ctx* x, struct mv* m)
             m->src->type != STORE_FILE) {
             return -EINVAL;
         }
-        rv = check_content(x, m->src);
+        rv = check_content(x, m->src->size);
         if (rv == 0 && m->dst != NULL && m->dst != m->src &&
             m->dst->type == STORE_FILE) {
             /* the replaced file's bytes are freed by the same entry */

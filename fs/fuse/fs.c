@@ -346,6 +346,7 @@ static void lookup_now(struct fs* f,
 {
     struct store_attr a;
     struct fuse_entry_param e;
+    const struct fs_pnew* p;
     uint64_t vino;
     int rv;
 
@@ -358,9 +359,9 @@ static void lookup_now(struct fs* f,
         rv = 0;
     } else if (fs__is_virtual(parent)) {
         rv = fs__virtual_lookup(parent, name, &a);
-    } else if (f->pnews != NULL && fs__pnew_named(f, parent, name) != NULL) {
-        /* this mount's pending new file (fs_pnew.c) */
-        rv = fs__pnew_attr(f, fs__pnew_named(f, parent, name)->pino, &a);
+    } else if ((p = fs__pnew_named(f, parent, name)) != NULL) {
+        fs__pnew_fill(p, &a); /* this mount's pending new file (fs_pnew.c) */
+        rv = 0;
     } else {
         rv = store_lookup(node_store(f->node), parent, name, &a);
     }

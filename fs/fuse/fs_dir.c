@@ -173,7 +173,7 @@ void fs_create(fuse_req_t req,
         return;
     }
     if (p != NULL) {
-        fs__pnew_attr(f, p->pino, &a); /* open it again */
+        fs__pnew_fill(p, &a); /* open it again */
         fs__create_existing(f, req, &a, fi);
         return;
     }

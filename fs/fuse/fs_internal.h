@@ -556,6 +556,8 @@ struct fs_pnew* fs__pnew_named(const struct fs* f,
                                const char* name);
 /* Its attributes before its pending update is overlaid: 0, -ENOENT. */
 int fs__pnew_attr(const struct fs* f, uint64_t pino, struct store_attr* a);
+/* The same, of p found already. */
+void fs__pnew_fill(const struct fs_pnew* p, struct store_attr* a);
 /* Its path, or "new file NAME" when its directory is gone (for the log):
  * 0, -ENOENT. */
 int fs__pnew_path(const struct fs* f, uint64_t pino, char* buf, size_t cap);

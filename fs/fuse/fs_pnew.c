@@ -77,15 +77,20 @@ int fs__pnew_attr(const struct fs* f, uint64_t pino, struct store_attr* a)
     if (p == NULL) {
         return -ENOENT;
     }
+    fs__pnew_fill(p, a);
+    return 0;
+}
+
+void fs__pnew_fill(const struct fs_pnew* p, struct store_attr* a)
+{
     memset(a, 0, sizeof(*a));
-    a->ino = pino;
+    a->ino = p->pino;
     a->type = STORE_FILE;
     a->mode = p->mode;
     a->uid = p->uid;
     a->gid = p->gid;
     a->atime_ns = a->mtime_ns = a->ctime_ns = p->made_ns;
     a->nlink = p->unlinked ? 0 : 1;
-    return 0;
 }
 
 int fs__pnew_path(const struct fs* f, uint64_t pino, char* buf, size_t cap)
@@ -201,7 +206,7 @@ void fs__pnew_create(struct fs* f,
     w->u.unpriv = ctx->uid != 0;
     fs__owner_add(&w->u, (int32_t)ctx->pid);
     struct fuse_entry_param e;
-    fs__pnew_attr(f, p->pino, &a);
+    fs__pnew_fill(p, &a);
     fs__fill_entry(f, &a, &e); /* counts one lookup of pino */
     fs__file_open_flags(f, fi);
     if (fuse_reply_create(req, &e, fi) != 0) {
@@ -411,7 +416,7 @@ int fs__pnew_readdir(struct fs* f,
             store_lookup(node_store(f->node), dir, p->name, &a) == 0) {
             continue;
         }
-        fs__pnew_attr(f, p->pino, &a);
+        fs__pnew_fill(p, &a);
         int rv = cb(data, p->name, &a);
         if (rv != 0) {
             return rv;
