@@ -305,6 +305,7 @@ class Cluster:
         self.partitions = []
         self.writers = []
         self.stopped = set()  # names of SIGSTOPped nodes
+        self.status_errors = {}  # name: why its last status was unreadable
 
     # ---- process control ----
     def node(self, name):
@@ -398,8 +399,12 @@ class Cluster:
         for n in nodes if nodes is not None else self.running():
             try:
                 out[n.name] = n.status()
-            except (OSError, ValueError):
+                self.status_errors.pop(n.name, None)
+            except (OSError, ValueError) as e:
                 out[n.name] = None
+                running = n.proc is not None and n.proc.poll() is None
+                self.status_errors[n.name] = "%r (%s)" % (
+                    e, "running" if running else "not running")
         return out
 
     def wait_leader(self, nodes=None, timeout=LEADER_TIMEOUT_S):
@@ -420,10 +425,14 @@ class Cluster:
                     if ld in names and st[ld]["role"] == "leader":
                         return self.node(ld)
             time.sleep(POLL_S)
-        raise AssertionError("no agreed leader among %s after %ss: %s"
+        raise AssertionError("no agreed leader among %s after %ss: %s%s"
                              % (sorted(names), timeout,
                                 {k: v and (v["role"], v["term"], v["leader"])
-                                 for k, v in st.items()}))
+                                 for k, v in st.items()},
+                                "".join("; %s: %s" % (k, self.status_errors[k])
+                                        for k in sorted(st)
+                                        if st[k] is None and
+                                        k in self.status_errors)))
 
     def leader(self):
         return self.wait_leader()

@@ -368,9 +368,17 @@ def test_snapshot_install_is_one_reset(make_cluster):
     assert len(resets) == 1 and resets[0][2] == "/", got
     # a new file with its content: one entry (a deferred create)
     assert got[-1:] == [(revs[-1], "create", "/s/after")], got[-3:]
-    # Nothing of the pause was applied there before the snapshot; after
-    # it, only what the snapshot did not hold (the log after its index).
+    # Before the snapshot, the follower may apply what reached its socket
+    # before the leader compacted: the appends the leader pipelined to it
+    # while it was stopped (at most RAFT_INFLIGHT_MAX, 64, of them, raft.h).
+    # The rest of the pause comes as the reset, not file by file: fewer
+    # than the 200 files are reported one by one, and the reset is at a
+    # revision after every change reported before it.
     at = got.index(resets[0])
-    assert all("paused" not in e[2] for e in got[:at]), got[:at]
+    before = [e for e in got[:at] if "paused" in e[2]]
+    assert len(before) <= 64, before
+    paused = {e[2] for e in got if "paused" in e[2]}
+    assert len(paused) < 200, sorted(paused)
+    assert all(e[0] < resets[0][0] for e in got[:at]), got[:at]
     assert len(got) - at - 1 < 2 * 200, got[at:]
     w.stop()

@@ -140,6 +140,18 @@ class ShortWrite(Exception):
     pass
 
 
+def log_tail(path, lines):
+    """The last `lines` lines of a node's log (none when unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            return [x.decode(errors="replace") for x in
+                    f.read().splitlines()[-lines:]]
+    except OSError:
+        return []
+
+
 def write_once(path, data, stage=None):
     """open(O_TRUNC) + ONE write() + close(); a short count raises. stage[0]
     says how far it got: open, then write, then close."""
@@ -824,8 +836,15 @@ class Run:
             Caller().call(lambda: self.c.wait_leader(up), HEAL_TIMEOUT_S)
             Caller().call(lambda: self.c.wait_applied(up), HEAL_TIMEOUT_S)
         except Exception as e:  # noqa: BLE001
+            tails = []
+            for n in up:
+                if n.name in self.c.status_errors:
+                    tails.append("%s's log ends: %s" % (n.name, " | ".join(
+                        log_tail(n.log_path, 4))))
             self.violation("no_recovery", now() - self.t0,
-                           "after healing: %s" % str(e)[-500:])
+                           "after healing: %s%s" % (
+                               str(e)[-800:],
+                               "".join("\n  " + t for t in tails)))
             return False
         return True
 
