@@ -430,3 +430,67 @@ def test_live_or_foreign_mount_is_never_aborted(make_node):
     assert r.returncode != 0
     assert "not ours, refusing to touch it" in r.stderr, r.stderr
     assert mount_listed(node.mnt)
+
+
+def lock_device(node):
+    """MAJ:MIN of the mount that the data dir's LOCK records."""
+    return slurp(os.path.join(node.data_dir, "LOCK")).decode() \
+        .splitlines()[1].split(" ")[1]
+
+
+def watchdog_of(pid):
+    """The pid of a node's watchdog (its child named quorumfs-wd)."""
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        if comm == "quorumfs-wd" and ppid == pid:
+            return int(p)
+    raise AssertionError("no watchdog found for pid %d" % pid)
+
+
+def gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return True
+    return st[st.rindex(")") + 2] == "Z"
+
+
+def test_dead_nodes_watchdog_spares_the_next_mount(make_node):
+    """A killed node's watchdog that runs late (stopped here) must not
+    abort the connection of the node started after it on the same
+    mountpoint, which the kernel usually gives the same device number
+    (the lowest free one): the watchdog checks that LOCK still names the
+    dead node. Without the check the new mount ends with ENOTCONN while
+    its node runs (seen as a member whose status could not be read after
+    a kill and restart in the member nemesis)."""
+    node = make_node().start()
+    write_files(node.mnt, 3)
+    dev = lock_device(node)
+    wd = watchdog_of(node.proc.pid)
+    os.kill(wd, signal.SIGSTOP)
+    try:
+        node.kill9()  # its /dev/fuse closes; the dead mount is cleared
+        node.start()
+        if lock_device(node) != dev:
+            pytest.skip("the new mount got another device (%s, was %s): "
+                        "nothing to test" % (lock_device(node), dev))
+    finally:
+        os.kill(wd, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while not gone(wd) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(wd), "the dead node's watchdog did not exit"
+    check_files(node.mnt, {"f0002": b"value 2 of f0002\n"})
+    assert node.status()["name"] == node.name
+    assert node.proc.poll() is None
+    assert "another node's mount: left alone" in node.log(), node.log()[-2000:]
+    write_files(node.mnt, 1, prefix="after")
