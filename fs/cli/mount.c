@@ -233,9 +233,10 @@ static void signal_cb(uv_signal_t* s, int signum)
  * libfuse said which). */
 static struct fuse_session* new_session(const char* extra, void* data)
 {
-    char opts[1024];
+    char opts[1024], fsname[64];
+    fuseconn_fsname(fsname, sizeof(fsname));
     snprintf(opts, sizeof(opts),
-             "default_permissions,fsname=quorumfs,subtype=quorumfs%s%s",
+             "default_permissions,fsname=%s,subtype=quorumfs%s%s", fsname,
              extra != NULL ? "," : "", extra != NULL ? extra : "");
     char* argv[] = {"quorumfs", "-o", opts, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);

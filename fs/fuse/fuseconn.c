@@ -57,7 +57,28 @@ struct mnt_entry {
     bool found;
     unsigned maj, min;
     char fstype[64];
+    char source[64]; /* "quorumfs:PID" (fuseconn_fsname) */
 };
+
+void fuseconn_fsname(char* buf, size_t cap)
+{
+    snprintf(buf, cap, "quorumfs:%d", (int)getpid());
+}
+
+/* Was the mount made by process pid? Its source names the pid that mounted
+ * it (fuseconn_fsname). A mount by a version that did not name it (source
+ * "quorumfs") is taken on the other checks alone. The device number would
+ * not do: the kernel gives a new mount the lowest free one, so a mount
+ * made after another was cleared usually has the same MAJ:MIN. */
+static bool made_by(const struct mnt_entry* e, pid_t pid)
+{
+    char want[64];
+    if (strcmp(e->source, "quorumfs") == 0) {
+        return true;
+    }
+    snprintf(want, sizeof(want), "quorumfs:%d", (int)pid);
+    return strcmp(e->source, want) == 0;
+}
 
 static unsigned conn_number(unsigned maj, unsigned min)
 {
@@ -95,15 +116,16 @@ static int mountinfo_find(const char* path, struct mnt_entry* e)
             break;
         }
         unsigned maj, min;
-        char mp[PATH_MAX * 4 + 1], fstype[64];
+        char mp[PATH_MAX * 4 + 1], fstype[64], source[64] = "";
         int off = 0;
-        /* id parent maj:min root mountpoint options [optional...] - type */
+        /* id parent maj:min root mountpoint options [optional...] - type
+         * source superoptions */
         if (sscanf(line, "%*u %*u %u:%u %*s %4096s %n", &maj, &min, mp, &off) !=
             3) {
             continue;
         }
         char* dash = strstr(line + off, " - ");
-        if (dash == NULL || sscanf(dash + 3, "%63s", fstype) != 1) {
+        if (dash == NULL || sscanf(dash + 3, "%63s %63s", fstype, source) < 1) {
             continue;
         }
         fuseconn_mountinfo_unescape(mp);
@@ -112,6 +134,7 @@ static int mountinfo_find(const char* path, struct mnt_entry* e)
             e->maj = maj;
             e->min = min;
             snprintf(e->fstype, sizeof(e->fstype), "%s", fstype);
+            snprintf(e->source, sizeof(e->source), "%s", source);
         }
     }
     free(line);
@@ -361,12 +384,14 @@ static int prove_dead_and_ours(const char* mnt,
                 mnt, e->maj, e->min, data_dir, mnt);
         return -EBUSY;
     }
-    if (r->maj != e->maj || r->min != e->min || strcmp(r->mnt, mnt) != 0) {
+    if (r->maj != e->maj || r->min != e->min || strcmp(r->mnt, mnt) != 0 ||
+        !made_by(e, r->pid)) {
         fprintf(stderr,
-                "quorumfs: %s is a quorumfs mount of device %u:%u, but the "
-                "last node of %s mounted device %u:%u on %s: not ours, "
-                "refusing to touch it\n",
-                mnt, e->maj, e->min, data_dir, r->maj, r->min, r->mnt);
+                "quorumfs: %s is a quorumfs mount of device %u:%u (%s), but "
+                "the last node of %s (pid %d) mounted device %u:%u on %s: not "
+                "ours, refusing to touch it\n",
+                mnt, e->maj, e->min, e->source, data_dir, (int)r->pid, r->maj,
+                r->min, r->mnt);
         return -EBUSY;
     }
     /* A process in the middle of exiting may hold LOCK with no SIGKILL
@@ -524,17 +549,22 @@ static void wd_act(unsigned conn, const char* mnt, const char* dir, pid_t node)
 {
     struct mnt_entry e;
     struct lock_record r;
+    memset(&r, 0, sizeof(r)); /* read only when the mount is the node's */
     if (conn == 0 || dir[0] == '\0' || mountinfo_find(mnt, &e) != 0 ||
         !e.found || strcmp(e.fstype, FSTYPE) != 0 ||
         conn_number(e.maj, e.min) != conn) {
         return; /* not armed, or already unmounted */
     }
-    if (lock_read(dir, &r) != 0 || r.pid != node || !r.has_conn ||
-        r.maj != e.maj || r.min != e.min || strcmp(r.mnt, mnt) != 0) {
-        wd_log("node pid %d died; %s (device %u:%u) is now %s: left alone",
-               (int)node, mnt, e.maj, e.min,
-               r.pid > 0 && r.pid != node ? "another node's mount"
-                                          : "not provably its mount");
+    if (!made_by(&e, node) || lock_read(dir, &r) != 0 || r.pid != node ||
+        !r.has_conn || r.maj != e.maj || r.min != e.min ||
+        strcmp(r.mnt, mnt) != 0) {
+        wd_log(
+            "node pid %d died; %s (device %u:%u, %s) is now %s: left "
+            "alone",
+            (int)node, mnt, e.maj, e.min, e.source,
+            !made_by(&e, node) || (r.pid > 0 && r.pid != node)
+                ? "another node's mount"
+                : "not provably its mount");
         return;
     }
     int rv = conn_abort(conn);

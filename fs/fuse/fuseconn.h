@@ -16,6 +16,7 @@
 #define QFS_FUSECONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 /* Before anything touches the mountpoint: if it is a quorumfs mount that a
@@ -26,6 +27,12 @@
  * 0: nothing there, or cleared. -EBUSY: a mount we cannot prove dead and
  * ours (a live owner, another device, no record): refused. */
 int fuseconn_clear_stale(const char* mountpoint, const char* data_dir);
+
+/* The FUSE fsname of this process's mount, "quorumfs:PID": the source
+ * field of /proc/self/mountinfo then names the process that mounted it, so
+ * the clean-up and the watchdog never take another node's mount (with a
+ * reused device number) for a dead one's. */
+void fuseconn_fsname(char* buf, size_t cap);
 
 /* After the mount: record its device in data_dir/LOCK. *dev is set to the
  * connection number (0 if the mount is not found: nothing recorded). */

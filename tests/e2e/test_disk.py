@@ -494,3 +494,28 @@ def test_dead_nodes_watchdog_spares_the_next_mount(make_node):
     assert node.proc.poll() is None
     assert "another node's mount: left alone" in node.log(), node.log()[-2000:]
     write_files(node.mnt, 1, prefix="after")
+
+
+def test_restart_never_clears_another_data_dirs_mount(make_node):
+    """A node killed on a mountpoint that another data dir's node has
+    mounted since (the dead mount cleared by hand) is refused at its
+    restart, and the other node's mount is left alone, though the kernel
+    usually gave it the dead mount's device number, which a's LOCK
+    records: the mount's source names the pid that mounted it."""
+    a = make_node("a").start()
+    write_files(a.mnt, 2)
+    dev = lock_device(a)
+    a.kill9()  # and fusermount3 -uz: the mountpoint is free
+    b = make_node("b")
+    b.mnt = a.mnt
+    b.start()
+    write_files(b.mnt, 2, prefix="b")
+    if lock_device(b) != dev:
+        pytest.skip("b's mount got another device (%s, a's was %s): "
+                    "nothing to test" % (lock_device(b), dev))
+    r = subprocess.run(a.cmd(), capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "not ours, refusing to touch it" in r.stderr, r.stderr
+    assert "(quorumfs:%d)" % b.proc.pid in r.stderr, r.stderr
+    check_files(b.mnt, {"b0001": b"value 1 of b0001\n"})
+    assert b.status()["name"] == "b"
