@@ -581,9 +581,10 @@ class Run:
     # ---- the member nemesis ----
     def member_nemesis(self, rng):
         """Membership changes through the CLI, one at a time, 1-3 s apart
-        (--quiet-s): with 3 voters, replace a node, add a 4th voter, move
-        the leader or remove it; with 4, remove one; with fewer than 3, add
-        one; a learner left over is promoted first. A command that fails
+        (--quiet-s): with V voters (--voters, 3 or 5), replace a node, add
+        one more voter, move the leader or remove it; with more than V,
+        remove one; with fewer, add one (a 5-voter run starts with 3 and
+        grows); a learner left over is promoted first. A command that fails
         is an outcome (an event), not an error: the next step starts from
         what `member list` says."""
         names = ("n%d" % i for i in itertools.count(4))
@@ -626,9 +627,9 @@ class Run:
         learners = [m for m in up if not m.voter]
         if learners:
             self.promote(rng, learners[0])
-        elif len(voters) < 3:
+        elif len(voters) < self.args.voters:
             self.add(rng, names, ips)
-        elif len(voters) > 3:
+        elif len(voters) > self.args.voters:
             self.remove(rng, self.pick_victim(rng, voters))
         else:
             step = rng.choice(("replace", "grow", "transfer",
@@ -909,6 +910,12 @@ class Run:
         if faults:
             nemeses.append(threading.Thread(
                 target=self.nemesis, args=(self.rng, faults), daemon=True))
+            # with 5 voters, two faults at a time (a quorum of 3 is left);
+            # the extra ones have their own schedules
+            for k in range(1, (self.args.voters - 1) // 2):
+                rng = random.Random("%s-fault-%d" % (self.args.seed, k))
+                nemeses.append(threading.Thread(
+                    target=self.nemesis, args=(rng, faults), daemon=True))
         if "member" in kinds:
             # its own schedule, so that seeds without it keep theirs
             rng = random.Random("%s-member" % self.args.seed)
@@ -939,11 +946,13 @@ class Run:
         errs = ",".join("%s:%d" % (k, n) for k, n in sorted(c.items())
                         if k.split("_")[0] in ("read", "write", "unique")
                         and k != "unique_acked")
-        return ("jepsen mode=%s seed=%s seconds=%s ops=%d writes_acked=%d "
+        return ("jepsen mode=%s%s seed=%s seconds=%s ops=%d writes_acked=%d "
                 "writes_unknown=%d reads=%d empty_reads=%d unique_acked=%d "
                 "violations=%s first_violation_s=%s nemesis=%s errors=%s "
                 "unchecked_keys=%d result=%s"
-                % (self.args.mode, self.args.seed, self.args.seconds, ops,
+                % (self.args.mode, "" if self.args.voters == 3 else
+                   " voters=%d" % self.args.voters, self.args.seed,
+                   self.args.seconds, ops,
                    c["writes_acked"], c["writes_unknown"], c["reads"],
                    c["empty_reads"], c["unique_acked"], v,
                    "%.1f" % min(firsts) if firsts else "-", nem,
@@ -1006,6 +1015,9 @@ def parse_args(argv):
                    help="comma-separated: kill, pause, partition, member "
                    "('' none)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--voters", type=int, choices=(3, 5), default=3,
+                   help="voters the member nemesis keeps (the cluster "
+                   "starts with 3); with 5, two faults at a time")
     p.add_argument("--keys", type=int, default=3)
     p.add_argument("--clients-per-node", type=int, default=2)
     p.add_argument("--think-ms", type=float, default=10.0)
@@ -1034,6 +1046,9 @@ def parse_args(argv):
                                        "member"}
     if bad:
         p.error("unknown nemesis: %s" % ",".join(sorted(bad)))
+    if a.voters != 3 and "member" not in a.nemesis.split(","):
+        p.error("--voters %d needs the member nemesis (the cluster starts "
+                "with 3 and grows)" % a.voters)
     return a
 
 
