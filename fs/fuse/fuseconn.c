@@ -60,23 +60,28 @@ struct mnt_entry {
     char source[64]; /* "quorumfs:PID" (fuseconn_fsname) */
 };
 
+static void fsname_of(pid_t pid, char* buf, size_t cap)
+{
+    snprintf(buf, cap, "quorumfs:%d", (int)pid);
+}
+
 void fuseconn_fsname(char* buf, size_t cap)
 {
-    snprintf(buf, cap, "quorumfs:%d", (int)getpid());
+    fsname_of(getpid(), buf, cap);
 }
 
 /* Was the mount made by process pid? Its source names the pid that mounted
- * it (fuseconn_fsname). A mount by a version that did not name it (source
- * "quorumfs") is taken on the other checks alone. The device number would
- * not do: the kernel gives a new mount the lowest free one, so a mount
- * made after another was cleared usually has the same MAJ:MIN. */
-static bool made_by(const struct mnt_entry* e, pid_t pid)
+ * it (fuseconn_fsname). The device number would not do: the kernel gives a
+ * new mount the lowest free one, so a mount made after another was
+ * cleared usually has the same MAJ:MIN. legacy: a source of plain
+ * "quorumfs" (a version that did not name the pid) passes. */
+static bool made_by(const struct mnt_entry* e, pid_t pid, bool legacy)
 {
     char want[64];
-    if (strcmp(e->source, "quorumfs") == 0) {
+    if (legacy && strcmp(e->source, "quorumfs") == 0) {
         return true;
     }
-    snprintf(want, sizeof(want), "quorumfs:%d", (int)pid);
+    fsname_of(pid, want, sizeof(want));
     return strcmp(e->source, want) == 0;
 }
 
@@ -385,7 +390,7 @@ static int prove_dead_and_ours(const char* mnt,
         return -EBUSY;
     }
     if (r->maj != e->maj || r->min != e->min || strcmp(r->mnt, mnt) != 0 ||
-        !made_by(e, r->pid)) {
+        !made_by(e, r->pid, true)) {
         fprintf(stderr,
                 "quorumfs: %s is a quorumfs mount of device %u:%u (%s), but "
                 "the last node of %s (pid %d) mounted device %u:%u on %s: not "
@@ -539,32 +544,22 @@ static void wd_log(const char* fmt, ...)
 }
 
 /* The node died without disarming: abort its connection if the mount is
- * still the one it reported (never another one). The device number alone
- * does not prove it: the kernel gives a new mount the lowest free one, so
- * a node started on the same mountpoint after this one died (and its dead
- * mount was cleared) usually gets the same MAJ:MIN. That node writes its
- * pid to LOCK before it mounts: a LOCK that no longer names the dead node
- * (or is gone with a wiped data dir) means the mount is not its own. */
-static void wd_act(unsigned conn, const char* mnt, const char* dir, pid_t node)
+ * still the one it made (never another one): the device, and its source
+ * naming the node's pid (made_by; the node is this binary, so no legacy
+ * source). The device number alone would take a node started on the same
+ * mountpoint after this one died for it. */
+static void wd_act(unsigned conn, const char* mnt, pid_t node)
 {
     struct mnt_entry e;
-    struct lock_record r;
-    memset(&r, 0, sizeof(r)); /* read only when the mount is the node's */
-    if (conn == 0 || dir[0] == '\0' || mountinfo_find(mnt, &e) != 0 ||
-        !e.found || strcmp(e.fstype, FSTYPE) != 0 ||
-        conn_number(e.maj, e.min) != conn) {
+    if (conn == 0 || mountinfo_find(mnt, &e) != 0 || !e.found ||
+        strcmp(e.fstype, FSTYPE) != 0 || conn_number(e.maj, e.min) != conn) {
         return; /* not armed, or already unmounted */
     }
-    if (!made_by(&e, node) || lock_read(dir, &r) != 0 || r.pid != node ||
-        !r.has_conn || r.maj != e.maj || r.min != e.min ||
-        strcmp(r.mnt, mnt) != 0) {
+    if (!made_by(&e, node, false)) {
         wd_log(
-            "node pid %d died; %s (device %u:%u, %s) is now %s: left "
-            "alone",
-            (int)node, mnt, e.maj, e.min, e.source,
-            !made_by(&e, node) || (r.pid > 0 && r.pid != node)
-                ? "another node's mount"
-                : "not provably its mount");
+            "node pid %d died; %s (device %u:%u, source %s) is now "
+            "another node's mount: left alone",
+            (int)node, mnt, e.maj, e.min, e.source);
         return;
     }
     int rv = conn_abort(conn);
@@ -593,7 +588,7 @@ void fuseconn_stdio_to(const char* log_path)
 
 static void wd_main(int fd, pid_t node)
 {
-    char buf[PATH_MAX + 64], mnt[PATH_MAX] = "", dir[PATH_MAX] = "";
+    char buf[PATH_MAX + 64], mnt[PATH_MAX] = "";
     size_t have = 0;
     unsigned conn = 0;
 
@@ -601,7 +596,7 @@ static void wd_main(int fd, pid_t node)
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int r = parent_died ? 0 : poll(&p, 1, WATCHDOG_TICK_MS);
         if (parent_died || getppid() != node) {
-            wd_act(conn, mnt, dir, node); /* the node's main thread is gone */
+            wd_act(conn, mnt, node); /* the node's main thread is gone */
             _exit(0);
         }
         if (r <= 0) {
@@ -609,7 +604,7 @@ static void wd_main(int fd, pid_t node)
         }
         ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
         if (n <= 0) {
-            wd_act(conn, mnt, dir, node); /* EOF: the node is gone */
+            wd_act(conn, mnt, node); /* EOF: the node is gone */
             _exit(0);
         }
         have += (size_t)n;
@@ -623,9 +618,6 @@ static void wd_main(int fd, pid_t node)
             }
             if (sscanf(buf, "A %u %n", &conn, &off) == 1 && off > 0) {
                 snprintf(mnt, sizeof(mnt), "%s", buf + off);
-            } else if (strncmp(buf, "L ", 2) == 0 &&
-                       strlen(buf + 2) < sizeof(dir)) {
-                memcpy(dir, buf + 2, strlen(buf + 2) + 1);
             }
             size_t used = (size_t)(nl + 1 - buf);
             memmove(buf, nl + 1, have - used + 1);
@@ -689,22 +681,13 @@ int fuseconn_watchdog_start(struct fuseconn_watchdog* w, const char* log_path)
 
 void fuseconn_watchdog_arm(struct fuseconn_watchdog* w,
                            unsigned conn,
-                           const char* mountpoint,
-                           const char* data_dir)
+                           const char* mountpoint)
 {
-    char line[PATH_MAX + 32], mnt[PATH_MAX], dir[PATH_MAX];
-    if (w->fd < 0 || abs_mountpoint(mountpoint, mnt, sizeof(mnt)) != 0 ||
-        realpath(data_dir, dir) == NULL) {
-        return; /* not armed: the start-up clean-up remains */
-    }
-    /* The data dir first: armed ("A") is complete. Two writes: each line
-     * is at most PATH_MAX + a few bytes, as the watchdog reads them. */
-    int n = snprintf(line, sizeof(line), "L %s\n", dir);
-    if (n <= 0 || (size_t)n >= sizeof(line) ||
-        write(w->fd, line, (size_t)n) != n) {
+    char line[PATH_MAX + 32], mnt[PATH_MAX];
+    if (w->fd < 0 || abs_mountpoint(mountpoint, mnt, sizeof(mnt)) != 0) {
         return;
     }
-    n = snprintf(line, sizeof(line), "A %u %s\n", conn, mnt);
+    int n = snprintf(line, sizeof(line), "A %u %s\n", conn, mnt);
     if (n > 0 && (size_t)n < sizeof(line) &&
         write(w->fd, line, (size_t)n) != n) {
         /* the watchdog is gone: the start-up clean-up remains */

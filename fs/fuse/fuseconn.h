@@ -58,14 +58,10 @@ struct fuseconn_watchdog {
     int fd;    /* write end of the pipe */
 };
 int fuseconn_watchdog_start(struct fuseconn_watchdog* w, const char* log_path);
-/* Tell it the connection, the mountpoint and the data dir. It aborts the
- * connection only while the data dir's LOCK still records this node and
- * that mount: a node started on the same mountpoint after this one died
- * may have been given the same device number. */
+/* Tell it the connection and the mountpoint. */
 void fuseconn_watchdog_arm(struct fuseconn_watchdog* w,
                            unsigned conn,
-                           const char* mountpoint,
-                           const char* data_dir);
+                           const char* mountpoint);
 /* Abort connection conn (/sys/fs/fuse/connections/conn/abort): every
  * pending request ends with an error. */
 int fuseconn_abort(unsigned conn);

@@ -530,24 +530,34 @@ class Run:
     def kill(self, m):
         """kill -9; a node still there after KILL_EXIT_S is issue 10's
         item 4 (a violation): its connection is then aborted to free it."""
+        if not self.end_process(m, signal.SIGKILL, KILL_EXIT_S, "unkillable"):
+            self.dead.add(m.label)
+            return
+        m.node.stop()  # closes its log
+        conftest.unmount(m.node.mnt)  # fusermount3 -uz of the dead mount
+
+    def end_process(self, m, sig, wait_s, violation):
+        """Sends sig to m's process and waits wait_s for it to exit. One
+        still running is a `violation`: its FUSE connection is aborted, it
+        gets SIGKILL and KILL_EXIT_S more. False (a `lost_node` event) when
+        it never exits."""
         node = m.node
-        node.proc.send_signal(signal.SIGKILL)
+        node.proc.send_signal(sig)
         t = now()
         try:
-            node.proc.wait(KILL_EXIT_S)
+            node.proc.wait(wait_s)
+            return True
         except subprocess.TimeoutExpired:
-            self.violation("unkillable", t - self.t0,
-                           "%s still running %.0f s after SIGKILL"
-                           % (m.label, KILL_EXIT_S))
-            abort_connection(node.mnt)
-            try:
-                node.proc.wait(KILL_EXIT_S)
-            except subprocess.TimeoutExpired:
-                self.dead.add(m.label)
-                self.event("lost_node", m.label, "did not exit")
-                return
-        node.stop()  # closes its log
-        conftest.unmount(node.mnt)  # fusermount3 -uz of the dead mount
+            self.violation(violation, t - self.t0, "%s still running %.0f s "
+                           "after %s" % (m.label, wait_s, sig.name))
+        abort_connection(node.mnt)
+        node.proc.kill()
+        try:
+            node.proc.wait(KILL_EXIT_S)
+            return True
+        except subprocess.TimeoutExpired:
+            self.event("lost_node", m.label, "did not exit")
+            return False
 
     def restart(self, m):
         """Start again on the same mountpoint and data dir: must work at
@@ -731,22 +741,8 @@ class Run:
         if node.proc is None or node.proc.poll() is not None:
             node.stop()
             return
-        node.proc.send_signal(signal.SIGTERM)
-        t = now()
-        try:
-            node.proc.wait(STOP_S)
-        except subprocess.TimeoutExpired:
-            self.violation("unstoppable", t - self.t0,
-                           "%s still running %.0f s after SIGTERM"
-                           % (m.label, STOP_S))
-            abort_connection(node.mnt)
-            node.proc.kill()
-            try:
-                node.proc.wait(KILL_EXIT_S)
-            except subprocess.TimeoutExpired:
-                self.event("lost_node", m.label, "did not exit")
-                return
-        node.stop()  # closes its log
+        if self.end_process(m, signal.SIGTERM, STOP_S, "unstoppable"):
+            node.stop()  # closes its log
 
     def add(self, rng, names, ips, reuse=None):
         """`member add` (a new name, or a removed one's with an empty data
