@@ -64,6 +64,7 @@ struct app {
     struct node_retention* retention;
     struct metrics_http* http; /* --listen-metrics; NULL: none */
     uv_async_t reader_async;   /* fs_reader_start: requests for the loop */
+    uv_poll_t fuse_poll;       /* fs_reader_start: the session's fd */
     uv_timer_t resume_timer;   /* backlog full: FUSE reads paused */
     uv_signal_t sigterm, sigint;
     int ready_fd; /* pipe to the waiting parent, -1 when none */
@@ -319,12 +320,16 @@ static int mount_fuse(struct app* a)
     }
     rv = fs_start_notifier(a->fs, a->se);
     if (rv == 0) {
+        rv = uv_poll_init(&a->loop, &a->fuse_poll, fuse_session_fd(a->se));
+    }
+    if (rv == 0) {
         const struct fs_reader_hooks hooks = {
             .paused = reader_paused,
             .on_end = reader_end,
             .data = a,
         };
-        rv = fs_reader_start(a->fs, a->se, &a->reader_async, &hooks);
+        rv = fs_reader_start(a->fs, a->se, &a->reader_async, &a->fuse_poll,
+                             &hooks);
     }
     return rv;
 }

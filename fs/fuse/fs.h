@@ -76,11 +76,12 @@ uint64_t fs_held_bytes(const struct fs* f);
  * metrics (quorumfs_fuse_*). 0 or the -errno of fuse_session_custom_io. */
 int fs_metrics_attach(struct fs* f, struct fuse_session* se);
 
-/* The request reader (fs_reader.c): a thread, the only reader of the
- * session's fd. It answers a FLUSH itself when this mount holds no write
+/* The request reader (fs_reader.c): threads reading a clone of the
+ * session's fd answer a FLUSH themselves when this mount holds no write
  * state (a cached `cat`'s close, answered without waking the loop) and
- * hands every other request to the loop: async's callback calls
- * fs_reader_drain, which processes them through the session. */
+ * hand every other request to the loop: async's callback calls
+ * fs_reader_drain, which processes them through the session. While
+ * requests pile up the loop reads the session's fd itself (poll). */
 struct fs_reader_hooks {
     /* Before each request (loop): true to stop processing and reading
      * (the node's backlog is full); the caller resumes with
@@ -91,11 +92,13 @@ struct fs_reader_hooks {
     void (*on_end)(void* data, int err);
     void* data;
 };
-/* After fuse_session_mount and fs_metrics_attach. async: initialized on
- * the loop, owned by the caller (closed after fs_free). */
+/* After fuse_session_mount and fs_metrics_attach. async, and poll on
+ * fuse_session_fd(se): initialized on the loop, not started, owned by the
+ * caller (closed after fs_free). */
 int fs_reader_start(struct fs* f,
                     struct fuse_session* se,
                     uv_async_t* async,
+                    uv_poll_t* poll,
                     const struct fs_reader_hooks* hooks);
 void fs_reader_drain(struct fs* f);
 void fs_reader_pause(struct fs* f, bool paused);

@@ -259,8 +259,17 @@ struct fs_notify {
 enum { FS_READER_QUEUE_BYTES = 4u << 20 };
 struct fs_rreq;
 struct fs_reader {
-    bool inited;  /* loop thread only */
-    bool closing; /* loop thread only: no request is processed */
+    /* Loop thread only: */
+    bool inited;
+    bool closing;   /* no request is processed */
+    bool backlog;   /* the node's backlog is full: nothing is read */
+    bool busy;      /* the loop reads the session's fd itself */
+    unsigned quiet; /* busy: wake-ups in a row with at most one request */
+    uint64_t busy_switches; /* idle -> busy, for the metrics */
+    uv_poll_t* poll;        /* on the session's fd (busy mode) */
+    uv_poll_cb poll_cb;
+    struct fuse_buf fbuf; /* the loop's read buffer (busy mode) */
+    /* Shared: */
     pthread_mutex_t mu;
     pthread_cond_t cond;
     /* One per thread: its FLUSH answers, counted under its own mutex. */
@@ -268,11 +277,12 @@ struct fs_reader {
         struct fs* f;
         pthread_t thread;
         pthread_mutex_t mu;
-        uint64_t fast_flushes;
-        struct node_hist fast_lat;
+        uint64_t fast_flushes, fast_ioctls;
+        struct node_hist fast_lat; /* of the FLUSHes */
     } threads[FS_READER_THREADS_MAX];
     unsigned n_threads;
-    int fd;                  /* the session's, read by the threads only */
+    int fd;                  /* the clone of the session's fd: the threads read
+                                it; replies to what they read go to it */
     struct fuse_session* se; /* processed on the loop only */
     uv_async_t* async;
     struct fs_reader_hooks hooks;
@@ -339,8 +349,15 @@ int fs__metrics_init(struct fs* f);
 void fs__metrics_free(struct fs* f);
 /* A request the loop is about to process (read by the reader thread). */
 void fs__metrics_request(struct fs* f, const void* buf, size_t len);
-/* The reader thread's own FLUSH answers: their count and latencies. */
-void fs__reader_fast_stats(struct fs* f, uint64_t* n, struct node_hist* lat);
+/* The reader threads' own answers: FLUSHes (count, latencies) and
+ * IOCTLs (count). */
+void fs__reader_fast_stats(struct fs* f,
+                           uint64_t* n,
+                           uint64_t* ioctls,
+                           struct node_hist* lat);
+/* The threads' fd (-1: none): a reply the session's fd refuses with ENOENT
+ * answers a request read there (fs_metrics.c). */
+int fs__reader_clone_fd(const struct fs* f);
 
 /* fs.c */
 void fs__attr_to_stat(const struct store_attr* a, struct stat* st);

@@ -7,11 +7,12 @@
  * write waits for its commit). Both ends are seen in the session's I/O:
  * fs_metrics_attach gives the session a fuse_custom_io whose read and
  * writev are the plain system calls plus a look at the header (the
- * request's opcode and unique; the reply's unique). The reader thread
- * (fs_reader.c) reads the requests: those it hands to the loop are
- * counted when the loop takes them (fs__metrics_request); the FLUSHes it
- * answers itself it counts and times under its own mutex, added here when
- * the text is made. Replies written on the loop are timed here; the
+ * request's opcode and unique; the reply's unique). The reader threads
+ * (fs_reader.c) read most requests: those they hand to the loop are
+ * counted when the loop takes them (fs__metrics_request), those the loop
+ * reads itself (busy mode) in mio_read; the FLUSHes a thread answers
+ * itself it counts and times under its own mutex, added here when the
+ * text is made. Replies written on the loop are timed here; the
  * notifier thread's writes are notifications (unique 0), which touch
  * nothing here.
  */
@@ -32,6 +33,7 @@ enum {
 
 struct fs_metrics {
     uint64_t requests[FS_MOPS + 1]; /* [FS_MOPS]: opcodes past the table */
+    uint64_t loop_reads; /* requests the loop read itself (busy mode) */
     struct node_hist lat[FS_MOPS + 1];
     /* Requests in flight by unique: slot (unique >> 1) % FS_MREQ_SLOTS
      * (the kernel steps uniques by 2). A request whose slot is taken is
@@ -146,12 +148,18 @@ void fs__metrics_request(struct fs* f, const void* buf, size_t len)
     }
 }
 
-/* libfuse requires a read function; the reader thread reads (fs_reader.c)
- * and the session never does. */
+/* The loop's own reads (fs_reader.c's busy mode). */
 static ssize_t mio_read(int fd, void* buf, size_t len, void* userdata)
 {
-    (void)userdata;
-    return read(fd, buf, len);
+    struct fs* f = userdata;
+    ssize_t r = read(fd, buf, len);
+    if (r > 0) {
+        fs__metrics_request(f, buf, (size_t)r);
+        if (f->metrics != NULL) {
+            f->metrics->loop_reads++;
+        }
+    }
+    return r;
 }
 
 static ssize_t mio_writev(int fd, struct iovec* iov, int count, void* userdata)
@@ -163,6 +171,13 @@ static ssize_t mio_writev(int fd, struct iovec* iov, int count, void* userdata)
         if (h->unique != 0 && f->metrics != NULL) {
             reply_written(f->metrics, h->unique);
         }
+        ssize_t w = writev(fd, iov, count);
+        int clone = h->unique != 0 ? fs__reader_clone_fd(f) : -1;
+        if (w < 0 && errno == ENOENT && clone >= 0 && clone != fd) {
+            /* read by a reader thread, on its clone of the fd */
+            w = writev(clone, iov, count);
+        }
+        return w;
     }
     return writev(fd, iov, count);
 }
@@ -172,10 +187,10 @@ static void fuse_metrics_text(void* data, struct node_metrics_buf* b)
     struct fs* f = data;
     const struct fs_metrics* m = f->metrics;
     char labels[64];
-    uint64_t fast;
+    uint64_t fast, ioctls;
     struct node_hist fast_lat, flush_lat = m->lat[FUSE_FLUSH];
 
-    fs__reader_fast_stats(f, &fast, &fast_lat);
+    fs__reader_fast_stats(f, &fast, &ioctls, &fast_lat);
     for (unsigned i = 0; i <= NODE_HIST_BOUNDS; i++) {
         flush_lat.buckets[i] += fast_lat.buckets[i];
     }
@@ -185,13 +200,28 @@ static void fuse_metrics_text(void* data, struct node_metrics_buf* b)
     node_metrics_family(b, "quorumfs_fuse_requests_total", "counter",
                         "FUSE requests read from the kernel, by type.");
     for (unsigned i = 0; i <= FS_MOPS; i++) {
-        uint64_t n = m->requests[i] + (i == FUSE_FLUSH ? fast : 0);
+        uint64_t n = m->requests[i] + (i == FUSE_FLUSH ? fast : 0) +
+                     (i == FUSE_IOCTL ? ioctls : 0);
         if (n != 0) {
             node_metrics_printf(
                 b, "quorumfs_fuse_requests_total{op=\"%s\"} %llu\n",
                 i < FS_MOPS ? op_names[i] : "other", (unsigned long long)n);
         }
     }
+    node_metrics_family(b, "quorumfs_fuse_thread_flushes_total", "counter",
+                        "FLUSHes answered by the reader threads (nothing "
+                        "pending on this mount).");
+    node_metrics_printf(b, "quorumfs_fuse_thread_flushes_total %llu\n",
+                        (unsigned long long)fast);
+    node_metrics_family(b, "quorumfs_fuse_loop_reads_total", "counter",
+                        "FUSE requests the loop read itself while busy.");
+    node_metrics_printf(b, "quorumfs_fuse_loop_reads_total %llu\n",
+                        (unsigned long long)m->loop_reads);
+    node_metrics_family(b, "quorumfs_fuse_busy_switches_total", "counter",
+                        "Times the loop took the reading over from the "
+                        "reader threads.");
+    node_metrics_printf(b, "quorumfs_fuse_busy_switches_total %llu\n",
+                        (unsigned long long)f->reader.busy_switches);
     node_metrics_family(b, "quorumfs_fuse_request_duration_seconds",
                         "histogram",
                         "From reading a FUSE request to writing its reply, "

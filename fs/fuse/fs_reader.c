@@ -1,44 +1,58 @@
-/* fs_reader.c - the thread that reads FUSE requests (fs.h, "The request
- * reader").
+/* fs_reader.c - how FUSE requests are read (fs.h, "The request reader").
  *
- * Why a thread: with no-open, a cached `cat` costs one FUSE request, the
+ * Why threads: with no-open, a cached `cat` costs one FUSE request, the
  * FLUSH of its close(), and the kernel sends it whether or not the file
  * was written. Answered on the loop, each one waits for the loop to wake
  * from epoll and go through libfuse; answered by a thread that is already
- * blocked in read(/dev/fuse) it is one wake-up and two system calls
- * (docs/benchmarks.md, "Reads at 1 client").
+ * blocked in read(/dev/fuse) it is one wake-up and two system calls, and
+ * with two threads waiting one is likely on the client's CPU
+ * (docs/architecture.md, "Threads").
  *
- * So this thread is the only reader of the session's fd:
- *   - a FLUSH while this mount holds no write state at all (fs->nwinos is
- *     0: no pending update, no commit in flight, no pending new file) is
- *     answered here, with 0, exactly what fs_flush answers then;
- *   - every other request is copied into a bounded queue and handed to the
- *     loop (uv_async), where fs_reader_drain gives it to the session as if
- *     the loop had read it.
+ * Two modes, switched by the loop:
+ *   - idle (the start): the reader threads, blocked in read() on a clone
+ *     of the session's fd (FUSE_DEV_IOC_CLONE: same connection, its own
+ *     queue of requests being answered), read every request. A FLUSH
+ *     while this mount holds no write state at all (fs->nwinos is 0: no
+ *     pending update, no commit in flight, no pending new file) is
+ *     answered there with 0, exactly what fs_flush answers then. Every
+ *     other request is copied into a bounded queue and handed to the loop
+ *     (uv_async), where fs_reader_drain gives it to the session; its reply
+ *     goes to the session's fd, which does not know it (ENOENT), and then
+ *     to the clone (fs_metrics.c's writev).
+ *   - busy: when FS_READER_BUSY_BATCH requests or more waited in the queue
+ *     at one turn (writers keep the loop busy), the threads stop reading
+ *     and the loop reads the session's own fd (non-blocking, polled), up
+ *     to 64 requests per wake-up, with no hop through a thread: what it
+ *     did before the threads existed. After FS_READER_QUIET_POLLS wake-ups
+ *     in a row that found at most FS_READER_QUIET_MAX requests, back to
+ *     idle.
  *
- * Why the FLUSH answer is right without the loop: a writer's FLUSH is sent
- * after its write(), ftruncate() or open(O_TRUNC) has returned, and those
- * return after the loop has processed their request, which made the
- * inode's write state (fs__wino_link raises nwinos before the reply is
- * written). So a FLUSH that finds nwinos at 0 has nothing of its own
- * process to commit or to wait for. A FLUSH that races a write of another
- * thread (not yet answered) may be answered before it, which is allowed:
- * the two calls are concurrent; the loop, reading both, could have
- * processed them in that order as well.
+ * Why the threads' FLUSH answer is right without the loop: a writer's
+ * FLUSH is sent after its write(), ftruncate() or open(O_TRUNC) has
+ * returned, and those return after the loop has processed their request,
+ * which made the inode's write state (fs__wino_link raises nwinos before
+ * the reply is written). So a FLUSH that finds nwinos at 0 has nothing of
+ * its own process to commit or to wait for. A FLUSH that races a write of
+ * another thread (not yet answered) may be answered before it, which is
+ * allowed: the two calls are concurrent; the loop, reading both, could
+ * have processed them in that order as well.
  *
  * Bounds: the queue holds at most FS_READER_QUEUE_BYTES of copies (one
- * request more when empty); the thread does not read while it is full, or
- * while the loop has paused reading (the node's backlog is full: requests
- * then wait in the kernel's queue, as before). Shutdown: fs__reader_close
- * stops the loop's processing (what is queued then is answered EIO), and
- * fs_reader_stop cancels the thread in its read() and joins it.
+ * request more when empty); the threads do not read while it is full, in
+ * busy mode, or while the loop has paused reading (the node's backlog is
+ * full: requests then wait in the kernel's queue, as before). Shutdown:
+ * fs_reader_close stops the loop's processing (what is queued then is
+ * answered EIO), and fs_reader_stop cancels the threads in their read()
+ * and joins them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fuse.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +65,12 @@ enum {
     FS_READER_BUF = (FS_READER_PAGES + 1) * 4096,
     /* Requests processed per loop turn before yielding to the loop. */
     FS_READER_PER_TURN = 64,
+    /* Queued requests taken at one turn that make the loop read itself. */
+    FS_READER_BUSY_BATCH = 4,
+    /* Busy: wake-ups in a row with at most FS_READER_QUIET_MAX requests,
+     * then idle. */
+    FS_READER_QUIET_POLLS = 16,
+    FS_READER_QUIET_MAX = 2,
 };
 
 struct fs_rreq {
@@ -94,6 +114,15 @@ static int try_answer(struct fs_reader_thread* t,
     struct fs_reader* r = &f->reader;
     const struct fuse_in_header* h = (const void*)buf;
 
+    if (len >= sizeof(*h) && h->opcode == FUSE_IOCTL) {
+        /* No ioctl is supported (fs_lowlevel_ops has none: libfuse would
+         * answer ENOSYS). Python's open() asks one (isatty) each time. */
+        reply_raw(r->fd, h->unique, ENOSYS);
+        pthread_mutex_lock(&t->mu);
+        t->fast_ioctls++;
+        pthread_mutex_unlock(&t->mu);
+        return 1;
+    }
     if (len < sizeof(*h) || h->opcode != FUSE_FLUSH ||
         atomic_load(&f->nwinos) != 0) {
         return 0;
@@ -202,16 +231,122 @@ static void* reader_main(void* arg)
     return NULL;
 }
 
+/* Loop: the threads read unless the backlog is full, the loop reads
+ * itself (busy) or shutdown has begun; the loop polls the session's fd
+ * only when busy and neither of the others. */
+static void apply_mode(struct fs_reader* r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->paused = r->backlog || r->busy || r->closing;
+    hold_update(r);
+    pthread_cond_broadcast(&r->cond);
+    bool more = r->head != NULL || (r->ended && !r->end_told);
+    pthread_mutex_unlock(&r->mu);
+    if (r->busy && !r->backlog && !r->closing) {
+        uv_poll_start(r->poll, UV_READABLE, r->poll_cb);
+    } else {
+        uv_poll_stop(r->poll);
+    }
+    if (more && !r->backlog) {
+        uv_async_send(r->async); /* what waited in the queue */
+    }
+}
+
+static void end_once(struct fs_reader* r, int err)
+{
+    pthread_mutex_lock(&r->mu);
+    bool told = r->end_told;
+    r->end_told = true;
+    pthread_mutex_unlock(&r->mu);
+    if (!told && !r->closing && r->hooks.on_end != NULL) {
+        r->hooks.on_end(r->hooks.data, err);
+    }
+}
+
+/* Before each request the loop processes: false when the backlog is full
+ * (reading stops; the hooks resume it with fs_reader_pause). */
+static bool may_process(struct fs_reader* r)
+{
+    if (r->closing || r->hooks.paused == NULL ||
+        !r->hooks.paused(r->hooks.data)) {
+        return true;
+    }
+    r->backlog = true;
+    apply_mode(r);
+    return false;
+}
+
+/* Busy mode: the loop reads the session's fd itself. */
+static void poll_cb(uv_poll_t* p, int status, int events)
+{
+    struct fs* f = p->data;
+    struct fs_reader* r = &f->reader;
+    unsigned n = 0;
+
+    (void)events;
+    if (status < 0) {
+        end_once(r, status == UV_EBADF ? 0 : -EIO);
+        return;
+    }
+    for (int i = 0; i < FS_READER_PER_TURN && !r->closing; i++) {
+        if (!may_process(r)) {
+            return;
+        }
+        int res = fuse_session_receive_buf(r->se, &r->fbuf);
+        if (res == -EINTR) {
+            continue;
+        }
+        if (res == -EAGAIN) {
+            break;
+        }
+        if (res <= 0 || fuse_session_exited(r->se)) {
+            end_once(r, res == 0 ? 0 : res);
+            return;
+        }
+        fuse_session_process_buf(r->se, &r->fbuf);
+        n++;
+        if (fuse_session_exited(r->se)) {
+            end_once(r, 0);
+            return;
+        }
+    }
+    /* One client's operation is at most two requests in a row (an open's
+     * IOCTL, then the FLUSH), which this turn may catch both of. */
+    r->quiet = n <= FS_READER_QUIET_MAX ? r->quiet + 1 : 0;
+    if (r->quiet >= FS_READER_QUIET_POLLS && !r->closing) {
+        r->busy = false; /* back to the threads */
+        r->quiet = 0;
+        apply_mode(r);
+    }
+}
+
 int fs_reader_start(struct fs* f,
                     struct fuse_session* se,
                     uv_async_t* async,
+                    uv_poll_t* poll,
                     const struct fs_reader_hooks* hooks)
 {
     struct fs_reader* r = &f->reader;
+    int se_fd = fuse_session_fd(se);
 
+    r->fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (r->fd < 0) {
+        return -errno;
+    }
+    uint32_t master = (uint32_t)se_fd;
+    if (ioctl(r->fd, FUSE_DEV_IOC_CLONE, &master) != 0) {
+        int err = errno;
+        close(r->fd);
+        r->fd = -1;
+        return -err;
+    }
+    /* The loop reads it only when polled as readable (busy mode). */
+    fcntl(se_fd, F_SETFL, fcntl(se_fd, F_GETFL) | O_NONBLOCK);
     r->se = se;
-    r->fd = fuse_session_fd(se);
     r->async = async;
+    r->poll = poll;
+    r->poll_cb = poll_cb;
+    poll->data = f;
     r->hooks = *hooks;
     r->tail = &r->head;
     pthread_mutex_init(&r->mu, NULL);
@@ -241,19 +376,12 @@ void fs_reader_pause(struct fs* f, bool paused)
     if (!r->inited) {
         return;
     }
-    pthread_mutex_lock(&r->mu);
-    r->paused = paused;
-    hold_update(r);
-    bool more = r->head != NULL || r->ended;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->mu);
-    if (!paused && more) {
-        uv_async_send(r->async); /* what waited in the queue */
-    }
+    r->backlog = paused;
+    apply_mode(r);
 }
 
-/* Take the next queued request (NULL: none). *ended set when the thread
- * has stopped reading (its error in *end_err) and the queue is empty. */
+/* Take the next queued request (NULL: none). *ended set when the threads
+ * have stopped reading (the error in *end_err) and the queue is empty. */
 static struct fs_rreq* take(struct fs_reader* r, bool* ended, int* end_err)
 {
     pthread_mutex_lock(&r->mu);
@@ -271,10 +399,7 @@ static struct fs_rreq* take(struct fs_reader* r, bool* ended, int* end_err)
         }
     }
     *ended = q == NULL && r->ended && !r->end_told;
-    if (*ended) {
-        r->end_told = true;
-        *end_err = r->end_err;
-    }
+    *end_err = r->end_err;
     pthread_mutex_unlock(&r->mu);
     return q;
 }
@@ -284,14 +409,13 @@ void fs_reader_drain(struct fs* f)
     struct fs_reader* r = &f->reader;
     bool ended = false;
     int end_err = 0;
+    unsigned taken = 0;
 
     if (!r->inited) {
         return;
     }
     for (int i = 0; i < FS_READER_PER_TURN; i++) {
-        if (!r->closing && r->hooks.paused != NULL &&
-            r->hooks.paused(r->hooks.data)) {
-            fs_reader_pause(f, true); /* the hooks resume it */
+        if (!may_process(r)) {
             return;
         }
         struct fs_rreq* q = take(r, &ended, &end_err);
@@ -307,23 +431,25 @@ void fs_reader_drain(struct fs* f)
             free(q);
             continue;
         }
+        taken++;
         fs__metrics_request(f, q->buf, q->len);
         struct fuse_buf fb = {.mem = q->buf, .size = q->len};
         fuse_session_process_buf(r->se, &fb);
         free(q);
         if (fuse_session_exited(r->se)) {
-            ended = true;
-            end_err = 0;
-            pthread_mutex_lock(&r->mu);
-            r->end_told = true;
-            pthread_mutex_unlock(&r->mu);
-            break;
+            end_once(r, 0);
+            return;
         }
     }
     if (ended) {
-        if (!r->closing && r->hooks.on_end != NULL) {
-            r->hooks.on_end(r->hooks.data, end_err);
-        }
+        end_once(r, end_err);
+        return;
+    }
+    if (!r->busy && !r->closing && taken >= FS_READER_BUSY_BATCH) {
+        r->busy = true; /* the loop reads itself while it is this busy */
+        r->busy_switches++;
+        r->quiet = 0;
+        apply_mode(r);
         return;
     }
     pthread_mutex_lock(&r->mu);
@@ -342,7 +468,7 @@ void fs_reader_close(struct fs* f)
         return;
     }
     r->closing = true;
-    fs_reader_pause(f, true);
+    apply_mode(r);
 }
 
 void fs_reader_stop(struct fs* f)
@@ -370,16 +496,29 @@ void fs_reader_stop(struct fs* f)
     }
     r->tail = &r->head;
     r->queued_bytes = 0;
+    free(r->fbuf.mem);
+    r->fbuf.mem = NULL;
+    close(r->fd);
+    r->fd = -1;
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->mu);
     r->inited = false;
 }
 
-void fs__reader_fast_stats(struct fs* f, uint64_t* n, struct node_hist* lat)
+int fs__reader_clone_fd(const struct fs* f)
+{
+    return f->reader.inited ? f->reader.fd : -1;
+}
+
+void fs__reader_fast_stats(struct fs* f,
+                           uint64_t* n,
+                           uint64_t* ioctls,
+                           struct node_hist* lat)
 {
     struct fs_reader* r = &f->reader;
 
     *n = 0;
+    *ioctls = 0;
     memset(lat, 0, sizeof(*lat));
     if (!r->inited) {
         return;
@@ -388,6 +527,7 @@ void fs__reader_fast_stats(struct fs* f, uint64_t* n, struct node_hist* lat)
         struct fs_reader_thread* t = &r->threads[i];
         pthread_mutex_lock(&t->mu);
         *n += t->fast_flushes;
+        *ioctls += t->fast_ioctls;
         for (unsigned b = 0; b <= NODE_HIST_BOUNDS; b++) {
             lat->buckets[b] += t->fast_lat.buckets[b];
         }

@@ -22,6 +22,14 @@ import pytest
 from conftest import STOP_TIMEOUT_S
 
 
+def counter(node, name):
+    with open(node.path(".cluster", "metrics")) as f:
+        for line in f.read().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError("no %s in the metrics" % name)
+
+
 def metrics(node):
     with open(node.path(".cluster", "metrics")) as f:
         text = f.read()
@@ -99,6 +107,49 @@ def test_writers_close_waits_for_its_commit_among_readers(make_node):
         for t in ts:
             t.join()
     assert bad == []
+
+
+def test_busy_writers_hand_the_reading_to_the_loop_and_back(make_node):
+    """32 writers at once pile requests up: the loop reads the session's
+    fd itself (busy mode, no hop through a thread); once the load is one
+    client again the threads answer the closes again. Every write is
+    whole throughout."""
+    n = make_node().start(["--fuse-threads", "2"])
+    for w in range(32):
+        os.mkdir(n.path("w%d" % w))
+    switches0 = counter(n, "quorumfs_fuse_busy_switches_total")
+    loop0 = counter(n, "quorumfs_fuse_loop_reads_total")
+    errors = []
+
+    def writer(w):
+        try:
+            for i in range(30):
+                p = n.path("w%d" % w, "f%d" % (i % 3))
+                with open(p, "wb") as f:
+                    f.write(b"%d %d\n" % (w, i))
+                if cat(p) != b"%d %d\n" % (w, i):
+                    errors.append((p, cat(p)))
+        except OSError as e:
+            errors.append(e)
+
+    ts = [threading.Thread(target=writer, args=(w,)) for w in range(32)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert errors == []
+    assert counter(n, "quorumfs_fuse_busy_switches_total") > switches0
+    assert counter(n, "quorumfs_fuse_loop_reads_total") > loop0
+    # one client: after a few quiet wake-ups the threads read again
+    with open(n.path("k"), "wb") as f:
+        f.write(b"v\n")
+    fast0 = counter(n, "quorumfs_fuse_thread_flushes_total")
+    for _ in range(300):
+        assert cat(n.path("k")) == b"v\n"
+    got = counter(n, "quorumfs_fuse_thread_flushes_total") - fast0
+    with open(n.path(".cluster", "metrics")) as f:
+        text = f.read()
+    assert got >= 200, text
 
 
 @pytest.mark.parametrize("threads", [1, 16])
