@@ -76,7 +76,8 @@ struct store_attr {
     uint64_t size; /* bytes of content (symlink: target length) */
     int64_t atime_ns, mtime_ns, ctime_ns;
     uint64_t create_rev, mod_rev, version;
-    uint32_t nlink; /* dirs: 2 + subdirectories; others 1 */
+    uint32_t nlink; /* dirs: 2 + subdirectories; others: their names (1 +
+                       hard links, STORE_OP_LINK) */
     uint64_t rdev;  /* STORE_CHR / STORE_BLK: the device number as the
                        FUSE protocol carries it; 0 otherwise */
 };
@@ -175,6 +176,23 @@ int store_name(struct store* st,
                char* buf,
                size_t cap);
 
+/* Every name of live ino (hard links: docs/consistency.md), the primary
+ * name first, then the others in the order they would become primary:
+ * cb(data, parent, name, path) with the name's directory, the name and its
+ * absolute path, in buf (cap bytes; borrowed for the call; buf NULL: path
+ * NULL). Stops at the first non-zero cb result and returns it. -ENOENT,
+ * -EINVAL (the root), -ENAMETOOLONG (a path past cap). */
+typedef int (*store_names_cb)(void* data,
+                              uint64_t parent,
+                              const char* name,
+                              const char* path);
+int store_names(struct store* st,
+                uint64_t ino,
+                char* buf,
+                size_t cap,
+                store_names_cb cb,
+                void* data);
+
 struct store_stats {
     uint64_t revision;         /* last revision */
     uint64_t compact_revision; /* oldest revision still retained */
@@ -224,6 +242,13 @@ enum store_op {
      * `size` carries the device number of STORE_CHR / STORE_BLK (ignored
      * for the others). EEXIST on an existing name. */
     STORE_OP_MKNOD = 14,
+    /* A hard link: a new name (parent, name) for the existing entry
+     * `ino` (not a directory: EPERM). EEXIST on an existing name; ENOENT
+     * when ino is gone. Result ino: ino (its nlink counts the new name).
+     * The entry keeps its primary name; removing that name moves the
+     * entry to its oldest other name (docs/consistency.md, "Hard
+     * links"). */
+    STORE_OP_LINK = 15,
 };
 
 enum store_cmd_flags {

@@ -241,11 +241,37 @@ void fs_link(fuse_req_t req,
              fuse_ino_t newparent,
              const char* newname)
 {
+    struct fs* f = fuse_req_userdata(req);
+    struct fs_nodeid id;
+    struct store_cmd c;
+
     if (fs__in_snapshots(newparent) || fs__is_snap(ino)) {
         fuse_reply_err(req, EROFS);
         return;
     }
-    fuse_reply_err(req, EPERM); /* hard links are not supported */
+    if (fs__is_virtual(ino)) {
+        fuse_reply_err(req, EPERM); /* /.cluster and its files */
+        return;
+    }
+    if (new_name_refused(req, newparent, newname, EPERM) ||
+        pending_name(req, newparent, newname)) {
+        return;
+    }
+    /* A regular file's nodeid names a revision (fs_nodeid.c): the link
+     * names the store ino, whatever revision the kernel holds. */
+    if (fs__nodeid_ino(f, ino, &id) != 0) {
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
+    if (fs__is_pnode(id.ino)) {
+        /* this mount's new file, not committed yet (its first close
+         * commits it): it has no store ino to name */
+        fuse_reply_err(req, EBUSY);
+        return;
+    }
+    cmd_init(req, &c, STORE_OP_LINK, newparent, newname);
+    c.ino = id.ino;
+    propose_simple(req, &c, FS_REPLY_ENTRY);
 }
 
 /* Replies and returns true when the name may not be removed / renamed:

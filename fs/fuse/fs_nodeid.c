@@ -333,6 +333,9 @@ int fs__nodeid_at(struct fs* f,
 
     if (store_getattr(st, id->ino, &cur) == 0) {
         rv = store_read_at(st, id->ino, id->rev, a, &d, &l);
+        /* The names it has now (hard links): nlink is the inode's, not
+         * a revision's, and pairs with no page. */
+        a->nlink = cur.nlink;
     } else {
         /* Removed since: the tree as of that revision. */
         struct store_view* v;
@@ -395,6 +398,31 @@ void fs__kernel_drop(struct fs* f, uint64_t ino)
     }
 }
 
+struct other_names {
+    struct fs* f;
+    uint64_t ino;
+    bool first_seen;
+};
+
+/* store_names callback: the entry of every name but the primary one. */
+static int invalidate_other(void* data,
+                            uint64_t parent,
+                            const char* name,
+                            const char* path)
+{
+    struct other_names* o = data;
+    (void)path;
+    if (!o->first_seen) {
+        o->first_seen = true; /* the primary name: pushed by the caller */
+        return 0;
+    }
+    uint64_t seq = fs__notify_push(&o->f->notify, 0, parent, name);
+    if (seq != 0) {
+        fs__kview_changed(o->f, o->ino, seq);
+    }
+    return 0;
+}
+
 bool fs__nodeid_changed(struct fs* f, const struct store_change* c, bool ours)
 {
     struct store* st = node_store(f->node);
@@ -453,6 +481,11 @@ bool fs__nodeid_changed(struct fs* f, const struct store_change* c, bool ours)
             parent = 0;
         }
         nm = name;
+        if (a.nlink > 1) {
+            /* its other names (hard links) hold the old revision too */
+            struct other_names o = {.f = f, .ino = c->ino};
+            store_names(st, c->ino, NULL, 0, invalidate_other, &o);
+        }
     }
     /* The store ino too: the old numbering, past the table's bound. */
     seq = fs__notify_push(&f->notify, ours ? 0 : c->ino, parent, nm);
