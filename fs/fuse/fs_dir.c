@@ -271,7 +271,13 @@ void fs_link(fuse_req_t req,
     }
     cmd_init(req, &c, STORE_OP_LINK, newparent, newname);
     c.ino = id.ino;
-    propose_simple(req, &c, FS_REPLY_ENTRY);
+    struct fs_op* op = fs__op_new(f, req, FS_REPLY_LINK);
+    if (op == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    op->ino = ino; /* the nodeid the kernel holds: the reply's */
+    fs__propose(f, op, &c);
 }
 
 /* Replies and returns true when the name may not be removed / renamed:

@@ -178,6 +178,8 @@ enum fs_reply {
     FS_REPLY_ATTR,    /* fuse_reply_attr of op->ino */
     FS_REPLY_WRITE,   /* a write-path request (fs_write.c) */
     FS_REPLY_BARRIER, /* a read barrier; op->resume continues the request */
+    FS_REPLY_LINK,    /* fuse_reply_entry of res->ino through the nodeid
+                         op->ino the LINK named (fs__nodeid_link) */
 };
 
 struct fs_op {
@@ -625,6 +627,14 @@ bool fs__is_fnode(uint64_t nodeid);
 uint64_t fs__nodeid_hand(struct fs* f, const struct store_attr* a, bool update);
 /* An entry reply carrying nodeid did not reach the kernel. */
 void fs__nodeid_unhand(struct fs* f, uint64_t nodeid);
+/* The nodeid of LINK's reply for a (the inode, after the link): the
+ * request's nodeid, moved to a's revision when it names that inode and
+ * its content is a's (a link changes ctime and nlink only), so that the
+ * kernel updates the inode it holds (nlink) rather than making a second
+ * one; else as fs__nodeid_hand. Counts a lookup. */
+uint64_t fs__nodeid_link(struct fs* f,
+                         uint64_t nodeid,
+                         const struct store_attr* a);
 /* FORGET: the kernel dropped nlookup lookups of nodeid. */
 void fs__nodeid_forget(struct fs* f, uint64_t nodeid, uint64_t nlookup);
 /* What a request's nodeid names: 0, or -ESTALE for a forgotten one. */

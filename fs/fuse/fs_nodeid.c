@@ -203,6 +203,37 @@ uint64_t fs__nodeid_hand(struct fs* f, const struct store_attr* a, bool update)
     return n->nodeid;
 }
 
+uint64_t fs__nodeid_link(struct fs* f,
+                         uint64_t nodeid,
+                         const struct store_attr* a)
+{
+    struct store* st = node_store(f->node);
+    struct fs_fnode* n;
+    struct store_attr old;
+    const void* cur;
+    void* d = NULL;
+    size_t len = 0, cur_len;
+
+    if (!fs__is_fnode(nodeid) || fs__is_pnode(nodeid) ||
+        (n = fnode_find(f, nodeid)) == NULL || n->ino != a->ino) {
+        return fs__nodeid_hand(f, a, false);
+    }
+    if (!n->pend && n->rev != a->mod_rev) {
+        /* Its kernel inode holds revision n->rev: it may show a's
+         * revision only if the content is the same. */
+        bool same = store_read_at(st, n->ino, n->rev, &old, &d, &len) == 0 &&
+                    store_read(st, n->ino, &cur, &cur_len) == 0 &&
+                    len == cur_len && (len == 0 || memcmp(d, cur, len) == 0);
+        free(d);
+        if (!same) {
+            return fs__nodeid_hand(f, a, false);
+        }
+        n->rev = a->mod_rev;
+    }
+    n->nlookup++;
+    return nodeid;
+}
+
 void fs__nodeid_unhand(struct fs* f, uint64_t nodeid)
 {
     fs__nodeid_forget(f, nodeid, 1);

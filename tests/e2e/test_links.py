@@ -1,0 +1,274 @@
+"""End-to-end tests of hard links (link(2); docs/consistency.md "Hard links").
+
+One node: POSIX behaviour of link, unlink and rename with several names of
+one inode (st_ino, nlink, ctime, errors, the reserved trees). Three nodes
+(tests/e2e/cluster.py): a link made on one node seen on the others, a write
+through one name seen through the other elsewhere, the primary name
+removed, a restart, /.snapshots views, `quorumfs restore` and a wiped
+follower repaired by a snapshot image. Expected values are computed by the
+tests, never read back from the filesystem under test.
+"""
+
+import errno
+import os
+import shutil
+import stat
+import subprocess
+import time
+
+import cluster as qc
+from conftest import QUORUMFS_BIN
+
+VISIBLE_TIMEOUT_S = 5.0
+
+
+def q(*args):
+    r = subprocess.run([QUORUMFS_BIN] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r
+
+
+def errno_of(fn, *args, **kw):
+    try:
+        fn(*args, **kw)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def wait_for(pred, what, timeout=VISIBLE_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def same_file(p1, p2, nlink):
+    s1, s2 = os.lstat(p1), os.lstat(p2)
+    return (s1.st_ino == s2.st_ino and s1.st_nlink == nlink and
+            s2.st_nlink == nlink)
+
+
+# ------------------------------------------------------------ one node
+
+def test_link_posix(make_node):
+    n = make_node().start()
+    m = n.mnt
+    os.mkdir(os.path.join(m, "d"))
+    a, b = os.path.join(m, "a"), os.path.join(m, "d", "b")
+    qc.write_file(a, b"one\n")
+    st0 = os.stat(a)
+    assert st0.st_nlink == 1
+    time.sleep(0.02)
+    os.link(a, b)  # across directories of the mount
+    sa, sb = os.stat(a), os.stat(b)
+    assert sa.st_ino == sb.st_ino == st0.st_ino
+    assert sa.st_nlink == 2 and sb.st_nlink == 2
+    assert sa.st_ctime_ns > st0.st_ctime_ns  # the inode's ctime
+    assert sa.st_mtime_ns == st0.st_mtime_ns
+    assert read(b) == b"one\n"
+
+    # errors
+    assert errno_of(os.link, a, b) == errno.EEXIST
+    assert errno_of(os.link, a, os.path.join(m, "d")) == errno.EEXIST
+    assert errno_of(os.link, os.path.join(m, "d"),
+                    os.path.join(m, "dd")) == errno.EPERM
+    assert errno_of(os.link, os.path.join(m, "nope"),
+                    os.path.join(m, "x")) == errno.ENOENT
+    assert errno_of(os.link, a, os.path.join(m, "nodir", "x")) == errno.ENOENT
+    assert errno_of(os.link, a, os.path.join(m, "a", "x")) == errno.ENOTDIR
+    assert errno_of(os.link, os.path.join(m, "a", "x"),
+                    os.path.join(m, "y")) == errno.ENOTDIR
+    assert errno_of(os.link, a, os.path.join(m, ".snapshots", "x")) in (
+        errno.EROFS, errno.EPERM, errno.EXDEV)
+    assert errno_of(os.link, a, os.path.join(m, ".cluster", "x")) == \
+        errno.EROFS
+    assert errno_of(os.link, os.path.join(m, ".cluster", "status"),
+                    os.path.join(m, "st")) == errno.EPERM
+    assert errno_of(os.link, a, os.path.join(m, ".snapshots")) == errno.EEXIST
+    assert sorted(os.listdir(m)) == [".cluster", ".snapshots", "a", "d"]
+
+    # a write (close-to-commit) and a chmod through one name: both names
+    qc.write_file(b, b"two, longer\n")
+    assert read(a) == b"two, longer\n"
+    assert os.stat(a).st_size == len(b"two, longer\n")
+    os.chmod(a, 0o600)
+    assert stat.S_IMODE(os.stat(b).st_mode) == 0o600
+    with open(a, "ab") as f:  # appends through the other name
+        f.write(b"more\n")
+    assert read(b) == b"two, longer\nmore\n"
+
+    # symlinks, FIFOs and sockets have names too
+    os.symlink("a", os.path.join(m, "sl"))
+    os.link(os.path.join(m, "sl"), os.path.join(m, "d", "sl2"),
+            follow_symlinks=False)
+    assert os.readlink(os.path.join(m, "d", "sl2")) == "a"
+    assert same_file(os.path.join(m, "sl"), os.path.join(m, "d", "sl2"), 2)
+    os.mkfifo(os.path.join(m, "fifo"))
+    os.link(os.path.join(m, "fifo"), os.path.join(m, "d", "fifo2"))
+    assert stat.S_ISFIFO(os.lstat(os.path.join(m, "d", "fifo2")).st_mode)
+    assert same_file(os.path.join(m, "fifo"), os.path.join(m, "d", "fifo2"),
+                     2)
+
+    # unlink the primary name: the content stays under the other, nlink
+    # and ctime change at once (pjdfstest checks right after the call)
+    c = os.path.join(m, "c")
+    os.link(b, c)
+    assert os.stat(a).st_nlink == 3
+    ct = os.stat(b).st_ctime_ns
+    time.sleep(0.02)
+    os.unlink(a)
+    assert not os.path.exists(a)
+    sb = os.stat(b)
+    assert sb.st_nlink == 2 and os.stat(c).st_nlink == 2
+    assert sb.st_ctime_ns > ct
+    assert read(b) == b"two, longer\nmore\n"
+    assert sorted(os.listdir(os.path.join(m, "d"))) == ["b", "fifo2", "sl2"]
+
+    # rename onto another name of the same inode: nothing, 0
+    os.rename(b, c)
+    assert os.path.exists(b) and os.path.exists(c)
+    assert same_file(b, c, 2)
+    # rename of a name, and over a multiply-linked name
+    os.rename(c, os.path.join(m, "c2"))
+    assert same_file(b, os.path.join(m, "c2"), 2)
+    qc.write_file(os.path.join(m, "x"), b"x\n")
+    os.rename(os.path.join(m, "x"), b)  # replaces one name of the file
+    assert read(b) == b"x\n"
+    assert os.stat(os.path.join(m, "c2")).st_nlink == 1
+    assert read(os.path.join(m, "c2")) == b"two, longer\nmore\n"
+    # the last name: the file goes
+    os.unlink(os.path.join(m, "c2"))
+    assert sorted(os.listdir(m)) == [".cluster", ".snapshots", "c", "d",
+                                     "fifo", "sl"] or \
+        sorted(os.listdir(m)) == [".cluster", ".snapshots", "d", "fifo", "sl"]
+
+
+def test_link_survives_restart_single(make_node):
+    n = make_node().start()
+    qc.write_file(n.path("a"), b"keep\n")
+    os.link(n.path("a"), n.path("b"))
+    ino = os.stat(n.path("a")).st_ino
+    n.restart()
+    assert same_file(n.path("a"), n.path("b"), 2)
+    assert os.stat(n.path("b")).st_ino == ino
+    os.unlink(n.path("a"))  # after a replay: the index was rebuilt
+    assert read(n.path("b")) == b"keep\n"
+    assert os.stat(n.path("b")).st_nlink == 1
+
+
+# ------------------------------------------------------------ three nodes
+
+def test_links_on_three_nodes(make_cluster, tmp_path):
+    c = make_cluster(extra_args=["--snapshot-entries", "50"])
+    c.start()
+    n1, n2, n3 = c.nodes
+    os.mkdir(n1.path("app"))
+    os.mkdir(n1.path("etc"))
+    qc.write_file(n1.path("app", "a.conf"), b"v1\n")
+    os.link(n1.path("app", "a.conf"), n1.path("etc", "b.conf"))
+
+    # seen on another node: one inode, both names, nlink 2
+    wait_for(lambda: os.path.exists(n2.path("etc", "b.conf")), "link on n2")
+    assert same_file(n2.path("app", "a.conf"), n2.path("etc", "b.conf"), 2)
+    assert read(n2.path("etc", "b.conf")) == b"v1\n"
+
+    # a write through one name on n3, seen through the other on n2
+    qc.write_file(n3.path("etc", "b.conf"), b"v2 from n3\n")
+    wait_for(lambda: read(n2.path("app", "a.conf")) == b"v2 from n3\n",
+             "write through the other name on n2")
+    assert os.stat(n2.path("app", "a.conf")).st_size == len(b"v2 from n3\n")
+    os.chmod(n2.path("app", "a.conf"), 0o640)
+    wait_for(lambda: stat.S_IMODE(os.stat(n1.path("etc", "b.conf")).st_mode)
+             == 0o640, "chmod through the other name on n1")
+
+    # a named snapshot with two names, then the primary name goes (n2)
+    os.mkdir(n1.path(".snapshots", "two"))
+    os.link(n1.path("app", "a.conf"), n1.path("app", "c.conf"))
+    os.unlink(n2.path("app", "a.conf"))
+    for n in (n1, n3):
+        wait_for(lambda n=n: not os.path.exists(n.path("app", "a.conf")),
+                 "unlink on " + n.name)
+        assert read(n.path("etc", "b.conf")) == b"v2 from n3\n"
+        assert same_file(n.path("etc", "b.conf"), n.path("app", "c.conf"), 2)
+    t = c.assert_same_trees()
+    assert t["etc/b.conf"][2] == b"v2 from n3\n"
+
+    # the snapshot view: both names, one inode, nlink 2, on every node
+    for n in c.nodes:
+        s = n.path(".snapshots", "two")
+        assert same_file(os.path.join(s, "app", "a.conf"),
+                         os.path.join(s, "etc", "b.conf"), 2)
+        assert read(os.path.join(s, "app", "a.conf")) == b"v2 from n3\n"
+        assert not os.path.exists(os.path.join(s, "app", "c.conf"))
+
+    # a restart: replayed from the db file and the log
+    n3.stop()
+    c.restart(n3)
+    assert same_file(n3.path("etc", "b.conf"), n3.path("app", "c.conf"), 2)
+    c.assert_same_trees()
+
+    # restore the snapshot (whole tree): the names as they were
+    q("restore", "two", "--data-dir", n1.data_dir)
+    for n in c.nodes:
+        wait_for(lambda n=n: os.path.exists(n.path("app", "a.conf")) and
+                 not os.path.exists(n.path("app", "c.conf")),
+                 "restore on " + n.name)
+        assert same_file(n.path("app", "a.conf"), n.path("etc", "b.conf"), 2)
+    c.assert_same_trees()
+
+    # a subtree restore keeps names outside it: /etc/b.conf stays a name
+    # of the file restored under /app
+    os.link(n1.path("etc", "b.conf"), n1.path("app", "late"))
+    qc.write_file(n1.path("app", "a.conf"), b"v3\n")
+    q("restore", "two", "/app", "--data-dir", n2.data_dir)
+    for n in c.nodes:
+        wait_for(lambda n=n: not os.path.exists(n.path("app", "late")),
+                 "subtree restore on " + n.name)
+        assert read(n.path("etc", "b.conf")) == b"v2 from n3\n"
+        assert same_file(n.path("app", "a.conf"), n.path("etc", "b.conf"), 2)
+
+    # a wiped follower is repaired by a snapshot image: the links too
+    ld = c.leader()
+    f = c.followers(ld)[0]
+    c.kill9(f)
+    shutil.rmtree(f.data_dir)
+    os.makedirs(f.data_dir)
+    for i in range(150):  # past the leader's compacted log
+        qc.write_file(ld.path("app", "w%03d" % i), b"%d\n" % i)
+    os.link(ld.path("app", "w000"), ld.path("etc", "w00.link"))
+    off = c.restart(f, "existing")
+    c.assert_caught_up_by_snapshot(f, off, {})
+    assert same_file(f.path("app", "a.conf"), f.path("etc", "b.conf"), 2)
+    assert same_file(f.path("app", "w000"), f.path("etc", "w00.link"), 2)
+    os.unlink(f.path("app", "w000"))  # the index was rebuilt from the image
+    for n in c.nodes:
+        wait_for(lambda n=n: not os.path.exists(n.path("app", "w000")),
+                 "unlink on " + n.name)
+        assert read(n.path("etc", "w00.link")) == b"0\n"
+        assert os.stat(n.path("etc", "w00.link")).st_nlink == 1
+
+    # a snapshot file (quorumfs snapshot save / restore) keeps them
+    snap = str(tmp_path / "links.qfs")
+    q("snapshot", "save", snap, "--data-dir", c.leader().data_dir)
+    want = c.assert_same_trees()
+    for n in c.nodes:
+        n.stop()
+    for n in c.nodes:
+        shutil.rmtree(n.data_dir)
+        q("snapshot", "restore", snap, "--data-dir", n.data_dir, "--name",
+          n.name, "--initial-cluster", c.initial)
+    c.start()
+    got = c.assert_same_trees()
+    assert qc.tree_diff(want, got) == []
+    assert same_file(n1.path("app", "a.conf"), n1.path("etc", "b.conf"), 2)
