@@ -760,6 +760,8 @@ static int op_rename(struct apply_ctx* x)
     }
     if (with_data && src_link) {
         write_with_rename(x, rs); /* the content goes to the file named */
+    } else if (src_link) {
+        store__touch_names(x, rs); /* a rename changes the file's ctime */
     }
     store__touch_dir(x, m.sd);
     if (m.dd != m.sd) {

@@ -264,9 +264,22 @@ void fs_link(fuse_req_t req,
         return;
     }
     if (fs__is_pnode(id.ino)) {
-        /* this mount's new file, not committed yet (its first close
-         * commits it): it has no store ino to name */
-        fuse_reply_err(req, EBUSY);
+        /* This mount's new file, not committed yet (an empty file's
+         * first close does not commit it): committed first, the link
+         * queued behind that commit. */
+        struct fs_wino* w;
+        struct fs_op* cop = fs__wop_for(f, NULL, id.ino, FS_WOP_FSYNC, &w);
+        if (cop == NULL) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        fs__wino_submit(f, w, cop);
+        struct fs_op* lop = fs__wop_for(f, req, id.ino, FS_WOP_LINK, &w);
+        if (lop != NULL) {
+            lop->off = newparent;
+            memcpy(lop->name, newname, strlen(newname) + 1);
+            fs__wino_submit(f, w, lop);
+        }
         return;
     }
     cmd_init(req, &c, STORE_OP_LINK, newparent, newname);
@@ -277,6 +290,21 @@ void fs_link(fuse_req_t req,
         return;
     }
     op->ino = ino; /* the nodeid the kernel holds: the reply's */
+    fs__propose(f, op, &c);
+}
+
+void fs__link_committed(struct fs* f, struct fs_op* op, uint64_t ino)
+{
+    struct store_cmd c;
+
+    if (ino == 0) {
+        fuse_reply_err(op->req, ENOENT); /* its commit failed: no file */
+        fs__op_free(op);
+        return;
+    }
+    cmd_init(op->req, &c, STORE_OP_LINK, op->off, op->name);
+    c.ino = ino;
+    op->kind = FS_REPLY_LINK; /* op->ino: the nodeid the kernel holds */
     fs__propose(f, op, &c);
 }
 

@@ -219,6 +219,8 @@ enum {
     FS_WOP_FSYNC,     /* FSYNC: commit; reply fuse_reply_err */
     FS_WOP_SETTLE,    /* internal: commit an update no writer will close */
     FS_WOP_RENAME,    /* RENAME carrying the update: fuse_reply_err */
+    FS_WOP_LINK,      /* LINK of this mount's new file, queued behind its
+                         commit: fs__link_committed */
 };
 
 struct fs_notify_item {
@@ -632,6 +634,11 @@ void fs__nodeid_unhand(struct fs* f, uint64_t nodeid);
  * its content is a's (a link changes ctime and nlink only), so that the
  * kernel updates the inode it holds (nlink) rather than making a second
  * one; else as fs__nodeid_hand. Counts a lookup. */
+/* The LINK op (FS_WOP_LINK: new parent in op->off, name in op->name) of a
+ * new file of this mount, once its commit is done: ino, the committed
+ * store ino (0: the commit failed, the file is gone). Proposes the link
+ * or replies. fs_dir.c. */
+void fs__link_committed(struct fs* f, struct fs_op* op, uint64_t ino);
 uint64_t fs__nodeid_link(struct fs* f,
                          uint64_t nodeid,
                          const struct store_attr* a);

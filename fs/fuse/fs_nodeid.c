@@ -365,8 +365,14 @@ int fs__nodeid_at(struct fs* f,
     if (store_getattr(st, id->ino, &cur) == 0) {
         rv = store_read_at(st, id->ino, id->rev, a, &d, &l);
         /* The names it has now (hard links): nlink is the inode's, not
-         * a revision's, and pairs with no page. */
+         * a revision's, and pairs with no page; so is the ctime of a
+         * change of names or attributes only since (a link, an unlink of
+         * another name: the kernel asks again right after one). */
         a->nlink = cur.nlink;
+        if (rv == 0 && cur.ctime_ns > a->ctime_ns &&
+            cur.mtime_ns == a->mtime_ns && cur.size == a->size) {
+            a->ctime_ns = cur.ctime_ns;
+        }
     } else {
         /* Removed since: the tree as of that revision. */
         struct store_view* v;

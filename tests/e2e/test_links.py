@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 import time
 
 import cluster as qc
@@ -140,8 +141,12 @@ def test_link_posix(make_node):
     assert os.path.exists(b) and os.path.exists(c)
     assert same_file(b, c, 2)
     # rename of a name, and over a multiply-linked name
+    ct = os.stat(b).st_ctime_ns
+    time.sleep(0.02)
     os.rename(c, os.path.join(m, "c2"))
     assert same_file(b, os.path.join(m, "c2"), 2)
+    assert os.stat(os.path.join(m, "c2")).st_ctime_ns > ct
+    assert os.stat(b).st_ctime_ns > ct
     qc.write_file(os.path.join(m, "x"), b"x\n")
     os.rename(os.path.join(m, "x"), b)  # replaces one name of the file
     assert read(b) == b"x\n"
@@ -152,6 +157,62 @@ def test_link_posix(make_node):
     assert sorted(os.listdir(m)) == [".cluster", ".snapshots", "c", "d",
                                      "fifo", "sl"] or \
         sorted(os.listdir(m)) == [".cluster", ".snapshots", "d", "fifo", "sl"]
+
+
+def fresh(code):
+    """Run python code in a process of its own (as pjdfstest's fstest)."""
+    r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_pjdfstest_shapes(make_node):
+    """link/00, unlink/00 #108-110: nlink and ctime right after each call,
+    each call and each stat from a new process."""
+    n = make_node().start()
+    n0, n1, n2 = n.path("n0"), n.path("n1"), n.path("n2")
+    st = "import os; s = os.lstat(%r); print(s.st_nlink, s.st_ctime_ns)"
+    fresh("open(%r, 'w').close()" % n0)
+    assert fresh(st % n0).split()[0] == "1"
+    fresh("import os; os.link(%r, %r)" % (n0, n1))
+    assert fresh(st % n0).split()[0] == "2"
+    assert fresh(st % n1).split()[0] == "2"
+    fresh("import os; os.link(%r, %r)" % (n1, n2))
+    for p in (n0, n1, n2):
+        assert fresh(st % p).split()[0] == "3"
+    fresh("import os; os.chmod(%r, 0o201); os.chown(%r, 65534, 65533)"
+          % (n1, n1))
+    s = os.lstat(n0)
+    assert (stat.S_IMODE(s.st_mode), s.st_nlink, s.st_uid, s.st_gid) == \
+        (0o201, 3, 65534, 65533)
+    ct = int(fresh(st % n0).split()[1])
+    time.sleep(0.05)
+    fresh("import os; os.unlink(%r)" % n2)
+    nl, ct2 = fresh(st % n0).split()
+    assert nl == "2" and int(ct2) > ct
+    fresh("import os; os.unlink(%r)" % n0)
+    assert fresh("import os; print(os.path.lexists(%r))" % n0) == "False"
+    s = os.lstat(n1)
+    assert (stat.S_IMODE(s.st_mode), s.st_nlink, s.st_uid, s.st_gid) == \
+        (0o201, 1, 65534, 65533)
+
+
+def test_link_of_a_file_being_written(make_node):
+    """A new file of this mount not committed yet (open, or empty and
+    closed): the link commits it first."""
+    n = make_node().start()
+    fd = os.open(n.path("w"), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"first ")
+    os.link(n.path("w"), n.path("w2"))
+    assert same_file(n.path("w"), n.path("w2"), 2)
+    os.write(fd, b"second\n")
+    os.close(fd)
+    assert read(n.path("w2")) == b"first second\n"
+    open(n.path("e"), "w").close()
+    os.link(n.path("e"), n.path("e2"))
+    assert same_file(n.path("e"), n.path("e2"), 2)
+    assert read(n.path("e2")) == b""
 
 
 def test_link_survives_restart_single(make_node):
@@ -165,6 +226,56 @@ def test_link_survives_restart_single(make_node):
     os.unlink(n.path("a"))  # after a replay: the index was rebuilt
     assert read(n.path("b")) == b"keep\n"
     assert os.stat(n.path("b")).st_nlink == 1
+
+
+def watch_lines(node, since, want, prefix=None):
+    """The first `want` lines of `quorumfs watch --since since [prefix]`."""
+    args = [QUORUMFS_BIN, "watch", "--since", str(since),
+            "--data-dir", node.data_dir]
+    if prefix is not None:
+        args.insert(2, prefix)
+    p = subprocess.Popen(args, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    lines = []
+
+    def reader():
+        for line in p.stdout:
+            lines.append(line.rstrip("\n"))
+            if len(lines) >= want:
+                return
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(10)
+    p.kill()
+    p.wait()
+    return lines
+
+
+def test_watch_reports_every_name(make_node):
+    n = make_node().start()
+    os.mkdir(n.path("app"))
+    os.mkdir(n.path("etc"))
+    qc.write_file(n.path("app", "a"), b"1\n")
+    r0 = n.revision()
+    os.link(n.path("app", "a"), n.path("etc", "b"))
+    qc.write_file(n.path("etc", "b"), b"2\n")
+    os.chmod(n.path("app", "a"), 0o600)
+    r = n.revision()
+    assert r == r0 + 3
+    assert watch_lines(n, r0 + 1, 5) == [
+        "%d link /app/a -> /etc/b" % (r0 + 1),
+        "%d write /app/a" % (r0 + 2),
+        "%d write /etc/b" % (r0 + 2),
+        "%d setattr /app/a" % (r0 + 3),
+        "%d setattr /etc/b" % (r0 + 3),
+    ]
+    # a watcher of /etc sees the change of the file through its name there
+    assert watch_lines(n, r0 + 1, 3, "/etc") == [
+        "%d link /app/a -> /etc/b" % (r0 + 1),
+        "%d write /etc/b" % (r0 + 2),
+        "%d setattr /etc/b" % (r0 + 3),
+    ]
 
 
 # ------------------------------------------------------------ three nodes
