@@ -11,7 +11,11 @@
  * deterministically at creation, kept across renames, never reused), a
  * type, mode/uid/gid, times, size, and MVCC fields: create_rev, mod_rev,
  * version (etcd's meaning). Keys are absolute paths ("/app/db.conf"); the
- * root "/" is ino 1 and always exists. Every applied command that changes
+ * root "/" is ino 1 and always exists. A file, symlink or special file may
+ * have further names (hard links, STORE_OP_LINK): every read by name
+ * (lookup, readdir, views) answers the inode's attributes (its ino); the
+ * inode's own name is its primary one (store_name, store_path), and
+ * store_names lists them all. Every applied command that changes
  * anything gets the next revision (the same on every replica, because apply
  * is deterministic: time comes from the command, never the clock).
  * Live values are kept in memory; older versions are read back from the db

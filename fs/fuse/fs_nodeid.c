@@ -214,8 +214,9 @@ uint64_t fs__nodeid_link(struct fs* f,
     void* d = NULL;
     size_t len = 0, cur_len;
 
-    if (!fs__is_fnode(nodeid) || fs__is_pnode(nodeid) ||
-        (n = fnode_find(f, nodeid)) == NULL || n->ino != a->ino) {
+    /* (a committed new file's nodeid is an fnode: fs__nodeid_adopt) */
+    if (!fs__is_fnode(nodeid) || (n = fnode_find(f, nodeid)) == NULL ||
+        n->ino != a->ino) {
         return fs__nodeid_hand(f, a, false);
     }
     if (!n->pend && n->rev != a->mod_rev) {

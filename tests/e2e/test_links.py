@@ -215,6 +215,25 @@ def test_link_of_a_file_being_written(make_node):
     assert read(n.path("e2")) == b""
 
 
+def test_copy_tools_keep_links(make_node):
+    """cp -a and tar copy a tree holding two names of one file (they
+    failed with EPERM before: docs/consistency.md)."""
+    n = make_node().start()
+    os.makedirs(n.path("src", "sub"))
+    qc.write_file(n.path("src", "f"), b"shared\n")
+    os.link(n.path("src", "f"), n.path("src", "sub", "g"))
+    subprocess.run(["cp", "-a", n.path("src"), n.path("cp")], check=True)
+    assert same_file(n.path("cp", "f"), n.path("cp", "sub", "g"), 2)
+    assert os.stat(n.path("cp", "f")).st_ino != os.stat(n.path("src", "f")).st_ino
+    tar = subprocess.run(["tar", "-C", n.path("src"), "-cf", "-", "."],
+                         check=True, capture_output=True).stdout
+    os.mkdir(n.path("tar"))
+    subprocess.run(["tar", "-C", n.path("tar"), "-xf", "-"], input=tar,
+                   check=True)
+    assert same_file(n.path("tar", "f"), n.path("tar", "sub", "g"), 2)
+    assert read(n.path("tar", "sub", "g")) == b"shared\n"
+
+
 def test_link_survives_restart_single(make_node):
     n = make_node().start()
     qc.write_file(n.path("a"), b"keep\n")
