@@ -243,7 +243,14 @@ static int check_quota(struct rs* r)
         drop += r->L[i]->size;
     }
     for (size_t i = 0; i < r->ns; i++) {
-        add += r->S[i]->size;
+        const struct hist_ent* e = r->S[i];
+        add += e->size;
+        const struct hist_ent* t =
+            e->type == STORE_LINK ? store__hist_find(r->h, e->target) : NULL;
+        if (t != NULL && !has(r->sinos, r->ns, t->ino) &&
+            store__find(&st->s, t->ino) == NULL) {
+            add += t->size; /* a copy of a target gone since (at most) */
+        }
     }
     if (add <= drop) {
         return 0;

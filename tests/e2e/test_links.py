@@ -234,6 +234,19 @@ def test_copy_tools_keep_links(make_node):
     assert read(n.path("tar", "sub", "g")) == b"shared\n"
 
 
+def test_link_linearizable(make_node):
+    """Linearizable mode hands out store inos: the same paths work."""
+    n = make_node().start(["--consistency", "linearizable"])
+    qc.write_file(n.path("a"), b"x\n")
+    os.link(n.path("a"), n.path("b"))
+    assert same_file(n.path("a"), n.path("b"), 2)
+    qc.write_file(n.path("b"), b"yy\n")
+    assert read(n.path("a")) == b"yy\n"
+    os.unlink(n.path("a"))
+    assert os.stat(n.path("b")).st_nlink == 1
+    assert read(n.path("b")) == b"yy\n"
+
+
 def test_link_survives_restart_single(make_node):
     n = make_node().start()
     qc.write_file(n.path("a"), b"keep\n")
