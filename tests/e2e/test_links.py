@@ -97,6 +97,12 @@ def test_link_posix(make_node):
     assert errno_of(os.link, os.path.join(m, ".cluster", "status"),
                     os.path.join(m, "st")) == errno.EPERM
     assert errno_of(os.link, a, os.path.join(m, ".snapshots")) == errno.EEXIST
+    os.mkdir(os.path.join(m, ".snapshots", "s"))
+    assert errno_of(os.link, os.path.join(m, ".snapshots", "s", "a"),
+                    os.path.join(m, "from-snap")) == errno.EROFS
+    assert errno_of(os.link, a, os.path.join(m, ".snapshots", "s", "x")) == \
+        errno.EROFS
+    os.rmdir(os.path.join(m, ".snapshots", "s"))
     assert sorted(os.listdir(m)) == [".cluster", ".snapshots", "a", "d"]
 
     # a write (close-to-commit) and a chmod through one name: both names
