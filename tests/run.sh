@@ -9,9 +9,9 @@
 # 3. builds with -Dwerror=true, checks every C file is in a meson list and
 #    runs every suite: unit, sim, fuzz (smoke runs of every target), e2e,
 # 4. builds with clang + AddressSanitizer/UBSan, runs clang-tidy on it
-#    (.clang-tidy), and runs unit, sim and ten e2e files under the
+#    (.clang-tidy), and runs unit, sim and eleven e2e files under the
 #    sanitizers (any sanitizer report in a daemon fails the run),
-# 5. builds the daemon with ThreadSanitizer and runs five e2e files.
+# 5. builds the daemon with ThreadSanitizer and runs six e2e files.
 # Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -138,14 +138,14 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 # daemons write sanitizer reports to $san_logs: the test during which one
 # appears fails (tests/e2e/conftest.py), and so does the run. Leak checking is off
 # (daemons are killed with SIGKILL by design; docs/tooling.md).
-echo "== e2e under sanitizers (ten files: not memory, jepsen, c2c)"
+echo "== e2e under sanitizers (eleven files: not memory, jepsen, c2c)"
 san_logs=$(mktemp -d "${TMPDIR:-/tmp}/qfs-san.XXXXXX")
 QUORUMFS_SANITIZER_LOGS=$san_logs \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:log_path=$san_logs/asan \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$san_logs/ubsan \
     meson test -C "$asan" --print-errorlogs --num-processes 1 \
     e2e-fs e2e-cluster e2e-snapshots e2e-repair e2e-reads e2e-stalls \
-    e2e-disk e2e-outcomes e2e-posix e2e-metrics
+    e2e-disk e2e-outcomes e2e-posix e2e-metrics e2e-reader
 if [ -n "$(ls -A "$san_logs")" ]; then
     cat "$san_logs"/* >&2
     echo "== FAIL: sanitizer reports from the e2e daemons ($san_logs)" >&2
@@ -157,7 +157,8 @@ rm -rf "$san_logs"
 # and libuv's threads), against the e2e files where they meet most: the
 # FUSE handlers with the notifier (fs, reads), a cluster with restarts and
 # snapshot installs (cluster, snapshots), the --listen-metrics HTTP
-# thread asking the loop (metrics). Every e2e file but memory and
+# thread asking the loop (metrics), the FUSE reader threads with the
+# loop (reader, and every file above). Every e2e file but memory and
 # jepsen ran clean under TSan once (docs/tooling.md); the rest are left out
 # for CI time (disk and outcomes take ~100 s each under TSan). The e2e tests
 # would pass whatever TSan prints (it does not stop the daemon), so reports
@@ -172,11 +173,11 @@ else
         -Db_sanitize=thread -Db_lundef=false >/dev/null
 fi
 ninja -C "$tsan" fs/quorumfs
-echo "== e2e under ThreadSanitizer: fs, cluster, snapshots, reads, metrics"
+echo "== e2e under ThreadSanitizer: fs, cluster, snapshots, reads, metrics, reader"
 tsan_logs=$(mktemp -d "${TMPDIR:-/tmp}/qfs-tsan.XXXXXX")
 QUORUMFS_SANITIZER_LOGS=$tsan_logs TSAN_OPTIONS=log_path=$tsan_logs/tsan \
     meson test -C "$tsan" --no-rebuild --print-errorlogs --num-processes 1 \
-    e2e-fs e2e-cluster e2e-snapshots e2e-reads e2e-metrics
+    e2e-fs e2e-cluster e2e-snapshots e2e-reads e2e-metrics e2e-reader
 if [ -n "$(ls -A "$tsan_logs")" ]; then
     cat "$tsan_logs"/* >&2
     echo "== FAIL: ThreadSanitizer reports from the e2e daemons ($tsan_logs)" >&2

@@ -8,8 +8,9 @@
  * catches up with what the cluster had committed; a cluster member that
  * cannot within --catch-up-timeout-ms exits with an error unless
  * --mount-stale) -> FUSE session mount -> record the connection in LOCK
- * and arm the watchdog -> the notifier thread -> poll the FUSE fd on the
- * loop -> tell the parent
+ * and arm the watchdog -> the notifier thread -> the request reader
+ * thread (fs_reader_start: it answers a FLUSH with nothing pending itself
+ * and hands the loop every other request) -> tell the parent
  * "ready" (the parent exits 0; with -f under systemd, READY=1 instead:
  * sdnotify.h).
  * Logs: with -f on stderr. Without -f the child logs to
@@ -46,8 +47,6 @@
 #include "node_metrics.h"
 #include "sdnotify.h"
 
-/* FUSE requests handled per poll callback before yielding to the loop. */
-enum { FUSE_REQUESTS_PER_POLL = 64 };
 /* How long the notifier may take to stop at shutdown before the connection
  * is aborted (stop_notifier). */
 enum { NOTIFIER_STOP_MS = 2000 };
@@ -64,9 +63,8 @@ struct app {
     struct ctl* ctl;
     struct node_retention* retention;
     struct metrics_http* http; /* --listen-metrics; NULL: none */
-    struct fuse_buf buf;
-    uv_poll_t fuse_poll;
-    uv_timer_t resume_timer; /* backlog full: FUSE reads paused */
+    uv_async_t reader_async;   /* fs_reader_start: requests for the loop */
+    uv_timer_t resume_timer;   /* backlog full: FUSE reads paused */
     uv_signal_t sigterm, sigint;
     int ready_fd; /* pipe to the waiting parent, -1 when none */
     int term_fd;  /* the parent's stderr until mounted (no -f), else -1 */
@@ -116,8 +114,6 @@ static int check_mountpoint(const char* mnt)
 
 static void begin_shutdown(struct app* a, const char* why);
 
-static void fuse_poll_cb(uv_poll_t* p, int status, int events);
-
 static bool backlog_full(struct app* a)
 {
     return a->fs != NULL && node_backlog_full(a->node, fs_held_bytes(a->fs));
@@ -136,34 +132,31 @@ static void resume_cb(uv_timer_t* t)
         uv_timer_start(&a->resume_timer, resume_cb, 1, 0);
         return;
     }
-    uv_poll_start(&a->fuse_poll, UV_READABLE, fuse_poll_cb);
+    fs_reader_pause(a->fs, false);
 }
 
-static void fuse_poll_cb(uv_poll_t* p, int status, int events)
+static bool reader_paused(void* data)
 {
-    struct app* a = p->data;
-
-    for (int i = 0; i < FUSE_REQUESTS_PER_POLL && !a->shutting_down; i++) {
-        if (backlog_full(a)) {
-            uv_poll_stop(&a->fuse_poll);
-            a->resume_timer.data = a;
-            uv_timer_start(&a->resume_timer, resume_cb, 1, 0);
-            return;
-        }
-        int res = fuse_session_receive_buf(a->se, &a->buf);
-        if (res == -EINTR) {
-            continue;
-        }
-        if (res == -EAGAIN) {
-            return;
-        }
-        if (res <= 0 || fuse_session_exited(a->se)) {
-            a->mounted = res == 0 ? false : a->mounted;
-            begin_shutdown(a, res == 0 ? "unmounted" : strerror(-res));
-            return;
-        }
-        fuse_session_process_buf(a->se, &a->buf);
+    struct app* a = data;
+    if (!backlog_full(a)) {
+        return false;
     }
+    a->resume_timer.data = a;
+    uv_timer_start(&a->resume_timer, resume_cb, 1, 0);
+    return true;
+}
+
+static void reader_end(void* data, int err)
+{
+    struct app* a = data;
+    a->mounted = err == 0 ? false : a->mounted;
+    begin_shutdown(a, err == 0 ? "unmounted" : strerror(-err));
+}
+
+static void reader_async_cb(uv_async_t* h)
+{
+    struct app* a = h->data;
+    fs_reader_drain(a->fs);
 }
 
 /* No request is read any more: a notify blocked on a page that a pending
@@ -205,7 +198,9 @@ static void begin_shutdown(struct app* a, const char* why)
     a->shutting_down = true;
     cli_log(&a->log, RAFT_TRACE_INFO, "shutting down (%s)", why);
     sdnotify_stopping(&a->sdn, why);
-    uv_poll_stop(&a->fuse_poll);
+    if (a->fs != NULL) {
+        fs_reader_close(a->fs);
+    }
     uv_timer_stop(&a->resume_timer);
     uv_signal_stop(&a->sigterm);
     uv_signal_stop(&a->sigint);
@@ -316,8 +311,6 @@ static int mount_fuse(struct app* a)
                 "kill -9 will not clear the mount by itself",
                 a->mo->mountpoint);
     }
-    int fd = fuse_session_fd(a->se);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     int rv = fs_metrics_attach(a->fs, a->se);
     if (rv != 0) {
         cli_log(&a->log, RAFT_TRACE_ERROR,
@@ -326,11 +319,12 @@ static int mount_fuse(struct app* a)
     }
     rv = fs_start_notifier(a->fs, a->se);
     if (rv == 0) {
-        rv = uv_poll_init(&a->loop, &a->fuse_poll, fd);
-    }
-    if (rv == 0) {
-        a->fuse_poll.data = a;
-        rv = uv_poll_start(&a->fuse_poll, UV_READABLE, fuse_poll_cb);
+        const struct fs_reader_hooks hooks = {
+            .paused = reader_paused,
+            .on_end = reader_end,
+            .data = a,
+        };
+        rv = fs_reader_start(a->fs, a->se, &a->reader_async, &hooks);
     }
     return rv;
 }
@@ -534,10 +528,13 @@ static int run_node(struct app* a)
     uv_async_init(&a->loop, &a->notify_async, notify_async_cb);
     a->notify_async.data = a;
     uv_timer_init(&a->loop, &a->resume_timer);
+    uv_async_init(&a->loop, &a->reader_async, reader_async_cb);
+    a->reader_async.data = a;
     fs_options_default(&fo);
     fo.settle_timer = &a->settle_timer;
     fo.notify_async = &a->notify_async;
     fo.linearizable = a->mo->linearizable;
+    fo.reader_threads = (unsigned)a->mo->fuse_threads;
     if (a->mo->pending_bytes != 0) {
         fo.pending_bytes_max = a->mo->pending_bytes;
     }
@@ -591,12 +588,12 @@ static int run_node(struct app* a)
     }
     fuseconn_watchdog_disarm(&a->wd); /* an orderly exit from here on */
     stop_notifier(a);
+    fs_reader_stop(a->fs);
     /* Also after an external unmount: it frees what fuse_session_mount
      * allocated (a poll on the dead fd tells it not to unmount again). */
     fuse_session_unmount(a->se);
     fs_free(a->fs);
     fuse_session_destroy(a->se);
-    free(a->buf.mem);
     uv_walk(&a->loop, close_handle, NULL);
     uv_run(&a->loop, UV_RUN_DEFAULT);
     uv_loop_close(&a->loop);

@@ -19,6 +19,7 @@ struct mount_opts {
     bool foreground;
     bool linearizable;
     uint64_t pending_bytes; /* fs_options.pending_bytes_max (0: default) */
+    uint64_t fuse_threads;  /* fs_reader_start's threads (0: default) */
     struct tls_config_options tls; /* --peer-* files */
     bool peer_insecure;
     bool reserve_set;     /* --quota-reserve-percent given */

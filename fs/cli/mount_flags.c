@@ -14,6 +14,7 @@
 #include "../../raft/tls.h"
 #include "../../raft/transport.h"
 #include "identity.h"
+#include "fs.h"
 #include "metrics_http.h"
 #include "mount.h"
 #include "node.h"
@@ -121,6 +122,10 @@ void mount_usage(FILE* out)
         "                             not yet closed, in bytes (default\n"
         "                             16777216 = 16 MiB): past it a write\n"
         "                             fails with ENOSPC, its update dropped\n"
+        "  --fuse-threads N           threads reading FUSE requests (default\n"
+        "                             2, 1 to 16): they answer a reader's\n"
+        "                             close and hand the rest to the node's\n"
+        "                             loop (docs/architecture.md)\n"
         "  --watch-events N           changes kept in memory for `quorumfs\n"
         "                             watch --since` (default 65536, 16 to\n"
         "                             16777216; docs/operations.md, Watch)\n"
@@ -193,6 +198,7 @@ enum {
     OPT_QUOTA_RESERVE,
     OPT_LISTEN_METRICS,
     OPT_WATCH_EVENTS,
+    OPT_FUSE_THREADS,
 };
 
 static const struct option mount_long[] = {
@@ -227,6 +233,7 @@ static const struct option mount_long[] = {
     {"quota-reserve-percent", required_argument, NULL, OPT_QUOTA_RESERVE},
     {"listen-metrics", required_argument, NULL, OPT_LISTEN_METRICS},
     {"watch-events", required_argument, NULL, OPT_WATCH_EVENTS},
+    {"fuse-threads", required_argument, NULL, OPT_FUSE_THREADS},
     {NULL, 0, NULL, 0},
 };
 
@@ -349,6 +356,10 @@ static int parse_one(struct mount_opts* mo,
     case OPT_PENDING_BYTES:
         return parse_u64(arg, &mo->pending_bytes) != 0 ||
                mo->pending_bytes == 0;
+    case OPT_FUSE_THREADS:
+        *why = "a whole number, 1 to 16";
+        return parse_u64(arg, &mo->fuse_threads) != 0 || mo->fuse_threads < 1 ||
+               mo->fuse_threads > FS_READER_THREADS_MAX;
     case OPT_QUOTA_RESERVE:
         *why = "a whole number of percent, 0 to 50";
         mo->reserve_set = true;

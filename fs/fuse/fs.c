@@ -88,6 +88,7 @@ void fs_free(struct fs* f)
     /* No node_set_status_extra(NULL) here: the node is freed (its close
      * callbacks ran) before fs_free, when the loop has ended, and nothing
      * asks it for a status after that. */
+    fs_reader_stop(f);
     fs__notify_stop(&f->notify);
     fs__metrics_free(f);
     fs__snap_free(f);

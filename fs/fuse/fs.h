@@ -1,7 +1,8 @@
 /* fs.h - the FUSE low-level filesystem: translates requests into store reads
- * and node proposals (DESIGN §2-3). Runs on the node's loop thread: the FUSE
- * fd is polled on the loop, so handlers never block; a handler either replies
- * at once or keeps its fuse_req_t until its proposal's callback runs.
+ * and node proposals (DESIGN §2-3). Runs on the node's loop thread: reader
+ * threads read the FUSE fd and hand requests to the loop (fs_reader_start),
+ * so handlers never block; a handler either replies at once or keeps its
+ * fuse_req_t until its proposal's callback runs.
  * Kernel cache invalidations are queued to a notifier thread
  * (fs/fuse/notify.c), never sent from the loop (a notify can wait on a
  * directory lock held by a request that is waiting for us).
@@ -37,7 +38,11 @@ struct fs_options {
     /* An initialized async handle on the loop, owned by the caller (closed
      * after fs_free), whose callback calls fs_notified. Required. */
     uv_async_t* notify_async;
+    /* Threads of the request reader (fs_reader_start): 0 for
+     * FS_READER_THREADS_DEFAULT, at most FS_READER_THREADS_MAX. */
+    unsigned reader_threads;
 };
+enum { FS_READER_THREADS_DEFAULT = 2, FS_READER_THREADS_MAX = 16 };
 void fs_options_default(struct fs_options* o);
 
 struct fs;
@@ -70,6 +75,36 @@ uint64_t fs_held_bytes(const struct fs* f);
  * through fs_metrics.c's I/O functions, which time every request for the
  * metrics (quorumfs_fuse_*). 0 or the -errno of fuse_session_custom_io. */
 int fs_metrics_attach(struct fs* f, struct fuse_session* se);
+
+/* The request reader (fs_reader.c): a thread, the only reader of the
+ * session's fd. It answers a FLUSH itself when this mount holds no write
+ * state (a cached `cat`'s close, answered without waking the loop) and
+ * hands every other request to the loop: async's callback calls
+ * fs_reader_drain, which processes them through the session. */
+struct fs_reader_hooks {
+    /* Before each request (loop): true to stop processing and reading
+     * (the node's backlog is full); the caller resumes with
+     * fs_reader_pause(f, false). May be NULL. */
+    bool (*paused)(void* data);
+    /* The thread stopped reading (loop): err 0 when the mount went away,
+     * else -errno of the read. */
+    void (*on_end)(void* data, int err);
+    void* data;
+};
+/* After fuse_session_mount and fs_metrics_attach. async: initialized on
+ * the loop, owned by the caller (closed after fs_free). */
+int fs_reader_start(struct fs* f,
+                    struct fuse_session* se,
+                    uv_async_t* async,
+                    const struct fs_reader_hooks* hooks);
+void fs_reader_drain(struct fs* f);
+void fs_reader_pause(struct fs* f, bool paused);
+/* Shutdown begins: no request is processed any more (queued ones are
+ * answered EIO) and the thread reads no more after its current read. */
+void fs_reader_close(struct fs* f);
+/* After the loop: end the thread (cancelled in its read) and join it.
+ * Also done by fs_free. */
+void fs_reader_stop(struct fs* f);
 
 /* The request table; pass `f` as the session's userdata. */
 const struct fuse_lowlevel_ops* fs_lowlevel_ops(void);

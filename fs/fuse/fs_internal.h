@@ -14,11 +14,13 @@
 #define QFS_FS_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "fs.h"
+#include "node_metrics.h"
 
 enum {
     FS_NAME_MAX = 255,              /* bytes in one name (NAME_MAX) */
@@ -255,11 +257,48 @@ struct fs_notify {
     unsigned delay_ms;
 };
 
+/* The request reader (fs_reader.c): its thread reads /dev/fuse, answers
+ * the FLUSHes it can and queues the rest for the loop. Fields under mu
+ * unless said otherwise. */
+enum { FS_READER_QUEUE_BYTES = 4u << 20 };
+struct fs_rreq;
+struct fs_reader {
+    bool inited;  /* loop thread only */
+    bool closing; /* loop thread only: no request is processed */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    /* One per thread: its FLUSH answers, counted under its own mutex. */
+    struct fs_reader_thread {
+        struct fs* f;
+        pthread_t thread;
+        pthread_mutex_t mu;
+        uint64_t fast_flushes;
+        struct node_hist fast_lat;
+    } threads[FS_READER_THREADS_MAX];
+    unsigned n_threads;
+    int fd;                  /* the session's, read by the threads only */
+    struct fuse_session* se; /* processed on the loop only */
+    uv_async_t* async;
+    struct fs_reader_hooks hooks;
+    struct fs_rreq *head, **tail; /* the queue for the loop */
+    uint64_t queued_bytes;
+    atomic_bool hold; /* paused, closed or the queue full: look first */
+    bool paused;      /* the loop asked for no reads (backlog, shutdown) */
+    bool closed;      /* the thread is to leave */
+    bool ended;       /* the thread stopped reading: end_err */
+    bool end_told;
+    int end_err;
+};
+
 struct fs {
     struct node* node;
     struct fs_options o;
     struct fs_op pending; /* list head */
     struct fs_wino winos; /* list head */
+    /* Entries of winos: written on the loop, read by the reader thread (a
+     * FLUSH with none is answered there). */
+    atomic_size_t nwinos;
+    struct fs_reader reader;
     struct fs_wino* wino_hash[FS_WINO_BUCKETS];
     uv_timer_t* settle;             /* fs_options.settle_timer */
     void (*quiesce_cb)(void* data); /* fs_quiesce: waiting for winos */
@@ -302,6 +341,10 @@ struct fs {
 struct fs_metrics;
 int fs__metrics_init(struct fs* f);
 void fs__metrics_free(struct fs* f);
+/* A request the loop is about to process (read by the reader thread). */
+void fs__metrics_request(struct fs* f, const void* buf, size_t len);
+/* The reader thread's own FLUSH answers: their count and latencies. */
+void fs__reader_fast_stats(struct fs* f, uint64_t* n, struct node_hist* lat);
 
 /* fs.c */
 void fs__attr_to_stat(const struct store_attr* a, struct stat* st);

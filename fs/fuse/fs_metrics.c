@@ -7,9 +7,13 @@
  * write waits for its commit). Both ends are seen in the session's I/O:
  * fs_metrics_attach gives the session a fuse_custom_io whose read and
  * writev are the plain system calls plus a look at the header (the
- * request's opcode and unique; the reply's unique). Requests are read
- * and answered on the loop thread only; the notifier thread's writes are
- * notifications (unique 0), which touch nothing here.
+ * request's opcode and unique; the reply's unique). The reader thread
+ * (fs_reader.c) reads the requests: those it hands to the loop are
+ * counted when the loop takes them (fs__metrics_request); the FLUSHes it
+ * answers itself it counts and times under its own mutex, added here when
+ * the text is made. Replies written on the loop are timed here; the
+ * notifier thread's writes are notifications (unique 0), which touch
+ * nothing here.
  */
 #include <errno.h>
 #include <linux/fuse.h>
@@ -135,14 +139,19 @@ static void reply_written(struct fs_metrics* m, uint64_t unique)
     r->unique = 0;
 }
 
+void fs__metrics_request(struct fs* f, const void* buf, size_t len)
+{
+    if (f->metrics != NULL) {
+        request_read(f->metrics, buf, (ssize_t)len);
+    }
+}
+
+/* libfuse requires a read function; the reader thread reads (fs_reader.c)
+ * and the session never does. */
 static ssize_t mio_read(int fd, void* buf, size_t len, void* userdata)
 {
-    struct fs* f = userdata;
-    ssize_t r = read(fd, buf, len);
-    if (r > 0 && f->metrics != NULL) {
-        request_read(f->metrics, buf, r);
-    }
-    return r;
+    (void)userdata;
+    return read(fd, buf, len);
 }
 
 static ssize_t mio_writev(int fd, struct iovec* iov, int count, void* userdata)
@@ -160,17 +169,27 @@ static ssize_t mio_writev(int fd, struct iovec* iov, int count, void* userdata)
 
 static void fuse_metrics_text(void* data, struct node_metrics_buf* b)
 {
-    const struct fs_metrics* m = data;
+    struct fs* f = data;
+    const struct fs_metrics* m = f->metrics;
     char labels[64];
+    uint64_t fast;
+    struct node_hist fast_lat, flush_lat = m->lat[FUSE_FLUSH];
+
+    fs__reader_fast_stats(f, &fast, &fast_lat);
+    for (unsigned i = 0; i <= NODE_HIST_BOUNDS; i++) {
+        flush_lat.buckets[i] += fast_lat.buckets[i];
+    }
+    flush_lat.count += fast_lat.count;
+    flush_lat.sum_ns += fast_lat.sum_ns;
 
     node_metrics_family(b, "quorumfs_fuse_requests_total", "counter",
                         "FUSE requests read from the kernel, by type.");
     for (unsigned i = 0; i <= FS_MOPS; i++) {
-        if (m->requests[i] != 0) {
+        uint64_t n = m->requests[i] + (i == FUSE_FLUSH ? fast : 0);
+        if (n != 0) {
             node_metrics_printf(
                 b, "quorumfs_fuse_requests_total{op=\"%s\"} %llu\n",
-                i < FS_MOPS ? op_names[i] : "other",
-                (unsigned long long)m->requests[i]);
+                i < FS_MOPS ? op_names[i] : "other", (unsigned long long)n);
         }
     }
     node_metrics_family(b, "quorumfs_fuse_request_duration_seconds",
@@ -178,11 +197,12 @@ static void fuse_metrics_text(void* data, struct node_metrics_buf* b)
                         "From reading a FUSE request to writing its reply, "
                         "by type.");
     for (unsigned i = 0; i <= FS_MOPS; i++) {
-        if (m->lat[i].count != 0) {
+        const struct node_hist* h = i == FUSE_FLUSH ? &flush_lat : &m->lat[i];
+        if (h->count != 0) {
             snprintf(labels, sizeof(labels), "op=\"%s\"",
                      i < FS_MOPS ? op_names[i] : "other");
             node_metrics_hist(b, "quorumfs_fuse_request_duration_seconds",
-                              labels, &m->lat[i]);
+                              labels, h);
         }
     }
 }
@@ -193,7 +213,7 @@ int fs__metrics_init(struct fs* f)
     if (f->metrics == NULL) {
         return -ENOMEM;
     }
-    return node_metrics_add_source(f->node, fuse_metrics_text, f->metrics);
+    return node_metrics_add_source(f->node, fuse_metrics_text, f);
 }
 
 void fs__metrics_free(struct fs* f)

@@ -45,10 +45,13 @@ void fs__wino_unlink(struct fs* f, struct fs_wino* w)
     *p = w->hnext;
     w->prev->next = w->next;
     w->next->prev = w->prev;
+    atomic_fetch_sub(&f->nwinos, 1);
 }
 
 void fs__wino_link(struct fs* f, struct fs_wino* w, uint64_t ino)
 {
+    /* Before anything is answered for it (fs_reader.c's FLUSH). */
+    atomic_fetch_add(&f->nwinos, 1);
     w->ino = ino;
     w->next = f->winos.next;
     w->prev = &f->winos;

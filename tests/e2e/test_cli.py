@@ -105,7 +105,8 @@ def test_listen_peer_bad_address(refuse):
                                   "--snapshot-entries", "--file-size-max",
                                   "--quota-bytes", "--pending-bytes",
                                   "--history-revisions", "--history-hours",
-                                  "--history-bytes", "--snapshot-bytes"])
+                                  "--history-bytes", "--snapshot-bytes",
+                                  "--fuse-threads"])
 def test_numeric_flag_errors_name_the_flag(refuse, flag):
     err = refuse([flag, "abc"], "%s: bad value 'abc'" % flag)
     assert "for abc" not in err
@@ -120,6 +121,12 @@ def test_numeric_flag_errors_name_the_flag(refuse, flag):
     ("--initial-cluster", "n1"), ("--name", "x" * 40)])
 def test_word_flag_errors_name_the_flag(refuse, flag, value):
     refuse([flag, value], "%s: bad value '%s'" % (flag, value))
+
+
+@pytest.mark.parametrize("value", ["0", "17", "4294967297"])
+def test_fuse_threads_out_of_range(refuse, value):
+    refuse(["--fuse-threads", value],
+           "--fuse-threads: bad value '%s'" % value, "1 to 16")
 
 
 @pytest.mark.parametrize("value", ["-5", "0", "67108865",
