@@ -234,7 +234,7 @@ static int create_entry(struct apply_ctx* x,
 static int create_with_data(struct apply_ctx* x, struct entry* d)
 {
     const struct store_cmd* c = x->c;
-    struct entry* e = child(d, c->name);
+    struct entry* e = store__resolve(&x->st->s, child(d, c->name));
     if (e != NULL && (c->flags & STORE_EXCL) != 0) {
         return -EEXIST;
     }
@@ -271,7 +271,7 @@ static int op_create(struct apply_ctx* x)
     if ((c->flags & STORE_WITH_DATA) != 0) {
         return create_with_data(x, d);
     }
-    struct entry* e = child(d, c->name);
+    struct entry* e = store__resolve(&x->st->s, child(d, c->name));
     if (e == NULL) {
         return create_entry(x, d, STORE_FILE, NULL, 0);
     }
@@ -361,7 +361,7 @@ static int op_mknod(struct apply_ctx* x)
 static int get_file(struct store* st, uint64_t ino, struct entry** e)
 {
     *e = store__find(&st->s, ino);
-    if (*e == NULL) {
+    if (*e == NULL || (*e)->type == STORE_LINK) {
         return -ENOENT;
     }
     if ((*e)->type == STORE_DIR) {
@@ -428,7 +428,7 @@ static int op_setattr(struct apply_ctx* x)
 {
     const struct store_cmd* c = x->c;
     struct entry* e = store__find(&x->st->s, c->ino);
-    if (e == NULL) {
+    if (e == NULL || e->type == STORE_LINK) {
         return -ENOENT;
     }
     struct store_rec r;
@@ -479,6 +479,46 @@ static int op_setattr(struct apply_ctx* x)
 
 /* ---- removal ---- */
 
+/* The inode t changed by a name added or removed: its ctime (nlink
+ * changed with it). */
+void store__touch_names(struct apply_ctx* x, struct entry* t)
+{
+    struct store_rec r;
+    store__rec_from_entry(t, &r);
+    modified(x, &r);
+}
+
+void store__remove_name(struct apply_ctx* x, struct entry* e)
+{
+    struct store_state* s = &x->st->s;
+    if (e->type == STORE_LINK) {
+        /* a name entry: the name goes, the inode stays with one less */
+        struct entry* t = store__find(s, e->target);
+        store__commit_del(x, e);
+        if (t != NULL) {
+            store__touch_names(x, t);
+        }
+        return;
+    }
+    struct entry* l = store__link_next(s, e->ino, 0);
+    if (l == NULL) {
+        store__commit_del(x, e);
+        return;
+    }
+    /* The primary name of an inode with others: the inode moves to its
+     * oldest other name (the lowest name entry ino), whose entry goes. */
+    char name[STORE_NAME_LIMIT + 1];
+    uint64_t parent = l->parent;
+    memcpy(name, entry_name(l), l->name_len + 1u);
+    store__commit_del(x, l);
+    struct store_rec r;
+    store__rec_from_entry(e, &r);
+    r.parent = parent;
+    r.name = name;
+    r.name_len = (uint16_t)strlen(name);
+    modified(x, &r);
+}
+
 static int op_remove(struct apply_ctx* x)
 {
     struct entry* d;
@@ -500,10 +540,74 @@ static int op_remove(struct apply_ctx* x)
     if (e->nkids != 0) {
         return -ENOTEMPTY;
     }
-    uint64_t ino = e->ino;
-    store__commit_del(x, e);
+    struct entry* t = store__resolve(&x->st->s, e);
+    uint64_t ino = t->ino;
+    bool stays = t != e || t->nlinks > 0; /* the inode has other names */
+    store__remove_name(x, e);
     store__touch_dir(x, d);
     store__notify(x, ino, d->ino, c->name, true);
+    if (stays) {
+        store__notify(x, ino, 0, NULL, false); /* its nlink and ctime */
+    }
+    store__notify(x, d->ino, 0, NULL, false);
+    return 0;
+}
+
+/* STORE_OP_LINK: a new name (parent, name) for the inode c->ino. The
+ * name is a name entry (STORE_LINK) whose content is the inode's ino; the
+ * inode keeps its primary name and gets a new ctime. */
+static int op_link(struct apply_ctx* x)
+{
+    struct entry* d;
+    struct store* st = x->st;
+    const struct store_cmd* c = x->c;
+    struct entry* t = store__find(&st->s, c->ino);
+    if (t == NULL || t->type == STORE_LINK) {
+        return -ENOENT;
+    }
+    int rv = check_new_dirent(x, &d);
+    if (rv != 0) {
+        return rv;
+    }
+    if (t->type == STORE_DIR) {
+        return -EPERM; /* link(2) of a directory */
+    }
+    if (t->nlinks >= STORE_NLINK_MAX - 1) {
+        return -EMLINK;
+    }
+    rv = check_path(st, d, c->name);
+    if (rv == 0) {
+        rv = check_quota(x, 0, STORE_LINK_LEN);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    uint8_t target[STORE_LINK_LEN];
+    put_le64(target, t->ino);
+    struct store_rec r = {
+        .ino = st->s.next_ino,
+        .parent = d->ino,
+        .type = STORE_LINK,
+        .uid = t->uid,
+        .gid = t->gid,
+        .create_rev = x->rev,
+        .version = 1,
+        .atime_ns = c->now_ns,
+        .mtime_ns = c->now_ns,
+        .ctime_ns = c->now_ns,
+        .prev_frame = UINT64_MAX,
+        .name = c->name,
+        .name_len = (uint16_t)strlen(c->name),
+        .content = target,
+        .content_len = STORE_LINK_LEN,
+    };
+    st->s.next_ino++;
+    store__commit_put(x, &r);
+    store__touch_names(x, t);
+    store__touch_dir(x, d);
+    x->ino = t->ino;
+    store__notify(x, t->ino, d->ino, c->name, false);
+    store__notify(x, t->ino, 0, NULL, false);
     store__notify(x, d->ino, 0, NULL, false);
     return 0;
 }
@@ -529,6 +633,7 @@ static bool inside(struct store* st, uint64_t ino, const struct entry* anc)
 struct mv {
     struct entry *sd, *dd; /* source and destination dirs */
     struct entry *src, *dst;
+    struct entry *rs, *rd; /* what src and dst name (store__resolve) */
 };
 
 static int rename_check(struct apply_ctx* x, struct mv* m)
@@ -551,17 +656,19 @@ static int rename_check(struct apply_ctx* x, struct mv* m)
     if (m->src == NULL || ((f & STORE_EXCHANGE) && m->dst == NULL)) {
         return -ENOENT;
     }
+    m->rs = store__resolve(&st->s, m->src);
+    m->rd = store__resolve(&st->s, m->dst);
     if ((f & STORE_WITH_DATA) != 0) {
         /* the content of the file it renames: that file, no exchange */
-        if ((f & STORE_EXCHANGE) != 0 || m->src->ino != c->ino ||
-            m->src->type != STORE_FILE) {
+        if ((f & STORE_EXCHANGE) != 0 || m->rs->ino != c->ino ||
+            m->rs->type != STORE_FILE) {
             return -EINVAL;
         }
-        rv = check_content(x, m->src->size);
-        if (rv == 0 && m->dst != NULL && m->dst != m->src &&
-            m->dst->type == STORE_FILE) {
+        rv = check_content(x, m->rs->size);
+        if (rv == 0 && m->dst != NULL && m->rd != m->rs &&
+            m->dst->type == STORE_FILE && m->dst->nlinks == 0) {
             /* the replaced file's bytes are freed by the same entry */
-            rv = check_quota(x, m->src->size + m->dst->size, c->data_len);
+            rv = check_quota(x, m->rs->size + m->dst->size, c->data_len);
         }
         if (rv != 0) {
             return rv;
@@ -570,8 +677,8 @@ static int rename_check(struct apply_ctx* x, struct mv* m)
     if ((f & STORE_NOREPLACE) && m->dst != NULL) {
         return -EEXIST;
     }
-    if (m->src == m->dst) {
-        return 0;
+    if (m->src == m->dst || m->rs == m->rd) {
+        return 0; /* POSIX: two names of one file: nothing is done */
     }
     if (m->src->type == STORE_DIR && inside(st, m->dd->ino, m->src)) {
         return -EINVAL;
@@ -595,6 +702,17 @@ static int rename_check(struct apply_ctx* x, struct mv* m)
     return rv != 0 ? rv : check_path(st, m->dd, c->new_name);
 }
 
+/* A RENAME with data of a name entry, or of a name of the same file as
+ * the destination: the file's content, as a WRITE. */
+static void write_with_rename(struct apply_ctx* x, struct entry* t)
+{
+    struct store_rec r;
+    store__rec_from_entry(t, &r);
+    set_content(x->c, &r);
+    modified(x, &r);
+    store__notify(x, t->ino, 0, NULL, false);
+}
+
 static void move_entry(struct apply_ctx* x,
                        struct entry* e,
                        struct entry* to,
@@ -616,19 +734,34 @@ static int op_rename(struct apply_ctx* x)
     struct mv m;
     const struct store_cmd* c = x->c;
     int rv = rename_check(x, &m);
-    if (rv != 0 || m.src == m.dst) {
+    if (rv != 0) {
         return rv;
     }
-    uint64_t src_ino = m.src->ino, dst_ino = m.dst ? m.dst->ino : 0;
+    bool with_data = (c->flags & STORE_WITH_DATA) != 0;
+    if (m.src == m.dst || m.rs == m.rd) {
+        if (with_data) {
+            write_with_rename(x, m.rs);
+            x->ino = m.rs->ino;
+        }
+        return 0;
+    }
+    uint64_t src_ino = m.rs->ino, dst_ino = m.rd ? m.rd->ino : 0;
+    struct entry* rs = m.rs;
+    bool src_link = m.src != m.rs;
     if ((c->flags & STORE_EXCHANGE) != 0) {
         /* src takes dst's name (dst detached), then dst takes src's. */
         move_entry(x, m.src, m.dd, c->new_name);
         move_entry(x, m.dst, m.sd, c->name);
     } else {
         if (m.dst != NULL) {
-            store__commit_del(x, m.dst);
+            store__remove_name(x, m.dst);
         }
         move_entry(x, m.src, m.dd, c->new_name);
+    }
+    if (with_data && src_link) {
+        write_with_rename(x, rs); /* the content goes to the file named */
+    } else if (src_link) {
+        store__touch_names(x, rs); /* a rename changes the file's ctime */
     }
     store__touch_dir(x, m.sd);
     if (m.dd != m.sd) {
@@ -642,6 +775,9 @@ static int op_rename(struct apply_ctx* x)
         store__notify(x, dst_ino, c->new_parent, c->new_name, !exch);
         if (exch) {
             store__notify(x, dst_ino, c->parent, c->name, false);
+        }
+        if (!exch && store__find(&x->st->s, dst_ino) != NULL) {
+            store__notify(x, dst_ino, 0, NULL, false); /* one name less */
         }
     }
     store__notify(x, c->parent, 0, NULL, false);
@@ -682,6 +818,8 @@ static int run(struct apply_ctx* x)
         return 0; /* only the DEDUP record: (origin, seq) is used up */
     case STORE_OP_MKNOD:
         return op_mknod(x);
+    case STORE_OP_LINK:
+        return op_link(x);
     default:
         return -EBADMSG; /* decode admits only known ops */
     }

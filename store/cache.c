@@ -151,8 +151,8 @@ int store_read_at(struct store* st,
 {
     assert(st != NULL && a != NULL && data != NULL && len != NULL);
     const struct entry* e = store__find(&st->s, ino);
-    if (e == NULL || e->create_rev > rev) {
-        return -ENOENT;
+    if (e == NULL || e->create_rev > rev || e->type == STORE_LINK) {
+        return -ENOENT; /* a name entry is no inode */
     }
     uint64_t frame = e->loc_frame, prev_mod = UINT64_MAX;
     uint32_t at = e->loc_rec;

@@ -123,7 +123,7 @@ int store_cmd_decode(struct store_cmd* c, const void* buf, size_t len)
     c->type = p[2];
     c->reserve_pct = p[3];
     c->flags = get_le32(p + 4);
-    if (c->op < STORE_OP_CREATE || c->op > STORE_OP_MKNOD ||
+    if (c->op < STORE_OP_CREATE || c->op > STORE_OP_LINK ||
         (c->flags & ~(uint32_t)CMD_FLAGS_ALL) != 0) {
         return -EBADMSG;
     }

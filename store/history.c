@@ -167,6 +167,9 @@ static int feed_put(struct builder* b,
     e->ctime_ns = r->ctime_ns;
     e->size = r->content_len;
     e->rdev = store__rdev(r->type, r->content, r->content_len);
+    e->target = r->type == STORE_LINK && r->content_len == STORE_LINK_LEN
+                    ? get_le64(r->content)
+                    : 0;
     e->loc_frame = frame;
     e->loc_rec = rec;
     e->live = 1;
@@ -288,6 +291,7 @@ static int finalize(struct builder* b, struct store_hist* h)
             *d = *e;
             d->name_off = (uint32_t)h->names_len;
             d->nsubdirs = 0;
+            d->nlinks = 0;
             if (e->name_len > 0) { /* the root has no name */
                 /* clang-tidy false positive: a live entry with a name has its
                  * bytes in names (name_set). */
@@ -311,6 +315,15 @@ static int finalize(struct builder* b, struct store_hist* h)
         }
         if (h->ents[i].type == STORE_DIR) {
             p->nsubdirs++;
+        }
+        if (h->ents[i].type == STORE_LINK) {
+            /* a name entry: its target, live at this revision, counts it */
+            struct hist_ent* t =
+                (struct hist_ent*)store__hist_find(h, h->ents[i].target);
+            if (t == NULL || t->type == STORE_DIR || t->type == STORE_LINK) {
+                return -EUCLEAN;
+            }
+            t->nlinks++;
         }
     }
     qsort_r(h->kids, h->nkids, sizeof(*h->kids), cmp_kid, h);
@@ -466,5 +479,12 @@ void store__hist_attr(const struct hist_ent* e, struct store_attr* a)
     a->create_rev = e->create_rev;
     a->mod_rev = e->mod_rev;
     a->version = e->version;
-    a->nlink = e->type == STORE_DIR ? 2 + e->nsubdirs : 1;
+    a->nlink = e->type == STORE_DIR ? 2 + e->nsubdirs : 1 + e->nlinks;
+}
+
+const struct hist_ent* store__hist_resolve(const struct store_hist* h,
+                                           const struct hist_ent* e)
+{
+    return e != NULL && e->type == STORE_LINK ? store__hist_find(h, e->target)
+                                              : e;
 }

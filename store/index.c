@@ -79,6 +79,110 @@ static void hash_remove(struct store_state* s, struct entry* e)
     s->nentries--;
 }
 
+/* ---- name entries by target ino (hard links) ---- */
+
+static size_t link_bucket(const struct store_state* s, uint64_t target)
+{
+    uint64_t h = target * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 20) & (s->nlbuckets - 1);
+}
+
+static int link_grow(struct store_state* s)
+{
+    size_t n = s->nlbuckets == 0 ? 64 : s->nlbuckets * 2;
+    /* clang-tidy false positive: an array of pointers. */
+    // NOLINTNEXTLINE(bugprone-sizeof-expression)
+    struct entry** b = calloc(n, sizeof(*b));
+    if (b == NULL) {
+        return -ENOMEM;
+    }
+    struct entry** old = s->lbuckets;
+    size_t old_n = s->nlbuckets;
+    s->lbuckets = b;
+    s->nlbuckets = n;
+    for (size_t i = 0; i < old_n; i++) {
+        struct entry* e = old[i];
+        while (e != NULL) {
+            struct entry* next = e->lnext;
+            size_t k = link_bucket(s, e->target);
+            e->lnext = b[k];
+            b[k] = e;
+            e = next;
+        }
+    }
+    free(old);
+    return 0;
+}
+
+/* Index name entry e (e->target set; room for it made by link_grow); its
+ * target, if live, counts it. */
+static void link_insert(struct store_state* s, struct entry* e)
+{
+    assert(s->nlinks + 1 <= s->nlbuckets);
+    size_t k = link_bucket(s, e->target);
+    e->lnext = s->lbuckets[k];
+    s->lbuckets[k] = e;
+    s->nlinks++;
+    struct entry* t = store__find(s, e->target);
+    if (t != NULL) {
+        t->nlinks++;
+    }
+}
+
+static void link_remove(struct store_state* s, struct entry* e)
+{
+    struct entry** link = &s->lbuckets[link_bucket(s, e->target)];
+    while (*link != e) {
+        assert(*link != NULL);
+        link = &(*link)->lnext;
+    }
+    *link = e->lnext;
+    e->lnext = NULL;
+    s->nlinks--;
+    struct entry* t = store__find(s, e->target);
+    if (t != NULL) {
+        assert(t->nlinks > 0);
+        t->nlinks--;
+    }
+}
+
+/* Name entries naming ino (an entry put after its names: image order). */
+static uint32_t link_count(const struct store_state* s, uint64_t ino)
+{
+    uint32_t n = 0;
+    if (s->nlbuckets == 0) {
+        return 0;
+    }
+    for (struct entry* l = s->lbuckets[link_bucket(s, ino)]; l != NULL;
+         l = l->lnext) {
+        n += l->target == ino;
+    }
+    return n;
+}
+
+struct entry* store__link_next(const struct store_state* s,
+                               uint64_t target,
+                               uint64_t after)
+{
+    struct entry* best = NULL;
+    if (s->nlbuckets == 0) {
+        return NULL;
+    }
+    for (struct entry* l = s->lbuckets[link_bucket(s, target)]; l != NULL;
+         l = l->lnext) {
+        if (l->target == target && l->ino > after &&
+            (best == NULL || l->ino < best->ino)) {
+            best = l;
+        }
+    }
+    return best;
+}
+
+struct entry* store__resolve(const struct store_state* s, struct entry* e)
+{
+    return e != NULL && e->type == STORE_LINK ? store__find(s, e->target) : e;
+}
+
 /* ---- children treap ---- */
 
 static uint64_t prio(const struct entry* e)
@@ -279,6 +383,7 @@ void store__state_free(struct store_state* s)
         }
     }
     free(s->buckets);
+    free(s->lbuckets);
     for (size_t i = 0; i < s->norigins; i++) {
         free(s->origins[i].res);
     }
@@ -309,8 +414,12 @@ static int check_put(struct store_state* s,
                      char* msg,
                      size_t cap)
 {
-    if (r->type < STORE_FILE || r->type > STORE_BLK ||
+    if (r->type < STORE_FILE || r->type > STORE_LINK ||
         (r->type == STORE_DIR && r->content_len != 0) ||
+        (r->type == STORE_LINK && (r->content_len != STORE_LINK_LEN ||
+                                   get_le64(r->content) <= STORE_ROOT_INO ||
+                                   get_le64(r->content) == r->ino ||
+                                   get_le64(r->content) >= s->next_ino)) ||
         ((r->type == STORE_FIFO || r->type == STORE_SOCK) &&
          r->content_len != 0) ||
         ((r->type == STORE_CHR || r->type == STORE_BLK) &&
@@ -403,16 +512,35 @@ int store__state_put(struct store_state* s,
         }
     }
     bool fresh = e == NULL;
+    uint64_t target =
+        r->type == STORE_LINK ? get_le64(r->content) : 0; /* before memmove */
     if (fresh) {
+        if (r->type == STORE_LINK && s->nlinks + 1 > s->nlbuckets &&
+            link_grow(s) != 0) {
+            free(buf);
+            return -ENOMEM;
+        }
         e = calloc(1, sizeof(*e));
         if (e != NULL) {
             e->ino = r->ino;
+            e->type = r->type;
+            e->target = target;
         }
         if (e == NULL || hash_insert(s, e) != 0) {
             free(e);
             free(buf);
             return -ENOMEM;
         }
+        if (r->type == STORE_LINK) {
+            link_insert(s, e); /* cannot fail: room made above */
+        }
+        if (r->type != STORE_LINK) {
+            e->nlinks = link_count(s, r->ino);
+        }
+    } else if (r->type == STORE_LINK && e->target != target) {
+        link_remove(s, e); /* a restore pointing a name elsewhere */
+        e->target = target;
+        link_insert(s, e); /* cannot fail: the count did not grow */
     }
     bool moved = fresh || !e->attached || e->parent != r->parent ||
                  name_cmp(entry_name(e), e->name_len, r->name, r->name_len);
@@ -462,10 +590,14 @@ int store__state_put(struct store_state* s,
 int store__state_del(struct store_state* s, uint64_t ino, char* msg, size_t cap)
 {
     struct entry* e = store__find(s, ino);
-    if (e == NULL || e == s->root || e->nkids != 0) {
+    if (e == NULL || e == s->root || e->nkids != 0 || e->nlinks != 0) {
         snprintf(msg, cap, "delete of ino %" PRIu64 ": %s", ino,
-                 e == NULL ? "absent" : "root or non-empty dir");
+                 e == NULL ? "absent"
+                           : "root, non-empty dir or inode with other names");
         return -EUCLEAN;
+    }
+    if (e->type == STORE_LINK) {
+        link_remove(s, e);
     }
     detach(s, e);
     hash_remove(s, e);
@@ -482,6 +614,16 @@ int store__state_check(const struct store_state* s, char* msg, size_t cap)
             if (!e->attached) {
                 snprintf(msg, cap, "ino %" PRIu64 " left without a name",
                          e->ino);
+                return -EUCLEAN;
+            }
+            const struct entry* t =
+                e->type == STORE_LINK ? store__find(s, e->target) : NULL;
+            if (e->type == STORE_LINK &&
+                (t == NULL || t->type == STORE_DIR || t->type == STORE_LINK)) {
+                snprintf(msg, cap,
+                         "name entry %" PRIu64 ": target %" PRIu64
+                         " absent or not a file",
+                         e->ino, e->target);
                 return -EUCLEAN;
             }
         }
@@ -741,7 +883,7 @@ void store__attr(const struct entry* e, struct store_attr* a)
     a->create_rev = e->create_rev;
     a->mod_rev = e->mod_rev;
     a->version = e->version;
-    a->nlink = e->type == STORE_DIR ? 2 + e->nsubdirs : 1;
+    a->nlink = e->type == STORE_DIR ? 2 + e->nsubdirs : 1 + e->nlinks;
 }
 
 size_t store__path_len(const struct store_state* s, const struct entry* e)

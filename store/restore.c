@@ -243,7 +243,14 @@ static int check_quota(struct rs* r)
         drop += r->L[i]->size;
     }
     for (size_t i = 0; i < r->ns; i++) {
-        add += r->S[i]->size;
+        const struct hist_ent* e = r->S[i];
+        add += e->size;
+        const struct hist_ent* t =
+            e->type == STORE_LINK ? store__hist_find(r->h, e->target) : NULL;
+        if (t != NULL && !has(r->sinos, r->ns, t->ino) &&
+            store__find(&st->s, t->ino) == NULL) {
+            add += t->size; /* a copy of a target gone since (at most) */
+        }
     }
     if (add <= drop) {
         return 0;
@@ -264,15 +271,31 @@ static bool same(const struct entry* l,
            (len == 0 || memcmp(entry_content(l), data, len) == 0);
 }
 
-/* Put one snapshot entry in place. */
-static void restore_one(struct rs* r, const struct hist_ent* e)
+/* Put one snapshot entry in place: the entry at `place` (its parent and
+ * name in the snapshot), with the type, attributes and content of `src`
+ * (place itself, or for a name entry whose target is gone, that target:
+ * a copy). A name entry (src == place, STORE_LINK) gets `target`, the live
+ * ino it names, as its content. */
+static void restore_one(struct rs* r,
+                        const struct hist_ent* place,
+                        const struct hist_ent* src,
+                        uint64_t target)
 {
     struct apply_ctx* x = r->x;
+    const struct hist_ent* e = place;
     void* data = NULL;
     size_t len = 0;
-    if (e->type != STORE_DIR && e->size > 0) {
-        int rv = store__content_at(x->st, e->loc_frame, e->loc_rec, e->ino,
-                                   &data, &len);
+    if (src->type == STORE_LINK) {
+        data = malloc(STORE_LINK_LEN);
+        if (data == NULL) {
+            x->fatal = -ENOMEM;
+            return;
+        }
+        put_le64(data, target);
+        len = STORE_LINK_LEN;
+    } else if (src->type != STORE_DIR && src->size > 0) {
+        int rv = store__content_at(x->st, src->loc_frame, src->loc_rec,
+                                   src->ino, &data, &len);
         if (rv != 0) {
             x->fatal = rv == -ENOMEM ? rv : -EIO;
             return;
@@ -289,19 +312,22 @@ static void restore_one(struct rs* r, const struct hist_ent* e)
     const char* name = e == r->sroot ? r->last : store__hist_name(r->h, e);
     uint16_t name_len =
         e == r->sroot ? (uint16_t)strcspn(r->last, "/") : e->name_len;
-    struct entry* l = match(r, e, parent, name, name_len);
+    /* match by the type the entry gets */
+    struct hist_ent like = *e;
+    like.type = src->type;
+    struct entry* l = match(r, src == e ? e : &like, parent, name, name_len);
     struct store_rec n = {
         .ino = l != NULL ? l->ino : x->st->s.next_ino,
         .parent = parent,
-        .type = e->type,
-        .mode = e->mode,
-        .uid = e->uid,
-        .gid = e->gid,
+        .type = src->type,
+        .mode = src->mode,
+        .uid = src->uid,
+        .gid = src->gid,
         .create_rev = l != NULL ? l->create_rev : x->rev,
         .version = l != NULL ? l->version + 1 : 1,
-        .atime_ns = e->atime_ns,
-        .mtime_ns = e->mtime_ns,
-        .ctime_ns = e->ctime_ns,
+        .atime_ns = src->atime_ns,
+        .mtime_ns = src->mtime_ns,
+        .ctime_ns = src->ctime_ns,
         .prev_frame = l != NULL ? l->loc_frame : UINT64_MAX,
         .prev_rec = l != NULL ? l->loc_rec : 0,
         .name = name,
@@ -316,6 +342,7 @@ static void restore_one(struct rs* r, const struct hist_ent* e)
     }
     char old[STORE_NAME_LIMIT + 1];
     uint64_t old_parent = l != NULL ? l->parent : 0;
+    uint64_t old_target = l != NULL && l->type == STORE_LINK ? l->target : 0;
     bool moved =
         l != NULL && (l->parent != n.parent || l->name_len != n.name_len ||
                       memcmp(entry_name(l), n.name, n.name_len) != 0);
@@ -327,27 +354,98 @@ static void restore_one(struct rs* r, const struct hist_ent* e)
     }
     store__commit_put(x, &n);
     free(data);
-    if (moved) {
-        store__notify(x, n.ino, old_parent, old, true);
+    /* what the kernel and watchers know: a name entry's target */
+    uint64_t ino = n.type == STORE_LINK ? target : n.ino;
+    if (n.type == STORE_LINK) {
+        /* a target outside the restored entries: a name more, a new
+         * ctime (a restored one has the revision's times) */
+        struct entry* t = has(r->sinos, r->ns, target)
+                              ? NULL
+                              : store__find(&x->st->s, target);
+        if (t != NULL && t->mod_rev != x->rev) { /* not put here */
+            store__touch_names(x, t);
+        }
+        struct entry* ot = old_target != 0 && old_target != target
+                               ? store__find(&x->st->s, old_target)
+                               : NULL;
+        if (ot != NULL) {
+            store__touch_names(x, ot);
+        }
     }
-    if (moved || l == NULL) {
+    if (moved || (old_target != 0 && old_target != target)) {
+        store__notify(x, old_target != 0 ? old_target : ino, old_parent, old,
+                      true);
+    }
+    if (moved || l == NULL || (old_target != 0 && old_target != target)) {
         char now[STORE_NAME_LIMIT + 1];
         memcpy(now, n.name, n.name_len);
         now[n.name_len] = 0;
-        store__notify(x, n.ino, n.parent, now, false);
+        store__notify(x, ino, n.parent, now, false);
     }
-    store__notify(x, n.ino, 0, NULL, false);
+    store__notify(x, ino, 0, NULL, false);
+}
+
+/* The live ino a snapshot name entry names once restored: its target's
+ * new ino when the target is restored too, else the target itself when
+ * it is live (outside the subtree), else 0: the target is gone (the name
+ * is restored as a copy of it). */
+static uint64_t link_target(struct rs* r, const struct hist_ent* e)
+{
+    const struct hist_ent* t = store__hist_find(r->h, e->target);
+    assert(t != NULL); /* the build checked it */
+    if (has(r->sinos, r->ns, t->ino) && r->newino[t - r->h->ents] != 0) {
+        return r->newino[t - r->h->ents];
+    }
+    const struct entry* l = store__find(&r->x->st->s, t->ino);
+    if (l != NULL && l->type == t->type) {
+        return l->ino;
+    }
+    return 0;
+}
+
+/* The snapshot's name entries, once every other entry is in place. */
+static void restore_links(struct rs* r)
+{
+    for (size_t i = 0; i < r->ns && r->x->fatal == 0; i++) {
+        const struct hist_ent* e = r->S[i];
+        if (e->type != STORE_LINK) {
+            continue;
+        }
+        const struct hist_ent* t = store__hist_find(r->h, e->target);
+        uint64_t target = link_target(r, e);
+        if (target == 0 && r->newino[t - r->h->ents] != 0) {
+            target = r->newino[t - r->h->ents]; /* its copy, made before */
+        }
+        if (target != 0) {
+            restore_one(r, e, e, target);
+            continue;
+        }
+        /* The target is gone and outside the subtree: the name becomes a
+         * copy of it as of the revision; its other names here name that
+         * copy. */
+        restore_one(r, e, t, 0);
+        r->newino[t - r->h->ents] = r->newino[e - r->h->ents];
+    }
 }
 
 static void remove_one(struct rs* r, struct entry* l)
 {
     char name[STORE_NAME_LIMIT + 1];
-    uint64_t ino = l->ino, parent = l->parent;
+    struct entry* t = store__resolve(&r->x->st->s, l);
+    uint64_t ino = t != NULL ? t->ino : l->ino, parent = l->parent;
     bool named = l->attached; /* a detached one lost its name already */
+    bool stays = t != l || l->nlinks > 0;
     memcpy(name, entry_name(l), l->name_len + 1u);
-    store__commit_del(r->x, l);
+    if (l->type == STORE_LINK && has(r->sinos, r->ns, l->target)) {
+        store__commit_del(r->x, l); /* its target has the revision's times */
+    } else {
+        store__remove_name(r->x, l);
+    }
     if (named) {
         store__notify(r->x, ino, parent, name, true);
+    }
+    if (stays) {
+        store__notify(r->x, ino, 0, NULL, false);
     }
 }
 
@@ -365,20 +463,47 @@ static int restore_tree(struct rs* r, const char* path)
     if (rv != 0) {
         return rv;
     }
+    /* Every entry but the name entries, parents first; then the name
+     * entries (leaves), whose targets are in place by then. */
     for (size_t i = 0; i < r->ns && r->x->fatal == 0; i++) {
-        restore_one(r, r->S[i]);
+        if (r->S[i]->type != STORE_LINK) {
+            restore_one(r, r->S[i], r->S[i], 0);
+        }
+    }
+    restore_links(r);
+    /* Removals: the name entries first, so that an inode whose primary
+     * name goes while it keeps other names moves to one of those (never
+     * to a name removed next); then the rest, deepest first. */
+    uint8_t* done = calloc(r->nl ? r->nl : 1, 1);
+    if (done == NULL) {
+        r->x->fatal = -ENOMEM;
+        return 0;
     }
     for (size_t i = r->nl; i-- > 0 && r->x->fatal == 0;) {
-        if (!kept(r, r->L[i])) {
+        if (r->L[i]->type == STORE_LINK) {
+            done[i] = 1;
+            if (!kept(r, r->L[i])) {
+                remove_one(r, r->L[i]);
+            }
+        }
+    }
+    for (size_t i = r->nl; i-- > 0 && r->x->fatal == 0;) {
+        if (!done[i] && !kept(r, r->L[i])) {
             remove_one(r, r->L[i]);
         }
     }
+    free(done);
     bool renamed = r->lroot == NULL || r->lroot->ino != r->sroot->ino;
     if (r->lparent != NULL && renamed && r->x->fatal == 0) {
         store__touch_dir(r->x, r->lparent);
         store__notify(r->x, r->lparent->ino, 0, NULL, false);
     }
-    r->x->ino = r->newino[r->sroot - r->h->ents];
+    uint64_t ino = r->newino[r->sroot - r->h->ents];
+    const struct entry* top = store__find(&r->x->st->s, ino);
+    if (top != NULL && top->type == STORE_LINK) {
+        ino = top->target; /* the path names a file through a name entry */
+    }
+    r->x->ino = ino;
     return 0;
 }
 

@@ -134,12 +134,17 @@ void store_close(struct store* st)
 
 /* ---- reads ---- */
 
+static int path_of(struct store* st,
+                   const struct entry* e,
+                   char* buf,
+                   size_t cap);
+
 int store_getattr(struct store* st, uint64_t ino, struct store_attr* a)
 {
     assert(st != NULL && a != NULL);
     const struct entry* e = store__find(&st->s, ino);
-    if (e == NULL) {
-        return -ENOENT;
+    if (e == NULL || e->type == STORE_LINK) {
+        return -ENOENT; /* a name entry is no inode */
     }
     store__attr(e, a);
     return 0;
@@ -185,7 +190,7 @@ int store_lookup(struct store* st,
     if (kind == STORE_LOOKUP_PARENT && d != st->s.root) {
         e = store__find(&st->s, d->parent);
     } else if (kind == STORE_LOOKUP_CHILD) {
-        e = store__child(d, name, len);
+        e = store__resolve(&st->s, store__child(d, name, len));
     }
     if (e == NULL) {
         return -ENOENT;
@@ -198,7 +203,7 @@ int store_read(struct store* st, uint64_t ino, const void** data, size_t* len)
 {
     assert(st != NULL && data != NULL && len != NULL);
     const struct entry* e = store__find(&st->s, ino);
-    if (e == NULL) {
+    if (e == NULL || e->type == STORE_LINK) {
         return -ENOENT;
     }
     if (e->type == STORE_DIR) {
@@ -230,7 +235,7 @@ int store_readdir(struct store* st,
         store__child_after(d, after, after ? strlen(after) : 0);
     for (uint32_t n = 0; e != NULL && n < d->nkids; n++) {
         struct store_attr a;
-        store__attr(e, &a);
+        store__attr(store__resolve(&st->s, (struct entry*)e), &a);
         int rv = cb(data, entry_name(e), &a);
         if (rv != 0) {
             return rv;
@@ -244,9 +249,17 @@ int store_path(struct store* st, uint64_t ino, char* buf, size_t cap)
 {
     assert(st != NULL && buf != NULL);
     const struct entry* e = store__find(&st->s, ino);
-    if (e == NULL) {
+    if (e == NULL || e->type == STORE_LINK) {
         return -ENOENT;
     }
+    return path_of(st, e, buf, cap);
+}
+
+static int path_of(struct store* st,
+                   const struct entry* e,
+                   char* buf,
+                   size_t cap)
+{
     size_t len = store__path_len(&st->s, e);
     if (len + 1 > cap) {
         return -ENAMETOOLONG;
@@ -275,7 +288,7 @@ int store_name(struct store* st,
 {
     assert(st != NULL && parent != NULL && buf != NULL);
     const struct entry* e = store__find(&st->s, ino);
-    if (e == NULL) {
+    if (e == NULL || e->type == STORE_LINK) {
         return -ENOENT;
     }
     if (e == st->s.root) {
@@ -287,6 +300,39 @@ int store_name(struct store* st,
     memcpy(buf, entry_name(e), e->name_len);
     buf[e->name_len] = 0;
     *parent = e->parent;
+    return 0;
+}
+
+int store_names(struct store* st,
+                uint64_t ino,
+                char* buf,
+                size_t cap,
+                store_names_cb cb,
+                void* data)
+{
+    assert(st != NULL && cb != NULL);
+    const struct entry* e = store__find(&st->s, ino);
+    if (e == NULL || e->type == STORE_LINK) {
+        return -ENOENT;
+    }
+    if (e == st->s.root) {
+        return -EINVAL;
+    }
+    uint64_t after = 0;
+    while (e != NULL) {
+        char name[STORE_NAME_LIMIT + 1];
+        memcpy(name, entry_name(e), e->name_len);
+        name[e->name_len] = 0;
+        int rv = buf != NULL ? path_of(st, e, buf, cap) : 0;
+        if (rv == 0) {
+            rv = cb(data, e->parent, name, buf);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+        e = store__link_next(&st->s, ino, after);
+        after = e != NULL ? e->ino : 0;
+    }
     return 0;
 }
 

@@ -11,7 +11,11 @@
  * deterministically at creation, kept across renames, never reused), a
  * type, mode/uid/gid, times, size, and MVCC fields: create_rev, mod_rev,
  * version (etcd's meaning). Keys are absolute paths ("/app/db.conf"); the
- * root "/" is ino 1 and always exists. Every applied command that changes
+ * root "/" is ino 1 and always exists. A file, symlink or special file may
+ * have further names (hard links, STORE_OP_LINK): every read by name
+ * (lookup, readdir, views) answers the inode's attributes (its ino); the
+ * inode's own name is its primary one (store_name, store_path), and
+ * store_names lists them all. Every applied command that changes
  * anything gets the next revision (the same on every replica, because apply
  * is deterministic: time comes from the command, never the clock).
  * Live values are kept in memory; older versions are read back from the db
@@ -76,7 +80,8 @@ struct store_attr {
     uint64_t size; /* bytes of content (symlink: target length) */
     int64_t atime_ns, mtime_ns, ctime_ns;
     uint64_t create_rev, mod_rev, version;
-    uint32_t nlink; /* dirs: 2 + subdirectories; others 1 */
+    uint32_t nlink; /* dirs: 2 + subdirectories; others: their names (1 +
+                       hard links, STORE_OP_LINK) */
     uint64_t rdev;  /* STORE_CHR / STORE_BLK: the device number as the
                        FUSE protocol carries it; 0 otherwise */
 };
@@ -175,6 +180,23 @@ int store_name(struct store* st,
                char* buf,
                size_t cap);
 
+/* Every name of live ino (hard links: docs/consistency.md), the primary
+ * name first, then the others in the order they would become primary:
+ * cb(data, parent, name, path) with the name's directory, the name and its
+ * absolute path, in buf (cap bytes; borrowed for the call; buf NULL: path
+ * NULL). Stops at the first non-zero cb result and returns it. -ENOENT,
+ * -EINVAL (the root), -ENAMETOOLONG (a path past cap). */
+typedef int (*store_names_cb)(void* data,
+                              uint64_t parent,
+                              const char* name,
+                              const char* path);
+int store_names(struct store* st,
+                uint64_t ino,
+                char* buf,
+                size_t cap,
+                store_names_cb cb,
+                void* data);
+
 struct store_stats {
     uint64_t revision;         /* last revision */
     uint64_t compact_revision; /* oldest revision still retained */
@@ -224,6 +246,13 @@ enum store_op {
      * `size` carries the device number of STORE_CHR / STORE_BLK (ignored
      * for the others). EEXIST on an existing name. */
     STORE_OP_MKNOD = 14,
+    /* A hard link: a new name (parent, name) for the existing entry
+     * `ino` (not a directory: EPERM). EEXIST on an existing name; ENOENT
+     * when ino is gone. Result ino: ino (its nlink counts the new name).
+     * The entry keeps its primary name; removing that name moves the
+     * entry to its oldest other name (docs/consistency.md, "Hard
+     * links"). */
+    STORE_OP_LINK = 15,
 };
 
 enum store_cmd_flags {

@@ -34,6 +34,13 @@ enum {
 };
 /* Content of a STORE_CHR / STORE_BLK entry: its device number, u64 LE. */
 enum { STORE_RDEV_LEN = 8 };
+/* A name entry (hard link, STORE_OP_LINK): a second name of another entry,
+ * its target. Its content is the target's ino (u64 LE, STORE_LINK_LEN
+ * bytes); its own ino, mode, owner and times are only bookkeeping. Never
+ * shown: reads resolve it to its target (store__resolve). The target keeps
+ * its own (parent, name): its primary name. Internal: reads never return
+ * this type. */
+enum { STORE_LINK = 8, STORE_LINK_LEN = 8, STORE_NLINK_MAX = 65000 };
 /* Uncompressed frame payload. The node must seal at least this often. */
 #define STORE_FRAME_RAW_MAX (1u << 30)
 _Static_assert(STORE_FRAME_RAW_MAX <= 0x7E000000, "within LZ4_MAX_INPUT_SIZE");
@@ -61,6 +68,11 @@ struct entry {
     uint16_t name_len;
     uint8_t type;
     uint8_t attached; /* linked in its parent's treap (root: always) */
+    /* Hard links, derived (never stored): rebuilt by store__state_put /
+     * store__state_del from the name entries, so no count can drift. */
+    struct entry* lnext; /* STORE_LINK: chain in the state's link hash */
+    uint64_t target;     /* STORE_LINK: the target's ino */
+    uint32_t nlinks;     /* others: name entries naming it (its nlink - 1) */
 };
 
 static inline const char* entry_name(const struct entry* e)
@@ -117,6 +129,11 @@ struct store_state {
     struct store_snap* snaps; /* sorted by name (strcmp) */
     size_t nsnaps;
     uint64_t compact_rev; /* replicated: revisions below are forgotten */
+    /* Name entries by target ino (chained through entry.lnext): the index
+     * from an inode to its other names. Derived, like the ino hash. */
+    struct entry** lbuckets;
+    size_t nlbuckets; /* power of two */
+    size_t nlinks;    /* name entries */
 };
 
 /* A record: the full new state of one entry (PUT), also the unit of the db
@@ -234,7 +251,16 @@ int store__snap_add(struct store_state* s,
 int store__snap_del(struct store_state* s, const char* name, size_t len);
 /* Oldest revision a named snapshot names (UINT64_MAX: none). */
 uint64_t store__snap_oldest(const struct store_state* s);
-/* Every entry attached to a live parent (check after a replay). */
+/* The entry a name stands for: a name entry's target, else e itself
+ * (NULL if a name entry's target is absent: never in a checked state). */
+struct entry* store__resolve(const struct store_state* s, struct entry* e);
+/* The name entry of target with the smallest ino above `after` (0: the
+ * first), or NULL: its other names in ino order. */
+struct entry* store__link_next(const struct store_state* s,
+                               uint64_t target,
+                               uint64_t after);
+/* Every entry attached to a live parent, every name entry's target live
+ * and not a directory (check after a replay). */
 int store__state_check(const struct store_state* s, char* msg, size_t cap);
 /* Fill a public attr from an entry. */
 void store__attr(const struct entry* e, struct store_attr* a);
@@ -420,6 +446,13 @@ void store__commit_put(struct apply_ctx* x, struct store_rec* r);
 void store__commit_del(struct apply_ctx* x, struct entry* e);
 /* Bump d's mtime/ctime/version (its entries changed). */
 void store__touch_dir(struct apply_ctx* x, struct entry* d);
+/* Remove the name e (its entry must be detachable: no children). A name
+ * entry goes and its target's ctime changes; an inode's primary name with
+ * other names moves the inode to the oldest of them (the lowest name
+ * entry ino), whose entry goes; else the entry goes. */
+void store__remove_name(struct apply_ctx* x, struct entry* e);
+/* The inode t gained or lost a name: a new ctime (and version). */
+void store__touch_names(struct apply_ctx* x, struct entry* t);
 void store__notify(struct apply_ctx* x,
                    uint64_t ino,
                    uint64_t parent,
@@ -500,6 +533,8 @@ struct hist_ent {
     uint32_t mode, uid, gid;
     uint32_t name_off; /* into hist.names */
     uint32_t nsubdirs;
+    uint64_t target; /* STORE_LINK: the target's ino */
+    uint32_t nlinks; /* others: name entries naming it at this revision */
     uint16_t name_len;
     uint8_t type;
     uint8_t live; /* build only */
@@ -542,6 +577,9 @@ const struct hist_ent* store__hist_child(const struct store_hist* h,
                                          const char* name,
                                          size_t len);
 void store__hist_attr(const struct hist_ent* e, struct store_attr* a);
+/* A name entry's target at the tree's revision, else e. */
+const struct hist_ent* store__hist_resolve(const struct store_hist* h,
+                                           const struct hist_ent* e);
 
 /* ---- views (view.c) ---- */
 

@@ -150,8 +150,8 @@ int store_view_getattr(struct store_view* v, uint64_t ino, struct store_attr* a)
 {
     assert(v != NULL && a != NULL);
     const struct hist_ent* e = store__hist_find(v->h, ino);
-    if (e == NULL) {
-        return -ENOENT;
+    if (e == NULL || e->type == STORE_LINK) {
+        return -ENOENT; /* a name entry is no inode */
     }
     store__hist_attr(e, a);
     return 0;
@@ -176,7 +176,8 @@ int store_view_lookup(struct store_view* v,
     if (kind == STORE_LOOKUP_PARENT && d->ino != STORE_ROOT_INO) {
         e = store__hist_find(v->h, d->parent);
     } else if (kind == STORE_LOOKUP_CHILD) {
-        e = store__hist_child(v->h, parent, name, len);
+        e = store__hist_resolve(v->h,
+                                store__hist_child(v->h, parent, name, len));
     }
     if (e == NULL) {
         return -ENOENT;
@@ -212,7 +213,7 @@ int store_view_read(struct store_view* v,
         return rv;
     }
     const struct hist_ent* e = store__hist_find(v->h, ino);
-    if (e == NULL) {
+    if (e == NULL || e->type == STORE_LINK) {
         return -ENOENT;
     }
     if (e->type == STORE_DIR) {
@@ -252,7 +253,7 @@ int store_view_readdir(struct store_view* v,
         memcpy(name, store__hist_name(h, e), e->name_len);
         name[e->name_len] = 0;
         struct store_attr a;
-        store__hist_attr(e, &a);
+        store__hist_attr(store__hist_resolve(h, e), &a);
         int rv = cb(data, name, &a);
         if (rv != 0) {
             return rv;

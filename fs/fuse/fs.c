@@ -269,6 +269,17 @@ static void reply_with_ino(struct fs_op* op, uint64_t ino)
         return;
     }
     fs__fill_entry(f, &a, &e);
+    if (op->kind == FS_REPLY_LINK) {
+        /* fill_entry counted a lookup of its own nodeid: the inode the
+         * kernel asked for takes the new name instead */
+        uint64_t handed = e.ino;
+        e.ino = fs__nodeid_link(f, op->ino, &a);
+        fs__nodeid_unhand(f, handed);
+        if (fuse_reply_entry(op->req, &e) != 0) {
+            fs__nodeid_unhand(f, e.ino);
+        }
+        return;
+    }
     if (op->kind == FS_REPLY_ENTRY) {
         if (fuse_reply_entry(op->req, &e) != 0) {
             fs__nodeid_unhand(f, e.ino);

@@ -241,11 +241,71 @@ void fs_link(fuse_req_t req,
              fuse_ino_t newparent,
              const char* newname)
 {
+    struct fs* f = fuse_req_userdata(req);
+    struct fs_nodeid id;
+    struct store_cmd c;
+
     if (fs__in_snapshots(newparent) || fs__is_snap(ino)) {
         fuse_reply_err(req, EROFS);
         return;
     }
-    fuse_reply_err(req, EPERM); /* hard links are not supported */
+    if (fs__is_virtual(ino)) {
+        fuse_reply_err(req, EPERM); /* /.cluster and its files */
+        return;
+    }
+    if (new_name_refused(req, newparent, newname, EPERM) ||
+        pending_name(req, newparent, newname)) {
+        return;
+    }
+    /* A regular file's nodeid names a revision (fs_nodeid.c): the link
+     * names the store ino, whatever revision the kernel holds. */
+    if (fs__nodeid_ino(f, ino, &id) != 0) {
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
+    if (fs__is_pnode(id.ino)) {
+        /* This mount's new file, not committed yet (an empty file's
+         * first close does not commit it): committed first, the link
+         * queued behind that commit. */
+        struct fs_wino* w;
+        struct fs_op* cop = fs__wop_for(f, NULL, id.ino, FS_WOP_FSYNC, &w);
+        if (cop == NULL) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        fs__wino_submit(f, w, cop);
+        struct fs_op* lop = fs__wop_for(f, req, id.ino, FS_WOP_LINK, &w);
+        if (lop != NULL) {
+            lop->off = newparent;
+            memcpy(lop->name, newname, strlen(newname) + 1);
+            fs__wino_submit(f, w, lop);
+        }
+        return;
+    }
+    cmd_init(req, &c, STORE_OP_LINK, newparent, newname);
+    c.ino = id.ino;
+    struct fs_op* op = fs__op_new(f, req, FS_REPLY_LINK);
+    if (op == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    op->ino = ino; /* the nodeid the kernel holds: the reply's */
+    fs__propose(f, op, &c);
+}
+
+void fs__link_committed(struct fs* f, struct fs_op* op, uint64_t ino)
+{
+    struct store_cmd c;
+
+    if (ino == 0) {
+        fuse_reply_err(op->req, ENOENT); /* its commit failed: no file */
+        fs__op_free(op);
+        return;
+    }
+    cmd_init(op->req, &c, STORE_OP_LINK, op->off, op->name);
+    c.ino = ino;
+    op->kind = FS_REPLY_LINK; /* op->ino: the nodeid the kernel holds */
+    fs__propose(f, op, &c);
 }
 
 /* Replies and returns true when the name may not be removed / renamed:

@@ -180,6 +180,8 @@ enum fs_reply {
     FS_REPLY_ATTR,    /* fuse_reply_attr of op->ino */
     FS_REPLY_WRITE,   /* a write-path request (fs_write.c) */
     FS_REPLY_BARRIER, /* a read barrier; op->resume continues the request */
+    FS_REPLY_LINK,    /* fuse_reply_entry of res->ino through the nodeid
+                         op->ino the LINK named (fs__nodeid_link) */
 };
 
 struct fs_op {
@@ -219,6 +221,8 @@ enum {
     FS_WOP_FSYNC,     /* FSYNC: commit; reply fuse_reply_err */
     FS_WOP_SETTLE,    /* internal: commit an update no writer will close */
     FS_WOP_RENAME,    /* RENAME carrying the update: fuse_reply_err */
+    FS_WOP_LINK,      /* LINK of this mount's new file, queued behind its
+                         commit: fs__link_committed */
 };
 
 struct fs_notify_item {
@@ -685,6 +689,19 @@ bool fs__is_fnode(uint64_t nodeid);
 uint64_t fs__nodeid_hand(struct fs* f, const struct store_attr* a, bool update);
 /* An entry reply carrying nodeid did not reach the kernel. */
 void fs__nodeid_unhand(struct fs* f, uint64_t nodeid);
+/* The nodeid of LINK's reply for a (the inode, after the link): the
+ * request's nodeid, moved to a's revision when it names that inode and
+ * its content is a's (a link changes ctime and nlink only), so that the
+ * kernel updates the inode it holds (nlink) rather than making a second
+ * one; else as fs__nodeid_hand. Counts a lookup. */
+/* The LINK op (FS_WOP_LINK: new parent in op->off, name in op->name) of a
+ * new file of this mount, once its commit is done: ino, the committed
+ * store ino (0: the commit failed, the file is gone). Proposes the link
+ * or replies. fs_dir.c. */
+void fs__link_committed(struct fs* f, struct fs_op* op, uint64_t ino);
+uint64_t fs__nodeid_link(struct fs* f,
+                         uint64_t nodeid,
+                         const struct store_attr* a);
 /* FORGET: the kernel dropped nlookup lookups of nodeid. */
 void fs__nodeid_forget(struct fs* f, uint64_t nodeid, uint64_t nlookup);
 /* What a request's nodeid names: 0, or -ESTALE for a forgotten one. */

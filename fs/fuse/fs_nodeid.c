@@ -203,6 +203,38 @@ uint64_t fs__nodeid_hand(struct fs* f, const struct store_attr* a, bool update)
     return n->nodeid;
 }
 
+uint64_t fs__nodeid_link(struct fs* f,
+                         uint64_t nodeid,
+                         const struct store_attr* a)
+{
+    struct store* st = node_store(f->node);
+    struct fs_fnode* n;
+    struct store_attr old;
+    const void* cur;
+    void* d = NULL;
+    size_t len = 0, cur_len;
+
+    /* (a committed new file's nodeid is an fnode: fs__nodeid_adopt) */
+    if (!fs__is_fnode(nodeid) || (n = fnode_find(f, nodeid)) == NULL ||
+        n->ino != a->ino) {
+        return fs__nodeid_hand(f, a, false);
+    }
+    if (!n->pend && n->rev != a->mod_rev) {
+        /* Its kernel inode holds revision n->rev: it may show a's
+         * revision only if the content is the same. */
+        bool same = store_read_at(st, n->ino, n->rev, &old, &d, &len) == 0 &&
+                    store_read(st, n->ino, &cur, &cur_len) == 0 &&
+                    len == cur_len && (len == 0 || memcmp(d, cur, len) == 0);
+        free(d);
+        if (!same) {
+            return fs__nodeid_hand(f, a, false);
+        }
+        n->rev = a->mod_rev;
+    }
+    n->nlookup++;
+    return nodeid;
+}
+
 void fs__nodeid_unhand(struct fs* f, uint64_t nodeid)
 {
     fs__nodeid_forget(f, nodeid, 1);
@@ -333,6 +365,15 @@ int fs__nodeid_at(struct fs* f,
 
     if (store_getattr(st, id->ino, &cur) == 0) {
         rv = store_read_at(st, id->ino, id->rev, a, &d, &l);
+        /* The names it has now (hard links): nlink is the inode's, not
+         * a revision's, and pairs with no page; so is the ctime of a
+         * change of names or attributes only since (a link, an unlink of
+         * another name: the kernel asks again right after one). */
+        a->nlink = cur.nlink;
+        if (rv == 0 && cur.ctime_ns > a->ctime_ns &&
+            cur.mtime_ns == a->mtime_ns && cur.size == a->size) {
+            a->ctime_ns = cur.ctime_ns;
+        }
     } else {
         /* Removed since: the tree as of that revision. */
         struct store_view* v;
@@ -395,6 +436,31 @@ void fs__kernel_drop(struct fs* f, uint64_t ino)
     }
 }
 
+struct other_names {
+    struct fs* f;
+    uint64_t ino;
+    bool first_seen;
+};
+
+/* store_names callback: the entry of every name but the primary one. */
+static int invalidate_other(void* data,
+                            uint64_t parent,
+                            const char* name,
+                            const char* path)
+{
+    struct other_names* o = data;
+    (void)path;
+    if (!o->first_seen) {
+        o->first_seen = true; /* the primary name: pushed by the caller */
+        return 0;
+    }
+    uint64_t seq = fs__notify_push(&o->f->notify, 0, parent, name);
+    if (seq != 0) {
+        fs__kview_changed(o->f, o->ino, seq);
+    }
+    return 0;
+}
+
 bool fs__nodeid_changed(struct fs* f, const struct store_change* c, bool ours)
 {
     struct store* st = node_store(f->node);
@@ -453,6 +519,11 @@ bool fs__nodeid_changed(struct fs* f, const struct store_change* c, bool ours)
             parent = 0;
         }
         nm = name;
+        if (a.nlink > 1) {
+            /* its other names (hard links) hold the old revision too */
+            struct other_names o = {.f = f, .ino = c->ino};
+            store_names(st, c->ino, NULL, 0, invalidate_other, &o);
+        }
     }
     /* The store ino too: the old numbering, past the table's bound. */
     seq = fs__notify_push(&f->notify, ours ? 0 : c->ino, parent, nm);

@@ -580,6 +580,10 @@ static void wino_run(struct fs* f, struct fs_wino* w)
             }
             op_drop(op);
             break;
+        case FS_WOP_LINK:
+            /* behind the commit of this new file: its store ino now */
+            fs__link_committed(f, op, fs__is_pnode(w->ino) ? 0 : w->ino);
+            break;
         default:
             do_finish(f, w, op);
             break;

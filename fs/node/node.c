@@ -516,7 +516,7 @@ int node_start(uv_loop_t* loop, const struct node_options* o, struct node** out)
     if (rv != 0) {
         goto err_after_alloc;
     }
-    n->watch_next = malloc(sizeof(*n->watch_next));
+    n->watch_next = calloc(1, sizeof(*n->watch_next));
     rv = n->watch_next != NULL ? node__watch_open(n) : -ENOMEM;
     if (rv != 0) {
         goto err_after_disk;

@@ -103,6 +103,11 @@ struct node_watch_pending {
     uint8_t op; /* enum watch_op; 0: the command changes no path */
     char path[WATCH_PATH_MAX];
     char path2[WATCH_PATH_MAX];
+    /* WRITE, SETATTR of a file with several names (hard links): the
+     * paths of its other names, each NUL-terminated (malloc'd; NULL:
+     * none), an event each after the first, same revision. */
+    char* more;
+    size_t more_len;
 };
 
 struct node {

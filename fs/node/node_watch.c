@@ -78,12 +78,29 @@ void watch_ring_free(struct watch_ring* r)
     free(r);
 }
 
+static int append(struct watch_ring* r, const struct watch_event* ev);
+
 int watch_ring_append(struct watch_ring* r, const struct watch_event* ev)
 {
     assert(ev->path != NULL);
     if (ev->revision < r->next_rev) {
         return -EINVAL;
     }
+    return append(r, ev);
+}
+
+int watch_ring_append_more(struct watch_ring* r, const struct watch_event* ev)
+{
+    assert(ev->path != NULL);
+    if (r->first_seq == r->next_seq ||
+        r->slots[(r->next_seq - 1) % r->events_max].revision != ev->revision) {
+        return -EINVAL;
+    }
+    return append(r, ev);
+}
+
+static int append(struct watch_ring* r, const struct watch_event* ev)
+{
     size_t l1 = strlen(ev->path) + 1;
     size_t l2 = ev->path2 != NULL ? strlen(ev->path2) + 1 : 0;
     size_t cost = l1 + l2 + WATCH_EVENT_OVERHEAD;
@@ -183,6 +200,7 @@ const char* watch_op_name(uint8_t op)
         [WATCH_UNLINK] = "unlink",   [WATCH_RMDIR] = "rmdir",
         [WATCH_RENAME] = "rename",   [WATCH_EXCHANGE] = "exchange",
         [WATCH_RESTORE] = "restore", [WATCH_RESET] = "reset",
+        [WATCH_LINK] = "link",
     };
     if (op >= sizeof(names) / sizeof(names[0]) || names[op] == NULL) {
         return "unknown";
@@ -231,6 +249,11 @@ void node__watch_close(struct node* n)
 {
     watch_ring_free(n->watch);
     n->watch = NULL;
+    if (n->watch_next != NULL) {
+        free(n->watch_next->more);
+        n->watch_next->more = NULL;
+        n->watch_next->more_len = 0;
+    }
 }
 
 /* dir's path and "/name" into buf. */
@@ -256,6 +279,30 @@ static int child_path(struct node* n,
     return 0;
 }
 
+/* store_names callback: keep every path but the first (the primary one,
+ * the event's own). */
+static int more_path(void* data,
+                     uint64_t parent,
+                     const char* name,
+                     const char* path)
+{
+    struct node_watch_pending* p = data;
+    (void)parent;
+    (void)name;
+    if (strcmp(path, p->path) == 0 && p->more == NULL) {
+        return 0;
+    }
+    size_t l = strlen(path) + 1;
+    char* m = realloc(p->more, p->more_len + l);
+    if (m == NULL) {
+        return -ENOMEM; /* those names get no event */
+    }
+    memcpy(m + p->more_len, path, l);
+    p->more = m;
+    p->more_len += l;
+    return 0;
+}
+
 void node__watch_prepare(struct node* n,
                          const void* cmd,
                          size_t len,
@@ -266,6 +313,9 @@ void node__watch_prepare(struct node* n,
     int rv = -EINVAL;
 
     p->op = 0;
+    free(p->more);
+    p->more = NULL;
+    p->more_len = 0;
     if (n->watch == NULL || store_cmd_decode(&c, cmd, len) != 0) {
         return;
     }
@@ -295,6 +345,18 @@ void node__watch_prepare(struct node* n,
     case STORE_OP_SETATTR:
         rv = store_path(n->store, c.ino, p->path, sizeof(p->path));
         p->op = c.op == STORE_OP_WRITE ? WATCH_WRITE : WATCH_SETATTR;
+        if (rv == 0 && store_getattr(n->store, c.ino, &a) == 0 && a.nlink > 1) {
+            /* every other name of the file (hard links): one event each */
+            store_names(n->store, c.ino, p->path2, sizeof(p->path2), more_path,
+                        p);
+        }
+        break;
+    case STORE_OP_LINK:
+        rv = store_path(n->store, c.ino, p->path, sizeof(p->path));
+        if (rv == 0) {
+            rv = child_path(n, c.parent, c.name, p->path2, sizeof(p->path2));
+        }
+        p->op = WATCH_LINK;
         break;
     case STORE_OP_RENAME:
         rv = child_path(n, c.parent, c.name, p->path, sizeof(p->path));
@@ -331,10 +393,18 @@ void node__watch_applied(struct node* n,
         .revision = res->revision,
         .op = p->op,
         .path = p->path,
-        .path2 =
-            p->op == WATCH_RENAME || p->op == WATCH_EXCHANGE ? p->path2 : NULL,
+        .path2 = p->op == WATCH_RENAME || p->op == WATCH_EXCHANGE ||
+                         p->op == WATCH_LINK
+                     ? p->path2
+                     : NULL,
     };
-    if (watch_ring_append(n->watch, &ev) == -ENOMEM) {
+    int rv = watch_ring_append(n->watch, &ev);
+    for (size_t off = 0; rv == 0 && off < p->more_len;) {
+        ev.path = p->more + off;
+        rv = watch_ring_append_more(n->watch, &ev);
+        off += strlen(p->more + off) + 1;
+    }
+    if (rv == -ENOMEM) {
         node__log(n, RAFT_TRACE_WARN,
                   "watch: out of memory: the watch ring restarts after "
                   "revision %" PRIu64,

@@ -50,13 +50,15 @@ enum watch_op {
     WATCH_EXCHANGE, /* path <-> path2 (RENAME_EXCHANGE) */
     WATCH_RESTORE,  /* path: the subtree reset to a snapshot */
     WATCH_RESET,    /* "/": a snapshot from the leader replaced the tree */
+    WATCH_LINK,     /* path2: a new name (hard link) of the file at path */
 };
 
 struct watch_event {
     uint64_t revision;
     uint8_t op;        /* enum watch_op */
     const char* path;  /* absolute path in the tree; borrowed */
-    const char* path2; /* RENAME, EXCHANGE: the other path; else NULL */
+    const char* path2; /* RENAME, EXCHANGE: the other path; LINK: the new
+                          name; else NULL */
 };
 
 struct watch_ring;
@@ -74,6 +76,12 @@ void watch_ring_free(struct watch_ring* r);
  * nothing added). -ENOMEM: not added, and the ring is cleared and starts
  * again after this revision (a reader that needs it learns it is gone). */
 int watch_ring_append(struct watch_ring* r, const struct watch_event* ev);
+/* Append one more event of the last event's revision (a change of a file
+ * with several names: one event per name). -EINVAL if ev's revision is not
+ * the last event's (or the ring holds none); else as watch_ring_append.
+ * Dropping any event of a revision makes that revision unreplayable
+ * (from_rev moves past it). */
+int watch_ring_append_more(struct watch_ring* r, const struct watch_event* ev);
 
 uint64_t watch_ring_first_seq(const struct watch_ring* r);
 uint64_t watch_ring_next_seq(const struct watch_ring* r);

@@ -765,12 +765,13 @@ def test_reserved_names(node):
     assert node.revision() == rev + 6
 
 
-def test_hard_link_refused(node):
-    write(node.path("a"), "A")
+def test_hard_link_of_directory_refused(node):
+    # Files have hard links (tests/e2e/test_links.py); directories not.
+    os.mkdir(node.path("d"))
     with pytest.raises(OSError) as e:
-        os.link(node.path("a"), node.path("b"))
+        os.link(node.path("d"), node.path("b"))
     assert e.value.errno == errno.EPERM
-    assert sorted(os.listdir(node.mnt)) == [".cluster", ".snapshots", "a"]
+    assert sorted(os.listdir(node.mnt)) == [".cluster", ".snapshots", "d"]
     # (FIFOs, sockets and devices are entries: tests/e2e/test_posix.py)
 
 

@@ -103,6 +103,14 @@ static void script_build(struct script* s)
                               .mtime_ns = 5,
                               .data = text,
                               .data_len = sizeof(text) - 1});
+    /* hard links: two names of b.conf (ino 3), then its primary name
+     * goes (the file moves to /etc/a.link) */
+    add(s, (struct store_cmd){
+               .op = STORE_OP_LINK, .ino = 3, .parent = 2, .name = "a.link"});
+    add(s, (struct store_cmd){
+               .op = STORE_OP_LINK, .ino = 3, .parent = 1, .name = "c.link"});
+    add(s, (struct store_cmd){
+               .op = STORE_OP_UNLINK, .parent = 1, .name = "b.conf"});
 }
 
 static void script_free(struct script* s)

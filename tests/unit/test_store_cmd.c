@@ -147,7 +147,7 @@ static void test_malformed_fields(void)
     } cases[] = {
         {0, 2},                   /* version */
         {1, 0},                   /* op */
-        {1, 15},                  /* op (14: STORE_OP_MKNOD) */
+        {1, 16},                  /* op (15: STORE_OP_LINK) */
         {2, 4},                   /* type: only MKNOD's */
         {3, 51},                  /* reserve_pct past 50 */
         {3, 0xff},                /* reserve_pct */

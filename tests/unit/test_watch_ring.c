@@ -53,6 +53,40 @@ static void test_order_and_eviction(void)
     watch_ring_free(r);
 }
 
+/* A change of a file with several names (hard links): one event per name,
+ * all of one revision (watch_ring_append_more). */
+static void test_events_of_one_revision(void)
+{
+    struct watch_ring* r = watch_ring_new(16, 1 << 20, 5);
+    struct watch_event ev = {.revision = 5, .op = WATCH_WRITE, .path = "/a"};
+
+    CHECK(r != NULL);
+    CHECK_EQ(watch_ring_append_more(r, &ev), -EINVAL); /* none yet */
+    CHECK_EQ(watch_ring_append(r, &ev), 0);
+    ev.path = "/d/b";
+    CHECK_EQ(watch_ring_append_more(r, &ev), 0);
+    ev.path = "/c";
+    CHECK_EQ(watch_ring_append_more(r, &ev), 0);
+    CHECK_EQ(watch_ring_append(r, &ev), -EINVAL); /* not a new revision */
+    ev.revision = 4;
+    CHECK_EQ(watch_ring_append_more(r, &ev), -EINVAL); /* not the last's */
+    CHECK_EQ(watch_ring_count(r), 3);
+    CHECK_EQ(watch_ring_next_rev(r), 6);
+    CHECK_EQ(watch_ring_seq_of(r, 5), 0); /* the first of them */
+    struct watch_event got;
+    CHECK(watch_ring_get(r, 1, &got));
+    CHECK(got.revision == 5 && strcmp(got.path, "/d/b") == 0);
+    /* dropping one of them makes the revision unreplayable */
+    for (uint64_t rev = 6; rev < 20; rev++) {
+        ev.revision = rev;
+        ev.path = "/x";
+        CHECK_EQ(watch_ring_append(r, &ev), 0);
+    }
+    CHECK_EQ(watch_ring_first_seq(r), 1);
+    CHECK_EQ(watch_ring_from_rev(r), 6);
+    watch_ring_free(r);
+}
+
 static void test_byte_bound(void)
 {
     /* Room for two events of this size (a path of 100 bytes + overhead). */
@@ -103,6 +137,7 @@ int main(void)
 {
     RUN(test_order_and_eviction);
     RUN(test_byte_bound);
+    RUN(test_events_of_one_revision);
     RUN(test_matches);
     return 0;
 }
