@@ -260,7 +260,7 @@ struct fs_notify {
 /* The request reader (fs_reader.c): its thread reads /dev/fuse, answers
  * the FLUSHes it can and queues the rest for the loop. Fields under mu
  * unless said otherwise. */
-enum { FS_READER_QUEUE_BYTES = 4u << 20 };
+enum { FS_READER_QUEUE_BYTES = 2u << 20 };
 struct fs_rreq;
 struct fs_reader {
     /* Loop thread only: */
