@@ -178,6 +178,34 @@ static struct entry* child(struct entry* d, const char* name)
 static void set_content(const struct store_cmd* c, struct store_rec* r);
 static int check_content(struct apply_ctx* x, uint64_t old_size);
 
+/* The first record of a new entry named c->name in d: the next ino, this
+ * revision, the command's time; mode and owner are the caller's. */
+static void new_rec(struct apply_ctx* x,
+                    const struct entry* d,
+                    uint8_t type,
+                    const void* content,
+                    size_t len,
+                    struct store_rec* r)
+{
+    const struct store_cmd* c = x->c;
+
+    *r = (struct store_rec){
+        .ino = x->st->s.next_ino,
+        .parent = d->ino,
+        .type = type,
+        .create_rev = x->rev,
+        .version = 1,
+        .atime_ns = c->now_ns,
+        .mtime_ns = c->now_ns,
+        .ctime_ns = c->now_ns,
+        .prev_frame = UINT64_MAX,
+        .name = c->name,
+        .name_len = (uint16_t)strlen(c->name),
+        .content = content,
+        .content_len = (uint32_t)len,
+    };
+}
+
 static int create_entry(struct apply_ctx* x,
                         struct entry* d,
                         uint8_t type,
@@ -190,24 +218,11 @@ static int create_entry(struct apply_ctx* x,
     if (rv != 0) {
         return rv;
     }
-    struct store_rec r = {
-        .ino = st->s.next_ino,
-        .parent = d->ino,
-        .type = type,
-        .mode = type == STORE_SYMLINK ? 0777 : c->mode & 07777,
-        .uid = c->uid,
-        .gid = c->gid,
-        .create_rev = x->rev,
-        .version = 1,
-        .atime_ns = c->now_ns,
-        .mtime_ns = c->now_ns,
-        .ctime_ns = c->now_ns,
-        .prev_frame = UINT64_MAX,
-        .name = c->name,
-        .name_len = (uint16_t)strlen(c->name),
-        .content = content,
-        .content_len = (uint32_t)len,
-    };
+    struct store_rec r;
+    new_rec(x, d, type, content, len, &r);
+    r.mode = type == STORE_SYMLINK ? 0777 : c->mode & 07777;
+    r.uid = c->uid;
+    r.gid = c->gid;
     if (c->op == STORE_OP_CREATE && (c->flags & STORE_WITH_DATA) != 0) {
         /* a deferred create: the times its writer set */
         if ((c->set_mask & STORE_SET_ATIME) != 0) {
@@ -584,23 +599,10 @@ static int op_link(struct apply_ctx* x)
     }
     uint8_t target[STORE_LINK_LEN];
     put_le64(target, t->ino);
-    struct store_rec r = {
-        .ino = st->s.next_ino,
-        .parent = d->ino,
-        .type = STORE_LINK,
-        .uid = t->uid,
-        .gid = t->gid,
-        .create_rev = x->rev,
-        .version = 1,
-        .atime_ns = c->now_ns,
-        .mtime_ns = c->now_ns,
-        .ctime_ns = c->now_ns,
-        .prev_frame = UINT64_MAX,
-        .name = c->name,
-        .name_len = (uint16_t)strlen(c->name),
-        .content = target,
-        .content_len = STORE_LINK_LEN,
-    };
+    struct store_rec r;
+    new_rec(x, d, STORE_LINK, target, STORE_LINK_LEN, &r);
+    r.uid = t->uid;
+    r.gid = t->gid;
     st->s.next_ino++;
     store__commit_put(x, &r);
     store__touch_names(x, t);

@@ -1075,23 +1075,18 @@ static void watch_metrics(void* data, struct node_metrics_buf* b)
             behind = next - cl->cursor;
         }
     }
-    node_metrics_family(b, "quorumfs_watchers", "gauge",
-                        "Clients of quorumfs watch on this node.");
-    node_metrics_printf(b, "quorumfs_watchers %u\n", c->watchers);
-    node_metrics_family(b, "quorumfs_watch_queue_bytes", "gauge",
-                        "Lines queued on the watchers' sockets, in bytes.");
-    node_metrics_printf(b, "quorumfs_watch_queue_bytes %llu\n",
-                        (unsigned long long)queued);
-    node_metrics_family(b, "quorumfs_watch_queue_depth", "gauge",
+    node_metrics_single(b, "quorumfs_watchers", "gauge",
+                        "Clients of quorumfs watch on this node.", c->watchers);
+    node_metrics_single(b, "quorumfs_watch_queue_bytes", "gauge",
+                        "Lines queued on the watchers' sockets, in bytes.",
+                        queued);
+    node_metrics_single(b, "quorumfs_watch_queue_depth", "gauge",
                         "Changes the slowest watcher has not been sent yet "
-                        "(it falls behind when the ring drops them).");
-    node_metrics_printf(b, "quorumfs_watch_queue_depth %llu\n",
-                        (unsigned long long)behind);
-    node_metrics_family(b, "quorumfs_watch_ring_events", "gauge",
-                        "Changes in this node's watch ring.");
-    node_metrics_printf(
-        b, "quorumfs_watch_ring_events %llu\n",
-        (unsigned long long)(ring != NULL ? watch_ring_count(ring) : 0));
+                        "(it falls behind when the ring drops them).",
+                        behind);
+    node_metrics_single(b, "quorumfs_watch_ring_events", "gauge",
+                        "Changes in this node's watch ring.",
+                        ring != NULL ? watch_ring_count(ring) : 0);
 }
 
 struct ctl* ctl_start(uv_loop_t* loop,

@@ -208,20 +208,17 @@ static void fuse_metrics_text(void* data, struct node_metrics_buf* b)
                 i < FS_MOPS ? op_names[i] : "other", (unsigned long long)n);
         }
     }
-    node_metrics_family(b, "quorumfs_fuse_thread_flushes_total", "counter",
+    node_metrics_single(b, "quorumfs_fuse_thread_flushes_total", "counter",
                         "FLUSHes answered by the reader threads (nothing "
-                        "pending on this mount).");
-    node_metrics_printf(b, "quorumfs_fuse_thread_flushes_total %llu\n",
-                        (unsigned long long)fast);
-    node_metrics_family(b, "quorumfs_fuse_loop_reads_total", "counter",
-                        "FUSE requests the loop read itself while busy.");
-    node_metrics_printf(b, "quorumfs_fuse_loop_reads_total %llu\n",
-                        (unsigned long long)m->loop_reads);
-    node_metrics_family(b, "quorumfs_fuse_busy_switches_total", "counter",
+                        "pending on this mount).",
+                        fast);
+    node_metrics_single(b, "quorumfs_fuse_loop_reads_total", "counter",
+                        "FUSE requests the loop read itself while busy.",
+                        m->loop_reads);
+    node_metrics_single(b, "quorumfs_fuse_busy_switches_total", "counter",
                         "Times the loop took the reading over from the "
-                        "reader threads.");
-    node_metrics_printf(b, "quorumfs_fuse_busy_switches_total %llu\n",
-                        (unsigned long long)f->reader.busy_switches);
+                        "reader threads.",
+                        f->reader.busy_switches);
     node_metrics_family(b, "quorumfs_fuse_request_duration_seconds",
                         "histogram",
                         "From reading a FUSE request to writing its reply, "

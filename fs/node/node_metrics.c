@@ -80,6 +80,16 @@ void node_metrics_family(struct node_metrics_buf* b,
                         type);
 }
 
+void node_metrics_single(struct node_metrics_buf* b,
+                         const char* name,
+                         const char* type,
+                         const char* help,
+                         uint64_t value)
+{
+    node_metrics_family(b, name, type, help);
+    node_metrics_printf(b, "%s %llu\n", name, (unsigned long long)value);
+}
+
 void node_metrics_hist(struct node_metrics_buf* b,
                        const char* name,
                        const char* labels,

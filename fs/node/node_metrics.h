@@ -47,6 +47,12 @@ void node_metrics_family(struct node_metrics_buf* b,
                          const char* name,
                          const char* type,
                          const char* help);
+/* A family of one unlabelled sample: its HELP, TYPE and value. */
+void node_metrics_single(struct node_metrics_buf* b,
+                         const char* name,
+                         const char* type,
+                         const char* help,
+                         uint64_t value);
 /* A histogram's series (name_bucket{...,le=}, name_sum, name_count) under
  * its family line; labels: "" or `op="read"` (no braces). */
 void node_metrics_hist(struct node_metrics_buf* b,

@@ -50,6 +50,19 @@ PORT_TRIES_MAX = 50
 
 # ---------------------------------------------------------------- helpers
 
+def wait_for(pred, what="condition", timeout=5.0):
+    """pred()'s first true value, polled every 50 ms; AssertionError
+    naming what after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
 def write_file(path, data, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
     """open + write + close like `echo v > f`; raises OSError (close() is
     where the proposal's error surfaces)."""

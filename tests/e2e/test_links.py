@@ -18,9 +18,9 @@ import threading
 import time
 
 import cluster as qc
+from cluster import wait_for
 from conftest import QUORUMFS_BIN
 
-VISIBLE_TIMEOUT_S = 5.0
 
 
 def q(*args):
@@ -38,15 +38,6 @@ def errno_of(fn, *args, **kw):
     return 0
 
 
-def wait_for(pred, what, timeout=VISIBLE_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def read(path):

@@ -49,6 +49,15 @@ def flushes(node):
                   0))
 
 
+def run_threads(target, n):
+    """n threads of target(i), started together, joined."""
+    ts = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
 def cat(path):
     with open(path, "rb") as f:
         return f.read()
@@ -132,11 +141,7 @@ def test_busy_writers_hand_the_reading_to_the_loop_and_back(make_node):
         except OSError as e:
             errors.append(e)
 
-    ts = [threading.Thread(target=writer, args=(w,)) for w in range(32)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(writer, 32)
     assert errors == []
     assert counter(n, "quorumfs_fuse_busy_switches_total") > switches0
     assert counter(n, "quorumfs_fuse_loop_reads_total") > loop0
@@ -173,11 +178,7 @@ def test_thread_counts_serve_a_mixed_load(make_node, threads):
         except OSError as e:
             errors.append(e)
 
-    ts = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(worker, 8)
     assert errors == []
     assert sorted(os.listdir(n.path("d3"))) == ["f%d" % i for i in range(5)]
 

@@ -19,9 +19,9 @@ import time
 import pytest
 
 import cluster as qc
+from cluster import wait_for
 from conftest import QUORUMFS_BIN
 
-VISIBLE_TIMEOUT_S = 5.0
 
 
 def q(*args, check=True):
@@ -35,15 +35,6 @@ def q(*args, check=True):
     return r
 
 
-def wait_for(pred, timeout=VISIBLE_TIMEOUT_S, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def fill(root, files):
