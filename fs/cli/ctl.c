@@ -10,7 +10,10 @@
  *              CTL_IDLE_MS from its accept to complete it (a client that
  *              trickles bytes is closed too). With CTL_CLIENTS_MAX
  *              clients served, a new connection closes the oldest client
- *              still reading: idle clients cannot lock others out;
+ *              still reading: idle clients cannot lock others out. A
+ *              client whose request line already waits in its socket
+ *              (accepted with many others in one turn, not read yet) is
+ *              not idle and never closed so;
  *   busy     - its answer waits for a proposal or a membership change
  *              (the node answers those within its proposal timeouts);
  *              never closed early, since the callback holds the client;
@@ -44,6 +47,7 @@
 
 enum {
     CTL_CLIENTS_MAX = 64,       /* clients served at once */
+    CTL_BACKLOG = 128,          /* connections the kernel holds for us */
     CTL_IDLE_MS = 2000,         /* from accept to a complete request line */
     CTL_WRITE_STALL_MS = 10000, /* an answer not read for this long */
     CTL_SWEEP_MS = 250,         /* the check of the two above */
@@ -972,8 +976,22 @@ static bool peer_allowed(struct ctl_client* cl)
     return cred.uid == 0 || cred.uid == geteuid();
 }
 
-/* The oldest client still sending its request (a refused one first), or
- * NULL. */
+/* Whether cl's request line already waits in its socket, unread: the
+ * loop accepted it with others in one turn and reads it next. */
+static bool request_waiting(struct ctl_client* cl)
+{
+    char buf[CTL_REQUEST_MAX];
+    uv_os_fd_t fd;
+
+    if (uv_fileno((uv_handle_t*)&cl->pipe, &fd) != 0) {
+        return false;
+    }
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    return n > 0 && memchr(buf, '\n', (size_t)n) != NULL;
+}
+
+/* The oldest client still sending its request (a refused one first) and
+ * not merely unread (request_waiting), or NULL. */
 static struct ctl_client* oldest_reading(struct ctl* c)
 {
     struct ctl_client* reading = NULL;
@@ -981,7 +999,8 @@ static struct ctl_client* oldest_reading(struct ctl* c)
         if (cl->state == CL_REFUSED) {
             return cl;
         }
-        if (cl->state == CL_READING && reading == NULL) {
+        if (cl->state == CL_READING && reading == NULL &&
+            !request_waiting(cl)) {
             reading = cl;
         }
     }
@@ -1007,15 +1026,19 @@ static void connection_cb(uv_stream_t* server, int status)
         return;
     }
     if (c->served >= CTL_CLIENTS_MAX) {
+        /* The newest connection wins over an idle one. Clients whose
+         * request waits unread are not idle: past the cap by those (at
+         * most CTL_CLIENTS_MAX more), they leave "reading" at once. */
         struct ctl_client* old = oldest_reading(c);
-        if (old == NULL) {
+        if (old != NULL) {
+            client_close(old);
+        } else if (c->served >= 2 * CTL_CLIENTS_MAX) {
             client_printf(cl,
                           "error: the node is answering %d control requests "
                           "already: retry in a moment\n",
                           CTL_CLIENTS_MAX);
             return;
         }
-        client_close(old); /* the newest connection wins over an idle one */
     }
     cl->listed = true;
     cl->prev = c->tail;
@@ -1114,7 +1137,7 @@ struct ctl* ctl_start(uv_loop_t* loop,
     int rv = uv_pipe_bind(&c->server, c->path);
     umask(old);
     if (rv == 0) {
-        rv = uv_listen((uv_stream_t*)&c->server, 16, connection_cb);
+        rv = uv_listen((uv_stream_t*)&c->server, CTL_BACKLOG, connection_cb);
     }
     if (rv != 0) {
         cli_log(c->log, RAFT_TRACE_WARN, "control socket %s: %s", c->path,

@@ -9,6 +9,7 @@ import ctypes
 import json
 import os
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -331,6 +332,34 @@ def test_watchers_are_not_idle_clients(make_node):
         metrics = m.read()
     assert "\nquorumfs_watchers 70\n" in metrics, metrics[-3000:]
     assert "\nquorumfs_watch_queue_depth 0\n" in metrics
+    os.mkdir(n.path("w"))
+    rev = n.revision()
+    for s in socks:
+        assert s.recv(256) == b"%d\tmkdir\t/w\n" % rev
+        s.close()
+
+
+def test_many_requests_accepted_at_once_are_all_served(make_node):
+    """70 watchers connect and send their request while the node is
+    stopped: it accepts them all in one turn, before reading any. Past the
+    64 clients served at once, a client whose request waits unread is not
+    idle and is not closed: all 70 are watching (before the fix the
+    oldest 6 were closed with their request unread)."""
+    n = make_node().start()
+    n.proc.send_signal(signal.SIGSTOP)
+    socks = []
+    try:
+        for _ in range(70):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(os.path.join(n.data_dir, "ctl.sock"))
+            s.sendall(b"watch\t0\t/w\n")
+            socks.append(s)
+    finally:
+        n.proc.send_signal(signal.SIGCONT)
+    for i, s in enumerate(socks):
+        got = s.recv(64)
+        assert got.startswith(b"ok watching from revision "), (i, got)
     os.mkdir(n.path("w"))
     rev = n.revision()
     for s in socks:
