@@ -991,17 +991,22 @@ static bool request_waiting(struct ctl_client* cl)
 }
 
 /* The oldest client still sending its request (a refused one first) and
- * not merely unread (request_waiting), or NULL. */
-static struct ctl_client* oldest_reading(struct ctl* c)
+ * not merely unread (request_waiting), or NULL; *unread set when a client
+ * passed over was so. */
+static struct ctl_client* oldest_reading(struct ctl* c, bool* unread)
 {
     struct ctl_client* reading = NULL;
+    *unread = false;
     for (struct ctl_client* cl = c->head; cl != NULL; cl = cl->next) {
         if (cl->state == CL_REFUSED) {
             return cl;
         }
-        if (cl->state == CL_READING && reading == NULL &&
-            !request_waiting(cl)) {
-            reading = cl;
+        if (cl->state == CL_READING && reading == NULL) {
+            if (request_waiting(cl)) {
+                *unread = true;
+            } else {
+                reading = cl;
+            }
         }
     }
     return reading;
@@ -1029,10 +1034,11 @@ static void connection_cb(uv_stream_t* server, int status)
         /* The newest connection wins over an idle one. Clients whose
          * request waits unread are not idle: past the cap by those (at
          * most CTL_CLIENTS_MAX more), they leave "reading" at once. */
-        struct ctl_client* old = oldest_reading(c);
+        bool unread;
+        struct ctl_client* old = oldest_reading(c, &unread);
         if (old != NULL) {
             client_close(old);
-        } else if (c->served >= 2 * CTL_CLIENTS_MAX) {
+        } else if (!unread || c->served >= 2 * CTL_CLIENTS_MAX) {
             client_printf(cl,
                           "error: the node is answering %d control requests "
                           "already: retry in a moment\n",
