@@ -113,6 +113,13 @@ void fs_free(struct fs* f)
     free(f);
 }
 
+uint64_t fs__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int64_t fs__now_ns(void)
 {
     struct timespec ts;

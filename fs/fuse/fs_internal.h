@@ -351,6 +351,8 @@ struct fs {
 struct fs_metrics;
 int fs__metrics_init(struct fs* f);
 void fs__metrics_free(struct fs* f);
+/* FUSE requests the kernel expects no reply to (FORGET, INTERRUPT, ...). */
+bool fs__no_reply(uint32_t opcode);
 /* A request the loop is about to process (read by the reader thread). */
 void fs__metrics_request(struct fs* f, const void* buf, size_t len);
 /* The reader threads' own answers: FLUSHes (count, latencies) and
@@ -379,6 +381,8 @@ void fs__propose(struct fs* f, struct fs_op* op, struct store_cmd* c);
 void fs__barrier(struct fs* f, struct fs_op* op);
 bool fs__name_bad(fuse_req_t req, const char* name);
 int64_t fs__now_ns(void);
+/* CLOCK_MONOTONIC in ns: durations and timeouts. */
+uint64_t fs__mono_ns(void);
 
 /* fs_read.c, fs_grave.c, fs_write.c */
 /* A WRITE op's proposal finished (called by fs.c's proposal callback). */

@@ -93,20 +93,12 @@ static const char* const op_names[FS_MOPS] = {
     [FUSE_COPY_FILE_RANGE] = "copy_file_range",
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static unsigned op_index(uint32_t opcode)
 {
     return opcode < FS_MOPS && op_names[opcode] != NULL ? opcode : FS_MOPS;
 }
 
-/* Requests the kernel expects no reply to. */
-static bool no_reply(uint32_t opcode)
+bool fs__no_reply(uint32_t opcode)
 {
     return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET ||
            opcode == FUSE_INTERRUPT || opcode == FUSE_NOTIFY_REPLY;
@@ -120,13 +112,13 @@ static void request_read(struct fs_metrics* m, const void* buf, ssize_t len)
     }
     unsigned i = op_index(h->opcode);
     m->requests[i]++;
-    if (no_reply(h->opcode) || h->unique == 0) {
+    if (fs__no_reply(h->opcode) || h->unique == 0) {
         return;
     }
     struct fs_mreq* r = &m->inflight[(h->unique >> 1) % FS_MREQ_SLOTS];
     if (r->unique == 0) {
         r->unique = h->unique;
-        r->t0_ns = mono_ns();
+        r->t0_ns = fs__mono_ns();
         r->op = i;
     }
 }
@@ -137,7 +129,7 @@ static void reply_written(struct fs_metrics* m, uint64_t unique)
     if (r->unique != unique) {
         return; /* not timed (slot taken) */
     }
-    node_hist_observe(&m->lat[r->op], mono_ns() - r->t0_ns);
+    node_hist_observe(&m->lat[r->op], fs__mono_ns() - r->t0_ns);
     r->unique = 0;
 }
 

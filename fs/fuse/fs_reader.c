@@ -79,19 +79,6 @@ struct fs_rreq {
     char buf[];
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static bool needs_reply(uint32_t opcode)
-{
-    return opcode != FUSE_FORGET && opcode != FUSE_BATCH_FORGET &&
-           opcode != FUSE_INTERRUPT && opcode != FUSE_NOTIFY_REPLY;
-}
-
 /* Answer unique with error err (0 or a positive errno) and no payload. */
 static void reply_raw(int fd, uint64_t unique, int err)
 {
@@ -128,7 +115,7 @@ static int try_answer(struct fs_reader_thread* t,
         return 0;
     }
     reply_raw(r->fd, h->unique, 0);
-    uint64_t t1 = mono_ns();
+    uint64_t t1 = fs__mono_ns();
     pthread_mutex_lock(&t->mu);
     t->fast_flushes++;
     node_hist_observe(&t->fast_lat, t1 - t0);
@@ -152,7 +139,7 @@ static void forward(struct fs* f, const char* buf, size_t len)
 
     if (q == NULL) {
         const struct fuse_in_header* h = (const void*)buf;
-        if (len >= sizeof(*h) && needs_reply(h->opcode)) {
+        if (len >= sizeof(*h) && !fs__no_reply(h->opcode)) {
             reply_raw(r->fd, h->unique, ENOMEM);
         }
         return;
@@ -211,7 +198,7 @@ static void* reader_main(void* arg)
         ssize_t n = read(r->fd, buf, FS_READER_BUF);
         int err = errno;
         pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
-        uint64_t t0 = mono_ns();
+        uint64_t t0 = fs__mono_ns();
         if (n < 0) {
             if (err == EINTR || err == EAGAIN || err == ENOENT) {
                 continue; /* ENOENT: an interrupted request went away */
@@ -425,7 +412,7 @@ void fs_reader_drain(struct fs* f)
         if (r->closing) {
             /* Shutting down: no request is processed any more. */
             const struct fuse_in_header* h = (const void*)q->buf;
-            if (q->len >= sizeof(*h) && needs_reply(h->opcode)) {
+            if (q->len >= sizeof(*h) && !fs__no_reply(h->opcode)) {
                 reply_raw(r->fd, h->unique, EIO);
             }
             free(q);

@@ -61,13 +61,6 @@
 
 #include "fs_internal.h"
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---- the pending update ---- */
 
 /* The kernel holds something other than the committed content of ino
@@ -112,7 +105,7 @@ static void wfail_log_err(struct fs* f,
                           int errnum)
 {
     struct fs_wfail* s = &f->wfail[cause];
-    int64_t now = mono_ns();
+    int64_t now = (int64_t)fs__mono_ns();
     if (s->last_ns != 0 && now - s->last_ns < WFAIL_PERIOD_NS) {
         s->suppressed++;
         return;
@@ -209,7 +202,7 @@ static void upd_discard(struct fs* f, struct fs_wino* w, int err)
     w->u.trunc_only = false;
     w->u.err = err;
     wfail_local(f, w->ino, err);
-    w->u.touch_ns = mono_ns();
+    w->u.touch_ns = (int64_t)fs__mono_ns();
     kernel_drop(f, w->ino);
     fs__settle_arm(f);
 }
@@ -282,7 +275,7 @@ int fs__upd_begin(struct fs* f, struct fs_wino* w, bool trunc)
     w->u.len = base_len;
     w->u.on = true;
     w->u.trunc_only = trunc;
-    w->u.touch_ns = mono_ns();
+    w->u.touch_ns = (int64_t)fs__mono_ns();
     if (trunc) {
         fs__upd_stamp(&w->u, true);
     }
@@ -379,7 +372,7 @@ static int do_write(struct fs* f, struct fs_wino* w, struct fs_op* op)
     }
     fs__upd_stamp(u, true);
     u->trunc_only = false;
-    u->touch_ns = mono_ns();
+    u->touch_ns = (int64_t)fs__mono_ns();
     if (off != op->off && !u->inexact) {
         u->inexact = true; /* its page cache has the bytes elsewhere */
         kernel_drop(f, w->ino);
@@ -438,7 +431,7 @@ static int do_setattr(struct fs* f, struct fs_wino* w, struct fs_op* op)
     }
     fs__owner_add(u, op->tid);
     fs__upd_stamp(u, op->trunc || (op->set_mask & STORE_SET_SIZE));
-    u->touch_ns = mono_ns();
+    u->touch_ns = (int64_t)fs__mono_ns();
     return 0;
 }
 
@@ -525,7 +518,7 @@ static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
             /* bash's close of the original fd after dup2: the write
              * comes next. The writer's next FLUSH or the settle timer
              * commits a truncation alone. */
-            u->touch_ns = mono_ns();
+            u->touch_ns = (int64_t)fs__mono_ns();
             op_reply_err(op, 0);
             op_drop(op);
             return;
@@ -730,7 +723,7 @@ void fs__settle_cb(uv_timer_t* t)
 {
     struct fs* f = t->data;
     struct fs_wino *w, *next;
-    int64_t now = mono_ns();
+    int64_t now = (int64_t)fs__mono_ns();
     bool again = false;
 
     for (w = f->winos.next; w != &f->winos; w = next) {
