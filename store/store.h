@@ -253,7 +253,31 @@ enum store_op {
      * entry to its oldest other name (docs/consistency.md, "Hard
      * links"). */
     STORE_OP_LINK = 15,
+    /* A name reservation (docs/consistency.md, "O_EXCL"): an O_EXCL
+     * create answered before its content commits. (parent, name) becomes
+     * reserved by the holder (origin, ino): `ino` is the holder's token
+     * (non-zero, unique per pending file of the origin: not a store ino),
+     * `size` its lifetime in ns (STORE_RESV_TTL_MIN..STORE_RESV_TTL_MAX,
+     * -EINVAL otherwise). It is live while a later command's now_ns is
+     * below now_ns + size (the proposers' wall clocks decide, identically
+     * on every replica). A live reservation held by another makes
+     * CREATE with STORE_EXCL or STORE_CLAIM, MKDIR, SYMLINK, MKNOD, LINK
+     * and RENAME with STORE_NOREPLACE onto that name fail with EEXIST;
+     * nothing else sees it: lookups, readdir, views, history, restore,
+     * watchers, plain CREATE / RENAME onto the name go on as if it were
+     * free. It makes no revision and no change callback.
+     * Result: 0, the holder's own reservation renewed (its expiry moved);
+     * EEXIST: the name exists or another holds it live; ENOENT, ENOTDIR,
+     * ENAMETOOLONG, EPERM as for a CREATE of that name; ENOSPC: already
+     * STORE_RESV_MAX live reservations. */
+    STORE_OP_RESERVE = 16,
+    /* Drop every reservation held by (origin, ino), wherever its name:
+     * 0 whether or not one was held (idempotent). */
+    STORE_OP_RELEASE = 17,
 };
+#define STORE_RESV_TTL_MIN (1000000000LL)          /* 1 s */
+#define STORE_RESV_TTL_MAX (3600LL * 1000000000LL) /* 1 h */
+#define STORE_RESV_MAX 4096
 
 enum store_cmd_flags {
     STORE_EXCL = 1u << 0,      /* CREATE: fail with EEXIST if name exists */
@@ -268,6 +292,13 @@ enum store_cmd_flags {
      * regular file of that name (made meanwhile) is replaced whole in
      * place, the last commit winning; EISDIR / EEXIST for another type. */
     STORE_WITH_DATA = 1u << 4,
+    /* CREATE with STORE_WITH_DATA by the holder (origin, ino) of a
+     * reservation (STORE_OP_RESERVE): the commit of an O_EXCL file. Every
+     * reservation (origin, ino) holds is consumed, whatever the outcome;
+     * EEXIST if another holds (parent, name) live; otherwise as
+     * STORE_WITH_DATA (a regular file made meanwhile under that name, by a
+     * plain create or rename, is replaced whole: the last commit wins). */
+    STORE_CLAIM = 1u << 5,
 };
 
 enum store_set {
@@ -293,10 +324,11 @@ struct store_cmd {
     const char* name;    /* NUL-terminated, <= name_max */
     uint64_t new_parent; /* RENAME */
     const char* new_name;
-    uint64_t ino; /* WRITE / SETATTR target */
+    uint64_t ino; /* WRITE / SETATTR target; RESERVE, RELEASE, CLAIM:
+                     the holder's token */
     uint32_t mode, uid, gid;
     uint32_t set_mask; /* SETATTR: enum store_set */
-    uint64_t size;     /* SETATTR: new size; MKNOD: rdev */
+    uint64_t size;     /* SETATTR: new size; MKNOD: rdev; RESERVE: ttl ns */
     int64_t atime_ns, mtime_ns;
     const void* data; /* WRITE content, SYMLINK target */
     size_t data_len;
