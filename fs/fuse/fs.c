@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -21,6 +22,25 @@ void fs_options_default(struct fs_options* o)
     o->file_size_max = 1u << 20;
     o->pending_bytes_max = 16u << 20;
     o->quota_reserve_pct = 5;
+}
+
+/* O_EXCL reservations (fs_pnew.c): this run's token nonce, and their
+ * lifetime (the test hook QFS_TEST_RESV_TTL_MS shortens it). */
+static void resv_init(struct fs* f)
+{
+    uint64_t nonce = 0;
+    const char* ttl = getenv("QFS_TEST_RESV_TTL_MS");
+    long ms = ttl != NULL ? strtol(ttl, NULL, 10) : 0;
+
+    if (getrandom(&nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce)) {
+        nonce = fs__mono_ns() ^ fs__now_ns(); /* unique enough per run */
+    }
+    f->resv_nonce = nonce | (UINT64_C(1) << 63);
+    if (ms < STORE_RESV_TTL_MIN / 1000000 ||
+        ms > STORE_RESV_TTL_MAX / 1000000) {
+        ms = FS_RESV_TTL_MS;
+    }
+    f->resv_ttl_ns = (int64_t)ms * 1000000;
 }
 
 struct fs* fs_new(struct node* n, const struct fs_options* o)
@@ -58,6 +78,7 @@ struct fs* fs_new(struct node* n, const struct fs_options* o)
     assert(f->o.notify_async != NULL);
     f->notify.done_async = f->o.notify_async;
     fs__kview_init(f);
+    resv_init(f);
     node_set_status_extra(n, fs__nodeid_status, f);
     return f;
 }
@@ -307,6 +328,11 @@ static void propose_done_cb(void* data, const struct store_result* res)
     assert(op != NULL && res != NULL);
     if (op->kind == FS_REPLY_WRITE) {
         fs__write_done(op, res);
+    } else if (op->req == NULL) {
+        /* an internal proposal (a reservation's renewal or release):
+         * nobody to answer; a failed one expires */
+    } else if (op->kind == FS_REPLY_RESERVE) {
+        fs__pnew_reserved(op, res);
     } else if (res->err != 0) {
         fuse_reply_err(op->req, -res->err);
     } else if (op->kind == FS_REPLY_ERR) {

@@ -193,12 +193,18 @@ void fs_create(fuse_req_t req,
         }
         return;
     }
-    if (!(fi->flags & O_EXCL) && !f->o.linearizable) {
+    if (!f->o.linearizable) {
         /* A new name: a pending new file of this mount, committed with
          * its content as one entry (fs_pnew.c). O_EXCL stays a
          * compare-and-create decided in the replicated order (lock
-         * files); linearizable mode shows nothing before its commit. */
-        fs__pnew_create(f, req, parent, name, mode, fi);
+         * files): the name's reservation first, taken on every node but
+         * seen by none. Linearizable mode shows nothing before its
+         * commit. */
+        if (fi->flags & O_EXCL) {
+            fs__pnew_reserve(f, req, parent, name, mode, fi);
+        } else {
+            fs__pnew_create(f, req, parent, name, mode, fi);
+        }
         return;
     }
     op = fs__op_new(f, req, FS_REPLY_CREATE);

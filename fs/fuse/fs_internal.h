@@ -33,6 +33,7 @@ enum {
     FS_GRAVES = 256,         /* removed inos still readable by their holders */
     FS_WINO_BUCKETS = 1024,  /* per-inode write state hash (power of 2) */
     FS_SETTLE_MS = 1000,     /* updates no writer will close commit */
+    FS_RESV_TTL_MS = 30000,  /* an O_EXCL name reservation's lifetime */
     FS_KVIEW_BUCKETS = 1024, /* kernel-view hash (power of 2) */
     FS_FNODE_BUCKETS = 4096, /* nodeid table hashes (power of 2) */
     FS_FNODES_MAX = 1 << 20, /* per-revision nodeids (fs_nodeid.c) */
@@ -123,11 +124,12 @@ struct fs_wino {
 };
 
 /* A pending new file of this mount (fs_pnew.c): made by a CREATE without
- * O_EXCL of a name that did not exist, answered at once; its content and
- * attributes are the pending update of the write state keyed by `pino`,
- * and its commit is one STORE_OP_CREATE with STORE_WITH_DATA. Freed when
- * that commit is done (pino then names the committed file) or when it is
- * dropped (unlinked, failed). */
+ * O_EXCL of a name that did not exist, answered at once, or by an O_EXCL
+ * CREATE once its name reservation committed; its content and attributes
+ * are the pending update of the write state keyed by `pino`, and its
+ * commit is one STORE_OP_CREATE with STORE_WITH_DATA (and STORE_CLAIM).
+ * Freed when that commit is done (pino then names the committed file) or
+ * when it is dropped (unlinked, failed). */
 struct fs_pnew {
     struct fs_pnew* next; /* fs->pnews, oldest first */
     uint64_t pino;        /* its nodeid, and its write state's key */
@@ -139,6 +141,9 @@ struct fs_pnew {
     bool unlinked;           /* removed before it was committed */
     bool excl;               /* renamed with RENAME_NOREPLACE: its create
                                 may not replace a file made meanwhile */
+    uint64_t token;          /* its name reservation's (STORE_OP_RESERVE): an
+                                O_EXCL create; 0 none */
+    int64_t resv_ns;         /* CLOCK_MONOTONIC of its last RESERVE (renewal) */
 };
 
 /* Generated /.cluster file contents: every lookup of a name gets a new
@@ -182,6 +187,8 @@ enum fs_reply {
     FS_REPLY_BARRIER, /* a read barrier; op->resume continues the request */
     FS_REPLY_LINK,    /* fuse_reply_entry of res->ino through the nodeid
                          op->ino the LINK named (fs__nodeid_link) */
+    FS_REPLY_RESERVE, /* an O_EXCL CREATE's name reservation: on success a
+                         pending new file (fs__pnew_reserved) */
 };
 
 struct fs_op {
@@ -192,7 +199,8 @@ struct fs_op {
     struct fuse_file_info fi; /* CREATE; the open / lookup being resumed */
     uint64_t ino;             /* ATTR / WRITE target; resumed lookup's parent */
     void (*resume)(struct fs_op* op, int err); /* BARRIER */
-    char name[FS_NAME_MAX + 1];                /* resumed lookup */
+    char name[FS_NAME_MAX + 1]; /* resumed lookup, RESERVE's name */
+    uint64_t token;             /* RESERVE: the reservation's token */
     /* FS_REPLY_WRITE (fs_write.c) */
     struct fs_op* wnext; /* fs_wino queue */
     int wop;             /* FS_WOP_* */
@@ -344,6 +352,9 @@ struct fs {
     struct fs_metrics* metrics; /* fs_metrics.c */
     struct fs_pnew* pnews;      /* pending new files (fs_pnew.c) */
     uint64_t pnode_next;        /* the last pending nodeid counter handed */
+    uint64_t resv_nonce;        /* this run's high bits of reservation tokens */
+    uint64_t resv_next;         /* the last reservation counter handed */
+    int64_t resv_ttl_ns;        /* FS_RESV_TTL_MS (QFS_TEST_RESV_TTL_MS) */
 };
 
 /* fs_metrics.c: FUSE request counts and latencies, registered with the
@@ -639,6 +650,19 @@ void fs__pnew_create(struct fs* f,
                      struct fuse_file_info* fi);
 /* UNLINK / RENAME meeting a pending new file: true when handled
  * (replied). */
+/* An O_EXCL CREATE (not linearizable): propose the name's reservation;
+ * its commit makes the pending new file (fs__pnew_reserved). */
+void fs__pnew_reserve(struct fs* f,
+                      fuse_req_t req,
+                      uint64_t parent,
+                      const char* name,
+                      mode_t mode,
+                      struct fuse_file_info* fi);
+/* The RESERVE of op committed (or failed): answer its CREATE. */
+void fs__pnew_reserved(struct fs_op* op, const struct store_result* res);
+/* The settle timer's turn: renew the reservations of pending new files
+ * older than a third of their lifetime. */
+void fs__pnew_renew(struct fs* f, int64_t now_ns);
 bool fs__pnew_unlink(struct fs* f,
                      fuse_req_t req,
                      uint64_t parent,

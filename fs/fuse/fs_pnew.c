@@ -110,6 +110,8 @@ int fs__pnew_path(const struct fs* f, uint64_t pino, char* buf, size_t cap)
     return 0;
 }
 
+static void pnew_release(struct fs* f, struct fs_pnew* p, fuse_req_t req);
+
 static void pnew_free(struct fs* f, struct fs_pnew* p)
 {
     struct fs_pnew** pp = &f->pnews;
@@ -132,6 +134,7 @@ void fs__pnew_drop(struct fs* f, uint64_t pino)
     if (!p->unlinked) {
         fs__notify_push(&f->notify, pino, p->parent, p->name);
     }
+    pnew_release(f, p, NULL); /* not committed: a failed update */
     pnew_free(f, p);
 }
 
@@ -153,12 +156,16 @@ bool fs__pnew_forget(struct fs* f, uint64_t pino, uint64_t nlookup)
     return true;
 }
 
-void fs__pnew_create(struct fs* f,
-                     fuse_req_t req,
-                     uint64_t parent,
-                     const char* name,
-                     mode_t mode,
-                     struct fuse_file_info* fi)
+/* Make the pending new file (parent, name) and answer req's CREATE with
+ * it: true; false when req was answered with an error. token: its
+ * committed name reservation (O_EXCL), 0 none. */
+static bool pnew_make(struct fs* f,
+                      fuse_req_t req,
+                      uint64_t parent,
+                      const char* name,
+                      mode_t mode,
+                      struct fuse_file_info* fi,
+                      uint64_t token)
 {
     const struct fuse_ctx* ctx = fuse_req_ctx(req);
     struct store_attr a;
@@ -174,14 +181,14 @@ void fs__pnew_create(struct fs* f,
     }
     if (rv != 0) {
         fuse_reply_err(req, -rv);
-        return;
+        return false;
     }
     p = calloc(1, sizeof(*p));
     w = p != NULL ? fs__wino_get(f, FS_PNODE_BASE + f->pnode_next + 1) : NULL;
     if (w == NULL) {
         free(p);
         fuse_reply_err(req, ENOMEM);
-        return;
+        return false;
     }
     p->pino = FS_PNODE_BASE + ++f->pnode_next;
     p->parent = parent;
@@ -190,6 +197,8 @@ void fs__pnew_create(struct fs* f,
     p->uid = ctx->uid;
     p->gid = ctx->gid;
     p->made_ns = fs__now_ns();
+    p->token = token;
+    p->resv_ns = (int64_t)fs__mono_ns();
     for (tail = &f->pnews; *tail != NULL; tail = &(*tail)->next) {
     }
     *tail = p;
@@ -201,7 +210,7 @@ void fs__pnew_create(struct fs* f,
         pnew_free(f, p);
         fs__wino_put(f, w);
         fuse_reply_err(req, -rv);
-        return;
+        return false;
     }
     w->u.unpriv = ctx->uid != 0;
     fs__owner_add(&w->u, (int32_t)ctx->pid);
@@ -214,6 +223,128 @@ void fs__pnew_create(struct fs* f,
         fs__upd_free(f, &w->u);
         fs__wino_put(f, w);
         pnew_free(f, p);
+        return false;
+    }
+    return true;
+}
+
+void fs__pnew_create(struct fs* f,
+                     fuse_req_t req,
+                     uint64_t parent,
+                     const char* name,
+                     mode_t mode,
+                     struct fuse_file_info* fi)
+{
+    (void)pnew_make(f, req, parent, name, mode, fi, 0);
+}
+
+/* ---- O_EXCL: the name's reservation ---- */
+
+/* A RESERVE (or RELEASE: ttl 0) of token for (parent, name), with op's
+ * reply; op NULL: an internal proposal nobody waits for. */
+static void resv_propose(struct fs* f,
+                         struct fs_op* op,
+                         uint64_t token,
+                         uint64_t parent,
+                         const char* name)
+{
+    struct store_cmd c;
+
+    memset(&c, 0, sizeof(c));
+    c.op = name != NULL ? STORE_OP_RESERVE : STORE_OP_RELEASE;
+    c.parent = parent;
+    c.name = name;
+    c.ino = token;
+    c.size = name != NULL ? (uint64_t)f->resv_ttl_ns : 0;
+    if (op == NULL) {
+        op = fs__op_new(f, NULL, FS_REPLY_ERR);
+        if (op == NULL) {
+            return; /* out of memory: the reservation expires */
+        }
+    }
+    fs__propose(f, op, &c);
+}
+
+/* Give up token's reservation (the file will not be committed): at once,
+ * nobody waits (req NULL), or before req's UNLINK is answered. */
+static void resv_release(struct fs* f, uint64_t token, fuse_req_t req)
+{
+    struct fs_op* op = NULL;
+
+    if (token == 0 && req != NULL) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    if (req != NULL) {
+        op = fs__op_new(f, req, FS_REPLY_ERR);
+        if (op == NULL) {
+            fuse_reply_err(req, 0); /* the reservation expires */
+        }
+    }
+    if (token != 0 && (req == NULL || op != NULL)) {
+        resv_propose(f, op, token, 0, NULL);
+    }
+}
+
+/* p will not be committed: its reservation goes (resv_release). */
+static void pnew_release(struct fs* f, struct fs_pnew* p, fuse_req_t req)
+{
+    uint64_t token = p->token;
+
+    p->token = 0;
+    resv_release(f, token, req);
+}
+
+void fs__pnew_reserve(struct fs* f,
+                      fuse_req_t req,
+                      uint64_t parent,
+                      const char* name,
+                      mode_t mode,
+                      struct fuse_file_info* fi)
+{
+    struct fs_op* op = fs__op_new(f, req, FS_REPLY_RESERVE);
+
+    if (op == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    op->fi = *fi;
+    op->ino = parent;
+    op->mode = mode;
+    memcpy(op->name, name, strlen(name) + 1);
+    /* unique per pending file of this node: this run's nonce, a counter */
+    op->token = f->resv_nonce ^ ++f->resv_next; /* bit 63: never 0 */
+    resv_propose(f, op, op->token, parent, name);
+}
+
+void fs__pnew_reserved(struct fs_op* op, const struct store_result* res)
+{
+    struct fs* f = op->fs;
+
+    if (res->err != 0) {
+        fuse_reply_err(op->req, -res->err);
+        return;
+    }
+    if (!pnew_make(f, op->req, op->ino, op->name, op->mode, &op->fi,
+                   op->token)) {
+        resv_release(f, op->token, NULL); /* answered with an error */
+    }
+}
+
+void fs__pnew_renew(struct fs* f, int64_t now_ns)
+{
+    struct fs_pnew* p;
+
+    for (p = f->pnews; p != NULL; p = p->next) {
+        struct fs_wino* w = fs__wino_find(f, p->pino);
+        if (p->token == 0 || p->unlinked ||
+            now_ns - p->resv_ns < f->resv_ttl_ns / 3 ||
+            (w != NULL && (w->busy || w->q_head != NULL))) {
+            continue; /* none, or its commit (which consumes it) in flight */
+        }
+        p->resv_ns = now_ns;
+        /* under its current name: a rename by another process moved it */
+        resv_propose(f, NULL, p->token, p->parent, p->name);
     }
 }
 
@@ -234,9 +365,12 @@ bool fs__pnew_unlink(struct fs* f,
     }
     p->unlinked = true; /* its writer's close drops it */
     if (store_lookup(node_store(f->node), parent, name, &a) == 0) {
+        pnew_release(f, p, NULL);
         return false; /* made elsewhere meanwhile: that one goes too */
     }
-    fuse_reply_err(req, 0);
+    /* answered once its name is free for O_EXCL on every node (at once
+     * without a reservation) */
+    pnew_release(f, p, req);
     return true;
 }
 
@@ -251,6 +385,7 @@ bool fs__pnew_rename(struct fs* f, fuse_req_t req, struct store_cmd* c)
         if (dst != NULL &&
             (c->flags & (STORE_NOREPLACE | STORE_EXCHANGE)) == 0) {
             dst->unlinked = true; /* replaced by the renamed file */
+            pnew_release(f, dst, NULL);
         }
         return false;
     }
@@ -280,6 +415,7 @@ bool fs__pnew_rename(struct fs* f, fuse_req_t req, struct store_cmd* c)
     }
     if (dst != NULL) {
         dst->unlinked = true; /* replaced */
+        pnew_release(f, dst, NULL);
     }
     p->parent = c->new_parent;
     memcpy(p->name, c->new_name, strlen(c->new_name) + 1);
@@ -315,7 +451,9 @@ bool fs__pnew_cmd(struct fs* f,
     }
     memset(c, 0, sizeof(*c));
     c->op = STORE_OP_CREATE;
-    c->flags = STORE_WITH_DATA | (p->excl ? STORE_EXCL : 0);
+    c->flags = STORE_WITH_DATA | (p->excl ? STORE_EXCL : 0) |
+               (p->token != 0 ? STORE_CLAIM : 0);
+    c->ino = p->token; /* CLAIM: consumes its reservation, whatever comes */
     c->parent = p->parent;
     c->name = p->name;
     c->mode = (u->set_mask & STORE_SET_MODE) ? u->mode : p->mode;
@@ -332,6 +470,9 @@ struct fs_wino* fs__pnew_done(struct fs* f,
     uint64_t pino = w->ino;
 
     if (res->err != 0 || p == NULL) {
+        if (p != NULL) {
+            p->token = 0; /* its CLAIM consumed the reservation */
+        }
         fs__pnew_drop(f, pino);
         return w;
     }

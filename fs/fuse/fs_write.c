@@ -469,7 +469,9 @@ void fs__commit_start(struct fs* f,
         wc.op = STORE_OP_WRITE;
         c = &wc;
     }
-    c->ino = pnew ? 0 : w->ino;
+    if (!pnew) {
+        c->ino = w->ino; /* a pending new file's: its token (CLAIM) */
+    }
     c->data = w->u.buf;
     c->data_len = w->u.len;
     c->set_mask = w->u.set_mask;
@@ -726,6 +728,9 @@ void fs__settle_cb(uv_timer_t* t)
     int64_t now = (int64_t)fs__mono_ns();
     bool again = false;
 
+    if (f->pnews != NULL) {
+        fs__pnew_renew(f, now); /* O_EXCL reservations still pending */
+    }
     for (w = f->winos.next; w != &f->winos; w = next) {
         next = w->next;
         if (!settle_due(w, now)) {
