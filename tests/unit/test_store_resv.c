@@ -319,9 +319,10 @@ static void test_expiry_and_renewal(void)
 }
 
 /* The reservation clock: once a RESERVE ran at t, a reservation expired
- * at t stays expired for a later command of an earlier clock (which is
- * what makes dropping expired ones safe); without such a RESERVE the
- * command's own time decides. */
+ * at t stays expired for a later command of an earlier time (which is
+ * what makes dropping expired ones safe), also one set after it by a
+ * proposer whose clock is behind; without such a RESERVE the command's
+ * own time decides. */
 static void test_clock(void)
 {
     struct env e;
@@ -336,6 +337,12 @@ static void test_clock(void)
     e.now = 101 * SEC; /* a proposer whose clock is behind */
     CHECK_EQ(op(&e, STORE_OP_MKDIR, d, "f"), 0);
     CHECK_EQ(op(&e, STORE_OP_MKDIR, d, "g"), -EEXIST); /* live to 302 s */
+    /* set at 101 s for 2 s: expired at once (the clock is at 300 s) */
+    CHECK_EQ(reserve(&e, A, 2, d, "h", 2 * SEC), 0);
+    CHECK_EQ(op(&e, STORE_OP_MKDIR, d, "h"), 0);
+    /* a renewal to 303 s: live */
+    CHECK_EQ(reserve(&e, B, 1, d, "g", 202 * SEC), 0);
+    CHECK_EQ(op(&e, STORE_OP_MKDIR, d, "g"), -EEXIST);
     env_close(&e);
 }
 
