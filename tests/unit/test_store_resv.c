@@ -224,6 +224,15 @@ static void test_blocks(void)
     CHECK_EQ(reserve(&e, A, 10, d, "f", 10 * SEC), 0);
     CHECK(!exists(&e, d, "f"));
     CHECK_EQ(entries(&e, d), 1);
+    /* nor does a view of the revision */
+    struct store_view* v;
+    CHECK_EQ(store_view_open(e.st, revision(&e), &v), 0);
+    struct store_attr va;
+    CHECK_EQ(store_view_lookup(v, d, "f", &va), -ENOENT);
+    static struct kids k;
+    CHECK_EQ(store_view_readdir(v, d, NULL, kid_cb, &k), 0);
+    CHECK_EQ(k.n, 1);
+    store_view_release(v);
     uint64_t rev = revision(&e);
     CHECK_EQ(create(&e, d, "f", STORE_EXCL, NULL), -EEXIST);
     CHECK_EQ(create(&e, d, "f", STORE_EXCL | STORE_WITH_DATA, NULL), -EEXIST);
