@@ -1,8 +1,10 @@
 /* apply.c - command semantics (POSIX through FUSE). Every command is checked
  * completely before anything changes, so a failed command changes nothing
- * but the applied index and the dedup table. Changes go through commit_put /
- * commit_del, which queue the record AND apply it with the same primitive
- * recovery uses. Time comes from the command (now_ns), never the clock. */
+ * but the applied index and the dedup table (and the reservations a
+ * STORE_CLAIM consumes whatever its outcome: resv.c). Changes go through
+ * commit_put / commit_del, which queue the record AND apply it with the same
+ * primitive recovery uses. Time comes from the command (now_ns), never the
+ * clock. */
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -275,13 +277,39 @@ static int create_with_data(struct apply_ctx* x, struct entry* d)
     return 0;
 }
 
+/* STORE_CLAIM: the holder's reservations go whatever the outcome; then
+ * EEXIST if another holds the name live, else CREATE with STORE_WITH_DATA.
+ * Decode admits STORE_CLAIM only with STORE_WITH_DATA on a CREATE. */
+static int op_claim(struct apply_ctx* x)
+{
+    struct entry* d;
+    const struct store_cmd* c = x->c;
+    assert((c->flags & STORE_WITH_DATA) != 0);
+    store__resv_consume(x);
+    int rv = check_dirent(x->st, c->parent, c->name, &d);
+    if (rv != 0) {
+        return rv;
+    }
+    if (store__resv_blocks(x, c->parent, c->name)) {
+        return -EEXIST;
+    }
+    return create_with_data(x, d);
+}
+
 static int op_create(struct apply_ctx* x)
 {
     struct entry* d;
     const struct store_cmd* c = x->c;
+    if ((c->flags & STORE_CLAIM) != 0) {
+        return op_claim(x);
+    }
     int rv = check_dirent(x->st, c->parent, c->name, &d);
     if (rv != 0) {
         return rv;
+    }
+    if ((c->flags & STORE_EXCL) != 0 &&
+        store__resv_blocks(x, c->parent, c->name)) {
+        return -EEXIST; /* reserved by a pending O_EXCL create */
     }
     if ((c->flags & STORE_WITH_DATA) != 0) {
         return create_with_data(x, d);
@@ -312,7 +340,8 @@ static int op_create(struct apply_ctx* x)
 }
 
 /* The command's (parent, name) may be created: the parent is a directory
- * the name may go in (check_dirent, *d) and nothing has that name. */
+ * the name may go in (check_dirent, *d), nothing has that name and no
+ * live reservation holds it. */
 static int check_new_dirent(struct apply_ctx* x, struct entry** d)
 {
     const struct store_cmd* c = x->c;
@@ -320,7 +349,11 @@ static int check_new_dirent(struct apply_ctx* x, struct entry** d)
     if (rv != 0) {
         return rv;
     }
-    return child(*d, c->name) != NULL ? -EEXIST : 0;
+    if (child(*d, c->name) != NULL ||
+        store__resv_blocks(x, c->parent, c->name)) {
+        return -EEXIST;
+    }
+    return 0;
 }
 
 static int op_mkdir_symlink(struct apply_ctx* x)
@@ -676,7 +709,8 @@ static int rename_check(struct apply_ctx* x, struct mv* m)
             return rv;
         }
     }
-    if ((f & STORE_NOREPLACE) && m->dst != NULL) {
+    if ((f & STORE_NOREPLACE) &&
+        (m->dst != NULL || store__resv_blocks(x, c->new_parent, c->new_name))) {
         return -EEXIST;
     }
     if (m->src == m->dst || m->rs == m->rd) {
@@ -789,6 +823,25 @@ static int op_rename(struct apply_ctx* x)
     return 0;
 }
 
+/* ---- name reservations (resv.c) ---- */
+
+/* RESERVE: a holder token, a ttl in range, then the checks of a CREATE of
+ * that name. */
+static int op_reserve(struct apply_ctx* x)
+{
+    struct entry* d;
+    const struct store_cmd* c = x->c;
+    if (c->ino == 0 || c->size < (uint64_t)STORE_RESV_TTL_MIN ||
+        c->size > (uint64_t)STORE_RESV_TTL_MAX) {
+        return -EINVAL;
+    }
+    int rv = check_dirent(x->st, c->parent, c->name, &d);
+    if (rv == 0) {
+        rv = check_path(x->st, d, c->name);
+    }
+    return rv != 0 ? rv : store__op_reserve(x, d);
+}
+
 /* ---- entry points ---- */
 
 static int run(struct apply_ctx* x)
@@ -822,6 +875,10 @@ static int run(struct apply_ctx* x)
         return op_mknod(x);
     case STORE_OP_LINK:
         return op_link(x);
+    case STORE_OP_RESERVE:
+        return op_reserve(x);
+    case STORE_OP_RELEASE:
+        return store__op_release(x);
     default:
         return -EBADMSG; /* decode admits only known ops */
     }

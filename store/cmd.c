@@ -9,7 +9,10 @@
  * u32 new_name_len, u32 data_len, u32 zero, name (with its NUL), new_name (with
  * its NUL), data. A string length of 0 means "absent" (NULL); otherwise it
  * counts the NUL, which must be the string's only NUL. The total length must
- * match exactly.
+ * match exactly. Ops 1..17 (STORE_OP_CREATE..STORE_OP_RELEASE; 16 and 17,
+ * the name reservations, were added without a version bump: an older
+ * binary refuses them as malformed). Flags: enum store_cmd_flags, with
+ * STORE_CLAIM only on a CREATE that also has STORE_WITH_DATA.
  */
 #include <assert.h>
 #include <errno.h>
@@ -24,7 +27,7 @@ enum {
 #define CMD_DATA_MAX STORE_FILE_SIZE_LIMIT
 #define CMD_FLAGS_ALL                                              \
     (STORE_EXCL | STORE_NOREPLACE | STORE_EXCHANGE | STORE_TRUNC | \
-     STORE_WITH_DATA)
+     STORE_WITH_DATA | STORE_CLAIM)
 #define CMD_SET_ALL                                                    \
     (STORE_SET_MODE | STORE_SET_UID | STORE_SET_GID | STORE_SET_SIZE | \
      STORE_SET_ATIME | STORE_SET_MTIME)
@@ -123,8 +126,13 @@ int store_cmd_decode(struct store_cmd* c, const void* buf, size_t len)
     c->type = p[2];
     c->reserve_pct = p[3];
     c->flags = get_le32(p + 4);
-    if (c->op < STORE_OP_CREATE || c->op > STORE_OP_LINK ||
+    if (c->op < STORE_OP_CREATE || c->op > STORE_OP_RELEASE ||
         (c->flags & ~(uint32_t)CMD_FLAGS_ALL) != 0) {
+        return -EBADMSG;
+    }
+    /* STORE_CLAIM: only the commit of a reserved CREATE with its data */
+    if ((c->flags & STORE_CLAIM) != 0 &&
+        (c->op != STORE_OP_CREATE || (c->flags & STORE_WITH_DATA) == 0)) {
         return -EBADMSG;
     }
     /* the type byte: only MKNOD's, one of the special files */

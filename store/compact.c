@@ -2,8 +2,9 @@
  * revision C, online (docs/format-db.md, "Compaction").
  *
  * The new file is `<db>.compact`: BASE frames holding the state at C (every
- * entry live at C, the dedup table, the named snapshots and the compact
- * revision, as of the last record of revision <= C), then every later
+ * entry live at C, the dedup table, the named snapshots, the compact
+ * revision and the name reservations with their clock, as of the last
+ * record of revision <= C), then every later
  * record, frame by frame, with its prev location rewritten to the new
  * file. Three steps:
  *   begin  (loop): note C, the durable end of the old file and a dup of its

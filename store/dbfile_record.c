@@ -107,6 +107,54 @@ void store__rec_compact_encode(uint64_t rev, uint8_t* p)
     put_le64(p + 1, rev);
 }
 
+size_t store__rec_resv_size(const struct store_resv_rec* r)
+{
+    return REC_RESV_FIXED + (size_t)r->name_len;
+}
+
+void store__rec_resv_encode(const struct store_resv_rec* r, uint8_t* p)
+{
+    p[0] = REC_RESV;
+    p[1] = r->flags;
+    put_le16(p + 2, r->name_len);
+    put_le32(p + 4, 0);
+    put_le64(p + 8, r->parent);
+    put_le64(p + 16, r->origin);
+    put_le64(p + 24, r->token);
+    put_le64(p + 32, (uint64_t)r->expire_ns);
+    put_le64(p + 40, (uint64_t)r->clock_ns);
+    if (r->name_len > 0) {
+        memcpy(p + REC_RESV_FIXED, r->name, r->name_len);
+    }
+}
+
+/* The RESV records that rebuild a state's reservations: one per
+ * reservation, each with the clock; only the clock when there is none.
+ * i: the reservation (nresvs: the CLOCK record). */
+static void meta_resv(const struct store_state* s,
+                      size_t i,
+                      struct store_resv_rec* r)
+{
+    *r = (struct store_resv_rec){.flags = RESV_F_CLOCK,
+                                 .clock_ns = s->resv_clock};
+    if (i < s->nresvs) {
+        const struct store_resv* v = &s->resvs[i];
+        *r = (struct store_resv_rec){.parent = v->parent,
+                                     .origin = v->origin,
+                                     .token = v->token,
+                                     .expire_ns = v->expire_ns,
+                                     .clock_ns = s->resv_clock,
+                                     .name = v->name,
+                                     .name_len = v->name_len};
+    }
+}
+
+/* How many RESV records meta_resv gives (0: no reservation, clock 0). */
+static size_t meta_resv_count(const struct store_state* s)
+{
+    return s->nresvs > 0 ? s->nresvs : (s->resv_clock != 0 ? 1 : 0);
+}
+
 size_t store__meta_size(const struct store_state* s, uint32_t* records)
 {
     size_t n = 0;
@@ -116,6 +164,12 @@ size_t store__meta_size(const struct store_state* s, uint32_t* records)
     *records = (uint32_t)s->nsnaps;
     if (s->compact_rev != 0) {
         n += REC_COMPACT_FIXED;
+        (*records)++;
+    }
+    for (size_t i = 0; i < meta_resv_count(s); i++) {
+        struct store_resv_rec r;
+        meta_resv(s, i, &r);
+        n += store__rec_resv_size(&r);
         (*records)++;
     }
     return n;
@@ -131,6 +185,13 @@ void store__meta_encode(const struct store_state* s, uint8_t* p)
     }
     if (s->compact_rev != 0) {
         store__rec_compact_encode(s->compact_rev, p);
+        p += REC_COMPACT_FIXED;
+    }
+    for (size_t i = 0; i < meta_resv_count(s); i++) {
+        struct store_resv_rec r;
+        meta_resv(s, i, &r);
+        store__rec_resv_encode(&r, p);
+        p += store__rec_resv_size(&r);
     }
 }
 
@@ -175,6 +236,51 @@ static long decode_result(const uint8_t* p, size_t len, struct store_anyrec* r)
                                    .err = err,
                                    .flags = p[1]};
     return REC_RESULT_FIXED;
+}
+
+/* A reservation's name: as an entry name (no NUL, no '/', not "." or
+ * ".."), 1..STORE_NAME_LIMIT bytes. */
+static bool resv_name_ok(const char* name, size_t len)
+{
+    if (len == 0 || len > STORE_NAME_LIMIT || memchr(name, 0, len) != NULL ||
+        memchr(name, '/', len) != NULL) {
+        return false;
+    }
+    return !(len == 1 && name[0] == '.') &&
+           !(len == 2 && name[0] == '.' && name[1] == '.');
+}
+
+static long decode_resv(const uint8_t* p, size_t len, struct store_anyrec* a)
+{
+    struct store_resv_rec* r = &a->resv;
+    if (len < REC_RESV_FIXED || get_le32(p + 4) != 0) {
+        return -EBADMSG;
+    }
+    r->flags = p[1];
+    r->name_len = get_le16(p + 2);
+    r->parent = get_le64(p + 8);
+    r->origin = get_le64(p + 16);
+    r->token = get_le64(p + 24);
+    r->expire_ns = (int64_t)get_le64(p + 32);
+    r->clock_ns = (int64_t)get_le64(p + 40);
+    r->name = (const char*)p + REC_RESV_FIXED;
+    if ((r->flags & ~(RESV_F_REMOVE | RESV_F_CLOCK)) != 0 ||
+        r->flags == (RESV_F_REMOVE | RESV_F_CLOCK) ||
+        REC_RESV_FIXED + (size_t)r->name_len > len) {
+        return -EBADMSG;
+    }
+    if (r->flags == RESV_F_CLOCK) {
+        /* the clock alone: nothing else */
+        if (r->name_len != 0 || r->parent != 0 || r->origin != 0 ||
+            r->token != 0 || r->expire_ns != 0) {
+            return -EBADMSG;
+        }
+    } else if (r->parent == 0 || r->token == 0 ||
+               !resv_name_ok(r->name, r->name_len) ||
+               ((r->flags & RESV_F_REMOVE) != 0 && r->expire_ns != 0)) {
+        return -EBADMSG;
+    }
+    return (long)REC_RESV_FIXED + (long)r->name_len;
 }
 
 static long decode_put(const uint8_t* p, size_t len, struct store_rec* r)
@@ -244,6 +350,8 @@ long store__rec_decode(const uint8_t* p, size_t len, struct store_anyrec* r)
         return REC_COMPACT_FIXED;
     case REC_RESULT:
         return decode_result(p, len, r);
+    case REC_RESV:
+        return decode_resv(p, len, r);
     default:
         return -EBADMSG;
     }
@@ -288,6 +396,8 @@ int store__rec_apply(struct store_state* s,
         }
         s->compact_rev = r->rev;
         return 0;
+    case REC_RESV:
+        return store__resv_apply(s, &r->resv, msg, cap);
     default:
         assert(false);
         return -EUCLEAN;
@@ -399,6 +509,19 @@ int store__pend_compact(struct store* st, uint64_t rev)
     }
     store__rec_compact_encode(rev, st->pend.buf + st->pend.len);
     st->pend.len += REC_COMPACT_FIXED;
+    st->pend.records++;
+    return 0;
+}
+
+int store__pend_resv(struct store* st, const struct store_resv_rec* r)
+{
+    size_t n = store__rec_resv_size(r);
+    int rv = pend_reserve(&st->pend, n);
+    if (rv != 0) {
+        return rv;
+    }
+    store__rec_resv_encode(r, st->pend.buf + st->pend.len);
+    st->pend.len += n;
     st->pend.records++;
     return 0;
 }

@@ -5,7 +5,8 @@
  * count, revision, applied index, ino counter, payload length, checksum) +
  * payload: a PUT record for every live entry, parents before children, then
  * DEDUP/RESULT records that rebuild the dedup table exactly (results
- * included). The payload uses the
+ * included), then SNAP/COMPACT records and RESV records that rebuild the
+ * name reservations and their clock (store__meta_encode). The payload uses the
  * db file's record encoding, so install writes it as BASE frames.
  */
 #include <assert.h>
@@ -254,6 +255,7 @@ static int install_chunk(struct install* in,
         struct store_anyrec r;
         long n = store__rec_decode(raw + pos, len - pos, &r);
         if (n < 0 || r.tag == REC_DEL || r.tag == REC_SNAPDROP ||
+            (r.tag == REC_RESV && (r.resv.flags & RESV_F_REMOVE) != 0) ||
             (r.tag == REC_PUT && r.put.mod_rev > in->revision) ||
             ((r.tag == REC_SNAP || r.tag == REC_COMPACT) &&
              r.rev > in->revision) ||

@@ -392,6 +392,10 @@ void store__state_free(struct store_state* s)
         free(s->snaps[i].name);
     }
     free(s->snaps);
+    for (size_t i = 0; i < s->nresvs; i++) {
+        free(s->resvs[i].name);
+    }
+    free(s->resvs);
     memset(s, 0, sizeof(*s));
 }
 
@@ -863,6 +867,124 @@ uint64_t store__snap_oldest(const struct store_state* s)
         }
     }
     return oldest;
+}
+
+/* ---- name reservations ---- */
+
+static int resv_cmp(const struct store_resv* r,
+                    uint64_t parent,
+                    const char* name,
+                    size_t len)
+{
+    if (r->parent != parent) {
+        return r->parent < parent ? -1 : 1;
+    }
+    return name_cmp(r->name, r->name_len, name, len);
+}
+
+/* Binary search: *pos = insertion point. */
+static struct store_resv* resv_search(const struct store_state* s,
+                                      uint64_t parent,
+                                      const char* name,
+                                      size_t len,
+                                      size_t* pos)
+{
+    size_t lo = 0, hi = s->nresvs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (resv_cmp(&s->resvs[mid], parent, name, len) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *pos = lo;
+    if (lo < s->nresvs && resv_cmp(&s->resvs[lo], parent, name, len) == 0) {
+        return &s->resvs[lo];
+    }
+    return NULL;
+}
+
+struct store_resv* store__resv_find(const struct store_state* s,
+                                    uint64_t parent,
+                                    const char* name,
+                                    size_t len)
+{
+    size_t pos;
+    return resv_search(s, parent, name, len, &pos);
+}
+
+int store__resv_set(struct store_state* s, const struct store_resv_rec* r)
+{
+    size_t pos;
+    struct store_resv* v =
+        resv_search(s, r->parent, r->name, r->name_len, &pos);
+    if (v == NULL) {
+        char* copy = strndup(r->name, r->name_len);
+        if (copy == NULL) {
+            return -ENOMEM;
+        }
+        struct store_resv* n = realloc(s->resvs, (s->nresvs + 1) * sizeof(*n));
+        if (n == NULL) {
+            free(copy);
+            return -ENOMEM;
+        }
+        s->resvs = n;
+        memmove(&n[pos + 1], &n[pos], (s->nresvs - pos) * sizeof(*n));
+        v = &n[pos];
+        *v = (struct store_resv){
+            .parent = r->parent, .name = copy, .name_len = r->name_len};
+        s->nresvs++;
+    }
+    v->origin = r->origin;
+    v->token = r->token;
+    v->expire_ns = r->expire_ns;
+    return 0;
+}
+
+int store__resv_del(struct store_state* s,
+                    uint64_t parent,
+                    const char* name,
+                    size_t len)
+{
+    size_t pos;
+    struct store_resv* v = resv_search(s, parent, name, len, &pos);
+    if (v == NULL) {
+        return -ENOENT;
+    }
+    free(v->name);
+    memmove(&s->resvs[pos], &s->resvs[pos + 1],
+            (s->nresvs - pos - 1) * sizeof(s->resvs[0]));
+    s->nresvs--;
+    return 0;
+}
+
+int store__resv_apply(struct store_state* s,
+                      const struct store_resv_rec* r,
+                      char* msg,
+                      size_t cap)
+{
+    if (r->clock_ns > s->resv_clock) {
+        s->resv_clock = r->clock_ns;
+    }
+    if ((r->flags & RESV_F_CLOCK) != 0) {
+        return 0;
+    }
+    if ((r->flags & RESV_F_REMOVE) == 0) {
+        if (s->nresvs >= STORE_RESV_MAX &&
+            store__resv_find(s, r->parent, r->name, r->name_len) == NULL) {
+            snprintf(msg, cap, "more than %d reservations", STORE_RESV_MAX);
+            return -EUCLEAN;
+        }
+        return store__resv_set(s, r);
+    }
+    const struct store_resv* v =
+        store__resv_find(s, r->parent, r->name, r->name_len);
+    if (v == NULL || v->origin != r->origin || v->token != r->token) {
+        snprintf(msg, cap, "removal of an unknown reservation");
+        return -EUCLEAN;
+    }
+    return store__resv_del(s, r->parent, r->name, r->name_len);
 }
 
 /* ---- helpers for readers ---- */

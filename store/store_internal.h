@@ -115,6 +115,17 @@ struct store_snap {
     int64_t ctime_ns;
 };
 
+/* A name reservation (STORE_OP_RESERVE): replicated state (record
+ * REC_RESV), invisible to every read. Live for a command judged at time t
+ * (store__resv_time) while t < expire_ns. */
+struct store_resv {
+    uint64_t parent;
+    uint64_t origin, token; /* the holder */
+    int64_t expire_ns;
+    char* name; /* malloc'd, NUL-terminated */
+    uint16_t name_len;
+};
+
 struct store_state {
     struct entry** buckets;
     size_t nbuckets; /* power of two */
@@ -134,6 +145,14 @@ struct store_state {
     struct entry** lbuckets;
     size_t nlbuckets; /* power of two */
     size_t nlinks;    /* name entries */
+    /* Name reservations, sorted by (parent, name); at most STORE_RESV_MAX
+     * (a RESERVE drops every expired one before it adds one). */
+    struct store_resv* resvs;
+    size_t nresvs;
+    /* The reservation clock: the latest now_ns of a RESERVE applied. A
+     * command is judged at max(its now_ns, this): once expired, a
+     * reservation stays expired, so dropping it changes no outcome. */
+    int64_t resv_clock;
 };
 
 /* A record: the full new state of one entry (PUT), also the unit of the db
@@ -160,6 +179,7 @@ enum rec_tag {
     REC_SNAPDROP = 5, /* a named snapshot was dropped */
     REC_COMPACT = 6,  /* the compact revision advanced */
     REC_RESULT = 7,   /* DEDUP with the command's result */
+    REC_RESV = 8,     /* a name reservation set or removed; the clock */
 };
 enum {
     REC_PUT_FIXED = 96,
@@ -169,6 +189,21 @@ enum {
     REC_SNAPDROP_FIXED = 4,
     REC_COMPACT_FIXED = 9,
     REC_RESULT_FIXED = 40,
+    REC_RESV_FIXED = 48,
+};
+/* REC_RESV flags: REMOVE drops the reservation of (parent, name) (its
+ * holder must match); CLOCK carries only the clock (images and BASE
+ * frames without a reservation); neither: set (insert or replace). */
+enum { RESV_F_REMOVE = 1, RESV_F_CLOCK = 2 };
+
+/* A REC_RESV record. name borrowed (not NUL-terminated when decoded). */
+struct store_resv_rec {
+    uint8_t flags;
+    uint64_t parent, origin, token;
+    int64_t expire_ns;
+    int64_t clock_ns; /* the reservation clock becomes max(it, this) */
+    const char* name;
+    uint16_t name_len;
 };
 /* Results a REC_RESULT may carry: 0 or -errno (-1..-4095). */
 enum { REC_RESULT_ERR_MIN = -4095 };
@@ -184,8 +219,9 @@ struct store_anyrec {
     struct dedup_result res; /* REC_RESULT (res.seq = seq) */
     const char* sname;       /* REC_SNAP, REC_SNAPDROP (not NUL-terminated) */
     uint16_t sname_len;
-    int64_t sctime_ns; /* REC_SNAP; rev = its revision */
-};                     /* REC_COMPACT: rev = the compact revision */
+    int64_t sctime_ns;          /* REC_SNAP; rev = its revision */
+    struct store_resv_rec resv; /* REC_RESV */
+};                              /* REC_COMPACT: rev = the compact revision */
 
 int store__state_init(struct store_state* s);
 void store__state_free(struct store_state* s);
@@ -251,6 +287,29 @@ int store__snap_add(struct store_state* s,
 int store__snap_del(struct store_state* s, const char* name, size_t len);
 /* Oldest revision a named snapshot names (UINT64_MAX: none). */
 uint64_t store__snap_oldest(const struct store_state* s);
+/* Name reservations. find: NULL if none; set: insert or replace (holder
+ * and expiry), -ENOMEM; del: -ENOENT. */
+struct store_resv* store__resv_find(const struct store_state* s,
+                                    uint64_t parent,
+                                    const char* name,
+                                    size_t len);
+int store__resv_set(struct store_state* s, const struct store_resv_rec* r);
+int store__resv_del(struct store_state* s,
+                    uint64_t parent,
+                    const char* name,
+                    size_t len);
+/* The time a command of now_ns judges reservations at. */
+static inline int64_t store__resv_time(const struct store_state* s,
+                                       int64_t now_ns)
+{
+    return now_ns > s->resv_clock ? now_ns : s->resv_clock;
+}
+/* Apply a REC_RESV record (replay, install): -EUCLEAN (msg) on a REMOVE
+ * of an absent reservation or of another holder's, -ENOMEM. */
+int store__resv_apply(struct store_state* s,
+                      const struct store_resv_rec* r,
+                      char* msg,
+                      size_t cap);
 /* The entry a name stands for: a name entry's target, else e itself
  * (NULL if a name entry's target is absent: never in a checked state). */
 struct entry* store__resolve(const struct store_state* s, struct entry* e);
@@ -303,12 +362,14 @@ void store__rec_snap_encode(const char* name,
                             uint8_t* p);
 void store__rec_snapdrop_encode(const char* name, uint16_t len, uint8_t* p);
 void store__rec_compact_encode(uint64_t rev, uint8_t* p);
+size_t store__rec_resv_size(const struct store_resv_rec* r);
+void store__rec_resv_encode(const struct store_resv_rec* r, uint8_t* p);
 /* DEDUP and RESULT records that rebuild one origin exactly (p NULL: size
  * only). Returns their bytes; *records += their count. */
 size_t store__dedup_emit(const struct dedup_origin* o,
                          uint8_t* p,
                          uint32_t* records);
-/* Size of the SNAP/SNAPDROP/COMPACT records of a state (images, base). */
+/* Size of the SNAP/COMPACT/RESV records of a state (images, base). */
 size_t store__meta_size(const struct store_state* s, uint32_t* records);
 /* Encode them at p (store__meta_size bytes). */
 void store__meta_encode(const struct store_state* s, uint8_t* p);
@@ -425,6 +486,7 @@ int store__pend_snap(struct store* st,
                      int64_t ctime_ns);
 int store__pend_snapdrop(struct store* st, const char* name, uint16_t len);
 int store__pend_compact(struct store* st, uint64_t rev);
+int store__pend_resv(struct store* st, const struct store_resv_rec* r);
 
 /* ---- apply (apply.c), shared with the history commands ---- */
 
@@ -467,6 +529,15 @@ int store__op_snap_create(struct apply_ctx* x);
 int store__op_snap_drop(struct apply_ctx* x);
 int store__op_compact(struct apply_ctx* x);
 int store__op_restore(struct apply_ctx* x);
+/* Name reservations (resv.c). */
+int store__op_reserve(struct apply_ctx* x, struct entry* d);
+int store__op_release(struct apply_ctx* x);
+/* CLAIM: drop every reservation of the command's holder (origin, ino). */
+void store__resv_consume(struct apply_ctx* x);
+/* Does a live reservation hold (parent, name) for this command? */
+bool store__resv_blocks(const struct apply_ctx* x,
+                        uint64_t parent,
+                        const char* name);
 
 /* Scan the db file, rebuild st->s, truncate a torn tail (dbfile_recover.c). */
 int store__recover(struct store* st, struct store_recovery* rec);

@@ -47,10 +47,12 @@ static void drain_frames(struct node* n)
 
 /* Whether the live tree shows that c, used up by an installed image, took
  * effect, and then its result: a WRITE whose content is the live one, a
- * CREATE (not exclusive) whose name is a regular file (with the content
- * it carries, if any). Whether c or its cancel won, the tree then holds
- * what c asked for. Only for an image whose dedup table does not carry the
- * result (written by an earlier version). */
+ * CREATE (not exclusive, not a STORE_CLAIM, which another holder's
+ * reservation may have refused) whose name is a regular file (with the
+ * content it carries, if any). Name reservations (RESERVE, RELEASE)
+ * change no file: never shown by the tree. Whether c or its cancel won, the
+ * tree then holds what c asked for. Only for an image whose dedup table does
+ * not carry the result (written by an earlier version). */
 static bool effect_in_tree(struct node* n,
                            const struct store_cmd* c,
                            struct store_result* res)
@@ -68,7 +70,8 @@ static bool effect_in_tree(struct node* n,
                len == c->data_len &&
                (len == 0 || memcmp(data, c->data, len) == 0);
     }
-    if (c->op == STORE_OP_CREATE && (c->flags & STORE_EXCL) == 0 &&
+    if (c->op == STORE_OP_CREATE &&
+        (c->flags & (STORE_EXCL | STORE_CLAIM)) == 0 &&
         store_lookup(n->store, c->parent, c->name, &a) == 0 &&
         a.type == STORE_FILE) {
         res->ino = a.ino;

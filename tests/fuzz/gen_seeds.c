@@ -111,6 +111,33 @@ static void script_build(struct script* s)
                .op = STORE_OP_LINK, .ino = 3, .parent = 1, .name = "c.link"});
     add(s, (struct store_cmd){
                .op = STORE_OP_UNLINK, .parent = 1, .name = "b.conf"});
+    /* name reservations: an O_EXCL create committed in one entry (token
+     * 1), and one released before its commit (token 2) */
+    add(s, (struct store_cmd){.op = STORE_OP_RESERVE,
+                              .parent = 2,
+                              .name = "x.lock",
+                              .ino = 1,
+                              .size = STORE_RESV_TTL_MIN * 30});
+    add(s, (struct store_cmd){.op = STORE_OP_RESERVE,
+                              .parent = 1,
+                              .name = "t.tmp",
+                              .ino = 2,
+                              .size = STORE_RESV_TTL_MIN});
+    add(s, (struct store_cmd){.op = STORE_OP_RELEASE, .ino = 2});
+    add(s, (struct store_cmd){.op = STORE_OP_CREATE,
+                              .flags = STORE_WITH_DATA | STORE_CLAIM,
+                              .parent = 2,
+                              .name = "x.lock",
+                              .ino = 1,
+                              .mode = 0600,
+                              .data = text,
+                              .data_len = 4});
+    /* one left in place: images and BASE frames carry it */
+    add(s, (struct store_cmd){.op = STORE_OP_RESERVE,
+                              .parent = 2,
+                              .name = "y.swp",
+                              .ino = 3,
+                              .size = STORE_RESV_TTL_MAX});
 }
 
 static void script_free(struct script* s)

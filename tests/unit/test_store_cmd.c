@@ -147,11 +147,11 @@ static void test_malformed_fields(void)
     } cases[] = {
         {0, 2},                   /* version */
         {1, 0},                   /* op */
-        {1, 16},                  /* op (15: STORE_OP_LINK) */
+        {1, 18},                  /* op (17: STORE_OP_RELEASE) */
         {2, 4},                   /* type: only MKNOD's */
         {3, 51},                  /* reserve_pct past 50 */
         {3, 0xff},                /* reserve_pct */
-        {4, 0x20},                /* unknown flag */
+        {4, 0x40},                /* unknown flag */
         {68, 0x40},               /* unknown set bit */
         {96, 0xff},               /* name length */
         {100, 0xff}, {104, 0xff}, /* data length */
@@ -200,6 +200,40 @@ static void test_reserve_pct(void)
     free(buf);
 }
 
+/* The name reservation ops (16, 17) round-trip; STORE_CLAIM only on a
+ * CREATE with STORE_WITH_DATA. */
+static void test_reservations(void)
+{
+    struct store_cmd c = sample(1), d;
+    uint8_t buf[512];
+    void* copy;
+    const struct {
+        uint8_t op;
+        uint32_t flags;
+        int want;
+    } cases[] = {
+        {STORE_OP_RESERVE, 0, 0},
+        {STORE_OP_RELEASE, 0, 0},
+        {STORE_OP_CREATE, STORE_WITH_DATA | STORE_CLAIM, 0},
+        {STORE_OP_CREATE, STORE_WITH_DATA | STORE_CLAIM | STORE_EXCL, 0},
+        {STORE_OP_CREATE, STORE_CLAIM, -EBADMSG},
+        {STORE_OP_RENAME, STORE_WITH_DATA | STORE_CLAIM, -EBADMSG},
+        {STORE_OP_RESERVE, STORE_CLAIM, -EBADMSG},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        c.op = cases[i].op;
+        c.flags = cases[i].flags;
+        c.size = 5000000000ull;
+        long n = store_cmd_encode(&c, buf, sizeof(buf));
+        CHECK(n > 0);
+        CHECK_EQ(decode_copy(&d, buf, (size_t)n, &copy), cases[i].want);
+        if (cases[i].want == 0) {
+            check_same(&c, &d);
+        }
+        free(copy);
+    }
+}
+
 static void test_random_corruption(void)
 {
     /* Every byte flipped in every bit: decode either fails cleanly or
@@ -239,6 +273,7 @@ int main(void)
     RUN(test_truncated_and_extended);
     RUN(test_malformed_fields);
     RUN(test_reserve_pct);
+    RUN(test_reservations);
     RUN(test_random_corruption);
     return 0;
 }
