@@ -833,7 +833,9 @@ def test_o_excl_is_compare_and_create(make_cluster, procs, monkeypatch):
     w = procs()
     w.do("open", "f", a.path("pending"), "WRONLY|CREAT")
     assert excl(a, "pending") == str(errno.EEXIST)
-    w.do("close", "f")
+    w.do("close", "f")  # a truncation alone: the settle timer commits it
+    wait_for(lambda: os.path.exists(b.path("pending")), timeout=10 * SETTLE_S,
+             what="the settled empty file on b")
 
     # An O_EXCL file being written: taken everywhere, seen only here,
     # kept past its lifetime by its node's renewals.
