@@ -10,6 +10,10 @@ nodes, one fault at a time. Then everything is healed and checked:
 - the history of each file is linearizable (--mode linearizable) or
   sequentially consistent per node (--mode serializable);
 - every acknowledged write of a unique file is on every node (no loss);
+- lock files (O_CREAT|O_EXCL): of the clients racing for one name, at most
+  one gets it, and an EEXIST always has a holder: a winner or an attempt
+  whose outcome is unknown (docs/consistency.md, "O_EXCL"); a winner's
+  acknowledged file is on every node with its value;
 - every node has the same tree;
 - a killed node exits and starts again at once (issue 10, item 4).
 With `member` among the nemeses, a second nemesis changes the membership
@@ -28,7 +32,9 @@ Client ops: a write is open(O_TRUNC) + one write() + close() of a value
 unique to that write (files k0..kN; one such writer per file and mount at a
 time), or the same into a temporary file and a rename over the file (file
 r: only renames, so that no write goes to an inode a rename just replaced). A read is open + ONE read() of up to 64 KiB
-+ close. The files change every --epoch-s seconds (all made at setup) and
++ close. Every EXCL_EVERY-th op of a client takes a lock file: O_CREAT|O_EXCL
+of d/l/NNNNNN (the name changes every EXCL_SLOT_S, so the clients of all
+nodes race for it), and on success one write of a unique value and close. The files change every --epoch-s seconds (all made at setup) and
 each file takes at most --ops-per-key-max ops: the history the checker
 searches per file stays bounded however long the run.
 Values are a base-62 id padded with '-' to 3..16 bytes (3 and 9 most
@@ -80,6 +86,8 @@ HEAL_TIMEOUT_S = 60.0
 # files; a 60 s bound timed out on one follower while the others took ~45 s.
 TREE_READ_S_PER_FILE = 0.005
 UNIQUE_EVERY = 5         # every 5th op of a client writes a new file
+EXCL_EVERY = 7           # every 7th op of a client races for a lock file
+EXCL_SLOT_S = 0.5        # how long one lock file name is raced for
 ERROR_PAUSE_S = 0.05     # a client's pause after a failed call
 FUSECTL = "/sys/fs/fuse/connections"
 MEMBER_CLI_S = 20.0      # a membership command that takes longer: failed
@@ -167,6 +175,26 @@ def write_once(path, data, stage=None):
     os.close(fd)
     if n != len(data):
         raise ShortWrite("%d of %d bytes" % (n, len(data)))
+
+
+def excl_once(path, data, stage):
+    """O_CREAT|O_EXCL, then ONE write() and close(): False when the name
+    was taken (EEXIST). stage[0] says how far it got: open, write, close."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    stage[0] = "write"
+    try:
+        n = os.write(fd, data)
+    except BaseException:
+        os.close(fd)
+        raise
+    stage[0] = "close"
+    os.close(fd)
+    if n != len(data):
+        raise ShortWrite("%d of %d bytes" % (n, len(data)))
+    return True
 
 
 def read_once(path):
@@ -260,6 +288,7 @@ class Run:
         self.ops = []            # checker.Op
         self.initial = {}        # key -> initial value
         self.acked_unique = {}   # rel path -> value
+        self.excl = collections.defaultdict(list)  # rel -> [(how, t0, t1, who)]
         self.counts = collections.Counter()
         self.events = []         # (time, kind, node, detail)
         self.violations = collections.defaultdict(list)  # kind -> [(t, s)]
@@ -311,7 +340,7 @@ class Run:
     def setup(self):
         self.c.start()
         n1 = self.c.nodes[0]
-        for d in ("d", "d/u", "d/tmp"):
+        for d in ("d", "d/u", "d/tmp", "d/l"):
             os.mkdir(n1.path(d))
         for k in self.keys:
             self.initial[k] = ("init-" + k).encode()
@@ -350,6 +379,9 @@ class Run:
             seq += 1
             if seq % UNIQUE_EVERY == 0:
                 self.unique_write(m, name, seq, rng, caller, timeout)
+                continue
+            if seq % EXCL_EVERY == 0:
+                self.excl_take(m, name, rng, caller, timeout)
                 continue
             key = self.pick_key(rng)
             if key is None:
@@ -455,6 +487,52 @@ class Run:
         with self.lock:
             self.acked_unique[rel] = (value, now() - self.t0)
             self.counts["unique_acked"] += 1
+
+    def excl_take(self, m, name, rng, caller, timeout):
+        """Race for this slot's lock file: won (the open succeeded), lost
+        (EEXIST) or unknown (the open failed otherwise or was abandoned:
+        its reservation may have been taken)."""
+        rel = "d/l/%06d" % int((now() - self.t0) / EXCL_SLOT_S)
+        value = self.new_value(rng)
+        stage = ["open"]
+        t = now()
+        try:
+            won = caller.call(lambda: excl_once(m.node.path(rel), value,
+                                                stage), timeout)
+        except ShortWrite as e:
+            self.violation("short_write", t - self.t0, "%s: %s" % (rel, e))
+            return
+        except (OSError, Abandoned) as e:
+            self.count_error("excl_" + stage[0], e)
+            how = "unknown" if stage[0] == "open" else "won"
+            with self.lock:
+                self.excl[rel].append((how, t - self.t0, now() - self.t0,
+                                       name))
+            return
+        with self.lock:
+            self.excl[rel].append(("won" if won else "lost", t - self.t0,
+                                   now() - self.t0, name))
+            self.counts["excl_won" if won else "excl_lost"] += 1
+            if won:
+                self.acked_unique[rel] = (value, now() - self.t0)
+
+    def check_excl(self):
+        """At most one winner per lock file; an EEXIST needs a holder that
+        began before it ended (a winner, or an attempt of unknown outcome)."""
+        for rel, hs in sorted(self.excl.items()):
+            wins = [h for h in hs if h[0] == "won"]
+            if len(wins) > 1:
+                self.violation("excl_two_winners", wins[1][1], "%s: %s"
+                               % (rel, ", ".join(
+                                   "%s at %.3f-%.3f" % (h[3], h[1], h[2])
+                                   for h in wins)))
+            for h in hs:
+                if h[0] == "lost" and not any(
+                        o[0] in ("won", "unknown") and o[1] <= h[2]
+                        for o in hs):
+                    self.violation("excl_no_holder", h[1],
+                                   "%s: %s got EEXIST at %.3f-%.3f, nobody "
+                                   "took it" % (rel, h[3], h[1], h[2]))
 
     def count_error(self, what, e):
         with self.lock:
@@ -855,7 +933,8 @@ class Run:
                           self.args.op_timeout, note="final")
         trees = {}
         # The files: every acknowledged unique write's, plus the keys'.
-        files = self.counts["unique_acked"] + 4 * len(self.keys)
+        files = (self.counts["unique_acked"] + self.counts["excl_won"] +
+                 4 * len(self.keys))
         for n in up:
             t_tree = time.monotonic()
             try:
@@ -886,6 +965,7 @@ class Run:
                                % (name, len(lost) - 20))
 
     def check_history(self):
+        self.check_excl()
         res = ck.check(self.ops, self.initial, self.args.mode)
         for kind, items in res["violations"].items():
             for t, text in items:
@@ -940,17 +1020,20 @@ class Run:
                        for k, n in sorted(c.items())
                        if k.startswith("nemesis_")) or "none"
         errs = ",".join("%s:%d" % (k, n) for k, n in sorted(c.items())
-                        if k.split("_")[0] in ("read", "write", "unique")
-                        and k != "unique_acked")
+                        if k.split("_")[0] in ("read", "write", "unique",
+                                               "excl")
+                        and k not in ("unique_acked", "excl_won",
+                                      "excl_lost"))
         return ("jepsen mode=%s%s seed=%s seconds=%s ops=%d writes_acked=%d "
                 "writes_unknown=%d reads=%d empty_reads=%d unique_acked=%d "
-                "violations=%s first_violation_s=%s nemesis=%s errors=%s "
+                "locks_won=%d locks_lost=%d violations=%s first_violation_s=%s nemesis=%s errors=%s "
                 "unchecked_keys=%d result=%s"
                 % (self.args.mode, "" if self.args.voters == 3 else
                    " voters=%d" % self.args.voters, self.args.seed,
                    self.args.seconds, ops,
                    c["writes_acked"], c["writes_unknown"], c["reads"],
-                   c["empty_reads"], c["unique_acked"], v,
+                   c["empty_reads"], c["unique_acked"], c["excl_won"],
+                   c["excl_lost"], v,
                    "%.1f" % min(firsts) if firsts else "-", nem,
                    errs or "none", c["unchecked_keys"],
                    "FAIL" if self.violations else "PASS"))
