@@ -123,7 +123,7 @@ void mount_usage(FILE* out)
         "                             16777216 = 16 MiB): past it a write\n"
         "                             fails with ENOSPC, its update dropped\n"
         "  --fuse-threads N           threads reading FUSE requests (default\n"
-        "                             2, 1 to 16): they answer a reader's\n"
+        "                             4, 1 to 16): they answer a reader's\n"
         "                             close and hand the rest to the node's\n"
         "                             loop (docs/architecture.md)\n"
         "  --watch-events N           changes kept in memory for `quorumfs\n"

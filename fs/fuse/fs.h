@@ -42,7 +42,7 @@ struct fs_options {
      * FS_READER_THREADS_DEFAULT, at most FS_READER_THREADS_MAX. */
     unsigned reader_threads;
 };
-enum { FS_READER_THREADS_DEFAULT = 2, FS_READER_THREADS_MAX = 16 };
+enum { FS_READER_THREADS_DEFAULT = 4, FS_READER_THREADS_MAX = 16 };
 void fs_options_default(struct fs_options* o);
 
 struct fs;

@@ -24,8 +24,9 @@
  *     and the loop reads the session's own fd (non-blocking, polled), up
  *     to 64 requests per wake-up, with no hop through a thread: what it
  *     did before the threads existed. After FS_READER_QUIET_POLLS wake-ups
- *     in a row that found at most FS_READER_QUIET_MAX requests, back to
- *     idle.
+ *     in a row that found at most FS_READER_QUIET_MAX requests the threads
+ *     would not have answered themselves (reads' FLUSHes and IOCTLs do not
+ *     count: a read load goes back to the threads), back to idle.
  *
  * Why the threads' FLUSH answer is right without the loop: a writer's
  * FLUSH is sent after its write(), ftruncate() or open(O_TRUNC) has
@@ -91,6 +92,17 @@ static void reply_raw(int fd, uint64_t unique, int err)
     (void)!write(fd, &oh, sizeof(oh));
 }
 
+/* Whether a reader thread answers this request itself (try_answer): an
+ * IOCTL, or a FLUSH while the mount holds no write state. */
+static bool thread_answers(const struct fs* f, const void* buf, size_t len)
+{
+    const struct fuse_in_header* h = buf;
+
+    return len >= sizeof(*h) &&
+           (h->opcode == FUSE_IOCTL ||
+            (h->opcode == FUSE_FLUSH && atomic_load(&f->nwinos) == 0));
+}
+
 /* The fast path: 1 if the request was answered here. */
 static int try_answer(struct fs_reader_thread* t,
                       const char* buf,
@@ -110,11 +122,10 @@ static int try_answer(struct fs_reader_thread* t,
         pthread_mutex_unlock(&t->mu);
         return 1;
     }
-    if (len < sizeof(*h) || h->opcode != FUSE_FLUSH ||
-        atomic_load(&f->nwinos) != 0) {
+    if (!thread_answers(f, buf, len)) {
         return 0;
     }
-    reply_raw(r->fd, h->unique, 0);
+    reply_raw(r->fd, h->unique, 0); /* a FLUSH with nothing pending */
     uint64_t t1 = fs__mono_ns();
     pthread_mutex_lock(&t->mu);
     t->fast_flushes++;
@@ -290,15 +301,21 @@ static void poll_cb(uv_poll_t* p, int status, int events)
             end_once(r, res == 0 ? 0 : res);
             return;
         }
+        /* What keeps the loop busy is what the threads would hand it,
+         * not the closes they would answer themselves: a read load must
+         * not keep the loop reading. */
+        if ((r->fbuf.flags & FUSE_BUF_IS_FD) != 0 ||
+            !thread_answers(f, r->fbuf.mem, (size_t)res)) {
+            n++;
+        }
         fuse_session_process_buf(r->se, &r->fbuf);
-        n++;
         if (fuse_session_exited(r->se)) {
             end_once(r, 0);
             return;
         }
     }
-    /* One client's operation is at most two requests in a row (an open's
-     * IOCTL, then the FLUSH), which this turn may catch both of. */
+    /* n: requests the threads would have handed the loop; at most two
+     * of those a turn (a few lookups, a lone writer's requests) is quiet. */
     r->quiet = n <= FS_READER_QUIET_MAX ? r->quiet + 1 : 0;
     if (r->quiet >= FS_READER_QUIET_POLLS && !r->closing) {
         r->busy = false; /* back to the threads */

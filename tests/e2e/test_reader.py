@@ -14,6 +14,8 @@ are cancelled)."""
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -158,6 +160,53 @@ def test_busy_writers_hand_the_reading_to_the_loop_and_back(make_node):
     with open(n.path(".cluster", "metrics")) as f:
         text = f.read()
     assert got >= 200, text
+
+
+READER_SRC = r'''
+import sys, time
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    with open(sys.argv[1], "rb") as f:
+        f.read()
+'''
+
+
+def test_busy_loop_hands_a_read_load_back(make_node):
+    """Busy mode ends under a read load too: what keeps the loop reading
+    is requests the threads would hand it, not the closes they answer
+    themselves. Many readers whose FLUSHes the loop kept reading (each
+    wake-up finding several) held it busy for as long as they read."""
+    n = make_node().start(["--fuse-threads", "2"])
+    with open(n.path("k"), "wb") as f:
+        f.write(b"v\n")
+    for w in range(32):
+        os.mkdir(n.path("w%d" % w))
+    switches0 = counter(n, "quorumfs_fuse_busy_switches_total")
+
+    def writer(w):
+        for i in range(20):
+            with open(n.path("w%d" % w, "f"), "wb") as f:
+                f.write(b"%d\n" % i)
+
+    readers = [subprocess.Popen([sys.executable, "-c", READER_SRC,
+                                 n.path("k"), "6"]) for _ in range(16)]
+    try:
+        time.sleep(0.5)
+        run_threads(writer, 32)  # busy now, with the readers reading
+        assert counter(n, "quorumfs_fuse_busy_switches_total") >= \
+            max(switches0, 1)
+        time.sleep(0.5)
+        loop0 = counter(n, "quorumfs_fuse_loop_reads_total")
+        fast0 = counter(n, "quorumfs_fuse_thread_flushes_total")
+        time.sleep(1.5)
+        loop = counter(n, "quorumfs_fuse_loop_reads_total") - loop0
+        fast = counter(n, "quorumfs_fuse_thread_flushes_total") - fast0
+    finally:
+        for r in readers:
+            assert r.wait(30) == 0
+    print("while 16 readers read: %d closes answered by the threads, %d "
+          "requests read by the loop" % (fast, loop))
+    assert fast > 1000 and fast > 10 * loop, (fast, loop)
 
 
 @pytest.mark.parametrize("threads", [1, 16])
