@@ -208,11 +208,37 @@ static void new_rec(struct apply_ctx* x,
     };
 }
 
+/* A deferred create's creation time (CREATE with STORE_WITH_DATA: size,
+ * when non-zero and not past the command's time), else the command's. */
+static int64_t created_ns(const struct store_cmd* c)
+{
+    if (c->op != STORE_OP_CREATE || (c->flags & STORE_WITH_DATA) == 0 ||
+        c->size == 0 || c->size > (uint64_t)c->now_ns) {
+        return c->now_ns;
+    }
+    return (int64_t)c->size;
+}
+
+/* The directory of a deferred create: its times become the file's
+ * creation time, never lowered (a later change keeps its own). */
+static void touch_dir_at(struct apply_ctx* x, struct entry* d, int64_t t)
+{
+    struct store_rec r;
+    store__rec_from_entry(d, &r);
+    r.version++;
+    r.mtime_ns = t > r.mtime_ns ? t : r.mtime_ns;
+    r.ctime_ns = t > r.ctime_ns ? t : r.ctime_ns;
+    store__commit_put(x, &r);
+}
+
+/* A new entry (parent d, the command's name); ino: the one its name's
+ * reservation holds (STORE_CLAIM), 0 the next. */
 static int create_entry(struct apply_ctx* x,
                         struct entry* d,
                         uint8_t type,
                         const void* content,
-                        size_t len)
+                        size_t len,
+                        uint64_t ino)
 {
     struct store* st = x->st;
     const struct store_cmd* c = x->c;
@@ -225,8 +251,11 @@ static int create_entry(struct apply_ctx* x,
     r.mode = type == STORE_SYMLINK ? 0777 : c->mode & 07777;
     r.uid = c->uid;
     r.gid = c->gid;
+    int64_t made = created_ns(c);
     if (c->op == STORE_OP_CREATE && (c->flags & STORE_WITH_DATA) != 0) {
-        /* a deferred create: the times its writer set */
+        /* a deferred create: made when its writer created it, with the
+         * times its writer set */
+        r.atime_ns = r.mtime_ns = r.ctime_ns = made;
         if ((c->set_mask & STORE_SET_ATIME) != 0) {
             r.atime_ns = c->atime_ns;
         }
@@ -234,13 +263,46 @@ static int create_entry(struct apply_ctx* x,
             r.mtime_ns = c->mtime_ns;
         }
     }
-    st->s.next_ino++;
+    if (ino != 0) {
+        r.ino = ino;
+    } else {
+        st->s.next_ino++;
+    }
     store__commit_put(x, &r);
-    store__touch_dir(x, d);
+    if (made != c->now_ns) {
+        touch_dir_at(x, d, made);
+    } else {
+        store__touch_dir(x, d);
+    }
     x->ino = r.ino;
     store__notify(x, r.ino, d->ino, c->name, false);
     store__notify(x, d->ino, 0, NULL, false);
     return 0;
+}
+
+/* CREATE with STORE_WITH_DATA | STORE_REPLACE over the existing name n
+ * (inode e, not a directory): the name is replaced as a RENAME over it
+ * replaces it (e keeps its other names, or goes), then the file is
+ * created. */
+static int replace_name(struct apply_ctx* x,
+                        struct entry* d,
+                        struct entry* n,
+                        struct entry* e,
+                        uint64_t ino)
+{
+    const struct store_cmd* c = x->c;
+    bool stays = e != n || e->nlinks > 0; /* the inode has other names */
+    int rv = check_content(x, stays ? 0 : e->size);
+    if (rv != 0) {
+        return rv;
+    }
+    uint64_t old = e->ino;
+    store__remove_name(x, n);
+    store__notify(x, old, d->ino, c->name, true);
+    if (stays) {
+        store__notify(x, old, 0, NULL, false); /* its nlink and ctime */
+    }
+    return create_entry(x, d, STORE_FILE, c->data, c->data_len, ino);
 }
 
 /* CREATE with STORE_WITH_DATA: a new file and its whole first content,
@@ -248,12 +310,16 @@ static int create_entry(struct apply_ctx* x,
  * create, fs/fuse/fs_pnew.c). A regular file made under that name
  * meanwhile is replaced whole, in place (its ino stays): the last commit
  * wins, as for two writers of one file. */
-static int create_with_data(struct apply_ctx* x, struct entry* d)
+static int create_with_data(struct apply_ctx* x, struct entry* d, uint64_t ino)
 {
     const struct store_cmd* c = x->c;
-    struct entry* e = store__resolve(&x->st->s, child(d, c->name));
+    struct entry* n = child(d, c->name);
+    struct entry* e = store__resolve(&x->st->s, n);
     if (e != NULL && (c->flags & STORE_EXCL) != 0) {
         return -EEXIST;
+    }
+    if (e != NULL && (c->flags & STORE_REPLACE) != 0 && e->type != STORE_DIR) {
+        return replace_name(x, d, n, e, ino);
     }
     if (e != NULL && e->type != STORE_FILE) {
         return e->type == STORE_DIR ? -EISDIR : -EEXIST;
@@ -263,7 +329,7 @@ static int create_with_data(struct apply_ctx* x, struct entry* d)
         return rv;
     }
     if (e == NULL) {
-        return create_entry(x, d, STORE_FILE, c->data, c->data_len);
+        return create_entry(x, d, STORE_FILE, c->data, c->data_len, ino);
     }
     struct store_rec r;
     store__rec_from_entry(e, &r);
@@ -285,6 +351,9 @@ static int op_claim(struct apply_ctx* x)
     struct entry* d;
     const struct store_cmd* c = x->c;
     assert((c->flags & STORE_WITH_DATA) != 0);
+    /* the ino its reservation took: the file keeps the st_ino its writer
+     * saw (0: none left, the next) */
+    uint64_t ino = store__resv_ino(&x->st->s, c->origin, c->ino);
     store__resv_consume(x);
     int rv = check_dirent(x->st, c->parent, c->name, &d);
     if (rv != 0) {
@@ -293,7 +362,7 @@ static int op_claim(struct apply_ctx* x)
     if (store__resv_blocks(x, c->parent, c->name)) {
         return -EEXIST;
     }
-    return create_with_data(x, d);
+    return create_with_data(x, d, ino);
 }
 
 static int op_create(struct apply_ctx* x)
@@ -312,11 +381,11 @@ static int op_create(struct apply_ctx* x)
         return -EEXIST; /* reserved by a pending O_EXCL create */
     }
     if ((c->flags & STORE_WITH_DATA) != 0) {
-        return create_with_data(x, d);
+        return create_with_data(x, d, 0);
     }
     struct entry* e = store__resolve(&x->st->s, child(d, c->name));
     if (e == NULL) {
-        return create_entry(x, d, STORE_FILE, NULL, 0);
+        return create_entry(x, d, STORE_FILE, NULL, 0, 0);
     }
     if ((c->flags & STORE_EXCL) != 0) {
         return -EEXIST;
@@ -365,7 +434,7 @@ static int op_mkdir_symlink(struct apply_ctx* x)
         return rv;
     }
     if (c->op == STORE_OP_MKDIR) {
-        return create_entry(x, d, STORE_DIR, NULL, 0);
+        return create_entry(x, d, STORE_DIR, NULL, 0, 0);
     }
     if (c->data_len == 0) {
         return -ENOENT;
@@ -377,7 +446,7 @@ static int op_mkdir_symlink(struct apply_ctx* x)
     if (rv != 0) {
         return rv;
     }
-    return create_entry(x, d, STORE_SYMLINK, c->data, c->data_len);
+    return create_entry(x, d, STORE_SYMLINK, c->data, c->data_len, 0);
 }
 
 /* A FIFO, socket or device node. A device's number is its content
@@ -401,7 +470,7 @@ static int op_mknod(struct apply_ctx* x)
             return rv;
         }
     }
-    return create_entry(x, d, c->type, rdev, len);
+    return create_entry(x, d, c->type, rdev, len, 0);
 }
 
 /* ---- content and attributes ---- */

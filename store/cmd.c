@@ -12,7 +12,8 @@
  * match exactly. Ops 1..17 (STORE_OP_CREATE..STORE_OP_RELEASE; 16 and 17,
  * the name reservations, were added without a version bump: an older
  * binary refuses them as malformed). Flags: enum store_cmd_flags, with
- * STORE_CLAIM only on a CREATE that also has STORE_WITH_DATA.
+ * STORE_CLAIM and STORE_REPLACE only on a CREATE that also has
+ * STORE_WITH_DATA.
  */
 #include <assert.h>
 #include <errno.h>
@@ -27,7 +28,7 @@ enum {
 #define CMD_DATA_MAX STORE_FILE_SIZE_LIMIT
 #define CMD_FLAGS_ALL                                              \
     (STORE_EXCL | STORE_NOREPLACE | STORE_EXCHANGE | STORE_TRUNC | \
-     STORE_WITH_DATA | STORE_CLAIM)
+     STORE_WITH_DATA | STORE_CLAIM | STORE_REPLACE)
 #define CMD_SET_ALL                                                    \
     (STORE_SET_MODE | STORE_SET_UID | STORE_SET_GID | STORE_SET_SIZE | \
      STORE_SET_ATIME | STORE_SET_MTIME)
@@ -130,8 +131,9 @@ int store_cmd_decode(struct store_cmd* c, const void* buf, size_t len)
         (c->flags & ~(uint32_t)CMD_FLAGS_ALL) != 0) {
         return -EBADMSG;
     }
-    /* STORE_CLAIM: only the commit of a reserved CREATE with its data */
-    if ((c->flags & STORE_CLAIM) != 0 &&
+    /* STORE_CLAIM, STORE_REPLACE: only the commit of a pending new file,
+     * a CREATE with its data */
+    if ((c->flags & (STORE_CLAIM | STORE_REPLACE)) != 0 &&
         (c->op != STORE_OP_CREATE || (c->flags & STORE_WITH_DATA) == 0)) {
         return -EBADMSG;
     }

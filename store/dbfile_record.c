@@ -123,6 +123,7 @@ void store__rec_resv_encode(const struct store_resv_rec* r, uint8_t* p)
     put_le64(p + 24, r->token);
     put_le64(p + 32, (uint64_t)r->expire_ns);
     put_le64(p + 40, (uint64_t)r->clock_ns);
+    put_le64(p + 48, r->ino);
     if (r->name_len > 0) {
         memcpy(p + REC_RESV_FIXED, r->name, r->name_len);
     }
@@ -142,6 +143,7 @@ static void meta_resv(const struct store_state* s,
         *r = (struct store_resv_rec){.parent = v->parent,
                                      .origin = v->origin,
                                      .token = v->token,
+                                     .ino = v->ino,
                                      .expire_ns = v->expire_ns,
                                      .clock_ns = s->resv_clock,
                                      .name = v->name,
@@ -263,6 +265,7 @@ static long decode_resv(const uint8_t* p, size_t len, struct store_anyrec* a)
     r->token = get_le64(p + 24);
     r->expire_ns = (int64_t)get_le64(p + 32);
     r->clock_ns = (int64_t)get_le64(p + 40);
+    r->ino = get_le64(p + 48);
     r->name = (const char*)p + REC_RESV_FIXED;
     if ((r->flags & ~(RESV_F_REMOVE | RESV_F_CLOCK)) != 0 ||
         r->flags == (RESV_F_REMOVE | RESV_F_CLOCK) ||
@@ -272,12 +275,14 @@ static long decode_resv(const uint8_t* p, size_t len, struct store_anyrec* a)
     if (r->flags == RESV_F_CLOCK) {
         /* the clock alone: nothing else */
         if (r->name_len != 0 || r->parent != 0 || r->origin != 0 ||
-            r->token != 0 || r->expire_ns != 0) {
+            r->token != 0 || r->expire_ns != 0 || r->ino != 0) {
             return -EBADMSG;
         }
     } else if (r->parent == 0 || r->token == 0 ||
                !resv_name_ok(r->name, r->name_len) ||
-               ((r->flags & RESV_F_REMOVE) != 0 && r->expire_ns != 0)) {
+               ((r->flags & RESV_F_REMOVE) != 0
+                    ? r->expire_ns != 0 || r->ino != 0
+                    : r->ino < 2)) {
         return -EBADMSG;
     }
     return (long)REC_RESV_FIXED + (long)r->name_len;

@@ -938,7 +938,20 @@ int store__resv_set(struct store_state* s, const struct store_resv_rec* r)
     }
     v->origin = r->origin;
     v->token = r->token;
+    v->ino = r->ino;
     v->expire_ns = r->expire_ns;
+    return 0;
+}
+
+uint64_t store__resv_ino(const struct store_state* s,
+                         uint64_t origin,
+                         uint64_t token)
+{
+    for (size_t i = 0; i < s->nresvs; i++) {
+        if (s->resvs[i].origin == origin && s->resvs[i].token == token) {
+            return s->resvs[i].ino;
+        }
+    }
     return 0;
 }
 

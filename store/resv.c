@@ -124,6 +124,9 @@ int store__op_reserve(struct apply_ctx* x, struct entry* d)
     if (live_others(s, t, renewed) >= STORE_RESV_MAX) {
         return -ENOSPC;
     }
+    /* The ino the file will get: taken now, so that its writer's st_ino
+     * stays at the commit; a renewal keeps it. */
+    uint64_t ino = mine && r->ino != 0 ? r->ino : s->next_ino++;
     s->resv_clock = t;     /* recorded by the records below */
     resv_drop(x, 0, 0, t); /* r too, if it expired */
     int64_t ttl = (int64_t)c->size;
@@ -131,6 +134,7 @@ int store__op_reserve(struct apply_ctx* x, struct entry* d)
         .parent = c->parent,
         .origin = c->origin,
         .token = c->ino,
+        .ino = ino,
         .expire_ns = c->now_ns > INT64_MAX - ttl ? INT64_MAX : c->now_ns + ttl,
         .clock_ns = t,
         .name = c->name,
@@ -146,5 +150,6 @@ int store__op_reserve(struct apply_ctx* x, struct entry* d)
     }
     assert(rv == 0 || rv == -ENOMEM);
     x->fatal = rv;
+    x->ino = ino;
     return 0;
 }

@@ -290,7 +290,11 @@ enum store_cmd_flags {
      * CREATE: the new file with its whole content (data), mode, uid, gid
      * and the times set_mask selects (ATIME, MTIME) in one entry; a
      * regular file of that name (made meanwhile) is replaced whole in
-     * place, the last commit winning; EISDIR / EEXIST for another type. */
+     * place, the last commit winning; EISDIR / EEXIST for another type.
+     * `size`, when non-zero and not past now_ns: the time of the file's
+     * last change on its writer's mount (0: now_ns), its ctime and its
+     * atime/mtime unless set_mask sets them, and its directory's
+     * mtime/ctime (never lowered). */
     STORE_WITH_DATA = 1u << 4,
     /* CREATE with STORE_WITH_DATA by the holder (origin, ino) of a
      * reservation (STORE_OP_RESERVE): the commit of an O_EXCL file. Every
@@ -299,6 +303,11 @@ enum store_cmd_flags {
      * STORE_WITH_DATA (a regular file made meanwhile under that name, by a
      * plain create or rename, is replaced whole: the last commit wins). */
     STORE_CLAIM = 1u << 5,
+    /* CREATE with STORE_WITH_DATA of a pending new file renamed before its
+     * commit: an existing entry of that name (not a directory) loses the
+     * name, as a RENAME over it would take it (its inode keeps its other
+     * names), instead of being written in place. */
+    STORE_REPLACE = 1u << 6,
 };
 
 enum store_set {
@@ -328,7 +337,8 @@ struct store_cmd {
                      the holder's token */
     uint32_t mode, uid, gid;
     uint32_t set_mask; /* SETATTR: enum store_set */
-    uint64_t size;     /* SETATTR: new size; MKNOD: rdev; RESERVE: ttl ns */
+    uint64_t size;     /* SETATTR: new size; MKNOD: rdev; RESERVE: ttl ns;
+                          CREATE with data: its ctime */
     int64_t atime_ns, mtime_ns;
     const void* data; /* WRITE content, SYMLINK target */
     size_t data_len;

@@ -121,6 +121,7 @@ struct store_snap {
 struct store_resv {
     uint64_t parent;
     uint64_t origin, token; /* the holder */
+    uint64_t ino;           /* the ino the claimed file gets */
     int64_t expire_ns;
     char* name; /* malloc'd, NUL-terminated */
     uint16_t name_len;
@@ -189,7 +190,7 @@ enum {
     REC_SNAPDROP_FIXED = 4,
     REC_COMPACT_FIXED = 9,
     REC_RESULT_FIXED = 40,
-    REC_RESV_FIXED = 48,
+    REC_RESV_FIXED = 56,
 };
 /* REC_RESV flags: REMOVE drops the reservation of (parent, name) (its
  * holder must match); CLOCK carries only the clock (images and BASE
@@ -200,6 +201,7 @@ enum { RESV_F_REMOVE = 1, RESV_F_CLOCK = 2 };
 struct store_resv_rec {
     uint8_t flags;
     uint64_t parent, origin, token;
+    uint64_t ino; /* set: the ino taken for the file (>= 2); else 0 */
     int64_t expire_ns;
     int64_t clock_ns; /* the reservation clock becomes max(it, this) */
     const char* name;
@@ -294,6 +296,10 @@ struct store_resv* store__resv_find(const struct store_state* s,
                                     const char* name,
                                     size_t len);
 int store__resv_set(struct store_state* s, const struct store_resv_rec* r);
+/* The ino of the first reservation (origin, token) holds; 0 none. */
+uint64_t store__resv_ino(const struct store_state* s,
+                         uint64_t origin,
+                         uint64_t token);
 int store__resv_del(struct store_state* s,
                     uint64_t parent,
                     const char* name,

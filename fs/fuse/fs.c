@@ -148,7 +148,9 @@ int64_t fs__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-void fs__attr_to_stat(const struct store_attr* a, struct stat* st)
+void fs__attr_to_stat(const struct fs* f,
+                      const struct store_attr* a,
+                      struct stat* st)
 {
     mode_t type;
 
@@ -177,6 +179,10 @@ void fs__attr_to_stat(const struct store_attr* a, struct stat* st)
         break;
     }
     st->st_ino = a->ino;
+    if (f->pnews != NULL && fs__is_pnode(a->ino)) {
+        uint64_t sino = fs__pnew_sino(f, a->ino);
+        st->st_ino = sino != 0 ? sino : a->ino;
+    }
     st->st_mode = type | (a->mode & 07777);
     st->st_nlink = a->nlink; /* 0: an open file no name refers to any more */
     st->st_uid = a->uid;
@@ -209,7 +215,7 @@ void fs__fill_entry(struct fs* f,
     /* A regular file's nodeid names this revision (fs_nodeid.c), or the
      * one this mount's update is written through. */
     e->ino = fs__nodeid_hand(f, a, pending == 1);
-    fs__attr_to_stat(&cur, &e->attr); /* st_ino: the store ino */
+    fs__attr_to_stat(f, &cur, &e->attr); /* st_ino: the store ino */
     e->attr_timeout = pending ? 0 : f->o.attr_timeout_s;
     e->entry_timeout = f->o.entry_timeout_s;
     if (a->type == STORE_FILE && !fs__is_virtual(a->ino) &&
@@ -241,7 +247,7 @@ void fs__reply_attr(struct fs* f, fuse_req_t req, uint64_t ino)
     if (fs__pnew_dir_attr(f, &a)) {
         timeout = 0; /* its pending new files, until committed */
     }
-    fs__attr_to_stat(&a, &st);
+    fs__attr_to_stat(f, &a, &st);
     fuse_reply_attr(req, &st, timeout);
 }
 
@@ -292,7 +298,7 @@ static void reply_with_ino(struct fs_op* op, uint64_t ino)
     }
     if (op->kind == FS_REPLY_ATTR) {
         struct stat st;
-        fs__attr_to_stat(&a, &st);
+        fs__attr_to_stat(f, &a, &st);
         fuse_reply_attr(op->req, &st, f->o.attr_timeout_s);
         return;
     }
@@ -508,7 +514,7 @@ static void fs_getattr(fuse_req_t req,
             fuse_reply_err(req, -rv);
             return;
         }
-        fs__attr_to_stat(&a, &st);
+        fs__attr_to_stat(f, &a, &st);
         if ((ino & FS_SNAP_STORE_INO_MASK) == STORE_ROOT_INO) {
             timeout = 1.0; /* a /.snapshots dir: may be dropped */
         }
@@ -530,7 +536,7 @@ static void fs_getattr(fuse_req_t req,
             store_getattr(node_store(f->node), id.ino, &a) == 0 &&
             fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) == 1) {
             /* Written through: this mount's pending update. */
-            fs__attr_to_stat(&a, &st);
+            fs__attr_to_stat(f, &a, &st);
             fuse_reply_attr(req, &st, 0);
             return;
         }
@@ -548,7 +554,7 @@ static void fs_getattr(fuse_req_t req,
                 fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) == 1) {
                 timeout = 0;
             }
-            fs__attr_to_stat(&a, &st);
+            fs__attr_to_stat(f, &a, &st);
             fuse_reply_attr(req, &st, timeout);
             return;
         }
@@ -580,7 +586,7 @@ static void fs_getattr(fuse_req_t req,
     if (!fs__is_virtual(ino) && fs__pnew_dir_attr(f, &a)) {
         timeout = 0; /* its pending new files, until committed */
     }
-    fs__attr_to_stat(&a, &st);
+    fs__attr_to_stat(f, &a, &st);
     fuse_reply_attr(req, &st, timeout);
 }
 

@@ -338,6 +338,17 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char* name)
     propose_simple(req, &c, FS_REPLY_ERR);
 }
 
+/* Whether (parent, name) is a directory holding a pending new file of
+ * this mount: not empty, whatever the store says. */
+static bool holds_pnew(struct fs* f, uint64_t parent, const char* name)
+{
+    struct store_attr a;
+
+    return f->pnews != NULL &&
+           store_lookup(node_store(f->node), parent, name, &a) == 0 &&
+           a.type == STORE_DIR && fs__pnew_in(f, a.ino);
+}
+
 void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name)
 {
     struct store_cmd c;
@@ -349,11 +360,7 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name)
     if (parent == FS_VINO_SNAPSHOTS || old_name_refused(req, parent, name)) {
         return;
     }
-    struct fs* f = fuse_req_userdata(req);
-    struct store_attr a;
-    if (f->pnews != NULL &&
-        store_lookup(node_store(f->node), parent, name, &a) == 0 &&
-        fs__pnew_in(f, a.ino)) {
+    if (holds_pnew(fuse_req_userdata(req), parent, name)) {
         fuse_reply_err(req, ENOTEMPTY); /* a pending new file in it */
         return;
     }
@@ -380,6 +387,11 @@ void fs_rename(fuse_req_t req,
     }
     if (old_name_refused(req, parent, name) ||
         old_name_refused(req, newparent, newname)) {
+        return;
+    }
+    if (!(flags & RENAME_EXCHANGE) &&
+        holds_pnew(fuse_req_userdata(req), newparent, newname)) {
+        fuse_reply_err(req, ENOTEMPTY); /* its target is not empty here */
         return;
     }
     cmd_init(req, &c, STORE_OP_RENAME, parent, name);
@@ -637,7 +649,7 @@ static int dir_add(struct dir_fill* df,
             }
         } else {
             struct stat st;
-            fs__attr_to_stat(a, &st);
+            fs__attr_to_stat(df->f, a, &st);
             n = fuse_add_direntry(df->req, df->buf + df->used, rem, name, &st,
                                   next);
         }

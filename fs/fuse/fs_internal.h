@@ -144,6 +144,9 @@ struct fs_pnew {
     uint64_t token;          /* its name reservation's (STORE_OP_RESERVE): an
                                 O_EXCL create; 0 none */
     int64_t resv_ns;         /* CLOCK_MONOTONIC of its last RESERVE (renewal) */
+    uint64_t sino; /* the ino that reservation took: its st_ino (0 none) */
+    bool renamed;  /* renamed before its commit: its commit takes the name
+                      from a file there (STORE_REPLACE), as the rename did */
 };
 
 /* Generated /.cluster file contents: every lookup of a name gets a new
@@ -377,7 +380,11 @@ void fs__reader_fast_stats(struct fs* f,
 int fs__reader_clone_fd(const struct fs* f);
 
 /* fs.c */
-void fs__attr_to_stat(const struct store_attr* a, struct stat* st);
+/* st_ino: the store ino, or for a pending new file whose name is reserved
+ * the ino the reservation took (its committed file's). */
+void fs__attr_to_stat(const struct fs* f,
+                      const struct store_attr* a,
+                      struct stat* st);
 void fs__fill_entry(struct fs* f,
                     const struct store_attr* a,
                     struct fuse_entry_param* e);
@@ -650,6 +657,8 @@ void fs__pnew_create(struct fs* f,
                      struct fuse_file_info* fi);
 /* UNLINK / RENAME meeting a pending new file: true when handled
  * (replied). */
+/* The ino the pending new file pino will have (0: not known yet). */
+uint64_t fs__pnew_sino(const struct fs* f, uint64_t pino);
 /* An O_EXCL CREATE (not linearizable): propose the name's reservation;
  * its commit makes the pending new file (fs__pnew_reserved). */
 void fs__pnew_reserve(struct fs* f,

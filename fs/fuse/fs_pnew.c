@@ -81,6 +81,13 @@ int fs__pnew_attr(const struct fs* f, uint64_t pino, struct store_attr* a)
     return 0;
 }
 
+uint64_t fs__pnew_sino(const struct fs* f, uint64_t pino)
+{
+    const struct fs_pnew* p = fs__pnew_find(f, pino);
+
+    return p != NULL ? p->sino : 0;
+}
+
 void fs__pnew_fill(const struct fs_pnew* p, struct store_attr* a)
 {
     memset(a, 0, sizeof(*a));
@@ -165,7 +172,8 @@ static bool pnew_make(struct fs* f,
                       const char* name,
                       mode_t mode,
                       struct fuse_file_info* fi,
-                      uint64_t token)
+                      uint64_t token,
+                      uint64_t sino)
 {
     const struct fuse_ctx* ctx = fuse_req_ctx(req);
     struct store_attr a;
@@ -198,6 +206,7 @@ static bool pnew_make(struct fs* f,
     p->gid = ctx->gid;
     p->made_ns = fs__now_ns();
     p->token = token;
+    p->sino = sino;
     p->resv_ns = (int64_t)fs__mono_ns();
     for (tail = &f->pnews; *tail != NULL; tail = &(*tail)->next) {
     }
@@ -235,7 +244,7 @@ void fs__pnew_create(struct fs* f,
                      mode_t mode,
                      struct fuse_file_info* fi)
 {
-    (void)pnew_make(f, req, parent, name, mode, fi, 0);
+    (void)pnew_make(f, req, parent, name, mode, fi, 0, 0);
 }
 
 /* ---- O_EXCL: the name's reservation ---- */
@@ -325,8 +334,8 @@ void fs__pnew_reserved(struct fs_op* op, const struct store_result* res)
         fuse_reply_err(op->req, -res->err);
         return;
     }
-    if (!pnew_make(f, op->req, op->ino, op->name, op->mode, &op->fi,
-                   op->token)) {
+    if (!pnew_make(f, op->req, op->ino, op->name, op->mode, &op->fi, op->token,
+                   res->ino)) {
         resv_release(f, op->token, NULL); /* answered with an error */
     }
 }
@@ -420,14 +429,17 @@ bool fs__pnew_rename(struct fs* f, fuse_req_t req, struct store_cmd* c)
     p->parent = c->new_parent;
     memcpy(p->name, c->new_name, strlen(c->new_name) + 1);
     p->excl = (c->flags & STORE_NOREPLACE) != 0;
-    if (!w->u.on || w->u.err != 0 || !fs__owner_is(&w->u, tid)) {
+    p->renamed = true;
+    if (!w->u.on || w->u.err != 0 ||
+        (!fs__owner_is(&w->u, tid) && !fs__owners_gone(&w->u))) {
         /* another's unfinished file: its writer's close commits it under
          * the new name */
         fuse_reply_err(req, 0);
         return true;
     }
-    /* write-temp-then-rename of a new temp file: one entry creating it at
-     * the destination */
+    /* write-temp-then-rename of a new temp file, or a file whose writers
+     * are all gone (nothing unfinished): one entry creating it at the
+     * destination */
     struct fs_op* op = fs__op_new(f, req, FS_REPLY_WRITE);
     if (op == NULL) {
         fuse_reply_err(req, ENOMEM);
@@ -452,8 +464,10 @@ bool fs__pnew_cmd(struct fs* f,
     memset(c, 0, sizeof(*c));
     c->op = STORE_OP_CREATE;
     c->flags = STORE_WITH_DATA | (p->excl ? STORE_EXCL : 0) |
-               (p->token != 0 ? STORE_CLAIM : 0);
+               (p->token != 0 ? STORE_CLAIM : 0) |
+               (p->renamed ? STORE_REPLACE : 0);
     c->ino = p->token; /* CLAIM: consumes its reservation, whatever comes */
+    c->size = (uint64_t)p->made_ns; /* its ctime (fs__commit_start) */
     c->parent = p->parent;
     c->name = p->name;
     c->mode = (u->set_mask & STORE_SET_MODE) ? u->mode : p->mode;

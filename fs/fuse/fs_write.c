@@ -485,6 +485,18 @@ void fs__commit_start(struct fs* f,
     }
     c->atime_ns = w->u.atime_ns;
     c->mtime_ns = w->u.mtime_ns;
+    if (pnew) {
+        /* a new file's times as this mount showed them (fs__pending_attr):
+         * its mtime its last write's, its ctime (and its directory's) its
+         * last change's; the creation's when nothing came after */
+        if ((c->set_mask & STORE_SET_MTIME) == 0 && w->u.mod_ns != 0) {
+            c->set_mask |= STORE_SET_MTIME;
+            c->mtime_ns = w->u.mod_ns;
+        }
+        if (w->u.chg_ns != 0) {
+            c->size = (uint64_t)w->u.chg_ns;
+        }
+    }
     /* Who wrote it decides the quota's reserve, not who closes it (a
      * RENAME carrying it: either). */
     if (w->u.unpriv) {

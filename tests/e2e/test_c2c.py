@@ -845,6 +845,8 @@ def test_o_excl_is_compare_and_create(make_cluster, procs, monkeypatch):
     w.write("x", "x = 1\n")
     assert a.revision() == rev  # the reservation makes no revision
     assert "app.conf" in os.listdir(a.mnt)
+    # its st_ino is the one its reservation took: the committed file's
+    st0 = os.stat(a.path("app.conf"))
     for n in (b, c.leader()):
         assert excl(n, "app.conf") == str(errno.EEXIST)
         assert "app.conf" not in os.listdir(n.mnt)
@@ -863,6 +865,10 @@ def test_o_excl_is_compare_and_create(make_cluster, procs, monkeypatch):
     wait_for(lambda: os.path.exists(b.path("app.conf")),
              what="the committed file on b")
     assert read(b.path("app.conf")) == b"x = 1\n"
+    for n in (a, b):
+        st = os.stat(n.path("app.conf"))
+        # the same inode, made when it was opened (its ctime), everywhere
+        assert (st.st_ino, st.st_ctime_ns) == (st0.st_ino, st0.st_ctime_ns)
 
     # Removed before its commit: the name is free everywhere when
     # unlink() returns.

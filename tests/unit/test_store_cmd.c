@@ -219,6 +219,9 @@ static void test_reservations(void)
         {STORE_OP_CREATE, STORE_CLAIM, -EBADMSG},
         {STORE_OP_RENAME, STORE_WITH_DATA | STORE_CLAIM, -EBADMSG},
         {STORE_OP_RESERVE, STORE_CLAIM, -EBADMSG},
+        {STORE_OP_CREATE, STORE_WITH_DATA | STORE_REPLACE, 0},
+        {STORE_OP_CREATE, STORE_REPLACE, -EBADMSG},
+        {STORE_OP_RENAME, STORE_REPLACE, -EBADMSG},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         c.op = cases[i].op;

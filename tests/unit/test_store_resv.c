@@ -51,6 +51,8 @@ static struct store_result as(struct env* e,
     return res;
 }
 
+static uint64_t last_resv_ino; /* the ino the last RESERVE took */
+
 static int reserve(struct env* e,
                    uint64_t origin,
                    uint64_t token,
@@ -69,7 +71,9 @@ static int reserve(struct env* e,
     CHECK_EQ(revision(e), rev); /* never a revision */
     CHECK_EQ(r.revision, rev);
     CHECK_EQ(changes, before); /* never a change callback */
-    CHECK_EQ(r.ino, 0);
+    /* the ino taken for the file, on success only */
+    CHECK(r.err == 0 ? r.ino >= 2 : r.ino == 0);
+    last_resv_ino = r.ino;
     return r.err;
 }
 
@@ -674,7 +678,7 @@ static void clock_with_entry(uint8_t* raw, size_t* n)
 static void slash_name(uint8_t* raw, size_t* n)
 {
     (void)n;
-    raw[48] = '/';
+    raw[56] = '/';
 }
 static void zero_token(uint8_t* raw, size_t* n)
 {
@@ -691,6 +695,136 @@ static void unknown_remove(uint8_t* raw, size_t* n)
     (void)n;
     raw[1] = 1; /* REMOVE of a reservation never set */
     memset(raw + 32, 0, 8);
+    memset(raw + 48, 0, 8);
+}
+static void zero_ino(uint8_t* raw, size_t* n)
+{
+    (void)n;
+    memset(raw + 48, 0, 8); /* a set without the ino it took */
+}
+
+/* The ino a RESERVE takes is the claimed file's (its writer's st_ino
+ * stays), a renewal keeps it, and it survives a reopen. */
+static void test_claim_keeps_reserved_ino(void)
+{
+    struct env e;
+    env_open(&e, "resv");
+    uint64_t d = mkdir_(&e, 1, "d");
+    CHECK_EQ(reserve(&e, A, 1, d, "f", 10 * SEC), 0);
+    uint64_t ino = last_resv_ino;
+    CHECK_EQ(reserve(&e, A, 1, d, "f", 10 * SEC), 0); /* renewed */
+    CHECK_EQ(last_resv_ino, ino);
+    /* entries made meanwhile take later inos */
+    uint64_t g = mkdir_(&e, d, "g");
+    CHECK(g > ino);
+    flush(&e);
+    env_reopen(&e);
+    CHECK_EQ(reserve(&e, A, 1, d, "f", 10 * SEC), 0);
+    CHECK_EQ(last_resv_ino, ino);
+    struct store_result r = claim(&e, A, 1, d, "f", "x");
+    CHECK_EQ(r.err, 0);
+    CHECK_EQ(r.ino, ino);
+    struct store_attr a;
+    CHECK_EQ(store_lookup(e.st, d, "f", &a), 0);
+    CHECK_EQ(a.ino, ino);
+    /* released: its ino is never used again */
+    CHECK_EQ(reserve(&e, A, 2, d, "h", 10 * SEC), 0);
+    uint64_t burnt = last_resv_ino;
+    CHECK_EQ(release(&e, A, 2), 0);
+    CHECK(mkdir_(&e, d, "h") > burnt);
+    env_close(&e);
+}
+
+/* A deferred create's commit carries its creation time (size): the
+ * file's times and its directory's, which are never lowered. */
+static void test_deferred_create_times(void)
+{
+    struct env e;
+    env_open(&e, "resv");
+    uint64_t d = mkdir_(&e, 1, "d");
+    e.now = 100 * SEC;
+    CHECK_EQ(reserve(&e, A, 1, d, "f", 10 * SEC), 0);
+    e.now = 102 * SEC;
+    struct store_cmd c = {.op = STORE_OP_CREATE,
+                          .flags = STORE_WITH_DATA | STORE_CLAIM,
+                          .parent = d,
+                          .name = "f",
+                          .ino = 1,
+                          .size = (uint64_t)(100 * SEC),
+                          .mode = 0644,
+                          .data = "x",
+                          .data_len = 1};
+    CHECK_EQ(as(&e, A, &c).err, 0);
+    struct store_attr a, da;
+    CHECK_EQ(store_lookup(e.st, d, "f", &a), 0);
+    CHECK_EQ(a.ctime_ns, 100 * SEC);
+    CHECK_EQ(a.mtime_ns, 100 * SEC);
+    CHECK_EQ(store_getattr(e.st, d, &da), 0);
+    CHECK_EQ(da.mtime_ns, 100 * SEC);
+    CHECK_EQ(da.ctime_ns, 100 * SEC);
+    /* a later change of the directory keeps its own time */
+    e.now = 105 * SEC;
+    mkdir_(&e, d, "g");
+    c.name = "h";
+    c.flags = STORE_WITH_DATA;
+    c.size = (uint64_t)(103 * SEC);
+    CHECK_EQ(as(&e, A, &c).err, 0);
+    CHECK_EQ(store_getattr(e.st, d, &da), 0);
+    CHECK_EQ(da.mtime_ns, 105 * SEC + 1);
+    CHECK_EQ(store_lookup(e.st, d, "h", &a), 0);
+    CHECK_EQ(a.ctime_ns, 103 * SEC);
+    /* a time past the command's: the command's */
+    c.name = "k";
+    c.size = (uint64_t)(900 * SEC);
+    CHECK_EQ(as(&e, A, &c).err, 0);
+    CHECK_EQ(store_lookup(e.st, d, "k", &a), 0);
+    CHECK_EQ(a.ctime_ns, e.now);
+    env_close(&e);
+}
+
+/* STORE_REPLACE (a pending new file renamed over a name): the name is
+ * taken from the file there as a rename takes it: a hard-linked target
+ * keeps its other name and content, a lone one goes. */
+static void test_replace_name(void)
+{
+    struct env e;
+    env_open(&e, "resv");
+    uint64_t d = mkdir_(&e, 1, "d");
+    uint64_t t;
+    CHECK_EQ(create(&e, d, "dst", STORE_WITH_DATA, &t), 0);
+    struct store_cmd l = {
+        .op = STORE_OP_LINK, .ino = t, .parent = d, .name = "lnk"};
+    CHECK_EQ(as(&e, OTHER, &l).err, 0);
+    struct store_cmd c = {.op = STORE_OP_CREATE,
+                          .flags = STORE_WITH_DATA | STORE_REPLACE,
+                          .parent = d,
+                          .name = "dst",
+                          .mode = 0644,
+                          .data = "new",
+                          .data_len = 3};
+    struct store_result r = as(&e, A, &c);
+    CHECK_EQ(r.err, 0);
+    CHECK(r.ino != t);
+    struct store_attr a;
+    CHECK_EQ(store_lookup(e.st, d, "dst", &a), 0);
+    CHECK_EQ(a.ino, r.ino);
+    content_is(&e, r.ino, "new");
+    CHECK_EQ(store_lookup(e.st, d, "lnk", &a), 0);
+    CHECK_EQ(a.ino, t);
+    CHECK_EQ(a.nlink, 1);
+    /* without a second name the old inode goes */
+    c.data = "newer";
+    c.data_len = 5;
+    uint64_t before = r.ino;
+    r = as(&e, A, &c);
+    CHECK_EQ(r.err, 0);
+    CHECK_EQ(store_getattr(e.st, before, &a), -ENOENT);
+    content_is(&e, r.ino, "newer");
+    /* a directory there: EISDIR, nothing changed */
+    c.name = "sub";
+    mkdir_(&e, d, "sub");
+    CHECK_EQ(as(&e, A, &c).err, -EISDIR);
+    env_close(&e);
 }
 
 static void test_corrupt_record(void)
@@ -708,6 +842,7 @@ static void test_corrupt_record(void)
         {zero_token, -EUCLEAN},
         {nonzero_pad, -EUCLEAN},
         {unknown_remove, -EUCLEAN},
+        {zero_ino, -EUCLEAN},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct env e;
@@ -741,6 +876,9 @@ int main(void)
     RUN(test_release);
     RUN(test_claim);
     RUN(test_claim_refused);
+    RUN(test_claim_keeps_reserved_ino);
+    RUN(test_deferred_create_times);
+    RUN(test_replace_name);
     RUN(test_limit);
     RUN(test_persist);
     RUN(test_persist_clock);
