@@ -146,6 +146,13 @@ static int check_path(struct store* st, const struct entry* d, const char* name)
     return plen + 1 + strlen(name) > st->opt.path_max ? -ENAMETOOLONG : 0;
 }
 
+int store_path_fits(struct store* st, uint64_t parent, const char* name)
+{
+    struct entry* d;
+    int rv = get_dir(st, parent, &d);
+    return rv != 0 ? rv : check_path(st, d, name);
+}
+
 /* The live bytes a command may grow content to: the quota less the
  * root reserve it carries (floor(quota x pct / 100), without overflow).
  * The percentage comes from the command, the quota from the options (the

@@ -180,6 +180,10 @@ int store_name(struct store* st,
                char* buf,
                size_t cap);
 
+/* Whether the name may go in directory parent as far as the path limit
+ * goes (what a CREATE checks): 0, -ENAMETOOLONG, -ENOENT, -ENOTDIR. */
+int store_path_fits(struct store* st, uint64_t parent, const char* name);
+
 /* Every name of live ino (hard links: docs/consistency.md), the primary
  * name first, then the others in the order they would become primary:
  * cb(data, parent, name, path) with the name's directory, the name and its

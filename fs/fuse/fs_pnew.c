@@ -422,6 +422,11 @@ bool fs__pnew_rename(struct fs* f, fuse_req_t req, struct store_cmd* c)
         fuse_reply_err(req, ENOENT);
         return true;
     }
+    int rv = store_path_fits(node_store(f->node), c->new_parent, c->new_name);
+    if (rv != 0) {
+        fuse_reply_err(req, -rv); /* its commit there would fail */
+        return true;
+    }
     if (dst != NULL) {
         dst->unlinked = true; /* replaced */
         pnew_release(f, dst, NULL);

@@ -212,6 +212,33 @@ def test_link_of_a_file_being_written(make_node):
     assert read(n.path("e2")) == b""
 
 
+def test_new_file_renamed_over_a_linked_name(make_node):
+    """A new file written and renamed over a name that has another name
+    (write-temp-then-rename, its commit carrying the rename) takes the
+    name as rename(2) does: the other name keeps the old inode and its
+    content. An O_EXCL temp file (mkstemp) likewise, and it keeps the
+    st_ino it had from its open."""
+    n = make_node().start()
+    for flags in (os.O_CREAT | os.O_TRUNC, os.O_CREAT | os.O_EXCL):
+        tgt, other, tmp = n.path("conf"), n.path("conf.bak"), n.path("tmp")
+        with open(tgt, "wb") as f:
+            f.write(b"old\n")
+        os.link(tgt, other)
+        old_ino = os.stat(tgt).st_ino
+        fd = os.open(tmp, os.O_WRONLY | flags, 0o644)
+        os.write(fd, b"new\n")
+        tmp_ino = os.fstat(fd).st_ino
+        os.rename(tmp, tgt)  # by its writer: the commit, at the target
+        os.close(fd)
+        assert read(tgt) == b"new\n" and read(other) == b"old\n"
+        assert os.stat(other).st_ino == old_ino
+        assert os.stat(other).st_nlink == 1 and os.stat(tgt).st_nlink == 1
+        if flags & os.O_EXCL:
+            assert os.stat(tgt).st_ino == tmp_ino
+        os.unlink(other)
+        os.unlink(tgt)
+
+
 def test_copy_tools_keep_links(make_node):
     """cp -a and tar copy a tree holding two names of one file (they
     failed with EPERM before: docs/consistency.md)."""
