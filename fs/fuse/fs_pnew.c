@@ -278,21 +278,16 @@ static void resv_propose(struct fs* f,
  * nobody waits (req NULL), or before req's UNLINK is answered. */
 static void resv_release(struct fs* f, uint64_t token, fuse_req_t req)
 {
-    struct fs_op* op = NULL;
+    struct fs_op* op =
+        token != 0 && req != NULL ? fs__op_new(f, req, FS_REPLY_ERR) : NULL;
 
-    if (token == 0 && req != NULL) {
-        fuse_reply_err(req, 0);
+    if (token == 0 || (req != NULL && op == NULL)) {
+        if (req != NULL) {
+            fuse_reply_err(req, 0); /* none, or out of memory: it expires */
+        }
         return;
     }
-    if (req != NULL) {
-        op = fs__op_new(f, req, FS_REPLY_ERR);
-        if (op == NULL) {
-            fuse_reply_err(req, 0); /* the reservation expires */
-        }
-    }
-    if (token != 0 && (req == NULL || op != NULL)) {
-        resv_propose(f, op, token, 0, NULL);
-    }
+    resv_propose(f, op, token, 0, NULL);
 }
 
 /* p will not be committed: its reservation goes (resv_release). */

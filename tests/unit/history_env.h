@@ -59,17 +59,28 @@ static inline void env_close(struct env* e)
     rmdir(e->dir);
 }
 
-static inline struct store_result run(struct env* e, struct store_cmd* c)
+/* Apply c as proposed by origin at the env's next time (e->now + 1),
+ * cb(data) told of each change (cb may be NULL). */
+static inline struct store_result run_from(struct env* e,
+                                           uint64_t origin,
+                                           struct store_cmd* c,
+                                           store_change_cb cb,
+                                           void* data)
 {
     static uint8_t buf[1 << 16];
-    c->origin = 7;
+    c->origin = origin;
     c->seq = ++e->seq;
     c->now_ns = ++e->now;
     long n = store_cmd_encode(c, buf, sizeof(buf));
     CHECK(n > 0);
     struct store_result res;
-    CHECK_EQ(store_apply(e->st, ++e->idx, buf, (size_t)n, NULL, NULL, &res), 0);
+    CHECK_EQ(store_apply(e->st, ++e->idx, buf, (size_t)n, cb, data, &res), 0);
     return res;
+}
+
+static inline struct store_result run(struct env* e, struct store_cmd* c)
+{
+    return run_from(e, 7, c, NULL, NULL);
 }
 
 static inline void flush(struct env* e)

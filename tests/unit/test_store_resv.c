@@ -37,16 +37,7 @@ static struct store_result as(struct env* e,
                               uint64_t origin,
                               struct store_cmd* c)
 {
-    static uint8_t buf[1 << 16];
-    c->origin = origin;
-    c->seq = ++e->seq;
-    c->now_ns = ++e->now;
-    long n = store_cmd_encode(c, buf, sizeof(buf));
-    CHECK(n > 0);
-    struct store_result res;
-    CHECK_EQ(
-        store_apply(e->st, ++e->idx, buf, (size_t)n, count_change, NULL, &res),
-        0);
+    struct store_result res = run_from(e, origin, c, count_change, NULL);
     CHECK(!res.duplicate);
     return res;
 }

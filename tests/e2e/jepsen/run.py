@@ -160,11 +160,11 @@ def log_tail(path, lines):
         return []
 
 
-def write_once(path, data, stage=None):
-    """open(O_TRUNC) + ONE write() + close(); a short count raises. stage[0]
-    says how far it got: open, then write, then close."""
+def write_once(path, data, stage=None, flag=os.O_TRUNC):
+    """open(O_TRUNC, or flag) + ONE write() + close(); a short count
+    raises. stage[0] says how far it got: open, then write, then close."""
     stage = stage if stage is not None else [None]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flag, 0o644)
     stage[0] = "write"
     try:
         n = os.write(fd, data)
@@ -181,19 +181,9 @@ def excl_once(path, data, stage):
     """O_CREAT|O_EXCL, then ONE write() and close(): False when the name
     was taken (EEXIST). stage[0] says how far it got: open, write, close."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        write_once(path, data, stage, os.O_EXCL)
     except FileExistsError:
-        return False
-    stage[0] = "write"
-    try:
-        n = os.write(fd, data)
-    except BaseException:
-        os.close(fd)
-        raise
-    stage[0] = "close"
-    os.close(fd)
-    if n != len(data):
-        raise ShortWrite("%d of %d bytes" % (n, len(data)))
+        return False  # only open() raises it
     return True
 
 
