@@ -466,11 +466,19 @@ static void handle_accept(struct raft* r,
 {
     raft_index index = m->append_resp.index;
     bool progressed = index > p->match;
+    /* A probe accepted at the match we already had (a caught-up peer that
+     * restarted, with nothing new to send) ends the probe as well. Left in
+     * PROBE, every such answer sent the next empty probe, and the two
+     * exchanged appends without end until the next write (etcd: Match ==
+     * Index in StateProbe). */
+    bool probe_matched = p->state == PROGRESS_PROBE && index == p->match;
     if (p->state == PROGRESS_PROBE) {
         p->probe_sent = false;
     }
     raft_term t;
-    if (progressed) {
+    if (probe_matched) {
+        progress_to(p, PROGRESS_REPLICATE, index + 1);
+    } else if (progressed) {
         p->match = index;
         if (p->state == PROGRESS_SNAPSHOT && !raft__term_at(r, index, &t)) {
             /* A follower being sent an image answered a heartbeat with

@@ -16,6 +16,8 @@ enum {
     LIVENESS_APPLY_MS = 10000,    /* bound to apply the probe values */
     LIVENESS_VALUES = 3,          /* probe proposals after healing */
     LIVENESS_PROPOSE_TRIES = 50,
+    IDLE_SETTLE_MS = 1000, /* a restarted follower catches up */
+    IDLE_MS = 2000,        /* then the cluster idles this long */
     DRIVER_BURST_MAX = RAFT_APPEND_ENTRIES_MAX + 200, /* proposals in a burst */
 };
 
@@ -366,6 +368,65 @@ static bool probes_propose(struct sim* s, struct probe* p)
     return true;
 }
 
+static uint64_t sent_total(const struct sim* s)
+{
+    uint64_t n = 0;
+    for (raft_id a = 1; a <= SIM_NODES_MAX; a++) {
+        for (raft_id b = 1; b <= SIM_NODES_MAX; b++) {
+            n += sim_sent(s, a, b);
+        }
+    }
+    return n;
+}
+
+/* After liveness, with nothing to replicate: one follower restarts (the
+ * leader probes it, RAFT_EV_PEER_RESTARTED) and the cluster idles. Idle, a
+ * leader sends each peer a heartbeat per interval and gets its answer; a
+ * pair of nodes that keeps answering each other at once (a probe storm)
+ * sends thousands. Skipped when the leader changed in the window (an
+ * election's messages are not idle ones). */
+static int idle(struct sim* s)
+{
+    raft_id l = sim_stable_leader(s);
+    raft_id f = 0;
+    unsigned alive = 0;
+    for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
+        if (sim_alive(s, id)) {
+            alive++;
+            f = f == 0 && id != l ? id : f;
+        }
+    }
+    if (l == 0 || f == 0) {
+        return 0;
+    }
+    sim_note(s, "IDLE: restart n%" PRIu64 ", then no proposals", f);
+    sim_crash(s, f);
+    sim_restart(s, f);
+    if (sim_run_for(s, IDLE_SETTLE_MS) != 0) {
+        return -1;
+    }
+    uint64_t m0 = sent_total(s);
+    if (sim_run_for(s, IDLE_MS) != 0) {
+        return -1;
+    }
+    if (sim_stable_leader(s) != l) {
+        return 0;
+    }
+    uint64_t sent = sent_total(s) - m0;
+    uint64_t bound =
+        4 * (uint64_t)(alive - 1) * (IDLE_MS / s->cfg.heartbeat_ms + 1) + 64;
+    if (sent > bound) {
+        sim__violate(s,
+                     "idle: %" PRIu64
+                     " messages in %u ms with no proposals "
+                     "(bound %" PRIu64 ", leader n%" PRIu64 ", n%" PRIu64
+                     " restarted)",
+                     sent, (unsigned)IDLE_MS, bound, l, f);
+        return -1;
+    }
+    return 0;
+}
+
 static int liveness(struct sim* s)
 {
     sim_note(s, "LIVENESS: heal, restart, no more faults");
@@ -398,7 +459,7 @@ static int liveness(struct sim* s)
             lost |= probe_lost(s, &p, i);
         }
         if (rc == 0 && !lost) {
-            return 0;
+            return idle(s);
         }
     }
     raft_id l = sim_stable_leader(s);
