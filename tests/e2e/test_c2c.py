@@ -774,6 +774,85 @@ def test_new_temp_then_rename(node, procs):
     assert at_rev(node, rev + 1, ".app.conf.tmp") is None
 
 
+def deep_dir(root, depth=16, width=245):
+    """A directory depth levels under root, each name width bytes long; an
+    open descriptor of it (paths this long go through *at calls)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for i in range(depth):
+        name = ("%02d" % i) * (width // 2) + "x" * (width % 2)
+        os.mkdir(name, dir_fd=fd)
+        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    return fd
+
+
+def test_pending_new_file_renames(node, procs):
+    """Around a new file that nothing committed yet (pjdfstest rename/02,
+    rename/20 and rename/23 found these):
+    - a directory holding one is not empty: rmdir and a rename over it give
+      ENOTEMPTY until its writer's close commits it (the store, not knowing
+      the file, removed the directory and the close then failed);
+    - renamed past the 4,096-byte path limit it gets ENAMETOOLONG and stays
+      pending under its name, committed there at its close (it used to be
+      renamed, then dropped when its commit failed);
+    - an empty new file whose writer has exited (open + close: left to the
+      settle timer) renamed by another process is committed by the rename,
+      at the new name, before the rename returns, even when that writer
+      was seen alive before."""
+    os.mkdir(node.path("d"))
+    os.mkdir(node.path("e"))
+    w = procs()
+    w.do("open", "f", node.path("d", "f"), "WRONLY|CREAT|TRUNC")
+    w.write("f", "kept\n")
+    for call in (lambda: os.rmdir(node.path("d")),
+                 lambda: os.rename(node.path("e"), node.path("d"))):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.ENOTEMPTY
+    w.do("close", "f")
+    assert read(node.path("d", "f")) == b"kept\n"
+    assert os.path.isdir(node.path("e"))
+
+    deep = deep_dir(node.mnt)
+    try:
+        rev = node.revision()
+        w.do("open", "p", node.path("p"), "WRONLY|CREAT|TRUNC")
+        w.write("p", "one\n")
+        root = os.open(node.mnt, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with pytest.raises(OSError) as e:
+                os.rename("p", "y" * 250, src_dir_fd=root, dst_dir_fd=deep)
+            assert e.value.errno == errno.ENAMETOOLONG
+            os.rename("p", "y" * 20, src_dir_fd=root, dst_dir_fd=deep)
+            os.rename("y" * 20, "p", src_dir_fd=deep, dst_dir_fd=root)
+        finally:
+            os.close(root)
+        w.write("p", "two\n")
+        w.do("close", "p")
+        assert node.revision() == rev + 1
+        assert read(node.path("p")) == b"one\ntwo\n"
+        assert at_rev(node, rev + 1, "p") == b"one\ntwo\n"
+    finally:
+        os.close(deep)
+
+    # The writer is seen alive by a reader's close first (that FLUSH
+    # commits nothing of another's file), then closes without writing and
+    # exits: the rename must find it gone, not trust what was seen.
+    src = node.path("made")
+    m = procs()
+    m.do("open", "m", src, "WRONLY|CREAT")
+    rev = node.revision()
+    assert read(src) == b""
+    m.do("close", "m")
+    m.kill()
+    assert at_rev(node, rev, "made") is None  # pending, settle timer's
+    os.rename(src, node.path("renamed"))
+    assert node.revision() == rev + 1
+    assert at_rev(node, rev + 1, "renamed") == b""
+    assert at_rev(node, rev + 1, "made") is None
+
+
 def test_new_file_unlinked_before_close(node, procs):
     """A new file removed before anything committed it costs no entry
     (vim's swap name probe); its writer's writes go into the void."""
