@@ -33,6 +33,7 @@ enum {
     FS_GRAVES = 256,         /* removed inos still readable by their holders */
     FS_WINO_BUCKETS = 1024,  /* per-inode write state hash (power of 2) */
     FS_SETTLE_MS = 1000,     /* updates no writer will close commit */
+    FS_DTOUCH_MAX = 64,      /* directories whose shown times are kept */
     FS_RESV_TTL_MS = 30000,  /* an O_EXCL name reservation's lifetime */
     FS_KVIEW_BUCKETS = 1024, /* kernel-view hash (power of 2) */
     FS_FNODE_BUCKETS = 4096, /* nodeid table hashes (power of 2) */
@@ -358,6 +359,15 @@ struct fs {
     uint64_t resv_nonce;        /* this run's high bits of reservation tokens */
     uint64_t resv_next;         /* the last reservation counter handed */
     int64_t resv_ttl_ns;        /* FS_RESV_TTL_MS (QFS_TEST_RESV_TTL_MS) */
+    /* Directories a pending new file left uncommitted (unlinked, renamed
+     * away, dropped): this mount shows that change in their mtime/ctime
+     * until the store's times pass it, so the times it showed never go
+     * back (fs__pnew_dir_attr). Newest FS_DTOUCH_MAX, oldest replaced. */
+    struct fs_dtouch {
+        uint64_t dir; /* 0: free */
+        int64_t ns;
+    } dtouch[FS_DTOUCH_MAX];
+    unsigned dtouch_next; /* the slot replaced next when all are taken */
 };
 
 /* fs_metrics.c: FUSE request counts and latencies, registered with the
@@ -693,9 +703,11 @@ struct fs_wino* fs__pnew_done(struct fs* f,
 bool fs__pnew_in(const struct fs* f, uint64_t dir);
 /* A directory's attributes as this mount sees them: its mtime and ctime
  * are at least the creation time of the pending new files made in it, as
- * a local file system's would be (the commit makes them the store's).
+ * a local file system's would be (the commit makes them the store's), and
+ * the time a pending new file left it uncommitted (unlinked, renamed away,
+ * dropped), so the times this mount showed never go back.
  * Returns whether a was changed (then its attributes must not be cached). */
-bool fs__pnew_dir_attr(const struct fs* f, struct store_attr* a);
+bool fs__pnew_dir_attr(struct fs* f, struct store_attr* a);
 /* Forget it (its update is gone): the name disappears from this mount. */
 void fs__pnew_drop(struct fs* f, uint64_t pino);
 /* The pending new files of dir after the one with nodeid `after` (0: all)

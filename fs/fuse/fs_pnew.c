@@ -119,6 +119,32 @@ int fs__pnew_path(const struct fs* f, uint64_t pino, char* buf, size_t cap)
 
 static void pnew_release(struct fs* f, struct fs_pnew* p, fuse_req_t req);
 
+/* A pending new file left dir without a commit: on this mount dir shows
+ * the change in its times, as it showed the creation (fs__pnew_dir_attr);
+ * nothing is committed, so other nodes never saw either. */
+static void dir_touched(struct fs* f, uint64_t dir)
+{
+    struct fs_dtouch* free_slot = NULL;
+    int64_t now = fs__now_ns();
+
+    for (unsigned i = 0; i < FS_DTOUCH_MAX; i++) {
+        struct fs_dtouch* t = &f->dtouch[i];
+        if (t->dir == dir) {
+            t->ns = now > t->ns ? now : t->ns;
+            return;
+        }
+        if (t->dir == 0 && free_slot == NULL) {
+            free_slot = t;
+        }
+    }
+    if (free_slot == NULL) {
+        free_slot = &f->dtouch[f->dtouch_next];
+        f->dtouch_next = (f->dtouch_next + 1) % FS_DTOUCH_MAX;
+    }
+    free_slot->dir = dir;
+    free_slot->ns = now;
+}
+
 static void pnew_free(struct fs* f, struct fs_pnew* p)
 {
     struct fs_pnew** pp = &f->pnews;
@@ -140,6 +166,7 @@ void fs__pnew_drop(struct fs* f, uint64_t pino)
     }
     if (!p->unlinked) {
         fs__notify_push(&f->notify, pino, p->parent, p->name);
+        dir_touched(f, p->parent); /* its name goes */
     }
     pnew_release(f, p, NULL); /* not committed: a failed update */
     pnew_free(f, p);
@@ -368,6 +395,7 @@ bool fs__pnew_unlink(struct fs* f,
         return false; /* its commit is in flight: an UNLINK after it */
     }
     p->unlinked = true; /* its writer's close drops it */
+    dir_touched(f, parent);
     if (store_lookup(node_store(f->node), parent, name, &a) == 0) {
         pnew_release(f, p, NULL);
         return false; /* made elsewhere meanwhile: that one goes too */
@@ -426,6 +454,8 @@ bool fs__pnew_rename(struct fs* f, fuse_req_t req, struct store_cmd* c)
         dst->unlinked = true; /* replaced */
         pnew_release(f, dst, NULL);
     }
+    dir_touched(f, p->parent);
+    dir_touched(f, c->new_parent);
     p->parent = c->new_parent;
     memcpy(p->name, c->new_name, strlen(c->new_name) + 1);
     p->excl = (c->flags & STORE_NOREPLACE) != 0;
@@ -533,13 +563,27 @@ bool fs__pnew_in(const struct fs* f, uint64_t dir)
     return false;
 }
 
-bool fs__pnew_dir_attr(const struct fs* f, struct store_attr* a)
+bool fs__pnew_dir_attr(struct fs* f, struct store_attr* a)
 {
     const struct fs_pnew* p;
     bool changed = false;
 
     if (a->type != STORE_DIR) {
         return false;
+    }
+    for (unsigned i = 0; i < FS_DTOUCH_MAX; i++) {
+        struct fs_dtouch* t = &f->dtouch[i];
+        if (t->dir != a->ino) {
+            continue;
+        }
+        if (t->ns <= a->mtime_ns && t->ns <= a->ctime_ns) {
+            t->dir = 0; /* a commit since shows a later change */
+            break;
+        }
+        a->mtime_ns = t->ns > a->mtime_ns ? t->ns : a->mtime_ns;
+        a->ctime_ns = t->ns > a->ctime_ns ? t->ns : a->ctime_ns;
+        changed = true;
+        break;
     }
     for (p = f->pnews; p != NULL; p = p->next) {
         if (p->parent != a->ino) {

@@ -1104,6 +1104,47 @@ def test_new_file_dir_times(node):
     assert committed.st_mtime_ns >= after.st_mtime_ns
 
 
+def test_pending_file_gone_dir_times(node, procs):
+    """A pending new file that leaves its directory without a commit
+    (unlinked, or renamed away by another process while its writer still
+    writes) changes that directory's mtime and ctime on the writer's mount,
+    as a local file system's would, and they never go back to before the
+    creation showed (they did: pjdfstest unlink/00 #74-75, whose 1 s sleep
+    raced the settle timer's commit)."""
+    os.mkdir(node.path("e"))
+    os.mkdir(node.path("f"))
+    time.sleep(1.1)  # past the attribute timeout of the mkdirs' replies
+    open(node.path("e/tmp"), "w").close()  # pending until the settle timer
+    made = os.stat(node.path("e"))
+    assert made.st_mtime_ns > os.stat(node.path("f")).st_mtime_ns
+    time.sleep(0.05)
+    os.unlink(node.path("e/tmp"))
+    gone = os.stat(node.path("e"))
+    assert gone.st_mtime_ns > made.st_mtime_ns
+    assert gone.st_ctime_ns > made.st_ctime_ns
+
+    w = procs()
+    w.do("open", "t", node.path("e/tmp2"), "WRONLY|CREAT|TRUNC")
+    w.write("t", "x\n")
+    made_e, made_f = os.stat(node.path("e")), os.stat(node.path("f"))
+    time.sleep(0.05)
+    rev = node.revision()
+    os.rename(node.path("e/tmp2"), node.path("f/tmp2"))  # not its writer
+    assert node.revision() == rev  # its writer's close commits it
+    for d, was in (("e", made_e), ("f", made_f)):
+        st = os.stat(node.path(d))
+        assert st.st_mtime_ns > was.st_mtime_ns, d
+        assert st.st_ctime_ns > was.st_ctime_ns, d
+    shown_e = os.stat(node.path("e"))
+    w.do("close", "t")
+    assert node.revision() == rev + 1
+    assert read(node.path("f/tmp2")) == b"x\n"
+    # nothing was ever committed in e: its shown times stay
+    assert os.stat(node.path("e")).st_mtime_ns == shown_e.st_mtime_ns
+    time.sleep(2 * SETTLE_S)
+    assert os.stat(node.path("e")).st_mtime_ns == shown_e.st_mtime_ns
+
+
 def test_many_pending_new_files_listed(node, procs):
     """ls of a directory with committed files and more pending new files
     than one READDIR reply holds: every name once; then all committed."""
