@@ -28,7 +28,6 @@ import random
 import signal
 import socket
 import ssl
-import stat
 import struct
 import subprocess
 import threading
@@ -82,6 +81,15 @@ def write_file(path, data, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
 def read_file(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def metric(node, name):
+    """The value of an unlabelled sample `name` in node's /.cluster/metrics."""
+    with open(node.path(".cluster", "metrics")) as f:
+        for line in f.read().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError("no %s in %s's metrics" % (name, node.name))
 
 
 def tree_diff(a, b, limit=10):

@@ -57,6 +57,16 @@ def parse_join(out):
     return kv
 
 
+def add_and_start(c, via, node, addr):
+    """`member add` of node (not running, its data dir empty) at addr via
+    `via`, then start it with exactly the flags the command printed."""
+    kv = parse_join(cli(via, "member", "add", node.name, addr).stdout)
+    node.start(["--listen-peer", addr,
+                "--initial-cluster", kv["QUORUMFS_INITIAL_CLUSTER"],
+                "--initial-cluster-state", "existing",
+                "--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] + c.common)
+
+
 def add_member(c, via, name, ip, with_id=True):
     """`member add` on node `via`; a Node for the new member (not started)
     and the args it starts with, built from what `add` printed (without
@@ -537,12 +547,7 @@ def test_replace_a_wiped_node_under_its_name(make_cluster):
     remove(n1, "n3")
     wait_quorum(c, [n1, n2], 2)
     shutil.rmtree(n3.data_dir)
-    r = cli(n2, "member", "add", "n3", c.addrs["n3"])
-    kv = parse_join(r.stdout)
-    n3.start(["--listen-peer", c.addrs["n3"],
-              "--initial-cluster", kv["QUORUMFS_INITIAL_CLUSTER"],
-              "--initial-cluster-state", "existing",
-              "--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] + c.common)
+    add_and_start(c, n2, n3, c.addrs["n3"])
     promote(n2, "n3")
     wait_quorum(c, [n1, n2, n3], 3)
     # A new voter from the promotion on, not the one that lost its disk.
@@ -553,29 +558,20 @@ def test_replace_a_wiped_node_under_its_name(make_cluster):
 
 
 
-def frames_sent(node):
-    """The node's quorumfs_peer_frames_sent_total."""
-    with open(node.path(".cluster", "metrics")) as f:
-        for line in f:
-            if line.startswith("quorumfs_peer_frames_sent_total "):
-                return int(float(line.split()[1]))
-    raise AssertionError("no quorumfs_peer_frames_sent_total in %s's metrics"
-                         % node.name)
-
-
-def assert_idle(nodes, what, seconds=2.0, heartbeat_ms=50):
+def assert_idle(nodes, what, seconds=2.0):
     """With no writes, each node sends each peer about a heartbeat or its
     answer per heartbeat interval. A leader and a peer answering each other
     at once (a probe that never ended) send ~200,000 frames a second here:
     both loops at 100% CPU, and a mount's linearizable reads 10-40x
     slower."""
     time.sleep(0.5)  # a catch-up's last exchange
-    before = {n.name: frames_sent(n) for n in nodes}
+    frames = "quorumfs_peer_frames_sent_total"
+    before = {n.name: qc.metric(n, frames) for n in nodes}
     time.sleep(seconds)
     peers = len(nodes) - 1
-    bound = 4 * peers * (seconds * 1000 / heartbeat_ms + 1) + 100
+    bound = 4 * peers * (seconds * 1000 / qc.HEARTBEAT_MS + 1) + 100
     for n in nodes:
-        sent = frames_sent(n) - before[n.name]
+        sent = qc.metric(n, frames) - before[n.name]
         assert sent <= bound, ("%s: %s sent %d frames in %.1f s with no "
                                "writes (bound %d)" % (what, n.name, sent,
                                                       seconds, bound))
@@ -606,12 +602,7 @@ def test_idle_cluster_stays_quiet_after_restarts_and_joins(make_cluster):
     remove(n1, "n4")
     n4.stop()
     shutil.rmtree(n4.data_dir)
-    r = cli(n1, "member", "add", "n4", args[1])
-    kv = parse_join(r.stdout)
-    n4.start(["--listen-peer", args[1],
-              "--initial-cluster", kv["QUORUMFS_INITIAL_CLUSTER"],
-              "--initial-cluster-state", "existing",
-              "--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] + c.common)
+    add_and_start(c, n1, n4, args[1])
     c.wait_applied([n1, n2, n3, n4])
     assert_idle([n1, n2, n3, n4], "after n4 was added back under its name")
     assert qc.read_file(n4.path("f119")) == b"119\n"
@@ -670,12 +661,7 @@ def test_restart_with_first_flags_after_a_member_moved(make_cluster):
     n3.stop()
     shutil.rmtree(n3.data_dir)
     addr = free_addr("127.0.0.4")
-    r = cli(n1, "member", "add", "n3", addr)
-    kv = parse_join(r.stdout)
-    n3.start(["--listen-peer", addr,
-              "--initial-cluster", kv["QUORUMFS_INITIAL_CLUSTER"],
-              "--initial-cluster-state", "existing",
-              "--cluster-id", kv["QUORUMFS_CLUSTER_ID"]] + c.common)
+    add_and_start(c, n1, n3, addr)
     promote(n2, "n3")
     wait_quorum(c, [n1, n2, n3], 3)
     c.wait_applied([n1, n2, n3])

@@ -21,15 +21,8 @@ import time
 
 import pytest
 
+from cluster import metric as counter
 from conftest import STOP_TIMEOUT_S
-
-
-def counter(node, name):
-    with open(node.path(".cluster", "metrics")) as f:
-        for line in f.read().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise AssertionError("no %s in the metrics" % name)
 
 
 def metrics(node):
