@@ -69,11 +69,24 @@ void store__commit_del(struct apply_ctx* x, struct entry* e)
     x->changed = true;
 }
 
+/* A command's change time: the command's, or for a WRITE the time of the
+ * update's last change on its writer's mount when it gives one (size, not
+ * 0 and not past now_ns): the ctime that mount showed, whose kernel keeps
+ * the attributes it was answered (fs/fuse/fs_write.c). */
+static int64_t change_ns(const struct store_cmd* c)
+{
+    if (c->op != STORE_OP_WRITE || c->size == 0 ||
+        c->size > (uint64_t)c->now_ns) {
+        return c->now_ns;
+    }
+    return (int64_t)c->size;
+}
+
 /* An existing entry modified in place (attrs or content). */
 static void modified(struct apply_ctx* x, struct store_rec* r)
 {
     r->version++;
-    r->ctime_ns = x->c->now_ns;
+    r->ctime_ns = change_ns(x->c);
     store__commit_put(x, r);
 }
 

@@ -228,7 +228,8 @@ enum store_op {
     STORE_OP_SYMLINK = 3, /* data = target */
     STORE_OP_WRITE = 4,   /* replace ino's whole content with data; and
                              set the attributes set_mask selects (not
-                             SIZE): one entry per file update */
+                             SIZE): one entry per file update; size, if
+                             not 0, its ctime (not past now_ns) */
     STORE_OP_SETATTR = 5, /* set_mask selects fields */
     STORE_OP_UNLINK = 6,
     STORE_OP_RMDIR = 7,

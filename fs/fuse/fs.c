@@ -241,9 +241,17 @@ void fs__reply_attr(struct fs* f, fuse_req_t req, uint64_t ino)
         return;
     }
     if (a.type == STORE_FILE &&
-        fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) != 0) {
-        timeout = 0; /* this mount's pending update */
+        fs__pending_attr(f, &a, (int32_t)fuse_req_ctx(req)->pid) != 0 &&
+        (f->o.linearizable || fs__is_pnode(ino))) {
+        /* this mount's pending update: asked again until committed */
+        timeout = 0;
     }
+    /* Otherwise (serializable, an existing file) a SETATTR's answer keeps
+     * the attribute timeout: the commit carries the times shown here
+     * (fs__commit_start) and changes nothing else the kernel keeps (its
+     * writes invalidate its mtime, ctime and size), so the next open's
+     * permission check needs no GETATTR; a change from elsewhere while
+     * the update is pending invalidates it (fs__nodeid_changed). */
     if (fs__pnew_dir_attr(f, &a)) {
         timeout = 0; /* its pending new files, until committed */
     }

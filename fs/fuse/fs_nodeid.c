@@ -491,7 +491,11 @@ bool fs__nodeid_changed(struct fs* f, const struct store_change* c, bool ours)
         if (n->pend && update) {
             /* A change from elsewhere while this mount's update is
              * pending: its kernel goes on showing the update, which
-             * replaces that change when committed. */
+             * replaces that change when committed; but the attributes
+             * it keeps from a SETATTR's answer (fs__reply_attr) may show
+             * what the change replaced (a mode, an owner): asked again
+             * (its pages are read again from the update). */
+            fs__notify_push(&f->notify, n->nodeid, 0, NULL);
             continue;
         }
         if (n->pend && n->dirty) {

@@ -468,6 +468,16 @@ void fs__commit_start(struct fs* f,
         memset(&wc, 0, sizeof(wc));
         wc.op = STORE_OP_WRITE;
         c = &wc;
+        /* The times this mount showed (fs__pending_attr) are the ones
+         * committed: its kernel may keep attributes it was answered while
+         * the update was pending (fs__reply_attr), and the commit sends it
+         * nothing. mtime: the last content change, else unchanged (a
+         * chmod through the open file); ctime: the last change. */
+        if ((w->u.set_mask & STORE_SET_MTIME) == 0) {
+            w->u.set_mask |= STORE_SET_MTIME;
+            w->u.mtime_ns = w->u.mod_ns != 0 ? w->u.mod_ns : a.mtime_ns;
+        }
+        wc.size = (uint64_t)w->u.chg_ns;
     }
     if (!pnew) {
         c->ino = w->ino; /* a pending new file's: its token (CLAIM) */

@@ -15,7 +15,6 @@ process on the same mount: they must publish nothing.
 import errno
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -1191,3 +1190,86 @@ def test_new_file_past_the_limits(make_node, procs):
     w.do("close", "a")
     assert read(n.path("a")) == b"a" * 60000
     assert n.revision() == rev + 1
+
+
+def attrs(path):
+    st = os.stat(path)
+    return (st.st_size, st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns,
+            st.st_ctime_ns)
+
+
+def test_pending_attrs_are_committed(make_cluster):
+    """A SETATTR joined to a pending update (the O_TRUNC of an open,
+    ftruncate, fchmod) is answered with the attribute timeout, so this
+    mount's kernel keeps what it was shown past the commit, which sends it
+    nothing: the commit must carry exactly those attributes (mtime of the
+    last write, ctime of the last change), and a change from elsewhere
+    while the update is pending must make the kernel ask again. A rewrite
+    of an existing file then costs no GETATTR (before: one per open, the
+    permission check of attributes answered with timeout 0)."""
+    c = make_cluster()
+    c.start()
+    leader = c.leader()
+    w, other = c.followers(leader)[0], leader
+    rel = "attrs.conf"
+    path = w.path(rel)
+    qc.write_file(path, b"one\n")
+    c.wait_applied()
+    getattrs = 'quorumfs_fuse_requests_total{op="getattr"}'
+
+    # Rewrites: open(O_TRUNC) + write + close, the writer's stat right
+    # after each close equal to the other nodes' once applied.
+    before = qc.metric(w, getattrs)
+    for i in range(20):
+        qc.write_file(path, b"value %d\n" % i)
+    asked = qc.metric(w, getattrs) - before
+    mine = attrs(path)
+    c.wait_applied()
+    for n in c.nodes:
+        assert attrs(n.path(rel)) == mine, n.name
+    assert asked < 10, "%d GETATTRs for 20 rewrites" % asked
+
+    # A truncation alone (committed by the settle timer).
+    fd = os.open(path, os.O_WRONLY)
+    os.ftruncate(fd, 3)
+    os.close(fd)
+    mine = attrs(path)
+    assert mine[0] == 3
+    wait_for(lambda: os.stat(other.path(rel)).st_size == 3,
+             timeout=5 * SETTLE_S, what="the truncation committed")
+    c.wait_applied()
+    assert attrs(path) == mine
+    for n in c.nodes:
+        assert attrs(n.path(rel)) == mine, n.name
+
+    # A write then fchmod through the open file: mtime the write's, ctime
+    # the chmod's, committed as shown.
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"two\n")
+    time.sleep(0.01)
+    os.fchmod(fd, 0o600)
+    shown = attrs(path)
+    os.close(fd)
+    assert shown[4] < shown[5] and shown[1] & 0o777 == 0o600
+    c.wait_applied()
+    for n in c.nodes:
+        assert attrs(n.path(rel)) == shown, n.name
+
+    # A chmod from elsewhere while this mount's update is pending (the
+    # O_TRUNC's answer is all the kernel has: no write made it ask again):
+    # fstat shows the new mode, and the commit keeps it.
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        assert os.fstat(fd).st_mode & 0o777 == 0o600
+        os.chmod(other.path(rel), 0o640)
+        c.wait_applied()
+        wait_for(lambda: os.fstat(fd).st_mode & 0o777 == 0o640,
+                 what="the chmod from elsewhere on the writer's fstat")
+        os.write(fd, b"three\n")
+    finally:
+        os.close(fd)
+    c.wait_applied()
+    mine = attrs(path)
+    assert mine[1] & 0o777 == 0o640 and mine[0] == 6
+    for n in c.nodes:
+        assert attrs(n.path(rel)) == mine, n.name

@@ -328,6 +328,39 @@ static void test_setattr(void)
     env_close(&e);
 }
 
+/* A WRITE's size is the ctime its writer's mount showed (not past the
+ * command's time; 0: the command's), its mtime the one it sets. */
+static void test_write_times(void)
+{
+    struct env e;
+    env_open(&e, NULL);
+    uint64_t f;
+    CHECK_EQ(mk(&e, STORE_OP_CREATE, 1, "f", 0, &f), 0);
+    struct store_cmd c = {.op = STORE_OP_WRITE,
+                          .ino = f,
+                          .data = "abc",
+                          .data_len = 3,
+                          .set_mask = STORE_SET_MTIME,
+                          .mtime_ns = 500,
+                          .size = 700};
+    CHECK_EQ(run(&e, &c).err, 0);
+    struct store_attr a;
+    CHECK_EQ(store_getattr(e.st, f, &a), 0);
+    CHECK_EQ(a.mtime_ns, 500);
+    CHECK_EQ(a.ctime_ns, 700);
+    c.size = UINT64_MAX; /* past the command's time: the command's */
+    CHECK_EQ(run(&e, &c).err, 0);
+    CHECK_EQ(store_getattr(e.st, f, &a), 0);
+    CHECK_EQ(a.ctime_ns, e.now);
+    c.size = 0;
+    c.set_mask = 0;
+    CHECK_EQ(run(&e, &c).err, 0);
+    CHECK_EQ(store_getattr(e.st, f, &a), 0);
+    CHECK_EQ(a.ctime_ns, e.now);
+    CHECK_EQ(a.mtime_ns, e.now);
+    env_close(&e);
+}
+
 static void test_remove(void)
 {
     struct env e;
@@ -668,6 +701,7 @@ int main(void)
     RUN(test_limits);
     RUN(test_quota_reserve);
     RUN(test_setattr);
+    RUN(test_write_times);
     RUN(test_remove);
     RUN(test_rename);
     RUN(test_dedup_and_errors);
