@@ -362,3 +362,51 @@ def test_forged_append_from_nobody(make_cluster, security):
         assert verdict == "closed"
         t = c.assert_same_trees()
         assert name not in t and "real" in t
+
+
+def test_node_outside_the_configuration_cannot_start_an_election(
+        make_cluster):
+    """A node that proves an id outside the configuration (in the clear
+    anyone does; with peer security a removed member still can) is a
+    provisional peer: a leader this node does not know yet must be able to
+    send it appends (test_members.py, a restarted member and a leader it
+    does not know). Its TimeoutNow and a VOTE with the transfer flag, which
+    no leader lease holds back, would each make a follower campaign in a
+    new term; they are dropped and counted, and the leader and the term
+    stay."""
+    c = make_cluster(extra_args=["--peer-insecure"])
+    ld = c.start()
+    c.wait_applied()
+    victim = c.followers(ld)[0]
+    st = victim.status()
+    term0 = st["term"]
+    dropped0 = st["transport"]["provisional_dropped"]
+    cluster_id = int(st["cluster_id"], 16)
+    outsider = 0x0DD0DD0DD0DD0DD0
+    victim_id = member_id(victim, victim.name)
+    host, port = c.addrs[victim.name].rsplit(":", 1)
+    off = os.path.getsize(victim.log_path)
+    s = socket.create_connection((host, int(port)),
+                                 source_address=("127.0.0.9", 0))
+    try:
+        s.sendall(peer_forge.hello(cluster_id, outsider))
+        s.settimeout(5)
+        assert s.recv(4).startswith(qc.FRAME_MAGIC), "HELLO not answered"
+        s.sendall(peer_forge.timeout_now(outsider, victim_id, term0))
+        s.sendall(peer_forge.vote(outsider, victim_id, term0 + 1,
+                                  st["last_index"] + 1000, term0 + 1,
+                                  transfer=True))
+        qc.wait_for(lambda: victim.status()["transport"]
+                    ["provisional_dropped"] >= dropped0 + 2,
+                    "the forged TimeoutNow and VOTE dropped")
+        time.sleep(3 * qc.ELECTION_MS / 1000)
+    finally:
+        s.close()
+    log = qc.Cluster.log_since(victim, off)
+    assert "a provisional peer" in log, log[-2000:]
+    # logged once per connection (the VOTE is counted above)
+    assert "dropping timeout_now at term %d" % term0 in log, log[-2000:]
+    assert c.wait_leader(timeout=5.0) is ld
+    assert all(n.status()["term"] == term0 for n in c.nodes)
+    qc.write_file(ld.path("after"), b"ok")
+    assert "after" in c.assert_same_trees()
