@@ -302,6 +302,19 @@ int transport_set_peer(struct transport* t,
     p->timer.data = p;
     t->handles_open++;
     t->peers[t->n_peers++] = p;
+    /* A provisional peer (transport_io.c) that a configuration names now:
+     * its connection is an ordinary member's from here on. */
+    for (struct conn* c = t->incoming; c != NULL; c = c->next) {
+        if (c->provisional && c->remote == id) {
+            c->provisional = false;
+            char buf[32];
+            transport__trace(t, RAFT_TRACE_INFO,
+                             "%s (%s) is in the configuration now: no longer "
+                             "a provisional peer",
+                             transport__peer_label(t, id, buf, sizeof(buf)),
+                             c->name);
+        }
+    }
     transport__peer_connect(p);
     return 0;
 }

@@ -404,21 +404,12 @@ static bool conn_outlived(const struct conn* c)
 /* Whether m, from a provisional peer, goes to raft: a leader's append or
  * snapshot (heartbeats are appends); anything else (a vote or pre-vote
  * request, TimeoutNow, an answer) is dropped, counted and logged once per
- * connection. Once a configuration names the node (transport_set_peer)
- * it is an ordinary peer. */
+ * connection. Once a configuration names the node, transport_set_peer
+ * makes it an ordinary peer. */
 static bool provisional_delivers(struct conn* c, const struct raft_message* m)
 {
     struct transport* t = c->t;
-    if (transport__peer_find(t, c->remote) != NULL) {
-        c->provisional = false;
-        char buf[32];
-        transport__trace(t, RAFT_TRACE_INFO,
-                         "%s (%s) is in the configuration now: no longer a "
-                         "provisional peer",
-                         transport__peer_label(t, c->remote, buf, sizeof(buf)),
-                         c->name);
-        return true;
-    }
+    assert(transport__peer_find(t, c->remote) == NULL);
     if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT) {
         return true;
     }
