@@ -495,6 +495,79 @@ bool tls_peer_is(const struct tls* s, const char* name)
            X509_check_host(cert, name, 0, 0, NULL) == 1;
 }
 
+/* A name candidate: the member it names has the id wanted, and the
+ * certificate carries it the way tls_peer_is checks. */
+static bool name_has_id(X509* cert,
+                        const char* name,
+                        size_t len,
+                        uint64_t id,
+                        uint64_t (*id_of)(const char* name),
+                        char* out,
+                        size_t cap)
+{
+    char buf[256];
+    if (len == 0 || len >= sizeof(buf) || memchr(name, '\0', len) != NULL) {
+        return false;
+    }
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    if (id_of(buf) != id || X509_check_host(cert, buf, len, 0, NULL) != 1) {
+        return false;
+    }
+    if (out != NULL && cap > 0) {
+        snprintf(out, cap, "%s", buf);
+    }
+    return true;
+}
+
+bool tls_peer_has_id(const struct tls* s,
+                     uint64_t id,
+                     uint64_t (*id_of)(const char* name),
+                     char* name,
+                     size_t cap)
+{
+    if (name != NULL && cap > 0) {
+        name[0] = '\0';
+    }
+    if (s->cfg->psk) {
+        return SSL_session_reused(s->ssl) == 1;
+    }
+    X509* cert = SSL_get0_peer_certificate(s->ssl);
+    if (id_of == NULL || cert == NULL ||
+        SSL_get_verify_result(s->ssl) != X509_V_OK) {
+        return false;
+    }
+    /* The names X509_check_host matches (flags 0): the SAN DNS names, or
+     * the subject's CNs when there is none. */
+    bool found = false, any_dns = false;
+    GENERAL_NAMES* sans =
+        X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; i < sk_GENERAL_NAME_num(sans) && !found; i++) {
+        const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type != GEN_DNS) {
+            continue;
+        }
+        any_dns = true;
+        found = name_has_id(
+            cert, (const char*)ASN1_STRING_get0_data(g->d.dNSName),
+            (size_t)ASN1_STRING_length(g->d.dNSName), id, id_of, name, cap);
+    }
+    GENERAL_NAMES_free(sans);
+    const X509_NAME* subject = X509_get_subject_name(cert);
+    for (int i = -1; !found && !any_dns && subject != NULL;) {
+        i = X509_NAME_get_index_by_NID(subject, NID_commonName, i);
+        if (i < 0) {
+            break;
+        }
+        const ASN1_STRING* cn =
+            X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
+        found =
+            name_has_id(cert, (const char*)ASN1_STRING_get0_data(cn),
+                        (size_t)ASN1_STRING_length(cn), id, id_of, name, cap);
+    }
+    return found;
+}
+
 const char* tls_error(const struct tls* s)
 {
     return s->err[0] != '\0' ? s->err : "unknown TLS error";

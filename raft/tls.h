@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct tls_config;
 struct tls;
@@ -85,6 +86,17 @@ size_t tls_take(struct tls* s, void* out, size_t cap);
  * certificate names it; in shared-secret mode any peer that completed the
  * handshake does. */
 bool tls_peer_is(const struct tls* s, const char* name);
+/* Whether the peer proved it is the member whose id is `id`, for a peer
+ * the caller knows no name for (one outside its configuration): in
+ * certificate mode a name its certificate carries (as tls_peer_is matches
+ * them) maps to id by id_of, and that name is copied to name (cap bytes;
+ * "" otherwise); id_of NULL: never. In shared-secret mode any peer that
+ * completed the handshake does (every holder is a member). */
+bool tls_peer_has_id(const struct tls* s,
+                     uint64_t id,
+                     uint64_t (*id_of)(const char* name),
+                     char* name,
+                     size_t cap);
 /* Why the last call failed, for logs. */
 const char* tls_error(const struct tls* s);
 

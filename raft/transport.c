@@ -16,6 +16,11 @@
  * node id in the peer table, not our own) and answers with its own HELLO,
  * which the dialer checks the same way (and that it is the node it dialed).
  * Only then is the connection established and the peer's queue flushed.
+ * A listener also takes a dialer of its own cluster id whose node id is
+ * not in the peer table, if it proved that id (a leader whose
+ * configuration is newer than ours): a provisional peer, which gets only
+ * its appends and snapshots delivered and is answered over that
+ * connection until transport_set_peer names it.
  * After that either side may send MSG frames; a message is delivered only
  * if its `from` is the HELLO's node id and its `to` is us. Any violation
  * closes that connection only (rejected_frames is counted); the dialer
@@ -297,6 +302,19 @@ int transport_set_peer(struct transport* t,
     p->timer.data = p;
     t->handles_open++;
     t->peers[t->n_peers++] = p;
+    /* A provisional peer (transport_io.c) that a configuration names now:
+     * its connection is an ordinary member's from here on. */
+    for (struct conn* c = t->incoming; c != NULL; c = c->next) {
+        if (c->provisional && c->remote == id) {
+            c->provisional = false;
+            char buf[32];
+            transport__trace(t, RAFT_TRACE_INFO,
+                             "%s (%s) is in the configuration now: no longer "
+                             "a provisional peer",
+                             transport__peer_label(t, id, buf, sizeof(buf)),
+                             c->name);
+        }
+    }
     transport__peer_connect(p);
     return 0;
 }
@@ -327,13 +345,31 @@ void transport_remove_peer(struct transport* t, raft_id id)
     uv_close((uv_handle_t*)&p->timer, transport__peer_timer_close_cb);
 }
 
+/* The connection of provisional peer id (transport_io.c, handle_hello). */
+static struct conn* provisional_conn(const struct transport* t, raft_id id)
+{
+    for (struct conn* c = t->incoming; c != NULL; c = c->next) {
+        if (c->provisional && c->established && !c->closing &&
+            c->remote == id) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
 int transport_send(struct transport* t, const struct raft_message* m)
 {
     assert(t != NULL && m != NULL && !t->closing);
     struct peer* p = transport__peer_find(t, m->to);
-    if (p == NULL) {
+    /* A node outside the configuration that spoke to us (a leader we do
+     * not know yet) is answered over its own connection: we have no
+     * address for it. */
+    struct conn* pc = p == NULL ? provisional_conn(t, m->to) : NULL;
+    if (p == NULL && pc == NULL) {
         return -ENOENT;
     }
+    struct fqueue* q = p != NULL ? &p->q : &pc->q;
+    size_t* q_bytes = p != NULL ? &p->q_bytes : &pc->q_bytes;
     long rv = raft_msg_encode(m, NULL, 0); /* validates before sizing */
     if (rv != -ENOSPC) {
         return (int)rv; /* RAFT_ETOOBIG / RAFT_EMALFORMED: a bug upstream */
@@ -341,7 +377,7 @@ int transport_send(struct transport* t, const struct raft_message* m)
     size_t len = raft_msg_encoded_size(m);
     assert(len <= FRAME_BODY_MAX); /* implied by the codec's limits */
     size_t flen = FRAME_HEADER_BYTES + len;
-    if (p->q_bytes + flen > t->o.queue_bytes_max) {
+    if (*q_bytes + flen > t->o.queue_bytes_max) {
         t->stats.dropped_queue_full++;
         return -ENOBUFS;
     }
@@ -354,9 +390,11 @@ int transport_send(struct transport* t, const struct raft_message* m)
     assert(rv == (long)len);
     transport__frame_header(f->bytes, FRAME_KIND_MSG,
                             f->bytes + FRAME_HEADER_BYTES, len);
-    transport__fqueue_push(&p->q, f);
-    p->q_bytes += flen;
-    if (p->out != NULL) {
+    transport__fqueue_push(q, f);
+    *q_bytes += flen;
+    if (p == NULL) {
+        transport__conn_flush(pc);
+    } else if (p->out != NULL) {
         transport__conn_flush(p->out);
     }
     return 0;

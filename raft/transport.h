@@ -15,10 +15,14 @@
  * Frames (docs/format-wire.md): u32 magic "QFSP", u16 version, u16 kind,
  * u32 body length, u32 checksum (xxh32 of the body), body. The first frame
  * on a connection, in each direction, is a HELLO carrying the cluster id,
- * the sender's node id and its incarnation; a peer with another cluster id or
- * an id not in the peer table is logged and dropped. After that every frame
- * carries one raft message encoded by codec.h. A malformed frame closes that
- * connection only.
+ * the sender's node id and its incarnation; a peer with another cluster id,
+ * or that dials us with an id it cannot prove, is logged and dropped. A
+ * node that proves an id not in the peer table (a leader this node's
+ * configuration is too old to name) is a provisional peer: only its
+ * appends and snapshots reach on_message, and transport_send answers it
+ * over its own connection until transport_set_peer gives it an address.
+ * After the HELLO every frame carries one raft message encoded by
+ * codec.h. A malformed frame closes that connection only.
  *
  * Each node keeps one outgoing connection per peer (bound to the node's own
  * listen address, so partition tests can filter by source address), with a
@@ -64,6 +68,10 @@ struct transport_options {
     void* data;
     struct raft_tracer tracer;
     struct tls_config* tls; /* borrowed; NULL: frames in the clear */
+    /* The node id of a member name (certificate mode: how a provisional
+     * peer's certificate proves its id). NULL: with certificates, no
+     * provisional peers. */
+    uint64_t (*name_id)(const char* name);
 };
 
 struct transport_stats {
@@ -75,6 +83,8 @@ struct transport_stats {
     uint64_t evicted;            /* unauthenticated, over a cap */
     uint64_t rate_limited;       /* closed at accept: its address connected more
                                     than ACCEPT_RATE_PER_S a second */
+    uint64_t provisional_dropped; /* messages from a provisional peer that
+                                     are not a leader's (votes, ...) */
 };
 
 /* Parse a peer address, "a.b.c.d:port" or "[v6]:port" (numeric only, as
@@ -99,8 +109,9 @@ int transport_set_peer(struct transport* t,
                        const char* addr);
 void transport_remove_peer(struct transport* t, raft_id id);
 
-/* Encode and queue m for m->to. Never blocks; returns 0, -ENOENT (unknown
- * peer), -ENOBUFS (queue full, message dropped). m is borrowed. */
+/* Encode and queue m for m->to (a peer, else a provisional peer's
+ * connection). Never blocks; returns 0, -ENOENT (unknown peer), -ENOBUFS
+ * (queue full, message dropped). m is borrowed. */
 int transport_send(struct transport* t, const struct raft_message* m);
 
 /* Whether a connection to id is currently established. */

@@ -92,6 +92,7 @@ static void conn_close_cb(uv_handle_t* h)
         *pp = c->next;
         t->n_incoming--;
     }
+    transport__fqueue_free(&c->q); /* a provisional peer's, not written */
     tls_free(c->tls);
     free(c->wcipher);
     free(c->rbuf);

@@ -47,6 +47,10 @@ _Static_assert((size_t)RAFT_SNAPSHOT_CHUNK + 4096 <= FRAME_BODY_MAX,
  * stranger's idles until its deadline). */
 #define UNAUTH_PER_ADDR_MAX 8
 #define UNAUTH_MAX 64
+/* Established incoming connections from nodes outside the configuration
+ * (provisional peers, see handle_hello): a leader this node has not heard
+ * of yet is one, so a few suffice; past this many a new one is refused. */
+#define PROVISIONAL_MAX RAFT_SERVERS_MAX
 #define REJECT_LOG_INTERVAL_MS 10000 /* per source address */
 #define REJECT_LOG_SLOTS 32
 /* Connections from an address that is no member's host: a token bucket
@@ -92,8 +96,18 @@ struct conn {
     bool writing;
     bool established; /* HELLOs exchanged */
     bool closing;
-    raft_id remote;       /* node id from its HELLO */
-    uint64_t incarnation; /* from its HELLO (0: version 1, none) */
+    /* Incoming, from an authenticated node whose id is not in the peer
+     * table: only a leader's appends and snapshots are delivered, and
+     * messages to it go back over this connection (q) until a
+     * configuration gives it an address (transport_set_peer). */
+    bool provisional;
+    bool provisional_warned;     /* a dropped message was logged */
+    struct fqueue q;             /* provisional: waiting to be written */
+    size_t q_bytes;              /* provisional: waiting + in flight */
+    char claimed[RAFT_NAME_MAX]; /* provisional: the name its certificate
+                                    proved ("" with a shared secret) */
+    raft_id remote;              /* node id from its HELLO */
+    uint64_t incarnation;        /* from its HELLO (0: version 1, none) */
     uint64_t deadline_ms;
     /* The handshake deadline passed once; it is judged again after the
      * loop has polled this socket (a stalled process must read the HELLO

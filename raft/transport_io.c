@@ -15,16 +15,29 @@
 #include "codec.h"
 #include "transport_internal.h"
 
+/* The frames c writes: its peer's queue, or a provisional peer's own. */
+static struct fqueue* conn_queue(struct conn* c, size_t** bytes)
+{
+    if (c->peer != NULL) {
+        *bytes = &c->peer->q_bytes;
+        return &c->peer->q;
+    }
+    *bytes = &c->q_bytes;
+    return &c->q;
+}
+
 static void write_cb(uv_write_t* req, int status)
 {
     struct conn* c = req->data;
     struct transport* t = c->t;
     struct frame* f;
+    size_t* q_bytes;
+    conn_queue(c, &q_bytes);
     free(c->wcipher);
     c->wcipher = NULL;
     while ((f = transport__fqueue_pop(&c->inflight)) != NULL) {
-        assert(c->peer->q_bytes >= f->len);
-        c->peer->q_bytes -= f->len;
+        assert(*q_bytes >= f->len);
+        *q_bytes -= f->len;
         if (status == 0) {
             t->stats.frames_out++;
             t->stats.bytes_out += f->len;
@@ -129,18 +142,19 @@ static int tls_seal(struct conn* c, uv_buf_t* out)
     return 0;
 }
 
-/* Start one batched write of the waiting frames of an outgoing connection. */
+/* Start one batched write of the waiting frames of an outgoing connection
+ * (or of a provisional peer's incoming one). */
 void transport__conn_flush(struct conn* c)
 {
-    struct peer* p = c->peer;
-    if (p == NULL || c->writing || !c->established || c->closing ||
-        p->q.head == NULL) {
+    size_t* q_bytes;
+    struct fqueue* q = conn_queue(c, &q_bytes);
+    if (c->writing || !c->established || c->closing || q->head == NULL) {
         return;
     }
     uv_buf_t bufs[WRITE_BATCH_MAX];
     unsigned n = 0;
-    while (n < WRITE_BATCH_MAX && p->q.head != NULL) {
-        struct frame* f = transport__fqueue_pop(&p->q);
+    while (n < WRITE_BATCH_MAX && q->head != NULL) {
+        struct frame* f = transport__fqueue_pop(q);
         bufs[n++] = uv_buf_init((char*)f->bytes, (unsigned)f->len);
         transport__fqueue_push(&c->inflight, f);
     }
@@ -157,7 +171,7 @@ void transport__conn_flush(struct conn* c)
         /* The callback will not run: release the batch here. */
         struct frame* f;
         while ((f = transport__fqueue_pop(&c->inflight)) != NULL) {
-            p->q_bytes -= f->len;
+            *q_bytes -= f->len;
             free(f);
         }
         free(c->wcipher);
@@ -251,6 +265,58 @@ static void note_incarnation(struct transport* t, raft_id id, uint64_t inc)
     }
 }
 
+/* Established incoming connections of provisional peers other than id's
+ * (a newer connection from id replaces its older ones). */
+static unsigned provisional_others(const struct transport* t, raft_id id)
+{
+    unsigned n = 0;
+    for (const struct conn* o = t->incoming; o != NULL; o = o->next) {
+        n += o->provisional && o->established && !o->closing && o->remote != id;
+    }
+    return n;
+}
+
+/* An incoming connection from a node of our cluster whose id is not in the
+ * peer table. Raft has a server take a leader's appends whatever its own
+ * configuration (thesis 4.1): a member that restarts with an older one
+ * learns the newer one, and its leader's address, only from them. So such
+ * a node is accepted as a provisional peer if it proved the id it claims
+ * (certificate mode: its certificate names the member of that id; shared
+ * secret: every holder is a member; without TLS nothing is proved
+ * anyway), and handle_msg gives raft only its appends and snapshots: a
+ * removed member, which keeps its certificate or the secret, cannot make
+ * anyone vote for it or campaign. Refuses c (false) otherwise. */
+static bool accept_provisional(struct conn* c, raft_id id)
+{
+    struct transport* t = c->t;
+    char why[128];
+    if (c->tls != NULL && !tls_peer_has_id(c->tls, id, t->o.name_id, c->claimed,
+                                           sizeof(c->claimed))) {
+        snprintf(why, sizeof(why),
+                 "unexpected node id %016llx, and its certificate names no "
+                 "member of that id",
+                 (unsigned long long)id);
+        transport__conn_refuse(c, why);
+        return false;
+    }
+    if (provisional_others(t, id) >= PROVISIONAL_MAX) {
+        snprintf(why, sizeof(why),
+                 "unexpected node id %016llx, and %u nodes outside the "
+                 "configuration are connected already",
+                 (unsigned long long)id, (unsigned)PROVISIONAL_MAX);
+        transport__conn_reject(c, why);
+        return false;
+    }
+    c->provisional = true;
+    transport__trace(t, RAFT_TRACE_INFO,
+                     "%s%snode %016llx (%s) is not in the configuration: a "
+                     "provisional peer, only its appends and snapshots are "
+                     "taken",
+                     c->claimed, c->claimed[0] != '\0' ? ", " : "",
+                     (unsigned long long)id, c->name);
+    return true;
+}
+
 static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
 {
     struct transport* t = c->t;
@@ -284,8 +350,11 @@ static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
         transport__conn_reject(c, why);
         return;
     }
-    if (id == 0 || id == t->o.self || transport__peer_find(t, id) == NULL ||
-        (c->peer != NULL && c->peer->id != id)) {
+    /* An id outside the peer table may only dial us, and only with our
+     * own cluster id: see accept_provisional. */
+    const struct peer* claimed = transport__peer_find(t, id);
+    if (id == 0 || id == t->o.self || (c->peer != NULL && c->peer->id != id) ||
+        (claimed == NULL && (c->peer != NULL || cluster != t->o.cluster_id))) {
         char why[64];
         snprintf(why, sizeof(why), "unexpected node id %016llx",
                  (unsigned long long)id);
@@ -294,14 +363,17 @@ static void handle_hello(struct conn* c, const uint8_t* body, size_t len)
     }
     /* With TLS the id must be one the peer proved: its certificate names
      * that member (shared secret: every holder is a member). */
-    const struct peer* claimed = transport__peer_find(t, id);
-    if (c->tls != NULL && !tls_peer_is(c->tls, claimed->name)) {
+    if (claimed != NULL && c->tls != NULL &&
+        !tls_peer_is(c->tls, claimed->name)) {
         char why[128];
         snprintf(why, sizeof(why),
                  "its certificate does not name member '%s' (%016llx), "
                  "which it claims to be",
                  claimed->name, (unsigned long long)id);
         transport__conn_refuse(c, why);
+        return;
+    }
+    if (claimed == NULL && !accept_provisional(c, id)) {
         return;
     }
     if (c->peer == NULL) {
@@ -327,6 +399,30 @@ static bool conn_outlived(const struct conn* c)
     const struct peer* p = transport__peer_find(c->t, c->remote);
     return p != NULL && c->incarnation != 0 && p->incarnation != 0 &&
            c->incarnation != p->incarnation;
+}
+
+/* Whether m, from a provisional peer, goes to raft: a leader's append or
+ * snapshot (heartbeats are appends); anything else (a vote or pre-vote
+ * request, TimeoutNow, an answer) is dropped, counted and logged once per
+ * connection. Once a configuration names the node, transport_set_peer
+ * makes it an ordinary peer. */
+static bool provisional_delivers(struct conn* c, const struct raft_message* m)
+{
+    struct transport* t = c->t;
+    assert(transport__peer_find(t, c->remote) == NULL);
+    if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_SNAPSHOT) {
+        return true;
+    }
+    t->stats.provisional_dropped++;
+    transport__trace(t,
+                     c->provisional_warned ? RAFT_TRACE_DEBUG : RAFT_TRACE_WARN,
+                     "dropping %s at term %llu from node %016llx (%s): not in "
+                     "the configuration, only its appends and snapshots are "
+                     "taken",
+                     raft_msg_type_name(m->type), (unsigned long long)m->term,
+                     (unsigned long long)c->remote, c->name);
+    c->provisional_warned = true;
+    return false;
 }
 
 static void handle_msg(struct conn* c, const uint8_t* body, size_t len)
@@ -355,6 +451,10 @@ static void handle_msg(struct conn* c, const uint8_t* body, size_t len)
         raft_msg_arena_free(&arena);
         transport__conn_reject(
             c, "message not from the HELLO's node or not for us");
+        return;
+    }
+    if (c->provisional && !provisional_delivers(c, &m)) {
+        raft_msg_arena_free(&arena);
         return;
     }
     t->o.on_message(t->o.data, &m);

@@ -579,6 +579,7 @@ static int start_transport(struct node* n,
                    .emit = node__tracer_emit,
                    .level = n->opts.log_level},
         .tls = tls,
+        .name_id = identity_node_id,
     };
     int rv = transport_start(n->loop, &to, &n->transport);
     if (rv != 0) {
@@ -647,7 +648,9 @@ void node__sync_peers(struct node* n)
 }
 
 /* A member that left is dropped from the transport (its connections
- * close, its HELLOs are refused) once its removal is committed here and it
+ * close; from then on it is a provisional peer at most, whose messages
+ * other than a leader's appends are dropped) once its removal is committed
+ * here and it
  * is not the leader: a removed leader replicates until then, and the
  * acknowledgements it needs go back over those connections. */
 void node__drop_peers(struct node* n)

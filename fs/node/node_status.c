@@ -322,10 +322,12 @@ int node_status_json(struct node* n, char** out, size_t* len)
                 ", \"dropped_queue_full\": %" PRIu64 ", \"connects\": %" PRIu64
                 ", \"disconnects\": %" PRIu64
                 ", \"refused_handshakes\": %" PRIu64 ", \"evicted\": %" PRIu64
-                ", \"rate_limited\": %" PRIu64 "},\n",
+                ", \"rate_limited\": %" PRIu64
+                ", \"provisional_dropped\": %" PRIu64 "},\n",
                 ts.frames_in, ts.frames_out, ts.rejected_frames,
                 ts.dropped_queue_full, ts.connects, ts.disconnects,
-                ts.refused_handshakes, ts.evicted, ts.rate_limited);
+                ts.refused_handshakes, ts.evicted, ts.rate_limited,
+                ts.provisional_dropped);
     }
     tprintf(&t, "  \"disk_error\": %s,\n",
             n->sticky_err != 0 ? "true" : "false");

@@ -9,7 +9,9 @@ says HELLO as a member, and sends either
     differs from the others for good).
 
 It also floods: flood() is the connection flood of test_peer_security
-and tests/bench/flood.sh.
+and tests/bench/flood.sh. vote() and timeout_now() build the frames of a
+node outside the configuration that tries to start an election
+(test_peer_security.py).
 
 Run as a script (tests run it as uid nobody):
     peer_forge.py propose HOST PORT CLUSTER_ID FROM_ID TO_ID TERM NAME
@@ -35,6 +37,8 @@ import time
 FRAME_MAGIC = b"QFSP"
 FRAME_KIND_HELLO, FRAME_KIND_MSG = 1, 2
 MSG_APPEND = 1
+MSG_VOTE = 3
+MSG_TIMEOUT_NOW = 9
 MSG_PROPOSE = 10
 ENTRY_NORMAL = 1
 STORE_OP_MKDIR = 2
@@ -114,6 +118,21 @@ def append(from_id, to_id, term, prev, data):
         struct.pack("<QQB", term, prev + 1, ENTRY_NORMAL) + \
         struct.pack("<I", len(data)) + data
     return frame(FRAME_KIND_MSG, header + body)
+
+
+def vote(from_id, to_id, term, last_index, last_term, transfer=False):
+    """A VOTE request (transfer: as after a TimeoutNow, which a leader
+    lease does not hold back)."""
+    header = struct.pack("<BBHQQQ", 1, MSG_VOTE, 1 if transfer else 0,
+                         from_id, to_id, term)
+    return frame(FRAME_KIND_MSG,
+                 header + struct.pack("<QQ", last_index, last_term))
+
+
+def timeout_now(from_id, to_id, term):
+    """TIMEOUT_NOW: "campaign now", what a leader sends its successor."""
+    return frame(FRAME_KIND_MSG, struct.pack("<BBHQQQ", 1, MSG_TIMEOUT_NOW, 0,
+                                             from_id, to_id, term))
 
 
 def attack(kind, host, port, cluster_id, from_id, to_id, term, name,

@@ -21,6 +21,7 @@ import pytest
 import cluster as qc
 import peer_forge
 from conftest import QUORUMFS_BIN, Node
+from test_members import restart_behind_a_leader_it_does_not_know
 
 
 def openssl(*args, cwd):
@@ -60,6 +61,7 @@ def pki(tmp_path):
     out = {"ca": make_ca(d, "ca"), "dir": d}
     for n in qc.NAMES:
         out[n] = make_cert(d, "ca", n)
+    out["n4"] = make_cert(d, "ca", "n4")
     out["n9"] = make_cert(d, "ca", "n9")
     out["expired-n3"] = make_cert(d, "ca", "expired-n3", cn="n3", days="-1")
     make_ca(d, "other-ca")
@@ -362,3 +364,85 @@ def test_forged_append_from_nobody(make_cluster, security):
         assert verdict == "closed"
         t = c.assert_same_trees()
         assert name not in t and "real" in t
+
+
+def test_node_outside_the_configuration_cannot_start_an_election(
+        make_cluster):
+    """A node that proves an id outside the configuration (in the clear
+    anyone does; with peer security a removed member still can) is a
+    provisional peer: a leader this node does not know yet must be able to
+    send it appends (test_members.py, a restarted member and a leader it
+    does not know). Its TimeoutNow and a VOTE with the transfer flag, which
+    no leader lease holds back, would each make a follower campaign in a
+    new term; they are dropped and counted, and the leader and the term
+    stay."""
+    c = make_cluster(extra_args=["--peer-insecure"])
+    ld = c.start()
+    c.wait_applied()
+    victim = c.followers(ld)[0]
+    st = victim.status()
+    term0 = st["term"]
+    dropped0 = st["transport"]["provisional_dropped"]
+    cluster_id = int(st["cluster_id"], 16)
+    outsider = 0x0DD0DD0DD0DD0DD0
+    victim_id = member_id(victim, victim.name)
+    host, port = c.addrs[victim.name].rsplit(":", 1)
+    off = os.path.getsize(victim.log_path)
+    s = socket.create_connection((host, int(port)),
+                                 source_address=("127.0.0.9", 0))
+    try:
+        s.sendall(peer_forge.hello(cluster_id, outsider))
+        s.settimeout(5)
+        assert s.recv(4).startswith(qc.FRAME_MAGIC), "HELLO not answered"
+        s.sendall(peer_forge.timeout_now(outsider, victim_id, term0))
+        s.sendall(peer_forge.vote(outsider, victim_id, term0 + 1,
+                                  st["last_index"] + 1000, term0 + 1,
+                                  transfer=True))
+        qc.wait_for(lambda: victim.status()["transport"]
+                    ["provisional_dropped"] >= dropped0 + 2,
+                    "the forged TimeoutNow and VOTE dropped")
+        time.sleep(3 * qc.ELECTION_MS / 1000)
+    finally:
+        s.close()
+    log = qc.Cluster.log_since(victim, off)
+    assert "a provisional peer" in log, log[-2000:]
+    # logged once per connection (the VOTE is counted above)
+    assert "dropping timeout_now at term %d" % term0 in log, log[-2000:]
+    assert c.wait_leader(timeout=5.0) is ld
+    assert all(n.status()["term"] == term0 for n in c.nodes)
+    qc.write_file(ld.path("after"), b"ok")
+    assert "after" in c.assert_same_trees()
+
+
+def test_certificate_of_a_leader_outside_the_configuration(make_cluster, pki):
+    """With certificates, a member that restarts behind its leader's
+    configuration takes that leader as a provisional peer only because
+    the leader's certificate names the member of the id it claims (n4:
+    the id is a hash of the name); it catches up (test_members.py, a
+    restarted member and a leader it does not know). A certificate of the
+    CA that names another member is still refused for that id."""
+    c = make_cluster(node_args={n: cert_args(pki, pki[n]) for n in qc.NAMES})
+    down, n4 = restart_behind_a_leader_it_does_not_know(
+        c, cert_args(pki, pki["n4"]))
+    log = qc.Cluster.log_since(down, 0)
+    assert "n4, node %016x" % member_id(down, "n4") in log, log[-3000:]
+
+    # n9's certificate, claiming n4's id, which down now knows, and an id
+    # outside its configuration whose member name it does not carry.
+    st = down.status()
+    host, port = c.addrs[down.name].rsplit(":", 1)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.load_verify_locations(pki["ca"])
+    ctx.load_cert_chain(*pki["n9"])
+    off = os.path.getsize(down.log_path)
+    for i, claimed in enumerate((member_id(down, "n4"), 0x0DD0DD0DD0DD0DD0)):
+        raw = socket.create_connection(
+            (host, int(port)), source_address=("127.0.0.%d" % (10 + i), 0))
+        tls = ctx.wrap_socket(raw)
+        tls.sendall(qc.hello_frame(int(st["cluster_id"], 16), claimed))
+        assert qc.expect_closed(tls) == b"", "the node answered the false peer"
+        tls.close()
+    qc.wait_log(down, off, "does not name member 'n4'")
+    qc.wait_log(down, off, "its certificate names no member of that id")

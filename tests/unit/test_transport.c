@@ -4,7 +4,9 @@
  * checksum or an oversized length prefix closes only that connection (and is
  * counted); a peer that is down keeps the queue bounded and is reconnected
  * when it comes up; outgoing connections come from the listen address; a
- * node without a cluster id learns it at its first handshake; all of it
+ * node without a cluster id learns it at its first handshake; a node
+ * outside the peer table is a provisional peer (only its appends and
+ * snapshots delivered, answered over its connection); all of it
  * again with every connection in TLS. The defences with TLS on are in
  * test_transport_tls.c, the harness in transport_env.c. */
 #include <errno.h>
@@ -304,8 +306,10 @@ static void test_garbage(void)
     r.out_len += make_frame(r.out + r.out_len, 2, body, (size_t)blen);
     raw_expect_closed(&a, &r, "wrong sender");
 
-    memset(&r, 0, sizeof(r)); /* a node id not in the peer table */
-    r.out_len = make_hello(r.out, CLUSTER, 9);
+    memset(&r, 0, sizeof(r)); /* a node id not in the peer table, without
+                                 our cluster id (test_provisional_peer
+                                 has one with it) */
+    r.out_len = make_hello(r.out, 0, 9);
     raw_expect_closed(&a, &r, "unknown node");
 
     memset(&r, 0, sizeof(r)); /* an undecodable message body */
@@ -588,6 +592,90 @@ static void test_cluster_id_learned(void)
     close_nodes(ns2);
 }
 
+static bool provisional_dropped(void* arg)
+{
+    struct want* w = arg;
+    return stats(w->n).provisional_dropped >= w->count;
+}
+
+/* The type of the i-th message n received. */
+static int recv_type(struct node* n, unsigned i)
+{
+    struct raft_message m;
+    struct raft_msg_arena arena;
+    CHECK_EQ(raft_msg_decode(&m, &arena, n->recv[i], n->recv_len[i]), 0);
+    raft_msg_arena_free(&arena);
+    return m.type;
+}
+
+/* A node of our cluster outside the peer table (a leader whose
+ * configuration is newer than ours) dials us: it is a provisional peer.
+ * Its appends and snapshots are delivered, its vote and pre-vote
+ * requests, TimeoutNow and answers are dropped and counted; we answer it
+ * over its own connection; once transport_set_peer names it, it is an
+ * ordinary peer. */
+static void test_provisional_peer(void)
+{
+    struct node a, d;
+    node_init(&a, 1, "127.0.0.1");
+    node_init(&d, 4, "127.0.0.3");
+    node_start(&a, CLUSTER, 0);
+    node_start(&d, CLUSTER, 0);
+    CHECK_EQ(transport_set_peer(d.t, 1, NULL, a.addr), 0); /* a: none */
+    struct link l = {&d, 1};
+    CHECK(run_until(is_connected, &l, WAIT_MS));
+
+    int dropped[] = {RAFT_MSG_PREVOTE, RAFT_MSG_VOTE, RAFT_MSG_TIMEOUT_NOW,
+                     RAFT_MSG_APPEND_RESP};
+    struct raft_message m = {.from = 4, .to = 1, .term = 9};
+    for (unsigned i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
+        m.type = (uint8_t)dropped[i];
+        CHECK_EQ(transport_send(d.t, &m), 0);
+    }
+    m.type = RAFT_MSG_APPEND; /* a heartbeat */
+    CHECK_EQ(transport_send(d.t, &m), 0);
+    m.type = RAFT_MSG_SNAPSHOT;
+    memset(&m.snapshot, 0, sizeof(m.snapshot));
+    m.snapshot.meta.index = 5;
+    m.snapshot.meta.term = 2;
+    m.snapshot.meta.conf_index = 1;
+    m.snapshot.meta.conf.n = 1;
+    m.snapshot.meta.conf.servers[0].id = 4;
+    m.snapshot.meta.conf.servers[0].role = RAFT_VOTER;
+    snprintf(m.snapshot.meta.conf.servers[0].addr, RAFT_ADDR_MAX, "%s", d.addr);
+    m.snapshot.total = 3;
+    m.snapshot.chunk = (struct raft_buf){"abc", 3};
+    CHECK_EQ(transport_send(d.t, &m), 0);
+    wait_recv(&a, 2);
+    struct want w = {&a, 4};
+    CHECK(run_until(provisional_dropped, &w, WAIT_MS));
+    run_for(100);
+    CHECK_EQ(a.n_recv, 2);
+    CHECK_EQ(recv_type(&a, 0), RAFT_MSG_APPEND);
+    CHECK_EQ(recv_type(&a, 1), RAFT_MSG_SNAPSHOT);
+    CHECK_EQ(stats(&a).provisional_dropped, 4);
+    CHECK(!transport_connected(a.t, 4)); /* no connection of its own */
+
+    /* a answers over d's connection: it has no address for 4. */
+    struct raft_message r = {
+        .type = RAFT_MSG_APPEND_RESP, .from = 1, .to = 4, .term = 9};
+    CHECK_EQ(transport_send(a.t, &r), 0);
+    wait_recv(&d, 1);
+    CHECK_EQ(recv_type(&d, 0), RAFT_MSG_APPEND_RESP);
+
+    /* A configuration names 4: everything from it is delivered. */
+    CHECK_EQ(transport_set_peer(a.t, 4, NULL, d.addr), 0);
+    m.type = RAFT_MSG_VOTE;
+    CHECK_EQ(transport_send(d.t, &m), 0);
+    wait_recv(&a, 3);
+    CHECK_EQ(recv_type(&a, 2), RAFT_MSG_VOTE);
+    CHECK_EQ(stats(&a).provisional_dropped, 4);
+    struct link back = {&a, 4};
+    CHECK(run_until(is_connected, &back, WAIT_MS));
+    struct node* ns[] = {&a, &d, NULL};
+    close_nodes(ns);
+}
+
 static void test_close_in_callback(void)
 {
     struct node a, b;
@@ -621,6 +709,7 @@ static void test_tls_exchange(void)
     test_peer_restart();
     test_close_in_callback();
     test_cluster_id_learned();
+    test_provisional_peer();
     tls_config_free(tls_default);
     tls_default = NULL;
 }
@@ -639,6 +728,7 @@ int main(void)
     RUN(test_peer_restart);
     RUN(test_close_in_callback);
     RUN(test_cluster_id_learned);
+    RUN(test_provisional_peer);
     RUN(test_tls_exchange);
     CHECK_EQ(uv_loop_close(&loop), 0);
     char cmd[128];
