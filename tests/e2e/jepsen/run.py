@@ -961,6 +961,7 @@ class Run:
             for t, text in items:
                 self.violation(kind, t, text)
         self.counts["empty_reads"] = res["empty"]
+        self.counts["page_cache_reads"] = res["page_cache"]
         self.counts["unchecked_keys"] = len(res["unchecked"])
         return res
 
@@ -1015,14 +1016,16 @@ class Run:
                         and k not in ("unique_acked", "excl_won",
                                       "excl_lost"))
         return ("jepsen mode=%s%s seed=%s seconds=%s ops=%d writes_acked=%d "
-                "writes_unknown=%d reads=%d empty_reads=%d unique_acked=%d "
+                "writes_unknown=%d reads=%d empty_reads=%d "
+                "page_cache_reads=%d unique_acked=%d "
                 "locks_won=%d locks_lost=%d violations=%s first_violation_s=%s nemesis=%s errors=%s "
                 "unchecked_keys=%d result=%s"
                 % (self.args.mode, "" if self.args.voters == 3 else
                    " voters=%d" % self.args.voters, self.args.seed,
                    self.args.seconds, ops,
                    c["writes_acked"], c["writes_unknown"], c["reads"],
-                   c["empty_reads"], c["unique_acked"], c["excl_won"],
+                   c["empty_reads"], c["page_cache_reads"],
+                   c["unique_acked"], c["excl_won"],
                    c["excl_lost"], v,
                    "%.1f" % min(firsts) if firsts else "-", nem,
                    errs or "none", c["unchecked_keys"],

@@ -57,6 +57,31 @@ def test_garbage_and_future_reads():
         ("n2", 0.5)]
 
 
+def test_page_cache_race_on_the_writers_host():
+    """Serializable reads go through the page cache: a read on n3 that
+    overlaps a write made on n3 may return another value cut to (or
+    NUL-padded to) that write's length (the jepsen CI failure of
+    2026-12-07: b'2JF' from b'2JF------' while n3.c1 wrote b'2JG'). The
+    same bytes with no write on the reader's node during the read, or in
+    linearizable mode, stay garbage."""
+    ops = [w("a", b"2JF------", 0.0, 1.0, node="n3"),
+           w("b", b"2JG", 1.0, 2.0, node="n3"),
+           r("a", b"2JF", 1.0, 2.0, node="n3"),           # cut: allowed
+           w("c", b"2JH------", 3.0, 4.0, node="n3"),
+           r("a", b"2JG\0\0\0\0\0\0", 3.5, 4.5, node="n3"),  # padded
+           r("d", b"2JF", 1.0, 2.0, node="n1"),           # other node
+           r("a", b"2JF", 5.0, 6.0, node="n3")]           # no write then
+    v = ck.check_values(ops, {"f": INIT}, page_cache=True)
+    assert [(op.node, op.invoke) for op in v["page_cache"]] == [
+        ("n3", 1.0), ("n3", 3.5)]
+    assert [(op.node, op.invoke) for op in v["garbage"]] == [
+        ("n1", 1.0), ("n3", 5.0)]
+    res = ck.check(ops, {"f": INIT}, "serializable")
+    assert res["page_cache"] == 2 and len(res["violations"]["garbage"]) == 2
+    res = ck.check(ops, {"f": INIT}, "linearizable")
+    assert res["page_cache"] == 0 and len(res["violations"]["garbage"]) == 4
+
+
 # ---------------------------------------------------------------- linearizable
 
 def test_sequential_history_is_linearizable():
