@@ -345,8 +345,12 @@ def test_links_on_three_nodes(make_cluster, tmp_path):
     qc.write_file(n1.path("app", "a.conf"), b"v1\n")
     os.link(n1.path("app", "a.conf"), n1.path("etc", "b.conf"))
 
-    # seen on another node: one inode, both names, nlink 2
-    wait_for(lambda: os.path.exists(n2.path("etc", "b.conf")), "link on n2")
+    # seen on the other nodes: one inode, both names, nlink 2 (n3 writes
+    # through it next, so it must have applied the link too: a follower's
+    # tree may be a few entries behind, serializable)
+    for n in (n2, n3):
+        wait_for(lambda n=n: os.path.exists(n.path("etc", "b.conf")),
+                 "link on " + n.name)
     assert same_file(n2.path("app", "a.conf"), n2.path("etc", "b.conf"), 2)
     assert read(n2.path("etc", "b.conf")) == b"v1\n"
 
