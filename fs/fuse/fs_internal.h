@@ -773,7 +773,8 @@ void fs__kernel_drop(struct fs* f, uint64_t ino);
  * commit as its kernel shows it. */
 bool fs__nodeid_changed(struct fs* f, const struct store_change* c, bool ours);
 void fs__fnodes_free(struct fs* f);
-/* node_status_extra_cb (data: the fs): the table's size. */
+/* node_status_extra_cb (data: the fs): the table's size and the
+ * invalidations the notifier has not sent yet. */
 void fs__nodeid_status(void* data, bool json, char* buf, size_t cap);
 /* The nodeid the kernel most likely holds ino under: its newest nodeid
  * with lookups (handed out last), else ino itself. */

@@ -540,19 +540,26 @@ bool fs__nodeid_changed(struct fs* f, const struct store_change* c, bool ours)
 
 void fs__nodeid_status(void* data, bool json, char* buf, size_t cap)
 {
-    const struct fs* f = data;
+    struct fs* f = data;
+    /* Invalidations queued for the notifier and not yet sent: until they
+     * are, this mount may still show what was changed before its applied
+     * index (docs/consistency.md, "Kernel caching"). */
+    uint64_t pushed = fs__notify_pushed(&f->notify);
+    uint64_t done = fs__notify_done(&f->notify);
+    uint64_t unsent = pushed > done ? pushed - done : 0;
 
     if (json) {
         snprintf(buf, cap,
                  "\"fuse_nodeids\": %zu, \"fuse_nodeids_peak\": %zu, "
                  "\"fuse_nodeids_max\": %u, \"fuse_nodeids_fallback\": "
-                 "%" PRIu64,
+                 "%" PRIu64 ", \"fuse_invalidations_unsent\": %" PRIu64,
                  f->n_fnodes, f->fnodes_peak, (unsigned)FS_FNODES_MAX,
-                 f->fnode_fallbacks);
+                 f->fnode_fallbacks, unsent);
     } else {
         snprintf(buf, cap,
-                 "fuse nodeids: %zu (peak %zu, max %u, fallback %" PRIu64 ")\n",
+                 "fuse nodeids: %zu (peak %zu, max %u, fallback %" PRIu64
+                 ")\nfuse invalidations unsent: %" PRIu64 "\n",
                  f->n_fnodes, f->fnodes_peak, (unsigned)FS_FNODES_MAX,
-                 f->fnode_fallbacks);
+                 f->fnode_fallbacks, unsent);
     }
 }

@@ -462,9 +462,14 @@ class Cluster:
         leader = leader or self.leader()
         return [n for n in self.running() if n is not leader]
 
-    def wait_applied(self, nodes=None, timeout=CONVERGE_TIMEOUT_S):
+    def wait_applied(self, nodes=None, timeout=CONVERGE_TIMEOUT_S,
+                     kernel=True):
         """Wait until every node has applied the same index, and that index
-        is at least the highest commit index seen among them."""
+        is at least the highest commit index seen among them. With kernel
+        (the default), also until each mount has sent its kernel every
+        invalidation of what it applied: the notifier sends them just after
+        the apply, and until then a cached name may still show what was
+        changed (docs/consistency.md, "Kernel caching")."""
         nodes = list(nodes) if nodes is not None else self.running()
         deadline = time.monotonic() + timeout
         st = {}
@@ -473,13 +478,17 @@ class Cluster:
             if all(s is not None for s in st.values()):
                 applied = {s["applied_index"] for s in st.values()}
                 commit = max(s["commit_index"] for s in st.values())
-                if len(applied) == 1 and applied.pop() >= commit:
+                unsent = sum(s.get("fuse_invalidations_unsent", 0)
+                             for s in st.values()) if kernel else 0
+                if (len(applied) == 1 and applied.pop() >= commit and
+                        unsent == 0):
                     return st
             time.sleep(POLL_S)
         raise AssertionError("nodes did not converge after %ss: %s"
                              % (timeout,
                                 {k: v and (v["commit_index"],
-                                           v["applied_index"])
+                                           v["applied_index"],
+                                           v.get("fuse_invalidations_unsent"))
                                  for k, v in st.items()}))
 
     def assert_same_trees(self, nodes=None, timeout=CONVERGE_TIMEOUT_S):

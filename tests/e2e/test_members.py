@@ -244,6 +244,12 @@ def test_add_promote_fourth_and_fifth_then_remove_first(make_cluster):
     assert identity(n4)["cluster"] == n1.status()["cluster_id"]
     n5, args5 = add_member(c, n4, "n5", "127.0.0.5")
     n5.start(args5)
+    # promoted through n3, which checks its own configuration first ("no
+    # member of that name"): the add committed through n4 needed 3 of the
+    # 4 voters, so n3 may not have appended it yet
+    qc.wait_for(lambda: "n5" in [m["name"] for m in
+                                 member_list(n3)["members"]],
+                "n5 in n3's configuration")
     promote(n3, "n5")
     wait_quorum(c, [n1, n2, n3, n4, n5], 5)
     time.sleep(0.5)
@@ -732,7 +738,7 @@ def test_sigterm_with_a_write_pending_on_an_inode_being_invalidated(
     fd_h = -1
     try:
         qc.write_file(n2.path("f"), "d")  # n1 queues f's invalidation
-        c.wait_applied([n1, n2])          # sent 0.4 s from now
+        c.wait_applied([n1, n2], kernel=False)  # sent 0.4 s from now
         c.sigstop(n2)
         c.sigstop(c.nodes[2])
         # a truncation n1 cannot commit: its shutdown waits for it (the
