@@ -39,6 +39,16 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 CELL_TIMEOUT_EXTRA_S = 120  # a cell's process is killed after S + this
 PREPARE_THREADS = 32  # parallel writers of the read/stat files
 FS_WORKLOADS = ("write", "read", "stat", "rename")
+
+
+def plan_workloads(plan):
+    """The plan's workloads (run.sh --workloads), in FS_WORKLOADS order."""
+    want = plan.get("workloads") or FS_WORKLOADS
+    bad = [w for w in want if w not in FS_WORKLOADS]
+    if bad:
+        raise SystemExit("bench.py: unknown workload %s (known: %s)" % (
+            ", ".join(bad), ", ".join(FS_WORKLOADS)))
+    return [w for w in FS_WORKLOADS if w in want]
 ETCD_FOR = {"write": ["put"],
             "read": ["range-serializable", "range-linearizable"]}
 
@@ -214,8 +224,9 @@ def cmd_run(plan_path, out_dir):
             prepare(plan, s)
     cells = []
     n_cells = 0
+    workloads = plan_workloads(plan)
     for s in systems:
-        for w in FS_WORKLOADS:
+        for w in workloads:
             n_cells += len(ETCD_FOR.get(w, [])) if s["kind"] == "etcd" else 1
     n_cells *= len(plan["clients"]) * plan["reps"]
     t_start = time.monotonic()
@@ -223,7 +234,7 @@ def cmd_run(plan_path, out_dir):
         k = rep % len(systems)
         order = systems[k:] + systems[:k]
         for clients in plan["clients"]:
-            for w in FS_WORKLOADS:
+            for w in workloads:
                 for s in order:
                     wls = [w] if s["kind"] == "fs" else ETCD_FOR.get(w, [])
                     for wl in wls:
@@ -340,7 +351,7 @@ def ratio(summary, a, b, field="ops_per_s"):
     return ga[field]["median"] / gb[field]["median"]
 
 
-def ratios_md(summary, systems, clients_list):
+def ratios_md(summary, systems, clients_list, workloads=FS_WORKLOADS):
     names = [s["name"] for s in systems]
     qfs = [n for n in names if n.startswith("quorumfs")]
     lines = ["### Ratios (of medians)", "",
@@ -361,9 +372,10 @@ def ratios_md(summary, systems, clients_list):
     for nf in ("nullfs", "nullfs-st"):
         if nf not in names:
             continue
-        for w in FS_WORKLOADS:
+        for w in workloads:
             specs.append(("%s/s ÷ %s %s/s" % (w, nf, w), w, nf, w,
                           "ops_per_s"))
+    specs = [sp for sp in specs if sp[1] in workloads]
     for label, wl, other, owl, field in specs:
         for cl in clients_list:
             row = []
@@ -373,11 +385,11 @@ def ratios_md(summary, systems, clients_list):
             lines.append("| %s | %d | %s |" % (label, cl, " | ".join(row)))
     if not specs:
         lines = []  # no yardstick in this run (tests/bench/ab.sh)
-    lines += ab_ratios_md(summary, names, clients_list)
+    lines += ab_ratios_md(summary, names, clients_list, workloads)
     return "\n".join(lines) + "\n"
 
 
-def ab_ratios_md(summary, names, clients_list):
+def ab_ratios_md(summary, names, clients_list, workloads=FS_WORKLOADS):
     """tests/bench/ab.sh's systems come in pairs NAME-before / NAME-after:
     after ÷ before for every workload (1.00: no change)."""
     pairs = [n[:-len("-after")] for n in names if n.endswith("-after") and
@@ -389,7 +401,7 @@ def ab_ratios_md(summary, names, clients_list):
              "| workload | clients | " + " | ".join(
                  "%s ops/s | %s p99" % (p, p) for p in pairs) + " |",
              "|---|---:|" + "---:|---:|" * len(pairs)]
-    for w in FS_WORKLOADS:
+    for w in workloads:
         for cl in clients_list:
             row = []
             for p in pairs:
@@ -501,7 +513,7 @@ def cmd_report(out_dir):
                    "p99 latency, µs"),
           table_md(summary, systems, clients_list, "other_cpu_pct",
                    "Other CPU during the cell, % of the machine"),
-          ratios_md(summary, systems, clients_list)]
+          ratios_md(summary, systems, clients_list, plan_workloads(plan))]
     text = "\n".join(md)
     with open(os.path.join(out_dir, "table.md"), "w") as f:
         f.write(text)

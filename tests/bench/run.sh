@@ -3,7 +3,8 @@
 # FUSE filesystem, in one interleaved run (a benchmark, not a test).
 #
 #   tests/bench/run.sh [--quick] [--out DIR] [--reps N] [--seconds S]
-#                      [--clients "1 16 64"] [--no-install] [--nullfs-st]
+#                      [--clients "1 16 64"] [--workloads "write read"]
+#                      [--no-install] [--nullfs-st]
 #
 # 1. Installs what is missing with apt-get (root): etcd-server, etcd-client,
 #    wrk, python3-matplotlib, and the build dependencies.
@@ -23,8 +24,8 @@
 #    REPS times, interleaved round-robin; then writes OUT/results.json,
 #    OUT/table.md, OUT/ops.png, OUT/p99.png and prints the table.
 # Defaults: 3 repetitions, 5 s cells, 1/16/64 clients, 1,000 keys, 100-byte
-# values, OUT=bench-out. --quick: 1 repetition of 2 s cells (checks the
-# harness, not the numbers).
+# values, every workload (write read stat rename), OUT=bench-out. --quick:
+# 1 repetition of 2 s cells (checks the harness, not the numbers).
 # Cleanup on any exit: only the PIDs started here are stopped, every mount
 # made here is unmounted, the temp dir is removed (node logs are kept in
 # OUT/logs).
@@ -36,6 +37,7 @@ out=bench-out
 reps=3
 seconds=5
 clients="1 16 64"
+workloads="write read stat rename"
 install=1
 nullfs_st=0
 keys=1000
@@ -50,9 +52,10 @@ while [ $# -gt 0 ]; do
     --reps) reps=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --clients) clients=$2; shift ;;
+    --workloads) workloads=$2; shift ;;
     --no-install) install=0 ;;
     --nullfs-st) nullfs_st=1 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -231,6 +234,7 @@ plan = {
     "loadgen": "$loadgen", "lua_dir": "$here/tests/bench",
     "reps": $reps, "seconds": $seconds,
     "clients": [int(c) for c in "$clients".split()],
+    "workloads": "$workloads".split(),
     "keys": $keys, "value_bytes": $value_bytes,
     "date": __import__("time").strftime("%Y-%m-%d %H:%M:%S %Z"),
     "systems": [
