@@ -43,6 +43,15 @@ static void resv_init(struct fs* f)
     f->resv_ttl_ns = (int64_t)ms * 1000000;
 }
 
+/* Test hook QFS_TEST_COMMIT_ANSWER_DELAY_MS (1..60000; else off). */
+static void test_hooks_init(struct fs* f)
+{
+    const char* delay = getenv("QFS_TEST_COMMIT_ANSWER_DELAY_MS");
+    long ms = delay != NULL ? strtol(delay, NULL, 10) : 0;
+
+    f->test_answer_delay_ms = ms > 0 && ms <= 60000 ? (unsigned)ms : 0;
+}
+
 struct fs* fs_new(struct node* n, const struct fs_options* o)
 {
     struct fs* f;
@@ -79,6 +88,7 @@ struct fs* fs_new(struct node* n, const struct fs_options* o)
     f->notify.done_async = f->o.notify_async;
     fs__kview_init(f);
     resv_init(f);
+    test_hooks_init(f);
     node_set_status_extra(n, fs__nodeid_status, f);
     return f;
 }
@@ -335,12 +345,54 @@ static void reply_with_ino(struct fs_op* op, uint64_t ino)
     }
 }
 
+/* The test hook's delayed answer of a commit (test_answer_delay_ms). */
+struct delayed_answer {
+    uv_timer_t timer;
+    struct fs_op* op;
+    struct store_result res;
+};
+
+static void delayed_answer_closed(uv_handle_t* h)
+{
+    free(h->data);
+}
+
+static void delayed_answer_cb(uv_timer_t* t)
+{
+    struct delayed_answer* d = t->data;
+
+    fs__write_done(d->op, &d->res);
+    fs__op_free(d->op);
+    uv_close((uv_handle_t*)&d->timer, delayed_answer_closed);
+}
+
+/* 1 if op's answer was put off by the test hook. */
+static int delay_answer(struct fs* f,
+                        struct fs_op* op,
+                        const struct store_result* res)
+{
+    struct delayed_answer* d;
+
+    if (f->test_answer_delay_ms == 0 || (d = calloc(1, sizeof(*d))) == NULL) {
+        return 0;
+    }
+    d->op = op;
+    d->res = *res;
+    d->timer.data = d;
+    uv_timer_init(f->settle->loop, &d->timer);
+    uv_timer_start(&d->timer, delayed_answer_cb, f->test_answer_delay_ms, 0);
+    return 1;
+}
+
 static void propose_done_cb(void* data, const struct store_result* res)
 {
     struct fs_op* op = data;
 
     assert(op != NULL && res != NULL);
     if (op->kind == FS_REPLY_WRITE) {
+        if (delay_answer(op->fs, op, res)) {
+            return;
+        }
         fs__write_done(op, res);
     } else if (op->req == NULL) {
         /* an internal proposal (a reservation's renewal or release):

@@ -119,8 +119,12 @@ struct fs_wino {
     struct fs_upd u;  /* pending (never while busy) */
     struct fs_upd fl; /* in flight (busy) */
     bool busy;        /* a commit of this ino is in flight */
-    int done_err;     /* the last commit's result (positive errno) */
-    bool running;     /* wino_run is on the stack */
+    /* That commit has been applied here (fs__change_is_ours matched it):
+     * the store holds it, or a later change, until its answer comes (the
+     * answers of a batch of applied entries come after the batch). */
+    bool fl_applied;
+    int done_err; /* the last commit's result (positive errno) */
+    bool running; /* wino_run is on the stack */
     struct fs_op *q_head, *q_tail; /* waiting for that commit, FIFO */
 };
 
@@ -359,6 +363,10 @@ struct fs {
     uint64_t resv_nonce;        /* this run's high bits of reservation tokens */
     uint64_t resv_next;         /* the last reservation counter handed */
     int64_t resv_ttl_ns;        /* FS_RESV_TTL_MS (QFS_TEST_RESV_TTL_MS) */
+    /* Test hook QFS_TEST_COMMIT_ANSWER_DELAY_MS: a commit of a file's
+     * update is answered this long after it was applied here (the window
+     * in which another node's change applies before the answer). */
+    unsigned test_answer_delay_ms;
     /* Directories a pending new file left uncommitted (unlinked, renamed
      * away, dropped): this mount shows that change in their mtime/ctime
      * until the store's times pass it, so the times it showed never go
@@ -501,7 +509,7 @@ void fs__file_open_flags(const struct fs* f, struct fuse_file_info* fi);
 void fs__settle_cb(uv_timer_t* t);
 /* Whether the change to ino being applied is this mount's own commit in
  * flight, as its kernel already shows it (fs_on_change skips the
- * invalidation). */
+ * invalidation). True once per commit: it marks the commit applied. */
 bool fs__change_is_ours(struct fs* f, uint64_t ino);
 /* ino was removed at revision rev (fs_on_change). */
 void fs__grave_add(struct fs* f, uint64_t ino, uint64_t rev);

@@ -22,8 +22,11 @@
  * when there is none to show (only a truncation so far), it answers its
  * revision. The commit moves it to the new revision silently when the
  * kernel shows exactly that commit (fs__change_is_ours); a change from
- * elsewhere while the update is pending leaves it alone (the update
- * replaces that change when committed); otherwise it follows the file
+ * elsewhere while the update is pending, or its commit in flight not yet
+ * applied, leaves it alone (the update replaces that change when
+ * committed); a change applied after that commit, before its answer (the
+ * same batch of entries), is an ordinary change from elsewhere; otherwise
+ * it follows the file
  * with an invalidation of that nodeid (a discarded update, appends placed
  * elsewhere). A write through a nodeid of an older revision drops its
  * pages (the update is built from the current content).

@@ -515,6 +515,7 @@ void fs__commit_start(struct fs* f,
     w->fl = w->u;
     memset(&w->u, 0, sizeof(w->u));
     w->busy = true;
+    w->fl_applied = false;
     op->ino = w->ino;
     fs__propose(f, op, c); /* on a refusal: fs__write_done, right away */
 }
@@ -651,16 +652,22 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
 
 bool fs__change_is_ours(struct fs* f, uint64_t ino)
 {
-    const struct fs_wino* w = fs__wino_find(f, ino);
+    struct fs_wino* w = fs__wino_find(f, ino);
     const void* data;
     size_t len;
 
-    if (w == NULL || !w->busy || w->fl.inexact ||
+    /* Once applied, a later change is another's, even with the same bytes
+     * (a chmod from elsewhere applied in the same batch). */
+    if (w == NULL || !w->busy || w->fl_applied || w->fl.inexact ||
         store_read(node_store(f->node), ino, &data, &len) != 0 ||
         len != w->fl.len) {
         return false;
     }
-    return len == 0 || memcmp(data, w->fl.buf, len) == 0;
+    if (len != 0 && memcmp(data, w->fl.buf, len) != 0) {
+        return false;
+    }
+    w->fl_applied = true;
+    return true;
 }
 
 /* Queue op behind w's commit in flight, or run it now. Replies on

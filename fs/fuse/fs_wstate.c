@@ -136,7 +136,9 @@ static const struct fs_upd* upd_visible(const struct fs* f,
     }
     if (w->u.on && w->u.err == 0) {
         u = &w->u;
-    } else if (w->busy && w->fl.err == 0) {
+    } else if (w->busy && w->fl.err == 0 && !w->fl_applied) {
+        /* Applied: the store has it, or what came after it in the log
+         * (another node's change applied in the same batch). */
         u = &w->fl;
     }
     if (u != NULL && f->o.linearizable && !fs__owner_tid(u, tid)) {

@@ -1273,3 +1273,65 @@ def test_pending_attrs_are_committed(make_cluster):
     assert mine[1] & 0o777 == 0o640 and mine[0] == 6
     for n in c.nodes:
         assert attrs(n.path(rel)) == mine, n.name
+
+
+ANSWER_DELAY_MS = 1500  # QFS_TEST_COMMIT_ANSWER_DELAY_MS
+
+
+def test_change_from_elsewhere_between_apply_and_answer(make_cluster,
+                                                        monkeypatch):
+    """A commit is answered after the batch of entries it was applied in:
+    another node's change to the same file can apply between this mount's
+    commit and its answer. The jepsen runs found the writer's mount then
+    showing its own value for good (seed 1224790989: n2 read `30j` at the
+    end, n1 and n3 `30i`), since the change was taken for one that this
+    mount's pending update would replace. The test hook holds the answer
+    back on w, so the change from elsewhere always lands in that window: a
+    rewrite (fails without the fix: w keeps `from w`), then a chmod that
+    leaves the bytes as w committed them."""
+    c = make_cluster()
+    c.start()
+    leader = c.leader()
+    w, other = c.followers(leader)[0], leader
+    # the hook on w only: the other node's writes return at their commit
+    w.stop()
+    monkeypatch.setenv("QFS_TEST_COMMIT_ANSWER_DELAY_MS", str(ANSWER_DELAY_MS))
+    c.restart(w)
+    monkeypatch.delenv("QFS_TEST_COMMIT_ANSWER_DELAY_MS")
+    rel = "between.conf"
+    qc.write_file(w.path(rel), b"base\n")
+    c.wait_applied()
+
+    def write_on_w(data, done):
+        qc.write_file(w.path(rel), data)
+        done.append(time.monotonic())
+
+    # 1. A rewrite from elsewhere while this mount waits for its answer.
+    done = []
+    t = threading.Thread(target=write_on_w, args=(b"from w\n", done))
+    t.start()
+    wait_for(lambda: read(other.path(rel)) == b"from w\n",
+             what="w's commit applied on the other node")
+    qc.write_file(other.path(rel), b"from the other node\n")
+    assert not done, "w's close returned before the other node's commit"
+    t.join(10)
+    assert done
+    c.wait_applied()
+    for n in c.nodes:
+        assert read(n.path(rel)) == b"from the other node\n", n.name
+
+    # 2. A chmod from elsewhere, the same bytes, in the same window.
+    done = []
+    t = threading.Thread(target=write_on_w, args=(b"again\n", done))
+    t.start()
+    wait_for(lambda: read(other.path(rel)) == b"again\n",
+             what="w's second commit applied on the other node")
+    os.chmod(other.path(rel), 0o600)
+    assert not done, "w's close returned before the other node's chmod"
+    t.join(10)
+    assert done
+    c.wait_applied()
+    for n in c.nodes:
+        st = os.stat(n.path(rel))
+        assert (st.st_mode & 0o777, read(n.path(rel))) == (0o600,
+                                                           b"again\n"), n.name
