@@ -119,13 +119,13 @@ struct fs_wino {
     struct fs_upd u;  /* pending (never while busy) */
     struct fs_upd fl; /* in flight (busy) */
     bool busy;        /* a commit of this ino is in flight */
+    int done_err;     /* the last commit's result (positive errno) */
+    bool running;     /* wino_run is on the stack */
+    struct fs_op *q_head, *q_tail; /* waiting for that commit, FIFO */
     /* That commit has been applied here (fs__change_is_ours matched it):
      * the store holds it, or a later change, until its answer comes (the
      * answers of a batch of applied entries come after the batch). */
     bool fl_applied;
-    int done_err; /* the last commit's result (positive errno) */
-    bool running; /* wino_run is on the stack */
-    struct fs_op *q_head, *q_tail; /* waiting for that commit, FIFO */
 };
 
 /* A pending new file of this mount (fs_pnew.c): made by a CREATE without

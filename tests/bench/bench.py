@@ -39,6 +39,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 CELL_TIMEOUT_EXTRA_S = 120  # a cell's process is killed after S + this
 PREPARE_THREADS = 32  # parallel writers of the read/stat files
 FS_WORKLOADS = ("write", "read", "stat", "rename")
+ETCD_FOR = {"write": ["put"],
+            "read": ["range-serializable", "range-linearizable"]}
 
 
 def plan_workloads(plan):
@@ -49,8 +51,6 @@ def plan_workloads(plan):
         raise SystemExit("bench.py: unknown workload %s (known: %s)" % (
             ", ".join(bad), ", ".join(FS_WORKLOADS)))
     return [w for w in FS_WORKLOADS if w in want]
-ETCD_FOR = {"write": ["put"],
-            "read": ["range-serializable", "range-linearizable"]}
 
 
 def proc_stat_jiffies():
@@ -219,12 +219,13 @@ def cmd_run(plan_path, out_dir):
         plan = json.load(f)
     os.makedirs(out_dir, exist_ok=True)
     systems = plan["systems"]
+    workloads = plan_workloads(plan)
     for s in systems:
-        if s["kind"] == "fs" and not s.get("same_dir_as"):
+        if (s["kind"] == "fs" and not s.get("same_dir_as") and
+                ("read" in workloads or "stat" in workloads)):
             prepare(plan, s)
     cells = []
     n_cells = 0
-    workloads = plan_workloads(plan)
     for s in systems:
         for w in workloads:
             n_cells += len(ETCD_FOR.get(w, [])) if s["kind"] == "etcd" else 1
@@ -372,7 +373,7 @@ def ratios_md(summary, systems, clients_list, workloads=FS_WORKLOADS):
     for nf in ("nullfs", "nullfs-st"):
         if nf not in names:
             continue
-        for w in workloads:
+        for w in FS_WORKLOADS:
             specs.append(("%s/s ÷ %s %s/s" % (w, nf, w), w, nf, w,
                           "ops_per_s"))
     specs = [sp for sp in specs if sp[1] in workloads]

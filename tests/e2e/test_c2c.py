@@ -1278,6 +1278,36 @@ def test_pending_attrs_are_committed(make_cluster):
 ANSWER_DELAY_MS = 1500  # QFS_TEST_COMMIT_ANSWER_DELAY_MS
 
 
+def held_answer_cluster(make_cluster, monkeypatch):
+    """Three nodes, the test hook on a follower w only (its commits are
+    answered ANSWER_DELAY_MS after they apply there; the other node's
+    writes return at their commit): (cluster, w, other)."""
+    c = make_cluster()
+    c.start()
+    leader = c.leader()
+    w, other = c.followers(leader)[0], leader
+    w.stop()
+    monkeypatch.setenv("QFS_TEST_COMMIT_ANSWER_DELAY_MS", str(ANSWER_DELAY_MS))
+    c.restart(w)
+    monkeypatch.delenv("QFS_TEST_COMMIT_ANSWER_DELAY_MS")
+    c.wait_applied()
+    return c, w, other
+
+
+def change_in_window(commit_on_w, applied_on_other, what, change):
+    """Runs commit_on_w (a close or fsync on w) in a thread, waits until
+    applied_on_other() shows its commit, makes another node's change, and
+    checks that the change came before w's answer (inside the window)."""
+    done = []
+    t = threading.Thread(target=lambda: (commit_on_w(), done.append(1)))
+    t.start()
+    wait_for(applied_on_other, what=what)
+    change()
+    assert not done, "w's answer came before the other node's change"
+    t.join(10)
+    assert done and not t.is_alive()
+
+
 def test_change_from_elsewhere_between_apply_and_answer(make_cluster,
                                                         monkeypatch):
     """A commit is answered after the batch of entries it was applied in:
@@ -1289,47 +1319,27 @@ def test_change_from_elsewhere_between_apply_and_answer(make_cluster,
     back on w, so the change from elsewhere always lands in that window: a
     rewrite (fails without the fix: w keeps `from w`), then a chmod that
     leaves the bytes as w committed them."""
-    c = make_cluster()
-    c.start()
-    leader = c.leader()
-    w, other = c.followers(leader)[0], leader
-    # the hook on w only: the other node's writes return at their commit
-    w.stop()
-    monkeypatch.setenv("QFS_TEST_COMMIT_ANSWER_DELAY_MS", str(ANSWER_DELAY_MS))
-    c.restart(w)
-    monkeypatch.delenv("QFS_TEST_COMMIT_ANSWER_DELAY_MS")
+    c, w, other = held_answer_cluster(make_cluster, monkeypatch)
     rel = "between.conf"
     qc.write_file(w.path(rel), b"base\n")
     c.wait_applied()
 
-    def write_on_w(data, done):
-        qc.write_file(w.path(rel), data)
-        done.append(time.monotonic())
-
     # 1. A rewrite from elsewhere while this mount waits for its answer.
-    done = []
-    t = threading.Thread(target=write_on_w, args=(b"from w\n", done))
-    t.start()
-    wait_for(lambda: read(other.path(rel)) == b"from w\n",
-             what="w's commit applied on the other node")
-    qc.write_file(other.path(rel), b"from the other node\n")
-    assert not done, "w's close returned before the other node's commit"
-    t.join(10)
-    assert done
+    change_in_window(
+        lambda: qc.write_file(w.path(rel), b"from w\n"),
+        lambda: read(other.path(rel)) == b"from w\n",
+        "w's commit applied on the other node",
+        lambda: qc.write_file(other.path(rel), b"from the other node\n"))
     c.wait_applied()
     for n in c.nodes:
         assert read(n.path(rel)) == b"from the other node\n", n.name
 
     # 2. A chmod from elsewhere, the same bytes, in the same window.
-    done = []
-    t = threading.Thread(target=write_on_w, args=(b"again\n", done))
-    t.start()
-    wait_for(lambda: read(other.path(rel)) == b"again\n",
-             what="w's second commit applied on the other node")
-    os.chmod(other.path(rel), 0o600)
-    assert not done, "w's close returned before the other node's chmod"
-    t.join(10)
-    assert done
+    change_in_window(
+        lambda: qc.write_file(w.path(rel), b"again\n"),
+        lambda: read(other.path(rel)) == b"again\n",
+        "w's second commit applied on the other node",
+        lambda: os.chmod(other.path(rel), 0o600))
     c.wait_applied()
     for n in c.nodes:
         st = os.stat(n.path(rel))
@@ -1346,34 +1356,22 @@ def test_new_file_changed_between_apply_and_answer(make_cluster,
     change, not keep its own content. (Passes without the fix of the test
     above too: the create's own apply invalidates the new name, and the
     writer's later write is built from the current content.)"""
-    c = make_cluster()
-    c.start()
-    leader = c.leader()
-    w, other = c.followers(leader)[0], leader
-    w.stop()
-    monkeypatch.setenv("QFS_TEST_COMMIT_ANSWER_DELAY_MS", str(ANSWER_DELAY_MS))
-    c.restart(w)
-    monkeypatch.delenv("QFS_TEST_COMMIT_ANSWER_DELAY_MS")
-    c.wait_applied()
-    rel = "born.conf"
-    done = []
+    c, w, other = held_answer_cluster(make_cluster, monkeypatch)
 
-    def create_on_w():
-        qc.write_file(w.path(rel), b"made on w\n")
-        done.append(time.monotonic())
+    def on_other(rel, data):
+        return lambda: (os.path.exists(other.path(rel)) and
+                        read(other.path(rel)) == data)
 
-    t = threading.Thread(target=create_on_w)
-    t.start()
-    wait_for(lambda: os.path.exists(other.path(rel)) and
-             read(other.path(rel)) == b"made on w\n",
-             what="w's new file applied on the other node")
-    qc.write_file(other.path(rel), b"from the other node\n")
-    assert not done, "w's close returned before the other node's commit"
-    t.join(10)
-    assert done
+    # 1. A new file, rewritten by the other node before w's close returns.
+    change_in_window(
+        lambda: qc.write_file(w.path("born.conf"), b"made on w\n"),
+        on_other("born.conf", b"made on w\n"),
+        "w's new file applied on the other node",
+        lambda: qc.write_file(other.path("born.conf"),
+                              b"from the other node\n"))
     c.wait_applied()
     for n in c.nodes:
-        assert read(n.path(rel)) == b"from the other node\n", n.name
+        assert read(n.path("born.conf")) == b"from the other node\n", n.name
 
     # 2. The writer goes on through its descriptor after an fsync whose
     # answer came after the other node's change: its next write joins the
@@ -1382,14 +1380,10 @@ def test_new_file_changed_between_apply_and_answer(make_cluster,
     fd = os.open(w.path(rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, b"aaaa")
-        t = threading.Thread(target=os.fsync, args=(fd,))
-        t.start()
-        wait_for(lambda: os.path.exists(other.path(rel)) and
-                 read(other.path(rel)) == b"aaaa",
-                 what="w's fsync applied on the other node")
-        qc.write_file(other.path(rel), b"bbbbbbbb")
-        t.join(10)
-        assert not t.is_alive()
+        change_in_window(
+            lambda: os.fsync(fd), on_other(rel, b"aaaa"),
+            "w's fsync applied on the other node",
+            lambda: qc.write_file(other.path(rel), b"bbbbbbbb"))
         os.pwrite(fd, b"cc", 4)
     finally:
         os.close(fd)
