@@ -723,11 +723,14 @@ void fs_on_change(void* data, const struct store_change* c)
         fs__notify_push(&f->notify, 0, c->parent, c->name);
         return;
     }
-    bool ours = c->parent == 0 && fs__change_is_ours(f, c->ino);
+    /* Ours: this mount's commit, content and attributes as its kernel
+     * shows them; a RENAME carrying a pending update reports it as the
+     * name the file now has (store/apply.c op_rename). */
+    bool ours = fs__change_is_ours(f, c->ino);
     if (c->ino != 0 && fs__nodeid_changed(f, c, ours)) {
         return; /* a regular file: its nodeids (fs_nodeid.c) */
     }
-    if (ours) {
+    if (ours && c->parent == 0) {
         return; /* our own write: the kernel already shows it */
     }
     uint64_t seq = fs__notify_push(&f->notify, c->ino, c->parent, c->name);

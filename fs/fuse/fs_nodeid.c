@@ -21,7 +21,8 @@
  * holds it) and is the one lookups hand out while the update is pending;
  * when there is none to show (only a truncation so far), it answers its
  * revision. The commit moves it to the new revision silently when the
- * kernel shows exactly that commit (fs__change_is_ours); a change from
+ * kernel shows exactly that commit (fs__change_is_ours; a RENAME that
+ * carried the update reports it under the file's new name); a change from
  * elsewhere while the update is pending, or its commit in flight not yet
  * applied, leaves it alone (the update replaces that change when
  * committed); a change applied after that commit, before its answer (the

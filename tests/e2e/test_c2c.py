@@ -1390,3 +1390,57 @@ def test_new_file_changed_between_apply_and_answer(make_cluster,
     c.wait_applied()
     for n in c.nodes:
         assert read(n.path(rel)) == b"bbbbccbb", n.name
+
+
+def test_renamed_update_changed_between_apply_and_answer(make_cluster,
+                                                         monkeypatch):
+    """The same window for an update committed with a rename (write a temp
+    file, rename it over the config, close after): the rename's entry is
+    not taken for this mount's own commit, so its nodeid is left showing
+    the update until the answer. Another node's rewrite of the renamed file
+    applied before that answer must end up on w too: once without a read on
+    w in the window, once with w reading the file there through a
+    descriptor opened before the rename (a lookup cannot: the rename holds
+    the directory), so that its kernel holds what it was answered in the
+    window."""
+    c, w, other = held_answer_cluster(make_cluster, monkeypatch)
+
+    def on_other(rel, data):
+        return lambda: (os.path.exists(other.path(rel)) and
+                        read(other.path(rel)) == data)
+
+    for i, read_in_window in enumerate((False, True)):
+        tmp, rel = "cfg%d.tmp" % i, "cfg%d.conf" % i
+        qc.write_file(w.path(tmp), b"old temp\n")
+        qc.write_file(w.path(rel), b"old\n")
+        c.wait_applied()
+        fd = os.open(w.path(tmp), os.O_WRONLY | os.O_TRUNC)
+        rfd = os.open(w.path(tmp), os.O_RDONLY)
+        try:
+            os.write(fd, b"from w\n")
+
+            def change(rel=rel, read_in_window=read_in_window):
+                qc.write_file(other.path(rel), b"from the other node\n")
+                if read_in_window:
+                    # applied on w too, its answer still held back (its
+                    # invalidation of the directory waits for the rename);
+                    # what w shows here is not asserted, only cached
+                    c.wait_applied(kernel=False)
+                    os.pread(rfd, 100, 0)
+
+            change_in_window(
+                lambda: os.rename(w.path(tmp), w.path(rel)),
+                on_other(rel, b"from w\n"),
+                "w's rename applied on the other node", change)
+            c.wait_applied()
+            for n in c.nodes:
+                assert read(n.path(rel)) == b"from the other node\n", (
+                    n.name, read_in_window)
+                assert not os.path.exists(n.path(tmp)), n.name
+            # Close-to-open: the descriptor keeps the revision its kernel
+            # inode holds, w's own, whole (without the fix: w's size with
+            # the other node's bytes, `from th`).
+            assert os.pread(rfd, 100, 0) == b"from w\n", read_in_window
+        finally:
+            os.close(rfd)
+            os.close(fd)
