@@ -1444,3 +1444,50 @@ def test_renamed_update_changed_between_apply_and_answer(make_cluster,
         finally:
             os.close(rfd)
             os.close(fd)
+
+
+def test_renamed_new_file_changed_between_apply_and_answer(make_cluster,
+                                                           monkeypatch):
+    """The same for a new file renamed over a config while still open (a
+    temporary file written, renamed, closed after): the rename commits the
+    new file under the config's name; another node's rewrite of it applied
+    before the rename's answer must show on w, and a descriptor w holds on
+    the new file reads one whole revision (the other node's, as run: a new
+    file's nodeid is made for the committed file at the answer,
+    fs__nodeid_adopt, and its pages were dropped). Passes without the fix
+    of the test above: the new file's commit is a create, not a change of
+    the file the descriptor wrote."""
+    c, w, other = held_answer_cluster(make_cluster, monkeypatch)
+
+    def on_other(rel, data):
+        return lambda: (os.path.exists(other.path(rel)) and
+                        read(other.path(rel)) == data)
+
+    for i, read_in_window in enumerate((False, True)):
+        tmp, rel = "new%d.tmp" % i, "new%d.conf" % i
+        qc.write_file(w.path(rel), b"old\n")
+        c.wait_applied()
+        fd = os.open(w.path(tmp), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, b"from w\n")
+
+            def change(rel=rel, read_in_window=read_in_window, fd=fd):
+                qc.write_file(other.path(rel), b"from the other node\n")
+                if read_in_window:
+                    c.wait_applied(kernel=False)
+                    os.pread(fd, 100, 0)
+
+            change_in_window(
+                lambda: os.rename(w.path(tmp), w.path(rel)),
+                on_other(rel, b"from w\n"),
+                "w's rename applied on the other node", change)
+            c.wait_applied()
+            for n in c.nodes:
+                assert read(n.path(rel)) == b"from the other node\n", (
+                    n.name, read_in_window)
+                assert not os.path.exists(n.path(tmp)), n.name
+            got = os.pread(fd, 100, 0)
+            assert got in (b"from w\n", b"from the other node\n"), (
+                got, read_in_window)
+        finally:
+            os.close(fd)
