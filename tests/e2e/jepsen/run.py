@@ -31,7 +31,9 @@ nemesis events and the node logs (kept anyway when the run fails).
 Client ops: a write is open(O_TRUNC) + one write() + close() of a value
 unique to that write (files k0..kN; one such writer per file and mount at a
 time), or the same into a temporary file and a rename over the file (file
-r: only renames, so that no write goes to an inode a rename just replaced). A read is open + ONE read() of up to 64 KiB
+r: only renames, so that no write goes to an inode a rename just replaced;
+half of them rename the temporary file while it is still open, so that the
+rename carries its pending update, and close it after). A read is open + ONE read() of up to 64 KiB
 + close. Every EXCL_EVERY-th op of a client takes a lock file: O_CREAT|O_EXCL
 of d/l/NNNNNN (the name changes every EXCL_SLOT_S, so the clients of all
 nodes race for it), and on success one write of a unique value and close. The files change every --epoch-s seconds (all made at setup) and
@@ -175,6 +177,22 @@ def write_once(path, data, stage=None, flag=os.O_TRUNC):
     os.close(fd)
     if n != len(data):
         raise ShortWrite("%d of %d bytes" % (n, len(data)))
+
+
+def rename_held_open(tmp, path, data, stage):
+    """open(tmp, O_TRUNC) + ONE write(), rename(tmp, path) while still
+    open, then close(): the rename commits the write. stage[0]: tmp until
+    the rename is sent, then rename (a failed close after it leaves the
+    outcome unknown too)."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        n = os.write(fd, data)
+        if n != len(data):
+            raise ShortWrite("%d of %d bytes" % (n, len(data)))
+        stage[0] = "rename"
+        os.rename(tmp, path)
+    finally:
+        os.close(fd)
 
 
 def excl_once(path, data, stage):
@@ -424,9 +442,15 @@ class Run:
             self.counts["write_busy"] += 1
             return False
 
+        # Half the renames keep the temporary file open across the rename:
+        # the rename then carries the new file's pending update (one entry).
+        held = rename and rng.random() < 0.5
+
         def do():
             try:
-                if rename:
+                if held:
+                    rename_held_open(tmp, node.path(key), value, stage)
+                elif rename:
                     write_once(tmp, value, stage)
                     stage[0] = "rename"
                     os.rename(tmp, node.path(key))
@@ -438,7 +462,7 @@ class Run:
 
         t = now()
         complete = None
-        note = "rename" if rename else ""
+        note = "rename-held" if held else "rename" if rename else ""
         try:
             caller.call(do, timeout)
             complete = now() - self.t0
