@@ -38,6 +38,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -48,15 +49,59 @@
 
 /* ---- writing ---- */
 
+/* Preallocated space (seg_roll) is allocated but unwritten: the first
+ * write into each part of it changes the file's extent map, and the
+ * fdatasync that follows must then write that metadata too (a second,
+ * dependent device write). So zeros are written ahead of the appends, up
+ * to RLOG_ZERO_AHEAD past the end, a step at a time: most syncs then
+ * overwrite written blocks and flush data only (measured on this
+ * machine's disk: a 3 KB append + fdatasync took 345-369 us into
+ * fallocated space, 146-148 us into zeroed space, medians of 3 s). The
+ * zeros are what preallocated space reads as, so recovery does not tell
+ * them apart (log_open.c seg_cut_tail). Best effort: a failed zero write
+ * (a full disk when fallocate was not supported) stops it until the next
+ * segment, and the records are written as before. */
+static void zero_ahead(struct rlog* l, uint64_t end)
+{
+    static const uint8_t zeros[RLOG_ZERO_CHUNK];
+
+    if (!l->preallocate || end <= l->zeroed) {
+        return;
+    }
+    uint64_t target = (end / RLOG_ZERO_AHEAD + 2) * RLOG_ZERO_AHEAD;
+    if (target > l->segment_bytes_max) {
+        target = l->segment_bytes_max;
+    }
+    for (uint64_t at = end; at < target;) {
+        size_t k =
+            target - at < sizeof(zeros) ? (size_t)(target - at) : sizeof(zeros);
+        struct iovec iov = {(void*)zeros, k};
+        if (util_pwritev_all(l->fd, &iov, 1, at) != 0) {
+            l->zeroed = UINT64_MAX;
+            return;
+        }
+        at += k;
+    }
+    l->zeroed = target > end ? target : end;
+}
+
 static int flush_iov(struct rlog* l, struct iovec* iov, int n, uint64_t off)
 {
     if (n == 0) {
         return 0;
     }
+    uint64_t len = 0;
+    for (int i = 0; i < n; i++) {
+        len += iov[i].iov_len;
+    }
+    if (l->zeroed < off) {
+        l->zeroed = off; /* unknown (0): the records before off */
+    }
     int rv = util_pwritev_all(l->fd, iov, n, off);
     if (rv != 0) {
         return rlog__fail(l, rv, "segment write");
     }
+    zero_ahead(l, off + len);
     l->fd_dirty = true;
     return 0;
 }
@@ -234,6 +279,7 @@ int rlog_truncate(struct rlog* l, raft_index from)
     if (ftruncate(l->fd, (off_t)off) != 0) {
         return rlog__fail(l, -errno, "ftruncate");
     }
+    l->zeroed = 0; /* the blocks past off are gone */
     if (fdatasync(l->fd) != 0) {
         return rlog__fail(l, -errno, "truncate fdatasync");
     }

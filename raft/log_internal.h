@@ -18,6 +18,9 @@
 #include "log_format.h"
 
 #define RLOG_SEGMENT_BYTES_DEFAULT (64ull << 20)
+/* log.c zero_ahead: zeros written ahead of the appends, in steps of this */
+#define RLOG_ZERO_AHEAD (1ull << 20)
+#define RLOG_ZERO_CHUNK (64u << 10)
 #define RLOG_SEGMENT_BYTES_LIMIT (1ull << 30) /* largest segment_bytes_max */
 /* A segment may pass segment_bytes_max by one entry and a hard state. */
 #define RLOG_SEGMENT_FILE_MAX   \
@@ -66,6 +69,9 @@ struct rlog {
     bool fd_dirty;  /* written since the last fdatasync */
     bool need_roll; /* the last segment cannot take last_index + 1 */
     raft_index last_index;
+    /* preallocate: bytes [0, zeroed) of the last segment were written
+     * (records or zeros); 0 when unknown, then its size (log.c zero_ahead) */
+    uint64_t zeroed;
 
     struct raft_hard_state hs;
     bool hs_dirty;

@@ -118,6 +118,7 @@ int rlog__seg_roll(struct rlog* l, raft_index first)
         return rlog__fail(l, rv, "segment roll");
     }
     l->fd = fd;
+    l->zeroed = 0;
     l->need_roll = false;
     return 0;
 }
