@@ -22,7 +22,7 @@ pkgs=(meson ninja-build pkg-config gcc clang clang-format clang-tidy
       libfuse3-dev fuse3 libuv1-dev liblz4-dev libxxhash-dev libssl-dev openssl
       libsystemd-dev systemd scdoc bash-completion
       python3
-      python3-pytest nftables iproute2 psmisc procps rsync
+      python3-pytest nftables iproute2 psmisc procps rsync vim
       libmicrohttpd-dev prometheus)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -4,6 +4,7 @@
 #
 #   tests/bench/ab.sh --before REV [--after REV] [--out DIR] [--reps N]
 #                     [--seconds S] [--clients "1 16 64"]
+#                     [--workloads "write read"]
 #
 # Builds each REV (default --after: the working tree's build, ./build) from
 # `git archive` in a temp dir with meson's default options, starts for each
@@ -11,8 +12,10 @@
 # --peer-insecure where the binary knows it, since older binaries have no
 # peer TLS), and runs tests/bench/bench.py over the four systems
 # (quorumfs-1-before, quorumfs-1-after, quorumfs-3L-before,
-# quorumfs-3L-after: load on each cluster's leader), interleaved round
-# robin as tests/bench/run.sh does. Writes DIR/table.md and results.json
+# quorumfs-3L-after: load on each cluster's leader, quorumfs-3F-before,
+# quorumfs-3F-after: on one of its followers), interleaved round robin as
+# tests/bench/run.sh does; --workloads picks the workloads (default all
+# four). Writes DIR/table.md and results.json
 # (DIR defaults to bench-ab). Each REV must be an ancestor-compatible
 # quorumfs: `mount DIR --data-dir D -f` and the --listen-peer /
 # --initial-cluster flags.
@@ -27,6 +30,7 @@ out=bench-ab
 reps=3
 seconds=3
 clients="1 16 64"
+workloads="write read stat rename"
 keys=1000
 value_bytes=100
 wait_max_s=60
@@ -40,6 +44,7 @@ while [ $# -gt 0 ]; do
     --reps) reps=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --clients) clients=$2; shift ;;
+    --workloads) workloads=$2; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "ab.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -94,6 +99,7 @@ single() { # single TAG BIN: sets s_pid, s_dir
 }
 
 cluster() { # cluster TAG BIN BASE: sets c_pids (a,b,c), c_dir, c_status
+    # (the leader's mount), c_fdir, c_fstatus (a follower's)
     local tag=$1 b=$2 base=$3 i sec=() cl="" ld="" l
     local help
     help=$("$b" mount --help 2>&1 || true) # not a pipe into grep -q: pipefail
@@ -130,6 +136,10 @@ cluster() { # cluster TAG BIN BASE: sets c_pids (a,b,c), c_dir, c_status
     c_pids=$(IFS=,; echo "${cp[*]}")
     c_dir=$d/bench-3
     c_status=$d/.cluster/status
+    local f=n1
+    [ "$ld" = n1 ] && f=n2
+    c_fdir=$work/q3-$tag-$f/mnt/bench-3
+    c_fstatus=$work/q3-$tag-$f/mnt/.cluster/status
 }
 
 single before "$bin_before"
@@ -138,15 +148,16 @@ single after "$bin_after"
 p1a=$s_pid d1a=$s_dir
 base=$((20000 + RANDOM % 30000))
 cluster before "$bin_before" "$base"
-p3b=$c_pids d3b=$c_dir s3b=$c_status
+p3b=$c_pids d3b=$c_dir s3b=$c_status f3b=$c_fdir fs3b=$c_fstatus
 cluster after "$bin_after" $((base + 3))
-p3a=$c_pids d3a=$c_dir s3a=$c_status
+p3a=$c_pids d3a=$c_dir s3a=$c_status f3a=$c_fdir fs3a=$c_fstatus
 
 mkdir -p "$out"
 cat >"$work/plan.json" <<EOF
 {"loadgen": "$loadgen", "lua_dir": "$here/tests/bench",
  "reps": $reps, "seconds": $seconds,
  "clients": [$(echo "$clients" | sed 's/ \+/, /g')],
+ "workloads": [$(echo $workloads | sed 's/[^ ]\+/"&"/g; s/ \+/, /g')],
  "keys": $keys, "value_bytes": $value_bytes,
  "date": "$(date -u '+%Y-%m-%d %H:%M:%S UTC')",
  "before": "$before", "after": "$after",
@@ -156,7 +167,13 @@ cat >"$work/plan.json" <<EOF
   {"name": "quorumfs-3L-before", "kind": "fs", "dir": "$d3b", "pids": [$p3b],
    "status": "$s3b", "expect_role": "leader"},
   {"name": "quorumfs-3L-after", "kind": "fs", "dir": "$d3a", "pids": [$p3a],
-   "status": "$s3a", "expect_role": "leader"}
+   "status": "$s3a", "expect_role": "leader"},
+  {"name": "quorumfs-3F-before", "kind": "fs", "dir": "$f3b", "pids": [$p3b],
+   "status": "$fs3b", "expect_role": "follower",
+   "same_dir_as": "quorumfs-3L-before"},
+  {"name": "quorumfs-3F-after", "kind": "fs", "dir": "$f3a", "pids": [$p3a],
+   "status": "$fs3a", "expect_role": "follower",
+   "same_dir_as": "quorumfs-3L-after"}
  ]}
 EOF
 cp "$work/plan.json" "$out/plan.json"
