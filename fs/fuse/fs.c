@@ -726,7 +726,7 @@ void fs_on_change(void* data, const struct store_change* c)
     /* Ours: this mount's commit, content and attributes as its kernel
      * shows them; a RENAME carrying a pending update reports it as the
      * name the file now has (store/apply.c op_rename). */
-    bool ours = fs__change_is_ours(f, c->ino);
+    bool ours = fs__change_is_ours(f, c);
     if (c->ino != 0 && fs__nodeid_changed(f, c, ours)) {
         return; /* a regular file: its nodeids (fs_nodeid.c) */
     }

@@ -126,6 +126,10 @@ struct fs_wino {
      * the store holds it, or a later change, until its answer comes (the
      * answers of a batch of applied entries come after the batch). */
     bool fl_applied;
+    /* That commit is a RENAME carrying the update (write-temp-then-rename)
+     * to a name in this directory: its entry reports the file under that
+     * name (fs__change_is_ours). 0: a plain commit. */
+    uint64_t fl_rename_dir;
 };
 
 /* A pending new file of this mount (fs_pnew.c): made by a CREATE without
@@ -510,7 +514,7 @@ void fs__settle_cb(uv_timer_t* t);
 /* Whether the change to ino being applied is this mount's own commit in
  * flight, as its kernel already shows it (fs_on_change skips the
  * invalidation). True once per commit: it marks the commit applied. */
-bool fs__change_is_ours(struct fs* f, uint64_t ino);
+bool fs__change_is_ours(struct fs* f, const struct store_change* c);
 /* ino was removed at revision rev (fs_on_change). */
 void fs__grave_add(struct fs* f, uint64_t ino, uint64_t rev);
 /* A removed ino as it was just before: attrs and (data != NULL) content,

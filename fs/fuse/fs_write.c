@@ -516,6 +516,7 @@ void fs__commit_start(struct fs* f,
     memset(&w->u, 0, sizeof(w->u));
     w->busy = true;
     w->fl_applied = false;
+    w->fl_rename_dir = c->op == STORE_OP_RENAME ? c->new_parent : 0;
     op->ino = w->ino;
     fs__propose(f, op, c); /* on a refusal: fs__write_done, right away */
 }
@@ -650,16 +651,19 @@ void fs__write_done(struct fs_op* op, const struct store_result* res)
     wino_run(f, w);
 }
 
-bool fs__change_is_ours(struct fs* f, uint64_t ino)
+bool fs__change_is_ours(struct fs* f, const struct store_change* c)
 {
-    struct fs_wino* w = fs__wino_find(f, ino);
+    struct fs_wino* w = fs__wino_find(f, c->ino);
     const void* data;
     size_t len;
 
     /* Once applied, a later change is another's, even with the same bytes
-     * (a chmod from elsewhere applied in the same batch). */
+     * (a chmod from elsewhere applied in the same batch). A change that
+     * names the file is ours only as the new name of a RENAME this mount
+     * committed the update with (a rename from elsewhere is not). */
     if (w == NULL || !w->busy || w->fl_applied || w->fl.inexact ||
-        store_read(node_store(f->node), ino, &data, &len) != 0 ||
+        (c->parent != 0 && c->parent != w->fl_rename_dir) ||
+        store_read(node_store(f->node), c->ino, &data, &len) != 0 ||
         len != w->fl.len) {
         return false;
     }
