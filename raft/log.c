@@ -94,9 +94,6 @@ static int flush_iov(struct rlog* l, struct iovec* iov, int n, uint64_t off)
     for (int i = 0; i < n; i++) {
         len += iov[i].iov_len;
     }
-    if (l->zeroed < off) {
-        l->zeroed = off; /* unknown (0): the records before off */
-    }
     int rv = util_pwritev_all(l->fd, iov, n, off);
     if (rv != 0) {
         return rlog__fail(l, rv, "segment write");

@@ -70,7 +70,7 @@ struct rlog {
     bool need_roll; /* the last segment cannot take last_index + 1 */
     raft_index last_index;
     /* preallocate: bytes [0, zeroed) of the last segment were written
-     * (records or zeros); 0 when unknown, then its size (log.c zero_ahead) */
+     * (records or zeros); 0 after a roll or a cut (log.c zero_ahead) */
     uint64_t zeroed;
 
     struct raft_hard_state hs;

@@ -1308,6 +1308,39 @@ def change_in_window(commit_on_w, applied_on_other, what, change):
     assert done and not t.is_alive()
 
 
+def shows(node, rel, data):
+    """A check for wait_for: node's rel exists and holds data."""
+    return lambda: (os.path.exists(node.path(rel)) and
+                    read(node.path(rel)) == data)
+
+
+def rename_over_in_window(c, w, other, tmp, rel, fd, rfd, read_in_window):
+    """Writes `from w` through fd (open on w's tmp), renames tmp over rel
+    while fd is open, with the other node's rewrite of rel in the rename's
+    window (and, with read_in_window, a read through rfd once w applied
+    that rewrite: what it shows there is not asserted, only cached; a
+    lookup cannot, the rename holds the directory). Checks that every node
+    shows the rewrite; returns what rfd reads after."""
+    os.write(fd, b"from w\n")
+
+    def change():
+        qc.write_file(other.path(rel), b"from the other node\n")
+        if read_in_window:
+            # w's invalidation of the directory waits for the rename
+            c.wait_applied(kernel=False)
+            os.pread(rfd, 100, 0)
+
+    change_in_window(lambda: os.rename(w.path(tmp), w.path(rel)),
+                     shows(other, rel, b"from w\n"),
+                     "w's rename applied on the other node", change)
+    c.wait_applied()
+    for n in c.nodes:
+        assert read(n.path(rel)) == b"from the other node\n", (
+            n.name, read_in_window)
+        assert not os.path.exists(n.path(tmp)), n.name
+    return os.pread(rfd, 100, 0)
+
+
 def test_change_from_elsewhere_between_apply_and_answer(make_cluster,
                                                         monkeypatch):
     """A commit is answered after the batch of entries it was applied in:
@@ -1358,14 +1391,10 @@ def test_new_file_changed_between_apply_and_answer(make_cluster,
     writer's later write is built from the current content.)"""
     c, w, other = held_answer_cluster(make_cluster, monkeypatch)
 
-    def on_other(rel, data):
-        return lambda: (os.path.exists(other.path(rel)) and
-                        read(other.path(rel)) == data)
-
     # 1. A new file, rewritten by the other node before w's close returns.
     change_in_window(
         lambda: qc.write_file(w.path("born.conf"), b"made on w\n"),
-        on_other("born.conf", b"made on w\n"),
+        shows(other, "born.conf", b"made on w\n"),
         "w's new file applied on the other node",
         lambda: qc.write_file(other.path("born.conf"),
                               b"from the other node\n"))
@@ -1381,7 +1410,7 @@ def test_new_file_changed_between_apply_and_answer(make_cluster,
     try:
         os.write(fd, b"aaaa")
         change_in_window(
-            lambda: os.fsync(fd), on_other(rel, b"aaaa"),
+            lambda: os.fsync(fd), shows(other, rel, b"aaaa"),
             "w's fsync applied on the other node",
             lambda: qc.write_file(other.path(rel), b"bbbbbbbb"))
         os.pwrite(fd, b"cc", 4)
@@ -1395,19 +1424,14 @@ def test_new_file_changed_between_apply_and_answer(make_cluster,
 def test_renamed_update_changed_between_apply_and_answer(make_cluster,
                                                          monkeypatch):
     """The same window for an update committed with a rename (write a temp
-    file, rename it over the config, close after): the rename's entry is
-    not taken for this mount's own commit, so its nodeid is left showing
-    the update until the answer. Another node's rewrite of the renamed file
-    applied before that answer must end up on w too: once without a read on
-    w in the window, once with w reading the file there through a
-    descriptor opened before the rename (a lookup cannot: the rename holds
-    the directory), so that its kernel holds what it was answered in the
-    window."""
+    file, rename it over the config, close after). The rename's entry names
+    the file; before the fix it was not taken for this mount's commit, so
+    the written nodeid later followed the file while its kernel kept the
+    writer's size. Another node's rewrite of the renamed file applied
+    before that answer must end up on every node, and a descriptor held on
+    the file reads one revision whole: once without a read on w in the
+    window, once with w reading through that descriptor there."""
     c, w, other = held_answer_cluster(make_cluster, monkeypatch)
-
-    def on_other(rel, data):
-        return lambda: (os.path.exists(other.path(rel)) and
-                        read(other.path(rel)) == data)
 
     for i, read_in_window in enumerate((False, True)):
         tmp, rel = "cfg%d.tmp" % i, "cfg%d.conf" % i
@@ -1417,30 +1441,12 @@ def test_renamed_update_changed_between_apply_and_answer(make_cluster,
         fd = os.open(w.path(tmp), os.O_WRONLY | os.O_TRUNC)
         rfd = os.open(w.path(tmp), os.O_RDONLY)
         try:
-            os.write(fd, b"from w\n")
-
-            def change(rel=rel, read_in_window=read_in_window):
-                qc.write_file(other.path(rel), b"from the other node\n")
-                if read_in_window:
-                    # applied on w too, its answer still held back (its
-                    # invalidation of the directory waits for the rename);
-                    # what w shows here is not asserted, only cached
-                    c.wait_applied(kernel=False)
-                    os.pread(rfd, 100, 0)
-
-            change_in_window(
-                lambda: os.rename(w.path(tmp), w.path(rel)),
-                on_other(rel, b"from w\n"),
-                "w's rename applied on the other node", change)
-            c.wait_applied()
-            for n in c.nodes:
-                assert read(n.path(rel)) == b"from the other node\n", (
-                    n.name, read_in_window)
-                assert not os.path.exists(n.path(tmp)), n.name
+            got = rename_over_in_window(c, w, other, tmp, rel, fd, rfd,
+                                        read_in_window)
             # Close-to-open: the descriptor keeps the revision its kernel
             # inode holds, w's own, whole (without the fix: w's size with
             # the other node's bytes, `from th`).
-            assert os.pread(rfd, 100, 0) == b"from w\n", read_in_window
+            assert got == b"from w\n", read_in_window
         finally:
             os.close(rfd)
             os.close(fd)
@@ -1459,34 +1465,14 @@ def test_renamed_new_file_changed_between_apply_and_answer(make_cluster,
     the file the descriptor wrote."""
     c, w, other = held_answer_cluster(make_cluster, monkeypatch)
 
-    def on_other(rel, data):
-        return lambda: (os.path.exists(other.path(rel)) and
-                        read(other.path(rel)) == data)
-
     for i, read_in_window in enumerate((False, True)):
         tmp, rel = "new%d.tmp" % i, "new%d.conf" % i
         qc.write_file(w.path(rel), b"old\n")
         c.wait_applied()
         fd = os.open(w.path(tmp), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            os.write(fd, b"from w\n")
-
-            def change(rel=rel, read_in_window=read_in_window, fd=fd):
-                qc.write_file(other.path(rel), b"from the other node\n")
-                if read_in_window:
-                    c.wait_applied(kernel=False)
-                    os.pread(fd, 100, 0)
-
-            change_in_window(
-                lambda: os.rename(w.path(tmp), w.path(rel)),
-                on_other(rel, b"from w\n"),
-                "w's rename applied on the other node", change)
-            c.wait_applied()
-            for n in c.nodes:
-                assert read(n.path(rel)) == b"from the other node\n", (
-                    n.name, read_in_window)
-                assert not os.path.exists(n.path(tmp)), n.name
-            got = os.pread(fd, 100, 0)
+            got = rename_over_in_window(c, w, other, tmp, rel, fd, fd,
+                                        read_in_window)
             assert got in (b"from w\n", b"from the other node\n"), (
                 got, read_in_window)
         finally:

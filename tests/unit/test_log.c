@@ -441,6 +441,24 @@ static void bench(const char* base)
     }
 }
 
+/* A new log in dir with options o, entries 1..10 and a hard state synced;
+ * path: its first segment file. */
+static struct rlog* open_ten(const char* dir,
+                             const struct rlog_options* o,
+                             char* path,
+                             size_t cap)
+{
+    struct rlog_loaded ld;
+    struct rlog* l = NULL;
+    CHECK_EQ(rlog_open(dir, o, &l, &ld), 0);
+    append_range(l, 1, 10, 1, 7);
+    struct raft_hard_state hs = {.term = 1, .vote = 1, .commit = 10};
+    CHECK_EQ(rlog_set_hard_state(l, &hs), 0);
+    CHECK_EQ(rlog_sync(l), 0);
+    seg_path(path, cap, dir, 1);
+    return l;
+}
+
 /* Preallocated segments: the unused zero tail is not a torn tail, appends
  * continue after the last record across reopens, and a rolled segment is
  * cut back to its records (only the last segment may end in zeros). */
@@ -451,13 +469,7 @@ static void test_preallocate(void)
     struct rlog_options o = opts(64 << 10);
     o.preallocate = true;
     struct rlog_loaded ld;
-    struct rlog* l = NULL;
-    CHECK_EQ(rlog_open(dir, &o, &l, &ld), 0);
-    append_range(l, 1, 10, 1, 7);
-    struct raft_hard_state hs = {.term = 1, .vote = 1, .commit = 10};
-    CHECK_EQ(rlog_set_hard_state(l, &hs), 0);
-    CHECK_EQ(rlog_sync(l), 0);
-    seg_path(path, sizeof(path), dir, 1);
+    struct rlog* l = open_ten(dir, &o, path, sizeof(path));
     struct stat st;
     CHECK_EQ(stat(path, &st), 0);
     CHECK(st.st_size == 64 << 10); /* preallocated */
@@ -522,13 +534,7 @@ static void test_zero_ahead(void)
     struct rlog_options o = opts(8 << 20);
     o.preallocate = true;
     struct rlog_loaded ld;
-    struct rlog* l = NULL;
-    CHECK_EQ(rlog_open(dir, &o, &l, &ld), 0);
-    append_range(l, 1, 10, 1, 7);
-    struct raft_hard_state hs = {.term = 1, .vote = 1, .commit = 10};
-    CHECK_EQ(rlog_set_hard_state(l, &hs), 0);
-    CHECK_EQ(rlog_sync(l), 0);
-    seg_path(path, sizeof(path), dir, 1);
+    struct rlog* l = open_ten(dir, &o, path, sizeof(path));
     bool ok;
     uint64_t first = first_unwritten(path, &ok);
     if (!ok) {

@@ -175,6 +175,11 @@ def write_once(path, data, stage=None, flag=os.O_TRUNC):
         raise
     stage[0] = "close"
     os.close(fd)
+    check_count(n, data)
+
+
+def check_count(n, data):
+    """ONE write() of data wrote n bytes: a short count raises."""
     if n != len(data):
         raise ShortWrite("%d of %d bytes" % (n, len(data)))
 
@@ -186,9 +191,7 @@ def rename_held_open(tmp, path, data, stage):
     outcome unknown too)."""
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        n = os.write(fd, data)
-        if n != len(data):
-            raise ShortWrite("%d of %d bytes" % (n, len(data)))
+        check_count(os.write(fd, data), data)
         stage[0] = "rename"
         os.rename(tmp, path)
     finally:
