@@ -923,6 +923,8 @@ class Run:
             if m.label not in self.dead and (m.node.proc is None or
                                              m.node.proc.poll() is not None):
                 self.restart(m)
+        if "member" in self.args.nemesis.split(","):
+            self.reconcile_at_heal()
         up = [m.node for m in self.current() if m.label not in self.dead]
         try:
             Caller().call(lambda: self.c.wait_leader(up), HEAL_TIMEOUT_S)
@@ -939,6 +941,39 @@ class Run:
                                "".join("\n  " + t for t in tails)))
             return False
         return True
+
+    def reconcile_at_heal(self):
+        """The last member step may have ended in a `member remove` whose
+        answer was lost but which committed: the removed member, cut off
+        before it learned its removal, stays a follower without a leader
+        (the others no longer talk to it), so waiting for it to agree on
+        a leader cannot succeed. As each step does, take the membership
+        as the leader lists it (the highest term's, polled until there is
+        one): a member it does not list is retired (`member_gone`)."""
+        deadline = now() + HEAL_TIMEOUT_S
+        while now() < deadline:
+            best = None
+            for m in self.current():
+                if m.label in self.dead:
+                    continue
+                rc, out, _ = self.cli(m, "member", "list", "--json",
+                                      timeout=5.0)
+                if rc != 0:
+                    continue
+                listed = json.loads(out)
+                if listed.get("role") == "leader" and (
+                        best is None or listed["term"] > best["term"]):
+                    best = listed
+            if best is not None:
+                names = {x["name"] for x in best["members"]}
+                for m in self.current():
+                    if m.node.name not in names:
+                        self.event("member_gone", m.label,
+                                   "found removed at heal (leader %s, "
+                                   "term %d)" % (best["node"], best["term"]))
+                        self.retire(m)
+                return
+            time.sleep(0.5)
 
     def final_checks(self):
         ms = [m for m in self.current() if m.label not in self.dead]
