@@ -948,8 +948,9 @@ class Run:
         before it learned its removal, stays a follower without a leader
         (the others no longer talk to it), so waiting for it to agree on
         a leader cannot succeed. As each step does, take the membership
-        as the leader lists it (the highest term's, polled until there is
-        one): a member it does not list is retired (`member_gone`)."""
+        as the leader lists it (the highest term's, once its configuration
+        is committed; polled until there is one): a member it does not list
+        is retired (`member_gone`)."""
         deadline = now() + HEAL_TIMEOUT_S
         while now() < deadline:
             best = None
@@ -961,7 +962,8 @@ class Run:
                 if rc != 0:
                     continue
                 listed = json.loads(out)
-                if listed.get("role") == "leader" and (
+                committed = listed["commit_index"] >= listed["conf_index"]
+                if listed.get("role") == "leader" and committed and (
                         best is None or listed["term"] > best["term"]):
                     best = listed
             if best is not None:
