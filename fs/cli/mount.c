@@ -305,6 +305,7 @@ static int mount_fuse(struct app* a)
     unsigned conn;
     if (fuseconn_record(a->mo->mountpoint, a->mo->node.data_dir, &conn) == 0) {
         a->conn = conn;
+        fs_set_conn(a->fs, conn);
         fuseconn_watchdog_arm(&a->wd, conn, a->mo->mountpoint);
     } else {
         cli_log(&a->log, RAFT_TRACE_WARN,

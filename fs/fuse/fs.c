@@ -93,6 +93,11 @@ struct fs* fs_new(struct node* n, const struct fs_options* o)
     return f;
 }
 
+void fs_set_conn(struct fs* f, unsigned conn)
+{
+    f->conn = conn;
+}
+
 int fs_start_notifier(struct fs* f, struct fuse_session* se)
 {
     assert(f != NULL && se != NULL);

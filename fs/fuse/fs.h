@@ -49,6 +49,10 @@ struct fs;
 
 /* n is borrowed and must outlive the fs. */
 struct fs* fs_new(struct node* n, const struct fs_options* o);
+/* The mount's FUSE connection (fuseconn_record): MAJ << 20 | MIN of its
+ * device. Until it is set, a truncation alone is never committed at its
+ * writer's first close (fs_write.c do_finish). */
+void fs_set_conn(struct fs* f, unsigned conn);
 /* Start the notifier thread on se (call after the session is mounted). */
 int fs_start_notifier(struct fs* f, struct fuse_session* se);
 /* At shutdown, once no request is read any more: stops the notifier

@@ -371,6 +371,9 @@ struct fs {
      * update is answered this long after it was applied here (the window
      * in which another node's change applies before the answer). */
     unsigned test_answer_delay_ms;
+    /* The FUSE connection, MAJ << 20 | MIN of the mount's device
+     * (fs_set_conn); 0: unknown. fs__owner_holds_mount needs it. */
+    unsigned conn;
     /* Directories a pending new file left uncommitted (unlinked, renamed
      * away, dropped): this mount shows that change in their mtime/ctime
      * until the store's times pass it, so the times it showed never go
@@ -453,6 +456,10 @@ bool fs__owner_is(struct fs_upd* u, int32_t tid);
 bool fs__owner_tid(const struct fs_upd* u, int32_t tid);
 /* Whether every thread that wrote u has exited (/proc, read now). */
 bool fs__owners_gone(const struct fs_upd* u);
+/* Whether the process of thread tid, or a process it forked, still holds
+ * a descriptor of a file of this mount (any mount of its device); true
+ * also when that cannot be told (/proc). */
+bool fs__owner_holds_mount(const struct fs* f, int32_t tid);
 /* The update changed now: its content too when `content`. */
 void fs__upd_stamp(struct fs_upd* u, bool content);
 /* Start w's update if none: the committed content (none when trunc). */

@@ -2,7 +2,15 @@
  * thread of each request, not its open file, so an update keeps its
  * writers' thread ids and, only when a request's thread is not one of
  * them, compares processes through /proc/TID/status.
+ *
+ * And whether a writer that closes a file still holds a descriptor of the
+ * mount (fs__owner_holds_mount): the kernel sends a FLUSH at every
+ * close(), and with no OPEN/RELEASE nothing says which close is the last
+ * one of an open file. Read from /proc/PID/mountinfo and
+ * /proc/PID/fdinfo, which never send this mount a request.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,4 +116,196 @@ bool fs__owners_gone(const struct fs_upd* u)
         }
     }
     return true;
+}
+
+/* Bounds of fs__owner_holds_mount: past them it answers "holds". */
+enum {
+    OWNER_MOUNTS_MAX = 16, /* mounts of the device (binds) */
+    OWNER_PROCS_MAX = 64,  /* the process and its descendants */
+    OWNER_FDS_MAX = 4096,  /* descriptors per process */
+};
+
+/* The mount id and the device of one /proc/PID/mountinfo line ("ID
+ * PARENT MAJ:MIN ..."): 0, or -1 when it does not parse. */
+static int mountinfo_line(const char* line, long* id, unsigned* dev)
+{
+    char* end;
+
+    *id = strtol(line, &end, 10);
+    if (end == line || *end != ' ') {
+        return -1;
+    }
+    (void)strtol(end, &end, 10); /* the parent */
+    unsigned long maj = strtoul(end, &end, 10);
+    if (*end != ':') {
+        return -1;
+    }
+    unsigned long min = strtoul(end + 1, &end, 10);
+    if (*end != ' ') {
+        return -1;
+    }
+    *dev = (unsigned)(maj << 20 | min);
+    return 0;
+}
+
+/* The ids of the mounts of device conn in pid's mount namespace: how many
+ * (0: none there), -1 when unreadable or more than cap. */
+static int mounts_of(int32_t pid, unsigned conn, long* ids, int cap)
+{
+    char path[64];
+    char* line = NULL;
+    size_t len = 0;
+    unsigned dev;
+    long id;
+    int k = 0;
+    FILE* fp;
+
+    snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+    fp = fopen(path, "re");
+    if (fp == NULL) {
+        return -1;
+    }
+    while (getline(&line, &len, fp) > 0) {
+        if (mountinfo_line(line, &id, &dev) != 0 || dev != conn) {
+            continue;
+        }
+        if (k == cap) {
+            k = -1;
+            break;
+        }
+        ids[k++] = id;
+    }
+    free(line);
+    fclose(fp);
+    return k;
+}
+
+/* The mnt_id line of one /proc/PID/fdinfo entry: 1 if it is one of ids,
+ * 0 if not or the descriptor is gone, -1 when unreadable. */
+static int fd_on(int dir, const char* name, const long* ids, int n_ids)
+{
+    char buf[512];
+    ssize_t n;
+    int fd = openat(dir, name, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return errno == ENOENT ? 0 : -1; /* closed meanwhile */
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return -1;
+    }
+    buf[n] = '\0';
+    const char* p = strstr(buf, "mnt_id:");
+    if (p == NULL) {
+        return -1;
+    }
+    long id = strtol(p + 7, NULL, 10);
+    for (int i = 0; i < n_ids; i++) {
+        if (ids[i] == id) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 if process pid holds a descriptor on one of the mounts ids, 0 if not,
+ * -1 when that cannot be told. */
+static int holds_fd(int32_t pid, const long* ids, int n_ids)
+{
+    char path[64];
+    struct dirent* e;
+    int rv = 0, seen = 0;
+    DIR* d;
+
+    snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+    d = opendir(path);
+    if (d == NULL) {
+        return -1;
+    }
+    while (rv == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        rv = ++seen > OWNER_FDS_MAX ? -1
+                                    : fd_on(dirfd(d), e->d_name, ids, n_ids);
+    }
+    closedir(d);
+    return rv;
+}
+
+/* Append pid's children (those of each of its threads) to procs[*n..cap):
+ * 0, or -1 when unreadable or past cap. */
+static int add_children(int32_t pid, int32_t* procs, size_t* n, size_t cap)
+{
+    char path[96], buf[1024];
+    struct dirent* e;
+    int rv = 0;
+    DIR* d;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    d = opendir(path);
+    if (d == NULL) {
+        return -1;
+    }
+    while (rv == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/%d/task/%.16s/children", (int)pid,
+                 e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rv = errno == ENOENT ? 0 : -1; /* a thread that just exited */
+            continue;
+        }
+        ssize_t len = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (len < 0 || len == (ssize_t)sizeof(buf) - 1) {
+            rv = -1; /* unreadable, or maybe cut */
+            continue;
+        }
+        buf[len] = '\0';
+        for (char *p = buf, *end; rv == 0; p = end) {
+            long child = strtol(p, &end, 10);
+            if (end == p) {
+                break;
+            }
+            if (*n == cap) {
+                rv = -1;
+            } else {
+                procs[(*n)++] = (int32_t)child;
+            }
+        }
+    }
+    closedir(d);
+    return rv;
+}
+
+bool fs__owner_holds_mount(const struct fs* f, int32_t tid)
+{
+    long ids[OWNER_MOUNTS_MAX];
+    int32_t procs[OWNER_PROCS_MAX];
+    int32_t tgid = tid > 0 ? tgid_of(tid) : 0;
+    size_t n = 0;
+
+    if (f->conn == 0 || tgid == 0) {
+        return true;
+    }
+    int n_ids = mounts_of(tgid, f->conn, ids, OWNER_MOUNTS_MAX);
+    if (n_ids <= 0) {
+        return true;
+    }
+    /* The process and the ones it forked: a child may have inherited the
+     * descriptor and write through it after the parent's close (a shell's
+     * or a supervisor's redirection). */
+    procs[n++] = tgid;
+    for (size_t i = 0; i < n; i++) {
+        if (holds_fd(procs[i], ids, n_ids) != 0 ||
+            add_children(procs[i], procs, &n, OWNER_PROCS_MAX) != 0) {
+            return true;
+        }
+    }
+    return false;
 }

@@ -540,10 +540,14 @@ static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
             op_drop(op);
             return;
         }
-        if (u->err == 0 && u->trunc_only && u->flushes++ == 0) {
-            /* bash's close of the original fd after dup2: the write
-             * comes next. The writer's next FLUSH or the settle timer
-             * commits a truncation alone. */
+        if (u->err == 0 && u->trunc_only && u->flushes++ == 0 &&
+            fs__owner_holds_mount(f, op->tid)) {
+            /* bash's close of the original fd after dup2 (its fd 1 is
+             * still on the mount), or a process whose child inherited the
+             * descriptor: the write may come next. The writer's next FLUSH
+             * or the settle timer commits a truncation alone. A writer
+             * with no descriptor of the mount left has closed its last:
+             * the truncation is its whole update, committed now. */
             u->touch_ns = (int64_t)fs__mono_ns();
             op_reply_err(op, 0);
             op_drop(op);

@@ -549,21 +549,47 @@ def test_pending_at_clean_stop_and_kill9(make_node, procs):
     assert n.revision() == rev + 1
 
 
-def test_truncation_alone_settles_and_unmount_commits(node):
-    """open(O_TRUNC) + close() with no write and one FLUSH: this mount
-    shows the file empty at once, the settle timer commits it; pending at
-    an unmount (fusermount -u), it is committed, not lost."""
+class holding:
+    """A descriptor of the mount (its root) held open by this process: its
+    closes are then not its last on the mount."""
+
+    def __init__(self, node):
+        self.mnt = node.mnt
+
+    def __enter__(self):
+        self.fd = os.open(self.mnt, os.O_RDONLY | os.O_DIRECTORY)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+def test_truncation_alone_commits_at_the_last_close(node):
+    """open(O_TRUNC) + close() with no write: when the closing process
+    holds no other descriptor of the mount, that close was its last and
+    the truncation is committed before close() returns. While it holds one
+    (bash's fd 1 after dup2 looks the same), the truncation stays pending:
+    this mount shows the file empty at once, the settle timer commits it;
+    pending at an unmount (fusermount -u), it is committed, not lost."""
     f = node.path("t")
     sh("echo content > %s" % f)
     rev = node.revision()
     open(f, "w").close()
-    assert os.stat(f).st_size == 0
+    assert node.revision() == rev + 1
+    assert at_rev(node, rev + 1, "t") == b""
+    sh("echo content > %s" % f)
+    rev = node.revision()
+    with holding(node):
+        open(f, "w").close()
+        assert os.stat(f).st_size == 0
+        assert node.revision() == rev
     wait_for(lambda: node.revision() == rev + 1, timeout=5 * SETTLE_S,
              what="the truncation committed by the settle timer")
     assert at_rev(node, rev + 1, "t") == b""
     sh("echo again > %s" % f)
     rev = node.revision()
-    open(f, "w").close()
+    with holding(node):
+        open(f, "w").close()
     assert node.unmount_clean() == 0, node.log()
     node.start()
     assert read(f) == b""
@@ -795,8 +821,9 @@ def test_pending_new_file_renames(node, procs):
     - renamed past the 4,096-byte path limit it gets ENAMETOOLONG and stays
       pending under its name, committed there at its close (it used to be
       renamed, then dropped when its commit failed);
-    - an empty new file whose writer has exited (open + close: left to the
-      settle timer) renamed by another process is committed by the rename,
+    - an empty new file whose writer has exited (open + close while it
+      held another descriptor of the mount: left to the settle timer)
+      renamed by another process is committed by the rename,
       at the new name, before the rename returns, even when that writer
       was seen alive before."""
     os.mkdir(node.path("d"))
@@ -840,6 +867,8 @@ def test_pending_new_file_renames(node, procs):
     # exits: the rename must find it gone, not trust what was seen.
     src = node.path("made")
     m = procs()
+    # a descriptor of the mount held: its close of m is not its last
+    m.do("open", "h", node.mnt, "RDONLY|DIRECTORY")
     m.do("open", "m", src, "WRONLY|CREAT")
     rev = node.revision()
     assert read(src) == b""
@@ -1071,17 +1100,41 @@ def test_new_file_fsync_then_more(make_cluster, procs):
 
 def test_touch_new_file(node):
     """touch of a new name (open, futimens, close) commits at its close:
-    one revision, not left to the settle timer; open + close alone (no
-    write, no attribute) is a truncation the settle timer commits."""
+    one revision, not left to the settle timer; so does open + close alone
+    (no write, no attribute) by a process with no other descriptor of the
+    mount, and the file keeps its inode number from then on."""
     rev = node.revision()
     sh("touch %s" % node.path("marker"))
     assert node.revision() == rev + 1
     assert at_rev(node, rev + 1, "marker") == b""
     open(node.path("empty"), "w").close()
-    assert "empty" in os.listdir(node.mnt)
-    wait_for(lambda: node.revision() == rev + 2, timeout=5 * SETTLE_S,
-             what="the new empty file committed by the settle timer")
+    assert node.revision() == rev + 2
     assert at_rev(node, rev + 2, "empty") == b""
+    ino = os.stat(node.path("empty")).st_ino
+    time.sleep(2 * SETTLE_S)
+    assert os.stat(node.path("empty")).st_ino == ino
+    assert node.revision() == rev + 2
+
+
+def test_truncation_alone_then_a_child_writes(node):
+    """A parent opens with O_TRUNC, starts a child on the descriptor and
+    closes its own before the child writes (subprocess.Popen with
+    stdout=open(...)): the parent's close is not the descriptor's last, so
+    nothing is committed then; the child's writes and exit make one
+    revision, and no revision shows the file empty."""
+    f = node.path("out")
+    sh("echo old > %s" % f)
+    rev = node.revision()
+    out = open(f, "w")
+    child = subprocess.Popen(["/bin/sh", "-c", "sleep 0.3; echo late"],
+                             stdout=out)
+    out.close()
+    assert node.revision() == rev
+    assert child.wait(timeout=10) == 0
+    wait_for(lambda: node.revision() == rev + 1, timeout=5 * SETTLE_S,
+             what="the child's output committed")
+    time.sleep(2 * SETTLE_S)
+    assert history(node, "out", rev) == [b"late\n"]
 
 
 def test_new_file_dir_times(node):
@@ -1092,7 +1145,8 @@ def test_new_file_dir_times(node):
     os.mkdir(node.path("d"))
     before = os.stat(node.path("d"))
     time.sleep(1.1)  # the creation's time must differ from before's
-    open(node.path("d/new"), "w").close()  # pending until the settle timer
+    with holding(node):  # pending until the settle timer
+        open(node.path("d/new"), "w").close()
     after = os.stat(node.path("d"))
     assert after.st_mtime_ns > before.st_mtime_ns
     assert after.st_ctime_ns > before.st_ctime_ns
@@ -1113,7 +1167,8 @@ def test_pending_file_gone_dir_times(node, procs):
     os.mkdir(node.path("e"))
     os.mkdir(node.path("f"))
     time.sleep(1.1)  # past the attribute timeout of the mkdirs' replies
-    open(node.path("e/tmp"), "w").close()  # pending until the settle timer
+    with holding(node):  # pending until the settle timer
+        open(node.path("e/tmp"), "w").close()
     made = os.stat(node.path("e"))
     assert made.st_mtime_ns > os.stat(node.path("f")).st_mtime_ns
     time.sleep(0.05)
