@@ -211,6 +211,12 @@ static bool pnew_make(struct fs* f,
     if (rv == 0 && a.type != STORE_DIR) {
         rv = -ENOTDIR;
     }
+    if (rv == 0) {
+        /* past the path limit its commit would fail: refused now, as a
+         * synchronous create is, not at its close (or silently, at the
+         * settle timer's commit) */
+        rv = store_path_fits(node_store(f->node), parent, name);
+    }
     if (rv == 0 && f->pending_bytes + sizeof(*p) > f->o.pending_bytes_max) {
         rv = -ENOSPC;
     }

@@ -812,6 +812,32 @@ def deep_dir(root, depth=16, width=245):
     return fd
 
 
+def test_new_file_past_the_path_limit(node):
+    """A new file whose path from the mount root would pass 4,096 bytes is
+    refused at its open (ENAMETOOLONG), with or without O_EXCL, as mkdir
+    is; it was taken pending, and its commit failed at the close or, for
+    an open + close alone, at the settle timer's commit, which nobody
+    hears (pjdfstest open/03 created, stat'ed and unlinked one within that
+    second and passed). Nothing of it shows; a short name there works."""
+    deep = deep_dir(node.mnt)
+    try:
+        rev = node.revision()
+        for flags in (os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                      os.O_WRONLY | os.O_CREAT | os.O_EXCL):
+            with pytest.raises(OSError) as e:
+                os.open("y" * 200, flags, 0o644, dir_fd=deep)
+            assert e.value.errno == errno.ENAMETOOLONG
+        assert os.listdir(deep) == []
+        assert node.revision() == rev
+        fd = os.open("short", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=deep)
+        os.write(fd, b"fits\n")
+        os.close(fd)
+        assert node.revision() == rev + 1
+        assert os.listdir(deep) == ["short"]
+    finally:
+        os.close(deep)
+
+
 def test_pending_new_file_renames(node, procs):
     """Around a new file that nothing committed yet (pjdfstest rename/02,
     rename/20 and rename/23 found these):
