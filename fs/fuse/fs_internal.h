@@ -460,6 +460,13 @@ bool fs__owners_gone(const struct fs_upd* u);
  * a descriptor of a file of this mount (any mount of its device); true
  * also when that cannot be told (/proc). */
 bool fs__owner_holds_mount(const struct fs* f, int32_t tid);
+/* Whether the process of thread tid holds a descriptor open for writing
+ * of the file whose st_ino is one of inos on this mount: 1, 0, or -1 when
+ * that cannot be told (/proc). */
+int fs__owner_writes_file(const struct fs* f,
+                          int32_t tid,
+                          const uint64_t* inos,
+                          int n_inos);
 /* The update changed now: its content too when `content`. */
 void fs__upd_stamp(struct fs_upd* u, bool content);
 /* Start w's update if none: the committed content (none when trunc). */

@@ -180,9 +180,27 @@ static int mounts_of(int32_t pid, unsigned conn, long* ids, int cap)
     return k;
 }
 
-/* The mnt_id line of one /proc/PID/fdinfo entry: 1 if it is one of ids,
- * 0 if not or the descriptor is gone, -1 when unreadable. */
-static int fd_on(int dir, const char* name, const long* ids, int n_ids)
+/* What a descriptor must be to count (holds_fd): on one of the mounts
+ * ids; with n_inos, also of one of the files inos (the kernel's i_ino,
+ * the st_ino this mount answered) and open for writing. */
+struct fd_match {
+    const long* ids;
+    int n_ids;
+    const uint64_t* inos;
+    int n_inos;
+};
+
+/* The value of field `key` ("mnt_id:") of an fdinfo text, in base; -1
+ * when absent. */
+static long long fdinfo_field(const char* buf, const char* key, int base)
+{
+    const char* p = strstr(buf, key);
+    return p != NULL ? strtoll(p + strlen(key), NULL, base) : -1;
+}
+
+/* One /proc/PID/fdinfo entry: 1 if it matches m, 0 if not or the
+ * descriptor is gone, -1 when unreadable. */
+static int fd_on(int dir, const char* name, const struct fd_match* m)
 {
     char buf[512];
     ssize_t n;
@@ -197,22 +215,36 @@ static int fd_on(int dir, const char* name, const long* ids, int n_ids)
         return -1;
     }
     buf[n] = '\0';
-    const char* p = strstr(buf, "mnt_id:");
-    if (p == NULL) {
+    long long id = fdinfo_field(buf, "\nmnt_id:", 10);
+    if (id < 0) {
         return -1;
     }
-    long id = strtol(p + 7, NULL, 10);
-    for (int i = 0; i < n_ids; i++) {
-        if (ids[i] == id) {
+    bool on = false;
+    for (int i = 0; i < m->n_ids && !on; i++) {
+        on = m->ids[i] == id;
+    }
+    if (!on || m->n_inos == 0) {
+        return on ? 1 : 0;
+    }
+    long long flags = fdinfo_field(buf, "\nflags:", 8);
+    long long ino = fdinfo_field(buf, "\nino:", 10);
+    if (flags < 0 || ino < 0) {
+        return -1;
+    }
+    if ((flags & O_ACCMODE) == O_RDONLY) {
+        return 0;
+    }
+    for (int i = 0; i < m->n_inos; i++) {
+        if (m->inos[i] == (uint64_t)ino) {
             return 1;
         }
     }
     return 0;
 }
 
-/* 1 if process pid holds a descriptor on one of the mounts ids, 0 if not,
- * -1 when that cannot be told. */
-static int holds_fd(int32_t pid, const long* ids, int n_ids)
+/* 1 if process pid holds a descriptor that matches m, 0 if not, -1 when
+ * that cannot be told. */
+static int holds_fd(int32_t pid, const struct fd_match* m)
 {
     char path[64];
     struct dirent* e;
@@ -228,8 +260,7 @@ static int holds_fd(int32_t pid, const long* ids, int n_ids)
         if (e->d_name[0] == '.') {
             continue;
         }
-        rv = ++seen > OWNER_FDS_MAX ? -1
-                                    : fd_on(dirfd(d), e->d_name, ids, n_ids);
+        rv = ++seen > OWNER_FDS_MAX ? -1 : fd_on(dirfd(d), e->d_name, m);
     }
     closedir(d);
     return rv;
@@ -297,15 +328,36 @@ bool fs__owner_holds_mount(const struct fs* f, int32_t tid)
     if (n_ids <= 0) {
         return true;
     }
+    const struct fd_match m = {.ids = ids, .n_ids = n_ids};
     /* The process and the ones it forked: a child may have inherited the
      * descriptor and write through it after the parent's close (a shell's
      * or a supervisor's redirection). */
     procs[n++] = tgid;
     for (size_t i = 0; i < n; i++) {
-        if (holds_fd(procs[i], ids, n_ids) != 0 ||
+        if (holds_fd(procs[i], &m) != 0 ||
             add_children(procs[i], procs, &n, OWNER_PROCS_MAX) != 0) {
             return true;
         }
     }
     return false;
+}
+
+int fs__owner_writes_file(const struct fs* f,
+                          int32_t tid,
+                          const uint64_t* inos,
+                          int n_inos)
+{
+    long ids[OWNER_MOUNTS_MAX];
+    int32_t tgid = tid > 0 ? tgid_of(tid) : 0;
+
+    if (f->conn == 0 || tgid == 0) {
+        return -1;
+    }
+    int n_ids = mounts_of(tgid, f->conn, ids, OWNER_MOUNTS_MAX);
+    if (n_ids <= 0) {
+        return -1;
+    }
+    const struct fd_match m = {
+        .ids = ids, .n_ids = n_ids, .inos = inos, .n_inos = n_inos};
+    return holds_fd(tgid, &m);
 }

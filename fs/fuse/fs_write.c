@@ -521,6 +521,34 @@ void fs__commit_start(struct fs* f,
     fs__propose(f, op, c); /* on a refusal: fs__write_done, right away */
 }
 
+/* Whether a FLUSH of thread tid, of the process that wrote w's update
+ * (fs__owner_is) but not one of its writing threads, is not the writer's
+ * close: another thread's, a reader's, which must not publish the update
+ * while the writer is mid-file. A truncation alone is never published so
+ * (the writer's descriptor may not be in the process's table yet: a
+ * reader's close during the open(O_TRUNC) found none). Otherwise only
+ * while the process still holds the file open for writing: when it does
+ * not, the closed descriptor was the writer's, closed on another thread
+ * (as Go's runtime may), and the update is committed; so it is when
+ * /proc cannot tell, as before. */
+static bool flush_not_writers(struct fs* f, struct fs_wino* w, int32_t tid)
+{
+    const struct fs_upd* u = &w->u;
+    uint64_t inos[2] = {w->ino, 0};
+    int n = 1;
+
+    if (u->many || u->n_owners == 0 || fs__owner_tid(u, tid)) {
+        return false;
+    }
+    if (u->trunc_only) {
+        return true;
+    }
+    if (fs__is_pnode(w->ino) && (inos[1] = fs__pnew_sino(f, w->ino)) != 0) {
+        n = 2; /* an O_EXCL new file shows its reserved ino */
+    }
+    return fs__owner_writes_file(f, tid, inos, n) == 1;
+}
+
 /* A FLUSH or FSYNC (or the settle timer) asks for the update: commit it,
  * or answer now. */
 static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
@@ -535,7 +563,7 @@ static void do_finish(struct fs* f, struct fs_wino* w, struct fs_op* op)
         return;
     }
     if (op->wop == FS_WOP_FLUSH) {
-        if (!fs__owner_is(u, op->tid)) {
+        if (!fs__owner_is(u, op->tid) || flush_not_writers(f, w, op->tid)) {
             op_reply_err(op, 0); /* another's unfinished update */
             op_drop(op);
             return;
