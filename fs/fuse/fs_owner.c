@@ -227,15 +227,16 @@ static int fd_on(int dir, const char* name, const struct fd_match* m)
         return on ? 1 : 0;
     }
     long long flags = fdinfo_field(buf, "\nflags:", 8);
-    long long ino = fdinfo_field(buf, "\nino:", 10);
-    if (flags < 0 || ino < 0) {
+    const char* p = strstr(buf, "\nino:");
+    if (flags < 0 || p == NULL) {
         return -1;
     }
+    uint64_t ino = strtoull(p + 5, NULL, 10); /* %lu: past LLONG_MAX too */
     if ((flags & O_ACCMODE) == O_RDONLY) {
         return 0;
     }
     for (int i = 0; i < m->n_inos; i++) {
-        if (m->inos[i] == (uint64_t)ino) {
+        if (m->inos[i] == ino) {
             return 1;
         }
     }

@@ -1206,23 +1206,26 @@ def test_close_on_another_thread_commits(node):
     """Written on one thread and closed on another (Go's runtime may move
     a goroutine between the two): no writable descriptor of the file is
     left, so that close commits, before it returns; a reader's close on a
-    third thread before it did not."""
-    f = node.path("g")
-    sh("echo old > %s" % f)
-    rev = node.revision()
-    fd = os.open(f, os.O_WRONLY | os.O_TRUNC)
+    third thread before it did not. An existing file, a new one (its
+    local st_ino), a new O_EXCL one (its reserved st_ino)."""
+    sh("echo old > %s" % node.path("g"))
 
     def on_thread(fn):
         t = threading.Thread(target=fn)
         t.start()
         t.join()
 
-    on_thread(lambda: os.write(fd, b"new\n"))
-    on_thread(lambda: read(f))
-    assert node.revision() == rev
-    on_thread(lambda: os.close(fd))
-    assert node.revision() == rev + 1
-    assert at_rev(node, rev + 1, "g") == b"new\n"
+    for rel, flags in (("g", os.O_TRUNC), ("new", os.O_CREAT),
+                       ("excl", os.O_CREAT | os.O_EXCL)):
+        f = node.path(rel)
+        rev = node.revision()
+        fd = os.open(f, os.O_WRONLY | flags, 0o644)
+        on_thread(lambda: os.write(fd, b"new\n"))
+        on_thread(lambda: read(f))
+        assert node.revision() == rev, rel
+        on_thread(lambda: os.close(fd))
+        assert node.revision() == rev + 1, rel
+        assert at_rev(node, rev + 1, rel) == b"new\n"
 
 
 def test_truncation_alone_then_a_child_writes(node):
