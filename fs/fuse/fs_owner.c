@@ -29,24 +29,36 @@ bool fs__owner_tid(const struct fs_upd* u, int32_t tid)
     return false;
 }
 
+/* The start of file path (relative to directory dir, or AT_FDCWD) into
+ * buf, NUL-terminated: its length, at most cap - 1; -1 with errno when it
+ * cannot be opened or read. */
+static ssize_t read_small(int dir, const char* path, char* buf, size_t cap)
+{
+    int fd = openat(dir, path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t n = read(fd, buf, cap - 1);
+    int err = errno;
+    close(fd);
+    if (n < 0) {
+        errno = err;
+        return -1;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
 /* The process of thread tid, from /proc (0: gone or unreadable). */
 static int32_t tgid_of(int32_t tid)
 {
     char path[64], buf[512];
-    ssize_t n;
-    int fd;
 
     snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    if (read_small(AT_FDCWD, path, buf, sizeof(buf)) <= 0) {
         return 0;
     }
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0) {
-        return 0;
-    }
-    buf[n] = '\0';
     const char* p = strstr(buf, "\nTgid:");
     return p != NULL ? (int32_t)strtol(p + 6, NULL, 10) : 0;
 }
@@ -203,18 +215,14 @@ static long long fdinfo_field(const char* buf, const char* key, int base)
 static int fd_on(int dir, const char* name, const struct fd_match* m)
 {
     char buf[512];
-    ssize_t n;
-    int fd = openat(dir, name, O_RDONLY | O_CLOEXEC);
+    ssize_t n = read_small(dir, name, buf, sizeof(buf));
 
-    if (fd < 0) {
-        return errno == ENOENT ? 0 : -1; /* closed meanwhile */
+    if (n < 0 && errno == ENOENT) {
+        return 0; /* closed meanwhile */
     }
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
     if (n <= 0) {
         return -1;
     }
-    buf[n] = '\0';
     long long id = fdinfo_field(buf, "\nmnt_id:", 10);
     if (id < 0) {
         return -1;
@@ -243,89 +251,113 @@ static int fd_on(int dir, const char* name, const struct fd_match* m)
     return 0;
 }
 
+/* fn(dirfd, name, arg) for each entry of directory path but . and ..,
+ * until it returns non-zero: that value; 0 at the end; -1 when the
+ * directory cannot be read or has more than max entries. */
+static int each_entry(const char* path,
+                      int max,
+                      int (*fn)(int dir, const char* name, void* arg),
+                      void* arg)
+{
+    struct dirent* e;
+    int rv = 0, seen = 0;
+    DIR* d = opendir(path);
+
+    if (d == NULL) {
+        return -1;
+    }
+    while (rv == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.') {
+            rv = ++seen > max ? -1 : fn(dirfd(d), e->d_name, arg);
+        }
+    }
+    closedir(d);
+    return rv;
+}
+
+static int fd_entry(int dir, const char* name, void* arg)
+{
+    return fd_on(dir, name, arg);
+}
+
 /* 1 if process pid holds a descriptor that matches m, 0 if not, -1 when
  * that cannot be told. */
 static int holds_fd(int32_t pid, const struct fd_match* m)
 {
     char path[64];
-    struct dirent* e;
-    int rv = 0, seen = 0;
-    DIR* d;
 
     snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
-    d = opendir(path);
-    if (d == NULL) {
-        return -1;
+    return each_entry(path, OWNER_FDS_MAX, fd_entry, (void*)m);
+}
+
+/* Where add_children appends: procs[*n..cap). */
+struct proc_list {
+    int32_t* procs;
+    size_t* n;
+    size_t cap;
+};
+
+/* One thread's /proc/PID/task/TID/children: its child processes appended;
+ * 0, or -1 when unreadable, maybe cut, or past the list's cap. */
+static int task_children(int dir, const char* name, void* arg)
+{
+    struct proc_list* l = arg;
+    char path[64], buf[1024];
+
+    snprintf(path, sizeof(path), "%.16s/children", name);
+    ssize_t len = read_small(dir, path, buf, sizeof(buf));
+    if (len < 0) {
+        return errno == ENOENT ? 0 : -1; /* a thread that just exited */
     }
-    while (rv == 0 && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') {
-            continue;
+    if (len == (ssize_t)sizeof(buf) - 1) {
+        return -1; /* maybe cut */
+    }
+    for (char *p = buf, *end;; p = end) {
+        long child = strtol(p, &end, 10);
+        if (end == p) {
+            return 0;
         }
-        rv = ++seen > OWNER_FDS_MAX ? -1 : fd_on(dirfd(d), e->d_name, m);
+        if (*l->n == l->cap) {
+            return -1;
+        }
+        l->procs[(*l->n)++] = (int32_t)child;
     }
-    closedir(d);
-    return rv;
 }
 
 /* Append pid's children (those of each of its threads) to procs[*n..cap):
  * 0, or -1 when unreadable or past cap. */
 static int add_children(int32_t pid, int32_t* procs, size_t* n, size_t cap)
 {
-    char path[96], buf[1024];
-    struct dirent* e;
-    int rv = 0;
-    DIR* d;
+    char path[64];
+    struct proc_list l = {.procs = procs, .n = n, .cap = cap};
 
     snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    d = opendir(path);
-    if (d == NULL) {
+    return each_entry(path, OWNER_FDS_MAX, task_children, &l);
+}
+
+/* The ids of the mounts of this mount's device in the mount namespace of
+ * thread tid's process (*tgid): how many; 0 or less when that cannot be
+ * told (no connection known, the process gone, none or too many). */
+static int owner_mounts(const struct fs* f,
+                        int32_t tid,
+                        long* ids,
+                        int32_t* tgid)
+{
+    *tgid = tid > 0 ? tgid_of(tid) : 0;
+    if (f->conn == 0 || *tgid == 0) {
         return -1;
     }
-    while (rv == 0 && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') {
-            continue;
-        }
-        snprintf(path, sizeof(path), "/proc/%d/task/%.16s/children", (int)pid,
-                 e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            rv = errno == ENOENT ? 0 : -1; /* a thread that just exited */
-            continue;
-        }
-        ssize_t len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len < 0 || len == (ssize_t)sizeof(buf) - 1) {
-            rv = -1; /* unreadable, or maybe cut */
-            continue;
-        }
-        buf[len] = '\0';
-        for (char *p = buf, *end; rv == 0; p = end) {
-            long child = strtol(p, &end, 10);
-            if (end == p) {
-                break;
-            }
-            if (*n == cap) {
-                rv = -1;
-            } else {
-                procs[(*n)++] = (int32_t)child;
-            }
-        }
-    }
-    closedir(d);
-    return rv;
+    return mounts_of(*tgid, f->conn, ids, OWNER_MOUNTS_MAX);
 }
 
 bool fs__owner_holds_mount(const struct fs* f, int32_t tid)
 {
     long ids[OWNER_MOUNTS_MAX];
     int32_t procs[OWNER_PROCS_MAX];
-    int32_t tgid = tid > 0 ? tgid_of(tid) : 0;
+    int32_t tgid;
     size_t n = 0;
+    int n_ids = owner_mounts(f, tid, ids, &tgid);
 
-    if (f->conn == 0 || tgid == 0) {
-        return true;
-    }
-    int n_ids = mounts_of(tgid, f->conn, ids, OWNER_MOUNTS_MAX);
     if (n_ids <= 0) {
         return true;
     }
@@ -349,12 +381,9 @@ int fs__owner_writes_file(const struct fs* f,
                           int n_inos)
 {
     long ids[OWNER_MOUNTS_MAX];
-    int32_t tgid = tid > 0 ? tgid_of(tid) : 0;
+    int32_t tgid;
+    int n_ids = owner_mounts(f, tid, ids, &tgid);
 
-    if (f->conn == 0 || tgid == 0) {
-        return -1;
-    }
-    int n_ids = mounts_of(tgid, f->conn, ids, OWNER_MOUNTS_MAX);
     if (n_ids <= 0) {
         return -1;
     }

@@ -1142,28 +1142,6 @@ def test_touch_new_file(node):
     assert node.revision() == rev + 2
 
 
-def test_truncation_alone_then_another_thread_reads(node):
-    """One thread opens with O_TRUNC and writes later; meanwhile another
-    thread of the process reads the file and closes it (the jepsen
-    clients' shape): that close is not the writer's last, so nothing is
-    committed until the writer's close, and no revision is empty."""
-    f = node.path("k")
-    sh("echo old > %s" % f)
-    rev = node.revision()
-    for i in range(20):
-        fd = os.open(f, os.O_WRONLY | os.O_TRUNC)
-        got = []
-        t = threading.Thread(target=lambda: got.append(read(f)))
-        t.start()
-        t.join()
-        assert got == [b""]
-        assert node.revision() == rev + i, i
-        os.write(fd, b"v%d\n" % i)
-        os.close(fd)
-        assert node.revision() == rev + i + 1
-    assert b"" not in history(node, "k", rev)
-
-
 def test_readers_in_the_writers_process_publish_nothing(node):
     """Readers in other threads of the writer's process: their closes are
     not the writer's. They used to commit what was pending (the second
